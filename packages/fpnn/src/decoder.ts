@@ -1,0 +1,144 @@
+import { FpnnProtocolError } from './errors.js';
+import { DEFAULT_MAX_FRAME_BYTES, Flag, type Frame, HEADER_BYTES, MType, type PayloadFlag } from './frame.js';
+
+const EMPTY = new Uint8Array(0);
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function decodeMethod(bytes: Uint8Array, start: number, end: number): string {
+  // Method names are short ASCII in practice; avoid TextDecoder's per-call overhead for them.
+  let ascii = '';
+  for (let i = start; i < end; i++) {
+    const c = bytes[i]!;
+    if (c >= 0x80) {
+      try {
+        return utf8.decode(bytes.subarray(start, end));
+      } catch {
+        throw new FpnnProtocolError('method name is not valid UTF-8');
+      }
+    }
+    ascii += String.fromCharCode(c);
+  }
+  return ascii;
+}
+
+/**
+ * Incremental, bounded FPNN frame decoder (spec/fpnn.md §1).
+ *
+ * `push(chunk)` accepts bytes as they arrive (split or coalesced arbitrarily) and returns every
+ * frame completed by them. The declared length is checked against `maxFrameBytes` as soon as the
+ * 12-byte header is in, before the body is buffered. Any framing violation throws
+ * `FpnnProtocolError`, after which the decoder must not be used again (close the connection).
+ */
+export class FrameDecoder {
+  private pending: Uint8Array = EMPTY;
+  private failed = false;
+
+  constructor(readonly maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES) {}
+
+  /** Bytes received but not yet part of a whole frame. */
+  get bufferedBytes(): number {
+    return this.pending.length;
+  }
+
+  /** Appends bytes and returns every frame they complete. */
+  push(chunk: Uint8Array): Frame[] {
+    this.append(chunk);
+    const frames: Frame[] = [];
+    for (let frame = this.next(); frame; frame = this.next()) frames.push(frame);
+    return frames;
+  }
+
+  /** Appends bytes without decoding; pair with `next()` to stop at a frame boundary. */
+  append(chunk: Uint8Array): void {
+    if (this.failed) throw new FpnnProtocolError('decoder already failed');
+    if (chunk.length === 0) return;
+    if (this.pending.length === 0) {
+      this.pending = chunk;
+      return;
+    }
+    const merged = new Uint8Array(this.pending.length + chunk.length);
+    merged.set(this.pending, 0);
+    merged.set(chunk, this.pending.length);
+    this.pending = merged;
+  }
+
+  /**
+   * The next whole frame, or undefined until more bytes arrive. Stopping between frames is what
+   * `*key` needs: the bytes after it are already ciphertext (spec/fpnn.md §6 step 7).
+   */
+  next(): Frame | undefined {
+    if (this.failed) throw new FpnnProtocolError('decoder already failed');
+    const buf = this.pending;
+    if (buf.length < HEADER_BYTES) return undefined;
+    let frame: Frame;
+    let total: number;
+    try {
+      total = this.frameLength(buf, 0);
+      if (buf.length < total) return undefined;
+      frame = this.readFrame(buf, 0, total);
+    } catch (err) {
+      this.failed = true;
+      this.pending = EMPTY;
+      throw err;
+    }
+    // The frame's payload is a view of `buf`; the remainder is a view too. A remainder that is a
+    // small tail of a big chunk is copied so it never pins the chunk.
+    const rest = buf.length - total;
+    this.pending = rest === 0 ? EMPTY : rest < 4096 && buf.length > 65536 ? buf.slice(total) : buf.subarray(total);
+    return frame;
+  }
+
+  /** Removes and returns the bytes not yet decoded (after `*key`, they are ciphertext). */
+  takeBuffered(): Uint8Array {
+    const rest = this.pending;
+    this.pending = EMPTY;
+    return rest;
+  }
+
+  /** Validates the header at `offset` and returns the whole frame's length. */
+  private frameLength(buf: Uint8Array, offset: number): number {
+    if (buf[offset] !== 0x46 || buf[offset + 1] !== 0x50 || buf[offset + 2] !== 0x4e || buf[offset + 3] !== 0x4e) {
+      throw new FpnnProtocolError('bad magic: not an FPNN frame');
+    }
+    const version = buf[offset + 4]!;
+    if (version > 1) throw new FpnnProtocolError(`unsupported FPNN version ${version}`);
+    const flag = buf[offset + 5]!;
+    if ((flag & (Flag.MSGPACK | Flag.JSON)) === 0) throw new FpnnProtocolError(`unsupported payload flag 0x${flag.toString(16)}`);
+    const mtype = buf[offset + 6]!;
+    const ss = buf[offset + 7]!;
+    const psize =
+      (buf[offset + 8]! | (buf[offset + 9]! << 8) | (buf[offset + 10]! << 16) | (buf[offset + 11]! << 24)) >>> 0;
+    let total: number;
+    if (mtype === MType.ONEWAY) total = HEADER_BYTES + ss + psize;
+    else if (mtype === MType.TWOWAY) total = HEADER_BYTES + 4 + ss + psize;
+    else if (mtype === MType.ANSWER) total = HEADER_BYTES + 4 + psize;
+    else throw new FpnnProtocolError(`unknown frame mtype ${mtype}`);
+    if (mtype !== MType.ANSWER && ss === 0) throw new FpnnProtocolError('quest without a method name');
+    if (total > this.maxFrameBytes) {
+      throw new FpnnProtocolError(`frame of ${total} bytes exceeds the ${this.maxFrameBytes}-byte limit`);
+    }
+    return total;
+  }
+
+  private readFrame(buf: Uint8Array, offset: number, total: number): Frame {
+    const flagByte = buf[offset + 5]!;
+    // Both bits set is nonsense; msgpack wins as the reference reads the msgpack bit first.
+    const flag: PayloadFlag = flagByte & Flag.MSGPACK ? Flag.MSGPACK : Flag.JSON;
+    const mtype = buf[offset + 6]!;
+    const ss = buf[offset + 7]!;
+    const end = offset + total;
+    if (mtype === MType.ANSWER) {
+      const seq = readU32(buf, offset + 12);
+      return { kind: 'answer', flag, seq, ok: ss === 0, payload: buf.subarray(offset + 16, end) };
+    }
+    const oneway = mtype === MType.ONEWAY;
+    const methodStart = offset + (oneway ? HEADER_BYTES : 16);
+    const seq = oneway ? 0 : readU32(buf, offset + 12);
+    const method = decodeMethod(buf, methodStart, methodStart + ss);
+    return { kind: 'quest', flag, oneway, seq, method, payload: buf.subarray(methodStart + ss, end) };
+  }
+}
+
+function readU32(buf: Uint8Array, at: number): number {
+  return (buf[at]! | (buf[at + 1]! << 8) | (buf[at + 2]! << 16) | (buf[at + 3]! << 24)) >>> 0;
+}

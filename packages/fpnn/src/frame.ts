@@ -1,0 +1,94 @@
+/**
+ * FPNN frame layout (spec/fpnn.md §1). All header integers are little-endian.
+ *
+ *   0  magic "FPNN" | 4 version | 5 flag | 6 mtype | 7 ss | 8 psize u32 | 12 seq u32 (twoway, answer)
+ *   then the method name (quests) and the payload.
+ */
+export const MAGIC = new Uint8Array([0x46, 0x50, 0x4e, 0x4e]);
+/** Sent in every frame we write; 0 (Python SDK) and 1 are accepted. */
+export const VERSION = 1;
+export const Flag = { MSGPACK: 0x80, JSON: 0x40 } as const;
+export type PayloadFlag = (typeof Flag)[keyof typeof Flag];
+export const MType = { ONEWAY: 0, TWOWAY: 1, ANSWER: 2 } as const;
+export type FrameMType = (typeof MType)[keyof typeof MType];
+
+export const HEADER_BYTES = 12;
+/** Default maximum frame length (FPNN `max.package.len`). */
+export const DEFAULT_MAX_FRAME_BYTES = 8 * 1024 * 1024;
+
+export interface QuestFrame {
+  readonly kind: 'quest';
+  readonly flag: PayloadFlag;
+  readonly oneway: boolean;
+  /** 0 for oneway quests. */
+  readonly seq: number;
+  readonly method: string;
+  readonly payload: Uint8Array;
+}
+
+export interface AnswerFrame {
+  readonly kind: 'answer';
+  readonly flag: PayloadFlag;
+  readonly seq: number;
+  /** false when the status byte is non-zero: the payload is `{ code, ex }`. */
+  readonly ok: boolean;
+  readonly payload: Uint8Array;
+}
+
+export type Frame = QuestFrame | AnswerFrame;
+
+const encoder = new TextEncoder();
+
+function writeHeader(out: Uint8Array, flag: number, mtype: number, ss: number, psize: number): DataView {
+  out.set(MAGIC, 0);
+  out[4] = VERSION;
+  out[5] = flag;
+  out[6] = mtype;
+  out[7] = ss;
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  view.setUint32(8, psize, true);
+  return view;
+}
+
+const methodBytesCache = new Map<string, Uint8Array>();
+function methodBytes(method: string): Uint8Array {
+  let bytes = methodBytesCache.get(method);
+  if (!bytes) {
+    bytes = encoder.encode(method);
+    if (bytes.length === 0 || bytes.length > 255) throw new RangeError(`method name must be 1..255 bytes: '${method}'`);
+    if (methodBytesCache.size < 1024) methodBytesCache.set(method, bytes);
+  }
+  return bytes;
+}
+
+/** A quest frame. `seq` is ignored for oneway quests (they carry none). */
+export function encodeQuest(method: string, payload: Uint8Array, flag: PayloadFlag, oneway: boolean, seq = 0): Uint8Array {
+  const name = methodBytes(method);
+  const seqBytes = oneway ? 0 : 4;
+  const out = new Uint8Array(HEADER_BYTES + seqBytes + name.length + payload.length);
+  const view = writeHeader(out, flag, oneway ? MType.ONEWAY : MType.TWOWAY, name.length, payload.length);
+  if (!oneway) view.setUint32(12, seq >>> 0, true);
+  out.set(name, HEADER_BYTES + seqBytes);
+  out.set(payload, HEADER_BYTES + seqBytes + name.length);
+  return out;
+}
+
+/** An answer frame; `ok = false` writes status 1 (the payload must then be `{ code, ex }`). */
+export function encodeAnswer(seq: number, payload: Uint8Array, flag: PayloadFlag, ok = true): Uint8Array {
+  const out = new Uint8Array(16 + payload.length);
+  const view = writeHeader(out, flag, MType.ANSWER, ok ? 0 : 1, payload.length);
+  view.setUint32(12, seq >>> 0, true);
+  out.set(payload, 16);
+  return out;
+}
+
+/**
+ * Rewrites the seq of an encoded twoway quest in place. Lets one encoded push be written to many
+ * connections, each with its own seq (DESIGN.md: "encoded once per message").
+ */
+export function patchSeq(frame: Uint8Array, seq: number): void {
+  frame[12] = seq & 0xff;
+  frame[13] = (seq >>> 8) & 0xff;
+  frame[14] = (seq >>> 16) & 0xff;
+  frame[15] = (seq >>> 24) & 0xff;
+}

@@ -1,0 +1,191 @@
+import { FpnnErrorCode } from './codes.js';
+import { decodePayload, encodePayload, type Payload } from './codec.js';
+import { connectionClosedError, RtmError, timeoutError } from './errors.js';
+import { encodeAnswer, encodeQuest, Flag, type Frame, type PayloadFlag, type QuestFrame } from './frame.js';
+
+/** A quest received from the other side, after its payload was decoded. */
+export interface IncomingQuest {
+  readonly method: string;
+  readonly payload: Payload;
+  readonly oneway: boolean;
+  readonly flag: PayloadFlag;
+  readonly seq: number;
+}
+
+/**
+ * Handles one incoming quest. Return the answer payload (or a promise of it); throw an `RtmError`
+ * for an error answer. Anything else thrown becomes a 20001 "internal error" answer and is reported
+ * through `onInternalError`. The return value of a oneway quest is ignored.
+ */
+export type QuestHandler = (quest: IncomingQuest) => Payload | Promise<Payload> | void | Promise<void>;
+
+export interface PeerOptions {
+  /** Writes one whole frame to the transport. */
+  write(frame: Uint8Array): void;
+  /** Serves quests from the other side. Without one, every quest gets 20004 unknown method. */
+  onQuest?: QuestHandler;
+  /** Default time to wait for an answer to our quests. @default 20000 ms */
+  questTimeoutMs?: number;
+  /** Called with unexpected handler errors (they are answered with 20001). */
+  onInternalError?(err: unknown, quest: IncomingQuest): void;
+}
+
+interface Pending {
+  method: string;
+  deadline: number;
+  timeoutMs: number;
+  resolve(answer: Payload): void;
+  reject(err: RtmError): void;
+}
+
+export interface QuestOptions {
+  timeoutMs?: number;
+  flag?: PayloadFlag;
+}
+
+/**
+ * One end of an FPNN connection, with no I/O of its own (spec/fpnn.md §3): numbers its own
+ * quests, matches answers by seq, times quests out, answers incoming quests in the quest's own
+ * encoding, and fails everything pending when the connection closes. Used by server connections
+ * and by both SDKs; the transport feeds `receive()` and provides `write()`.
+ */
+export class FpnnPeer {
+  private nextSeq = 1;
+  private readonly pending = new Map<number, Pending>();
+  private sweepTimer: ReturnType<typeof setInterval> | undefined;
+  private closedWith: RtmError | undefined;
+  readonly questTimeoutMs: number;
+
+  constructor(private readonly options: PeerOptions) {
+    this.questTimeoutMs = options.questTimeoutMs ?? 20_000;
+  }
+
+  get closed(): boolean {
+    return this.closedWith !== undefined;
+  }
+
+  get pendingQuests(): number {
+    return this.pending.size;
+  }
+
+  /** Allocates the seq for a twoway quest we send (uint32, wraps, never 0). */
+  allocSeq(): number {
+    const seq = this.nextSeq;
+    this.nextSeq = seq >= 0xffffffff ? 1 : seq + 1;
+    return seq;
+  }
+
+  /** Sends a twoway quest and resolves with the answer payload, or rejects with an `RtmError`. */
+  quest(method: string, payload: Payload, options: QuestOptions = {}): Promise<Payload> {
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    const seq = this.allocSeq();
+    const timeoutMs = options.timeoutMs ?? this.questTimeoutMs;
+    const flag = options.flag ?? Flag.MSGPACK;
+    const frame = encodeQuest(method, encodePayload(flag, payload), flag, false, seq);
+    return new Promise<Payload>((resolve, reject) => {
+      this.pending.set(seq, { method, deadline: Date.now() + timeoutMs, timeoutMs, resolve, reject });
+      this.ensureSweep();
+      try {
+        this.options.write(frame);
+      } catch (err) {
+        this.pending.delete(seq);
+        reject(new RtmError(FpnnErrorCode.CORE_SEND_ERROR, `could not send '${method}': ${(err as Error).message}`));
+      }
+    });
+  }
+
+  /** Sends a oneway quest (no seq, never answered). */
+  oneway(method: string, payload: Payload, flag: PayloadFlag = Flag.MSGPACK): void {
+    if (this.closedWith) return;
+    this.options.write(encodeQuest(method, encodePayload(flag, payload), flag, true));
+  }
+
+  /** Feeds one decoded frame from the transport. */
+  receive(frame: Frame): void {
+    if (frame.kind === 'answer') return this.receiveAnswer(frame.seq, frame.ok, frame.flag, frame.payload);
+    void this.receiveQuest(frame);
+  }
+
+  private receiveAnswer(seq: number, ok: boolean, flag: PayloadFlag, bytes: Uint8Array): void {
+    const entry = this.pending.get(seq);
+    if (!entry) return; // late answer to a timed-out quest, or to an untracked push
+    this.pending.delete(seq);
+    let payload: Payload;
+    try {
+      payload = decodePayload(flag, bytes);
+    } catch (err) {
+      entry.reject(err as RtmError);
+      return;
+    }
+    if (ok) return entry.resolve(payload);
+    const code = typeof payload.code === 'number' ? payload.code : Number(payload.code ?? FpnnErrorCode.CORE_UNKNOWN_ERROR);
+    entry.reject(new RtmError(Number.isFinite(code) ? code : FpnnErrorCode.CORE_UNKNOWN_ERROR, String(payload.ex ?? 'error answer without ex')));
+  }
+
+  private async receiveQuest(frame: QuestFrame): Promise<void> {
+    let quest: IncomingQuest | undefined;
+    let answer: Payload;
+    let ok = true;
+    try {
+      const payload = decodePayload(frame.flag, frame.payload);
+      quest = { method: frame.method, payload, oneway: frame.oneway, flag: frame.flag, seq: frame.seq };
+      if (!this.options.onQuest) throw new RtmError(FpnnErrorCode.CORE_UNKNOWN_METHOD, `unknown method '${frame.method}'`);
+      const result = this.options.onQuest(quest);
+      answer = ((result instanceof Promise ? await result : result) ?? {}) as Payload;
+    } catch (err) {
+      ok = false;
+      if (err instanceof RtmError) answer = err.toAnswer();
+      else {
+        this.options.onInternalError?.(err, quest ?? { method: frame.method, payload: {}, oneway: frame.oneway, flag: frame.flag, seq: frame.seq });
+        answer = { code: FpnnErrorCode.CORE_UNKNOWN_ERROR, ex: 'internal server error' };
+      }
+    }
+    if (frame.oneway || this.closedWith) return;
+    this.writeAnswer(frame.seq, frame.flag, answer, ok);
+  }
+
+  /** Writes an answer frame for a quest we received. */
+  writeAnswer(seq: number, flag: PayloadFlag, payload: Payload, ok = true): void {
+    let bytes: Uint8Array;
+    try {
+      bytes = encodePayload(flag, payload);
+    } catch (err) {
+      ok = false;
+      bytes = encodePayload(flag, { code: FpnnErrorCode.CORE_ENCODING, ex: `answer could not be encoded: ${(err as Error).message}` });
+    }
+    this.options.write(encodeAnswer(seq, bytes, flag, ok));
+  }
+
+  /** Fails every pending quest; later quests reject at once. Idempotent. */
+  close(reason = 'connection closed'): void {
+    if (this.closedWith) return;
+    this.closedWith = connectionClosedError(reason);
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+    const pending = [...this.pending.values()];
+    this.pending.clear();
+    for (const entry of pending) entry.reject(this.closedWith);
+  }
+
+  // One coarse timer per peer instead of one timer per quest: cheap at 100k quests/s.
+  private ensureSweep(): void {
+    if (this.sweepTimer) return;
+    const every = Math.max(50, Math.min(1000, Math.floor(this.questTimeoutMs / 4)));
+    this.sweepTimer = setInterval(() => this.sweep(), every);
+    (this.sweepTimer as { unref?: () => void }).unref?.();
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [seq, entry] of this.pending) {
+      if (entry.deadline <= now) {
+        this.pending.delete(seq);
+        entry.reject(timeoutError(entry.method, entry.timeoutMs));
+      }
+    }
+    if (this.pending.size === 0 && this.sweepTimer) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = undefined;
+    }
+  }
+}

@@ -1,0 +1,121 @@
+import { FpnnErrorCode } from './codes.js';
+import { RtmError } from './errors.js';
+import type { Payload } from './codec.js';
+
+/**
+ * Declarative wire shapes. A method declares its fields once; `parse` validates a decoded payload
+ * into a typed request, with the spec's codes: a missing key → 10009, a value of the wrong type →
+ * 10010 (spec/fpnn.md §3). The coercions are the ones real SDKs need (spec/fpnn.md §2):
+ * - ids: any msgpack int width, bigint, float64 holding an integer (msgpack-lite), decimal string (JSON);
+ * - strings: str or bin; booleans: true/false or 0/1; nil = absent.
+ */
+export interface Field<T> {
+  readonly optional: boolean;
+  readonly describe: string;
+  read(value: unknown, key: string): T;
+}
+
+export type Infer<S extends Record<string, Field<unknown>>> = {
+  [K in keyof S as S[K]['optional'] extends true ? never : K]: S[K] extends Field<infer T> ? T : never;
+} & {
+  [K in keyof S as S[K]['optional'] extends true ? K : never]?: S[K] extends Field<infer T> ? T : never;
+};
+
+const INT64_MIN = -(2n ** 63n);
+const UINT64_MAX = 2n ** 64n - 1n;
+const utf8 = new TextDecoder('utf-8', { fatal: false });
+
+function typeName(value: unknown): string {
+  if (value instanceof Uint8Array) return 'bin';
+  if (Array.isArray(value)) return 'array';
+  return typeof value;
+}
+
+function bad(key: string, want: string, value: unknown): RtmError {
+  return new RtmError(FpnnErrorCode.PROTO_TYPE_CONVERT, `key '${key}' must be ${want}, got ${typeName(value)}`);
+}
+
+/** Reads a 64-bit integer in any of its wire forms; `undefined` if the value is not one. */
+export function asInt64(value: unknown): bigint | undefined {
+  if (typeof value === 'bigint') return value >= INT64_MIN && value <= UINT64_MAX ? value : undefined;
+  if (typeof value === 'number') return Number.isInteger(value) ? BigInt(value) : undefined;
+  if (typeof value === 'string' && /^-?\d{1,20}$/.test(value)) {
+    const n = BigInt(value);
+    return n >= INT64_MIN && n <= UINT64_MAX ? n : undefined;
+  }
+  return undefined;
+}
+
+function make<T>(describe: string, read: (value: unknown, key: string) => T): Field<T> & { optional: false } {
+  return { optional: false, describe, read };
+}
+
+export const id = make<bigint>('an integer id', (v, k) => {
+  const n = asInt64(v);
+  if (n === undefined) throw bad(k, 'an integer (int64)', v);
+  return n;
+});
+
+export const int = make<number>('an integer', (v, k) => {
+  if (typeof v === 'number' && Number.isSafeInteger(v)) return v;
+  if (typeof v === 'bigint' && v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(v);
+  if (typeof v === 'string' && /^-?\d{1,15}$/.test(v)) return Number(v);
+  throw bad(k, 'an integer', v);
+});
+
+export const str = make<string>('a string', (v, k) => {
+  if (typeof v === 'string') return v;
+  if (v instanceof Uint8Array) return utf8.decode(v);
+  throw bad(k, 'a string', v);
+});
+
+/** A message body: str or bin, kept as it came so it can be echoed in the same msgpack kind. */
+export const body = make<string | Uint8Array>('a string or binary', (v, k) => {
+  if (typeof v === 'string' || v instanceof Uint8Array) return v;
+  throw bad(k, 'a string or binary', v);
+});
+
+export const bool = make<boolean>('a boolean', (v, k) => {
+  if (typeof v === 'boolean') return v;
+  if (v === 0 || v === 1) return v === 1;
+  throw bad(k, 'a boolean', v);
+});
+
+export function list<T>(item: Field<T>): Field<T[]> & { optional: false } {
+  return make<T[]>(`a list of ${item.describe}`, (v, k) => {
+    if (!Array.isArray(v)) throw bad(k, `a list of ${item.describe}`, v);
+    return v.map((x, i) => item.read(x, `${k}[${i}]`));
+  });
+}
+
+/** A map of string keys to strings (connection attrs). */
+export const strMap = make<Record<string, string>>('a map of strings', (v, k) => {
+  if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) throw bad(k, 'a map of strings', v);
+  const out: Record<string, string> = {};
+  for (const [key, val] of Object.entries(v)) out[key] = str.read(val, `${k}.${key}`);
+  return out;
+});
+
+/** Any value (kept as is). */
+export const any = make<unknown>('any value', (v) => v);
+
+export function optional<T>(field: Field<T>): Field<T> & { optional: true } {
+  return { ...field, optional: true };
+}
+
+export type Schema = Record<string, Field<unknown>>;
+
+/** Validates `payload` against `schema`; unknown keys are ignored (SDKs add their own, e.g. `version`). */
+export function parse<S extends Schema>(schema: S, payload: Payload): Infer<S> {
+  const out: Record<string, unknown> = {};
+  for (const key in schema) {
+    const field = schema[key]!;
+    const value = Object.hasOwn(payload, key) ? payload[key] : undefined;
+    if (value === undefined || value === null) {
+      if (!field.optional) throw new RtmError(FpnnErrorCode.PROTO_KEY_NOT_FOUND, `missing required key '${key}'`);
+      continue;
+    }
+    out[key] = field.read(value, key);
+  }
+  return out as Infer<S>;
+}
