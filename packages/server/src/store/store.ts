@@ -1,0 +1,223 @@
+/**
+ * The durable state of the server, behind one interface (DESIGN.md "Storage").
+ *
+ * Implementations: SQLite (`sqlite.ts`, the embedded default) and PostgreSQL (`postgres.ts`).
+ * Every implementation passes the same conformance suite (`@rtm/testkit` storeConformance).
+ *
+ * Contract, for every implementation:
+ * - ids (uid, gid, rid, mid, message id, mtime) are `bigint`; `pid` is a number.
+ * - Every method may be called concurrently; results reflect all writes whose promise resolved.
+ * - `append` is durable when its promise resolves (the server answers the sender only then).
+ *   Implementations group-commit: appends issued in the same event-loop turn share one transaction.
+ * - Message `id`s increase strictly in commit order across the whole store; `mtime` is the store's
+ *   clock in ms at persistence, never lower than the mtime of an earlier message.
+ * - History reads are index range scans (no OFFSET, no table scan), equally fast at any depth.
+ * - "Now" for expiring bans/blacklists is passed in by the caller (testable time).
+ */
+
+/** Message kinds, as on the wire (`type` of getmsg/delmsg): 1 p2p, 2 group, 3 room, 4 broadcast. */
+export const MessageKind = { P2P: 1, GROUP: 2, ROOM: 3, BROADCAST: 4 } as const;
+export type MessageKind = (typeof MessageKind)[keyof typeof MessageKind];
+
+/** A message to persist. `to` is the receiver uid (p2p), gid, rid, or 0n (broadcast). */
+export interface NewMessage {
+  pid: number;
+  kind: MessageKind;
+  from: bigint;
+  to: bigint;
+  mid: bigint;
+  mtype: number;
+  /** Body as received: a string (msgpack str) or bytes (msgpack bin); kept as that kind. */
+  msg: string | Uint8Array;
+  attrs: string;
+}
+
+export interface StoredMessage extends NewMessage {
+  /** Store-wide cursor, strictly increasing in commit order. */
+  id: bigint;
+  /** ms at persistence. */
+  mtime: bigint;
+}
+
+/**
+ * `stored`: new message. `duplicate`: the same (pid, kind, from, to, mid) with the same mtype, msg
+ * (same kind and bytes) and attrs was stored before — nothing new stored, `message` is the original.
+ * `collision`: the same key with different content — nothing stored (answer 200053 DUPLCATED_MID).
+ */
+export type AppendResult =
+  | { status: 'stored'; message: StoredMessage }
+  | { status: 'duplicate'; message: StoredMessage }
+  | { status: 'collision' };
+
+/**
+ * A conversation: p2p between `uid` and `peer` (either direction), or the group/room/broadcast
+ * stream `to` (gid / rid / 0n).
+ */
+export type ConversationRef =
+  | { pid: number; kind: typeof MessageKind.P2P; uid: bigint; peer: bigint }
+  | { pid: number; kind: typeof MessageKind.GROUP | typeof MessageKind.ROOM | typeof MessageKind.BROADCAST; to: bigint };
+
+export interface HistoryQuery {
+  conversation: ConversationRef;
+  /** true: newest first (ids below `lastid`); false: oldest first (ids above `lastid`). */
+  desc: boolean;
+  /** Page size, already clamped by the caller (≥ 1). */
+  num: number;
+  /** Inclusive mtime bounds in ms; undefined = unbounded. */
+  begin?: bigint;
+  end?: bigint;
+  /** Cursor: id of the last message of the previous page; undefined or 0n = first page. */
+  lastid?: bigint;
+  /** Only these mtypes; undefined or empty = all. */
+  mtypes?: readonly number[];
+}
+
+export interface MessageKey {
+  pid: number;
+  kind: MessageKind;
+  from: bigint;
+  to: bigint;
+  mid: bigint;
+}
+
+export interface CountQuery {
+  pid: number;
+  kind: typeof MessageKind.GROUP | typeof MessageKind.ROOM;
+  to: bigint;
+  mtypes?: readonly number[];
+  begin?: bigint;
+  end?: bigint;
+}
+
+export interface UnreadCount {
+  /** Number of unread messages. */
+  count: number;
+  /** mtime (ms) of the latest unread message. */
+  ltime: bigint;
+}
+
+export interface UnreadQuery {
+  pid: number;
+  uid: bigint;
+  /** Only messages with mtime > since (ms). */
+  since: bigint;
+  /** Only these mtypes; undefined or empty = all. */
+  mtypes?: readonly number[];
+}
+
+export type InfoKind = 'user' | 'group' | 'room';
+export type BanScope = 'group' | 'room';
+
+export interface Info {
+  oinfo: string;
+  pinfo: string;
+}
+
+export interface UnreadBaseline {
+  /** ms of the user's last logout (end of their last session), if any. */
+  logoutTime?: bigint;
+  /** ms of the user's last unread clear, if any. */
+  clearTime?: bigint;
+}
+
+export interface RetentionPolicy {
+  /** Delete messages older than this many ms. */
+  maxAgeMs?: number;
+  /** Keep at most this many messages per conversation (oldest go first). */
+  maxPerConversation?: number;
+}
+
+export interface Store {
+  /** Creates or migrates the schema (idempotent; safe when several nodes start at once). */
+  init(): Promise<void>;
+  close(): Promise<void>;
+
+  // --- messages -------------------------------------------------------------------------------
+  /** Persists a batch atomically (sendmsgs stores one message per recipient). Results in input order. */
+  append(batch: readonly NewMessage[]): Promise<AppendResult[]>;
+  /** A page of non-deleted messages of one conversation, in page order. */
+  history(query: HistoryQuery): Promise<StoredMessage[]>;
+  /** A non-deleted message by its key, or undefined. */
+  getMessage(key: MessageKey): Promise<StoredMessage | undefined>;
+  /** Marks a message deleted (hidden from history, getMessage, counts and unread). false if not found. */
+  deleteMessage(key: MessageKey): Promise<boolean>;
+  /** Distinct senders and number of non-deleted messages in a group or room, with filters. */
+  countMessages(query: CountQuery): Promise<{ sender: number; num: number }>;
+
+  // --- unread and conversations ----------------------------------------------------------------
+  /** Per peer: p2p messages sent *to* `uid` by that peer after `since`. Peers without any are absent. `peers` undefined = all peers. */
+  unreadP2P(query: UnreadQuery & { peers?: readonly bigint[] }): Promise<Map<bigint, UnreadCount>>;
+  /** Per group of `gids`: group messages sent by others than `uid` after `since`. Groups without any are absent. */
+  unreadGroups(query: UnreadQuery & { gids: readonly bigint[] }): Promise<Map<bigint, UnreadCount>>;
+  /** Peers `uid` has a p2p conversation with (sent or received, not removed), newest activity first. */
+  p2pPeers(pid: number, uid: bigint): Promise<bigint[]>;
+  /** Removes `peer` from `uid`'s p2p conversation list until a new message between them is stored. */
+  removeP2PSession(pid: number, uid: bigint, peer: bigint): Promise<void>;
+  getUnreadBaseline(pid: number, uid: bigint): Promise<UnreadBaseline>;
+  setLogoutTime(pid: number, uid: bigint, ms: bigint): Promise<void>;
+  setClearTime(pid: number, uid: bigint, ms: bigint): Promise<void>;
+
+  // --- tokens ----------------------------------------------------------------------------------
+  getToken(pid: number, uid: bigint): Promise<string | undefined>;
+  setToken(pid: number, uid: bigint, token: string): Promise<void>;
+  deleteToken(pid: number, uid: bigint): Promise<void>;
+
+  // --- groups (persistent membership) ----------------------------------------------------------
+  addGroupMembers(pid: number, gid: bigint, uids: readonly bigint[]): Promise<void>;
+  removeGroupMembers(pid: number, gid: bigint, uids: readonly bigint[]): Promise<void>;
+  /** Removes every member (and the group's info). */
+  deleteGroup(pid: number, gid: bigint): Promise<void>;
+  groupMembers(pid: number, gid: bigint): Promise<bigint[]>;
+  groupMemberCount(pid: number, gid: bigint): Promise<number>;
+  isGroupMember(pid: number, gid: bigint, uid: bigint): Promise<boolean>;
+  userGroups(pid: number, uid: bigint): Promise<bigint[]>;
+
+  // --- rooms (live membership, shared by the nodes of a cluster) --------------------------------
+  addRoomMember(pid: number, rid: bigint, uid: bigint): Promise<void>;
+  removeRoomMember(pid: number, rid: bigint, uid: bigint): Promise<void>;
+  roomMembers(pid: number, rid: bigint): Promise<bigint[]>;
+  roomCounts(pid: number, rids: readonly bigint[]): Promise<Map<bigint, number>>;
+  userRooms(pid: number, uid: bigint): Promise<bigint[]>;
+  /** Removes the user from every room; returns the rooms left. */
+  clearUserRooms(pid: number, uid: bigint): Promise<bigint[]>;
+
+  // --- bans and project blacklist --------------------------------------------------------------
+  /** Bans `uid` in group/room `target` (0n = all groups/rooms) until `until` ms (undefined = forever). */
+  addBan(pid: number, scope: BanScope, target: bigint, uid: bigint, until?: bigint): Promise<void>;
+  removeBan(pid: number, scope: BanScope, target: bigint, uid: bigint): Promise<void>;
+  /** true if banned in `target` or in all of that scope, at time `now` (ms). */
+  isBanned(pid: number, scope: BanScope, target: bigint, uid: bigint, now: bigint): Promise<boolean>;
+  addProjectBlack(pid: number, uid: bigint, until?: bigint): Promise<void>;
+  removeProjectBlack(pid: number, uid: bigint): Promise<void>;
+  isProjectBlack(pid: number, uid: bigint, now: bigint): Promise<boolean>;
+
+  // --- friends and blacklists ------------------------------------------------------------------
+  /** Symmetric: adding B to A's friends makes A a friend of B. */
+  addFriends(pid: number, uid: bigint, friends: readonly bigint[]): Promise<void>;
+  removeFriends(pid: number, uid: bigint, friends: readonly bigint[]): Promise<void>;
+  friends(pid: number, uid: bigint): Promise<bigint[]>;
+  /** Those of `candidates` who are friends of `uid`. */
+  filterFriends(pid: number, uid: bigint, candidates: readonly bigint[]): Promise<bigint[]>;
+  /** `uid` blocks `blacks`: they can no longer send to `uid`. */
+  addBlacks(pid: number, uid: bigint, blacks: readonly bigint[]): Promise<void>;
+  removeBlacks(pid: number, uid: bigint, blacks: readonly bigint[]): Promise<void>;
+  /** Users blocked by `uid`. */
+  blacks(pid: number, uid: bigint): Promise<bigint[]>;
+  /** Those of `candidates` who have blocked `uid`. */
+  blockedBy(pid: number, uid: bigint, candidates: readonly bigint[]): Promise<bigint[]>;
+
+  // --- info and key-value data -----------------------------------------------------------------
+  /** Sets the given parts; an undefined part stays unchanged. */
+  setInfo(pid: number, kind: InfoKind, id: bigint, info: Partial<Info>): Promise<void>;
+  /** Both parts, "" when unset. */
+  getInfo(pid: number, kind: InfoKind, id: bigint): Promise<Info>;
+  /** Public info (oinfo) of those of `ids` that have one. */
+  getOpenInfos(pid: number, kind: InfoKind, ids: readonly bigint[]): Promise<Map<bigint, string>>;
+  dataSet(pid: number, uid: bigint, key: string, val: string): Promise<void>;
+  dataGet(pid: number, uid: bigint, key: string): Promise<string | undefined>;
+  dataDelete(pid: number, uid: bigint, key: string): Promise<void>;
+
+  // --- retention -------------------------------------------------------------------------------
+  /** Deletes messages outside the policy (rows removed for good); returns how many were removed. */
+  sweepRetention(policy: RetentionPolicy, now: bigint): Promise<number>;
+}
