@@ -1,0 +1,50 @@
+/** A listener of one event. */
+export type Listener<T> = (payload: T) => void;
+
+/**
+ * A minimal typed event emitter. Listeners run synchronously in registration order; one that
+ * throws is reported to `onListenerError` and the others still run. Unlike node's EventEmitter,
+ * an 'error' event without listeners is simply dropped (it is also logged by the client).
+ */
+export class TypedEmitter<Events extends { [K in keyof Events]: unknown }> {
+  private readonly listeners = new Map<keyof Events, Set<Listener<never>>>();
+
+  constructor(private readonly onListenerError: (err: unknown, event: keyof Events) => void = () => {}) {}
+
+  /** Adds a listener; returns a function that removes it. */
+  on<K extends keyof Events>(event: K, listener: Listener<Events[K]>): () => void {
+    let set = this.listeners.get(event);
+    if (!set) this.listeners.set(event, (set = new Set()));
+    set.add(listener as Listener<never>);
+    return () => this.off(event, listener);
+  }
+
+  /** Adds a listener called at most once; returns a function that removes it. */
+  once<K extends keyof Events>(event: K, listener: Listener<Events[K]>): () => void {
+    const off = this.on(event, (payload) => {
+      off();
+      listener(payload);
+    });
+    return off;
+  }
+
+  off<K extends keyof Events>(event: K, listener: Listener<Events[K]>): void {
+    this.listeners.get(event)?.delete(listener as Listener<never>);
+  }
+
+  listenerCount(event: keyof Events): number {
+    return this.listeners.get(event)?.size ?? 0;
+  }
+
+  protected emit<K extends keyof Events>(event: K, payload: Events[K]): void {
+    const set = this.listeners.get(event);
+    if (!set) return;
+    for (const listener of [...set]) {
+      try {
+        (listener as Listener<Events[K]>)(payload);
+      } catch (err) {
+        this.onListenerError(err, event);
+      }
+    }
+  }
+}

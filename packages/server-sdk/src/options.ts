@@ -1,0 +1,186 @@
+/**
+ * Options of `RTMServerClient`, their defaults and the resolver that validates them
+ * (one typed config: `DEFAULT_*` constants, a bad setting fails at construction naming itself).
+ */
+
+/** Where log lines go. `console` fits; the default logger drops everything. */
+export interface Logger {
+  debug(message: string, ...details: unknown[]): void;
+  info(message: string, ...details: unknown[]): void;
+  warn(message: string, ...details: unknown[]): void;
+  error(message: string, ...details: unknown[]): void;
+}
+
+/**
+ * The reconnect schedule (server-api.md §8, "regressive strategy" of the Node and Python SDKs):
+ * after a failure, retry at once up to `immediateRetries` times, then wait `minDelayMs` growing
+ * linearly to `maxDelayMs` over `steps` attempts, then keep waiting `maxDelayMs`.
+ */
+export interface ReconnectPolicy {
+  /** Consecutive failures retried without waiting. @default 5 */
+  immediateRetries: number;
+  /** First back-off delay, in milliseconds. @default 2000 */
+  minDelayMs: number;
+  /** Largest back-off delay, in milliseconds. @default 120000 */
+  maxDelayMs: number;
+  /** Number of linear steps from `minDelayMs` to `maxDelayMs`. @default 5 */
+  steps: number;
+  /** A connection that drops sooner than this after opening counts as a failed attempt, in milliseconds. @default 1500 */
+  stableAfterMs: number;
+}
+
+/**
+ * Encryption of the connection with ECDH + AES (fpnn.md §6, `*key`). Declared so the option has a
+ * stable name, NOT implemented yet: it waits for `@rtm/fpnn/crypto`. Passing it throws at construction.
+ */
+export interface EncryptionOptions {
+  /** The server's EC public key: PEM text or raw bytes. */
+  serverPublicKey: string | Uint8Array;
+  /** Curve name. @default 'secp256k1' */
+  curve?: 'secp256k1' | 'secp256r1' | 'secp192r1' | 'secp224r1';
+  /** AES key size in bits. @default 128 */
+  bits?: 128 | 256;
+  /** Stream mode (Go SDK) instead of package mode (Node and Python SDKs). @default false */
+  streamMode?: boolean;
+}
+
+export interface RTMServerClientOptions {
+  /** Project id. Positive integer (int32 in the Go SDK). Required. */
+  pid: number;
+  /** Project secret key, used to sign every quest (server-api.md §1). Required. */
+  secret: string;
+  /** Server gate address, `host:port` (`[v6-address]:port` for IPv6), e.g. `rtm.example.com:13315`. Required. */
+  endpoint: string;
+  /** Default time to wait for an answer, in milliseconds; also bounds waiting for a reconnection. @default 20000 */
+  questTimeoutMs?: number;
+  /** Time allowed to open the TCP connection, in milliseconds. @default 30000 */
+  connectTimeoutMs?: number;
+  /**
+   * Reconnect after the connection drops, re-sending the listen state. While reconnecting, calls
+   * wait for the connection (within their timeout). When false, calls on a dropped connection fail
+   * with 20012 until `connect()` is called again. @default true
+   */
+  autoReconnect?: boolean;
+  /** Overrides of the reconnect schedule; see `ReconnectPolicy` for each default. */
+  reconnect?: Partial<ReconnectPolicy>;
+  /**
+   * Once the server has sent a `ping`, close and reconnect when no further ping comes within this
+   * many milliseconds (the Node SDK's 40 s rule, fpnn.md §4). 0 disables the check. @default 40000
+   */
+  pingTimeoutMs?: number;
+  /**
+   * Pushed messages already seen (same kind, sender, target and mid) within this window are not
+   * emitted again (server-api.md §6), in milliseconds. 0 disables. @default 300000
+   */
+  dedupWindowMs?: number;
+  /** Where warnings and errors are logged. @default a logger that drops everything */
+  logger?: Logger;
+  /** Not implemented yet: see `EncryptionOptions`. @default undefined (plain TCP) */
+  encryption?: EncryptionOptions;
+}
+
+export const DEFAULT_QUEST_TIMEOUT_MS = 20_000;
+export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+export const DEFAULT_AUTO_RECONNECT = true;
+export const DEFAULT_PING_TIMEOUT_MS = 40_000;
+export const DEFAULT_DEDUP_WINDOW_MS = 300_000;
+export const DEFAULT_RECONNECT_POLICY: Readonly<ReconnectPolicy> = Object.freeze({
+  immediateRetries: 5,
+  minDelayMs: 2_000,
+  maxDelayMs: 120_000,
+  steps: 5,
+  stableAfterMs: 1_500,
+});
+
+const silent = (): void => {};
+export const SILENT_LOGGER: Logger = Object.freeze({ debug: silent, info: silent, warn: silent, error: silent });
+
+export interface ResolvedOptions {
+  readonly pid: number;
+  readonly secret: string;
+  readonly endpoint: string;
+  readonly host: string;
+  readonly port: number;
+  readonly questTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly autoReconnect: boolean;
+  readonly reconnect: Readonly<ReconnectPolicy>;
+  readonly pingTimeoutMs: number;
+  readonly dedupWindowMs: number;
+  readonly logger: Logger;
+}
+
+function fail(name: string, why: string): never {
+  throw new TypeError(`RTMServerClient option '${name}' ${why}`);
+}
+
+function nonNegativeInt(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) fail(name, `must be a non-negative integer, got ${String(value)}`);
+  return value;
+}
+
+function positiveInt(name: string, value: unknown, fallback: number): number {
+  const n = nonNegativeInt(name, value, fallback);
+  if (n === 0) fail(name, 'must be greater than 0');
+  return n;
+}
+
+/** Splits `host:port` / `[v6]:port`. */
+export function parseEndpoint(endpoint: string): { host: string; port: number } {
+  const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(endpoint) ?? /^([^:\s]+):(\d{1,5})$/.exec(endpoint);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port < 1 || port > 65535) fail('endpoint', `must be 'host:port', got '${endpoint}'`);
+  return { host: m[1]!, port };
+}
+
+/** Validates the options and returns a frozen, complete copy. Throws a `TypeError` naming the bad option. */
+export function resolveOptions(options: RTMServerClientOptions): ResolvedOptions {
+  if (options === null || typeof options !== 'object') fail('options', 'must be an object');
+  const { pid, secret, endpoint } = options;
+  if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid <= 0) fail('pid', `must be a positive integer, got ${String(pid)}`);
+  if (typeof secret !== 'string' || secret.length === 0) fail('secret', 'must be a non-empty string');
+  if (typeof endpoint !== 'string') fail('endpoint', "must be a 'host:port' string");
+  if (options.encryption !== undefined) {
+    fail('encryption', 'is not implemented yet (it waits for @rtm/fpnn/crypto); leave it out to use plain TCP');
+  }
+  if (options.autoReconnect !== undefined && typeof options.autoReconnect !== 'boolean') fail('autoReconnect', 'must be a boolean');
+  const r = options.reconnect ?? {};
+  const reconnect = Object.freeze({
+    immediateRetries: nonNegativeInt('reconnect.immediateRetries', r.immediateRetries, DEFAULT_RECONNECT_POLICY.immediateRetries),
+    minDelayMs: nonNegativeInt('reconnect.minDelayMs', r.minDelayMs, DEFAULT_RECONNECT_POLICY.minDelayMs),
+    maxDelayMs: nonNegativeInt('reconnect.maxDelayMs', r.maxDelayMs, DEFAULT_RECONNECT_POLICY.maxDelayMs),
+    steps: positiveInt('reconnect.steps', r.steps, DEFAULT_RECONNECT_POLICY.steps),
+    stableAfterMs: nonNegativeInt('reconnect.stableAfterMs', r.stableAfterMs, DEFAULT_RECONNECT_POLICY.stableAfterMs),
+  });
+  if (reconnect.maxDelayMs < reconnect.minDelayMs) fail('reconnect.maxDelayMs', 'must not be below reconnect.minDelayMs');
+  const logger = options.logger ?? SILENT_LOGGER;
+  for (const level of ['debug', 'info', 'warn', 'error'] as const) {
+    if (typeof logger[level] !== 'function') fail('logger', `must have a ${level}() method`);
+  }
+  return Object.freeze({
+    pid,
+    secret,
+    endpoint,
+    ...parseEndpoint(endpoint),
+    questTimeoutMs: positiveInt('questTimeoutMs', options.questTimeoutMs, DEFAULT_QUEST_TIMEOUT_MS),
+    connectTimeoutMs: positiveInt('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS),
+    autoReconnect: options.autoReconnect ?? DEFAULT_AUTO_RECONNECT,
+    reconnect,
+    pingTimeoutMs: nonNegativeInt('pingTimeoutMs', options.pingTimeoutMs, DEFAULT_PING_TIMEOUT_MS),
+    dedupWindowMs: nonNegativeInt('dedupWindowMs', options.dedupWindowMs, DEFAULT_DEDUP_WINDOW_MS),
+    logger,
+  });
+}
+
+/**
+ * Delay before the next connection attempt, given the number of consecutive failures so far
+ * (0 after a connection that stayed up). With the defaults: attempts 1–5 at once (failures 0–4),
+ * then 2 s, 31.5 s, 61 s, 90.5 s, then 120 s for every further attempt.
+ */
+export function reconnectDelayMs(failures: number, policy: Readonly<ReconnectPolicy> = DEFAULT_RECONNECT_POLICY): number {
+  if (failures < policy.immediateRetries) return 0;
+  const step = Math.min(failures - policy.immediateRetries + 1, policy.steps);
+  if (policy.steps === 1) return policy.maxDelayMs;
+  return Math.round(policy.minDelayMs + ((policy.maxDelayMs - policy.minDelayMs) * (step - 1)) / (policy.steps - 1));
+}

@@ -1,0 +1,27 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * The server-gate signature (server-api.md §1):
+ * `UPPER(hex(md5("<pid>:<secret>:<salt>:<method>:<ts>")))`, integers as exact decimal text.
+ */
+export function signQuest(pid: number | bigint, secret: string, salt: bigint | number, method: string, ts: number | bigint): string {
+  return createHash('md5').update(`${pid}:${secret}:${salt}:${method}:${ts}`, 'utf8').digest('hex').toUpperCase();
+}
+
+/**
+ * Unique, increasing 64-bit ids for salts and generated mids: `(ms << 20) + n`, and always at
+ * least the previous value + 1, so two ids from one generator never repeat (even within one
+ * millisecond or when the clock steps back). ≈ 2^60.6 today (so ids exercise the > 2^53 path)
+ * and below 2^63 until the year 2248; `ms << 22` (the Go SDK's layout) would overflow int64 in 2039.
+ */
+export class IdGenerator {
+  private last = 0n;
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  next(): bigint {
+    const base = BigInt(Math.floor(this.now())) << 20n;
+    this.last = base > this.last ? base : this.last + 1n;
+    return this.last;
+  }
+}
