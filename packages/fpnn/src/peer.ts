@@ -10,6 +10,8 @@ export interface IncomingQuest {
   readonly oneway: boolean;
   readonly flag: PayloadFlag;
   readonly seq: number;
+  /** The payload bytes as received (replay detection hashes them). */
+  readonly bytes: Uint8Array;
 }
 
 /**
@@ -128,7 +130,7 @@ export class FpnnPeer {
     let ok = true;
     try {
       const payload = decodePayload(frame.flag, frame.payload);
-      quest = { method: frame.method, payload, oneway: frame.oneway, flag: frame.flag, seq: frame.seq };
+      quest = { method: frame.method, payload, oneway: frame.oneway, flag: frame.flag, seq: frame.seq, bytes: frame.payload };
       if (!this.options.onQuest) throw new RtmError(FpnnErrorCode.CORE_UNKNOWN_METHOD, `unknown method '${frame.method}'`);
       const result = this.options.onQuest(quest);
       answer = ((result instanceof Promise ? await result : result) ?? {}) as Payload;
@@ -136,7 +138,7 @@ export class FpnnPeer {
       ok = false;
       if (err instanceof RtmError) answer = err.toAnswer();
       else {
-        this.options.onInternalError?.(err, quest ?? { method: frame.method, payload: {}, oneway: frame.oneway, flag: frame.flag, seq: frame.seq });
+        this.options.onInternalError?.(err, quest ?? { method: frame.method, payload: {}, oneway: frame.oneway, flag: frame.flag, seq: frame.seq, bytes: frame.payload });
         answer = { code: FpnnErrorCode.CORE_UNKNOWN_ERROR, ex: 'internal server error' };
       }
     }

@@ -1,0 +1,27 @@
+import { randomUUID } from 'node:crypto';
+import type { Bus, BusEvent, BusHandler, OnlineResponder } from './bus.js';
+
+/** The single-node bus: events are handled synchronously, in publish order, on this node only. */
+export class LocalBus implements Bus {
+  readonly nodeId = `local-${randomUUID().slice(0, 8)}`;
+  private handler: BusHandler | undefined;
+  private responder: OnlineResponder | undefined;
+
+  async start(handler: BusHandler, responder: OnlineResponder): Promise<void> {
+    this.handler = handler;
+    this.responder = responder;
+  }
+
+  publish(event: BusEvent): void {
+    this.handler?.(event);
+  }
+
+  async queryOnline(pid: number, uids: bigint[]): Promise<bigint[]> {
+    return this.responder ? this.responder(pid, uids) : [];
+  }
+
+  async close(): Promise<void> {
+    this.handler = undefined;
+    this.responder = undefined;
+  }
+}

@@ -1,0 +1,302 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+/**
+ * One typed configuration (STYLE.md 13): `DEFAULT_*` values, `resolveConfig()` validates the
+ * environment (and an optional JSON config file) and returns a frozen object. A bad setting
+ * fails at start-up with a message that names it.
+ */
+
+export interface ProjectConfig {
+  /** Project id (int32). */
+  readonly pid: number;
+  /** Server-gate signing secret. */
+  readonly secret: string;
+}
+
+export interface Limits {
+  /** Max bytes of a message body. @default 20480 */
+  readonly maxMsgBytes: number;
+  /** Max bytes of attrs. @default 2048 */
+  readonly maxAttrsBytes: number;
+  /** History page size cap; larger `num` is clamped. @default 20 */
+  readonly historyMaxNum: number;
+  /** Members/friends/blacks per add/del call. @default 100 */
+  readonly maxItemsPerCall: number;
+  /** uids per getonlineusers call. @default 200 */
+  readonly maxOnlineQuery: number;
+  /** Recipients per sendmsgs. @default 2000 */
+  readonly maxRecipients: number;
+  /** Members per group. @default 10000 */
+  readonly maxGroupMembers: number;
+  /** Friends per user. @default 300 */
+  readonly maxFriends: number;
+  /** Rooms one user may be in. @default 10 */
+  readonly maxRoomsPerUser: number;
+  /** dataset key / value bytes. @default 128 / 65535 */
+  readonly maxDataKeyBytes: number;
+  readonly maxDataValBytes: number;
+  /** oinfo / pinfo bytes. @default 65535 */
+  readonly maxInfoBytes: number;
+}
+
+export interface ServerConfig {
+  readonly projects: readonly ProjectConfig[];
+  /** Bind address of every listener. @default 127.0.0.1 */
+  readonly host: string;
+  /** Server gate port (backends). 0 = ephemeral. @default 13315 */
+  readonly serverPort: number;
+  /** Client gate port (end users). 0 = ephemeral. @default 13321 */
+  readonly clientPort: number;
+  /** Admin HTTP port (/healthz, /metrics). 0 = ephemeral, -1 = off. @default 13380 */
+  readonly adminPort: number;
+  /** Embedded store directory. @default ./data */
+  readonly dataDir: string;
+  /** `sqlite` or a `postgres://…` URL. @default sqlite */
+  readonly store: string;
+  /** `local` or a `nats://…` URL. @default local */
+  readonly bus: string;
+  /** Largest accepted FPNN frame, checked from the header. @default 8 MiB */
+  readonly maxFrameBytes: number;
+  /** Close a connection with no complete frame either way for this long. @default 60000 ms */
+  readonly idleTimeoutMs: number;
+  /** Interval of the server's `ping` to every connection. @default 20000 ms */
+  readonly pingIntervalMs: number;
+  /** How long the server waits for the answer to one of its quests. @default 5000 ms */
+  readonly pushTimeoutMs: number;
+  /** Bytes queued for one connection above which it is closed as a slow consumer. @default 4 MiB */
+  readonly maxOutboundBytes: number;
+  /** Allowed |now − ts| of server-gate signatures. @default 300 s */
+  readonly signWindowSeconds: number;
+  /** Accept the old signature md5(pid:secret:salt) when `ts` is absent. @default false */
+  readonly allowLegacySign: boolean;
+  /** Server-gate group/room sends require `from` to be a member (old doc). @default true */
+  readonly serverSendRequiresMembership: boolean;
+  /** uids allowed to broadcast through the server gate; empty = anyone. @default [] */
+  readonly broadcastAdminUids: readonly bigint[];
+  /** Client-gate calls per second per user (token bucket refill); 0 = unlimited. @default 50 */
+  readonly clientCallsPerSecond: number;
+  /** Client-gate burst per user. @default 100 */
+  readonly clientCallBurst: number;
+  /** Server-gate calls per second per project; 0 = unlimited. @default 0 */
+  readonly serverCallsPerSecond: number;
+  /** A reconnect within this time after a user's last session ended is the same presence. @default 120000 ms */
+  readonly logoutGraceMs: number;
+  /** Delete messages older than this many days; 0 = keep. @default 0 */
+  readonly retentionDays: number;
+  /** Keep at most this many messages per conversation; 0 = all. @default 0 */
+  readonly retentionMaxPerConversation: number;
+  /** Optional server private key for `*key` encryption (hex of 32 raw bytes, or a PEM path). @default none */
+  readonly encryptionKey?: string;
+  /** Curve of the encryption key. @default secp256k1 */
+  readonly encryptionCurve: string;
+  /** Log level (pino). @default info */
+  readonly logLevel: string;
+  readonly limits: Limits;
+}
+
+export const DEFAULT_LIMITS: Limits = Object.freeze({
+  maxMsgBytes: 20480,
+  maxAttrsBytes: 2048,
+  historyMaxNum: 20,
+  maxItemsPerCall: 100,
+  maxOnlineQuery: 200,
+  maxRecipients: 2000,
+  maxGroupMembers: 10000,
+  maxFriends: 300,
+  maxRoomsPerUser: 10,
+  maxDataKeyBytes: 128,
+  maxDataValBytes: 65535,
+  maxInfoBytes: 65535,
+});
+
+export const DEFAULT_CONFIG: Omit<ServerConfig, 'projects'> = Object.freeze({
+  host: '127.0.0.1',
+  serverPort: 13315,
+  clientPort: 13321,
+  adminPort: 13380,
+  dataDir: './data',
+  store: 'sqlite',
+  bus: 'local',
+  maxFrameBytes: 8 * 1024 * 1024,
+  idleTimeoutMs: 60_000,
+  pingIntervalMs: 20_000,
+  pushTimeoutMs: 5_000,
+  maxOutboundBytes: 4 * 1024 * 1024,
+  signWindowSeconds: 300,
+  allowLegacySign: false,
+  serverSendRequiresMembership: true,
+  broadcastAdminUids: [],
+  clientCallsPerSecond: 50,
+  clientCallBurst: 100,
+  serverCallsPerSecond: 0,
+  logoutGraceMs: 120_000,
+  retentionDays: 0,
+  retentionMaxPerConversation: 0,
+  encryptionCurve: 'secp256k1',
+  logLevel: 'info',
+  limits: DEFAULT_LIMITS,
+});
+
+export const DEV_PROJECT_ID = 1000001;
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+type Env = Record<string, string | undefined>;
+
+function int(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(`${name} must be an integer, got '${raw}'`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (raw === undefined || raw === '') return fallback;
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+  if (['0', 'false', 'no', 'off'].includes(raw)) return false;
+  throw new ConfigError(`${name} must be true or false, got '${env[name]}'`);
+}
+
+function port(env: Env, name: string, fallback: number, allowOff = false): number {
+  return int(env, name, fallback, allowOff ? -1 : 0, 65535);
+}
+
+/** Options that tests and embedders pass directly, overriding the environment. */
+export type ConfigOverrides = Partial<Omit<ServerConfig, 'limits'>> & { limits?: Partial<Limits> };
+
+interface FileConfig {
+  projects?: { pid: number; secret: string }[];
+  [key: string]: unknown;
+}
+
+function readConfigFile(path: string): FileConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`RTM_CONFIG: cannot read ${path}: ${(err as Error).message}`);
+  }
+  try {
+    return JSON.parse(text) as FileConfig;
+  } catch (err) {
+    throw new ConfigError(`RTM_CONFIG: ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+function validateProject(p: unknown, where: string): ProjectConfig {
+  const o = p as { pid?: unknown; secret?: unknown };
+  if (typeof o?.pid !== 'number' || !Number.isInteger(o.pid) || o.pid <= 0 || o.pid > 0x7fffffff) {
+    throw new ConfigError(`${where}: pid must be a positive int32`);
+  }
+  if (typeof o.secret !== 'string' || o.secret.length < 8) throw new ConfigError(`${where}: secret must be a string of at least 8 characters`);
+  return Object.freeze({ pid: o.pid, secret: o.secret });
+}
+
+/**
+ * The secret of the dev project when RTM_PROJECT_SECRET is not set: generated once, saved in the
+ * data dir, so a restart keeps working with the same backend configuration.
+ */
+function devSecret(dataDir: string, store: string): { secret: string; generated: boolean } {
+  if (dataDir === ':memory:' || !store.startsWith('sqlite')) return { secret: randomBytes(16).toString('hex'), generated: true };
+  const file = join(dataDir, 'dev-project-secret');
+  if (existsSync(file)) return { secret: readFileSync(file, 'utf8').trim(), generated: false };
+  mkdirSync(dataDir, { recursive: true });
+  const secret = randomBytes(16).toString('hex');
+  writeFileSync(file, secret + '\n', { mode: 0o600 });
+  return { secret, generated: true };
+}
+
+export interface ResolvedConfig {
+  config: ServerConfig;
+  /** Set when a dev secret was generated: print it once. */
+  generatedSecret?: string;
+}
+
+export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides = {}): ResolvedConfig {
+  const file: FileConfig = env.RTM_CONFIG ? readConfigFile(env.RTM_CONFIG) : {};
+  const d = DEFAULT_CONFIG;
+  const dataDir = overrides.dataDir ?? env.RTM_DATA_DIR ?? (file.dataDir as string | undefined) ?? d.dataDir;
+  const store = overrides.store ?? env.RTM_STORE ?? d.store;
+  if (store !== 'sqlite' && !/^postgres(ql)?:\/\//.test(store)) throw new ConfigError(`RTM_STORE must be 'sqlite' or a postgres:// URL, got '${store}'`);
+  const bus = overrides.bus ?? env.RTM_BUS ?? d.bus;
+  if (bus !== 'local' && !/^nats:\/\//.test(bus)) throw new ConfigError(`RTM_BUS must be 'local' or a nats:// URL, got '${bus}'`);
+
+  let generatedSecret: string | undefined;
+  let projects: ProjectConfig[];
+  if (overrides.projects) projects = overrides.projects.map((p, i) => validateProject(p, `projects[${i}]`));
+  else if (file.projects) projects = file.projects.map((p, i) => validateProject(p, `RTM_CONFIG projects[${i}]`));
+  else {
+    const pid = int(env, 'RTM_PROJECT_ID', DEV_PROJECT_ID, 1, 0x7fffffff);
+    let secret = env.RTM_PROJECT_SECRET;
+    if (!secret) {
+      const dev = devSecret(resolve(dataDir), store);
+      secret = dev.secret;
+      if (dev.generated) generatedSecret = secret;
+    }
+    projects = [validateProject({ pid, secret }, 'RTM_PROJECT_ID/RTM_PROJECT_SECRET')];
+  }
+  const pids = new Set<number>();
+  for (const p of projects) {
+    if (pids.has(p.pid)) throw new ConfigError(`project ${p.pid} is configured twice`);
+    pids.add(p.pid);
+  }
+
+  const limits: Limits = Object.freeze({
+    ...DEFAULT_LIMITS,
+    maxMsgBytes: int(env, 'RTM_MAX_MSG_BYTES', DEFAULT_LIMITS.maxMsgBytes, 1, 8 * 1024 * 1024),
+    maxAttrsBytes: int(env, 'RTM_MAX_ATTRS_BYTES', DEFAULT_LIMITS.maxAttrsBytes, 0, 8 * 1024 * 1024),
+    historyMaxNum: int(env, 'RTM_HISTORY_MAX_NUM', DEFAULT_LIMITS.historyMaxNum, 1, 1000),
+    ...overrides.limits,
+  });
+
+  const broadcastAdmins = (env.RTM_BROADCAST_ADMIN_UIDS ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => {
+      if (!/^\d+$/.test(s)) throw new ConfigError(`RTM_BROADCAST_ADMIN_UIDS must be a comma-separated list of uids, got '${s}'`);
+      return BigInt(s);
+    });
+
+  const config: ServerConfig = {
+    projects: Object.freeze(projects),
+    host: env.RTM_HOST ?? d.host,
+    serverPort: port(env, 'RTM_SERVER_PORT', d.serverPort),
+    clientPort: port(env, 'RTM_CLIENT_PORT', d.clientPort),
+    adminPort: port(env, 'RTM_ADMIN_PORT', d.adminPort, true),
+    dataDir,
+    store,
+    bus,
+    maxFrameBytes: int(env, 'RTM_MAX_FRAME_BYTES', d.maxFrameBytes, 1024, 64 * 1024 * 1024),
+    idleTimeoutMs: int(env, 'RTM_IDLE_TIMEOUT_MS', d.idleTimeoutMs, 1000, 3_600_000),
+    pingIntervalMs: int(env, 'RTM_PING_INTERVAL_MS', d.pingIntervalMs, 100, 3_600_000),
+    pushTimeoutMs: int(env, 'RTM_PUSH_TIMEOUT_MS', d.pushTimeoutMs, 100, 600_000),
+    maxOutboundBytes: int(env, 'RTM_MAX_OUTBOUND_BYTES', d.maxOutboundBytes, 64 * 1024, 1024 * 1024 * 1024),
+    signWindowSeconds: int(env, 'RTM_SIGN_WINDOW_SECONDS', d.signWindowSeconds, 1, 86_400),
+    allowLegacySign: bool(env, 'RTM_ALLOW_LEGACY_SIGN', d.allowLegacySign),
+    serverSendRequiresMembership: bool(env, 'RTM_SERVER_SEND_REQUIRES_MEMBERSHIP', d.serverSendRequiresMembership),
+    broadcastAdminUids: Object.freeze(broadcastAdmins),
+    clientCallsPerSecond: int(env, 'RTM_CLIENT_CALLS_PER_SECOND', d.clientCallsPerSecond, 0, 1_000_000),
+    clientCallBurst: int(env, 'RTM_CLIENT_CALL_BURST', d.clientCallBurst, 1, 1_000_000),
+    serverCallsPerSecond: int(env, 'RTM_SERVER_CALLS_PER_SECOND', d.serverCallsPerSecond, 0, 10_000_000),
+    logoutGraceMs: int(env, 'RTM_LOGOUT_GRACE_MS', d.logoutGraceMs, 0, 86_400_000),
+    retentionDays: int(env, 'RTM_RETENTION_DAYS', d.retentionDays, 0, 100_000),
+    retentionMaxPerConversation: int(env, 'RTM_RETENTION_MAX_PER_CONVERSATION', d.retentionMaxPerConversation, 0, 1_000_000_000),
+    encryptionKey: env.RTM_ENCRYPTION_KEY || undefined,
+    encryptionCurve: env.RTM_ENCRYPTION_CURVE ?? d.encryptionCurve,
+    logLevel: env.RTM_LOG_LEVEL ?? d.logLevel,
+    ...overrides,
+    limits,
+  } as ServerConfig;
+  if (!['secp256k1', 'prime256v1', 'secp256r1'].includes(config.encryptionCurve)) {
+    throw new ConfigError(`RTM_ENCRYPTION_CURVE must be secp256k1 or secp256r1, got '${config.encryptionCurve}'`);
+  }
+  return { config: Object.freeze(config), generatedSecret };
+}

@@ -1,0 +1,92 @@
+import { FpnnErrorCode, RtmError, RtmErrorCode, schema as s, type IncomingQuest, type Payload } from '@rtm/fpnn';
+import { invoke, type ClientContext, type MethodTable } from '../methods/method.js';
+import type { Services } from '../services/index.js';
+import type { ClientSession } from '../services/presence.js';
+import type { Connection } from './connection.js';
+import { Gate, type GateOptions } from './gate.js';
+import { RateLimiter } from './rate-limit.js';
+
+const authSchema = {
+  pid: s.int,
+  uid: s.id,
+  token: s.str,
+  version: s.optional(s.str),
+  attrs: s.optional(s.strMap),
+};
+
+/**
+ * The client gate (client-api.md): end users log in once per connection with `auth`; until then
+ * every method is refused with 200022, in this one place. A client acts only as its own uid.
+ */
+export class ClientGate extends Gate<ClientSession> {
+  private readonly limiter: RateLimiter;
+  private readonly sweepTimer: NodeJS.Timeout;
+
+  constructor(
+    options: GateOptions,
+    private readonly services: Services,
+    private readonly methods: MethodTable<ClientContext>,
+  ) {
+    super(options);
+    const { config } = services;
+    this.limiter = new RateLimiter(config.clientCallsPerSecond, config.clientCallBurst);
+    this.sweepTimer = setInterval(() => this.limiter.sweep(), 60_000);
+    this.sweepTimer.unref();
+  }
+
+  protected serve(conn: Connection<ClientSession>, quest: IncomingQuest): Payload | Promise<Payload> {
+    const { method } = quest;
+    if (method === 'auth') return this.auth(conn, quest.payload);
+    const session = conn.session;
+    if (!session) throw new RtmError(RtmErrorCode.UNAUTHORIZED, `'${method}' needs a login: send 'auth' first`);
+    if (method === 'bye') return this.bye(conn);
+    if (!this.limiter.take(`${session.pid}:${session.uid}`)) {
+      throw new RtmError(RtmErrorCode.API_FREQUENCY_LIMITED, `too many calls: the limit is ${this.services.config.clientCallsPerSecond}/s per user`);
+    }
+    const def = this.methods[method];
+    if (!def || !Object.hasOwn(this.methods, method)) throw new RtmError(FpnnErrorCode.CORE_UNKNOWN_METHOD, `unknown method '${method}'`);
+    return invoke(def, { pid: session.pid, uid: session.uid, services: this.services, conn: conn as ClientContext['conn'] }, quest.payload);
+  }
+
+  /** `auth` (client-api.md §2): a bad token is `{ok:false}`, not an error. */
+  private async auth(conn: Connection<ClientSession>, payload: Payload): Promise<Payload> {
+    if (conn.session) throw new RtmError(RtmErrorCode.DUPLCATED_AUTH, 'this connection is already logged in');
+    const req = s.parse(authSchema, payload);
+    const { config, store } = this.services;
+    if (!config.projects.some((p) => p.pid === req.pid)) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_USER_ID, `unknown project ${req.pid}`);
+    if (req.uid <= 0n) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_USER_ID, `invalid uid ${req.uid}`);
+    const token = await store.getToken(req.pid, req.uid);
+    if (!token || token !== req.token) {
+      this.log.info({ pid: req.pid, uid: String(req.uid), remote: conn.remote }, 'login refused: bad token');
+      return { ok: false };
+    }
+    if (await store.isProjectBlack(req.pid, req.uid, BigInt(Date.now()))) {
+      throw new RtmError(RtmErrorCode.AUTH_DENIED, `user ${req.uid} is on the project blacklist`);
+    }
+    if (conn.closed) return { ok: false };
+    conn.session = { pid: req.pid, uid: req.uid, attrs: { ...req.attrs }, version: req.version ?? '' };
+    await this.services.sessions.login(conn as ClientContext['conn']);
+    this.log.debug({ pid: req.pid, uid: String(req.uid), conn: conn.id }, 'login');
+    return { ok: true };
+  }
+
+  /** `bye`: answer, then close (the SDK also closes when the answer arrives). */
+  private bye(conn: Connection<ClientSession>): Payload {
+    this.services.sessions.logout(conn as ClientContext['conn'], true);
+    setTimeout(() => conn.close('bye'), 50).unref();
+    return {};
+  }
+
+  protected shouldPing(conn: Connection<ClientSession>): boolean {
+    return conn.session !== undefined;
+  }
+
+  protected closed(conn: Connection<ClientSession>): void {
+    this.services.sessions.logout(conn as ClientContext['conn'], false);
+  }
+
+  override async stop(graceMs?: number): Promise<void> {
+    clearInterval(this.sweepTimer);
+    await super.stop(graceMs);
+  }
+}

@@ -1,0 +1,197 @@
+import {
+  decodePayload,
+  encodeQuest,
+  encodePayload,
+  Flag,
+  FpnnPeer,
+  FpnnProtocolError,
+  FrameDecoder,
+  patchSeq,
+  type Frame,
+  type IncomingQuest,
+  type Payload,
+  type PayloadFlag,
+} from '@rtm/fpnn';
+import type { Logger } from '../observability/logger.js';
+import type { Transport } from '../transport/transport.js';
+
+/** A push encoded once and written to many connections; only the seq differs (DESIGN.md). */
+export class PreparedPush {
+  /** The twoway quest frame with seq 0; each connection writes a copy with its own seq. */
+  readonly template: Uint8Array;
+  constructor(
+    readonly method: string,
+    payload: Payload,
+  ) {
+    this.template = encodeQuest(method, encodePayload(Flag.MSGPACK, payload), Flag.MSGPACK, false, 0);
+  }
+}
+
+/**
+ * Transforms the byte streams of an encrypted TCP connection (spec/fpnn.md §6). Installed by the
+ * `*key` handler; `decrypt` returns whole plaintext frames or plaintext stream bytes.
+ */
+export interface ConnectionCipher {
+  encrypt(frame: Uint8Array): Uint8Array;
+  decrypt(chunk: Uint8Array): Uint8Array[];
+}
+
+export interface ConnectionHooks<Session = unknown> {
+  /** A quest from the peer (never `*ping`, which the connection answers itself). */
+  onQuest(conn: Connection<Session>, quest: IncomingQuest): Payload | Promise<Payload> | void | Promise<void>;
+  /** `*key` (first quest on TCP only); returns the cipher to install, or throws to close. */
+  onKeyExchange?(conn: Connection<Session>, payload: Payload): ConnectionCipher;
+  onClose(conn: Connection<Session>, reason: string): void;
+  onInternalError(conn: Connection<Session>, err: unknown, quest: IncomingQuest): void;
+  onBytesIn?(n: number): void;
+  onBytesOut?(n: number): void;
+}
+
+export interface ConnectionOptions {
+  maxFrameBytes: number;
+  maxOutboundBytes: number;
+  pushTimeoutMs: number;
+}
+
+let nextConnectionId = 1;
+
+/**
+ * One FPNN connection of a gate: decodes frames, answers quests through the gate's handler,
+ * sends pushes, and enforces the bounds (frame size, outbound buffer). Knows nothing of users
+ * or projects: the gate keeps that in `session`.
+ */
+export class Connection<Session = unknown> {
+  readonly id = nextConnectionId++;
+  readonly peer: FpnnPeer;
+  /** Gate-specific state (client gate: the logged-in user; server gate: listen state). */
+  session: Session | undefined;
+  /** ms of the last complete frame in either direction (idle detection). */
+  lastActivity = Date.now();
+  readonly openedAt = Date.now();
+  private decoder: FrameDecoder;
+  private cipher: ConnectionCipher | undefined;
+  private questsSeen = 0;
+  private closedReason: string | undefined;
+
+  constructor(
+    readonly transport: Transport,
+    private readonly hooks: ConnectionHooks<Session>,
+    private readonly options: ConnectionOptions,
+    readonly log: Logger,
+  ) {
+    this.decoder = new FrameDecoder(options.maxFrameBytes);
+    this.peer = new FpnnPeer({
+      write: (frame) => this.write(frame),
+      questTimeoutMs: options.pushTimeoutMs,
+      onQuest: (quest) => this.hooks.onQuest(this, quest),
+      onInternalError: (err, quest) => this.hooks.onInternalError(this, err, quest),
+    });
+    transport.start({ data: (chunk) => this.onData(chunk), close: () => this.onTransportClosed() });
+  }
+
+  get closed(): boolean {
+    return this.closedReason !== undefined;
+  }
+
+  get remote(): string {
+    return this.transport.remote;
+  }
+
+  private onData(chunk: Uint8Array): void {
+    if (this.closedReason) return;
+    this.hooks.onBytesIn?.(chunk.length);
+    try {
+      if (this.cipher) {
+        for (const plain of this.cipher.decrypt(chunk)) this.feed(plain);
+      } else this.feed(chunk);
+    } catch (err) {
+      const reason = err instanceof FpnnProtocolError ? err.message : `bad input: ${(err as Error).message}`;
+      this.log.warn({ conn: this.id, remote: this.remote, reason }, 'protocol error, closing connection');
+      this.close(`protocol error: ${reason}`);
+    }
+  }
+
+  private feed(bytes: Uint8Array): void {
+    this.decoder.append(bytes);
+    for (let frame = this.decoder.next(); frame && !this.closedReason; frame = this.decoder.next()) {
+      this.lastActivity = Date.now();
+      this.onFrame(frame);
+      if (this.cipher && !this.closedReason && frame.kind === 'quest' && frame.method === '*key') {
+        // Bytes after *key in the same read are already ciphertext (spec/fpnn.md §6 step 7).
+        const rest = this.decoder.takeBuffered();
+        if (rest.length > 0) for (const plain of this.cipher.decrypt(rest)) this.feed(plain);
+        return;
+      }
+    }
+  }
+
+  private onFrame(frame: Frame): void {
+    if (frame.kind === 'quest') {
+      const first = this.questsSeen++ === 0;
+      if (frame.method === '*ping') {
+        if (!frame.oneway) this.peer.writeAnswer(frame.seq, frame.flag, { ts: BigInt(Date.now()) });
+        return;
+      }
+      if (frame.method === '*key') return this.keyExchange(frame.flag, frame.seq, frame.payload, first);
+    }
+    this.peer.receive(frame);
+  }
+
+  private keyExchange(flag: PayloadFlag, seq: number, payloadBytes: Uint8Array, first: boolean): void {
+    if (!this.hooks.onKeyExchange || this.transport.kind !== 'tcp' || !first) {
+      const why = !this.hooks.onKeyExchange ? 'encryption is not configured' : this.transport.kind !== 'tcp' ? '*key over WebSocket' : '*key is only valid as the first quest';
+      throw new FpnnProtocolError(why);
+    }
+    // The reference closes without answering on any failure (spec/fpnn.md §6 step 6).
+    const cipher = this.hooks.onKeyExchange(this, decodePayload(flag, payloadBytes));
+    this.cipher = cipher;
+    // Already encrypted: switch first, then answer.
+    this.peer.writeAnswer(seq, flag, {});
+  }
+
+  /** Writes one frame, enforcing the outbound bound (a slow consumer is closed, never buffered without limit). */
+  write(frame: Uint8Array): void {
+    if (this.closedReason) return;
+    if (this.transport.bufferedBytes + frame.length > this.options.maxOutboundBytes) {
+      this.log.warn(
+        { conn: this.id, remote: this.remote, buffered: this.transport.bufferedBytes, limit: this.options.maxOutboundBytes },
+        'slow consumer: outbound buffer over its bound, closing connection',
+      );
+      this.close('slow consumer');
+      return;
+    }
+    const bytes = this.cipher ? this.cipher.encrypt(frame) : frame;
+    this.hooks.onBytesOut?.(bytes.length);
+    this.transport.write(bytes);
+  }
+
+  /** A twoway push whose answer is not awaited (message pushes): late answers are ignored. */
+  pushPrepared(push: PreparedPush): void {
+    if (this.closedReason) return;
+    const frame = push.template.slice();
+    patchSeq(frame, this.peer.allocSeq());
+    this.write(frame);
+  }
+
+  /** A twoway push whose answer is awaited (e.g. `ping`). */
+  quest(method: string, payload: Payload = {}): Promise<Payload> {
+    return this.peer.quest(method, payload);
+  }
+
+  /** A oneway push (`kickout`, `kickoutroom`). */
+  oneway(method: string, payload: Payload = {}): void {
+    this.peer.oneway(method, payload);
+  }
+
+  close(reason: string): void {
+    if (this.closedReason) return;
+    this.closedReason = reason;
+    this.peer.close(reason);
+    this.transport.close();
+    this.hooks.onClose(this, reason);
+  }
+
+  private onTransportClosed(): void {
+    this.close(this.closedReason ?? 'peer closed');
+  }
+}

@@ -1,0 +1,134 @@
+import { FpnnErrorCode, RtmError, type IncomingQuest, type Payload } from '@rtm/fpnn';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Transport } from '../transport/transport.js';
+import { Connection, type ConnectionCipher } from './connection.js';
+
+export type GateName = 'server' | 'client';
+
+export interface GateOptions {
+  name: GateName;
+  log: Logger;
+  metrics: Metrics;
+  maxFrameBytes: number;
+  maxOutboundBytes: number;
+  pushTimeoutMs: number;
+  pingIntervalMs: number;
+  idleTimeoutMs: number;
+  /** Creates the cipher of an encrypted TCP connection from a `*key` payload; undefined = encryption off. */
+  keyExchange?: (payload: Payload) => ConnectionCipher;
+}
+
+/**
+ * What both gates share: the connections of one listener, keepalive (`ping` every interval to
+ * connections that `shouldPing`; idle ones closed), metrics per quest, in-flight tracking for a
+ * graceful stop. Subclasses decide what a quest means (`serve`).
+ */
+export abstract class Gate<Session> {
+  protected readonly connections = new Set<Connection<Session>>();
+  private keepalive: NodeJS.Timeout | undefined;
+  private inFlight = 0;
+  private idleWaiters: (() => void)[] = [];
+  protected stopping = false;
+
+  constructor(protected readonly options: GateOptions) {}
+
+  get log(): Logger {
+    return this.options.log;
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Serves one quest (never `*ping`/`*key`). Throw RtmError for an error answer. */
+  protected abstract serve(conn: Connection<Session>, quest: IncomingQuest): Payload | Promise<Payload>;
+  /** Whether keepalive pings go to this connection (client gate: logged-in ones only). */
+  protected abstract shouldPing(conn: Connection<Session>): boolean;
+  /** A connection of this gate closed. */
+  protected abstract closed(conn: Connection<Session>, reason: string): void;
+
+  accept(transport: Transport): void {
+    if (this.stopping) {
+      transport.start({ data: () => undefined, close: () => undefined });
+      transport.close();
+      return;
+    }
+    const { name, metrics } = this.options;
+    const labels = { gate: name, transport: transport.kind };
+    const conn: Connection<Session> = new Connection<Session>(
+      transport,
+      {
+        onQuest: (c, quest) => this.track(c, quest),
+        onKeyExchange: this.options.keyExchange ? (_c, payload) => this.options.keyExchange!(payload) : undefined,
+        onClose: (c, reason) => {
+          this.connections.delete(c);
+          metrics.connections.dec(labels);
+          if (reason !== 'peer closed') metrics.disconnects.inc({ reason: reason.split(':')[0]! });
+          this.log.debug({ conn: c.id, remote: c.remote, reason }, 'connection closed');
+          this.closed(c, reason);
+        },
+        onInternalError: (c, err, quest) => this.log.error({ err, conn: c.id, method: quest.method }, 'handler failed'),
+        onBytesIn: (n) => metrics.bytesIn.inc({ gate: name }, n),
+        onBytesOut: (n) => metrics.bytesOut.inc({ gate: name }, n),
+      },
+      { maxFrameBytes: this.options.maxFrameBytes, maxOutboundBytes: this.options.maxOutboundBytes, pushTimeoutMs: this.options.pushTimeoutMs },
+      this.log,
+    );
+    if (conn.closed) return;
+    this.connections.add(conn);
+    metrics.connections.inc(labels);
+    this.log.debug({ conn: conn.id, remote: conn.remote, transport: transport.kind }, 'connection opened');
+    this.startKeepalive();
+  }
+
+  /** Runs a quest with metrics and in-flight accounting; errors propagate to become error answers. */
+  protected async track(conn: Connection<Session>, quest: IncomingQuest): Promise<Payload> {
+    const { metrics, name } = this.options;
+    const started = performance.now();
+    this.inFlight++;
+    let outcome = 'ok';
+    try {
+      if (this.stopping) throw new RtmError(FpnnErrorCode.CORE_SERVER_STOPPING, 'server is shutting down');
+      const result = this.serve(conn, quest);
+      return result instanceof Promise ? await result : result;
+    } catch (err) {
+      outcome = err instanceof RtmError ? String(err.code) : 'internal';
+      throw err;
+    } finally {
+      metrics.quests.inc({ gate: name, method: quest.method.length <= 32 ? quest.method : 'other', outcome });
+      metrics.questSeconds.observe({ gate: name }, (performance.now() - started) / 1000);
+      if (--this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  private startKeepalive(): void {
+    if (this.keepalive) return;
+    const every = Math.min(this.options.pingIntervalMs, Math.max(100, Math.floor(this.options.idleTimeoutMs / 4)));
+    let lastPing = Date.now();
+    this.keepalive = setInterval(() => {
+      const now = Date.now();
+      const pingDue = now - lastPing >= this.options.pingIntervalMs - every / 2;
+      if (pingDue) lastPing = now;
+      for (const conn of this.connections) {
+        if (now - conn.lastActivity > this.options.idleTimeoutMs) {
+          this.log.info({ conn: conn.id, remote: conn.remote }, 'idle connection closed');
+          conn.close('idle timeout');
+        } else if (pingDue && this.shouldPing(conn)) {
+          conn.quest('ping').catch(() => undefined); // a missing answer is not fatal; idleness is
+        }
+      }
+    }, every);
+    this.keepalive.unref();
+  }
+
+  /** Refuses new quests, waits (bounded) for in-flight ones, then closes every connection. */
+  async stop(graceMs = 5000): Promise<void> {
+    this.stopping = true;
+    if (this.inFlight > 0) {
+      await Promise.race([new Promise<void>((r) => this.idleWaiters.push(r)), new Promise((r) => setTimeout(r, graceMs).unref())]);
+    }
+    if (this.keepalive) clearInterval(this.keepalive);
+    for (const conn of [...this.connections]) conn.close('server stopping');
+  }
+}

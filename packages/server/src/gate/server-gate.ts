@@ -1,0 +1,68 @@
+import { FpnnErrorCode, RtmError, type IncomingQuest, type Payload } from '@rtm/fpnn';
+import { invoke, type MethodTable, type ServerContext } from '../methods/method.js';
+import type { Services } from '../services/index.js';
+import { emptyListen, type ServerSession } from '../services/listen.js';
+import type { Connection } from './connection.js';
+import { Gate, type GateOptions } from './gate.js';
+import type { SignatureVerifier } from './signature.js';
+
+/**
+ * The server gate (server-api.md): backends, every quest signed on its own, no login.
+ * Also answers FPNN-over-HTTP calls (stateless: listen methods need a connection).
+ */
+export class ServerGate extends Gate<ServerSession> {
+  constructor(
+    options: GateOptions,
+    private readonly services: Services,
+    private readonly methods: MethodTable<ServerContext>,
+    private readonly signatures: SignatureVerifier,
+  ) {
+    super(options);
+  }
+
+  protected serve(conn: Connection<ServerSession>, quest: IncomingQuest): Payload | Promise<Payload> {
+    return this.call(quest.method, quest.payload, quest.bytes, conn);
+  }
+
+  private call(method: string, payload: Payload, bytes: Uint8Array, conn: Connection<ServerSession> | undefined): Payload | Promise<Payload> {
+    const def = this.methods[method];
+    if (!def || !Object.hasOwn(this.methods, method)) throw new RtmError(FpnnErrorCode.CORE_UNKNOWN_METHOD, `unknown method '${method}'`);
+    const pid = this.signatures.verify(method, payload, bytes);
+    if (conn && !conn.session) conn.session = { pid, listen: emptyListen() };
+    if (conn && conn.session!.pid !== pid) {
+      // One connection serves one project: listen state and pushes are per project.
+      throw new RtmError(FpnnErrorCode.CORE_FORBIDDEN, `this connection already serves project ${conn.session!.pid}`);
+    }
+    return invoke(def, { pid, services: this.services, conn: conn as ServerContext['conn'] }, payload);
+  }
+
+  /** One FPNN-over-HTTP call (spec/fpnn.md §7). */
+  handleHttp = async (method: string, payload: Payload): Promise<{ ok: boolean; payload: Payload }> => {
+    const { metrics } = this.options;
+    const started = performance.now();
+    let outcome = 'ok';
+    try {
+      if (this.stopping) throw new RtmError(FpnnErrorCode.CORE_SERVER_STOPPING, 'server is shutting down');
+      if (method === '*ping') return { ok: true, payload: { ts: BigInt(Date.now()) } };
+      // The HTTP body is JSON: fingerprint its canonical text for replay detection.
+      const bytes = new TextEncoder().encode(JSON.stringify(payload, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
+      return { ok: true, payload: await this.call(method, payload, bytes, undefined) };
+    } catch (err) {
+      const e = err instanceof RtmError ? err : undefined;
+      if (!e) this.log.error({ err, method }, 'HTTP handler failed');
+      outcome = e ? String(e.code) : 'internal';
+      return { ok: false, payload: e ? e.toAnswer() : { code: FpnnErrorCode.CORE_UNKNOWN_ERROR, ex: 'internal server error' } };
+    } finally {
+      metrics.quests.inc({ gate: 'server', method: method.length <= 32 ? method : 'other', outcome });
+      metrics.questSeconds.observe({ gate: 'server' }, (performance.now() - started) / 1000);
+    }
+  };
+
+  protected shouldPing(): boolean {
+    return true; // every server-gate connection (the Node SDK closes 40 s after its last ping)
+  }
+
+  protected closed(conn: Connection<ServerSession>): void {
+    this.services.listeners.remove(conn);
+  }
+}

@@ -1,0 +1,104 @@
+import { createHash } from 'node:crypto';
+import { asInt64, RtmError, RtmErrorCode, type Payload } from '@rtm/fpnn';
+import type { ProjectConfig } from '../config.js';
+
+/**
+ * The server-gate request signature (server-api.md §1):
+ *   sign = UPPER(hex(md5("<pid>:<secret>:<salt>:<method>:<ts>")))
+ * with a ts window and exact-replay detection.
+ */
+export function computeSign(pid: number, secret: string, salt: bigint, method: string, ts: bigint | number): string {
+  return createHash('md5').update(`${pid}:${secret}:${salt}:${method}:${ts}`).digest('hex').toUpperCase();
+}
+
+export function computeLegacySign(pid: number, secret: string, salt: bigint): string {
+  return createHash('md5').update(`${pid}:${secret}:${salt}`).digest('hex').toUpperCase();
+}
+
+export interface SignatureOptions {
+  projects: ReadonlyMap<number, ProjectConfig>;
+  windowSeconds: number;
+  allowLegacySign: boolean;
+  /** Most quests remembered per replay generation (memory bound). @default 1_000_000 */
+  maxRemembered?: number;
+}
+
+/**
+ * Remembers signed quests for at least the ts window, in two rotating generations, so an exact
+ * replay (same pid, salt, sign *and* payload) is refused. Not salt alone: the Python SDK reuses one
+ * salt for every quest within the same millisecond. Memory is bounded: a generation that fills up
+ * rotates early (replays older than that are then caught only by the ts window).
+ */
+class ReplayGuard {
+  private current = new Set<string>();
+  private previous = new Set<string>();
+  private rotatedAt = Date.now();
+
+  constructor(
+    private readonly windowMs: number,
+    private readonly maxPerGeneration: number,
+  ) {}
+
+  /** true if seen before; remembers it otherwise. */
+  seen(key: string): boolean {
+    const now = Date.now();
+    if (now - this.rotatedAt >= this.windowMs || this.current.size >= this.maxPerGeneration) {
+      this.previous = this.current;
+      this.current = new Set();
+      this.rotatedAt = now;
+    }
+    if (this.current.has(key) || this.previous.has(key)) return true;
+    this.current.add(key);
+    return false;
+  }
+}
+
+/** FNV-1a over the payload bytes: a cheap fingerprint that tells two quests with one salt apart. */
+function fingerprint(bytes: Uint8Array): string {
+  let h1 = 0x811c9dc5;
+  let h2 = 0x01000193;
+  for (let i = 0; i < bytes.length; i++) {
+    h1 = Math.imul(h1 ^ bytes[i]!, 0x01000193);
+    h2 = Math.imul(h2 ^ bytes[i]!, 0x5bd1e995);
+  }
+  return (h1 >>> 0).toString(36) + (h2 >>> 0).toString(36) + bytes.length.toString(36);
+}
+
+export class SignatureVerifier {
+  private readonly replays: ReplayGuard;
+
+  constructor(private readonly options: SignatureOptions) {
+    this.replays = new ReplayGuard(options.windowSeconds * 1000, options.maxRemembered ?? 1_000_000);
+  }
+
+  /** Checks pid, sign, ts and replay; returns the project id. */
+  verify(method: string, payload: Payload, bytes: Uint8Array): number {
+    const pidValue = asInt64(payload.pid);
+    if (pidValue === undefined) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_SIGN, "missing or invalid 'pid'");
+    const pid = Number(pidValue);
+    const project = this.options.projects.get(pid);
+    if (!project) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_SIGN, `unknown project ${pidValue}`);
+    const salt = asInt64(payload.salt);
+    const sign = payload.sign instanceof Uint8Array ? new TextDecoder().decode(payload.sign) : payload.sign;
+    if (salt === undefined || typeof sign !== 'string') throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_SIGN, "missing 'salt' or 'sign'");
+    const tsRaw = payload.ts;
+    let expected: string;
+    if (tsRaw === undefined || tsRaw === null) {
+      if (!this.options.allowLegacySign) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_SIGN, "missing 'ts' (the legacy signature is not enabled)");
+      expected = computeLegacySign(pid, project.secret, salt);
+    } else {
+      const ts = asInt64(tsRaw);
+      if (ts === undefined) throw new RtmError(RtmErrorCode.INVALID_SERFVER_TIME, "'ts' must be an integer (seconds)");
+      const skew = Math.abs(Date.now() / 1000 - Number(ts));
+      if (skew > this.options.windowSeconds) {
+        throw new RtmError(RtmErrorCode.INVALID_SERFVER_TIME, `ts ${ts} is ${Math.round(skew)} s away from the server clock (window ${this.options.windowSeconds} s)`);
+      }
+      expected = computeSign(pid, project.secret, salt, method, ts);
+    }
+    if (expected !== sign.toUpperCase()) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_SIGN, 'signature does not match');
+    if (this.replays.seen(`${pid}:${salt}:${expected}:${method}:${fingerprint(bytes)}`)) {
+      throw new RtmError(RtmErrorCode.SAME_SIGN, 'replayed quest: the same signed quest was already received');
+    }
+    return pid;
+  }
+}

@@ -1,0 +1,192 @@
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import type { Bus } from './bus/bus.js';
+import { LocalBus } from './bus/local.js';
+import { resolveConfig, type ConfigOverrides, type ServerConfig } from './config.js';
+import { ClientGate } from './gate/client-gate.js';
+import type { GateOptions } from './gate/gate.js';
+import { ServerGate } from './gate/server-gate.js';
+import { SignatureVerifier } from './gate/signature.js';
+import { clientMethods } from './methods/client/index.js';
+import { serverMethods } from './methods/server/index.js';
+import { createLogger, type Logger } from './observability/logger.js';
+import { Metrics } from './observability/metrics.js';
+import { Delivery } from './services/delivery.js';
+import { History } from './services/history.js';
+import type { Services } from './services/index.js';
+import { ListenRegistry } from './services/listen.js';
+import { Messaging } from './services/messaging.js';
+import { LocalPresence } from './services/presence.js';
+import { Sessions } from './services/sessions.js';
+import type { Store } from './store/store.js';
+import { Listener } from './transport/listener.js';
+
+export interface RunningServer {
+  readonly config: ServerConfig;
+  readonly serverPort: number;
+  readonly clientPort: number;
+  /** undefined when the admin listener is off. */
+  readonly adminPort: number | undefined;
+  readonly services: Services;
+  /** Graceful stop: refuse new work, finish in-flight quests, close connections, flush, close the store. */
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  logger?: Logger;
+  /** Inject a store or bus (tests, embedders); otherwise chosen by config.store / config.bus. */
+  store?: Store;
+  bus?: Bus;
+}
+
+async function openStore(config: ServerConfig): Promise<Store> {
+  if (config.store === 'sqlite') {
+    const { SqliteStore } = await import('./store/sqlite.js');
+    return new SqliteStore({ dataDir: config.dataDir });
+  }
+  const { PostgresStore } = await import('./store/postgres.js');
+  return new PostgresStore({ url: config.store });
+}
+
+async function openBus(config: ServerConfig): Promise<Bus> {
+  if (config.bus === 'local') return new LocalBus();
+  const { NatsBus } = await import('./bus/nats.js');
+  return new NatsBus({ url: config.bus });
+}
+
+/** The composition root: config → store → bus → services → gates → listeners. */
+export async function startServer(config: ServerConfig, options: StartOptions = {}): Promise<RunningServer> {
+  const log = options.logger ?? createLogger(config.logLevel);
+  const metrics = new Metrics(true);
+  const store = options.store ?? (await openStore(config));
+  await store.init();
+  const bus = options.bus ?? (await openBus(config));
+
+  const presence = new LocalPresence();
+  const listeners = new ListenRegistry();
+  let clientEndpoint = `${config.host}:${config.clientPort}`;
+  const delivery = new Delivery(bus, presence, listeners, metrics, { p2pEchoToSenderDevices: false });
+  const services: Services = {
+    config,
+    log,
+    metrics,
+    store,
+    bus,
+    presence,
+    listeners,
+    delivery,
+    messaging: new Messaging(config, store, bus, presence, metrics),
+    history: new History(config, store),
+    sessions: new Sessions(config, store, bus, presence, log, () => clientEndpoint),
+  };
+  await bus.start(delivery.handle, (pid, uids) => presence.onlineOf(pid, uids));
+
+  const gateOptions = (name: 'server' | 'client'): GateOptions => ({
+    name,
+    log: log.child({ gate: name }),
+    metrics,
+    maxFrameBytes: config.maxFrameBytes,
+    maxOutboundBytes: config.maxOutboundBytes,
+    pushTimeoutMs: config.pushTimeoutMs,
+    pingIntervalMs: config.pingIntervalMs,
+    idleTimeoutMs: config.idleTimeoutMs,
+  });
+  const signatures = new SignatureVerifier({
+    projects: new Map(config.projects.map((p) => [p.pid, p])),
+    windowSeconds: config.signWindowSeconds,
+    allowLegacySign: config.allowLegacySign,
+  });
+  const serverGate = new ServerGate(gateOptions('server'), services, serverMethods, signatures);
+  const clientGate = new ClientGate(gateOptions('client'), services, clientMethods);
+
+  const refused = (gate: string) => (remote: string, reason: string) => log.warn({ gate, remote, reason }, 'connection refused');
+  const serverListener = new Listener({
+    host: config.host,
+    port: config.serverPort,
+    maxFrameBytes: config.maxFrameBytes,
+    onTransport: (t) => serverGate.accept(t),
+    onHttpQuest: serverGate.handleHttp,
+    onRefused: refused('server'),
+  });
+  const clientListener = new Listener({
+    host: config.host,
+    port: config.clientPort,
+    maxFrameBytes: config.maxFrameBytes,
+    onTransport: (t) => clientGate.accept(t),
+    onHttpQuest: async () => ({ ok: false, payload: { code: 20013, ex: 'the client gate serves FPNN over WebSocket or TCP, not HTTP calls' } }),
+    onRefused: refused('client'),
+  });
+  const serverPort = await serverListener.listen();
+  const clientPort = await clientListener.listen();
+  clientEndpoint = `${config.host}:${clientPort}`;
+
+  let admin: HttpServer | undefined;
+  let adminPort: number | undefined;
+  if (config.adminPort >= 0) {
+    admin = createHttpServer((req, res) => {
+      if (req.url === '/healthz') {
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        res.end(JSON.stringify({ status: 'ok', connections: { server: serverGate.connectionCount, client: clientGate.connectionCount }, sessions: presence.sessionCount }));
+      } else if (req.url === '/metrics') {
+        metrics.registry.metrics().then(
+          (text) => {
+            res.writeHead(200, { 'Content-Type': metrics.registry.contentType });
+            res.end(text);
+          },
+          () => res.writeHead(500).end(),
+        );
+      } else res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve, reject) => {
+      admin!.once('error', reject);
+      admin!.listen(config.adminPort, config.host, () => resolve());
+    });
+    const a = admin.address();
+    adminPort = typeof a === 'object' && a ? a.port : config.adminPort;
+  }
+
+  // Retention sweep (off by default).
+  let retentionTimer: NodeJS.Timeout | undefined;
+  if (config.retentionDays > 0 || config.retentionMaxPerConversation > 0) {
+    const sweep = (): void => {
+      store
+        .sweepRetention(
+          { maxAgeMs: config.retentionDays > 0 ? config.retentionDays * 86_400_000 : undefined, maxPerConversation: config.retentionMaxPerConversation || undefined },
+          BigInt(Date.now()),
+        )
+        .then((n) => n > 0 && log.info({ removed: n }, 'retention sweep'))
+        .catch((err: unknown) => log.error({ err }, 'retention sweep failed'));
+    };
+    retentionTimer = setInterval(sweep, 3_600_000);
+    retentionTimer.unref();
+    sweep();
+  }
+
+  log.info({ serverPort, clientPort, adminPort, store: config.store === 'sqlite' ? `sqlite:${config.dataDir}` : 'postgres', bus: config.bus === 'local' ? 'local' : 'nats', projects: config.projects.map((p) => p.pid) }, 'RTM server started');
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      log.info('stopping: no new connections, finishing in-flight quests');
+      if (retentionTimer) clearInterval(retentionTimer);
+      const closedServer = serverListener.stopAccepting();
+      const closedClient = clientListener.stopAccepting();
+      await Promise.all([serverGate.stop(), clientGate.stop()]);
+      await services.sessions.flush();
+      await Promise.race([Promise.all([closedServer, closedClient]), new Promise((r) => setTimeout(r, 3000).unref())]);
+      serverListener.destroyAll();
+      clientListener.destroyAll();
+      if (admin) await new Promise<void>((r) => admin!.close(() => r()));
+      await bus.close();
+      await store.close();
+      log.info('stopped');
+    })());
+
+  return { config, serverPort, clientPort, adminPort, services, stop };
+}
+
+/** Resolves the configuration from the environment (and overrides) and starts. */
+export async function startFromEnv(env: Record<string, string | undefined> = process.env, overrides: ConfigOverrides = {}, options: StartOptions = {}): Promise<RunningServer & { generatedSecret?: string }> {
+  const { config, generatedSecret } = resolveConfig(env, overrides);
+  const server = await startServer(config, options);
+  return { ...server, generatedSecret };
+}

@@ -1,0 +1,2 @@
+// Filled in by the supporting-methods work (client-api.md §3–§4).
+export {};

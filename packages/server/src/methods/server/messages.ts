@@ -1,0 +1,66 @@
+import { MessageKind } from '../../store/store.js';
+import { f, serverMethod } from '../method.js';
+import { getMessageOrThrow, messageInfo, messageKey, messageKind, p2p, pageFields, stream, messageKeyFields } from '../shared.js';
+import { RtmError, RtmErrorCode } from '@rtm/fpnn';
+
+// server-api.md §2: the five send methods. Answer { mtime } (ms).
+const common = { from: f.id, mtype: f.int, mid: f.id, msg: f.body, attrs: f.str };
+
+export const sendmsg = serverMethod({ ...common, to: f.id }, async (ctx, r) => ({
+  mtime: await ctx.services.messaging.send({ pid: ctx.pid, kind: MessageKind.P2P, ...r, gate: 'server' }),
+}));
+
+export const sendmsgs = serverMethod({ ...common, tos: f.ids }, async (ctx, r) => ({
+  mtime: await ctx.services.messaging.send({ pid: ctx.pid, kind: MessageKind.P2P, ...r, gate: 'server' }),
+}));
+
+export const sendgroupmsg = serverMethod({ ...common, gid: f.id }, async (ctx, r) => ({
+  mtime: await ctx.services.messaging.send({ pid: ctx.pid, kind: MessageKind.GROUP, ...r, to: r.gid, gate: 'server' }),
+}));
+
+export const sendroommsg = serverMethod({ ...common, rid: f.id }, async (ctx, r) => ({
+  mtime: await ctx.services.messaging.send({ pid: ctx.pid, kind: MessageKind.ROOM, ...r, to: r.rid, gate: 'server' }),
+}));
+
+export const broadcastmsg = serverMethod(common, async (ctx, r) => ({
+  mtime: await ctx.services.messaging.send({ pid: ctx.pid, kind: MessageKind.BROADCAST, ...r, to: 0n, gate: 'server' }),
+}));
+
+// server-api.md §3.1: history. The backend reads any conversation on behalf of `uid`.
+export const getgroupmsg = serverMethod({ gid: f.id, uid: f.id, ...pageFields }, (ctx, r) =>
+  ctx.services.history.page(stream(ctx.pid, MessageKind.GROUP, r.gid), undefined, r),
+);
+
+export const getroommsg = serverMethod({ rid: f.id, uid: f.id, ...pageFields }, (ctx, r) =>
+  ctx.services.history.page(stream(ctx.pid, MessageKind.ROOM, r.rid), undefined, r),
+);
+
+export const getbroadcastmsg = serverMethod({ uid: f.id, ...pageFields }, (ctx, r) =>
+  ctx.services.history.page(stream(ctx.pid, MessageKind.BROADCAST, 0n), undefined, r),
+);
+
+export const getp2pmsg = serverMethod({ uid: f.id, ouid: f.id, ...pageFields }, (ctx, r) =>
+  ctx.services.history.page(p2p(ctx.pid, r.uid, r.ouid), r.uid, r),
+);
+
+// §3.2–3.4: one message, deletion, counts.
+export const getmsg = serverMethod(messageKeyFields, async (ctx, r) => messageInfo(await getMessageOrThrow(ctx.services, messageKey(ctx.pid, r))));
+
+export const delmsg = serverMethod(messageKeyFields, async (ctx, r) => {
+  const key = messageKey(ctx.pid, r);
+  if (!(await ctx.services.store.deleteMessage(key))) throw new RtmError(RtmErrorCode.MESSAGE_NOT_FOUND, `no message ${r.mid} from ${r.from} in that conversation`);
+  return {};
+});
+
+export const getmsgnum = serverMethod({ type: f.int, xid: f.id, mtypes: f.opt(f.ints), begin: f.opt(f.id), end: f.opt(f.id) }, async (ctx, r) => {
+  const kind = messageKind(r.type);
+  if (kind !== MessageKind.GROUP && kind !== MessageKind.ROOM) throw new RtmError(RtmErrorCode.INVALID_PARAMETER, 'getmsgnum counts group (2) or room (3) messages');
+  return ctx.services.store.countMessages({
+    pid: ctx.pid,
+    kind,
+    to: r.xid,
+    mtypes: r.mtypes?.length ? r.mtypes : undefined,
+    begin: r.begin && r.begin > 0n ? r.begin : undefined,
+    end: r.end && r.end > 0n ? r.end : undefined,
+  });
+});

@@ -1,0 +1,2 @@
+// Filled in by the supporting-methods work (server-api.md §4).
+export {};

@@ -1,0 +1,33 @@
+import { randomBytes } from 'node:crypto';
+import { f, serverMethod } from '../method.js';
+import { checkList } from '../shared.js';
+
+// server-api.md §4 "Tokens and sessions".
+
+/** Opaque 32-char upper-case hex, stable per (pid, uid) until removetoken (proposal). */
+export const gettoken = serverMethod({ uid: f.id }, async (ctx, r) => {
+  const { store } = ctx.services;
+  let token = await store.getToken(ctx.pid, r.uid);
+  if (!token) {
+    token = randomBytes(16).toString('hex').toUpperCase();
+    await store.setToken(ctx.pid, r.uid, token);
+  }
+  return { token };
+});
+
+/** The token stops working for new logins; live sessions stay. */
+export const removetoken = serverMethod({ uid: f.id }, async (ctx, r) => {
+  await ctx.services.store.deleteToken(ctx.pid, r.uid);
+  return {};
+});
+
+/** Oneway `kickout` to every client session of the user, on every node, then close them. */
+export const kickout = serverMethod({ uid: f.id, ce: f.opt(f.str) }, (ctx, r) => {
+  ctx.services.bus.publish({ type: 'kickout', pid: ctx.pid, uid: r.uid });
+  return {};
+});
+
+export const getonlineusers = serverMethod({ uids: f.ids }, async (ctx, r) => {
+  checkList('uids', r.uids, ctx.services.config.limits.maxOnlineQuery, true);
+  return { uids: await ctx.services.bus.queryOnline(ctx.pid, [...new Set(r.uids)]) };
+});

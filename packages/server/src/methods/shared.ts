@@ -1,0 +1,53 @@
+import { RtmError, RtmErrorCode, type Payload } from '@rtm/fpnn';
+import type { Services } from '../services/index.js';
+import { MessageKind, type ConversationRef, type MessageKey, type StoredMessage } from '../store/store.js';
+import { f } from './method.js';
+
+/** The history keys common to every get*msg method (server-api.md §3.1). */
+export const pageFields = {
+  desc: f.bool,
+  num: f.int,
+  begin: f.opt(f.id),
+  end: f.opt(f.id),
+  lastid: f.opt(f.id),
+  mtypes: f.opt(f.ints),
+};
+
+/** The keys of getmsg / delmsg (server-api.md §3.2–3.3). */
+export const messageKeyFields = { mid: f.id, from: f.id, xid: f.id, type: f.int };
+
+export function messageKind(type: number): MessageKind {
+  if (type === 1 || type === 2 || type === 3 || type === 4) return type;
+  throw new RtmError(RtmErrorCode.INVALID_PARAMETER, `type must be 1 (p2p), 2 (group), 3 (room) or 4 (broadcast), got ${type}`);
+}
+
+export function messageKey(pid: number, req: { mid: bigint; from: bigint; xid: bigint; type: number }): MessageKey {
+  const kind = messageKind(req.type);
+  return { pid, kind, from: req.from, to: kind === MessageKind.BROADCAST ? 0n : req.xid, mid: req.mid };
+}
+
+export function messageInfo(m: StoredMessage): Payload {
+  return { id: m.id, mtype: m.mtype, msg: m.msg, attrs: m.attrs, mtime: m.mtime };
+}
+
+export async function getMessageOrThrow(services: Services, key: MessageKey): Promise<StoredMessage> {
+  const m = await services.store.getMessage(key);
+  if (!m) throw new RtmError(RtmErrorCode.MESSAGE_NOT_FOUND, `no message ${key.mid} from ${key.from} in that conversation`);
+  return m;
+}
+
+export const p2p = (pid: number, uid: bigint, peer: bigint): ConversationRef => ({ pid, kind: MessageKind.P2P, uid, peer });
+export const stream = (pid: number, kind: 2 | 3 | 4, to: bigint): ConversationRef => ({ pid, kind, to });
+
+/** Rejects a list longer than the per-call limit (200032) or empty where members are required (200033). */
+export function checkList(name: string, items: readonly unknown[], max: number, allowEmpty = false): void {
+  if (!allowEmpty && items.length === 0) throw new RtmError(RtmErrorCode.EMPTY_PARAMETER, `${name} must not be empty`);
+  if (items.length > max) throw new RtmError(RtmErrorCode.TOO_MANY_ITEMS_IN_PARAMETERS, `${name} has ${items.length} items, the limit is ${max}`);
+}
+
+/** Map keyed by decimal id strings, as the SDKs read them (client-api.md §3.3). */
+export function byDecimalKey<V>(map: ReadonlyMap<bigint, V>): Record<string, V> {
+  const out: Record<string, V> = {};
+  for (const [k, v] of map) out[k.toString()] = v;
+  return out;
+}

@@ -1,0 +1,124 @@
+import type { Bus, BusEvent } from '../bus/bus.js';
+import { PreparedPush } from '../gate/connection.js';
+import type { Metrics } from '../observability/metrics.js';
+import { MessageKind, type StoredMessage } from '../store/store.js';
+import { wantsEvent, wantsMessage, type ListenRegistry } from './listen.js';
+import type { ClientConnection, LocalPresence } from './presence.js';
+import { clientPush, serverPush } from './pushes.js';
+
+export interface DeliveryOptions {
+  /** Also push a p2p message to the sender's other sessions (multi-device echo). @default false */
+  p2pEchoToSenderDevices: boolean;
+}
+
+/**
+ * The last step of the delivery path (DESIGN.md): turns bus events into pushes to this node's
+ * connections. Each message is encoded once per node and written to every connection that gets it.
+ */
+export class Delivery {
+  constructor(
+    private readonly bus: Bus,
+    private readonly presence: LocalPresence,
+    private readonly listeners: ListenRegistry,
+    private readonly metrics: Metrics,
+    private readonly options: DeliveryOptions,
+  ) {}
+
+  /** Handles one bus event on this node. */
+  handle = (event: BusEvent): void => {
+    switch (event.type) {
+      case 'message':
+        return this.deliverMessage(event.message, event.recipients, event.origin);
+      case 'kickout':
+        return this.kickout(event.pid, event.uid);
+      case 'room':
+        return this.roomChange(event.pid, event.rid, event.uid, event.joined, event.kick);
+      case 'presence':
+        return this.presenceEvent(event.pid, event.uid, event.event, event.time, event.endpoint);
+    }
+  };
+
+  private deliverMessage(m: StoredMessage, recipients: bigint[] | undefined, origin: { node: string; conn: number } | undefined): void {
+    const skipConn = origin && origin.node === this.bus.nodeId ? origin.conn : -1;
+    let prepared: PreparedPush | undefined;
+    let written = 0;
+    const send = (conn: ClientConnection): void => {
+      if (conn.id === skipConn) return;
+      prepared ??= (() => {
+        const p = clientPush(m);
+        return new PreparedPush(p.method, p.payload);
+      })();
+      conn.pushPrepared(prepared);
+      written++;
+    };
+    const toUsers = (uids: Iterable<bigint>): void => {
+      for (const uid of uids) {
+        const conns = this.presence.connectionsOf(m.pid, uid);
+        if (conns) for (const conn of conns) send(conn);
+      }
+    };
+    switch (m.kind) {
+      case MessageKind.P2P:
+        toUsers(recipients ?? [m.to]);
+        if (this.options.p2pEchoToSenderDevices) toUsers([m.from]);
+        break;
+      case MessageKind.GROUP:
+        toUsers(recipients ?? []);
+        break;
+      case MessageKind.ROOM: {
+        const members = this.presence.localRoomMembers(m.pid, m.to);
+        if (members) toUsers(members);
+        break;
+      }
+      case MessageKind.BROADCAST:
+        toUsers(this.presence.usersOf(m.pid));
+        break;
+    }
+    if (prepared) this.metrics.pushes.inc({ method: prepared.method }, written);
+
+    const listening = this.listeners.listeners(m.pid);
+    if (listening) {
+      let serverPrepared: PreparedPush | undefined;
+      for (const conn of listening) {
+        if (!wantsMessage(conn.session!.listen, m)) continue;
+        if (!serverPrepared) {
+          const p = serverPush(m);
+          if (!p) break;
+          serverPrepared = new PreparedPush(p.method, p.payload);
+        }
+        conn.pushPrepared(serverPrepared);
+      }
+    }
+  }
+
+  private kickout(pid: number, uid: bigint): void {
+    const conns = this.presence.connectionsOf(pid, uid);
+    if (!conns) return;
+    for (const conn of [...conns]) {
+      // Oneway: no client SDK answers kickout (spec/fpnn.md §3).
+      conn.oneway('kickout', {});
+      conn.close('kicked out');
+    }
+  }
+
+  private roomChange(pid: number, rid: bigint, uid: bigint, joined: boolean, kick: boolean): void {
+    const conns = this.presence.connectionsOf(pid, uid);
+    if (!conns) return; // not online here: nothing to index
+    if (joined) this.presence.joinRoom(pid, rid, uid);
+    else {
+      this.presence.leaveRoom(pid, rid, uid);
+      if (kick) for (const conn of conns) conn.oneway('kickoutroom', { rid });
+    }
+  }
+
+  private presenceEvent(pid: number, uid: bigint, event: 'login' | 'logout', time: number, endpoint: string): void {
+    const listening = this.listeners.listeners(pid);
+    if (!listening) return;
+    let prepared: PreparedPush | undefined;
+    for (const conn of listening) {
+      if (!wantsEvent(conn.session!.listen, event)) continue;
+      prepared ??= new PreparedPush('pushevent', { pid, event, uid, time, endpoint });
+      conn.pushPrepared(prepared);
+    }
+  }
+}

@@ -1,0 +1,130 @@
+import { RtmError, RtmErrorCode } from '@rtm/fpnn';
+import type { Bus } from '../bus/bus.js';
+import type { ServerConfig } from '../config.js';
+import type { Metrics } from '../observability/metrics.js';
+import { MessageKind, type NewMessage, type Store } from '../store/store.js';
+import type { LocalPresence } from './presence.js';
+
+export interface SendRequest {
+  pid: number;
+  kind: MessageKind;
+  from: bigint;
+  /** Receiver uid (p2p), gid, rid; ignored for broadcast. */
+  to?: bigint;
+  /** Several receivers (sendmsgs). */
+  tos?: readonly bigint[];
+  mid: bigint;
+  mtype: number;
+  msg: string | Uint8Array;
+  attrs: string;
+  /** Which gate the send came through: the client gate always checks membership. */
+  gate: 'server' | 'client';
+  /** The sending client session, never pushed back to. */
+  originConn?: number;
+}
+
+const KIND_LABEL = { 1: 'p2p', 2: 'group', 3: 'room', 4: 'broadcast' } as const;
+const byteLength = (v: string | Uint8Array): number => (typeof v === 'string' ? Buffer.byteLength(v) : v.length);
+
+/**
+ * The send path (DESIGN.md "Delivery path of one message"): validate → check rights →
+ * persist (group commit) → answer mtime → publish for delivery on every node.
+ */
+export class Messaging {
+  constructor(
+    private readonly config: ServerConfig,
+    private readonly store: Store,
+    private readonly bus: Bus,
+    private readonly presence: LocalPresence,
+    private readonly metrics: Metrics,
+  ) {}
+
+  /** Sends a message; resolves with its mtime (the original one for an idempotent resend). */
+  async send(req: SendRequest): Promise<bigint> {
+    const { limits } = this.config;
+    const now = BigInt(Date.now());
+    if (!Number.isInteger(req.mtype) || req.mtype < 1 || req.mtype > 127) {
+      throw new RtmError(RtmErrorCode.INVALID_MTYPE, `mtype must be between 1 and 127, got ${req.mtype}`);
+    }
+    const msgBytes = byteLength(req.msg);
+    if (msgBytes > limits.maxMsgBytes) throw new RtmError(RtmErrorCode.LARGE_MESSAGE_OR_ATTRS, `msg is ${msgBytes} bytes, the limit is ${limits.maxMsgBytes}`);
+    const attrsBytes = byteLength(req.attrs);
+    if (attrsBytes > limits.maxAttrsBytes) throw new RtmError(RtmErrorCode.LARGE_MESSAGE_OR_ATTRS, `attrs is ${attrsBytes} bytes, the limit is ${limits.maxAttrsBytes}`);
+    if (await this.store.isProjectBlack(req.pid, req.from, now)) {
+      throw new RtmError(RtmErrorCode.AUTH_DENIED, `user ${req.from} is on the project blacklist`);
+    }
+
+    let recipients: bigint[] = [];
+    let targets: bigint[];
+    switch (req.kind) {
+      case MessageKind.P2P: {
+        const tos = req.tos ?? (req.to !== undefined ? [req.to] : []);
+        if (req.tos) {
+          if (tos.length === 0) throw new RtmError(RtmErrorCode.EMPTY_PARAMETER, 'tos must not be empty');
+          if (tos.length > limits.maxRecipients) throw new RtmError(RtmErrorCode.TOO_MANY_ITEMS_IN_PARAMETERS, `tos has ${tos.length} uids, the limit is ${limits.maxRecipients}`);
+        }
+        const unique = [...new Set(tos)];
+        if (req.gate === 'client' && unique.includes(req.from)) throw new RtmError(RtmErrorCode.SEND_TO_SELF, 'cannot send a message to oneself');
+        const blockers = new Set(await this.store.blockedBy(req.pid, req.from, unique));
+        if (!req.tos && blockers.size > 0) throw new RtmError(RtmErrorCode.BLOCKED_USER, `user ${req.to} has blocked user ${req.from}`);
+        // Multi-user sends skip receivers that blocked the sender (they must not get it).
+        targets = unique.filter((uid) => !blockers.has(uid));
+        if (targets.length === 0) throw new RtmError(RtmErrorCode.BLOCKED_USER, `every receiver has blocked user ${req.from}`);
+        break;
+      }
+      case MessageKind.GROUP: {
+        const gid = req.to!;
+        recipients = await this.store.groupMembers(req.pid, gid);
+        const checkMember = req.gate === 'client' || this.config.serverSendRequiresMembership;
+        if (checkMember && !recipients.includes(req.from)) {
+          throw new RtmError(recipients.length === 0 && req.gate === 'server' ? RtmErrorCode.EMPTY_GROUP : RtmErrorCode.NOT_GROUP_MEMBER, `user ${req.from} is not a member of group ${gid}`);
+        }
+        if (await this.store.isBanned(req.pid, 'group', gid, req.from, now)) throw new RtmError(RtmErrorCode.BANNED_IN_GROUP, `user ${req.from} is banned in group ${gid}`);
+        targets = [gid];
+        break;
+      }
+      case MessageKind.ROOM: {
+        const rid = req.to!;
+        const checkMember = req.gate === 'client' || this.config.serverSendRequiresMembership;
+        if (checkMember) {
+          const inRoom = req.gate === 'client' ? this.presence.isInRoomLocally(req.pid, rid, req.from) || (await this.store.userRooms(req.pid, req.from)).includes(rid) : (await this.store.userRooms(req.pid, req.from)).includes(rid);
+          if (!inRoom) throw new RtmError(RtmErrorCode.NOT_IN_ROOM, `user ${req.from} is not in room ${rid}`);
+        }
+        if (await this.store.isBanned(req.pid, 'room', rid, req.from, now)) throw new RtmError(RtmErrorCode.BANNED_IN_ROOM, `user ${req.from} is banned in room ${rid}`);
+        targets = [rid];
+        break;
+      }
+      default: {
+        const admins = this.config.broadcastAdminUids;
+        if (req.gate === 'server' && admins.length > 0 && !admins.includes(req.from)) {
+          throw new RtmError(RtmErrorCode.ADMIN_ONLY, `user ${req.from} may not broadcast`);
+        }
+        targets = [0n];
+      }
+    }
+
+    const batch: NewMessage[] = targets.map((to) => ({ pid: req.pid, kind: req.kind, from: req.from, to, mid: req.mid, mtype: req.mtype, msg: req.msg, attrs: req.attrs }));
+    const results = await this.store.append(batch);
+    let mtime: bigint | undefined;
+    let collision = false;
+    const origin = req.originConn !== undefined ? { node: this.bus.nodeId, conn: req.originConn } : undefined;
+    for (const r of results) {
+      if (r.status === 'collision') {
+        collision = true;
+        continue;
+      }
+      mtime ??= r.message.mtime;
+      if (r.status === 'duplicate') continue; // an idempotent resend: nothing stored, nothing delivered
+      this.metrics.messages.inc({ kind: KIND_LABEL[req.kind] });
+      this.bus.publish({
+        type: 'message',
+        message: r.message,
+        recipients: req.kind === MessageKind.GROUP ? recipients : req.kind === MessageKind.P2P ? [r.message.to] : undefined,
+        origin,
+      });
+    }
+    // Never drop silently: the caller learns that this mid already names another message.
+    if (collision) throw new RtmError(RtmErrorCode.DUPLCATED_MID, `mid ${req.mid} was already used by user ${req.from} for another message to the same target`);
+    return mtime!;
+  }
+}

@@ -1,0 +1,94 @@
+import type { Bus } from '../bus/bus.js';
+import type { ServerConfig } from '../config.js';
+import type { Logger } from '../observability/logger.js';
+import type { Store } from '../store/store.js';
+import type { ClientConnection, LocalPresence } from './presence.js';
+
+const key = (pid: number, uid: bigint): string => `${pid}:${uid}`;
+
+/**
+ * A user's presence across devices and blips (client-api.md §3.3, issue "Unread"): a logout is
+ * the end of the user's last session on any device. A session that drops (no `bye`) starts a grace
+ * period; a reconnect within it continues the same presence, so the unread baseline does not move
+ * and no logout/login events are emitted. An explicit `bye` of the last session ends it at once.
+ */
+export class Sessions {
+  private readonly grace = new Map<string, { timer: NodeJS.Timeout; endedAt: bigint }>();
+
+  constructor(
+    private readonly config: ServerConfig,
+    private readonly store: Store,
+    private readonly bus: Bus,
+    private readonly presence: LocalPresence,
+    private readonly log: Logger,
+    private readonly endpoint: () => string,
+  ) {}
+
+  /** Registers an authenticated session. */
+  async login(conn: ClientConnection): Promise<void> {
+    const { pid, uid } = conn.session!;
+    const k = key(pid, uid);
+    const pending = this.grace.get(k);
+    if (pending) {
+      clearTimeout(pending.timer);
+      this.grace.delete(k);
+    }
+    const online = this.presence.isOnline(pid, uid);
+    const elsewhere = !online && !pending ? (await this.bus.queryOnline(pid, [uid])).length > 0 : false;
+    const first = this.presence.add(conn);
+    if (first) {
+      for (const rid of await this.store.userRooms(pid, uid)) this.presence.joinRoom(pid, rid, uid);
+    }
+    if (!online && !pending && !elsewhere) {
+      this.bus.publish({ type: 'presence', pid, uid, event: 'login', time: Math.floor(Date.now() / 1000), endpoint: this.endpoint() });
+    }
+  }
+
+  /** A session ended; `explicit` = the user said `bye`. */
+  logout(conn: ClientConnection, explicit: boolean): void {
+    const session = conn.session;
+    if (!session || !this.presence.remove(conn)) return;
+    const { pid, uid } = session;
+    if (this.presence.isOnline(pid, uid)) return;
+    this.presence.forgetRooms(pid, uid);
+    const endedAt = BigInt(Date.now());
+    const k = key(pid, uid);
+    if (explicit || this.config.logoutGraceMs === 0) {
+      void this.end(pid, uid, endedAt);
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.grace.delete(k);
+      void this.end(pid, uid, endedAt);
+    }, this.config.logoutGraceMs);
+    timer.unref();
+    this.grace.set(k, { timer, endedAt });
+  }
+
+  /** The presence ended for good unless another node still has a session. */
+  private async end(pid: number, uid: bigint, endedAt: bigint): Promise<void> {
+    try {
+      if (this.presence.isOnline(pid, uid)) return;
+      if ((await this.bus.queryOnline(pid, [uid])).length > 0) return;
+      await this.store.setLogoutTime(pid, uid, endedAt);
+      const rooms = await this.store.clearUserRooms(pid, uid);
+      for (const rid of rooms) this.bus.publish({ type: 'room', pid, rid, uid, joined: false, kick: false });
+      this.bus.publish({ type: 'presence', pid, uid, event: 'logout', time: Math.floor(Number(endedAt) / 1000), endpoint: this.endpoint() });
+    } catch (err) {
+      this.log.error({ err, pid, uid: String(uid) }, 'could not record logout');
+    }
+  }
+
+  /** Ends every grace period now (shutdown): their presences end with their recorded times. */
+  async flush(): Promise<void> {
+    const pending = [...this.grace.entries()];
+    this.grace.clear();
+    await Promise.all(
+      pending.map(([k, { timer, endedAt }]) => {
+        clearTimeout(timer);
+        const [pid, uid] = k.split(':');
+        return this.end(Number(pid), BigInt(uid!), endedAt);
+      }),
+    );
+  }
+}

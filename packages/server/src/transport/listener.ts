@@ -1,0 +1,117 @@
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { WebSocketServer } from 'ws';
+import { serveHttpQuest, type HttpQuestHandler } from './http.js';
+import { TcpTransport } from './tcp.js';
+import type { Transport } from './transport.js';
+import { WebSocketTransport } from './websocket.js';
+
+export interface ListenerOptions {
+  host: string;
+  port: number;
+  /** A new FPNN connection (TCP or WebSocket). */
+  onTransport(transport: Transport): void;
+  /** One FPNN-over-HTTP call; undefined = HTTP quests are refused with 404. */
+  onHttpQuest?: HttpQuestHandler;
+  /** A connection that is not FPNN at all was refused. */
+  onRefused?(remote: string, reason: string): void;
+  maxFrameBytes: number;
+}
+
+const SNIFF_BYTES = 4;
+const SNIFF_TIMEOUT_MS = 10_000;
+
+/**
+ * One port, three protocols (DESIGN.md "Processes and ports"): the first bytes of a connection
+ * choose. `FPNN` → FPNN over TCP; anything that looks like HTTP → node's HTTP server, which
+ * upgrades `GET` to WebSocket and serves `POST /service/<method>`.
+ */
+export class Listener {
+  private readonly net: NetServer;
+  private readonly http: HttpServer;
+  private readonly wss: WebSocketServer;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(private readonly options: ListenerOptions) {
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: options.maxFrameBytes,
+      // Echo a requested sub-protocol (WeChat mini-programs ask for 'arraybuffer').
+      handleProtocols: (protocols) => protocols.values().next().value ?? false,
+      perMessageDeflate: false,
+    });
+    this.http = createHttpServer({ keepAliveTimeout: 60_000 }, (req, res) => {
+      if (!options.onHttpQuest) {
+        res.writeHead(404).end();
+        return;
+      }
+      void serveHttpQuest(req, res, options.onHttpQuest);
+    });
+    this.http.on('upgrade', (req: IncomingMessage, socket, head) => {
+      // The reference accepts any path; we accept /service/websocket and, leniently, any other.
+      this.wss.handleUpgrade(req, socket, head, (ws) => {
+        const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+        const transport = new WebSocketTransport(ws, remote, (reason) => {
+          options.onRefused?.(remote, reason);
+          ws.close(1003, 'binary FPNN frames only');
+          setTimeout(() => ws.terminate(), 1000).unref();
+        });
+        options.onTransport(transport);
+      });
+    });
+    this.http.on('clientError', (_err, socket) => socket.destroy());
+    this.net = createNetServer({ pauseOnConnect: false }, (socket) => this.sniff(socket));
+  }
+
+  private sniff(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    let head: Buffer = Buffer.alloc(0);
+    const timer = setTimeout(() => socket.destroy(), SNIFF_TIMEOUT_MS);
+    timer.unref();
+    const onData = (chunk: Buffer): void => {
+      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+      if (head.length < SNIFF_BYTES) return;
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.pause();
+      if (head[0] === 0x46 && head[1] === 0x50 && head[2] === 0x4e && head[3] === 0x4e) {
+        this.options.onTransport(new TcpTransport(socket, head));
+      } else if (/^[A-Z]{3}[A-Z ]$/.test(head.subarray(0, SNIFF_BYTES).toString('latin1'))) {
+        // GET, POST, OPTIONS, …: an HTTP request (WebSocket upgrade or FPNN-over-HTTP).
+        socket.unshift(head);
+        this.http.emit('connection', socket);
+        socket.resume();
+      } else {
+        this.options.onRefused?.(`${socket.remoteAddress}:${socket.remotePort}`, 'neither FPNN nor HTTP');
+        socket.destroy();
+      }
+    };
+    socket.on('data', onData);
+  }
+
+  async listen(): Promise<number> {
+    await new Promise<void>((resolve, reject) => {
+      this.net.once('error', reject);
+      this.net.listen(this.options.port, this.options.host, () => {
+        this.net.off('error', reject);
+        resolve();
+      });
+    });
+    const address = this.net.address();
+    return typeof address === 'object' && address ? address.port : this.options.port;
+  }
+
+  /** Stops accepting new connections; resolves once every existing socket has closed too. */
+  stopAccepting(): Promise<void> {
+    return new Promise<void>((resolve) => this.net.close(() => resolve()));
+  }
+
+  /** Destroys every socket still open (last step of shutdown). */
+  destroyAll(): void {
+    for (const s of this.sockets) s.destroy();
+    this.http.closeAllConnections();
+    for (const ws of this.wss.clients) ws.terminate();
+  }
+}

@@ -1,0 +1,26 @@
+/**
+ * A transport only moves bytes (STYLE.md 3): whole FPNN frames out, raw bytes in.
+ * One implementation per socket kind: tcp.ts, websocket.ts (HTTP is request/response: http.ts).
+ */
+export type TransportKind = 'tcp' | 'websocket';
+
+export interface TransportEvents {
+  /** Bytes received (TCP: a stream chunk; WebSocket: one binary message). */
+  data(chunk: Uint8Array): void;
+  /** The socket closed, for whatever reason; called once. */
+  close(): void;
+}
+
+export interface Transport {
+  readonly kind: TransportKind;
+  /** "ip:port" of the peer. */
+  readonly remote: string;
+  /** Bytes accepted by write() but not yet handed to the kernel. */
+  readonly bufferedBytes: number;
+  /** Starts delivering events; called once by the connection that owns the transport. */
+  start(events: TransportEvents): void;
+  /** Writes one whole frame (or, once encrypted, one ciphertext unit). */
+  write(bytes: Uint8Array): void;
+  /** Closes the socket; pending writes are flushed when possible. Idempotent. */
+  close(): void;
+}

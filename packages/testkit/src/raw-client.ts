@@ -1,0 +1,105 @@
+import { createHash } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
+import { Flag, FpnnPeer, FrameDecoder, type Payload, type PayloadFlag } from '@rtm/fpnn';
+import WebSocket from 'ws';
+
+/**
+ * A bare FPNN client for tests that must control the wire exactly (bad input, raw frames).
+ * Normal tests use our SDKs.
+ */
+export class RawClient {
+  readonly pushes: { method: string; payload: Payload; oneway: boolean }[] = [];
+  private pushWaiters: (() => void)[] = [];
+  private closedResolve!: () => void;
+  readonly closed = new Promise<void>((r) => (this.closedResolve = r));
+  isClosed = false;
+  peer: FpnnPeer;
+  private decoder = new FrameDecoder();
+
+  private constructor(private readonly writeBytes: (b: Uint8Array) => void, private readonly end: () => void) {
+    this.peer = new FpnnPeer({
+      write: (b) => this.writeBytes(b),
+      questTimeoutMs: 5000,
+      onQuest: (q) => {
+        this.pushes.push({ method: q.method, payload: q.payload, oneway: q.oneway });
+        for (const w of this.pushWaiters.splice(0)) w();
+        return {};
+      },
+    });
+  }
+
+  static tcp(endpoint: string): Promise<RawClient & { socket: Socket }> {
+    const [host, port] = endpoint.split(':');
+    return new Promise((resolve, reject) => {
+      const socket = connect(Number(port), host!, () => resolve(client));
+      const client = Object.assign(new RawClient((b) => socket.write(b), () => socket.destroy()), { socket });
+      socket.on('data', (chunk) => client.onBytes(chunk));
+      socket.on('error', () => undefined);
+      socket.on('close', () => client.onClose());
+      socket.once('error', reject);
+    });
+  }
+
+  static websocket(endpoint: string, path = '/service/websocket'): Promise<RawClient & { ws: WebSocket }> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(`ws://${endpoint}${path}`);
+      ws.binaryType = 'nodebuffer';
+      const client = Object.assign(new RawClient((b) => ws.send(b), () => ws.terminate()), { ws });
+      ws.on('open', () => resolve(client));
+      ws.on('message', (data: Buffer) => client.onBytes(data));
+      ws.on('close', () => client.onClose());
+      ws.on('error', reject);
+    });
+  }
+
+  private onBytes(chunk: Uint8Array): void {
+    try {
+      for (const frame of this.decoder.push(chunk)) this.peer.receive(frame);
+    } catch {
+      this.end();
+    }
+  }
+
+  private onClose(): void {
+    this.isClosed = true;
+    this.peer.close();
+    this.closedResolve();
+    for (const w of this.pushWaiters.splice(0)) w();
+  }
+
+  write(bytes: Uint8Array): void {
+    this.writeBytes(bytes);
+  }
+
+  quest(method: string, payload: Payload = {}, flag: PayloadFlag = Flag.MSGPACK): Promise<Payload> {
+    return this.peer.quest(method, payload, { flag });
+  }
+
+  /** A server-gate quest signed for (pid, secret). */
+  signed(method: string, payload: Payload, pid: number, secret: string, salt = BigInt(Date.now()) * 1000n + BigInt(Math.floor(Math.random() * 1000))): Promise<Payload> {
+    return this.quest(method, { ...signFields(method, pid, secret, salt), ...payload });
+  }
+
+  /** Resolves when `count` pushes of `method` have arrived (or rejects after `timeoutMs`). */
+  async waitForPushes(method: string, count = 1, timeoutMs = 3000): Promise<Payload[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const got = this.pushes.filter((p) => p.method === method);
+      if (got.length >= count) return got.map((p) => p.payload);
+      if (Date.now() > deadline || this.isClosed) throw new Error(`expected ${count} '${method}' pushes, got ${got.length}`);
+      await new Promise<void>((r) => {
+        this.pushWaiters.push(r);
+        setTimeout(r, 50);
+      });
+    }
+  }
+
+  close(): void {
+    this.end();
+  }
+}
+
+export function signFields(method: string, pid: number, secret: string, salt: bigint, ts = Math.floor(Date.now() / 1000)): Payload {
+  const sign = createHash('md5').update(`${pid}:${secret}:${salt}:${method}:${ts}`).digest('hex').toUpperCase();
+  return { pid, salt, ts, sign };
+}
