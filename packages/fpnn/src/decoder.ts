@@ -30,14 +30,22 @@ function decodeMethod(bytes: Uint8Array, start: number, end: number): string {
  * `FpnnProtocolError`, after which the decoder must not be used again (close the connection).
  */
 export class FrameDecoder {
+  /** Contiguous buffered bytes; a frame is always parsed from here. */
   private pending: Uint8Array = EMPTY;
+  /**
+   * Later chunks not yet merged into `pending`. A frame arriving in many small reads is joined
+   * once, when it is complete, instead of re-copying everything buffered on every read (which
+   * made a large frame sent in small segments cost O(n²) copying).
+   */
+  private parts: Uint8Array[] = [];
+  private partsBytes = 0;
   private failed = false;
 
   constructor(readonly maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES) {}
 
   /** Bytes received but not yet part of a whole frame. */
   get bufferedBytes(): number {
-    return this.pending.length;
+    return this.pending.length + this.partsBytes;
   }
 
   /** Appends bytes and returns every frame they complete. */
@@ -52,14 +60,12 @@ export class FrameDecoder {
   append(chunk: Uint8Array): void {
     if (this.failed) throw new FpnnProtocolError('decoder already failed');
     if (chunk.length === 0) return;
-    if (this.pending.length === 0) {
+    if (this.pending.length === 0 && this.partsBytes === 0) {
       this.pending = chunk;
       return;
     }
-    const merged = new Uint8Array(this.pending.length + chunk.length);
-    merged.set(this.pending, 0);
-    merged.set(chunk, this.pending.length);
-    this.pending = merged;
+    this.parts.push(chunk);
+    this.partsBytes += chunk.length;
   }
 
   /**
@@ -68,31 +74,59 @@ export class FrameDecoder {
    */
   next(): Frame | undefined {
     if (this.failed) throw new FpnnProtocolError('decoder already failed');
-    const buf = this.pending;
-    if (buf.length < HEADER_BYTES) return undefined;
+    const available = this.pending.length + this.partsBytes;
+    if (available < HEADER_BYTES) return undefined;
+    if (this.pending.length < HEADER_BYTES) this.flatten();
     let frame: Frame;
     let total: number;
+    let buf = this.pending;
     try {
       total = this.frameLength(buf, 0);
-      if (buf.length < total) return undefined;
+      if (available < total) return undefined;
+      if (buf.length < total) buf = this.flatten();
       frame = this.readFrame(buf, 0, total);
     } catch (err) {
       this.failed = true;
       this.pending = EMPTY;
+      this.parts = [];
+      this.partsBytes = 0;
       throw err;
     }
     // The frame's payload is a view of `buf`; the remainder is a view too. A remainder that is a
     // small tail of a big chunk is copied so it never pins the chunk.
     const rest = buf.length - total;
     this.pending = rest === 0 ? EMPTY : rest < 4096 && buf.length > 65536 ? buf.slice(total) : buf.subarray(total);
+    if (rest === 0 && this.partsBytes > 0) {
+      this.pending = this.parts.length === 1 ? this.parts[0]! : EMPTY;
+      if (this.parts.length === 1) {
+        this.parts = [];
+        this.partsBytes = 0;
+      }
+    }
     return frame;
   }
 
   /** Removes and returns the bytes not yet decoded (after `*key`, they are ciphertext). */
   takeBuffered(): Uint8Array {
-    const rest = this.pending;
+    const rest = this.flatten();
     this.pending = EMPTY;
     return rest;
+  }
+
+  /** Joins `pending` and `parts` into one buffer (one copy) and returns it. */
+  private flatten(): Uint8Array {
+    if (this.partsBytes === 0) return this.pending;
+    const merged = new Uint8Array(this.pending.length + this.partsBytes);
+    merged.set(this.pending, 0);
+    let at = this.pending.length;
+    for (const part of this.parts) {
+      merged.set(part, at);
+      at += part.length;
+    }
+    this.pending = merged;
+    this.parts = [];
+    this.partsBytes = 0;
+    return merged;
   }
 
   /** Validates the header at `offset` and returns the whole frame's length. */
