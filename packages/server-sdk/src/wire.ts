@@ -82,7 +82,11 @@ export function stringValue(value: unknown, key: string, where: string): string 
 
 /** A message body: kept as received, str → string, bin → Uint8Array. */
 export function bodyValue(value: unknown, key: string, where: string): string | Uint8Array {
-  if (typeof value === 'string' || value instanceof Uint8Array) return value;
+  if (typeof value === 'string') return value;
+  if (value instanceof Uint8Array) {
+    // msgpackr hands out node Buffers (already copied out of the frame): expose a plain Uint8Array view.
+    return value.constructor === Uint8Array ? value : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  }
   throw malformed(where, key, 'is not a string or binary');
 }
 
