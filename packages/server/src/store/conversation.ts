@@ -1,0 +1,75 @@
+/**
+ * Helpers shared by the Store implementations: conversation keys, message content equality,
+ * int64 validation. No I/O.
+ */
+import { MessageKind, type ConversationRef, type NewMessage } from './store.js';
+
+/** Key of the conversation a message belongs to (DESIGN.md "Storage"). */
+export interface ConversationKey {
+  pid: number;
+  kind: MessageKind;
+  /** p2p: the lower uid; group/room: gid/rid; broadcast: 0n. */
+  lo: bigint;
+  /** p2p: the higher uid; otherwise 0n. */
+  hi: bigint;
+}
+
+export function conversationOfMessage(m: { pid: number; kind: MessageKind; from: bigint; to: bigint }): ConversationKey {
+  if (m.kind === MessageKind.P2P) {
+    return m.from < m.to
+      ? { pid: m.pid, kind: m.kind, lo: m.from, hi: m.to }
+      : { pid: m.pid, kind: m.kind, lo: m.to, hi: m.from };
+  }
+  if (m.kind === MessageKind.BROADCAST) return { pid: m.pid, kind: m.kind, lo: 0n, hi: 0n };
+  return { pid: m.pid, kind: m.kind, lo: m.to, hi: 0n };
+}
+
+export function conversationOfRef(ref: ConversationRef): ConversationKey {
+  if (ref.kind === MessageKind.P2P) {
+    return ref.uid < ref.peer
+      ? { pid: ref.pid, kind: ref.kind, lo: ref.uid, hi: ref.peer }
+      : { pid: ref.pid, kind: ref.kind, lo: ref.peer, hi: ref.uid };
+  }
+  if (ref.kind === MessageKind.BROADCAST) return { pid: ref.pid, kind: ref.kind, lo: 0n, hi: 0n };
+  return { pid: ref.pid, kind: ref.kind, lo: ref.to, hi: 0n };
+}
+
+/** Same body kind (str / bin) and same bytes. */
+export function sameBody(a: string | Uint8Array, b: string | Uint8Array): boolean {
+  if (typeof a === 'string' || typeof b === 'string') return a === b;
+  if (a.byteLength !== b.byteLength) return false;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** The duplicate test of `AppendResult`: same mtype, body (kind and bytes) and attrs. */
+export function sameContent(a: Pick<NewMessage, 'mtype' | 'msg' | 'attrs'>, b: Pick<NewMessage, 'mtype' | 'msg' | 'attrs'>): boolean {
+  return a.mtype === b.mtype && a.attrs === b.attrs && sameBody(a.msg, b.msg);
+}
+
+export const INT64_MIN = -(2n ** 63n);
+export const INT64_MAX = 2n ** 63n - 1n;
+
+/** Throws a RangeError naming `field` unless `v` is a bigint in the signed 64-bit range. */
+export function checkInt64(field: string, v: unknown): void {
+  if (typeof v !== 'bigint' || v < INT64_MIN || v > INT64_MAX) {
+    throw new RangeError(`${field} must be a bigint in the int64 range, got ${String(v)}`);
+  }
+}
+
+/** Validates a message before it joins a group commit, so one bad batch cannot fail the others. */
+export function checkNewMessage(m: NewMessage): void {
+  if (!Number.isSafeInteger(m.pid)) throw new RangeError(`pid must be an integer, got ${String(m.pid)}`);
+  if (m.kind !== 1 && m.kind !== 2 && m.kind !== 3 && m.kind !== 4) throw new RangeError(`bad message kind ${String(m.kind)}`);
+  checkInt64('from', m.from);
+  checkInt64('to', m.to);
+  checkInt64('mid', m.mid);
+  if (!Number.isInteger(m.mtype)) throw new RangeError(`mtype must be an integer, got ${String(m.mtype)}`);
+  if (typeof m.msg !== 'string' && !(m.msg instanceof Uint8Array)) throw new TypeError('msg must be a string or a Uint8Array');
+  if (typeof m.attrs !== 'string') throw new TypeError('attrs must be a string');
+}
+
+/** A plain Uint8Array view of bytes returned by a driver (Buffer), so results compare equal across stores. */
+export function plainBytes(b: Uint8Array): Uint8Array {
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}

@@ -1,0 +1,142 @@
+/**
+ * Versioned schema of the SQLite store. Each step runs once, in order, inside the same
+ * `BEGIN IMMEDIATE` transaction as the `schema_migrations` row that records it (sqlite.ts).
+ * Never edit a released step: append a new one.
+ *
+ * Design (DESIGN.md "Storage"):
+ * - `messages.id` is the rowid, assigned by the store from `counters` (not by SQLite's max+1, which
+ *   would reuse the ids of deleted newest rows), so ids only ever grow and `mtime` never decreases
+ *   with `id`. History turns `begin`/`end` into id bounds through `messages_mtime` and then reads one
+ *   id range of `messages_history`: a range scan at any depth.
+ * - Conversation key: p2p = (min uid, max uid), group/room = (gid/rid, 0), broadcast = (0, 0).
+ * - `msg` has no type affinity (declared BLOB): a str body is stored as TEXT, a bin body as BLOB,
+ *   and read back as the same kind.
+ * - Ids are INTEGER (signed 64-bit); the store reads them with safe integers (bigint).
+ */
+export interface SqliteMigration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    sql: `
+CREATE TABLE counters (
+  name TEXT PRIMARY KEY,
+  last_id INTEGER NOT NULL,
+  last_mtime INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO counters (name, last_id, last_mtime) VALUES ('messages', 0, 0);
+
+CREATE TABLE messages (
+  id INTEGER PRIMARY KEY,
+  pid INTEGER NOT NULL,
+  kind INTEGER NOT NULL,
+  conv_lo INTEGER NOT NULL,
+  conv_hi INTEGER NOT NULL,
+  from_id INTEGER NOT NULL,
+  to_id INTEGER NOT NULL,
+  mid INTEGER NOT NULL,
+  mtype INTEGER NOT NULL,
+  msg BLOB NOT NULL,
+  attrs TEXT NOT NULL,
+  mtime INTEGER NOT NULL,
+  deleted INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX messages_history ON messages (pid, kind, conv_lo, conv_hi, id);
+CREATE UNIQUE INDEX messages_key ON messages (pid, kind, from_id, to_id, mid);
+CREATE INDEX messages_inbox ON messages (pid, kind, to_id, mtime);
+CREATE INDEX messages_mtime ON messages (mtime, id);
+
+CREATE TABLE p2p_sessions (
+  pid INTEGER NOT NULL,
+  uid INTEGER NOT NULL,
+  peer INTEGER NOT NULL,
+  last_id INTEGER NOT NULL,
+  PRIMARY KEY (pid, uid, peer)
+) WITHOUT ROWID;
+CREATE INDEX p2p_sessions_recent ON p2p_sessions (pid, uid, last_id);
+
+CREATE TABLE unread_baselines (
+  pid INTEGER NOT NULL,
+  uid INTEGER NOT NULL,
+  logout_time INTEGER,
+  clear_time INTEGER,
+  PRIMARY KEY (pid, uid)
+) WITHOUT ROWID;
+
+CREATE TABLE tokens (
+  pid INTEGER NOT NULL,
+  uid INTEGER NOT NULL,
+  token TEXT NOT NULL,
+  PRIMARY KEY (pid, uid)
+) WITHOUT ROWID;
+
+CREATE TABLE group_members (
+  pid INTEGER NOT NULL,
+  gid INTEGER NOT NULL,
+  uid INTEGER NOT NULL,
+  PRIMARY KEY (pid, gid, uid)
+) WITHOUT ROWID;
+CREATE INDEX group_members_user ON group_members (pid, uid, gid);
+
+CREATE TABLE room_members (
+  pid INTEGER NOT NULL,
+  rid INTEGER NOT NULL,
+  uid INTEGER NOT NULL,
+  PRIMARY KEY (pid, rid, uid)
+) WITHOUT ROWID;
+CREATE INDEX room_members_user ON room_members (pid, uid, rid);
+
+CREATE TABLE bans (
+  pid INTEGER NOT NULL,
+  scope TEXT NOT NULL,
+  uid INTEGER NOT NULL,
+  target INTEGER NOT NULL,
+  until INTEGER,
+  PRIMARY KEY (pid, scope, uid, target)
+) WITHOUT ROWID;
+
+CREATE TABLE project_blacks (
+  pid INTEGER NOT NULL,
+  uid INTEGER NOT NULL,
+  until INTEGER,
+  PRIMARY KEY (pid, uid)
+) WITHOUT ROWID;
+
+CREATE TABLE friends (
+  pid INTEGER NOT NULL,
+  uid INTEGER NOT NULL,
+  friend INTEGER NOT NULL,
+  PRIMARY KEY (pid, uid, friend)
+) WITHOUT ROWID;
+
+CREATE TABLE blacks (
+  pid INTEGER NOT NULL,
+  uid INTEGER NOT NULL,
+  black INTEGER NOT NULL,
+  PRIMARY KEY (pid, uid, black)
+) WITHOUT ROWID;
+
+CREATE TABLE infos (
+  pid INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  id INTEGER NOT NULL,
+  oinfo TEXT NOT NULL,
+  pinfo TEXT NOT NULL,
+  PRIMARY KEY (pid, kind, id)
+) WITHOUT ROWID;
+
+CREATE TABLE user_data (
+  pid INTEGER NOT NULL,
+  uid INTEGER NOT NULL,
+  key TEXT NOT NULL,
+  val TEXT NOT NULL,
+  PRIMARY KEY (pid, uid, key)
+) WITHOUT ROWID;
+`,
+  },
+];

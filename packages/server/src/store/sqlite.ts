@@ -1,0 +1,795 @@
+/**
+ * The embedded Store: SQLite through better-sqlite3, in WAL mode (DESIGN.md "Storage").
+ *
+ * - One connection, synchronous calls; every method is still async to honour the `Store` interface.
+ * - Appends are group-committed: every `append` issued in one event-loop turn is written in ONE
+ *   transaction (flushed from `setImmediate`), each batch inside its own savepoint so a failing
+ *   batch rejects alone; every promise resolves after the COMMIT.
+ * - Message ids and mtimes come from the `counters` row, read and written inside that transaction:
+ *   ids strictly increase in commit order (also across restarts and after deletions) and
+ *   mtime = max(now, last mtime), so mtime never decreases with id. History relies on that to turn
+ *   `begin`/`end` into id bounds (see `idBounds`).
+ * - Ids are INTEGER columns read with safe integers: they come back as bigint, exact above 2^53.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import {
+  MessageKind,
+  type AppendResult,
+  type BanScope,
+  type CountQuery,
+  type HistoryQuery,
+  type Info,
+  type InfoKind,
+  type MessageKey,
+  type NewMessage,
+  type RetentionPolicy,
+  type Store,
+  type StoredMessage,
+  type UnreadBaseline,
+  type UnreadCount,
+  type UnreadQuery,
+} from './store.js';
+import { checkNewMessage, conversationOfMessage, conversationOfRef, plainBytes, sameContent, type ConversationKey } from './conversation.js';
+import { SQLITE_MIGRATIONS, type SqliteMigration } from './sqlite-migrations.js';
+
+/**
+ * `synchronous` pragma in WAL mode:
+ * - `FULL` (default): the WAL is fsynced at every commit, so an acknowledged message survives a
+ *   process crash AND a power loss / kernel crash. With group commit the fsync is paid once per
+ *   event-loop turn, not once per message.
+ * - `NORMAL`: no fsync at commit (only at checkpoints). An acknowledged message survives a process
+ *   crash (SIGKILL: the OS still holds the written WAL pages) but the last commits may be lost on
+ *   power loss. Faster on disks with slow fsync.
+ */
+export type SqliteSynchronous = 'FULL' | 'NORMAL';
+
+export interface SqliteStoreOptions {
+  /**
+   * Directory holding the database file (created if missing), or `':memory:'` for a private
+   * in-memory database (tests).
+   * @default DEFAULT_SQLITE_DATA_DIR ('data', relative to the working directory; RTM_DATA_DIR)
+   */
+  dataDir?: string;
+  /** Database file name inside `dataDir`. @default 'rtm.sqlite' */
+  filename?: string;
+  /** How long (ms) a statement waits for a lock held by another connection. @default 5000 */
+  busyTimeoutMs?: number;
+  /** Durability of a commit, see `SqliteSynchronous`. @default 'FULL' */
+  synchronous?: SqliteSynchronous;
+  /** Clock of the store in ms (tests). @default Date.now */
+  now?: () => number;
+}
+
+export const DEFAULT_SQLITE_DATA_DIR = 'data';
+export const DEFAULT_SQLITE_FILENAME = 'rtm.sqlite';
+export const DEFAULT_SQLITE_BUSY_TIMEOUT_MS = 5000;
+export const DEFAULT_SQLITE_SYNCHRONOUS: SqliteSynchronous = 'FULL';
+/** Rows deleted per transaction by the retention sweep (appends interleave between chunks). */
+const RETENTION_CHUNK = 5000;
+
+type Row = Record<string, unknown>;
+type Stmt = Database.Statement<unknown[], Row>;
+
+interface PendingAppend {
+  batch: readonly NewMessage[];
+  resolve(results: AppendResult[]): void;
+  reject(err: unknown): void;
+}
+
+const MESSAGE_COLUMNS = 'id, pid, kind, from_id, to_id, mid, mtype, msg, attrs, mtime';
+
+export class SqliteStore implements Store {
+  readonly path: string;
+  private readonly options: Required<Omit<SqliteStoreOptions, 'dataDir' | 'filename'>>;
+  private db: Database.Database | undefined;
+  private stmts: ReturnType<SqliteStore['prepareStatements']> | undefined;
+  /** Statements whose text depends on the query shape (number of mtypes), prepared once per shape. */
+  private readonly shapedStmts = new Map<string, Stmt>();
+  private pending: PendingAppend[] = [];
+  private flushScheduled = false;
+
+  constructor(options: SqliteStoreOptions = {}) {
+    const dataDir = options.dataDir ?? DEFAULT_SQLITE_DATA_DIR;
+    this.path = dataDir === ':memory:' ? ':memory:' : join(dataDir, options.filename ?? DEFAULT_SQLITE_FILENAME);
+    const synchronous = options.synchronous ?? DEFAULT_SQLITE_SYNCHRONOUS;
+    if (synchronous !== 'FULL' && synchronous !== 'NORMAL') {
+      throw new RangeError(`SqliteStore: synchronous must be 'FULL' or 'NORMAL', got ${String(synchronous)}`);
+    }
+    const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_SQLITE_BUSY_TIMEOUT_MS;
+    if (!Number.isInteger(busyTimeoutMs) || busyTimeoutMs < 0) {
+      throw new RangeError(`SqliteStore: busyTimeoutMs must be a non-negative integer, got ${String(busyTimeoutMs)}`);
+    }
+    this.options = { busyTimeoutMs, synchronous, now: options.now ?? Date.now };
+  }
+
+  // --- lifecycle -------------------------------------------------------------------------------
+
+  async init(): Promise<void> {
+    if (this.db) return;
+    if (this.path !== ':memory:') mkdirSync(dirname(this.path), { recursive: true });
+    const db = new Database(this.path, { timeout: this.options.busyTimeoutMs });
+    try {
+      db.defaultSafeIntegers(true);
+      if (this.path !== ':memory:') db.pragma('journal_mode = WAL');
+      db.pragma(`synchronous = ${this.options.synchronous}`);
+      db.pragma('foreign_keys = OFF');
+      migrate(db, SQLITE_MIGRATIONS);
+      this.db = db;
+      this.stmts = this.prepareStatements(db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (!this.db) return;
+    this.flush();
+    this.db.close();
+    this.db = undefined;
+    this.stmts = undefined;
+    this.shapedStmts.clear();
+  }
+
+  /** Schema versions applied, in order (diagnostics). */
+  schemaVersions(): number[] {
+    return this.s.schemaVersions.all().map((r) => Number(r['version']));
+  }
+
+  private get s(): NonNullable<SqliteStore['stmts']> {
+    if (!this.stmts) throw new Error('SqliteStore: init() has not been called (or the store is closed)');
+    return this.stmts;
+  }
+
+  private get conn(): Database.Database {
+    if (!this.db) throw new Error('SqliteStore: init() has not been called (or the store is closed)');
+    return this.db;
+  }
+
+  private prepareStatements(db: Database.Database) {
+    const p = (sql: string): Stmt => db.prepare<unknown[], Row>(sql);
+    return {
+      schemaVersions: p('SELECT version FROM schema_migrations ORDER BY version'),
+      counterGet: p("SELECT last_id, last_mtime FROM counters WHERE name = 'messages'"),
+      counterSet: p("UPDATE counters SET last_id = ?, last_mtime = ? WHERE name = 'messages'"),
+      byKey: p(`SELECT ${MESSAGE_COLUMNS}, deleted FROM messages WHERE pid = ? AND kind = ? AND from_id = ? AND to_id = ? AND mid = ?`),
+      insert: p(
+        'INSERT INTO messages (id, pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      touchSession: p(
+        'INSERT INTO p2p_sessions (pid, uid, peer, last_id) VALUES (?, ?, ?, ?) ON CONFLICT (pid, uid, peer) DO UPDATE SET last_id = excluded.last_id',
+      ),
+      deleteMessage: p('UPDATE messages SET deleted = 1 WHERE pid = ? AND kind = ? AND from_id = ? AND to_id = ? AND mid = ? AND deleted = 0'),
+      firstIdFrom: p('SELECT id FROM messages INDEXED BY messages_mtime WHERE mtime >= ? ORDER BY mtime, id LIMIT 1'),
+      lastIdUntil: p('SELECT id FROM messages INDEXED BY messages_mtime WHERE mtime <= ? ORDER BY mtime DESC, id DESC LIMIT 1'),
+
+      p2pPeers: p('SELECT peer FROM p2p_sessions INDEXED BY p2p_sessions_recent WHERE pid = ? AND uid = ? ORDER BY last_id DESC'),
+      removeSession: p('DELETE FROM p2p_sessions WHERE pid = ? AND uid = ? AND peer = ?'),
+      baselineGet: p('SELECT logout_time, clear_time FROM unread_baselines WHERE pid = ? AND uid = ?'),
+      logoutSet: p(
+        'INSERT INTO unread_baselines (pid, uid, logout_time) VALUES (?, ?, ?) ON CONFLICT (pid, uid) DO UPDATE SET logout_time = excluded.logout_time',
+      ),
+      clearSet: p(
+        'INSERT INTO unread_baselines (pid, uid, clear_time) VALUES (?, ?, ?) ON CONFLICT (pid, uid) DO UPDATE SET clear_time = excluded.clear_time',
+      ),
+
+      tokenGet: p('SELECT token FROM tokens WHERE pid = ? AND uid = ?'),
+      tokenSet: p('INSERT INTO tokens (pid, uid, token) VALUES (?, ?, ?) ON CONFLICT (pid, uid) DO UPDATE SET token = excluded.token'),
+      tokenDelete: p('DELETE FROM tokens WHERE pid = ? AND uid = ?'),
+
+      groupAdd: p('INSERT OR IGNORE INTO group_members (pid, gid, uid) VALUES (?, ?, ?)'),
+      groupRemove: p('DELETE FROM group_members WHERE pid = ? AND gid = ? AND uid = ?'),
+      groupDelete: p('DELETE FROM group_members WHERE pid = ? AND gid = ?'),
+      groupMembers: p('SELECT uid FROM group_members WHERE pid = ? AND gid = ? ORDER BY uid'),
+      groupCount: p('SELECT COUNT(*) AS n FROM group_members WHERE pid = ? AND gid = ?'),
+      groupIsMember: p('SELECT 1 FROM group_members WHERE pid = ? AND gid = ? AND uid = ?'),
+      userGroups: p('SELECT gid FROM group_members WHERE pid = ? AND uid = ? ORDER BY gid'),
+
+      roomAdd: p('INSERT OR IGNORE INTO room_members (pid, rid, uid) VALUES (?, ?, ?)'),
+      roomRemove: p('DELETE FROM room_members WHERE pid = ? AND rid = ? AND uid = ?'),
+      roomMembers: p('SELECT uid FROM room_members WHERE pid = ? AND rid = ? ORDER BY uid'),
+      roomCounts: p(
+        'SELECT rid, COUNT(*) AS n FROM room_members WHERE pid = ? AND rid IN (SELECT value FROM json_each(?)) GROUP BY rid',
+      ),
+      userRooms: p('SELECT rid FROM room_members WHERE pid = ? AND uid = ? ORDER BY rid'),
+      clearUserRooms: p('DELETE FROM room_members WHERE pid = ? AND uid = ? RETURNING rid'),
+
+      banSet: p(
+        'INSERT INTO bans (pid, scope, uid, target, until) VALUES (?, ?, ?, ?, ?) ON CONFLICT (pid, scope, uid, target) DO UPDATE SET until = excluded.until',
+      ),
+      banDelete: p('DELETE FROM bans WHERE pid = ? AND scope = ? AND uid = ? AND target = ?'),
+      banCheck: p(
+        'SELECT 1 FROM bans WHERE pid = ? AND scope = ? AND uid = ? AND target IN (?, 0) AND (until IS NULL OR until > ?) LIMIT 1',
+      ),
+      blackSet: p(
+        'INSERT INTO project_blacks (pid, uid, until) VALUES (?, ?, ?) ON CONFLICT (pid, uid) DO UPDATE SET until = excluded.until',
+      ),
+      blackDelete: p('DELETE FROM project_blacks WHERE pid = ? AND uid = ?'),
+      blackCheck: p('SELECT 1 FROM project_blacks WHERE pid = ? AND uid = ? AND (until IS NULL OR until > ?)'),
+
+      friendAdd: p('INSERT OR IGNORE INTO friends (pid, uid, friend) VALUES (?, ?, ?)'),
+      friendRemove: p('DELETE FROM friends WHERE pid = ? AND uid = ? AND friend = ?'),
+      friends: p('SELECT friend FROM friends WHERE pid = ? AND uid = ? ORDER BY friend'),
+      filterFriends: p(
+        'SELECT friend FROM friends WHERE pid = ? AND uid = ? AND friend IN (SELECT value FROM json_each(?)) ORDER BY friend',
+      ),
+      blacksAdd: p('INSERT OR IGNORE INTO blacks (pid, uid, black) VALUES (?, ?, ?)'),
+      blacksRemove: p('DELETE FROM blacks WHERE pid = ? AND uid = ? AND black = ?'),
+      blacks: p('SELECT black FROM blacks WHERE pid = ? AND uid = ? ORDER BY black'),
+      blockedBy: p('SELECT uid FROM blacks WHERE pid = ? AND black = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid'),
+
+      infoSet: p(
+        `INSERT INTO infos (pid, kind, id, oinfo, pinfo) VALUES (@pid, @kind, @id, COALESCE(@oinfo, ''), COALESCE(@pinfo, ''))
+         ON CONFLICT (pid, kind, id) DO UPDATE SET oinfo = COALESCE(@oinfo, oinfo), pinfo = COALESCE(@pinfo, pinfo)`,
+      ),
+      infoGet: p('SELECT oinfo, pinfo FROM infos WHERE pid = ? AND kind = ? AND id = ?'),
+      infoDelete: p('DELETE FROM infos WHERE pid = ? AND kind = ? AND id = ?'),
+      openInfos: p(
+        "SELECT id, oinfo FROM infos WHERE pid = ? AND kind = ? AND id IN (SELECT value FROM json_each(?)) AND oinfo <> ''",
+      ),
+      dataSet: p('INSERT INTO user_data (pid, uid, key, val) VALUES (?, ?, ?, ?) ON CONFLICT (pid, uid, key) DO UPDATE SET val = excluded.val'),
+      dataGet: p('SELECT val FROM user_data WHERE pid = ? AND uid = ? AND key = ?'),
+      dataDelete: p('DELETE FROM user_data WHERE pid = ? AND uid = ? AND key = ?'),
+
+      retentionAge: p(
+        'DELETE FROM messages WHERE id IN (SELECT id FROM messages INDEXED BY messages_mtime WHERE mtime < ? ORDER BY mtime LIMIT ?)',
+      ),
+      retentionOversized: p(
+        'SELECT pid, kind, conv_lo, conv_hi FROM messages INDEXED BY messages_history GROUP BY pid, kind, conv_lo, conv_hi HAVING COUNT(*) > ?',
+      ),
+      retentionCutoff: p(
+        'SELECT id FROM messages INDEXED BY messages_history WHERE pid = ? AND kind = ? AND conv_lo = ? AND conv_hi = ? ORDER BY id DESC LIMIT 1 OFFSET ?',
+      ),
+      retentionTrim: p(
+        `DELETE FROM messages WHERE id IN (SELECT id FROM messages INDEXED BY messages_history
+           WHERE pid = ? AND kind = ? AND conv_lo = ? AND conv_hi = ? AND id <= ? ORDER BY id LIMIT ?)`,
+      ),
+    };
+  }
+
+  // --- messages --------------------------------------------------------------------------------
+
+  append(batch: readonly NewMessage[]): Promise<AppendResult[]> {
+    try {
+      if (!this.db) throw new Error('SqliteStore: init() has not been called (or the store is closed)');
+      for (const m of batch) checkNewMessage(m);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (batch.length === 0) return Promise.resolve([]);
+    return new Promise((resolve, reject) => {
+      this.pending.push({ batch, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** Commits every pending append in one transaction (group commit). */
+  private flush(): void {
+    this.flushScheduled = false;
+    const pending = this.pending;
+    if (pending.length === 0) return;
+    this.pending = [];
+    const db = this.conn;
+    const s = this.s;
+    const outcomes: ({ ok: true; results: AppendResult[] } | { ok: false; error: unknown })[] = [];
+    try {
+      db.exec('BEGIN IMMEDIATE');
+      try {
+        const counter = s.counterGet.get()!;
+        let lastId = counter['last_id'] as bigint;
+        let lastMtime = counter['last_mtime'] as bigint;
+        const clock = BigInt(Math.trunc(this.options.now()));
+        const mtime = clock > lastMtime ? clock : lastMtime;
+        for (const p of pending) {
+          const savedId = lastId;
+          db.exec('SAVEPOINT batch');
+          try {
+            const results: AppendResult[] = [];
+            for (const m of p.batch) {
+              const existing = s.byKey.get(m.pid, m.kind, m.from, m.to, m.mid);
+              if (existing) {
+                const original = rowToMessage(existing);
+                results.push(sameContent(original, m) ? { status: 'duplicate', message: original } : { status: 'collision' });
+                continue;
+              }
+              const id = ++lastId;
+              const c = conversationOfMessage(m);
+              s.insert.run(id, m.pid, m.kind, c.lo, c.hi, m.from, m.to, m.mid, m.mtype, bodyParam(m.msg), m.attrs, mtime);
+              if (m.kind === MessageKind.P2P) {
+                s.touchSession.run(m.pid, m.from, m.to, id);
+                s.touchSession.run(m.pid, m.to, m.from, id);
+              }
+              results.push({ status: 'stored', message: { ...m, id, mtime } });
+            }
+            db.exec('RELEASE batch');
+            outcomes.push({ ok: true, results });
+          } catch (error) {
+            db.exec('ROLLBACK TO batch');
+            db.exec('RELEASE batch');
+            lastId = savedId;
+            outcomes.push({ ok: false, error });
+          }
+        }
+        if (mtime > lastMtime) lastMtime = mtime;
+        s.counterSet.run(lastId, lastMtime);
+        db.exec('COMMIT');
+      } catch (err) {
+        if (db.inTransaction) db.exec('ROLLBACK');
+        throw err;
+      }
+    } catch (err) {
+      for (const p of pending) p.reject(err);
+      return;
+    }
+    pending.forEach((p, i) => {
+      const o = outcomes[i]!;
+      if (o.ok) p.resolve(o.results);
+      else p.reject(o.error);
+    });
+  }
+
+  async history(query: HistoryQuery): Promise<StoredMessage[]> {
+    const plan = this.historyPlan(query);
+    if (!plan) return [];
+    const rows = plan.stmt.all(...plan.params);
+    return rows.map(rowToMessage);
+  }
+
+  /**
+   * `EXPLAIN QUERY PLAN` lines of the statement `history(query)` runs (diagnostics and tests: it
+   * must search `messages_history`, never scan `messages` nor sort in a temp b-tree).
+   */
+  explainHistory(query: HistoryQuery): string[] {
+    const plan = this.historyPlan(query);
+    if (!plan) return [];
+    const sql = `EXPLAIN QUERY PLAN ${plan.stmt.source}`;
+    return this.conn
+      .prepare<unknown[], Row>(sql)
+      .all(...plan.params)
+      .map((r) => String(r['detail']));
+  }
+
+  private historyPlan(query: HistoryQuery): { stmt: Stmt; params: unknown[] } | undefined {
+    const c = conversationOfRef(query.conversation);
+    const bounds = this.idBounds(query.begin, query.end);
+    if (!bounds) return undefined;
+    let { lo, hi } = bounds;
+    const lastid = query.lastid ?? 0n;
+    if (lastid !== 0n) {
+      if (query.desc) hi = lastid < hi ? lastid : hi;
+      else lo = lastid > lo ? lastid : lo;
+    }
+    if (lo >= hi) return undefined;
+    const mtypes = query.mtypes ?? [];
+    const stmt = this.shaped(
+      `SELECT ${MESSAGE_COLUMNS} FROM messages INDEXED BY messages_history
+       WHERE pid = ? AND kind = ? AND conv_lo = ? AND conv_hi = ? AND id > ? AND id < ? AND deleted = 0${mtypeFilter(mtypes)}
+       ORDER BY id ${query.desc ? 'DESC' : 'ASC'} LIMIT ?`,
+    );
+    return { stmt, params: [c.pid, c.kind, c.lo, c.hi, lo, hi, ...mtypes, query.num] };
+  }
+
+  /**
+   * Exclusive id bounds (lo, hi) equivalent to the inclusive mtime window [begin, end], or
+   * undefined when the window holds no message. Exact because mtime never decreases with id.
+   */
+  private idBounds(begin: bigint | undefined, end: bigint | undefined): { lo: bigint; hi: bigint } | undefined {
+    let lo = 0n;
+    let hi = 2n ** 63n - 1n;
+    if (begin !== undefined && begin !== 0n) {
+      const row = this.s.firstIdFrom.get(begin);
+      if (!row) return undefined;
+      lo = (row['id'] as bigint) - 1n;
+    }
+    if (end !== undefined && end !== 0n) {
+      const row = this.s.lastIdUntil.get(end);
+      if (!row) return undefined;
+      hi = (row['id'] as bigint) + 1n;
+    }
+    return lo < hi ? { lo, hi } : undefined;
+  }
+
+  async getMessage(key: MessageKey): Promise<StoredMessage | undefined> {
+    const row = this.s.byKey.get(key.pid, key.kind, key.from, key.to, key.mid);
+    return row && row['deleted'] === 0n ? rowToMessage(row) : undefined;
+  }
+
+  async deleteMessage(key: MessageKey): Promise<boolean> {
+    return this.s.deleteMessage.run(key.pid, key.kind, key.from, key.to, key.mid).changes > 0;
+  }
+
+  async countMessages(query: CountQuery): Promise<{ sender: number; num: number }> {
+    const bounds = this.idBounds(query.begin, query.end);
+    if (!bounds) return { sender: 0, num: 0 };
+    const mtypes = query.mtypes ?? [];
+    const row = this.shaped(
+      `SELECT COUNT(DISTINCT from_id) AS sender, COUNT(*) AS num FROM messages INDEXED BY messages_history
+       WHERE pid = ? AND kind = ? AND conv_lo = ? AND conv_hi = 0 AND id > ? AND id < ? AND deleted = 0${mtypeFilter(mtypes)}`,
+    ).get(query.pid, query.kind, query.to, bounds.lo, bounds.hi, ...mtypes)!;
+    return { sender: Number(row['sender']), num: Number(row['num']) };
+  }
+
+  // --- unread and conversations ----------------------------------------------------------------
+
+  async unreadP2P(query: UnreadQuery & { peers?: readonly bigint[] }): Promise<Map<bigint, UnreadCount>> {
+    const params: unknown[] = [query.pid, MessageKind.P2P, query.uid, query.since];
+    let filter = '';
+    if (query.peers) {
+      if (query.peers.length === 0) return new Map();
+      filter += ' AND from_id IN (SELECT value FROM json_each(?))';
+      params.push(idsJson(query.peers));
+    }
+    const mtypes = query.mtypes ?? [];
+    filter += mtypeFilter(mtypes);
+    params.push(...mtypes);
+    const rows = this.shaped(
+      `SELECT from_id AS k, COUNT(*) AS n, MAX(mtime) AS t FROM messages INDEXED BY messages_inbox
+       WHERE pid = ? AND kind = ? AND to_id = ? AND mtime > ? AND deleted = 0${filter} GROUP BY from_id`,
+    ).all(...params);
+    return unreadMap(rows);
+  }
+
+  async unreadGroups(query: UnreadQuery & { gids: readonly bigint[] }): Promise<Map<bigint, UnreadCount>> {
+    if (query.gids.length === 0) return new Map();
+    const mtypes = query.mtypes ?? [];
+    const rows = this.shaped(
+      `SELECT to_id AS k, COUNT(*) AS n, MAX(mtime) AS t FROM messages INDEXED BY messages_inbox
+       WHERE pid = ? AND kind = ? AND to_id IN (SELECT value FROM json_each(?)) AND mtime > ? AND from_id <> ? AND deleted = 0${mtypeFilter(mtypes)}
+       GROUP BY to_id`,
+    ).all(query.pid, MessageKind.GROUP, idsJson(query.gids), query.since, query.uid, ...mtypes);
+    return unreadMap(rows);
+  }
+
+  async p2pPeers(pid: number, uid: bigint): Promise<bigint[]> {
+    return this.s.p2pPeers.all(pid, uid).map((r) => r['peer'] as bigint);
+  }
+
+  async removeP2PSession(pid: number, uid: bigint, peer: bigint): Promise<void> {
+    this.s.removeSession.run(pid, uid, peer);
+  }
+
+  async getUnreadBaseline(pid: number, uid: bigint): Promise<UnreadBaseline> {
+    const row = this.s.baselineGet.get(pid, uid);
+    const out: UnreadBaseline = {};
+    if (row?.['logout_time'] != null) out.logoutTime = row['logout_time'] as bigint;
+    if (row?.['clear_time'] != null) out.clearTime = row['clear_time'] as bigint;
+    return out;
+  }
+
+  async setLogoutTime(pid: number, uid: bigint, ms: bigint): Promise<void> {
+    this.s.logoutSet.run(pid, uid, ms);
+  }
+
+  async setClearTime(pid: number, uid: bigint, ms: bigint): Promise<void> {
+    this.s.clearSet.run(pid, uid, ms);
+  }
+
+  // --- tokens ----------------------------------------------------------------------------------
+
+  async getToken(pid: number, uid: bigint): Promise<string | undefined> {
+    return this.s.tokenGet.get(pid, uid)?.['token'] as string | undefined;
+  }
+
+  async setToken(pid: number, uid: bigint, token: string): Promise<void> {
+    this.s.tokenSet.run(pid, uid, token);
+  }
+
+  async deleteToken(pid: number, uid: bigint): Promise<void> {
+    this.s.tokenDelete.run(pid, uid);
+  }
+
+  // --- groups ----------------------------------------------------------------------------------
+
+  async addGroupMembers(pid: number, gid: bigint, uids: readonly bigint[]): Promise<void> {
+    this.tx(() => {
+      for (const uid of uids) this.s.groupAdd.run(pid, gid, uid);
+    });
+  }
+
+  async removeGroupMembers(pid: number, gid: bigint, uids: readonly bigint[]): Promise<void> {
+    this.tx(() => {
+      for (const uid of uids) this.s.groupRemove.run(pid, gid, uid);
+    });
+  }
+
+  async deleteGroup(pid: number, gid: bigint): Promise<void> {
+    this.tx(() => {
+      this.s.groupDelete.run(pid, gid);
+      this.s.infoDelete.run(pid, 'group', gid);
+    });
+  }
+
+  async groupMembers(pid: number, gid: bigint): Promise<bigint[]> {
+    return this.s.groupMembers.all(pid, gid).map((r) => r['uid'] as bigint);
+  }
+
+  async groupMemberCount(pid: number, gid: bigint): Promise<number> {
+    return Number(this.s.groupCount.get(pid, gid)!['n']);
+  }
+
+  async isGroupMember(pid: number, gid: bigint, uid: bigint): Promise<boolean> {
+    return this.s.groupIsMember.get(pid, gid, uid) !== undefined;
+  }
+
+  async userGroups(pid: number, uid: bigint): Promise<bigint[]> {
+    return this.s.userGroups.all(pid, uid).map((r) => r['gid'] as bigint);
+  }
+
+  // --- rooms -----------------------------------------------------------------------------------
+
+  async addRoomMember(pid: number, rid: bigint, uid: bigint): Promise<void> {
+    this.s.roomAdd.run(pid, rid, uid);
+  }
+
+  async removeRoomMember(pid: number, rid: bigint, uid: bigint): Promise<void> {
+    this.s.roomRemove.run(pid, rid, uid);
+  }
+
+  async roomMembers(pid: number, rid: bigint): Promise<bigint[]> {
+    return this.s.roomMembers.all(pid, rid).map((r) => r['uid'] as bigint);
+  }
+
+  async roomCounts(pid: number, rids: readonly bigint[]): Promise<Map<bigint, number>> {
+    const out = new Map<bigint, number>();
+    if (rids.length === 0) return out;
+    for (const r of this.s.roomCounts.all(pid, idsJson(rids))) out.set(r['rid'] as bigint, Number(r['n']));
+    return out;
+  }
+
+  async userRooms(pid: number, uid: bigint): Promise<bigint[]> {
+    return this.s.userRooms.all(pid, uid).map((r) => r['rid'] as bigint);
+  }
+
+  async clearUserRooms(pid: number, uid: bigint): Promise<bigint[]> {
+    const rids = this.s.clearUserRooms.all(pid, uid).map((r) => r['rid'] as bigint);
+    return rids.sort(compareBigint);
+  }
+
+  // --- bans and project blacklist --------------------------------------------------------------
+
+  async addBan(pid: number, scope: BanScope, target: bigint, uid: bigint, until?: bigint): Promise<void> {
+    this.s.banSet.run(pid, scope, uid, target, until ?? null);
+  }
+
+  async removeBan(pid: number, scope: BanScope, target: bigint, uid: bigint): Promise<void> {
+    this.s.banDelete.run(pid, scope, uid, target);
+  }
+
+  async isBanned(pid: number, scope: BanScope, target: bigint, uid: bigint, now: bigint): Promise<boolean> {
+    return this.s.banCheck.get(pid, scope, uid, target, now) !== undefined;
+  }
+
+  async addProjectBlack(pid: number, uid: bigint, until?: bigint): Promise<void> {
+    this.s.blackSet.run(pid, uid, until ?? null);
+  }
+
+  async removeProjectBlack(pid: number, uid: bigint): Promise<void> {
+    this.s.blackDelete.run(pid, uid);
+  }
+
+  async isProjectBlack(pid: number, uid: bigint, now: bigint): Promise<boolean> {
+    return this.s.blackCheck.get(pid, uid, now) !== undefined;
+  }
+
+  // --- friends and blacklists ------------------------------------------------------------------
+
+  async addFriends(pid: number, uid: bigint, friends: readonly bigint[]): Promise<void> {
+    this.tx(() => {
+      for (const f of friends) {
+        this.s.friendAdd.run(pid, uid, f);
+        this.s.friendAdd.run(pid, f, uid);
+      }
+    });
+  }
+
+  async removeFriends(pid: number, uid: bigint, friends: readonly bigint[]): Promise<void> {
+    this.tx(() => {
+      for (const f of friends) {
+        this.s.friendRemove.run(pid, uid, f);
+        this.s.friendRemove.run(pid, f, uid);
+      }
+    });
+  }
+
+  async friends(pid: number, uid: bigint): Promise<bigint[]> {
+    return this.s.friends.all(pid, uid).map((r) => r['friend'] as bigint);
+  }
+
+  async filterFriends(pid: number, uid: bigint, candidates: readonly bigint[]): Promise<bigint[]> {
+    if (candidates.length === 0) return [];
+    return this.s.filterFriends.all(pid, uid, idsJson(candidates)).map((r) => r['friend'] as bigint);
+  }
+
+  async addBlacks(pid: number, uid: bigint, blacks: readonly bigint[]): Promise<void> {
+    this.tx(() => {
+      for (const b of blacks) this.s.blacksAdd.run(pid, uid, b);
+    });
+  }
+
+  async removeBlacks(pid: number, uid: bigint, blacks: readonly bigint[]): Promise<void> {
+    this.tx(() => {
+      for (const b of blacks) this.s.blacksRemove.run(pid, uid, b);
+    });
+  }
+
+  async blacks(pid: number, uid: bigint): Promise<bigint[]> {
+    return this.s.blacks.all(pid, uid).map((r) => r['black'] as bigint);
+  }
+
+  async blockedBy(pid: number, uid: bigint, candidates: readonly bigint[]): Promise<bigint[]> {
+    if (candidates.length === 0) return [];
+    return this.s.blockedBy.all(pid, uid, idsJson(candidates)).map((r) => r['uid'] as bigint);
+  }
+
+  // --- info and key-value data -----------------------------------------------------------------
+
+  async setInfo(pid: number, kind: InfoKind, id: bigint, info: Partial<Info>): Promise<void> {
+    if (info.oinfo === undefined && info.pinfo === undefined) return;
+    this.s.infoSet.run({ pid, kind, id, oinfo: info.oinfo ?? null, pinfo: info.pinfo ?? null });
+  }
+
+  async getInfo(pid: number, kind: InfoKind, id: bigint): Promise<Info> {
+    const row = this.s.infoGet.get(pid, kind, id);
+    return { oinfo: (row?.['oinfo'] as string | undefined) ?? '', pinfo: (row?.['pinfo'] as string | undefined) ?? '' };
+  }
+
+  async getOpenInfos(pid: number, kind: InfoKind, ids: readonly bigint[]): Promise<Map<bigint, string>> {
+    const out = new Map<bigint, string>();
+    if (ids.length === 0) return out;
+    for (const r of this.s.openInfos.all(pid, kind, idsJson(ids))) out.set(r['id'] as bigint, r['oinfo'] as string);
+    return out;
+  }
+
+  async dataSet(pid: number, uid: bigint, key: string, val: string): Promise<void> {
+    this.s.dataSet.run(pid, uid, key, val);
+  }
+
+  async dataGet(pid: number, uid: bigint, key: string): Promise<string | undefined> {
+    return this.s.dataGet.get(pid, uid, key)?.['val'] as string | undefined;
+  }
+
+  async dataDelete(pid: number, uid: bigint, key: string): Promise<void> {
+    this.s.dataDelete.run(pid, uid, key);
+  }
+
+  // --- retention -------------------------------------------------------------------------------
+
+  /** Deletes in chunks of RETENTION_CHUNK rows, one transaction each, yielding to appends between them. */
+  async sweepRetention(policy: RetentionPolicy, now: bigint): Promise<number> {
+    let removed = 0;
+    if (policy.maxAgeMs !== undefined) {
+      const cutoff = now - BigInt(Math.trunc(policy.maxAgeMs));
+      for (;;) {
+        const n = this.s.retentionAge.run(cutoff, RETENTION_CHUNK).changes;
+        removed += n;
+        if (n < RETENTION_CHUNK) break;
+        await yieldTurn();
+      }
+    }
+    if (policy.maxPerConversation !== undefined) {
+      const keep = Math.max(0, Math.trunc(policy.maxPerConversation));
+      const convs = this.s.retentionOversized.all(keep);
+      for (const c of convs) {
+        const cutoff = this.s.retentionCutoff.get(c['pid'], c['kind'], c['conv_lo'], c['conv_hi'], keep);
+        if (!cutoff) continue;
+        for (;;) {
+          const n = this.s.retentionTrim.run(c['pid'], c['kind'], c['conv_lo'], c['conv_hi'], cutoff['id'], RETENTION_CHUNK).changes;
+          removed += n;
+          if (n < RETENTION_CHUNK) break;
+          await yieldTurn();
+        }
+        await yieldTurn();
+      }
+    }
+    return removed;
+  }
+
+  // --- bulk load (benchmarks, imports) ---------------------------------------------------------
+
+  /**
+   * Inserts already-unique messages without dedupe checks, p2p session upkeep or group commit, in
+   * one transaction, assigning ids and mtimes like `append` (`mtime` per message may be given to
+   * back-date an import; it is raised to keep mtime non-decreasing with id). Not part of `Store`:
+   * for benchmarks and data imports only.
+   */
+  bulkInsert(messages: readonly (NewMessage & { mtime?: bigint })[]): void {
+    const db = this.conn;
+    const s = this.s;
+    this.flush();
+    db.transaction(() => {
+      const counter = s.counterGet.get()!;
+      let lastId = counter['last_id'] as bigint;
+      let lastMtime = counter['last_mtime'] as bigint;
+      const clock = BigInt(Math.trunc(this.options.now()));
+      for (const m of messages) {
+        const wanted = m.mtime ?? clock;
+        const mtime = wanted > lastMtime ? wanted : lastMtime;
+        lastMtime = mtime;
+        const c: ConversationKey = conversationOfMessage(m);
+        s.insert.run(++lastId, m.pid, m.kind, c.lo, c.hi, m.from, m.to, m.mid, m.mtype, bodyParam(m.msg), m.attrs, mtime);
+      }
+      s.counterSet.run(lastId, lastMtime);
+    }).immediate();
+  }
+
+  private shaped(sql: string): Stmt {
+    let stmt = this.shapedStmts.get(sql);
+    if (!stmt) {
+      stmt = this.conn.prepare<unknown[], Row>(sql);
+      this.shapedStmts.set(sql, stmt);
+    }
+    return stmt;
+  }
+
+  private tx(fn: () => void): void {
+    this.conn.transaction(fn).immediate();
+  }
+}
+
+/** Applies the migrations not yet recorded in `schema_migrations`, under one write lock. */
+function migrate(db: Database.Database, migrations: readonly SqliteMigration[]): void {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
+  db.transaction(() => {
+    const applied = new Set(
+      db
+        .prepare<[], Row>('SELECT version FROM schema_migrations')
+        .all()
+        .map((r) => Number(r['version'])),
+    );
+    const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
+    for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+      if (applied.has(m.version)) continue;
+      db.exec(m.sql);
+      record.run(m.version, m.name, Date.now());
+    }
+  }).immediate();
+}
+
+/** ` AND mtype IN (?, …)` for a non-empty mtypes filter, else ''. */
+function mtypeFilter(mtypes: readonly number[]): string {
+  return mtypes.length > 0 ? ` AND mtype IN (${mtypes.map(() => '?').join(', ')})` : '';
+}
+
+function bodyParam(msg: string | Uint8Array): string | Buffer {
+  return typeof msg === 'string' ? msg : Buffer.from(msg.buffer, msg.byteOffset, msg.byteLength);
+}
+
+function rowToMessage(r: Row): StoredMessage {
+  const msg = r['msg'];
+  return {
+    id: r['id'] as bigint,
+    pid: Number(r['pid']),
+    kind: Number(r['kind']) as StoredMessage['kind'],
+    from: r['from_id'] as bigint,
+    to: r['to_id'] as bigint,
+    mid: r['mid'] as bigint,
+    mtype: Number(r['mtype']),
+    msg: typeof msg === 'string' ? msg : plainBytes(msg as Uint8Array),
+    attrs: r['attrs'] as string,
+    mtime: r['mtime'] as bigint,
+  };
+}
+
+function unreadMap(rows: Row[]): Map<bigint, UnreadCount> {
+  const out = new Map<bigint, UnreadCount>();
+  for (const r of rows) out.set(r['k'] as bigint, { count: Number(r['n']), ltime: r['t'] as bigint });
+  return out;
+}
+
+/** A JSON array of int64 ids for `IN (SELECT value FROM json_each(?))` (exact: SQLite reads int64). */
+function idsJson(ids: readonly bigint[]): string {
+  return `[${ids.map((id) => id.toString()).join(',')}]`;
+}
+
+function compareBigint(a: bigint, b: bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function yieldTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
