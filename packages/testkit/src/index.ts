@@ -1,2 +1,3 @@
 export { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from './harness.js';
 export { RawClient, signFields } from './raw-client.js';
+export { storeConformance, type StoreUnderTest } from './store-conformance.js';

@@ -1,0 +1,176 @@
+/**
+ * SqliteStore: the shared Store conformance suite, plus what only SQLite can show — query plans,
+ * migrations, and durability of acknowledged appends across a SIGKILL.
+ *
+ * When RTM_STORE_CRASH_CHILD is set this file is the child of the crash test instead (see the end).
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { storeConformance } from '@rtm/testkit';
+import { SqliteStore } from '../src/store/sqlite.js';
+import { MessageKind, type HistoryQuery, type NewMessage } from '../src/store/store.js';
+
+const CHILD_ENV = 'RTM_STORE_CRASH_CHILD';
+
+async function tempDir(): Promise<string> {
+  return mkdtemp(join(tmpdir(), 'rtm-store-sqlite-'));
+}
+
+if (process.env[CHILD_ENV]) {
+  await crashChild(process.env[CHILD_ENV]);
+} else {
+  storeConformance('sqlite (file, WAL)', async () => {
+    const dir = await tempDir();
+    return { store: new SqliteStore({ dataDir: dir }), cleanup: () => rm(dir, { recursive: true, force: true }) };
+  });
+
+  storeConformance('sqlite (:memory:, synchronous NORMAL)', async () => ({
+    store: new SqliteStore({ dataDir: ':memory:', synchronous: 'NORMAL' }),
+    cleanup: async () => {},
+  }));
+
+  describe('SqliteStore specifics', () => {
+    let dir: string;
+    before(async () => {
+      dir = await tempDir();
+    });
+    after(async () => {
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    it('history is an index range scan for every query shape (no table scan, no sort)', async () => {
+      const store = new SqliteStore({ dataDir: join(dir, 'plan') });
+      await store.init();
+      try {
+        const batch: NewMessage[] = [];
+        for (let i = 0; i < 3000; i++) {
+          batch.push({ pid: 1, kind: MessageKind.P2P, from: BigInt(i % 50), to: BigInt(50 + (i % 7)), mid: BigInt(i), mtype: 30 + (i % 3), msg: 'x', attrs: '' });
+          batch.push({ pid: 1, kind: MessageKind.GROUP, from: BigInt(i % 50), to: BigInt(i % 20), mid: BigInt(i), mtype: 30, msg: 'x', attrs: '' });
+        }
+        store.bulkInsert(batch);
+        const conversations: HistoryQuery['conversation'][] = [
+          { pid: 1, kind: MessageKind.P2P, uid: 3n, peer: 53n },
+          { pid: 1, kind: MessageKind.GROUP, to: 4n },
+          { pid: 1, kind: MessageKind.BROADCAST, to: 0n },
+        ];
+        const now = BigInt(Date.now());
+        for (const conversation of conversations) {
+          for (const desc of [true, false]) {
+            for (const extra of [{}, { lastid: 1500n }, { begin: now - 60_000n, end: now + 60_000n }, { mtypes: [30, 32] }, { lastid: 10n, begin: 1n, end: now + 1n, mtypes: [31] }]) {
+              const plan = store.explainHistory({ conversation, desc, num: 20, ...extra });
+              const text = plan.join(' | ');
+              assert.ok(plan.some((l) => /SEARCH messages USING (COVERING )?INDEX messages_history/.test(l)), text);
+              assert.ok(!plan.some((l) => /SCAN messages/.test(l)), `table scan: ${text}`);
+              assert.ok(!plan.some((l) => /TEMP B-TREE/.test(l)), `sort: ${text}`);
+            }
+          }
+        }
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('migrations are recorded once and re-opening keeps the data', async () => {
+      const dataDir = join(dir, 'nested', 'reopen');
+      const a = new SqliteStore({ dataDir });
+      await a.init();
+      assert.deepEqual(a.schemaVersions(), [1]);
+      const [r] = await a.append([{ pid: 1, kind: MessageKind.GROUP, from: 1n, to: 2n, mid: 3n, mtype: 30, msg: new Uint8Array([9]), attrs: '' }]);
+      await a.close();
+      const b = new SqliteStore({ dataDir });
+      await b.init();
+      assert.deepEqual(b.schemaVersions(), [1]);
+      assert.equal(r?.status, 'stored');
+      assert.deepEqual(await b.getMessage({ pid: 1, kind: MessageKind.GROUP, from: 1n, to: 2n, mid: 3n }), (r as { message: unknown }).message);
+      await b.close();
+    });
+
+    it('rejects bad options and use before init', async () => {
+      assert.throws(() => new SqliteStore({ synchronous: 'OFF' as 'FULL' }), /synchronous/);
+      assert.throws(() => new SqliteStore({ busyTimeoutMs: -1 }), /busyTimeoutMs/);
+      const s = new SqliteStore({ dataDir: ':memory:' });
+      await assert.rejects(s.getToken(1, 1n), /init\(\)/);
+      await assert.rejects(s.append([]), /init\(\)/);
+    });
+
+    it('a bad message rejects its own append only, not the others of the same turn', async () => {
+      const store = new SqliteStore({ dataDir: ':memory:' });
+      await store.init();
+      try {
+        const good = { pid: 1, kind: MessageKind.GROUP, from: 1n, to: 2n, mid: 1n, mtype: 30, msg: 'a', attrs: '' } as const;
+        const [ok, bad] = await Promise.allSettled([
+          store.append([good]),
+          store.append([{ ...good, mid: 2n ** 64n }]),
+        ]);
+        assert.equal(ok.status, 'fulfilled');
+        assert.equal(bad.status, 'rejected');
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('every acknowledged append survives a SIGKILL of the process', async () => {
+      const dataDir = join(dir, 'crash');
+      const child = spawn(process.execPath, ['--conditions=development', '--import', 'tsx', fileURLToPath(import.meta.url)], {
+        env: { ...process.env, [CHILD_ENV]: dataDir },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      const acked: bigint[] = [];
+      let buffered = '';
+      const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+      await new Promise<void>((resolve, reject) => {
+        child.on('error', reject);
+        child.on('exit', () => resolve());
+        child.stdout!.setEncoding('utf8');
+        child.stdout!.on('data', (chunk: string) => {
+          buffered += chunk;
+          const lines = buffered.split('\n');
+          buffered = lines.pop()!;
+          for (const line of lines) if (line) acked.push(BigInt(line));
+          if (acked.length >= 3000 && child.exitCode === null && !child.killed) {
+            child.kill('SIGKILL');
+            resolve();
+          }
+        });
+      });
+      assert.equal(await exited, 'SIGKILL', 'the child was killed while appending');
+      assert.ok(acked.length >= 3000, `child acknowledged ${acked.length} messages before exiting`);
+      const store = new SqliteStore({ dataDir });
+      await store.init();
+      try {
+        const all = new Set<bigint>();
+        let lastid = 0n;
+        for (;;) {
+          const page = await store.history({ conversation: { pid: 1, kind: MessageKind.GROUP, to: 7n }, desc: false, num: 1000, lastid });
+          for (const m of page) all.add(m.id);
+          if (page.length < 1000) break;
+          lastid = page[page.length - 1]!.id;
+        }
+        const missing = acked.filter((id) => !all.has(id));
+        assert.deepEqual(missing, [], `${missing.length} acknowledged messages lost`);
+      } finally {
+        await store.close();
+      }
+    });
+  });
+}
+
+/** Appends forever (many appends per turn) and prints each acknowledged id; the parent kills it. */
+async function crashChild(dataDir: string): Promise<void> {
+  const store = new SqliteStore({ dataDir });
+  await store.init();
+  let mid = 0n;
+  for (;;) {
+    const turn = Array.from({ length: 50 }, () =>
+      store.append([{ pid: 1, kind: MessageKind.GROUP, from: 1n, to: 7n, mid: ++mid, mtype: 30, msg: `m${mid}`, attrs: '' }]).then((rs) => {
+        for (const r of rs) if (r.status === 'stored') process.stdout.write(`${r.message.id}\n`);
+      }),
+    );
+    await Promise.all(turn);
+  }
+}
