@@ -59,7 +59,10 @@ export function decodePayload(flag: PayloadFlag, bytes: Uint8Array): Payload {
     const kind = flag === Flag.MSGPACK ? 'msgpack' : 'JSON';
     throw new RtmError(FpnnErrorCode.CORE_DECODING, `payload is not valid ${kind}: ${(err as Error).message}`);
   }
-  if (value === null || typeof value !== 'object' || Array.isArray(value) || value instanceof Uint8Array || value instanceof Map) {
+  // Only a plain map: msgpackr also yields Dates (timestamp ext), arrays, buffers and a `C1Type`
+  // object for the never-used byte 0xc1, none of which is a payload.
+  const proto = value !== null && typeof value === 'object' ? Object.getPrototypeOf(value) : undefined;
+  if (proto !== Object.prototype && proto !== null) {
     throw new RtmError(FpnnErrorCode.PROTO_INVALID_PACKAGE, 'payload must be a map at top level');
   }
   return value as Payload;
