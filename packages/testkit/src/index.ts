@@ -1,3 +1,4 @@
 export { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from './harness.js';
 export { RawClient, signFields } from './raw-client.js';
 export { storeConformance, type StoreUnderTest } from './store-conformance.js';
+export { spawnServer, type SpawnedServer } from './spawn.js';

@@ -1,0 +1,61 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const CLI = fileURLToPath(new URL('../../server/src/cli.ts', import.meta.url));
+
+export interface SpawnedServer {
+  readonly child: ChildProcess;
+  readonly serverPort: number;
+  readonly clientPort: number;
+  readonly adminPort: number | undefined;
+  /** Resolves with the exit code / signal once the process has exited. */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/**
+ * Runs `rtm serve` in a child process (what `npm start` runs) with the given RTM_* environment and
+ * ephemeral ports, and resolves once it has logged its bound ports.
+ */
+export function spawnServer(env: Record<string, string>, timeoutMs = 20_000): Promise<SpawnedServer> {
+  const child = spawn(process.execPath, ['--conditions=development', '--import', 'tsx', CLI, 'serve'], {
+    env: { ...process.env, RTM_SERVER_PORT: '0', RTM_CLIENT_PORT: '0', RTM_ADMIN_PORT: '-1', RTM_HOST: '127.0.0.1', RTM_LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`server did not start within ${timeoutMs} ms: ${stderr}`));
+    }, timeoutMs);
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      let entry: { msg?: string; serverPort?: number; clientPort?: number; adminPort?: number };
+      try {
+        entry = JSON.parse(line);
+      } catch {
+        return;
+      }
+      if (entry.msg !== 'RTM server started') return;
+      clearTimeout(timer);
+      resolve({
+        child,
+        serverPort: entry.serverPort!,
+        clientPort: entry.clientPort!,
+        adminPort: entry.adminPort,
+        exited,
+        async kill(signal: NodeJS.Signals = 'SIGTERM') {
+          if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+          await exited;
+        },
+      });
+    });
+    void exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited early (code ${code}, signal ${signal}): ${stderr}`));
+    });
+  });
+}
