@@ -239,7 +239,10 @@ export function derivePublicKeyFormats(privateKey: PrivateKeyInput | ServerKey, 
  * (65, `0x04` first), compressed (33), hex text of any of those, PEM or DER SubjectPublicKeyInfo.
  * Returns the curve and the 65-byte uncompressed point. Throws a `TypeError` on anything else.
  */
-export function parsePublicKey(input: string | Uint8Array, curve?: CurveName): { curve: 'secp256k1' | 'prime256v1'; uncompressed: Uint8Array } {
+export function parsePublicKey(
+  input: string | Uint8Array,
+  curve?: CurveName,
+): { curve: 'secp256k1' | 'prime256v1'; uncompressed: Uint8Array } {
   let text: string | undefined;
   if (typeof input === 'string') text = input.trim();
   else if (input instanceof Uint8Array) {
@@ -373,7 +376,8 @@ function readPublicKeyBytes(value: unknown, size: number): Uint8Array {
     const asUtf8 = Buffer.from(value, 'utf8');
     bytes = asUtf8.length === 2 * size ? asUtf8 : Buffer.from(value, 'latin1');
   }
-  if (!bytes) throw new KeyExchangeError(`*key: publicKey must be binary, got ${value === undefined || value === null ? 'nothing' : typeof value}`);
+  if (!bytes)
+    throw new KeyExchangeError(`*key: publicKey must be binary, got ${value === undefined || value === null ? 'nothing' : typeof value}`);
   if (bytes.length !== 2 * size) throw new KeyExchangeError(`*key: publicKey must be ${2 * size} bytes (X‖Y), got ${bytes.length}`);
   return bytes;
 }
@@ -398,7 +402,10 @@ function computeSecret(ecdh: ECDH, peerRaw: Uint8Array): Uint8Array {
  * `FpnnProtocolError`) on any invalid input: close the connection without answering.
  * @param server the parsed key from `parseServerPrivateKey` (raw bytes/hex/PEM are parsed on each call)
  */
-export function serverKeyExchange(server: ServerKey | { privateKey: PrivateKeyInput; curve?: CurveName }, quest: KeyQuestPayload): SessionKeys {
+export function serverKeyExchange(
+  server: ServerKey | { privateKey: PrivateKeyInput; curve?: CurveName },
+  quest: KeyQuestPayload,
+): SessionKeys {
   const key = toServerKey(server);
   const info = curveInfo(key.curve);
   const bits = readBits(quest.bits);

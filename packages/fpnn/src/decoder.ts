@@ -140,8 +140,7 @@ export class FrameDecoder {
     if ((flag & (Flag.MSGPACK | Flag.JSON)) === 0) throw new FpnnProtocolError(`unsupported payload flag 0x${flag.toString(16)}`);
     const mtype = buf[offset + 6]!;
     const ss = buf[offset + 7]!;
-    const psize =
-      (buf[offset + 8]! | (buf[offset + 9]! << 8) | (buf[offset + 10]! << 16) | (buf[offset + 11]! << 24)) >>> 0;
+    const psize = (buf[offset + 8]! | (buf[offset + 9]! << 8) | (buf[offset + 10]! << 16) | (buf[offset + 11]! << 24)) >>> 0;
     let total: number;
     if (mtype === MType.ONEWAY) total = HEADER_BYTES + ss + psize;
     else if (mtype === MType.TWOWAY) total = HEADER_BYTES + 4 + ss + psize;

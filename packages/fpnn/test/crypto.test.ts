@@ -81,11 +81,20 @@ function sampleFrames(): Uint8Array[] {
   const frames: Uint8Array[] = [];
   frames.push(encodeAnswer(1, encodePayload(Flag.MSGPACK, {}), Flag.MSGPACK));
   frames.push(encodeQuest('*ping', encodePayload(Flag.MSGPACK, {}), Flag.MSGPACK, false, 2));
-  frames.push(encodeQuest('sendmsg', encodePayload(Flag.MSGPACK, { from: 1001n, to: 2n ** 62n + 7n, mid: 81985529216486895n, msg: 'hi' }), Flag.MSGPACK, false, 3));
+  frames.push(
+    encodeQuest(
+      'sendmsg',
+      encodePayload(Flag.MSGPACK, { from: 1001n, to: 2n ** 62n + 7n, mid: 81985529216486895n, msg: 'hi' }),
+      Flag.MSGPACK,
+      false,
+      3,
+    ),
+  );
   frames.push(encodeQuest('kickout', encodePayload(Flag.MSGPACK, { ce: 'x' }), Flag.MSGPACK, true));
   frames.push(encodeQuest('big', encodePayload(Flag.MSGPACK, { data: new Uint8Array(70_000).fill(7) }), Flag.MSGPACK, false, 4));
   frames.push(encodeAnswer(5, encodePayload(Flag.JSON, { code: 20004, ex: 'unknown' }), Flag.JSON, false));
-  for (let i = 0; i < 14; i++) frames.push(encodeQuest('m' + i, encodePayload(Flag.MSGPACK, { i, s: 'x'.repeat(i * 3) }), Flag.MSGPACK, false, 10 + i));
+  for (let i = 0; i < 14; i++)
+    frames.push(encodeQuest('m' + i, encodePayload(Flag.MSGPACK, { i, s: 'x'.repeat(i * 3) }), Flag.MSGPACK, false, 10 + i));
   return frames;
 }
 
@@ -120,7 +129,10 @@ describe('crypto: known answers (spec/fpnn.md §6, computed with Python cryptogr
       assert.equal(hex(derivePublicKeyFormats(KAT.serverPrivate, curve).raw), v.serverPublicRaw);
       for (const bits of BITS) {
         for (const streamMode of [false, true]) {
-          const keys = serverKeyExchange({ privateKey: KAT.serverPrivate, curve }, { publicKey: unhex(v.clientPublicRaw), bits, streamMode });
+          const keys = serverKeyExchange(
+            { privateKey: KAT.serverPrivate, curve },
+            { publicKey: unhex(v.clientPublicRaw), bits, streamMode },
+          );
           assert.equal(hex(keys.iv), v.iv);
           assert.equal(hex(keys.key), v[bits].key);
           assert.equal(keys.bits, bits);
@@ -130,7 +142,10 @@ describe('crypto: known answers (spec/fpnn.md §6, computed with Python cryptogr
           assert.equal(hex(wire), streamMode ? v[bits].stream : v[bits].package, `${curve} ${bits} ${streamMode ? 'stream' : 'package'}`);
           // And the other side decrypts it back to the two frames.
           const frames = receiveAll(keys.createCipher(), [wire]);
-          assert.deepEqual(frames.map((f) => hex(frameBytes(f))), [KAT.f1, KAT.f2]);
+          assert.deepEqual(
+            frames.map((f) => hex(frameBytes(f))),
+            [KAT.f1, KAT.f2],
+          );
         }
       }
       // The derivation itself, from the secret.
@@ -327,9 +342,18 @@ describe('crypto: package and stream mode framing', () => {
           // Coalesced: the whole stream in one chunk (a fresh pair per layout, ciphers are stateful).
           const once = pair(streamMode, bits);
           const onceWire = concat(frames.map((f) => once.client.encrypt(f)));
-          assert.deepEqual(receiveAll(once.server, [onceWire]).map((f) => hex(frameBytes(f))), expected);
+          assert.deepEqual(
+            receiveAll(once.server, [onceWire]).map((f) => hex(frameBytes(f))),
+            expected,
+          );
           // One byte at a time.
-          assert.deepEqual(receiveAll(rx, [...wire].map((b) => Uint8Array.of(b))).map((f) => hex(frameBytes(f))), expected);
+          assert.deepEqual(
+            receiveAll(
+              rx,
+              [...wire].map((b) => Uint8Array.of(b)),
+            ).map((f) => hex(frameBytes(f))),
+            expected,
+          );
         }
         // Split in two at every byte boundary of a short stream (the small frames only).
         const small = frames.filter((f) => f.length < 200).slice(0, 6);
@@ -343,19 +367,26 @@ describe('crypto: package and stream mode framing', () => {
         const streamWire = concat(small.map((f) => tx.encrypt(f)));
         for (let cut = 0; cut <= streamWire.length; cut++) {
           const got = receiveAll(keys.createCipher(), [streamWire.subarray(0, cut), streamWire.subarray(cut)]);
-          assert.deepEqual(got.map((f) => hex(frameBytes(f))), smallHex, `cut at ${cut}`);
+          assert.deepEqual(
+            got.map((f) => hex(frameBytes(f))),
+            smallHex,
+            `cut at ${cut}`,
+          );
         }
         // Random chunking, several times.
         for (let round = 0; round < 20; round++) {
           const { client, server } = pair(streamMode, bits);
           const w = concat(frames.map((f) => client.encrypt(f)));
           const chunks: Uint8Array[] = [];
-          for (let at = 0; at < w.length; ) {
+          for (let at = 0; at < w.length;) {
             const n = 1 + Math.floor(Math.random() * (Math.random() < 0.5 ? 16 : 40_000));
             chunks.push(w.subarray(at, at + n));
             at += n;
           }
-          assert.deepEqual(receiveAll(server, chunks).map((f) => hex(frameBytes(f))), expected);
+          assert.deepEqual(
+            receiveAll(server, chunks).map((f) => hex(frameBytes(f))),
+            expected,
+          );
         }
       });
     }
@@ -375,7 +406,10 @@ describe('crypto: package and stream mode framing', () => {
     const cipher = new PackageCipher(randomBytes(16), randomBytes(16), { maxFrameBytes: 1024 });
     assert.deepEqual(cipher.decrypt(Uint8Array.of(0x01, 0x04)), []);
     assert.equal(cipher.bufferedBytes, 2);
-    assert.throws(() => cipher.decrypt(Uint8Array.of(0x00, 0x00)), (e: unknown) => e instanceof FpnnProtocolError && /1025 bytes exceeds the 1024-byte limit/.test(e.message));
+    assert.throws(
+      () => cipher.decrypt(Uint8Array.of(0x00, 0x00)),
+      (e: unknown) => e instanceof FpnnProtocolError && /1025 bytes exceeds the 1024-byte limit/.test(e.message),
+    );
     assert.throws(() => cipher.decrypt(Uint8Array.of(1)), FpnnProtocolError); // unusable afterwards
     const huge = new PackageCipher(randomBytes(16), randomBytes(16));
     assert.throws(() => huge.decrypt(Uint8Array.of(0xff, 0xff, 0xff, 0xff)), /exceeds the 8388608-byte limit/);
@@ -442,7 +476,11 @@ describe('crypto: switching a connection at the *key frame boundary (spec/fpnn.m
         };
         onBytes(wire.subarray(0, cut));
         onBytes(wire.subarray(cut));
-        assert.deepEqual(received.map((f) => (f.kind === 'quest' ? f.method : 'answer')), ['auth', '*ping'], `cut ${cut}`);
+        assert.deepEqual(
+          received.map((f) => (f.kind === 'quest' ? f.method : 'answer')),
+          ['auth', '*ping'],
+          `cut ${cut}`,
+        );
         assert.deepEqual(decodePayload(Flag.MSGPACK, received[0]!.payload), { pid: 1, uid: 2n ** 60n });
         // The client reads the encrypted *key answer with its cipher (a fresh one per cut, as state moves on).
         const clientRx = createFrameCipher({ key: client.keys.key, iv: client.keys.iv, streamMode });

@@ -85,7 +85,15 @@ describe('FrameDecoder: splits and joins (byByteTest)', () => {
       frames.push(f);
       expected.push(view(new FrameDecoder().push(f)[0]!));
     };
-    add(encodeQuest('sendmsg', encodePayload(Flag.MSGPACK, { mid: 81985529216486895n, msg: 'hello', bin: new Uint8Array([0, 1, 2]) }), Flag.MSGPACK, false, 7));
+    add(
+      encodeQuest(
+        'sendmsg',
+        encodePayload(Flag.MSGPACK, { mid: 81985529216486895n, msg: 'hello', bin: new Uint8Array([0, 1, 2]) }),
+        Flag.MSGPACK,
+        false,
+        7,
+      ),
+    );
     add(encodeQuest('kickout', encodePayload(Flag.MSGPACK, {}), Flag.MSGPACK, true));
     add(encodeAnswer(7, encodePayload(Flag.JSON, { mtime: 2n ** 60n }), Flag.JSON));
     add(encodeAnswer(8, encodePayload(Flag.MSGPACK, { code: 20004, ex: 'unknown method' }), Flag.MSGPACK, false));
@@ -136,8 +144,7 @@ describe('frames and payloads round-trip', () => {
         for (const payload of payloads) {
           if (flag === Flag.JSON && 'nested' in payload) continue; // bin has no JSON form
           const bytes = encodePayload(flag, payload);
-          const frame =
-            mtype === 'answer' ? encodeAnswer(42, bytes, flag) : encodeQuest('method.x', bytes, flag, mtype === 'oneway', 42);
+          const frame = mtype === 'answer' ? encodeAnswer(42, bytes, flag) : encodeQuest('method.x', bytes, flag, mtype === 'oneway', 42);
           const [got] = new FrameDecoder().push(frame);
           assert.ok(got);
           assert.equal(got.flag, flag);
@@ -162,7 +169,10 @@ describe('frames and payloads round-trip', () => {
       }
     }
     // Small int64 (0xd3, as the browser SDK writes 1001) also decodes as bigint; smallest forms as number.
-    assert.deepEqual(decodePayload(Flag.MSGPACK, Buffer.from('82a3756964d300000000000003e9a3676964cd07d1', 'hex')), { uid: 1001n, gid: 2001 });
+    assert.deepEqual(decodePayload(Flag.MSGPACK, Buffer.from('82a3756964d300000000000003e9a3676964cd07d1', 'hex')), {
+      uid: 1001n,
+      gid: 2001,
+    });
     // A JS number beyond 2^53 would lose precision: bigint is what must be sent.
     assert.equal(hex(encodePayload(Flag.MSGPACK, { x: 2n ** 60n })), '81a178d31000000000000000');
   });
@@ -179,7 +189,10 @@ describe('FrameDecoder: protocol errors', () => {
     }
     const f = ok.slice();
     f[4] = 2;
-    assert.throws(() => new FrameDecoder().push(f), (e: unknown) => e instanceof FpnnProtocolError && /version 2/.test(e.message));
+    assert.throws(
+      () => new FrameDecoder().push(f),
+      (e: unknown) => e instanceof FpnnProtocolError && /version 2/.test(e.message),
+    );
   });
 
   it('rejects bad magic, unknown mtype, a flag with neither payload bit, a quest without method', () => {
@@ -195,7 +208,11 @@ describe('FrameDecoder: protocol errors', () => {
     ];
     for (const [name, bytes, re] of cases) {
       const d = new FrameDecoder();
-      assert.throws(() => d.push(bytes), (e: unknown) => e instanceof FpnnProtocolError && re.test(e.message), name);
+      assert.throws(
+        () => d.push(bytes),
+        (e: unknown) => e instanceof FpnnProtocolError && re.test(e.message),
+        name,
+      );
       // The decoder is unusable afterwards: the connection must be closed.
       assert.throws(() => d.push(ok), /already failed/, name);
       assert.throws(() => d.next(), /already failed/, name);
@@ -206,19 +223,28 @@ describe('FrameDecoder: protocol errors', () => {
     const d = new FrameDecoder(1024);
     const h = header({ mtype: MType.TWOWAY, ss: 4, psize: 1024 - 16 - 4 + 1 });
     assert.deepEqual(d.push(h.subarray(0, 11)), []);
-    assert.throws(() => d.push(h.subarray(11)), (e: unknown) => e instanceof FpnnProtocolError && /1025 bytes exceeds the 1024-byte limit/.test(e.message));
+    assert.throws(
+      () => d.push(h.subarray(11)),
+      (e: unknown) => e instanceof FpnnProtocolError && /1025 bytes exceeds the 1024-byte limit/.test(e.message),
+    );
     // Exactly the limit is accepted (and waits for the body).
     const at = new FrameDecoder(1024);
     assert.deepEqual(at.push(header({ mtype: MType.TWOWAY, ss: 4, psize: 1024 - 20 })), []);
     // Default limit 8 MiB; psize 0xffffffff fails at once (never wraps).
-    assert.throws(() => new FrameDecoder().push(header({ mtype: MType.ANSWER, ss: 0, psize: 0xffffffff })), /exceeds the 8388608-byte limit/);
+    assert.throws(
+      () => new FrameDecoder().push(header({ mtype: MType.ANSWER, ss: 0, psize: 0xffffffff })),
+      /exceeds the 8388608-byte limit/,
+    );
     assert.throws(() => new FrameDecoder().push(header({ mtype: MType.ONEWAY, ss: 255, psize: 8 * 1024 * 1024 })), /exceeds/);
   });
 
   it('rejects a method name that is not UTF-8', () => {
     const f = encodeQuest('abcd', encodePayload(Flag.MSGPACK, {}), Flag.MSGPACK, false, 1);
     f[16] = 0xff;
-    assert.throws(() => new FrameDecoder().push(f), (e: unknown) => e instanceof FpnnProtocolError && /UTF-8/.test(e.message));
+    assert.throws(
+      () => new FrameDecoder().push(f),
+      (e: unknown) => e instanceof FpnnProtocolError && /UTF-8/.test(e.message),
+    );
   });
 
   it('payloads that are not a map are RtmError 10003/20006, never another error', async () => {
@@ -235,7 +261,11 @@ describe('FrameDecoder: protocol errors', () => {
       [Flag.JSON, Buffer.from('null').toString('hex'), 10003],
     ];
     for (const [flag, h, code] of bad) {
-      assert.throws(() => decodePayload(flag, Buffer.from(h, 'hex')), (e: unknown) => e instanceof RtmError && e.code === code, h);
+      assert.throws(
+        () => decodePayload(flag, Buffer.from(h, 'hex')),
+        (e: unknown) => e instanceof RtmError && e.code === code,
+        h,
+      );
     }
     assert.deepEqual(decodePayload(Flag.MSGPACK, new Uint8Array(0)), {});
   });

@@ -14,7 +14,9 @@ const vectorsDir = new URL('../../../../shared/spec/vectors/', import.meta.url);
 const framesPath = fileURLToPath(new URL('frames.json', vectorsDir));
 const framesMdPath = fileURLToPath(new URL('frames.md', vectorsDir));
 const answersPath = fileURLToPath(new URL('answers.json', vectorsDir));
-const missing = existsSync(framesPath) ? false : `spec vectors not found at ${framesPath} (the spec lives in ../shared/spec beside the repository)`;
+const missing = existsSync(framesPath)
+  ? false
+  : `spec vectors not found at ${framesPath} (the spec lives in ../shared/spec beside the repository)`;
 
 interface GoldenFrame {
   sdk: string;
@@ -53,7 +55,10 @@ function sign(pid: unknown, secret: string, salt: unknown, method: string, ts: u
     if (typeof v === 'number' && Number.isSafeInteger(v)) return String(v);
     throw new Error(`not an exact integer: ${String(v)}`);
   };
-  return createHash('md5').update(`${dec(pid)}:${secret}:${dec(salt)}:${method}:${dec(ts)}`).digest('hex').toUpperCase();
+  return createHash('md5')
+    .update(`${dec(pid)}:${secret}:${dec(salt)}:${method}:${dec(ts)}`)
+    .digest('hex')
+    .toUpperCase();
 }
 
 /** frames.md rows: `| key \`fixstr\` | bytes | msgpack type | value |`, grouped by frames.json index. */
@@ -98,8 +103,16 @@ function checkTyped(where: string, value: unknown, type: string, text: string): 
     if (text.startsWith('"')) assert.equal(value, JSON.parse(text), where);
   } else if (type.startsWith('fixarray')) {
     assert.ok(Array.isArray(value), where);
-    assert.deepEqual((value as unknown[]).map((x) => String(x)), (JSON.parse(text) as unknown[]).map((x) => String(x)), where);
-    if (/int64/.test(type)) assert.ok((value as unknown[]).every((x) => typeof x === 'bigint'), `${where}: int64 items must be bigint`);
+    assert.deepEqual(
+      (value as unknown[]).map((x) => String(x)),
+      (JSON.parse(text) as unknown[]).map((x) => String(x)),
+      where,
+    );
+    if (/int64/.test(type))
+      assert.ok(
+        (value as unknown[]).every((x) => typeof x === 'bigint'),
+        `${where}: int64 items must be bigint`,
+      );
   } else if (type.startsWith('bin')) {
     assert.ok(value instanceof Uint8Array, where);
   } else {
@@ -139,22 +152,30 @@ describe('golden frames from the official SDKs (spec/vectors)', { skip: missing 
     assert.equal(n, frames.length);
   });
 
-  it('payload fields have the msgpack types and values frames.md lists (bigint for 64-bit, integral float64)', { skip: existsSync(framesMdPath) ? false : 'frames.md missing' }, () => {
-    const frames = load<GoldenFrame[]>(framesPath);
-    const rows = parseFramesMd(readFileSync(framesMdPath, 'utf8'));
-    let checked = 0;
-    for (const [i, g] of frames.entries()) {
-      const { payload } = decodeOne(g.hex);
-      const expected = rows.get(i);
-      assert.ok(expected, `frames.md has no section for index ${i}`);
-      assert.deepEqual(Object.keys(payload), expected.map((r) => r.key), `frames.json[${i}] keys and their order`);
-      for (const row of expected) {
-        checkTyped(`frames.json[${i}] ${g.method}.${row.key}`, payload[row.key], row.type, row.value);
-        checked++;
+  it(
+    'payload fields have the msgpack types and values frames.md lists (bigint for 64-bit, integral float64)',
+    { skip: existsSync(framesMdPath) ? false : 'frames.md missing' },
+    () => {
+      const frames = load<GoldenFrame[]>(framesPath);
+      const rows = parseFramesMd(readFileSync(framesMdPath, 'utf8'));
+      let checked = 0;
+      for (const [i, g] of frames.entries()) {
+        const { payload } = decodeOne(g.hex);
+        const expected = rows.get(i);
+        assert.ok(expected, `frames.md has no section for index ${i}`);
+        assert.deepEqual(
+          Object.keys(payload),
+          expected.map((r) => r.key),
+          `frames.json[${i}] keys and their order`,
+        );
+        for (const row of expected) {
+          checkTyped(`frames.json[${i}] ${g.method}.${row.key}`, payload[row.key], row.type, row.value);
+          checked++;
+        }
       }
-    }
-    assert.ok(checked > 200, `checked ${checked} fields`);
-  });
+      assert.ok(checked > 200, `checked ${checked} fields`);
+    },
+  );
 
   it('notable cases: Python uint64 salt > 2^53, explicit mid 0x0123456789ABCDEF, Node float64 begin/end', () => {
     const frames = load<GoldenFrame[]>(framesPath);
@@ -184,13 +205,23 @@ describe('golden frames from the official SDKs (spec/vectors)', { skip: missing 
       assert.equal(sign(payload.pid, g.secret, payload.salt, frame.method, payload.ts), payload.sign, where);
       if (g.secret !== 'golden-secret') {
         negative++;
-        assert.notEqual(sign(payload.pid, 'golden-secret', payload.salt, frame.method, payload.ts), payload.sign, `${where} must not verify`);
+        assert.notEqual(
+          sign(payload.pid, 'golden-secret', payload.salt, frame.method, payload.ts),
+          payload.sign,
+          `${where} must not verify`,
+        );
       }
       // Reading a uint64 salt as a JS number would break the check (that is why it must be bigint).
       if (typeof payload.salt === 'bigint' && payload.salt > 2n ** 53n && payload.salt % 2n === 0n) {
         const lossy = String(Number(payload.salt));
         if (lossy !== payload.salt.toString()) {
-          assert.notEqual(createHash('md5').update(`${String(payload.pid)}:${g.secret}:${lossy}:${frame.method}:${String(payload.ts)}`).digest('hex').toUpperCase(), payload.sign);
+          assert.notEqual(
+            createHash('md5')
+              .update(`${String(payload.pid)}:${g.secret}:${lossy}:${frame.method}:${String(payload.ts)}`)
+              .digest('hex')
+              .toUpperCase(),
+            payload.sign,
+          );
         }
       }
     }
@@ -198,24 +229,28 @@ describe('golden frames from the official SDKs (spec/vectors)', { skip: missing 
     assert.equal(negative, 1);
   });
 
-  it('server frames the SDKs accepted (answers.json) decode to their documented values', { skip: existsSync(answersPath) ? false : 'answers.json missing' }, () => {
-    const answers = load<GoldenAnswer[]>(answersPath);
-    for (const [i, a] of answers.entries()) {
-      const { frame, payload, bytes } = decodeOne(a.hex);
-      const where = `answers.json[${i}] ${a.kind}`;
-      assert.equal(bytes[4], a.header.version, where);
-      assert.equal(frame.flag, a.header.flag, where);
-      assert.equal(frame.seq, a.header.seq, where);
-      assert.equal(frame.payload.length, a.header.psize, where);
-      if (frame.kind === 'answer') assert.equal(frame.ok, a.header.ss === 0, where);
-      else assert.equal(frame.method, a.method, where);
-      assert.deepEqual(loose(payload), loose(a.decoded), where);
-      if (frame.kind === 'answer' && !frame.ok) {
-        assert.equal(typeof payload.code, 'number');
-        assert.equal(typeof payload.ex, 'string');
+  it(
+    'server frames the SDKs accepted (answers.json) decode to their documented values',
+    { skip: existsSync(answersPath) ? false : 'answers.json missing' },
+    () => {
+      const answers = load<GoldenAnswer[]>(answersPath);
+      for (const [i, a] of answers.entries()) {
+        const { frame, payload, bytes } = decodeOne(a.hex);
+        const where = `answers.json[${i}] ${a.kind}`;
+        assert.equal(bytes[4], a.header.version, where);
+        assert.equal(frame.flag, a.header.flag, where);
+        assert.equal(frame.seq, a.header.seq, where);
+        assert.equal(frame.payload.length, a.header.psize, where);
+        if (frame.kind === 'answer') assert.equal(frame.ok, a.header.ss === 0, where);
+        else assert.equal(frame.method, a.method, where);
+        assert.deepEqual(loose(payload), loose(a.decoded), where);
+        if (frame.kind === 'answer' && !frame.ok) {
+          assert.equal(typeof payload.code, 'number');
+          assert.equal(typeof payload.ex, 'string');
+        }
       }
-    }
-  });
+    },
+  );
 });
 
 /** Integer width-insensitive form (answers.json's JSON has no int64/number distinction). */

@@ -1,0 +1,88 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { asInt64, decodePayload, encodePayload, Flag, FpnnErrorCode, RtmError, schema } from '@rtm/fpnn';
+
+const sendmsg = {
+  from: schema.id,
+  to: schema.id,
+  mid: schema.id,
+  mtype: schema.int,
+  msg: schema.body,
+  attrs: schema.optional(schema.str),
+  uids: schema.optional(schema.list(schema.id)),
+  desc: schema.optional(schema.bool),
+  kv: schema.optional(schema.strMap),
+};
+
+const rejects = (payload: Record<string, unknown>, code: number, re: RegExp): void => {
+  assert.throws(
+    () => schema.parse(sendmsg, payload),
+    (e: unknown) => e instanceof RtmError && e.code === code && re.test(e.message),
+  );
+};
+
+const base = { from: 1001, to: 1002n, mid: 0, mtype: 30, msg: 'hi' };
+
+describe('schema coercions (spec/fpnn.md §2)', () => {
+  it('ids: any integer width, bigint, integral float64, decimal string → bigint', () => {
+    const r = schema.parse(sendmsg, { ...base, from: 1795315914229007, to: '81985529216486895', mid: 81985529216486895n });
+    assert.equal(r.from, 1795315914229007n);
+    assert.equal(r.to, 81985529216486895n);
+    assert.equal(r.mid, 81985529216486895n);
+    // float64 from msgpack-lite (0xcb) holding an integer, as the Node SDK sends a JS-number mid.
+    const decoded = decodePayload(Flag.MSGPACK, Buffer.from('81a36d6964cb431983523d4f143c', 'hex'));
+    assert.equal(typeof decoded.mid, 'number');
+    assert.equal(schema.parse({ mid: schema.id }, decoded).mid, 1795315914229007n);
+    assert.equal(asInt64(2n ** 64n), undefined);
+    assert.equal(asInt64(-(2n ** 63n)), -(2n ** 63n));
+  });
+
+  it('non-integral numbers are rejected with 10010 (TYPE_CONVERT)', () => {
+    rejects({ ...base, from: 1.5 }, FpnnErrorCode.PROTO_TYPE_CONVERT, /'from' must be an integer/);
+    rejects({ ...base, mtype: 30.25 }, 10010, /'mtype'/);
+    rejects({ ...base, mid: Number.NaN }, 10010, /'mid'/);
+    rejects({ ...base, to: 'abc' }, 10010, /'to'/);
+    rejects({ ...base, from: true }, 10010, /'from'.*boolean/);
+    rejects({ ...base, msg: 5 }, 10010, /'msg' must be a string or binary/);
+    rejects({ ...base, uids: [1, 2.5] }, 10010, /'uids\[1\]'/);
+    rejects({ ...base, uids: 7 }, 10010, /'uids' must be a list/);
+    rejects({ ...base, desc: 2 }, 10010, /'desc' must be a boolean/);
+    rejects({ ...base, kv: [] }, 10010, /'kv' must be a map of strings/);
+  });
+
+  it('strings accept str or bin; message bodies keep their kind', () => {
+    const bin = new Uint8Array(Buffer.from('{"k":"v"}'));
+    const r = schema.parse(sendmsg, { ...base, msg: bin, attrs: bin });
+    assert.equal(r.attrs, '{"k":"v"}');
+    assert.ok(r.msg instanceof Uint8Array);
+    assert.equal(schema.parse(sendmsg, base).msg, 'hi');
+    // Through msgpack: bin stays bin, str stays str.
+    const p = decodePayload(Flag.MSGPACK, encodePayload(Flag.MSGPACK, { ...base, msg: bin }));
+    assert.ok(schema.parse(sendmsg, p).msg instanceof Uint8Array);
+  });
+
+  it('booleans accept true/false and 0/1', () => {
+    assert.equal(schema.parse(sendmsg, { ...base, desc: 1 }).desc, true);
+    assert.equal(schema.parse(sendmsg, { ...base, desc: false }).desc, false);
+  });
+
+  it('nil is absent: optional keys drop out, required keys → 10009 (KEY_NOT_FOUND)', () => {
+    const r = schema.parse(sendmsg, { ...base, attrs: null, uids: undefined });
+    assert.equal('attrs' in r, false);
+    assert.equal('uids' in r, false);
+    rejects({ ...base, msg: null }, FpnnErrorCode.PROTO_KEY_NOT_FOUND, /missing required key 'msg'/);
+    const { mtype: _omit, ...noMtype } = base;
+    rejects(noMtype, 10009, /'mtype'/);
+    // Through msgpack: the browser SDK writes undefined arguments as nil (0xc0).
+    const p = decodePayload(Flag.MSGPACK, Buffer.from('81a5636c656172c0', 'hex'));
+    assert.deepEqual(schema.parse({ clear: schema.optional(schema.bool) }, p), {});
+  });
+
+  it('unknown keys are ignored and inherited keys are never read', () => {
+    const r = schema.parse(sendmsg, { ...base, version: 'PYTHON-2.2.6' } as Record<string, unknown>);
+    assert.equal('version' in r, false);
+    const proto = Object.create({ mtype: 30 }) as Record<string, unknown>;
+    Object.assign(proto, { from: 1, to: 2, mid: 3, msg: 'x' });
+    assert.throws(() => schema.parse(sendmsg, proto), { code: 10009 });
+  });
+});
