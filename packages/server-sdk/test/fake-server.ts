@@ -34,6 +34,7 @@ export class FakeRtmServer {
   private connectionCount = 0;
   private questListeners: Array<() => void> = [];
   port = 0;
+  private stopped: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly pid: number,
@@ -104,19 +105,25 @@ export class FakeRtmServer {
     for (const c of this.connections) c.socket.destroy();
   }
 
-  /** Stops accepting connections (existing ones stay). */
-  async stopListening(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  /** Stops accepting connections at once (existing ones stay; net.Server emits 'close' when they are gone). */
+  stopListening(): Promise<void> {
+    if (!this.server.listening) return Promise.resolve();
+    this.stopped = once(this.server, 'close').then(() => undefined);
+    this.server.close();
+    return Promise.resolve();
   }
 
   async resumeListening(): Promise<void> {
+    this.dropConnections();
+    await this.stopped;
     this.server.listen(this.port, '127.0.0.1');
     await once(this.server, 'listening');
   }
 
   async close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
-    if (this.server.listening) await this.stopListening();
+    await this.stopListening();
+    await this.stopped;
   }
 
   private newest(): FakeConnection {
