@@ -89,6 +89,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     pushTimeoutMs: config.pushTimeoutMs,
     pingIntervalMs: config.pingIntervalMs,
     idleTimeoutMs: config.idleTimeoutMs,
+    idleCountsOutbound: name === 'server',
   });
   const signatures = new SignatureVerifier({
     projects: new Map(config.projects.map((p) => [p.pid, p])),
@@ -103,6 +104,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     host: config.host,
     port: config.serverPort,
     maxFrameBytes: config.maxFrameBytes,
+    sniffTimeoutMs: config.idleTimeoutMs,
     onTransport: (t) => serverGate.accept(t),
     onHttpQuest: serverGate.handleHttp,
     onRefused: refused('server'),
@@ -111,6 +113,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     host: config.host,
     port: config.clientPort,
     maxFrameBytes: config.maxFrameBytes,
+    sniffTimeoutMs: config.idleTimeoutMs,
     onTransport: (t) => clientGate.accept(t),
     onHttpQuest: async () => ({ ok: false, payload: { code: 20013, ex: 'the client gate serves FPNN over WebSocket or TCP, not HTTP calls' } }),
     onRefused: refused('client'),

@@ -67,6 +67,8 @@ export class Connection<Session = unknown> {
   session: Session | undefined;
   /** ms of the last complete frame in either direction (idle detection). */
   lastActivity = Date.now();
+  /** ms of the last frame written. */
+  lastWrite = Date.now();
   readonly openedAt = Date.now();
   private decoder: FrameDecoder;
   private cipher: ConnectionCipher | undefined;
@@ -160,6 +162,7 @@ export class Connection<Session = unknown> {
       this.close('slow consumer');
       return;
     }
+    this.lastWrite = Date.now();
     const bytes = this.cipher ? this.cipher.encrypt(frame) : frame;
     this.hooks.onBytesOut?.(bytes.length);
     this.transport.write(bytes);

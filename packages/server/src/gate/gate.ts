@@ -15,6 +15,12 @@ export interface GateOptions {
   pushTimeoutMs: number;
   pingIntervalMs: number;
   idleTimeoutMs: number;
+  /**
+   * Whether frames we send count as activity for the idle timeout. The reference measures frames
+   * either way (server gate: the Python SDK does not answer pings without a push processor);
+   * the client gate counts only frames received, so a vanished device is noticed.
+   */
+  idleCountsOutbound: boolean;
   /** Creates the cipher of an encrypted TCP connection from a `*key` payload; undefined = encryption off. */
   keyExchange?: (payload: Payload) => ConnectionCipher;
 }
@@ -111,7 +117,8 @@ export abstract class Gate<Session> {
       const pingDue = now - lastPing >= this.options.pingIntervalMs - every / 2;
       if (pingDue) lastPing = now;
       for (const conn of this.connections) {
-        if (now - conn.lastActivity > this.options.idleTimeoutMs) {
+        const last = this.options.idleCountsOutbound ? Math.max(conn.lastActivity, conn.lastWrite) : conn.lastActivity;
+        if (now - last > this.options.idleTimeoutMs) {
           this.log.info({ conn: conn.id, remote: conn.remote }, 'idle connection closed');
           conn.close('idle timeout');
         } else if (pingDue && this.shouldPing(conn)) {

@@ -16,10 +16,11 @@ export interface ListenerOptions {
   /** A connection that is not FPNN at all was refused. */
   onRefused?(remote: string, reason: string): void;
   maxFrameBytes: number;
+  /** A connection that sends fewer than 4 bytes within this time is closed (it cannot be classified). */
+  sniffTimeoutMs: number;
 }
 
 const SNIFF_BYTES = 4;
-const SNIFF_TIMEOUT_MS = 10_000;
 
 /**
  * One port, three protocols (DESIGN.md "Processes and ports"): the first bytes of a connection
@@ -68,7 +69,7 @@ export class Listener {
     socket.once('close', () => this.sockets.delete(socket));
     socket.on('error', () => socket.destroy());
     let head: Buffer = Buffer.alloc(0);
-    const timer = setTimeout(() => socket.destroy(), SNIFF_TIMEOUT_MS);
+    const timer = setTimeout(() => socket.destroy(), this.options.sniffTimeoutMs);
     timer.unref();
     const onData = (chunk: Buffer): void => {
       head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
