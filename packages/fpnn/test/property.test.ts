@@ -1,0 +1,314 @@
+/**
+ * Property tests (fast-check): frames round-trip whatever the payload and however the stream is
+ * cut, and hostile bytes only ever produce the two protocol error kinds, with bounded buffering.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import {
+  decodePayload,
+  encodeAnswer,
+  encodePayload,
+  encodeQuest,
+  Flag,
+  FpnnProtocolError,
+  FrameDecoder,
+  RtmError,
+  type Frame,
+  type Payload,
+  type PayloadFlag,
+} from '@rtm/fpnn';
+import { PackageCipher, StreamCipher } from '@rtm/fpnn/crypto';
+
+const INT64_MIN = -(2n ** 63n);
+const UINT64_MAX = 2n ** 64n - 1n;
+
+const key = fc.string({ maxLength: 12 });
+const msgpackLeaf = fc.oneof(
+  fc.integer(),
+  fc.bigInt({ min: INT64_MIN, max: UINT64_MAX }),
+  fc.double().filter((x) => !Object.is(x, -0)),
+  fc.string({ maxLength: 40 }),
+  fc.string({ unit: 'binary', maxLength: 20 }),
+  fc.boolean(),
+  fc.constant(null),
+  fc.uint8Array({ maxLength: 64 }).map((b) => new Uint8Array(b)),
+);
+const msgpackValue = fc.letrec((tie) => ({
+  value: fc.oneof({ depthSize: 'small', withCrossShrink: true }, msgpackLeaf, tie('array'), tie('map')),
+  array: fc.array(tie('value'), { maxLength: 6 }),
+  map: fc.dictionary(key, tie('value'), { maxKeys: 6 }),
+}));
+const msgpackPayload = fc.dictionary(key, msgpackValue.value, { maxKeys: 10 }) as fc.Arbitrary<Payload>;
+
+// JSON has no bin and no non-finite floats; integers of any int64 size come back exact.
+const jsonLeaf = fc.oneof(
+  fc.integer(),
+  fc.bigInt({ min: INT64_MIN, max: UINT64_MAX }).filter((n) => n > 2n ** 53n || n < -(2n ** 53n)),
+  fc.string({ maxLength: 40 }),
+  fc.boolean(),
+  fc.constant(null),
+);
+const jsonValue = fc.letrec((tie) => ({
+  value: fc.oneof({ depthSize: 'small' }, jsonLeaf, tie('array'), tie('map')),
+  array: fc.array(tie('value'), { maxLength: 6 }),
+  map: fc.dictionary(
+    key.filter((k) => k !== '__proto__'),
+    tie('value'),
+    { maxKeys: 6 },
+  ),
+}));
+const jsonPayload = fc.dictionary(
+  key.filter((k) => k !== '__proto__'),
+  jsonValue.value,
+  { maxKeys: 10 },
+) as fc.Arbitrary<Payload>;
+
+const method = fc.string({ minLength: 1, maxLength: 80, unit: 'grapheme' }).filter((m) => Buffer.byteLength(m) <= 255);
+
+interface FrameSpec {
+  kind: 'oneway' | 'twoway' | 'answer';
+  flag: PayloadFlag;
+  method: string;
+  seq: number;
+  ok: boolean;
+  payload: Payload;
+}
+
+const frameSpec: fc.Arbitrary<FrameSpec> = fc
+  .record({
+    kind: fc.constantFrom('oneway' as const, 'twoway' as const, 'answer' as const),
+    json: fc.boolean(),
+    method,
+    seq: fc.integer({ min: 0, max: 0xffffffff }),
+    ok: fc.boolean(),
+  })
+  .chain(({ json, ...rest }) =>
+    (json ? jsonPayload : msgpackPayload).map((payload) => ({ ...rest, flag: json ? Flag.JSON : Flag.MSGPACK, payload }) as FrameSpec),
+  );
+
+function encode(spec: FrameSpec): Uint8Array {
+  const bytes = encodePayload(spec.flag, spec.payload);
+  return spec.kind === 'answer'
+    ? encodeAnswer(spec.seq, bytes, spec.flag, spec.ok)
+    : encodeQuest(spec.method, bytes, spec.flag, spec.kind === 'oneway', spec.seq);
+}
+
+/** Plain-object form for deepEqual (JSON decodes maps with a null prototype, msgpack bin as Buffer). */
+function plain(value: unknown): unknown {
+  if (value instanceof Uint8Array) return { bin: [...value] };
+  if (Array.isArray(value)) return value.map(plain);
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
+  return value;
+}
+
+function cutAt(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
+  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+  const chunks: Uint8Array[] = [];
+  let from = 0;
+  for (const p of points) {
+    chunks.push(bytes.subarray(from, p));
+    from = p;
+  }
+  chunks.push(bytes.subarray(from));
+  return chunks;
+}
+
+describe('property: frames round-trip', () => {
+  it('random frames encode → decode identically, split at random points', () => {
+    fc.assert(
+      fc.property(fc.array(frameSpec, { minLength: 1, maxLength: 6 }), fc.array(fc.nat(), { maxLength: 12 }), (specs, cuts) => {
+        const stream = new Uint8Array(Buffer.concat(specs.map(encode)));
+        const decoder = new FrameDecoder();
+        const frames: Frame[] = [];
+        for (const chunk of cutAt(stream, cuts)) frames.push(...decoder.push(chunk));
+        assert.equal(frames.length, specs.length);
+        assert.equal(decoder.bufferedBytes, 0);
+        specs.forEach((spec, i) => {
+          const f = frames[i]!;
+          assert.equal(f.flag, spec.flag);
+          if (spec.kind === 'answer') {
+            assert.equal(f.kind, 'answer');
+            assert.equal(f.kind === 'answer' && f.ok, spec.ok);
+            assert.equal(f.seq, spec.seq);
+          } else {
+            assert.equal(f.kind, 'quest');
+            assert.equal(f.kind === 'quest' && f.method, spec.method);
+            assert.equal(f.kind === 'quest' && f.oneway, spec.kind === 'oneway');
+            assert.equal(f.seq, spec.kind === 'oneway' ? 0 : spec.seq);
+          }
+          assert.deepEqual(plain(decodePayload(f.flag, f.payload)), plain(spec.payload));
+        });
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('random frames survive package and stream encryption split at random points', () => {
+    fc.assert(
+      fc.property(
+        fc.array(frameSpec, { minLength: 1, maxLength: 4 }),
+        fc.array(fc.nat(), { maxLength: 8 }),
+        fc.boolean(),
+        fc.uint8Array({ minLength: 16, maxLength: 16 }),
+        (specs, cuts, stream, secret) => {
+          const iv = secret.slice().reverse();
+          const tx = stream ? new StreamCipher(secret, iv) : new PackageCipher(secret, iv);
+          const rx = stream ? new StreamCipher(secret, iv) : new PackageCipher(secret, iv);
+          const plainFrames = specs.map(encode);
+          const wire = new Uint8Array(Buffer.concat(plainFrames.map((f) => tx.encrypt(f))));
+          const decoder = new FrameDecoder();
+          const got: Frame[] = [];
+          for (const chunk of cutAt(wire, cuts)) for (const p of rx.decrypt(chunk)) got.push(...decoder.push(p));
+          assert.equal(got.length, specs.length);
+          got.forEach((f, i) => assert.deepEqual(plain(decodePayload(f.flag, f.payload)), plain(specs[i]!.payload)));
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+});
+
+/** Feeds chunks to a decoder, decoding every payload; only the two protocol error kinds may escape. */
+function feedHostile(chunks: Uint8Array[], maxFrameBytes: number): { frames: number; error?: string } {
+  const decoder = new FrameDecoder(maxFrameBytes);
+  let frames = 0;
+  for (const chunk of chunks) {
+    let out: Frame[];
+    try {
+      out = decoder.push(chunk);
+    } catch (err) {
+      if (err instanceof FpnnProtocolError) return { frames, error: 'protocol' };
+      throw err;
+    }
+    // Bounded: whatever stays buffered is less than one maximal frame (or a header's worth).
+    assert.ok(decoder.bufferedBytes < Math.max(maxFrameBytes, 12), `buffered ${decoder.bufferedBytes}`);
+    for (const f of out) {
+      frames++;
+      try {
+        const payload = decodePayload(f.flag, f.payload);
+        const proto = Object.getPrototypeOf(payload);
+        assert.ok(proto === Object.prototype || proto === null, 'payload is a plain map');
+      } catch (err) {
+        if (!(err instanceof RtmError)) throw err;
+        assert.ok(err.code === 10003 || err.code === 20006, `payload error code ${err.code}`);
+      }
+    }
+  }
+  return { frames };
+}
+
+const golden = (): Uint8Array =>
+  new Uint8Array(
+    Buffer.concat([
+      encodeQuest('sendmsg', encodePayload(Flag.MSGPACK, { from: 1001n, mid: 2n ** 60n, msg: 'x', attrs: '' }), Flag.MSGPACK, false, 1),
+      encodeAnswer(2, encodePayload(Flag.JSON, { mtime: 1795315974345n, list: [1, 2] }), Flag.JSON),
+      encodeQuest('kickout', encodePayload(Flag.MSGPACK, { a: [1, { b: new Uint8Array(3) }] }), Flag.MSGPACK, true),
+    ]),
+  );
+
+describe('property: hostile input only ever yields FpnnProtocolError / RtmError', () => {
+  it('random byte streams', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 400 }), fc.array(fc.nat(), { maxLength: 10 }), (bytes, cuts) => {
+        feedHostile(cutAt(bytes, cuts), 4096);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('random bytes behind a valid header (any mtype/flag/ss/psize)', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          version: fc.integer({ min: 0, max: 2 }),
+          flag: fc.constantFrom(0x80, 0x40, 0xc0, 0x90, 0x00, 0x10),
+          mtype: fc.integer({ min: 0, max: 3 }),
+          ss: fc.integer({ min: 0, max: 255 }),
+          psize: fc.oneof(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 0xffffffff })),
+        }),
+        fc.uint8Array({ maxLength: 600 }),
+        fc.array(fc.nat(), { maxLength: 6 }),
+        (h, body, cuts) => {
+          const head = new Uint8Array(12);
+          head.set([0x46, 0x50, 0x4e, 0x4e, h.version, h.flag, h.mtype, h.ss]);
+          new DataView(head.buffer).setUint32(8, h.psize, true);
+          feedHostile(cutAt(new Uint8Array(Buffer.concat([head, body])), cuts), 1024);
+        },
+      ),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('valid streams truncated, with bytes flipped, inserted or deleted', () => {
+    const base = golden();
+    const mutation = fc.oneof(
+      fc.record({ op: fc.constant('flip' as const), at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }),
+      fc.record({ op: fc.constant('insert' as const), at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }),
+      fc.record({ op: fc.constant('delete' as const), at: fc.nat(), value: fc.constant(0) }),
+      fc.record({ op: fc.constant('truncate' as const), at: fc.nat(), value: fc.constant(0) }),
+    );
+    fc.assert(
+      fc.property(fc.array(mutation, { minLength: 1, maxLength: 5 }), fc.array(fc.nat(), { maxLength: 8 }), (mutations, cuts) => {
+        const bytes = [...base];
+        for (const m of mutations) {
+          const at = m.at % (bytes.length + 1);
+          if (m.op === 'flip' && at < bytes.length) bytes[at] = m.value;
+          else if (m.op === 'insert') bytes.splice(at, 0, m.value);
+          else if (m.op === 'delete') bytes.splice(at, 1);
+          else if (m.op === 'truncate') bytes.length = at;
+        }
+        feedHostile(cutAt(Uint8Array.from(bytes), cuts), 8192);
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('random payload bytes given to decodePayload', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), fc.boolean(), (bytes, json) => {
+        try {
+          const p = decodePayload(json ? Flag.JSON : Flag.MSGPACK, bytes);
+          assert.equal(typeof p, 'object');
+        } catch (err) {
+          if (!(err instanceof RtmError)) throw err;
+        }
+      }),
+      { numRuns: 3000 },
+    );
+    // Prototype pollution attempts decode as plain keys or fail, and never touch Object.prototype.
+    for (const text of ['{"__proto__":{"polluted":1}}', '{"constructor":{"prototype":{"polluted":1}}}']) {
+      try {
+        decodePayload(Flag.JSON, new TextEncoder().encode(text));
+      } catch (err) {
+        assert.ok(err instanceof RtmError);
+      }
+    }
+    const msgpackProto = new Uint8Array(Buffer.from('81a95f5f70726f746f5f5f81a8706f6c6c75746564c3', 'hex'));
+    try {
+      decodePayload(Flag.MSGPACK, msgpackProto);
+    } catch (err) {
+      assert.ok(err instanceof RtmError);
+    }
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  });
+
+  it('random ciphertext for the package decryptor: bounded, only FpnnProtocolError', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), fc.array(fc.nat(), { maxLength: 8 }), (bytes, cuts) => {
+        const rx = new PackageCipher(new Uint8Array(16), new Uint8Array(16), { maxFrameBytes: 256 });
+        const plainChunks: Uint8Array[] = [];
+        try {
+          for (const chunk of cutAt(bytes, cuts)) {
+            plainChunks.push(...rx.decrypt(chunk));
+            assert.ok(rx.bufferedBytes <= 256 + 4);
+          }
+        } catch (err) {
+          if (!(err instanceof FpnnProtocolError)) throw err;
+        }
+        feedHostile(plainChunks, 256);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
