@@ -1,0 +1,261 @@
+/**
+ * Store benchmark: persisted appends/s and history page latency.
+ *
+ *   node --conditions=development --import tsx bench/store.ts
+ *
+ * Figures, in one run:
+ * - raw better-sqlite3 inserts/s into the same messages table (same indexes, WAL, same
+ *   `synchronous`), prepared insert in batched transactions: the ceiling;
+ * - SqliteStore.append msgs/s: many concurrent single-message appends per event-loop turn
+ *   (group commit), each awaited — what the server does;
+ * - PostgresStore.append msgs/s the same way (skipped when PostgreSQL is unreachable;
+ *   RTM_BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test);
+ * - history page latency p50/p99 on a SqliteStore of ≥ 1,000,000 messages (spread over many
+ *   conversations plus one of ≥ 200,000): first page and deep pages (page 10,000 through lastid,
+ *   and random depths), desc and asc, with and without begin/end and mtypes.
+ * Targets: SqliteStore.append ≥ 50% of the raw rate; history p99 ≤ 2 ms at any depth.
+ *
+ * `runStoreBench()` returns the figures for a bench runner. Everything lives in a temp dir.
+ */
+import Database from 'better-sqlite3';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { DEFAULT_SQLITE_CACHE_SIZE_KIB, SqliteStore, type SqliteSynchronous } from '../packages/server/src/store/sqlite.js';
+import { SQLITE_MIGRATIONS } from '../packages/server/src/store/sqlite-migrations.js';
+import { MessageKind, type HistoryQuery, type NewMessage, type Store } from '../packages/server/src/store/store.js';
+
+export interface StoreBenchOptions {
+  /** Messages written by each append benchmark. @default 200_000 */
+  appendMessages?: number;
+  /** Concurrent appends issued per event-loop turn. @default 1000 */
+  appendsPerTurn?: number;
+  /** Messages in the history store. @default 1_000_000 */
+  historyMessages?: number;
+  /** Messages of the one big conversation (part of historyMessages). @default 250_000 */
+  bigConversation?: number;
+  /** Other conversations the rest is spread over. @default 20_000 */
+  conversations?: number;
+  /** Timed history calls per case. @default 2000 */
+  historySamples?: number;
+  /** SQLite `synchronous` for the append figures. @default 'FULL' (the store default) */
+  synchronous?: SqliteSynchronous;
+  /** PostgreSQL URL, or null to skip. @default env RTM_BENCH_POSTGRES_URL ?? postgres://postgres@127.0.0.1:5432/test */
+  postgresUrl?: string | null;
+  log?: (line: string) => void;
+}
+
+export interface LatencyFigure {
+  case: string;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+export interface StoreBenchResult {
+  synchronous: SqliteSynchronous;
+  rawSqliteInsertsPerSec: number;
+  sqliteAppendsPerSec: number;
+  /** sqliteAppendsPerSec / rawSqliteInsertsPerSec. */
+  sqliteAppendRatio: number;
+  /** undefined when PostgreSQL was skipped. */
+  postgresAppendsPerSec?: number;
+  postgresSkipped?: string;
+  historyStoreMessages: number;
+  historyBuildSeconds: number;
+  history: LatencyFigure[];
+}
+
+const PID = 1;
+const BIG_GID = 1n;
+
+/** A realistic mix: half p2p between users of a pool, half group messages; one body ~60 bytes. */
+function* workload(n: number, conversations: number, seed: number): Generator<NewMessage> {
+  let x = seed >>> 0 || 1;
+  const rnd = () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x;
+  };
+  const users = BigInt(Math.max(2, conversations));
+  for (let i = 0; i < n; i++) {
+    const r = rnd();
+    const mid = (BigInt(seed) << 40n) + BigInt(i); // above 2^53 for seed ≥ 2^13
+    const body = `message ${i} ${'x'.repeat(40 + (r % 20))}`;
+    if (r % 2 === 0) {
+      const from = 1_000_000n + (BigInt(rnd()) % users);
+      let to = 1_000_000n + (BigInt(rnd()) % users);
+      if (to === from) to = from + 1n;
+      yield { pid: PID, kind: MessageKind.P2P, from, to, mid, mtype: 30, msg: body, attrs: '' };
+    } else {
+      const gid = 10n + (BigInt(rnd()) % BigInt(Math.max(1, conversations >> 1)));
+      yield { pid: PID, kind: MessageKind.GROUP, from: 1_000_000n + (BigInt(rnd()) % users), to: gid, mid, mtype: 30 + (r % 3), msg: body, attrs: '' };
+    }
+  }
+}
+
+async function rawSqliteInserts(dir: string, messages: readonly NewMessage[], synchronous: SqliteSynchronous, batch: number): Promise<number> {
+  const db = new Database(join(dir, 'raw.sqlite'));
+  db.pragma('journal_mode = WAL');
+  db.pragma(`synchronous = ${synchronous}`);
+  db.pragma(`cache_size = -${DEFAULT_SQLITE_CACHE_SIZE_KIB}`);
+  for (const m of SQLITE_MIGRATIONS) db.exec(m.sql);
+  const insert = db.prepare(
+    'INSERT INTO messages (id, pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+  );
+  let id = 0n;
+  const t0 = performance.now();
+  const tx = db.transaction((slice: readonly NewMessage[]) => {
+    const mtime = BigInt(Date.now());
+    for (const m of slice) {
+      const p2p = m.kind === MessageKind.P2P;
+      const lo = p2p ? (m.from < m.to ? m.from : m.to) : m.to;
+      const hi = p2p ? (m.from < m.to ? m.to : m.from) : 0n;
+      insert.run(++id, m.pid, m.kind, lo, hi, m.from, m.to, m.mid, m.mtype, m.msg as string, m.attrs, mtime);
+    }
+  });
+  for (let i = 0; i < messages.length; i += batch) {
+    tx(messages.slice(i, i + batch));
+    // One transaction per event-loop turn, like the store: let the loop turn.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  const secs = (performance.now() - t0) / 1000;
+  db.close();
+  return messages.length / secs;
+}
+
+async function storeAppends(store: Store, messages: readonly NewMessage[], perTurn: number): Promise<number> {
+  const t0 = performance.now();
+  for (let i = 0; i < messages.length; i += perTurn) {
+    const turn: Promise<unknown>[] = [];
+    for (let j = i; j < Math.min(messages.length, i + perTurn); j++) turn.push(store.append([messages[j]!]));
+    await Promise.all(turn);
+  }
+  return messages.length / ((performance.now() - t0) / 1000);
+}
+
+async function timed(samples: number, fn: (i: number) => Promise<unknown>): Promise<{ p50Ms: number; p99Ms: number; maxMs: number }> {
+  for (let i = 0; i < Math.min(100, samples); i++) await fn(i); // warm-up
+  const t: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    const t0 = performance.now();
+    await fn(i);
+    t.push(performance.now() - t0);
+  }
+  t.sort((a, b) => a - b);
+  const at = (q: number) => t[Math.min(t.length - 1, Math.floor(q * t.length))]!;
+  return { p50Ms: round(at(0.5)), p99Ms: round(at(0.99)), maxMs: round(t[t.length - 1]!) };
+}
+
+function round(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+export async function runStoreBench(options: StoreBenchOptions = {}): Promise<StoreBenchResult> {
+  const appendMessages = options.appendMessages ?? 200_000;
+  const perTurn = options.appendsPerTurn ?? 1000;
+  const historyMessages = options.historyMessages ?? 1_000_000;
+  const bigConversation = options.bigConversation ?? 250_000;
+  const conversations = options.conversations ?? 20_000;
+  const samples = options.historySamples ?? 2000;
+  const synchronous = options.synchronous ?? 'FULL';
+  const postgresUrl = options.postgresUrl === undefined ? (process.env['RTM_BENCH_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test') : options.postgresUrl;
+  const log = options.log ?? (() => {});
+  const dir = await mkdtemp(join(tmpdir(), 'rtm-bench-store-'));
+  try {
+    // --- appends ---------------------------------------------------------------------------------
+    const messages = [...workload(appendMessages, conversations, 9001)];
+    log(`raw better-sqlite3: inserting ${appendMessages} messages in transactions of ${perTurn} (synchronous=${synchronous})…`);
+    const raw = await rawSqliteInserts(dir, messages, synchronous, perTurn);
+    log(`  ${Math.round(raw)} inserts/s`);
+    const sqlite = new SqliteStore({ dataDir: join(dir, 'append'), synchronous });
+    await sqlite.init();
+    log(`SqliteStore.append: ${appendMessages} messages, ${perTurn} concurrent appends per turn…`);
+    const appends = await storeAppends(sqlite, messages, perTurn);
+    await sqlite.close();
+    log(`  ${Math.round(appends)} appends/s (${Math.round((100 * appends) / raw)}% of raw)`);
+
+    const postgresAppendsPerSec: number | undefined = undefined;
+    const postgresSkipped: string | undefined = postgresUrl === null ? 'disabled' : 'PostgresStore not implemented yet';
+
+    // --- history ---------------------------------------------------------------------------------
+    log(`building a history store of ${historyMessages} messages (one conversation of ${bigConversation})…`);
+    const t0 = performance.now();
+    const store = new SqliteStore({ dataDir: join(dir, 'history'), synchronous: 'NORMAL' });
+    await store.init();
+    const start = BigInt(Date.now()) - 30n * 86_400_000n; // 30 days of history
+    const step = (30n * 86_400_000n) / BigInt(historyMessages);
+    const bigIds: bigint[] = [];
+    const others = workload(historyMessages - bigConversation, conversations, 4242);
+    const every = Math.max(1, Math.floor(historyMessages / bigConversation));
+    let nextId = 1n; // fresh store: bulkInsert assigns 1, 2, 3, … in order
+    let chunk: (NewMessage & { mtime: bigint })[] = [];
+    for (let i = 0, big = 0; i < historyMessages; i++) {
+      const mtime = start + BigInt(i) * step;
+      let m: NewMessage;
+      if ((i % every === 0 && big < bigConversation) || historyMessages - i <= bigConversation - big) {
+        m = { pid: PID, kind: MessageKind.GROUP, from: 2_000_000n + BigInt(big % 500), to: BIG_GID, mid: 2n ** 60n + BigInt(big), mtype: 30 + (big % 3), msg: `big ${big}`, attrs: '' };
+        big++;
+        bigIds.push(nextId);
+      } else {
+        m = others.next().value as NewMessage;
+      }
+      nextId++;
+      chunk.push({ ...m, mtime });
+      if (chunk.length === 50_000) {
+        store.bulkInsert(chunk);
+        chunk = [];
+      }
+    }
+    if (chunk.length) store.bulkInsert(chunk);
+    const historyBuildSeconds = round((performance.now() - t0) / 1000);
+    log(`  built in ${historyBuildSeconds} s`);
+
+    const conversation: HistoryQuery['conversation'] = { pid: PID, kind: MessageKind.GROUP, to: BIG_GID };
+    const num = 20;
+    const deepDesc = bigIds[bigIds.length - 1 - num * 10_000]!; // lastid of page 10,000, newest first
+    const deepAsc = bigIds[num * 10_000 - 1]!;
+    const randomLastid = (i: number) => bigIds[(i * 7919) % bigIds.length]!;
+    const mid = bigIds[bigIds.length >> 1]!;
+    const startMs = start + step * 1000n;
+    const cases: [string, (i: number) => Promise<unknown>][] = [
+      ['first page desc', () => store.history({ conversation, desc: true, num })],
+      ['first page asc', () => store.history({ conversation, desc: false, num })],
+      ['page 10,000 desc (lastid)', () => store.history({ conversation, desc: true, num, lastid: deepDesc })],
+      ['page 10,000 asc (lastid)', () => store.history({ conversation, desc: false, num, lastid: deepAsc })],
+      ['random depth desc', (i) => store.history({ conversation, desc: true, num, lastid: randomLastid(i) })],
+      ['random depth asc', (i) => store.history({ conversation, desc: false, num, lastid: randomLastid(i) })],
+      ['deep desc + begin/end + mtypes', () => store.history({ conversation, desc: true, num, lastid: mid, begin: startMs, end: start + 29n * 86_400_000n, mtypes: [30, 32] })],
+      ['small p2p conversation desc', (i) => store.history({ conversation: { pid: PID, kind: MessageKind.P2P, uid: 1_000_000n + BigInt(i % 1000), peer: 1_000_001n + BigInt(i % 1000) }, desc: true, num })],
+    ];
+    const history: LatencyFigure[] = [];
+    for (const [name, fn] of cases) {
+      const f = await timed(samples, fn);
+      history.push({ case: name, ...f });
+      log(`  history ${name}: p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms, max ${f.maxMs} ms`);
+    }
+    await store.close();
+    return {
+      synchronous,
+      rawSqliteInsertsPerSec: Math.round(raw),
+      sqliteAppendsPerSec: Math.round(appends),
+      sqliteAppendRatio: round(appends / raw),
+      ...(postgresAppendsPerSec !== undefined ? { postgresAppendsPerSec: Math.round(postgresAppendsPerSec) } : {}),
+      ...(postgresSkipped !== undefined ? { postgresSkipped } : {}),
+      historyStoreMessages: historyMessages,
+      historyBuildSeconds,
+      history,
+    };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const result = await runStoreBench({ log: (line) => console.log(line) });
+  console.log(JSON.stringify(result, null, 2));
+}
