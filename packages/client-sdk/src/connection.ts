@@ -1,0 +1,144 @@
+import {
+  connectionClosedError,
+  FpnnErrorCode,
+  FpnnPeer,
+  FrameDecoder,
+  RtmError,
+  type IncomingQuest,
+  type Payload,
+  type QuestHandler,
+} from '@rtm/fpnn';
+import type { Logger } from './options.js';
+import { messageBytes, type WebSocketFactory, type WebSocketLike } from './transport.js';
+
+const OPEN = 1;
+
+export interface ConnectionSettings {
+  readonly url: string;
+  readonly factory: WebSocketFactory;
+  readonly connectTimeoutMs: number;
+  readonly questTimeoutMs: number;
+  readonly logger: Logger;
+  /** Serves quests the server sends (pushes). */
+  readonly onQuest: QuestHandler;
+  /** Called once when the connection is gone, whoever closed it. */
+  readonly onClose: (reason: string, byUs: boolean) => void;
+}
+
+/**
+ * One FPNN connection over one WebSocket (fpnn.md §5): every quest goes out as one binary message;
+ * received messages are fed to a `FrameDecoder` as a byte stream, so frames split across or joined
+ * within messages are handled too. A framing error closes the connection.
+ */
+export class Connection {
+  private readonly decoder = new FrameDecoder();
+  private readonly peer: FpnnPeer;
+  private closedReason: string | undefined;
+
+  private constructor(
+    private readonly ws: WebSocketLike,
+    private readonly settings: ConnectionSettings,
+  ) {
+    this.peer = new FpnnPeer({
+      questTimeoutMs: settings.questTimeoutMs,
+      write: (frame) => {
+        if (this.closedReason !== undefined || ws.readyState !== OPEN) throw new Error('the WebSocket is not open');
+        ws.send(frame);
+      },
+      onQuest: settings.onQuest,
+      onInternalError: (err, quest) => settings.logger.error?.(`push '${quest.method}' handler failed`, err),
+    });
+    ws.onmessage = (event) => this.receive(event.data);
+    ws.onerror = (event) => settings.logger.debug?.('WebSocket error', (event as { message?: unknown })?.message ?? event);
+    ws.onclose = (event) => this.finish(`WebSocket closed (code ${event?.code ?? 'unknown'}${event?.reason ? `: ${event.reason}` : ''})`, false);
+  }
+
+  /** Opens the WebSocket; rejects with an `RtmError` (20012 or 20003) when it cannot. */
+  static async open(settings: ConnectionSettings): Promise<Connection> {
+    let ws: WebSocketLike;
+    try {
+      ws = await settings.factory(settings.url);
+    } catch (err) {
+      throw new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, `cannot create a WebSocket for ${settings.url}: ${(err as Error).message}`, { cause: err });
+    }
+    ws.binaryType = 'arraybuffer';
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        done();
+        safeClose(ws);
+        reject(new RtmError(FpnnErrorCode.CORE_TIMEOUT, `connecting to ${settings.url} took longer than ${settings.connectTimeoutMs} ms`));
+      }, settings.connectTimeoutMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        ws.onopen = ws.onclose = null;
+        ws.onerror = ignore; // with `ws`, an 'error' event without a listener would throw
+      };
+      ws.onopen = () => {
+        done();
+        resolve();
+      };
+      ws.onerror = ws.onclose = () => {
+        done();
+        safeClose(ws);
+        reject(new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, `cannot connect to ${settings.url}`));
+      };
+    });
+    return new Connection(ws, settings);
+  }
+
+  get isOpen(): boolean {
+    return this.closedReason === undefined;
+  }
+
+  /** Sends a twoway quest; rejects with an `RtmError` (error answer, timeout 20003, closed 20002). */
+  quest(method: string, payload: Payload, timeoutMs?: number): Promise<Payload> {
+    if (this.closedReason !== undefined) return Promise.reject(connectionClosedError(this.closedReason));
+    return this.peer.quest(method, payload, timeoutMs === undefined ? {} : { timeoutMs });
+  }
+
+  /** Closes the connection; pending quests reject with 20002. Idempotent. */
+  close(reason = 'closed by the client'): void {
+    if (this.closedReason !== undefined) return;
+    safeClose(this.ws);
+    this.finish(reason, true);
+  }
+
+  private receive(data: unknown): void {
+    if (this.closedReason !== undefined) return;
+    const bytes = messageBytes(data);
+    if (!bytes) {
+      this.settings.logger.warn?.('ignoring a WebSocket message of unknown type', typeof data);
+      return;
+    }
+    let frames;
+    try {
+      frames = this.decoder.push(bytes);
+    } catch (err) {
+      this.settings.logger.error?.('protocol error from the server, closing', err);
+      this.close(`protocol error: ${(err as Error).message}`);
+      return;
+    }
+    for (const frame of frames) this.peer.receive(frame);
+  }
+
+  private finish(reason: string, byUs: boolean): void {
+    if (this.closedReason !== undefined) return;
+    this.closedReason = reason;
+    this.ws.onmessage = this.ws.onclose = null;
+    this.ws.onerror = ignore; // a late error must not become an unhandled 'error' event in ws
+    this.peer.close(reason);
+    this.settings.onClose(reason, byUs);
+  }
+}
+
+function ignore(): void {}
+
+function safeClose(ws: WebSocketLike): void {
+  try {
+    ws.close();
+  } catch {
+    // closing a socket that never opened can throw in some implementations
+  }
+}
+
+export type { IncomingQuest };

@@ -1,0 +1,54 @@
+type Listener<T> = (payload: T) => void;
+
+/**
+ * A small typed event emitter that runs in browsers and Node alike (no `node:events`).
+ * A listener that throws does not stop the others; the error goes to `onListenerError`.
+ */
+export class TypedEmitter<Events extends object> {
+  private readonly listeners = new Map<keyof Events, Set<Listener<never>>>();
+
+  constructor(private readonly onListenerError: (err: unknown, event: keyof Events) => void = () => {}) {}
+
+  on<K extends keyof Events>(event: K, listener: Listener<Events[K]>): this {
+    let set = this.listeners.get(event);
+    if (!set) this.listeners.set(event, (set = new Set()));
+    set.add(listener as Listener<never>);
+    return this;
+  }
+
+  once<K extends keyof Events>(event: K, listener: Listener<Events[K]>): this {
+    const wrapper: Listener<Events[K]> = (payload) => {
+      this.off(event, wrapper);
+      listener(payload);
+    };
+    return this.on(event, wrapper);
+  }
+
+  off<K extends keyof Events>(event: K, listener: Listener<Events[K]>): this {
+    this.listeners.get(event)?.delete(listener as Listener<never>);
+    return this;
+  }
+
+  /** Removes every listener of `event`, or of every event. */
+  removeAllListeners(event?: keyof Events): this {
+    if (event === undefined) this.listeners.clear();
+    else this.listeners.delete(event);
+    return this;
+  }
+
+  listenerCount(event: keyof Events): number {
+    return this.listeners.get(event)?.size ?? 0;
+  }
+
+  protected emit<K extends keyof Events>(event: K, payload: Events[K]): void {
+    const set = this.listeners.get(event);
+    if (!set) return;
+    for (const listener of [...set]) {
+      try {
+        (listener as Listener<Events[K]>)(payload);
+      } catch (err) {
+        this.onListenerError(err, event);
+      }
+    }
+  }
+}

@@ -1,0 +1,17 @@
+export { RTMClient } from './client.js';
+export type { SessionState } from './session.js';
+export {
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_DUPLICATE_FILTER_MS,
+  DEFAULT_MAX_PING_INTERVAL_SECONDS,
+  DEFAULT_QUEST_TIMEOUT_MS,
+  DEFAULT_RECONNECT_STRATEGY,
+  SDK_VERSION,
+  endpointToUrl,
+  type Logger,
+  type ReconnectStrategy,
+  type RTMClientOptions,
+} from './options.js';
+export { defaultWebSocketFactory, type WebSocketFactory, type WebSocketLike } from './transport.js';
+export * from './types.js';
+export { RtmError, FpnnErrorCode, RtmErrorCode } from '@rtm/fpnn';

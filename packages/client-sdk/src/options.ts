@@ -1,0 +1,132 @@
+import type { WebSocketFactory } from './transport.js';
+
+/** Where diagnostics go. Every method is optional; the default logger drops everything. */
+export interface Logger {
+  debug?(message: string, ...details: unknown[]): void;
+  info?(message: string, ...details: unknown[]): void;
+  warn?(message: string, ...details: unknown[]): void;
+  error?(message: string, ...details: unknown[]): void;
+}
+
+/**
+ * Back-off between relogin attempts after the connection was lost (client-api.md §9, the browser
+ * SDK's `regressiveStrategy`): the first `startConnectFailedCount` attempts are immediate, then each
+ * wait grows by `maxIntervalSeconds / linearRegressiveCount` seconds up to `maxIntervalSeconds`.
+ */
+export interface ReconnectStrategy {
+  /** Attempts made without waiting. @default 3 */
+  startConnectFailedCount?: number;
+  /** Longest wait between two attempts, in seconds. @default 8 */
+  maxIntervalSeconds?: number;
+  /** Number of steps from 0 to `maxIntervalSeconds` (step = 8 / 4 = 2 s by default). @default 4 */
+  linearRegressiveCount?: number;
+}
+
+export interface RTMClientOptions {
+  /**
+   * The client gate: `"host:port"` (becomes `ws://host:port/service/websocket`; port 13325, the
+   * FPNN/TCP port, is rewritten to 13321 as the official SDK does) or a full `ws://` / `wss://` URL.
+   */
+  endpoint: string;
+  /** Project id. */
+  pid: number;
+  /** Time to wait for the answer to any quest, in milliseconds. @default 20000 */
+  questTimeoutMs?: number;
+  /** Time to wait for the WebSocket to open, in milliseconds. @default 30000 */
+  connectTimeoutMs?: number;
+  /** Reconnect and log in again after the connection is lost. @default true */
+  autoReconnect?: boolean;
+  /** Back-off for automatic relogin. @default { startConnectFailedCount: 3, maxIntervalSeconds: 8, linearRegressiveCount: 4 } */
+  reconnectStrategy?: ReconnectStrategy;
+  /**
+   * Ping watchdog: when the server has sent no `ping` for this many seconds, the connection is
+   * closed and (with `autoReconnect`) re-established. Checked every half of this interval.
+   * Fractions are allowed. `0` disables the watchdog. @default 60
+   */
+  maxPingIntervalSeconds?: number;
+  /** How long a pushed message's key is remembered to drop duplicates, in milliseconds. @default 5000 */
+  duplicateFilterMs?: number;
+  /** Connection attributes sent with `auth` (the same map as `addAttrs`). @default none */
+  attrs?: Record<string, string>;
+  /** SDK tag sent as `version` in `auth`. @default "TypeScript_<package version>" */
+  sdkVersion?: string;
+  /**
+   * Creates the WebSocket. @default the global `WebSocket` (browsers, Node ≥ 22); when there is
+   * none (Node 20), the `ws` package, loaded on first use with a dynamic import.
+   */
+  webSocketFactory?: WebSocketFactory;
+  /** Receives diagnostics. @default no logging */
+  logger?: Logger;
+}
+
+export const SDK_VERSION = '0.1.0';
+export const DEFAULT_QUEST_TIMEOUT_MS = 20_000;
+export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+export const DEFAULT_MAX_PING_INTERVAL_SECONDS = 60;
+export const DEFAULT_DUPLICATE_FILTER_MS = 5_000;
+export const DEFAULT_RECONNECT_STRATEGY: Readonly<Required<ReconnectStrategy>> = Object.freeze({
+  startConnectFailedCount: 3,
+  maxIntervalSeconds: 8,
+  linearRegressiveCount: 4,
+});
+
+export interface ResolvedOptions {
+  readonly url: string;
+  readonly pid: number;
+  readonly questTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly autoReconnect: boolean;
+  readonly reconnectStrategy: Readonly<Required<ReconnectStrategy>>;
+  readonly maxPingIntervalSeconds: number;
+  readonly duplicateFilterMs: number;
+  readonly attrs: Readonly<Record<string, string>> | undefined;
+  readonly sdkVersion: string;
+  readonly webSocketFactory: WebSocketFactory | undefined;
+  readonly logger: Logger;
+}
+
+function fail(name: string, why: string): never {
+  throw new TypeError(`RTMClient option '${name}' ${why}`);
+}
+
+function nonNegative(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) fail(name, `must be a number ≥ 0, got ${String(value)}`);
+  return value;
+}
+
+/** Turns `endpoint` into the WebSocket URL (client-api.md §1). */
+export function endpointToUrl(endpoint: string): string {
+  if (/^wss?:\/\//i.test(endpoint)) return endpoint;
+  const match = /^(.*):(\d+)$/.exec(endpoint);
+  if (!match) fail('endpoint', `must be "host:port" or a ws:// / wss:// URL, got "${endpoint}"`);
+  const port = match[2] === '13325' ? '13321' : match[2];
+  return `ws://${match[1]}:${port}/service/websocket`;
+}
+
+/** Validates the options and fills in defaults; a bad option throws a TypeError naming it. */
+export function resolveOptions(options: RTMClientOptions): ResolvedOptions {
+  if (!options || typeof options !== 'object') throw new TypeError('RTMClient needs an options object');
+  if (typeof options.endpoint !== 'string' || options.endpoint === '') fail('endpoint', 'is required');
+  if (!Number.isSafeInteger(options.pid) || options.pid <= 0) fail('pid', `must be a positive integer, got ${String(options.pid)}`);
+  const strategy = { ...DEFAULT_RECONNECT_STRATEGY, ...options.reconnectStrategy };
+  nonNegative('reconnectStrategy.startConnectFailedCount', strategy.startConnectFailedCount, 0);
+  nonNegative('reconnectStrategy.maxIntervalSeconds', strategy.maxIntervalSeconds, 0);
+  if (!(strategy.linearRegressiveCount >= 1)) fail('reconnectStrategy.linearRegressiveCount', 'must be ≥ 1');
+  const questTimeoutMs = nonNegative('questTimeoutMs', options.questTimeoutMs, DEFAULT_QUEST_TIMEOUT_MS);
+  if (questTimeoutMs === 0) fail('questTimeoutMs', 'must be > 0');
+  return Object.freeze({
+    url: endpointToUrl(options.endpoint),
+    pid: options.pid,
+    questTimeoutMs,
+    connectTimeoutMs: nonNegative('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS) || DEFAULT_CONNECT_TIMEOUT_MS,
+    autoReconnect: options.autoReconnect ?? true,
+    reconnectStrategy: Object.freeze(strategy),
+    maxPingIntervalSeconds: nonNegative('maxPingIntervalSeconds', options.maxPingIntervalSeconds, DEFAULT_MAX_PING_INTERVAL_SECONDS),
+    duplicateFilterMs: nonNegative('duplicateFilterMs', options.duplicateFilterMs, DEFAULT_DUPLICATE_FILTER_MS),
+    attrs: options.attrs ? Object.freeze({ ...options.attrs }) : undefined,
+    sdkVersion: options.sdkVersion ?? `TypeScript_${SDK_VERSION}`,
+    webSocketFactory: options.webSocketFactory,
+    logger: options.logger ?? {},
+  });
+}

@@ -1,0 +1,277 @@
+import { FpnnErrorCode, RtmError, RtmErrorCode, type Payload, type QuestHandler } from '@rtm/fpnn';
+import { Connection } from './connection.js';
+import type { ResolvedOptions } from './options.js';
+import { defaultWebSocketFactory } from './transport.js';
+import type { ClosedEvent, ConnectedEvent, DisconnectedEvent, ReloginCompletedEvent } from './types.js';
+
+export type SessionState = 'idle' | 'connecting' | 'online' | 'reconnecting' | 'closed';
+
+/** What the session reports to its owner (the client turns these into events). */
+export interface SessionHooks {
+  onQuest: QuestHandler;
+  connected(event: ConnectedEvent): void;
+  reloginCompleted(event: ReloginCompletedEvent): void;
+  disconnected(event: DisconnectedEvent): void;
+  closed(event: ClosedEvent): void;
+}
+
+const cancelled = (): RtmError => new RtmError(FpnnErrorCode.CORE_CANCELLED, 'superseded by a later login(), logout() or close()');
+
+/**
+ * The login session (client-api.md §2, §9): connect + `auth`, automatic relogin with the browser
+ * SDK's back-off after the connection is lost, the ping watchdog, `bye`, and kickout handling.
+ *
+ * Every login()/logout()/close() starts a new generation; work of an older generation (a pending
+ * reconnect, a connection still opening) notices and drops its result.
+ */
+export class Session {
+  private state: SessionState = 'idle';
+  private conn: Connection | undefined;
+  private uid = 0n;
+  private token = '';
+  private generation = 0;
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private reconnectCount = 0;
+  private reconnectIntervalMs = 0;
+  private watchdogTimer: ReturnType<typeof setInterval> | undefined;
+  private lastPingAt = 0;
+
+  constructor(
+    private readonly options: ResolvedOptions,
+    private readonly hooks: SessionHooks,
+  ) {}
+
+  get currentState(): SessionState {
+    return this.state;
+  }
+
+  get currentUid(): bigint {
+    return this.uid;
+  }
+
+  /** Connects and sends `auth`. `{ok: false}` means the token was refused (no retry follows). */
+  async login(uid: bigint, token: string): Promise<{ ok: boolean }> {
+    const generation = this.newGeneration();
+    this.dropConnection('a new login started');
+    this.uid = uid;
+    this.token = token;
+    this.state = 'connecting';
+    let ok: boolean;
+    try {
+      ok = await this.connectAndAuth(generation);
+    } catch (err) {
+      if (generation === this.generation) this.state = 'idle';
+      throw err;
+    }
+    if (!ok) {
+      this.state = 'idle';
+      return { ok: false };
+    }
+    this.hooks.connected({ uid, relogin: false });
+    return { ok: true };
+  }
+
+  /** Sends `bye`, waits for its answer (or failure), then closes. */
+  async logout(): Promise<void> {
+    const conn = this.conn;
+    const wasActive = this.isActive();
+    this.newGeneration();
+    if (conn && this.state === 'online') {
+      try {
+        await conn.quest('bye', {});
+      } catch (err) {
+        this.options.logger.debug?.('bye failed', err);
+      }
+    }
+    this.end(wasActive, { reason: 'logout', code: 0 }, 'logout');
+  }
+
+  /** Closes at once; no relogin. */
+  close(): void {
+    const wasActive = this.isActive();
+    this.newGeneration();
+    this.end(wasActive, { reason: 'close', code: 0 }, 'closed by the application');
+  }
+
+  /** The server sent `kickout`: close and stay offline (client-api.md §6). */
+  kickedOut(): void {
+    const wasActive = this.isActive();
+    this.newGeneration();
+    this.end(wasActive, { reason: 'kickout', code: 0 }, 'kicked out by the server');
+  }
+
+  /** The server pinged: feeds the watchdog. */
+  notePing(): void {
+    this.lastPingAt = Date.now();
+  }
+
+  /** Sends a quest on the logged-in connection. */
+  quest(method: string, payload: Payload, timeoutMs?: number): Promise<Payload> {
+    const conn = this.conn;
+    if (!conn || this.state !== 'online') {
+      const why = this.state === 'reconnecting' ? 'the connection was lost; relogin in progress' : 'not logged in';
+      return Promise.reject(new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, why));
+    }
+    return conn.quest(method, payload, timeoutMs);
+  }
+
+  private isActive(): boolean {
+    return this.state === 'online' || this.state === 'reconnecting' || this.state === 'connecting';
+  }
+
+  private newGeneration(): number {
+    this.clearTimers();
+    return ++this.generation;
+  }
+
+  private end(wasActive: boolean, event: ClosedEvent, reason: string): void {
+    this.dropConnection(reason);
+    this.state = 'closed';
+    this.reconnectCount = 0;
+    this.reconnectIntervalMs = 0;
+    if (wasActive) this.hooks.closed(event);
+  }
+
+  /** Opens a connection and authenticates. true = online; false = token refused. */
+  private async connectAndAuth(generation: number): Promise<boolean> {
+    const conn = await Connection.open({
+      url: this.options.url,
+      factory: this.options.webSocketFactory ?? defaultWebSocketFactory,
+      connectTimeoutMs: this.options.connectTimeoutMs,
+      questTimeoutMs: this.options.questTimeoutMs,
+      logger: this.options.logger,
+      onQuest: this.hooks.onQuest,
+      onClose: (reason, byUs) => this.connectionClosed(conn, reason, byUs),
+    });
+    if (generation !== this.generation) {
+      conn.close('superseded');
+      throw cancelled();
+    }
+    const payload: Payload = { pid: this.options.pid, uid: this.uid, token: this.token, version: this.options.sdkVersion };
+    if (this.options.attrs) payload.attrs = { ...this.options.attrs };
+    let answer: Payload;
+    try {
+      answer = await conn.quest('auth', payload);
+    } catch (err) {
+      conn.close('auth failed');
+      throw err;
+    }
+    if (generation !== this.generation) {
+      conn.close('superseded');
+      throw cancelled();
+    }
+    if (answer.ok !== true) {
+      conn.close('token refused');
+      return false;
+    }
+    this.conn = conn;
+    this.state = 'online';
+    this.reconnectCount = 0;
+    this.reconnectIntervalMs = 0;
+    this.startWatchdog();
+    return true;
+  }
+
+  private connectionClosed(conn: Connection, reason: string, byUs: boolean): void {
+    if (conn !== this.conn) return; // not adopted yet, or already replaced
+    this.conn = undefined;
+    this.stopWatchdog();
+    if (!byUs) this.lost(reason);
+  }
+
+  /** Drops the current connection without reporting it as lost. */
+  private dropConnection(reason: string): void {
+    const conn = this.conn;
+    this.conn = undefined;
+    this.stopWatchdog();
+    conn?.close(reason);
+  }
+
+  /** The connection went away without being asked to: reconnect, or end the session. */
+  private lost(reason: string): void {
+    this.options.logger.warn?.(`connection lost: ${reason}`);
+    if (!this.options.autoReconnect) {
+      this.hooks.disconnected({ reason, willReconnect: false });
+      this.state = 'closed';
+      this.hooks.closed({ reason: 'connectionLost', code: FpnnErrorCode.CORE_CONNECTION_CLOSED });
+      return;
+    }
+    this.state = 'reconnecting';
+    this.hooks.disconnected({ reason, willReconnect: true });
+    this.scheduleRelogin();
+  }
+
+  /** Browser SDK back-off: N immediate attempts, then +max/steps seconds per attempt up to max. */
+  private nextDelayMs(): number {
+    const { startConnectFailedCount, maxIntervalSeconds, linearRegressiveCount } = this.options.reconnectStrategy;
+    if (this.reconnectCount >= startConnectFailedCount) {
+      const maxMs = maxIntervalSeconds * 1000;
+      this.reconnectIntervalMs = Math.min(maxMs, this.reconnectIntervalMs + maxMs / linearRegressiveCount);
+    }
+    this.reconnectCount += 1;
+    return this.reconnectIntervalMs;
+  }
+
+  private scheduleRelogin(): void {
+    const generation = this.generation;
+    const delay = this.nextDelayMs();
+    const attempt = this.reconnectCount;
+    this.options.logger.info?.(`relogin attempt ${attempt} in ${delay} ms`);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      void this.relogin(generation, attempt);
+    }, delay);
+  }
+
+  private async relogin(generation: number, attempt: number): Promise<void> {
+    let ok: boolean;
+    try {
+      ok = await this.connectAndAuth(generation);
+    } catch (err) {
+      if (generation !== this.generation) return;
+      const error = err instanceof RtmError ? err : new RtmError(FpnnErrorCode.CORE_UNKNOWN_ERROR, String(err), { cause: err });
+      this.hooks.reloginCompleted({ successful: false, retryAgain: true, error, attempt });
+      if (generation === this.generation && this.state === 'reconnecting') this.scheduleRelogin();
+      return;
+    }
+    if (generation !== this.generation) return;
+    if (ok) {
+      this.hooks.reloginCompleted({ successful: true, retryAgain: false, attempt });
+      this.hooks.connected({ uid: this.uid, relogin: true });
+      return;
+    }
+    this.state = 'closed';
+    this.reconnectCount = 0;
+    this.reconnectIntervalMs = 0;
+    const error = new RtmError(RtmErrorCode.INVALID_AUTH_TOEKN, 'relogin refused: invalid token');
+    this.hooks.reloginCompleted({ successful: false, retryAgain: false, error, attempt });
+    this.hooks.closed({ reason: 'invalidToken', code: RtmErrorCode.INVALID_AUTH_TOEKN });
+  }
+
+  /** No server `ping` for maxPingIntervalSeconds → close and reconnect (fpnn.md §4). */
+  private startWatchdog(): void {
+    this.stopWatchdog();
+    const maxMs = this.options.maxPingIntervalSeconds * 1000;
+    if (maxMs <= 0) return;
+    this.lastPingAt = Date.now();
+    this.watchdogTimer = setInterval(() => {
+      if (Date.now() - this.lastPingAt < maxMs) return;
+      const conn = this.conn;
+      if (!conn) return this.stopWatchdog();
+      this.options.logger.warn?.(`no ping from the server for ${this.options.maxPingIntervalSeconds} s`);
+      this.dropConnection('no ping from the server');
+      this.lost(`no ping from the server for ${this.options.maxPingIntervalSeconds} s`);
+    }, Math.max(10, maxMs / 2));
+  }
+
+  private stopWatchdog(): void {
+    if (this.watchdogTimer !== undefined) clearInterval(this.watchdogTimer);
+    this.watchdogTimer = undefined;
+  }
+
+  private clearTimers(): void {
+    if (this.reconnectTimer !== undefined) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    this.stopWatchdog();
+  }
+}
