@@ -2,7 +2,16 @@ import { FpnnErrorCode, RtmError, RtmErrorCode, type IncomingQuest, type Payload
 import { ConnectionManager } from './connection.js';
 import { TypedEmitter } from './emitter.js';
 import { ListenState, resolveFlags, resolveLists } from './listen.js';
-import { historyPage, PushDedup, pushEvent, pushGroupMessage, pushP2PMessage, pushRoomMessage, retrievedMessage, type HistoryKind } from './messages.js';
+import {
+  historyPage,
+  PushDedup,
+  pushEvent,
+  pushGroupMessage,
+  pushP2PMessage,
+  pushRoomMessage,
+  retrievedMessage,
+  type HistoryKind,
+} from './messages.js';
 import { resolveOptions, type ResolvedOptions, type RTMServerClientOptions } from './options.js';
 import { IdGenerator, signQuest } from './signature.js';
 import type { TcpConnection } from './tcp.js';
@@ -23,7 +32,21 @@ import {
   type ServerClientEvents,
   type SetListenOptions,
 } from './types.js';
-import { has, readBool, readId, readIdKeyedMap, readIdList, readInt, readString, stringValue, toId, toIds, toInt, intValue, type Id } from './wire.js';
+import {
+  has,
+  readBool,
+  readId,
+  readIdKeyedMap,
+  readIdList,
+  readInt,
+  readString,
+  stringValue,
+  toId,
+  toIds,
+  toInt,
+  intValue,
+  type Id,
+} from './wire.js';
 
 /**
  * RTM server SDK client: the backend side of the server gate (server-api.md). Every method sends
@@ -143,15 +166,36 @@ export class RTMServerClient extends TypedEmitter<ServerClientEvents> {
   }
 
   /** Sends one message (one mid) to several users. */
-  async sendMessages(mtype: number, fromUid: Id, toUids: readonly Id[], message: MessageBody, attrs = '', opts: SendOptions = {}): Promise<SendResult> {
+  async sendMessages(
+    mtype: number,
+    fromUid: Id,
+    toUids: readonly Id[],
+    message: MessageBody,
+    attrs = '',
+    opts: SendOptions = {},
+  ): Promise<SendResult> {
     return this.send('sendmsgs', mtype, fromUid, { tos: toIds(toUids, 'toUids') }, message, attrs, opts);
   }
 
-  async sendGroupMessage(mtype: number, fromUid: Id, gid: Id, message: MessageBody, attrs = '', opts: SendOptions = {}): Promise<SendResult> {
+  async sendGroupMessage(
+    mtype: number,
+    fromUid: Id,
+    gid: Id,
+    message: MessageBody,
+    attrs = '',
+    opts: SendOptions = {},
+  ): Promise<SendResult> {
     return this.send('sendgroupmsg', mtype, fromUid, { gid: toId(gid, 'gid') }, message, attrs, opts);
   }
 
-  async sendRoomMessage(mtype: number, fromUid: Id, rid: Id, message: MessageBody, attrs = '', opts: SendOptions = {}): Promise<SendResult> {
+  async sendRoomMessage(
+    mtype: number,
+    fromUid: Id,
+    rid: Id,
+    message: MessageBody,
+    attrs = '',
+    opts: SendOptions = {},
+  ): Promise<SendResult> {
     return this.send('sendroommsg', mtype, fromUid, { rid: toId(rid, 'rid') }, message, attrs, opts);
   }
 
@@ -447,7 +491,9 @@ export class RTMServerClient extends TypedEmitter<ServerClientEvents> {
     const allForm = o.p2p !== undefined || o.group !== undefined || o.room !== undefined || typeof o.events === 'boolean';
     const listForm = o.gids !== undefined || o.rids !== undefined || o.uids !== undefined || Array.isArray(o.events) || !allForm;
     const flags = allForm ? resolveFlags(o) : undefined;
-    const lists = listForm ? resolveLists({ gids: o.gids, rids: o.rids, uids: o.uids, events: Array.isArray(o.events) ? o.events : undefined }) : undefined;
+    const lists = listForm
+      ? resolveLists({ gids: o.gids, rids: o.rids, uids: o.uids, events: Array.isArray(o.events) ? o.events : undefined })
+      : undefined;
     const payload: Payload = { ...flags };
     if (lists) Object.assign(payload, { gids: [], rids: [], uids: [], events: [], ...lists });
     await this.call('setlisten', payload, opts);
@@ -470,7 +516,8 @@ export class RTMServerClient extends TypedEmitter<ServerClientEvents> {
   /** Sends one signed quest; waits for a (re)connection within the same timeout. */
   private async call(method: string, params: Payload, opts: CallOptions): Promise<Payload> {
     const timeoutMs = opts.timeoutMs ?? this.options.questTimeoutMs;
-    if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) throw new RtmError(RtmErrorCode.INVALID_PARAMETER, 'timeoutMs must be a positive integer');
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0)
+      throw new RtmError(RtmErrorCode.INVALID_PARAMETER, 'timeoutMs must be a positive integer');
     const started = Date.now();
     const connection = await this.connection.acquire(method, timeoutMs);
     const remaining = Math.max(1, timeoutMs - (Date.now() - started));
@@ -485,16 +532,36 @@ export class RTMServerClient extends TypedEmitter<ServerClientEvents> {
     return { pid, sign: signQuest(pid, this.options.secret, salt, method, ts), salt, ts, ...params };
   }
 
-  private async send(method: string, mtype: number, fromUid: Id, target: Payload, message: MessageBody, attrs: string, opts: SendOptions): Promise<SendResult> {
-    if (typeof message !== 'string' && !(message instanceof Uint8Array)) throw new RtmError(RtmErrorCode.INVALID_PARAMETER, 'message must be a string or a Uint8Array');
+  private async send(
+    method: string,
+    mtype: number,
+    fromUid: Id,
+    target: Payload,
+    message: MessageBody,
+    attrs: string,
+    opts: SendOptions,
+  ): Promise<SendResult> {
+    if (typeof message !== 'string' && !(message instanceof Uint8Array))
+      throw new RtmError(RtmErrorCode.INVALID_PARAMETER, 'message must be a string or a Uint8Array');
     if (typeof attrs !== 'string') throw new RtmError(RtmErrorCode.INVALID_PARAMETER, 'attrs must be a string');
     const given = opts.mid === undefined ? 0n : toId(opts.mid, 'mid');
     const mid = given === 0n ? this.ids.next() : given;
-    const answer = await this.call(method, { mtype: toInt(mtype, 'mtype'), from: toId(fromUid, 'fromUid'), ...target, mid, msg: message, attrs }, opts);
+    const answer = await this.call(
+      method,
+      { mtype: toInt(mtype, 'mtype'), from: toId(fromUid, 'fromUid'), ...target, mid, msg: message, attrs },
+      opts,
+    );
     return { mid, mtime: readId(answer, 'mtime', method) };
   }
 
-  private async history(method: string, keys: Payload, desc: boolean, num: number, opts: HistoryOptions, target: HistoryKind): Promise<HistoryPage> {
+  private async history(
+    method: string,
+    keys: Payload,
+    desc: boolean,
+    num: number,
+    opts: HistoryOptions,
+    target: HistoryKind,
+  ): Promise<HistoryPage> {
     const payload: Payload = {
       ...keys,
       desc: desc === true,
@@ -508,7 +575,8 @@ export class RTMServerClient extends TypedEmitter<ServerClientEvents> {
   }
 
   private messageKey(mid: Id, fromUid: Id, xid: Id, type: MessageType): Payload {
-    if (type !== 1 && type !== 2 && type !== 3 && type !== 4) throw new RtmError(RtmErrorCode.INVALID_PARAMETER, `type must be 1 (p2p), 2 (group), 3 (room) or 4 (broadcast), got ${String(type)}`);
+    if (type !== 1 && type !== 2 && type !== 3 && type !== 4)
+      throw new RtmError(RtmErrorCode.INVALID_PARAMETER, `type must be 1 (p2p), 2 (group), 3 (room) or 4 (broadcast), got ${String(type)}`);
     return { mid: toId(mid, 'mid'), from: toId(fromUid, 'fromUid'), xid: toId(xid, 'xid'), type };
   }
 

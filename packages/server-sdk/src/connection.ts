@@ -88,11 +88,15 @@ export class ConnectionManager {
     if (this.ready && this.current) return Promise.resolve(this.current);
     switch (this.stateValue) {
       case 'idle':
-        return Promise.reject(new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, `cannot send '${method}': not connected (call connect() first)`));
+        return Promise.reject(
+          new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, `cannot send '${method}': not connected (call connect() first)`),
+        );
       case 'closed':
         return Promise.reject(new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, `cannot send '${method}': client closed`));
       case 'disconnected':
-        return Promise.reject(new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, `cannot send '${method}': connection lost and autoReconnect is off`));
+        return Promise.reject(
+          new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, `cannot send '${method}': connection lost and autoReconnect is off`),
+        );
       default:
         return this.waitReady(method, timeoutMs);
     }

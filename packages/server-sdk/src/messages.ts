@@ -1,14 +1,19 @@
 import type { Payload } from '@rtm/fpnn';
 import { FpnnErrorCode, RtmError, RtmErrorCode } from '@rtm/fpnn';
-import type { HistoryMessage, HistoryPage, PushEvent, PushGroupMessage, PushP2PMessage, PushRoomMessage, RetrievedMessage } from './types.js';
+import type {
+  HistoryMessage,
+  HistoryPage,
+  PushEvent,
+  PushGroupMessage,
+  PushP2PMessage,
+  PushRoomMessage,
+  RetrievedMessage,
+} from './types.js';
 import { bodyValue, has, idValue, intValue, readId, readInt, readString, stringValue } from './wire.js';
 
 /** How the second element of a history row is read (server-api.md §3.1). */
 export type HistoryKind =
-  | { kind: 'p2p'; uid: bigint; ouid: bigint }
-  | { kind: 'group'; gid: bigint }
-  | { kind: 'room'; rid: bigint }
-  | { kind: 'broadcast' };
+  { kind: 'p2p'; uid: bigint; ouid: bigint } | { kind: 'group'; gid: bigint } | { kind: 'room'; rid: bigint } | { kind: 'broadcast' };
 
 /** P2P rows carry a direction instead of the sender: 1 = sent by `uid`, 2 = sent by `ouid`. */
 export const P2PDirection = { SENT_BY_UID: 1, SENT_BY_OUID: 2 } as const;
@@ -84,7 +89,10 @@ export function retrievedMessage(answer: Payload, where: string): RetrievedMessa
   };
 }
 
-function common(p: Payload, where: string): { fromUid: bigint; mtype: number; mid: bigint; message: string | Uint8Array; attrs: string; mtime: bigint } {
+function common(
+  p: Payload,
+  where: string,
+): { fromUid: bigint; mtype: number; mid: bigint; message: string | Uint8Array; attrs: string; mtime: bigint } {
   return {
     fromUid: readId(p, 'from', where),
     mtype: readInt(p, 'mtype', where),
@@ -97,17 +105,41 @@ function common(p: Payload, where: string): { fromUid: bigint; mtype: number; mi
 
 export function pushP2PMessage(p: Payload): PushP2PMessage {
   const c = common(p, 'pushmsg');
-  return { fromUid: c.fromUid, toUid: readId(p, 'to', 'pushmsg'), mtype: c.mtype, mid: c.mid, message: c.message, attrs: c.attrs, mtime: c.mtime };
+  return {
+    fromUid: c.fromUid,
+    toUid: readId(p, 'to', 'pushmsg'),
+    mtype: c.mtype,
+    mid: c.mid,
+    message: c.message,
+    attrs: c.attrs,
+    mtime: c.mtime,
+  };
 }
 
 export function pushGroupMessage(p: Payload): PushGroupMessage {
   const c = common(p, 'pushgroupmsg');
-  return { fromUid: c.fromUid, gid: readId(p, 'gid', 'pushgroupmsg'), mtype: c.mtype, mid: c.mid, message: c.message, attrs: c.attrs, mtime: c.mtime };
+  return {
+    fromUid: c.fromUid,
+    gid: readId(p, 'gid', 'pushgroupmsg'),
+    mtype: c.mtype,
+    mid: c.mid,
+    message: c.message,
+    attrs: c.attrs,
+    mtime: c.mtime,
+  };
 }
 
 export function pushRoomMessage(p: Payload): PushRoomMessage {
   const c = common(p, 'pushroommsg');
-  return { fromUid: c.fromUid, rid: readId(p, 'rid', 'pushroommsg'), mtype: c.mtype, mid: c.mid, message: c.message, attrs: c.attrs, mtime: c.mtime };
+  return {
+    fromUid: c.fromUid,
+    rid: readId(p, 'rid', 'pushroommsg'),
+    mtype: c.mtype,
+    mid: c.mid,
+    message: c.message,
+    attrs: c.attrs,
+    mtime: c.mtime,
+  };
 }
 
 export function pushEvent(p: Payload): PushEvent {
@@ -130,7 +162,10 @@ export function pushEvent(p: Payload): PushEvent {
 export class PushDedup {
   private readonly seen = new Map<string, number>();
 
-  constructor(private readonly windowMs: number, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly windowMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /** true the first time a key is seen within the window. */
   firstTime(key: string): boolean {

@@ -116,7 +116,8 @@ function fail(name: string, why: string): never {
 
 function nonNegativeInt(name: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) fail(name, `must be a non-negative integer, got ${String(value)}`);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0)
+    fail(name, `must be a non-negative integer, got ${String(value)}`);
   return value;
 }
 

@@ -46,7 +46,10 @@ export class TcpConnection {
       let opened: TcpConnection | undefined;
       let failure: RtmError | undefined;
       const timer = setTimeout(() => {
-        failure = new RtmError(FpnnErrorCode.CORE_TIMEOUT, `connecting to ${options.host}:${options.port} timed out after ${options.connectTimeoutMs} ms`);
+        failure = new RtmError(
+          FpnnErrorCode.CORE_TIMEOUT,
+          `connecting to ${options.host}:${options.port} timed out after ${options.connectTimeoutMs} ms`,
+        );
         socket.destroy();
       }, options.connectTimeoutMs);
 
@@ -66,7 +69,12 @@ export class TcpConnection {
       });
       socket.on('error', (err) => {
         if (opened) opened.closeReason ??= `socket error: ${err.message}`;
-        else failure ??= new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, `cannot connect to ${options.host}:${options.port}: ${err.message}`, { cause: err });
+        else
+          failure ??= new RtmError(
+            FpnnErrorCode.CORE_INVALID_CONNECTION,
+            `cannot connect to ${options.host}:${options.port}: ${err.message}`,
+            { cause: err },
+          );
       });
       socket.once('close', () => {
         clearTimeout(timer);

@@ -64,7 +64,8 @@ export function readInt(payload: Payload, key: string, where: string): number {
 
 export function intValue(value: unknown, key: string, where: string): number {
   if (typeof value === 'number' && Number.isInteger(value)) return value;
-  if (typeof value === 'bigint' && value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(value);
+  if (typeof value === 'bigint' && value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER))
+    return Number(value);
   throw malformed(where, key, 'is not a small integer');
 }
 

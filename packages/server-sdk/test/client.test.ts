@@ -6,9 +6,18 @@ import { FakeRtmServer } from './fake-server.js';
 const BIG = 0x0123456789abcdefn; // 81985529216486895 > 2^53
 const BIGGER = 2n ** 63n - 2n;
 
-async function setup(t: TestContext, options: Partial<RTMServerClientOptions> = {}): Promise<{ server: FakeRtmServer; client: RTMServerClient }> {
+async function setup(
+  t: TestContext,
+  options: Partial<RTMServerClientOptions> = {},
+): Promise<{ server: FakeRtmServer; client: RTMServerClient }> {
   const server = await FakeRtmServer.start();
-  const client = new RTMServerClient({ pid: server.pid, secret: server.secret, endpoint: server.endpoint, questTimeoutMs: 2000, ...options });
+  const client = new RTMServerClient({
+    pid: server.pid,
+    secret: server.secret,
+    endpoint: server.endpoint,
+    questTimeoutMs: 2000,
+    ...options,
+  });
   t.after(async () => {
     await client.close();
     await server.close();
@@ -35,7 +44,10 @@ test('every quest carries pid, a fresh int64 salt, ts in seconds and a valid upp
   await client.removeToken(1001n);
   await client.kickout(1001, '10.0.0.1:13321');
   const quests = server.quests;
-  assert.deepEqual(quests.map((q) => q.method), ['gettoken', 'removetoken', 'kickout']);
+  assert.deepEqual(
+    quests.map((q) => q.method),
+    ['gettoken', 'removetoken', 'kickout'],
+  );
   const salts = new Set<bigint>();
   for (const q of quests) {
     assert.ok(q.signOk, `${q.method} signature`);
@@ -143,7 +155,17 @@ test('p2p history: direction 1 = sent by uid, 2 = sent by ouid; rows of other le
   assert.equal(page.begin, 1795315914302n);
   assert.equal(page.end, 1795316034302n);
   assert.deepEqual(page.messages, [
-    { id: 1001n, fromUid: 1001n, toId: 1002n, mtype: 30, mid: 29414456923664384n, deleted: false, message: 'from uid', attrs: '{"k":"v"}', mtime: 1795315974345n },
+    {
+      id: 1001n,
+      fromUid: 1001n,
+      toId: 1002n,
+      mtype: 30,
+      mid: 29414456923664384n,
+      deleted: false,
+      message: 'from uid',
+      attrs: '{"k":"v"}',
+      mtime: 1795315974345n,
+    },
     { id: 1002n, fromUid: 1002n, toId: 1001n, mtype: 30, mid: BIG, deleted: false, message: 'from ouid', attrs: '', mtime: 1795315974362n },
   ]);
   const q = server.questsOf('getp2pmsg')[0]!.payload;
@@ -160,9 +182,20 @@ test('p2p history: direction 1 = sent by uid, 2 = sent by ouid; rows of other le
 test('group / room / broadcast history: from is the sender, toId the gid / rid / 0; optional keys sent only when given', async (t) => {
   const { server, client } = await setup(t);
   const row = [BIG + 1n, BIG, 51, 77, true, 'hello', 'a', 9];
-  for (const m of ['getgroupmsg', 'getroommsg', 'getbroadcastmsg']) server.on(m, () => ({ num: 1, lastid: BIG + 1n, begin: 0, end: 9, msgs: [row] }));
+  for (const m of ['getgroupmsg', 'getroommsg', 'getbroadcastmsg'])
+    server.on(m, () => ({ num: 1, lastid: BIG + 1n, begin: 0, end: 9, msgs: [row] }));
   const g = await client.getGroupMessage(1, 2001, true, 10);
-  assert.deepEqual(g.messages[0], { id: BIG + 1n, fromUid: BIG, toId: 2001n, mtype: 51, mid: 77n, deleted: true, message: 'hello', attrs: 'a', mtime: 9n });
+  assert.deepEqual(g.messages[0], {
+    id: BIG + 1n,
+    fromUid: BIG,
+    toId: 2001n,
+    mtype: 51,
+    mid: 77n,
+    deleted: true,
+    message: 'hello',
+    attrs: 'a',
+    mtime: 9n,
+  });
   assert.equal(g.lastid, BIG + 1n);
   const r = await client.getRoomMessage(1, 3001, true, 10);
   assert.equal(r.messages[0]!.toId, 3001n);
@@ -202,21 +235,37 @@ test('getMessage family and deleteMessage family send mid, from, xid, type (1 p2
   await client.getGroupMessageInfo(1, 2, 3);
   await client.getRoomMessageInfo(1, 2, 3);
   await client.getBroadcastMessageInfo(1, 2);
-  assert.deepEqual(server.questsOf('getmsg').map((q) => [q.payload.xid, q.payload.type]), [[1002n, 1], [3n, 2], [3n, 1], [3n, 2], [3n, 3], [0n, 4]]);
-  assert.deepEqual({ ...server.questsOf('getmsg')[0]!.payload, pid: 0, sign: '', salt: 0n, ts: 0 }, { pid: 0, sign: '', salt: 0n, ts: 0, mid: BIG, from: 1001n, xid: 1002n, type: 1 });
+  assert.deepEqual(
+    server.questsOf('getmsg').map((q) => [q.payload.xid, q.payload.type]),
+    [
+      [1002n, 1],
+      [3n, 2],
+      [3n, 1],
+      [3n, 2],
+      [3n, 3],
+      [0n, 4],
+    ],
+  );
+  assert.deepEqual(
+    { ...server.questsOf('getmsg')[0]!.payload, pid: 0, sign: '', salt: 0n, ts: 0 },
+    { pid: 0, sign: '', salt: 0n, ts: 0, mid: BIG, from: 1001n, xid: 1002n, type: 1 },
+  );
 
   await client.deleteMessage(BIG, 1001, 1002, 1);
   await client.deleteP2PMessage(1, 2, 3);
   await client.deleteGroupMessage(1, 2, 3);
   await client.deleteRoomMessage(1, 2, 3);
   await client.deleteBroadcastMessage(1, 2);
-  assert.deepEqual(server.questsOf('delmsg').map((q) => [q.payload.mid, q.payload.from, q.payload.xid, q.payload.type]), [
-    [BIG, 1001n, 1002n, 1],
-    [1n, 2n, 3n, 1],
-    [1n, 2n, 3n, 2],
-    [1n, 2n, 3n, 3],
-    [1n, 2n, 0n, 4],
-  ]);
+  assert.deepEqual(
+    server.questsOf('delmsg').map((q) => [q.payload.mid, q.payload.from, q.payload.xid, q.payload.type]),
+    [
+      [BIG, 1001n, 1002n, 1],
+      [1n, 2n, 3n, 1],
+      [1n, 2n, 3n, 2],
+      [1n, 2n, 3n, 3],
+      [1n, 2n, 0n, 4],
+    ],
+  );
   await rejectsWithCode(client.deleteMessage(1, 2, 3, 5 as never), RtmErrorCode.INVALID_PARAMETER);
 });
 
@@ -274,7 +323,13 @@ test('supporting methods: wire keys and typed answers', async (t) => {
   await client.addRoomMember(3001, 1);
   await client.deleteRoomMember(3001, 1);
   assert.deepEqual(await client.getRoomMembers(3001), []);
-  assert.deepEqual(await client.getRoomCount([3001, BIG]), new Map([[3001n, 2], [BIG, 7]]));
+  assert.deepEqual(
+    await client.getRoomCount([3001, BIG]),
+    new Map([
+      [3001n, 2],
+      [BIG, 7],
+    ]),
+  );
   await client.addGroupBan(2001, 1, 60);
   await client.addGroupBan(null, 1, 60);
   await client.removeGroupBan(undefined, 1);
@@ -297,7 +352,13 @@ test('supporting methods: wire keys and typed answers', async (t) => {
   assert.deepEqual(await client.isBlacks(1, [4]), [4n]);
   await client.setUserInfo(1, 'o');
   assert.deepEqual(await client.getUserInfo(1), { oinfo: 'o', pinfo: 'p' });
-  assert.deepEqual(await client.getUserOpenInfo([1, BIG]), new Map([[1n, 'one'], [BIG, 'big']]));
+  assert.deepEqual(
+    await client.getUserOpenInfo([1, BIG]),
+    new Map([
+      [1n, 'one'],
+      [BIG, 'big'],
+    ]),
+  );
   await client.setGroupInfo(2001, undefined, 'gp');
   assert.deepEqual(await client.getGroupInfo(2001), { oinfo: 'go', pinfo: '' });
   await client.setRoomInfo(3001, 'ro', 'rp');

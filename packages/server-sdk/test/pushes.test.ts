@@ -7,7 +7,10 @@ import { FakeRtmServer, vectorsDir } from './fake-server.js';
 
 const BIG = 81985529216486896n;
 
-async function setup(t: TestContext, options: Partial<RTMServerClientOptions> = {}): Promise<{ server: FakeRtmServer; client: RTMServerClient }> {
+async function setup(
+  t: TestContext,
+  options: Partial<RTMServerClientOptions> = {},
+): Promise<{ server: FakeRtmServer; client: RTMServerClient }> {
   const server = await FakeRtmServer.start();
   const client = new RTMServerClient({ pid: server.pid, secret: server.secret, endpoint: server.endpoint, ...options });
   t.after(async () => {
@@ -25,15 +28,34 @@ function next<K extends keyof ServerClientEvents>(client: RTMServerClient, event
 test('pushmsg is answered {} and emitted as a typed message with exact bigint ids', async (t) => {
   const { server, client } = await setup(t);
   const got = next(client, 'message');
-  const answer = await server.push('pushmsg', { from: BIG, to: 1001, mtype: 30, mid: BIG + 1n, msg: 'golden push', attrs: '{"k":"v"}', mtime: 1795315974302n });
+  const answer = await server.push('pushmsg', {
+    from: BIG,
+    to: 1001,
+    mtype: 30,
+    mid: BIG + 1n,
+    msg: 'golden push',
+    attrs: '{"k":"v"}',
+    mtime: 1795315974302n,
+  });
   assert.deepEqual(answer, {});
-  assert.deepEqual(await got, { fromUid: BIG, toUid: 1001n, mtype: 30, mid: BIG + 1n, message: 'golden push', attrs: '{"k":"v"}', mtime: 1795315974302n });
+  assert.deepEqual(await got, {
+    fromUid: BIG,
+    toUid: 1001n,
+    mtype: 30,
+    mid: BIG + 1n,
+    message: 'golden push',
+    attrs: '{"k":"v"}',
+    mtime: 1795315974302n,
+  });
 });
 
 test('pushgroupmsg, pushroommsg and pushevent become groupMessage, roomMessage and event', async (t) => {
   const { server, client } = await setup(t);
   const group = next(client, 'groupMessage');
-  assert.deepEqual(await server.push('pushgroupmsg', { from: 1, gid: BIG, mtype: 51, mid: 2, msg: new Uint8Array([9]), attrs: '', mtime: 3 }), {});
+  assert.deepEqual(
+    await server.push('pushgroupmsg', { from: 1, gid: BIG, mtype: 51, mid: 2, msg: new Uint8Array([9]), attrs: '', mtime: 3 }),
+    {},
+  );
   assert.deepEqual(await group, { fromUid: 1n, gid: BIG, mtype: 51, mid: 2n, message: new Uint8Array([9]), attrs: '', mtime: 3n });
   const room = next(client, 'roomMessage');
   await server.push('pushroommsg', { from: 1, rid: 3001, mtype: 30, mid: 2, msg: 'r', attrs: 'a', mtime: 3 });

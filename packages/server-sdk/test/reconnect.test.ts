@@ -1,11 +1,28 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEFAULT_RECONNECT_POLICY, FpnnErrorCode, RtmError, reconnectDelayMs, RTMServerClient, type RTMServerClientOptions, type ServerClientEvents } from '../src/index.js';
+import {
+  DEFAULT_RECONNECT_POLICY,
+  FpnnErrorCode,
+  RtmError,
+  reconnectDelayMs,
+  RTMServerClient,
+  type RTMServerClientOptions,
+  type ServerClientEvents,
+} from '../src/index.js';
 import { FakeRtmServer } from './fake-server.js';
 
-async function setup(t: TestContext, options: Partial<RTMServerClientOptions> = {}): Promise<{ server: FakeRtmServer; client: RTMServerClient }> {
+async function setup(
+  t: TestContext,
+  options: Partial<RTMServerClientOptions> = {},
+): Promise<{ server: FakeRtmServer; client: RTMServerClient }> {
   const server = await FakeRtmServer.start();
-  const client = new RTMServerClient({ pid: server.pid, secret: server.secret, endpoint: server.endpoint, questTimeoutMs: 2000, ...options });
+  const client = new RTMServerClient({
+    pid: server.pid,
+    secret: server.secret,
+    endpoint: server.endpoint,
+    questTimeoutMs: 2000,
+    ...options,
+  });
   t.after(async () => {
     await client.close();
     await server.close();
@@ -53,7 +70,16 @@ test('after the server drops the connection the client reconnects and re-sends i
   const [, restore] = await server.waitForQuests('setlisten', 2);
   assert.ok(restore!.signOk);
   assert.equal(restore!.connection, 2);
-  assert.deepEqual(strip(restore!.payload), { p2p: true, group: false, room: false, ev: true, gids: [2001n], rids: [3001n], uids: [2n ** 60n], events: ['login'] });
+  assert.deepEqual(strip(restore!.payload), {
+    p2p: true,
+    group: false,
+    room: false,
+    ev: true,
+    gids: [2001n],
+    rids: [3001n],
+    uids: [2n ** 60n],
+    events: ['login'],
+  });
   assert.equal(client.state, 'connected');
 });
 
@@ -63,12 +89,27 @@ test('setListen list form replaces the lists; the all form replaces the flags; b
   assert.deepEqual(strip(server.questsOf('setlisten')[0]!.payload), { gids: [], rids: [], uids: [1n, 2n], events: [] });
   await client.setAllListen({ group: true });
   assert.deepEqual(strip(server.questsOf('setlisten')[1]!.payload), { p2p: false, group: true, room: false, ev: false });
-  assert.deepEqual(client.listenState, { flags: { p2p: false, group: true, room: false, ev: false }, gids: [], rids: [], uids: [1n, 2n], events: [] });
+  assert.deepEqual(client.listenState, {
+    flags: { p2p: false, group: true, room: false, ev: false },
+    gids: [],
+    rids: [],
+    uids: [1n, 2n],
+    events: [],
+  });
   const connected = next(client, 'connected');
   server.dropConnections();
   await connected;
   const restore = (await server.waitForQuests('setlisten', 3))[2]!;
-  assert.deepEqual(strip(restore.payload), { p2p: false, group: true, room: false, ev: false, gids: [], rids: [], uids: [1n, 2n], events: [] });
+  assert.deepEqual(strip(restore.payload), {
+    p2p: false,
+    group: true,
+    room: false,
+    ev: false,
+    gids: [],
+    rids: [],
+    uids: [1n, 2n],
+    events: [],
+  });
 });
 
 test('without listen state nothing is re-sent; a failed setListen does not change the state', async (t) => {
@@ -149,7 +190,12 @@ test('close() leaves no socket or timer behind, even while reconnecting', async 
   await new Promise((r) => setTimeout(r, 20)); // let the previous tests' sockets finish closing
   const timersBefore = timers();
   const server = await FakeRtmServer.start();
-  const client = new RTMServerClient({ pid: server.pid, secret: server.secret, endpoint: server.endpoint, reconnect: { immediateRetries: 0, minDelayMs: 5000, maxDelayMs: 5000 } });
+  const client = new RTMServerClient({
+    pid: server.pid,
+    secret: server.secret,
+    endpoint: server.endpoint,
+    reconnect: { immediateRetries: 0, minDelayMs: 5000, maxDelayMs: 5000 },
+  });
   await client.connect();
   await server.push('ping', {});
   await server.stopListening();

@@ -58,7 +58,17 @@ expectType<Equal<HistoryPage['lastid'], bigint>>();
 expectType<
   Equal<
     HistoryMessage,
-    { id: bigint; fromUid: bigint; toId: bigint; mtype: number; mid: bigint; deleted: boolean; message: MessageBody; attrs: string; mtime: bigint }
+    {
+      id: bigint;
+      fromUid: bigint;
+      toId: bigint;
+      mtype: number;
+      mid: bigint;
+      deleted: boolean;
+      message: MessageBody;
+      attrs: string;
+      mtime: bigint;
+    }
   >
 >();
 expectType<Equal<RetrievedMessage['id'], bigint>>();
@@ -85,7 +95,9 @@ expectType<Equal<ServerClientEvents['error'], Error>>();
 expectType<Equal<PushP2PMessage['mid'], bigint>>();
 expectType<Equal<PushGroupMessage['gid'], bigint>>();
 expectType<Equal<PushEvent['uid'], bigint>>();
-expectType<Equal<keyof ServerClientEvents, 'connected' | 'closed' | 'error' | 'ping' | 'message' | 'groupMessage' | 'roomMessage' | 'event'>>();
+expectType<
+  Equal<keyof ServerClientEvents, 'connected' | 'closed' | 'error' | 'ping' | 'message' | 'groupMessage' | 'roomMessage' | 'event'>
+>();
 expectType<Equal<ReturnType<C['on']>, () => void>>();
 
 // options
@@ -93,11 +105,11 @@ expectType<Equal<RTMServerClientOptions['pid'], number>>();
 expectType<Equal<RTMServerClientOptions['questTimeoutMs'], number | undefined>>();
 
 function compileOnly(client: RTMServerClient): void {
-  client.on('message', (m) => {
-    expectType<Equal<typeof m, PushP2PMessage>>();
+  client.on('message', (_m) => {
+    expectType<Equal<typeof _m, PushP2PMessage>>();
   });
-  client.on('closed', (info) => {
-    expectType<Equal<typeof info.willReconnect, boolean>>();
+  client.on('closed', (_info) => {
+    expectType<Equal<typeof _info.willReconnect, boolean>>();
   });
   // @ts-expect-error unknown event name
   client.on('pushmsg', () => {});
