@@ -6,6 +6,7 @@
  *   rtm token <uid>                   print a login token for a user
  *   rtm send <from> <to> <text>       send a p2p chat message   (--group <gid> | --room <rid> | --broadcast, --mtype N)
  *   rtm history <uid> <ouid>          print a p2p conversation  (--group <gid> | --room <rid> | --broadcast, --num N, --asc)
+ *   rtm keygen                        a new server key for `*key` encryption: private (RTM_ENCRYPTION_KEY) and public forms
  *
  * The client commands use our server SDK against RTM_ENDPOINT (default RTM_HOST:RTM_SERVER_PORT)
  * with RTM_PROJECT_ID / RTM_PROJECT_SECRET; for the dev project the generated secret is read from
@@ -20,7 +21,8 @@ const USAGE = `usage:
   rtm serve
   rtm token <uid>
   rtm send <from> <to> <text> [--mtype 30] [--group <gid> | --room <rid> | --broadcast]
-  rtm history <uid> <ouid> [--num 10] [--asc] [--group <gid> | --room <rid> | --broadcast]`;
+  rtm history <uid> <ouid> [--num 10] [--asc] [--group <gid> | --room <rid> | --broadcast]
+  rtm keygen [--curve secp256k1|secp256r1]`;
 
 async function serve(): Promise<void> {
   const { startFromEnv } = await import('./main.js');
@@ -100,6 +102,7 @@ async function main(argv: string[]): Promise<void> {
       num: { type: 'string', default: '10' },
       asc: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
+      curve: { type: 'string', default: 'secp256k1' },
     },
   });
   const [command = 'serve', ...args] = positionals;
@@ -139,6 +142,17 @@ async function main(argv: string[]): Promise<void> {
         for (const m of page.messages) console.log(show(m));
         console.log(show({ num: page.num, lastid: page.lastid, begin: page.begin, end: page.end }));
       });
+    case 'keygen': {
+      const { randomBytes } = await import('node:crypto');
+      const { derivePublicKeyFormats } = await import('@rtm/fpnn/crypto');
+      const privateKey = randomBytes(32).toString('hex');
+      const pub = derivePublicKeyFormats(privateKey, values.curve as 'secp256k1');
+      const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+      console.log(`RTM_ENCRYPTION_KEY=${privateKey}\nRTM_ENCRYPTION_CURVE=${values.curve}\n`);
+      console.log(`# public key for the SDKs (Python/Go: PEM file; Node: raw bytes)\n${pub.pem}`);
+      console.log(`raw (X||Y, 64 bytes):       ${hex(pub.raw)}\nuncompressed (65 bytes):    ${hex(pub.uncompressed)}\ncompressed (33 bytes):      ${hex(pub.compressed)}`);
+      return;
+    }
     default:
       console.error(`unknown command '${command}'\n${USAGE}`);
       process.exit(2);

@@ -1,4 +1,8 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { parseServerPrivateKey, serverKeyExchange, type CurveName, type KeyQuestPayload } from '@rtm/fpnn/crypto';
+import type { ConnectionCipher } from './gate/connection.js';
+import { ConfigError } from './config.js';
 import type { Bus } from './bus/bus.js';
 import { LocalBus } from './bus/local.js';
 import { resolveConfig, type ConfigOverrides, type ServerConfig } from './config.js';
@@ -53,9 +57,26 @@ async function openBus(config: ServerConfig): Promise<Bus> {
   return new NatsBus({ url: config.bus });
 }
 
+/**
+ * `*key` encryption (spec/fpnn.md §6), off unless RTM_ENCRYPTION_KEY is set: hex of the raw 32-byte
+ * private key, PEM text, or the path of a PEM file.
+ */
+function keyExchangeFor(config: ServerConfig): ((payload: Record<string, unknown>) => ConnectionCipher) | undefined {
+  if (!config.encryptionKey) return undefined;
+  const text = existsSync(config.encryptionKey) ? readFileSync(config.encryptionKey, 'utf8') : config.encryptionKey;
+  let key;
+  try {
+    key = parseServerPrivateKey(text.trim(), config.encryptionCurve as CurveName);
+  } catch (err) {
+    throw new ConfigError(`RTM_ENCRYPTION_KEY: ${(err as Error).message}`);
+  }
+  return (payload) => serverKeyExchange(key, payload as unknown as KeyQuestPayload).createCipher({ maxFrameBytes: config.maxFrameBytes });
+}
+
 /** The composition root: config → store → bus → services → gates → listeners. */
 export async function startServer(config: ServerConfig, options: StartOptions = {}): Promise<RunningServer> {
   const log = options.logger ?? createLogger(config.logLevel);
+  const keyExchange = keyExchangeFor(config); // a bad key fails before anything is opened
   const metrics = new Metrics(true);
   const store = options.store ?? (await openStore(config));
   await store.init();
@@ -90,6 +111,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     pingIntervalMs: config.pingIntervalMs,
     idleTimeoutMs: config.idleTimeoutMs,
     idleCountsOutbound: name === 'server',
+    keyExchange,
   });
   const signatures = new SignatureVerifier({
     projects: new Map(config.projects.map((p) => [p.pid, p])),

@@ -16,7 +16,7 @@ export interface SpawnedServer {
 
 /**
  * Runs `rtm serve` in a child process (what `npm start` runs) with the given RTM_* environment and
- * ephemeral ports, and resolves once it has logged its bound ports.
+ * ephemeral ports, and resolves once it has logged its bound ports (needs RTM_LOG_LEVEL info or lower).
  */
 export function spawnServer(env: Record<string, string>, timeoutMs = 20_000): Promise<SpawnedServer> {
   const child = spawn(process.execPath, ['--conditions=development', '--import', 'tsx', CLI, 'serve'], {

@@ -1,0 +1,112 @@
+/**
+ * Persisted sends per second and their latency through our server SDK (several connections,
+ * pipelined) against the real server in a child process, beside the raw better-sqlite3 insert
+ * rate of an equivalent row on the same machine (the ceiling), in one run.
+ *
+ *   node --conditions=development --import tsx bench/sends.ts [--seconds 5] [--connections 4] [--depth 64]
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import Database from 'better-sqlite3';
+import { RTMServerClient } from '@rtm/server-sdk';
+import { spawnServer, TEST_PID, TEST_SECRET } from '@rtm/testkit';
+
+export interface SendFigures {
+  connections: number;
+  depth: number;
+  sendsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  rawInsertsPerSecond: number;
+  ratioToRaw: number;
+}
+
+const percentile = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? 0;
+
+/** The ceiling: prepared inserts of the same shape in transactions of 1,000 rows, WAL, synchronous NORMAL. */
+async function rawInsertRate(seconds: number): Promise<number> {
+  const dir = await mkdtemp(join(tmpdir(), 'rtm-bench-raw-'));
+  try {
+    const db = new Database(join(dir, 'raw.sqlite'));
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.exec(`CREATE TABLE m (id INTEGER PRIMARY KEY, pid INTEGER, kind INTEGER, conv_lo INTEGER, conv_hi INTEGER, from_id INTEGER, to_id INTEGER,
+      mid INTEGER, mtype INTEGER, msg BLOB, attrs TEXT, mtime INTEGER, deleted INTEGER DEFAULT 0);
+      CREATE INDEX m_conv ON m (pid, kind, conv_lo, conv_hi, id); CREATE UNIQUE INDEX m_dedupe ON m (pid, kind, from_id, to_id, mid);
+      CREATE INDEX m_unread ON m (pid, kind, to_id, mtime);`);
+    const insert = db.prepare('INSERT INTO m (pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (?,?,?,?,?,?,?,?,?,?,?)');
+    const batch = db.transaction((start: number) => {
+      for (let i = start; i < start + 1000; i++) insert.run(1, 1, i % 1000, 1000 + (i % 7), i % 1000, 1000 + (i % 7), BigInt(i) * 7919n, 51, 'benchmark message body', '', Date.now());
+    });
+    let n = 0;
+    const started = performance.now();
+    while (performance.now() - started < seconds * 1000) {
+      batch(n);
+      n += 1000;
+    }
+    const rate = n / ((performance.now() - started) / 1000);
+    db.close();
+    return rate;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+export async function runSendBench(seconds = 5, connections = 4, depth = 64): Promise<SendFigures> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'rtm-bench-sends-'));
+  const server = await spawnServer({ RTM_DATA_DIR: dataDir, RTM_PROJECT_ID: String(TEST_PID), RTM_PROJECT_SECRET: TEST_SECRET });
+  const clients = await Promise.all(
+    Array.from({ length: connections }, async () => {
+      const c = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: `127.0.0.1:${server.serverPort}`, autoReconnect: false });
+      await c.connect();
+      return c;
+    }),
+  );
+  try {
+    const run = async (ms: number, record: number[] | undefined): Promise<number> => {
+      let done = 0;
+      const deadline = performance.now() + ms;
+      const lane = async (client: RTMServerClient, lane: number): Promise<void> => {
+        const from = BigInt(lane + 1);
+        while (performance.now() < deadline) {
+          const t0 = performance.now();
+          await client.sendMessage(51, from, from + 100_000n, 'benchmark message body', '');
+          record?.push(performance.now() - t0);
+          done++;
+        }
+      };
+      const started = performance.now();
+      await Promise.all(clients.flatMap((c, ci) => Array.from({ length: depth }, (_, l) => lane(c, ci * depth + l))));
+      return done / ((performance.now() - started) / 1000);
+    };
+    await run(1000, undefined); // warm-up
+    const latencies: number[] = [];
+    const sendsPerSecond = await run(seconds * 1000, latencies);
+    latencies.sort((a, b) => a - b);
+    const rawInsertsPerSecond = await rawInsertRate(Math.min(seconds, 3));
+    return {
+      connections,
+      depth,
+      sendsPerSecond: Math.round(sendsPerSecond),
+      p50Ms: +percentile(latencies, 50).toFixed(2),
+      p99Ms: +percentile(latencies, 99).toFixed(2),
+      rawInsertsPerSecond: Math.round(rawInsertsPerSecond),
+      ratioToRaw: +(sendsPerSecond / rawInsertsPerSecond).toFixed(2),
+    };
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+    await server.kill();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, connections: { type: 'string', default: '4' }, depth: { type: 'string', default: '64' } } });
+  const f = await runSendBench(Number(values.seconds), Number(values.connections), Number(values.depth));
+  console.log(
+    `persisted sends through the SDK (${f.connections} connections × ${f.depth} in flight): ${f.sendsPerSecond.toLocaleString('en')}/s, p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms`,
+  );
+  console.log(`raw better-sqlite3 inserts (ceiling): ${f.rawInsertsPerSecond.toLocaleString('en')}/s — ratio ${f.ratioToRaw}`);
+}

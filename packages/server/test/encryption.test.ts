@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { decodePayload, encodePayload, encodeQuest, Flag, FrameDecoder, type Payload } from '@rtm/fpnn';
+import { clientKeyExchange, derivePublicKeyFormats, type FrameCipher } from '@rtm/fpnn/crypto';
+import { signFields, startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+
+/** A minimal encrypted FPNN client: `*key` in plaintext, everything after it through the cipher. */
+class EncryptedClient {
+  private decoder = new FrameDecoder();
+  private waiting = new Map<number, (p: { ok: boolean; payload: Payload }) => void>();
+  private seq = 1;
+  closed = false;
+  private constructor(private socket: Socket, private cipher: FrameCipher) {}
+
+  static async open(port: number, publicKey: Uint8Array | string, opts: { bits: 128 | 256; streamMode: boolean; pipelineFirstQuest?: boolean }): Promise<{ client: EncryptedClient; first?: Promise<{ ok: boolean; payload: Payload }> }> {
+    const socket = connect(port, '127.0.0.1');
+    await new Promise((r) => socket.once('connect', r));
+    const kx = clientKeyExchange(publicKey, { bits: opts.bits, streamMode: opts.streamMode });
+    const client = new EncryptedClient(socket, kx.ciphers);
+    let keyAnswered = false;
+    socket.on('data', (chunk) => {
+      for (const plain of client.cipher.decrypt(chunk)) {
+        for (const frame of client.decoder.push(plain)) {
+          if (frame.kind !== 'answer') continue;
+          const done = client.waiting.get(frame.seq);
+          client.waiting.delete(frame.seq);
+          done?.({ ok: frame.ok, payload: decodePayload(frame.flag, frame.payload) });
+        }
+      }
+      keyAnswered = true;
+    });
+    socket.on('close', () => (client.closed = true));
+    socket.on('error', () => undefined);
+    const keySeq = client.seq++;
+    const keyAnswer = new Promise<{ ok: boolean; payload: Payload }>((r) => client.waiting.set(keySeq, r));
+    const keyFrame = encodeQuest('*key', encodePayload(Flag.MSGPACK, kx.questPayload), Flag.MSGPACK, false, keySeq);
+    let first: Promise<{ ok: boolean; payload: Payload }> | undefined;
+    if (opts.pipelineFirstQuest) {
+      // Go SDK style: the next quest, already encrypted, in the same write as *key.
+      const { frame, answer } = client.prepare('*ping', {});
+      first = answer;
+      socket.write(Buffer.concat([keyFrame, client.cipher.encrypt(frame)]));
+    } else socket.write(keyFrame);
+    const k = await keyAnswer;
+    assert.ok(k.ok && keyAnswered);
+    return { client, first };
+  }
+
+  private prepare(method: string, payload: Payload): { frame: Uint8Array; answer: Promise<{ ok: boolean; payload: Payload }> } {
+    const seq = this.seq++;
+    const answer = new Promise<{ ok: boolean; payload: Payload }>((r) => this.waiting.set(seq, r));
+    return { frame: encodeQuest(method, encodePayload(Flag.MSGPACK, payload), Flag.MSGPACK, false, seq), answer };
+  }
+
+  quest(method: string, payload: Payload = {}): Promise<{ ok: boolean; payload: Payload }> {
+    const { frame, answer } = this.prepare(method, payload);
+    this.socket.write(this.cipher.encrypt(frame));
+    return answer;
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+describe('*key encryption on TCP (ECDH secp256k1 + AES-CFB)', () => {
+  const privateKey = randomBytes(32).toString('hex');
+  let server: TestServer;
+  let publicKey: ReturnType<typeof derivePublicKeyFormats>;
+  before(async () => {
+    server = await startTestServer({ encryptionKey: privateKey });
+    publicKey = derivePublicKeyFormats(privateKey);
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  for (const streamMode of [false, true]) {
+    for (const bits of [128, 256] as const) {
+      it(`${streamMode ? 'stream' : 'package'} mode, ${bits}-bit: signed quests round-trip encrypted`, async () => {
+        const { client } = await EncryptedClient.open(server.serverPort, publicKey.pem, { bits, streamMode });
+        const salt = BigInt(Date.now()) * 1000n + BigInt(bits);
+        const token = await client.quest('gettoken', { ...signFields('gettoken', TEST_PID, TEST_SECRET, salt), uid: 77n });
+        assert.ok(token.ok);
+        assert.equal(typeof token.payload.token, 'string');
+        for (let i = 0; i < 20; i++) assert.ok((await client.quest('*ping')).ok);
+        client.close();
+      });
+    }
+  }
+
+  it('switches at the exact frame boundary when the next quest shares the *key read', async () => {
+    const { client, first } = await EncryptedClient.open(server.serverPort, publicKey.raw, { bits: 128, streamMode: true, pipelineFirstQuest: true });
+    assert.ok((await first!).ok);
+    client.close();
+  });
+
+  it('closes without answering on a bad *key, and on *key over WebSocket or after the first quest', async () => {
+    const socket = connect(server.serverPort, '127.0.0.1');
+    await new Promise((r) => socket.once('connect', r));
+    const closed = new Promise((r) => socket.once('close', r));
+    socket.on('data', () => assert.fail('no answer expected'));
+    socket.write(encodeQuest('*key', encodePayload(Flag.MSGPACK, { publicKey: new Uint8Array(10), bits: 128 }), Flag.MSGPACK, false, 1));
+    await closed;
+  });
+});
