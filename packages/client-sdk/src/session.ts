@@ -1,6 +1,6 @@
 import { FpnnErrorCode, RtmError, RtmErrorCode, type Payload, type QuestHandler } from '@rtm/fpnn';
 import { Connection } from './connection.js';
-import type { ResolvedOptions } from './options.js';
+import type { ReconnectStrategy, ResolvedOptions } from './options.js';
 import { defaultWebSocketFactory } from './transport.js';
 import type { ClosedEvent, ConnectedEvent, DisconnectedEvent, ReloginCompletedEvent } from './types.js';
 
@@ -16,6 +16,17 @@ export interface SessionHooks {
 }
 
 const cancelled = (): RtmError => new RtmError(FpnnErrorCode.CORE_CANCELLED, 'superseded by a later login(), logout() or close()');
+
+/**
+ * The wait before relogin attempt `failedSoFar + 1`, as the browser SDK computes it: the first
+ * `startConnectFailedCount` attempts are immediate, then each waits `maxIntervalSeconds /
+ * linearRegressiveCount` seconds longer than the previous one, up to `maxIntervalSeconds`.
+ */
+export function reloginDelayMs(strategy: Readonly<Required<ReconnectStrategy>>, failedSoFar: number, previousMs: number): number {
+  if (failedSoFar < strategy.startConnectFailedCount) return previousMs;
+  const maxMs = strategy.maxIntervalSeconds * 1000;
+  return Math.min(maxMs, previousMs + maxMs / strategy.linearRegressiveCount);
+}
 
 /**
  * The login session (client-api.md §2, §9): connect + `auth`, automatic relogin with the browser
@@ -201,13 +212,8 @@ export class Session {
     this.scheduleRelogin();
   }
 
-  /** Browser SDK back-off: N immediate attempts, then +max/steps seconds per attempt up to max. */
   private nextDelayMs(): number {
-    const { startConnectFailedCount, maxIntervalSeconds, linearRegressiveCount } = this.options.reconnectStrategy;
-    if (this.reconnectCount >= startConnectFailedCount) {
-      const maxMs = maxIntervalSeconds * 1000;
-      this.reconnectIntervalMs = Math.min(maxMs, this.reconnectIntervalMs + maxMs / linearRegressiveCount);
-    }
+    this.reconnectIntervalMs = reloginDelayMs(this.options.reconnectStrategy, this.reconnectCount, this.reconnectIntervalMs);
     this.reconnectCount += 1;
     return this.reconnectIntervalMs;
   }

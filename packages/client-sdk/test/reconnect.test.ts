@@ -1,0 +1,167 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { RtmError } from '@rtm/fpnn';
+import { DEFAULT_RECONNECT_STRATEGY, RTMClient, type RTMClientEvents } from '../src/index.js';
+import { reloginDelayMs } from '../src/session.js';
+import { FakeRtmServer, nextEvent, sleep } from './helpers/fake-server.js';
+
+async function online(t: { after(fn: () => unknown): void }, options: Partial<ConstructorParameters<typeof RTMClient>[0]> = {}) {
+  const server = await FakeRtmServer.start();
+  const client = new RTMClient({ endpoint: server.endpoint, pid: 11000001, ...options });
+  t.after(async () => {
+    client.close();
+    await server.close();
+  });
+  await client.login(1001n, 'token-1001');
+  return { server, client };
+}
+
+function collect<K extends keyof RTMClientEvents>(client: RTMClient, event: K): RTMClientEvents[K][] {
+  const list: RTMClientEvents[K][] = [];
+  client.on(event, (e) => list.push(e));
+  return list;
+}
+
+test('back-off: 3 immediate attempts, then +2 s per attempt up to 8 s (browser SDK defaults)', () => {
+  const delays: number[] = [];
+  let previous = 0;
+  for (let failed = 0; failed < 9; failed++) delays.push((previous = reloginDelayMs(DEFAULT_RECONNECT_STRATEGY, failed, previous)));
+  assert.deepEqual(delays, [0, 0, 0, 2000, 4000, 6000, 8000, 8000, 8000]);
+});
+
+test('after the server drops the socket the client reconnects and logs in again', async (t) => {
+  const { server, client } = await online(t);
+  const disconnected = collect(client, 'disconnected');
+  const relogins = collect(client, 'reloginCompleted');
+  const connected = nextEvent(client, 'connected');
+  server.last.drop();
+  assert.deepEqual(await connected, { uid: 1001n, relogin: true });
+  assert.equal(server.connections.length, 2);
+  const auth = await server.waitForQuest('auth', 2);
+  assert.deepEqual(auth.payload, { pid: 11000001, uid: 1001n, token: 'token-1001', version: 'TypeScript_0.1.0' });
+  assert.equal(disconnected.length, 1);
+  assert.equal(disconnected[0]!.willReconnect, true);
+  assert.deepEqual(relogins, [{ successful: true, retryAgain: false, attempt: 1 }]);
+  server.handlers.getfriends = () => ({ uids: [5] });
+  assert.deepEqual(await client.getFriends(), [5n]);
+  assert.equal(client.state, 'online');
+});
+
+test('while reconnecting, methods reject with 20012 and pending quests with 20002', async (t) => {
+  const { server, client } = await online(t);
+  server.handlers.getfriends = () => new Promise(() => {});
+  const pending = client.getFriends();
+  const slowAuth = server.handlers.auth!;
+  server.handlers.auth = async (p, c) => {
+    await sleep(150);
+    return slowAuth(p, c);
+  };
+  server.last.drop();
+  await assert.rejects(pending, (err: unknown) => err instanceof RtmError && err.code === 20002);
+  assert.equal(client.state, 'reconnecting');
+  await assert.rejects(client.getBlacks(), (err: unknown) => err instanceof RtmError && err.code === 20012);
+  await nextEvent(client, 'connected');
+  server.handlers.getblacks = () => ({ uids: [] });
+  assert.deepEqual(await client.getBlacks(), []);
+});
+
+test('failed relogins are retried with back-off until one succeeds', async (t) => {
+  const { server, client } = await online(t, { reconnectStrategy: { startConnectFailedCount: 2, maxIntervalSeconds: 0.2, linearRegressiveCount: 2 } });
+  const relogins = collect(client, 'reloginCompleted');
+  const ok = server.handlers.auth!;
+  let failures = 3;
+  const times: number[] = [];
+  server.handlers.auth = (p, c) => {
+    times.push(Date.now());
+    if (failures-- > 0) throw new RtmError(20011, 'busy');
+    return ok(p, c);
+  };
+  server.last.drop();
+  await nextEvent(client, 'connected', 3000);
+  assert.deepEqual(
+    relogins.map((r) => [r.attempt, r.successful, r.retryAgain, r.error?.code]),
+    [
+      [1, false, true, 20011],
+      [2, false, true, 20011],
+      [3, false, true, 20011],
+      [4, true, false, undefined],
+    ],
+  );
+  // attempts 1 and 2 are immediate, 3 waits 100 ms, 4 waits 200 ms
+  assert.ok(times[1]! - times[0]! < 90, `attempt 2 immediate (${times[1]! - times[0]!} ms)`);
+  assert.ok(times[2]! - times[1]! >= 90, `attempt 3 after ~100 ms (${times[2]! - times[1]!} ms)`);
+  assert.ok(times[3]! - times[2]! >= 190, `attempt 4 after ~200 ms (${times[3]! - times[2]!} ms)`);
+});
+
+test('a relogin answered {ok:false} ends the session with 200027 and no more attempts', async (t) => {
+  const { server, client } = await online(t);
+  const relogins = collect(client, 'reloginCompleted');
+  const closed = nextEvent(client, 'closed');
+  server.handlers.auth = () => ({ ok: false });
+  server.last.drop();
+  assert.deepEqual(await closed, { reason: 'invalidToken', code: 200027 });
+  assert.equal(relogins.length, 1);
+  assert.equal(relogins[0]!.successful, false);
+  assert.equal(relogins[0]!.retryAgain, false);
+  assert.equal(relogins[0]!.error?.code, 200027);
+  await sleep(100);
+  assert.equal(server.connections.length, 2);
+  assert.equal(client.state, 'closed');
+});
+
+test('without autoReconnect a lost connection ends the session', async (t) => {
+  const { server, client } = await online(t, { autoReconnect: false });
+  const closed = nextEvent(client, 'closed');
+  server.last.drop();
+  assert.deepEqual(await closed, { reason: 'connectionLost', code: 20002 });
+  await sleep(50);
+  assert.equal(server.connections.length, 1);
+});
+
+test('close() during relogin stops further attempts', async (t) => {
+  const { server, client } = await online(t, { reconnectStrategy: { startConnectFailedCount: 0, maxIntervalSeconds: 0.1, linearRegressiveCount: 1 } });
+  server.handlers.auth = () => {
+    throw new RtmError(20011, 'busy');
+  };
+  server.last.drop();
+  await nextEvent(client, 'reloginCompleted');
+  client.close();
+  const count = server.connections.length;
+  await sleep(250);
+  assert.equal(server.connections.length, count);
+  assert.equal(client.state, 'closed');
+});
+
+test('ping watchdog: no server ping for maxPingIntervalSeconds → close and relogin', async (t) => {
+  const { server, client } = await online(t, { maxPingIntervalSeconds: 0.2 });
+  const first = server.last;
+  const disconnected = nextEvent(client, 'disconnected');
+  const started = Date.now();
+  assert.match((await disconnected).reason, /no ping/);
+  const waited = Date.now() - started;
+  assert.ok(waited >= 150 && waited < 1000, `watchdog fired after ${waited} ms`);
+  await first.waitClosed();
+  assert.deepEqual(await nextEvent(client, 'connected'), { uid: 1001n, relogin: true });
+});
+
+test('ping watchdog: regular pings keep the connection', async (t) => {
+  const { server, client } = await online(t, { maxPingIntervalSeconds: 0.2 });
+  const disconnected = collect(client, 'disconnected');
+  for (let i = 0; i < 10; i++) {
+    assert.deepEqual(await server.last.push('ping', {}), {});
+    await sleep(50);
+  }
+  assert.deepEqual(disconnected, []);
+  assert.equal(server.connections.length, 1);
+  assert.equal(client.state, 'online');
+});
+
+test('login() while relogin is pending replaces the old session', async (t) => {
+  const { server, client } = await online(t, { reconnectStrategy: { startConnectFailedCount: 0, maxIntervalSeconds: 0.3, linearRegressiveCount: 1 } });
+  server.last.drop();
+  await nextEvent(client, 'disconnected');
+  assert.deepEqual(await client.login(1002n, 'token-1002'), { ok: true });
+  await sleep(400);
+  assert.equal(server.connections.length, 2, 'the pending relogin was cancelled');
+  assert.equal(client.uid, 1002n);
+});
