@@ -8,6 +8,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { FpnnPeer, FrameDecoder, RtmError, FpnnErrorCode, type Payload, type IncomingQuest } from '@rtm/fpnn';
 import { WebSocketServer, type WebSocket } from 'ws';
+import type { RTMClient, RTMClientEvents } from '../../src/index.js';
 
 export interface RecordedQuest {
   readonly method: string;
@@ -202,13 +203,9 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number, what: stri
   }
 }
 
-/** Resolves the next time `emitter` emits `event`. */
-export function nextEvent<T>(emitter: { once(event: never, listener: (payload: T) => void): unknown }, event: string, timeoutMs = 3000): Promise<T> {
-  return withTimeout(
-    new Promise<T>((resolve) => (emitter.once as (e: string, l: (p: T) => void) => unknown)(event, resolve)),
-    timeoutMs,
-    `waiting for event '${event}'`,
-  );
+/** Resolves with the payload of the next `event` the client emits. */
+export function nextEvent<K extends keyof RTMClientEvents>(client: RTMClient, event: K, timeoutMs = 3000): Promise<RTMClientEvents[K]> {
+  return withTimeout(new Promise<RTMClientEvents[K]>((resolve) => client.once(event, resolve)), timeoutMs, `waiting for event '${String(event)}'`);
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
