@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+// Bundles @rtm/client-sdk for browsers: one ES module, dist/rtm-client.browser.js.
+// `ws` stays external: the SDK only imports it (dynamically) when there is no global WebSocket,
+// which never happens in a browser. The protocol package is bundled from its TypeScript sources.
+//
+//   node packages/client-sdk/scripts/build-browser.mjs [--minify]
+import { build } from 'esbuild';
+import { fileURLToPath } from 'node:url';
+
+const packageDir = fileURLToPath(new URL('..', import.meta.url));
+
+/**
+ * Builds the browser bundle. With `write: false` the output stays in memory
+ * (`result.outputFiles[0].text`), which the browser test uses.
+ * @param {{ outfile?: string, minify?: boolean, write?: boolean }} [options]
+ */
+export async function buildBrowserBundle(options = {}) {
+  return build({
+    absWorkingDir: packageDir,
+    entryPoints: ['src/index.ts'],
+    outfile: options.outfile ?? 'dist/rtm-client.browser.js',
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2020',
+    external: ['ws'],
+    conditions: ['development'],
+    sourcemap: options.write === false ? false : 'linked',
+    minify: options.minify ?? false,
+    write: options.write ?? true,
+    logLevel: options.write === false ? 'warning' : 'info',
+    legalComments: 'eof',
+  });
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  await buildBrowserBundle({ minify: process.argv.includes('--minify') });
+}
