@@ -96,6 +96,18 @@ export class FpnnPeer {
     });
   }
 
+  /**
+   * Waits for the answer to a quest the caller wrote itself with `seq` from `allocSeq()` (used for
+   * `*key`, which must go out in plaintext before the connection switches to encryption).
+   */
+  expectAnswer(seq: number, method: string, timeoutMs = this.questTimeoutMs): Promise<Payload> {
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    return new Promise<Payload>((resolve, reject) => {
+      this.pending.set(seq, { method, deadline: Date.now() + timeoutMs, timeoutMs, resolve, reject });
+      this.ensureSweep();
+    });
+  }
+
   /** Sends a oneway quest (no seq, never answered). */
   oneway(method: string, payload: Payload, flag: PayloadFlag = Flag.MSGPACK): void {
     if (this.closedWith) return;

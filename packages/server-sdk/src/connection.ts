@@ -141,6 +141,7 @@ export class ConnectionManager {
       port: o.port,
       connectTimeoutMs: o.connectTimeoutMs,
       questTimeoutMs: o.questTimeoutMs,
+      encryption: o.encryption,
       onQuest: this.hooks.onQuest,
       onClose: (reason) => {
         if (connection) this.lost(connection, reason);

@@ -30,14 +30,14 @@ export interface ReconnectPolicy {
 }
 
 /**
- * Encryption of the connection with ECDH + AES (fpnn.md §6, `*key`). Declared so the option has a
- * stable name, NOT implemented yet: it waits for `@rtm/fpnn/crypto`. Passing it throws at construction.
+ * Encryption of the connection with ECDH + AES-CFB (fpnn.md §6, `*key`): every connection first
+ * sends `*key` with an ephemeral public key, then encrypts every frame both ways.
  */
 export interface EncryptionOptions {
   /** The server's EC public key: PEM text or raw bytes. */
   serverPublicKey: string | Uint8Array;
   /** Curve name. @default 'secp256k1' */
-  curve?: 'secp256k1' | 'secp256r1' | 'secp192r1' | 'secp224r1';
+  curve?: 'secp256k1' | 'secp256r1';
   /** AES key size in bits. @default 128 */
   bits?: 128 | 256;
   /** Stream mode (Go SDK) instead of package mode (Node and Python SDKs). @default false */
@@ -75,7 +75,7 @@ export interface RTMServerClientOptions {
   dedupWindowMs?: number;
   /** Where warnings and errors are logged. @default a logger that drops everything */
   logger?: Logger;
-  /** Not implemented yet: see `EncryptionOptions`. @default undefined (plain TCP) */
+  /** Encrypt the connection (`*key`); see `EncryptionOptions`. @default undefined (plain TCP) */
   encryption?: EncryptionOptions;
 }
 
@@ -108,6 +108,7 @@ export interface ResolvedOptions {
   readonly pingTimeoutMs: number;
   readonly dedupWindowMs: number;
   readonly logger: Logger;
+  readonly encryption: Readonly<EncryptionOptions> | undefined;
 }
 
 function fail(name: string, why: string): never {
@@ -142,8 +143,13 @@ export function resolveOptions(options: RTMServerClientOptions): ResolvedOptions
   if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid <= 0) fail('pid', `must be a positive integer, got ${String(pid)}`);
   if (typeof secret !== 'string' || secret.length === 0) fail('secret', 'must be a non-empty string');
   if (typeof endpoint !== 'string') fail('endpoint', "must be a 'host:port' string");
-  if (options.encryption !== undefined) {
-    fail('encryption', 'is not implemented yet (it waits for @rtm/fpnn/crypto); leave it out to use plain TCP');
+  const enc = options.encryption;
+  if (enc !== undefined) {
+    if (enc === null || typeof enc !== 'object') fail('encryption', 'must be an object');
+    if (typeof enc.serverPublicKey !== 'string' && !(enc.serverPublicKey instanceof Uint8Array)) fail('encryption.serverPublicKey', 'must be PEM text or raw bytes');
+    if (enc.curve !== undefined && enc.curve !== 'secp256k1' && enc.curve !== 'secp256r1') fail('encryption.curve', "must be 'secp256k1' or 'secp256r1'");
+    if (enc.bits !== undefined && enc.bits !== 128 && enc.bits !== 256) fail('encryption.bits', 'must be 128 or 256');
+    if (enc.streamMode !== undefined && typeof enc.streamMode !== 'boolean') fail('encryption.streamMode', 'must be a boolean');
   }
   if (options.autoReconnect !== undefined && typeof options.autoReconnect !== 'boolean') fail('autoReconnect', 'must be a boolean');
   const r = options.reconnect ?? {};
@@ -171,6 +177,7 @@ export function resolveOptions(options: RTMServerClientOptions): ResolvedOptions
     pingTimeoutMs: nonNegativeInt('pingTimeoutMs', options.pingTimeoutMs, DEFAULT_PING_TIMEOUT_MS),
     dedupWindowMs: nonNegativeInt('dedupWindowMs', options.dedupWindowMs, DEFAULT_DEDUP_WINDOW_MS),
     logger,
+    encryption: enc === undefined ? undefined : Object.freeze({ ...enc }),
   });
 }
 

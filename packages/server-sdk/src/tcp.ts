@@ -1,5 +1,7 @@
 import { connect as netConnect, type Socket } from 'node:net';
-import { FpnnErrorCode, FpnnPeer, FrameDecoder, RtmError, type IncomingQuest, type QuestHandler } from '@rtm/fpnn';
+import { encodePayload, encodeQuest, Flag, FpnnErrorCode, FpnnPeer, FrameDecoder, RtmError, type IncomingQuest, type QuestHandler } from '@rtm/fpnn';
+import { clientKeyExchange, type FrameCipher } from '@rtm/fpnn/crypto';
+import type { EncryptionOptions } from './options.js';
 
 export interface TcpConnectionOptions {
   host: string;
@@ -11,6 +13,8 @@ export interface TcpConnectionOptions {
   /** Called once when an opened connection closes, with the reason. */
   onClose(reason: string): void;
   onInternalError(err: unknown, quest: IncomingQuest): void;
+  /** Encrypt with `*key` right after connecting (fpnn.md §6). */
+  encryption?: Readonly<EncryptionOptions> | undefined;
 }
 
 /**
@@ -22,6 +26,8 @@ export class TcpConnection {
   /** Resolves when the socket is fully closed. */
   readonly closed: Promise<void>;
   private closeReason: string | undefined;
+  /** Set once `*key` is sent: every later frame both ways goes through it. */
+  cipher: FrameCipher | undefined;
 
   private constructor(
     private readonly socket: Socket,
@@ -29,7 +35,7 @@ export class TcpConnection {
   ) {
     this.peer = new FpnnPeer({
       write: (frame) => {
-        if (!socket.destroyed) socket.write(frame);
+        if (!socket.destroyed) socket.write(this.cipher ? this.cipher.encrypt(frame) : frame);
       },
       onQuest: options.onQuest,
       questTimeoutMs: options.questTimeoutMs,
@@ -57,12 +63,32 @@ export class TcpConnection {
         clearTimeout(timer);
         socket.setNoDelay(true);
         opened = new TcpConnection(socket, options);
-        resolve(opened);
+        if (!options.encryption) return resolve(opened);
+        // *key goes in plaintext; its answer and everything after it are encrypted both ways.
+        const enc = options.encryption;
+        const kx = clientKeyExchange(enc.serverPublicKey, {
+          curve: enc.curve === 'secp256r1' ? 'prime256v1' : (enc.curve ?? 'secp256k1'),
+          bits: enc.bits ?? 128,
+          streamMode: enc.streamMode ?? false,
+        });
+        const seq = opened.peer.allocSeq();
+        const c = opened;
+        const answered = c.peer.expectAnswer(seq, '*key', options.connectTimeoutMs);
+        socket.write(encodeQuest('*key', encodePayload(Flag.MSGPACK, kx.questPayload), Flag.MSGPACK, false, seq));
+        c.cipher = kx.ciphers;
+        answered.then(
+          () => resolve(c),
+          (err: unknown) => {
+            c.close('encryption handshake failed');
+            reject(new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, `encryption handshake with ${options.host}:${options.port} failed: ${(err as Error).message}`));
+          },
+        );
       });
       socket.on('data', (chunk: Buffer) => {
         if (!opened) return;
         try {
-          for (const frame of decoder.push(chunk)) opened.peer.receive(frame);
+          const plain = opened.cipher ? opened.cipher.decrypt(chunk) : [chunk];
+          for (const bytes of plain) for (const frame of decoder.push(bytes)) opened.peer.receive(frame);
         } catch (err) {
           opened.close(`protocol error: ${(err as Error).message}`);
         }

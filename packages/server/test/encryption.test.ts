@@ -106,3 +106,27 @@ describe('*key encryption on TCP (ECDH secp256k1 + AES-CFB)', () => {
     await closed;
   });
 });
+
+describe('our server SDK over an encrypted connection', () => {
+  it('connects with *key in both modes and calls work', async () => {
+    const { RTMServerClient } = await import('@rtm/server-sdk');
+    const privateKey = randomBytes(32).toString('hex');
+    const server = await startTestServer({ encryptionKey: privateKey });
+    try {
+      const pub = derivePublicKeyFormats(privateKey);
+      for (const [streamMode, bits] of [
+        [false, 128],
+        [true, 256],
+      ] as const) {
+        const sdk = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: server.serverEndpoint, autoReconnect: false, encryption: { serverPublicKey: pub.pem, streamMode, bits } });
+        await sdk.connect();
+        const { mid } = await sdk.sendMessage(30, 1n, 2n, `secret ${streamMode}`, '');
+        const page = await sdk.getP2PMessage(1n, 2n, true, 1);
+        assert.equal(page.messages[0]!.mid, mid);
+        await sdk.close();
+      }
+    } finally {
+      await server.close();
+    }
+  });
+});
