@@ -1,0 +1,121 @@
+/**
+ * Runs a script in a page of a real headless Chromium (playwright-core, no bundled browser):
+ * the system Chromium at $CHROMIUM_PATH or /usr/bin/chromium, a fresh temporary profile per run,
+ * everything closed and removed afterwards.
+ *
+ *   const skip = chromiumSkipReason();          // use as node:test `skip`
+ *   const { result, console } = await runInChromium('http://127.0.0.1:1234/', () => document.title);
+ */
+import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+export const DEFAULT_CHROMIUM_PATH = '/usr/bin/chromium';
+
+export const CHROMIUM_FLAGS: readonly string[] = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/** The Chromium executable: $CHROMIUM_PATH, else /usr/bin/chromium. */
+export function chromiumPath(): string {
+  return process.env.CHROMIUM_PATH || DEFAULT_CHROMIUM_PATH;
+}
+
+export function chromiumInstalled(): boolean {
+  try {
+    accessSync(chromiumPath(), constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * For node:test's `skip`: `false` when Chromium can run, else a message saying how to get it.
+ * With CI=true it is always `false`, so a missing browser fails the test instead of hiding it.
+ */
+export function chromiumSkipReason(): string | false {
+  if (chromiumInstalled() || process.env.CI === 'true') return false;
+  return `Chromium not found at ${chromiumPath()}: install it (apt-get install -y chromium) or set CHROMIUM_PATH; with CI=true this test fails instead of skipping`;
+}
+
+export interface RunInChromiumOptions {
+  /** Limit for loading the page and for the script, in milliseconds. @default 15000 */
+  timeoutMs?: number;
+  /** Called with every console line of the page as it happens. */
+  onConsole?: (line: string) => void;
+}
+
+export interface RunInChromiumResult<T> {
+  /** What the script returned (must be serialisable by Playwright: no bigint, use strings). */
+  result: T;
+  /** The page's console output, `"<type>: <text>"` per line. */
+  console: string[];
+  /** Uncaught exceptions in the page. */
+  pageErrors: string[];
+}
+
+/**
+ * Opens `page` — a URL (http:, https:, file:, data:, about:) or an HTML document — in a fresh
+ * headless Chromium, evaluates `script` there (a function, or an expression string; a returned
+ * promise is awaited) and resolves with its result. The browser and its temporary profile are
+ * always removed, also on failure.
+ */
+export async function runInChromium<T>(
+  page: string | URL,
+  script: string | (() => T | Promise<T>),
+  options: RunInChromiumOptions = {},
+): Promise<RunInChromiumResult<T>> {
+  const timeoutMs = options.timeoutMs ?? 15_000;
+  const userDataDir = mkdtempSync(join(tmpdir(), 'rtm-chromium-'));
+  const consoleLines: string[] = [];
+  const pageErrors: string[] = [];
+  // Playwright refuses `--user-data-dir` in `args` for launch(); a persistent context with our
+  // own fresh directory is the same thing (one browser, one throwaway profile).
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: chromiumPath(),
+    args: [...CHROMIUM_FLAGS],
+    headless: true,
+    timeout: timeoutMs,
+  });
+  try {
+    const tab = context.pages()[0] ?? (await context.newPage());
+    tab.setDefaultTimeout(timeoutMs);
+    tab.on('console', (msg) => {
+      const line = `${msg.type()}: ${msg.text()}`;
+      consoleLines.push(line);
+      options.onConsole?.(line);
+    });
+    tab.on('pageerror', (err) => pageErrors.push(err.stack ?? err.message));
+    const target = page instanceof URL ? page.href : page;
+    if (/^(https?|file|data|about):/i.test(target)) await tab.goto(target, { waitUntil: 'load' });
+    else await tab.setContent(target, { waitUntil: 'load' });
+    const result = (await withTimeout(tab.evaluate(script as () => T), timeoutMs)) as T;
+    return { result, console: consoleLines, pageErrors };
+  } finally {
+    await context.close().catch(() => {});
+    rmSync(userDataDir, { recursive: true, force: true });
+  }
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`the page script did not finish within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
