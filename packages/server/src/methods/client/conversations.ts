@@ -1,2 +1,50 @@
-// Filled in by the supporting-methods work (client-api.md §3–§4).
-export {};
+import { UnreadService, conversationListAnswer } from '../../services/unread.js';
+import { clientMethod, f } from '../method.js';
+
+// client-api.md §3.3 (sessions and conversation lists). Rules in services/unread.ts.
+
+const listFields = { mtime: f.opt(f.id), mtypes: f.opt(f.ints) };
+
+export const getsession = clientMethod({}, (ctx) => new UnreadService(ctx.services.store).sessions(ctx.pid, ctx.uid));
+
+/** `oneway` true: only my list (client-api.md proposal); otherwise the peer's list loses me too. */
+export const removesession = clientMethod({ to: f.id, oneway: f.opt(f.bool) }, async (ctx, r) => {
+  const { store } = ctx.services;
+  await store.removeP2PSession(ctx.pid, ctx.uid, r.to);
+  if (!r.oneway) await store.removeP2PSession(ctx.pid, r.to, ctx.uid);
+  return {};
+});
+
+export const getp2pconversationlist = clientMethod(listFields, async (ctx, r) =>
+  conversationListAnswer(await new UnreadService(ctx.services.store).p2pConversations(ctx.pid, ctx.uid, r, false), ctx.uid),
+);
+
+export const getp2punreadconversationlist = clientMethod(listFields, async (ctx, r) =>
+  conversationListAnswer(await new UnreadService(ctx.services.store).p2pConversations(ctx.pid, ctx.uid, r, true), ctx.uid),
+);
+
+export const getgroupconversationlist = clientMethod(listFields, async (ctx, r) =>
+  conversationListAnswer(await new UnreadService(ctx.services.store).groupConversations(ctx.pid, ctx.uid, r, false), ctx.uid),
+);
+
+export const getgroupunreadconversationlist = clientMethod(listFields, async (ctx, r) =>
+  conversationListAnswer(await new UnreadService(ctx.services.store).groupConversations(ctx.pid, ctx.uid, r, true), ctx.uid),
+);
+
+/** Both unread lists; `clear` (default true, as Unity sends) marks everything read after computing them. */
+export const getunreadconversationlist = clientMethod({ clear: f.opt(f.bool), ...listFields }, async (ctx, r) => {
+  const unread = new UnreadService(ctx.services.store);
+  const now = BigInt(Date.now()); // taken first: a message stored while we compute stays unread
+  const [groups, p2p] = await Promise.all([unread.groupConversations(ctx.pid, ctx.uid, r, true), unread.p2pConversations(ctx.pid, ctx.uid, r, true)]);
+  if (r.clear ?? true) await unread.clear(ctx.pid, ctx.uid, now);
+  const g = conversationListAnswer(groups, ctx.uid);
+  const p = conversationListAnswer(p2p, ctx.uid);
+  return {
+    groupConversations: g.conversations,
+    groupUnreads: g.unreads,
+    groupMsgs: g.msgs,
+    p2pConversations: p.conversations,
+    p2pUnreads: p.unreads,
+    p2pMsgs: p.msgs,
+  };
+});

@@ -1,2 +1,52 @@
-// Filled in by the supporting-methods work (client-api.md §3–§4).
-export {};
+import { RtmError, RtmErrorCode } from '@rtm/fpnn';
+import { clientMethod, f } from '../method.js';
+
+// client-api.md §4 "System".
+
+/** Merged into this connection's attributes (the ones `auth.attrs` set). */
+export const addattrs = clientMethod({ attrs: f.strMap }, (ctx, r) => {
+  Object.assign(ctx.conn.session!.attrs, r.attrs);
+  return {};
+});
+
+/** Proposal (client-api.md §4): one string map, this session's attrs (what Unity reads). */
+export const getattrs = clientMethod({}, (ctx) => ({ attrs: { ...ctx.conn.session!.attrs } }));
+
+export const getservertime = clientMethod({}, () => ({ mts: BigInt(Date.now()) }));
+
+/** Logged at info with the user, then accepted (proposal). */
+export const adddebuglog = clientMethod({ msg: f.str, attrs: f.opt(f.str) }, (ctx, r) => {
+  ctx.services.log.info({ pid: ctx.pid, uid: String(ctx.uid), conn: ctx.conn.id, debugMsg: r.msg, debugAttrs: r.attrs ?? '' }, 'client debug log');
+  return {};
+});
+
+// Push notifications to devices, per-conversation push options and auto-translation are out of
+// scope of this server: the methods validate their keys and are accepted as no-ops, so SDK calls
+// succeed. getoption answers the empty option set.
+
+export const adddevice = clientMethod({ apptype: f.str, devicetoken: f.str }, () => ({}));
+
+export const removedevice = clientMethod({ devicetoken: f.str }, () => ({}));
+
+export const addoption = clientMethod({ type: f.int, xid: f.id, mtypes: f.opt(f.ints) }, () => ({}));
+
+export const removeoption = clientMethod({ type: f.int, xid: f.id, mtypes: f.opt(f.ints) }, () => ({}));
+
+export const getoption = clientMethod({}, () => ({ p2p: {}, group: {} }));
+
+export const setlang = clientMethod({ lang: f.str }, () => ({}));
+
+// Value-added services (translation, moderation, speech): not provided by this server; any
+// payload is accepted and answered 200060 NO_CONFIG_IN_CONSOLE.
+function notProvided(method: string): never {
+  throw new RtmError(RtmErrorCode.NO_CONFIG_IN_CONSOLE, `'${method}' is a value-added service that this server does not provide`);
+}
+
+export const translate = clientMethod({}, () => notProvided('translate'));
+export const profanity = clientMethod({}, () => notProvided('profanity'));
+export const tcheck = clientMethod({}, () => notProvided('tcheck'));
+export const icheck = clientMethod({}, () => notProvided('icheck'));
+export const acheck = clientMethod({}, () => notProvided('acheck'));
+export const vcheck = clientMethod({}, () => notProvided('vcheck'));
+export const speech2text = clientMethod({}, () => notProvided('speech2text'));
+export const speechtranslation = clientMethod({}, () => notProvided('speechtranslation'));

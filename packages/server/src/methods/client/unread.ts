@@ -1,2 +1,33 @@
-// Filled in by the supporting-methods work (client-api.md §3–§4).
-export {};
+import { UnreadService, unreadMapsAnswer } from '../../services/unread.js';
+import { clientMethod, f } from '../method.js';
+import { checkList } from '../shared.js';
+
+// client-api.md §3.3 (unread). The counting rules and the baseline live in services/unread.ts.
+
+const typed = { mtime: f.opt(f.id), mtypes: f.opt(f.ints) };
+
+/** Peers / groups with anything new (every mtype); `clear` then marks all read; `gettime` adds `logouttime`. */
+export const getunread = clientMethod({ clear: f.opt(f.bool), gettime: f.opt(f.bool) }, async (ctx, r) => {
+  const unread = new UnreadService(ctx.services.store);
+  const now = BigInt(Date.now()); // taken first: a message stored while we compute stays unread
+  const { p2p, group, logoutTime } = await unread.overview(ctx.pid, ctx.uid);
+  if (r.clear) await unread.clear(ctx.pid, ctx.uid, now);
+  return r.gettime ? { p2p, group, logouttime: logoutTime } : { p2p, group };
+});
+
+export const cleanunread = clientMethod({}, async (ctx) => {
+  await new UnreadService(ctx.services.store).clear(ctx.pid, ctx.uid);
+  return {};
+});
+
+/** Peers without unread messages are absent from both maps. */
+export const getp2punread = clientMethod({ uids: f.ids, ...typed }, async (ctx, r) => {
+  checkList('uids', r.uids, ctx.services.config.limits.maxItemsPerCall, true);
+  return unreadMapsAnswer('p2p', await new UnreadService(ctx.services.store).p2pCounts(ctx.pid, ctx.uid, r.uids, r));
+});
+
+/** Only groups the user is a member of count; others (and groups without unread) are absent. */
+export const getgroupunread = clientMethod({ gids: f.ids, ...typed }, async (ctx, r) => {
+  checkList('gids', r.gids, ctx.services.config.limits.maxItemsPerCall, true);
+  return unreadMapsAnswer('group', await new UnreadService(ctx.services.store).groupCounts(ctx.pid, ctx.uid, r.gids, r));
+});
