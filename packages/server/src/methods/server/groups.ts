@@ -1,2 +1,40 @@
-// Filled in by the supporting-methods work (server-api.md §4).
-export {};
+import { f, serverMethod } from '../method.js';
+import { addGroupMembers } from '../membership.js';
+import { checkList } from '../shared.js';
+
+// server-api.md §4 "Groups": a group exists while it has members; no create call exists.
+
+export const addgroupmembers = serverMethod({ gid: f.id, uids: f.ids }, async (ctx, r) => {
+  checkList('uids', r.uids, ctx.services.config.limits.maxItemsPerCall);
+  await addGroupMembers(ctx.services, ctx.pid, r.gid, r.uids);
+  return {};
+});
+
+export const delgroupmembers = serverMethod({ gid: f.id, uids: f.ids }, async (ctx, r) => {
+  checkList('uids', r.uids, ctx.services.config.limits.maxItemsPerCall);
+  await ctx.services.store.removeGroupMembers(ctx.pid, r.gid, [...new Set(r.uids)]);
+  return {};
+});
+
+/** Removes every member and the group's info. */
+export const delgroup = serverMethod({ gid: f.id }, async (ctx, r) => {
+  await ctx.services.store.deleteGroup(ctx.pid, r.gid);
+  return {};
+});
+
+export const getgroupmembers = serverMethod({ gid: f.id }, async (ctx, r) => ({
+  uids: await ctx.services.store.groupMembers(ctx.pid, r.gid),
+}));
+
+/** Go SDK only. */
+export const getgroupcount = serverMethod({ gid: f.id }, async (ctx, r) => ({
+  cn: await ctx.services.store.groupMemberCount(ctx.pid, r.gid),
+}));
+
+export const isgroupmember = serverMethod({ gid: f.id, uid: f.id }, async (ctx, r) => ({
+  ok: await ctx.services.store.isGroupMember(ctx.pid, r.gid, r.uid),
+}));
+
+export const getusergroups = serverMethod({ uid: f.id }, async (ctx, r) => ({
+  gids: await ctx.services.store.userGroups(ctx.pid, r.uid),
+}));

@@ -1,2 +1,58 @@
-// Filled in by the supporting-methods work (server-api.md §4).
-export {};
+import { f, serverMethod } from '../method.js';
+import { byDecimalKey, checkList } from '../shared.js';
+import { checkDataKey, checkDataVal, infoUpdate } from '../sizes.js';
+
+// server-api.md §4 "User / group / room info, key-value data". `oinfo` = public, `pinfo` = private;
+// get*info always answers both ("" when unset). Sizes: see ../sizes.ts.
+
+const infoParts = { oinfo: f.opt(f.str), pinfo: f.opt(f.str) };
+
+export const setuserinfo = serverMethod({ uid: f.id, ...infoParts }, async (ctx, r) => {
+  await ctx.services.store.setInfo(ctx.pid, 'user', r.uid, infoUpdate(ctx.services.config.limits, r));
+  return {};
+});
+
+export const getuserinfo = serverMethod({ uid: f.id }, async (ctx, r) => ({ ...(await ctx.services.store.getInfo(ctx.pid, 'user', r.uid)) }));
+
+/** `{ info: { "<uid>": oinfo } }`; users without info are omitted. */
+export const getuseropeninfo = serverMethod({ uids: f.ids }, async (ctx, r) => {
+  checkList('uids', r.uids, ctx.services.config.limits.maxItemsPerCall, true);
+  return { info: byDecimalKey(await ctx.services.store.getOpenInfos(ctx.pid, 'user', [...new Set(r.uids)])) };
+});
+
+export const setgroupinfo = serverMethod({ gid: f.id, ...infoParts }, async (ctx, r) => {
+  await ctx.services.store.setInfo(ctx.pid, 'group', r.gid, infoUpdate(ctx.services.config.limits, r));
+  return {};
+});
+
+export const getgroupinfo = serverMethod({ gid: f.id }, async (ctx, r) => ({ ...(await ctx.services.store.getInfo(ctx.pid, 'group', r.gid)) }));
+
+export const setroominfo = serverMethod({ rid: f.id, ...infoParts }, async (ctx, r) => {
+  await ctx.services.store.setInfo(ctx.pid, 'room', r.rid, infoUpdate(ctx.services.config.limits, r));
+  return {};
+});
+
+export const getroominfo = serverMethod({ rid: f.id }, async (ctx, r) => ({ ...(await ctx.services.store.getInfo(ctx.pid, 'room', r.rid)) }));
+
+// Per-user key-value data, the same store as the client gate's dataset/dataget/datadel.
+
+export const dataset = serverMethod({ uid: f.id, key: f.str, val: f.str }, async (ctx, r) => {
+  const { limits } = ctx.services.config;
+  checkDataKey(limits, r.key);
+  checkDataVal(limits, r.val);
+  await ctx.services.store.dataSet(ctx.pid, r.uid, r.key, r.val);
+  return {};
+});
+
+/** `{ val }`, or `{}` when the key does not exist. */
+export const dataget = serverMethod({ uid: f.id, key: f.str }, async (ctx, r) => {
+  checkDataKey(ctx.services.config.limits, r.key);
+  const val = await ctx.services.store.dataGet(ctx.pid, r.uid, r.key);
+  return val === undefined ? {} : { val };
+});
+
+export const datadel = serverMethod({ uid: f.id, key: f.str }, async (ctx, r) => {
+  checkDataKey(ctx.services.config.limits, r.key);
+  await ctx.services.store.dataDelete(ctx.pid, r.uid, r.key);
+  return {};
+});

@@ -1,0 +1,67 @@
+import { FpnnErrorCode, RtmError } from '@rtm/fpnn';
+import type { ListenState } from '../services/listen.js';
+
+/** The keys of addlisten / removelisten / setlisten (server-api.md §4 "Listening"). */
+export interface ListenLists {
+  gids?: bigint[];
+  rids?: bigint[];
+  uids?: bigint[];
+  events?: string[];
+}
+
+export interface ListenFlags {
+  p2p?: boolean;
+  group?: boolean;
+  room?: boolean;
+  ev?: boolean;
+}
+
+const LIST_KEYS = ['gids', 'rids', 'uids', 'events'] as const;
+const FLAG_KEYS = ['p2p', 'group', 'room', 'ev'] as const;
+
+const hasAnyList = (r: ListenLists): boolean => LIST_KEYS.some((k) => r[k] !== undefined);
+const hasAnyFlag = (r: ListenFlags): boolean => FLAG_KEYS.some((k) => r[k] !== undefined);
+
+/** addlisten / removelisten need at least one of the four lists. */
+function requireSomeList(method: string, r: ListenLists): void {
+  if (!hasAnyList(r)) throw new RtmError(FpnnErrorCode.PROTO_KEY_NOT_FOUND, `${method} needs at least one of gids, rids, uids, events`);
+}
+
+/** addlisten: add to the sets. */
+export function addListen(s: ListenState, r: ListenLists): void {
+  requireSomeList('addlisten', r);
+  for (const id of r.gids ?? []) s.gids.add(id);
+  for (const id of r.rids ?? []) s.rids.add(id);
+  for (const id of r.uids ?? []) s.uids.add(id);
+  for (const ev of r.events ?? []) s.events.add(ev);
+}
+
+/** removelisten: remove from the sets (the "all" flags are not touched). */
+export function removeListen(s: ListenState, r: ListenLists): void {
+  requireSomeList('removelisten', r);
+  for (const id of r.gids ?? []) s.gids.delete(id);
+  for (const id of r.rids ?? []) s.rids.delete(id);
+  for (const id of r.uids ?? []) s.uids.delete(id);
+  for (const ev of r.events ?? []) s.events.delete(ev);
+}
+
+/**
+ * setlisten (proposal of server-api.md §4): any boolean key present → the four flags are set
+ * (absent = false) and the lists stay; any list key present → the four lists are replaced (absent =
+ * empty) and the flags stay; both kinds in one quest do both. A quest with neither changes nothing
+ * (Python restores "all" then lists in two quests: neither may undo the other).
+ */
+export function setListen(s: ListenState, r: ListenLists & ListenFlags): void {
+  if (hasAnyFlag(r)) {
+    s.p2p = r.p2p ?? false;
+    s.group = r.group ?? false;
+    s.room = r.room ?? false;
+    s.ev = r.ev ?? false;
+  }
+  if (hasAnyList(r)) {
+    s.gids = new Set(r.gids ?? []);
+    s.rids = new Set(r.rids ?? []);
+    s.uids = new Set(r.uids ?? []);
+    s.events = new Set(r.events ?? []);
+  }
+}

@@ -1,0 +1,38 @@
+import { FpnnErrorCode, RtmError, RtmErrorCode } from '@rtm/fpnn';
+import type { Limits } from '../config.js';
+import type { Info } from '../store/store.js';
+
+/**
+ * Size checks of info and key-value data (errors-and-limits.md §3).
+ * Codes: info over `maxInfoBytes` → 200030 LARGE_MESSAGE_OR_ATTRS (the hosted service's
+ * "message or attrs too long", the only size code the browser SDK knows); data key/value over
+ * `maxDataKeyBytes` / `maxDataValBytes` → 200035 LARGE_DATA (Unity's code for exactly that).
+ */
+
+const bytes = (s: string): number => Buffer.byteLength(s, 'utf8');
+
+/** The parts of a set*info quest; at least one is required (server-api.md §4: "at least one"). */
+export function infoUpdate(limits: Limits, r: { oinfo?: string; pinfo?: string }): Partial<Info> {
+  if (r.oinfo === undefined && r.pinfo === undefined) {
+    throw new RtmError(FpnnErrorCode.PROTO_KEY_NOT_FOUND, "missing key: give 'oinfo', 'pinfo' or both");
+  }
+  for (const key of ['oinfo', 'pinfo'] as const) {
+    const v = r[key];
+    if (v !== undefined && bytes(v) > limits.maxInfoBytes) {
+      throw new RtmError(RtmErrorCode.LARGE_MESSAGE_OR_ATTRS, `${key} is ${bytes(v)} bytes, the limit is ${limits.maxInfoBytes}`);
+    }
+  }
+  const out: Partial<Info> = {};
+  if (r.oinfo !== undefined) out.oinfo = r.oinfo;
+  if (r.pinfo !== undefined) out.pinfo = r.pinfo;
+  return out;
+}
+
+export function checkDataKey(limits: Limits, key: string): void {
+  if (key.length === 0) throw new RtmError(RtmErrorCode.INVALID_PARAMETER, 'key must not be empty');
+  if (bytes(key) > limits.maxDataKeyBytes) throw new RtmError(RtmErrorCode.LARGE_DATA, `key is ${bytes(key)} bytes, the limit is ${limits.maxDataKeyBytes}`);
+}
+
+export function checkDataVal(limits: Limits, val: string): void {
+  if (bytes(val) > limits.maxDataValBytes) throw new RtmError(RtmErrorCode.LARGE_DATA, `val is ${bytes(val)} bytes, the limit is ${limits.maxDataValBytes}`);
+}
