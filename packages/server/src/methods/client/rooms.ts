@@ -1,2 +1,39 @@
-// Filled in by the supporting-methods work (client-api.md §3–§4).
-export {};
+import { clientMethod, f } from '../method.js';
+import { joinRooms, leaveRooms, roomCounts } from '../membership.js';
+import { checkList } from '../shared.js';
+
+// client-api.md §4 — rooms. Rooms are live spaces: a user's rooms are kept while one of their
+// sessions is online and cleared when the last one ends (services/sessions.ts). Anyone may enter
+// any room; entering is refused over the per-user limit (200047).
+
+export const enterroom = clientMethod({ rid: f.id }, async (ctx, r) => {
+  await joinRooms(ctx.services, ctx.pid, ctx.uid, [r.rid]);
+  return {};
+});
+
+/** Unity: several rooms at once, all or none (200047 checked before entering any). */
+export const enterrooms = clientMethod({ rids: f.ids }, async (ctx, r) => {
+  checkList('rids', r.rids, ctx.services.config.limits.maxItemsPerCall);
+  await joinRooms(ctx.services, ctx.pid, ctx.uid, r.rids);
+  return {};
+});
+
+export const leaveroom = clientMethod({ rid: f.id }, async (ctx, r) => {
+  await leaveRooms(ctx.services, ctx.pid, ctx.uid, [r.rid], false);
+  return {};
+});
+
+export const getuserrooms = clientMethod({}, async (ctx) => ({
+  rooms: await ctx.services.store.userRooms(ctx.pid, ctx.uid),
+}));
+
+/** Room members are not private (anyone may enter): no presence check. */
+export const getroommembers = clientMethod({ rid: f.id }, async (ctx, r) => ({
+  uids: await ctx.services.store.roomMembers(ctx.pid, r.rid),
+}));
+
+/** `{ cn: { "<rid>": n } }`. */
+export const getroomcount = clientMethod({ rids: f.ids }, async (ctx, r) => {
+  checkList('rids', r.rids, ctx.services.config.limits.maxItemsPerCall, true);
+  return { cn: await roomCounts(ctx.services, ctx.pid, r.rids) };
+});

@@ -1,2 +1,40 @@
-// Filled in by the supporting-methods work (client-api.md §3–§4).
-export {};
+import { clientMethod, f } from '../method.js';
+import { addFriends } from '../membership.js';
+import { checkList } from '../shared.js';
+
+// client-api.md §4 "Friends and blacklist": the same rules as the server gate, acting as the
+// logged-in uid.
+
+export const addfriends = clientMethod({ friends: f.ids }, async (ctx, r) => {
+  checkList('friends', r.friends, ctx.services.config.limits.maxItemsPerCall);
+  await addFriends(ctx.services, ctx.pid, ctx.uid, r.friends);
+  return {};
+});
+
+export const delfriends = clientMethod({ friends: f.ids }, async (ctx, r) => {
+  checkList('friends', r.friends, ctx.services.config.limits.maxItemsPerCall);
+  await ctx.services.store.removeFriends(ctx.pid, ctx.uid, [...new Set(r.friends)]);
+  return {};
+});
+
+export const getfriends = clientMethod({}, async (ctx) => ({
+  uids: await ctx.services.store.friends(ctx.pid, ctx.uid),
+}));
+
+/** Blocked users can no longer send p2p messages to me (200049). */
+export const addblacks = clientMethod({ blacks: f.ids }, async (ctx, r) => {
+  checkList('blacks', r.blacks, ctx.services.config.limits.maxItemsPerCall);
+  await ctx.services.store.addBlacks(ctx.pid, ctx.uid, [...new Set(r.blacks)].filter((b) => b !== ctx.uid));
+  return {};
+});
+
+export const delblacks = clientMethod({ blacks: f.ids }, async (ctx, r) => {
+  checkList('blacks', r.blacks, ctx.services.config.limits.maxItemsPerCall);
+  await ctx.services.store.removeBlacks(ctx.pid, ctx.uid, [...new Set(r.blacks)]);
+  return {};
+});
+
+/** Users I blocked. */
+export const getblacks = clientMethod({}, async (ctx) => ({
+  uids: await ctx.services.store.blacks(ctx.pid, ctx.uid),
+}));
