@@ -131,7 +131,15 @@ export class RTMClient extends TypedEmitter<RTMClientEvents> {
     return this.send('sendroommsg', 'rid', rid, mtype, message, attrs, mid);
   }
 
-  private async send(method: string, key: string, target: Id, mtype: number, message: MessageBody, attrs: string, mid: Id | undefined): Promise<SendResult> {
+  private async send(
+    method: string,
+    key: string,
+    target: Id,
+    mtype: number,
+    message: MessageBody,
+    attrs: string,
+    mid: Id | undefined,
+  ): Promise<SendResult> {
     const given = optionalId(mid, 'mid');
     const messageId = given === undefined || given === 0n ? this.mids.next() : given;
     const answer = await this.session.quest(method, { [key]: wireId(target, key), mid: messageId, mtype, msg: message, attrs });
@@ -153,7 +161,15 @@ export class RTMClient extends TypedEmitter<RTMClientEvents> {
   }
 
   /** p2p history with `ouid`; each entry has `direction` (1 sent by me, 2 by the peer) and the derived `fromUid`. */
-  getP2PMessage(ouid: Id, desc: boolean, num: number, begin?: Id, end?: Id, lastid?: Id, mtypes?: number[]): Promise<HistoryPage<P2PHistoryMessage>> {
+  getP2PMessage(
+    ouid: Id,
+    desc: boolean,
+    num: number,
+    begin?: Id,
+    end?: Id,
+    lastid?: Id,
+    mtypes?: number[],
+  ): Promise<HistoryPage<P2PHistoryMessage>> {
     const peer = wireId(ouid, 'ouid');
     const me = this.uid;
     return this.history('getp2pmsg', { ouid: peer }, desc, num, begin, end, lastid, mtypes, (row) => readP2PHistoryRow(row, me, peer));
@@ -256,9 +272,19 @@ export class RTMClient extends TypedEmitter<RTMClientEvents> {
     return payload;
   }
 
-  private async conversations(method: string, mtime: Id | undefined, mtypes: number[] | undefined, kind: 'p2p'): Promise<Conversation<P2PHistoryMessage>[]>;
+  private async conversations(
+    method: string,
+    mtime: Id | undefined,
+    mtypes: number[] | undefined,
+    kind: 'p2p',
+  ): Promise<Conversation<P2PHistoryMessage>[]>;
   private async conversations(method: string, mtime: Id | undefined, mtypes: number[] | undefined, kind: 'group'): Promise<Conversation[]>;
-  private async conversations(method: string, mtime: Id | undefined, mtypes: number[] | undefined, kind: 'p2p' | 'group'): Promise<Conversation[]> {
+  private async conversations(
+    method: string,
+    mtime: Id | undefined,
+    mtypes: number[] | undefined,
+    kind: 'p2p' | 'group',
+  ): Promise<Conversation[]> {
     const a = await this.session.quest(method, this.timeQuery(mtime, mtypes));
     const me = this.uid;
     return kind === 'p2p'

@@ -50,7 +50,8 @@ export class Connection {
     });
     ws.onmessage = (event) => this.receive(event.data);
     ws.onerror = (event) => settings.logger.debug?.('WebSocket error', (event as { message?: unknown })?.message ?? event);
-    ws.onclose = (event) => this.finish(`WebSocket closed (code ${event?.code ?? 'unknown'}${event?.reason ? `: ${event.reason}` : ''})`, false);
+    ws.onclose = (event) =>
+      this.finish(`WebSocket closed (code ${event?.code ?? 'unknown'}${event?.reason ? `: ${event.reason}` : ''})`, false);
   }
 
   /** Opens the WebSocket; rejects with an `RtmError` (20012 or 20003) when it cannot. */
@@ -59,7 +60,11 @@ export class Connection {
     try {
       ws = await settings.factory(settings.url);
     } catch (err) {
-      throw new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, `cannot create a WebSocket for ${settings.url}: ${(err as Error).message}`, { cause: err });
+      throw new RtmError(
+        FpnnErrorCode.CORE_INVALID_CONNECTION,
+        `cannot create a WebSocket for ${settings.url}: ${(err as Error).message}`,
+        { cause: err },
+      );
     }
     ws.binaryType = 'arraybuffer';
     await new Promise<void>((resolve, reject) => {

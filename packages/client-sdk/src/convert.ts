@@ -6,7 +6,10 @@ const utf8 = new TextDecoder();
 // ---- outgoing: app values → wire values ----
 
 function invalid(name: string, value: unknown): RtmError {
-  return new RtmError(RtmErrorCode.INVALID_PARAMETER, `'${name}' must be an integer (bigint or number), got ${typeof value === 'number' ? value : typeof value}`);
+  return new RtmError(
+    RtmErrorCode.INVALID_PARAMETER,
+    `'${name}' must be an integer (bigint or number), got ${typeof value === 'number' ? value : typeof value}`,
+  );
 }
 
 /** An id or ms timestamp for the wire: always a bigint, so msgpack writes int64 as the browser SDK does. */

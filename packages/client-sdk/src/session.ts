@@ -260,14 +260,17 @@ export class Session {
     const maxMs = this.options.maxPingIntervalSeconds * 1000;
     if (maxMs <= 0) return;
     this.lastPingAt = Date.now();
-    this.watchdogTimer = setInterval(() => {
-      if (Date.now() - this.lastPingAt < maxMs) return;
-      const conn = this.conn;
-      if (!conn) return this.stopWatchdog();
-      this.options.logger.warn?.(`no ping from the server for ${this.options.maxPingIntervalSeconds} s`);
-      this.dropConnection('no ping from the server');
-      this.lost(`no ping from the server for ${this.options.maxPingIntervalSeconds} s`);
-    }, Math.max(10, maxMs / 2));
+    this.watchdogTimer = setInterval(
+      () => {
+        if (Date.now() - this.lastPingAt < maxMs) return;
+        const conn = this.conn;
+        if (!conn) return this.stopWatchdog();
+        this.options.logger.warn?.(`no ping from the server for ${this.options.maxPingIntervalSeconds} s`);
+        this.dropConnection('no ping from the server');
+        this.lost(`no ping from the server for ${this.options.maxPingIntervalSeconds} s`);
+      },
+      Math.max(10, maxMs / 2),
+    );
   }
 
   private stopWatchdog(): void {

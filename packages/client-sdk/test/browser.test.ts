@@ -44,60 +44,67 @@ window.testDone = (async () => {
 </script>
 </body></html>`;
 
-test('the browser bundle logs in and exchanges messages in headless Chromium', { skip: chromiumSkipReason(), timeout: 60_000 }, async (t) => {
-  const bundle = await buildBrowserBundle({ write: false });
-  const js = bundle.outputFiles?.[0]?.text;
-  assert.ok(js && js.length > 1000, 'bundle built');
-  assert.ok(!/from\s*["']ws["']/.test(js), 'ws is only imported dynamically');
+test(
+  'the browser bundle logs in and exchanges messages in headless Chromium',
+  { skip: chromiumSkipReason(), timeout: 60_000 },
+  async (t) => {
+    const bundle = await buildBrowserBundle({ write: false });
+    const js = bundle.outputFiles?.[0]?.text;
+    assert.ok(js && js.length > 1000, 'bundle built');
+    assert.ok(!/from\s*["']ws["']/.test(js), 'ws is only imported dynamically');
 
-  const rtm = await FakeRtmServer.start();
-  const web: Server = createServer((req, res) => {
-    const path = new URL(req.url ?? '/', 'http://x').pathname;
-    if (path === '/') res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE);
-    else if (path === '/rtm-client.browser.js') res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' }).end(js);
-    else res.writeHead(404).end();
-  });
-  await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
-  t.after(async () => {
-    web.closeAllConnections();
-    await new Promise<void>((resolve) => web.close(() => resolve()));
-    await rtm.close();
-  });
+    const rtm = await FakeRtmServer.start();
+    const web: Server = createServer((req, res) => {
+      const path = new URL(req.url ?? '/', 'http://x').pathname;
+      if (path === '/') res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE);
+      else if (path === '/rtm-client.browser.js') res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' }).end(js);
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
+    t.after(async () => {
+      web.closeAllConnections();
+      await new Promise<void>((resolve) => web.close(() => resolve()));
+      await rtm.close();
+    });
 
-  const pushAnswers: unknown[] = [];
-  rtm.handlers.sendmsg = (_payload, conn) => {
-    // The peer "answers" with a chat push carrying a translation map and a mid above 2^53.
-    setTimeout(() => {
-      const chat = { source: 'zh', target: 'en', sourceText: '你好', targetText: 'hello' };
-      conn.push('pushmsg', { from: 1002n, to: 1001n, mtype: 30, mid: BIG, msg: chat, attrs: '', mtime: 1n }).then((a) => pushAnswers.push(a), (e: unknown) => pushAnswers.push(e));
-    }, 10);
-    return { mtime: BIG2 };
-  };
-  rtm.handlers.getfriends = () => ({ uids: [BIG, 7] });
+    const pushAnswers: unknown[] = [];
+    rtm.handlers.sendmsg = (_payload, conn) => {
+      // The peer "answers" with a chat push carrying a translation map and a mid above 2^53.
+      setTimeout(() => {
+        const chat = { source: 'zh', target: 'en', sourceText: '你好', targetText: 'hello' };
+        conn.push('pushmsg', { from: 1002n, to: 1001n, mtype: 30, mid: BIG, msg: chat, attrs: '', mtime: 1n }).then(
+          (a) => pushAnswers.push(a),
+          (e: unknown) => pushAnswers.push(e),
+        );
+      }, 10);
+      return { mtime: BIG2 };
+    };
+    rtm.handlers.getfriends = () => ({ uids: [BIG, 7] });
 
-  const url = `http://127.0.0.1:${(web.address() as AddressInfo).port}/?endpoint=127.0.0.1:${rtm.port}`;
-  const { result, pageErrors } = await runInChromium(url, 'window.testDone', { timeoutMs: 20_000 });
-  assert.deepEqual(pageErrors, []);
+    const url = `http://127.0.0.1:${(web.address() as AddressInfo).port}/?endpoint=127.0.0.1:${rtm.port}`;
+    const { result, pageErrors } = await runInChromium(url, 'window.testDone', { timeoutMs: 20_000 });
+    assert.deepEqual(pageErrors, []);
 
-  const sendmsg = rtm.received('sendmsg')[0]!;
-  assert.deepEqual(result, {
-    ok: true,
-    mid: String(sendmsg.payload.mid),
-    mtime: BIG2.toString(),
-    push: {
-      fromUid: '1002',
-      toUid: '1001',
-      mid: BIG.toString(),
-      message: 'hello',
-      translatedInfo: { source: 'zh', target: 'en', sourceText: '你好', targetText: 'hello' },
-    },
-    friends: [BIG.toString(), '7'],
-    events: ['closed:logout'],
-    nativeWebSocket: true,
-  });
-  assert.deepEqual(rtm.received('auth')[0]!.payload, { pid: 11000001, uid: 1001n, token: 'token-1001', version: 'TypeScript_0.1.0' });
-  assert.deepEqual(sendmsg.payload, { to: 1002n, mid: sendmsg.payload.mid, mtype: 30, msg: 'hello from chromium', attrs: '{"k":"v"}' });
-  assert.equal(typeof sendmsg.payload.mid, 'bigint');
-  assert.equal(rtm.received('bye').length, 1);
-  assert.deepEqual(pushAnswers, [{}], 'the browser answered the push');
-});
+    const sendmsg = rtm.received('sendmsg')[0]!;
+    assert.deepEqual(result, {
+      ok: true,
+      mid: String(sendmsg.payload.mid),
+      mtime: BIG2.toString(),
+      push: {
+        fromUid: '1002',
+        toUid: '1001',
+        mid: BIG.toString(),
+        message: 'hello',
+        translatedInfo: { source: 'zh', target: 'en', sourceText: '你好', targetText: 'hello' },
+      },
+      friends: [BIG.toString(), '7'],
+      events: ['closed:logout'],
+      nativeWebSocket: true,
+    });
+    assert.deepEqual(rtm.received('auth')[0]!.payload, { pid: 11000001, uid: 1001n, token: 'token-1001', version: 'TypeScript_0.1.0' });
+    assert.deepEqual(sendmsg.payload, { to: 1002n, mid: sendmsg.payload.mid, mtype: 30, msg: 'hello from chromium', attrs: '{"k":"v"}' });
+    assert.equal(typeof sendmsg.payload.mid, 'bigint');
+    assert.equal(rtm.received('bye').length, 1);
+    assert.deepEqual(pushAnswers, [{}], 'the browser answered the push');
+  },
+);

@@ -65,7 +65,10 @@ test('an error answer to auth rejects with its code', async (t) => {
   server.handlers.auth = () => {
     throw new RtmError(200024, 'denied');
   };
-  await assert.rejects(client.login(1001n, 'token-1001'), (err: unknown) => err instanceof RtmError && err.code === 200024 && err.message === 'denied');
+  await assert.rejects(
+    client.login(1001n, 'token-1001'),
+    (err: unknown) => err instanceof RtmError && err.code === 200024 && err.message === 'denied',
+  );
   await sleep(50);
   assert.equal(server.connections.length, 1, 'a failed first login is not retried');
 });

@@ -18,7 +18,16 @@ interface Case {
   result?: unknown;
 }
 
-const row = (id: bigint, from: bigint | number, mid: bigint, msg: unknown = 'hi', deleted = false) => [id, from, 30, mid, deleted, msg, '{"a":1}', 1700000000000n];
+const row = (id: bigint, from: bigint | number, mid: bigint, msg: unknown = 'hi', deleted = false) => [
+  id,
+  from,
+  30,
+  mid,
+  deleted,
+  msg,
+  '{"a":1}',
+  1700000000000n,
+];
 
 const cases: Case[] = [
   {
@@ -85,7 +94,18 @@ const cases: Case[] = [
       lastid: 1n,
       begin: 0n,
       end: 0n,
-      messages: [{ id: 1n, fromUid: 9n, mtype: 30, mid: 2n, deleted: true, message: new Uint8Array([0xff]), attrs: '{"a":1}', mtime: 1700000000000n }],
+      messages: [
+        {
+          id: 1n,
+          fromUid: 9n,
+          mtype: 30,
+          mid: 2n,
+          deleted: true,
+          message: new Uint8Array([0xff]),
+          attrs: '{"a":1}',
+          mtime: 1700000000000n,
+        },
+      ],
     },
   },
   {
@@ -100,8 +120,28 @@ const cases: Case[] = [
       begin: 100n,
       end: 200n,
       messages: [
-        { id: 4n, fromUid: 1001n, direction: 1, mtype: 30, mid: 11n, deleted: false, message: 'hi', attrs: '{"a":1}', mtime: 1700000000000n },
-        { id: 3n, fromUid: 1002n, direction: 2, mtype: 30, mid: 10n, deleted: false, message: 'hi', attrs: '{"a":1}', mtime: 1700000000000n },
+        {
+          id: 4n,
+          fromUid: 1001n,
+          direction: 1,
+          mtype: 30,
+          mid: 11n,
+          deleted: false,
+          message: 'hi',
+          attrs: '{"a":1}',
+          mtime: 1700000000000n,
+        },
+        {
+          id: 3n,
+          fromUid: 1002n,
+          direction: 2,
+          mtype: 30,
+          mid: 10n,
+          deleted: false,
+          message: 'hi',
+          attrs: '{"a":1}',
+          mtime: 1700000000000n,
+        },
       ],
     },
   },
@@ -113,7 +153,14 @@ const cases: Case[] = [
     answer: { p2p: [1002, BIG], group: [2001n] },
     result: { p2p: [1002n, BIG], group: [2001n] },
   },
-  { name: 'getUnreadMessage without clear', call: (c) => c.getUnreadMessage(), method: 'getunread', payload: {}, answer: {}, result: { p2p: [], group: [] } },
+  {
+    name: 'getUnreadMessage without clear',
+    call: (c) => c.getUnreadMessage(),
+    method: 'getunread',
+    payload: {},
+    answer: {},
+    result: { p2p: [], group: [] },
+  },
   { name: 'cleanUnreadMessage', call: (c) => c.cleanUnreadMessage(), method: 'cleanunread', payload: {}, answer: {}, result: undefined },
   {
     name: 'getP2PUnreadMessageNum',
@@ -121,7 +168,13 @@ const cases: Case[] = [
     method: 'getp2punread',
     payload: { uids: [1002n, BIG], mtime: 1700000000000n, mtypes: [30] },
     answer: { p2p: { '1002': 2, [BIG.toString()]: 1 }, ltime: { '1002': 1700000000000n } },
-    result: { p2p: new Map([[1002n, 2], [BIG, 1]]), ltime: new Map([[1002n, 1700000000000n]]) },
+    result: {
+      p2p: new Map([
+        [1002n, 2],
+        [BIG, 1],
+      ]),
+      ltime: new Map([[1002n, 1700000000000n]]),
+    },
   },
   {
     name: 'getGroupUnreadMessageNum',
@@ -131,8 +184,22 @@ const cases: Case[] = [
     answer: { group: { '2001': 3 }, ltime: { '2001': 5 } },
     result: { group: new Map([[2001n, 3]]), ltime: new Map([[2001n, 5n]]) },
   },
-  { name: 'getSession', call: (c) => c.getSession(), method: 'getsession', payload: {}, answer: { p2p: [1002], group: [] }, result: { p2p: [1002n], group: [] } },
-  { name: 'removeSession', call: (c) => c.removeSession(1002), method: 'removesession', payload: { to: 1002n }, answer: {}, result: undefined },
+  {
+    name: 'getSession',
+    call: (c) => c.getSession(),
+    method: 'getsession',
+    payload: {},
+    answer: { p2p: [1002], group: [] },
+    result: { p2p: [1002n], group: [] },
+  },
+  {
+    name: 'removeSession',
+    call: (c) => c.removeSession(1002),
+    method: 'removesession',
+    payload: { to: 1002n },
+    answer: {},
+    result: undefined,
+  },
   {
     name: 'getP2PConversationList',
     call: (c) => c.getP2PConversationList(5n, [30]),
@@ -143,7 +210,17 @@ const cases: Case[] = [
       {
         id: 1002n,
         unread: 2,
-        lastMessage: { id: 8n, fromUid: 1002n, direction: 2, mtype: 30, mid: 12n, deleted: false, message: 'hi', attrs: '{"a":1}', mtime: 1700000000000n },
+        lastMessage: {
+          id: 8n,
+          fromUid: 1002n,
+          direction: 2,
+          mtype: 30,
+          mid: 12n,
+          deleted: false,
+          message: 'hi',
+          attrs: '{"a":1}',
+          mtime: 1700000000000n,
+        },
       },
     ],
   },
@@ -162,7 +239,20 @@ const cases: Case[] = [
     payload: { mtypes: [30] },
     answer: { conversations: [2001], unreads: [0], msgs: [row(9n, 1003, 13n)] },
     result: [
-      { id: 2001n, unread: 0, lastMessage: { id: 9n, fromUid: 1003n, mtype: 30, mid: 13n, deleted: false, message: 'hi', attrs: '{"a":1}', mtime: 1700000000000n } },
+      {
+        id: 2001n,
+        unread: 0,
+        lastMessage: {
+          id: 9n,
+          fromUid: 1003n,
+          mtype: 30,
+          mid: 13n,
+          deleted: false,
+          message: 'hi',
+          attrs: '{"a":1}',
+          mtime: 1700000000000n,
+        },
+      },
     ],
   },
   {
@@ -187,12 +277,37 @@ const cases: Case[] = [
       p2pMsgs: [row(3n, 1, 4n)],
     },
     result: {
-      group: [{ id: 2001n, unread: 1, lastMessage: { id: 1n, fromUid: 1003n, mtype: 30, mid: 2n, deleted: false, message: 'hi', attrs: '{"a":1}', mtime: 1700000000000n } }],
+      group: [
+        {
+          id: 2001n,
+          unread: 1,
+          lastMessage: {
+            id: 1n,
+            fromUid: 1003n,
+            mtype: 30,
+            mid: 2n,
+            deleted: false,
+            message: 'hi',
+            attrs: '{"a":1}',
+            mtime: 1700000000000n,
+          },
+        },
+      ],
       p2p: [
         {
           id: 1002n,
           unread: 4,
-          lastMessage: { id: 3n, fromUid: 1001n, direction: 1, mtype: 30, mid: 4n, deleted: false, message: 'hi', attrs: '{"a":1}', mtime: 1700000000000n },
+          lastMessage: {
+            id: 3n,
+            fromUid: 1001n,
+            direction: 1,
+            mtype: 30,
+            mid: 4n,
+            deleted: false,
+            message: 'hi',
+            attrs: '{"a":1}',
+            mtime: 1700000000000n,
+          },
         },
       ],
     },
@@ -205,13 +320,48 @@ const cases: Case[] = [
     answer: { id: 5, mtype: 30, msg: 'text', attrs: new Uint8Array([0x7b, 0x7d]), mtime: 8 },
     result: { id: 5n, mtype: 30, message: 'text', attrs: '{}', mtime: 8n },
   },
-  { name: 'deleteMessage', call: (c) => c.deleteMessage(1001n, 5n, 2001n, 2), method: 'delmsg', payload: { from: 1001n, mid: 5n, xid: 2001n, type: 2 }, answer: {}, result: undefined },
+  {
+    name: 'deleteMessage',
+    call: (c) => c.deleteMessage(1001n, 5n, 2001n, 2),
+    method: 'delmsg',
+    payload: { from: 1001n, mid: 5n, xid: 2001n, type: 2 },
+    answer: {},
+    result: undefined,
+  },
   { name: 'enterRoom', call: (c) => c.enterRoom(3001n), method: 'enterroom', payload: { rid: 3001n }, answer: {}, result: undefined },
   { name: 'leaveRoom', call: (c) => c.leaveRoom(3001), method: 'leaveroom', payload: { rid: 3001n }, answer: {}, result: undefined },
-  { name: 'getUserRooms', call: (c) => c.getUserRooms(), method: 'getuserrooms', payload: {}, answer: { rooms: [3001, BIG] }, result: [3001n, BIG] },
-  { name: 'getRoomMembers', call: (c) => c.getRoomMembers(3001n), method: 'getroommembers', payload: { rid: 3001n }, answer: { uids: [1] }, result: [1n] },
-  { name: 'getRoomCount', call: (c) => c.getRoomCount([3001n]), method: 'getroomcount', payload: { rids: [3001n] }, answer: { cn: { '3001': 4 } }, result: new Map([[3001n, 4]]) },
-  { name: 'getUserGroups', call: (c) => c.getUserGroups(), method: 'getusergroups', payload: {}, answer: { gids: [2001] }, result: [2001n] },
+  {
+    name: 'getUserRooms',
+    call: (c) => c.getUserRooms(),
+    method: 'getuserrooms',
+    payload: {},
+    answer: { rooms: [3001, BIG] },
+    result: [3001n, BIG],
+  },
+  {
+    name: 'getRoomMembers',
+    call: (c) => c.getRoomMembers(3001n),
+    method: 'getroommembers',
+    payload: { rid: 3001n },
+    answer: { uids: [1] },
+    result: [1n],
+  },
+  {
+    name: 'getRoomCount',
+    call: (c) => c.getRoomCount([3001n]),
+    method: 'getroomcount',
+    payload: { rids: [3001n] },
+    answer: { cn: { '3001': 4 } },
+    result: new Map([[3001n, 4]]),
+  },
+  {
+    name: 'getUserGroups',
+    call: (c) => c.getUserGroups(),
+    method: 'getusergroups',
+    payload: {},
+    answer: { gids: [2001] },
+    result: [2001n],
+  },
   {
     name: 'getGroupMembers with online',
     call: (c) => c.getGroupMembers(2001n, true),
@@ -220,7 +370,14 @@ const cases: Case[] = [
     answer: { uids: [1, 2], onlines: [2] },
     result: { uids: [1n, 2n], onlines: [2n] },
   },
-  { name: 'getGroupMembers', call: (c) => c.getGroupMembers(2001n), method: 'getgroupmembers', payload: { gid: 2001n }, answer: { uids: [1] }, result: { uids: [1n] } },
+  {
+    name: 'getGroupMembers',
+    call: (c) => c.getGroupMembers(2001n),
+    method: 'getgroupmembers',
+    payload: { gid: 2001n },
+    answer: { uids: [1] },
+    result: { uids: [1n] },
+  },
   {
     name: 'getGroupCount',
     call: (c) => c.getGroupCount(2001n, true),
@@ -229,18 +386,74 @@ const cases: Case[] = [
     answer: { cn: 10, online: 3 },
     result: { count: 10, online: 3 },
   },
-  { name: 'addGroupMembers', call: (c) => c.addGroupMembers(2001n, [1, 2n]), method: 'addgroupmembers', payload: { gid: 2001n, uids: [1n, 2n] }, answer: {}, result: undefined },
-  { name: 'deleteGroupMembers', call: (c) => c.deleteGroupMembers(2001n, [1]), method: 'delgroupmembers', payload: { gid: 2001n, uids: [1n] }, answer: {}, result: undefined },
-  { name: 'getOnlineUsers', call: (c) => c.getOnlineUsers([1, 2]), method: 'getonlineusers', payload: { uids: [1n, 2n] }, answer: { uids: [2] }, result: [2n] },
-  { name: 'addFriends', call: (c) => c.addFriends([BIG]), method: 'addfriends', payload: { friends: [BIG] }, answer: {}, result: undefined },
-  { name: 'deleteFriends', call: (c) => c.deleteFriends([1]), method: 'delfriends', payload: { friends: [1n] }, answer: {}, result: undefined },
+  {
+    name: 'addGroupMembers',
+    call: (c) => c.addGroupMembers(2001n, [1, 2n]),
+    method: 'addgroupmembers',
+    payload: { gid: 2001n, uids: [1n, 2n] },
+    answer: {},
+    result: undefined,
+  },
+  {
+    name: 'deleteGroupMembers',
+    call: (c) => c.deleteGroupMembers(2001n, [1]),
+    method: 'delgroupmembers',
+    payload: { gid: 2001n, uids: [1n] },
+    answer: {},
+    result: undefined,
+  },
+  {
+    name: 'getOnlineUsers',
+    call: (c) => c.getOnlineUsers([1, 2]),
+    method: 'getonlineusers',
+    payload: { uids: [1n, 2n] },
+    answer: { uids: [2] },
+    result: [2n],
+  },
+  {
+    name: 'addFriends',
+    call: (c) => c.addFriends([BIG]),
+    method: 'addfriends',
+    payload: { friends: [BIG] },
+    answer: {},
+    result: undefined,
+  },
+  {
+    name: 'deleteFriends',
+    call: (c) => c.deleteFriends([1]),
+    method: 'delfriends',
+    payload: { friends: [1n] },
+    answer: {},
+    result: undefined,
+  },
   { name: 'getFriends', call: (c) => c.getFriends(), method: 'getfriends', payload: {}, answer: { uids: [BIG] }, result: [BIG] },
   { name: 'addBlacks', call: (c) => c.addBlacks([1]), method: 'addblacks', payload: { blacks: [1n] }, answer: {}, result: undefined },
   { name: 'deleteBlacks', call: (c) => c.deleteBlacks([1]), method: 'delblacks', payload: { blacks: [1n] }, answer: {}, result: undefined },
   { name: 'getBlacks', call: (c) => c.getBlacks(), method: 'getblacks', payload: {}, answer: { uids: [3] }, result: [3n] },
-  { name: 'setUserInfo', call: (c) => c.setUserInfo('open', 'private'), method: 'setuserinfo', payload: { oinfo: 'open', pinfo: 'private' }, answer: {}, result: undefined },
-  { name: 'setUserInfo with pinfo only', call: (c) => c.setUserInfo(undefined, 'p'), method: 'setuserinfo', payload: { pinfo: 'p' }, answer: {}, result: undefined },
-  { name: 'getUserInfo', call: (c) => c.getUserInfo(), method: 'getuserinfo', payload: {}, answer: { oinfo: 'o', pinfo: 'p' }, result: { oinfo: 'o', pinfo: 'p' } },
+  {
+    name: 'setUserInfo',
+    call: (c) => c.setUserInfo('open', 'private'),
+    method: 'setuserinfo',
+    payload: { oinfo: 'open', pinfo: 'private' },
+    answer: {},
+    result: undefined,
+  },
+  {
+    name: 'setUserInfo with pinfo only',
+    call: (c) => c.setUserInfo(undefined, 'p'),
+    method: 'setuserinfo',
+    payload: { pinfo: 'p' },
+    answer: {},
+    result: undefined,
+  },
+  {
+    name: 'getUserInfo',
+    call: (c) => c.getUserInfo(),
+    method: 'getuserinfo',
+    payload: {},
+    answer: { oinfo: 'o', pinfo: 'p' },
+    result: { oinfo: 'o', pinfo: 'p' },
+  },
   {
     name: 'getUserOpenInfo',
     call: (c) => c.getUserOpenInfo([1002n]),
@@ -249,9 +462,30 @@ const cases: Case[] = [
     answer: { info: { '1002': 'x' } },
     result: new Map([[1002n, 'x']]),
   },
-  { name: 'setGroupInfo', call: (c) => c.setGroupInfo(2001n, 'o'), method: 'setgroupinfo', payload: { gid: 2001n, oinfo: 'o' }, answer: {}, result: undefined },
-  { name: 'getGroupInfo', call: (c) => c.getGroupInfo(2001n), method: 'getgroupinfo', payload: { gid: 2001n }, answer: { oinfo: 'o', pinfo: 'p' }, result: { oinfo: 'o', pinfo: 'p' } },
-  { name: 'getGroupOpenInfo', call: (c) => c.getGroupOpenInfo(2001n), method: 'getgroupopeninfo', payload: { gid: 2001n }, answer: { oinfo: 'o' }, result: 'o' },
+  {
+    name: 'setGroupInfo',
+    call: (c) => c.setGroupInfo(2001n, 'o'),
+    method: 'setgroupinfo',
+    payload: { gid: 2001n, oinfo: 'o' },
+    answer: {},
+    result: undefined,
+  },
+  {
+    name: 'getGroupInfo',
+    call: (c) => c.getGroupInfo(2001n),
+    method: 'getgroupinfo',
+    payload: { gid: 2001n },
+    answer: { oinfo: 'o', pinfo: 'p' },
+    result: { oinfo: 'o', pinfo: 'p' },
+  },
+  {
+    name: 'getGroupOpenInfo',
+    call: (c) => c.getGroupOpenInfo(2001n),
+    method: 'getgroupopeninfo',
+    payload: { gid: 2001n },
+    answer: { oinfo: 'o' },
+    result: 'o',
+  },
   {
     name: 'getGroupsOpenInfo',
     call: (c) => c.getGroupsOpenInfo([2001n]),
@@ -260,9 +494,30 @@ const cases: Case[] = [
     answer: { info: { '2001': 'o' } },
     result: new Map([[2001n, 'o']]),
   },
-  { name: 'setRoomInfo', call: (c) => c.setRoomInfo(3001n, 'o', 'p'), method: 'setroominfo', payload: { rid: 3001n, oinfo: 'o', pinfo: 'p' }, answer: {}, result: undefined },
-  { name: 'getRoomInfo', call: (c) => c.getRoomInfo(3001n), method: 'getroominfo', payload: { rid: 3001n }, answer: { oinfo: 'o', pinfo: 'p' }, result: { oinfo: 'o', pinfo: 'p' } },
-  { name: 'getRoomOpenInfo', call: (c) => c.getRoomOpenInfo(3001n), method: 'getroomopeninfo', payload: { rid: 3001n }, answer: { oinfo: 'o' }, result: 'o' },
+  {
+    name: 'setRoomInfo',
+    call: (c) => c.setRoomInfo(3001n, 'o', 'p'),
+    method: 'setroominfo',
+    payload: { rid: 3001n, oinfo: 'o', pinfo: 'p' },
+    answer: {},
+    result: undefined,
+  },
+  {
+    name: 'getRoomInfo',
+    call: (c) => c.getRoomInfo(3001n),
+    method: 'getroominfo',
+    payload: { rid: 3001n },
+    answer: { oinfo: 'o', pinfo: 'p' },
+    result: { oinfo: 'o', pinfo: 'p' },
+  },
+  {
+    name: 'getRoomOpenInfo',
+    call: (c) => c.getRoomOpenInfo(3001n),
+    method: 'getroomopeninfo',
+    payload: { rid: 3001n },
+    answer: { oinfo: 'o' },
+    result: 'o',
+  },
   {
     name: 'getRoomsOpenInfo',
     call: (c) => c.getRoomsOpenInfo([3001n]),
@@ -273,15 +528,64 @@ const cases: Case[] = [
   },
   { name: 'dataSet', call: (c) => c.dataSet('k', 'v'), method: 'dataset', payload: { key: 'k', val: 'v' }, answer: {}, result: undefined },
   { name: 'dataGet', call: (c) => c.dataGet('k'), method: 'dataget', payload: { key: 'k' }, answer: { val: 'v' }, result: 'v' },
-  { name: 'dataGet of a missing key', call: (c) => c.dataGet('none'), method: 'dataget', payload: { key: 'none' }, answer: {}, result: undefined },
+  {
+    name: 'dataGet of a missing key',
+    call: (c) => c.dataGet('none'),
+    method: 'dataget',
+    payload: { key: 'none' },
+    answer: {},
+    result: undefined,
+  },
   { name: 'dataDelete', call: (c) => c.dataDelete('k'), method: 'datadel', payload: { key: 'k' }, answer: {}, result: undefined },
-  { name: 'addAttrs', call: (c) => c.addAttrs({ a: 'b' }), method: 'addattrs', payload: { attrs: { a: 'b' } }, answer: {}, result: undefined },
+  {
+    name: 'addAttrs',
+    call: (c) => c.addAttrs({ a: 'b' }),
+    method: 'addattrs',
+    payload: { attrs: { a: 'b' } },
+    answer: {},
+    result: undefined,
+  },
   { name: 'getAttrs', call: (c) => c.getAttrs(), method: 'getattrs', payload: {}, answer: { attrs: { a: 'b' } }, result: { a: 'b' } },
-  { name: 'addDebugLog', call: (c) => c.addDebugLog('m', 'a'), method: 'adddebuglog', payload: { msg: 'm', attrs: 'a' }, answer: {}, result: undefined },
-  { name: 'addDevice', call: (c) => c.addDevice('fcm', 't'), method: 'adddevice', payload: { apptype: 'fcm', devicetoken: 't' }, answer: {}, result: undefined },
-  { name: 'removeDevice', call: (c) => c.removeDevice('t'), method: 'removedevice', payload: { devicetoken: 't' }, answer: {}, result: undefined },
-  { name: 'setTranslationLanguage', call: (c) => c.setTranslationLanguage('en'), method: 'setlang', payload: { lang: 'en' }, answer: {}, result: undefined },
-  { name: 'sendQuest', call: (c) => c.sendQuest('getservertime'), method: 'getservertime', payload: {}, answer: { mts: BIG }, result: { mts: BIG } },
+  {
+    name: 'addDebugLog',
+    call: (c) => c.addDebugLog('m', 'a'),
+    method: 'adddebuglog',
+    payload: { msg: 'm', attrs: 'a' },
+    answer: {},
+    result: undefined,
+  },
+  {
+    name: 'addDevice',
+    call: (c) => c.addDevice('fcm', 't'),
+    method: 'adddevice',
+    payload: { apptype: 'fcm', devicetoken: 't' },
+    answer: {},
+    result: undefined,
+  },
+  {
+    name: 'removeDevice',
+    call: (c) => c.removeDevice('t'),
+    method: 'removedevice',
+    payload: { devicetoken: 't' },
+    answer: {},
+    result: undefined,
+  },
+  {
+    name: 'setTranslationLanguage',
+    call: (c) => c.setTranslationLanguage('en'),
+    method: 'setlang',
+    payload: { lang: 'en' },
+    answer: {},
+    result: undefined,
+  },
+  {
+    name: 'sendQuest',
+    call: (c) => c.sendQuest('getservertime'),
+    method: 'getservertime',
+    payload: {},
+    answer: { mts: BIG },
+    result: { mts: BIG },
+  },
 ];
 
 describe('client methods against the fake server', () => {
@@ -332,13 +636,19 @@ describe('client methods against the fake server', () => {
     server.handlers.enterroom = () => {
       throw new RtmError(200047, 'too many rooms');
     };
-    await assert.rejects(client.enterRoom(1n), (err: unknown) => err instanceof RtmError && err.code === 200047 && err.message === 'too many rooms');
+    await assert.rejects(
+      client.enterRoom(1n),
+      (err: unknown) => err instanceof RtmError && err.code === 200047 && err.message === 'too many rooms',
+    );
   });
 
   test('a bad id rejects with 200034 and sends nothing', async () => {
     const count = server.quests.length;
     await assert.rejects(client.enterRoom(1.5), (err: unknown) => err instanceof RtmError && err.code === 200034);
-    await assert.rejects(client.getOnlineUsers(['x' as unknown as number]), (err: unknown) => err instanceof RtmError && err.code === 200034);
+    await assert.rejects(
+      client.getOnlineUsers(['x' as unknown as number]),
+      (err: unknown) => err instanceof RtmError && err.code === 200034,
+    );
     assert.equal(server.quests.length, count);
   });
 
@@ -392,7 +702,10 @@ describe('browser SDK golden frames', { skip: skipWithoutVectors }, () => {
       await call(client);
       const quest = await server.waitForQuest(method, n + 1);
       const expected = webClientFrame(method);
-      assert.ok(sameFrameIgnoringSeq(quest.raw, expected), `\n ours: ${Buffer.from(quest.raw).toString('hex')}\n sdk:  ${Buffer.from(expected).toString('hex')}`);
+      assert.ok(
+        sameFrameIgnoringSeq(quest.raw, expected),
+        `\n ours: ${Buffer.from(quest.raw).toString('hex')}\n sdk:  ${Buffer.from(expected).toString('hex')}`,
+      );
     });
   }
 
@@ -424,7 +737,18 @@ describe('browser SDK golden frames', { skip: skipWithoutVectors }, () => {
       lastid: 1002n,
       begin: 0n,
       end: 0n,
-      messages: [{ id: 1002n, fromUid: 1001n, mtype: 30, mid: 1795315946827002n, deleted: false, message: 'golden group', attrs: '{"k":"v"}', mtime: 1795315946829n }],
+      messages: [
+        {
+          id: 1002n,
+          fromUid: 1001n,
+          mtype: 30,
+          mid: 1795315946827002n,
+          deleted: false,
+          message: 'golden group',
+          attrs: '{"k":"v"}',
+          mtime: 1795315946829n,
+        },
+      ],
     });
   });
 

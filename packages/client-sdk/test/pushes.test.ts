@@ -62,11 +62,28 @@ test('a chat map (mtype 30) becomes the text plus translatedInfo', async (t) => 
   const groups = collect(client, 'groupMessage');
   const info = { source: 'zh', target: 'en', sourceText: '你好', targetText: 'hello' };
   await conn.push('pushgroupmsg', { from: 1002, gid: 2001, mtype: 30, mid: 1n, msg: info, attrs: '', mtime: 5 });
-  await conn.push('pushgroupmsg', { from: 1002, gid: 2001, mtype: 30, mid: 2n, msg: { source: '', target: '', sourceText: 'plain', targetText: '' }, attrs: '', mtime: 6 });
+  await conn.push('pushgroupmsg', {
+    from: 1002,
+    gid: 2001,
+    mtype: 30,
+    mid: 2n,
+    msg: { source: '', target: '', sourceText: 'plain', targetText: '' },
+    attrs: '',
+    mtime: 6,
+  });
   await sleep(0);
   assert.deepEqual(groups, [
     { fromUid: 1002n, gid: 2001n, mtype: 30, mid: 1n, message: 'hello', translatedInfo: info, attrs: '', mtime: 5n },
-    { fromUid: 1002n, gid: 2001n, mtype: 30, mid: 2n, message: 'plain', translatedInfo: { source: '', target: '', sourceText: 'plain', targetText: '' }, attrs: '', mtime: 6n },
+    {
+      fromUid: 1002n,
+      gid: 2001n,
+      mtype: 30,
+      mid: 2n,
+      message: 'plain',
+      translatedInfo: { source: '', target: '', sourceText: 'plain', targetText: '' },
+      attrs: '',
+      mtime: 6n,
+    },
   ] satisfies GroupMessage[]);
 });
 
@@ -74,7 +91,15 @@ test('room, broadcast and binary messages', async (t) => {
   const { client, conn } = await online(t);
   const rooms = collect(client, 'roomMessage');
   const broadcasts = collect(client, 'broadcastMessage');
-  await conn.push('pushroommsg', { from: 7, rid: BIG, mtype: 88, mid: 3n, msg: new Uint8Array([0, 255]), attrs: new Uint8Array([0x61]), mtime: 1 });
+  await conn.push('pushroommsg', {
+    from: 7,
+    rid: BIG,
+    mtype: 88,
+    mid: 3n,
+    msg: new Uint8Array([0, 255]),
+    attrs: new Uint8Array([0x61]),
+    mtime: 1,
+  });
   await conn.push('pushbroadcastmsg', { from: 8, mtype: 32, mid: 4n, msg: 'cmd', attrs: '', mtime: 2 });
   await sleep(0);
   assert.deepEqual(rooms, [{ fromUid: 7n, rid: BIG, mtype: 88, mid: 3n, message: new Uint8Array([0, 255]), attrs: 'a', mtime: 1n }]);
@@ -121,7 +146,10 @@ test('the duplicate filter forgets keys after its TTL', () => {
 test('a push listing my uid in attrs.excludedUids is answered but dropped', async (t) => {
   const { client, conn } = await online(t);
   const p2p = collect(client, 'message');
-  assert.deepEqual(await conn.push('pushmsg', { from: 2, to: 1001, mtype: 30, mid: 1n, msg: 'x', attrs: '{"excludedUids":["1001"]}', mtime: 1 }), {});
+  assert.deepEqual(
+    await conn.push('pushmsg', { from: 2, to: 1001, mtype: 30, mid: 1n, msg: 'x', attrs: '{"excludedUids":["1001"]}', mtime: 1 }),
+    {},
+  );
   await conn.push('pushmsg', { from: 2, to: 1001, mtype: 30, mid: 2n, msg: 'y', attrs: '{"excludedUids":["1002"]}', mtime: 1 });
   await sleep(0);
   assert.deepEqual(

@@ -66,7 +66,9 @@ test('while reconnecting, methods reject with 20012 and pending quests with 2000
 });
 
 test('failed relogins are retried with back-off until one succeeds', async (t) => {
-  const { server, client } = await online(t, { reconnectStrategy: { startConnectFailedCount: 2, maxIntervalSeconds: 0.2, linearRegressiveCount: 2 } });
+  const { server, client } = await online(t, {
+    reconnectStrategy: { startConnectFailedCount: 2, maxIntervalSeconds: 0.2, linearRegressiveCount: 2 },
+  });
   const relogins = collect(client, 'reloginCompleted');
   const ok = server.handlers.auth!;
   let failures = 3;
@@ -119,7 +121,9 @@ test('without autoReconnect a lost connection ends the session', async (t) => {
 });
 
 test('close() during relogin stops further attempts', async (t) => {
-  const { server, client } = await online(t, { reconnectStrategy: { startConnectFailedCount: 0, maxIntervalSeconds: 0.1, linearRegressiveCount: 1 } });
+  const { server, client } = await online(t, {
+    reconnectStrategy: { startConnectFailedCount: 0, maxIntervalSeconds: 0.1, linearRegressiveCount: 1 },
+  });
   server.handlers.auth = () => {
     throw new RtmError(20011, 'busy');
   };
@@ -157,7 +161,9 @@ test('ping watchdog: regular pings keep the connection', async (t) => {
 });
 
 test('login() while relogin is pending replaces the old session', async (t) => {
-  const { server, client } = await online(t, { reconnectStrategy: { startConnectFailedCount: 0, maxIntervalSeconds: 0.3, linearRegressiveCount: 1 } });
+  const { server, client } = await online(t, {
+    reconnectStrategy: { startConnectFailedCount: 0, maxIntervalSeconds: 0.3, linearRegressiveCount: 1 },
+  });
   server.last.drop();
   await nextEvent(client, 'disconnected');
   assert.deepEqual(await client.login(1002n, 'token-1002'), { ok: true });

@@ -164,11 +164,21 @@ export class FakeRtmServer {
 
   waitForConnections(count: number, timeoutMs = 3000): Promise<void> {
     if (this.connections.length >= count) return Promise.resolve();
-    return withTimeout(new Promise<void>((resolve) => this.connectionWaiters.push({ count, resolve })), timeoutMs, `waiting for ${count} connections`);
+    return withTimeout(
+      new Promise<void>((resolve) => this.connectionWaiters.push({ count, resolve })),
+      timeoutMs,
+      `waiting for ${count} connections`,
+    );
   }
 
   serve(quest: IncomingQuest, connection: FakeConnection): Payload | Promise<Payload> {
-    const recorded: RecordedQuest = { method: quest.method, payload: quest.payload, raw: connection.currentRaw, seq: quest.seq, connection };
+    const recorded: RecordedQuest = {
+      method: quest.method,
+      payload: quest.payload,
+      raw: connection.currentRaw,
+      seq: quest.seq,
+      connection,
+    };
     this.quests.push(recorded);
     this.waiters = this.waiters.filter((w) => {
       if (!w.match(recorded)) return true;
@@ -205,7 +215,11 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number, what: stri
 
 /** Resolves with the payload of the next `event` the client emits. */
 export function nextEvent<K extends keyof RTMClientEvents>(client: RTMClient, event: K, timeoutMs = 3000): Promise<RTMClientEvents[K]> {
-  return withTimeout(new Promise<RTMClientEvents[K]>((resolve) => client.once(event, resolve)), timeoutMs, `waiting for event '${String(event)}'`);
+  return withTimeout(
+    new Promise<RTMClientEvents[K]>((resolve) => client.once(event, resolve)),
+    timeoutMs,
+    `waiting for event '${String(event)}'`,
+  );
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

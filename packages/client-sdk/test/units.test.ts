@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { WebSocket } from 'ws';
+import { RTMClient, type WebSocketLike } from '../src/index.js';
+import { readBody, readHistoryRow, readIdMap } from '../src/convert.js';
+import { MidGenerator } from '../src/mid.js';
+import { messageBytes } from '../src/transport.js';
+import { FakeRtmServer } from './helpers/fake-server.js';
+
+test('mids are ms·1000 + 1..998 and strictly increasing even when the clock stands still or steps back', () => {
+  const gen = new MidGenerator();
+  assert.equal(gen.next(1000), 1000001n);
+  assert.equal(gen.next(1000), 1000002n);
+  const many = Array.from({ length: 2000 }, () => gen.next(1000));
+  for (let i = 1; i < many.length; i++) assert.ok(many[i]! > many[i - 1]!);
+  assert.ok(gen.next(500) > many.at(-1)!);
+});
+
+test('readBody: strings, bytes and chat maps', () => {
+  assert.deepEqual(readBody('x'), { message: 'x' });
+  assert.deepEqual(readBody(new Uint8Array([1])), { message: new Uint8Array([1]) });
+  const map = { source: 'en', target: '', sourceText: 'hi', targetText: '' };
+  assert.deepEqual(readBody(map), { message: 'hi', translatedInfo: map });
+  assert.deepEqual(readBody(new Map(Object.entries({ ...map, targetText: 'salut' }))).message, 'salut');
+});
+
+test('history rows and id maps accept every integer form', () => {
+  const row = readHistoryRow([1, 2n, 30, 1.795315887537e12, 1, 'm', new TextEncoder().encode('a'), '99']);
+  assert.deepEqual(row, { id: 1n, fromUid: 2n, mtype: 30, mid: 1795315887537n, deleted: true, message: 'm', attrs: 'a', mtime: 99n });
+  assert.deepEqual(readIdMap({ '81985529216486895': 1 }, Number), new Map([[81985529216486895n, 1]]));
+});
+
+test('received WebSocket data in every form becomes bytes', () => {
+  assert.deepEqual(messageBytes(new Uint8Array([1, 2]).buffer), new Uint8Array([1, 2]));
+  assert.deepEqual(messageBytes(Buffer.from([3])), new Uint8Array([3]));
+  assert.deepEqual(messageBytes('A'), new Uint8Array([65]));
+  assert.deepEqual(messageBytes([Buffer.from([1]), Buffer.from([2])]), new Uint8Array([1, 2]));
+  assert.equal(messageBytes(42), undefined);
+});
+
+test('the webSocketFactory option creates the socket', async (t) => {
+  const server = await FakeRtmServer.start();
+  const urls: string[] = [];
+  const client = new RTMClient({
+    endpoint: server.endpoint,
+    pid: 1,
+    webSocketFactory: (url) => {
+      urls.push(url);
+      return new WebSocket(url) as unknown as WebSocketLike;
+    },
+  });
+  t.after(async () => {
+    client.close();
+    await server.close();
+  });
+  assert.deepEqual(await client.login(1001, 'token-1001'), { ok: true });
+  assert.deepEqual(urls, [`ws://${server.endpoint}/service/websocket`]);
+});
+
+test('frames split across WebSocket messages and joined in one are decoded', async (t) => {
+  const server = await FakeRtmServer.start();
+  const client = new RTMClient({ endpoint: server.endpoint, pid: 1 });
+  t.after(async () => {
+    client.close();
+    await server.close();
+  });
+  await client.login(1001n, 'token-1001');
+  const got: bigint[] = [];
+  client.on('message', (m) => got.push(m.mid));
+  const { encodeQuest, encodePayload, Flag } = await import('@rtm/fpnn');
+  const push = (mid: bigint, seq: number) =>
+    encodeQuest(
+      'pushmsg',
+      encodePayload(Flag.MSGPACK, { from: 2, to: 1001, mtype: 30, mid, msg: 'x', attrs: '', mtime: 1 }),
+      Flag.MSGPACK,
+      false,
+      seq,
+    );
+  const a = push(1n, 101);
+  const b = push(2n, 102);
+  const c = push(3n, 103);
+  const conn = server.last;
+  conn.sendRaw(a.subarray(0, 5));
+  conn.sendRaw(a.subarray(5));
+  const joined = new Uint8Array(b.length + c.length);
+  joined.set(b);
+  joined.set(c, b.length);
+  conn.sendRaw(joined);
+  const json = encodeQuest(
+    'pushmsg',
+    encodePayload(Flag.JSON, { from: 2, to: 1001, mtype: 30, mid: 4, msg: 'j', attrs: '', mtime: 1 }),
+    Flag.JSON,
+    false,
+    104,
+  );
+  conn.sendRaw(json);
+  for (let i = 0; i < 50 && got.length < 4; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(got, [1n, 2n, 3n, 4n]);
+});
