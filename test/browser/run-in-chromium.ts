@@ -80,12 +80,18 @@ export async function runInChromium<T>(
   const pageErrors: string[] = [];
   // Playwright refuses `--user-data-dir` in `args` for launch(); a persistent context with our
   // own fresh directory is the same thing (one browser, one throwaway profile).
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: chromiumPath(),
-    args: [...CHROMIUM_FLAGS],
-    headless: true,
-    timeout: timeoutMs,
-  });
+  let context;
+  try {
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: chromiumPath(),
+      args: [...CHROMIUM_FLAGS],
+      headless: true,
+      timeout: timeoutMs,
+    });
+  } catch (err) {
+    rmSync(userDataDir, { recursive: true, force: true });
+    throw err;
+  }
   try {
     const tab = context.pages()[0] ?? (await context.newPage());
     tab.setDefaultTimeout(timeoutMs);
