@@ -2,3 +2,4 @@ export { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from './harne
 export { RawClient, signFields } from './raw-client.js';
 export { storeConformance, type StoreUnderTest } from './store-conformance.js';
 export { spawnServer, type SpawnedServer } from './spawn.js';
+export { busConformance, type BusUnderTest } from './bus-conformance.js';

@@ -1,0 +1,420 @@
+import { randomUUID } from 'node:crypto';
+import { connect, createInbox, type Msg, type NatsConnection } from 'nats';
+import { decodeMsgpack, encodeMsgpack } from '@rtm/fpnn';
+import type { StoredMessage } from '../store/store.js';
+import type { Bus, BusEvent, BusHandler, OnlineResponder } from './bus.js';
+
+/**
+ * The cluster bus over NATS core (DESIGN.md "Cluster"); same contract as `bus.ts`, checked by
+ * `busConformance` (@rtm/testkit).
+ *
+ * Subjects (`<p>` = subjectPrefix):
+ *
+ * | subject            | payload (msgpack, int64 ⇄ bigint)          | who publishes / subscribes          |
+ * |--------------------|---------------------------------------------|-------------------------------------|
+ * | `<p>.ev.<pid>`     | a `BusEvent`                                 | every node → every node             |
+ * | `<p>.online`       | `{ pid, uids }`, reply = the asker's inbox   | asker → every other node            |
+ * | `<inbox>.<n>`      | `{ node, uids }` (the responder's online)    | responder → asker                   |
+ * | `<p>.node`         | `{ node, kind: 'hello' \| 'hb' \| 'bye' }`   | every node, every `heartbeatMs`     |
+ * | `<inbox>.h`        | `{ node, kind: 'hb' }`                       | answer to a `hello` (discovery)     |
+ *
+ * Every event of a project goes on ONE subject, so NATS keeps the publish order of one node for
+ * all event types (a `message` followed by a `kickout` or a `room` change is seen in that order).
+ *
+ * Own events: the connection is opened with `noEcho`, so the NATS server never sends this node
+ * its own publications; `publish` hands the event to the local handler synchronously, like
+ * `LocalBus` (exactly once on every node). Consequences: local delivery never waits for NATS and
+ * keeps working while NATS reconnects; this node sees its own events in publish order at once,
+ * and another node's events in NATS order; events of two different publishers may interleave
+ * differently on different nodes (the contract only orders the events of one publisher).
+ *
+ * Presence queries are scatter-gather: nodes announce themselves on `<p>.node` (a `hello` on
+ * start, answered by every live node; a heartbeat every `heartbeatMs`; a `bye` on close). A node
+ * unheard for `3 × heartbeatMs` is gone. `queryOnline` answers this node's part locally, asks the
+ * others with one publish, and resolves when every known live node has answered or after
+ * `queryTimeoutMs` with the union of what arrived.
+ */
+
+export interface NatsBusOptions {
+  /**
+   * NATS server URL, or several separated by commas (`nats://a:4222,nats://b:4222`). A
+   * `?prefix=<subjectPrefix>` query on the URL sets `subjectPrefix` (so that RTM_BUS alone can
+   * carry it); the `subjectPrefix` option wins over it.
+   */
+  url: string;
+  /** First token(s) of every subject; nodes of one cluster share it. `[A-Za-z0-9_-]` tokens separated by dots. @default 'rtm' */
+  subjectPrefix?: string;
+  /** How long `queryOnline` waits for the other nodes, in ms. @default 500 */
+  queryTimeoutMs?: number;
+  /** Interval of the node heartbeat, in ms; a node unheard for 3 intervals is gone. @default 2000 */
+  heartbeatMs?: number;
+  /** How long `start` listens for the answers to its `hello` before resolving, in ms. @default 100 */
+  discoveryMs?: number;
+  /** Node id. @default `nats-<random>` */
+  nodeId?: string;
+  /**
+   * Errors that cannot be thrown to a caller: an undecodable event, a handler or responder that
+   * threw, a publish NATS refused (e.g. over max_payload), a lost connection. @default ignore
+   */
+  onError?: (err: unknown, context: string) => void;
+}
+
+export const DEFAULT_NATS_SUBJECT_PREFIX = 'rtm';
+export const DEFAULT_NATS_QUERY_TIMEOUT_MS = 500;
+export const DEFAULT_NATS_HEARTBEAT_MS = 2000;
+export const DEFAULT_NATS_DISCOVERY_MS = 100;
+/** Heartbeats a node may miss before it is considered gone. */
+const MISSED_HEARTBEATS = 3;
+
+interface PendingQuery {
+  readonly waiting: Set<string>;
+  readonly online: Set<bigint>;
+  readonly uids: readonly bigint[];
+  readonly timer: NodeJS.Timeout;
+  readonly resolve: (uids: bigint[]) => void;
+}
+
+interface NodeAnnouncement {
+  node: string;
+  kind: 'hello' | 'hb' | 'bye';
+}
+
+/** Splits `?prefix=` off the URL list; returns the servers for nats.js. */
+function parseUrl(url: string): { servers: string[]; prefix: string | undefined } {
+  let prefix: string | undefined;
+  const servers = url
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => {
+      const q = s.indexOf('?');
+      if (q < 0) return s;
+      const p = new URLSearchParams(s.slice(q + 1)).get('prefix');
+      if (p) prefix ??= p;
+      return s.slice(0, q);
+    });
+  return { servers, prefix };
+}
+
+export class NatsBus implements Bus {
+  readonly nodeId: string;
+  readonly subjectPrefix: string;
+  private readonly servers: string[];
+  private readonly queryTimeoutMs: number;
+  private readonly heartbeatMs: number;
+  private readonly discoveryMs: number;
+  private readonly onError: (err: unknown, context: string) => void;
+  private readonly eventPrefix: string;
+  private readonly onlineSubject: string;
+  private readonly nodeSubject: string;
+  private readonly inbox = createInbox();
+
+  private nc: NatsConnection | undefined;
+  private handler: BusHandler | undefined;
+  private responder: OnlineResponder | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** Other live nodes → last time heard (ms). */
+  private readonly peers = new Map<string, number>();
+  private readonly pending = new Map<number, PendingQuery>();
+  private querySeq = 0;
+
+  constructor(options: NatsBusOptions) {
+    if (typeof options?.url !== 'string' || !/^nats:\/\//.test(options.url.trim()))
+      throw new RangeError(`NatsBus: url must be a nats:// URL, got ${JSON.stringify(options?.url)}`);
+    const { servers, prefix } = parseUrl(options.url);
+    const subjectPrefix = options.subjectPrefix ?? prefix ?? DEFAULT_NATS_SUBJECT_PREFIX;
+    if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(subjectPrefix))
+      throw new RangeError(`NatsBus: bad subjectPrefix ${JSON.stringify(subjectPrefix)}`);
+    const positive = (name: string, v: number | undefined, d: number): number => {
+      const n = v ?? d;
+      if (!Number.isFinite(n) || n <= 0) throw new RangeError(`NatsBus: ${name} must be a positive number of ms, got ${String(v)}`);
+      return n;
+    };
+    this.servers = servers;
+    this.subjectPrefix = subjectPrefix;
+    this.queryTimeoutMs = positive('queryTimeoutMs', options.queryTimeoutMs, DEFAULT_NATS_QUERY_TIMEOUT_MS);
+    this.heartbeatMs = positive('heartbeatMs', options.heartbeatMs, DEFAULT_NATS_HEARTBEAT_MS);
+    this.discoveryMs = positive('discoveryMs', options.discoveryMs, DEFAULT_NATS_DISCOVERY_MS);
+    this.nodeId = options.nodeId ?? `nats-${randomUUID().slice(0, 8)}`;
+    this.onError = options.onError ?? (() => {});
+    this.eventPrefix = `${subjectPrefix}.ev.`;
+    this.onlineSubject = `${subjectPrefix}.online`;
+    this.nodeSubject = `${subjectPrefix}.node`;
+  }
+
+  /** Ids of the other nodes currently considered live (for tests and /healthz). */
+  get liveNodes(): string[] {
+    return [...this.peers.keys()];
+  }
+
+  async start(handler: BusHandler, responder: OnlineResponder): Promise<void> {
+    if (this.nc) throw new Error('NatsBus: already started');
+    if (this.closed) throw new Error('NatsBus: closed');
+    const nc = await connect({
+      servers: this.servers,
+      name: `rtm-${this.nodeId}`,
+      noEcho: true,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 500,
+    });
+    this.nc = nc;
+    this.handler = handler;
+    this.responder = responder;
+    void this.watchStatus(nc);
+
+    nc.subscribe(`${this.eventPrefix}*`, { callback: (err, msg) => (err ? this.onError(err, 'event subscription') : this.onEvent(msg)) });
+    nc.subscribe(this.onlineSubject, { callback: (err, msg) => (err ? this.onError(err, 'online subscription') : this.onQuery(msg)) });
+    nc.subscribe(this.nodeSubject, { callback: (err, msg) => (err ? this.onError(err, 'node subscription') : this.onAnnouncement(msg)) });
+    nc.subscribe(`${this.inbox}.>`, { callback: (err, msg) => (err ? this.onError(err, 'inbox subscription') : this.onInbox(msg)) });
+    await nc.flush(); // subscriptions are registered before anyone can learn of this node
+
+    this.announce('hello', this.inbox + '.h');
+    await new Promise<void>((resolve) => setTimeout(resolve, this.discoveryMs));
+    this.heartbeat = setInterval(() => this.tick(), this.heartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  publish(event: BusEvent): void {
+    if (!this.handler) return;
+    const nc = this.nc;
+    if (nc && !nc.isClosed()) {
+      try {
+        nc.publish(this.eventPrefix + pidOf(event), encodeMsgpack(event));
+      } catch (err) {
+        this.onError(err, 'publish');
+      }
+    }
+    this.handler(event);
+  }
+
+  async queryOnline(pid: number, uids: bigint[]): Promise<bigint[]> {
+    if (uids.length === 0) return [];
+    const local = this.responder ? this.responder(pid, uids) : [];
+    const nc = this.nc;
+    if (!nc || nc.isClosed() || this.closed || this.peers.size === 0) return local;
+    const id = ++this.querySeq;
+    return new Promise<bigint[]>((resolve) => {
+      const timer = setTimeout(() => this.finishQuery(id), this.queryTimeoutMs);
+      this.pending.set(id, { waiting: new Set(this.peers.keys()), online: new Set(local), uids, timer, resolve });
+      try {
+        nc.publish(this.onlineSubject, encodeMsgpack({ pid, uids }), { reply: `${this.inbox}.${id}` });
+      } catch (err) {
+        this.onError(err, 'queryOnline');
+        this.finishQuery(id);
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
+    for (const id of [...this.pending.keys()]) this.finishQuery(id);
+    const nc = this.nc;
+    this.handler = undefined;
+    this.responder = undefined;
+    this.peers.clear();
+    if (!nc || nc.isClosed()) return;
+    this.announce('bye');
+    try {
+      await nc.drain(); // flushes the bye and anything published before close
+    } catch (err) {
+      this.onError(err, 'drain');
+      await nc.close().catch(() => {});
+    }
+  }
+
+  // --- inbound ---------------------------------------------------------------------------------
+
+  private onEvent(msg: Msg): void {
+    const handler = this.handler;
+    if (!handler) return;
+    let event: BusEvent;
+    try {
+      event = decodeEvent(msg.data);
+    } catch (err) {
+      this.onError(err, `undecodable event on ${msg.subject}`);
+      return;
+    }
+    try {
+      handler(event);
+    } catch (err) {
+      this.onError(err, `handler of ${event.type}`);
+    }
+  }
+
+  private onQuery(msg: Msg): void {
+    const responder = this.responder;
+    if (!responder || !msg.reply) return;
+    let online: bigint[] = [];
+    try {
+      const q = decodeMsgpack(msg.data) as { pid: unknown; uids: unknown };
+      if (!Array.isArray(q.uids)) throw new TypeError('uids is not an array');
+      online = responder(num(q.pid), q.uids.map(big));
+    } catch (err) {
+      this.onError(err, 'online query'); // still answer (empty) so the asker need not time out
+    }
+    try {
+      msg.respond(encodeMsgpack({ node: this.nodeId, uids: online }));
+    } catch (err) {
+      this.onError(err, 'online answer');
+    }
+  }
+
+  private onAnnouncement(msg: Msg): void {
+    let a: NodeAnnouncement;
+    try {
+      a = decodeMsgpack(msg.data) as NodeAnnouncement;
+      if (typeof a.node !== 'string') throw new TypeError('node is not a string');
+    } catch (err) {
+      this.onError(err, 'node announcement');
+      return;
+    }
+    if (a.node === this.nodeId || this.closed) return;
+    if (a.kind === 'bye') return this.forget(a.node);
+    this.peers.set(a.node, Date.now());
+    if (a.kind === 'hello' && msg.reply) {
+      try {
+        msg.respond(encodeMsgpack({ node: this.nodeId, kind: 'hb' }));
+      } catch (err) {
+        this.onError(err, 'hello answer');
+      }
+    }
+  }
+
+  private onInbox(msg: Msg): void {
+    const token = msg.subject.slice(this.inbox.length + 1);
+    let answer: { node: string; uids?: unknown };
+    try {
+      answer = decodeMsgpack(msg.data) as { node: string; uids?: unknown };
+      if (typeof answer.node !== 'string') throw new TypeError('node is not a string');
+    } catch (err) {
+      this.onError(err, 'inbox message');
+      return;
+    }
+    if (this.closed) return;
+    this.peers.set(answer.node, Date.now()); // it answered: it is alive
+    if (token === 'h') return;
+    const q = this.pending.get(Number(token));
+    if (!q) return; // late answer of a finished query
+    if (Array.isArray(answer.uids)) for (const u of answer.uids) q.online.add(big(u));
+    q.waiting.delete(answer.node);
+    if (q.waiting.size === 0) this.finishQuery(Number(token));
+  }
+
+  // --- membership ------------------------------------------------------------------------------
+
+  private tick(): void {
+    this.announce('hb');
+    const deadline = Date.now() - MISSED_HEARTBEATS * this.heartbeatMs;
+    for (const [node, seen] of this.peers) if (seen < deadline) this.forget(node);
+  }
+
+  private forget(node: string): void {
+    this.peers.delete(node);
+    for (const [id, q] of this.pending) {
+      q.waiting.delete(node);
+      if (q.waiting.size === 0) this.finishQuery(id);
+    }
+  }
+
+  private announce(kind: NodeAnnouncement['kind'], reply?: string): void {
+    const nc = this.nc;
+    if (!nc || nc.isClosed()) return;
+    try {
+      nc.publish(this.nodeSubject, encodeMsgpack({ node: this.nodeId, kind }), reply ? { reply } : undefined);
+    } catch (err) {
+      this.onError(err, `announce ${kind}`);
+    }
+  }
+
+  private finishQuery(id: number): void {
+    const q = this.pending.get(id);
+    if (!q) return;
+    this.pending.delete(id);
+    clearTimeout(q.timer);
+    q.resolve(q.uids.filter((u) => q.online.has(u)));
+  }
+
+  private async watchStatus(nc: NatsConnection): Promise<void> {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect' || s.type === 'error') this.onError(s.data, `nats ${s.type}`);
+    }
+  }
+}
+
+// --- payloads ----------------------------------------------------------------------------------
+
+function pidOf(event: BusEvent): number {
+  return event.type === 'message' ? event.message.pid : event.pid;
+}
+
+function big(v: unknown): bigint {
+  if (typeof v === 'bigint') return v;
+  if (typeof v === 'number' && Number.isInteger(v)) return BigInt(v);
+  throw new TypeError(`expected an integer, got ${typeof v}`);
+}
+
+function num(v: unknown): number {
+  if (typeof v === 'number') return v;
+  if (typeof v === 'bigint') return Number(v);
+  throw new TypeError(`expected a number, got ${typeof v}`);
+}
+
+function str(v: unknown): string {
+  if (typeof v === 'string') return v;
+  throw new TypeError(`expected a string, got ${typeof v}`);
+}
+
+/** msgpack gives a Buffer for bin; hand out a plain Uint8Array like the rest of the server. */
+function body(v: unknown): string | Uint8Array {
+  if (typeof v === 'string') return v;
+  if (v instanceof Uint8Array) return Buffer.isBuffer(v) ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : v;
+  throw new TypeError(`expected a string or bytes, got ${typeof v}`);
+}
+
+/** Decodes and checks an event from the wire; integers get the types of `BusEvent` whatever their msgpack width. */
+export function decodeEvent(bytes: Uint8Array): BusEvent {
+  const e = decodeMsgpack(bytes) as Record<string, unknown>;
+  if (typeof e !== 'object' || e === null) throw new TypeError('event is not a map');
+  switch (e.type) {
+    case 'message': {
+      const m = e.message as Record<string, unknown>;
+      if (typeof m !== 'object' || m === null) throw new TypeError('message is not a map');
+      const message: StoredMessage = {
+        ...(m as unknown as StoredMessage),
+        pid: num(m.pid),
+        kind: num(m.kind) as StoredMessage['kind'],
+        from: big(m.from),
+        to: big(m.to),
+        mid: big(m.mid),
+        mtype: num(m.mtype),
+        msg: body(m.msg),
+        attrs: str(m.attrs),
+        id: big(m.id),
+        mtime: big(m.mtime),
+      };
+      const out: BusEvent = { type: 'message', message };
+      if (e.recipients !== undefined && e.recipients !== null) {
+        if (!Array.isArray(e.recipients)) throw new TypeError('recipients is not an array');
+        out.recipients = e.recipients.map(big);
+      }
+      if (e.origin !== undefined && e.origin !== null) {
+        const o = e.origin as Record<string, unknown>;
+        out.origin = { node: str(o.node), conn: num(o.conn) };
+      }
+      return out;
+    }
+    case 'kickout':
+      return { type: 'kickout', pid: num(e.pid), uid: big(e.uid) };
+    case 'room':
+      return { type: 'room', pid: num(e.pid), rid: big(e.rid), uid: big(e.uid), joined: e.joined === true, kick: e.kick === true };
+    case 'presence':
+      if (e.event !== 'login' && e.event !== 'logout') throw new TypeError(`bad presence event ${String(e.event)}`);
+      return { type: 'presence', pid: num(e.pid), uid: big(e.uid), event: e.event, time: num(e.time), endpoint: str(e.endpoint) };
+    default:
+      throw new TypeError(`unknown event type ${String(e.type)}`);
+  }
+}

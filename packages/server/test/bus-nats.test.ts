@@ -1,0 +1,173 @@
+/**
+ * NatsBus: the shared Bus conformance suite with three nodes (three buses, three NATS connections,
+ * one process), plus what only a real network bus has: a node that stops answering, discovery,
+ * heartbeats, the `?prefix=` URL form and a clean close.
+ *
+ * URL: env RTM_TEST_NATS_URL, default nats://127.0.0.1:4222. Each test uses a random subject
+ * prefix, so parallel runs never see each other. Unreachable → skipped with a message, except when
+ * CI=true (then the tests fail).
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { connect, type NatsConnection } from 'nats';
+import { decodeMsgpack, encodeMsgpack } from '@rtm/fpnn';
+import { busConformance } from '@rtm/testkit';
+import type { BusEvent } from '../src/bus/bus.js';
+import { NatsBus } from '../src/bus/nats.js';
+
+const URL = process.env['RTM_TEST_NATS_URL'] ?? 'nats://127.0.0.1:4222';
+const CI = process.env['CI'] === 'true';
+
+async function reachable(): Promise<string | undefined> {
+  try {
+    const nc = await connect({ servers: URL, timeout: 2000, reconnect: false });
+    await nc.close();
+    return undefined;
+  } catch (err) {
+    return `NATS unreachable at ${URL} (${(err as Error).message}); set RTM_TEST_NATS_URL`;
+  }
+}
+
+const freshPrefix = (): string => `rtmtest_${randomBytes(6).toString('hex')}`;
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const noop = (): void => {};
+
+const unreachable = await reachable();
+
+if (unreachable && !CI) {
+  describe('NatsBus', () => {
+    it('runs against a real NATS server', { skip: unreachable }, () => {});
+  });
+} else if (unreachable) {
+  describe('NatsBus', () => {
+    it('runs against a real NATS server (required when CI=true)', () => {
+      assert.fail(unreachable);
+    });
+  });
+} else {
+  busConformance('nats (three nodes)', async () => {
+    const subjectPrefix = freshPrefix();
+    const buses = [0, 1, 2].map((i) => new NatsBus({ url: URL, subjectPrefix, nodeId: `n${i}-${subjectPrefix}`, discoveryMs: 50 }));
+    return { buses, cleanup: async () => {} };
+  });
+
+  describe('NatsBus specifics', () => {
+    it('a node that stops answering is left out after queryTimeoutMs; the others still count', async () => {
+      const subjectPrefix = freshPrefix();
+      const a = new NatsBus({ url: URL, subjectPrefix, queryTimeoutMs: 300, discoveryMs: 50 });
+      const b = new NatsBus({ url: URL, subjectPrefix, queryTimeoutMs: 300, discoveryMs: 50 });
+      // A "hung" node: it announces itself like a node but never answers a query.
+      const zombie: NatsConnection = await connect({ servers: URL });
+      try {
+        await a.start(noop, (_pid, uids) => uids.filter((u) => u === 1n));
+        await b.start(noop, (_pid, uids) => uids.filter((u) => u === 2n));
+        zombie.publish(`${subjectPrefix}.node`, encodeMsgpack({ node: 'zombie', kind: 'hb' }));
+        await zombie.flush();
+        await sleep(50);
+        assert.ok(a.liveNodes.includes('zombie'));
+        const t0 = Date.now();
+        const answer = await a.queryOnline(1, [1n, 2n, 3n]);
+        const elapsed = Date.now() - t0;
+        assert.deepEqual(answer, [1n, 2n]);
+        assert.ok(elapsed >= 250 && elapsed < 1500, `waited ${elapsed} ms for the silent node`);
+        // Without the silent node the answer comes as soon as b has answered.
+        zombie.publish(`${subjectPrefix}.node`, encodeMsgpack({ node: 'zombie', kind: 'bye' }));
+        await zombie.flush();
+        await sleep(50);
+        const t1 = Date.now();
+        assert.deepEqual(await a.queryOnline(1, [3n, 2n, 1n]), [2n, 1n], 'input order kept');
+        assert.ok(Date.now() - t1 < 200);
+      } finally {
+        await zombie.close();
+        await Promise.all([a.close(), b.close()]);
+      }
+    });
+
+    it('a node unheard for three heartbeats is gone; heartbeats keep live nodes known', async () => {
+      const subjectPrefix = freshPrefix();
+      const a = new NatsBus({ url: URL, subjectPrefix, heartbeatMs: 100, discoveryMs: 30 });
+      const b = new NatsBus({ url: URL, subjectPrefix, heartbeatMs: 100, discoveryMs: 30 });
+      const zombie = await connect({ servers: URL });
+      try {
+        await a.start(noop, () => []);
+        await b.start(noop, () => []);
+        assert.deepEqual(a.liveNodes, [b.nodeId], 'a learnt b from its hello');
+        assert.deepEqual(b.liveNodes, [a.nodeId], 'b learnt a from the answer to its hello');
+        zombie.publish(`${subjectPrefix}.node`, encodeMsgpack({ node: 'zombie', kind: 'hb' }));
+        await zombie.flush();
+        await sleep(30);
+        assert.ok(a.liveNodes.includes('zombie'));
+        await sleep(500); // > 3 heartbeats
+        assert.deepEqual(a.liveNodes, [b.nodeId], 'the silent node expired, b is still live');
+      } finally {
+        await zombie.close();
+        await Promise.all([a.close(), b.close()]);
+      }
+    });
+
+    it('events go on <prefix>.ev.<pid> as msgpack with int64 ids; ?prefix= in the URL sets the prefix', async () => {
+      const subjectPrefix = freshPrefix();
+      const bus = new NatsBus({ url: `${URL}?prefix=${subjectPrefix}`, discoveryMs: 10 });
+      assert.equal(bus.subjectPrefix, subjectPrefix);
+      const spy = await connect({ servers: URL });
+      const seen: { subject: string; event: unknown }[] = [];
+      spy.subscribe(`${subjectPrefix}.ev.>`, { callback: (_e, m) => seen.push({ subject: m.subject, event: decodeMsgpack(m.data) }) });
+      await spy.flush();
+      try {
+        await bus.start(noop, () => []);
+        const event: BusEvent = { type: 'kickout', pid: 1234, uid: 2n ** 60n };
+        bus.publish(event);
+        for (let i = 0; i < 100 && seen.length === 0; i++) await sleep(10);
+        assert.deepEqual(seen, [{ subject: `${subjectPrefix}.ev.1234`, event: { type: 'kickout', pid: 1234, uid: 2n ** 60n } }]);
+      } finally {
+        await spy.close();
+        await bus.close();
+      }
+    });
+
+    it('an undecodable event is reported to onError and skipped; the next one is handled', async () => {
+      const subjectPrefix = freshPrefix();
+      const errors: string[] = [];
+      const got: BusEvent[] = [];
+      const bus = new NatsBus({ url: URL, subjectPrefix, discoveryMs: 10, onError: (_err, context) => errors.push(context) });
+      const rogue = await connect({ servers: URL });
+      try {
+        await bus.start(
+          (e) => got.push(e),
+          () => [],
+        );
+        rogue.publish(`${subjectPrefix}.ev.1`, new Uint8Array([0xc1]));
+        rogue.publish(`${subjectPrefix}.ev.1`, encodeMsgpack({ type: 'nonsense' }));
+        rogue.publish(`${subjectPrefix}.ev.1`, encodeMsgpack({ type: 'kickout', pid: 1, uid: 5 }));
+        await rogue.flush();
+        for (let i = 0; i < 100 && got.length === 0; i++) await sleep(10);
+        assert.deepEqual(got, [{ type: 'kickout', pid: 1, uid: 5n }], 'a small int still becomes a bigint');
+        assert.equal(errors.filter((c) => c.startsWith('undecodable event')).length, 2);
+      } finally {
+        await rogue.close();
+        await bus.close();
+      }
+    });
+
+    it('close() leaves no timer or connection behind', async () => {
+      const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+      const before = timers();
+      const subjectPrefix = freshPrefix();
+      const buses = [0, 1].map(() => new NatsBus({ url: URL, subjectPrefix, discoveryMs: 10, queryTimeoutMs: 5000 }));
+      await Promise.all(buses.map((b) => b.start(noop, () => [])));
+      const pendingQuery = buses[0]!.queryOnline(1, [1n]); // b's answer will come; close first anyway
+      await Promise.all(buses.map((b) => b.close()));
+      assert.deepEqual(await pendingQuery, []);
+      await sleep(20);
+      assert.ok(timers() <= before, `timers before ${before}, after ${timers()}`);
+    });
+
+    it('rejects bad options', () => {
+      assert.throws(() => new NatsBus({ url: 'http://x' }), /nats:\/\//);
+      assert.throws(() => new NatsBus({ url: URL, subjectPrefix: 'a b' }), /subjectPrefix/);
+      assert.throws(() => new NatsBus({ url: URL, subjectPrefix: 'a.>' }), /subjectPrefix/);
+      assert.throws(() => new NatsBus({ url: URL, queryTimeoutMs: 0 }), /queryTimeoutMs/);
+    });
+  });
+}
