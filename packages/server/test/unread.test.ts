@@ -63,7 +63,11 @@ describe('unread across logouts, clears, blips and devices (logoutGraceMs 150)',
     return mtime as bigint;
   }
 
-  async function p2pUnread(c: RawClient, uids: bigint[], extra: Payload = {}): Promise<{ p2p: Record<string, number>; ltime: Record<string, bigint> }> {
+  async function p2pUnread(
+    c: RawClient,
+    uids: bigint[],
+    extra: Payload = {},
+  ): Promise<{ p2p: Record<string, number>; ltime: Record<string, bigint> }> {
     return (await c.quest('getp2punread', { uids, ...extra })) as never;
   }
 
@@ -93,7 +97,13 @@ describe('unread across logouts, clears, blips and devices (logoutGraceMs 150)',
     await serverP2P(peer, me);
     const peerLast = await serverP2P(peer, me);
     const sender = await login(other);
-    const { mtime: otherLast } = (await sender.quest('sendmsg', { to: me, mid: ++nextMid, mtype: 30, msg: 'from a client', attrs: '' })) as { mtime: bigint };
+    const { mtime: otherLast } = (await sender.quest('sendmsg', {
+      to: me,
+      mid: ++nextMid,
+      mtype: 30,
+      msg: 'from a client',
+      attrs: '',
+    })) as { mtime: bigint };
     await serverGroup(peer, gid);
     const groupLast = await serverGroup(other, gid);
     await serverP2P(peer, other); // not for me

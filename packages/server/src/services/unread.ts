@@ -1,5 +1,12 @@
 import type { Payload } from '@rtm/fpnn';
-import { MessageKind, type ConversationRef, type Store, type StoredMessage, type UnreadBaseline, type UnreadCount } from '../store/store.js';
+import {
+  MessageKind,
+  type ConversationRef,
+  type Store,
+  type StoredMessage,
+  type UnreadBaseline,
+  type UnreadCount,
+} from '../store/store.js';
 import { historyEntry } from './pushes.js';
 
 /**
@@ -113,7 +120,12 @@ export class UnreadService {
     return { p2p, group: gids.filter((_, i) => last[i] !== undefined) };
   }
 
-  private async rows(ids: readonly bigint[], counts: Map<bigint, UnreadCount>, opts: UnreadOptions, conv: (id: bigint) => ConversationRef): Promise<ConversationRow[]> {
+  private async rows(
+    ids: readonly bigint[],
+    counts: Map<bigint, UnreadCount>,
+    opts: UnreadOptions,
+    conv: (id: bigint) => ConversationRef,
+  ): Promise<ConversationRow[]> {
     const mtypes = mtypesOf(opts);
     const last = await Promise.all(ids.map((id) => this.lastMessage(conv(id), mtypes)));
     const rows: ConversationRow[] = [];

@@ -16,7 +16,10 @@ export const getservertime = clientMethod({}, () => ({ mts: BigInt(Date.now()) }
 
 /** Logged at info with the user, then accepted (proposal). */
 export const adddebuglog = clientMethod({ msg: f.str, attrs: f.opt(f.str) }, (ctx, r) => {
-  ctx.services.log.info({ pid: ctx.pid, uid: String(ctx.uid), conn: ctx.conn.id, debugMsg: r.msg, debugAttrs: r.attrs ?? '' }, 'client debug log');
+  ctx.services.log.info(
+    { pid: ctx.pid, uid: String(ctx.uid), conn: ctx.conn.id, debugMsg: r.msg, debugAttrs: r.attrs ?? '' },
+    'client debug log',
+  );
   return {};
 });
 

@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { RtmError } from '@rtm/fpnn';
+import { RawClient, startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+import { createLogger } from '../src/observability/logger.js';
+
+// client-api.md §4 "System", end to end.
+
+let nextUid = 1n << 57n;
+const newUid = (): bigint => ++nextUid;
+
+async function rejectsWith(promise: Promise<unknown>, code: number): Promise<void> {
+  await assert.rejects(promise, (err: unknown) => {
+    assert.ok(err instanceof RtmError, `expected RtmError, got ${String(err)}`);
+    assert.equal(err.code, code, err.message);
+    return true;
+  });
+}
+
+describe('system methods', () => {
+  let server: TestServer;
+  let backend: RawClient;
+  const clients: RawClient[] = [];
+  const logLines: Record<string, unknown>[] = [];
+
+  async function login(uid: bigint, attrs?: Record<string, string>): Promise<RawClient> {
+    const { token } = await backend.signed('gettoken', { uid }, TEST_PID, TEST_SECRET);
+    const c = await RawClient.websocket(server.clientEndpoint);
+    clients.push(c);
+    assert.deepEqual(await c.quest('auth', { pid: TEST_PID, uid, token, ...(attrs ? { attrs } : {}) }), { ok: true });
+    return c;
+  }
+
+  before(async () => {
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const line of chunk.toString().split('\n')) if (line) logLines.push(JSON.parse(line) as Record<string, unknown>);
+        done();
+      },
+    });
+    server = await startTestServer({}, { logger: createLogger('info', sink) });
+    backend = await RawClient.tcp(server.serverEndpoint);
+  });
+  after(async () => {
+    for (const c of clients) c.close();
+    backend.close();
+    await server.close();
+  });
+
+  it('addattrs merges into this connection only; getattrs answers one string map', async () => {
+    const uid = newUid();
+    const c = await login(uid, { device: 'phone' });
+    const other = await login(uid);
+    assert.deepEqual(await c.quest('getattrs'), { attrs: { device: 'phone' } });
+    assert.deepEqual(await c.quest('addattrs', { attrs: { lang: 'en', device: 'tablet' } }), {});
+    assert.deepEqual(await c.quest('getattrs'), { attrs: { device: 'tablet', lang: 'en' } });
+    assert.deepEqual(await other.quest('getattrs'), { attrs: {} });
+    await rejectsWith(c.quest('addattrs', { attrs: ['x'] }), 10010);
+    await rejectsWith(c.quest('addattrs', {}), 10009);
+  });
+
+  it('getservertime answers ms as an int64', async () => {
+    const c = await login(newUid());
+    const before = BigInt(Date.now());
+    const { mts } = (await c.quest('getservertime')) as { mts: unknown };
+    assert.equal(typeof mts, 'bigint');
+    assert.ok((mts as bigint) >= before && (mts as bigint) <= BigInt(Date.now()));
+  });
+
+  it('adddebuglog is logged at info with the uid and accepted', async () => {
+    const uid = newUid();
+    const c = await login(uid);
+    assert.deepEqual(await c.quest('adddebuglog', { msg: 'client says hi', attrs: '{"k":1}' }), {});
+    const line = logLines.find((l) => l['debugMsg'] === 'client says hi');
+    assert.ok(line, 'logged');
+    assert.equal(line['uid'], String(uid));
+    assert.equal(line['level'], 30);
+    assert.equal(line['debugAttrs'], '{"k":1}');
+  });
+
+  it('out-of-scope methods are accepted no-ops with validated keys', async () => {
+    const c = await login(newUid());
+    assert.deepEqual(await c.quest('adddevice', { apptype: 'fcm', devicetoken: 'tok' }), {});
+    assert.deepEqual(await c.quest('removedevice', { devicetoken: 'tok' }), {});
+    assert.deepEqual(await c.quest('addoption', { type: 1, xid: 5n, mtypes: [30] }), {});
+    assert.deepEqual(await c.quest('removeoption', { type: 2, xid: 6n }), {});
+    assert.deepEqual(await c.quest('getoption'), { p2p: {}, group: {} });
+    assert.deepEqual(await c.quest('setlang', { lang: 'fr' }), {});
+    await rejectsWith(c.quest('setlang', {}), 10009);
+    await rejectsWith(c.quest('adddevice', { apptype: 'fcm' }), 10009);
+  });
+
+  it('value-added methods answer 200060 NO_CONFIG_IN_CONSOLE with an explanation', async () => {
+    const c = await login(newUid());
+    for (const method of ['translate', 'profanity', 'tcheck', 'icheck', 'acheck', 'vcheck', 'speech2text', 'speechtranslation']) {
+      await assert.rejects(c.quest(method, { text: 'x', dst: 'en' }), (err: unknown) => {
+        assert.ok(err instanceof RtmError);
+        assert.equal(err.code, 200060, method);
+        assert.match(err.message, new RegExp(`'${method}'.*not provide`));
+        return true;
+      });
+    }
+  });
+});
