@@ -1,0 +1,95 @@
+/**
+ * Baseline and ceiling: a bare `ws` broadcast server (forked by the benches, IPC channel to the
+ * controlling process). Clients connect with `?rooms=a,b` and get the text message `joined`; a
+ * publisher sends a JSON text message {rid, from, mtype, mid, msg, attrs}. The server encodes the
+ * message once (msgpack, plus `mtime`) into one WebSocket frame and queues that same buffer on every
+ * member; the queues are flushed once per event-loop turn, one socket write per connection. No
+ * per-connection protocol state, acknowledgements or bounds: the Node ceiling for fan-out.
+ */
+import { createServer } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { pack } from 'msgpackr';
+import { WebSocketServer, type WebSocket } from 'ws';
+
+interface Member {
+  socket: Socket;
+  queue: Buffer[];
+}
+
+const http = createServer();
+const wss = new WebSocketServer({ server: http, perMessageDeflate: false });
+const rooms = new Map<string, Set<Member>>();
+let dirty: Member[] = [];
+let flushScheduled = false;
+
+/** An unmasked binary frame (server to client), FIN set. */
+function frame(payload: Buffer): Buffer {
+  const n = payload.length;
+  const head = n < 126 ? 2 : n < 65536 ? 4 : 10;
+  const out = Buffer.allocUnsafe(head + n);
+  out[0] = 0x82;
+  if (n < 126) out[1] = n;
+  else if (n < 65536) {
+    out[1] = 126;
+    out.writeUInt16BE(n, 2);
+  } else {
+    out[1] = 127;
+    out.writeBigUInt64BE(BigInt(n), 2);
+  }
+  payload.copy(out, head);
+  return out;
+}
+
+function flush(): void {
+  flushScheduled = false;
+  const members = dirty;
+  dirty = [];
+  for (const m of members) {
+    const q = m.queue;
+    m.queue = [];
+    if (m.socket.destroyed) continue;
+    m.socket.write(q.length === 1 ? q[0]! : Buffer.concat(q));
+  }
+}
+
+function publish(raw: string): void {
+  const m = JSON.parse(raw) as { rid: string };
+  const members = rooms.get(String(m.rid));
+  if (!members) return;
+  const bytes = frame(pack({ ...m, mtime: Date.now() }));
+  for (const member of members) {
+    if (member.queue.push(bytes) === 1) dirty.push(member);
+  }
+  if (!flushScheduled && dirty.length) {
+    flushScheduled = true;
+    setImmediate(flush);
+  }
+}
+
+wss.on('connection', (ws: WebSocket, req) => {
+  const names = (new URL(req.url ?? '/', 'http://x').searchParams.get('rooms') ?? '').split(',').filter(Boolean);
+  const member: Member = { socket: (ws as unknown as { _socket: Socket })._socket, queue: [] };
+  for (const rid of names) {
+    let set = rooms.get(rid);
+    if (!set) rooms.set(rid, (set = new Set()));
+    set.add(member);
+  }
+  ws.on('message', (data, isBinary) => {
+    if (!isBinary) publish(data.toString());
+  });
+  ws.on('close', () => {
+    for (const rid of names) rooms.get(rid)?.delete(member);
+  });
+  ws.send('joined');
+});
+
+process.on('message', (m: { type: string; id: number; rids?: string[] }) => {
+  if (m.type === 'rooms') {
+    const sizes = Object.fromEntries((m.rids ?? []).map((rid) => [rid, rooms.get(rid)?.size ?? 0]));
+    process.send!({ id: m.id, sizes, connections: wss.clients.size });
+  }
+});
+process.on('disconnect', () => process.exit(0));
+process.on('SIGTERM', () => process.exit(0));
+
+http.listen(0, '127.0.0.1', () => process.send!({ type: 'listening', port: (http.address() as AddressInfo).port }));

@@ -1,0 +1,276 @@
+/**
+ * Helpers shared by the fan-out, latency and memory benches (the controlling process side): server
+ * processes under test (ours through `spawnServer`, the baselines forked), their CPU and memory read
+ * from /proc, load-generator worker processes with a small IPC protocol, and clean-up on any exit.
+ */
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { spawnServer, TEST_PID, TEST_SECRET, type SpawnedServer } from '@rtm/testkit';
+
+export const PROBE = fileURLToPath(new URL('./probe.mjs', import.meta.url));
+const TSX_ARGV = ['--conditions=development', '--import', 'tsx'];
+
+let clkTck = 100;
+try {
+  clkTck = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+} catch {
+  /* Linux default */
+}
+
+/** CPU time (user + system) of a process in µs, from /proc/<pid>/stat (utime, stime: fields 14, 15). */
+export function cpuMicros(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is field 3 (state): utime is field 14 → index 11, stime 15 → index 12.
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / clkTck;
+}
+
+/** Resident set size of a process in bytes, from /proc/<pid>/status. */
+export function rssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+export interface ProbeFigures {
+  rss: number;
+  heapUsed: number;
+  heapTotal: number;
+  external: number;
+  arrayBuffers: number;
+  user: number;
+  system: number;
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+// ------------------------------------------------------------------------------------------------
+// Processes to clean up on every exit path.
+
+const children = new Set<ChildProcess>();
+let hooked = false;
+function track(child: ChildProcess): void {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  if (hooked) return;
+  hooked = true;
+  const killAll = (): void => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  };
+  process.once('exit', killAll);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      killAll();
+      process.exit(130);
+    });
+  }
+  process.once('uncaughtException', (err) => {
+    killAll();
+    console.error(err);
+    process.exit(1);
+  });
+}
+
+// ------------------------------------------------------------------------------------------------
+// Servers under test.
+
+export type ServerKind = 'rtm' | 'socketio' | 'ws';
+export const SERVER_LABEL: Record<ServerKind, string> = { rtm: 'our RTM server', socketio: 'Socket.IO', ws: 'bare ws (ceiling)' };
+
+export interface ServerUnderTest {
+  kind: ServerKind;
+  pid: number;
+  /** Client-facing port (RTM: the client gate). */
+  clientPort: number;
+  /** RTM only: the server gate. */
+  serverPort?: number;
+  /** Memory figures from inside the process (after a forced GC). */
+  probe(): Promise<ProbeFigures>;
+  /** Baselines only: asks the server something over IPC. */
+  ask?(msg: Record<string, unknown>): Promise<Record<string, unknown>>;
+  stop(): Promise<void>;
+}
+
+function probeOn(child: ChildProcess): () => Promise<ProbeFigures> {
+  let buffered = '';
+  let waiters: ((f: ProbeFigures) => void)[] = [];
+  child.stderr!.on('data', (d: Buffer) => {
+    buffered += d.toString();
+    let nl: number;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      if (line.startsWith('@@probe ')) {
+        const figures = JSON.parse(line.slice(8)) as ProbeFigures;
+        for (const w of waiters.splice(0)) w(figures);
+      } else if (line.trim() && !line.includes('ExperimentalWarning') && !line.includes('--trace-warnings')) process.stderr.write(`[server ${child.pid}] ${line}\n`);
+    }
+  });
+  return () =>
+    new Promise<ProbeFigures>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('server did not answer the memory probe')), 10_000);
+      waiters.push((f) => {
+        clearTimeout(timer);
+        resolve(f);
+      });
+      child.kill('SIGUSR2');
+    });
+}
+
+export interface RtmServerOptions {
+  env?: Record<string, string>;
+  /** Extra NODE_OPTIONS for the server child (e.g. --cpu-prof). */
+  nodeOptions?: string;
+}
+
+/** Our server, as `npm start` runs it, in a child process with a fresh data directory. */
+export async function startRtmServer(options: RtmServerOptions = {}): Promise<ServerUnderTest> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'rtm-bench-'));
+  const nodeOptions = [`--import=${PROBE}`, '--expose-gc', options.nodeOptions ?? '', process.env.RTM_BENCH_SERVER_NODE_OPTIONS ?? ''].join(' ').trim();
+  let server: SpawnedServer;
+  try {
+    server = await spawnServer({
+      RTM_DATA_DIR: dataDir,
+      RTM_PROJECT_ID: String(TEST_PID),
+      RTM_PROJECT_SECRET: TEST_SECRET,
+      RTM_CLIENT_CALLS_PER_SECOND: '0',
+      RTM_LOG_LEVEL: 'info',
+      NODE_OPTIONS: nodeOptions,
+      ...options.env,
+    });
+  } catch (err) {
+    await rm(dataDir, { recursive: true, force: true });
+    throw err;
+  }
+  track(server.child);
+  const probe = probeOn(server.child);
+  return {
+    kind: 'rtm',
+    pid: server.child.pid!,
+    clientPort: server.clientPort,
+    serverPort: server.serverPort,
+    probe,
+    async stop() {
+      await server.kill('SIGTERM');
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A baseline server (bench/baselines/<kind>-server.ts) forked with an IPC channel. */
+export async function startBaseline(kind: 'socketio' | 'ws', nodeOptions = ''): Promise<ServerUnderTest> {
+  const script = fileURLToPath(new URL(`../baselines/${kind === 'ws' ? 'ws' : 'socketio'}-server.ts`, import.meta.url));
+  const child = fork(script, [], {
+    execArgv: [...TSX_ARGV, `--import=${PROBE}`, '--expose-gc', ...nodeOptions.split(' ').filter(Boolean)],
+    stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+  });
+  track(child);
+  const probe = probeOn(child);
+  let nextId = 1;
+  const pending = new Map<number, (m: Record<string, unknown>) => void>();
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`${kind} baseline exited early (${code})`)));
+    child.on('message', (m: Record<string, unknown>) => {
+      if (m.type === 'listening') resolve(m.port as number);
+      else if (typeof m.id === 'number') pending.get(m.id)?.(m);
+    });
+  });
+  return {
+    kind,
+    pid: child.pid!,
+    clientPort: port,
+    probe,
+    ask(msg) {
+      const id = nextId++;
+      return new Promise((resolve) => {
+        pending.set(id, (m) => {
+          pending.delete(id);
+          resolve(m);
+        });
+        child.send({ ...msg, id });
+      });
+    },
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+export function startServerUnderTest(kind: ServerKind, rtm: RtmServerOptions = {}): Promise<ServerUnderTest> {
+  return kind === 'rtm' ? startRtmServer(rtm) : startBaseline(kind, rtm.nodeOptions);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Load-generator workers: forked processes; every message carries `type`.
+
+export interface Worker {
+  child: ChildProcess;
+  /** Sends a command and resolves with the worker's answer of type `${type}:done`. */
+  call<T = Record<string, unknown>>(type: string, data?: Record<string, unknown>, timeoutMs?: number): Promise<T>;
+  on(type: string, listener: (m: Record<string, unknown>) => void): void;
+  stop(): Promise<void>;
+}
+
+export function startWorker(script: string): Worker {
+  const child = fork(fileURLToPath(new URL(script, import.meta.url)), [], { execArgv: TSX_ARGV, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  track(child);
+  const listeners = new Map<string, ((m: Record<string, unknown>) => void)[]>();
+  let exitError: Error | undefined;
+  const failures: ((e: Error) => void)[] = [];
+  child.on('message', (m: Record<string, unknown>) => {
+    if (m.type === 'error') {
+      const err = new Error(`worker ${child.pid}: ${m.message as string}`);
+      for (const f of failures.splice(0)) f(err);
+      return;
+    }
+    for (const l of listeners.get(m.type as string) ?? []) l(m);
+  });
+  child.once('exit', (code, signal) => {
+    exitError = new Error(`worker ${child.pid} exited (${code ?? signal})`);
+    for (const f of failures.splice(0)) f(exitError);
+  });
+  const on = (type: string, l: (m: Record<string, unknown>) => void): void => {
+    listeners.set(type, [...(listeners.get(type) ?? []), l]);
+  };
+  return {
+    child,
+    on,
+    call<T>(type: string, data: Record<string, unknown> = {}, timeoutMs = 120_000): Promise<T> {
+      if (exitError) return Promise.reject(exitError);
+      return new Promise<T>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`worker ${child.pid}: '${type}' timed out`)), timeoutMs);
+        const done = (m: Record<string, unknown>): void => {
+          clearTimeout(timer);
+          listeners.set(`${type}:done`, (listeners.get(`${type}:done`) ?? []).filter((l) => l !== done));
+          resolve(m as T);
+        };
+        on(`${type}:done`, done);
+        failures.push((e) => {
+          clearTimeout(timer);
+          reject(e);
+        });
+        child.send({ ...data, type });
+      });
+    },
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+export const percentile = (sorted: ArrayLike<number>, p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? 0;
+
+export const fmt = (n: number, digits = 0): string => n.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });

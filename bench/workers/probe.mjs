@@ -1,0 +1,16 @@
+// Preloaded into a server process under test (NODE_OPTIONS=--import=<this file> or execArgv):
+// on SIGUSR2 it collects garbage (when --expose-gc is on) and writes one line to stderr:
+//   @@probe {"rss":…,"heapUsed":…,"heapTotal":…,"external":…,"arrayBuffers":…,"user":…,"system":…}
+// so the bench can read heap figures of a process it does not control (our server), the same way
+// for every server. Plain JS: it must load before any TypeScript loader.
+process.on('SIGUSR2', () => {
+  if (typeof globalThis.gc === 'function') {
+    globalThis.gc();
+    globalThis.gc();
+  }
+  const m = process.memoryUsage();
+  const c = process.cpuUsage();
+  process.stderr.write(
+    `@@probe ${JSON.stringify({ rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, user: c.user, system: c.system })}\n`,
+  );
+});
