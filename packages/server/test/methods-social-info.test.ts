@@ -35,7 +35,9 @@ describe('friends, blacklists, info and data (server and client gates)', () => {
   }
 
   before(async () => {
-    server = await startTestServer({ limits: { maxFriends: 3, maxItemsPerCall: 4, maxInfoBytes: 64, maxDataKeyBytes: 8, maxDataValBytes: 16 } });
+    server = await startTestServer({
+      limits: { maxFriends: 3, maxItemsPerCall: 4, maxInfoBytes: 64, maxDataKeyBytes: 8, maxDataValBytes: 16 },
+    });
     backend = await RawClient.tcp(server.serverEndpoint);
   });
   after(async () => {
@@ -141,7 +143,9 @@ describe('friends, blacklists, info and data (server and client gates)', () => {
     await call('setuserinfo', { uid: a, pinfo: 'private a' });
     assert.deepEqual(await call('getuserinfo', { uid: a }), { oinfo: 'public a', pinfo: 'private a' }, 'absent part unchanged');
     await call('setuserinfo', { uid: b, oinfo: 'public b', pinfo: 'p' });
-    assert.deepEqual(await call('getuseropeninfo', { uids: [a, b, b + 1n] }), { info: { [a.toString()]: 'public a', [b.toString()]: 'public b' } });
+    assert.deepEqual(await call('getuseropeninfo', { uids: [a, b, b + 1n] }), {
+      info: { [a.toString()]: 'public a', [b.toString()]: 'public b' },
+    });
     await rejectsCode(call('getuseropeninfo', { uids: [1n, 2n, 3n, 4n, 5n] }), 200032);
     await rejectsCode(call('setuserinfo', { uid: a }), 10009);
     await rejectsCode(call('setuserinfo', { uid: a, oinfo: 'x'.repeat(65) }), 200030);

@@ -13,7 +13,10 @@ export async function addGroupMembers(services: Services, pid: number, gid: bigi
   const members = new Set(await store.groupMembers(pid, gid));
   const added = [...new Set(uids)].filter((uid) => !members.has(uid));
   if (members.size + added.length > max) {
-    throw new RtmError(RtmErrorCode.MAX_GROUP_MEMBER_COUNT, `group ${gid} has ${members.size} members; adding ${added.length} would exceed the limit of ${max}`);
+    throw new RtmError(
+      RtmErrorCode.MAX_GROUP_MEMBER_COUNT,
+      `group ${gid} has ${members.size} members; adding ${added.length} would exceed the limit of ${max}`,
+    );
   }
   if (added.length > 0) await store.addGroupMembers(pid, gid, added);
 }
@@ -24,7 +27,10 @@ export async function roomsToEnter(services: Services, pid: number, uid: bigint,
   const current = new Set(await services.store.userRooms(pid, uid));
   const fresh = [...new Set(rids)].filter((rid) => !current.has(rid));
   if (current.size + fresh.length > max) {
-    throw new RtmError(RtmErrorCode.ENTER_TOO_MANY_ROOMS, `user ${uid} is in ${current.size} rooms; entering ${fresh.length} more would exceed the limit of ${max}`);
+    throw new RtmError(
+      RtmErrorCode.ENTER_TOO_MANY_ROOMS,
+      `user ${uid} is in ${current.size} rooms; entering ${fresh.length} more would exceed the limit of ${max}`,
+    );
   }
   return fresh;
 }
@@ -78,7 +84,10 @@ export async function addFriends(services: Services, pid: number, uid: bigint, f
   if (added.length === 0) return;
   const own = (await store.friends(pid, uid)).length;
   if (own + added.length > max) {
-    throw new RtmError(RtmErrorCode.MAX_FRIEND_COUNT, `user ${uid} has ${own} friends; adding ${added.length} would exceed the limit of ${max}`);
+    throw new RtmError(
+      RtmErrorCode.MAX_FRIEND_COUNT,
+      `user ${uid} has ${own} friends; adding ${added.length} would exceed the limit of ${max}`,
+    );
   }
   for (const f of added) {
     if ((await store.friends(pid, f)).length + 1 > max) {

@@ -4,4 +4,5 @@
  */
 export const banTarget = (id: bigint | undefined): bigint => (id === undefined || id <= 0n ? 0n : id);
 
-export const banUntil = (btime: number, now = Date.now()): bigint | undefined => (btime > 0 ? BigInt(now) + BigInt(btime) * 1000n : undefined);
+export const banUntil = (btime: number, now = Date.now()): bigint | undefined =>
+  btime > 0 ? BigInt(now) + BigInt(btime) * 1000n : undefined;

@@ -30,9 +30,11 @@ export function infoUpdate(limits: Limits, r: { oinfo?: string; pinfo?: string }
 
 export function checkDataKey(limits: Limits, key: string): void {
   if (key.length === 0) throw new RtmError(RtmErrorCode.INVALID_PARAMETER, 'key must not be empty');
-  if (bytes(key) > limits.maxDataKeyBytes) throw new RtmError(RtmErrorCode.LARGE_DATA, `key is ${bytes(key)} bytes, the limit is ${limits.maxDataKeyBytes}`);
+  if (bytes(key) > limits.maxDataKeyBytes)
+    throw new RtmError(RtmErrorCode.LARGE_DATA, `key is ${bytes(key)} bytes, the limit is ${limits.maxDataKeyBytes}`);
 }
 
 export function checkDataVal(limits: Limits, val: string): void {
-  if (bytes(val) > limits.maxDataValBytes) throw new RtmError(RtmErrorCode.LARGE_DATA, `val is ${bytes(val)} bytes, the limit is ${limits.maxDataValBytes}`);
+  if (bytes(val) > limits.maxDataValBytes)
+    throw new RtmError(RtmErrorCode.LARGE_DATA, `val is ${bytes(val)} bytes, the limit is ${limits.maxDataValBytes}`);
 }

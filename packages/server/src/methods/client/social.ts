@@ -24,7 +24,11 @@ export const getfriends = clientMethod({}, async (ctx) => ({
 /** Blocked users can no longer send p2p messages to me (200049). */
 export const addblacks = clientMethod({ blacks: f.ids }, async (ctx, r) => {
   checkList('blacks', r.blacks, ctx.services.config.limits.maxItemsPerCall);
-  await ctx.services.store.addBlacks(ctx.pid, ctx.uid, [...new Set(r.blacks)].filter((b) => b !== ctx.uid));
+  await ctx.services.store.addBlacks(
+    ctx.pid,
+    ctx.uid,
+    [...new Set(r.blacks)].filter((b) => b !== ctx.uid),
+  );
   return {};
 });
 

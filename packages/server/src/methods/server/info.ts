@@ -12,7 +12,9 @@ export const setuserinfo = serverMethod({ uid: f.id, ...infoParts }, async (ctx,
   return {};
 });
 
-export const getuserinfo = serverMethod({ uid: f.id }, async (ctx, r) => ({ ...(await ctx.services.store.getInfo(ctx.pid, 'user', r.uid)) }));
+export const getuserinfo = serverMethod({ uid: f.id }, async (ctx, r) => ({
+  ...(await ctx.services.store.getInfo(ctx.pid, 'user', r.uid)),
+}));
 
 /** `{ info: { "<uid>": oinfo } }`; users without info are omitted. */
 export const getuseropeninfo = serverMethod({ uids: f.ids }, async (ctx, r) => {
@@ -25,14 +27,18 @@ export const setgroupinfo = serverMethod({ gid: f.id, ...infoParts }, async (ctx
   return {};
 });
 
-export const getgroupinfo = serverMethod({ gid: f.id }, async (ctx, r) => ({ ...(await ctx.services.store.getInfo(ctx.pid, 'group', r.gid)) }));
+export const getgroupinfo = serverMethod({ gid: f.id }, async (ctx, r) => ({
+  ...(await ctx.services.store.getInfo(ctx.pid, 'group', r.gid)),
+}));
 
 export const setroominfo = serverMethod({ rid: f.id, ...infoParts }, async (ctx, r) => {
   await ctx.services.store.setInfo(ctx.pid, 'room', r.rid, infoUpdate(ctx.services.config.limits, r));
   return {};
 });
 
-export const getroominfo = serverMethod({ rid: f.id }, async (ctx, r) => ({ ...(await ctx.services.store.getInfo(ctx.pid, 'room', r.rid)) }));
+export const getroominfo = serverMethod({ rid: f.id }, async (ctx, r) => ({
+  ...(await ctx.services.store.getInfo(ctx.pid, 'room', r.rid)),
+}));
 
 // Per-user key-value data, the same store as the client gate's dataset/dataget/datadel.
 

@@ -34,7 +34,11 @@ export const isfriends = serverMethod({ uid: f.id, fuids: f.ids }, async (ctx, r
 /** `uid` blocks `blacks`: they can no longer send p2p to `uid` (200049). */
 export const addblacks = serverMethod({ uid: f.id, blacks: f.ids }, async (ctx, r) => {
   checkList('blacks', r.blacks, ctx.services.config.limits.maxItemsPerCall);
-  await ctx.services.store.addBlacks(ctx.pid, r.uid, [...new Set(r.blacks)].filter((b) => b !== r.uid));
+  await ctx.services.store.addBlacks(
+    ctx.pid,
+    r.uid,
+    [...new Set(r.blacks)].filter((b) => b !== r.uid),
+  );
   return {};
 });
 
