@@ -206,6 +206,10 @@ describe('groups and rooms (server and client gates)', () => {
     await sleep(50);
     assert.equal(cb.pushes.filter((p) => p.method === 'pushroommsg').length, 1);
     await rejectsCode(cb.quest('getroommsg', { rid, desc: true, num: 10 }), 200040);
+    // removing a user from a room they are not in sends nothing
+    assert.deepEqual(await call('delroommember', { rid: rid + 5n, uid: b }), {});
+    await cb.quest('getuserrooms');
+    assert.equal(cb.pushes.filter((p) => p.method === 'kickoutroom').length, 1);
   });
 
   it('client groups: usergroups, members with onlines, count with online, member-only add/del', async () => {

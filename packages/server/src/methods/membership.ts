@@ -51,13 +51,18 @@ export async function joinRooms(services: Services, pid: number, uid: bigint, ri
   }
 }
 
-/** Takes `uid` out of `rids`; `kick` also sends oneway `kickoutroom {rid}` to the user's sessions. */
+/**
+ * Takes `uid` out of `rids`; `kick` also sends oneway `kickoutroom {rid}` to the user's sessions
+ * (only for rooms the user was in: no kickoutroom for a room never entered).
+ */
 export async function leaveRooms(services: Services, pid: number, uid: bigint, rids: readonly bigint[], kick: boolean): Promise<void> {
   const { store, bus, presence } = services;
+  const wasIn = new Set(await store.userRooms(pid, uid));
   for (const rid of new Set(rids)) {
     await store.removeRoomMember(pid, rid, uid);
-    if (!kick) presence.leaveRoom(pid, rid, uid);
-    bus.publish({ type: 'room', pid, rid, uid, joined: false, kick });
+    const kicked = kick && (wasIn.has(rid) || presence.isInRoomLocally(pid, rid, uid));
+    if (!kicked) presence.leaveRoom(pid, rid, uid);
+    bus.publish({ type: 'room', pid, rid, uid, joined: false, kick: kicked });
   }
 }
 
