@@ -65,7 +65,7 @@ describe('client gate delivery: every device that should, exactly once, and none
     d = await login('D', D);
   });
   after(async () => {
-    for (const dev of devices) await dev.client.close().catch(() => undefined);
+    for (const dev of devices) await Promise.resolve(dev.client.close()).catch(() => undefined);
     await backend.close();
     await server.close();
   });
