@@ -12,6 +12,9 @@
  * - `msg` has no type affinity (declared BLOB): a str body is stored as TEXT, a bin body as BLOB,
  *   and read back as the same kind.
  * - Ids are INTEGER (signed 64-bit); the store reads them with safe integers (bigint).
+ * - Write cost per message is kept low: `messages_inbox` (p2p unread per receiver) is partial
+ *   (p2p only; group unread uses `messages_history`), and `p2p_sessions` has no index on last_id
+ *   (a user's conversation list is read by primary-key prefix and sorted: it is small).
  */
 export interface SqliteMigration {
   version: number;
@@ -48,7 +51,7 @@ CREATE TABLE messages (
 );
 CREATE INDEX messages_history ON messages (pid, kind, conv_lo, conv_hi, id);
 CREATE UNIQUE INDEX messages_key ON messages (pid, kind, from_id, to_id, mid);
-CREATE INDEX messages_inbox ON messages (pid, kind, to_id, mtime);
+CREATE INDEX messages_inbox ON messages (pid, to_id, mtime) WHERE kind = 1;
 CREATE INDEX messages_mtime ON messages (mtime, id);
 
 CREATE TABLE p2p_sessions (
@@ -58,7 +61,6 @@ CREATE TABLE p2p_sessions (
   last_id INTEGER NOT NULL,
   PRIMARY KEY (pid, uid, peer)
 ) WITHOUT ROWID;
-CREATE INDEX p2p_sessions_recent ON p2p_sessions (pid, uid, last_id);
 
 CREATE TABLE unread_baselines (
   pid INTEGER NOT NULL,

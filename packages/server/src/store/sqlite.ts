@@ -3,8 +3,10 @@
  *
  * - One connection, synchronous calls; every method is still async to honour the `Store` interface.
  * - Appends are group-committed: every `append` issued in one event-loop turn is written in ONE
- *   transaction (flushed from `setImmediate`), each batch inside its own savepoint so a failing
- *   batch rejects alone; every promise resolves after the COMMIT.
+ *   transaction (flushed from `setImmediate`); every promise resolves after the COMMIT. Should the
+ *   group fail, each append is retried in its own transaction, so a failing batch rejects alone.
+ * - better-sqlite3 is synchronous: a commit (and its fsync with synchronous=FULL) blocks the event
+ *   loop for its duration; group commit pays that once per turn.
  * - Message ids and mtimes come from the `counters` row, read and written inside that transaction:
  *   ids strictly increase in commit order (also across restarts and after deletions) and
  *   mtime = max(now, last mtime), so mtime never decreases with id. History relies on that to turn
@@ -163,8 +165,12 @@ export class SqliteStore implements Store {
       counterGet: p("SELECT last_id, last_mtime FROM counters WHERE name = 'messages'"),
       counterSet: p("UPDATE counters SET last_id = ?, last_mtime = ? WHERE name = 'messages'"),
       byKey: p(`SELECT ${MESSAGE_COLUMNS}, deleted FROM messages WHERE pid = ? AND kind = ? AND from_id = ? AND to_id = ? AND mid = ?`),
+      begin: p('BEGIN IMMEDIATE'),
+      commit: p('COMMIT'),
+      rollback: p('ROLLBACK'),
       insert: p(
-        'INSERT INTO messages (id, pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        `INSERT INTO messages (id, pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (pid, kind, from_id, to_id, mid) DO NOTHING`,
       ),
       touchSession: p(
         'INSERT INTO p2p_sessions (pid, uid, peer, last_id) VALUES (?, ?, ?, ?) ON CONFLICT (pid, uid, peer) DO UPDATE SET last_id = excluded.last_id',
@@ -173,7 +179,7 @@ export class SqliteStore implements Store {
       firstIdFrom: p('SELECT id FROM messages INDEXED BY messages_mtime WHERE mtime >= ? ORDER BY mtime, id LIMIT 1'),
       lastIdUntil: p('SELECT id FROM messages INDEXED BY messages_mtime WHERE mtime <= ? ORDER BY mtime DESC, id DESC LIMIT 1'),
 
-      p2pPeers: p('SELECT peer FROM p2p_sessions INDEXED BY p2p_sessions_recent WHERE pid = ? AND uid = ? ORDER BY last_id DESC'),
+      p2pPeers: p('SELECT peer FROM p2p_sessions WHERE pid = ? AND uid = ? ORDER BY last_id DESC'),
       removeSession: p('DELETE FROM p2p_sessions WHERE pid = ? AND uid = ? AND peer = ?'),
       baselineGet: p('SELECT logout_time, clear_time FROM unread_baselines WHERE pid = ? AND uid = ?'),
       logoutSet: p(
@@ -276,69 +282,72 @@ export class SqliteStore implements Store {
     });
   }
 
-  /** Commits every pending append in one transaction (group commit). */
+  /**
+   * Commits every pending append in one transaction (group commit). Should the group fail, it is
+   * rolled back and each append is retried alone, so one bad batch cannot fail the others.
+   */
   private flush(): void {
     this.flushScheduled = false;
     const pending = this.pending;
     if (pending.length === 0) return;
     this.pending = [];
-    const db = this.conn;
-    const s = this.s;
-    const outcomes: ({ ok: true; results: AppendResult[] } | { ok: false; error: unknown })[] = [];
+    let results: AppendResult[][];
     try {
-      db.exec('BEGIN IMMEDIATE');
-      try {
-        const counter = s.counterGet.get()!;
-        let lastId = counter['last_id'] as bigint;
-        let lastMtime = counter['last_mtime'] as bigint;
-        const clock = BigInt(Math.trunc(this.options.now()));
-        const mtime = clock > lastMtime ? clock : lastMtime;
+      results = this.commitGroup(pending);
+    } catch (err) {
+      if (pending.length === 1) pending[0]!.reject(err);
+      else {
         for (const p of pending) {
-          const savedId = lastId;
-          db.exec('SAVEPOINT batch');
           try {
-            const results: AppendResult[] = [];
-            for (const m of p.batch) {
-              const existing = s.byKey.get(m.pid, m.kind, m.from, m.to, m.mid);
-              if (existing) {
-                const original = rowToMessage(existing);
-                results.push(sameContent(original, m) ? { status: 'duplicate', message: original } : { status: 'collision' });
-                continue;
-              }
-              const id = ++lastId;
-              const c = conversationOfMessage(m);
-              s.insert.run(id, m.pid, m.kind, c.lo, c.hi, m.from, m.to, m.mid, m.mtype, bodyParam(m.msg), m.attrs, mtime);
-              if (m.kind === MessageKind.P2P) {
-                s.touchSession.run(m.pid, m.from, m.to, id);
-                s.touchSession.run(m.pid, m.to, m.from, id);
-              }
-              results.push({ status: 'stored', message: { ...m, id, mtime } });
-            }
-            db.exec('RELEASE batch');
-            outcomes.push({ ok: true, results });
-          } catch (error) {
-            db.exec('ROLLBACK TO batch');
-            db.exec('RELEASE batch');
-            lastId = savedId;
-            outcomes.push({ ok: false, error });
+            p.resolve(this.commitGroup([p])[0]!);
+          } catch (e) {
+            p.reject(e);
           }
         }
-        if (mtime > lastMtime) lastMtime = mtime;
-        s.counterSet.run(lastId, lastMtime);
-        db.exec('COMMIT');
-      } catch (err) {
-        if (db.inTransaction) db.exec('ROLLBACK');
-        throw err;
       }
-    } catch (err) {
-      for (const p of pending) p.reject(err);
       return;
     }
-    pending.forEach((p, i) => {
-      const o = outcomes[i]!;
-      if (o.ok) p.resolve(o.results);
-      else p.reject(o.error);
-    });
+    pending.forEach((p, i) => p.resolve(results[i]!));
+  }
+
+  private commitGroup(group: readonly PendingAppend[]): AppendResult[][] {
+    const db = this.conn;
+    const s = this.s;
+    s.begin.run();
+    try {
+      const counter = s.counterGet.get()!;
+      let lastId = counter['last_id'] as bigint;
+      const lastMtime = counter['last_mtime'] as bigint;
+      const clock = BigInt(Math.trunc(this.options.now()));
+      const mtime = clock > lastMtime ? clock : lastMtime;
+      // p2p conversation lists, written once per (uid, peer) per group with the newest id.
+      const sessions = new Map<string, [number, bigint, bigint, bigint]>();
+      const results = group.map((p) =>
+        p.batch.map((m): AppendResult => {
+          const id = lastId + 1n;
+          const c = conversationOfMessage(m);
+          // The insert probes the unique key itself: no separate lookup for the common, new case.
+          const inserted = s.insert.run(id, m.pid, m.kind, c.lo, c.hi, m.from, m.to, m.mid, m.mtype, bodyParam(m.msg), m.attrs, mtime).changes;
+          if (inserted === 0) {
+            const original = rowToMessage(s.byKey.get(m.pid, m.kind, m.from, m.to, m.mid)!);
+            return sameContent(original, m) ? { status: 'duplicate', message: original } : { status: 'collision' };
+          }
+          lastId = id;
+          if (m.kind === MessageKind.P2P) {
+            sessions.set(`${m.pid}:${m.from}:${m.to}`, [m.pid, m.from, m.to, id]);
+            sessions.set(`${m.pid}:${m.to}:${m.from}`, [m.pid, m.to, m.from, id]);
+          }
+          return { status: 'stored', message: { ...m, id, mtime } };
+        }),
+      );
+      for (const [pid, uid, peer, id] of sessions.values()) s.touchSession.run(pid, uid, peer, id);
+      s.counterSet.run(lastId, mtime);
+      s.commit.run();
+      return results;
+    } catch (err) {
+      if (db.inTransaction) s.rollback.run();
+      throw err;
+    }
   }
 
   async history(query: HistoryQuery): Promise<StoredMessage[]> {
@@ -425,7 +434,7 @@ export class SqliteStore implements Store {
   // --- unread and conversations ----------------------------------------------------------------
 
   async unreadP2P(query: UnreadQuery & { peers?: readonly bigint[] }): Promise<Map<bigint, UnreadCount>> {
-    const params: unknown[] = [query.pid, MessageKind.P2P, query.uid, query.since];
+    const params: unknown[] = [query.pid, query.uid, query.since];
     let filter = '';
     if (query.peers) {
       if (query.peers.length === 0) return new Map();
@@ -437,19 +446,23 @@ export class SqliteStore implements Store {
     params.push(...mtypes);
     const rows = this.shaped(
       `SELECT from_id AS k, COUNT(*) AS n, MAX(mtime) AS t FROM messages INDEXED BY messages_inbox
-       WHERE pid = ? AND kind = ? AND to_id = ? AND mtime > ? AND deleted = 0${filter} GROUP BY from_id`,
+       WHERE pid = ? AND kind = 1 AND to_id = ? AND mtime > ? AND deleted = 0${filter} GROUP BY from_id`,
     ).all(...params);
     return unreadMap(rows);
   }
 
   async unreadGroups(query: UnreadQuery & { gids: readonly bigint[] }): Promise<Map<bigint, UnreadCount>> {
     if (query.gids.length === 0) return new Map();
+    // mtime > since ⇔ id above the bound idBounds derives (mtime never decreases with id).
+    const bounds = this.idBounds(query.since + 1n, undefined);
+    if (!bounds) return new Map();
     const mtypes = query.mtypes ?? [];
     const rows = this.shaped(
-      `SELECT to_id AS k, COUNT(*) AS n, MAX(mtime) AS t FROM messages INDEXED BY messages_inbox
-       WHERE pid = ? AND kind = ? AND to_id IN (SELECT value FROM json_each(?)) AND mtime > ? AND from_id <> ? AND deleted = 0${mtypeFilter(mtypes)}
-       GROUP BY to_id`,
-    ).all(query.pid, MessageKind.GROUP, idsJson(query.gids), query.since, query.uid, ...mtypes);
+      `SELECT conv_lo AS k, COUNT(*) AS n, MAX(mtime) AS t FROM messages INDEXED BY messages_history
+       WHERE pid = ? AND kind = ? AND conv_lo IN (SELECT value FROM json_each(?)) AND conv_hi = 0 AND id > ?
+         AND from_id <> ? AND deleted = 0${mtypeFilter(mtypes)}
+       GROUP BY conv_lo`,
+    ).all(query.pid, MessageKind.GROUP, idsJson(query.gids), bounds.lo, query.uid, ...mtypes);
     return unreadMap(rows);
   }
 
