@@ -1,0 +1,783 @@
+/**
+ * The cluster Store: PostgreSQL through `pg` (DESIGN.md "Storage", "Cluster").
+ *
+ * - Same schema design as SQLite (postgres-migrations.ts), BIGINT ids parsed as bigint by a type
+ *   parser set on this store's pool only (OID 20 → BigInt), never globally.
+ * - Migrations run under a transaction-level advisory lock: nodes starting at once are safe.
+ * - Group commit: the appends of one event-loop turn (plus any that arrive while the previous
+ *   commit is in flight) are written in ONE transaction with multi-row statements (unnest arrays).
+ * - Ids increase in commit order across all nodes. A sequence would not give that: nextval() is
+ *   not transactional, so T1 can take id 5, T2 id 6, T2 commit first, and a reader paging with
+ *   lastid = 6 (asc) never sees 5 when T1 commits later. Instead every appending transaction
+ *   first locks the single `counters` row (SELECT … FOR UPDATE) and only then checks duplicates,
+ *   assigns ids and mtimes, inserts and advances the counter: appenders are serialized until
+ *   COMMIT, so ids are handed out in commit order, mtime = max(now, last mtime) is monotonic across
+ *   nodes, and the duplicate check cannot race another node's insert. The lock is held for one
+ *   group commit, so throughput comes from large groups, not from parallel writers.
+ */
+import pg from 'pg';
+import {
+  MessageKind,
+  type AppendResult,
+  type BanScope,
+  type CountQuery,
+  type HistoryQuery,
+  type Info,
+  type InfoKind,
+  type MessageKey,
+  type NewMessage,
+  type RetentionPolicy,
+  type Store,
+  type StoredMessage,
+  type UnreadBaseline,
+  type UnreadCount,
+  type UnreadQuery,
+} from './store.js';
+import { checkNewMessage, conversationOfMessage, conversationOfRef, plainBytes, sameContent } from './conversation.js';
+import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
+
+export interface PostgresStoreOptions {
+  /** Connection URL, e.g. `postgres://user:pass@host:5432/db` (RTM_STORE). */
+  url: string;
+  /** Schema holding the tables (created if missing); `[a-z_][a-z0-9_]*`. @default 'public' */
+  schema?: string;
+  /** Maximum connections of the pool. @default 10 */
+  poolSize?: number;
+  /** Clock of the store in ms (tests). @default Date.now */
+  now?: () => number;
+}
+
+export const DEFAULT_POSTGRES_SCHEMA = 'public';
+export const DEFAULT_POSTGRES_POOL_SIZE = 10;
+/** Rows per multi-row INSERT of a group commit. */
+const INSERT_CHUNK = 5000;
+/** Rows deleted per statement by the retention sweep. */
+const RETENTION_CHUNK = 5000;
+const INT64_MAX = 2n ** 63n - 1n;
+
+type Row = Record<string, unknown>;
+type Queryable = pg.Pool | pg.PoolClient;
+
+interface PendingAppend {
+  batch: readonly NewMessage[];
+  resolve(results: AppendResult[]): void;
+  reject(err: unknown): void;
+}
+
+/** int8 → bigint for this pool only; every other type keeps pg's parser. */
+const bigintTypes = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === 20) return (value: string) => BigInt(value);
+    return pg.types.getTypeParser(oid, format);
+  },
+} as pg.CustomTypesConfig;
+
+const MESSAGE_COLUMNS = 'id, pid, kind, from_id, to_id, mid, mtype, msg, msg_bin, attrs, mtime';
+
+export class PostgresStore implements Store {
+  readonly schema: string;
+  private readonly url: string;
+  private readonly poolSize: number;
+  private readonly now: () => number;
+  private pool: pg.Pool | undefined;
+  private pending: PendingAppend[] = [];
+  private flushScheduled = false;
+  private flushing: Promise<void> | undefined;
+
+  constructor(options: PostgresStoreOptions) {
+    if (typeof options?.url !== 'string' || options.url === '') throw new RangeError('PostgresStore: url is required');
+    const schema = options.schema ?? DEFAULT_POSTGRES_SCHEMA;
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new RangeError(`PostgresStore: bad schema name ${JSON.stringify(schema)}`);
+    const poolSize = options.poolSize ?? DEFAULT_POSTGRES_POOL_SIZE;
+    if (!Number.isInteger(poolSize) || poolSize < 1) throw new RangeError(`PostgresStore: poolSize must be a positive integer, got ${String(poolSize)}`);
+    this.url = options.url;
+    this.schema = schema;
+    this.poolSize = poolSize;
+    this.now = options.now ?? Date.now;
+  }
+
+  // --- lifecycle -------------------------------------------------------------------------------
+
+  async init(): Promise<void> {
+    if (this.pool) return;
+    const pool = new pg.Pool({
+      connectionString: this.url,
+      max: this.poolSize,
+      types: bigintTypes,
+      options: `-c search_path=${this.schema}`,
+    });
+    pool.on('error', () => {}); // an idle client lost its connection: the pool replaces it
+    try {
+      await migrate(pool, this.schema);
+    } catch (err) {
+      await pool.end();
+      throw err;
+    }
+    this.pool = pool;
+  }
+
+  async close(): Promise<void> {
+    const pool = this.pool;
+    if (!pool) return;
+    while (this.flushing || this.pending.length > 0) {
+      if (this.flushing) await this.flushing;
+      else await this.flush();
+    }
+    this.pool = undefined;
+    await pool.end();
+  }
+
+  /** Schema versions applied, in order (diagnostics). */
+  async schemaVersions(): Promise<number[]> {
+    const r = await this.db.query<Row>('SELECT version FROM schema_migrations ORDER BY version');
+    return r.rows.map((row) => Number(row['version']));
+  }
+
+  private get db(): pg.Pool {
+    if (!this.pool) throw new Error('PostgresStore: init() has not been called (or the store is closed)');
+    return this.pool;
+  }
+
+  private async rows(sql: string, values: unknown[] = [], name?: string): Promise<Row[]> {
+    const r = await this.db.query<Row>(name ? { name, text: sql, values } : { text: sql, values });
+    return r.rows;
+  }
+
+  private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.db.connect();
+    try {
+      await client.query('BEGIN');
+      const out = await fn(client);
+      await client.query('COMMIT');
+      return out;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  // --- messages --------------------------------------------------------------------------------
+
+  append(batch: readonly NewMessage[]): Promise<AppendResult[]> {
+    try {
+      if (!this.pool) throw new Error('PostgresStore: init() has not been called (or the store is closed)');
+      for (const m of batch) checkNewMessage(m);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (batch.length === 0) return Promise.resolve([]);
+    return new Promise((resolve, reject) => {
+      this.pending.push({ batch, resolve, reject });
+      this.scheduleFlush();
+    });
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.flushing) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      void this.flush();
+    });
+  }
+
+  /** One group commit at a time; appends arriving meanwhile form the next group. */
+  private flush(): Promise<void> {
+    if (this.flushing) return this.flushing;
+    const pending = this.pending;
+    this.pending = [];
+    if (pending.length === 0) return Promise.resolve();
+    this.flushing = (async () => {
+      try {
+        const results = await this.commitGroup(pending);
+        pending.forEach((p, i) => p.resolve(results[i]!));
+      } catch (err) {
+        if (pending.length === 1) pending[0]!.reject(err);
+        else {
+          // Isolate the failure: commit each append alone so one bad batch cannot fail the others.
+          for (const p of pending) {
+            try {
+              p.resolve((await this.commitGroup([p]))[0]!);
+            } catch (e) {
+              p.reject(e);
+            }
+          }
+        }
+      } finally {
+        this.flushing = undefined;
+        if (this.pending.length > 0) this.scheduleFlush();
+      }
+    })();
+    return this.flushing;
+  }
+
+  private async commitGroup(group: readonly PendingAppend[]): Promise<AppendResult[][]> {
+    return this.tx(async (c) => {
+      const counter = (
+        await c.query<Row>({ name: 'counter_lock', text: "SELECT last_id, last_mtime FROM counters WHERE name = 'messages' FOR UPDATE" })
+      ).rows[0]!;
+      let lastId = counter['last_id'] as bigint;
+      const lastMtime = counter['last_mtime'] as bigint;
+      const clock = BigInt(Math.trunc(this.now()));
+      const mtime = clock > lastMtime ? clock : lastMtime;
+
+      // Existing rows for every key of the group, in one query.
+      const all = group.flatMap((p) => p.batch);
+      const existing = new Map<string, StoredMessage>();
+      const found = await c.query<Row>({
+        name: 'append_existing',
+        text: `SELECT ${MESSAGE_COLUMNS} FROM messages
+               WHERE (pid, kind, from_id, to_id, mid) IN (SELECT * FROM unnest($1::int[], $2::smallint[], $3::bigint[], $4::bigint[], $5::bigint[]))`,
+        values: [all.map((m) => m.pid), all.map((m) => m.kind), all.map((m) => m.from), all.map((m) => m.to), all.map((m) => m.mid)],
+      });
+      for (const r of found.rows) {
+        const m = rowToMessage(r);
+        existing.set(keyOf(m), m);
+      }
+
+      const inserts: StoredMessage[] = [];
+      const sessions = new Map<string, [number, bigint, bigint, bigint]>();
+      const results = group.map((p) =>
+        p.batch.map((m): AppendResult => {
+          const key = keyOf(m);
+          const original = existing.get(key);
+          if (original) return sameContent(original, m) ? { status: 'duplicate', message: original } : { status: 'collision' };
+          const message: StoredMessage = { ...m, id: ++lastId, mtime };
+          existing.set(key, message);
+          inserts.push(message);
+          if (m.kind === MessageKind.P2P) {
+            sessions.set(`${m.pid}:${m.from}:${m.to}`, [m.pid, m.from, m.to, message.id]);
+            sessions.set(`${m.pid}:${m.to}:${m.from}`, [m.pid, m.to, m.from, message.id]);
+          }
+          return { status: 'stored', message };
+        }),
+      );
+
+      for (let i = 0; i < inserts.length; i += INSERT_CHUNK) {
+        const chunk = inserts.slice(i, i + INSERT_CHUNK);
+        const convs = chunk.map(conversationOfMessage);
+        await c.query({
+          name: 'append_insert',
+          text: `INSERT INTO messages (id, pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, msg_bin, attrs, mtime)
+                 SELECT * FROM unnest($1::bigint[], $2::int[], $3::smallint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[],
+                                      $8::bigint[], $9::int[], $10::bytea[], $11::boolean[], $12::text[], $13::bigint[])`,
+          values: [
+            chunk.map((m) => m.id),
+            chunk.map((m) => m.pid),
+            chunk.map((m) => m.kind),
+            convs.map((k) => k.lo),
+            convs.map((k) => k.hi),
+            chunk.map((m) => m.from),
+            chunk.map((m) => m.to),
+            chunk.map((m) => m.mid),
+            chunk.map((m) => m.mtype),
+            chunk.map((m) => (typeof m.msg === 'string' ? Buffer.from(m.msg, 'utf8') : m.msg)),
+            chunk.map((m) => typeof m.msg !== 'string'),
+            chunk.map((m) => m.attrs),
+            chunk.map((m) => m.mtime),
+          ],
+        });
+      }
+      if (sessions.size > 0) {
+        const s = [...sessions.values()];
+        await c.query({
+          name: 'append_sessions',
+          text: `INSERT INTO p2p_sessions (pid, uid, peer, last_id)
+                 SELECT * FROM unnest($1::int[], $2::bigint[], $3::bigint[], $4::bigint[])
+                 ON CONFLICT (pid, uid, peer) DO UPDATE SET last_id = excluded.last_id`,
+          values: [s.map((x) => x[0]), s.map((x) => x[1]), s.map((x) => x[2]), s.map((x) => x[3])],
+        });
+      }
+      if (inserts.length > 0) {
+        await c.query({
+          name: 'counter_set',
+          text: "UPDATE counters SET last_id = $1, last_mtime = $2 WHERE name = 'messages'",
+          values: [lastId, mtime],
+        });
+      }
+      return results;
+    });
+  }
+
+  async history(query: HistoryQuery): Promise<StoredMessage[]> {
+    const c = conversationOfRef(query.conversation);
+    const bounds = await this.idBounds(this.db, query.begin, query.end);
+    if (!bounds) return [];
+    let { lo, hi } = bounds;
+    const lastid = query.lastid ?? 0n;
+    if (lastid !== 0n) {
+      if (query.desc) hi = lastid < hi ? lastid : hi;
+      else lo = lastid > lo ? lastid : lo;
+    }
+    if (lo >= hi) return [];
+    const mtypes = query.mtypes ?? [];
+    const dir = query.desc ? 'DESC' : 'ASC';
+    const filtered = mtypes.length > 0;
+    const rows = await this.rows(
+      `SELECT ${MESSAGE_COLUMNS} FROM messages
+       WHERE pid = $1 AND kind = $2 AND conv_lo = $3 AND conv_hi = $4 AND id > $5 AND id < $6 AND NOT deleted
+       ${filtered ? 'AND mtype = ANY($8::int[])' : ''}
+       ORDER BY id ${dir} LIMIT $7`,
+      [c.pid, c.kind, c.lo, c.hi, lo, hi, query.num, ...(filtered ? [mtypes] : [])],
+      `history_${dir}_${filtered ? 'f' : 'a'}`,
+    );
+    return rows.map(rowToMessage);
+  }
+
+  /** Exclusive id bounds equivalent to the inclusive mtime window (mtime never decreases with id). */
+  private async idBounds(q: Queryable, begin?: bigint, end?: bigint): Promise<{ lo: bigint; hi: bigint } | undefined> {
+    let lo = 0n;
+    let hi = INT64_MAX;
+    if (begin !== undefined && begin !== 0n) {
+      const r = await q.query<Row>({ name: 'first_id_from', text: 'SELECT id FROM messages WHERE mtime >= $1 ORDER BY mtime, id LIMIT 1', values: [begin] });
+      if (r.rows.length === 0) return undefined;
+      lo = (r.rows[0]!['id'] as bigint) - 1n;
+    }
+    if (end !== undefined && end !== 0n) {
+      const r = await q.query<Row>({
+        name: 'last_id_until',
+        text: 'SELECT id FROM messages WHERE mtime <= $1 ORDER BY mtime DESC, id DESC LIMIT 1',
+        values: [end],
+      });
+      if (r.rows.length === 0) return undefined;
+      hi = (r.rows[0]!['id'] as bigint) + 1n;
+    }
+    return lo < hi ? { lo, hi } : undefined;
+  }
+
+  async getMessage(key: MessageKey): Promise<StoredMessage | undefined> {
+    const rows = await this.rows(
+      `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE pid = $1 AND kind = $2 AND from_id = $3 AND to_id = $4 AND mid = $5 AND NOT deleted`,
+      [key.pid, key.kind, key.from, key.to, key.mid],
+      'get_message',
+    );
+    return rows[0] ? rowToMessage(rows[0]) : undefined;
+  }
+
+  async deleteMessage(key: MessageKey): Promise<boolean> {
+    const r = await this.db.query({
+      name: 'delete_message',
+      text: 'UPDATE messages SET deleted = TRUE WHERE pid = $1 AND kind = $2 AND from_id = $3 AND to_id = $4 AND mid = $5 AND NOT deleted',
+      values: [key.pid, key.kind, key.from, key.to, key.mid],
+    });
+    return (r.rowCount ?? 0) > 0;
+  }
+
+  async countMessages(query: CountQuery): Promise<{ sender: number; num: number }> {
+    const bounds = await this.idBounds(this.db, query.begin, query.end);
+    if (!bounds) return { sender: 0, num: 0 };
+    const mtypes = query.mtypes ?? [];
+    const filtered = mtypes.length > 0;
+    const [row] = await this.rows(
+      `SELECT COUNT(DISTINCT from_id) AS sender, COUNT(*) AS num FROM messages
+       WHERE pid = $1 AND kind = $2 AND conv_lo = $3 AND conv_hi = 0 AND id > $4 AND id < $5 AND NOT deleted
+       ${filtered ? 'AND mtype = ANY($6::int[])' : ''}`,
+      [query.pid, query.kind, query.to, bounds.lo, bounds.hi, ...(filtered ? [mtypes] : [])],
+    );
+    return { sender: Number(row!['sender']), num: Number(row!['num']) };
+  }
+
+  // --- unread and conversations ----------------------------------------------------------------
+
+  async unreadP2P(query: UnreadQuery & { peers?: readonly bigint[] }): Promise<Map<bigint, UnreadCount>> {
+    if (query.peers && query.peers.length === 0) return new Map();
+    const mtypes = query.mtypes ?? [];
+    const rows = await this.rows(
+      `SELECT from_id AS k, COUNT(*) AS n, MAX(mtime) AS t FROM messages
+       WHERE pid = $1 AND kind = 1 AND to_id = $2 AND mtime > $3 AND NOT deleted
+         AND ($4::bigint[] IS NULL OR from_id = ANY($4::bigint[]))
+         AND ($5::int[] IS NULL OR mtype = ANY($5::int[]))
+       GROUP BY from_id`,
+      [query.pid, query.uid, query.since, query.peers ? [...query.peers] : null, mtypes.length ? [...mtypes] : null],
+      'unread_p2p',
+    );
+    return unreadMap(rows);
+  }
+
+  async unreadGroups(query: UnreadQuery & { gids: readonly bigint[] }): Promise<Map<bigint, UnreadCount>> {
+    if (query.gids.length === 0) return new Map();
+    // mtime > since ⇔ id above the bound idBounds derives (mtime never decreases with id).
+    const bounds = await this.idBounds(this.db, query.since + 1n, undefined);
+    if (!bounds) return new Map();
+    const mtypes = query.mtypes ?? [];
+    const rows = await this.rows(
+      `SELECT conv_lo AS k, COUNT(*) AS n, MAX(mtime) AS t FROM messages
+       WHERE pid = $1 AND kind = $2 AND conv_lo = ANY($3::bigint[]) AND conv_hi = 0 AND id > $4 AND from_id <> $5 AND NOT deleted
+         AND ($6::int[] IS NULL OR mtype = ANY($6::int[]))
+       GROUP BY conv_lo`,
+      [query.pid, MessageKind.GROUP, [...query.gids], bounds.lo, query.uid, mtypes.length ? [...mtypes] : null],
+      'unread_groups',
+    );
+    return unreadMap(rows);
+  }
+
+  async p2pPeers(pid: number, uid: bigint): Promise<bigint[]> {
+    const rows = await this.rows('SELECT peer FROM p2p_sessions WHERE pid = $1 AND uid = $2 ORDER BY last_id DESC', [pid, uid], 'p2p_peers');
+    return rows.map((r) => r['peer'] as bigint);
+  }
+
+  async removeP2PSession(pid: number, uid: bigint, peer: bigint): Promise<void> {
+    await this.rows('DELETE FROM p2p_sessions WHERE pid = $1 AND uid = $2 AND peer = $3', [pid, uid, peer]);
+  }
+
+  async getUnreadBaseline(pid: number, uid: bigint): Promise<UnreadBaseline> {
+    const [row] = await this.rows('SELECT logout_time, clear_time FROM unread_baselines WHERE pid = $1 AND uid = $2', [pid, uid], 'baseline');
+    const out: UnreadBaseline = {};
+    if (row?.['logout_time'] != null) out.logoutTime = row['logout_time'] as bigint;
+    if (row?.['clear_time'] != null) out.clearTime = row['clear_time'] as bigint;
+    return out;
+  }
+
+  async setLogoutTime(pid: number, uid: bigint, ms: bigint): Promise<void> {
+    await this.rows(
+      `INSERT INTO unread_baselines (pid, uid, logout_time) VALUES ($1, $2, $3)
+       ON CONFLICT (pid, uid) DO UPDATE SET logout_time = excluded.logout_time`,
+      [pid, uid, ms],
+    );
+  }
+
+  async setClearTime(pid: number, uid: bigint, ms: bigint): Promise<void> {
+    await this.rows(
+      `INSERT INTO unread_baselines (pid, uid, clear_time) VALUES ($1, $2, $3)
+       ON CONFLICT (pid, uid) DO UPDATE SET clear_time = excluded.clear_time`,
+      [pid, uid, ms],
+    );
+  }
+
+  // --- tokens ----------------------------------------------------------------------------------
+
+  async getToken(pid: number, uid: bigint): Promise<string | undefined> {
+    const [row] = await this.rows('SELECT token FROM tokens WHERE pid = $1 AND uid = $2', [pid, uid], 'token_get');
+    return row?.['token'] as string | undefined;
+  }
+
+  async setToken(pid: number, uid: bigint, token: string): Promise<void> {
+    await this.rows('INSERT INTO tokens (pid, uid, token) VALUES ($1, $2, $3) ON CONFLICT (pid, uid) DO UPDATE SET token = excluded.token', [pid, uid, token]);
+  }
+
+  async deleteToken(pid: number, uid: bigint): Promise<void> {
+    await this.rows('DELETE FROM tokens WHERE pid = $1 AND uid = $2', [pid, uid]);
+  }
+
+  // --- groups ----------------------------------------------------------------------------------
+
+  async addGroupMembers(pid: number, gid: bigint, uids: readonly bigint[]): Promise<void> {
+    if (uids.length === 0) return;
+    await this.rows(
+      'INSERT INTO group_members (pid, gid, uid) SELECT $1, $2, u FROM unnest($3::bigint[]) AS u ON CONFLICT DO NOTHING',
+      [pid, gid, [...uids]],
+    );
+  }
+
+  async removeGroupMembers(pid: number, gid: bigint, uids: readonly bigint[]): Promise<void> {
+    if (uids.length === 0) return;
+    await this.rows('DELETE FROM group_members WHERE pid = $1 AND gid = $2 AND uid = ANY($3::bigint[])', [pid, gid, [...uids]]);
+  }
+
+  async deleteGroup(pid: number, gid: bigint): Promise<void> {
+    await this.tx(async (c) => {
+      await c.query('DELETE FROM group_members WHERE pid = $1 AND gid = $2', [pid, gid]);
+      await c.query("DELETE FROM infos WHERE pid = $1 AND kind = 'group' AND id = $2", [pid, gid]);
+    });
+  }
+
+  async groupMembers(pid: number, gid: bigint): Promise<bigint[]> {
+    const rows = await this.rows('SELECT uid FROM group_members WHERE pid = $1 AND gid = $2 ORDER BY uid', [pid, gid], 'group_members');
+    return rows.map((r) => r['uid'] as bigint);
+  }
+
+  async groupMemberCount(pid: number, gid: bigint): Promise<number> {
+    const [row] = await this.rows('SELECT COUNT(*) AS n FROM group_members WHERE pid = $1 AND gid = $2', [pid, gid]);
+    return Number(row!['n']);
+  }
+
+  async isGroupMember(pid: number, gid: bigint, uid: bigint): Promise<boolean> {
+    const rows = await this.rows('SELECT 1 FROM group_members WHERE pid = $1 AND gid = $2 AND uid = $3', [pid, gid, uid], 'group_is_member');
+    return rows.length > 0;
+  }
+
+  async userGroups(pid: number, uid: bigint): Promise<bigint[]> {
+    const rows = await this.rows('SELECT gid FROM group_members WHERE pid = $1 AND uid = $2 ORDER BY gid', [pid, uid], 'user_groups');
+    return rows.map((r) => r['gid'] as bigint);
+  }
+
+  // --- rooms -----------------------------------------------------------------------------------
+
+  async addRoomMember(pid: number, rid: bigint, uid: bigint): Promise<void> {
+    await this.rows('INSERT INTO room_members (pid, rid, uid) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [pid, rid, uid], 'room_add');
+  }
+
+  async removeRoomMember(pid: number, rid: bigint, uid: bigint): Promise<void> {
+    await this.rows('DELETE FROM room_members WHERE pid = $1 AND rid = $2 AND uid = $3', [pid, rid, uid], 'room_remove');
+  }
+
+  async roomMembers(pid: number, rid: bigint): Promise<bigint[]> {
+    const rows = await this.rows('SELECT uid FROM room_members WHERE pid = $1 AND rid = $2 ORDER BY uid', [pid, rid], 'room_members');
+    return rows.map((r) => r['uid'] as bigint);
+  }
+
+  async roomCounts(pid: number, rids: readonly bigint[]): Promise<Map<bigint, number>> {
+    const out = new Map<bigint, number>();
+    if (rids.length === 0) return out;
+    const rows = await this.rows(
+      'SELECT rid, COUNT(*) AS n FROM room_members WHERE pid = $1 AND rid = ANY($2::bigint[]) GROUP BY rid',
+      [pid, [...rids]],
+      'room_counts',
+    );
+    for (const r of rows) out.set(r['rid'] as bigint, Number(r['n']));
+    return out;
+  }
+
+  async userRooms(pid: number, uid: bigint): Promise<bigint[]> {
+    const rows = await this.rows('SELECT rid FROM room_members WHERE pid = $1 AND uid = $2 ORDER BY rid', [pid, uid], 'user_rooms');
+    return rows.map((r) => r['rid'] as bigint);
+  }
+
+  async clearUserRooms(pid: number, uid: bigint): Promise<bigint[]> {
+    const rows = await this.rows('DELETE FROM room_members WHERE pid = $1 AND uid = $2 RETURNING rid', [pid, uid]);
+    return rows.map((r) => r['rid'] as bigint).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  // --- bans and project blacklist --------------------------------------------------------------
+
+  async addBan(pid: number, scope: BanScope, target: bigint, uid: bigint, until?: bigint): Promise<void> {
+    await this.rows(
+      `INSERT INTO bans (pid, scope, uid, target, until) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (pid, scope, uid, target) DO UPDATE SET until = excluded.until`,
+      [pid, scope, uid, target, until ?? null],
+    );
+  }
+
+  async removeBan(pid: number, scope: BanScope, target: bigint, uid: bigint): Promise<void> {
+    await this.rows('DELETE FROM bans WHERE pid = $1 AND scope = $2 AND uid = $3 AND target = $4', [pid, scope, uid, target]);
+  }
+
+  async isBanned(pid: number, scope: BanScope, target: bigint, uid: bigint, now: bigint): Promise<boolean> {
+    const rows = await this.rows(
+      'SELECT 1 FROM bans WHERE pid = $1 AND scope = $2 AND uid = $3 AND target IN ($4, 0) AND (until IS NULL OR until > $5) LIMIT 1',
+      [pid, scope, uid, target, now],
+      'is_banned',
+    );
+    return rows.length > 0;
+  }
+
+  async addProjectBlack(pid: number, uid: bigint, until?: bigint): Promise<void> {
+    await this.rows(
+      'INSERT INTO project_blacks (pid, uid, until) VALUES ($1, $2, $3) ON CONFLICT (pid, uid) DO UPDATE SET until = excluded.until',
+      [pid, uid, until ?? null],
+    );
+  }
+
+  async removeProjectBlack(pid: number, uid: bigint): Promise<void> {
+    await this.rows('DELETE FROM project_blacks WHERE pid = $1 AND uid = $2', [pid, uid]);
+  }
+
+  async isProjectBlack(pid: number, uid: bigint, now: bigint): Promise<boolean> {
+    const rows = await this.rows(
+      'SELECT 1 FROM project_blacks WHERE pid = $1 AND uid = $2 AND (until IS NULL OR until > $3)',
+      [pid, uid, now],
+      'is_project_black',
+    );
+    return rows.length > 0;
+  }
+
+  // --- friends and blacklists ------------------------------------------------------------------
+
+  async addFriends(pid: number, uid: bigint, friends: readonly bigint[]): Promise<void> {
+    if (friends.length === 0) return;
+    await this.rows(
+      `INSERT INTO friends (pid, uid, friend)
+       SELECT $1::int, $2::bigint, f FROM unnest($3::bigint[]) AS f UNION SELECT $1::int, f, $2::bigint FROM unnest($3::bigint[]) AS f
+       ON CONFLICT DO NOTHING`,
+      [pid, uid, [...friends]],
+    );
+  }
+
+  async removeFriends(pid: number, uid: bigint, friends: readonly bigint[]): Promise<void> {
+    if (friends.length === 0) return;
+    await this.rows(
+      `DELETE FROM friends WHERE pid = $1 AND ((uid = $2 AND friend = ANY($3::bigint[])) OR (friend = $2 AND uid = ANY($3::bigint[])))`,
+      [pid, uid, [...friends]],
+    );
+  }
+
+  async friends(pid: number, uid: bigint): Promise<bigint[]> {
+    const rows = await this.rows('SELECT friend FROM friends WHERE pid = $1 AND uid = $2 ORDER BY friend', [pid, uid], 'friends');
+    return rows.map((r) => r['friend'] as bigint);
+  }
+
+  async filterFriends(pid: number, uid: bigint, candidates: readonly bigint[]): Promise<bigint[]> {
+    if (candidates.length === 0) return [];
+    const rows = await this.rows(
+      'SELECT friend FROM friends WHERE pid = $1 AND uid = $2 AND friend = ANY($3::bigint[]) ORDER BY friend',
+      [pid, uid, [...candidates]],
+      'filter_friends',
+    );
+    return rows.map((r) => r['friend'] as bigint);
+  }
+
+  async addBlacks(pid: number, uid: bigint, blacks: readonly bigint[]): Promise<void> {
+    if (blacks.length === 0) return;
+    await this.rows('INSERT INTO blacks (pid, uid, black) SELECT $1, $2, b FROM unnest($3::bigint[]) AS b ON CONFLICT DO NOTHING', [pid, uid, [...blacks]]);
+  }
+
+  async removeBlacks(pid: number, uid: bigint, blacks: readonly bigint[]): Promise<void> {
+    if (blacks.length === 0) return;
+    await this.rows('DELETE FROM blacks WHERE pid = $1 AND uid = $2 AND black = ANY($3::bigint[])', [pid, uid, [...blacks]]);
+  }
+
+  async blacks(pid: number, uid: bigint): Promise<bigint[]> {
+    const rows = await this.rows('SELECT black FROM blacks WHERE pid = $1 AND uid = $2 ORDER BY black', [pid, uid], 'blacks');
+    return rows.map((r) => r['black'] as bigint);
+  }
+
+  async blockedBy(pid: number, uid: bigint, candidates: readonly bigint[]): Promise<bigint[]> {
+    if (candidates.length === 0) return [];
+    const rows = await this.rows(
+      'SELECT uid FROM blacks WHERE pid = $1 AND black = $2 AND uid = ANY($3::bigint[]) ORDER BY uid',
+      [pid, uid, [...candidates]],
+      'blocked_by',
+    );
+    return rows.map((r) => r['uid'] as bigint);
+  }
+
+  // --- info and key-value data -----------------------------------------------------------------
+
+  async setInfo(pid: number, kind: InfoKind, id: bigint, info: Partial<Info>): Promise<void> {
+    if (info.oinfo === undefined && info.pinfo === undefined) return;
+    await this.rows(
+      `INSERT INTO infos (pid, kind, id, oinfo, pinfo) VALUES ($1, $2, $3, COALESCE($4::text, ''), COALESCE($5::text, ''))
+       ON CONFLICT (pid, kind, id) DO UPDATE SET oinfo = COALESCE($4::text, infos.oinfo), pinfo = COALESCE($5::text, infos.pinfo)`,
+      [pid, kind, id, info.oinfo ?? null, info.pinfo ?? null],
+    );
+  }
+
+  async getInfo(pid: number, kind: InfoKind, id: bigint): Promise<Info> {
+    const [row] = await this.rows('SELECT oinfo, pinfo FROM infos WHERE pid = $1 AND kind = $2 AND id = $3', [pid, kind, id], 'info_get');
+    return { oinfo: (row?.['oinfo'] as string | undefined) ?? '', pinfo: (row?.['pinfo'] as string | undefined) ?? '' };
+  }
+
+  async getOpenInfos(pid: number, kind: InfoKind, ids: readonly bigint[]): Promise<Map<bigint, string>> {
+    const out = new Map<bigint, string>();
+    if (ids.length === 0) return out;
+    const rows = await this.rows(
+      "SELECT id, oinfo FROM infos WHERE pid = $1 AND kind = $2 AND id = ANY($3::bigint[]) AND oinfo <> ''",
+      [pid, kind, [...ids]],
+      'open_infos',
+    );
+    for (const r of rows) out.set(r['id'] as bigint, r['oinfo'] as string);
+    return out;
+  }
+
+  async dataSet(pid: number, uid: bigint, key: string, val: string): Promise<void> {
+    await this.rows(
+      'INSERT INTO user_data (pid, uid, key, val) VALUES ($1, $2, $3, $4) ON CONFLICT (pid, uid, key) DO UPDATE SET val = excluded.val',
+      [pid, uid, key, val],
+    );
+  }
+
+  async dataGet(pid: number, uid: bigint, key: string): Promise<string | undefined> {
+    const [row] = await this.rows('SELECT val FROM user_data WHERE pid = $1 AND uid = $2 AND key = $3', [pid, uid, key], 'data_get');
+    return row?.['val'] as string | undefined;
+  }
+
+  async dataDelete(pid: number, uid: bigint, key: string): Promise<void> {
+    await this.rows('DELETE FROM user_data WHERE pid = $1 AND uid = $2 AND key = $3', [pid, uid, key]);
+  }
+
+  // --- retention -------------------------------------------------------------------------------
+
+  /** Deletes in statements of RETENTION_CHUNK rows, each its own transaction (short locks, no long bloat). */
+  async sweepRetention(policy: RetentionPolicy, now: bigint): Promise<number> {
+    let removed = 0;
+    const chunked = async (sql: string, values: unknown[]) => {
+      for (;;) {
+        const r = await this.db.query(sql, [...values, RETENTION_CHUNK]);
+        const n = r.rowCount ?? 0;
+        removed += n;
+        if (n < RETENTION_CHUNK) return;
+      }
+    };
+    if (policy.maxAgeMs !== undefined) {
+      const cutoff = now - BigInt(Math.trunc(policy.maxAgeMs));
+      await chunked('DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE mtime < $1 ORDER BY mtime LIMIT $2)', [cutoff]);
+    }
+    if (policy.maxPerConversation !== undefined) {
+      const keep = Math.max(0, Math.trunc(policy.maxPerConversation));
+      const convs = await this.rows(
+        'SELECT pid, kind, conv_lo, conv_hi FROM messages GROUP BY pid, kind, conv_lo, conv_hi HAVING COUNT(*) > $1',
+        [keep],
+      );
+      for (const c of convs) {
+        const conv = [c['pid'], c['kind'], c['conv_lo'], c['conv_hi']];
+        const [cut] = await this.rows(
+          'SELECT id FROM messages WHERE pid = $1 AND kind = $2 AND conv_lo = $3 AND conv_hi = $4 ORDER BY id DESC LIMIT 1 OFFSET $5',
+          [...conv, keep],
+        );
+        if (!cut) continue;
+        await chunked(
+          `DELETE FROM messages WHERE id IN (SELECT id FROM messages
+             WHERE pid = $1 AND kind = $2 AND conv_lo = $3 AND conv_hi = $4 AND id <= $5 ORDER BY id LIMIT $6)`,
+          [...conv, cut['id']],
+        );
+      }
+    }
+    return removed;
+  }
+}
+
+/**
+ * Creates the schema and applies missing migrations in one transaction under an advisory lock
+ * keyed by the schema name: concurrent starters queue on the lock, the first does the work, the
+ * others then see every version recorded and do nothing.
+ */
+async function migrate(pool: pg.Pool, schema: string): Promise<void> {
+  const c = await pool.connect();
+  try {
+    await c.query('BEGIN');
+    await c.query("SELECT pg_advisory_xact_lock(hashtext('rtm_store_migrations'), hashtext($1))", [schema]);
+    await c.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+    await c.query(`SET LOCAL search_path TO ${schema}`);
+    await c.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)');
+    const applied = new Set((await c.query<Row>('SELECT version FROM schema_migrations')).rows.map((r) => Number(r['version'])));
+    for (const m of [...POSTGRES_MIGRATIONS].sort((a, b) => a.version - b.version)) {
+      if (applied.has(m.version)) continue;
+      await c.query(m.sql);
+      await c.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [m.version, m.name, Date.now()]);
+    }
+    await c.query('COMMIT');
+  } catch (err) {
+    await c.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    c.release();
+  }
+}
+
+function keyOf(m: { pid: number; kind: number; from: bigint; to: bigint; mid: bigint }): string {
+  return `${m.pid}:${m.kind}:${m.from}:${m.to}:${m.mid}`;
+}
+
+function rowToMessage(r: Row): StoredMessage {
+  const bytes = r['msg'] as Buffer;
+  return {
+    id: r['id'] as bigint,
+    pid: Number(r['pid']),
+    kind: Number(r['kind']) as StoredMessage['kind'],
+    from: r['from_id'] as bigint,
+    to: r['to_id'] as bigint,
+    mid: r['mid'] as bigint,
+    mtype: Number(r['mtype']),
+    msg: r['msg_bin'] ? plainBytes(bytes) : bytes.toString('utf8'),
+    attrs: r['attrs'] as string,
+    mtime: r['mtime'] as bigint,
+  };
+}
+
+function unreadMap(rows: Row[]): Map<bigint, UnreadCount> {
+  const out = new Map<bigint, UnreadCount>();
+  for (const r of rows) out.set(r['k'] as bigint, { count: Number(r['n']), ltime: r['t'] as bigint });
+  return out;
+}
