@@ -1,0 +1,135 @@
+/**
+ * PostgresStore: the shared Store conformance suite against a real PostgreSQL, each test in a fresh
+ * schema (`rtm_test_<random>`, dropped afterwards), plus concurrent start-up and multi-node appends.
+ *
+ * URL: env RTM_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test.
+ * Unreachable → the tests are skipped with a message, except when CI=true (then they fail).
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, it } from 'node:test';
+import pg from 'pg';
+import { storeConformance } from '@rtm/testkit';
+import { PostgresStore } from '../src/store/postgres.js';
+import { MessageKind, type StoredMessage } from '../src/store/store.js';
+
+const URL = process.env['RTM_TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+const CI = process.env['CI'] === 'true';
+
+async function reachable(): Promise<string | undefined> {
+  const client = new pg.Client({ connectionString: URL, connectionTimeoutMillis: 3000 });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return undefined;
+  } catch (err) {
+    return `PostgreSQL unreachable at ${URL} (${(err as Error).message}); set RTM_TEST_POSTGRES_URL`;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+function freshSchema(): string {
+  return `rtm_test_${randomBytes(6).toString('hex')}`;
+}
+
+async function dropSchema(schema: string): Promise<void> {
+  const client = new pg.Client({ connectionString: URL });
+  await client.connect();
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  } finally {
+    await client.end();
+  }
+}
+
+const unreachable = await reachable();
+
+if (unreachable && !CI) {
+  describe('PostgresStore', () => {
+    it('runs against a real PostgreSQL', { skip: unreachable }, () => {});
+  });
+} else if (unreachable) {
+  describe('PostgresStore', () => {
+    it('runs against a real PostgreSQL (required when CI=true)', () => {
+      assert.fail(unreachable);
+    });
+  });
+} else {
+  storeConformance('postgres', async () => {
+    const schema = freshSchema();
+    return { store: new PostgresStore({ url: URL, schema, poolSize: 4 }), cleanup: () => dropSchema(schema) };
+  });
+
+  describe('PostgresStore specifics', () => {
+    it('three nodes starting at once against an empty schema migrate exactly once', async () => {
+      const schema = freshSchema();
+      const stores = [0, 1, 2].map(() => new PostgresStore({ url: URL, schema, poolSize: 2 }));
+      try {
+        await Promise.all(stores.map((s) => s.init()));
+        for (const s of stores) assert.deepEqual(await s.schemaVersions(), [1]);
+        const [r] = await stores[0]!.append([{ pid: 1, kind: MessageKind.GROUP, from: 1n, to: 2n, mid: 3n, mtype: 30, msg: 'x', attrs: '' }]);
+        assert.equal(r?.status, 'stored');
+        assert.equal((await stores[2]!.getMessage({ pid: 1, kind: MessageKind.GROUP, from: 1n, to: 2n, mid: 3n }))?.msg, 'x');
+      } finally {
+        await Promise.all(stores.map((s) => s.close()));
+        await dropSchema(schema);
+      }
+    });
+
+    it('nodes appending concurrently get distinct ids, mtime non-decreasing with id, one winner per key', async () => {
+      const schema = freshSchema();
+      const stores = [0, 1, 2].map(() => new PostgresStore({ url: URL, schema, poolSize: 2 }));
+      try {
+        for (const s of stores) await s.init();
+        const results = await Promise.all(
+          stores.flatMap((s, n) =>
+            Array.from({ length: 100 }, (_, i) =>
+              // mid i is sent by every node: the same key, different content → one stored, others collide.
+              s.append([{ pid: 1, kind: MessageKind.GROUP, from: 7n, to: 8n, mid: BigInt(i), mtype: 30, msg: `node ${n}`, attrs: '' }]),
+            ),
+          ),
+        );
+        const stored = results.flat().filter((r): r is { status: 'stored'; message: StoredMessage } => r.status === 'stored');
+        assert.equal(stored.length, 100, 'one winner per mid');
+        assert.equal(results.flat().filter((r) => r.status === 'collision').length, 200);
+        const byId = stored.map((r) => r.message).sort((a, b) => (a.id < b.id ? -1 : 1));
+        assert.equal(new Set(byId.map((m) => m.id)).size, 100);
+        for (let i = 1; i < byId.length; i++) assert.ok(byId[i]!.mtime >= byId[i - 1]!.mtime);
+        const page = await stores[1]!.history({ conversation: { pid: 1, kind: MessageKind.GROUP, to: 8n }, desc: false, num: 200 });
+        assert.deepEqual(
+          page.map((m) => m.id),
+          byId.map((m) => m.id),
+        );
+      } finally {
+        await Promise.all(stores.map((s) => s.close()));
+        await dropSchema(schema);
+      }
+    });
+
+    it('parses int8 as bigint on its own pool only (pg global parsers untouched)', async () => {
+      const schema = freshSchema();
+      const store = new PostgresStore({ url: URL, schema, poolSize: 1 });
+      try {
+        await store.init();
+        assert.equal(await store.groupMemberCount(1, 1n), 0);
+        assert.equal(typeof pg.types.getTypeParser(20, 'text')('9007199254740993'), 'string');
+        const client = new pg.Client({ connectionString: URL });
+        await client.connect();
+        const r = await client.query<{ v: unknown }>('SELECT 9007199254740993::bigint AS v');
+        await client.end();
+        assert.equal(r.rows[0]!.v, '9007199254740993');
+      } finally {
+        await store.close();
+        await dropSchema(schema);
+      }
+    });
+
+    it('rejects bad options', () => {
+      assert.throws(() => new PostgresStore({ url: URL, schema: 'bad-name; drop' }), /schema/);
+      assert.throws(() => new PostgresStore({ url: URL, poolSize: 0 }), /poolSize/);
+      assert.throws(() => new PostgresStore({ url: '' }), /url/);
+    });
+  });
+}
