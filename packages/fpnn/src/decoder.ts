@@ -4,7 +4,25 @@ import { DEFAULT_MAX_FRAME_BYTES, Flag, type Frame, HEADER_BYTES, MType, type Pa
 const EMPTY = new Uint8Array(0);
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
+// Method names repeat endlessly (`sendmsg`, `ping`, …): remember the strings of ASCII names seen,
+// keyed by length and three sample bytes, so a hit costs a short byte compare instead of building
+// a string. Bounded: at most METHOD_CACHE_MAX names are remembered.
+const METHOD_CACHE_MAX = 512;
+const methodCache = new Map<number, { bytes: Uint8Array; name: string }[]>();
+let methodCacheSize = 0;
+
 function decodeMethod(bytes: Uint8Array, start: number, end: number): string {
+  const len = end - start;
+  const key = len | (bytes[start]! << 8) | (bytes[start + (len >> 1)]! << 16) | (bytes[end - 1]! << 24);
+  const entries = methodCache.get(key);
+  if (entries) {
+    outer: for (const entry of entries) {
+      const cached = entry.bytes;
+      if (cached.length !== len) continue;
+      for (let i = 0; i < len; i++) if (cached[i] !== bytes[start + i]) continue outer;
+      return entry.name;
+    }
+  }
   // Method names are short ASCII in practice; avoid TextDecoder's per-call overhead for them.
   let ascii = '';
   for (let i = start; i < end; i++) {
@@ -17,6 +35,12 @@ function decodeMethod(bytes: Uint8Array, start: number, end: number): string {
       }
     }
     ascii += String.fromCharCode(c);
+  }
+  if (methodCacheSize < METHOD_CACHE_MAX) {
+    methodCacheSize++;
+    const entry = { bytes: bytes.slice(start, end), name: ascii };
+    if (entries) entries.push(entry);
+    else methodCache.set(key, [entry]);
   }
   return ascii;
 }

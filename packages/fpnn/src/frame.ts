@@ -39,15 +39,32 @@ export type Frame = QuestFrame | AnswerFrame;
 
 const encoder = new TextEncoder();
 
-function writeHeader(out: Uint8Array, flag: number, mtype: number, ss: number, psize: number): DataView {
-  out.set(MAGIC, 0);
+/**
+ * Frame buffers come from Node's pooled `Buffer.allocUnsafe` when it exists (every byte is then
+ * written below): a fresh `new Uint8Array(n)` costs a zeroed backing store per frame, which was as
+ * expensive as the msgpack encoding itself. Browsers get plain `Uint8Array`s.
+ */
+const NodeBuffer = (globalThis as { Buffer?: { allocUnsafe(size: number): Uint8Array } }).Buffer;
+const allocFrame: (size: number) => Uint8Array =
+  NodeBuffer && typeof NodeBuffer.allocUnsafe === 'function' ? (size) => NodeBuffer.allocUnsafe(size) : (size) => new Uint8Array(size);
+
+function writeU32(out: Uint8Array, at: number, value: number): void {
+  out[at] = value & 0xff;
+  out[at + 1] = (value >>> 8) & 0xff;
+  out[at + 2] = (value >>> 16) & 0xff;
+  out[at + 3] = (value >>> 24) & 0xff;
+}
+
+function writeHeader(out: Uint8Array, flag: number, mtype: number, ss: number, psize: number): void {
+  out[0] = 0x46;
+  out[1] = 0x50;
+  out[2] = 0x4e;
+  out[3] = 0x4e;
   out[4] = VERSION;
   out[5] = flag;
   out[6] = mtype;
   out[7] = ss;
-  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  view.setUint32(8, psize, true);
-  return view;
+  writeU32(out, 8, psize);
 }
 
 const methodBytesCache = new Map<string, Uint8Array>();
@@ -65,9 +82,9 @@ function methodBytes(method: string): Uint8Array {
 export function encodeQuest(method: string, payload: Uint8Array, flag: PayloadFlag, oneway: boolean, seq = 0): Uint8Array {
   const name = methodBytes(method);
   const seqBytes = oneway ? 0 : 4;
-  const out = new Uint8Array(HEADER_BYTES + seqBytes + name.length + payload.length);
-  const view = writeHeader(out, flag, oneway ? MType.ONEWAY : MType.TWOWAY, name.length, payload.length);
-  if (!oneway) view.setUint32(12, seq >>> 0, true);
+  const out = allocFrame(HEADER_BYTES + seqBytes + name.length + payload.length);
+  writeHeader(out, flag, oneway ? MType.ONEWAY : MType.TWOWAY, name.length, payload.length);
+  if (!oneway) writeU32(out, 12, seq >>> 0);
   out.set(name, HEADER_BYTES + seqBytes);
   out.set(payload, HEADER_BYTES + seqBytes + name.length);
   return out;
@@ -75,9 +92,9 @@ export function encodeQuest(method: string, payload: Uint8Array, flag: PayloadFl
 
 /** An answer frame; `ok = false` writes status 1 (the payload must then be `{ code, ex }`). */
 export function encodeAnswer(seq: number, payload: Uint8Array, flag: PayloadFlag, ok = true): Uint8Array {
-  const out = new Uint8Array(16 + payload.length);
-  const view = writeHeader(out, flag, MType.ANSWER, ok ? 0 : 1, payload.length);
-  view.setUint32(12, seq >>> 0, true);
+  const out = allocFrame(16 + payload.length);
+  writeHeader(out, flag, MType.ANSWER, ok ? 0 : 1, payload.length);
+  writeU32(out, 12, seq >>> 0);
   out.set(payload, 16);
   return out;
 }
@@ -87,8 +104,5 @@ export function encodeAnswer(seq: number, payload: Uint8Array, flag: PayloadFlag
  * connections, each with its own seq (DESIGN.md: "encoded once per message").
  */
 export function patchSeq(frame: Uint8Array, seq: number): void {
-  frame[12] = seq & 0xff;
-  frame[13] = (seq >>> 8) & 0xff;
-  frame[14] = (seq >>> 16) & 0xff;
-  frame[15] = (seq >>> 24) & 0xff;
+  writeU32(frame, 12, seq);
 }
