@@ -14,6 +14,8 @@ const key = (pid: number, uid: bigint): string => `${pid}:${uid}`;
  */
 export class Sessions {
   private readonly grace = new Map<string, { timer: NodeJS.Timeout; endedAt: bigint }>();
+  /** Bumped by every login: an ending presence that sees another epoch was continued, and stops. */
+  private readonly epochs = new Map<string, number>();
 
   constructor(
     private readonly config: ServerConfig,
@@ -33,11 +35,18 @@ export class Sessions {
       clearTimeout(pending.timer);
       this.grace.delete(k);
     }
+    this.epochs.set(k, (this.epochs.get(k) ?? 0) + 1);
     const online = this.presence.isOnline(pid, uid);
     const elsewhere = !online && !pending ? (await this.bus.queryOnline(pid, [uid])).length > 0 : false;
     const first = this.presence.add(conn);
+    if (conn.closed) {
+      // Closed while we awaited: its close found nothing to remove, so end it here.
+      this.logout(conn, false);
+      return;
+    }
     if (first) {
-      for (const rid of await this.store.userRooms(pid, uid)) this.presence.joinRoom(pid, rid, uid);
+      const rooms = await this.store.userRooms(pid, uid);
+      if (this.presence.isOnline(pid, uid)) for (const rid of rooms) this.presence.joinRoom(pid, rid, uid);
     }
     if (!online && !pending && !elsewhere) {
       this.bus.publish({ type: 'presence', pid, uid, event: 'login', time: Math.floor(Date.now() / 1000), endpoint: this.endpoint() });
@@ -67,10 +76,14 @@ export class Sessions {
 
   /** The presence ended for good unless another node still has a session. */
   private async end(pid: number, uid: bigint, endedAt: bigint): Promise<void> {
+    const k = key(pid, uid);
+    const epoch = this.epochs.get(k);
+    const continued = (): boolean => this.presence.isOnline(pid, uid) || this.epochs.get(k) !== epoch;
     try {
-      if (this.presence.isOnline(pid, uid)) return;
-      if ((await this.bus.queryOnline(pid, [uid])).length > 0) return;
+      if (continued()) return;
+      if ((await this.bus.queryOnline(pid, [uid])).length > 0 || continued()) return;
       await this.store.setLogoutTime(pid, uid, endedAt);
+      if (this.epochs.get(k) === epoch) this.epochs.delete(k);
       const rooms = await this.store.clearUserRooms(pid, uid);
       for (const rid of rooms) this.bus.publish({ type: 'room', pid, rid, uid, joined: false, kick: false });
       this.bus.publish({ type: 'presence', pid, uid, event: 'logout', time: Math.floor(Number(endedAt) / 1000), endpoint: this.endpoint() });
