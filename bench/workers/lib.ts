@@ -161,11 +161,12 @@ export async function startRtmServer(options: RtmServerOptions = {}): Promise<Se
 }
 
 /** A baseline server (bench/baselines/<kind>-server.ts) forked with an IPC channel. */
-export async function startBaseline(kind: 'socketio' | 'ws', nodeOptions = ''): Promise<ServerUnderTest> {
+export async function startBaseline(kind: 'socketio' | 'ws', nodeOptions = '', env: Record<string, string> = {}): Promise<ServerUnderTest> {
   const script = fileURLToPath(new URL(`../baselines/${kind === 'ws' ? 'ws' : 'socketio'}-server.ts`, import.meta.url));
   const child = fork(script, [], {
     execArgv: [...TSX_ARGV, `--import=${PROBE}`, '--expose-gc', ...nodeOptions.split(' ').filter(Boolean)],
     stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+    env: { ...process.env, ...env },
   });
   track(child);
   const probe = probeOn(child);
@@ -205,7 +206,7 @@ export async function startBaseline(kind: 'socketio' | 'ws', nodeOptions = ''): 
 }
 
 export function startServerUnderTest(kind: ServerKind, rtm: RtmServerOptions = {}): Promise<ServerUnderTest> {
-  return kind === 'rtm' ? startRtmServer(rtm) : startBaseline(kind, rtm.nodeOptions);
+  return kind === 'rtm' ? startRtmServer(rtm) : startBaseline(kind, rtm.nodeOptions, rtm.env);
 }
 
 // ------------------------------------------------------------------------------------------------

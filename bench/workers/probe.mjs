@@ -14,3 +14,23 @@ process.on('SIGUSR2', () => {
     `@@probe ${JSON.stringify({ rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, user: c.user, system: c.system })}\n`,
   );
 });
+
+// With RTM_BENCH_CPU_PROF_DIR set: a CPU profile of the whole process life, written at exit
+// (`--cpu-prof` is not allowed in NODE_OPTIONS). The in-thread inspector session answers synchronously.
+const profDir = process.env.RTM_BENCH_CPU_PROF_DIR;
+if (profDir) {
+  const { Session } = await import('node:inspector');
+  const { writeFileSync, mkdirSync } = await import('node:fs');
+  const session = new Session();
+  session.connect();
+  session.post('Profiler.setSamplingInterval', { interval: 200 });
+  session.post('Profiler.enable');
+  session.post('Profiler.start');
+  process.once('exit', () => {
+    session.post('Profiler.stop', (err, result) => {
+      if (err) return;
+      mkdirSync(profDir, { recursive: true });
+      writeFileSync(`${profDir}/server-${process.pid}.cpuprofile`, JSON.stringify(result.profile));
+    });
+  });
+}

@@ -1,0 +1,128 @@
+/**
+ * P2P send → push latency at a steady rate through our server (a child process; every message is
+ * persisted, as always). Senders are logged-in clients sending `sendmsg` on the client gate
+ * (WebSocket); receivers are other logged-in clients; each pair lives in the same worker process,
+ * so latency = push received − send time on one clock (the send time travels as the body).
+ * Client rate limit off (RTM_CLIENT_CALLS_PER_SECOND=0).
+ *
+ *   node --conditions=development --import tsx bench/latency.ts [--rate 5000] [--seconds 10] [--warmup 2]
+ *     [--workers 2] [--pairs 200] [--profile <dir>]   (server CPU profile; see bench/workers/cpuprofile-top.ts)
+ */
+import { availableParallelism } from 'node:os';
+import { parseArgs } from 'node:util';
+import { cpuMicros, fmt, percentile, sleep, startRtmServer, startWorker, type Worker } from './workers/lib.js';
+
+export interface LatencyOptions {
+  rate?: number;
+  seconds?: number;
+  warmupSeconds?: number;
+  workers?: number;
+  /** Sender/receiver pairs in all (each sender sends rate / pairs messages/s). */
+  pairs?: number;
+  /** Directory for a CPU profile (.cpuprofile) of the server. */
+  profileDir?: string;
+}
+
+export interface LatencyFigures {
+  /** Messages per second actually sent over the measured run. */
+  rate: number;
+  sent: number;
+  received: number;
+  errors: number;
+  /** Send → push latency, messages sent after the warm-up. */
+  samples: number;
+  p50Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  maxMs: number;
+  /** Send → answer (mtime, after persistence) round trip. */
+  answerP50Ms: number;
+  answerP99Ms: number;
+  /** Server CPU time / wall time over the run. */
+  serverCores: number;
+  /** Client worker processes' CPU time / wall time. */
+  clientCores: number;
+}
+
+export async function runLatencyBench(options: LatencyOptions = {}): Promise<LatencyFigures> {
+  const rate = options.rate ?? 5000;
+  const seconds = options.seconds ?? 10;
+  const warmupSeconds = options.warmupSeconds ?? 2;
+  const nWorkers = options.workers ?? 2;
+  const pairs = options.pairs ?? 200;
+  const server = await startRtmServer(options.profileDir ? { env: { RTM_BENCH_CPU_PROF_DIR: options.profileDir } } : {});
+  const workers: Worker[] = [];
+  try {
+    const perWorker = Math.ceil(pairs / nWorkers);
+    for (let w = 0; w < nWorkers; w++) workers.push(startWorker('./latency-worker.ts'));
+    await Promise.all(
+      workers.map((worker, w) => {
+        const senders = Array.from({ length: perWorker }, (_, i) => String(2_000_000 + w * perWorker + i));
+        const receivers = senders.map((s) => String(BigInt(s) + 1_000_000n));
+        return worker.call('connect', { clientEndpoint: `127.0.0.1:${server.clientPort}`, serverEndpoint: `127.0.0.1:${server.serverPort}`, senders, receivers }, 120_000);
+      }),
+    );
+    await sleep(500);
+    const cpu0 = cpuMicros(server.pid);
+    const wcpu0 = workers.reduce((s, w) => s + cpuMicros(w.child.pid!), 0);
+    const t0 = performance.now();
+    const results = await Promise.all(
+      workers.map((w) =>
+        w.call<{ sent: number; received: number; errors: number; firstError?: string; latencies: number[]; answerMs: number[] }>(
+          'run',
+          { rate: rate / nWorkers, seconds, warmupSeconds },
+          (seconds + warmupSeconds + 30) * 1000,
+        ),
+      ),
+    );
+    const cpu1 = cpuMicros(server.pid);
+    const wcpu1 = workers.reduce((s, w) => s + cpuMicros(w.child.pid!), 0);
+    const wall = (performance.now() - t0) / 1000;
+    const lat = Float64Array.from(results.flatMap((r) => r.latencies)).sort();
+    const ans = Float64Array.from(results.flatMap((r) => r.answerMs)).sort();
+    const sum = (k: 'sent' | 'received' | 'errors'): number => results.reduce((s, r) => s + r[k], 0);
+    const firstError = results.find((r) => r.firstError)?.firstError;
+    if (firstError) console.error(`send errors, first: ${firstError}`);
+    const ms = (v: number): number => +v.toFixed(3);
+    return {
+      rate: Math.round(sum('sent') / (seconds + warmupSeconds)),
+      sent: sum('sent'),
+      received: sum('received'),
+      errors: sum('errors'),
+      samples: lat.length,
+      p50Ms: ms(percentile(lat, 50)),
+      p99Ms: ms(percentile(lat, 99)),
+      p999Ms: ms(percentile(lat, 99.9)),
+      maxMs: ms(lat[lat.length - 1] ?? 0),
+      answerP50Ms: ms(percentile(ans, 50)),
+      answerP99Ms: ms(percentile(ans, 99)),
+      serverCores: +((cpu1 - cpu0) / 1e6 / wall).toFixed(2),
+      clientCores: +((wcpu1 - wcpu0) / 1e6 / wall).toFixed(2),
+    };
+  } finally {
+    await Promise.all(workers.map((w) => w.call('close', {}, 10_000).catch(() => undefined)));
+    await Promise.all(workers.map((w) => w.stop()));
+    await server.stop();
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { values } = parseArgs({
+    options: {
+      rate: { type: 'string', default: '5000' },
+      seconds: { type: 'string', default: '10' },
+      warmup: { type: 'string', default: '2' },
+      workers: { type: 'string', default: '2' },
+      pairs: { type: 'string', default: '200' },
+      profile: { type: 'string' },
+    },
+  });
+  console.log(
+    `p2p send → push latency: clients send 'sendmsg' on the client gate (WebSocket) at ${values.rate} msgs/s for ${values.seconds} s after ${values.warmup} s warm-up, ` +
+      `${values.pairs} sender/receiver pairs in ${values.workers} worker processes, every message persisted (SQLite), ${availableParallelism()} cores`,
+  );
+  const f = await runLatencyBench({ rate: Number(values.rate), seconds: Number(values.seconds), warmupSeconds: Number(values.warmup), workers: Number(values.workers), pairs: Number(values.pairs), profileDir: values.profile });
+  console.log(`sent ${fmt(f.sent)} (${fmt(f.rate)}/s), pushes received ${fmt(f.received)}, errors ${f.errors}, ${fmt(f.samples)} timed after warm-up; server ${f.serverCores} cores busy`);
+  console.log(`send → push latency: p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms (target ≤ 1.5 ms), p99.9 ${f.p999Ms} ms, max ${f.maxMs} ms`);
+  console.log(`send → answer (persisted, mtime back): p50 ${f.answerP50Ms} ms, p99 ${f.answerP99Ms} ms`);
+}
