@@ -115,7 +115,9 @@ if (unreachable && !CI) {
       spy.subscribe(`${subjectPrefix}.ev.>`, { callback: (_e, m) => seen.push({ subject: m.subject, event: decodeMsgpack(m.data) }) });
       await spy.flush();
       try {
+        assert.equal(bus.connected, false);
         await bus.start(noop, () => []);
+        assert.equal(bus.connected, true);
         const event: BusEvent = { type: 'kickout', pid: 1234, uid: 2n ** 60n };
         bus.publish(event);
         for (let i = 0; i < 100 && seen.length === 0; i++) await sleep(10);
@@ -124,6 +126,7 @@ if (unreachable && !CI) {
         await spy.close();
         await bus.close();
       }
+      assert.equal(bus.connected, false);
     });
 
     it('an undecodable event is reported to onError and skipped; the next one is handled', async () => {

@@ -114,6 +114,7 @@ export class NatsBus implements Bus {
   private responder: OnlineResponder | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private closed = false;
+  private up = false;
   /** Other live nodes → last time heard (ms). */
   private readonly peers = new Map<string, number>();
   private readonly pending = new Map<number, PendingQuery>();
@@ -143,6 +144,11 @@ export class NatsBus implements Bus {
     this.nodeSubject = `${subjectPrefix}.node`;
   }
 
+  /** Whether the NATS connection is up (for /healthz): false before start, while reconnecting, after close. */
+  get connected(): boolean {
+    return this.up;
+  }
+
   /** Ids of the other nodes currently considered live (for tests and /healthz). */
   get liveNodes(): string[] {
     return [...this.peers.keys()];
@@ -159,6 +165,7 @@ export class NatsBus implements Bus {
       reconnectTimeWait: 500,
     });
     this.nc = nc;
+    this.up = true;
     this.handler = handler;
     this.responder = responder;
     void this.watchStatus(nc);
@@ -209,6 +216,7 @@ export class NatsBus implements Bus {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.up = false;
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = undefined;
     for (const id of [...this.pending.keys()]) this.finishQuery(id);
@@ -341,7 +349,10 @@ export class NatsBus implements Bus {
   private async watchStatus(nc: NatsConnection): Promise<void> {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect' || s.type === 'error') this.onError(s.data, `nats ${s.type}`);
+      if (s.type === 'disconnect') this.up = false;
+      else if (s.type === 'reconnect') this.up = !this.closed;
     }
+    this.up = false;
   }
 }
 
