@@ -5,7 +5,7 @@
  *
  *   node --conditions=development --import tsx bench/sends.ts [--seconds 5] [--connections 4] [--depth 64]
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -21,12 +21,25 @@ export interface SendFigures {
   p99Ms: number;
   rawInsertsPerSecond: number;
   ratioToRaw: number;
+  /** Server process CPU time per persisted send (robust on a shared machine). */
+  serverCpuUsPerSend: number;
+  /** CPU time per raw insert (same shape, same indexes). */
+  rawCpuUsPerInsert: number;
+  /** rawCpuUsPerInsert / serverCpuUsPerSend: the share of the ceiling, in CPU terms. */
+  cpuRatioToRaw: number;
+}
+
+/** utime + stime of a process, in µs (Linux /proc; clock ticks of 10 ms). */
+export async function processCpuUs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
 }
 
 const percentile = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? 0;
 
 /** The ceiling: prepared inserts of the same shape in transactions of 1,000 rows, WAL, synchronous NORMAL. */
-async function rawInsertRate(seconds: number): Promise<number> {
+async function rawInsertRate(seconds: number): Promise<{ rate: number; cpuUs: number }> {
   const dir = await mkdtemp(join(tmpdir(), 'rtm-bench-raw-'));
   try {
     const db = new Database(join(dir, 'raw.sqlite'));
@@ -41,14 +54,16 @@ async function rawInsertRate(seconds: number): Promise<number> {
       for (let i = start; i < start + 1000; i++) insert.run(1, 1, i % 1000, 1000 + (i % 7), i % 1000, 1000 + (i % 7), BigInt(i) * 7919n, 51, 'benchmark message body', '', Date.now());
     });
     let n = 0;
+    const cpu0 = process.cpuUsage();
     const started = performance.now();
     while (performance.now() - started < seconds * 1000) {
       batch(n);
       n += 1000;
     }
     const rate = n / ((performance.now() - started) / 1000);
+    const cpu = process.cpuUsage(cpu0);
     db.close();
-    return rate;
+    return { rate, cpuUs: (cpu.user + cpu.system) / n };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -83,9 +98,13 @@ export async function runSendBench(seconds = 5, connections = 4, depth = 64): Pr
     };
     await run(1000, undefined); // warm-up
     const latencies: number[] = [];
+    const cpuBefore = await processCpuUs(server.child.pid!);
     const sendsPerSecond = await run(seconds * 1000, latencies);
+    const serverCpuUs = (await processCpuUs(server.child.pid!)) - cpuBefore;
     latencies.sort((a, b) => a - b);
-    const rawInsertsPerSecond = await rawInsertRate(Math.min(seconds, 3));
+    const raw = await rawInsertRate(Math.min(seconds, 3));
+    const rawInsertsPerSecond = raw.rate;
+    const serverCpuUsPerSend = serverCpuUs / (latencies.length || 1);
     return {
       connections,
       depth,
@@ -94,6 +113,9 @@ export async function runSendBench(seconds = 5, connections = 4, depth = 64): Pr
       p99Ms: +percentile(latencies, 99).toFixed(2),
       rawInsertsPerSecond: Math.round(rawInsertsPerSecond),
       ratioToRaw: +(sendsPerSecond / rawInsertsPerSecond).toFixed(2),
+      serverCpuUsPerSend: +serverCpuUsPerSend.toFixed(1),
+      rawCpuUsPerInsert: +raw.cpuUs.toFixed(1),
+      cpuRatioToRaw: +(raw.cpuUs / serverCpuUsPerSend).toFixed(2),
     };
   } finally {
     await Promise.all(clients.map((c) => c.close()));
@@ -109,4 +131,5 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     `persisted sends through the SDK (${f.connections} connections × ${f.depth} in flight): ${f.sendsPerSecond.toLocaleString('en')}/s, p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms`,
   );
   console.log(`raw better-sqlite3 inserts (ceiling): ${f.rawInsertsPerSecond.toLocaleString('en')}/s — ratio ${f.ratioToRaw}`);
+  console.log(`server CPU per persisted send: ${f.serverCpuUsPerSend} µs; raw insert: ${f.rawCpuUsPerInsert} µs — CPU ratio ${f.cpuRatioToRaw}`);
 }

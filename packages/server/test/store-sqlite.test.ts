@@ -13,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { storeConformance } from '@rtm/testkit';
 import { SqliteStore } from '../src/store/sqlite.js';
+import { SQLITE_MIGRATIONS } from '../src/store/sqlite-migrations.js';
 import { MessageKind, type HistoryQuery, type NewMessage } from '../src/store/store.js';
 
 const CHILD_ENV = 'RTM_STORE_CRASH_CHILD';
@@ -79,12 +80,12 @@ if (process.env[CHILD_ENV]) {
       const dataDir = join(dir, 'nested', 'reopen');
       const a = new SqliteStore({ dataDir });
       await a.init();
-      assert.deepEqual(a.schemaVersions(), [1]);
+      assert.deepEqual(a.schemaVersions(), SQLITE_MIGRATIONS.map((m) => m.version));
       const [r] = await a.append([{ pid: 1, kind: MessageKind.GROUP, from: 1n, to: 2n, mid: 3n, mtype: 30, msg: new Uint8Array([9]), attrs: '' }]);
       await a.close();
       const b = new SqliteStore({ dataDir });
       await b.init();
-      assert.deepEqual(b.schemaVersions(), [1]);
+      assert.deepEqual(b.schemaVersions(), SQLITE_MIGRATIONS.map((m) => m.version));
       assert.equal(r?.status, 'stored');
       assert.deepEqual(await b.getMessage({ pid: 1, kind: MessageKind.GROUP, from: 1n, to: 2n, mid: 3n }), (r as { message: unknown }).message);
       await b.close();
@@ -174,3 +175,39 @@ async function crashChild(dataDir: string): Promise<void> {
     await Promise.all(turn);
   }
 }
+
+describe('SqliteStore migration 2 (time_index, p2p_pairs) on a version-1 database', () => {
+  it('carries conversation lists, hidden sides and time windows over', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'rtm-mig-'));
+    try {
+      // Build a version-1 database by hand: run only migration 1, then fill it like v1 did.
+      const Database = (await import('better-sqlite3')).default;
+      const db = new Database(join(dir, 'rtm.sqlite'));
+      db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
+      db.exec(SQLITE_MIGRATIONS[0]!.sql);
+      db.prepare('INSERT INTO schema_migrations VALUES (1, ?, 0)').run(SQLITE_MIGRATIONS[0]!.name);
+      const ins = db.prepare('INSERT INTO messages (id, pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (?,1,1,?,?,?,?,?,30,?,\'\',?)');
+      ins.run(1, 10, 20, 10, 20, 1, 'a', 1_000);
+      ins.run(2, 10, 30, 30, 10, 2, 'b', 2_500);
+      db.exec("UPDATE counters SET last_id = 2, last_mtime = 2500 WHERE name = 'messages'");
+      const sess = db.prepare('INSERT INTO p2p_sessions VALUES (1, ?, ?, ?)');
+      sess.run(10, 20, 1);
+      sess.run(20, 10, 1);
+      sess.run(10, 30, 2); // 30 removed the session with 10 on its side
+      db.close();
+
+      const store = new SqliteStore({ dataDir: dir });
+      await store.init();
+      assert.deepEqual(await store.p2pPeers(1, 10n), [30n, 20n]);
+      assert.deepEqual(await store.p2pPeers(1, 30n), []);
+      assert.deepEqual(await store.p2pPeers(1, 20n), [10n]);
+      const window = await store.history({ conversation: { pid: 1, kind: MessageKind.P2P, uid: 10n, peer: 30n }, desc: true, num: 10, begin: 2_000n, end: 3_000n });
+      assert.deepEqual(window.map((m) => m.id), [2n]);
+      const none = await store.history({ conversation: { pid: 1, kind: MessageKind.P2P, uid: 10n, peer: 20n }, desc: true, num: 10, begin: 1_001n });
+      assert.deepEqual(none, []);
+      await store.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

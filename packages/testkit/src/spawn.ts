@@ -17,9 +17,10 @@ export interface SpawnedServer {
 /**
  * Runs `rtm serve` in a child process (what `npm start` runs) with the given RTM_* environment and
  * ephemeral ports, and resolves once it has logged its bound ports (needs RTM_LOG_LEVEL info or lower).
+ * `nodeArgs` go to node itself (e.g. `--cpu-prof`, which NODE_OPTIONS does not allow).
  */
-export function spawnServer(env: Record<string, string>, timeoutMs = 20_000): Promise<SpawnedServer> {
-  const child = spawn(process.execPath, ['--conditions=development', '--import', 'tsx', CLI, 'serve'], {
+export function spawnServer(env: Record<string, string>, timeoutMs = 20_000, nodeArgs: string[] = []): Promise<SpawnedServer> {
+  const child = spawn(process.execPath, [...nodeArgs, '--conditions=development', '--import', 'tsx', CLI, 'serve'], {
     env: { ...process.env, RTM_SERVER_PORT: '0', RTM_CLIENT_PORT: '0', RTM_ADMIN_PORT: '-1', RTM_HOST: '127.0.0.1', RTM_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

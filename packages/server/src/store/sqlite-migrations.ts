@@ -6,15 +6,15 @@
  * Design (DESIGN.md "Storage"):
  * - `messages.id` is the rowid, assigned by the store from `counters` (not by SQLite's max+1, which
  *   would reuse the ids of deleted newest rows), so ids only ever grow and `mtime` never decreases
- *   with `id`. History turns `begin`/`end` into id bounds through `messages_mtime` and then reads one
- *   id range of `messages_history`: a range scan at any depth.
+ *   with `id`. History turns `begin`/`end` into id bounds through `time_index` and then reads one
+ *   id range of `messages_history` (filtering the edge seconds by mtime): a range scan at any depth.
  * - Conversation key: p2p = (min uid, max uid), group/room = (gid/rid, 0), broadcast = (0, 0).
  * - `msg` has no type affinity (declared BLOB): a str body is stored as TEXT, a bin body as BLOB,
  *   and read back as the same kind.
  * - Ids are INTEGER (signed 64-bit); the store reads them with safe integers (bigint).
  * - Write cost per message is kept low: `messages_inbox` (p2p unread per receiver) is partial
- *   (p2p only; group unread uses `messages_history`), and `p2p_sessions` has no index on last_id
- *   (a user's conversation list is read by primary-key prefix and sorted: it is small).
+ *   (p2p only; group unread uses `messages_history`); time windows go through `time_index`
+ *   (one row per second) and conversation lists through `p2p_pairs` (one row per pair): see step 2.
  */
 export interface SqliteMigration {
   version: number;
@@ -139,6 +139,39 @@ CREATE TABLE user_data (
   val TEXT NOT NULL,
   PRIMARY KEY (pid, uid, key)
 ) WITHOUT ROWID;
+`,
+  },
+  {
+    version: 2,
+    name: 'lighter writes: per-second time index, one conversation-list row per p2p pair',
+    // Each message used to write 2 more b-trees than the raw ceiling: a (mtime, id) index entry and
+    // two p2p_sessions rows. Now: one time_index row per second (written once per group commit)
+    // maps time to ids — exact enough because mtime never decreases with id — and one p2p_pairs
+    // row per conversation carries both sides' list entries (a hidden flag per side).
+    sql: `
+CREATE TABLE time_index (
+  sec INTEGER PRIMARY KEY,
+  last_id INTEGER NOT NULL
+);
+INSERT INTO time_index (sec, last_id) SELECT mtime / 1000, MAX(id) FROM messages GROUP BY mtime / 1000;
+DROP INDEX messages_mtime;
+
+CREATE TABLE p2p_pairs (
+  pid INTEGER NOT NULL,
+  lo INTEGER NOT NULL,
+  hi INTEGER NOT NULL,
+  last_id INTEGER NOT NULL,
+  hidden_lo INTEGER NOT NULL DEFAULT 0,
+  hidden_hi INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (pid, lo, hi)
+) WITHOUT ROWID;
+CREATE INDEX p2p_pairs_hi ON p2p_pairs (pid, hi, lo);
+INSERT INTO p2p_pairs (pid, lo, hi, last_id, hidden_lo, hidden_hi)
+  SELECT pid, MIN(uid, peer), MAX(uid, peer), MAX(last_id),
+         CASE WHEN SUM(uid = MIN(uid, peer)) > 0 THEN 0 ELSE 1 END,
+         CASE WHEN SUM(uid = MAX(uid, peer)) > 0 THEN 0 ELSE 1 END
+  FROM p2p_sessions GROUP BY pid, MIN(uid, peer), MAX(uid, peer);
+DROP TABLE p2p_sessions;
 `,
   },
 ];

@@ -128,6 +128,7 @@ export class SqliteStore implements Store {
       migrate(db, SQLITE_MIGRATIONS);
       this.db = db;
       this.stmts = this.prepareStatements(db);
+      this.loadFilters(db);
     } catch (err) {
       db.close();
       throw err;
@@ -172,15 +173,25 @@ export class SqliteStore implements Store {
         `INSERT INTO messages (id, pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (pid, kind, from_id, to_id, mid) DO NOTHING`,
       ),
-      touchSession: p(
-        'INSERT INTO p2p_sessions (pid, uid, peer, last_id) VALUES (?, ?, ?, ?) ON CONFLICT (pid, uid, peer) DO UPDATE SET last_id = excluded.last_id',
+      touchPair: p(
+        `INSERT INTO p2p_pairs (pid, lo, hi, last_id) VALUES (?, ?, ?, ?)
+         ON CONFLICT (pid, lo, hi) DO UPDATE SET last_id = excluded.last_id, hidden_lo = 0, hidden_hi = 0`,
       ),
+      touchSecond: p('INSERT INTO time_index (sec, last_id) VALUES (?, ?) ON CONFLICT (sec) DO UPDATE SET last_id = excluded.last_id'),
       deleteMessage: p('UPDATE messages SET deleted = 1 WHERE pid = ? AND kind = ? AND from_id = ? AND to_id = ? AND mid = ? AND deleted = 0'),
-      firstIdFrom: p('SELECT id FROM messages INDEXED BY messages_mtime WHERE mtime >= ? ORDER BY mtime, id LIMIT 1'),
-      lastIdUntil: p('SELECT id FROM messages INDEXED BY messages_mtime WHERE mtime <= ? ORDER BY mtime DESC, id DESC LIMIT 1'),
+      /** Last id stored before second `sec` (everything up to it has mtime < sec * 1000). */
+      lastIdBefore: p('SELECT last_id FROM time_index WHERE sec < ? ORDER BY sec DESC LIMIT 1'),
+      /** Last id stored in or before second `sec`. */
+      lastIdThrough: p('SELECT last_id FROM time_index WHERE sec <= ? ORDER BY sec DESC LIMIT 1'),
+      timeIndexPrune: p('DELETE FROM time_index WHERE sec < ?'),
 
-      p2pPeers: p('SELECT peer FROM p2p_sessions WHERE pid = ? AND uid = ? ORDER BY last_id DESC'),
-      removeSession: p('DELETE FROM p2p_sessions WHERE pid = ? AND uid = ? AND peer = ?'),
+      p2pPeers: p(
+        `SELECT hi AS peer, last_id FROM p2p_pairs WHERE pid = ? AND lo = ? AND hidden_lo = 0
+         UNION ALL SELECT lo AS peer, last_id FROM p2p_pairs INDEXED BY p2p_pairs_hi WHERE pid = ? AND hi = ? AND lo <> hi AND hidden_hi = 0
+         ORDER BY last_id DESC`,
+      ),
+      hideLo: p('UPDATE p2p_pairs SET hidden_lo = 1 WHERE pid = ? AND lo = ? AND hi = ?'),
+      hideHi: p('UPDATE p2p_pairs SET hidden_hi = 1 WHERE pid = ? AND lo = ? AND hi = ?'),
       baselineGet: p('SELECT logout_time, clear_time FROM unread_baselines WHERE pid = ? AND uid = ?'),
       logoutSet: p(
         'INSERT INTO unread_baselines (pid, uid, logout_time) VALUES (?, ?, ?) ON CONFLICT (pid, uid) DO UPDATE SET logout_time = excluded.logout_time',
@@ -247,9 +258,8 @@ export class SqliteStore implements Store {
       dataGet: p('SELECT val FROM user_data WHERE pid = ? AND uid = ? AND key = ?'),
       dataDelete: p('DELETE FROM user_data WHERE pid = ? AND uid = ? AND key = ?'),
 
-      retentionAge: p(
-        'DELETE FROM messages WHERE id IN (SELECT id FROM messages INDEXED BY messages_mtime WHERE mtime < ? ORDER BY mtime LIMIT ?)',
-      ),
+      // Oldest first by rowid below an id bound from time_index; the edge second is filtered by mtime.
+      retentionAge: p('DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE id < ? AND mtime < ? ORDER BY id LIMIT ?)'),
       retentionOversized: p(
         'SELECT pid, kind, conv_lo, conv_hi FROM messages INDEXED BY messages_history GROUP BY pid, kind, conv_lo, conv_hi HAVING COUNT(*) > ?',
       ),
@@ -320,8 +330,8 @@ export class SqliteStore implements Store {
       const lastMtime = counter['last_mtime'] as bigint;
       const clock = BigInt(Math.trunc(this.options.now()));
       const mtime = clock > lastMtime ? clock : lastMtime;
-      // p2p conversation lists, written once per (uid, peer) per group with the newest id.
-      const sessions = new Map<string, [number, bigint, bigint, bigint]>();
+      // p2p conversation lists: one row per pair, written once per group with the newest id.
+      const pairs = new Map<string, [number, bigint, bigint, bigint]>();
       const results = group.map((p) =>
         p.batch.map((m): AppendResult => {
           const id = lastId + 1n;
@@ -333,14 +343,12 @@ export class SqliteStore implements Store {
             return sameContent(original, m) ? { status: 'duplicate', message: original } : { status: 'collision' };
           }
           lastId = id;
-          if (m.kind === MessageKind.P2P) {
-            sessions.set(`${m.pid}:${m.from}:${m.to}`, [m.pid, m.from, m.to, id]);
-            sessions.set(`${m.pid}:${m.to}:${m.from}`, [m.pid, m.to, m.from, id]);
-          }
+          if (m.kind === MessageKind.P2P) pairs.set(`${m.pid}:${c.lo}:${c.hi}`, [m.pid, c.lo, c.hi, id]);
           return { status: 'stored', message: { ...m, id, mtime } };
         }),
       );
-      for (const [pid, uid, peer, id] of sessions.values()) s.touchSession.run(pid, uid, peer, id);
+      for (const [pid, lo, hi, id] of pairs.values()) s.touchPair.run(pid, lo, hi, id);
+      if (lastId !== counter['last_id']) s.touchSecond.run(mtime / 1000n, lastId);
       s.counterSet.run(lastId, mtime);
       s.commit.run();
       return results;
@@ -385,10 +393,10 @@ export class SqliteStore implements Store {
     const mtypes = query.mtypes ?? [];
     const stmt = this.shaped(
       `SELECT ${MESSAGE_COLUMNS} FROM messages INDEXED BY messages_history
-       WHERE pid = ? AND kind = ? AND conv_lo = ? AND conv_hi = ? AND id > ? AND id < ? AND deleted = 0${mtypeFilter(mtypes)}
+       WHERE pid = ? AND kind = ? AND conv_lo = ? AND conv_hi = ? AND id > ? AND id < ? AND deleted = 0${mtimeWindow(query.begin, query.end)}${mtypeFilter(mtypes)}
        ORDER BY id ${query.desc ? 'DESC' : 'ASC'} LIMIT ?`,
     );
-    return { stmt, params: [c.pid, c.kind, c.lo, c.hi, lo, hi, ...mtypes, query.num] };
+    return { stmt, params: [c.pid, c.kind, c.lo, c.hi, lo, hi, ...mtimeParams(query.begin, query.end), ...mtypes, query.num] };
   }
 
   /**
@@ -396,17 +404,18 @@ export class SqliteStore implements Store {
    * undefined when the window holds no message. Exact because mtime never decreases with id.
    */
   private idBounds(begin: bigint | undefined, end: bigint | undefined): { lo: bigint; hi: bigint } | undefined {
+    // Second granularity: the bounds may include the edge seconds' other messages, so every
+    // query that uses them also filters on mtime (see mtimeWindow).
     let lo = 0n;
     let hi = 2n ** 63n - 1n;
     if (begin !== undefined && begin !== 0n) {
-      const row = this.s.firstIdFrom.get(begin);
-      if (!row) return undefined;
-      lo = (row['id'] as bigint) - 1n;
+      const row = this.s.lastIdBefore.get(floorDiv(begin, 1000n));
+      if (row) lo = row['last_id'] as bigint;
     }
     if (end !== undefined && end !== 0n) {
-      const row = this.s.lastIdUntil.get(end);
+      const row = this.s.lastIdThrough.get(floorDiv(end, 1000n));
       if (!row) return undefined;
-      hi = (row['id'] as bigint) + 1n;
+      hi = (row['last_id'] as bigint) + 1n;
     }
     return lo < hi ? { lo, hi } : undefined;
   }
@@ -426,8 +435,8 @@ export class SqliteStore implements Store {
     const mtypes = query.mtypes ?? [];
     const row = this.shaped(
       `SELECT COUNT(DISTINCT from_id) AS sender, COUNT(*) AS num FROM messages INDEXED BY messages_history
-       WHERE pid = ? AND kind = ? AND conv_lo = ? AND conv_hi = 0 AND id > ? AND id < ? AND deleted = 0${mtypeFilter(mtypes)}`,
-    ).get(query.pid, query.kind, query.to, bounds.lo, bounds.hi, ...mtypes)!;
+       WHERE pid = ? AND kind = ? AND conv_lo = ? AND conv_hi = 0 AND id > ? AND id < ? AND deleted = 0${mtimeWindow(query.begin, query.end)}${mtypeFilter(mtypes)}`,
+    ).get(query.pid, query.kind, query.to, bounds.lo, bounds.hi, ...mtimeParams(query.begin, query.end), ...mtypes)!;
     return { sender: Number(row['sender']), num: Number(row['num']) };
   }
 
@@ -459,19 +468,20 @@ export class SqliteStore implements Store {
     const mtypes = query.mtypes ?? [];
     const rows = this.shaped(
       `SELECT conv_lo AS k, COUNT(*) AS n, MAX(mtime) AS t FROM messages INDEXED BY messages_history
-       WHERE pid = ? AND kind = ? AND conv_lo IN (SELECT value FROM json_each(?)) AND conv_hi = 0 AND id > ?
+       WHERE pid = ? AND kind = ? AND conv_lo IN (SELECT value FROM json_each(?)) AND conv_hi = 0 AND id > ? AND mtime > ?
          AND from_id <> ? AND deleted = 0${mtypeFilter(mtypes)}
        GROUP BY conv_lo`,
-    ).all(query.pid, MessageKind.GROUP, idsJson(query.gids), bounds.lo, query.uid, ...mtypes);
+    ).all(query.pid, MessageKind.GROUP, idsJson(query.gids), bounds.lo, query.since, query.uid, ...mtypes);
     return unreadMap(rows);
   }
 
   async p2pPeers(pid: number, uid: bigint): Promise<bigint[]> {
-    return this.s.p2pPeers.all(pid, uid).map((r) => r['peer'] as bigint);
+    return this.s.p2pPeers.all(pid, uid, pid, uid).map((r) => r['peer'] as bigint);
   }
 
   async removeP2PSession(pid: number, uid: bigint, peer: bigint): Promise<void> {
-    this.s.removeSession.run(pid, uid, peer);
+    if (uid <= peer) this.s.hideLo.run(pid, uid, peer);
+    if (uid >= peer) this.s.hideHi.run(pid, peer, uid);
   }
 
   async getUnreadBaseline(pid: number, uid: bigint): Promise<UnreadBaseline> {
@@ -587,6 +597,7 @@ export class SqliteStore implements Store {
 
   async addProjectBlack(pid: number, uid: bigint, until?: bigint): Promise<void> {
     this.s.blackSet.run(pid, uid, until ?? null);
+    this.projectsWithBlacks.add(pid);
   }
 
   async removeProjectBlack(pid: number, uid: bigint): Promise<void> {
@@ -594,7 +605,32 @@ export class SqliteStore implements Store {
   }
 
   async isProjectBlack(pid: number, uid: bigint, now: bigint): Promise<boolean> {
+    // Every send asks: answer "no" from memory for projects that never blacklisted anyone.
+    if (!this.projectsWithBlacks.has(pid)) return false;
     return this.s.blackCheck.get(pid, uid, now) !== undefined;
+  }
+
+  /**
+   * In-memory filters for the checks every send makes (this process is the only writer of an
+   * embedded store, so they are exact): which projects have a blacklist at all, and how many users
+   * have blocked each user.
+   */
+  private projectsWithBlacks = new Set<number>();
+  private readonly blockedCount = new Map<string, number>();
+
+  private loadFilters(db: Database.Database): void {
+    this.projectsWithBlacks = new Set(db.prepare('SELECT DISTINCT pid FROM project_blacks').all().map((r) => Number((r as Row)['pid'])));
+    this.blockedCount.clear();
+    for (const r of db.prepare('SELECT pid, black, COUNT(*) AS n FROM blacks GROUP BY pid, black').all() as Row[]) {
+      this.blockedCount.set(`${r['pid']}:${r['black']}`, Number(r['n']));
+    }
+  }
+
+  private countBlocked(pid: number, black: bigint, delta: number): void {
+    const k = `${pid}:${black}`;
+    const n = (this.blockedCount.get(k) ?? 0) + delta;
+    if (n > 0) this.blockedCount.set(k, n);
+    else this.blockedCount.delete(k);
   }
 
   // --- friends and blacklists ------------------------------------------------------------------
@@ -627,15 +663,19 @@ export class SqliteStore implements Store {
   }
 
   async addBlacks(pid: number, uid: bigint, blacks: readonly bigint[]): Promise<void> {
+    const added: bigint[] = [];
     this.tx(() => {
-      for (const b of blacks) this.s.blacksAdd.run(pid, uid, b);
+      for (const b of blacks) if (this.s.blacksAdd.run(pid, uid, b).changes > 0) added.push(b);
     });
+    for (const b of added) this.countBlocked(pid, b, 1);
   }
 
   async removeBlacks(pid: number, uid: bigint, blacks: readonly bigint[]): Promise<void> {
+    const removed: bigint[] = [];
     this.tx(() => {
-      for (const b of blacks) this.s.blacksRemove.run(pid, uid, b);
+      for (const b of blacks) if (this.s.blacksRemove.run(pid, uid, b).changes > 0) removed.push(b);
     });
+    for (const b of removed) this.countBlocked(pid, b, -1);
   }
 
   async blacks(pid: number, uid: bigint): Promise<bigint[]> {
@@ -643,7 +683,7 @@ export class SqliteStore implements Store {
   }
 
   async blockedBy(pid: number, uid: bigint, candidates: readonly bigint[]): Promise<bigint[]> {
-    if (candidates.length === 0) return [];
+    if (candidates.length === 0 || !this.blockedCount.has(`${pid}:${uid}`)) return [];
     return this.s.blockedBy.all(pid, uid, idsJson(candidates)).map((r) => r['uid'] as bigint);
   }
 
@@ -685,8 +725,10 @@ export class SqliteStore implements Store {
     let removed = 0;
     if (policy.maxAgeMs !== undefined) {
       const cutoff = now - BigInt(Math.trunc(policy.maxAgeMs));
+      const bound = this.idBounds(undefined, cutoff - 1n);
+      const below = bound ? bound.hi : 0n;
       for (;;) {
-        const n = this.s.retentionAge.run(cutoff, RETENTION_CHUNK).changes;
+        const n = below === 0n ? 0 : this.s.retentionAge.run(below, cutoff, RETENTION_CHUNK).changes;
         removed += n;
         if (n < RETENTION_CHUNK) break;
         await yieldTurn();
@@ -733,6 +775,7 @@ export class SqliteStore implements Store {
         lastMtime = mtime;
         const c: ConversationKey = conversationOfMessage(m);
         s.insert.run(++lastId, m.pid, m.kind, c.lo, c.hi, m.from, m.to, m.mid, m.mtype, bodyParam(m.msg), m.attrs, mtime);
+        s.touchSecond.run(mtime / 1000n, lastId);
       }
       s.counterSet.run(lastId, lastMtime);
     }).immediate();
@@ -813,4 +856,22 @@ function compareBigint(a: bigint, b: bigint): number {
 
 function yieldTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** The exact mtime filter that goes with idBounds (which is exact only to the second). */
+function mtimeWindow(begin: bigint | undefined, end: bigint | undefined): string {
+  return (begin !== undefined && begin !== 0n ? ' AND mtime >= ?' : '') + (end !== undefined && end !== 0n ? ' AND mtime <= ?' : '');
+}
+
+function mtimeParams(begin: bigint | undefined, end: bigint | undefined): bigint[] {
+  const out: bigint[] = [];
+  if (begin !== undefined && begin !== 0n) out.push(begin);
+  if (end !== undefined && end !== 0n) out.push(end);
+  return out;
+}
+
+/** Floor division for bigint (ms → s of possibly negative times). */
+function floorDiv(a: bigint, b: bigint): bigint {
+  const q = a / b;
+  return a % b !== 0n && a < 0n !== b < 0n ? q - 1n : q;
 }
