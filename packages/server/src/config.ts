@@ -57,6 +57,15 @@ export interface ServerConfig {
   readonly store: string;
   /** `local` or a `nats://…` URL. @default local */
   readonly bus: string;
+  /** NATS subject prefix: nodes of one cluster share it, two clusters on one NATS differ. @default rtm */
+  readonly busPrefix: string;
+  /** PostgreSQL schema of the store (created if missing). @default public */
+  readonly storeSchema: string;
+  /**
+   * SQLite `synchronous` in WAL mode. NORMAL: an acknowledged message survives a process crash
+   * (SIGKILL), not a power loss; FULL: fsync per group commit, survives both. @default NORMAL
+   */
+  readonly sqliteSynchronous: 'NORMAL' | 'FULL';
   /** Largest accepted FPNN frame, checked from the header. @default 8 MiB */
   readonly maxFrameBytes: number;
   /** Close a connection with no complete frame either way for this long. @default 60000 ms */
@@ -119,6 +128,9 @@ export const DEFAULT_CONFIG: Omit<ServerConfig, 'projects'> = Object.freeze({
   dataDir: './data',
   store: 'sqlite',
   bus: 'local',
+  busPrefix: 'rtm',
+  storeSchema: 'public',
+  sqliteSynchronous: 'NORMAL',
   maxFrameBytes: 8 * 1024 * 1024,
   idleTimeoutMs: 60_000,
   pingIntervalMs: 20_000,
@@ -274,6 +286,9 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     dataDir,
     store,
     bus,
+    busPrefix: env.RTM_BUS_PREFIX || d.busPrefix,
+    storeSchema: env.RTM_STORE_SCHEMA || d.storeSchema,
+    sqliteSynchronous: (env.RTM_SQLITE_SYNCHRONOUS || d.sqliteSynchronous).toUpperCase() as 'NORMAL' | 'FULL',
     maxFrameBytes: int(env, 'RTM_MAX_FRAME_BYTES', d.maxFrameBytes, 1024, 64 * 1024 * 1024),
     idleTimeoutMs: int(env, 'RTM_IDLE_TIMEOUT_MS', d.idleTimeoutMs, 1000, 3_600_000),
     pingIntervalMs: int(env, 'RTM_PING_INTERVAL_MS', d.pingIntervalMs, 100, 3_600_000),
@@ -295,6 +310,11 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     ...overrides,
     limits,
   } as ServerConfig;
+  if (config.sqliteSynchronous !== 'NORMAL' && config.sqliteSynchronous !== 'FULL') {
+    throw new ConfigError(`RTM_SQLITE_SYNCHRONOUS must be NORMAL or FULL, got '${config.sqliteSynchronous}'`);
+  }
+  if (!/^[a-z_][a-z0-9_]*$/.test(config.storeSchema)) throw new ConfigError(`RTM_STORE_SCHEMA must match [a-z_][a-z0-9_]*, got '${config.storeSchema}'`);
+  if (!/^[A-Za-z0-9_-]+$/.test(config.busPrefix)) throw new ConfigError(`RTM_BUS_PREFIX must be letters, digits, _ or -, got '${config.busPrefix}'`);
   if (!['secp256k1', 'prime256v1', 'secp256r1'].includes(config.encryptionCurve)) {
     throw new ConfigError(`RTM_ENCRYPTION_CURVE must be secp256k1 or secp256r1, got '${config.encryptionCurve}'`);
   }

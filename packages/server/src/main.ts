@@ -45,16 +45,22 @@ export interface StartOptions {
 async function openStore(config: ServerConfig): Promise<Store> {
   if (config.store === 'sqlite') {
     const { SqliteStore } = await import('./store/sqlite.js');
-    return new SqliteStore({ dataDir: config.dataDir });
+    return new SqliteStore({ dataDir: config.dataDir, synchronous: config.sqliteSynchronous });
   }
   const { PostgresStore } = await import('./store/postgres.js');
-  return new PostgresStore({ url: config.store });
+  return new PostgresStore({ url: config.store, schema: config.storeSchema });
 }
 
-async function openBus(config: ServerConfig): Promise<Bus> {
+async function openBus(config: ServerConfig, log: Logger): Promise<Bus> {
   if (config.bus === 'local') return new LocalBus();
   const { NatsBus } = await import('./bus/nats.js');
-  return new NatsBus({ url: config.bus });
+  // A prefix in the URL (?prefix=) wins over RTM_BUS_PREFIX, as NatsBus documents.
+  const inUrl = /[?&]prefix=/.test(config.bus);
+  return new NatsBus({
+    url: config.bus,
+    subjectPrefix: inUrl ? undefined : config.busPrefix,
+    onError: (err, context) => log.warn({ err, context }, 'bus error'),
+  });
 }
 
 /**
@@ -80,7 +86,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const metrics = new Metrics(true);
   const store = options.store ?? (await openStore(config));
   await store.init();
-  const bus = options.bus ?? (await openBus(config));
+  const bus = options.bus ?? (await openBus(config, log));
 
   const presence = new LocalPresence();
   const listeners = new ListenRegistry();
@@ -149,8 +155,16 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   if (config.adminPort >= 0) {
     admin = createHttpServer((req, res) => {
       if (req.url === '/healthz') {
-        res.writeHead(200, { 'Content-Type': 'application/json' });
-        res.end(JSON.stringify({ status: 'ok', connections: { server: serverGate.connectionCount, client: clientGate.connectionCount }, sessions: presence.sessionCount }));
+        const busUp = (bus as { connected?: boolean }).connected ?? true;
+        res.writeHead(busUp ? 200 : 503, { 'Content-Type': 'application/json' });
+        res.end(
+          JSON.stringify({
+            status: busUp ? 'ok' : 'bus disconnected',
+            node: bus.nodeId,
+            connections: { server: serverGate.connectionCount, client: clientGate.connectionCount },
+            sessions: presence.sessionCount,
+          }),
+        );
       } else if (req.url === '/metrics') {
         metrics.registry.metrics().then(
           (text) => {
