@@ -16,13 +16,25 @@
  *
  *   node --conditions=development --import tsx bench/fanout.ts [--sizes 1000,5000] [--workers 3]
  *     [--seconds 5] [--warmup 1.5] [--servers rtm,socketio,ws] [--window-pushes 50000] [--join client|server]
- *     [--profile <dir>]   (our server runs with --cpu-prof, profiles written to <dir>)
+ *     [--profile <dir>] [--profile-servers rtm,socketio,ws]   (CPU profiles of the servers, in <dir>/<kind>/;
+ *     summarise with bench/workers/cpuprofile-top.ts)
  */
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { RawClient, TEST_PID, TEST_SECRET } from '@rtm/testkit';
 import { io as ioClient, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
-import { cpuMicros, fmt, SERVER_LABEL, sleep, startServerUnderTest, startWorker, type ServerKind, type ServerUnderTest, type Worker } from './workers/lib.js';
+import {
+  cpuMicros,
+  fmt,
+  SERVER_LABEL,
+  sleep,
+  startServerUnderTest,
+  startWorker,
+  type ServerKind,
+  type ServerUnderTest,
+  type Worker,
+} from './workers/lib.js';
 
 export interface FanoutOptions {
   sizes?: number[];
@@ -34,8 +46,10 @@ export interface FanoutOptions {
   windowPushes?: number;
   /** Our server: how clients join the room. */
   join?: 'client' | 'server';
-  /** Directory for a CPU profile of our server (node --cpu-prof). */
+  /** Directory for CPU profiles (V8 .cpuprofile, in <dir>/<server kind>/) of the servers in `profileServers`. */
   profileDir?: string;
+  /** @default ['rtm'] */
+  profileServers?: ServerKind[];
   log?: (line: string) => void;
 }
 
@@ -47,6 +61,8 @@ export interface FanoutResult {
   serverCpuMicrosPerPush: number;
   /** Server CPU time / wall time over the measured window (1 = one core busy). */
   serverCores: number;
+  /** CPU of the client worker processes / wall time (when near the core count, the clients are the bottleneck). */
+  clientCores: number;
   /** Pushes published × members − pushes received, after draining (should be 0). */
   missing: number;
   published: number;
@@ -87,7 +103,13 @@ async function publisher(server: ServerUnderTest): Promise<Publisher> {
     return {
       publish(rid, mid) {
         gate
-          .signed('sendroommsg', { from: SENDER_UID, rid: BigInt(rid), mid: BigInt(mid), mtype: 51, msg: BODY, attrs: '' }, TEST_PID, TEST_SECRET, salt++)
+          .signed(
+            'sendroommsg',
+            { from: SENDER_UID, rid: BigInt(rid), mid: BigInt(mid), mtype: 51, msg: BODY, attrs: '' },
+            TEST_PID,
+            TEST_SECRET,
+            salt++,
+          )
           .catch((e: Error) => (error ??= e.message));
       },
       errors: () => error,
@@ -95,7 +117,11 @@ async function publisher(server: ServerUnderTest): Promise<Publisher> {
     };
   }
   if (server.kind === 'socketio') {
-    const socket: Socket = ioClient(`http://127.0.0.1:${server.clientPort}`, { transports: ['websocket'], reconnection: false, forceNew: true });
+    const socket: Socket = ioClient(`http://127.0.0.1:${server.clientPort}`, {
+      transports: ['websocket'],
+      reconnection: false,
+      forceNew: true,
+    });
     await new Promise<void>((resolve, reject) => {
       socket.once('joined', () => resolve());
       socket.once('connect_error', reject);
@@ -124,10 +150,14 @@ async function countAll(workers: Worker[]): Promise<number> {
 }
 
 /** One server kind: connects max(sizes) clients once, then measures each room size in turn. */
-async function benchServer(kind: ServerKind, o: Required<Omit<FanoutOptions, 'profileDir'>> & { profileDir?: string }): Promise<FanoutResult[]> {
+async function benchServer(
+  kind: ServerKind,
+  o: Required<Omit<FanoutOptions, 'profileDir'>> & { profileDir?: string },
+): Promise<FanoutResult[]> {
   const log = o.log;
-  const profileOpts = kind === 'rtm' && o.profileDir ? `--cpu-prof --cpu-prof-dir=${o.profileDir}` : '';
-  const server = await startServerUnderTest(kind, { env: { RTM_SERVER_SEND_REQUIRES_MEMBERSHIP: 'false' }, nodeOptions: profileOpts });
+  const env: Record<string, string> = { RTM_SERVER_SEND_REQUIRES_MEMBERSHIP: 'false' };
+  if (o.profileDir && o.profileServers.includes(kind)) env.RTM_BENCH_CPU_PROF_DIR = `${o.profileDir}/${kind}`;
+  const server = await startServerUnderTest(kind, { env });
   const workers: Worker[] = [];
   let pub: Publisher | undefined;
   try {
@@ -162,7 +192,8 @@ async function benchServer(kind: ServerKind, o: Required<Omit<FanoutOptions, 'pr
     log(`  ${SERVER_LABEL[kind]}: ${fmt(total)} clients connected and in their rooms in ${fmt((performance.now() - started) / 1000, 1)} s`);
     if (server.ask) {
       const { sizes } = (await server.ask({ type: 'rooms', rids: rooms.map((r) => r.rid) })) as { sizes: Record<string, number> };
-      for (const r of rooms) if (sizes[r.rid] !== r.upTo) throw new Error(`${kind}: room ${r.rid} has ${sizes[r.rid]} members, expected ${r.upTo}`);
+      for (const r of rooms)
+        if (sizes[r.rid] !== r.upTo) throw new Error(`${kind}: room ${r.rid} has ${sizes[r.rid]} members, expected ${r.upTo}`);
     }
     pub = await publisher(server);
 
@@ -197,11 +228,13 @@ async function benchServer(kind: ServerKind, o: Required<Omit<FanoutOptions, 'pr
       await sleep(o.warmupSeconds * 1000);
       const t0 = performance.now();
       const cpu0 = cpuMicros(server.pid);
+      const wcpu0 = workers.reduce((s, w) => s + cpuMicros(w.child.pid!), 0);
       const d0 = await countAll(workers);
       const p0 = published;
       await sleep(o.seconds * 1000);
       const d1 = await countAll(workers);
       const cpu1 = cpuMicros(server.pid);
+      const wcpu1 = workers.reduce((s, w) => s + cpuMicros(w.child.pid!), 0);
       const t1 = performance.now();
       const p1 = published;
       publishing = false;
@@ -222,12 +255,13 @@ async function benchServer(kind: ServerKind, o: Required<Omit<FanoutOptions, 'pr
         deliveredPerSecond: Math.round(delivered / seconds),
         serverCpuMicrosPerPush: +((cpu1 - cpu0) / delivered).toFixed(3),
         serverCores: +((cpu1 - cpu0) / 1e6 / seconds).toFixed(2),
+        clientCores: +((wcpu1 - wcpu0) / 1e6 / seconds).toFixed(2),
         missing: published * size - deliveredTotal,
         published,
       };
       log(
         `  ${SERVER_LABEL[kind].padEnd(18)} room ${fmt(size).padStart(5)}: ${fmt(r.deliveredPerSecond).padStart(9)} pushes/s delivered (${fmt(r.messagesPerSecond, 1)} msgs/s), ` +
-          `server CPU ${r.serverCpuMicrosPerPush.toFixed(2)} µs/push (${r.serverCores} cores busy), missing ${r.missing}`,
+          `server CPU ${r.serverCpuMicrosPerPush.toFixed(2)} µs/push (server ${r.serverCores} cores, clients ${r.clientCores} cores), missing ${r.missing}`,
       );
       out.push(r);
       // Pushes of this room are all in; let the server settle before the next size.
@@ -242,7 +276,8 @@ async function benchServer(kind: ServerKind, o: Required<Omit<FanoutOptions, 'pr
   }
 }
 
-const ratio = (a: number | undefined, b: number | undefined): number | undefined => (a !== undefined && b ? +(a / b).toFixed(2) : undefined);
+const ratio = (a: number | undefined, b: number | undefined): number | undefined =>
+  a !== undefined && b ? +(a / b).toFixed(2) : undefined;
 
 export async function runFanoutBench(options: FanoutOptions = {}): Promise<FanoutFigures> {
   const o = {
@@ -254,6 +289,7 @@ export async function runFanoutBench(options: FanoutOptions = {}): Promise<Fanou
     windowPushes: options.windowPushes ?? 50_000,
     join: options.join ?? 'client',
     profileDir: options.profileDir,
+    profileServers: options.profileServers ?? ['rtm'],
     log: options.log ?? (() => undefined),
   };
   const results: FanoutResult[] = [];
@@ -283,10 +319,13 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       'window-pushes': { type: 'string', default: '50000' },
       join: { type: 'string', default: 'client' },
       profile: { type: 'string' },
+      'profile-servers': { type: 'string', default: 'rtm' },
     },
   });
   const log = (line: string): void => console.log(line);
-  log(`room fan-out: ${values.sizes} members over ${values.workers} worker processes, ${values.seconds} s measured after ${values.warmup} s warm-up`);
+  log(
+    `room fan-out: ${values.sizes} members over ${values.workers} worker processes, ${values.seconds} s measured after ${values.warmup} s warm-up`,
+  );
   const figures = await runFanoutBench({
     sizes: values.sizes.split(',').map(Number),
     workers: Number(values.workers),
@@ -296,13 +335,16 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     windowPushes: Number(values['window-pushes']),
     join: values.join as 'client' | 'server',
     profileDir: values.profile,
+    profileServers: values['profile-servers'].split(',') as ServerKind[],
     log,
   });
   log('');
-  log('server               room   delivered/s   msgs/s   CPU µs/push   server cores   missing');
+  log(
+    `server               room   delivered/s   msgs/s   CPU µs/push   server cores   client cores   missing   (${availableParallelism()} cores)`,
+  );
   for (const r of figures.results) {
     log(
-      `${SERVER_LABEL[r.server].padEnd(18)} ${fmt(r.roomSize).padStart(6)} ${fmt(r.deliveredPerSecond).padStart(13)} ${fmt(r.messagesPerSecond, 1).padStart(8)} ${r.serverCpuMicrosPerPush.toFixed(2).padStart(13)} ${r.serverCores.toFixed(2).padStart(14)} ${String(r.missing).padStart(9)}`,
+      `${SERVER_LABEL[r.server].padEnd(18)} ${fmt(r.roomSize).padStart(6)} ${fmt(r.deliveredPerSecond).padStart(13)} ${fmt(r.messagesPerSecond, 1).padStart(8)} ${r.serverCpuMicrosPerPush.toFixed(2).padStart(13)} ${r.serverCores.toFixed(2).padStart(14)} ${r.clientCores.toFixed(2).padStart(14)} ${String(r.missing).padStart(9)}`,
     );
   }
   log('');

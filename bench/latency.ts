@@ -59,7 +59,11 @@ export async function runLatencyBench(options: LatencyOptions = {}): Promise<Lat
       workers.map((worker, w) => {
         const senders = Array.from({ length: perWorker }, (_, i) => String(2_000_000 + w * perWorker + i));
         const receivers = senders.map((s) => String(BigInt(s) + 1_000_000n));
-        return worker.call('connect', { clientEndpoint: `127.0.0.1:${server.clientPort}`, serverEndpoint: `127.0.0.1:${server.serverPort}`, senders, receivers }, 120_000);
+        return worker.call(
+          'connect',
+          { clientEndpoint: `127.0.0.1:${server.clientPort}`, serverEndpoint: `127.0.0.1:${server.serverPort}`, senders, receivers },
+          120_000,
+        );
       }),
     );
     await sleep(500);
@@ -121,8 +125,17 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     `p2p send → push latency: clients send 'sendmsg' on the client gate (WebSocket) at ${values.rate} msgs/s for ${values.seconds} s after ${values.warmup} s warm-up, ` +
       `${values.pairs} sender/receiver pairs in ${values.workers} worker processes, every message persisted (SQLite), ${availableParallelism()} cores`,
   );
-  const f = await runLatencyBench({ rate: Number(values.rate), seconds: Number(values.seconds), warmupSeconds: Number(values.warmup), workers: Number(values.workers), pairs: Number(values.pairs), profileDir: values.profile });
-  console.log(`sent ${fmt(f.sent)} (${fmt(f.rate)}/s), pushes received ${fmt(f.received)}, errors ${f.errors}, ${fmt(f.samples)} timed after warm-up; server ${f.serverCores} cores busy`);
+  const f = await runLatencyBench({
+    rate: Number(values.rate),
+    seconds: Number(values.seconds),
+    warmupSeconds: Number(values.warmup),
+    workers: Number(values.workers),
+    pairs: Number(values.pairs),
+    profileDir: values.profile,
+  });
+  console.log(
+    `sent ${fmt(f.sent)} (${fmt(f.rate)}/s), pushes received ${fmt(f.received)}, errors ${f.errors}, ${fmt(f.samples)} timed after warm-up; server ${f.serverCores} cores busy`,
+  );
   console.log(`send → push latency: p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms (target ≤ 1.5 ms), p99.9 ${f.p999Ms} ms, max ${f.maxMs} ms`);
   console.log(`send → answer (persisted, mtime back): p50 ${f.answerP50Ms} ms, p99 ${f.answerP99Ms} ms`);
 }

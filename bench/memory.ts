@@ -6,7 +6,7 @@
  * are spread over worker processes.
  *
  *   node --conditions=development --import tsx bench/memory.ts [--connections 10000] [--workers 4]
- *     [--idle 3] [--servers rtm,socketio,ws]
+ *     [--idle 3] [--servers rtm,socketio,ws] [--heap-snapshots <dir>]
  */
 import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
@@ -18,6 +18,11 @@ export interface MemoryOptions {
   /** Seconds the connections stay idle before the measurement. */
   idleSeconds?: number;
   servers?: ServerKind[];
+  /**
+   * Directory for heap snapshots (before and after) of every server; summarise with
+   * bench/workers/heap-top.ts. Diagnosis only: writing a snapshot inflates the RSS figures.
+   */
+  heapSnapshotDir?: string;
   log?: (line: string) => void;
 }
 
@@ -39,12 +44,19 @@ export interface MemoryFigures {
   rssVsWs?: number;
 }
 
-async function measure(kind: ServerKind, n: number, nWorkers: number, idleSeconds: number, log: (l: string) => void): Promise<MemoryResult> {
-  const server = await startServerUnderTest(kind);
+async function measure(
+  kind: ServerKind,
+  n: number,
+  nWorkers: number,
+  idleSeconds: number,
+  log: (l: string) => void,
+  snapshotDir?: string,
+): Promise<MemoryResult> {
+  const server = await startServerUnderTest(kind, snapshotDir ? { env: { RTM_BENCH_HEAP_SNAPSHOT_DIR: `${snapshotDir}/${kind}` } } : {});
   const workers: Worker[] = [];
   try {
     await sleep(1000);
-    const before = await server.probe();
+    const before = await server.probe(); // forces a GC first
     const rssBefore = rssBytes(server.pid);
     const per = Math.ceil(n / nWorkers);
     const started = performance.now();
@@ -65,7 +77,9 @@ async function measure(kind: ServerKind, n: number, nWorkers: number, idleSecond
         ),
       ),
     );
-    log(`  ${SERVER_LABEL[kind]}: ${fmt(n)} clients connected${kind === 'rtm' ? ' and logged in' : ''} in ${fmt((performance.now() - started) / 1000, 1)} s`);
+    log(
+      `  ${SERVER_LABEL[kind]}: ${fmt(n)} clients connected${kind === 'rtm' ? ' and logged in' : ''} in ${fmt((performance.now() - started) / 1000, 1)} s`,
+    );
     await sleep(idleSeconds * 1000);
     const after = await server.probe();
     const rssAfter = rssBytes(server.pid);
@@ -104,7 +118,8 @@ export async function runMemoryBench(options: MemoryOptions = {}): Promise<Memor
   }
   if (limit < n + 1000) throw new Error(`the open-file limit is ${limit}: raise it (ulimit -n ${n + 5000}) to hold ${n} connections`);
   const results: MemoryResult[] = [];
-  for (const kind of options.servers ?? (['rtm', 'socketio', 'ws'] as ServerKind[])) results.push(await measure(kind, n, nWorkers, options.idleSeconds ?? 3, log));
+  for (const kind of options.servers ?? (['rtm', 'socketio', 'ws'] as ServerKind[]))
+    results.push(await measure(kind, n, nWorkers, options.idleSeconds ?? 3, log, options.heapSnapshotDir));
   const of = (k: ServerKind) => results.find((r) => r.server === k)?.rssPerConnectionKiB;
   const ratio = (a?: number, b?: number) => (a !== undefined && b ? +(a / b).toFixed(2) : undefined);
   return { results, rssVsSocketIo: ratio(of('rtm'), of('socketio')), rssVsWs: ratio(of('rtm'), of('ws')) };
@@ -117,20 +132,27 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       workers: { type: 'string', default: '4' },
       idle: { type: 'string', default: '3' },
       servers: { type: 'string', default: 'rtm,socketio,ws' },
+      'heap-snapshots': { type: 'string' },
     },
   });
   const log = (line: string): void => console.log(line);
-  log(`server memory per idle WebSocket connection: ${values.connections} connections over ${values.workers} worker processes, idle ${values.idle} s`);
+  log(
+    `server memory per idle WebSocket connection: ${values.connections} connections over ${values.workers} worker processes, idle ${values.idle} s`,
+  );
   const f = await runMemoryBench({
     connections: Number(values.connections),
     workers: Number(values.workers),
     idleSeconds: Number(values.idle),
     servers: values.servers.split(',') as ServerKind[],
+    heapSnapshotDir: values['heap-snapshots'],
     log,
   });
   log('');
   log('server               RSS KiB/conn   heap KiB/conn');
-  for (const r of f.results) log(`${SERVER_LABEL[r.server].padEnd(18)} ${r.rssPerConnectionKiB.toFixed(2).padStart(14)} ${r.heapPerConnectionKiB.toFixed(2).padStart(15)}`);
+  for (const r of f.results)
+    log(
+      `${SERVER_LABEL[r.server].padEnd(18)} ${r.rssPerConnectionKiB.toFixed(2).padStart(14)} ${r.heapPerConnectionKiB.toFixed(2).padStart(15)}`,
+    );
   log('');
   const ours = f.results.find((r) => r.server === 'rtm');
   if (ours) log(`our RSS per idle connection: ${ours.rssPerConnectionKiB} KiB (target ≤ 10 KiB)`);

@@ -122,7 +122,13 @@ export async function rtmLogin(clientEndpoint: string, uid: bigint, token: strin
 /** A Socket.IO client (websocket transport only) in `rooms` (joined by the server from the query). */
 export function socketIoConnect(endpoint: string, rooms: readonly string[]): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = io(`http://${endpoint}`, { transports: ['websocket'], reconnection: false, forceNew: true, query: { rooms: rooms.join(',') }, timeout: 60_000 });
+    const socket = io(`http://${endpoint}`, {
+      transports: ['websocket'],
+      reconnection: false,
+      forceNew: true,
+      query: { rooms: rooms.join(',') },
+      timeout: 60_000,
+    });
     socket.once('joined', () => resolve(socket));
     socket.once('connect_error', reject);
   });
@@ -131,7 +137,10 @@ export function socketIoConnect(endpoint: string, rooms: readonly string[]): Pro
 /** A bare ws client in `rooms` (the server answers the text message `joined` when it has added it). */
 export function wsConnect(endpoint: string, rooms: readonly string[]): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws://${endpoint}/?rooms=${encodeURIComponent(rooms.join(','))}`, { perMessageDeflate: false, generateMask: zeroMask });
+    const ws = new WebSocket(`ws://${endpoint}/?rooms=${encodeURIComponent(rooms.join(','))}`, {
+      perMessageDeflate: false,
+      generateMask: zeroMask,
+    });
     ws.binaryType = 'nodebuffer';
     const onFirst = (): void => resolve(ws);
     ws.once('message', onFirst);

@@ -43,7 +43,11 @@ export function topFunctions(profile: Profile, top = 30): { self: [string, numbe
       total.set(l, (total.get(l) ?? 0) + t);
     }
   }
-  const sort = (m: Map<string, number>): [string, number][] => [...m].sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, v]) => [k, v / 1000]);
+  const sort = (m: Map<string, number>): [string, number][] =>
+    [...m]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([k, v]) => [k, v / 1000]);
   return { self: sort(self), total: sort(total), totalMs: all / 1000 };
 }
 

@@ -96,7 +96,7 @@ export interface ServerUnderTest {
 
 function probeOn(child: ChildProcess): () => Promise<ProbeFigures> {
   let buffered = '';
-  let waiters: ((f: ProbeFigures) => void)[] = [];
+  const waiters: ((f: ProbeFigures) => void)[] = [];
   child.stderr!.on('data', (d: Buffer) => {
     buffered += d.toString();
     let nl: number;
@@ -106,7 +106,8 @@ function probeOn(child: ChildProcess): () => Promise<ProbeFigures> {
       if (line.startsWith('@@probe ')) {
         const figures = JSON.parse(line.slice(8)) as ProbeFigures;
         for (const w of waiters.splice(0)) w(figures);
-      } else if (line.trim() && !line.includes('ExperimentalWarning') && !line.includes('--trace-warnings')) process.stderr.write(`[server ${child.pid}] ${line}\n`);
+      } else if (line.trim() && !line.includes('ExperimentalWarning') && !line.includes('--trace-warnings'))
+        process.stderr.write(`[server ${child.pid}] ${line}\n`);
     }
   });
   return () =>
@@ -129,7 +130,9 @@ export interface RtmServerOptions {
 /** Our server, as `npm start` runs it, in a child process with a fresh data directory. */
 export async function startRtmServer(options: RtmServerOptions = {}): Promise<ServerUnderTest> {
   const dataDir = await mkdtemp(join(tmpdir(), 'rtm-bench-'));
-  const nodeOptions = [`--import=${PROBE}`, '--expose-gc', options.nodeOptions ?? '', process.env.RTM_BENCH_SERVER_NODE_OPTIONS ?? ''].join(' ').trim();
+  const nodeOptions = [`--import=${PROBE}`, '--expose-gc', options.nodeOptions ?? '', process.env.RTM_BENCH_SERVER_NODE_OPTIONS ?? '']
+    .join(' ')
+    .trim();
   let server: SpawnedServer;
   try {
     server = await spawnServer({
@@ -221,7 +224,10 @@ export interface Worker {
 }
 
 export function startWorker(script: string): Worker {
-  const child = fork(fileURLToPath(new URL(script, import.meta.url)), [], { execArgv: TSX_ARGV, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(fileURLToPath(new URL(script, import.meta.url)), [], {
+    execArgv: TSX_ARGV,
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   track(child);
   const listeners = new Map<string, ((m: Record<string, unknown>) => void)[]>();
   let exitError: Error | undefined;
@@ -250,7 +256,10 @@ export function startWorker(script: string): Worker {
         const timer = setTimeout(() => reject(new Error(`worker ${child.pid}: '${type}' timed out`)), timeoutMs);
         const done = (m: Record<string, unknown>): void => {
           clearTimeout(timer);
-          listeners.set(`${type}:done`, (listeners.get(`${type}:done`) ?? []).filter((l) => l !== done));
+          listeners.set(
+            `${type}:done`,
+            (listeners.get(`${type}:done`) ?? []).filter((l) => l !== done),
+          );
           resolve(m as T);
         };
         on(`${type}:done`, done);
@@ -272,6 +281,8 @@ export function startWorker(script: string): Worker {
   };
 }
 
-export const percentile = (sorted: ArrayLike<number>, p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? 0;
+export const percentile = (sorted: ArrayLike<number>, p: number): number =>
+  sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? 0;
 
-export const fmt = (n: number, digits = 0): string => n.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+export const fmt = (n: number, digits = 0): string =>
+  n.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });

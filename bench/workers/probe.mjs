@@ -3,10 +3,19 @@
 //   @@probe {"rss":…,"heapUsed":…,"heapTotal":…,"external":…,"arrayBuffers":…,"user":…,"system":…}
 // so the bench can read heap figures of a process it does not control (our server), the same way
 // for every server. Plain JS: it must load before any TypeScript loader.
-process.on('SIGUSR2', () => {
+const snapshotDir = process.env.RTM_BENCH_HEAP_SNAPSHOT_DIR;
+let snapshots = 0;
+process.on('SIGUSR2', async () => {
   if (typeof globalThis.gc === 'function') {
     globalThis.gc();
     globalThis.gc();
+  }
+  // With RTM_BENCH_HEAP_SNAPSHOT_DIR set: a heap snapshot at every probe (summarise with heap-top.ts).
+  if (snapshotDir) {
+    const { writeHeapSnapshot } = await import('node:v8');
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(snapshotDir, { recursive: true });
+    writeHeapSnapshot(`${snapshotDir}/server-${process.pid}-${++snapshots}.heapsnapshot`);
   }
   const m = process.memoryUsage();
   const c = process.cpuUsage();
