@@ -2,7 +2,7 @@ import { FpnnErrorCode, RtmError, type IncomingQuest, type Payload } from '@rtm/
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Transport } from '../transport/transport.js';
-import { Connection, type ConnectionCipher } from './connection.js';
+import { Connection, type ConnectionCipher, type ConnectionHooks } from './connection.js';
 
 export type GateName = 'server' | 'client';
 
@@ -37,7 +37,9 @@ export abstract class Gate<Session> {
   private idleWaiters: (() => void)[] = [];
   protected stopping = false;
 
-  constructor(protected readonly options: GateOptions) {}
+  constructor(protected readonly options: GateOptions) {
+    this.hooks = this.makeHooks();
+  }
 
   get log(): Logger {
     return this.options.log;
@@ -54,6 +56,30 @@ export abstract class Gate<Session> {
   /** A connection of this gate closed. */
   protected abstract closed(conn: Connection<Session>, reason: string): void;
 
+  /** The same hooks serve every connection of this gate (no closures per connection). */
+  private readonly hooks: ConnectionHooks<Session>;
+
+  private makeHooks(): ConnectionHooks<Session> {
+    return {
+      onQuest: (c, quest) => this.track(c, quest),
+      onKeyExchange: this.options.keyExchange ? (_c, payload) => this.options.keyExchange!(payload) : undefined,
+      onClose: (c, reason) => {
+        this.connections.delete(c);
+        this.options.metrics.connections.dec({ gate: this.options.name, transport: c.transport.kind });
+        if (reason !== 'peer closed') this.options.metrics.disconnects.inc({ reason: reason.split(':')[0]! });
+        this.log.debug({ conn: c.id, remote: c.remote, reason }, 'connection closed');
+        this.closed(c, reason);
+      },
+      onInternalError: (c, err, quest) => this.log.error({ err, conn: c.id, method: quest.method }, 'handler failed'),
+      onBytesIn: (n) => (this.traffic.in += n),
+      onBytesOut: (n) => (this.traffic.out += n),
+    };
+  }
+
+  private get traffic(): { in: number; out: number } {
+    return this.options.metrics.traffic[this.options.name];
+  }
+
   accept(transport: Transport): void {
     if (this.stopping) {
       transport.start({ data: () => undefined, close: () => undefined });
@@ -61,29 +87,19 @@ export abstract class Gate<Session> {
       return;
     }
     const { name, metrics } = this.options;
-    const labels = { gate: name, transport: transport.kind };
     const conn: Connection<Session> = new Connection<Session>(
       transport,
+      this.hooks,
       {
-        onQuest: (c, quest) => this.track(c, quest),
-        onKeyExchange: this.options.keyExchange ? (_c, payload) => this.options.keyExchange!(payload) : undefined,
-        onClose: (c, reason) => {
-          this.connections.delete(c);
-          metrics.connections.dec(labels);
-          if (reason !== 'peer closed') metrics.disconnects.inc({ reason: reason.split(':')[0]! });
-          this.log.debug({ conn: c.id, remote: c.remote, reason }, 'connection closed');
-          this.closed(c, reason);
-        },
-        onInternalError: (c, err, quest) => this.log.error({ err, conn: c.id, method: quest.method }, 'handler failed'),
-        onBytesIn: (n) => metrics.bytesIn.inc({ gate: name }, n),
-        onBytesOut: (n) => metrics.bytesOut.inc({ gate: name }, n),
+        maxFrameBytes: this.options.maxFrameBytes,
+        maxOutboundBytes: this.options.maxOutboundBytes,
+        pushTimeoutMs: this.options.pushTimeoutMs,
       },
-      { maxFrameBytes: this.options.maxFrameBytes, maxOutboundBytes: this.options.maxOutboundBytes, pushTimeoutMs: this.options.pushTimeoutMs },
       this.log,
     );
     if (conn.closed) return;
     this.connections.add(conn);
-    metrics.connections.inc(labels);
+    metrics.connections.inc({ gate: name, transport: transport.kind });
     this.log.debug({ conn: conn.id, remote: conn.remote, transport: transport.kind }, 'connection opened');
     this.startKeepalive();
   }

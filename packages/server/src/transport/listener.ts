@@ -1,6 +1,6 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { serveHttpQuest, type HttpQuestHandler } from './http.js';
 import { TcpTransport } from './tcp.js';
 import type { Transport } from './transport.js';
@@ -50,18 +50,21 @@ export class Listener {
     });
     this.http.on('upgrade', (req: IncomingMessage, socket, head) => {
       // The reference accepts any path; we accept /service/websocket and, leniently, any other.
-      this.wss.handleUpgrade(req, socket, head, (ws) => {
-        const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
-        const transport = new WebSocketTransport(ws, remote, (reason) => {
-          options.onRefused?.(remote, reason);
-          ws.close(1003, 'binary FPNN frames only');
-          setTimeout(() => ws.terminate(), 1000).unref();
-        });
-        options.onTransport(transport);
-      });
+      const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptWebSocket(ws, remote));
     });
     this.http.on('clientError', (_err, socket) => socket.destroy());
     this.net = createNetServer({ pauseOnConnect: false }, (socket) => this.sniff(socket));
+  }
+
+  // Separate from the upgrade handler so no closure of a live connection keeps the request alive.
+  private acceptWebSocket(ws: WebSocket, remote: string): void {
+    const transport = new WebSocketTransport(ws, remote, (reason) => {
+      this.options.onRefused?.(remote, reason);
+      ws.close(1003, 'binary FPNN frames only');
+      setTimeout(() => ws.terminate(), 1000).unref();
+    });
+    this.options.onTransport(transport);
   }
 
   private sniff(socket: Socket): void {

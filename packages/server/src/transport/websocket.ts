@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import type { Transport, TransportEvents } from './transport.js';
 
@@ -9,12 +10,18 @@ import type { Transport, TransportEvents } from './transport.js';
 export class WebSocketTransport implements Transport {
   readonly kind = 'websocket' as const;
   private closed = false;
+  private corked = false;
+  private readonly socket: Socket | undefined;
 
   constructor(
     private readonly ws: WebSocket,
     readonly remote: string,
     private readonly onProtocolError: (reason: string) => void,
-  ) {}
+  ) {
+    // ws writes every message with its own cork/uncork; holding our own cork for the rest of the
+    // turn turns a fan-out's many messages to this socket into one writev.
+    this.socket = (ws as unknown as { _socket?: Socket })._socket;
+  }
 
   get bufferedBytes(): number {
     return this.ws.bufferedAmount;
@@ -38,7 +45,18 @@ export class WebSocketTransport implements Transport {
 
   write(bytes: Uint8Array): void {
     if (this.closed) return;
-    this.ws.send(bytes, { binary: true });
+    if (!this.corked && this.socket) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(uncork, this);
+    }
+    this.ws.send(bytes, SEND_OPTIONS);
+  }
+
+  /** @internal */
+  uncork(): void {
+    this.corked = false;
+    this.socket?.uncork();
   }
 
   close(): void {
@@ -47,4 +65,10 @@ export class WebSocketTransport implements Transport {
     this.ws.close(1000);
     setTimeout(() => this.ws.terminate(), 2000).unref();
   }
+}
+
+const SEND_OPTIONS = { binary: true } as const;
+
+function uncork(t: WebSocketTransport): void {
+  t.uncork();
 }
