@@ -151,6 +151,7 @@ describe('unread across logouts, clears, blips and devices (logoutGraceMs 150)',
     const gid = newUid();
     await server.services.store.addGroupMembers(TEST_PID, gid, [me, peer]);
     const first = await serverP2P(peer, me, 30);
+    await sleep(2); // mtime has ms resolution: "after first" must not include a same-ms message
     await serverP2P(peer, me, 40);
     await serverP2P(peer, me, 50);
     await serverP2P(peer, me, 51);

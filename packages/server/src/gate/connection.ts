@@ -153,15 +153,7 @@ export class Connection<Session = unknown> {
 
   /** Writes one frame, enforcing the outbound bound (a slow consumer is closed, never buffered without limit). */
   write(frame: Uint8Array): void {
-    if (this.closedReason) return;
-    if (this.transport.bufferedBytes + frame.length > this.options.maxOutboundBytes) {
-      this.log.warn(
-        { conn: this.id, remote: this.remote, buffered: this.transport.bufferedBytes, limit: this.options.maxOutboundBytes },
-        'slow consumer: outbound buffer over its bound, closing connection',
-      );
-      this.close('slow consumer');
-      return;
-    }
+    if (this.closedReason || !this.withinBound(frame.length)) return;
     this.lastWrite = Date.now();
     const bytes = this.cipher ? this.cipher.encrypt(frame) : frame;
     this.hooks.onBytesOut?.(bytes.length);
@@ -171,9 +163,27 @@ export class Connection<Session = unknown> {
   /** A twoway push whose answer is not awaited (message pushes): late answers are ignored. */
   pushPrepared(push: PreparedPush): void {
     if (this.closedReason) return;
-    const frame = push.template.slice();
-    patchSeq(frame, this.peer.allocSeq());
-    this.write(frame);
+    const seq = this.peer.allocSeq();
+    if (this.cipher) {
+      const frame = push.template.slice();
+      patchSeq(frame, seq);
+      this.write(frame);
+      return;
+    }
+    if (!this.withinBound(push.template.length)) return;
+    this.lastWrite = Date.now();
+    this.hooks.onBytesOut?.(this.transport.writeWithSeq(push.template, seq));
+  }
+
+  /** false (and the connection closed) when the outbound buffer would go over its bound. */
+  private withinBound(adding: number): boolean {
+    if (this.transport.bufferedBytes + adding <= this.options.maxOutboundBytes) return true;
+    this.log.warn(
+      { conn: this.id, remote: this.remote, buffered: this.transport.bufferedBytes, limit: this.options.maxOutboundBytes },
+      'slow consumer: outbound buffer over its bound, closing connection',
+    );
+    this.close('slow consumer');
+    return false;
   }
 
   /** A twoway push whose answer is awaited (e.g. `ping`). */

@@ -12,31 +12,55 @@ export interface ClientSession {
 
 export type ClientConnection = Connection<ClientSession>;
 
-const key = (pid: number, id: bigint): string => `${pid}:${id}`;
+/** pid → id → value. Keyed by the bigint itself: no string is built on the fan-out path. */
+class ByProject<V> {
+  private readonly projects = new Map<number, Map<bigint, V>>();
+
+  get(pid: number, id: bigint): V | undefined {
+    return this.projects.get(pid)?.get(id);
+  }
+
+  has(pid: number, id: bigint): boolean {
+    return this.projects.get(pid)?.has(id) ?? false;
+  }
+
+  set(pid: number, id: bigint, value: V): void {
+    let map = this.projects.get(pid);
+    if (!map) this.projects.set(pid, (map = new Map()));
+    map.set(id, value);
+  }
+
+  delete(pid: number, id: bigint): void {
+    const map = this.projects.get(pid);
+    if (!map) return;
+    map.delete(id);
+    if (map.size === 0) this.projects.delete(pid);
+  }
+
+  keys(pid: number): IterableIterator<bigint> | readonly bigint[] {
+    return this.projects.get(pid)?.keys() ?? [];
+  }
+
+  *values(): IterableIterator<V> {
+    for (const map of this.projects.values()) yield* map.values();
+  }
+}
 
 /**
  * Who is online on this node: the client sessions of each user, and the rooms of the users that
  * have a session here (the index room fan-out walks). Pure bookkeeping, no I/O.
  */
 export class LocalPresence {
-  private readonly sessions = new Map<string, Set<ClientConnection>>();
-  private readonly roomMembers = new Map<string, Set<bigint>>();
-  private readonly userRooms = new Map<string, Set<bigint>>();
-  private readonly projectUsers = new Map<number, Set<bigint>>();
+  private readonly sessions = new ByProject<Set<ClientConnection>>();
+  private readonly roomMembers = new ByProject<Set<bigint>>();
+  private readonly userRooms = new ByProject<Set<bigint>>();
 
   /** Adds a session; true if it is the user's first one on this node. */
   add(conn: ClientConnection): boolean {
-    const s = conn.session!;
-    const k = key(s.pid, s.uid);
-    let set = this.sessions.get(k);
+    const { pid, uid } = conn.session!;
+    let set = this.sessions.get(pid, uid);
     const first = !set;
-    if (!set) {
-      set = new Set();
-      this.sessions.set(k, set);
-      let users = this.projectUsers.get(s.pid);
-      if (!users) this.projectUsers.set(s.pid, (users = new Set()));
-      users.add(s.uid);
-    }
+    if (!set) this.sessions.set(pid, uid, (set = new Set()));
     set.add(conn);
     return first;
   }
@@ -45,29 +69,28 @@ export class LocalPresence {
   remove(conn: ClientConnection): boolean {
     const s = conn.session;
     if (!s) return false;
-    const k = key(s.pid, s.uid);
-    const set = this.sessions.get(k);
+    const set = this.sessions.get(s.pid, s.uid);
     if (!set || !set.delete(conn)) return false;
     if (set.size > 0) return false;
-    this.sessions.delete(k);
-    this.projectUsers.get(s.pid)?.delete(s.uid);
+    this.sessions.delete(s.pid, s.uid);
     return true;
   }
 
   connectionsOf(pid: number, uid: bigint): ReadonlySet<ClientConnection> | undefined {
-    return this.sessions.get(key(pid, uid));
+    return this.sessions.get(pid, uid);
   }
 
   isOnline(pid: number, uid: bigint): boolean {
-    return this.sessions.has(key(pid, uid));
+    return this.sessions.has(pid, uid);
   }
 
   onlineOf(pid: number, uids: readonly bigint[]): bigint[] {
-    return uids.filter((uid) => this.sessions.has(key(pid, uid)));
+    return uids.filter((uid) => this.sessions.has(pid, uid));
   }
 
-  usersOf(pid: number): ReadonlySet<bigint> {
-    return this.projectUsers.get(pid) ?? new Set();
+  /** Users of a project with a session on this node. */
+  usersOf(pid: number): Iterable<bigint> {
+    return this.sessions.keys(pid);
   }
 
   get sessionCount(): number {
@@ -79,43 +102,39 @@ export class LocalPresence {
   // --- rooms of locally online users -----------------------------------------------------------
 
   joinRoom(pid: number, rid: bigint, uid: bigint): void {
-    const rk = key(pid, rid);
-    let members = this.roomMembers.get(rk);
-    if (!members) this.roomMembers.set(rk, (members = new Set()));
+    let members = this.roomMembers.get(pid, rid);
+    if (!members) this.roomMembers.set(pid, rid, (members = new Set()));
     members.add(uid);
-    const uk = key(pid, uid);
-    let rooms = this.userRooms.get(uk);
-    if (!rooms) this.userRooms.set(uk, (rooms = new Set()));
+    let rooms = this.userRooms.get(pid, uid);
+    if (!rooms) this.userRooms.set(pid, uid, (rooms = new Set()));
     rooms.add(rid);
   }
 
   leaveRoom(pid: number, rid: bigint, uid: bigint): void {
-    const rk = key(pid, rid);
-    const members = this.roomMembers.get(rk);
+    const members = this.roomMembers.get(pid, rid);
     if (members) {
       members.delete(uid);
-      if (members.size === 0) this.roomMembers.delete(rk);
+      if (members.size === 0) this.roomMembers.delete(pid, rid);
     }
-    const uk = key(pid, uid);
-    const rooms = this.userRooms.get(uk);
+    const rooms = this.userRooms.get(pid, uid);
     if (rooms) {
       rooms.delete(rid);
-      if (rooms.size === 0) this.userRooms.delete(uk);
+      if (rooms.size === 0) this.userRooms.delete(pid, uid);
     }
   }
 
   /** Forgets the user's rooms on this node (their last local session ended). */
   forgetRooms(pid: number, uid: bigint): void {
-    const rooms = this.userRooms.get(key(pid, uid));
+    const rooms = this.userRooms.get(pid, uid);
     if (!rooms) return;
     for (const rid of [...rooms]) this.leaveRoom(pid, rid, uid);
   }
 
   localRoomMembers(pid: number, rid: bigint): ReadonlySet<bigint> | undefined {
-    return this.roomMembers.get(key(pid, rid));
+    return this.roomMembers.get(pid, rid);
   }
 
   isInRoomLocally(pid: number, rid: bigint, uid: bigint): boolean {
-    return this.roomMembers.get(key(pid, rid))?.has(uid) ?? false;
+    return this.roomMembers.get(pid, rid)?.has(uid) ?? false;
   }
 }

@@ -44,6 +44,14 @@ export class TcpTransport implements Transport {
     this.socket.write(bytes);
   }
 
+  writeWithSeq(template: Uint8Array, seq: number): number {
+    const frame = Buffer.allocUnsafe(template.length);
+    frame.set(template);
+    frame.writeUInt32LE(seq >>> 0, 12);
+    this.write(frame);
+    return frame.length;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;

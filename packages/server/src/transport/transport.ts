@@ -21,6 +21,11 @@ export interface Transport {
   start(events: TransportEvents): void;
   /** Writes one whole frame (or, once encrypted, one ciphertext unit). */
   write(bytes: Uint8Array): void;
+  /**
+   * Writes an encoded twoway quest with its seq (bytes 12..15) replaced: a push encoded once and
+   * written to many connections costs one copy per connection. Returns the bytes queued.
+   */
+  writeWithSeq(template: Uint8Array, seq: number): number;
   /** Closes the socket; pending writes are flushed when possible. Idempotent. */
   close(): void;
 }

@@ -24,7 +24,7 @@ export class WebSocketTransport implements Transport {
   }
 
   get bufferedBytes(): number {
-    return this.ws.bufferedAmount;
+    return this.socket ? this.socket.writableLength : this.ws.bufferedAmount;
   }
 
   start(events: TransportEvents): void {
@@ -45,12 +45,41 @@ export class WebSocketTransport implements Transport {
 
   write(bytes: Uint8Array): void {
     if (this.closed) return;
-    if (!this.corked && this.socket) {
+    if (!this.socket) return void this.ws.send(bytes, SEND_OPTIONS);
+    const head = headerLength(bytes.length);
+    const frame = Buffer.allocUnsafe(head + bytes.length);
+    writeHeader(frame, bytes.length);
+    frame.set(bytes, head);
+    this.send(frame);
+  }
+
+  writeWithSeq(template: Uint8Array, seq: number): number {
+    if (this.closed) return 0;
+    const head = headerLength(template.length);
+    const frame = Buffer.allocUnsafe(head + template.length);
+    writeHeader(frame, template.length);
+    frame.set(template, head);
+    frame.writeUInt32LE(seq >>> 0, head + 12);
+    if (this.socket) this.send(frame);
+    else this.ws.send(frame.subarray(head), SEND_OPTIONS);
+    return frame.length;
+  }
+
+  /**
+   * Our frames go straight to the socket as whole, unmasked binary WebSocket frames (RFC 6455
+   * §5.2): ws's sender would cost two writes and an options pass per message. Safe because
+   * permessage-deflate is off, so ws never queues frames of its own; its control frames (pong,
+   * close) are whole frames written to the same stream. The socket stays corked for the rest of
+   * the turn, so a fan-out's many frames to one socket leave in one writev.
+   */
+  private send(frame: Buffer): void {
+    const socket = this.socket!;
+    if (!this.corked) {
       this.corked = true;
-      this.socket.cork();
+      socket.cork();
       process.nextTick(uncork, this);
     }
-    this.ws.send(bytes, SEND_OPTIONS);
+    socket.write(frame);
   }
 
   /** @internal */
@@ -71,4 +100,22 @@ const SEND_OPTIONS = { binary: true } as const;
 
 function uncork(t: WebSocketTransport): void {
   t.uncork();
+}
+
+function headerLength(payload: number): number {
+  return payload < 126 ? 2 : payload < 65536 ? 4 : 10;
+}
+
+/** FIN + binary opcode, unmasked, with the payload length in its 7, 16 or 64-bit form. */
+function writeHeader(frame: Buffer, payload: number): void {
+  frame[0] = 0x82;
+  if (payload < 126) frame[1] = payload;
+  else if (payload < 65536) {
+    frame[1] = 126;
+    frame.writeUInt16BE(payload, 2);
+  } else {
+    frame[1] = 127;
+    frame.writeUInt32BE(Math.floor(payload / 2 ** 32), 2);
+    frame.writeUInt32BE(payload >>> 0, 6);
+  }
 }
