@@ -70,6 +70,4 @@ export const RtmErrorCode = {
   UNKNOWN_ERROR: 200999,
 } as const;
 
-export type ErrorCode =
-  | (typeof FpnnErrorCode)[keyof typeof FpnnErrorCode]
-  | (typeof RtmErrorCode)[keyof typeof RtmErrorCode];
+export type ErrorCode = (typeof FpnnErrorCode)[keyof typeof FpnnErrorCode] | (typeof RtmErrorCode)[keyof typeof RtmErrorCode];

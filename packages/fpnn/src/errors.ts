@@ -28,8 +28,7 @@ export class FpnnProtocolError extends Error {
   override readonly name = 'FpnnProtocolError';
 }
 
-export const connectionClosedError = (why = 'connection closed'): RtmError =>
-  new RtmError(FpnnErrorCode.CORE_CONNECTION_CLOSED, why);
+export const connectionClosedError = (why = 'connection closed'): RtmError => new RtmError(FpnnErrorCode.CORE_CONNECTION_CLOSED, why);
 
 export const timeoutError = (method: string, ms: number): RtmError =>
   new RtmError(FpnnErrorCode.CORE_TIMEOUT, `quest '${method}' got no answer within ${ms} ms`);

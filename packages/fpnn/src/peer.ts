@@ -30,6 +30,11 @@ export interface PeerOptions {
   questTimeoutMs?: number;
   /** Called with unexpected handler errors (they are answered with 20001). */
   onInternalError?(err: unknown, quest: IncomingQuest): void;
+  /**
+   * The owner calls `expire()` itself (e.g. one timer for all the connections of a server)
+   * instead of the peer keeping a timer of its own while quests are pending. @default false
+   */
+  externalExpiry?: boolean;
 }
 
 interface Pending {
@@ -133,7 +138,9 @@ export class FpnnPeer {
     }
     if (ok) return entry.resolve(payload);
     const code = typeof payload.code === 'number' ? payload.code : Number(payload.code ?? FpnnErrorCode.CORE_UNKNOWN_ERROR);
-    entry.reject(new RtmError(Number.isFinite(code) ? code : FpnnErrorCode.CORE_UNKNOWN_ERROR, String(payload.ex ?? 'error answer without ex')));
+    entry.reject(
+      new RtmError(Number.isFinite(code) ? code : FpnnErrorCode.CORE_UNKNOWN_ERROR, String(payload.ex ?? 'error answer without ex')),
+    );
   }
 
   private async receiveQuest(frame: QuestFrame): Promise<void> {
@@ -150,7 +157,10 @@ export class FpnnPeer {
       ok = false;
       if (err instanceof RtmError) answer = err.toAnswer();
       else {
-        this.options.onInternalError?.(err, quest ?? { method: frame.method, payload: {}, oneway: frame.oneway, flag: frame.flag, seq: frame.seq, bytes: frame.payload });
+        this.options.onInternalError?.(
+          err,
+          quest ?? { method: frame.method, payload: {}, oneway: frame.oneway, flag: frame.flag, seq: frame.seq, bytes: frame.payload },
+        );
         answer = { code: FpnnErrorCode.CORE_UNKNOWN_ERROR, ex: 'internal server error' };
       }
     }
@@ -183,10 +193,21 @@ export class FpnnPeer {
 
   // One coarse timer per peer instead of one timer per quest: cheap at 100k quests/s.
   private ensureSweep(): void {
-    if (this.sweepTimer) return;
+    if (this.sweepTimer || this.options.externalExpiry) return;
     const every = Math.max(50, Math.min(1000, Math.floor(this.questTimeoutMs / 4)));
     this.sweepTimer = setInterval(() => this.sweep(), every);
     (this.sweepTimer as { unref?: () => void }).unref?.();
+  }
+
+  /** Rejects the pending quests whose time is up (call it yourself with `externalExpiry`). */
+  expire(now = Date.now()): void {
+    if (this.pending.size === 0) return;
+    for (const [seq, entry] of this.pending) {
+      if (entry.deadline <= now) {
+        this.pending.delete(seq);
+        entry.reject(timeoutError(entry.method, entry.timeoutMs));
+      }
+    }
   }
 
   private sweep(): void {

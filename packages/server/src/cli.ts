@@ -77,7 +77,8 @@ function projectFromEnv(): { pid: number; secret: string; endpoint: string } {
   return { pid, secret, endpoint };
 }
 
-const show = (v: unknown): string => JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array ? `<${x.length} bytes>` : x));
+const show = (v: unknown): string =>
+  JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array ? `<${x.length} bytes>` : x));
 
 async function withClient(fn: (client: import('@rtm/server-sdk').RTMServerClient) => Promise<void>): Promise<void> {
   const { RTMServerClient } = await import('@rtm/server-sdk');
@@ -150,7 +151,9 @@ async function main(argv: string[]): Promise<void> {
       const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
       console.log(`RTM_ENCRYPTION_KEY=${privateKey}\nRTM_ENCRYPTION_CURVE=${values.curve}\n`);
       console.log(`# public key for the SDKs (Python/Go: PEM file; Node: raw bytes)\n${pub.pem}`);
-      console.log(`raw (X||Y, 64 bytes):       ${hex(pub.raw)}\nuncompressed (65 bytes):    ${hex(pub.uncompressed)}\ncompressed (33 bytes):      ${hex(pub.compressed)}`);
+      console.log(
+        `raw (X||Y, 64 bytes):       ${hex(pub.raw)}\nuncompressed (65 bytes):    ${hex(pub.uncompressed)}\ncompressed (33 bytes):      ${hex(pub.compressed)}`,
+      );
       return;
     }
     default:

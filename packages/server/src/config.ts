@@ -207,7 +207,8 @@ function validateProject(p: unknown, where: string): ProjectConfig {
   if (typeof o?.pid !== 'number' || !Number.isInteger(o.pid) || o.pid <= 0 || o.pid > 0x7fffffff) {
     throw new ConfigError(`${where}: pid must be a positive int32`);
   }
-  if (typeof o.secret !== 'string' || o.secret.length < 8) throw new ConfigError(`${where}: secret must be a string of at least 8 characters`);
+  if (typeof o.secret !== 'string' || o.secret.length < 8)
+    throw new ConfigError(`${where}: secret must be a string of at least 8 characters`);
   return Object.freeze({ pid: o.pid, secret: o.secret });
 }
 
@@ -236,7 +237,8 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
   const d = DEFAULT_CONFIG;
   const dataDir = overrides.dataDir ?? env.RTM_DATA_DIR ?? (file.dataDir as string | undefined) ?? d.dataDir;
   const store = overrides.store ?? env.RTM_STORE ?? d.store;
-  if (store !== 'sqlite' && !/^postgres(ql)?:\/\//.test(store)) throw new ConfigError(`RTM_STORE must be 'sqlite' or a postgres:// URL, got '${store}'`);
+  if (store !== 'sqlite' && !/^postgres(ql)?:\/\//.test(store))
+    throw new ConfigError(`RTM_STORE must be 'sqlite' or a postgres:// URL, got '${store}'`);
   const bus = overrides.bus ?? env.RTM_BUS ?? d.bus;
   if (bus !== 'local' && !/^nats:\/\//.test(bus)) throw new ConfigError(`RTM_BUS must be 'local' or a nats:// URL, got '${bus}'`);
 
@@ -313,8 +315,10 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
   if (config.sqliteSynchronous !== 'NORMAL' && config.sqliteSynchronous !== 'FULL') {
     throw new ConfigError(`RTM_SQLITE_SYNCHRONOUS must be NORMAL or FULL, got '${config.sqliteSynchronous}'`);
   }
-  if (!/^[a-z_][a-z0-9_]*$/.test(config.storeSchema)) throw new ConfigError(`RTM_STORE_SCHEMA must match [a-z_][a-z0-9_]*, got '${config.storeSchema}'`);
-  if (!/^[A-Za-z0-9_-]+$/.test(config.busPrefix)) throw new ConfigError(`RTM_BUS_PREFIX must be letters, digits, _ or -, got '${config.busPrefix}'`);
+  if (!/^[a-z_][a-z0-9_]*$/.test(config.storeSchema))
+    throw new ConfigError(`RTM_STORE_SCHEMA must match [a-z_][a-z0-9_]*, got '${config.storeSchema}'`);
+  if (!/^[A-Za-z0-9_-]+$/.test(config.busPrefix))
+    throw new ConfigError(`RTM_BUS_PREFIX must be letters, digits, _ or -, got '${config.busPrefix}'`);
   if (!['secp256k1', 'prime256v1', 'secp256r1'].includes(config.encryptionCurve)) {
     throw new ConfigError(`RTM_ENCRYPTION_CURVE must be secp256k1 or secp256r1, got '${config.encryptionCurve}'`);
   }

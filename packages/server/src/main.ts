@@ -143,7 +143,10 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     maxFrameBytes: config.maxFrameBytes,
     sniffTimeoutMs: config.idleTimeoutMs,
     onTransport: (t) => clientGate.accept(t),
-    onHttpQuest: async () => ({ ok: false, payload: { code: 20013, ex: 'the client gate serves FPNN over WebSocket or TCP, not HTTP calls' } }),
+    onHttpQuest: async () => ({
+      ok: false,
+      payload: { code: 20013, ex: 'the client gate serves FPNN over WebSocket or TCP, not HTTP calls' },
+    }),
     onRefused: refused('client'),
   });
   const serverPort = await serverListener.listen();
@@ -189,7 +192,10 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     const sweep = (): void => {
       store
         .sweepRetention(
-          { maxAgeMs: config.retentionDays > 0 ? config.retentionDays * 86_400_000 : undefined, maxPerConversation: config.retentionMaxPerConversation || undefined },
+          {
+            maxAgeMs: config.retentionDays > 0 ? config.retentionDays * 86_400_000 : undefined,
+            maxPerConversation: config.retentionMaxPerConversation || undefined,
+          },
           BigInt(Date.now()),
         )
         .then((n) => n > 0 && log.info({ removed: n }, 'retention sweep'))
@@ -200,7 +206,17 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     sweep();
   }
 
-  log.info({ serverPort, clientPort, adminPort, store: config.store === 'sqlite' ? `sqlite:${config.dataDir}` : 'postgres', bus: config.bus === 'local' ? 'local' : 'nats', projects: config.projects.map((p) => p.pid) }, 'RTM server started');
+  log.info(
+    {
+      serverPort,
+      clientPort,
+      adminPort,
+      store: config.store === 'sqlite' ? `sqlite:${config.dataDir}` : 'postgres',
+      bus: config.bus === 'local' ? 'local' : 'nats',
+      projects: config.projects.map((p) => p.pid),
+    },
+    'RTM server started',
+  );
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> =>
@@ -224,7 +240,11 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
 }
 
 /** Resolves the configuration from the environment (and overrides) and starts. */
-export async function startFromEnv(env: Record<string, string | undefined> = process.env, overrides: ConfigOverrides = {}, options: StartOptions = {}): Promise<RunningServer & { generatedSecret?: string }> {
+export async function startFromEnv(
+  env: Record<string, string | undefined> = process.env,
+  overrides: ConfigOverrides = {},
+  options: StartOptions = {},
+): Promise<RunningServer & { generatedSecret?: string }> {
   const { config, generatedSecret } = resolveConfig(env, overrides);
   const server = await startServer(config, options);
   return { ...server, generatedSecret };

@@ -41,7 +41,10 @@ export class ClientGate extends Gate<ClientSession> {
     if (!session) throw new RtmError(RtmErrorCode.UNAUTHORIZED, `'${method}' needs a login: send 'auth' first`);
     if (method === 'bye') return this.bye(conn);
     if (!this.limiter.take(`${session.pid}:${session.uid}`)) {
-      throw new RtmError(RtmErrorCode.API_FREQUENCY_LIMITED, `too many calls: the limit is ${this.services.config.clientCallsPerSecond}/s per user`);
+      throw new RtmError(
+        RtmErrorCode.API_FREQUENCY_LIMITED,
+        `too many calls: the limit is ${this.services.config.clientCallsPerSecond}/s per user`,
+      );
     }
     const def = this.methods[method];
     if (!def || !Object.hasOwn(this.methods, method)) throw new RtmError(FpnnErrorCode.CORE_UNKNOWN_METHOD, `unknown method '${method}'`);
@@ -53,7 +56,8 @@ export class ClientGate extends Gate<ClientSession> {
     if (conn.session) throw new RtmError(RtmErrorCode.DUPLCATED_AUTH, 'this connection is already logged in');
     const req = s.parse(authSchema, payload);
     const { config, store } = this.services;
-    if (!config.projects.some((p) => p.pid === req.pid)) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_USER_ID, `unknown project ${req.pid}`);
+    if (!config.projects.some((p) => p.pid === req.pid))
+      throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_USER_ID, `unknown project ${req.pid}`);
     if (req.uid <= 0n) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_USER_ID, `invalid uid ${req.uid}`);
     const token = await store.getToken(req.pid, req.uid);
     if (!token || token !== req.token) {

@@ -82,13 +82,40 @@ export class Connection<Session = unknown> {
     readonly log: Logger,
   ) {
     this.decoder = new FrameDecoder(options.maxFrameBytes);
-    this.peer = new FpnnPeer({
-      write: (frame) => this.write(frame),
-      questTimeoutMs: options.pushTimeoutMs,
-      onQuest: (quest) => this.hooks.onQuest(this, quest),
-      onInternalError: (err, quest) => this.hooks.onInternalError(this, err, quest),
-    });
-    transport.start({ data: (chunk) => this.onData(chunk), close: () => this.onTransportClosed() });
+    // The connection is the peer's options and the transport's listener itself: its methods, not
+    // closures per connection (memory per idle connection counts at 10k+ connections).
+    this.peer = new FpnnPeer(this);
+    transport.start(this);
+  }
+
+  // --- PeerOptions (FpnnPeer calls these as methods of this object) ---------------------------------
+  /** @internal */
+  get questTimeoutMs(): number {
+    return this.options.pushTimeoutMs;
+  }
+
+  /** @internal The gate's keepalive timer expires pending quests of every connection. */
+  readonly externalExpiry = true;
+
+  /** @internal */
+  onQuest(quest: IncomingQuest): Payload | Promise<Payload> | void | Promise<void> {
+    return this.hooks.onQuest(this, quest);
+  }
+
+  /** @internal */
+  onInternalError(err: unknown, quest: IncomingQuest): void {
+    this.hooks.onInternalError(this, err, quest);
+  }
+
+  // --- TransportEvents -------------------------------------------------------------------------------
+  /** @internal */
+  onTransportData(chunk: Uint8Array): void {
+    this.onData(chunk);
+  }
+
+  /** @internal */
+  onTransportClose(): void {
+    this.close(this.closedReason ?? 'peer closed');
   }
 
   get closed(): boolean {
@@ -141,7 +168,11 @@ export class Connection<Session = unknown> {
 
   private keyExchange(flag: PayloadFlag, seq: number, payloadBytes: Uint8Array, first: boolean): void {
     if (!this.hooks.onKeyExchange || this.transport.kind !== 'tcp' || !first) {
-      const why = !this.hooks.onKeyExchange ? 'encryption is not configured' : this.transport.kind !== 'tcp' ? '*key over WebSocket' : '*key is only valid as the first quest';
+      const why = !this.hooks.onKeyExchange
+        ? 'encryption is not configured'
+        : this.transport.kind !== 'tcp'
+          ? '*key over WebSocket'
+          : '*key is only valid as the first quest';
       throw new FpnnProtocolError(why);
     }
     // The reference closes without answering on any failure (spec/fpnn.md §6 step 6).
@@ -202,9 +233,5 @@ export class Connection<Session = unknown> {
     this.peer.close(reason);
     this.transport.close();
     this.hooks.onClose(this, reason);
-  }
-
-  private onTransportClosed(): void {
-    this.close(this.closedReason ?? 'peer closed');
   }
 }

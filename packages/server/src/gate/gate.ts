@@ -82,7 +82,7 @@ export abstract class Gate<Session> {
 
   accept(transport: Transport): void {
     if (this.stopping) {
-      transport.start({ data: () => undefined, close: () => undefined });
+      transport.start({ onTransportData: () => undefined, onTransportClose: () => undefined });
       transport.close();
       return;
     }
@@ -133,6 +133,7 @@ export abstract class Gate<Session> {
       const pingDue = now - lastPing >= this.options.pingIntervalMs - every / 2;
       if (pingDue) lastPing = now;
       for (const conn of this.connections) {
+        conn.peer.expire(now);
         const last = this.options.idleCountsOutbound ? Math.max(conn.lastActivity, conn.lastWrite) : conn.lastActivity;
         if (now - last > this.options.idleTimeoutMs) {
           this.log.info({ conn: conn.id, remote: conn.remote }, 'idle connection closed');

@@ -24,7 +24,12 @@ export class ServerGate extends Gate<ServerSession> {
     return this.call(quest.method, quest.payload, quest.bytes, conn);
   }
 
-  private call(method: string, payload: Payload, bytes: Uint8Array, conn: Connection<ServerSession> | undefined): Payload | Promise<Payload> {
+  private call(
+    method: string,
+    payload: Payload,
+    bytes: Uint8Array,
+    conn: Connection<ServerSession> | undefined,
+  ): Payload | Promise<Payload> {
     const def = this.methods[method];
     if (!def || !Object.hasOwn(this.methods, method)) throw new RtmError(FpnnErrorCode.CORE_UNKNOWN_METHOD, `unknown method '${method}'`);
     const pid = this.signatures.verify(method, payload, bytes);

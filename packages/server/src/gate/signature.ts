@@ -80,18 +80,23 @@ export class SignatureVerifier {
     if (!project) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_SIGN, `unknown project ${pidValue}`);
     const salt = asInt64(payload.salt);
     const sign = payload.sign instanceof Uint8Array ? new TextDecoder().decode(payload.sign) : payload.sign;
-    if (salt === undefined || typeof sign !== 'string') throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_SIGN, "missing 'salt' or 'sign'");
+    if (salt === undefined || typeof sign !== 'string')
+      throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_SIGN, "missing 'salt' or 'sign'");
     const tsRaw = payload.ts;
     let expected: string;
     if (tsRaw === undefined || tsRaw === null) {
-      if (!this.options.allowLegacySign) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_SIGN, "missing 'ts' (the legacy signature is not enabled)");
+      if (!this.options.allowLegacySign)
+        throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_SIGN, "missing 'ts' (the legacy signature is not enabled)");
       expected = computeLegacySign(pid, project.secret, salt);
     } else {
       const ts = asInt64(tsRaw);
       if (ts === undefined) throw new RtmError(RtmErrorCode.INVALID_SERFVER_TIME, "'ts' must be an integer (seconds)");
       const skew = Math.abs(Date.now() / 1000 - Number(ts));
       if (skew > this.options.windowSeconds) {
-        throw new RtmError(RtmErrorCode.INVALID_SERFVER_TIME, `ts ${ts} is ${Math.round(skew)} s away from the server clock (window ${this.options.windowSeconds} s)`);
+        throw new RtmError(
+          RtmErrorCode.INVALID_SERFVER_TIME,
+          `ts ${ts} is ${Math.round(skew)} s away from the server clock (window ${this.options.windowSeconds} s)`,
+        );
       }
       expected = computeSign(pid, project.secret, salt, method, ts);
     }

@@ -30,11 +30,15 @@ export function define<Ctx, S extends Schema>(schema: S, handle: (ctx: Ctx, req:
   return { schema, handle: handle as (ctx: Ctx, req: never) => Payload | Promise<Payload> };
 }
 
-export const serverMethod = <S extends Schema>(schema: S, handle: (ctx: ServerContext, req: Infer<S>) => Payload | Promise<Payload>): MethodDef<ServerContext> =>
-  define<ServerContext, S>(schema, handle);
+export const serverMethod = <S extends Schema>(
+  schema: S,
+  handle: (ctx: ServerContext, req: Infer<S>) => Payload | Promise<Payload>,
+): MethodDef<ServerContext> => define<ServerContext, S>(schema, handle);
 
-export const clientMethod = <S extends Schema>(schema: S, handle: (ctx: ClientContext, req: Infer<S>) => Payload | Promise<Payload>): MethodDef<ClientContext> =>
-  define<ClientContext, S>(schema, handle);
+export const clientMethod = <S extends Schema>(
+  schema: S,
+  handle: (ctx: ClientContext, req: Infer<S>) => Payload | Promise<Payload>,
+): MethodDef<ClientContext> => define<ClientContext, S>(schema, handle);
 
 /** Field shorthands used by every method file. */
 export const f = {

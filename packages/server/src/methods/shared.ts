@@ -42,7 +42,8 @@ export const stream = (pid: number, kind: 2 | 3 | 4, to: bigint): ConversationRe
 /** Rejects a list longer than the per-call limit (200032) or empty where members are required (200033). */
 export function checkList(name: string, items: readonly unknown[], max: number, allowEmpty = false): void {
   if (!allowEmpty && items.length === 0) throw new RtmError(RtmErrorCode.EMPTY_PARAMETER, `${name} must not be empty`);
-  if (items.length > max) throw new RtmError(RtmErrorCode.TOO_MANY_ITEMS_IN_PARAMETERS, `${name} has ${items.length} items, the limit is ${max}`);
+  if (items.length > max)
+    throw new RtmError(RtmErrorCode.TOO_MANY_ITEMS_IN_PARAMETERS, `${name} has ${items.length} items, the limit is ${max}`);
 }
 
 /** Map keyed by decimal id strings, as the SDKs read them (client-api.md §3.3). */

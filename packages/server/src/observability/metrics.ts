@@ -33,14 +33,24 @@ export class Metrics {
   readonly traffic: Record<'server' | 'client', { in: number; out: number }> = { server: { in: 0, out: 0 }, client: { in: 0, out: 0 } };
   readonly bytesIn = trafficCounter(this.registry, this.traffic, 'in', 'rtm_bytes_in_total', 'Bytes received');
   readonly bytesOut = trafficCounter(this.registry, this.traffic, 'out', 'rtm_bytes_out_total', 'Bytes sent');
-  readonly pushes = new Counter({ name: 'rtm_pushes_total', help: 'Pushes written, by method', labelNames: ['method'] as const, registers: [this.registry] });
+  readonly pushes = new Counter({
+    name: 'rtm_pushes_total',
+    help: 'Pushes written, by method',
+    labelNames: ['method'] as const,
+    registers: [this.registry],
+  });
   readonly disconnects = new Counter({
     name: 'rtm_disconnects_total',
     help: 'Connections closed by the server, by reason',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
-  readonly messages = new Counter({ name: 'rtm_messages_stored_total', help: 'Messages persisted, by kind', labelNames: ['kind'] as const, registers: [this.registry] });
+  readonly messages = new Counter({
+    name: 'rtm_messages_stored_total',
+    help: 'Messages persisted, by kind',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
 
   constructor(defaultMetrics = false) {
     if (defaultMetrics) collectDefaultMetrics({ register: this.registry });

@@ -32,7 +32,15 @@ export class History {
       throw new RtmError(RtmErrorCode.INVALID_PARAMETER, `begin (${begin}) is after end (${end})`);
     }
     const lastid = req.lastid && req.lastid > 0n ? req.lastid : undefined;
-    const messages = await this.store.history({ conversation, desc: req.desc, num, begin, end, lastid, mtypes: req.mtypes?.length ? req.mtypes : undefined });
+    const messages = await this.store.history({
+      conversation,
+      desc: req.desc,
+      num,
+      begin,
+      end,
+      lastid,
+      mtypes: req.mtypes?.length ? req.mtypes : undefined,
+    });
     const last = messages[messages.length - 1];
     return {
       num: messages.length,

@@ -47,9 +47,11 @@ export class Messaging {
       throw new RtmError(RtmErrorCode.INVALID_MTYPE, `mtype must be between 1 and 127, got ${req.mtype}`);
     }
     const msgBytes = byteLength(req.msg);
-    if (msgBytes > limits.maxMsgBytes) throw new RtmError(RtmErrorCode.LARGE_MESSAGE_OR_ATTRS, `msg is ${msgBytes} bytes, the limit is ${limits.maxMsgBytes}`);
+    if (msgBytes > limits.maxMsgBytes)
+      throw new RtmError(RtmErrorCode.LARGE_MESSAGE_OR_ATTRS, `msg is ${msgBytes} bytes, the limit is ${limits.maxMsgBytes}`);
     const attrsBytes = byteLength(req.attrs);
-    if (attrsBytes > limits.maxAttrsBytes) throw new RtmError(RtmErrorCode.LARGE_MESSAGE_OR_ATTRS, `attrs is ${attrsBytes} bytes, the limit is ${limits.maxAttrsBytes}`);
+    if (attrsBytes > limits.maxAttrsBytes)
+      throw new RtmError(RtmErrorCode.LARGE_MESSAGE_OR_ATTRS, `attrs is ${attrsBytes} bytes, the limit is ${limits.maxAttrsBytes}`);
     if (await this.store.isProjectBlack(req.pid, req.from, now)) {
       throw new RtmError(RtmErrorCode.AUTH_DENIED, `user ${req.from} is on the project blacklist`);
     }
@@ -61,10 +63,15 @@ export class Messaging {
         const tos = req.tos ?? (req.to !== undefined ? [req.to] : []);
         if (req.tos) {
           if (tos.length === 0) throw new RtmError(RtmErrorCode.EMPTY_PARAMETER, 'tos must not be empty');
-          if (tos.length > limits.maxRecipients) throw new RtmError(RtmErrorCode.TOO_MANY_ITEMS_IN_PARAMETERS, `tos has ${tos.length} uids, the limit is ${limits.maxRecipients}`);
+          if (tos.length > limits.maxRecipients)
+            throw new RtmError(
+              RtmErrorCode.TOO_MANY_ITEMS_IN_PARAMETERS,
+              `tos has ${tos.length} uids, the limit is ${limits.maxRecipients}`,
+            );
         }
         const unique = [...new Set(tos)];
-        if (req.gate === 'client' && unique.includes(req.from)) throw new RtmError(RtmErrorCode.SEND_TO_SELF, 'cannot send a message to oneself');
+        if (req.gate === 'client' && unique.includes(req.from))
+          throw new RtmError(RtmErrorCode.SEND_TO_SELF, 'cannot send a message to oneself');
         const blockers = new Set(await this.store.blockedBy(req.pid, req.from, unique));
         if (!req.tos && blockers.size > 0) throw new RtmError(RtmErrorCode.BLOCKED_USER, `user ${req.to} has blocked user ${req.from}`);
         // Multi-user sends skip receivers that blocked the sender (they must not get it).
@@ -77,9 +84,13 @@ export class Messaging {
         recipients = await this.store.groupMembers(req.pid, gid);
         const checkMember = req.gate === 'client' || this.config.serverSendRequiresMembership;
         if (checkMember && !recipients.includes(req.from)) {
-          throw new RtmError(recipients.length === 0 && req.gate === 'server' ? RtmErrorCode.EMPTY_GROUP : RtmErrorCode.NOT_GROUP_MEMBER, `user ${req.from} is not a member of group ${gid}`);
+          throw new RtmError(
+            recipients.length === 0 && req.gate === 'server' ? RtmErrorCode.EMPTY_GROUP : RtmErrorCode.NOT_GROUP_MEMBER,
+            `user ${req.from} is not a member of group ${gid}`,
+          );
         }
-        if (await this.store.isBanned(req.pid, 'group', gid, req.from, now)) throw new RtmError(RtmErrorCode.BANNED_IN_GROUP, `user ${req.from} is banned in group ${gid}`);
+        if (await this.store.isBanned(req.pid, 'group', gid, req.from, now))
+          throw new RtmError(RtmErrorCode.BANNED_IN_GROUP, `user ${req.from} is banned in group ${gid}`);
         targets = [gid];
         break;
       }
@@ -87,10 +98,14 @@ export class Messaging {
         const rid = req.to!;
         const checkMember = req.gate === 'client' || this.config.serverSendRequiresMembership;
         if (checkMember) {
-          const inRoom = req.gate === 'client' ? this.presence.isInRoomLocally(req.pid, rid, req.from) || (await this.store.userRooms(req.pid, req.from)).includes(rid) : (await this.store.userRooms(req.pid, req.from)).includes(rid);
+          const inRoom =
+            req.gate === 'client'
+              ? this.presence.isInRoomLocally(req.pid, rid, req.from) || (await this.store.userRooms(req.pid, req.from)).includes(rid)
+              : (await this.store.userRooms(req.pid, req.from)).includes(rid);
           if (!inRoom) throw new RtmError(RtmErrorCode.NOT_IN_ROOM, `user ${req.from} is not in room ${rid}`);
         }
-        if (await this.store.isBanned(req.pid, 'room', rid, req.from, now)) throw new RtmError(RtmErrorCode.BANNED_IN_ROOM, `user ${req.from} is banned in room ${rid}`);
+        if (await this.store.isBanned(req.pid, 'room', rid, req.from, now))
+          throw new RtmError(RtmErrorCode.BANNED_IN_ROOM, `user ${req.from} is banned in room ${rid}`);
         targets = [rid];
         break;
       }
@@ -103,7 +118,16 @@ export class Messaging {
       }
     }
 
-    const batch: NewMessage[] = targets.map((to) => ({ pid: req.pid, kind: req.kind, from: req.from, to, mid: req.mid, mtype: req.mtype, msg: req.msg, attrs: req.attrs }));
+    const batch: NewMessage[] = targets.map((to) => ({
+      pid: req.pid,
+      kind: req.kind,
+      from: req.from,
+      to,
+      mid: req.mid,
+      mtype: req.mtype,
+      msg: req.msg,
+      attrs: req.attrs,
+    }));
     const results = await this.store.append(batch);
     let mtime: bigint | undefined;
     let collision = false;
@@ -124,7 +148,11 @@ export class Messaging {
       });
     }
     // Never drop silently: the caller learns that this mid already names another message.
-    if (collision) throw new RtmError(RtmErrorCode.DUPLCATED_MID, `mid ${req.mid} was already used by user ${req.from} for another message to the same target`);
+    if (collision)
+      throw new RtmError(
+        RtmErrorCode.DUPLCATED_MID,
+        `mid ${req.mid} was already used by user ${req.from} for another message to the same target`,
+      );
     return mtime!;
   }
 }

@@ -16,11 +16,20 @@ export function clientPush(m: StoredMessage): { method: string; payload: Payload
   const base = { from: m.from, mtype: m.mtype, mid: m.mid, msg: clientBody(m), attrs: m.attrs, mtime: m.mtime };
   switch (m.kind) {
     case MessageKind.P2P:
-      return { method: 'pushmsg', payload: { from: m.from, to: m.to, mtype: m.mtype, mid: m.mid, msg: base.msg, attrs: m.attrs, mtime: m.mtime } };
+      return {
+        method: 'pushmsg',
+        payload: { from: m.from, to: m.to, mtype: m.mtype, mid: m.mid, msg: base.msg, attrs: m.attrs, mtime: m.mtime },
+      };
     case MessageKind.GROUP:
-      return { method: 'pushgroupmsg', payload: { from: m.from, gid: m.to, mtype: m.mtype, mid: m.mid, msg: base.msg, attrs: m.attrs, mtime: m.mtime } };
+      return {
+        method: 'pushgroupmsg',
+        payload: { from: m.from, gid: m.to, mtype: m.mtype, mid: m.mid, msg: base.msg, attrs: m.attrs, mtime: m.mtime },
+      };
     case MessageKind.ROOM:
-      return { method: 'pushroommsg', payload: { from: m.from, rid: m.to, mtype: m.mtype, mid: m.mid, msg: base.msg, attrs: m.attrs, mtime: m.mtime } };
+      return {
+        method: 'pushroommsg',
+        payload: { from: m.from, rid: m.to, mtype: m.mtype, mid: m.mid, msg: base.msg, attrs: m.attrs, mtime: m.mtime },
+      };
     default:
       return { method: 'pushbroadcastmsg', payload: base };
   }

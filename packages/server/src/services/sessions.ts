@@ -86,7 +86,14 @@ export class Sessions {
       if (this.epochs.get(k) === epoch) this.epochs.delete(k);
       const rooms = await this.store.clearUserRooms(pid, uid);
       for (const rid of rooms) this.bus.publish({ type: 'room', pid, rid, uid, joined: false, kick: false });
-      this.bus.publish({ type: 'presence', pid, uid, event: 'logout', time: Math.floor(Number(endedAt) / 1000), endpoint: this.endpoint() });
+      this.bus.publish({
+        type: 'presence',
+        pid,
+        uid,
+        event: 'logout',
+        time: Math.floor(Number(endedAt) / 1000),
+        endpoint: this.endpoint(),
+      });
     } catch (err) {
       this.log.error({ err, pid, uid: String(uid) }, 'could not record logout');
     }

@@ -16,9 +16,7 @@ export interface ConversationKey {
 
 export function conversationOfMessage(m: { pid: number; kind: MessageKind; from: bigint; to: bigint }): ConversationKey {
   if (m.kind === MessageKind.P2P) {
-    return m.from < m.to
-      ? { pid: m.pid, kind: m.kind, lo: m.from, hi: m.to }
-      : { pid: m.pid, kind: m.kind, lo: m.to, hi: m.from };
+    return m.from < m.to ? { pid: m.pid, kind: m.kind, lo: m.from, hi: m.to } : { pid: m.pid, kind: m.kind, lo: m.to, hi: m.from };
   }
   if (m.kind === MessageKind.BROADCAST) return { pid: m.pid, kind: m.kind, lo: 0n, hi: 0n };
   return { pid: m.pid, kind: m.kind, lo: m.to, hi: 0n };

@@ -89,7 +89,8 @@ export class PostgresStore implements Store {
     const schema = options.schema ?? DEFAULT_POSTGRES_SCHEMA;
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new RangeError(`PostgresStore: bad schema name ${JSON.stringify(schema)}`);
     const poolSize = options.poolSize ?? DEFAULT_POSTGRES_POOL_SIZE;
-    if (!Number.isInteger(poolSize) || poolSize < 1) throw new RangeError(`PostgresStore: poolSize must be a positive integer, got ${String(poolSize)}`);
+    if (!Number.isInteger(poolSize) || poolSize < 1)
+      throw new RangeError(`PostgresStore: poolSize must be a positive integer, got ${String(poolSize)}`);
     this.url = options.url;
     this.schema = schema;
     this.poolSize = poolSize;
@@ -331,7 +332,11 @@ export class PostgresStore implements Store {
     let lo = 0n;
     let hi = INT64_MAX;
     if (begin !== undefined && begin !== 0n) {
-      const r = await q.query<Row>({ name: 'first_id_from', text: 'SELECT id FROM messages WHERE mtime >= $1 ORDER BY mtime, id LIMIT 1', values: [begin] });
+      const r = await q.query<Row>({
+        name: 'first_id_from',
+        text: 'SELECT id FROM messages WHERE mtime >= $1 ORDER BY mtime, id LIMIT 1',
+        values: [begin],
+      });
       if (r.rows.length === 0) return undefined;
       lo = (r.rows[0]!['id'] as bigint) - 1n;
     }
@@ -414,7 +419,11 @@ export class PostgresStore implements Store {
   }
 
   async p2pPeers(pid: number, uid: bigint): Promise<bigint[]> {
-    const rows = await this.rows('SELECT peer FROM p2p_sessions WHERE pid = $1 AND uid = $2 ORDER BY last_id DESC', [pid, uid], 'p2p_peers');
+    const rows = await this.rows(
+      'SELECT peer FROM p2p_sessions WHERE pid = $1 AND uid = $2 ORDER BY last_id DESC',
+      [pid, uid],
+      'p2p_peers',
+    );
     return rows.map((r) => r['peer'] as bigint);
   }
 
@@ -423,7 +432,11 @@ export class PostgresStore implements Store {
   }
 
   async getUnreadBaseline(pid: number, uid: bigint): Promise<UnreadBaseline> {
-    const [row] = await this.rows('SELECT logout_time, clear_time FROM unread_baselines WHERE pid = $1 AND uid = $2', [pid, uid], 'baseline');
+    const [row] = await this.rows(
+      'SELECT logout_time, clear_time FROM unread_baselines WHERE pid = $1 AND uid = $2',
+      [pid, uid],
+      'baseline',
+    );
     const out: UnreadBaseline = {};
     if (row?.['logout_time'] != null) out.logoutTime = row['logout_time'] as bigint;
     if (row?.['clear_time'] != null) out.clearTime = row['clear_time'] as bigint;
@@ -454,7 +467,10 @@ export class PostgresStore implements Store {
   }
 
   async setToken(pid: number, uid: bigint, token: string): Promise<void> {
-    await this.rows('INSERT INTO tokens (pid, uid, token) VALUES ($1, $2, $3) ON CONFLICT (pid, uid) DO UPDATE SET token = excluded.token', [pid, uid, token]);
+    await this.rows(
+      'INSERT INTO tokens (pid, uid, token) VALUES ($1, $2, $3) ON CONFLICT (pid, uid) DO UPDATE SET token = excluded.token',
+      [pid, uid, token],
+    );
   }
 
   async deleteToken(pid: number, uid: bigint): Promise<void> {
@@ -465,10 +481,11 @@ export class PostgresStore implements Store {
 
   async addGroupMembers(pid: number, gid: bigint, uids: readonly bigint[]): Promise<void> {
     if (uids.length === 0) return;
-    await this.rows(
-      'INSERT INTO group_members (pid, gid, uid) SELECT $1, $2, u FROM unnest($3::bigint[]) AS u ON CONFLICT DO NOTHING',
-      [pid, gid, [...uids]],
-    );
+    await this.rows('INSERT INTO group_members (pid, gid, uid) SELECT $1, $2, u FROM unnest($3::bigint[]) AS u ON CONFLICT DO NOTHING', [
+      pid,
+      gid,
+      [...uids],
+    ]);
   }
 
   async removeGroupMembers(pid: number, gid: bigint, uids: readonly bigint[]): Promise<void> {
@@ -494,7 +511,11 @@ export class PostgresStore implements Store {
   }
 
   async isGroupMember(pid: number, gid: bigint, uid: bigint): Promise<boolean> {
-    const rows = await this.rows('SELECT 1 FROM group_members WHERE pid = $1 AND gid = $2 AND uid = $3', [pid, gid, uid], 'group_is_member');
+    const rows = await this.rows(
+      'SELECT 1 FROM group_members WHERE pid = $1 AND gid = $2 AND uid = $3',
+      [pid, gid, uid],
+      'group_is_member',
+    );
     return rows.length > 0;
   }
 
@@ -620,7 +641,11 @@ export class PostgresStore implements Store {
 
   async addBlacks(pid: number, uid: bigint, blacks: readonly bigint[]): Promise<void> {
     if (blacks.length === 0) return;
-    await this.rows('INSERT INTO blacks (pid, uid, black) SELECT $1, $2, b FROM unnest($3::bigint[]) AS b ON CONFLICT DO NOTHING', [pid, uid, [...blacks]]);
+    await this.rows('INSERT INTO blacks (pid, uid, black) SELECT $1, $2, b FROM unnest($3::bigint[]) AS b ON CONFLICT DO NOTHING', [
+      pid,
+      uid,
+      [...blacks],
+    ]);
   }
 
   async removeBlacks(pid: number, uid: bigint, blacks: readonly bigint[]): Promise<void> {
@@ -740,7 +765,9 @@ async function migrate(pool: pg.Pool, schema: string): Promise<void> {
     await c.query("SELECT pg_advisory_xact_lock(hashtext('rtm_store_migrations'), hashtext($1))", [schema]);
     await c.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
     await c.query(`SET LOCAL search_path TO ${schema}`);
-    await c.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)');
+    await c.query(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
+    );
     const applied = new Set((await c.query<Row>('SELECT version FROM schema_migrations')).rows.map((r) => Number(r['version'])));
     for (const m of [...POSTGRES_MIGRATIONS].sort((a, b) => a.version - b.version)) {
       if (applied.has(m.version)) continue;

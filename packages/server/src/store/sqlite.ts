@@ -33,7 +33,14 @@ import {
   type UnreadCount,
   type UnreadQuery,
 } from './store.js';
-import { checkNewMessage, conversationOfMessage, conversationOfRef, plainBytes, sameContent, type ConversationKey } from './conversation.js';
+import {
+  checkNewMessage,
+  conversationOfMessage,
+  conversationOfRef,
+  plainBytes,
+  sameContent,
+  type ConversationKey,
+} from './conversation.js';
 import { SQLITE_MIGRATIONS, type SqliteMigration } from './sqlite-migrations.js';
 
 /**
@@ -178,7 +185,9 @@ export class SqliteStore implements Store {
          ON CONFLICT (pid, lo, hi) DO UPDATE SET last_id = excluded.last_id, hidden_lo = 0, hidden_hi = 0`,
       ),
       touchSecond: p('INSERT INTO time_index (sec, last_id) VALUES (?, ?) ON CONFLICT (sec) DO UPDATE SET last_id = excluded.last_id'),
-      deleteMessage: p('UPDATE messages SET deleted = 1 WHERE pid = ? AND kind = ? AND from_id = ? AND to_id = ? AND mid = ? AND deleted = 0'),
+      deleteMessage: p(
+        'UPDATE messages SET deleted = 1 WHERE pid = ? AND kind = ? AND from_id = ? AND to_id = ? AND mid = ? AND deleted = 0',
+      ),
       /** Last id stored before second `sec` (everything up to it has mtime < sec * 1000). */
       lastIdBefore: p('SELECT last_id FROM time_index WHERE sec < ? ORDER BY sec DESC LIMIT 1'),
       /** Last id stored in or before second `sec`. */
@@ -215,9 +224,7 @@ export class SqliteStore implements Store {
       roomAdd: p('INSERT OR IGNORE INTO room_members (pid, rid, uid) VALUES (?, ?, ?)'),
       roomRemove: p('DELETE FROM room_members WHERE pid = ? AND rid = ? AND uid = ?'),
       roomMembers: p('SELECT uid FROM room_members WHERE pid = ? AND rid = ? ORDER BY uid'),
-      roomCounts: p(
-        'SELECT rid, COUNT(*) AS n FROM room_members WHERE pid = ? AND rid IN (SELECT value FROM json_each(?)) GROUP BY rid',
-      ),
+      roomCounts: p('SELECT rid, COUNT(*) AS n FROM room_members WHERE pid = ? AND rid IN (SELECT value FROM json_each(?)) GROUP BY rid'),
       userRooms: p('SELECT rid FROM room_members WHERE pid = ? AND uid = ? ORDER BY rid'),
       clearUserRooms: p('DELETE FROM room_members WHERE pid = ? AND uid = ? RETURNING rid'),
 
@@ -251,10 +258,10 @@ export class SqliteStore implements Store {
       ),
       infoGet: p('SELECT oinfo, pinfo FROM infos WHERE pid = ? AND kind = ? AND id = ?'),
       infoDelete: p('DELETE FROM infos WHERE pid = ? AND kind = ? AND id = ?'),
-      openInfos: p(
-        "SELECT id, oinfo FROM infos WHERE pid = ? AND kind = ? AND id IN (SELECT value FROM json_each(?)) AND oinfo <> ''",
+      openInfos: p("SELECT id, oinfo FROM infos WHERE pid = ? AND kind = ? AND id IN (SELECT value FROM json_each(?)) AND oinfo <> ''"),
+      dataSet: p(
+        'INSERT INTO user_data (pid, uid, key, val) VALUES (?, ?, ?, ?) ON CONFLICT (pid, uid, key) DO UPDATE SET val = excluded.val',
       ),
-      dataSet: p('INSERT INTO user_data (pid, uid, key, val) VALUES (?, ?, ?, ?) ON CONFLICT (pid, uid, key) DO UPDATE SET val = excluded.val'),
       dataGet: p('SELECT val FROM user_data WHERE pid = ? AND uid = ? AND key = ?'),
       dataDelete: p('DELETE FROM user_data WHERE pid = ? AND uid = ? AND key = ?'),
 
@@ -337,7 +344,20 @@ export class SqliteStore implements Store {
           const id = lastId + 1n;
           const c = conversationOfMessage(m);
           // The insert probes the unique key itself: no separate lookup for the common, new case.
-          const inserted = s.insert.run(id, m.pid, m.kind, c.lo, c.hi, m.from, m.to, m.mid, m.mtype, bodyParam(m.msg), m.attrs, mtime).changes;
+          const inserted = s.insert.run(
+            id,
+            m.pid,
+            m.kind,
+            c.lo,
+            c.hi,
+            m.from,
+            m.to,
+            m.mid,
+            m.mtype,
+            bodyParam(m.msg),
+            m.attrs,
+            mtime,
+          ).changes;
           if (inserted === 0) {
             const original = rowToMessage(s.byKey.get(m.pid, m.kind, m.from, m.to, m.mid)!);
             return sameContent(original, m) ? { status: 'duplicate', message: original } : { status: 'collision' };
@@ -619,7 +639,12 @@ export class SqliteStore implements Store {
   private readonly blockedCount = new Map<string, number>();
 
   private loadFilters(db: Database.Database): void {
-    this.projectsWithBlacks = new Set(db.prepare('SELECT DISTINCT pid FROM project_blacks').all().map((r) => Number((r as Row)['pid'])));
+    this.projectsWithBlacks = new Set(
+      db
+        .prepare('SELECT DISTINCT pid FROM project_blacks')
+        .all()
+        .map((r) => Number((r as Row)['pid'])),
+    );
     this.blockedCount.clear();
     for (const r of db.prepare('SELECT pid, black, COUNT(*) AS n FROM blacks GROUP BY pid, black').all() as Row[]) {
       this.blockedCount.set(`${r['pid']}:${r['black']}`, Number(r['n']));

@@ -45,9 +45,7 @@ export interface StoredMessage extends NewMessage {
  * `collision`: the same key with different content — nothing stored (answer 200053 DUPLCATED_MID).
  */
 export type AppendResult =
-  | { status: 'stored'; message: StoredMessage }
-  | { status: 'duplicate'; message: StoredMessage }
-  | { status: 'collision' };
+  { status: 'stored'; message: StoredMessage } | { status: 'duplicate'; message: StoredMessage } | { status: 'collision' };
 
 /**
  * A conversation: p2p between `uid` and `peer` (either direction), or the group/room/broadcast

@@ -50,7 +50,12 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
  * `GET /service/<method>?fpnn=<url-encoded JSON>`. Success → 200 with the answer map; error →
  * 500 with `{code, ex}`. CORS headers when the request has an Origin.
  */
-export async function serveHttpQuest(req: IncomingMessage, res: ServerResponse, handle: HttpQuestHandler, maxBodyBytes = MAX_BODY_BYTES): Promise<void> {
+export async function serveHttpQuest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  handle: HttpQuestHandler,
+  maxBodyBytes = MAX_BODY_BYTES,
+): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://localhost');
   const parts = url.pathname.split('/').filter(Boolean);
   if (req.method === 'OPTIONS') {

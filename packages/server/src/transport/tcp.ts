@@ -11,7 +11,10 @@ export class TcpTransport implements Transport {
   private corked = false;
   private closed = false;
 
-  constructor(private readonly socket: Socket, private readonly firstChunk?: Uint8Array) {
+  constructor(
+    private readonly socket: Socket,
+    private firstChunk?: Uint8Array,
+  ) {
     this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
     socket.setNoDelay(true);
   }
@@ -20,15 +23,30 @@ export class TcpTransport implements Transport {
     return this.socket.writableLength;
   }
 
+  private events: TransportEvents | undefined;
+
   start(events: TransportEvents): void {
-    this.socket.on('data', (chunk: Buffer) => events.data(chunk));
-    this.socket.on('error', () => this.socket.destroy());
-    this.socket.once('close', () => {
-      this.closed = true;
-      events.close();
-    });
-    if (this.firstChunk && this.firstChunk.length > 0) events.data(this.firstChunk);
+    this.events = events;
+    // Shared listeners (this = the socket): no closures per connection.
+    (this.socket as SocketWithTransport)[TRANSPORT] = this;
+    this.socket.on('data', onData);
+    this.socket.on('error', onError);
+    this.socket.once('close', onClose);
+    const first = this.firstChunk;
+    this.firstChunk = undefined;
+    if (first && first.length > 0) events.onTransportData(first);
     this.socket.resume();
+  }
+
+  /** @internal */
+  received(chunk: Buffer): void {
+    this.events!.onTransportData(chunk);
+  }
+
+  /** @internal */
+  ended(): void {
+    this.closed = true;
+    this.events!.onTransportClose();
   }
 
   write(bytes: Uint8Array): void {
@@ -59,4 +77,19 @@ export class TcpTransport implements Transport {
     // Do not wait forever for a peer that does not read: destroy after a grace period.
     setTimeout(() => this.socket.destroy(), 2000).unref();
   }
+}
+
+const TRANSPORT = Symbol('rtm.transport');
+type SocketWithTransport = Socket & { [TRANSPORT]?: TcpTransport };
+
+function onData(this: SocketWithTransport, chunk: Buffer): void {
+  this[TRANSPORT]!.received(chunk);
+}
+
+function onError(this: SocketWithTransport): void {
+  this.destroy();
+}
+
+function onClose(this: SocketWithTransport): void {
+  this[TRANSPORT]!.ended();
 }

@@ -4,11 +4,12 @@
  */
 export type TransportKind = 'tcp' | 'websocket';
 
+/** Implemented by the owner of a transport (methods, so no closure is made per connection). */
 export interface TransportEvents {
   /** Bytes received (TCP: a stream chunk; WebSocket: one binary message). */
-  data(chunk: Uint8Array): void;
+  onTransportData(chunk: Uint8Array): void;
   /** The socket closed, for whatever reason; called once. */
-  close(): void;
+  onTransportClose(): void;
 }
 
 export interface Transport {

@@ -27,20 +27,31 @@ export class WebSocketTransport implements Transport {
     return this.socket ? this.socket.writableLength : this.ws.bufferedAmount;
   }
 
+  private events: TransportEvents | undefined;
+
   start(events: TransportEvents): void {
-    this.ws.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
-      if (!isBinary) {
-        this.onProtocolError('text WebSocket message: only binary FPNN frames are accepted');
-        return;
-      }
-      if (Array.isArray(data)) for (const part of data) events.data(part);
-      else events.data(data instanceof ArrayBuffer ? new Uint8Array(data) : data);
-    });
-    this.ws.on('error', () => this.ws.terminate());
-    this.ws.once('close', () => {
-      this.closed = true;
-      events.close();
-    });
+    this.events = events;
+    // Shared listeners (this = the WebSocket): no closures per connection.
+    (this.ws as WebSocketWithTransport)[TRANSPORT] = this;
+    this.ws.on('message', onMessage);
+    this.ws.on('error', onError);
+    this.ws.once('close', onClose);
+  }
+
+  /** @internal */
+  received(data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
+    if (!isBinary) {
+      this.onProtocolError('text WebSocket message: only binary FPNN frames are accepted');
+      return;
+    }
+    if (Array.isArray(data)) for (const part of data) this.events!.onTransportData(part);
+    else this.events!.onTransportData(data instanceof ArrayBuffer ? new Uint8Array(data) : data);
+  }
+
+  /** @internal */
+  ended(): void {
+    this.closed = true;
+    this.events!.onTransportClose();
   }
 
   write(bytes: Uint8Array): void {
@@ -97,6 +108,20 @@ export class WebSocketTransport implements Transport {
 }
 
 const SEND_OPTIONS = { binary: true } as const;
+const TRANSPORT = Symbol('rtm.transport');
+type WebSocketWithTransport = WebSocket & { [TRANSPORT]?: WebSocketTransport };
+
+function onMessage(this: WebSocketWithTransport, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
+  this[TRANSPORT]!.received(data, isBinary);
+}
+
+function onError(this: WebSocketWithTransport): void {
+  this.terminate();
+}
+
+function onClose(this: WebSocketWithTransport): void {
+  this[TRANSPORT]!.ended();
+}
 
 function uncork(t: WebSocketTransport): void {
   t.uncork();

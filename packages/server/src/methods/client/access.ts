@@ -17,4 +17,3 @@ export async function requireInRoom(ctx: ClientContext, rid: bigint): Promise<vo
     throw new RtmError(RtmErrorCode.NOT_IN_ROOM, `user ${ctx.uid} is not in room ${rid}`);
   }
 }
-

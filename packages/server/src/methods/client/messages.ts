@@ -8,15 +8,48 @@ import { getMessageOrThrow, messageInfo, messageKey, messageKeyFields, p2p, page
 const common = { mid: f.id, mtype: f.int, msg: f.body, attrs: f.opt(f.str) };
 
 export const sendmsg = clientMethod({ ...common, to: f.id }, async (ctx, r) => ({
-  mtime: await ctx.services.messaging.send({ pid: ctx.pid, kind: MessageKind.P2P, from: ctx.uid, to: r.to, mid: r.mid, mtype: r.mtype, msg: r.msg, attrs: r.attrs ?? '', gate: 'client', originConn: ctx.conn.id }),
+  mtime: await ctx.services.messaging.send({
+    pid: ctx.pid,
+    kind: MessageKind.P2P,
+    from: ctx.uid,
+    to: r.to,
+    mid: r.mid,
+    mtype: r.mtype,
+    msg: r.msg,
+    attrs: r.attrs ?? '',
+    gate: 'client',
+    originConn: ctx.conn.id,
+  }),
 }));
 
 export const sendgroupmsg = clientMethod({ ...common, gid: f.id }, async (ctx, r) => ({
-  mtime: await ctx.services.messaging.send({ pid: ctx.pid, kind: MessageKind.GROUP, from: ctx.uid, to: r.gid, mid: r.mid, mtype: r.mtype, msg: r.msg, attrs: r.attrs ?? '', gate: 'client', originConn: ctx.conn.id }),
+  mtime: await ctx.services.messaging.send({
+    pid: ctx.pid,
+    kind: MessageKind.GROUP,
+    from: ctx.uid,
+    to: r.gid,
+    mid: r.mid,
+    mtype: r.mtype,
+    msg: r.msg,
+    attrs: r.attrs ?? '',
+    gate: 'client',
+    originConn: ctx.conn.id,
+  }),
 }));
 
 export const sendroommsg = clientMethod({ ...common, rid: f.id }, async (ctx, r) => ({
-  mtime: await ctx.services.messaging.send({ pid: ctx.pid, kind: MessageKind.ROOM, from: ctx.uid, to: r.rid, mid: r.mid, mtype: r.mtype, msg: r.msg, attrs: r.attrs ?? '', gate: 'client', originConn: ctx.conn.id }),
+  mtime: await ctx.services.messaging.send({
+    pid: ctx.pid,
+    kind: MessageKind.ROOM,
+    from: ctx.uid,
+    to: r.rid,
+    mid: r.mid,
+    mtype: r.mtype,
+    msg: r.msg,
+    attrs: r.attrs ?? '',
+    gate: 'client',
+    originConn: ctx.conn.id,
+  }),
 }));
 
 // client-api.md §3.2: history with the logged-in uid as reader.
@@ -30,9 +63,13 @@ export const getroommsg = clientMethod({ rid: f.id, ...pageFields }, async (ctx,
   return ctx.services.history.page(stream(ctx.pid, MessageKind.ROOM, r.rid), undefined, r);
 });
 
-export const getbroadcastmsg = clientMethod(pageFields, (ctx, r) => ctx.services.history.page(stream(ctx.pid, MessageKind.BROADCAST, 0n), undefined, r));
+export const getbroadcastmsg = clientMethod(pageFields, (ctx, r) =>
+  ctx.services.history.page(stream(ctx.pid, MessageKind.BROADCAST, 0n), undefined, r),
+);
 
-export const getp2pmsg = clientMethod({ ouid: f.id, ...pageFields }, (ctx, r) => ctx.services.history.page(p2p(ctx.pid, ctx.uid, r.ouid), ctx.uid, r));
+export const getp2pmsg = clientMethod({ ouid: f.id, ...pageFields }, (ctx, r) =>
+  ctx.services.history.page(p2p(ctx.pid, ctx.uid, r.ouid), ctx.uid, r),
+);
 
 // client-api.md §3.4: one message. p2p only for its sender or receiver; group/room by membership.
 async function authorizeRead(ctx: ClientContext, r: { from: bigint; xid: bigint; type: number }): Promise<void> {
@@ -53,6 +90,7 @@ export const getmsg = clientMethod(messageKeyFields, async (ctx, r) => {
 export const delmsg = clientMethod(messageKeyFields, async (ctx, r) => {
   const key = messageKey(ctx.pid, r);
   if (r.from !== ctx.uid) throw new RtmError(RtmErrorCode.PERMISSION_DENIED, 'a client may delete only its own messages');
-  if (!(await ctx.services.store.deleteMessage(key))) throw new RtmError(RtmErrorCode.MESSAGE_NOT_FOUND, `no message ${r.mid} from ${r.from} in that conversation`);
+  if (!(await ctx.services.store.deleteMessage(key)))
+    throw new RtmError(RtmErrorCode.MESSAGE_NOT_FOUND, `no message ${r.mid} from ${r.from} in that conversation`);
   return {};
 });

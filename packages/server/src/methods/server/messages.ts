@@ -44,23 +44,30 @@ export const getp2pmsg = serverMethod({ uid: f.id, ouid: f.id, ...pageFields }, 
 );
 
 // §3.2–3.4: one message, deletion, counts.
-export const getmsg = serverMethod(messageKeyFields, async (ctx, r) => messageInfo(await getMessageOrThrow(ctx.services, messageKey(ctx.pid, r))));
+export const getmsg = serverMethod(messageKeyFields, async (ctx, r) =>
+  messageInfo(await getMessageOrThrow(ctx.services, messageKey(ctx.pid, r))),
+);
 
 export const delmsg = serverMethod(messageKeyFields, async (ctx, r) => {
   const key = messageKey(ctx.pid, r);
-  if (!(await ctx.services.store.deleteMessage(key))) throw new RtmError(RtmErrorCode.MESSAGE_NOT_FOUND, `no message ${r.mid} from ${r.from} in that conversation`);
+  if (!(await ctx.services.store.deleteMessage(key)))
+    throw new RtmError(RtmErrorCode.MESSAGE_NOT_FOUND, `no message ${r.mid} from ${r.from} in that conversation`);
   return {};
 });
 
-export const getmsgnum = serverMethod({ type: f.int, xid: f.id, mtypes: f.opt(f.ints), begin: f.opt(f.id), end: f.opt(f.id) }, async (ctx, r) => {
-  const kind = messageKind(r.type);
-  if (kind !== MessageKind.GROUP && kind !== MessageKind.ROOM) throw new RtmError(RtmErrorCode.INVALID_PARAMETER, 'getmsgnum counts group (2) or room (3) messages');
-  return ctx.services.store.countMessages({
-    pid: ctx.pid,
-    kind,
-    to: r.xid,
-    mtypes: r.mtypes?.length ? r.mtypes : undefined,
-    begin: r.begin && r.begin > 0n ? r.begin : undefined,
-    end: r.end && r.end > 0n ? r.end : undefined,
-  });
-});
+export const getmsgnum = serverMethod(
+  { type: f.int, xid: f.id, mtypes: f.opt(f.ints), begin: f.opt(f.id), end: f.opt(f.id) },
+  async (ctx, r) => {
+    const kind = messageKind(r.type);
+    if (kind !== MessageKind.GROUP && kind !== MessageKind.ROOM)
+      throw new RtmError(RtmErrorCode.INVALID_PARAMETER, 'getmsgnum counts group (2) or room (3) messages');
+    return ctx.services.store.countMessages({
+      pid: ctx.pid,
+      kind,
+      to: r.xid,
+      mtypes: r.mtypes?.length ? r.mtypes : undefined,
+      begin: r.begin && r.begin > 0n ? r.begin : undefined,
+      end: r.end && r.end > 0n ? r.end : undefined,
+    });
+  },
+);
