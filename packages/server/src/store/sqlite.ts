@@ -41,6 +41,7 @@ import {
   sameContent,
   type ConversationKey,
 } from './conversation.js';
+import { WalCheckpointer } from './sqlite-checkpointer.js';
 import { SQLITE_MIGRATIONS, type SqliteMigration } from './sqlite-migrations.js';
 
 /**
@@ -71,6 +72,11 @@ export interface SqliteStoreOptions {
   cacheSizeKiB?: number;
   /** Clock of the store in ms (tests). @default Date.now */
   now?: () => number;
+  /**
+   * Checkpoint the WAL from a worker thread every this many ms (0 = SQLite's automatic
+   * checkpoints inside commits, which stall the event loop). File databases only. @default 1000
+   */
+  checkpointEveryMs?: number;
 }
 
 export const DEFAULT_SQLITE_DATA_DIR = 'data';
@@ -101,6 +107,7 @@ export class SqliteStore implements Store {
   private readonly shapedStmts = new Map<string, Stmt>();
   private pending: PendingAppend[] = [];
   private flushScheduled = false;
+  private checkpointer: WalCheckpointer | undefined;
 
   constructor(options: SqliteStoreOptions = {}) {
     const dataDir = options.dataDir ?? DEFAULT_SQLITE_DATA_DIR;
@@ -117,7 +124,11 @@ export class SqliteStore implements Store {
     if (!Number.isInteger(cacheSizeKiB) || cacheSizeKiB < 0) {
       throw new RangeError(`SqliteStore: cacheSizeKiB must be a non-negative integer, got ${String(cacheSizeKiB)}`);
     }
-    this.options = { busyTimeoutMs, synchronous, cacheSizeKiB, now: options.now ?? Date.now };
+    const checkpointEveryMs = options.checkpointEveryMs ?? 1000;
+    if (!Number.isInteger(checkpointEveryMs) || checkpointEveryMs < 0) {
+      throw new RangeError(`SqliteStore: checkpointEveryMs must be a non-negative integer, got ${String(checkpointEveryMs)}`);
+    }
+    this.options = { busyTimeoutMs, synchronous, cacheSizeKiB, now: options.now ?? Date.now, checkpointEveryMs };
   }
 
   // --- lifecycle -------------------------------------------------------------------------------
@@ -136,6 +147,11 @@ export class SqliteStore implements Store {
       this.db = db;
       this.stmts = this.prepareStatements(db);
       this.loadFilters(db);
+      if (this.path !== ':memory:' && this.options.checkpointEveryMs > 0) {
+        // Backstop only: 40 MiB of WAL before a commit checkpoints by itself.
+        db.pragma('wal_autocheckpoint = 10000');
+        this.checkpointer = new WalCheckpointer(this.path, this.options.checkpointEveryMs);
+      }
     } catch (err) {
       db.close();
       throw err;
@@ -145,6 +161,9 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     if (!this.db) return;
     this.flush();
+    const checkpointer = this.checkpointer;
+    this.checkpointer = undefined;
+    await checkpointer?.stop();
     this.db.close();
     this.db = undefined;
     this.stmts = undefined;
