@@ -14,11 +14,10 @@ import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import {
   decodeMsgpack,
-  decodePayload,
-  encodeAnswer,
+  decodeFramePayload,
+  encodeAnswerFrame,
   encodeMsgpack,
-  encodePayload,
-  encodeQuest,
+  encodeQuestFrame,
   Flag,
   FrameDecoder,
   type Payload,
@@ -104,17 +103,17 @@ const CASES: Case[] = [
   {
     name: 'sendmsg quest (int64 ids)',
     payload: sendmsgQuest(),
-    encode: (p, seq) => encodeQuest('sendmsg', encodePayload(Flag.MSGPACK, p), Flag.MSGPACK, false, seq),
+    encode: (p, seq) => encodeQuestFrame('sendmsg', p, Flag.MSGPACK, false, seq),
   },
   {
     name: 'history answer (10 × 8 items)',
     payload: historyAnswer(),
-    encode: (p, seq) => encodeAnswer(seq, encodePayload(Flag.MSGPACK, p), Flag.MSGPACK),
+    encode: (p, seq) => encodeAnswerFrame(seq, p, Flag.MSGPACK),
   },
   {
     name: 'pushmsg quest',
     payload: pushmsg(),
-    encode: (p, seq) => encodeQuest('pushmsg', encodePayload(Flag.MSGPACK, p), Flag.MSGPACK, false, seq),
+    encode: (p, seq) => encodeQuestFrame('pushmsg', p, Flag.MSGPACK, false, seq),
   },
 ];
 
@@ -152,9 +151,10 @@ export function runProtocolBench(options: ProtocolBenchOptions = {}): ProtocolBe
     let seq = 1;
     const fpnn = (): void => {
       const frame = c.encode(c.payload, seq++);
-      const frames = decoder.push(frame);
-      const f = frames[0]!;
-      const payload = decodePayload(f.flag, f.payload);
+      // The server's path: append, then next() frame by frame, payload decoded in place.
+      decoder.append(frame);
+      const f = decoder.next()!;
+      const payload = decodeFramePayload(f);
       sink += f.seq + (payload === undefined ? 0 : 1);
     };
     const plain = (): void => {

@@ -1,8 +1,18 @@
-import { Packr } from 'msgpackr';
+import { Packr, RESERVE_START_SPACE } from 'msgpackr';
 import JSONbig from 'json-bigint';
 import { FpnnErrorCode } from './codes.js';
 import { RtmError } from './errors.js';
-import { Flag, type PayloadFlag } from './frame.js';
+import {
+  encodeAnswer,
+  encodeQuest,
+  Flag,
+  HEADER_BYTES,
+  MType,
+  methodBytes,
+  writeFrameHeader,
+  type Frame,
+  type PayloadFlag,
+} from './frame.js';
 
 /** A decoded payload: FPNN payloads are always maps with string keys. */
 export type Payload = Record<string, unknown>;
@@ -51,10 +61,22 @@ export function encodePayload(flag: PayloadFlag, payload: Payload): Uint8Array {
 
 /** Decodes a payload; anything that is not a map is an error answer, never a throw of another kind. */
 export function decodePayload(flag: PayloadFlag, bytes: Uint8Array): Payload {
+  return decodeRange(flag, bytes, 0, bytes.length);
+}
+
+/** Decodes a frame's payload where it lies in the received bytes (no intermediate view). */
+export function decodeFramePayload(frame: Frame): Payload {
+  const f = frame as Frame & { source?: Uint8Array; payloadStart?: number; payloadEnd?: number };
+  if (f.source !== undefined) return decodeRange(f.flag, f.source, f.payloadStart!, f.payloadEnd!);
+  return decodeRange(frame.flag, frame.payload, 0, frame.payload.length);
+}
+
+function decodeRange(flag: PayloadFlag, source: Uint8Array, start: number, end: number): Payload {
   let value: unknown;
   try {
-    if (flag === Flag.MSGPACK) value = bytes.length === 0 ? {} : packr.unpack(bytes);
-    else value = bytes.length === 0 ? {} : jsonBig.parse(utf8.decode(bytes));
+    if (start === end) value = {};
+    else if (flag === Flag.MSGPACK) value = packr.unpack(source, { start, end } as never);
+    else value = jsonBig.parse(utf8.decode(source.subarray(start, end)));
   } catch (err) {
     const kind = flag === Flag.MSGPACK ? 'msgpack' : 'JSON';
     throw new RtmError(FpnnErrorCode.CORE_DECODING, `payload is not valid ${kind}: ${(err as Error).message}`);
@@ -73,3 +95,26 @@ export const json = {
   parse: (text: string): unknown => jsonBig.parse(text),
   stringify: (value: unknown): string => jsonBig.stringify(value, jsonReplacer),
 };
+
+/**
+ * A whole quest frame from a payload map. For msgpack the payload is packed straight after room
+ * reserved for the header and method (msgpackr RESERVE_START_SPACE): no second buffer and no copy,
+ * which is most of what framing costs on small messages.
+ */
+export function encodeQuestFrame(method: string, payload: Payload, flag: PayloadFlag = Flag.MSGPACK, oneway = false, seq = 0): Uint8Array {
+  const name = methodBytes(method);
+  const head = HEADER_BYTES + (oneway ? 0 : 4) + name.length;
+  if (flag !== Flag.MSGPACK || head > 255) return encodeQuest(method, encodePayload(flag, payload), flag, oneway, seq);
+  const out = packr.pack(payload, RESERVE_START_SPACE | head) as Uint8Array;
+  writeFrameHeader(out, flag, oneway ? MType.ONEWAY : MType.TWOWAY, name.length, out.length - head, oneway ? undefined : seq);
+  out.set(name, head - name.length);
+  return out;
+}
+
+/** A whole answer frame from a payload map (msgpack: packed in place, as encodeQuestFrame). */
+export function encodeAnswerFrame(seq: number, payload: Payload, flag: PayloadFlag = Flag.MSGPACK, ok = true): Uint8Array {
+  if (flag !== Flag.MSGPACK) return encodeAnswer(seq, encodePayload(flag, payload), flag, ok);
+  const out = packr.pack(payload, RESERVE_START_SPACE | 16) as Uint8Array;
+  writeFrameHeader(out, flag, MType.ANSWER, ok ? 0 : 1, out.length - 16, seq);
+  return out;
+}

@@ -1,5 +1,14 @@
 import { FpnnProtocolError } from './errors.js';
-import { DEFAULT_MAX_FRAME_BYTES, Flag, type Frame, HEADER_BYTES, MType, type PayloadFlag } from './frame.js';
+import {
+  DEFAULT_MAX_FRAME_BYTES,
+  Flag,
+  type AnswerFrame,
+  type Frame,
+  HEADER_BYTES,
+  MType,
+  type PayloadFlag,
+  type QuestFrame,
+} from './frame.js';
 
 const EMPTY = new Uint8Array(0);
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -184,15 +193,50 @@ export class FrameDecoder {
     const mtype = buf[offset + 6]!;
     const ss = buf[offset + 7]!;
     const end = offset + total;
-    if (mtype === MType.ANSWER) {
-      const seq = readU32(buf, offset + 12);
-      return { kind: 'answer', flag, seq, ok: ss === 0, payload: buf.subarray(offset + 16, end) };
-    }
+    if (mtype === MType.ANSWER) return new DecodedAnswer(flag, readU32(buf, offset + 12), ss === 0, buf, offset + 16, end);
     const oneway = mtype === MType.ONEWAY;
     const methodStart = offset + (oneway ? HEADER_BYTES : 16);
     const seq = oneway ? 0 : readU32(buf, offset + 12);
     const method = decodeMethod(buf, methodStart, methodStart + ss);
-    return { kind: 'quest', flag, oneway, seq, method, payload: buf.subarray(methodStart + ss, end) };
+    return new DecodedQuest(flag, oneway, seq, method, buf, methodStart + ss, end);
+  }
+}
+
+/**
+ * Decoded frames keep where their payload lies in the received bytes: the payload view is made
+ * only if asked for, and `decodeFramePayload` reads the payload in place (msgpackr then reuses one
+ * DataView for every frame of a received chunk).
+ */
+export class DecodedQuest implements QuestFrame {
+  readonly kind = 'quest' as const;
+  constructor(
+    readonly flag: PayloadFlag,
+    readonly oneway: boolean,
+    readonly seq: number,
+    readonly method: string,
+    readonly source: Uint8Array,
+    readonly payloadStart: number,
+    readonly payloadEnd: number,
+  ) {}
+
+  get payload(): Uint8Array {
+    return this.source.subarray(this.payloadStart, this.payloadEnd);
+  }
+}
+
+export class DecodedAnswer implements AnswerFrame {
+  readonly kind = 'answer' as const;
+  constructor(
+    readonly flag: PayloadFlag,
+    readonly seq: number,
+    readonly ok: boolean,
+    readonly source: Uint8Array,
+    readonly payloadStart: number,
+    readonly payloadEnd: number,
+  ) {}
+
+  get payload(): Uint8Array {
+    return this.source.subarray(this.payloadStart, this.payloadEnd);
   }
 }
 

@@ -67,8 +67,15 @@ function writeHeader(out: Uint8Array, flag: number, mtype: number, ss: number, p
   writeU32(out, 8, psize);
 }
 
+/** Writes the 12-byte header, and the seq when given (twoway quests and answers). */
+export function writeFrameHeader(out: Uint8Array, flag: number, mtype: number, ss: number, psize: number, seq?: number): void {
+  writeHeader(out, flag, mtype, ss, psize);
+  if (seq !== undefined) writeU32(out, 12, seq >>> 0);
+}
+
 const methodBytesCache = new Map<string, Uint8Array>();
-function methodBytes(method: string): Uint8Array {
+/** UTF-8 bytes of a method name (cached), checked to be 1..255 bytes. */
+export function methodBytes(method: string): Uint8Array {
   let bytes = methodBytesCache.get(method);
   if (!bytes) {
     bytes = encoder.encode(method);

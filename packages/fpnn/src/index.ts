@@ -1,8 +1,18 @@
 export * from './codes.js';
 export * from './errors.js';
 export * from './frame.js';
-export { FrameDecoder } from './decoder.js';
-export { decodePayload, encodePayload, encodeMsgpack, decodeMsgpack, json, type Payload } from './codec.js';
+export { FrameDecoder, DecodedQuest, DecodedAnswer } from './decoder.js';
+export {
+  decodePayload,
+  decodeFramePayload,
+  encodePayload,
+  encodeMsgpack,
+  decodeMsgpack,
+  encodeQuestFrame,
+  encodeAnswerFrame,
+  json,
+  type Payload,
+} from './codec.js';
 export * as schema from './schema.js';
 export { asInt64, type Field, type Infer, type Schema } from './schema.js';
 export { FpnnPeer, type IncomingQuest, type PeerOptions, type QuestHandler, type QuestOptions } from './peer.js';

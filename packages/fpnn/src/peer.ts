@@ -1,7 +1,7 @@
 import { FpnnErrorCode } from './codes.js';
-import { decodePayload, encodePayload, type Payload } from './codec.js';
+import { decodeFramePayload, encodeAnswerFrame, encodeQuestFrame, type Payload } from './codec.js';
 import { connectionClosedError, RtmError, timeoutError } from './errors.js';
-import { encodeAnswer, encodeQuest, Flag, type Frame, type PayloadFlag, type QuestFrame } from './frame.js';
+import { Flag, type AnswerFrame, type Frame, type PayloadFlag, type QuestFrame } from './frame.js';
 
 /** A quest received from the other side, after its payload was decoded. */
 export interface IncomingQuest {
@@ -88,7 +88,7 @@ export class FpnnPeer {
     const seq = this.allocSeq();
     const timeoutMs = options.timeoutMs ?? this.questTimeoutMs;
     const flag = options.flag ?? Flag.MSGPACK;
-    const frame = encodeQuest(method, encodePayload(flag, payload), flag, false, seq);
+    const frame = encodeQuestFrame(method, payload, flag, false, seq);
     return new Promise<Payload>((resolve, reject) => {
       this.pending.set(seq, { method, deadline: Date.now() + timeoutMs, timeoutMs, resolve, reject });
       this.ensureSweep();
@@ -116,22 +116,23 @@ export class FpnnPeer {
   /** Sends a oneway quest (no seq, never answered). */
   oneway(method: string, payload: Payload, flag: PayloadFlag = Flag.MSGPACK): void {
     if (this.closedWith) return;
-    this.options.write(encodeQuest(method, encodePayload(flag, payload), flag, true));
+    this.options.write(encodeQuestFrame(method, payload, flag, true));
   }
 
   /** Feeds one decoded frame from the transport. */
   receive(frame: Frame): void {
-    if (frame.kind === 'answer') return this.receiveAnswer(frame.seq, frame.ok, frame.flag, frame.payload);
+    if (frame.kind === 'answer') return this.receiveAnswer(frame);
     void this.receiveQuest(frame);
   }
 
-  private receiveAnswer(seq: number, ok: boolean, flag: PayloadFlag, bytes: Uint8Array): void {
-    const entry = this.pending.get(seq);
+  private receiveAnswer(frame: AnswerFrame): void {
+    const entry = this.pending.get(frame.seq);
     if (!entry) return; // late answer to a timed-out quest, or to an untracked push
-    this.pending.delete(seq);
+    this.pending.delete(frame.seq);
+    const ok = frame.ok;
     let payload: Payload;
     try {
-      payload = decodePayload(flag, bytes);
+      payload = decodeFramePayload(frame);
     } catch (err) {
       entry.reject(err as RtmError);
       return;
@@ -148,8 +149,17 @@ export class FpnnPeer {
     let answer: Payload;
     let ok = true;
     try {
-      const payload = decodePayload(frame.flag, frame.payload);
-      quest = { method: frame.method, payload, oneway: frame.oneway, flag: frame.flag, seq: frame.seq, bytes: frame.payload };
+      const payload = decodeFramePayload(frame);
+      quest = {
+        method: frame.method,
+        payload,
+        oneway: frame.oneway,
+        flag: frame.flag,
+        seq: frame.seq,
+        get bytes() {
+          return frame.payload; // made only when asked for (replay detection on the server gate)
+        },
+      };
       if (!this.options.onQuest) throw new RtmError(FpnnErrorCode.CORE_UNKNOWN_METHOD, `unknown method '${frame.method}'`);
       const result = this.options.onQuest(quest);
       answer = ((result instanceof Promise ? await result : result) ?? {}) as Payload;
@@ -170,14 +180,14 @@ export class FpnnPeer {
 
   /** Writes an answer frame for a quest we received. */
   writeAnswer(seq: number, flag: PayloadFlag, payload: Payload, ok = true): void {
-    let bytes: Uint8Array;
+    let frame: Uint8Array;
     try {
-      bytes = encodePayload(flag, payload);
+      frame = encodeAnswerFrame(seq, payload, flag, ok);
     } catch (err) {
-      ok = false;
-      bytes = encodePayload(flag, { code: FpnnErrorCode.CORE_ENCODING, ex: `answer could not be encoded: ${(err as Error).message}` });
+      const error = { code: FpnnErrorCode.CORE_ENCODING, ex: `answer could not be encoded: ${(err as Error).message}` };
+      frame = encodeAnswerFrame(seq, error, flag, false);
     }
-    this.options.write(encodeAnswer(seq, bytes, flag, ok));
+    this.options.write(frame);
   }
 
   /** Fails every pending quest; later quests reject at once. Idempotent. */

@@ -1,7 +1,6 @@
 import {
   decodePayload,
-  encodeQuest,
-  encodePayload,
+  encodeQuestFrame,
   Flag,
   FpnnPeer,
   FpnnProtocolError,
@@ -23,7 +22,7 @@ export class PreparedPush {
     readonly method: string,
     payload: Payload,
   ) {
-    this.template = encodeQuest(method, encodePayload(Flag.MSGPACK, payload), Flag.MSGPACK, false, 0);
+    this.template = encodeQuestFrame(method, payload, Flag.MSGPACK, false, 0);
   }
 }
 
