@@ -52,5 +52,6 @@ export async function runRttBench(seconds = 3, depth = 256): Promise<RttFigures[
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values } = parseArgs({ options: { seconds: { type: 'string', default: '3' }, depth: { type: 'string', default: '256' } } });
   const figures = await runRttBench(Number(values.seconds), Number(values.depth));
-  for (const f of figures) console.log(`${f.transport.padEnd(9)} pipelined depth ${f.depth}: ${f.roundTripsPerSecond.toLocaleString('en')} round trips/s`);
+  for (const f of figures)
+    console.log(`${f.transport.padEnd(9)} pipelined depth ${f.depth}: ${f.roundTripsPerSecond.toLocaleString('en')} round trips/s`);
 }

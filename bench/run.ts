@@ -19,7 +19,9 @@ if (unknown.length) {
   process.exit(2);
 }
 const list = wanted.length ? wanted : [...ALL];
-console.log(`# RTM benchmarks — ${new Date().toISOString()} — ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}\n`);
+console.log(
+  `# RTM benchmarks — ${new Date().toISOString()} — ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}\n`,
+);
 let failed = 0;
 for (const name of list) {
   console.log(`## ${name}\n`);

@@ -49,9 +49,24 @@ async function rawInsertRate(seconds: number): Promise<{ rate: number; cpuUs: nu
       mid INTEGER, mtype INTEGER, msg BLOB, attrs TEXT, mtime INTEGER, deleted INTEGER DEFAULT 0);
       CREATE INDEX m_conv ON m (pid, kind, conv_lo, conv_hi, id); CREATE UNIQUE INDEX m_dedupe ON m (pid, kind, from_id, to_id, mid);
       CREATE INDEX m_unread ON m (pid, kind, to_id, mtime);`);
-    const insert = db.prepare('INSERT INTO m (pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (?,?,?,?,?,?,?,?,?,?,?)');
+    const insert = db.prepare(
+      'INSERT INTO m (pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (?,?,?,?,?,?,?,?,?,?,?)',
+    );
     const batch = db.transaction((start: number) => {
-      for (let i = start; i < start + 1000; i++) insert.run(1, 1, i % 1000, 1000 + (i % 7), i % 1000, 1000 + (i % 7), BigInt(i) * 7919n, 51, 'benchmark message body', '', Date.now());
+      for (let i = start; i < start + 1000; i++)
+        insert.run(
+          1,
+          1,
+          i % 1000,
+          1000 + (i % 7),
+          i % 1000,
+          1000 + (i % 7),
+          BigInt(i) * 7919n,
+          51,
+          'benchmark message body',
+          '',
+          Date.now(),
+        );
     });
     let n = 0;
     const cpu0 = process.cpuUsage();
@@ -74,7 +89,12 @@ export async function runSendBench(seconds = 5, connections = 4, depth = 64): Pr
   const server = await spawnServer({ RTM_DATA_DIR: dataDir, RTM_PROJECT_ID: String(TEST_PID), RTM_PROJECT_SECRET: TEST_SECRET });
   const clients = await Promise.all(
     Array.from({ length: connections }, async () => {
-      const c = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: `127.0.0.1:${server.serverPort}`, autoReconnect: false });
+      const c = new RTMServerClient({
+        pid: TEST_PID,
+        secret: TEST_SECRET,
+        endpoint: `127.0.0.1:${server.serverPort}`,
+        autoReconnect: false,
+      });
       await c.connect();
       return c;
     }),
@@ -125,11 +145,19 @@ export async function runSendBench(seconds = 5, connections = 4, depth = 64): Pr
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, connections: { type: 'string', default: '4' }, depth: { type: 'string', default: '64' } } });
+  const { values } = parseArgs({
+    options: {
+      seconds: { type: 'string', default: '5' },
+      connections: { type: 'string', default: '4' },
+      depth: { type: 'string', default: '64' },
+    },
+  });
   const f = await runSendBench(Number(values.seconds), Number(values.connections), Number(values.depth));
   console.log(
     `persisted sends through the SDK (${f.connections} connections × ${f.depth} in flight): ${f.sendsPerSecond.toLocaleString('en')}/s, p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms`,
   );
   console.log(`raw better-sqlite3 inserts (ceiling): ${f.rawInsertsPerSecond.toLocaleString('en')}/s — ratio ${f.ratioToRaw}`);
-  console.log(`server CPU per persisted send: ${f.serverCpuUsPerSend} µs; raw insert: ${f.rawCpuUsPerInsert} µs — CPU ratio ${f.cpuRatioToRaw}`);
+  console.log(
+    `server CPU per persisted send: ${f.serverCpuUsPerSend} µs; raw insert: ${f.rawCpuUsPerInsert} µs — CPU ratio ${f.cpuRatioToRaw}`,
+  );
 }

@@ -95,12 +95,26 @@ function* workload(n: number, conversations: number, seed: number): Generator<Ne
       yield { pid: PID, kind: MessageKind.P2P, from, to, mid, mtype: 30, msg: body, attrs: '' };
     } else {
       const gid = 10n + (BigInt(rnd()) % BigInt(Math.max(1, conversations >> 1)));
-      yield { pid: PID, kind: MessageKind.GROUP, from: 1_000_000n + (BigInt(rnd()) % users), to: gid, mid, mtype: 30 + (r % 3), msg: body, attrs: '' };
+      yield {
+        pid: PID,
+        kind: MessageKind.GROUP,
+        from: 1_000_000n + (BigInt(rnd()) % users),
+        to: gid,
+        mid,
+        mtype: 30 + (r % 3),
+        msg: body,
+        attrs: '',
+      };
     }
   }
 }
 
-async function rawSqliteInserts(dir: string, messages: readonly NewMessage[], synchronous: SqliteSynchronous, batch: number): Promise<number> {
+async function rawSqliteInserts(
+  dir: string,
+  messages: readonly NewMessage[],
+  synchronous: SqliteSynchronous,
+  batch: number,
+): Promise<number> {
   await mkdir(dir, { recursive: true });
   const db = new Database(join(dir, 'raw.sqlite'));
   db.pragma('journal_mode = WAL');
@@ -158,7 +172,12 @@ function round(x: number): number {
   return Math.round(x * 1000) / 1000;
 }
 
-async function postgresAppends(url: string, messages: readonly NewMessage[], perTurn: number, log: (s: string) => void): Promise<number | string> {
+async function postgresAppends(
+  url: string,
+  messages: readonly NewMessage[],
+  perTurn: number,
+  log: (s: string) => void,
+): Promise<number | string> {
   const { PostgresStore } = await import('../packages/server/src/store/postgres.js');
   const pg = await import('pg');
   const schema = `rtm_bench_${process.pid}_${Date.now()}`;
@@ -191,7 +210,10 @@ export async function runStoreBench(options: StoreBenchOptions = {}): Promise<St
   const conversations = options.conversations ?? 20_000;
   const samples = options.historySamples ?? 2000;
   const synchronous = options.synchronous ?? 'FULL';
-  const postgresUrl = options.postgresUrl === undefined ? (process.env['RTM_BENCH_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test') : options.postgresUrl;
+  const postgresUrl =
+    options.postgresUrl === undefined
+      ? (process.env['RTM_BENCH_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test')
+      : options.postgresUrl;
   const log = options.log ?? (() => {});
   const dir = await mkdtemp(join(tmpdir(), 'rtm-bench-store-'));
   try {
@@ -201,7 +223,9 @@ export async function runStoreBench(options: StoreBenchOptions = {}): Promise<St
     let raw = 0;
     let appends = 0;
     for (let round = 0; round < rounds; round++) {
-      log(`raw better-sqlite3 (round ${round + 1}): ${appendMessages} messages in transactions of ${perTurn} (synchronous=${synchronous})…`);
+      log(
+        `raw better-sqlite3 (round ${round + 1}): ${appendMessages} messages in transactions of ${perTurn} (synchronous=${synchronous})…`,
+      );
       const r = await rawSqliteInserts(join(dir, `raw${round}`), messages, synchronous, perTurn);
       log(`  ${Math.round(r)} inserts/s`);
       const sqlite = new SqliteStore({ dataDir: join(dir, `append${round}`), synchronous });
@@ -213,7 +237,9 @@ export async function runStoreBench(options: StoreBenchOptions = {}): Promise<St
       raw = Math.max(raw, r);
       appends = Math.max(appends, a);
     }
-    log(`best: raw ${Math.round(raw)} inserts/s, SqliteStore.append ${Math.round(appends)} appends/s (${Math.round((100 * appends) / raw)}% of raw)`);
+    log(
+      `best: raw ${Math.round(raw)} inserts/s, SqliteStore.append ${Math.round(appends)} appends/s (${Math.round((100 * appends) / raw)}% of raw)`,
+    );
 
     let postgresAppendsPerSec: number | undefined;
     let postgresSkipped: string | undefined;
@@ -245,7 +271,16 @@ export async function runStoreBench(options: StoreBenchOptions = {}): Promise<St
       const mtime = start + BigInt(i) * step;
       let m: NewMessage;
       if ((i % every === 0 && big < bigConversation) || historyMessages - i <= bigConversation - big) {
-        m = { pid: PID, kind: MessageKind.GROUP, from: 2_000_000n + BigInt(big % 500), to: BIG_GID, mid: 2n ** 60n + BigInt(big), mtype: 30 + (big % 3), msg: `big ${big}`, attrs: '' };
+        m = {
+          pid: PID,
+          kind: MessageKind.GROUP,
+          from: 2_000_000n + BigInt(big % 500),
+          to: BIG_GID,
+          mid: 2n ** 60n + BigInt(big),
+          mtype: 30 + (big % 3),
+          msg: `big ${big}`,
+          attrs: '',
+        };
         big++;
         bigIds.push(nextId);
       } else {
@@ -276,8 +311,20 @@ export async function runStoreBench(options: StoreBenchOptions = {}): Promise<St
       ['page 10,000 asc (lastid)', () => store.history({ conversation, desc: false, num, lastid: deepAsc })],
       ['random depth desc', (i) => store.history({ conversation, desc: true, num, lastid: randomLastid(i) })],
       ['random depth asc', (i) => store.history({ conversation, desc: false, num, lastid: randomLastid(i) })],
-      ['deep desc + begin/end + mtypes', () => store.history({ conversation, desc: true, num, lastid: mid, begin: startMs, end: start + 29n * 86_400_000n, mtypes: [30, 32] })],
-      ['small p2p conversation desc', (i) => store.history({ conversation: { pid: PID, kind: MessageKind.P2P, uid: 1_000_000n + BigInt(i % 1000), peer: 1_000_001n + BigInt(i % 1000) }, desc: true, num })],
+      [
+        'deep desc + begin/end + mtypes',
+        () =>
+          store.history({ conversation, desc: true, num, lastid: mid, begin: startMs, end: start + 29n * 86_400_000n, mtypes: [30, 32] }),
+      ],
+      [
+        'small p2p conversation desc',
+        (i) =>
+          store.history({
+            conversation: { pid: PID, kind: MessageKind.P2P, uid: 1_000_000n + BigInt(i % 1000), peer: 1_000_001n + BigInt(i % 1000) },
+            desc: true,
+            num,
+          }),
+      ],
     ];
     const history: LatencyFigure[] = [];
     for (const [name, fn] of cases) {

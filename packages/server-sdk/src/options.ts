@@ -146,8 +146,10 @@ export function resolveOptions(options: RTMServerClientOptions): ResolvedOptions
   const enc = options.encryption;
   if (enc !== undefined) {
     if (enc === null || typeof enc !== 'object') fail('encryption', 'must be an object');
-    if (typeof enc.serverPublicKey !== 'string' && !(enc.serverPublicKey instanceof Uint8Array)) fail('encryption.serverPublicKey', 'must be PEM text or raw bytes');
-    if (enc.curve !== undefined && enc.curve !== 'secp256k1' && enc.curve !== 'secp256r1') fail('encryption.curve', "must be 'secp256k1' or 'secp256r1'");
+    if (typeof enc.serverPublicKey !== 'string' && !(enc.serverPublicKey instanceof Uint8Array))
+      fail('encryption.serverPublicKey', 'must be PEM text or raw bytes');
+    if (enc.curve !== undefined && enc.curve !== 'secp256k1' && enc.curve !== 'secp256r1')
+      fail('encryption.curve', "must be 'secp256k1' or 'secp256r1'");
     if (enc.bits !== undefined && enc.bits !== 128 && enc.bits !== 256) fail('encryption.bits', 'must be 128 or 256');
     if (enc.streamMode !== undefined && typeof enc.streamMode !== 'boolean') fail('encryption.streamMode', 'must be a boolean');
   }

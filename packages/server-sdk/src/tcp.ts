@@ -1,5 +1,15 @@
 import { connect as netConnect, type Socket } from 'node:net';
-import { encodePayload, encodeQuest, Flag, FpnnErrorCode, FpnnPeer, FrameDecoder, RtmError, type IncomingQuest, type QuestHandler } from '@rtm/fpnn';
+import {
+  encodePayload,
+  encodeQuest,
+  Flag,
+  FpnnErrorCode,
+  FpnnPeer,
+  FrameDecoder,
+  RtmError,
+  type IncomingQuest,
+  type QuestHandler,
+} from '@rtm/fpnn';
 import { clientKeyExchange, type FrameCipher } from '@rtm/fpnn/crypto';
 import type { EncryptionOptions } from './options.js';
 
@@ -80,7 +90,12 @@ export class TcpConnection {
           () => resolve(c),
           (err: unknown) => {
             c.close('encryption handshake failed');
-            reject(new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, `encryption handshake with ${options.host}:${options.port} failed: ${(err as Error).message}`));
+            reject(
+              new RtmError(
+                FpnnErrorCode.CORE_INVALID_CONNECTION,
+                `encryption handshake with ${options.host}:${options.port} failed: ${(err as Error).message}`,
+              ),
+            );
           },
         );
       });

@@ -457,8 +457,14 @@ test('bad options fail at construction and name the option', () => {
   assert.throws(() => new RTMServerClient({ ...base, secret: '' }), /'secret'/);
   assert.throws(() => new RTMServerClient({ ...base, questTimeoutMs: -1 }), /'questTimeoutMs'/);
   assert.throws(() => new RTMServerClient({ ...base, reconnect: { steps: 0 } }), /'reconnect.steps'/);
-  assert.throws(() => new RTMServerClient({ ...base, encryption: { serverPublicKey: 'pem', bits: 192 as 128 } }), /'encryption.bits' must be 128 or 256/);
-  assert.throws(() => new RTMServerClient({ ...base, encryption: { serverPublicKey: 42 as unknown as string } }), /'encryption.serverPublicKey'/);
+  assert.throws(
+    () => new RTMServerClient({ ...base, encryption: { serverPublicKey: 'pem', bits: 192 as 128 } }),
+    /'encryption.bits' must be 128 or 256/,
+  );
+  assert.throws(
+    () => new RTMServerClient({ ...base, encryption: { serverPublicKey: 42 as unknown as string } }),
+    /'encryption.serverPublicKey'/,
+  );
   const ok = new RTMServerClient({ ...base, endpoint: '[::1]:13315' });
   assert.equal(ok.options.host, '::1');
   assert.equal(ok.options.port, 13315);

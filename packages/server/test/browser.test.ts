@@ -65,7 +65,13 @@ test('the client SDK in headless Chromium against the real server', { skip: chro
   });
   const A = 81985529216486897n;
   const B = 81985529216486898n;
-  const q = new URLSearchParams({ endpoint: server.clientEndpoint, a: String(A), b: String(B), ta: await backend.getToken(A), tb: await backend.getToken(B) });
+  const q = new URLSearchParams({
+    endpoint: server.clientEndpoint,
+    a: String(A),
+    b: String(B),
+    ta: await backend.getToken(A),
+    tb: await backend.getToken(B),
+  });
   const url = `http://127.0.0.1:${(web.address() as AddressInfo).port}/?${q}`;
   const { result, pageErrors } = await runInChromium(url, 'window.testDone', { timeoutMs: 30_000 });
   assert.deepEqual(pageErrors, []);

@@ -19,7 +19,12 @@ describe('crash safety', () => {
     const env = { RTM_DATA_DIR: dataDir, RTM_PROJECT_ID: String(TEST_PID), RTM_PROJECT_SECRET: TEST_SECRET };
     const first = await spawnServer(env);
     children.push(first);
-    const sdk = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: `127.0.0.1:${first.serverPort}`, autoReconnect: false });
+    const sdk = new RTMServerClient({
+      pid: TEST_PID,
+      secret: TEST_SECRET,
+      endpoint: `127.0.0.1:${first.serverPort}`,
+      autoReconnect: false,
+    });
     await sdk.connect();
     const acked: bigint[] = [];
     // Pipelined sends, then SIGKILL the moment the 500th answer arrives; later ones may or may not land.
@@ -42,7 +47,12 @@ describe('crash safety', () => {
 
     const second = await spawnServer(env);
     children.push(second);
-    const reader = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: `127.0.0.1:${second.serverPort}`, autoReconnect: false });
+    const reader = new RTMServerClient({
+      pid: TEST_PID,
+      secret: TEST_SECRET,
+      endpoint: `127.0.0.1:${second.serverPort}`,
+      autoReconnect: false,
+    });
     await reader.connect();
     const stored = new Set<bigint>();
     let lastid: bigint | undefined;

@@ -10,7 +10,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 class Device {
   readonly got: { kind: string; from: bigint; mid: bigint; message: unknown; target?: bigint }[] = [];
   kicked = false;
-  constructor(readonly name: string, readonly client: RTMClient) {
+  constructor(
+    readonly name: string,
+    readonly client: RTMClient,
+  ) {
     client.on('message', (m) => this.got.push({ kind: 'p2p', from: m.fromUid, mid: m.mid, message: m.message, target: m.toUid }));
     client.on('groupMessage', (m) => this.got.push({ kind: 'group', from: m.fromUid, mid: m.mid, message: m.message, target: m.gid }));
     client.on('roomMessage', (m) => this.got.push({ kind: 'room', from: m.fromUid, mid: m.mid, message: m.message, target: m.rid }));

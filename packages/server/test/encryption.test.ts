@@ -12,9 +12,16 @@ class EncryptedClient {
   private waiting = new Map<number, (p: { ok: boolean; payload: Payload }) => void>();
   private seq = 1;
   closed = false;
-  private constructor(private socket: Socket, private cipher: FrameCipher) {}
+  private constructor(
+    private socket: Socket,
+    private cipher: FrameCipher,
+  ) {}
 
-  static async open(port: number, publicKey: Uint8Array | string, opts: { bits: 128 | 256; streamMode: boolean; pipelineFirstQuest?: boolean }): Promise<{ client: EncryptedClient; first?: Promise<{ ok: boolean; payload: Payload }> }> {
+  static async open(
+    port: number,
+    publicKey: Uint8Array | string,
+    opts: { bits: 128 | 256; streamMode: boolean; pipelineFirstQuest?: boolean },
+  ): Promise<{ client: EncryptedClient; first?: Promise<{ ok: boolean; payload: Payload }> }> {
     const socket = connect(port, '127.0.0.1');
     await new Promise((r) => socket.once('connect', r));
     const kx = clientKeyExchange(publicKey, { bits: opts.bits, streamMode: opts.streamMode });
@@ -92,7 +99,11 @@ describe('*key encryption on TCP (ECDH secp256k1 + AES-CFB)', () => {
   }
 
   it('switches at the exact frame boundary when the next quest shares the *key read', async () => {
-    const { client, first } = await EncryptedClient.open(server.serverPort, publicKey.raw, { bits: 128, streamMode: true, pipelineFirstQuest: true });
+    const { client, first } = await EncryptedClient.open(server.serverPort, publicKey.raw, {
+      bits: 128,
+      streamMode: true,
+      pipelineFirstQuest: true,
+    });
     assert.ok((await first!).ok);
     client.close();
   });
@@ -118,7 +129,13 @@ describe('our server SDK over an encrypted connection', () => {
         [false, 128],
         [true, 256],
       ] as const) {
-        const sdk = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: server.serverEndpoint, autoReconnect: false, encryption: { serverPublicKey: pub.pem, streamMode, bits } });
+        const sdk = new RTMServerClient({
+          pid: TEST_PID,
+          secret: TEST_SECRET,
+          endpoint: server.serverEndpoint,
+          autoReconnect: false,
+          encryption: { serverPublicKey: pub.pem, streamMode, bits },
+        });
         await sdk.connect();
         const { mid } = await sdk.sendMessage(30, 1n, 2n, `secret ${streamMode}`, '');
         const page = await sdk.getP2PMessage(1n, 2n, true, 1);

@@ -18,7 +18,16 @@ describe('fuzzing the real server', () => {
     it(`${gate} gate survives 1,500 hostile inputs with bounded memory`, async () => {
       const port = gate === 'server' ? server.serverPort : server.clientPort;
       const heapBefore = process.memoryUsage().heapUsed;
-      const report = await runFuzz({ host: '127.0.0.1', port, count: 1500, concurrency: 16, reactionMs: 15, healthEvery: 250, timeLimitMs: 60_000, seed: gate === 'server' ? 1 : 2 });
+      const report = await runFuzz({
+        host: '127.0.0.1',
+        port,
+        count: 1500,
+        concurrency: 16,
+        reactionMs: 15,
+        healthEvery: 250,
+        timeLimitMs: 60_000,
+        seed: gate === 'server' ? 1 : 2,
+      });
       assert.equal(report.healthyAtEnd, true, 'still serving *ping over TCP and WebSocket');
       assert.equal(report.health.failed, 0, report.health.lastError);
       assert.equal(report.badServerFrames, 0, 'every byte the server wrote was valid FPNN');

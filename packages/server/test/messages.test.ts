@@ -31,7 +31,9 @@ describe('server API messages through our server SDK (real server, real sockets)
     const a = BIG + 1n;
     const b = BIG + 2n;
     const sent = await Promise.all(
-      Array.from({ length: 1000 }, (_, i) => (i % 2 === 0 ? sdk.sendMessage(51, a, b, `m${i}`, '') : sdk.sendMessage(51, b, a, `m${i}`, ''))),
+      Array.from({ length: 1000 }, (_, i) =>
+        i % 2 === 0 ? sdk.sendMessage(51, a, b, `m${i}`, '') : sdk.sendMessage(51, b, a, `m${i}`, ''),
+      ),
     );
     assert.equal(new Set(sent.map((s) => s.mid)).size, 1000);
 
@@ -158,23 +160,40 @@ describe('server API messages through our server SDK (real server, real sockets)
     await rejectsWith(sdk.sendMessage(30, 10n, 11n, 'x', 'a'.repeat(2049)), 200030);
     await rejectsWith(sdk.sendMessages(30, 10n, [], 'x', ''), 200033);
     await rejectsWith(
-      sdk.sendMessages(30, 10n, Array.from({ length: 2001 }, (_, i) => BigInt(i + 100)), 'x', ''),
+      sdk.sendMessages(
+        30,
+        10n,
+        Array.from({ length: 2001 }, (_, i) => BigInt(i + 100)),
+        'x',
+        '',
+      ),
       200032,
     );
     assert.equal((await sdk.getP2PMessage(10n, 11n, true, 10)).num, 0);
 
     const raw = await RawClient.tcp(server.serverEndpoint);
     try {
-      await assert.rejects(raw.signed('sendmsg', { from: 10n, mtype: 30, mid: 1n, msg: 'x', attrs: '' }, TEST_PID, TEST_SECRET), { code: 10009 });
-      await assert.rejects(raw.signed('sendmsg', { from: 'ten', to: 11n, mtype: 30, mid: 1n, msg: 'x', attrs: '' }, TEST_PID, TEST_SECRET), { code: 10010 });
+      await assert.rejects(raw.signed('sendmsg', { from: 10n, mtype: 30, mid: 1n, msg: 'x', attrs: '' }, TEST_PID, TEST_SECRET), {
+        code: 10009,
+      });
+      await assert.rejects(
+        raw.signed('sendmsg', { from: 'ten', to: 11n, mtype: 30, mid: 1n, msg: 'x', attrs: '' }, TEST_PID, TEST_SECRET),
+        { code: 10010 },
+      );
       await assert.rejects(raw.signed('gettoken', { uid: 1n }, 999, TEST_SECRET), { code: 200002 });
       await assert.rejects(raw.signed('gettoken', { uid: 1n }, TEST_PID, 'wrong-secret'), { code: 200002 });
-      await assert.rejects(raw.quest('gettoken', { uid: 1n, pid: TEST_PID, salt: 5n, ts: Math.floor(Date.now() / 1000) - 3600, sign: 'X' }), { code: 200008 });
+      await assert.rejects(
+        raw.quest('gettoken', { uid: 1n, pid: TEST_PID, salt: 5n, ts: Math.floor(Date.now() / 1000) - 3600, sign: 'X' }),
+        { code: 200008 },
+      );
       await assert.rejects(raw.quest('nosuchmethod', {}), { code: 20004 });
       // An exact replay is refused; the same salt with another payload is not (Python SDK, same ms).
       const salt = BigInt(Date.now()) << 14n;
       await raw.signed('sendmsg', { from: 10n, to: 11n, mtype: 30, mid: 1n, msg: 'one', attrs: '' }, TEST_PID, TEST_SECRET, salt);
-      await assert.rejects(raw.signed('sendmsg', { from: 10n, to: 11n, mtype: 30, mid: 1n, msg: 'one', attrs: '' }, TEST_PID, TEST_SECRET, salt), { code: 200006 });
+      await assert.rejects(
+        raw.signed('sendmsg', { from: 10n, to: 11n, mtype: 30, mid: 1n, msg: 'one', attrs: '' }, TEST_PID, TEST_SECRET, salt),
+        { code: 200006 },
+      );
       await raw.signed('sendmsg', { from: 10n, to: 11n, mtype: 30, mid: 2n, msg: 'two', attrs: '' }, TEST_PID, TEST_SECRET, salt);
       assert.equal((await sdk.getP2PMessage(10n, 11n, true, 10)).num, 2);
     } finally {
@@ -193,7 +212,11 @@ describe('server API messages through our server SDK (real server, real sockets)
       const f = signFields(method, TEST_PID, TEST_SECRET, BigInt(Date.now()) * 1000n + BigInt(Math.floor(Math.random() * 1000)));
       return `"pid":${f.pid},"salt":${f.salt},"ts":${f.ts},"sign":"${f.sign}"`;
     };
-    const sent = await post('sendmsg', `{${sig('sendmsg')},"from":1152921504606846977,"to":1152921504606846978,"mid":1152921504606846999,"mtype":30,"msg":"via http","attrs":""}`, { origin: 'http://example.test' });
+    const sent = await post(
+      'sendmsg',
+      `{${sig('sendmsg')},"from":1152921504606846977,"to":1152921504606846978,"mid":1152921504606846999,"mtype":30,"msg":"via http","attrs":""}`,
+      { origin: 'http://example.test' },
+    );
     assert.equal(sent.status, 200, sent.text);
     assert.match(sent.text, /^\{"mtime":\d+\}$/);
     assert.equal(sent.headers.get('access-control-allow-origin'), '*');

@@ -28,7 +28,12 @@ describe('smoke: server gate + client gate over real sockets', () => {
     const user = await RawClient.websocket(server.clientEndpoint);
     assert.deepEqual(await user.quest('auth', { pid: TEST_PID, uid: 1002n, token }), { ok: true });
     const mid = 0x0123456789abcdefn;
-    const { mtime } = await backend.signed('sendmsg', { from: 1001n, to: 1002n, mid, mtype: 30, msg: 'hi', attrs: '' }, TEST_PID, TEST_SECRET);
+    const { mtime } = await backend.signed(
+      'sendmsg',
+      { from: 1001n, to: 1002n, mid, mtype: 30, msg: 'hi', attrs: '' },
+      TEST_PID,
+      TEST_SECRET,
+    );
     assert.equal(typeof mtime, 'bigint');
     const [push] = await user.waitForPushes('pushmsg');
     assert.equal(push!.mid, mid);

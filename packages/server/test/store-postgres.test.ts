@@ -69,7 +69,9 @@ if (unreachable && !CI) {
       try {
         await Promise.all(stores.map((s) => s.init()));
         for (const s of stores) assert.deepEqual(await s.schemaVersions(), [1]);
-        const [r] = await stores[0]!.append([{ pid: 1, kind: MessageKind.GROUP, from: 1n, to: 2n, mid: 3n, mtype: 30, msg: 'x', attrs: '' }]);
+        const [r] = await stores[0]!.append([
+          { pid: 1, kind: MessageKind.GROUP, from: 1n, to: 2n, mid: 3n, mtype: 30, msg: 'x', attrs: '' },
+        ]);
         assert.equal(r?.status, 'stored');
         assert.equal((await stores[2]!.getMessage({ pid: 1, kind: MessageKind.GROUP, from: 1n, to: 2n, mid: 3n }))?.msg, 'x');
       } finally {

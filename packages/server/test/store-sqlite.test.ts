@@ -50,8 +50,26 @@ if (process.env[CHILD_ENV]) {
       try {
         const batch: NewMessage[] = [];
         for (let i = 0; i < 3000; i++) {
-          batch.push({ pid: 1, kind: MessageKind.P2P, from: BigInt(i % 50), to: BigInt(50 + (i % 7)), mid: BigInt(i), mtype: 30 + (i % 3), msg: 'x', attrs: '' });
-          batch.push({ pid: 1, kind: MessageKind.GROUP, from: BigInt(i % 50), to: BigInt(i % 20), mid: BigInt(i), mtype: 30, msg: 'x', attrs: '' });
+          batch.push({
+            pid: 1,
+            kind: MessageKind.P2P,
+            from: BigInt(i % 50),
+            to: BigInt(50 + (i % 7)),
+            mid: BigInt(i),
+            mtype: 30 + (i % 3),
+            msg: 'x',
+            attrs: '',
+          });
+          batch.push({
+            pid: 1,
+            kind: MessageKind.GROUP,
+            from: BigInt(i % 50),
+            to: BigInt(i % 20),
+            mid: BigInt(i),
+            mtype: 30,
+            msg: 'x',
+            attrs: '',
+          });
         }
         store.bulkInsert(batch);
         const conversations: HistoryQuery['conversation'][] = [
@@ -62,10 +80,19 @@ if (process.env[CHILD_ENV]) {
         const now = BigInt(Date.now());
         for (const conversation of conversations) {
           for (const desc of [true, false]) {
-            for (const extra of [{}, { lastid: 1500n }, { begin: now - 60_000n, end: now + 60_000n }, { mtypes: [30, 32] }, { lastid: 10n, begin: 1n, end: now + 1n, mtypes: [31] }]) {
+            for (const extra of [
+              {},
+              { lastid: 1500n },
+              { begin: now - 60_000n, end: now + 60_000n },
+              { mtypes: [30, 32] },
+              { lastid: 10n, begin: 1n, end: now + 1n, mtypes: [31] },
+            ]) {
               const plan = store.explainHistory({ conversation, desc, num: 20, ...extra });
               const text = plan.join(' | ');
-              assert.ok(plan.some((l) => /SEARCH messages USING (COVERING )?INDEX messages_history/.test(l)), text);
+              assert.ok(
+                plan.some((l) => /SEARCH messages USING (COVERING )?INDEX messages_history/.test(l)),
+                text,
+              );
               assert.ok(!plan.some((l) => /SCAN messages/.test(l)), `table scan: ${text}`);
               assert.ok(!plan.some((l) => /TEMP B-TREE/.test(l)), `sort: ${text}`);
             }
@@ -80,14 +107,25 @@ if (process.env[CHILD_ENV]) {
       const dataDir = join(dir, 'nested', 'reopen');
       const a = new SqliteStore({ dataDir });
       await a.init();
-      assert.deepEqual(a.schemaVersions(), SQLITE_MIGRATIONS.map((m) => m.version));
-      const [r] = await a.append([{ pid: 1, kind: MessageKind.GROUP, from: 1n, to: 2n, mid: 3n, mtype: 30, msg: new Uint8Array([9]), attrs: '' }]);
+      assert.deepEqual(
+        a.schemaVersions(),
+        SQLITE_MIGRATIONS.map((m) => m.version),
+      );
+      const [r] = await a.append([
+        { pid: 1, kind: MessageKind.GROUP, from: 1n, to: 2n, mid: 3n, mtype: 30, msg: new Uint8Array([9]), attrs: '' },
+      ]);
       await a.close();
       const b = new SqliteStore({ dataDir });
       await b.init();
-      assert.deepEqual(b.schemaVersions(), SQLITE_MIGRATIONS.map((m) => m.version));
+      assert.deepEqual(
+        b.schemaVersions(),
+        SQLITE_MIGRATIONS.map((m) => m.version),
+      );
       assert.equal(r?.status, 'stored');
-      assert.deepEqual(await b.getMessage({ pid: 1, kind: MessageKind.GROUP, from: 1n, to: 2n, mid: 3n }), (r as { message: unknown }).message);
+      assert.deepEqual(
+        await b.getMessage({ pid: 1, kind: MessageKind.GROUP, from: 1n, to: 2n, mid: 3n }),
+        (r as { message: unknown }).message,
+      );
       await b.close();
     });
 
@@ -104,10 +142,7 @@ if (process.env[CHILD_ENV]) {
       await store.init();
       try {
         const good = { pid: 1, kind: MessageKind.GROUP, from: 1n, to: 2n, mid: 1n, mtype: 30, msg: 'a', attrs: '' } as const;
-        const [ok, bad] = await Promise.allSettled([
-          store.append([good]),
-          store.append([{ ...good, mid: 2n ** 64n }]),
-        ]);
+        const [ok, bad] = await Promise.allSettled([store.append([good]), store.append([{ ...good, mid: 2n ** 64n }])]);
         assert.equal(ok.status, 'fulfilled');
         assert.equal(bad.status, 'rejected');
       } finally {
@@ -186,7 +221,9 @@ describe('SqliteStore migration 2 (time_index, p2p_pairs) on a version-1 databas
       db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
       db.exec(SQLITE_MIGRATIONS[0]!.sql);
       db.prepare('INSERT INTO schema_migrations VALUES (1, ?, 0)').run(SQLITE_MIGRATIONS[0]!.name);
-      const ins = db.prepare('INSERT INTO messages (id, pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (?,1,1,?,?,?,?,?,30,?,\'\',?)');
+      const ins = db.prepare(
+        "INSERT INTO messages (id, pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (?,1,1,?,?,?,?,?,30,?,'',?)",
+      );
       ins.run(1, 10, 20, 10, 20, 1, 'a', 1_000);
       ins.run(2, 10, 30, 30, 10, 2, 'b', 2_500);
       db.exec("UPDATE counters SET last_id = 2, last_mtime = 2500 WHERE name = 'messages'");
@@ -201,9 +238,23 @@ describe('SqliteStore migration 2 (time_index, p2p_pairs) on a version-1 databas
       assert.deepEqual(await store.p2pPeers(1, 10n), [30n, 20n]);
       assert.deepEqual(await store.p2pPeers(1, 30n), []);
       assert.deepEqual(await store.p2pPeers(1, 20n), [10n]);
-      const window = await store.history({ conversation: { pid: 1, kind: MessageKind.P2P, uid: 10n, peer: 30n }, desc: true, num: 10, begin: 2_000n, end: 3_000n });
-      assert.deepEqual(window.map((m) => m.id), [2n]);
-      const none = await store.history({ conversation: { pid: 1, kind: MessageKind.P2P, uid: 10n, peer: 20n }, desc: true, num: 10, begin: 1_001n });
+      const window = await store.history({
+        conversation: { pid: 1, kind: MessageKind.P2P, uid: 10n, peer: 30n },
+        desc: true,
+        num: 10,
+        begin: 2_000n,
+        end: 3_000n,
+      });
+      assert.deepEqual(
+        window.map((m) => m.id),
+        [2n],
+      );
+      const none = await store.history({
+        conversation: { pid: 1, kind: MessageKind.P2P, uid: 10n, peer: 20n },
+        desc: true,
+        num: 10,
+        begin: 1_001n,
+      });
       assert.deepEqual(none, []);
       await store.close();
     } finally {

@@ -148,7 +148,12 @@ describe('transport: one port, three protocols, robust against bad input', () =>
     for (let batch = 0; batch < 20 && !ws.isClosed; batch++) {
       await Promise.all(
         Array.from({ length: 50 }, (_, i) =>
-          backend.signed('sendmsg', { from: 1n, to: 4242n, mid: BigInt(batch * 50 + i + 1), mtype: 51, msg: big, attrs: '' }, TEST_PID, TEST_SECRET),
+          backend.signed(
+            'sendmsg',
+            { from: 1n, to: 4242n, mid: BigInt(batch * 50 + i + 1), mtype: 51, msg: big, attrs: '' },
+            TEST_PID,
+            TEST_SECRET,
+          ),
         ),
       );
     }

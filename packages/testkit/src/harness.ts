@@ -19,7 +19,10 @@ export interface TestServer extends RunningServer {
  * Starts a real server for a test: ephemeral ports on 127.0.0.1, a fresh temporary data
  * directory, silent logs, the golden project (pid 11000001, secret "golden-secret").
  */
-export async function startTestServer(overrides: ConfigOverrides = {}, options: StartOptions & { dataDir?: string; keepData?: boolean } = {}): Promise<TestServer> {
+export async function startTestServer(
+  overrides: ConfigOverrides = {},
+  options: StartOptions & { dataDir?: string; keepData?: boolean } = {},
+): Promise<TestServer> {
   const { startServer } = await import('../../server/src/main.js');
   const { resolveConfig } = await import('../../server/src/config.js');
   const { createLogger } = await import('../../server/src/observability/logger.js');
@@ -36,7 +39,11 @@ export async function startTestServer(overrides: ConfigOverrides = {}, options: 
       ...overrides,
     },
   );
-  const server = await startServer(config, { logger: options.logger ?? createLogger(process.env.RTM_TEST_LOG_LEVEL ?? 'silent'), store: options.store, bus: options.bus });
+  const server = await startServer(config, {
+    logger: options.logger ?? createLogger(process.env.RTM_TEST_LOG_LEVEL ?? 'silent'),
+    store: options.store,
+    bus: options.bus,
+  });
   return {
     ...server,
     dataDir,

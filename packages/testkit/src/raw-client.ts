@@ -16,7 +16,10 @@ export class RawClient {
   peer: FpnnPeer;
   private decoder = new FrameDecoder();
 
-  private constructor(private readonly writeBytes: (b: Uint8Array) => void, private readonly end: () => void) {
+  private constructor(
+    private readonly writeBytes: (b: Uint8Array) => void,
+    private readonly end: () => void,
+  ) {
     this.peer = new FpnnPeer({
       write: (b) => this.writeBytes(b),
       questTimeoutMs: 5000,
@@ -32,7 +35,13 @@ export class RawClient {
     const [host, port] = endpoint.split(':');
     return new Promise((resolve, reject) => {
       const socket = connect(Number(port), host!, () => resolve(client));
-      const client = Object.assign(new RawClient((b) => socket.write(b), () => socket.destroy()), { socket });
+      const client = Object.assign(
+        new RawClient(
+          (b) => socket.write(b),
+          () => socket.destroy(),
+        ),
+        { socket },
+      );
       socket.on('data', (chunk) => client.onBytes(chunk));
       socket.on('error', () => undefined);
       socket.on('close', () => client.onClose());
@@ -44,7 +53,13 @@ export class RawClient {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(`ws://${endpoint}${path}`);
       ws.binaryType = 'nodebuffer';
-      const client = Object.assign(new RawClient((b) => ws.send(b), () => ws.terminate()), { ws });
+      const client = Object.assign(
+        new RawClient(
+          (b) => ws.send(b),
+          () => ws.terminate(),
+        ),
+        { ws },
+      );
       ws.on('open', () => resolve(client));
       ws.on('message', (data: Buffer) => client.onBytes(data));
       ws.on('close', () => client.onClose());
@@ -76,7 +91,13 @@ export class RawClient {
   }
 
   /** A server-gate quest signed for (pid, secret). */
-  signed(method: string, payload: Payload, pid: number, secret: string, salt = BigInt(Date.now()) * 1000n + BigInt(Math.floor(Math.random() * 1000))): Promise<Payload> {
+  signed(
+    method: string,
+    payload: Payload,
+    pid: number,
+    secret: string,
+    salt = BigInt(Date.now()) * 1000n + BigInt(Math.floor(Math.random() * 1000)),
+  ): Promise<Payload> {
     return this.quest(method, { ...signFields(method, pid, secret, salt), ...payload });
   }
 

@@ -21,10 +21,20 @@ export interface SpawnedServer {
  */
 export function spawnServer(env: Record<string, string>, timeoutMs = 20_000, nodeArgs: string[] = []): Promise<SpawnedServer> {
   const child = spawn(process.execPath, [...nodeArgs, '--conditions=development', '--import', 'tsx', CLI, 'serve'], {
-    env: { ...process.env, RTM_SERVER_PORT: '0', RTM_CLIENT_PORT: '0', RTM_ADMIN_PORT: '-1', RTM_HOST: '127.0.0.1', RTM_LOG_LEVEL: 'info', ...env },
+    env: {
+      ...process.env,
+      RTM_SERVER_PORT: '0',
+      RTM_CLIENT_PORT: '0',
+      RTM_ADMIN_PORT: '-1',
+      RTM_HOST: '127.0.0.1',
+      RTM_LOG_LEVEL: 'info',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   return new Promise((resolve, reject) => {

@@ -71,10 +71,6 @@ function ids(ms: readonly { id: bigint }[]): bigint[] {
   return ms.map((m) => m.id);
 }
 
-function sortedAsc(xs: readonly bigint[]): bigint[] {
-  return [...xs].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-}
-
 function assertStrictlyIncreasing(xs: readonly bigint[], what: string): void {
   for (let i = 1; i < xs.length; i++) assert.ok(xs[i - 1]! < xs[i]!, `${what} not strictly increasing at ${i}`);
 }
@@ -226,8 +222,16 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
         for (let i = 0; i < 10; i++) all.push(await appendOne(store, msg(GROUP, 1n, gid, BigInt(i + 1))));
         const conversation: ConversationRef = { pid: PID, kind: GROUP, to: gid };
         const pivot = all[5]!.id;
-        assert.deepEqual(ids(await store.history({ conversation, desc: true, num: 3, lastid: pivot })), [all[4]!.id, all[3]!.id, all[2]!.id]);
-        assert.deepEqual(ids(await store.history({ conversation, desc: false, num: 3, lastid: pivot })), [all[6]!.id, all[7]!.id, all[8]!.id]);
+        assert.deepEqual(ids(await store.history({ conversation, desc: true, num: 3, lastid: pivot })), [
+          all[4]!.id,
+          all[3]!.id,
+          all[2]!.id,
+        ]);
+        assert.deepEqual(ids(await store.history({ conversation, desc: false, num: 3, lastid: pivot })), [
+          all[6]!.id,
+          all[7]!.id,
+          all[8]!.id,
+        ]);
         assert.deepEqual(ids(await store.history({ conversation, desc: true, num: 2, lastid: 0n })), [all[9]!.id, all[8]!.id]);
         assert.deepEqual(ids(await store.history({ conversation, desc: false, num: 2, lastid: 0n })), [all[0]!.id, all[1]!.id]);
         // The cursor may be the id of a message deleted meanwhile.
@@ -264,7 +268,14 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
       });
 
       it('str and bin bodies keep their kind and bytes', async () => {
-        const bodies: (string | Uint8Array)[] = ['', 'hello', 'héllo ✓ 😀', new Uint8Array(0), new Uint8Array([0, 1, 2, 255]), new TextEncoder().encode('hello')];
+        const bodies: (string | Uint8Array)[] = [
+          '',
+          'hello',
+          'héllo ✓ 😀',
+          new Uint8Array(0),
+          new Uint8Array([0, 1, 2, 255]),
+          new TextEncoder().encode('hello'),
+        ];
         const gid = BIG + 70n;
         for (let i = 0; i < bodies.length; i++) await appendOne(store, msg(GROUP, 1n, gid, BigInt(i + 1), { msg: bodies[i]! }));
         const page = await store.history({ conversation: { pid: PID, kind: GROUP, to: gid }, desc: false, num: 20 });
@@ -322,7 +333,10 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
         assert.equal(new Set(ms.map((m) => m.mtime)).size, 1, 'one batch, one mtime');
         // A resend of the batch is all duplicates; a batch may repeat a key, and may mix outcomes.
         const again = await store.append(tos.map((to) => msg(P2P, from, to, 77n)));
-        assert.deepEqual(again, ms.map((message) => ({ status: 'duplicate', message })));
+        assert.deepEqual(
+          again,
+          ms.map((message) => ({ status: 'duplicate', message })),
+        );
         const mixed = await store.append([
           msg(P2P, from, BIG + 94n, 77n),
           msg(P2P, from, BIG + 94n, 77n),
@@ -429,11 +443,17 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
             [y, { count: 1, ltime: y1.mtime }],
           ]),
         );
-        assert.deepEqual(await store.unreadP2P({ pid: PID, uid: me, since, mtypes: [30] }), new Map([
-          [x, { count: 1, ltime: x1.mtime }],
-          [y, { count: 1, ltime: y1.mtime }],
-        ]));
-        assert.deepEqual(await store.unreadP2P({ pid: PID, uid: me, since, peers: [y, BIG + 999n] }), new Map([[y, { count: 1, ltime: y1.mtime }]]));
+        assert.deepEqual(
+          await store.unreadP2P({ pid: PID, uid: me, since, mtypes: [30] }),
+          new Map([
+            [x, { count: 1, ltime: x1.mtime }],
+            [y, { count: 1, ltime: y1.mtime }],
+          ]),
+        );
+        assert.deepEqual(
+          await store.unreadP2P({ pid: PID, uid: me, since, peers: [y, BIG + 999n] }),
+          new Map([[y, { count: 1, ltime: y1.mtime }]]),
+        );
         assert.deepEqual(await store.unreadP2P({ pid: PID, uid: me, since, peers: [] }), new Map());
         assert.equal((await store.unreadP2P({ pid: PID, uid: me, since: 0n })).get(x)?.count, 3);
         assert.deepEqual(await store.unreadP2P({ pid: PID, uid: me, since: y1.mtime + 10_000n }), new Map());
@@ -459,7 +479,10 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
             [g2, { count: 1, ltime: c.mtime }],
           ]),
         );
-        assert.deepEqual(await store.unreadGroups({ pid: PID, uid: me, since, gids: [g1], mtypes: [30] }), new Map([[g1, { count: 1, ltime: a.mtime }]]));
+        assert.deepEqual(
+          await store.unreadGroups({ pid: PID, uid: me, since, gids: [g1], mtypes: [30] }),
+          new Map([[g1, { count: 1, ltime: a.mtime }]]),
+        );
         assert.deepEqual(await store.unreadGroups({ pid: PID, uid: me, since, gids: [] }), new Map());
       });
 
@@ -543,7 +566,13 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
         await store.addRoomMember(PID, r2, u1);
         await store.addRoomMember(PID, r3, u2);
         assert.deepEqual(await store.roomMembers(PID, r1), [u1, u2]);
-        assert.deepEqual(await store.roomCounts(PID, [r1, r2, BIG + 399n]), new Map([[r1, 2], [r2, 1]]));
+        assert.deepEqual(
+          await store.roomCounts(PID, [r1, r2, BIG + 399n]),
+          new Map([
+            [r1, 2],
+            [r2, 1],
+          ]),
+        );
         assert.deepEqual(await store.roomCounts(PID, []), new Map());
         assert.deepEqual(await store.userRooms(PID, u1), [r1, r2]);
         await store.removeRoomMember(PID, r1, u2);
@@ -646,7 +675,13 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
         await store.setInfo(PID, 'user', a, { oinfo: 'A', pinfo: 'secret' });
         await store.setInfo(PID, 'user', b, { oinfo: 'B' });
         await store.setInfo(PID, 'group', c, { oinfo: 'G' });
-        assert.deepEqual(await store.getOpenInfos(PID, 'user', [a, b, c]), new Map([[a, 'A'], [b, 'B']]));
+        assert.deepEqual(
+          await store.getOpenInfos(PID, 'user', [a, b, c]),
+          new Map([
+            [a, 'A'],
+            [b, 'B'],
+          ]),
+        );
         assert.deepEqual(await store.getOpenInfos(PID, 'group', [a, c]), new Map([[c, 'G']]));
         assert.deepEqual(await store.getOpenInfos(PID, 'user', []), new Map());
       });
@@ -685,7 +720,9 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
       it('keeps at most maxPerConversation messages per conversation; ids keep increasing after', async () => {
         const [a, b] = [BIG + 610n, BIG + 611n];
         const gid = BIG + 612n;
-        const p = (await store.append(Array.from({ length: 10 }, (_, i) => msg(P2P, i % 2 ? a : b, i % 2 ? b : a, BigInt(i + 1))))).map(stored);
+        const p = (await store.append(Array.from({ length: 10 }, (_, i) => msg(P2P, i % 2 ? a : b, i % 2 ? b : a, BigInt(i + 1))))).map(
+          stored,
+        );
         const g = (await store.append(Array.from({ length: 3 }, (_, i) => msg(GROUP, a, gid, BigInt(i + 1))))).map(stored);
         assert.equal(await store.sweepRetention({ maxPerConversation: 4 }, BigInt(Date.now())), 6);
         const conversation: ConversationRef = { pid: PID, kind: P2P, uid: a, peer: b };
