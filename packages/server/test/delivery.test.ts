@@ -131,6 +131,11 @@ describe('client gate delivery: every device that should, exactly once, and none
     assert.equal(gpage.messages[0]!.message, 'hello group');
   });
 
+  it('a client asks who is online', async () => {
+    assert.deepEqual(await b.client.getOnlineUsers([A, C, D, 12345n]), [A, C, D]);
+    await assert.rejects(b.client.getOnlineUsers(Array.from({ length: 201 }, (_, i) => BigInt(i + 1))), { code: 200032 });
+  });
+
   it('kickout closes every session of the user, who does not reconnect', async () => {
     await backend.kickout(D);
     await settle(() => d.kicked);

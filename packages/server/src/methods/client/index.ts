@@ -7,6 +7,7 @@ import * as rooms from './rooms.js';
 import * as social from './social.js';
 import * as system from './system.js';
 import * as unread from './unread.js';
+import * as users from './users.js';
 
 /**
  * The client gate's dispatch table (client-api.md); `auth` and `bye` live in the gate itself.
@@ -21,4 +22,5 @@ export const clientMethods: MethodTable<ClientContext> = Object.freeze({
   ...social,
   ...info,
   ...system,
+  ...users,
 });
