@@ -35,7 +35,10 @@ describe('client-gate rate limit (per user, token bucket)', () => {
   it('token bucket: burst, refill rate, idle buckets swept, 0 = unlimited', () => {
     const limiter = new RateLimiter(10, 3);
     const t0 = 1_000_000;
-    assert.deepEqual([1, 2, 3, 4].map(() => limiter.take('u', t0)), [true, true, true, false]);
+    assert.deepEqual(
+      [1, 2, 3, 4].map(() => limiter.take('u', t0)),
+      [true, true, true, false],
+    );
     assert.equal(limiter.take('u', t0 + 100), true, '100 ms at 10/s refills one token');
     assert.equal(limiter.take('u', t0 + 100), false);
     assert.equal(limiter.take('other', t0), true, 'buckets are per key');
