@@ -38,3 +38,20 @@ describe('fuzzing the real server', () => {
     });
   }
 });
+
+describe('metrics under hostile input', () => {
+  it('random method names do not become metric labels', async () => {
+    const { RawClient } = await import('@rtm/testkit');
+    const server = await startTestServer();
+    try {
+      const c = await RawClient.tcp(server.clientEndpoint);
+      for (let i = 0; i < 50; i++) await assert.rejects(c.quest(`random-${i}-${Math.random()}`, {}));
+      c.close();
+      const text = await server.services.metrics.registry.metrics();
+      assert.doesNotMatch(text, /random-/);
+      assert.match(text, /method="unknown"/);
+    } finally {
+      await server.close();
+    }
+  });
+});

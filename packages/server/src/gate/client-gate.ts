@@ -81,6 +81,10 @@ export class ClientGate extends Gate<ClientSession> {
     return {};
   }
 
+  protected knows(method: string): boolean {
+    return method === 'auth' || method === 'bye' || Object.hasOwn(this.methods, method);
+  }
+
   protected shouldPing(conn: Connection<ClientSession>): boolean {
     return conn.session !== undefined;
   }

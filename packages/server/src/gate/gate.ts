@@ -49,6 +49,17 @@ export abstract class Gate<Session> {
     return this.connections.size;
   }
 
+  /** Whether `method` is served by this gate (anything else is labelled 'unknown' in metrics). */
+  protected abstract knows(method: string): boolean;
+
+  /**
+   * The metrics label of a method: peers choose method names, so only known ones become labels
+   * (random names would grow the time series without bound).
+   */
+  protected methodLabel(method: string): string {
+    return this.knows(method) ? method : 'unknown';
+  }
+
   /** Serves one quest (never `*ping`/`*key`). Throw RtmError for an error answer. */
   protected abstract serve(conn: Connection<Session>, quest: IncomingQuest): Payload | Promise<Payload>;
   /** Whether keepalive pings go to this connection (client gate: logged-in ones only). */
@@ -118,7 +129,7 @@ export abstract class Gate<Session> {
       outcome = err instanceof RtmError ? String(err.code) : 'internal';
       throw err;
     } finally {
-      metrics.quests.inc({ gate: name, method: quest.method.length <= 32 ? quest.method : 'other', outcome });
+      metrics.quests.inc({ gate: name, method: this.methodLabel(quest.method), outcome });
       metrics.questSeconds.observe({ gate: name }, (performance.now() - started) / 1000);
       if (--this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
     }

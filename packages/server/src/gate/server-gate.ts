@@ -58,10 +58,14 @@ export class ServerGate extends Gate<ServerSession> {
       outcome = e ? String(e.code) : 'internal';
       return { ok: false, payload: e ? e.toAnswer() : { code: FpnnErrorCode.CORE_UNKNOWN_ERROR, ex: 'internal server error' } };
     } finally {
-      metrics.quests.inc({ gate: 'server', method: method.length <= 32 ? method : 'other', outcome });
+      metrics.quests.inc({ gate: 'server', method: this.methodLabel(method), outcome });
       metrics.questSeconds.observe({ gate: 'server' }, (performance.now() - started) / 1000);
     }
   };
+
+  protected knows(method: string): boolean {
+    return Object.hasOwn(this.methods, method);
+  }
 
   protected shouldPing(): boolean {
     return true; // every server-gate connection (the Node SDK closes 40 s after its last ping)
