@@ -3,7 +3,7 @@
  * pipelined) against the real server in a child process, beside the raw better-sqlite3 insert
  * rate of an equivalent row on the same machine (the ceiling), in one run.
  *
- *   node --conditions=development --import tsx bench/sends.ts [--seconds 5] [--connections 4] [--depth 64]
+ *   node --conditions=development --import tsx bench/sends.ts [--seconds 5] [--connections 4] [--depth 256]
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -84,7 +84,7 @@ async function rawInsertRate(seconds: number): Promise<{ rate: number; cpuUs: nu
   }
 }
 
-export async function runSendBench(seconds = 5, connections = 4, depth = 64): Promise<SendFigures> {
+export async function runSendBench(seconds = 5, connections = 4, depth = 256): Promise<SendFigures> {
   const dataDir = await mkdtemp(join(tmpdir(), 'rtm-bench-sends-'));
   const server = await spawnServer({ RTM_DATA_DIR: dataDir, RTM_PROJECT_ID: String(TEST_PID), RTM_PROJECT_SECRET: TEST_SECRET });
   const clients = await Promise.all(
@@ -149,7 +149,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     options: {
       seconds: { type: 'string', default: '5' },
       connections: { type: 'string', default: '4' },
-      depth: { type: 'string', default: '64' },
+      depth: { type: 'string', default: '256' },
     },
   });
   const f = await runSendBench(Number(values.seconds), Number(values.connections), Number(values.depth));

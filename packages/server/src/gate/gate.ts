@@ -49,6 +49,21 @@ export abstract class Gate<Session> {
     return this.connections.size;
   }
 
+  // Label-bound children, made once: a labelled inc/observe hashes its labels on every call.
+  private readonly questCounters = new Map<string, { inc(): void }>();
+  private durations: { observe(v: number): void } | undefined;
+
+  /** Counts one answered quest and its duration. */
+  protected count(method: string, outcome: string, started: number): void {
+    const { metrics, name } = this.options;
+    const label = this.methodLabel(method);
+    const key = `${label}\u0000${outcome}`;
+    let counter = this.questCounters.get(key);
+    if (!counter) this.questCounters.set(key, (counter = metrics.quests.labels(name, label, outcome)));
+    counter.inc();
+    (this.durations ??= metrics.questSeconds.labels(name)).observe((performance.now() - started) / 1000);
+  }
+
   /** Whether `method` is served by this gate (anything else is labelled 'unknown' in metrics). */
   protected abstract knows(method: string): boolean;
 
@@ -117,7 +132,6 @@ export abstract class Gate<Session> {
 
   /** Runs a quest with metrics and in-flight accounting; errors propagate to become error answers. */
   protected async track(conn: Connection<Session>, quest: IncomingQuest): Promise<Payload> {
-    const { metrics, name } = this.options;
     const started = performance.now();
     this.inFlight++;
     let outcome = 'ok';
@@ -129,8 +143,7 @@ export abstract class Gate<Session> {
       outcome = err instanceof RtmError ? String(err.code) : 'internal';
       throw err;
     } finally {
-      metrics.quests.inc({ gate: name, method: this.methodLabel(quest.method), outcome });
-      metrics.questSeconds.observe({ gate: name }, (performance.now() - started) / 1000);
+      this.count(quest.method, outcome, started);
       if (--this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
     }
   }

@@ -43,7 +43,6 @@ export class ServerGate extends Gate<ServerSession> {
 
   /** One FPNN-over-HTTP call (spec/fpnn.md §7). */
   handleHttp = async (method: string, payload: Payload): Promise<{ ok: boolean; payload: Payload }> => {
-    const { metrics } = this.options;
     const started = performance.now();
     let outcome = 'ok';
     try {
@@ -58,8 +57,7 @@ export class ServerGate extends Gate<ServerSession> {
       outcome = e ? String(e.code) : 'internal';
       return { ok: false, payload: e ? e.toAnswer() : { code: FpnnErrorCode.CORE_UNKNOWN_ERROR, ex: 'internal server error' } };
     } finally {
-      metrics.quests.inc({ gate: 'server', method: this.methodLabel(method), outcome });
-      metrics.questSeconds.observe({ gate: 'server' }, (performance.now() - started) / 1000);
+      this.count(method, outcome, started);
     }
   };
 

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { asInt64, RtmError, RtmErrorCode, type Payload } from '@rtm/fpnn';
 import type { ProjectConfig } from '../config.js';
 
@@ -8,11 +8,11 @@ import type { ProjectConfig } from '../config.js';
  * with a ts window and exact-replay detection.
  */
 export function computeSign(pid: number, secret: string, salt: bigint, method: string, ts: bigint | number): string {
-  return createHash('md5').update(`${pid}:${secret}:${salt}:${method}:${ts}`).digest('hex').toUpperCase();
+  return hash('md5', `${pid}:${secret}:${salt}:${method}:${ts}`, 'hex').toUpperCase();
 }
 
 export function computeLegacySign(pid: number, secret: string, salt: bigint): string {
-  return createHash('md5').update(`${pid}:${secret}:${salt}`).digest('hex').toUpperCase();
+  return hash('md5', `${pid}:${secret}:${salt}`, 'hex').toUpperCase();
 }
 
 export interface SignatureOptions {
@@ -101,7 +101,9 @@ export class SignatureVerifier {
       expected = computeSign(pid, project.secret, salt, method, ts);
     }
     if (expected !== sign.toUpperCase()) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_SIGN, 'signature does not match');
-    if (this.replays.seen(`${pid}:${salt}:${expected}:${method}:${fingerprint(bytes)}`)) {
+    // The sign already binds pid, salt, method and ts; the payload fingerprint tells apart two
+    // quests signed alike (same salt within one millisecond).
+    if (this.replays.seen(expected + fingerprint(bytes))) {
       throw new RtmError(RtmErrorCode.SAME_SIGN, 'replayed quest: the same signed quest was already received');
     }
     return pid;
