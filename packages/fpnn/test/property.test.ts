@@ -23,7 +23,9 @@ import { PackageCipher, StreamCipher } from '@rtm/fpnn/crypto';
 const INT64_MIN = -(2n ** 63n);
 const UINT64_MAX = 2n ** 64n - 1n;
 
-const key = fc.string({ maxLength: 12 });
+// `__proto__` is excluded: msgpackr deliberately renames it on decode (no prototype pollution),
+// so it cannot round-trip; the hostile-input properties below cover it.
+const key = fc.string({ maxLength: 12 }).filter((k) => k !== '__proto__');
 const msgpackLeaf = fc.oneof(
   fc.integer(),
   fc.bigInt({ min: INT64_MIN, max: UINT64_MAX }),
