@@ -38,7 +38,13 @@ function header(version: number, flag: number, mtype: number, ss: number, psize:
 describe('transport: one port, three protocols, robust against bad input', () => {
   let server: TestServer;
   before(async () => {
-    server = await startTestServer({ maxFrameBytes: 64 * 1024, pingIntervalMs: 200, idleTimeoutMs: 1500, maxOutboundBytes: 64 * 1024 });
+    server = await startTestServer({
+      maxFrameBytes: 64 * 1024,
+      pingIntervalMs: 200,
+      idleTimeoutMs: 1500,
+      maxOutboundBytes: 64 * 1024,
+      pushTimeoutMs: 500,
+    });
   });
   after(async () => {
     await server.close();
@@ -135,6 +141,40 @@ describe('transport: one port, three protocols, robust against bad input', () =>
     // Our raw socket never answers the server's pings, but an unanswered ping is not fatal: idleness is.
     await new Promise((r) => silent.once('close', r));
     assert.ok(Date.now() - started >= 1000, 'closed by the idle timeout, not at once');
+  });
+
+  it('a server quest to a client is answered and awaited; no answer times out with 20003', async () => {
+    const backend = await RawClient.tcp(server.serverEndpoint);
+    const { token } = await backend.signed('gettoken', { uid: 4343n }, TEST_PID, TEST_SECRET);
+    const ws = await RawClient.websocket(server.clientEndpoint);
+    assert.deepEqual(await ws.quest('auth', { pid: TEST_PID, uid: 4343n, token }), { ok: true });
+    const [conn] = [...server.services.presence.connectionsOf(TEST_PID, 4343n)!];
+    assert.deepEqual(await conn!.quest('ping', {}), {}, 'the client answered the twoway push');
+    // A client that logs in, then never answers anything: the quest expires after pushTimeoutMs.
+    const silent = connect(server.clientPort, '127.0.0.1');
+    silent.on('error', () => undefined);
+    const answered = new Promise((r) => silent.once('data', r));
+    silent.write(
+      encodeQuest(
+        'auth',
+        encodePayload(Flag.MSGPACK, {
+          pid: TEST_PID,
+          uid: 4344n,
+          token: (await backend.signed('gettoken', { uid: 4344n }, TEST_PID, TEST_SECRET)).token,
+        }),
+        Flag.MSGPACK,
+        false,
+        1,
+      ),
+    );
+    await answered;
+    const [mute] = [...server.services.presence.connectionsOf(TEST_PID, 4344n)!];
+    const started = Date.now();
+    await assert.rejects(mute!.quest('ping', {}), { code: 20003 });
+    assert.ok(Date.now() - started >= 400, 'waited for the push timeout');
+    backend.close();
+    ws.close();
+    silent.destroy();
   });
 
   it('closes a slow consumer whose outbound buffer stays over the bound', async () => {
