@@ -36,6 +36,7 @@ const packr = new Packr({
 } as ConstructorParameters<typeof Packr>[0] & { skipValues: unknown[] });
 
 // JSON with integers beyond 2^53 parsed as bigint and bigint written as bare numbers (§2 JSON).
+// Its pollution guard drops any key that contains `__proto__` or `constructor` (none is an RTM key).
 const jsonBig = JSONbig({ useNativeBigInt: true, protoAction: 'ignore', constructorAction: 'ignore' });
 const utf8 = new TextDecoder();
 const utf8Encoder = new TextEncoder();

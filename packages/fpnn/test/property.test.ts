@@ -51,20 +51,15 @@ const jsonLeaf = fc.oneof(
   fc.boolean(),
   fc.constant(null),
 );
+// json-bigint drops every key that merely contains `__proto__` or `constructor` (its guard against
+// prototype pollution), so such keys cannot round-trip through JSON.
+const jsonKey = key.filter((k) => !k.includes('__proto__') && !k.includes('constructor'));
 const jsonValue = fc.letrec((tie) => ({
   value: fc.oneof({ depthSize: 'small' }, jsonLeaf, tie('array'), tie('map')),
   array: fc.array(tie('value'), { maxLength: 6 }),
-  map: fc.dictionary(
-    key.filter((k) => k !== '__proto__'),
-    tie('value'),
-    { maxKeys: 6 },
-  ),
+  map: fc.dictionary(jsonKey, tie('value'), { maxKeys: 6 }),
 }));
-const jsonPayload = fc.dictionary(
-  key.filter((k) => k !== '__proto__'),
-  jsonValue.value,
-  { maxKeys: 10 },
-) as fc.Arbitrary<Payload>;
+const jsonPayload = fc.dictionary(jsonKey, jsonValue.value, { maxKeys: 10 }) as fc.Arbitrary<Payload>;
 
 const method = fc.string({ minLength: 1, maxLength: 80, unit: 'grapheme' }).filter((m) => Buffer.byteLength(m) <= 255);
 
