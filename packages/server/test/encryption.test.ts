@@ -4,7 +4,7 @@ import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { decodePayload, encodePayload, encodeQuest, Flag, FrameDecoder, type Payload } from '@rtm/fpnn';
 import { clientKeyExchange, derivePublicKeyFormats, type FrameCipher } from '@rtm/fpnn/crypto';
-import { signFields, startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+import { signFields, startTestServer, TEST_PID, TEST_SECRET, uniqueSalt, type TestServer } from '@rtm/testkit';
 
 /** A minimal encrypted FPNN client: `*key` in plaintext, everything after it through the cipher. */
 class EncryptedClient {
@@ -88,7 +88,7 @@ describe('*key encryption on TCP (ECDH secp256k1 + AES-CFB)', () => {
     for (const bits of [128, 256] as const) {
       it(`${streamMode ? 'stream' : 'package'} mode, ${bits}-bit: signed quests round-trip encrypted`, async () => {
         const { client } = await EncryptedClient.open(server.serverPort, publicKey.pem, { bits, streamMode });
-        const salt = BigInt(Date.now()) * 1000n + BigInt(bits);
+        const salt = uniqueSalt();
         const token = await client.quest('gettoken', { ...signFields('gettoken', TEST_PID, TEST_SECRET, salt), uid: 77n });
         assert.ok(token.ok);
         assert.equal(typeof token.payload.token, 'string');

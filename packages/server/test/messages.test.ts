@@ -202,14 +202,14 @@ describe('server API messages through our server SDK (real server, real sockets)
   });
 
   it('answers FPNN-over-HTTP with JSON, int64 ids exact, errors as 500 {code, ex}, CORS', async () => {
-    const { signFields } = await import('@rtm/testkit');
+    const { signFields, uniqueSalt } = await import('@rtm/testkit');
     const base = `http://${server.serverEndpoint}/service`;
     const post = async (method: string, body: string, headers: Record<string, string> = {}) => {
       const res = await fetch(`${base}/${method}`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
       return { status: res.status, text: await res.text(), headers: res.headers };
     };
     const sig = (method: string) => {
-      const f = signFields(method, TEST_PID, TEST_SECRET, BigInt(Date.now()) * 1000n + BigInt(Math.floor(Math.random() * 1000)));
+      const f = signFields(method, TEST_PID, TEST_SECRET, uniqueSalt());
       return `"pid":${f.pid},"salt":${f.salt},"ts":${f.ts},"sign":"${f.sign}"`;
     };
     const sent = await post(

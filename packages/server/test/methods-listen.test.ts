@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Payload } from '@rtm/fpnn';
-import { RawClient, signFields, startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+import { RawClient, signFields, startTestServer, uniqueSalt, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
 
 // Listening server connections (server-api.md §4 "Listening", §6 pushes), real sockets.
 
@@ -184,7 +184,7 @@ describe('listen: addlisten, removelisten, setlisten and the pushes they select'
     await rejectsCode(signed(l, 'setlisten', { uids: [{}] }), 10010);
 
     for (const method of ['addlisten', 'removelisten', 'setlisten']) {
-      const f = signFields(method, TEST_PID, TEST_SECRET, BigInt(Date.now()) * 1000n + BigInt(Math.floor(Math.random() * 1000)));
+      const f = signFields(method, TEST_PID, TEST_SECRET, uniqueSalt());
       const body = `{"pid":${f.pid},"salt":${f.salt},"ts":${f.ts},"sign":"${f.sign}","gids":[1],"p2p":true}`;
       const res = await fetch(`http://${server.serverEndpoint}/service/${method}`, {
         method: 'POST',

@@ -1,5 +1,5 @@
 export { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from './harness.js';
-export { RawClient, signFields } from './raw-client.js';
+export { RawClient, signFields, uniqueSalt } from './raw-client.js';
 export { storeConformance, type StoreUnderTest } from './store-conformance.js';
 export { spawnServer, type SpawnedServer } from './spawn.js';
 export { busConformance, type BusUnderTest } from './bus-conformance.js';

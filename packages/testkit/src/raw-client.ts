@@ -91,13 +91,7 @@ export class RawClient {
   }
 
   /** A server-gate quest signed for (pid, secret). */
-  signed(
-    method: string,
-    payload: Payload,
-    pid: number,
-    secret: string,
-    salt = BigInt(Date.now()) * 1000n + BigInt(Math.floor(Math.random() * 1000)),
-  ): Promise<Payload> {
+  signed(method: string, payload: Payload, pid: number, secret: string, salt = uniqueSalt()): Promise<Payload> {
     return this.quest(method, { ...signFields(method, pid, secret, salt), ...payload });
   }
 
@@ -118,6 +112,14 @@ export class RawClient {
   close(): void {
     this.end();
   }
+}
+
+let saltCounter = 0;
+
+/** A salt unique within this process: (ms << 20) + a counter, like the SDKs' mid generators. */
+export function uniqueSalt(): bigint {
+  saltCounter = (saltCounter + 1) & 0xfffff;
+  return (BigInt(Date.now()) << 20n) + BigInt(saltCounter);
 }
 
 export function signFields(method: string, pid: number, secret: string, salt: bigint, ts = Math.floor(Date.now() / 1000)): Payload {
