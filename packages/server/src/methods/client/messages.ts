@@ -7,50 +7,31 @@ import { getMessageOrThrow, messageInfo, messageKey, messageKeyFields, p2p, page
 // client-api.md §3.1: sends act as the logged-in uid; membership is always enforced.
 const common = { mid: f.id, mtype: f.int, msg: f.body, attrs: f.opt(f.str) };
 
-export const sendmsg = clientMethod({ ...common, to: f.id }, async (ctx, r) => ({
-  mtime: await ctx.services.messaging.send({
-    pid: ctx.pid,
-    kind: MessageKind.P2P,
-    from: ctx.uid,
-    to: r.to,
-    mid: r.mid,
-    mtype: r.mtype,
-    msg: r.msg,
-    attrs: r.attrs ?? '',
-    gate: 'client',
-    originConn: ctx.conn.id,
-  }),
-}));
+type ClientSend = { mid: bigint; mtype: number; msg: string | Uint8Array; attrs?: string };
 
-export const sendgroupmsg = clientMethod({ ...common, gid: f.id }, async (ctx, r) => ({
-  mtime: await ctx.services.messaging.send({
-    pid: ctx.pid,
-    kind: MessageKind.GROUP,
-    from: ctx.uid,
-    to: r.gid,
+/** Sends as the logged-in user, never pushed back to this connection; answers `{ mtime }`. */
+async function send(ctx: ClientContext, kind: MessageKind, to: bigint, r: ClientSend): Promise<{ mtime: bigint }> {
+  const { pid, uid: from, conn } = ctx;
+  const mtime = await ctx.services.messaging.send({
+    pid,
+    kind,
+    from,
+    to,
     mid: r.mid,
     mtype: r.mtype,
     msg: r.msg,
     attrs: r.attrs ?? '',
     gate: 'client',
-    originConn: ctx.conn.id,
-  }),
-}));
+    originConn: conn.id,
+  });
+  return { mtime };
+}
 
-export const sendroommsg = clientMethod({ ...common, rid: f.id }, async (ctx, r) => ({
-  mtime: await ctx.services.messaging.send({
-    pid: ctx.pid,
-    kind: MessageKind.ROOM,
-    from: ctx.uid,
-    to: r.rid,
-    mid: r.mid,
-    mtype: r.mtype,
-    msg: r.msg,
-    attrs: r.attrs ?? '',
-    gate: 'client',
-    originConn: ctx.conn.id,
-  }),
-}));
+export const sendmsg = clientMethod({ ...common, to: f.id }, (ctx, r) => send(ctx, MessageKind.P2P, r.to, r));
+
+export const sendgroupmsg = clientMethod({ ...common, gid: f.id }, (ctx, r) => send(ctx, MessageKind.GROUP, r.gid, r));
+
+export const sendroommsg = clientMethod({ ...common, rid: f.id }, (ctx, r) => send(ctx, MessageKind.ROOM, r.rid, r));
 
 // client-api.md §3.2: history with the logged-in uid as reader.
 export const getgroupmsg = clientMethod({ gid: f.id, ...pageFields }, async (ctx, r) => {
