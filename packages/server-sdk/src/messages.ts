@@ -104,42 +104,15 @@ function common(
 }
 
 export function pushP2PMessage(p: Payload): PushP2PMessage {
-  const c = common(p, 'pushmsg');
-  return {
-    fromUid: c.fromUid,
-    toUid: readId(p, 'to', 'pushmsg'),
-    mtype: c.mtype,
-    mid: c.mid,
-    message: c.message,
-    attrs: c.attrs,
-    mtime: c.mtime,
-  };
+  return { ...common(p, 'pushmsg'), toUid: readId(p, 'to', 'pushmsg') };
 }
 
 export function pushGroupMessage(p: Payload): PushGroupMessage {
-  const c = common(p, 'pushgroupmsg');
-  return {
-    fromUid: c.fromUid,
-    gid: readId(p, 'gid', 'pushgroupmsg'),
-    mtype: c.mtype,
-    mid: c.mid,
-    message: c.message,
-    attrs: c.attrs,
-    mtime: c.mtime,
-  };
+  return { ...common(p, 'pushgroupmsg'), gid: readId(p, 'gid', 'pushgroupmsg') };
 }
 
 export function pushRoomMessage(p: Payload): PushRoomMessage {
-  const c = common(p, 'pushroommsg');
-  return {
-    fromUid: c.fromUid,
-    rid: readId(p, 'rid', 'pushroommsg'),
-    mtype: c.mtype,
-    mid: c.mid,
-    message: c.message,
-    attrs: c.attrs,
-    mtime: c.mtime,
-  };
+  return { ...common(p, 'pushroommsg'), rid: readId(p, 'rid', 'pushroommsg') };
 }
 
 export function pushEvent(p: Payload): PushEvent {
