@@ -43,3 +43,23 @@ if (profDir) {
     });
   });
 }
+
+// With RTM_BENCH_LOOP_STATS set: at exit, one line with the event loop's delay histogram and the
+// GC pauses (longest first), to tell server stalls from client-side or machine noise.
+if (process.env.RTM_BENCH_LOOP_STATS) {
+  const { monitorEventLoopDelay, PerformanceObserver } = await import('node:perf_hooks');
+  const h = monitorEventLoopDelay({ resolution: 1 });
+  h.enable();
+  const gcs = [];
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcs.push({ at: Math.round(e.startTime), ms: +e.duration.toFixed(2), kind: e.detail?.kind });
+  }).observe({ entryTypes: ['gc'] });
+  const ms = (ns) => +(ns / 1e6).toFixed(2);
+  process.once('exit', () => {
+    gcs.sort((a, b) => b.ms - a.ms);
+    const total = gcs.reduce((s, g) => s + g.ms, 0);
+    process.stderr.write(
+      `@@loop ${JSON.stringify({ p50: ms(h.percentile(50)), p99: ms(h.percentile(99)), p999: ms(h.percentile(99.9)), max: ms(h.max), gcCount: gcs.length, gcTotalMs: +total.toFixed(1), longestGc: gcs.slice(0, 8) })}\n`,
+    );
+  });
+}
