@@ -42,10 +42,16 @@ export interface StartOptions {
   bus?: Bus;
 }
 
-async function openStore(config: ServerConfig): Promise<Store> {
+async function openStore(config: ServerConfig, log: Logger): Promise<Store> {
   if (config.store === 'sqlite') {
     const { SqliteStore } = await import('./store/sqlite.js');
-    return new SqliteStore({ dataDir: config.dataDir, synchronous: config.sqliteSynchronous });
+    return new SqliteStore({
+      dataDir: config.dataDir,
+      synchronous: config.sqliteSynchronous,
+      checkpointEveryMs: config.sqliteCheckpointMs,
+      writerThread: config.sqliteWriterThread,
+      onError: (message) => log.error({ store: 'sqlite' }, message),
+    });
   }
   const { PostgresStore } = await import('./store/postgres.js');
   return new PostgresStore({ url: config.store, schema: config.storeSchema });
@@ -84,7 +90,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const log = options.logger ?? createLogger(config.logLevel);
   const keyExchange = keyExchangeFor(config); // a bad key fails before anything is opened
   const metrics = new Metrics(true);
-  const store = options.store ?? (await openStore(config));
+  const store = options.store ?? (await openStore(config, log));
   await store.init();
   const bus = options.bus ?? (await openBus(config, log));
 

@@ -30,6 +30,14 @@ if (process.env[CHILD_ENV]) {
     return { store: new SqliteStore({ dataDir: dir }), cleanup: () => rm(dir, { recursive: true, force: true }) };
   });
 
+  storeConformance('sqlite (file, WAL, writer thread, synchronous NORMAL)', async () => {
+    const dir = await tempDir();
+    return {
+      store: new SqliteStore({ dataDir: dir, writerThread: true, synchronous: 'NORMAL' }),
+      cleanup: () => rm(dir, { recursive: true, force: true }),
+    };
+  });
+
   storeConformance('sqlite (:memory:, synchronous NORMAL)', async () => ({
     store: new SqliteStore({ dataDir: ':memory:', synchronous: 'NORMAL' }),
     cleanup: async () => {},
@@ -100,6 +108,31 @@ if (process.env[CHILD_ENV]) {
         }
       } finally {
         await store.close();
+      }
+    });
+
+    it('writer thread: appends of several turns still in flight at close() are committed, ids in call order', async () => {
+      const dataDir = join(dir, 'writer');
+      const a = new SqliteStore({ dataDir, writerThread: true });
+      await a.init();
+      const msg = (mid: bigint) => ({ pid: 1, kind: MessageKind.GROUP, from: 5n, to: 9n, mid, mtype: 30, msg: `m${mid}`, attrs: '' });
+      const inFlight: Promise<unknown>[] = [];
+      for (let turn = 0n; turn < 5n; turn++) {
+        inFlight.push(a.append([msg(turn * 10n + 1n), msg(turn * 10n + 2n)]), a.append([msg(turn * 10n + 3n)]));
+        await new Promise((r) => setImmediate(r));
+      }
+      await Promise.all([a.close(), ...inFlight]);
+      const b = new SqliteStore({ dataDir });
+      await b.init();
+      try {
+        const page = await b.history({ conversation: { pid: 1, kind: MessageKind.GROUP, to: 9n }, desc: false, num: 100 });
+        assert.deepEqual(
+          page.map((m) => m.mid),
+          [1n, 2n, 3n, 11n, 12n, 13n, 21n, 22n, 23n, 31n, 32n, 33n, 41n, 42n, 43n],
+        );
+        assert.ok(page.every((m, i) => i === 0 || m.id > page[i - 1]!.id));
+      } finally {
+        await b.close();
       }
     });
 

@@ -1,0 +1,169 @@
+/**
+ * The write path of messages in SQLite: a group commit of many append batches in ONE transaction,
+ * on one better-sqlite3 connection. It runs in the writer thread (`sqlite-writer.ts`) for file
+ * databases and in the event loop for `:memory:` ones (a private in-memory database cannot be
+ * shared with another thread).
+ *
+ * Ids and mtimes come from the `counters` row, read and written inside the transaction: ids
+ * strictly increase in commit order (also across restarts and after deletions) and
+ * mtime = max(clock, last mtime), so mtime never decreases with id.
+ */
+import type Database from 'better-sqlite3';
+import { conversationOfMessage, plainBytes, sameContent, type ConversationKey } from './conversation.js';
+import { MessageKind, type NewMessage, type StoredMessage } from './store.js';
+
+type Row = Record<string, unknown>;
+
+export const MESSAGE_COLUMNS = 'id, pid, kind, from_id, to_id, mid, mtype, msg, attrs, mtime';
+
+/**
+ * What became of one message: stored with this id and mtime, a resend of the stored original, or
+ * a mid collision (same key, other content). Compact on purpose: it crosses threads, and the
+ * caller already holds the message itself.
+ */
+export type AppendOutcome = { id: bigint; mtime: bigint } | { duplicate: StoredMessage } | { collision: true };
+
+/** Outcomes of one batch, or why its transaction failed. */
+export type BatchOutcome = AppendOutcome[] | { error: string };
+
+export class AppendCommitter {
+  private readonly s;
+
+  constructor(private readonly db: Database.Database) {
+    const p = (sql: string): Database.Statement<unknown[], Row> => db.prepare<unknown[], Row>(sql);
+    this.s = {
+      begin: p('BEGIN IMMEDIATE'),
+      commit: p('COMMIT'),
+      rollback: p('ROLLBACK'),
+      counterGet: p("SELECT last_id, last_mtime FROM counters WHERE name = 'messages'"),
+      counterSet: p("UPDATE counters SET last_id = ?, last_mtime = ? WHERE name = 'messages'"),
+      // The insert probes the unique key itself: no separate lookup for the common, new case.
+      insert: p(
+        `INSERT INTO messages (id, pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (pid, kind, from_id, to_id, mid) DO NOTHING`,
+      ),
+      byKey: p(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE pid = ? AND kind = ? AND from_id = ? AND to_id = ? AND mid = ?`),
+      touchPair: p(
+        `INSERT INTO p2p_pairs (pid, lo, hi, last_id) VALUES (?, ?, ?, ?)
+         ON CONFLICT (pid, lo, hi) DO UPDATE SET last_id = excluded.last_id, hidden_lo = 0, hidden_hi = 0`,
+      ),
+      touchSecond: p('INSERT INTO time_index (sec, last_id) VALUES (?, ?) ON CONFLICT (sec) DO UPDATE SET last_id = excluded.last_id'),
+    };
+  }
+
+  /**
+   * Commits every batch in one transaction. Should that fail, it is rolled back and each batch is
+   * retried in its own transaction, so one bad batch fails alone.
+   */
+  commitBatches(batches: readonly (readonly NewMessage[])[], clock: bigint): BatchOutcome[] {
+    try {
+      return this.commit(batches, clock);
+    } catch (err) {
+      if (batches.length === 1) return [{ error: errorText(err) }];
+      return batches.map((b) => {
+        try {
+          return this.commit([b], clock)[0]!;
+        } catch (e) {
+          return { error: errorText(e) };
+        }
+      });
+    }
+  }
+
+  /**
+   * Inserts already-unique messages without dedupe checks or p2p conversation upkeep, in one
+   * transaction (bulk loads: benchmarks, imports). `mtime` per message may back-date it; it is
+   * raised to keep mtime non-decreasing with id.
+   */
+  bulkInsert(messages: readonly (NewMessage & { mtime?: bigint })[], clock: bigint): void {
+    const s = this.s;
+    this.db
+      .transaction(() => {
+        const counter = s.counterGet.get()!;
+        let lastId = counter['last_id'] as bigint;
+        let lastMtime = counter['last_mtime'] as bigint;
+        for (const m of messages) {
+          const wanted = m.mtime ?? clock;
+          const mtime = wanted > lastMtime ? wanted : lastMtime;
+          lastMtime = mtime;
+          const c: ConversationKey = conversationOfMessage(m);
+          s.insert.run(++lastId, m.pid, m.kind, c.lo, c.hi, m.from, m.to, m.mid, m.mtype, bodyParam(m.msg), m.attrs, mtime);
+          s.touchSecond.run(mtime / 1000n, lastId);
+        }
+        s.counterSet.run(lastId, lastMtime);
+      })
+      .immediate();
+  }
+
+  private commit(batches: readonly (readonly NewMessage[])[], clock: bigint): AppendOutcome[][] {
+    const s = this.s;
+    s.begin.run();
+    try {
+      const counter = s.counterGet.get()!;
+      let lastId = counter['last_id'] as bigint;
+      const lastMtime = counter['last_mtime'] as bigint;
+      const mtime = clock > lastMtime ? clock : lastMtime;
+      // p2p conversation lists: one row per pair, written once per group with the newest id.
+      const pairs = new Map<string, [number, bigint, bigint, bigint]>();
+      const outcomes = batches.map((batch) =>
+        batch.map((m): AppendOutcome => {
+          const id = lastId + 1n;
+          const c = conversationOfMessage(m);
+          const inserted = s.insert.run(
+            id,
+            m.pid,
+            m.kind,
+            c.lo,
+            c.hi,
+            m.from,
+            m.to,
+            m.mid,
+            m.mtype,
+            bodyParam(m.msg),
+            m.attrs,
+            mtime,
+          ).changes;
+          if (inserted === 0) {
+            const original = rowToMessage(s.byKey.get(m.pid, m.kind, m.from, m.to, m.mid)!);
+            return sameContent(original, m) ? { duplicate: original } : { collision: true };
+          }
+          lastId = id;
+          if (m.kind === MessageKind.P2P) pairs.set(`${m.pid}:${c.lo}:${c.hi}`, [m.pid, c.lo, c.hi, id]);
+          return { id, mtime };
+        }),
+      );
+      for (const [pid, lo, hi, id] of pairs.values()) s.touchPair.run(pid, lo, hi, id);
+      if (lastId !== counter['last_id']) s.touchSecond.run(mtime / 1000n, lastId);
+      s.counterSet.run(lastId, mtime);
+      s.commit.run();
+      return outcomes;
+    } catch (err) {
+      if (this.db.inTransaction) s.rollback.run();
+      throw err;
+    }
+  }
+}
+
+export function bodyParam(msg: string | Uint8Array): string | Buffer {
+  return typeof msg === 'string' ? msg : Buffer.from(msg.buffer, msg.byteOffset, msg.byteLength);
+}
+
+export function rowToMessage(r: Row): StoredMessage {
+  const msg = r['msg'];
+  return {
+    id: r['id'] as bigint,
+    pid: Number(r['pid']),
+    kind: Number(r['kind']) as StoredMessage['kind'],
+    from: r['from_id'] as bigint,
+    to: r['to_id'] as bigint,
+    mid: r['mid'] as bigint,
+    mtype: Number(r['mtype']),
+    msg: typeof msg === 'string' ? msg : plainBytes(msg as Uint8Array),
+    attrs: r['attrs'] as string,
+    mtime: r['mtime'] as bigint,
+  };
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,46 @@
+/**
+ * Entry of the SQLite writer thread (see sqlite-writer.ts). It owns a connection of its own and
+ * commits append requests: everything queued while it was busy goes into ONE transaction, so the
+ * group grows by itself when commits are slow (a disk stall) and stays small when they are fast.
+ */
+import Database from 'better-sqlite3';
+import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { AppendCommitter, type BatchOutcome } from './sqlite-appender.js';
+import type { WriterOptions, WriterReply, WriterRequest } from './sqlite-writer.js';
+
+const options = workerData as WriterOptions & { path: string };
+const port = parentPort!;
+const db = new Database(options.path, { timeout: options.busyTimeoutMs });
+db.defaultSafeIntegers(true);
+db.pragma(`synchronous = ${options.synchronous}`);
+db.pragma(`cache_size = -${options.cacheSizeKiB}`);
+// Auto-checkpoints run inside the commit of the connection that writes: this one. With the
+// checkpointer thread on, they are only a backstop (40 MiB of WAL).
+db.pragma(`wal_autocheckpoint = ${options.walAutocheckpointPages}`);
+const committer = new AppendCommitter(db);
+
+port.on('message', (first: WriterRequest | 'stop') => {
+  const requests: WriterRequest[] = [];
+  let stop = first === 'stop';
+  if (first !== 'stop') requests.push(first);
+  // Drain what queued up behind the first request: one transaction for all of it.
+  for (let next = receiveMessageOnPort(port); next; next = receiveMessageOnPort(port)) {
+    if (next.message === 'stop') stop = true;
+    else requests.push(next.message as WriterRequest);
+  }
+  if (requests.length > 0) {
+    const batches = requests.flatMap((r) => r.batches);
+    const clock = requests.reduce((max, r) => (r.clock > max ? r.clock : max), 0n);
+    const outcomes: BatchOutcome[] = committer.commitBatches(batches, clock);
+    let at = 0;
+    for (const r of requests) {
+      const reply: WriterReply = { seq: r.seq, outcomes: outcomes.slice(at, at + r.batches.length) };
+      at += r.batches.length;
+      port.postMessage(reply);
+    }
+  }
+  if (stop) {
+    db.close();
+    port.close();
+  }
+});

@@ -1,0 +1,36 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError, resolveConfig } from '../src/config.js';
+
+const base = { RTM_PROJECT_ID: '1000', RTM_PROJECT_SECRET: 'a-long-project-secret' };
+
+describe('config: SQLite tuning from the environment', () => {
+  it('defaults: synchronous NORMAL, checkpoints every 100 ms, commits in the event loop', () => {
+    const c = resolveConfig(base).config;
+    assert.equal(c.sqliteSynchronous, 'NORMAL');
+    assert.equal(c.sqliteCheckpointMs, 100);
+    assert.equal(c.sqliteWriterThread, false);
+  });
+
+  it('reads RTM_SQLITE_CHECKPOINT_MS and RTM_SQLITE_WRITER_THREAD', () => {
+    const c = resolveConfig({
+      ...base,
+      RTM_SQLITE_CHECKPOINT_MS: '0',
+      RTM_SQLITE_WRITER_THREAD: 'on',
+      RTM_SQLITE_SYNCHRONOUS: 'full',
+    }).config;
+    assert.equal(c.sqliteCheckpointMs, 0);
+    assert.equal(c.sqliteWriterThread, true);
+    assert.equal(c.sqliteSynchronous, 'FULL');
+  });
+
+  it('a bad value names its variable', () => {
+    assert.throws(
+      () => resolveConfig({ ...base, RTM_SQLITE_CHECKPOINT_MS: '-5' }),
+      (e) => e instanceof ConfigError && /RTM_SQLITE_CHECKPOINT_MS/.test(e.message),
+    );
+    assert.throws(() => resolveConfig({ ...base, RTM_SQLITE_CHECKPOINT_MS: 'soon' }), /RTM_SQLITE_CHECKPOINT_MS must be an integer/);
+    assert.throws(() => resolveConfig({ ...base, RTM_SQLITE_WRITER_THREAD: 'maybe' }), /RTM_SQLITE_WRITER_THREAD must be true or false/);
+    assert.throws(() => resolveConfig({ ...base, RTM_SQLITE_SYNCHRONOUS: 'OFF' }), /RTM_SQLITE_SYNCHRONOUS must be NORMAL or FULL/);
+  });
+});
