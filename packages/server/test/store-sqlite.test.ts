@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { storeConformance } from '@rtm/testkit';
+import { SqliteWriterThread } from '../src/store/sqlite-writer.js';
 import { SqliteStore } from '../src/store/sqlite.js';
 import { SQLITE_MIGRATIONS } from '../src/store/sqlite-migrations.js';
 import { MessageKind, type HistoryQuery, type NewMessage } from '../src/store/store.js';
@@ -134,6 +135,22 @@ if (process.env[CHILD_ENV]) {
       } finally {
         await b.close();
       }
+    });
+
+    it('writer thread that cannot open its database: appends fail with the reason, no respawn loop', async () => {
+      const failures: string[] = [];
+      const writer = new SqliteWriterThread(
+        join(dir, 'missing', 'dir', 'rtm.sqlite'),
+        { synchronous: 'NORMAL', cacheSizeKiB: 1024, busyTimeoutMs: 100, walAutocheckpointPages: 1000 },
+        (m) => failures.push(m),
+      );
+      const m = { pid: 1, kind: MessageKind.GROUP, from: 1n, to: 2n, mid: 3n, mtype: 30, msg: 'x', attrs: '' };
+      const [first] = await writer.commit([[m]], 1n);
+      assert.match((first as { error: string }).error, /writer thread exited .* in flight/);
+      const [second] = await writer.commit([[m]], 1n);
+      assert.match((second as { error: string }).error, /writer thread cannot run: .*directory/i);
+      assert.ok(failures.some((f) => /cannot run/.test(f)));
+      await writer.stop();
     });
 
     it('migrations are recorded once and re-opening keeps the data', async () => {

@@ -44,6 +44,8 @@ export class SqliteWriterThread {
   private readonly inflight = new Map<number, Waiter>();
   private drained: (() => void) | undefined;
   private stopping = false;
+  /** Set when a new thread died before committing anything (it cannot open the database…). */
+  private broken: string | undefined;
 
   constructor(
     private readonly path: string,
@@ -53,9 +55,10 @@ export class SqliteWriterThread {
     this.worker = this.spawn();
   }
 
-  /** Commits the batches (one transaction if possible); resolves with one outcome per batch. */
+  /** Commits the batches (one transaction if possible); resolves with one outcome per batch, never rejects. */
   commit(batches: (readonly NewMessage[])[], clock: bigint): Promise<BatchOutcome[]> {
-    if (this.stopping) return Promise.reject(new Error('SqliteStore: the store is closing'));
+    const refused = this.stopping ? 'SqliteStore: the store is closing' : this.broken;
+    if (refused) return Promise.resolve(batches.map(() => ({ error: refused })));
     const seq = this.nextSeq++;
     const request: WriterRequest = { seq, batches, clock };
     return new Promise((resolve) => {
@@ -76,13 +79,19 @@ export class SqliteWriterThread {
 
   private spawn(): Worker {
     const worker = new Worker(workerEntry(), { eval: true, workerData: { ...this.options, path: this.path } });
+    let committed = false;
+    let lastError = '';
     worker.on('message', (reply: WriterReply) => {
+      committed = true;
       const waiter = this.inflight.get(reply.seq);
       this.inflight.delete(reply.seq);
       waiter?.resolve(reply.outcomes);
       if (this.inflight.size === 0) this.drained?.();
     });
-    worker.on('error', (err) => this.onFailure(err.message));
+    worker.on('error', (err) => {
+      lastError = err.message;
+      this.onFailure(err.message);
+    });
     worker.on('exit', (code) => {
       if (this.stopping && this.inflight.size === 0) return;
       // The thread died (a bug or an out-of-memory): what was in flight may or may not be
@@ -92,7 +101,11 @@ export class SqliteWriterThread {
       const error = { error: `SqliteStore: the writer thread exited (code ${code}) with this commit in flight` };
       for (const waiter of failed) waiter.resolve(Array.from({ length: waiter.batches }, () => error));
       this.drained?.();
-      if (!this.stopping) {
+      if (!committed) {
+        // It never worked: a new one would die the same way, so appends fail with the reason.
+        this.broken = `SqliteStore: the writer thread cannot run: ${lastError || `exit code ${code}`}`;
+        this.onFailure(this.broken);
+      } else if (!this.stopping) {
         this.onFailure(`the SQLite writer thread exited (code ${code}); starting a new one`);
         this.worker = this.spawn();
       }
