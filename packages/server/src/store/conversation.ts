@@ -1,8 +1,8 @@
 /**
  * Helpers shared by the Store implementations: conversation keys, message content equality,
- * int64 validation. No I/O.
+ * int64 validation, row shapes both SQL stores return. No I/O.
  */
-import { MessageKind, type ConversationRef, type NewMessage } from './store.js';
+import { MessageKind, type ConversationRef, type NewMessage, type UnreadCount } from './store.js';
 
 /** Key of the conversation a message belongs to (DESIGN.md "Storage"). */
 export interface ConversationKey {
@@ -70,4 +70,11 @@ export function checkNewMessage(m: NewMessage): void {
 /** A plain Uint8Array view of bytes returned by a driver (Buffer), so results compare equal across stores. */
 export function plainBytes(b: Uint8Array): Uint8Array {
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/** Unread counts from rows of (k: peer or gid, n: count, t: newest mtime), as both SQL stores select them. */
+export function unreadMap(rows: readonly Record<string, unknown>[]): Map<bigint, UnreadCount> {
+  const out = new Map<bigint, UnreadCount>();
+  for (const r of rows) out.set(r['k'] as bigint, { count: Number(r['n']), ltime: r['t'] as bigint });
+  return out;
 }

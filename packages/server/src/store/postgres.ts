@@ -33,7 +33,7 @@ import {
   type UnreadCount,
   type UnreadQuery,
 } from './store.js';
-import { checkNewMessage, conversationOfMessage, conversationOfRef, plainBytes, sameContent } from './conversation.js';
+import { checkNewMessage, conversationOfMessage, conversationOfRef, plainBytes, sameContent, unreadMap } from './conversation.js';
 import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
 
 export interface PostgresStoreOptions {
@@ -801,10 +801,4 @@ function rowToMessage(r: Row): StoredMessage {
     attrs: r['attrs'] as string,
     mtime: r['mtime'] as bigint,
   };
-}
-
-function unreadMap(rows: Row[]): Map<bigint, UnreadCount> {
-  const out = new Map<bigint, UnreadCount>();
-  for (const r of rows) out.set(r['k'] as bigint, { count: Number(r['n']), ltime: r['t'] as bigint });
-  return out;
 }

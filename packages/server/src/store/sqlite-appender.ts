@@ -8,7 +8,7 @@
  * strictly increase in commit order (also across restarts and after deletions) and
  * mtime = max(clock, last mtime), so mtime never decreases with id.
  */
-import type Database from 'better-sqlite3';
+import Database from 'better-sqlite3';
 import { conversationOfMessage, plainBytes, sameContent, type ConversationKey } from './conversation.js';
 import { MessageKind, type NewMessage, type StoredMessage } from './store.js';
 
@@ -141,6 +141,26 @@ export class AppendCommitter {
       if (this.db.inTransaction) s.rollback.run();
       throw err;
     }
+  }
+}
+
+/**
+ * A connection set up as the store's connections are (the event loop's and the writer thread's):
+ * int64 columns read as bigint, the durability and page cache asked for.
+ */
+export function openConnection(
+  path: string,
+  options: { busyTimeoutMs: number; synchronous: 'FULL' | 'NORMAL'; cacheSizeKiB: number },
+): Database.Database {
+  const db = new Database(path, { timeout: options.busyTimeoutMs });
+  try {
+    db.defaultSafeIntegers(true);
+    db.pragma(`synchronous = ${options.synchronous}`);
+    db.pragma(`cache_size = -${options.cacheSizeKiB}`);
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
   }
 }
 

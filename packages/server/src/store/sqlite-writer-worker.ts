@@ -3,17 +3,13 @@
  * commits append requests: everything queued while it was busy goes into ONE transaction, so the
  * group grows by itself when commits are slow (a disk stall) and stays small when they are fast.
  */
-import Database from 'better-sqlite3';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { AppendCommitter, type BatchOutcome } from './sqlite-appender.js';
+import { AppendCommitter, openConnection, type BatchOutcome } from './sqlite-appender.js';
 import type { WriterOptions, WriterReply, WriterRequest } from './sqlite-writer.js';
 
 const options = workerData as WriterOptions & { path: string };
 const port = parentPort!;
-const db = new Database(options.path, { timeout: options.busyTimeoutMs });
-db.defaultSafeIntegers(true);
-db.pragma(`synchronous = ${options.synchronous}`);
-db.pragma(`cache_size = -${options.cacheSizeKiB}`);
+const db = openConnection(options.path, options);
 // Auto-checkpoints run inside the commit of the connection that writes: this one. With the
 // checkpointer thread on, they are only a backstop (40 MiB of WAL).
 db.pragma(`wal_autocheckpoint = ${options.walAutocheckpointPages}`);

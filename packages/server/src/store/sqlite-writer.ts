@@ -6,12 +6,13 @@ import type { NewMessage } from './store.js';
  * Commits appends of a file database in a thread of their own, so the event loop never waits on
  * the disk.
  *
- * Why: a commit writes every page it dirties to the WAL (≈ 20 KiB per P2P message with its four
- * indexes), and on a busy disk a plain `write()` can block for tens of milliseconds (journal
- * commits, writeback of the WAL behind a checkpoint's fsync). In the event loop such a stall held
- * up every connection; in this thread it only delays the commits queued behind it, which then go
- * out as one bigger group. Reads stay on the event loop's connection (WAL: readers never wait for
- * the writer) and see a message as soon as its append has resolved.
+ * Why: a commit writes every page it dirties to the WAL (≈ 20 KiB per P2P message: the table, its
+ * three indexes and the conversation row), and on a busy disk a plain `write()` can block for tens
+ * of milliseconds (journal commits, writeback of the WAL behind a checkpoint's fsync). In the
+ * event loop such a stall held up every connection; in this thread it only delays the commits
+ * queued behind it, which then go out as one bigger group. Reads stay on the event loop's
+ * connection (WAL: readers never wait for the writer) and see a message as soon as its append has
+ * resolved.
  */
 export interface WriterOptions {
   synchronous: 'FULL' | 'NORMAL';

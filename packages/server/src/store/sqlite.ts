@@ -35,8 +35,15 @@ import {
   type UnreadCount,
   type UnreadQuery,
 } from './store.js';
-import { checkNewMessage, conversationOfRef } from './conversation.js';
-import { AppendCommitter, MESSAGE_COLUMNS, rowToMessage, type BatchOutcome, type AppendOutcome } from './sqlite-appender.js';
+import { checkNewMessage, conversationOfRef, unreadMap } from './conversation.js';
+import {
+  AppendCommitter,
+  MESSAGE_COLUMNS,
+  openConnection,
+  rowToMessage,
+  type BatchOutcome,
+  type AppendOutcome,
+} from './sqlite-appender.js';
 import { WalCheckpointer } from './sqlite-checkpointer.js';
 import { SqliteWriterThread } from './sqlite-writer.js';
 import { SQLITE_MIGRATIONS, type SqliteMigration } from './sqlite-migrations.js';
@@ -157,12 +164,9 @@ export class SqliteStore implements Store {
   async init(): Promise<void> {
     if (this.db) return;
     if (this.path !== ':memory:') mkdirSync(dirname(this.path), { recursive: true });
-    const db = new Database(this.path, { timeout: this.options.busyTimeoutMs });
+    const db = openConnection(this.path, this.options);
     try {
-      db.defaultSafeIntegers(true);
       if (this.path !== ':memory:') db.pragma('journal_mode = WAL');
-      db.pragma(`synchronous = ${this.options.synchronous}`);
-      db.pragma(`cache_size = -${this.options.cacheSizeKiB}`);
       db.pragma('foreign_keys = OFF');
       migrate(db, SQLITE_MIGRATIONS);
       this.db = db;
@@ -819,12 +823,6 @@ function appendResult(m: NewMessage, o: AppendOutcome): AppendResult {
   if ('id' in o) return { status: 'stored', message: { ...m, id: o.id, mtime: o.mtime } };
   if ('duplicate' in o) return { status: 'duplicate', message: o.duplicate };
   return { status: 'collision' };
-}
-
-function unreadMap(rows: Row[]): Map<bigint, UnreadCount> {
-  const out = new Map<bigint, UnreadCount>();
-  for (const r of rows) out.set(r['k'] as bigint, { count: Number(r['n']), ltime: r['t'] as bigint });
-  return out;
 }
 
 /** A JSON array of int64 ids for `IN (SELECT value FROM json_each(?))` (exact: SQLite reads int64). */
