@@ -197,14 +197,7 @@ export async function startBaseline(kind: 'socketio' | 'ws', nodeOptions = '', e
         child.send({ ...msg, id });
       });
     },
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
-      await exited;
-      clearTimeout(timer);
-    },
+    stop: () => stopChild(child),
   };
 }
 
@@ -270,14 +263,7 @@ export function startWorker(script: string): Worker {
         child.send({ ...data, type });
       });
     },
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
-      await exited;
-      clearTimeout(timer);
-    },
+    stop: () => stopChild(child),
   };
 }
 
@@ -286,3 +272,13 @@ export const percentile = (sorted: ArrayLike<number>, p: number): number =>
 
 export const fmt = (n: number, digits = 0): string =>
   n.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+/** SIGTERM, then SIGKILL after 3 s; resolves once the child has exited. */
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+  await exited;
+  clearTimeout(timer);
+}
