@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import { RTMServerClient } from '@rtm/server-sdk';
 import { spawnServer, TEST_PID, TEST_SECRET } from '@rtm/testkit';
+import { SQLITE_MIGRATIONS } from '../packages/server/src/store/sqlite-migrations.js';
 
 export interface SendFigures {
   connections: number;
@@ -38,19 +39,17 @@ export async function processCpuUs(pid: number): Promise<number> {
 
 const percentile = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? 0;
 
-/** The ceiling: prepared inserts of the same shape in transactions of 1,000 rows, WAL, synchronous NORMAL. */
+/** The ceiling: prepared inserts of the same rows into the store's schema in transactions of 1,000, WAL, synchronous NORMAL. */
 async function rawInsertRate(seconds: number): Promise<{ rate: number; cpuUs: number }> {
   const dir = await mkdtemp(join(tmpdir(), 'rtm-bench-raw-'));
   try {
     const db = new Database(join(dir, 'raw.sqlite'));
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
-    db.exec(`CREATE TABLE m (id INTEGER PRIMARY KEY, pid INTEGER, kind INTEGER, conv_lo INTEGER, conv_hi INTEGER, from_id INTEGER, to_id INTEGER,
-      mid INTEGER, mtype INTEGER, msg BLOB, attrs TEXT, mtime INTEGER, deleted INTEGER DEFAULT 0);
-      CREATE INDEX m_conv ON m (pid, kind, conv_lo, conv_hi, id); CREATE UNIQUE INDEX m_dedupe ON m (pid, kind, from_id, to_id, mid);
-      CREATE INDEX m_unread ON m (pid, kind, to_id, mtime);`);
+    // The store's own table and indexes (its migrations), so the ceiling follows the schema.
+    for (const m of SQLITE_MIGRATIONS) db.exec(m.sql);
     const insert = db.prepare(
-      'INSERT INTO m (pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (?,?,?,?,?,?,?,?,?,?,?)',
+      'INSERT INTO messages (pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (?,?,?,?,?,?,?,?,?,?,?)',
     );
     const batch = db.transaction((start: number) => {
       for (let i = start; i < start + 1000; i++)

@@ -107,6 +107,16 @@ if (process.env[CHILD_ENV]) {
             }
           }
         }
+        // p2p unread: the user's pairs by key, then each pair's history range; nothing scanned.
+        for (const extra of [{}, { mtypes: [30] }, { peers: [1n, 2n] }]) {
+          const plan = store.explainUnreadP2P({ pid: 1, uid: 53n, since: now - 60_000n, ...extra });
+          const text = plan.join(' | ');
+          assert.ok(plan.some((l) => /SEARCH m USING (COVERING )?INDEX messages_history/.test(l)), text);
+          assert.ok(plan.some((l) => /SEARCH p2p_pairs USING (PRIMARY KEY|INDEX p2p_pairs_hi)/.test(l)), text);
+          assert.ok(!plan.some((l) => /SCAN (m|messages|p2p_pairs)\b/.test(l)), `scan: ${text}`);
+        }
+        // Bulk loads keep p2p_pairs up: 3 → 53 is every i ≡ 3 (mod 350) below 3,000, nine messages.
+        assert.equal((await store.unreadP2P({ pid: 1, uid: 53n, since: 0n })).get(3n)?.count, 9);
       } finally {
         await store.close();
       }
@@ -306,6 +316,45 @@ describe('SqliteStore migration 2 (time_index, p2p_pairs) on a version-1 databas
         begin: 1_001n,
       });
       assert.deepEqual(none, []);
+      await store.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('SqliteStore migration 3 (counter in time_index, no messages_inbox) on a version-2 database', () => {
+  it('keeps ids and mtimes growing past the old counter, and p2p unread right', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'rtm-mig-'));
+    try {
+      const Database = (await import('better-sqlite3')).default;
+      const db = new Database(join(dir, 'rtm.sqlite'));
+      db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
+      for (const m of SQLITE_MIGRATIONS.slice(0, 2)) {
+        db.exec(m.sql);
+        db.prepare('INSERT INTO schema_migrations VALUES (?, ?, 0)').run(m.version, m.name);
+      }
+      const ins = db.prepare(
+        "INSERT INTO messages (id, pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (?,1,1,10,20,10,20,?,30,'m','',?)",
+      );
+      ins.run(1, 1, 1_000);
+      ins.run(2, 2, 2_500);
+      db.exec('INSERT INTO time_index (sec, last_id) VALUES (1, 1), (2, 2)');
+      db.exec('INSERT INTO p2p_pairs (pid, lo, hi, last_id) VALUES (1, 10, 20, 2)');
+      // Ids 3 and 4 were given out and their rows are gone; the last mtime is ahead of the clock.
+      const ahead = Date.now() + 600_000;
+      db.prepare("UPDATE counters SET last_id = 4, last_mtime = ? WHERE name = 'messages'").run(ahead);
+      db.close();
+
+      const store = new SqliteStore({ dataDir: dir });
+      await store.init();
+      const [next] = await store.append([{ pid: 1, kind: MessageKind.P2P, from: 20n, to: 10n, mid: 3n, mtype: 30, msg: 'n', attrs: '' }]);
+      assert.equal(next?.status, 'stored');
+      assert.equal(next.message.id, 5n);
+      assert.equal(next.message.mtime, BigInt(ahead));
+      assert.deepEqual(await store.unreadP2P({ pid: 1, uid: 20n, since: 0n }), new Map([[10n, { count: 2, ltime: 2_500n }]]));
+      assert.deepEqual(await store.unreadP2P({ pid: 1, uid: 20n, since: 1_000n }), new Map([[10n, { count: 1, ltime: 2_500n }]]));
+      assert.deepEqual(await store.unreadP2P({ pid: 1, uid: 10n, since: 0n }), new Map([[20n, { count: 1, ltime: BigInt(ahead) }]]));
       await store.close();
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -4,9 +4,10 @@
  * databases and in the event loop for `:memory:` ones (a private in-memory database cannot be
  * shared with another thread).
  *
- * Ids and mtimes come from the `counters` row, read and written inside the transaction: ids
- * strictly increase in commit order (also across restarts and after deletions) and
- * mtime = max(clock, last mtime), so mtime never decreases with id.
+ * Ids and mtimes come from the newest `time_index` row, read and written inside the transaction
+ * (the row of the commit's second is written anyway, for time windows): ids strictly increase in
+ * commit order (also across restarts and after deletions) and mtime = max(clock, last mtime), so
+ * mtime never decreases with id.
  */
 import Database from 'better-sqlite3';
 import { conversationOfMessage, plainBytes, sameContent, type ConversationKey } from './conversation.js';
@@ -35,8 +36,8 @@ export class AppendCommitter {
       begin: p('BEGIN IMMEDIATE'),
       commit: p('COMMIT'),
       rollback: p('ROLLBACK'),
-      counterGet: p("SELECT last_id, last_mtime FROM counters WHERE name = 'messages'"),
-      counterSet: p("UPDATE counters SET last_id = ?, last_mtime = ? WHERE name = 'messages'"),
+      // Nothing deletes time_index rows, so the newest one holds the last id ever assigned.
+      counterGet: p('SELECT last_id, last_mtime FROM time_index ORDER BY sec DESC LIMIT 1'),
       // The insert probes the unique key itself: no separate lookup for the common, new case.
       insert: p(
         `INSERT INTO messages (id, pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -47,7 +48,10 @@ export class AppendCommitter {
         `INSERT INTO p2p_pairs (pid, lo, hi, last_id) VALUES (?, ?, ?, ?)
          ON CONFLICT (pid, lo, hi) DO UPDATE SET last_id = excluded.last_id, hidden_lo = 0, hidden_hi = 0`,
       ),
-      touchSecond: p('INSERT INTO time_index (sec, last_id) VALUES (?, ?) ON CONFLICT (sec) DO UPDATE SET last_id = excluded.last_id'),
+      touchSecond: p(
+        `INSERT INTO time_index (sec, last_id, last_mtime) VALUES (?, ?, ?)
+         ON CONFLICT (sec) DO UPDATE SET last_id = excluded.last_id, last_mtime = excluded.last_mtime`,
+      ),
     };
   }
 
@@ -71,40 +75,48 @@ export class AppendCommitter {
   }
 
   /**
-   * Inserts already-unique messages without dedupe checks or p2p conversation upkeep, in one
-   * transaction (bulk loads: benchmarks, imports). `mtime` per message may back-date it; it is
+   * Inserts already-unique messages without dedupe checks, in one transaction (bulk loads:
+   * benchmarks, imports); p2p conversations are kept up as by appends. `mtime` per message may back-date it; it is
    * raised to keep mtime non-decreasing with id.
    */
   bulkInsert(messages: readonly (NewMessage & { mtime?: bigint })[], clock: bigint): void {
     const s = this.s;
     this.db
       .transaction(() => {
-        const counter = s.counterGet.get()!;
-        let lastId = counter['last_id'] as bigint;
-        let lastMtime = counter['last_mtime'] as bigint;
+        let { lastId, lastMtime } = this.counter();
+        const pairs: PairTouches = new Map();
         for (const m of messages) {
           const wanted = m.mtime ?? clock;
           const mtime = wanted > lastMtime ? wanted : lastMtime;
           lastMtime = mtime;
           const c: ConversationKey = conversationOfMessage(m);
           s.insert.run(++lastId, m.pid, m.kind, c.lo, c.hi, m.from, m.to, m.mid, m.mtype, bodyParam(m.msg), m.attrs, mtime);
-          s.touchSecond.run(mtime / 1000n, lastId);
+          s.touchSecond.run(mtime / 1000n, lastId, mtime);
+          notePair(pairs, m, c, lastId);
         }
-        s.counterSet.run(lastId, lastMtime);
+        this.touchPairs(pairs);
       })
       .immediate();
+  }
+
+  private touchPairs(pairs: PairTouches): void {
+    for (const [pid, lo, hi, id] of pairs.values()) this.s.touchPair.run(pid, lo, hi, id);
+  }
+
+  private counter(): { lastId: bigint; lastMtime: bigint } {
+    const row = this.s.counterGet.get();
+    return row ? { lastId: row['last_id'] as bigint, lastMtime: row['last_mtime'] as bigint } : { lastId: 0n, lastMtime: 0n };
   }
 
   private commit(batches: readonly (readonly NewMessage[])[], clock: bigint): AppendOutcome[][] {
     const s = this.s;
     s.begin.run();
     try {
-      const counter = s.counterGet.get()!;
-      let lastId = counter['last_id'] as bigint;
-      const lastMtime = counter['last_mtime'] as bigint;
+      const counter = this.counter();
+      let lastId = counter.lastId;
+      const lastMtime = counter.lastMtime;
       const mtime = clock > lastMtime ? clock : lastMtime;
-      // p2p conversation lists: one row per pair, written once per group with the newest id.
-      const pairs = new Map<string, [number, bigint, bigint, bigint]>();
+      const pairs: PairTouches = new Map();
       const outcomes = batches.map((batch) =>
         batch.map((m): AppendOutcome => {
           const id = lastId + 1n;
@@ -128,13 +140,12 @@ export class AppendCommitter {
             return sameContent(original, m) ? { duplicate: original } : { collision: true };
           }
           lastId = id;
-          if (m.kind === MessageKind.P2P) pairs.set(`${m.pid}:${c.lo}:${c.hi}`, [m.pid, c.lo, c.hi, id]);
+          notePair(pairs, m, c, id);
           return { id, mtime };
         }),
       );
-      for (const [pid, lo, hi, id] of pairs.values()) s.touchPair.run(pid, lo, hi, id);
-      if (lastId !== counter['last_id']) s.touchSecond.run(mtime / 1000n, lastId);
-      s.counterSet.run(lastId, mtime);
+      this.touchPairs(pairs);
+      if (lastId !== counter.lastId) s.touchSecond.run(mtime / 1000n, lastId, mtime);
       s.commit.run();
       return outcomes;
     } catch (err) {
@@ -142,6 +153,16 @@ export class AppendCommitter {
       throw err;
     }
   }
+}
+
+/**
+ * p2p conversations (lists, unread) touched by a commit: one p2p_pairs row per pair, written once
+ * per commit with its newest id.
+ */
+type PairTouches = Map<string, [pid: number, lo: bigint, hi: bigint, lastId: bigint]>;
+
+function notePair(pairs: PairTouches, m: NewMessage, c: ConversationKey, id: bigint): void {
+  if (m.kind === MessageKind.P2P) pairs.set(`${m.pid}:${c.lo}:${c.hi}`, [m.pid, c.lo, c.hi, id]);
 }
 
 /**

@@ -9,7 +9,7 @@
  * - With `writerThread`, a file database's commits run in a writer thread with its own connection
  *   (`sqlite-writer.ts`): a commit that waits on the disk never blocks the event loop, and turns
  *   that pile up behind it are committed together.
- * - Message ids and mtimes come from the `counters` row, read and written inside that transaction
+ * - Message ids and mtimes come from the newest `time_index` row, read and written inside that transaction
  *   (`sqlite-appender.ts`): ids strictly increase in commit order (also across restarts and after
  *   deletions) and mtime = max(now, last mtime), so mtime never decreases with id. History relies
  *   on that to turn `begin`/`end` into id bounds (see `idBounds`).
@@ -240,7 +240,6 @@ export class SqliteStore implements Store {
       lastIdBefore: p('SELECT last_id FROM time_index WHERE sec < ? ORDER BY sec DESC LIMIT 1'),
       /** Last id stored in or before second `sec`. */
       lastIdThrough: p('SELECT last_id FROM time_index WHERE sec <= ? ORDER BY sec DESC LIMIT 1'),
-      timeIndexPrune: p('DELETE FROM time_index WHERE sec < ?'),
 
       p2pPeers: p(
         `SELECT hi AS peer, last_id FROM p2p_pairs WHERE pid = ? AND lo = ? AND hidden_lo = 0
@@ -371,7 +370,15 @@ export class SqliteStore implements Store {
    * must search `messages_history`, never scan `messages` nor sort in a temp b-tree).
    */
   explainHistory(query: HistoryQuery): string[] {
-    const plan = this.historyPlan(query);
+    return this.explain(this.historyPlan(query));
+  }
+
+  /** `EXPLAIN QUERY PLAN` lines of `unreadP2P(query)` (tests: index searches only, no scan). */
+  explainUnreadP2P(query: UnreadQuery & { peers?: readonly bigint[] }): string[] {
+    return this.explain(this.unreadP2PPlan(query));
+  }
+
+  private explain(plan: { stmt: Stmt; params: unknown[] } | undefined): string[] {
     if (!plan) return [];
     const sql = `EXPLAIN QUERY PLAN ${plan.stmt.source}`;
     return this.conn
@@ -444,21 +451,37 @@ export class SqliteStore implements Store {
   // --- unread and conversations ----------------------------------------------------------------
 
   async unreadP2P(query: UnreadQuery & { peers?: readonly bigint[] }): Promise<Map<bigint, UnreadCount>> {
-    const params: unknown[] = [query.pid, query.uid, query.since];
+    const plan = this.unreadP2PPlan(query);
+    return plan ? unreadMap(plan.stmt.all(...plan.params)) : new Map();
+  }
+
+  private unreadP2PPlan(query: UnreadQuery & { peers?: readonly bigint[] }): { stmt: Stmt; params: unknown[] } | undefined {
+    if (query.peers?.length === 0) return undefined;
+    // mtime > since ⇔ id above the bound idBounds derives (mtime never decreases with id).
+    const bounds = this.idBounds(query.since + 1n, undefined);
+    if (!bounds) return undefined;
+    // The conversations of uid that changed after the bound (p2p_pairs.last_id), then each one's
+    // messages after it in messages_history: index ranges only, no index of its own to keep up.
+    const { pid, uid } = query;
+    const params: unknown[] = [pid, uid, bounds.lo, pid, uid, bounds.lo, pid, bounds.lo, uid, query.since];
     let filter = '';
     if (query.peers) {
-      if (query.peers.length === 0) return new Map();
-      filter += ' AND from_id IN (SELECT value FROM json_each(?))';
+      filter += ' AND m.from_id IN (SELECT value FROM json_each(?))';
       params.push(idsJson(query.peers));
     }
     const mtypes = query.mtypes ?? [];
-    filter += mtypeFilter(mtypes);
+    filter += mtypeFilter(mtypes, 'm.');
     params.push(...mtypes);
-    const rows = this.shaped(
-      `SELECT from_id AS k, COUNT(*) AS n, MAX(mtime) AS t FROM messages INDEXED BY messages_inbox
-       WHERE pid = ? AND kind = 1 AND to_id = ? AND mtime > ? AND deleted = 0${filter} GROUP BY from_id`,
-    ).all(...params);
-    return unreadMap(rows);
+    const stmt = this.shaped(
+      `SELECT m.from_id AS k, COUNT(*) AS n, MAX(m.mtime) AS t
+       FROM (SELECT lo, hi FROM p2p_pairs WHERE pid = ? AND lo = ? AND last_id > ?
+             UNION ALL SELECT lo, hi FROM p2p_pairs INDEXED BY p2p_pairs_hi WHERE pid = ? AND hi = ? AND lo <> hi AND last_id > ?) AS c
+       JOIN messages AS m INDEXED BY messages_history
+         ON m.pid = ? AND m.kind = 1 AND m.conv_lo = c.lo AND m.conv_hi = c.hi AND m.id > ?
+       WHERE m.to_id = ? AND m.mtime > ? AND m.deleted = 0${filter}
+       GROUP BY m.from_id`,
+    );
+    return { stmt, params };
   }
 
   async unreadGroups(query: UnreadQuery & { gids: readonly bigint[] }): Promise<Map<bigint, UnreadCount>> {
@@ -806,8 +829,8 @@ function migrate(db: Database.Database, migrations: readonly SqliteMigration[]):
 }
 
 /** ` AND mtype IN (?, …)` for a non-empty mtypes filter, else ''. */
-function mtypeFilter(mtypes: readonly number[]): string {
-  return mtypes.length > 0 ? ` AND mtype IN (${mtypes.map(() => '?').join(', ')})` : '';
+function mtypeFilter(mtypes: readonly number[], table = ''): string {
+  return mtypes.length > 0 ? ` AND ${table}mtype IN (${mtypes.map(() => '?').join(', ')})` : '';
 }
 
 /** Resolves each pending append with the outcomes of its batch (or rejects it with its error). */
