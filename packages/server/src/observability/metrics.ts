@@ -55,6 +55,20 @@ export class Metrics {
   constructor(defaultMetrics = false) {
     if (defaultMetrics) collectDefaultMetrics({ register: this.registry });
   }
+
+  private readonly children = new Map<Counter<string>, Map<string, Counter.Internal>>();
+
+  /**
+   * Adds `n` to a one-label counter through a child bound once per label value: a labelled `inc`
+   * hashes its labels object on every call, which shows on the per-message path.
+   */
+  add(counter: Counter<string>, label: string, n = 1): void {
+    let byLabel = this.children.get(counter);
+    if (!byLabel) this.children.set(counter, (byLabel = new Map()));
+    let child = byLabel.get(label);
+    if (!child) byLabel.set(label, (child = counter.labels(label)));
+    child.inc(n);
+  }
 }
 
 function trafficCounter(

@@ -39,42 +39,25 @@ export class Delivery {
   };
 
   private deliverMessage(m: StoredMessage, recipients: bigint[] | undefined, origin: { node: string; conn: number } | undefined): void {
-    const skipConn = origin && origin.node === this.bus.nodeId ? origin.conn : -1;
-    let prepared: PreparedPush | undefined;
-    let written = 0;
-    const send = (conn: ClientConnection): void => {
-      if (conn.id === skipConn) return;
-      prepared ??= (() => {
-        const p = clientPush(m);
-        return new PreparedPush(p.method, p.payload);
-      })();
-      conn.pushPrepared(prepared);
-      written++;
-    };
-    const toUsers = (uids: Iterable<bigint>): void => {
-      for (const uid of uids) {
-        const conns = this.presence.connectionsOf(m.pid, uid);
-        if (conns) for (const conn of conns) send(conn);
-      }
-    };
+    const out = new ClientFanout(m, origin && origin.node === this.bus.nodeId ? origin.conn : -1);
     switch (m.kind) {
       case MessageKind.P2P:
-        toUsers(recipients ?? [m.to]);
-        if (this.options.p2pEchoToSenderDevices) toUsers([m.from]);
+        this.toUsers(out, recipients ?? [m.to]);
+        if (this.options.p2pEchoToSenderDevices) this.toUsers(out, [m.from]);
         break;
       case MessageKind.GROUP:
-        toUsers(recipients ?? []);
+        this.toUsers(out, recipients ?? []);
         break;
       case MessageKind.ROOM: {
         const members = this.presence.localRoomMembers(m.pid, m.to);
-        if (members) toUsers(members);
+        if (members) this.toUsers(out, members);
         break;
       }
       case MessageKind.BROADCAST:
-        toUsers(this.presence.usersOf(m.pid));
+        this.toUsers(out, this.presence.usersOf(m.pid));
         break;
     }
-    if (prepared) this.metrics.pushes.inc({ method: prepared.method }, written);
+    if (out.prepared) this.metrics.add(this.metrics.pushes, out.prepared.method, out.written);
 
     const listening = this.listeners.listeners(m.pid);
     if (listening) {
@@ -88,6 +71,13 @@ export class Delivery {
         }
         conn.pushPrepared(serverPrepared);
       }
+    }
+  }
+
+  private toUsers(out: ClientFanout, uids: Iterable<bigint>): void {
+    for (const uid of uids) {
+      const conns = this.presence.connectionsOf(out.message.pid, uid);
+      if (conns) for (const conn of conns) out.push(conn);
     }
   }
 
@@ -120,5 +110,29 @@ export class Delivery {
       prepared ??= new PreparedPush('pushevent', { pid, event, uid, time, endpoint });
       conn.pushPrepared(prepared);
     }
+  }
+}
+
+/**
+ * One message's pushes to client sessions: encoded on the first connection that gets it, never
+ * to the sending session. A class, not closures: this runs once per message.
+ */
+class ClientFanout {
+  prepared: PreparedPush | undefined;
+  written = 0;
+
+  constructor(
+    readonly message: StoredMessage,
+    private readonly skipConn: number,
+  ) {}
+
+  push(conn: ClientConnection): void {
+    if (conn.id === this.skipConn) return;
+    if (!this.prepared) {
+      const p = clientPush(this.message);
+      this.prepared = new PreparedPush(p.method, p.payload);
+    }
+    conn.pushPrepared(this.prepared);
+    this.written++;
   }
 }

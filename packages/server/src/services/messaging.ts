@@ -139,7 +139,7 @@ export class Messaging {
       }
       mtime ??= r.message.mtime;
       if (r.status === 'duplicate') continue; // an idempotent resend: nothing stored, nothing delivered
-      this.metrics.messages.inc({ kind: KIND_LABEL[req.kind] });
+      this.metrics.add(this.metrics.messages, KIND_LABEL[req.kind]);
       this.bus.publish({
         type: 'message',
         message: r.message,

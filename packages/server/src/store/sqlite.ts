@@ -843,7 +843,22 @@ function settle(pending: readonly PendingAppend[], outcomes: readonly BatchOutco
 }
 
 function appendResult(m: NewMessage, o: AppendOutcome): AppendResult {
-  if ('id' in o) return { status: 'stored', message: { ...m, id: o.id, mtime: o.mtime } };
+  // Spelled out, not spread: one object shape for every stored message, made once per message.
+  if ('id' in o) {
+    const message: StoredMessage = {
+      id: o.id,
+      pid: m.pid,
+      kind: m.kind,
+      from: m.from,
+      to: m.to,
+      mid: m.mid,
+      mtype: m.mtype,
+      msg: m.msg,
+      attrs: m.attrs,
+      mtime: o.mtime,
+    };
+    return { status: 'stored', message };
+  }
   if ('duplicate' in o) return { status: 'duplicate', message: o.duplicate };
   return { status: 'collision' };
 }
