@@ -1,11 +1,17 @@
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
+
+// One-shot hashing (Node >= 20.12) skips a Hash object per quest; createHash on older Nodes.
+const md5Hex: (text: string) => string =
+  typeof crypto.hash === 'function'
+    ? (text) => crypto.hash('md5', text, 'hex')
+    : (text) => crypto.createHash('md5').update(text, 'utf8').digest('hex');
 
 /**
  * The server-gate signature (server-api.md §1):
  * `UPPER(hex(md5("<pid>:<secret>:<salt>:<method>:<ts>")))`, integers as exact decimal text.
  */
 export function signQuest(pid: number | bigint, secret: string, salt: bigint | number, method: string, ts: number | bigint): string {
-  return createHash('md5').update(`${pid}:${secret}:${salt}:${method}:${ts}`, 'utf8').digest('hex').toUpperCase();
+  return md5Hex(`${pid}:${secret}:${salt}:${method}:${ts}`).toUpperCase();
 }
 
 /**
