@@ -10,7 +10,17 @@
  */
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
-import { cpuMicros, fmt, percentile, sleep, startRtmServer, startWorker, type Worker } from './workers/lib.js';
+import {
+  cpuMicros,
+  fmt,
+  histogramPercentileMs,
+  percentile,
+  questDurations,
+  sleep,
+  startRtmServer,
+  startWorker,
+  type Worker,
+} from './workers/lib.js';
 
 export interface LatencyOptions {
   rate?: number;
@@ -38,6 +48,13 @@ export interface LatencyFigures {
   /** Send → answer (mtime, after persistence) round trip. */
   answerP50Ms: number;
   answerP99Ms: number;
+  /**
+   * Inside the server: a client-gate quest decoded → its answer written (the push goes out just
+   * before the answer), from the server's own histogram (bucket-interpolated estimates). What the
+   * server adds, apart from waiting for the CPU before it reads the frame.
+   */
+  serverP50Ms: number;
+  serverP99Ms: number;
   /** Server CPU time / wall time over the run. */
   serverCores: number;
   /** Client worker processes' CPU time / wall time. */
@@ -50,7 +67,9 @@ export async function runLatencyBench(options: LatencyOptions = {}): Promise<Lat
   const warmupSeconds = options.warmupSeconds ?? 2;
   const nWorkers = options.workers ?? 2;
   const pairs = options.pairs ?? 200;
-  const server = await startRtmServer(options.profileDir ? { env: { RTM_BENCH_CPU_PROF_DIR: options.profileDir } } : {});
+  const server = await startRtmServer({
+    env: { RTM_ADMIN_PORT: '0', ...(options.profileDir ? { RTM_BENCH_CPU_PROF_DIR: options.profileDir } : {}) },
+  });
   const workers: Worker[] = [];
   try {
     const perWorker = Math.ceil(pairs / nWorkers);
@@ -70,6 +89,8 @@ export async function runLatencyBench(options: LatencyOptions = {}): Promise<Lat
     const cpu0 = cpuMicros(server.pid);
     const wcpu0 = workers.reduce((s, w) => s + cpuMicros(w.child.pid!), 0);
     const t0 = performance.now();
+    // The server's histogram from the end of the warm-up on, as the clients' samples.
+    const histogram0 = sleep(warmupSeconds * 1000).then(() => questDurations(server.adminPort!, 'client'));
     const results = await Promise.all(
       workers.map((w) =>
         w.call<{ sent: number; received: number; errors: number; firstError?: string; latencies: number[]; answerMs: number[] }>(
@@ -82,6 +103,7 @@ export async function runLatencyBench(options: LatencyOptions = {}): Promise<Lat
     const cpu1 = cpuMicros(server.pid);
     const wcpu1 = workers.reduce((s, w) => s + cpuMicros(w.child.pid!), 0);
     const wall = (performance.now() - t0) / 1000;
+    const histogram1 = await questDurations(server.adminPort!, 'client');
     const lat = Float64Array.from(results.flatMap((r) => r.latencies)).sort();
     const ans = Float64Array.from(results.flatMap((r) => r.answerMs)).sort();
     const sum = (k: 'sent' | 'received' | 'errors'): number => results.reduce((s, r) => s + r[k], 0);
@@ -100,6 +122,8 @@ export async function runLatencyBench(options: LatencyOptions = {}): Promise<Lat
       maxMs: ms(lat[lat.length - 1] ?? 0),
       answerP50Ms: ms(percentile(ans, 50)),
       answerP99Ms: ms(percentile(ans, 99)),
+      serverP50Ms: ms(histogramPercentileMs(await histogram0, histogram1, 50)),
+      serverP99Ms: ms(histogramPercentileMs(await histogram0, histogram1, 99)),
       serverCores: +((cpu1 - cpu0) / 1e6 / wall).toFixed(2),
       clientCores: +((wcpu1 - wcpu0) / 1e6 / wall).toFixed(2),
     };
@@ -138,4 +162,5 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   );
   console.log(`send → push latency: p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms (target ≤ 1.5 ms), p99.9 ${f.p999Ms} ms, max ${f.maxMs} ms`);
   console.log(`send → answer (persisted, mtime back): p50 ${f.answerP50Ms} ms, p99 ${f.answerP99Ms} ms`);
+  console.log(`inside the server (quest decoded → answer written, after the push): p50 ≈ ${f.serverP50Ms} ms, p99 ≈ ${f.serverP99Ms} ms`);
 }

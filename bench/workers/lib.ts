@@ -87,6 +87,8 @@ export interface ServerUnderTest {
   clientPort: number;
   /** RTM only: the server gate. */
   serverPort?: number;
+  /** RTM only: the admin HTTP port (/metrics), when asked for with RTM_ADMIN_PORT. */
+  adminPort?: number;
   /** Memory figures from inside the process (after a forced GC). */
   probe(): Promise<ProbeFigures>;
   /** Baselines only: asks the server something over IPC. */
@@ -155,6 +157,7 @@ export async function startRtmServer(options: RtmServerOptions = {}): Promise<Se
     pid: server.child.pid!,
     clientPort: server.clientPort,
     serverPort: server.serverPort,
+    adminPort: server.adminPort,
     probe,
     async stop() {
       await server.kill('SIGTERM');
@@ -281,4 +284,37 @@ async function stopChild(child: ChildProcess): Promise<void> {
   const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
   await exited;
   clearTimeout(timer);
+}
+
+/** Cumulative counts of one gate's `rtm_quest_duration_seconds` histogram, by upper bound (s). */
+export async function questDurations(adminPort: number, gate: 'client' | 'server'): Promise<Map<number, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  const buckets = new Map<number, number>();
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('rtm_quest_duration_seconds_bucket{') || !line.includes(`gate="${gate}"`)) continue;
+    const le = /le="([^"]+)"/.exec(line)?.[1];
+    if (le) buckets.set(le === '+Inf' ? Infinity : Number(le), Number(line.slice(line.lastIndexOf(' ') + 1)));
+  }
+  return buckets;
+}
+
+/**
+ * Percentile (ms) of the observations between two snapshots of a cumulative histogram, linearly
+ * interpolated inside its bucket as Prometheus' histogram_quantile does (so: an estimate).
+ */
+export function histogramPercentileMs(before: Map<number, number>, after: Map<number, number>, p: number): number {
+  const bounds = [...after.keys()].sort((a, b) => a - b);
+  const counts = bounds.map((le) => (after.get(le) ?? 0) - (before.get(le) ?? 0));
+  const total = counts[counts.length - 1] ?? 0;
+  if (total === 0) return 0;
+  const rank = (total * p) / 100;
+  for (let i = 0; i < bounds.length; i++) {
+    if (counts[i]! < rank) continue;
+    const lo = i === 0 ? 0 : bounds[i - 1]!;
+    const hi = bounds[i]!;
+    if (hi === Infinity) return lo * 1000;
+    const below = i === 0 ? 0 : counts[i - 1]!;
+    return (lo + ((hi - lo) * (rank - below)) / Math.max(1, counts[i]! - below)) * 1000;
+  }
+  return 0;
 }
