@@ -111,8 +111,14 @@ if (process.env[CHILD_ENV]) {
         for (const extra of [{}, { mtypes: [30] }, { peers: [1n, 2n] }]) {
           const plan = store.explainUnreadP2P({ pid: 1, uid: 53n, since: now - 60_000n, ...extra });
           const text = plan.join(' | ');
-          assert.ok(plan.some((l) => /SEARCH m USING (COVERING )?INDEX messages_history/.test(l)), text);
-          assert.ok(plan.some((l) => /SEARCH p2p_pairs USING (PRIMARY KEY|INDEX p2p_pairs_hi)/.test(l)), text);
+          assert.ok(
+            plan.some((l) => /SEARCH m USING (COVERING )?INDEX messages_history/.test(l)),
+            text,
+          );
+          assert.ok(
+            plan.some((l) => /SEARCH p2p_pairs USING (PRIMARY KEY|INDEX p2p_pairs_hi)/.test(l)),
+            text,
+          );
           assert.ok(!plan.some((l) => /SCAN (m|messages|p2p_pairs)\b/.test(l)), `scan: ${text}`);
         }
         // Bulk loads keep p2p_pairs up: 3 → 53 is every i ≡ 3 (mod 350) below 3,000, nine messages.
