@@ -44,14 +44,35 @@ export class TcpConnection {
     options: TcpConnectionOptions,
   ) {
     this.peer = new FpnnPeer({
-      write: (frame) => {
-        if (!socket.destroyed) socket.write(this.cipher ? this.cipher.encrypt(frame) : frame);
-      },
+      write: (frame) => this.write(frame),
       onQuest: options.onQuest,
       questTimeoutMs: options.questTimeoutMs,
       onInternalError: options.onInternalError,
     });
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+  }
+
+  private corked = false;
+
+  /**
+   * Frames written in one event-loop turn leave in one syscall: a pipelined caller that sends many
+   * quests in a turn (say, as a batch of answers comes in) pays one writev, not one write each.
+   */
+  private write(frame: Uint8Array): void {
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    if (!this.corked) {
+      this.corked = true;
+      socket.cork();
+      process.nextTick(uncork, this);
+    }
+    socket.write(this.cipher ? this.cipher.encrypt(frame) : frame);
+  }
+
+  /** @internal */
+  uncork(): void {
+    this.corked = false;
+    this.socket.uncork();
   }
 
   /** Opens a connection; rejects with RtmError 20012 (refused, unreachable) or 20003 (timeout). */
@@ -140,4 +161,8 @@ export class TcpConnection {
     this.peer.close(this.closeReason);
     this.socket.destroy();
   }
+}
+
+function uncork(connection: TcpConnection): void {
+  connection.uncork();
 }
