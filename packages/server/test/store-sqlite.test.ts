@@ -277,16 +277,24 @@ async function crashChild(dataDir: string): Promise<void> {
   }
 }
 
+/** A store database built by hand up to schema `version` (the store migrates it on init). */
+async function databaseAtVersion(dir: string, version: number): Promise<import('better-sqlite3').Database> {
+  const Database = (await import('better-sqlite3')).default;
+  const db = new Database(join(dir, 'rtm.sqlite'));
+  db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
+  for (const m of SQLITE_MIGRATIONS.filter((m) => m.version <= version)) {
+    db.exec(m.sql);
+    db.prepare('INSERT INTO schema_migrations VALUES (?, ?, 0)').run(m.version, m.name);
+  }
+  return db;
+}
+
 describe('SqliteStore migration 2 (time_index, p2p_pairs) on a version-1 database', () => {
   it('carries conversation lists, hidden sides and time windows over', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'rtm-mig-'));
     try {
-      // Build a version-1 database by hand: run only migration 1, then fill it like v1 did.
-      const Database = (await import('better-sqlite3')).default;
-      const db = new Database(join(dir, 'rtm.sqlite'));
-      db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
-      db.exec(SQLITE_MIGRATIONS[0]!.sql);
-      db.prepare('INSERT INTO schema_migrations VALUES (1, ?, 0)').run(SQLITE_MIGRATIONS[0]!.name);
+      // A version-1 database, filled like v1 did.
+      const db = await databaseAtVersion(dir, 1);
       const ins = db.prepare(
         "INSERT INTO messages (id, pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (?,1,1,?,?,?,?,?,30,?,'',?)",
       );
@@ -333,13 +341,7 @@ describe('SqliteStore migration 3 (counter in time_index, no messages_inbox) on 
   it('keeps ids and mtimes growing past the old counter, and p2p unread right', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'rtm-mig-'));
     try {
-      const Database = (await import('better-sqlite3')).default;
-      const db = new Database(join(dir, 'rtm.sqlite'));
-      db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
-      for (const m of SQLITE_MIGRATIONS.slice(0, 2)) {
-        db.exec(m.sql);
-        db.prepare('INSERT INTO schema_migrations VALUES (?, ?, 0)').run(m.version, m.name);
-      }
+      const db = await databaseAtVersion(dir, 2);
       const ins = db.prepare(
         "INSERT INTO messages (id, pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (?,1,1,10,20,10,20,?,30,'m','',?)",
       );
