@@ -30,8 +30,9 @@ export interface SignatureOptions {
  * rotates early (replays older than that are then caught only by the ts window).
  */
 class ReplayGuard {
-  private current = new Set<string>();
-  private previous = new Set<string>();
+  // sign → the payload fingerprints seen with it (one, or several when the Python SDK reuses a salt).
+  private current = new Map<string, number | number[]>();
+  private previous = new Map<string, number | number[]>();
   private rotatedAt = Date.now();
 
   constructor(
@@ -39,29 +40,39 @@ class ReplayGuard {
     private readonly maxPerGeneration: number,
   ) {}
 
-  /** true if seen before; remembers it otherwise. */
-  seen(key: string): boolean {
+  /** true if (sign, print) was seen before; remembers it otherwise. */
+  seen(sign: string, print: number): boolean {
     const now = Date.now();
     if (now - this.rotatedAt >= this.windowMs || this.current.size >= this.maxPerGeneration) {
       this.previous = this.current;
-      this.current = new Set();
+      this.current = new Map();
       this.rotatedAt = now;
     }
-    if (this.current.has(key) || this.previous.has(key)) return true;
-    this.current.add(key);
+    const prints = this.current.get(sign);
+    if (holds(prints, print) || holds(this.previous.get(sign), print)) return true;
+    if (prints === undefined) this.current.set(sign, print);
+    else if (typeof prints === 'number') this.current.set(sign, [prints, print]);
+    else prints.push(print);
     return false;
   }
 }
 
-/** FNV-1a over the payload bytes: a cheap fingerprint that tells two quests with one salt apart. */
-function fingerprint(bytes: Uint8Array): string {
-  let h1 = 0x811c9dc5;
+function holds(prints: number | number[] | undefined, print: number): boolean {
+  return prints === undefined ? false : typeof prints === 'number' ? prints === print : prints.includes(print);
+}
+
+/**
+ * Two FNV-1a-style hashes over the payload bytes folded into one 53-bit integer (a number, so no
+ * string is made per quest): a cheap fingerprint that tells two quests with one salt apart.
+ */
+function fingerprint(bytes: Uint8Array): number {
+  let h1 = 0x811c9dc5 ^ bytes.length;
   let h2 = 0x01000193;
   for (let i = 0; i < bytes.length; i++) {
     h1 = Math.imul(h1 ^ bytes[i]!, 0x01000193);
     h2 = Math.imul(h2 ^ bytes[i]!, 0x5bd1e995);
   }
-  return (h1 >>> 0).toString(36) + (h2 >>> 0).toString(36) + bytes.length.toString(36);
+  return (h1 >>> 0) * 0x200000 + ((h2 >>> 0) & 0x1fffff);
 }
 
 export class SignatureVerifier {
@@ -103,7 +114,7 @@ export class SignatureVerifier {
     if (expected !== sign.toUpperCase()) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_SIGN, 'signature does not match');
     // The sign already binds pid, salt, method and ts; the payload fingerprint tells apart two
     // quests signed alike (same salt within one millisecond).
-    if (this.replays.seen(expected + fingerprint(bytes))) {
+    if (this.replays.seen(expected, fingerprint(bytes))) {
       throw new RtmError(RtmErrorCode.SAME_SIGN, 'replayed quest: the same signed quest was already received');
     }
     return pid;

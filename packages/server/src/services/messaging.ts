@@ -60,7 +60,16 @@ export class Messaging {
     let targets: bigint[];
     switch (req.kind) {
       case MessageKind.P2P: {
-        const tos = req.tos ?? (req.to !== undefined ? [req.to] : []);
+        if (!req.tos && req.to !== undefined) {
+          // One receiver (sendmsg, the common case): no sets, no filtering.
+          if (req.gate === 'client' && req.to === req.from)
+            throw new RtmError(RtmErrorCode.SEND_TO_SELF, 'cannot send a message to oneself');
+          if ((await this.store.blockedBy(req.pid, req.from, [req.to])).length > 0)
+            throw new RtmError(RtmErrorCode.BLOCKED_USER, `user ${req.to} has blocked user ${req.from}`);
+          targets = [req.to];
+          break;
+        }
+        const tos = req.tos ?? [];
         if (req.tos) {
           if (tos.length === 0) throw new RtmError(RtmErrorCode.EMPTY_PARAMETER, 'tos must not be empty');
           if (tos.length > limits.maxRecipients)

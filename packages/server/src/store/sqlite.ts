@@ -712,7 +712,8 @@ export class SqliteStore implements Store {
   }
 
   async blockedBy(pid: number, uid: bigint, candidates: readonly bigint[]): Promise<bigint[]> {
-    if (candidates.length === 0 || !this.blockedCount.has(`${pid}:${uid}`)) return [];
+    // Most projects have no blacklist at all: no key to build then.
+    if (candidates.length === 0 || this.blockedCount.size === 0 || !this.blockedCount.has(`${pid}:${uid}`)) return [];
     return this.s.blockedBy.all(pid, uid, idsJson(candidates)).map((r) => r['uid'] as bigint);
   }
 
