@@ -1,6 +1,6 @@
 import { FpnnErrorCode, RtmError, type IncomingQuest, type Payload } from '@rtm/fpnn';
 import type { Logger } from '../observability/logger.js';
-import type { Metrics } from '../observability/metrics.js';
+import type { HistogramSeries, Metrics, Tally } from '../observability/metrics.js';
 import type { Transport } from '../transport/transport.js';
 import { Connection, type ConnectionCipher, type ConnectionHooks } from './connection.js';
 
@@ -49,19 +49,19 @@ export abstract class Gate<Session> {
     return this.connections.size;
   }
 
-  // Label-bound children, made once: a labelled inc/observe hashes its labels on every call.
-  private readonly questCounters = new Map<string, { inc(): void }>();
-  private durations: { observe(v: number): void } | undefined;
+  // Series made once per (method, outcome): the hot path only adds (see TalliedCounter).
+  private readonly questTallies = new Map<string, Tally>();
+  private durations: HistogramSeries | undefined;
 
   /** Counts one answered quest and its duration. */
   protected count(method: string, outcome: string, started: number): void {
     const { metrics, name } = this.options;
     const label = this.methodLabel(method);
     const key = `${label}\u0000${outcome}`;
-    let counter = this.questCounters.get(key);
-    if (!counter) this.questCounters.set(key, (counter = metrics.quests.labels(name, label, outcome)));
-    counter.inc();
-    (this.durations ??= metrics.questSeconds.labels(name)).observe((performance.now() - started) / 1000);
+    let tally = this.questTallies.get(key);
+    if (!tally) this.questTallies.set(key, (tally = metrics.quests.tally(name, label, outcome)));
+    tally.n++;
+    (this.durations ??= metrics.questSeconds.tally(name)).observe((performance.now() - started) / 1000);
   }
 
   /** Whether `method` is served by this gate (anything else is labelled 'unknown' in metrics). */
