@@ -1,12 +1,4 @@
-import {
-  Counter,
-  Gauge,
-  Registry,
-  collectDefaultMetrics,
-  type Metric,
-  type MetricObjectWithValues,
-  type MetricValueWithName,
-} from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 
 /**
  * Prometheus metrics of one server instance (own registry, so several servers can live in one
