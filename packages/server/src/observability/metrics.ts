@@ -53,6 +53,12 @@ export class Metrics {
   }
 }
 
+function labelsOf(names: readonly string[], values: readonly string[]): Record<string, string> {
+  const labels: Record<string, string> = {};
+  names.forEach((name, i) => (labels[name] = values[i] ?? ''));
+  return labels;
+}
+
 /** One series of a tallied metric: the hot path adds to `n` (or observes) with plain arithmetic. */
 export interface Tally {
   n: number;
@@ -99,9 +105,7 @@ export class TalliedCounter {
     const key = values.join('\u0000');
     let entry = this.series.get(key);
     if (!entry) {
-      const labels: Record<string, string> = {};
-      this.labelNames.forEach((name, i) => (labels[name] = values[i] ?? ''));
-      this.series.set(key, (entry = { labels, tally: { n: 0 } }));
+      this.series.set(key, (entry = { labels: labelsOf(this.labelNames, values), tally: { n: 0 } }));
     }
     return entry.tally;
   }
@@ -163,9 +167,7 @@ export class TalliedHistogram {
     const key = values.join('\u0000');
     let series = this.series.get(key);
     if (!series) {
-      const labels: Record<string, string> = {};
-      this.config.labelNames.forEach((name, i) => (labels[name] = values[i] ?? ''));
-      this.series.set(key, (series = new HistogramSeries(this.config.buckets, labels)));
+      this.series.set(key, (series = new HistogramSeries(this.config.buckets, labelsOf(this.config.labelNames, values))));
     }
     return series;
   }
