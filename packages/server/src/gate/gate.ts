@@ -49,7 +49,7 @@ export abstract class Gate<Session> {
     return this.connections.size;
   }
 
-  // Series made once per (method, outcome): the hot path only adds (see TalliedCounter).
+  // Series kept per (method, outcome): building a 3-label key per quest costs ~300 ns (see TalliedCounter).
   private readonly questTallies = new Map<string, Tally>();
   private durations: HistogramSeries | undefined;
 

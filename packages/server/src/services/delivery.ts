@@ -1,6 +1,6 @@
 import type { Bus, BusEvent } from '../bus/bus.js';
 import { PreparedPush } from '../gate/connection.js';
-import type { Metrics, Tally } from '../observability/metrics.js';
+import type { Metrics } from '../observability/metrics.js';
 import { MessageKind, type StoredMessage } from '../store/store.js';
 import { wantsEvent, wantsMessage, type ListenRegistry } from './listen.js';
 import type { ClientConnection, LocalPresence } from './presence.js';
@@ -23,9 +23,6 @@ export class Delivery {
     private readonly metrics: Metrics,
     private readonly options: DeliveryOptions,
   ) {}
-
-  /** Pushes written, by method (see TalliedCounter). */
-  private readonly pushTallies = new Map<string, Tally>();
 
   /** Handles one bus event on this node. */
   handle = (event: BusEvent): void => {
@@ -60,12 +57,7 @@ export class Delivery {
         this.toUsers(out, this.presence.usersOf(m.pid));
         break;
     }
-    if (out.prepared) {
-      const method = out.prepared.method;
-      let tally = this.pushTallies.get(method);
-      if (!tally) this.pushTallies.set(method, (tally = this.metrics.pushes.tally(method)));
-      tally.n += out.written;
-    }
+    if (out.prepared) this.metrics.pushes.tally(out.prepared.method).n += out.written;
 
     const listening = this.listeners.listeners(m.pid);
     if (listening) {

@@ -1,7 +1,7 @@
 import { RtmError, RtmErrorCode } from '@rtm/fpnn';
 import type { Bus } from '../bus/bus.js';
 import type { ServerConfig } from '../config.js';
-import type { Metrics, Tally } from '../observability/metrics.js';
+import type { Metrics } from '../observability/metrics.js';
 import { MessageKind, type NewMessage, type Store } from '../store/store.js';
 import type { LocalPresence } from './presence.js';
 
@@ -38,9 +38,6 @@ export class Messaging {
     private readonly presence: LocalPresence,
     private readonly metrics: Metrics,
   ) {}
-
-  /** Stored-message counts by kind (see TalliedCounter). */
-  private readonly stored: Partial<Record<MessageKind, Tally>> = {};
 
   /** Sends a message; resolves with its mtime (the original one for an idempotent resend). */
   async send(req: SendRequest): Promise<bigint> {
@@ -151,7 +148,7 @@ export class Messaging {
       }
       mtime ??= r.message.mtime;
       if (r.status === 'duplicate') continue; // an idempotent resend: nothing stored, nothing delivered
-      (this.stored[req.kind] ??= this.metrics.messages.tally(KIND_LABEL[req.kind])).n++;
+      this.metrics.messages.tally(KIND_LABEL[req.kind]).n++;
       this.bus.publish({
         type: 'message',
         message: r.message,

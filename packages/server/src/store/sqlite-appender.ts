@@ -76,8 +76,8 @@ export class AppendCommitter {
 
   /**
    * Inserts already-unique messages without dedupe checks, in one transaction (bulk loads:
-   * benchmarks, imports); p2p conversations are kept up as by appends. `mtime` per message may back-date it; it is
-   * raised to keep mtime non-decreasing with id.
+   * benchmarks, imports); p2p conversations are kept up as by appends. `mtime` per message may
+   * back-date it; it is raised to keep mtime non-decreasing with id.
    */
   bulkInsert(messages: readonly (NewMessage & { mtime?: bigint })[], clock: bigint): void {
     const s = this.s;
