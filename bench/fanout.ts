@@ -5,7 +5,9 @@
  * and a bare `ws` broadcast server (the Node ceiling), same workload, same run.
  *
  * Our server: the publisher sends `sendroommsg` through the server gate (no client rate limit);
- * clients log in (`gettoken` + `auth`), `enterroom`, and answer every `pushroommsg` (as SDKs do).
+ * clients log in (`gettoken` + `auth`), `enterroom`, and answer every `pushroommsg` (as SDKs do);
+ * the answers to pushes that arrive together leave in one write (`--answers batched`, the default)
+ * or each in its own write, as the official SDKs do (`--answers each`).
  * Socket.IO: clients join the rooms on connect; the publisher emits `pub`, the server emits to the
  * room. Bare ws: each message is encoded once and queued on every member, one write per connection
  * per event-loop turn.
@@ -15,7 +17,7 @@
  * at the rate it (and the clients) can sustain, with bounded buffers.
  *
  *   node --conditions=development --import tsx bench/fanout.ts [--sizes 1000,5000] [--workers 3]
- *     [--seconds 5] [--warmup 1.5] [--servers rtm,socketio,ws] [--window-pushes 50000] [--join client|server]
+ *     [--seconds 5] [--warmup 1.5] [--servers rtm,socketio,ws] [--window-pushes 50000] [--join client|server] [--answers batched|each]
  *     [--profile <dir>] [--profile-servers rtm,socketio,ws]   (CPU profiles of the servers, in <dir>/<kind>/;
  *     summarise with bench/workers/cpuprofile-top.ts)
  */
@@ -46,6 +48,8 @@ export interface FanoutOptions {
   windowPushes?: number;
   /** Our server: how clients join the room. */
   join?: 'client' | 'server';
+  /** Our server: clients answer the pushes of one turn in one write (`batched`) or each in its own. */
+  answers?: 'batched' | 'each';
   /** Directory for CPU profiles (V8 .cpuprofile, in <dir>/<server kind>/) of the servers in `profileServers`. */
   profileDir?: string;
   /** @default ['rtm'] */
@@ -184,6 +188,7 @@ async function benchServer(
             rooms,
             offset: w * per,
             join: o.join,
+            batchAnswers: o.answers === 'batched',
           },
           300_000,
         );
@@ -288,6 +293,7 @@ export async function runFanoutBench(options: FanoutOptions = {}): Promise<Fanou
     servers: options.servers ?? (['rtm', 'socketio', 'ws'] as ServerKind[]),
     windowPushes: options.windowPushes ?? 50_000,
     join: options.join ?? 'client',
+    answers: options.answers ?? 'batched',
     profileDir: options.profileDir,
     profileServers: options.profileServers ?? ['rtm'],
     log: options.log ?? (() => undefined),
@@ -318,13 +324,16 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       servers: { type: 'string', default: 'rtm,socketio,ws' },
       'window-pushes': { type: 'string', default: '50000' },
       join: { type: 'string', default: 'client' },
+      answers: { type: 'string', default: 'batched' },
       profile: { type: 'string' },
       'profile-servers': { type: 'string', default: 'rtm' },
     },
   });
+  if (values.answers !== 'batched' && values.answers !== 'each')
+    throw new Error(`--answers must be batched or each, not ${values.answers}`);
   const log = (line: string): void => console.log(line);
   log(
-    `room fan-out: ${values.sizes} members over ${values.workers} worker processes, ${values.seconds} s measured after ${values.warmup} s warm-up`,
+    `room fan-out: ${values.sizes} members over ${values.workers} worker processes, ${values.seconds} s measured after ${values.warmup} s warm-up, our clients' answers ${values.answers}`,
   );
   const figures = await runFanoutBench({
     sizes: values.sizes.split(',').map(Number),
@@ -334,6 +343,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     servers: values.servers.split(',') as ServerKind[],
     windowPushes: Number(values['window-pushes']),
     join: values.join as 'client' | 'server',
+    answers: values.answers as 'batched' | 'each',
     profileDir: values.profile,
     profileServers: values['profile-servers'].split(',') as ServerKind[],
     log,

@@ -23,6 +23,8 @@ interface ConnectCommand {
   offset: number;
   /** RTM: join with the client method `enterroom` or the server-gate `addroommember`. */
   join?: 'client' | 'server';
+  /** RTM: answer the pushes of one turn in one write (default) or each in its own. */
+  batchAnswers?: boolean;
   concurrency?: number;
 }
 
@@ -52,7 +54,7 @@ async function connect(cmd: ConnectCommand): Promise<{ connected: number; ms: nu
     const uids = cmd.uids.map(BigInt);
     const tokens = await fetchTokens(cmd.serverEndpoint!, uids);
     const clients = await pool(indexes, limit, async (i) => {
-      const c = await rtmLogin(cmd.clientEndpoint, uids[i]!, tokens[i]!);
+      const c = await rtmLogin(cmd.clientEndpoint, uids[i]!, tokens[i]!, cmd.batchAnswers ?? true);
       c.onPush = (frame) => {
         if (frame.method === 'pushroommsg') counts[i]!++;
       };

@@ -4,7 +4,10 @@
  *
  * The FPNN client answers every push with an empty map, as every RTM SDK does, from a pre-encoded
  * answer whose seq is patched; it decodes a push payload only when asked (the latency bench), so
- * that client CPU goes to what the protocol requires rather than to decoding.
+ * that client CPU goes to what the protocol requires rather than to decoding. By default the
+ * answers written in one event-loop turn leave in one write (`batchAnswers`): pushes that arrive
+ * together are answered together, as a client that batches its writes does; with
+ * `batchAnswers: false` every answer is its own write, as the official SDKs do.
  */
 import { decodePayload, encodeAnswer, encodePayload, encodeQuest, Flag, FrameDecoder, type Frame, type Payload } from '@rtm/fpnn';
 import { RawClient, TEST_PID, TEST_SECRET } from '@rtm/testkit';
@@ -26,7 +29,12 @@ export class FpnnWsClient {
   pushes = 0;
   onPush: ((frame: Frame & { kind: 'quest' }) => void) | undefined;
 
-  private constructor(readonly ws: WebSocket) {
+  private corked = false;
+
+  private constructor(
+    readonly ws: WebSocket,
+    private readonly batchAnswers: boolean,
+  ) {
     ws.on('message', (data: Buffer) => this.onBytes(data));
     ws.on('close', () => {
       for (const p of this.pending.values()) p.reject(new Error('connection closed'));
@@ -34,11 +42,11 @@ export class FpnnWsClient {
     });
   }
 
-  static connect(endpoint: string): Promise<FpnnWsClient> {
+  static connect(endpoint: string, batchAnswers = true): Promise<FpnnWsClient> {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(`ws://${endpoint}/service/websocket`, { perMessageDeflate: false, generateMask: zeroMask });
       ws.binaryType = 'nodebuffer';
-      ws.once('open', () => resolve(new FpnnWsClient(ws)));
+      ws.once('open', () => resolve(new FpnnWsClient(ws, batchAnswers)));
       ws.once('error', reject);
     });
   }
@@ -50,6 +58,7 @@ export class FpnnWsClient {
         if (!frame.oneway) {
           const answer = Buffer.from(ANSWER_TEMPLATE);
           answer.writeUInt32LE(frame.seq, 12);
+          if (this.batchAnswers) this.corkForTurn();
           this.ws.send(answer);
         }
         this.onPush?.(frame);
@@ -64,6 +73,18 @@ export class FpnnWsClient {
     }
   }
 
+  /** Holds this turn's writes in the socket until the turn ends, so they leave in one writev. */
+  private corkForTurn(): void {
+    if (this.corked) return;
+    const socket = (this.ws as unknown as { _socket?: import('node:net').Socket })._socket;
+    if (!socket) return;
+    this.corked = true;
+    socket.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      socket.uncork();
+    });
+  }
   quest(method: string, payload: Payload = {}): Promise<Payload> {
     const seq = ++this.seq;
     return new Promise((resolve, reject) => {
@@ -112,8 +133,8 @@ export async function fetchTokens(serverEndpoint: string, uids: readonly bigint[
 }
 
 /** A logged-in FPNN client: connect, `auth`. */
-export async function rtmLogin(clientEndpoint: string, uid: bigint, token: string): Promise<FpnnWsClient> {
-  const c = await FpnnWsClient.connect(clientEndpoint);
+export async function rtmLogin(clientEndpoint: string, uid: bigint, token: string, batchAnswers = true): Promise<FpnnWsClient> {
+  const c = await FpnnWsClient.connect(clientEndpoint, batchAnswers);
   const answer = await c.quest('auth', { pid: TEST_PID, uid, token, version: 'bench' });
   if (answer.ok !== true) throw new Error(`login of ${uid} refused`);
   return c;
