@@ -369,3 +369,49 @@ describe('SqliteStore migration 3 (counter in time_index, no messages_inbox) on 
     }
   });
 });
+
+describe('SqliteStore migration 4 (unique key led by mid) on a version-3 database', () => {
+  it('keeps resends deduplicated, collisions refused and messages found by key', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'rtm-mig-'));
+    try {
+      const db = await databaseAtVersion(dir, 3);
+      db.prepare(
+        "INSERT INTO messages (id, pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (1,1,1,10,20,10,20,?,30,'hello','',1000)",
+      ).run(2n ** 60n + 7n);
+      db.exec('INSERT INTO time_index (sec, last_id, last_mtime) VALUES (1, 1, 1000)');
+      db.exec('INSERT INTO p2p_pairs (pid, lo, hi, last_id) VALUES (1, 10, 20, 1)');
+      db.close();
+
+      const store = new SqliteStore({ dataDir: dir });
+      await store.init();
+      const sent = { pid: 1, kind: MessageKind.P2P, from: 10n, to: 20n, mid: 2n ** 60n + 7n, mtype: 30, msg: 'hello', attrs: '' } as const;
+      const [resend, collision, fresh] = await store.append([sent, { ...sent, msg: 'other' }, { ...sent, mid: sent.mid + 1n }]);
+      assert.equal(resend?.status, 'duplicate');
+      assert.equal(resend.message.id, 1n);
+      assert.equal(collision?.status, 'collision');
+      assert.equal(fresh?.status, 'stored');
+      assert.equal(fresh.message.id, 2n);
+      const found = await store.getMessage({ pid: 1, kind: MessageKind.P2P, from: 10n, to: 20n, mid: sent.mid });
+      assert.equal(found?.msg, 'hello');
+      await store.close();
+
+      const check = new (await import('better-sqlite3')).default(join(dir, 'rtm.sqlite'), { readonly: true });
+      const plan = check
+        .prepare('EXPLAIN QUERY PLAN SELECT id FROM messages WHERE pid = 1 AND kind = 1 AND from_id = 10 AND to_id = 20 AND mid = 7')
+        .all()
+        .map((r) => String((r as { detail: string }).detail));
+      const columns = check
+        .prepare("SELECT name FROM pragma_index_info('messages_key') ORDER BY seqno")
+        .all()
+        .map((r) => (r as { name: string }).name);
+      check.close();
+      assert.ok(
+        plan.some((l) => /USING (COVERING )?INDEX messages_key/.test(l)),
+        plan.join('\n'),
+      );
+      assert.deepEqual(columns, ['pid', 'mid', 'kind', 'from_id', 'to_id']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -12,7 +12,8 @@
  * - `msg` has no type affinity (declared BLOB): a str body is stored as TEXT, a bin body as BLOB,
  *   and read back as the same kind.
  * - Ids are INTEGER (signed 64-bit); the store reads them with safe integers (bigint).
- * - Write cost per message is kept low: two indexes on `messages` (history, unique key); time
+ * - Write cost per message is kept low: two indexes on `messages` (history, and the unique key
+ *   led by the clock-derived mid so that it grows at one edge: step 4); time
  *   windows and the id counter go through `time_index` (one row per second), conversation lists
  *   and p2p unread through `p2p_pairs` (one row per pair): see steps 2 and 3.
  */
@@ -190,6 +191,18 @@ INSERT INTO time_index (sec, last_id, last_mtime)
   ON CONFLICT (sec) DO UPDATE SET last_id = MAX(last_id, excluded.last_id), last_mtime = MAX(last_mtime, excluded.last_mtime);
 DROP TABLE counters;
 DROP INDEX messages_inbox;
+`,
+  },
+  {
+    version: 4,
+    name: 'unique message key led by mid: appends land at the right edge of the index',
+    // Every SDK generates mids from the clock (spec/fpnn.md §2), so keyed by mid first the unique
+    // index grows at its right edge: a commit of hundreds of messages to hundreds of conversations
+    // dirties the last few leaf pages instead of one leaf per conversation (keyed by sender first).
+    // Lookups give all five columns, so the column order costs them nothing.
+    sql: `
+DROP INDEX messages_key;
+CREATE UNIQUE INDEX messages_key ON messages (pid, mid, kind, from_id, to_id);
 `,
   },
 ];
