@@ -5,8 +5,12 @@
  * so latency = push received − send time on one clock (the send time travels as the body).
  * Client rate limit off (RTM_CLIENT_CALLS_PER_SECOND=0).
  *
+ * Beside it, the same clients and rate through a bare `ws` relay (bench/baselines/ws-server.ts:
+ * JSON in, the same bytes out to the receiver, nothing stored): the floor that this machine's
+ * processes, sockets and scheduling put under any send → push latency.
+ *
  *   node --conditions=development --import tsx bench/latency.ts [--rate 5000] [--seconds 10] [--warmup 2]
- *     [--workers 2] [--pairs 200] [--profile <dir>]   (server CPU profile; see bench/workers/cpuprofile-top.ts)
+ *     [--workers 2] [--pairs 200] [--servers rtm,ws] [--profile <dir>]   (server CPU profile; see bench/workers/cpuprofile-top.ts)
  */
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -17,8 +21,10 @@ import {
   percentile,
   questDurations,
   sleep,
+  startBaseline,
   startRtmServer,
   startWorker,
+  type ServerUnderTest,
   type Worker,
 } from './workers/lib.js';
 
@@ -31,9 +37,12 @@ export interface LatencyOptions {
   pairs?: number;
   /** Directory for a CPU profile (.cpuprofile) of the server. */
   profileDir?: string;
+  /** Our server (`rtm`) and/or the bare relay floor (`ws`). @default ['rtm', 'ws'] */
+  servers?: ('rtm' | 'ws')[];
 }
 
 export interface LatencyFigures {
+  server: 'rtm' | 'ws';
   /** Messages per second actually sent over the measured run. */
   rate: number;
   sent: number;
@@ -45,31 +54,40 @@ export interface LatencyFigures {
   p99Ms: number;
   p999Ms: number;
   maxMs: number;
-  /** Send → answer (mtime, after persistence) round trip. */
-  answerP50Ms: number;
-  answerP99Ms: number;
+  /** Send → answer (mtime, after persistence) round trip (our server only). */
+  answerP50Ms?: number;
+  answerP99Ms?: number;
   /**
    * Inside the server: a client-gate quest decoded → its answer written (the push goes out just
    * before the answer), from the server's own histogram (bucket-interpolated estimates). What the
-   * server adds, apart from waiting for the CPU before it reads the frame.
+   * server adds, apart from waiting for the CPU before it reads the frame (our server only).
    */
-  serverP50Ms: number;
-  serverP99Ms: number;
+  serverP50Ms?: number;
+  serverP99Ms?: number;
   /** Server CPU time / wall time over the run. */
   serverCores: number;
   /** Client worker processes' CPU time / wall time. */
   clientCores: number;
 }
 
-export async function runLatencyBench(options: LatencyOptions = {}): Promise<LatencyFigures> {
+export async function runLatencyBench(options: LatencyOptions = {}): Promise<LatencyFigures[]> {
+  const out: LatencyFigures[] = [];
+  for (const kind of options.servers ?? ['rtm', 'ws']) out.push(await runOne(kind, options));
+  return out;
+}
+
+async function runOne(kind: 'rtm' | 'ws', options: LatencyOptions): Promise<LatencyFigures> {
   const rate = options.rate ?? 5000;
   const seconds = options.seconds ?? 10;
   const warmupSeconds = options.warmupSeconds ?? 2;
   const nWorkers = options.workers ?? 2;
   const pairs = options.pairs ?? 200;
-  const server = await startRtmServer({
-    env: { RTM_ADMIN_PORT: '0', ...(options.profileDir ? { RTM_BENCH_CPU_PROF_DIR: options.profileDir } : {}) },
-  });
+  const server: ServerUnderTest =
+    kind === 'rtm'
+      ? await startRtmServer({
+          env: { RTM_ADMIN_PORT: '0', ...(options.profileDir ? { RTM_BENCH_CPU_PROF_DIR: options.profileDir } : {}) },
+        })
+      : await startBaseline('ws');
   const workers: Worker[] = [];
   try {
     const perWorker = Math.ceil(pairs / nWorkers);
@@ -80,7 +98,7 @@ export async function runLatencyBench(options: LatencyOptions = {}): Promise<Lat
         const receivers = senders.map((s) => String(BigInt(s) + 1_000_000n));
         return worker.call(
           'connect',
-          { clientEndpoint: `127.0.0.1:${server.clientPort}`, serverEndpoint: `127.0.0.1:${server.serverPort}`, senders, receivers },
+          { kind, clientEndpoint: `127.0.0.1:${server.clientPort}`, serverEndpoint: `127.0.0.1:${server.serverPort}`, senders, receivers },
           120_000,
         );
       }),
@@ -90,7 +108,8 @@ export async function runLatencyBench(options: LatencyOptions = {}): Promise<Lat
     const wcpu0 = workers.reduce((s, w) => s + cpuMicros(w.child.pid!), 0);
     const t0 = performance.now();
     // The server's histogram from the end of the warm-up on, as the clients' samples.
-    const histogram0 = sleep(warmupSeconds * 1000).then(() => questDurations(server.adminPort!, 'client'));
+    const admin = server.adminPort;
+    const histogram0 = admin ? sleep(warmupSeconds * 1000).then(() => questDurations(admin, 'client')) : undefined;
     const results = await Promise.all(
       workers.map((w) =>
         w.call<{ sent: number; received: number; errors: number; firstError?: string; latencies: number[]; answerMs: number[] }>(
@@ -103,7 +122,7 @@ export async function runLatencyBench(options: LatencyOptions = {}): Promise<Lat
     const cpu1 = cpuMicros(server.pid);
     const wcpu1 = workers.reduce((s, w) => s + cpuMicros(w.child.pid!), 0);
     const wall = (performance.now() - t0) / 1000;
-    const [warm, histogram1] = [await histogram0, await questDurations(server.adminPort!, 'client')];
+    const [warm, histogram1] = admin ? [await histogram0!, await questDurations(admin, 'client')] : [];
     const lat = Float64Array.from(results.flatMap((r) => r.latencies)).sort();
     const ans = Float64Array.from(results.flatMap((r) => r.answerMs)).sort();
     const sum = (k: 'sent' | 'received' | 'errors'): number => results.reduce((s, r) => s + r[k], 0);
@@ -111,6 +130,7 @@ export async function runLatencyBench(options: LatencyOptions = {}): Promise<Lat
     if (firstError) console.error(`send errors, first: ${firstError}`);
     const ms = (v: number): number => +v.toFixed(3);
     return {
+      server: kind,
       rate: Math.round(sum('sent') / (seconds + warmupSeconds)),
       sent: sum('sent'),
       received: sum('received'),
@@ -120,10 +140,12 @@ export async function runLatencyBench(options: LatencyOptions = {}): Promise<Lat
       p99Ms: ms(percentile(lat, 99)),
       p999Ms: ms(percentile(lat, 99.9)),
       maxMs: ms(lat[lat.length - 1] ?? 0),
-      answerP50Ms: ms(percentile(ans, 50)),
-      answerP99Ms: ms(percentile(ans, 99)),
-      serverP50Ms: ms(histogramPercentileMs(warm, histogram1, 50)),
-      serverP99Ms: ms(histogramPercentileMs(warm, histogram1, 99)),
+      ...(kind === 'rtm' && { answerP50Ms: ms(percentile(ans, 50)), answerP99Ms: ms(percentile(ans, 99)) }),
+      ...(warm &&
+        histogram1 && {
+          serverP50Ms: ms(histogramPercentileMs(warm, histogram1, 50)),
+          serverP99Ms: ms(histogramPercentileMs(warm, histogram1, 99)),
+        }),
       serverCores: +((cpu1 - cpu0) / 1e6 / wall).toFixed(2),
       clientCores: +((wcpu1 - wcpu0) / 1e6 / wall).toFixed(2),
     };
@@ -142,25 +164,36 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       warmup: { type: 'string', default: '2' },
       workers: { type: 'string', default: '2' },
       pairs: { type: 'string', default: '200' },
+      servers: { type: 'string', default: 'rtm,ws' },
       profile: { type: 'string' },
     },
   });
+  const servers = values.servers.split(',');
+  if (servers.some((s) => s !== 'rtm' && s !== 'ws')) throw new Error(`--servers takes rtm and/or ws, not ${values.servers}`);
   console.log(
     `p2p send → push latency: clients send 'sendmsg' on the client gate (WebSocket) at ${values.rate} msgs/s for ${values.seconds} s after ${values.warmup} s warm-up, ` +
-      `${values.pairs} sender/receiver pairs in ${values.workers} worker processes, every message persisted (SQLite), ${availableParallelism()} cores`,
+      `${values.pairs} sender/receiver pairs in ${values.workers} worker processes, every message persisted (SQLite), ${availableParallelism()} cores; ` +
+      `then the same through a bare ws relay (nothing stored: the floor)`,
   );
-  const f = await runLatencyBench({
+  const all = await runLatencyBench({
     rate: Number(values.rate),
     seconds: Number(values.seconds),
     warmupSeconds: Number(values.warmup),
     workers: Number(values.workers),
     pairs: Number(values.pairs),
     profileDir: values.profile,
+    servers: servers as ('rtm' | 'ws')[],
   });
-  console.log(
-    `sent ${fmt(f.sent)} (${fmt(f.rate)}/s), pushes received ${fmt(f.received)}, errors ${f.errors}, ${fmt(f.samples)} timed after warm-up; server ${f.serverCores} cores busy, client workers ${f.clientCores}`,
-  );
-  console.log(`send → push latency: p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms (target ≤ 1.5 ms), p99.9 ${f.p999Ms} ms, max ${f.maxMs} ms`);
-  console.log(`send → answer (persisted, mtime back): p50 ${f.answerP50Ms} ms, p99 ${f.answerP99Ms} ms`);
-  console.log(`inside the server (quest decoded → answer written, after the push): p50 ≈ ${f.serverP50Ms} ms, p99 ≈ ${f.serverP99Ms} ms`);
+  for (const f of all) {
+    console.log(f.server === 'rtm' ? '\nour RTM server:' : '\nbare ws relay (the floor):');
+    console.log(
+      `sent ${fmt(f.sent)} (${fmt(f.rate)}/s), pushes received ${fmt(f.received)}, errors ${f.errors}, ${fmt(f.samples)} timed after warm-up; server ${f.serverCores} cores busy, client workers ${f.clientCores}`,
+    );
+    console.log(`send → push latency: p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms (target ≤ 1.5 ms), p99.9 ${f.p999Ms} ms, max ${f.maxMs} ms`);
+    if (f.answerP50Ms !== undefined) console.log(`send → answer (persisted, mtime back): p50 ${f.answerP50Ms} ms, p99 ${f.answerP99Ms} ms`);
+    if (f.serverP50Ms !== undefined)
+      console.log(
+        `inside the server (quest decoded → answer written, after the push): p50 ≈ ${f.serverP50Ms} ms, p99 ≈ ${f.serverP99Ms} ms`,
+      );
+  }
 }

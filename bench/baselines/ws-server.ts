@@ -5,6 +5,11 @@
  * message once (msgpack, plus `mtime`) into one WebSocket frame and queues that same buffer on every
  * member; the queues are flushed once per event-loop turn, one socket write per connection. No
  * per-connection protocol state, acknowledgements or bounds: the Node ceiling for fan-out.
+ *
+ * P2P relay (the floor of bench/latency.ts): a client that connects with `?uid=<uid>` is reachable
+ * by that uid; a text message {to, ...} is relayed as is, in one binary frame, to that uid's
+ * connection (same per-turn flush). No parsing beyond JSON, no storage: what send → push latency
+ * costs on this machine before any server work.
  */
 import { createServer } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -19,6 +24,7 @@ interface Member {
 const http = createServer();
 const wss = new WebSocketServer({ server: http, perMessageDeflate: false });
 const rooms = new Map<string, Set<Member>>();
+const users = new Map<string, Member>();
 let dirty: Member[] = [];
 let flushScheduled = false;
 
@@ -52,8 +58,21 @@ function flush(): void {
   }
 }
 
+function enqueue(member: Member, bytes: Buffer): void {
+  if (member.queue.push(bytes) === 1) dirty.push(member);
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flush);
+  }
+}
+
 function publish(raw: string): void {
-  const m = JSON.parse(raw) as { rid: string };
+  const m = JSON.parse(raw) as { rid?: string; to?: string };
+  if (m.to !== undefined) {
+    const to = users.get(String(m.to));
+    if (to) enqueue(to, frame(Buffer.from(raw)));
+    return;
+  }
   const members = rooms.get(String(m.rid));
   if (!members) return;
   const bytes = frame(pack({ ...m, mtime: Date.now() }));
@@ -67,8 +86,11 @@ function publish(raw: string): void {
 }
 
 wss.on('connection', (ws: WebSocket, req) => {
-  const names = (new URL(req.url ?? '/', 'http://x').searchParams.get('rooms') ?? '').split(',').filter(Boolean);
+  const params = new URL(req.url ?? '/', 'http://x').searchParams;
+  const names = (params.get('rooms') ?? '').split(',').filter(Boolean);
+  const uid = params.get('uid');
   const member: Member = { socket: (ws as unknown as { _socket: Socket })._socket, queue: [] };
+  if (uid) users.set(uid, member);
   for (const rid of names) {
     let set = rooms.get(rid);
     if (!set) rooms.set(rid, (set = new Set()));
@@ -78,6 +100,7 @@ wss.on('connection', (ws: WebSocket, req) => {
     if (!isBinary) publish(data.toString());
   });
   ws.on('close', () => {
+    if (uid && users.get(uid) === member) users.delete(uid);
     for (const rid of names) rooms.get(rid)?.delete(member);
   });
   ws.send('joined');

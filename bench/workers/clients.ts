@@ -155,10 +155,14 @@ export function socketIoConnect(endpoint: string, rooms: readonly string[]): Pro
   });
 }
 
-/** A bare ws client in `rooms` (the server answers the text message `joined` when it has added it). */
-export function wsConnect(endpoint: string, rooms: readonly string[]): Promise<WebSocket> {
+/**
+ * A bare ws client in `rooms`, reachable as `uid` when given (the server answers the text message
+ * `joined` when it has added it).
+ */
+export function wsConnect(endpoint: string, rooms: readonly string[], uid?: string): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws://${endpoint}/?rooms=${encodeURIComponent(rooms.join(','))}`, {
+    const query = `rooms=${encodeURIComponent(rooms.join(','))}${uid ? `&uid=${uid}` : ''}`;
+    const ws = new WebSocket(`ws://${endpoint}/?${query}`, {
       perMessageDeflate: false,
       generateMask: zeroMask,
     });

@@ -1,36 +1,60 @@
 /**
- * Worker process of bench/latency.ts: logged-in sender and receiver clients of our server (both in
- * this process, one clock). Senders send `sendmsg` on the client gate at a steady rate with the
- * send time (performance.now()) as the body; receivers time each `pushmsg` against it.
+ * Worker process of bench/latency.ts: logged-in sender and receiver clients (both in this process,
+ * one clock). Senders send at a steady rate with the send time (performance.now()) as the body;
+ * receivers time each push against it.
+ *
+ * Our server (`kind: 'rtm'`): `sendmsg` on the client gate, timed at `pushmsg`; the answer (mtime,
+ * after persistence) is timed too. The relay floor (`kind: 'ws'`, bench/baselines/ws-server.ts):
+ * a JSON text message {to, t} relayed to the receiver's connection, nothing stored or answered.
  */
 import { decodePayload } from '@rtm/fpnn';
-import { fetchTokens, pool, rtmLogin, serveIpc, type FpnnWsClient } from './clients.js';
+import type WebSocket from 'ws';
+import { fetchTokens, pool, rtmLogin, serveIpc, wsConnect, type FpnnWsClient } from './clients.js';
 
-let senders: FpnnWsClient[] = [];
-let receivers: FpnnWsClient[] = [];
-let receiverUids: bigint[] = [];
+/** Sends message `n` from sender `i` to its receiver; resolves when answered (our server) or at once. */
+type Send = (i: number, n: bigint, sentAt: number) => Promise<unknown> | undefined;
+
+let send: Send = () => undefined;
+let senderCount = 0;
+let closeAll: () => void = () => undefined;
 let latencies: number[] = [];
 let recordAfter = Infinity;
 let received = 0;
 
+function onReceived(sentAt: number): void {
+  const now = performance.now();
+  received++;
+  if (sentAt >= recordAfter) latencies.push(now - sentAt);
+}
+
 async function connect(m: Record<string, unknown>): Promise<{ ms: number }> {
   const started = performance.now();
-  const senderUids = (m.senders as string[]).map(BigInt);
-  receiverUids = (m.receivers as string[]).map(BigInt);
-  const all = [...senderUids, ...receiverUids];
-  const tokens = await fetchTokens(m.serverEndpoint as string, all);
-  const clients = await pool(all, 50, (uid, i) => rtmLogin(m.clientEndpoint as string, uid, tokens[i]!));
-  senders = clients.slice(0, senderUids.length);
-  receivers = clients.slice(senderUids.length);
-  for (const r of receivers) {
-    r.onPush = (frame) => {
-      if (frame.method !== 'pushmsg') return;
-      const now = performance.now();
-      const { msg } = decodePayload(frame.flag, frame.payload);
-      const sentAt = Number(typeof msg === 'string' ? msg : Buffer.from(msg as Uint8Array).toString());
-      received++;
-      if (sentAt >= recordAfter) latencies.push(now - sentAt);
-    };
+  const senderUids = m.senders as string[];
+  const receiverUids = m.receivers as string[];
+  const endpoint = m.clientEndpoint as string;
+  senderCount = senderUids.length;
+  if (m.kind === 'ws') {
+    const receivers = await pool(receiverUids, 50, (uid) => wsConnect(endpoint, [], uid));
+    const senders = await pool(senderUids, 50, (uid) => wsConnect(endpoint, [], uid));
+    for (const r of receivers) r.on('message', (data: Buffer) => onReceived((JSON.parse(data.toString()) as { t: number }).t));
+    send = (i, _n, sentAt) => void senders[i]!.send(JSON.stringify({ to: receiverUids[i], t: sentAt }));
+    closeAll = () => [...senders, ...receivers].forEach((w: WebSocket) => w.terminate());
+  } else {
+    const all = [...senderUids, ...receiverUids].map(BigInt);
+    const tokens = await fetchTokens(m.serverEndpoint as string, all);
+    const clients = await pool(all, 50, (uid, i) => rtmLogin(endpoint, uid, tokens[i]!));
+    const senders = clients.slice(0, senderUids.length);
+    const receivers: FpnnWsClient[] = clients.slice(senderUids.length);
+    const to = receiverUids.map(BigInt);
+    for (const r of receivers) {
+      r.onPush = (frame) => {
+        if (frame.method !== 'pushmsg') return;
+        const { msg } = decodePayload(frame.flag, frame.payload);
+        onReceived(Number(typeof msg === 'string' ? msg : Buffer.from(msg as Uint8Array).toString()));
+      };
+    }
+    send = (i, mid, sentAt) => senders[i]!.quest('sendmsg', { to: to[i]!, mid, mtype: 51, msg: String(sentAt), attrs: '' });
+    closeAll = () => clients.forEach((c) => c.close());
   }
   return { ms: Math.round(performance.now() - started) };
 }
@@ -55,10 +79,10 @@ async function run(m: Record<string, unknown>): Promise<Record<string, unknown>>
       const elapsed = now - start;
       const due = Math.floor((Math.min(elapsed, totalMs) * rate) / 1000);
       while (sent < due) {
-        const i = sent % senders.length;
+        const i = sent % senderCount;
         const t0 = performance.now();
         sent++;
-        senders[i]!.quest('sendmsg', { to: receiverUids[i]!, mid: mid++, mtype: 51, msg: String(t0), attrs: '' }).then(
+        send(i, mid++, t0)?.then(
           () => {
             if (t0 >= recordAfter) answerMs.push(performance.now() - t0);
           },
@@ -84,11 +108,9 @@ serveIpc(
     connect: (m) => connect(m),
     run: (m) => run(m),
     close: () => {
-      for (const c of [...senders, ...receivers]) c.close();
+      closeAll();
       return {};
     },
   },
-  () => {
-    for (const c of [...senders, ...receivers]) c.close();
-  },
+  () => closeAll(),
 );
