@@ -24,47 +24,55 @@ process.on('SIGUSR2', async () => {
   );
 });
 
-// With RTM_BENCH_CPU_PROF_DIR set: a CPU profile of the whole process life, written at exit
-// (`--cpu-prof` is not allowed in NODE_OPTIONS). The in-thread inspector session answers synchronously.
-const profDir = process.env.RTM_BENCH_CPU_PROF_DIR;
-if (profDir) {
+/**
+ * An inspector profile of the whole process life, written to `<dir>/server-<pid>.<ext>` at exit
+ * (`--cpu-prof` is not allowed in NODE_OPTIONS). The in-thread session answers synchronously.
+ */
+async function profileUntilExit(dir, ext, start, stopMethod) {
   const { Session } = await import('node:inspector');
   const { writeFileSync, mkdirSync } = await import('node:fs');
   const session = new Session();
   session.connect();
-  session.post('Profiler.setSamplingInterval', { interval: 200 });
-  session.post('Profiler.enable');
-  session.post('Profiler.start');
+  start(session);
   process.once('exit', () => {
-    session.post('Profiler.stop', (err, result) => {
+    session.post(stopMethod, (err, result) => {
       if (err) return;
-      mkdirSync(profDir, { recursive: true });
-      writeFileSync(`${profDir}/server-${process.pid}.cpuprofile`, JSON.stringify(result.profile));
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(`${dir}/server-${process.pid}.${ext}`, JSON.stringify(result.profile));
     });
   });
 }
 
-// With RTM_BENCH_HEAP_SAMPLING_DIR set: a sampling heap profile (where the process allocates, by
-// call site; V8 .heapprofile) of the whole process life, written at exit.
-const heapDir = process.env.RTM_BENCH_HEAP_SAMPLING_DIR;
-if (heapDir) {
-  const { Session } = await import('node:inspector');
-  const { writeFileSync, mkdirSync } = await import('node:fs');
-  const session = new Session();
-  session.connect();
-  // Every 4 KiB on average; objects collected since are kept (what is allocated, not what is retained).
-  session.post('HeapProfiler.startSampling', {
-    samplingInterval: 4096,
-    includeObjectsCollectedByMajorGC: true,
-    includeObjectsCollectedByMinorGC: true,
-  });
-  process.once('exit', () => {
-    session.post('HeapProfiler.stopSampling', (err, result) => {
-      if (err) return;
-      mkdirSync(heapDir, { recursive: true });
-      writeFileSync(`${heapDir}/server-${process.pid}.heapprofile`, JSON.stringify(result.profile));
-    });
-  });
+// With RTM_BENCH_CPU_PROF_DIR set: a CPU profile (summarise with cpuprofile-top.ts).
+if (process.env.RTM_BENCH_CPU_PROF_DIR) {
+  await profileUntilExit(
+    process.env.RTM_BENCH_CPU_PROF_DIR,
+    'cpuprofile',
+    (session) => {
+      session.post('Profiler.setSamplingInterval', { interval: 200 });
+      session.post('Profiler.enable');
+      session.post('Profiler.start');
+    },
+    'Profiler.stop',
+  );
+}
+
+// With RTM_BENCH_HEAP_SAMPLING_DIR set: a sampling heap profile, where the process allocates by
+// call site (summarise with heapprofile-top.ts). Every 4 KiB on average; objects collected since
+// are kept (what is allocated, not what is retained).
+if (process.env.RTM_BENCH_HEAP_SAMPLING_DIR) {
+  await profileUntilExit(
+    process.env.RTM_BENCH_HEAP_SAMPLING_DIR,
+    'heapprofile',
+    (session) => {
+      session.post('HeapProfiler.startSampling', {
+        samplingInterval: 4096,
+        includeObjectsCollectedByMajorGC: true,
+        includeObjectsCollectedByMinorGC: true,
+      });
+    },
+    'HeapProfiler.stopSampling',
+  );
 }
 
 // With RTM_BENCH_LOOP_STATS set: at exit, one line with the event loop's delay histogram and the
