@@ -51,6 +51,10 @@ async function openStore(config: ServerConfig, log: Logger): Promise<Store> {
       checkpointEveryMs: config.sqliteCheckpointMs,
       writerThread: config.sqliteWriterThread,
       onError: (message) => log.error({ store: 'sqlite' }, message),
+      onMigration: ({ version, name, ms }) =>
+        ms === undefined
+          ? log.info({ store: 'sqlite', version, name }, 'applying schema migration')
+          : log.info({ store: 'sqlite', version, name, ms }, 'schema migration applied'),
     });
   }
   const { PostgresStore } = await import('./store/postgres.js');

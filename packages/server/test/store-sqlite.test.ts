@@ -415,3 +415,32 @@ describe('SqliteStore migration 4 (unique key led by mid) on a version-3 databas
     }
   });
 });
+
+describe('SqliteStore schema migrations are reported', () => {
+  it('reports each step as it starts and when applied, and nothing when the schema is current', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'rtm-mig-'));
+    try {
+      const events: { version: number; ms?: number }[] = [];
+      const first = new SqliteStore({ dataDir: dir, onMigration: ({ version, ms }) => events.push({ version, ms }) });
+      await first.init();
+      await first.close();
+      const versions = SQLITE_MIGRATIONS.map((m) => m.version);
+      assert.deepEqual(
+        events.map((e) => [e.version, e.ms === undefined ? 'start' : 'applied']),
+        versions.flatMap((v) => [
+          [v, 'start'],
+          [v, 'applied'],
+        ]),
+      );
+      assert.ok(events.every((e) => e.ms === undefined || (Number.isInteger(e.ms) && e.ms >= 0)));
+
+      const again: unknown[] = [];
+      const second = new SqliteStore({ dataDir: dir, onMigration: (e) => again.push(e) });
+      await second.init();
+      await second.close();
+      assert.deepEqual(again, []);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
