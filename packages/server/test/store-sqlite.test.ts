@@ -289,10 +289,19 @@ async function databaseAtVersion(dir: string, version: number): Promise<import('
   return db;
 }
 
+/** Runs `fn` with a fresh temporary data directory, removed afterwards. */
+async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'rtm-mig-'));
+  try {
+    await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 describe('SqliteStore migration 2 (time_index, p2p_pairs) on a version-1 database', () => {
-  it('carries conversation lists, hidden sides and time windows over', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'rtm-mig-'));
-    try {
+  it('carries conversation lists, hidden sides and time windows over', () =>
+    inTempDir(async (dir) => {
       // A version-1 database, filled like v1 did.
       const db = await databaseAtVersion(dir, 1);
       const ins = db.prepare(
@@ -331,16 +340,12 @@ describe('SqliteStore migration 2 (time_index, p2p_pairs) on a version-1 databas
       });
       assert.deepEqual(none, []);
       await store.close();
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 });
 
 describe('SqliteStore migration 3 (counter in time_index, no messages_inbox) on a version-2 database', () => {
-  it('keeps ids and mtimes growing past the old counter, and p2p unread right', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'rtm-mig-'));
-    try {
+  it('keeps ids and mtimes growing past the old counter, and p2p unread right', () =>
+    inTempDir(async (dir) => {
       const db = await databaseAtVersion(dir, 2);
       const ins = db.prepare(
         "INSERT INTO messages (id, pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (?,1,1,10,20,10,20,?,30,'m','',?)",
@@ -364,16 +369,12 @@ describe('SqliteStore migration 3 (counter in time_index, no messages_inbox) on 
       assert.deepEqual(await store.unreadP2P({ pid: 1, uid: 20n, since: 1_000n }), new Map([[10n, { count: 1, ltime: 2_500n }]]));
       assert.deepEqual(await store.unreadP2P({ pid: 1, uid: 10n, since: 0n }), new Map([[20n, { count: 1, ltime: BigInt(ahead) }]]));
       await store.close();
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 });
 
 describe('SqliteStore migration 4 (unique key led by mid) on a version-3 database', () => {
-  it('keeps resends deduplicated, collisions refused and messages found by key', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'rtm-mig-'));
-    try {
+  it('keeps resends deduplicated, collisions refused and messages found by key', () =>
+    inTempDir(async (dir) => {
       const db = await databaseAtVersion(dir, 3);
       db.prepare(
         "INSERT INTO messages (id, pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (1,1,1,10,20,10,20,?,30,'hello','',1000)",
@@ -410,16 +411,12 @@ describe('SqliteStore migration 4 (unique key led by mid) on a version-3 databas
         plan.join('\n'),
       );
       assert.deepEqual(columns, ['pid', 'mid', 'kind', 'from_id', 'to_id']);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 });
 
 describe('SqliteStore schema migrations are reported', () => {
-  it('reports each step as it starts and when applied, and nothing when the schema is current', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'rtm-mig-'));
-    try {
+  it('reports each step as it starts and when applied, and nothing when the schema is current', () =>
+    inTempDir(async (dir) => {
       const events: { version: number; ms?: number }[] = [];
       const first = new SqliteStore({ dataDir: dir, onMigration: ({ version, ms }) => events.push({ version, ms }) });
       await first.init();
@@ -439,8 +436,5 @@ describe('SqliteStore schema migrations are reported', () => {
       await second.init();
       await second.close();
       assert.deepEqual(again, []);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 });
