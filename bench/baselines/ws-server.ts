@@ -58,12 +58,15 @@ function flush(): void {
   }
 }
 
+/** Queues `bytes` on `member` for this turn's flush. */
 function enqueue(member: Member, bytes: Buffer): void {
   if (member.queue.push(bytes) === 1) dirty.push(member);
-  if (!flushScheduled) {
-    flushScheduled = true;
-    setImmediate(flush);
-  }
+}
+
+function scheduleFlush(): void {
+  if (flushScheduled || dirty.length === 0) return;
+  flushScheduled = true;
+  setImmediate(flush);
 }
 
 function publish(raw: string): void {
@@ -71,18 +74,13 @@ function publish(raw: string): void {
   if (m.to !== undefined) {
     const to = users.get(String(m.to));
     if (to) enqueue(to, frame(Buffer.from(raw)));
-    return;
+  } else {
+    const members = rooms.get(String(m.rid));
+    if (!members) return;
+    const bytes = frame(pack({ ...m, mtime: Date.now() }));
+    for (const member of members) enqueue(member, bytes);
   }
-  const members = rooms.get(String(m.rid));
-  if (!members) return;
-  const bytes = frame(pack({ ...m, mtime: Date.now() }));
-  for (const member of members) {
-    if (member.queue.push(bytes) === 1) dirty.push(member);
-  }
-  if (!flushScheduled && dirty.length) {
-    flushScheduled = true;
-    setImmediate(flush);
-  }
+  scheduleFlush();
 }
 
 wss.on('connection', (ws: WebSocket, req) => {

@@ -6,8 +6,9 @@
  * Design (DESIGN.md "Storage"):
  * - `messages.id` is the rowid, assigned by the store from the newest `time_index` row (not by
  *   SQLite's max+1, which would reuse the ids of deleted newest rows; `counters` until step 3),
- *   so ids only ever grow and `mtime` never decreases with `id`. History turns `begin`/`end` into id bounds through `time_index` and then reads one
- *   id range of `messages_history` (filtering the edge seconds by mtime): a range scan at any depth.
+ *   so ids only ever grow and `mtime` never decreases with `id`. History turns `begin`/`end` into
+ *   id bounds through `time_index` and then reads one id range of `messages_history` (filtering
+ *   the edge seconds by mtime): a range scan at any depth.
  * - Conversation key: p2p = (min uid, max uid), group/room = (gid/rid, 0), broadcast = (0, 0).
  * - `msg` has no type affinity (declared BLOB): a str body is stored as TEXT, a bin body as BLOB,
  *   and read back as the same kind.

@@ -9,10 +9,10 @@
  * - With `writerThread`, a file database's commits run in a writer thread with its own connection
  *   (`sqlite-writer.ts`): a commit that waits on the disk never blocks the event loop, and turns
  *   that pile up behind it are committed together.
- * - Message ids and mtimes come from the newest `time_index` row, read and written inside that transaction
- *   (`sqlite-appender.ts`): ids strictly increase in commit order (also across restarts and after
- *   deletions) and mtime = max(now, last mtime), so mtime never decreases with id. History relies
- *   on that to turn `begin`/`end` into id bounds (see `idBounds`).
+ * - Message ids and mtimes come from the newest `time_index` row, read and written inside that
+ *   transaction (`sqlite-appender.ts`): ids strictly increase in commit order (also across
+ *   restarts and after deletions) and mtime = max(now, last mtime), so mtime never decreases with
+ *   id. History relies on that to turn `begin`/`end` into id bounds (see `idBounds`).
  * - Ids are INTEGER columns read with safe integers: they come back as bigint, exact above 2^53.
  */
 import Database from 'better-sqlite3';
