@@ -4,7 +4,7 @@
  * from /proc, load-generator worker processes with a small IPC protocol, and clean-up on any exit.
  */
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -152,6 +152,10 @@ export async function startRtmServer(options: RtmServerOptions = {}): Promise<Se
   }
   track(server.child);
   const probe = probeOn(server.child);
+  // With RTM_BENCH_SERVER_STDOUT=<file>: everything the server prints to stdout (its JSON log and,
+  // with RTM_BENCH_V8_FLAGS=--trace-gc-nvp, V8's GC trace) is appended to that file.
+  if (process.env.RTM_BENCH_SERVER_STDOUT)
+    server.child.stdout!.pipe(createWriteStream(process.env.RTM_BENCH_SERVER_STDOUT, { flags: 'a' }));
   return {
     kind: 'rtm',
     pid: server.child.pid!,

@@ -3,6 +3,12 @@
 //   @@probe {"rss":…,"heapUsed":…,"heapTotal":…,"external":…,"arrayBuffers":…,"user":…,"system":…}
 // so the bench can read heap figures of a process it does not control (our server), the same way
 // for every server. Plain JS: it must load before any TypeScript loader.
+// With RTM_BENCH_V8_FLAGS set: V8 flags that NODE_OPTIONS refuses (e.g. --no-parallel-scavenge),
+// set before the process allocates much, to try GC settings on a server under test.
+if (process.env.RTM_BENCH_V8_FLAGS) {
+  const { setFlagsFromString } = await import('node:v8');
+  for (const flag of process.env.RTM_BENCH_V8_FLAGS.split(/\s+/).filter(Boolean)) setFlagsFromString(flag);
+}
 const snapshotDir = process.env.RTM_BENCH_HEAP_SNAPSHOT_DIR;
 let snapshots = 0;
 process.on('SIGUSR2', async () => {
@@ -59,7 +65,8 @@ if (process.env.RTM_BENCH_CPU_PROF_DIR) {
 
 // With RTM_BENCH_HEAP_SAMPLING_DIR set: a sampling heap profile, where the process allocates by
 // call site (summarise with heapprofile-top.ts). Every 4 KiB on average; objects collected since
-// are kept (what is allocated, not what is retained).
+// are kept (what is allocated, not what is retained). With RTM_BENCH_HEAP_SAMPLING=survivors, only
+// what outlived the young generation (promoted, or alive at exit): what makes scavenges slow.
 if (process.env.RTM_BENCH_HEAP_SAMPLING_DIR) {
   await profileUntilExit(
     process.env.RTM_BENCH_HEAP_SAMPLING_DIR,
@@ -68,7 +75,7 @@ if (process.env.RTM_BENCH_HEAP_SAMPLING_DIR) {
       session.post('HeapProfiler.startSampling', {
         samplingInterval: 4096,
         includeObjectsCollectedByMajorGC: true,
-        includeObjectsCollectedByMinorGC: true,
+        includeObjectsCollectedByMinorGC: process.env.RTM_BENCH_HEAP_SAMPLING !== 'survivors',
       });
     },
     'HeapProfiler.stopSampling',
@@ -76,7 +83,8 @@ if (process.env.RTM_BENCH_HEAP_SAMPLING_DIR) {
 }
 
 // With RTM_BENCH_LOOP_STATS set: at exit, one line with the event loop's delay histogram and the
-// GC pauses (longest first), to tell server stalls from client-side or machine noise.
+// GC pauses (longest first; RTM_BENCH_LOOP_STATS_GCS of them, default 8), to tell server stalls
+// from client-side or machine noise.
 if (process.env.RTM_BENCH_LOOP_STATS) {
   const { monitorEventLoopDelay, PerformanceObserver } = await import('node:perf_hooks');
   const h = monitorEventLoopDelay({ resolution: 1 });
@@ -90,7 +98,7 @@ if (process.env.RTM_BENCH_LOOP_STATS) {
     gcs.sort((a, b) => b.ms - a.ms);
     const total = gcs.reduce((s, g) => s + g.ms, 0);
     process.stderr.write(
-      `@@loop ${JSON.stringify({ p50: ms(h.percentile(50)), p99: ms(h.percentile(99)), p999: ms(h.percentile(99.9)), max: ms(h.max), gcCount: gcs.length, gcTotalMs: +total.toFixed(1), longestGc: gcs.slice(0, 8) })}\n`,
+      `@@loop ${JSON.stringify({ p50: ms(h.percentile(50)), p99: ms(h.percentile(99)), p999: ms(h.percentile(99.9)), max: ms(h.max), gcCount: gcs.length, gcTotalMs: +total.toFixed(1), longestGc: gcs.slice(0, Number(process.env.RTM_BENCH_LOOP_STATS_GCS ?? 8)) })}\n`,
     );
   });
 }
