@@ -137,15 +137,20 @@ export async function startRtmServer(options: RtmServerOptions = {}): Promise<Se
     .trim();
   let server: SpawnedServer;
   try {
-    server = await spawnServer({
-      RTM_DATA_DIR: dataDir,
-      RTM_PROJECT_ID: String(TEST_PID),
-      RTM_PROJECT_SECRET: TEST_SECRET,
-      RTM_CLIENT_CALLS_PER_SECOND: '0',
-      RTM_LOG_LEVEL: 'info',
-      NODE_OPTIONS: nodeOptions,
-      ...options.env,
-    });
+    server = await spawnServer(
+      {
+        RTM_DATA_DIR: dataDir,
+        RTM_PROJECT_ID: String(TEST_PID),
+        RTM_PROJECT_SECRET: TEST_SECRET,
+        RTM_CLIENT_CALLS_PER_SECOND: '0',
+        RTM_LOG_LEVEL: 'info',
+        NODE_OPTIONS: nodeOptions,
+        ...options.env,
+      },
+      20_000,
+      // Node flags that NODE_OPTIONS refuses (e.g. --min-semi-space-size), for the server's command line.
+      (process.env.RTM_BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean),
+    );
   } catch (err) {
     await rm(dataDir, { recursive: true, force: true });
     throw err;
