@@ -130,22 +130,42 @@ export abstract class Gate<Session> {
     this.startKeepalive();
   }
 
-  /** Runs a quest with metrics and in-flight accounting; errors propagate to become error answers. */
-  protected async track(conn: Connection<Session>, quest: IncomingQuest): Promise<Payload> {
+  /**
+   * Runs a quest with metrics and in-flight accounting; errors propagate to become error answers.
+   * Not an async function: a handler that answers at once is counted at once, and one that
+   * returns a promise gets one `then` (it runs for every quest).
+   */
+  protected track(conn: Connection<Session>, quest: IncomingQuest): Payload | Promise<Payload> {
     const started = performance.now();
     this.inFlight++;
-    let outcome = 'ok';
+    let result: Payload | Promise<Payload>;
     try {
       if (this.stopping) throw new RtmError(FpnnErrorCode.CORE_SERVER_STOPPING, 'server is shutting down');
-      const result = this.serve(conn, quest);
-      return result instanceof Promise ? await result : result;
+      result = this.serve(conn, quest);
     } catch (err) {
-      outcome = err instanceof RtmError ? String(err.code) : 'internal';
+      this.done(quest.method, err, started);
       throw err;
-    } finally {
-      this.count(quest.method, outcome, started);
-      if (--this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
     }
+    if (!(result instanceof Promise)) {
+      this.done(quest.method, undefined, started);
+      return result;
+    }
+    return result.then(
+      (answer) => {
+        this.done(quest.method, undefined, started);
+        return answer;
+      },
+      (err: unknown) => {
+        this.done(quest.method, err, started);
+        throw err;
+      },
+    );
+  }
+
+  /** A tracked quest ended: with `err` undefined it was answered. */
+  private done(method: string, err: unknown, started: number): void {
+    this.count(method, err === undefined ? 'ok' : err instanceof RtmError ? String(err.code) : 'internal', started);
+    if (--this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 
   private startKeepalive(): void {

@@ -2,7 +2,7 @@ import { RtmError, RtmErrorCode } from '@rtm/fpnn';
 import type { Bus } from '../bus/bus.js';
 import type { ServerConfig } from '../config.js';
 import type { Metrics } from '../observability/metrics.js';
-import { MessageKind, type NewMessage, type Store } from '../store/store.js';
+import { MessageKind, type AppendResult, type NewMessage, type Store } from '../store/store.js';
 import type { LocalPresence } from './presence.js';
 
 export interface SendRequest {
@@ -39,10 +39,32 @@ export class Messaging {
     private readonly metrics: Metrics,
   ) {}
 
-  /** Sends a message; resolves with its mtime (the original one for an idempotent resend). */
+  /**
+   * Sends a message; resolves with its mtime (the original one for an idempotent resend). Kept
+   * small, with the checks of other kinds and the publishing in methods of their own: every
+   * client send runs it, and an async function's state grows with its locals.
+   */
   async send(req: SendRequest): Promise<bigint> {
-    const { limits } = this.config;
     const now = BigInt(Date.now());
+    this.checkSizes(req);
+    if (await this.store.isProjectBlack(req.pid, req.from, now)) {
+      throw new RtmError(RtmErrorCode.AUTH_DENIED, `user ${req.from} is on the project blacklist`);
+    }
+    let to: Targets;
+    if (req.kind === MessageKind.P2P && !req.tos && req.to !== undefined) {
+      // One receiver (sendmsg, the common case): no sets, no filtering.
+      if (req.gate === 'client' && req.to === req.from) throw new RtmError(RtmErrorCode.SEND_TO_SELF, 'cannot send a message to oneself');
+      if ((await this.store.blockedBy(req.pid, req.from, [req.to])).length > 0)
+        throw new RtmError(RtmErrorCode.BLOCKED_USER, `user ${req.to} has blocked user ${req.from}`);
+      to = { targets: [req.to], recipients: undefined };
+    } else {
+      to = await this.targetsOf(req, now);
+    }
+    return this.published(req, await this.store.append(batchOf(req, to.targets)), to.recipients);
+  }
+
+  private checkSizes(req: SendRequest): void {
+    const { limits } = this.config;
     if (!Number.isInteger(req.mtype) || req.mtype < 1 || req.mtype > 127) {
       throw new RtmError(RtmErrorCode.INVALID_MTYPE, `mtype must be between 1 and 127, got ${req.mtype}`);
     }
@@ -52,23 +74,13 @@ export class Messaging {
     const attrsBytes = byteLength(req.attrs);
     if (attrsBytes > limits.maxAttrsBytes)
       throw new RtmError(RtmErrorCode.LARGE_MESSAGE_OR_ATTRS, `attrs is ${attrsBytes} bytes, the limit is ${limits.maxAttrsBytes}`);
-    if (await this.store.isProjectBlack(req.pid, req.from, now)) {
-      throw new RtmError(RtmErrorCode.AUTH_DENIED, `user ${req.from} is on the project blacklist`);
-    }
+  }
 
-    let recipients: bigint[] = [];
-    let targets: bigint[];
+  /** Whom a multi-user, group, room or broadcast send goes to, after its rights are checked. */
+  private async targetsOf(req: SendRequest, now: bigint): Promise<Targets> {
+    const { limits } = this.config;
     switch (req.kind) {
       case MessageKind.P2P: {
-        if (!req.tos && req.to !== undefined) {
-          // One receiver (sendmsg, the common case): no sets, no filtering.
-          if (req.gate === 'client' && req.to === req.from)
-            throw new RtmError(RtmErrorCode.SEND_TO_SELF, 'cannot send a message to oneself');
-          if ((await this.store.blockedBy(req.pid, req.from, [req.to])).length > 0)
-            throw new RtmError(RtmErrorCode.BLOCKED_USER, `user ${req.to} has blocked user ${req.from}`);
-          targets = [req.to];
-          break;
-        }
         const tos = req.tos ?? [];
         if (req.tos) {
           if (tos.length === 0) throw new RtmError(RtmErrorCode.EMPTY_PARAMETER, 'tos must not be empty');
@@ -84,13 +96,13 @@ export class Messaging {
         const blockers = new Set(await this.store.blockedBy(req.pid, req.from, unique));
         if (!req.tos && blockers.size > 0) throw new RtmError(RtmErrorCode.BLOCKED_USER, `user ${req.to} has blocked user ${req.from}`);
         // Multi-user sends skip receivers that blocked the sender (they must not get it).
-        targets = unique.filter((uid) => !blockers.has(uid));
+        const targets = unique.filter((uid) => !blockers.has(uid));
         if (targets.length === 0) throw new RtmError(RtmErrorCode.BLOCKED_USER, `every receiver has blocked user ${req.from}`);
-        break;
+        return { targets, recipients: undefined };
       }
       case MessageKind.GROUP: {
         const gid = req.to!;
-        recipients = await this.store.groupMembers(req.pid, gid);
+        const recipients = await this.store.groupMembers(req.pid, gid);
         const checkMember = req.gate === 'client' || this.config.serverSendRequiresMembership;
         if (checkMember && !recipients.includes(req.from)) {
           throw new RtmError(
@@ -100,8 +112,7 @@ export class Messaging {
         }
         if (await this.store.isBanned(req.pid, 'group', gid, req.from, now))
           throw new RtmError(RtmErrorCode.BANNED_IN_GROUP, `user ${req.from} is banned in group ${gid}`);
-        targets = [gid];
-        break;
+        return { targets: [gid], recipients };
       }
       case MessageKind.ROOM: {
         const rid = req.to!;
@@ -115,29 +126,20 @@ export class Messaging {
         }
         if (await this.store.isBanned(req.pid, 'room', rid, req.from, now))
           throw new RtmError(RtmErrorCode.BANNED_IN_ROOM, `user ${req.from} is banned in room ${rid}`);
-        targets = [rid];
-        break;
+        return { targets: [rid], recipients: undefined };
       }
       default: {
         const admins = this.config.broadcastAdminUids;
         if (req.gate === 'server' && admins.length > 0 && !admins.includes(req.from)) {
           throw new RtmError(RtmErrorCode.ADMIN_ONLY, `user ${req.from} may not broadcast`);
         }
-        targets = [0n];
+        return { targets: [0n], recipients: undefined };
       }
     }
+  }
 
-    const batch: NewMessage[] = targets.map((to) => ({
-      pid: req.pid,
-      kind: req.kind,
-      from: req.from,
-      to,
-      mid: req.mid,
-      mtype: req.mtype,
-      msg: req.msg,
-      attrs: req.attrs,
-    }));
-    const results = await this.store.append(batch);
+  /** Publishes what was stored for delivery on every node; returns the mtime to answer. */
+  private published(req: SendRequest, results: readonly AppendResult[], groupMembers: bigint[] | undefined): bigint {
     let mtime: bigint | undefined;
     let collision = false;
     const origin = req.originConn !== undefined ? { node: this.bus.nodeId, conn: req.originConn } : undefined;
@@ -152,7 +154,7 @@ export class Messaging {
       this.bus.publish({
         type: 'message',
         message: r.message,
-        recipients: req.kind === MessageKind.GROUP ? recipients : req.kind === MessageKind.P2P ? [r.message.to] : undefined,
+        recipients: req.kind === MessageKind.GROUP ? groupMembers : req.kind === MessageKind.P2P ? [r.message.to] : undefined,
         origin,
       });
     }
@@ -164,4 +166,23 @@ export class Messaging {
       );
     return mtime!;
   }
+}
+
+/** Who gets a send: the stored targets (uid, gid, rid or 0), and a group's members for delivery. */
+interface Targets {
+  targets: bigint[];
+  recipients: bigint[] | undefined;
+}
+
+function batchOf(req: SendRequest, targets: readonly bigint[]): NewMessage[] {
+  return targets.map((to) => ({
+    pid: req.pid,
+    kind: req.kind,
+    from: req.from,
+    to,
+    mid: req.mid,
+    mtype: req.mtype,
+    msg: req.msg,
+    attrs: req.attrs,
+  }));
 }

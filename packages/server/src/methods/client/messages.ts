@@ -10,22 +10,25 @@ const common = { mid: f.id, mtype: f.int, msg: f.body, attrs: f.opt(f.str) };
 type ClientSend = { mid: bigint; mtype: number; msg: string | Uint8Array; attrs?: string };
 
 /** Sends as the logged-in user, never pushed back to this connection; answers `{ mtime }`. */
-async function send(ctx: ClientContext, kind: MessageKind, to: bigint, r: ClientSend): Promise<{ mtime: bigint }> {
+function send(ctx: ClientContext, kind: MessageKind, to: bigint, r: ClientSend): Promise<{ mtime: bigint }> {
   const { pid, uid: from, conn } = ctx;
-  const mtime = await ctx.services.messaging.send({
-    pid,
-    kind,
-    from,
-    to,
-    mid: r.mid,
-    mtype: r.mtype,
-    msg: r.msg,
-    attrs: r.attrs ?? '',
-    gate: 'client',
-    originConn: conn.id,
-  });
-  return { mtime };
+  return ctx.services.messaging
+    .send({
+      pid,
+      kind,
+      from,
+      to,
+      mid: r.mid,
+      mtype: r.mtype,
+      msg: r.msg,
+      attrs: r.attrs ?? '',
+      gate: 'client',
+      originConn: conn.id,
+    })
+    .then(mtimeAnswer);
 }
+
+const mtimeAnswer = (mtime: bigint): { mtime: bigint } => ({ mtime });
 
 export const sendmsg = clientMethod({ ...common, to: f.id }, (ctx, r) => send(ctx, MessageKind.P2P, r.to, r));
 
