@@ -9,8 +9,11 @@
  * JSON in, the same bytes out to the receiver, nothing stored): the floor that this machine's
  * processes, sockets and scheduling put under any send → push latency.
  *
+ * With `--rounds N` the servers take turns N times and the medians close the output, with our p99
+ * ÷ the relay's: on a shared 2-core machine one run's p99 moves 2–3× with the neighbours.
+ *
  *   node --conditions=development --import tsx bench/latency.ts [--rate 5000] [--seconds 10] [--warmup 2]
- *     [--workers 2] [--pairs 200] [--servers rtm,ws] [--profile <dir>]   (server CPU profile; see bench/workers/cpuprofile-top.ts)
+ *     [--workers 2] [--pairs 200] [--servers rtm,ws] [--rounds 1] [--profile <dir>]   (server CPU profile; see bench/workers/cpuprofile-top.ts)
  */
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -165,35 +168,65 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       workers: { type: 'string', default: '2' },
       pairs: { type: 'string', default: '200' },
       servers: { type: 'string', default: 'rtm,ws' },
+      rounds: { type: 'string', default: '1' },
       profile: { type: 'string' },
     },
   });
   const servers = values.servers.split(',');
   if (servers.some((s) => s !== 'rtm' && s !== 'ws')) throw new Error(`--servers takes rtm and/or ws, not ${values.servers}`);
+  const rounds = Number(values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds takes a whole number ≥ 1, not ${values.rounds}`);
   console.log(
     `p2p send → push latency: clients send 'sendmsg' on the client gate (WebSocket) at ${values.rate} msgs/s for ${values.seconds} s after ${values.warmup} s warm-up, ` +
       `${values.pairs} sender/receiver pairs in ${values.workers} worker processes, every message persisted (SQLite), ${availableParallelism()} cores; ` +
-      `then the same through a bare ws relay (nothing stored: the floor)`,
+      `then the same through a bare ws relay (nothing stored: the floor)${rounds > 1 ? `; ${rounds} rounds, taking turns` : ''}`,
   );
-  const all = await runLatencyBench({
-    rate: Number(values.rate),
-    seconds: Number(values.seconds),
-    warmupSeconds: Number(values.warmup),
-    workers: Number(values.workers),
-    pairs: Number(values.pairs),
-    profileDir: values.profile,
-    servers: servers as ('rtm' | 'ws')[],
-  });
-  for (const f of all) {
-    console.log(f.server === 'rtm' ? '\nour RTM server:' : '\nbare ws relay (the floor):');
-    console.log(
-      `sent ${fmt(f.sent)} (${fmt(f.rate)}/s), pushes received ${fmt(f.received)}, errors ${f.errors}, ${fmt(f.samples)} timed after warm-up; server ${f.serverCores} cores busy, client workers ${f.clientCores}`,
-    );
-    console.log(`send → push latency: p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms (target ≤ 1.5 ms), p99.9 ${f.p999Ms} ms, max ${f.maxMs} ms`);
-    if (f.answerP50Ms !== undefined) console.log(`send → answer (persisted, mtime back): p50 ${f.answerP50Ms} ms, p99 ${f.answerP99Ms} ms`);
-    if (f.serverP50Ms !== undefined)
-      console.log(
-        `inside the server (quest decoded → answer written, after the push): p50 ≈ ${f.serverP50Ms} ms, p99 ≈ ${f.serverP99Ms} ms`,
-      );
+  const all: LatencyFigures[] = [];
+  for (let round = 1; round <= rounds; round++) {
+    if (rounds > 1) console.log(`\n--- round ${round} of ${rounds}`);
+    const figures = await runLatencyBench({
+      rate: Number(values.rate),
+      seconds: Number(values.seconds),
+      warmupSeconds: Number(values.warmup),
+      workers: Number(values.workers),
+      pairs: Number(values.pairs),
+      profileDir: values.profile,
+      servers: servers as ('rtm' | 'ws')[],
+    });
+    for (const f of figures) printFigures(f);
+    all.push(...figures);
   }
+  if (rounds > 1) printMedians(all);
+}
+
+function printFigures(f: LatencyFigures): void {
+  console.log(f.server === 'rtm' ? '\nour RTM server:' : '\nbare ws relay (the floor):');
+  console.log(
+    `sent ${fmt(f.sent)} (${fmt(f.rate)}/s), pushes received ${fmt(f.received)}, errors ${f.errors}, ${fmt(f.samples)} timed after warm-up; server ${f.serverCores} cores busy, client workers ${f.clientCores}`,
+  );
+  console.log(`send → push latency: p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms (target ≤ 1.5 ms), p99.9 ${f.p999Ms} ms, max ${f.maxMs} ms`);
+  if (f.answerP50Ms !== undefined) console.log(`send → answer (persisted, mtime back): p50 ${f.answerP50Ms} ms, p99 ${f.answerP99Ms} ms`);
+  if (f.serverP50Ms !== undefined)
+    console.log(`inside the server (quest decoded → answer written, after the push): p50 ≈ ${f.serverP50Ms} ms, p99 ≈ ${f.serverP99Ms} ms`);
+}
+
+/** Medians over the rounds, per server, and our p99 ÷ the floor's. */
+function printMedians(all: LatencyFigures[]): void {
+  const median = (values: number[]): number => {
+    const sorted = [...values].sort((a, b) => a - b);
+    const mid = sorted.length >> 1;
+    return +(sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2).toFixed(3);
+  };
+  console.log('\nmedians over the rounds:');
+  const p99: Partial<Record<'rtm' | 'ws', number>> = {};
+  for (const server of ['rtm', 'ws'] as const) {
+    const runs = all.filter((f) => f.server === server);
+    if (runs.length === 0) continue;
+    p99[server] = median(runs.map((f) => f.p99Ms));
+    console.log(
+      `${server === 'rtm' ? 'our RTM server' : 'bare ws relay '}: p50 ${median(runs.map((f) => f.p50Ms))} ms, p99 ${p99[server]} ms ` +
+        `(each round: ${runs.map((f) => f.p99Ms).join(' / ')}), p99.9 ${median(runs.map((f) => f.p999Ms))} ms, server ${median(runs.map((f) => f.serverCores))} cores`,
+    );
+  }
+  if (p99.rtm !== undefined && p99.ws) console.log(`our p99 ÷ the floor's: ${(p99.rtm / p99.ws).toFixed(1)}`);
 }
