@@ -143,28 +143,28 @@ export abstract class Gate<Session> {
       if (this.stopping) throw new RtmError(FpnnErrorCode.CORE_SERVER_STOPPING, 'server is shutting down');
       result = this.serve(conn, quest);
     } catch (err) {
-      this.done(quest.method, err, started);
+      this.done(quest.method, failure(err), started);
       throw err;
     }
     if (!(result instanceof Promise)) {
-      this.done(quest.method, undefined, started);
+      this.done(quest.method, 'ok', started);
       return result;
     }
     return result.then(
       (answer) => {
-        this.done(quest.method, undefined, started);
+        this.done(quest.method, 'ok', started);
         return answer;
       },
       (err: unknown) => {
-        this.done(quest.method, err, started);
+        this.done(quest.method, failure(err), started);
         throw err;
       },
     );
   }
 
-  /** A tracked quest ended: with `err` undefined it was answered. */
-  private done(method: string, err: unknown, started: number): void {
-    this.count(method, err === undefined ? 'ok' : err instanceof RtmError ? String(err.code) : 'internal', started);
+  /** A tracked quest ended with this outcome ('ok', an error code, or 'internal'). */
+  private done(method: string, outcome: string, started: number): void {
+    this.count(method, outcome, started);
     if (--this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 
@@ -199,4 +199,9 @@ export abstract class Gate<Session> {
     if (this.keepalive) clearInterval(this.keepalive);
     for (const conn of [...this.connections]) conn.close('server stopping');
   }
+}
+
+/** The metrics outcome of a failed quest: its error code, or 'internal' for anything not an RtmError. */
+function failure(err: unknown): string {
+  return err instanceof RtmError ? String(err.code) : 'internal';
 }
