@@ -21,6 +21,7 @@ import {
   cpuMicros,
   fmt,
   histogramPercentileMs,
+  median,
   percentile,
   questDurations,
   sleep,
@@ -212,20 +213,16 @@ function printFigures(f: LatencyFigures): void {
 
 /** Medians over the rounds, per server, and our p99 ÷ the floor's. */
 function printMedians(all: LatencyFigures[]): void {
-  const median = (values: number[]): number => {
-    const sorted = [...values].sort((a, b) => a - b);
-    const mid = sorted.length >> 1;
-    return +(sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2).toFixed(3);
-  };
+  const med = (values: number[]): number => +median(values).toFixed(3);
   console.log('\nmedians over the rounds:');
   const p99: Partial<Record<'rtm' | 'ws', number>> = {};
   for (const server of ['rtm', 'ws'] as const) {
     const runs = all.filter((f) => f.server === server);
     if (runs.length === 0) continue;
-    p99[server] = median(runs.map((f) => f.p99Ms));
+    p99[server] = med(runs.map((f) => f.p99Ms));
     console.log(
-      `${server === 'rtm' ? 'our RTM server' : 'bare ws relay '}: p50 ${median(runs.map((f) => f.p50Ms))} ms, p99 ${p99[server]} ms ` +
-        `(each round: ${runs.map((f) => f.p99Ms).join(' / ')}), p99.9 ${median(runs.map((f) => f.p999Ms))} ms, server ${median(runs.map((f) => f.serverCores))} cores`,
+      `${server === 'rtm' ? 'our RTM server' : 'bare ws relay '}: p50 ${med(runs.map((f) => f.p50Ms))} ms, p99 ${p99[server]} ms ` +
+        `(each round: ${runs.map((f) => f.p99Ms).join(' / ')}), p99.9 ${med(runs.map((f) => f.p999Ms))} ms, server ${med(runs.map((f) => f.serverCores))} cores`,
     );
   }
   if (p99.rtm !== undefined && p99.ws) console.log(`our p99 ÷ the floor's: ${(p99.rtm / p99.ws).toFixed(1)}`);

@@ -22,6 +22,7 @@ import {
   FrameDecoder,
   type Payload,
 } from '@rtm/fpnn';
+import { median } from './workers/lib.js';
 
 export interface ProtocolBenchCase {
   name: string;
@@ -136,11 +137,6 @@ function measure(op: () => void, ms: number): number {
   const seconds = Math.max(1e-6, (cpu.user + cpu.system) / 1e6);
   return ops / seconds;
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-};
 
 export function runProtocolBench(options: ProtocolBenchOptions = {}): ProtocolBenchResult {
   const roundMs = options.roundMs ?? 100;

@@ -7,11 +7,23 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
+export interface CallFrame {
+  functionName: string;
+  url: string;
+  lineNumber: number;
+}
+
 interface Node {
   id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
+  callFrame: CallFrame;
   children?: number[];
 }
+/** `function path:line` of a profile's call frame, paths from node_modules/ or packages/ on. */
+export function frameLabel(frame: CallFrame): string {
+  const url = frame.url.replace(/^file:\/\//, '').replace(/.*\/(node_modules|packages)\//, '$1/');
+  return `${frame.functionName || '(anonymous)'} ${url ? `${url}:${frame.lineNumber + 1}` : ''}`.trim();
+}
+
 interface Profile {
   nodes: Node[];
   samples: number[];
@@ -24,10 +36,7 @@ export function topFunctions(profile: Profile, top = 30): { self: [string, numbe
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const selfTime = new Map<number, number>();
   profile.samples.forEach((id, i) => selfTime.set(id, (selfTime.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
-  const label = (n: Node): string => {
-    const url = n.callFrame.url.replace(/^file:\/\//, '').replace(/.*\/(node_modules|packages)\//, '$1/');
-    return `${n.callFrame.functionName || '(anonymous)'} ${url ? `${url}:${n.callFrame.lineNumber + 1}` : ''}`.trim();
-  };
+  const label = (n: Node): string => frameLabel(n.callFrame);
   const self = new Map<string, number>();
   const total = new Map<string, number>();
   let all = 0;

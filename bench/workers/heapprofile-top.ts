@@ -7,9 +7,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { frameLabel, type CallFrame } from './cpuprofile-top.js';
 
 interface Node {
-  callFrame: { functionName: string; url: string; lineNumber: number };
+  callFrame: CallFrame;
   selfSize: number;
   children: Node[];
 }
@@ -19,8 +20,7 @@ const top = Number(values.top);
 const profile = JSON.parse(readFileSync(positionals[0]!, 'utf8')) as { head: Node };
 const self = new Map<string, number>();
 const inclusive = new Map<string, number>();
-const name = (n: Node): string =>
-  `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.replace(/^.*\/(node_modules|packages)\//, '$1/')}:${n.callFrame.lineNumber + 1}`;
+const name = (n: Node): string => frameLabel(n.callFrame);
 
 function walk(n: Node, onStack: Set<string>): number {
   const key = name(n);
