@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -195,9 +196,62 @@ if (process.env[CHILD_ENV]) {
       await b.close();
     });
 
+    it('the WAL restarts once per walRestartPages frames, not at every checkpoint, and stays bounded', async () => {
+      const dataDir = join(dir, 'restarts');
+      const errors: string[] = [];
+      const store = new SqliteStore({
+        dataDir,
+        synchronous: 'NORMAL',
+        checkpointEveryMs: 5,
+        walRestartPages: 200,
+        onError: (m) => errors.push(m),
+      });
+      await store.init();
+      const wal = join(dataDir, 'rtm.sqlite-wal');
+      // Bytes 12-15 of the WAL header: the checkpoint sequence, one more at every restart.
+      const restartSeq = (): number => readFileSync(wal).readUInt32BE(12);
+      try {
+        const first = restartSeq();
+        let maxWalBytes = 0;
+        const sent: NewMessage[] = [];
+        // Small commits with gaps: without the hold nearly every 5 ms checkpoint would finish
+        // between two commits and let the next one restart the WAL (≈ 200 restarts in this loop).
+        for (let i = 0; i < 400; i++) {
+          const m: NewMessage = {
+            pid: 1,
+            kind: MessageKind.P2P,
+            from: BigInt(1 + (i % 40)),
+            to: 100n,
+            mid: BigInt(i),
+            mtype: 30,
+            msg: `m${i}`,
+            attrs: '',
+          };
+          sent.push(m);
+          assert.equal((await store.append([m]))[0]?.status, 'stored');
+          if (i % 2 === 0) await new Promise((r) => setTimeout(r, 2));
+          maxWalBytes = Math.max(maxWalBytes, statSync(wal).size);
+        }
+        const restarts = restartSeq() - first;
+        assert.ok(restarts >= 1, 'the WAL restarted');
+        assert.ok(restarts <= 30, `${restarts} restarts: one per 200 frames expected, not one per checkpoint`);
+        // Bounded by the backstop (4 × 200 pages) at most, and in practice by the restarts.
+        assert.ok(maxWalBytes < 4 * 200 * (4096 + 24), `WAL grew to ${maxWalBytes} bytes`);
+        const page = await store.history({ conversation: { pid: 1, kind: MessageKind.P2P, uid: 100n, peer: 1n }, desc: false, num: 100 });
+        assert.deepEqual(
+          page.map((m) => m.mid),
+          sent.filter((m) => m.from === 1n).map((m) => m.mid),
+        );
+        assert.deepEqual(errors, []);
+      } finally {
+        await store.close();
+      }
+    });
+
     it('rejects bad options and use before init', async () => {
       assert.throws(() => new SqliteStore({ synchronous: 'OFF' as 'FULL' }), /synchronous/);
       assert.throws(() => new SqliteStore({ busyTimeoutMs: -1 }), /busyTimeoutMs/);
+      assert.throws(() => new SqliteStore({ walRestartPages: 0 }), /walRestartPages/);
       const s = new SqliteStore({ dataDir: ':memory:' });
       await assert.rejects(s.getToken(1, 1n), /init\(\)/);
       await assert.rejects(s.append([]), /init\(\)/);

@@ -2,33 +2,84 @@ import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 
 /**
- * Checkpoints the WAL from a worker thread, so the event loop never pays for it.
+ * Checkpoints the WAL from a worker thread, so the event loop never pays for it, and decides when
+ * the WAL restarts.
  *
  * SQLite's automatic checkpoint runs inside the commit that crosses the threshold: with the
  * server's single connection that commit (and every quest waiting on the event loop) stalls for
  * the copy and the fsync. The worker opens its own connection and runs PASSIVE checkpoints, which
  * never block the writer; the main connection keeps a much higher auto-checkpoint threshold as a
  * backstop should the worker fall behind or die. On the P2P latency bench (5k msgs/s) the median
- * send→push went from 1.6–2.8 ms to 0.76–0.79 ms; p99 stayed dominated by the shared 2 cores.
+ * send→push went from 1.6–2.8 ms to 0.76–0.79 ms.
+ *
+ * Restarts. Once a checkpoint has copied every frame, the next commit writes the WAL again from
+ * its start, and that commit fsyncs the new WAL header (synchronous=NORMAL does so, so that a power
+ * loss cannot mix old and new frames): a stall of the event loop, 0.2–2 ms on the bench machine.
+ * Left alone this happens whenever a checkpoint happens to finish between two commits, several
+ * times a second under load, and together with the backstop's checkpoints inside commits it set
+ * the P2P p99. So between ticks a second connection of the worker holds a read transaction (the
+ * "hold"): a commit cannot restart the WAL while a reader uses it, and the next checkpoint may
+ * still copy every frame up to the hold's snapshot, which is renewed just before it. Once the WAL
+ * holds `restartPages` frames the worker lets go and asks the event loop (`onRestartWanted`) to
+ * run the last, short checkpoint itself (it is the only writer, so that one always completes):
+ * one restart per `restartPages` frames, at a moment of our choosing.
  */
 export class WalCheckpointer {
   private readonly worker: Worker;
   private exited: Promise<void>;
 
-  constructor(path: string, everyMs: number) {
+  constructor(path: string, everyMs: number, restartPages: number) {
     const moduleUrl = createRequire(import.meta.url).resolve('better-sqlite3');
     // Plain CommonJS evaluated in the worker: no TypeScript loader needed there.
     this.worker = new Worker(
       `
       const { parentPort, workerData } = require('node:worker_threads');
+      const { openSync, readSync, closeSync } = require('node:fs');
       const Database = require(workerData.moduleUrl);
       const db = new Database(workerData.path, { timeout: 5000 });
+      const holder = new Database(workerData.path, { timeout: 5000 });
+      const readSomething = holder.prepare('SELECT 1 FROM sqlite_master LIMIT 1');
+      let held = false;
+      const letGo = () => { if (held) { holder.exec('COMMIT'); held = false; } };
+      const hold = () => { letGo(); holder.exec('BEGIN'); held = true; readSomething.get(); };
+      // The WAL header's checkpoint sequence number (bytes 12-15) grows at every restart.
+      const header = Buffer.alloc(16);
+      const restartsSoFar = () => {
+        let fd;
+        try { fd = openSync(workerData.path + '-wal', 'r'); return readSync(fd, header, 0, 16, 0) === 16 ? header.readUInt32BE(12) : -1; }
+        catch { return -1; }
+        finally { if (fd !== undefined) closeSync(fd); }
+      };
+      let waitingSince = -1; // restart sequence when a restart was asked for; -1: holding
+      let askedAt = 0;
       const timer = setInterval(() => {
-        try { db.pragma('wal_checkpoint(PASSIVE)'); } catch (err) { parentPort.postMessage(String(err && err.message || err)); }
+        try {
+          if (waitingSince >= 0 && restartsSoFar() !== waitingSince) waitingSince = -1;
+          if (waitingSince < 0) hold();
+          let [r] = db.pragma('wal_checkpoint(PASSIVE)');
+          if (waitingSince < 0 && r.log >= workerData.restartPages) {
+            // A second pass copies what came during the first, so the event loop's lap is short.
+            hold();
+            [r] = db.pragma('wal_checkpoint(PASSIVE)');
+            letGo();
+            waitingSince = restartsSoFar();
+            askedAt = r.log;
+            parentPort.postMessage({ restart: r.log });
+          } else if (waitingSince >= 0 && r.log >= askedAt + workerData.restartPages) {
+            askedAt = r.log; // still not restarted (a reader of another process?): ask again
+            parentPort.postMessage({ restart: r.log });
+          }
+        } catch (err) { parentPort.postMessage(String(err && err.message || err)); }
       }, workerData.everyMs);
-      parentPort.on('message', () => { clearInterval(timer); db.close(); parentPort.close(); });
+      parentPort.on('message', () => {
+        clearInterval(timer);
+        letGo();
+        holder.close();
+        db.close();
+        parentPort.close();
+      });
       `,
-      { eval: true, workerData: { path, moduleUrl, everyMs } },
+      { eval: true, workerData: { path, moduleUrl, everyMs, restartPages } },
     );
     this.worker.unref();
     this.exited = new Promise((resolve) => this.worker.once('exit', () => resolve()));
@@ -36,12 +87,24 @@ export class WalCheckpointer {
 
   /** Checkpoint errors (reported, never fatal: the backstop threshold still bounds the WAL). */
   onError(listener: (message: string) => void): void {
-    this.worker.on('message', (m: unknown) => listener(String(m)));
+    this.worker.on('message', (m: unknown) => {
+      if (typeof m === 'string') listener(m);
+    });
     this.worker.on('error', (err) => listener(err.message));
   }
 
+  /**
+   * The WAL holds `restartPages` frames and the worker no longer holds it: the listener should run
+   * a PASSIVE checkpoint on the writer's connection, so that its next commit restarts the WAL.
+   */
+  onRestartWanted(listener: () => void): void {
+    this.worker.on('message', (m: unknown) => {
+      if (typeof m === 'object' && m !== null) listener();
+    });
+  }
+
   async stop(): Promise<void> {
-    this.worker.ref(); // keep the event loop alive until the worker has closed its connection
+    this.worker.ref(); // keep the event loop alive until the worker has closed its connections
     this.worker.postMessage('stop');
     await Promise.race([this.exited, new Promise((r) => setTimeout(r, 2000))]);
     await this.worker.terminate();
