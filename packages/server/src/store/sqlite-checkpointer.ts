@@ -22,7 +22,9 @@ import { Worker } from 'node:worker_threads';
  * still copy every frame up to the hold's snapshot, which is renewed just before it. Once the WAL
  * holds `restartPages` frames the worker lets go and asks the event loop (`onRestartWanted`) to
  * run the last, short checkpoint itself (it is the only writer, so that one always completes):
- * one restart per `restartPages` frames, at a moment of our choosing.
+ * one restart per `restartPages` frames, at a moment of our choosing. (With the writer thread on,
+ * the event loop is not the writer and that checkpoint may not finish: the WAL then restarts when
+ * a checkpoint happens to finish between two commits, or at the backstop.)
  */
 export class WalCheckpointer {
   private readonly worker: Worker;
