@@ -2,7 +2,7 @@ import { RtmError, RtmErrorCode } from '@rtm/fpnn';
 import type { Bus } from '../bus/bus.js';
 import type { ServerConfig } from '../config.js';
 import type { Metrics } from '../observability/metrics.js';
-import { MessageKind, type AppendResult, type NewMessage, type Store } from '../store/store.js';
+import { MessageKind, type AppendResult, type MaybePromise, type NewMessage, type Store } from '../store/store.js';
 import type { LocalPresence } from './presence.js';
 
 export interface SendRequest {
@@ -40,22 +40,39 @@ export class Messaging {
   ) {}
 
   /**
-   * Sends a message; resolves with its mtime (the original one for an idempotent resend). Kept
-   * small, with the checks of other kinds and the publishing in methods of their own: every
-   * client send runs it, and an async function's state grows with its locals.
+   * Sends a message; resolves with its mtime (the original one for an idempotent resend).
+   *
+   * Not an async function: every client send runs it. The common case (one P2P receiver on a store
+   * that answers its checks at once, as the embedded one does) takes one promise, the append's;
+   * every other case goes through `sendChecked`.
    */
-  async send(req: SendRequest): Promise<bigint> {
-    const now = BigInt(Date.now());
-    this.checkSizes(req);
-    if (await this.store.isProjectBlack(req.pid, req.from, now)) {
-      throw new RtmError(RtmErrorCode.AUTH_DENIED, `user ${req.from} is on the project blacklist`);
+  send(req: SendRequest): Promise<bigint> {
+    try {
+      const now = BigInt(Date.now());
+      this.checkSizes(req);
+      const black = this.store.isProjectBlack(req.pid, req.from, now);
+      if (typeof black !== 'boolean' || req.kind !== MessageKind.P2P || req.tos || req.to === undefined) {
+        return this.sendChecked(req, now, black);
+      }
+      if (black) throw projectBlack(req);
+      if (req.gate === 'client' && req.to === req.from) throw sendToSelf();
+      const blockers = this.store.blockedBy(req.pid, req.from, [req.to]);
+      if (blockers instanceof Promise) return this.sendChecked(req, now, false, blockers);
+      if (blockers.length > 0) throw blocked(req);
+      return this.store.append(batchOf(req, [req.to])).then((results) => this.published(req, results, undefined));
+    } catch (err) {
+      return Promise.reject(err);
     }
+  }
+
+  /** `send` once a check's answer is a promise, or for the other kinds of send. */
+  private async sendChecked(req: SendRequest, now: bigint, black: MaybePromise<boolean>, blockers?: Promise<bigint[]>): Promise<bigint> {
+    if (await black) throw projectBlack(req);
     let to: Targets;
     if (req.kind === MessageKind.P2P && !req.tos && req.to !== undefined) {
-      // One receiver (sendmsg, the common case): no sets, no filtering.
-      if (req.gate === 'client' && req.to === req.from) throw new RtmError(RtmErrorCode.SEND_TO_SELF, 'cannot send a message to oneself');
-      if ((await this.store.blockedBy(req.pid, req.from, [req.to])).length > 0)
-        throw new RtmError(RtmErrorCode.BLOCKED_USER, `user ${req.to} has blocked user ${req.from}`);
+      // One receiver (sendmsg): no sets, no filtering.
+      if (req.gate === 'client' && req.to === req.from) throw sendToSelf();
+      if ((await (blockers ?? this.store.blockedBy(req.pid, req.from, [req.to]))).length > 0) throw blocked(req);
       to = { targets: [req.to], recipients: undefined };
     } else {
       to = await this.targetsOf(req, now);
@@ -91,10 +108,9 @@ export class Messaging {
             );
         }
         const unique = [...new Set(tos)];
-        if (req.gate === 'client' && unique.includes(req.from))
-          throw new RtmError(RtmErrorCode.SEND_TO_SELF, 'cannot send a message to oneself');
+        if (req.gate === 'client' && unique.includes(req.from)) throw sendToSelf();
         const blockers = new Set(await this.store.blockedBy(req.pid, req.from, unique));
-        if (!req.tos && blockers.size > 0) throw new RtmError(RtmErrorCode.BLOCKED_USER, `user ${req.to} has blocked user ${req.from}`);
+        if (!req.tos && blockers.size > 0) throw blocked(req);
         // Multi-user sends skip receivers that blocked the sender (they must not get it).
         const targets = unique.filter((uid) => !blockers.has(uid));
         if (targets.length === 0) throw new RtmError(RtmErrorCode.BLOCKED_USER, `every receiver has blocked user ${req.from}`);
@@ -173,6 +189,10 @@ interface Targets {
   targets: bigint[];
   recipients: bigint[] | undefined;
 }
+
+const projectBlack = (req: SendRequest): RtmError => new RtmError(RtmErrorCode.AUTH_DENIED, `user ${req.from} is on the project blacklist`);
+const sendToSelf = (): RtmError => new RtmError(RtmErrorCode.SEND_TO_SELF, 'cannot send a message to oneself');
+const blocked = (req: SendRequest): RtmError => new RtmError(RtmErrorCode.BLOCKED_USER, `user ${req.to} has blocked user ${req.from}`);
 
 function batchOf(req: SendRequest, targets: readonly bigint[]): NewMessage[] {
   return targets.map((to) => ({

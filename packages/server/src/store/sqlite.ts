@@ -671,8 +671,9 @@ export class SqliteStore implements Store {
     this.s.blackDelete.run(pid, uid);
   }
 
-  async isProjectBlack(pid: number, uid: bigint, now: bigint): Promise<boolean> {
-    // Every send asks: answer "no" from memory for projects that never blacklisted anyone.
+  /** Synchronous: every send asks (see `MaybePromise`). */
+  isProjectBlack(pid: number, uid: bigint, now: bigint): boolean {
+    // Answer "no" from memory for projects that never blacklisted anyone.
     if (!this.projectsWithBlacks.has(pid)) return false;
     return this.s.blackCheck.get(pid, uid, now) !== undefined;
   }
@@ -754,7 +755,8 @@ export class SqliteStore implements Store {
     return this.s.blacks.all(pid, uid).map((r) => r['black'] as bigint);
   }
 
-  async blockedBy(pid: number, uid: bigint, candidates: readonly bigint[]): Promise<bigint[]> {
+  /** Synchronous: every send asks (see `MaybePromise`). */
+  blockedBy(pid: number, uid: bigint, candidates: readonly bigint[]): bigint[] {
     // Most projects have no blacklist at all: no key to build then.
     if (candidates.length === 0 || this.blockedCount.size === 0 || !this.blockedCount.has(`${pid}:${uid}`)) return [];
     return this.s.blockedBy.all(pid, uid, idsJson(candidates)).map((r) => r['uid'] as bigint);
