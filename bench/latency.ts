@@ -24,6 +24,7 @@ import {
   median,
   percentile,
   questDurations,
+  slowEpisodes,
   sleep,
   startBaseline,
   startRtmServer,
@@ -68,6 +69,21 @@ export interface LatencyFigures {
    */
   serverP50Ms?: number;
   serverP99Ms?: number;
+  /**
+   * The tail's shape: messages over the 1.5 ms target, grouped into episodes (slow sends at most
+   * 5 ms apart, see `slowEpisodes`). A few long episodes holding most of them: the system fell
+   * behind for a while (on a shared machine, usually CPU taken away); many single ones: per-message
+   * stalls.
+   */
+  slow: {
+    /** % of the timed messages. */
+    sharePct: number;
+    episodes: number;
+    /** % of the slow messages in the 10 biggest episodes. */
+    inBiggest10Pct: number;
+    /** The 3 biggest: length (ms), slow messages, worst latency (ms). */
+    biggest: { lengthMs: number; count: number; maxMs: number }[];
+  };
   /** Server CPU time / wall time over the run. */
   serverCores: number;
   /** Client worker processes' CPU time / wall time. */
@@ -79,6 +95,9 @@ export async function runLatencyBench(options: LatencyOptions = {}): Promise<Lat
   for (const kind of options.servers ?? ['rtm', 'ws']) out.push(await runOne(kind, options));
   return out;
 }
+
+/** The target: what counts as a slow message in the tail's shape. */
+const SLOW_MS = 1.5;
 
 async function runOne(kind: 'rtm' | 'ws', options: LatencyOptions): Promise<LatencyFigures> {
   const rate = options.rate ?? 5000;
@@ -116,11 +135,15 @@ async function runOne(kind: 'rtm' | 'ws', options: LatencyOptions): Promise<Late
     const histogram0 = admin ? sleep(warmupSeconds * 1000).then(() => questDurations(admin, 'client')) : undefined;
     const results = await Promise.all(
       workers.map((w) =>
-        w.call<{ sent: number; received: number; errors: number; firstError?: string; latencies: number[]; answerMs: number[] }>(
-          'run',
-          { rate: rate / nWorkers, seconds, warmupSeconds },
-          (seconds + warmupSeconds + 30) * 1000,
-        ),
+        w.call<{
+          sent: number;
+          received: number;
+          errors: number;
+          firstError?: string;
+          latencies: number[];
+          sentAtMs: number[];
+          answerMs: number[];
+        }>('run', { rate: rate / nWorkers, seconds, warmupSeconds }, (seconds + warmupSeconds + 30) * 1000),
       ),
     );
     const cpu1 = cpuMicros(server.pid);
@@ -133,6 +156,10 @@ async function runOne(kind: 'rtm' | 'ws', options: LatencyOptions): Promise<Late
     const firstError = results.find((r) => r.firstError)?.firstError;
     if (firstError) console.error(`send errors, first: ${firstError}`);
     const ms = (v: number): number => +v.toFixed(3);
+    const samples = results.flatMap((r) => r.latencies.map((latencyMs, i) => ({ latencyMs, sentAtMs: r.sentAtMs[i]! })));
+    const episodes = slowEpisodes(samples, SLOW_MS);
+    const slowCount = episodes.reduce((n, e) => n + e.count, 0);
+    const pct = (part: number, whole: number): number => (whole === 0 ? 0 : +((100 * part) / whole).toFixed(2));
     return {
       server: kind,
       rate: Math.round(sum('sent') / (seconds + warmupSeconds)),
@@ -150,6 +177,15 @@ async function runOne(kind: 'rtm' | 'ws', options: LatencyOptions): Promise<Late
           serverP50Ms: ms(histogramPercentileMs(warm, histogram1, 50)),
           serverP99Ms: ms(histogramPercentileMs(warm, histogram1, 99)),
         }),
+      slow: {
+        sharePct: pct(slowCount, lat.length),
+        episodes: episodes.length,
+        inBiggest10Pct: pct(
+          episodes.slice(0, 10).reduce((n, e) => n + e.count, 0),
+          slowCount,
+        ),
+        biggest: episodes.slice(0, 3).map((e) => ({ lengthMs: +(e.toMs - e.fromMs).toFixed(1), count: e.count, maxMs: ms(e.maxMs) })),
+      },
       serverCores: +((cpu1 - cpu0) / 1e6 / wall).toFixed(2),
       clientCores: +((wcpu1 - wcpu0) / 1e6 / wall).toFixed(2),
     };
@@ -206,6 +242,13 @@ function printFigures(f: LatencyFigures): void {
     `sent ${fmt(f.sent)} (${fmt(f.rate)}/s), pushes received ${fmt(f.received)}, errors ${f.errors}, ${fmt(f.samples)} timed after warm-up; server ${f.serverCores} cores busy, client workers ${f.clientCores}`,
   );
   console.log(`send → push latency: p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms (target ≤ 1.5 ms), p99.9 ${f.p999Ms} ms, max ${f.maxMs} ms`);
+  const { slow } = f;
+  if (slow.episodes > 0)
+    console.log(
+      `over ${SLOW_MS} ms: ${slow.sharePct} % of the messages, in ${fmt(slow.episodes)} episodes (slow sends ≤ 5 ms apart); ` +
+        `the 10 biggest hold ${slow.inBiggest10Pct} % of them: ` +
+        slow.biggest.map((e) => `${e.lengthMs} ms with ${e.count} (worst ${e.maxMs} ms)`).join(', '),
+    );
   if (f.answerP50Ms !== undefined) console.log(`send → answer (persisted, mtime back): p50 ${f.answerP50Ms} ms, p99 ${f.answerP99Ms} ms`);
   if (f.serverP50Ms !== undefined)
     console.log(`inside the server (quest decoded → answer written, after the push): p50 ≈ ${f.serverP50Ms} ms, p99 ≈ ${f.serverP99Ms} ms`);
@@ -222,7 +265,8 @@ function printMedians(all: LatencyFigures[]): void {
     p99[server] = med(runs.map((f) => f.p99Ms));
     console.log(
       `${server === 'rtm' ? 'our RTM server' : 'bare ws relay '}: p50 ${med(runs.map((f) => f.p50Ms))} ms, p99 ${p99[server]} ms ` +
-        `(each round: ${runs.map((f) => f.p99Ms).join(' / ')}), p99.9 ${med(runs.map((f) => f.p999Ms))} ms, server ${med(runs.map((f) => f.serverCores))} cores`,
+        `(each round: ${runs.map((f) => f.p99Ms).join(' / ')}), p99.9 ${med(runs.map((f) => f.p999Ms))} ms, server ${med(runs.map((f) => f.serverCores))} cores; ` +
+        `over ${SLOW_MS} ms ${med(runs.map((f) => f.slow.sharePct))} %, of which ${med(runs.map((f) => f.slow.inBiggest10Pct))} % in the 10 biggest episodes`,
     );
   }
   if (p99.rtm !== undefined && p99.ws) console.log(`our p99 ÷ the floor's: ${(p99.rtm / p99.ws).toFixed(1)}`);

@@ -18,13 +18,18 @@ let send: Send = () => undefined;
 let senderCount = 0;
 let closeAll: () => void = () => undefined;
 let latencies: number[] = [];
+/** Send time of each timed message (ms since the epoch, so that workers compare), as `latencies`. */
+let sentAtMs: number[] = [];
 let recordAfter = Infinity;
 let received = 0;
 
 function onReceived(sentAt: number): void {
   const now = performance.now();
   received++;
-  if (sentAt >= recordAfter) latencies.push(now - sentAt);
+  if (sentAt >= recordAfter) {
+    latencies.push(now - sentAt);
+    sentAtMs.push(performance.timeOrigin + sentAt);
+  }
 }
 
 async function connect(m: Record<string, unknown>): Promise<{ ms: number }> {
@@ -65,6 +70,7 @@ async function run(m: Record<string, unknown>): Promise<Record<string, unknown>>
   const warmupMs = (m.warmupSeconds as number) * 1000;
   const totalMs = warmupMs + (m.seconds as number) * 1000;
   latencies = [];
+  sentAtMs = [];
   received = 0;
   let sent = 0;
   let errors = 0;
@@ -100,7 +106,7 @@ async function run(m: Record<string, unknown>): Promise<Record<string, unknown>>
   // Let the last pushes arrive.
   const deadline = performance.now() + 3000;
   while (received + errors < sent && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-  return { sent, received, errors, firstError, latencies, answerMs, seconds: (performance.now() - start) / 1000 };
+  return { sent, received, errors, firstError, latencies, sentAtMs, answerMs, seconds: (performance.now() - start) / 1000 };
 }
 
 serveIpc(

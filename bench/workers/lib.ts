@@ -290,6 +290,36 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
+/** Slow messages that came close together: one stretch in which the system fell behind. */
+export interface SlowEpisode {
+  /** Send time of its first and last slow message (ms, on the clock the samples share). */
+  fromMs: number;
+  toMs: number;
+  count: number;
+  maxMs: number;
+}
+
+/**
+ * Groups the messages slower than `thresholdMs` into episodes: slow messages sent within `gapMs`
+ * of the previous slow one belong to the same episode. A tail made of a few long episodes is the
+ * system falling behind for tens of ms (a machine whose CPUs come and go, a long pause); one spread
+ * over many single slow messages is per-message work (a scavenge, a commit, a preemption).
+ * Episodes come back biggest first.
+ */
+export function slowEpisodes(samples: readonly { sentAtMs: number; latencyMs: number }[], thresholdMs: number, gapMs = 5): SlowEpisode[] {
+  const slow = samples.filter((s) => s.latencyMs > thresholdMs).sort((a, b) => a.sentAtMs - b.sentAtMs);
+  const episodes: SlowEpisode[] = [];
+  for (const s of slow) {
+    const last = episodes[episodes.length - 1];
+    if (last && s.sentAtMs - last.toMs <= gapMs) {
+      last.toMs = s.sentAtMs;
+      last.count++;
+      last.maxMs = Math.max(last.maxMs, s.latencyMs);
+    } else episodes.push({ fromMs: s.sentAtMs, toMs: s.sentAtMs, count: 1, maxMs: s.latencyMs });
+  }
+  return episodes.sort((a, b) => b.count - a.count || a.fromMs - b.fromMs);
+}
+
 export const fmt = (n: number, digits = 0): string =>
   n.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
