@@ -10,21 +10,27 @@ import type { Transport, TransportEvents } from './transport.js';
 export class WebSocketTransport implements Transport {
   readonly kind = 'websocket' as const;
   private closed = false;
-  private corked = false;
   private readonly socket: Socket | undefined;
+  /**
+   * This turn's outgoing frames, written as ONE buffer when the turn ends (see `flush`): FPNN
+   * frames to wrap as they are, or push templates to wrap with their seq (`outboxSeqs`, -1 for
+   * none).
+   */
+  private outbox: Uint8Array[] = [];
+  private outboxSeqs: number[] = [];
+  private outboxBytes = 0;
 
   constructor(
     private readonly ws: WebSocket,
     readonly remote: string,
     private readonly onProtocolError: (reason: string) => void,
   ) {
-    // ws writes every message with its own cork/uncork; holding our own cork for the rest of the
-    // turn turns a fan-out's many messages to this socket into one writev.
+    // Our frames bypass ws's sender (see `enqueue`); without the raw socket they go through it.
     this.socket = (ws as unknown as { _socket?: Socket })._socket;
   }
 
   get bufferedBytes(): number {
-    return this.socket ? this.socket.writableLength : this.ws.bufferedAmount;
+    return this.socket ? this.socket.writableLength + this.outboxBytes : this.ws.bufferedAmount;
   }
 
   private events: TransportEvents | undefined;
@@ -57,50 +63,63 @@ export class WebSocketTransport implements Transport {
   write(bytes: Uint8Array): void {
     if (this.closed) return;
     if (!this.socket) return void this.ws.send(bytes, SEND_OPTIONS);
-    const head = headerLength(bytes.length);
-    const frame = Buffer.allocUnsafe(head + bytes.length);
-    writeHeader(frame, bytes.length);
-    frame.set(bytes, head);
-    this.send(frame);
+    this.enqueue(bytes, -1);
   }
 
   writeWithSeq(template: Uint8Array, seq: number): number {
     if (this.closed) return 0;
-    const head = headerLength(template.length);
-    const frame = Buffer.allocUnsafe(head + template.length);
-    writeHeader(frame, template.length);
-    frame.set(template, head);
-    frame.writeUInt32LE(seq >>> 0, head + 12);
-    if (this.socket) this.send(frame);
-    else this.ws.send(frame.subarray(head), SEND_OPTIONS);
-    return frame.length;
+    if (this.socket) return this.enqueue(template, seq >>> 0);
+    const frame = Buffer.from(template);
+    frame.writeUInt32LE(seq >>> 0, 12);
+    this.ws.send(frame, SEND_OPTIONS);
+    return headerLength(frame.length) + frame.length;
   }
 
   /**
    * Our frames go straight to the socket as whole, unmasked binary WebSocket frames (RFC 6455
    * §5.2): ws's sender would cost two writes and an options pass per message. Safe because
    * permessage-deflate is off, so ws never queues frames of its own; its control frames (pong,
-   * close) are whole frames written to the same stream. The socket stays corked for the rest of
-   * the turn, so a fan-out's many frames to one socket leave in one writev.
+   * close) are whole frames written to the same stream (`close` flushes ours first).
+   *
+   * The frames of one turn are kept (by reference: callers hand over buffers they no longer
+   * change) and copied into one buffer when the turn ends: a fan-out's many pushes to this socket
+   * then cost one allocation and one stream write, not one of each per push. Returns the bytes
+   * the frame will take on the wire.
    */
-  private send(frame: Buffer): void {
-    const socket = this.socket!;
-    if (!this.corked) {
-      this.corked = true;
-      socket.cork();
-      process.nextTick(uncork, this);
-    }
-    socket.write(frame);
+  private enqueue(payload: Uint8Array, seq: number): number {
+    if (this.outbox.length === 0) process.nextTick(flush, this);
+    this.outbox.push(payload);
+    this.outboxSeqs.push(seq);
+    const bytes = headerLength(payload.length) + payload.length;
+    this.outboxBytes += bytes;
+    return bytes;
   }
 
-  /** @internal */
-  uncork(): void {
-    this.corked = false;
-    this.socket?.uncork();
+  /** @internal Writes this turn's frames as one buffer. */
+  flush(): void {
+    const frames = this.outbox;
+    if (frames.length === 0) return;
+    const seqs = this.outboxSeqs;
+    const out = Buffer.allocUnsafe(this.outboxBytes);
+    this.outbox = [];
+    this.outboxSeqs = [];
+    this.outboxBytes = 0;
+    let at = 0;
+    for (let i = 0; i < frames.length; i++) {
+      const payload = frames[i]!;
+      at = writeHeader(out, at, payload.length);
+      out.set(payload, at);
+      const seq = seqs[i]!;
+      if (seq >= 0) out.writeUInt32LE(seq, at + 12);
+      at += payload.length;
+    }
+    const socket = this.socket!;
+    if (socket.writable) socket.write(out);
   }
 
   close(): void {
     if (this.closed) return;
+    this.flush(); // before ws's close frame: nothing may follow it
     this.closed = true;
     this.ws.close(1000);
     setTimeout(() => this.ws.terminate(), 2000).unref();
@@ -123,24 +142,31 @@ function onClose(this: WebSocketWithTransport): void {
   this[TRANSPORT]!.ended();
 }
 
-function uncork(t: WebSocketTransport): void {
-  t.uncork();
+function flush(t: WebSocketTransport): void {
+  t.flush();
 }
 
 function headerLength(payload: number): number {
   return payload < 126 ? 2 : payload < 65536 ? 4 : 10;
 }
 
-/** FIN + binary opcode, unmasked, with the payload length in its 7, 16 or 64-bit form. */
-function writeHeader(frame: Buffer, payload: number): void {
-  frame[0] = 0x82;
-  if (payload < 126) frame[1] = payload;
-  else if (payload < 65536) {
-    frame[1] = 126;
-    frame.writeUInt16BE(payload, 2);
-  } else {
-    frame[1] = 127;
-    frame.writeUInt32BE(Math.floor(payload / 2 ** 32), 2);
-    frame.writeUInt32BE(payload >>> 0, 6);
+/**
+ * FIN + binary opcode, unmasked, with the payload length in its 7, 16 or 64-bit form, at `at`;
+ * returns where the payload goes.
+ */
+function writeHeader(out: Buffer, at: number, payload: number): number {
+  out[at] = 0x82;
+  if (payload < 126) {
+    out[at + 1] = payload;
+    return at + 2;
   }
+  if (payload < 65536) {
+    out[at + 1] = 126;
+    out.writeUInt16BE(payload, at + 2);
+    return at + 4;
+  }
+  out[at + 1] = 127;
+  out.writeUInt32BE(Math.floor(payload / 2 ** 32), at + 2);
+  out.writeUInt32BE(payload >>> 0, at + 6);
+  return at + 10;
 }
