@@ -14,10 +14,10 @@ export class WebSocketTransport implements Transport {
   /**
    * This turn's outgoing frames, written as ONE buffer when the turn ends (see `flush`): FPNN
    * frames to wrap as they are, or push templates to wrap with their seq (`outboxSeqs`, -1 for
-   * none).
+   * none). Undefined between turns: an idle connection holds no arrays.
    */
-  private outbox: Uint8Array[] = [];
-  private outboxSeqs: number[] = [];
+  private outbox: Uint8Array[] | undefined;
+  private outboxSeqs: number[] = NO_SEQS;
   private outboxBytes = 0;
 
   constructor(
@@ -87,7 +87,11 @@ export class WebSocketTransport implements Transport {
    * the frame will take on the wire.
    */
   private enqueue(payload: Uint8Array, seq: number): number {
-    if (this.outbox.length === 0) process.nextTick(flush, this);
+    if (!this.outbox) {
+      this.outbox = [];
+      this.outboxSeqs = [];
+      process.nextTick(flush, this);
+    }
     this.outbox.push(payload);
     this.outboxSeqs.push(seq);
     const bytes = headerLength(payload.length) + payload.length;
@@ -98,11 +102,11 @@ export class WebSocketTransport implements Transport {
   /** @internal Writes this turn's frames as one buffer. */
   flush(): void {
     const frames = this.outbox;
-    if (frames.length === 0) return;
+    if (!frames) return;
     const seqs = this.outboxSeqs;
     const out = Buffer.allocUnsafe(this.outboxBytes);
-    this.outbox = [];
-    this.outboxSeqs = [];
+    this.outbox = undefined;
+    this.outboxSeqs = NO_SEQS;
     this.outboxBytes = 0;
     let at = 0;
     for (let i = 0; i < frames.length; i++) {
@@ -127,6 +131,7 @@ export class WebSocketTransport implements Transport {
 }
 
 const SEND_OPTIONS = { binary: true } as const;
+const NO_SEQS: number[] = [];
 const TRANSPORT = Symbol('rtm.transport');
 type WebSocketWithTransport = WebSocket & { [TRANSPORT]?: WebSocketTransport };
 
