@@ -12,6 +12,10 @@
  * With `--rounds N` the servers take turns N times and the medians close the output, with our p99
  * ÷ the relay's: on a shared 2-core machine one run's p99 moves 2–3× with the neighbours.
  *
+ * Each run also prints the tail's shape: the share of messages over the 1.5 ms target, grouped into
+ * episodes (slow sends at most 5 ms apart; see `slowEpisodes`), with the three biggest. Many short
+ * episodes point at per-message stalls; a few long ones at the whole system falling behind.
+ *
  *   node --conditions=development --import tsx bench/latency.ts [--rate 5000] [--seconds 10] [--warmup 2]
  *     [--workers 2] [--pairs 200] [--servers rtm,ws] [--rounds 1] [--profile <dir>]   (server CPU profile; see bench/workers/cpuprofile-top.ts)
  */
