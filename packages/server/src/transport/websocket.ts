@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { patchSeq } from '@rtm/fpnn';
 import type { WebSocket } from 'ws';
 import type { Transport, TransportEvents } from './transport.js';
 
@@ -70,7 +71,7 @@ export class WebSocketTransport implements Transport {
     if (this.closed) return 0;
     if (this.socket) return this.enqueue(template, seq >>> 0);
     const frame = Buffer.from(template);
-    frame.writeUInt32LE(seq >>> 0, 12);
+    patchSeq(frame, seq >>> 0);
     this.ws.send(frame, SEND_OPTIONS);
     return headerLength(frame.length) + frame.length;
   }
@@ -114,7 +115,7 @@ export class WebSocketTransport implements Transport {
       at = writeHeader(out, at, payload.length);
       out.set(payload, at);
       const seq = seqs[i]!;
-      if (seq >= 0) out.writeUInt32LE(seq, at + 12);
+      if (seq >= 0) out.writeUInt32LE(seq, at + 12); // patchSeq's field, in place in the turn's buffer
       at += payload.length;
     }
     const socket = this.socket!;
