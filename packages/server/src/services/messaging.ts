@@ -51,9 +51,7 @@ export class Messaging {
       const now = BigInt(Date.now());
       this.checkSizes(req);
       const black = this.store.isProjectBlack(req.pid, req.from, now);
-      if (typeof black !== 'boolean' || req.kind !== MessageKind.P2P || req.tos || req.to === undefined) {
-        return this.sendChecked(req, now, black);
-      }
+      if (typeof black !== 'boolean' || !toOneUser(req)) return this.sendChecked(req, now, black);
       if (black) throw projectBlack(req);
       if (req.gate === 'client' && req.to === req.from) throw sendToSelf();
       const blockers = this.store.blockedBy(req.pid, req.from, [req.to]);
@@ -69,8 +67,8 @@ export class Messaging {
   private async sendChecked(req: SendRequest, now: bigint, black: MaybePromise<boolean>, blockers?: Promise<bigint[]>): Promise<bigint> {
     if (await black) throw projectBlack(req);
     let to: Targets;
-    if (req.kind === MessageKind.P2P && !req.tos && req.to !== undefined) {
-      // One receiver (sendmsg): no sets, no filtering.
+    if (toOneUser(req)) {
+      // No sets, no filtering.
       if (req.gate === 'client' && req.to === req.from) throw sendToSelf();
       if ((await (blockers ?? this.store.blockedBy(req.pid, req.from, [req.to]))).length > 0) throw blocked(req);
       to = { targets: [req.to], recipients: undefined };
@@ -189,6 +187,10 @@ interface Targets {
   targets: bigint[];
   recipients: bigint[] | undefined;
 }
+
+/** A P2P send to one receiver (sendmsg, the common case), as opposed to sendmsgs' `tos`. */
+const toOneUser = (req: SendRequest): req is SendRequest & { to: bigint } =>
+  req.kind === MessageKind.P2P && !req.tos && req.to !== undefined;
 
 const projectBlack = (req: SendRequest): RtmError => new RtmError(RtmErrorCode.AUTH_DENIED, `user ${req.from} is on the project blacklist`);
 const sendToSelf = (): RtmError => new RtmError(RtmErrorCode.SEND_TO_SELF, 'cannot send a message to oneself');
