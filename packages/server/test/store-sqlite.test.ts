@@ -468,6 +468,69 @@ describe('SqliteStore migration 4 (unique key led by mid) on a version-3 databas
     }));
 });
 
+describe('SqliteStore p2p_pairs: at most one write per pair per second of activity', () => {
+  it('keeps the first id of the second, yet lists, orders and counts exactly; a hidden side or a new second rewrites it', () =>
+    inTempDir(async (dir) => {
+      let clock = 1_700_000_000_200;
+      const store = new SqliteStore({ dataDir: dir, now: () => clock });
+      await store.init();
+      const Database = (await import('better-sqlite3')).default;
+      const raw = new Database(join(dir, 'rtm.sqlite'), { readonly: true });
+      raw.defaultSafeIntegers(true);
+      const pairRow = raw.prepare<[bigint, bigint], { last_id: bigint; hidden_lo: bigint; hidden_hi: bigint }>(
+        'SELECT last_id, hidden_lo, hidden_hi FROM p2p_pairs WHERE pid = 1 AND lo = ? AND hi = ?',
+      );
+      let mid = 0n;
+      const send = async (from: bigint, to: bigint): Promise<bigint> => {
+        const [r] = await store.append([{ pid: 1, kind: MessageKind.P2P, from, to, mid: ++mid, mtype: 30, msg: `m${mid}`, attrs: '' }]);
+        assert.equal(r?.status, 'stored');
+        return r.message.id;
+      };
+      const [a, b, c] = [10n, 20n, 30n];
+      try {
+        const ab1 = await send(a, b);
+        const cb1 = await send(c, b);
+        await send(b, a);
+        await send(a, b); // the newest of (a, b), same second: its row keeps ab1
+        assert.deepEqual(pairRow.get(a, b), { last_id: ab1, hidden_lo: 0n, hidden_hi: 0n }, 'not rewritten within the second');
+        assert.deepEqual(pairRow.get(b, c), { last_id: cb1, hidden_lo: 0n, hidden_hi: 0n });
+        assert.deepEqual(await store.p2pPeers(1, b), [a, c], 'ordered by the newest message, not by the row');
+        const since = BigInt(clock) - 1n;
+        assert.deepEqual(
+          await store.unreadP2P({ pid: 1, uid: b, since }),
+          new Map([
+            [a, { count: 2, ltime: BigInt(clock) }],
+            [c, { count: 1, ltime: BigInt(clock) }],
+          ]),
+        );
+        await send(c, b);
+        assert.deepEqual(await store.p2pPeers(1, b), [c, a]);
+
+        // A hidden side is shown again by the next message, within the same second too.
+        await store.removeP2PSession(1, b, a);
+        assert.deepEqual(await store.p2pPeers(1, b), [c]);
+        const ab3 = await send(a, b);
+        assert.deepEqual(pairRow.get(a, b), { last_id: ab3, hidden_lo: 0n, hidden_hi: 0n });
+        assert.deepEqual(await store.p2pPeers(1, b), [a, c]);
+
+        // The next second: the first message of a pair in it rewrites the row, the next does not.
+        clock += 1_000;
+        const ab4 = await send(b, a);
+        await send(a, b);
+        assert.equal(pairRow.get(a, b)?.last_id, ab4);
+        // Unread after a baseline inside the first second finds both pairs; after the second, none.
+        const unread = await store.unreadP2P({ pid: 1, uid: b, since: BigInt(clock) - 1_001n });
+        assert.deepEqual([...unread.keys()].sort(), [a, c].sort());
+        assert.equal(unread.get(a)?.count, 4);
+        assert.deepEqual(await store.unreadP2P({ pid: 1, uid: b, since: BigInt(clock) }), new Map());
+        assert.equal((await store.unreadP2P({ pid: 1, uid: a, since: BigInt(clock) - 1n })).get(b)?.count, 1);
+      } finally {
+        raw.close();
+        await store.close();
+      }
+    }));
+});
+
 describe('SqliteStore schema migrations are reported', () => {
   it('reports each step as it starts and when applied, and nothing when the schema is current', () =>
     inTempDir(async (dir) => {

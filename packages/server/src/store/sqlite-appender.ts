@@ -8,6 +8,10 @@
  * (the row of the commit's second is written anyway, for time windows): ids strictly increase in
  * commit order (also across restarts and after deletions) and mtime = max(clock, last mtime), so
  * mtime never decreases with id.
+ *
+ * A `p2p_pairs` row is rewritten at most once per second of activity: its `last_id` is an id of the
+ * pair's newest second, not necessarily the newest id (see `touchPair`). Every WAL frame a commit
+ * writes costs two `pwrite`s, and a commit of 3 P2P messages wrote 8.1 of them, one for the pairs.
  */
 import Database from 'better-sqlite3';
 import { conversationOfMessage, plainBytes, sameContent, type ConversationKey } from './conversation.js';
@@ -36,17 +40,23 @@ export class AppendCommitter {
       begin: p('BEGIN IMMEDIATE'),
       commit: p('COMMIT'),
       rollback: p('ROLLBACK'),
-      // Nothing deletes time_index rows, so the newest one holds the last id ever assigned.
-      counterGet: p('SELECT last_id, last_mtime FROM time_index ORDER BY sec DESC LIMIT 1'),
+      // Nothing deletes time_index rows, so the newest one holds the last id ever assigned; the
+      // one before it, the last id before the newest second.
+      counterGet: p('SELECT sec, last_id, last_mtime FROM time_index ORDER BY sec DESC LIMIT 2'),
       // The insert probes the unique key itself: no separate lookup for the common, new case.
       insert: p(
         `INSERT INTO messages (id, pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (pid, kind, from_id, to_id, mid) DO NOTHING`,
       ),
       byKey: p(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE pid = ? AND kind = ? AND from_id = ? AND to_id = ? AND mid = ?`),
+      // Left alone (no page written) when the row already holds an id of the commit's second
+      // (>= the last parameter) and neither side is hidden. Readers lose nothing: unread asks for
+      // pairs changed after an id bound that time_index gives per second, and the conversation
+      // list orders by each pair's newest id in messages_history.
       touchPair: p(
         `INSERT INTO p2p_pairs (pid, lo, hi, last_id) VALUES (?, ?, ?, ?)
-         ON CONFLICT (pid, lo, hi) DO UPDATE SET last_id = excluded.last_id, hidden_lo = 0, hidden_hi = 0`,
+         ON CONFLICT (pid, lo, hi) DO UPDATE SET last_id = excluded.last_id, hidden_lo = 0, hidden_hi = 0
+         WHERE p2p_pairs.last_id < ? OR p2p_pairs.hidden_lo <> 0 OR p2p_pairs.hidden_hi <> 0`,
       ),
       touchSecond: p(
         `INSERT INTO time_index (sec, last_id, last_mtime) VALUES (?, ?, ?)
@@ -85,6 +95,8 @@ export class AppendCommitter {
       .transaction(() => {
         let { lastId, lastMtime } = this.counter();
         const pairs: PairTouches = new Map();
+        // Back-dated mtimes may fall in any second: every pair row is rewritten (bound above all ids).
+        const rewriteBelow = 2n ** 63n - 1n;
         for (const m of messages) {
           const wanted = m.mtime ?? clock;
           const mtime = wanted > lastMtime ? wanted : lastMtime;
@@ -94,18 +106,29 @@ export class AppendCommitter {
           s.touchSecond.run(mtime / 1000n, lastId, mtime);
           notePair(pairs, m, c, lastId);
         }
-        this.touchPairs(pairs);
+        this.touchPairs(pairs, rewriteBelow);
       })
       .immediate();
   }
 
-  private touchPairs(pairs: PairTouches): void {
-    for (const [pid, lo, hi, id] of pairs.values()) this.s.touchPair.run(pid, lo, hi, id);
+  /** Rows holding an id below `rewriteBelow` (or a hidden side) get the pair's newest id. */
+  private touchPairs(pairs: PairTouches, rewriteBelow: bigint): void {
+    for (const [pid, lo, hi, id] of pairs.values()) this.s.touchPair.run(pid, lo, hi, id, rewriteBelow);
   }
 
-  private counter(): { lastId: bigint; lastMtime: bigint } {
-    const row = this.s.counterGet.get();
-    return row ? { lastId: row['last_id'] as bigint, lastMtime: row['last_mtime'] as bigint } : { lastId: 0n, lastMtime: 0n };
+  /**
+   * The last id and mtime assigned, and the first id of the second of that mtime (`lastSec`): ids
+   * from `lastSecondFrom` on all have mtimes in `lastSec`.
+   */
+  private counter(): { lastId: bigint; lastMtime: bigint; lastSec: bigint; lastSecondFrom: bigint } {
+    const [newest, before] = this.s.counterGet.all();
+    if (!newest) return { lastId: 0n, lastMtime: 0n, lastSec: -1n, lastSecondFrom: 1n };
+    return {
+      lastId: newest['last_id'] as bigint,
+      lastMtime: newest['last_mtime'] as bigint,
+      lastSec: newest['sec'] as bigint,
+      lastSecondFrom: before ? (before['last_id'] as bigint) + 1n : 1n,
+    };
   }
 
   private commit(batches: readonly (readonly NewMessage[])[], clock: bigint): AppendOutcome[][] {
@@ -116,6 +139,8 @@ export class AppendCommitter {
       let lastId = counter.lastId;
       const lastMtime = counter.lastMtime;
       const mtime = clock > lastMtime ? clock : lastMtime;
+      // The first id of this commit's second: pair rows at or above it are current enough.
+      const secondFrom = mtime / 1000n === counter.lastSec ? counter.lastSecondFrom : lastId + 1n;
       const pairs: PairTouches = new Map();
       const outcomes = batches.map((batch) =>
         batch.map((m): AppendOutcome => {
@@ -144,7 +169,7 @@ export class AppendCommitter {
           return { id, mtime };
         }),
       );
-      this.touchPairs(pairs);
+      this.touchPairs(pairs, secondFrom);
       if (lastId !== counter.lastId) s.touchSecond.run(mtime / 1000n, lastId, mtime);
       s.commit.run();
       return outcomes;
@@ -156,8 +181,8 @@ export class AppendCommitter {
 }
 
 /**
- * p2p conversations (lists, unread) touched by a commit: one p2p_pairs row per pair, written once
- * per commit with its newest id.
+ * p2p conversations (lists, unread) touched by a commit: one p2p_pairs row per pair, written at
+ * most once per commit, with its newest id.
  */
 type PairTouches = Map<string, [pid: number, lo: bigint, hi: bigint, lastId: bigint]>;
 

@@ -16,7 +16,8 @@
  * - Write cost per message is kept low: two indexes on `messages` (history, and the unique key
  *   led by the clock-derived mid so that it grows at one edge: step 4); time
  *   windows and the id counter go through `time_index` (one row per second), conversation lists
- *   and p2p unread through `p2p_pairs` (one row per pair): see steps 2 and 3.
+ *   and p2p unread through `p2p_pairs` (one row per pair, rewritten at most once per second of the
+ *   pair's activity: sqlite-appender.ts): see steps 2 and 3.
  */
 export interface SqliteMigration {
   version: number;

@@ -284,10 +284,16 @@ export class SqliteStore implements Store {
       /** Last id stored in or before second `sec`. */
       lastIdThrough: p('SELECT last_id FROM time_index WHERE sec <= ? ORDER BY sec DESC LIMIT 1'),
 
+      // Newest activity first, by each pair's newest id in messages_history (one index seek per
+      // pair): p2p_pairs.last_id is only an id of the pair's newest second (sqlite-appender.ts),
+      // and stays the order should retention have removed all of a pair's messages.
       p2pPeers: p(
-        `SELECT hi AS peer, last_id FROM p2p_pairs WHERE pid = ? AND lo = ? AND hidden_lo = 0
-         UNION ALL SELECT lo AS peer, last_id FROM p2p_pairs INDEXED BY p2p_pairs_hi WHERE pid = ? AND hi = ? AND lo <> hi AND hidden_hi = 0
-         ORDER BY last_id DESC`,
+        `SELECT peer FROM (
+           SELECT hi AS peer, lo, hi, last_id FROM p2p_pairs WHERE pid = @pid AND lo = @uid AND hidden_lo = 0
+           UNION ALL SELECT lo AS peer, lo, hi, last_id FROM p2p_pairs INDEXED BY p2p_pairs_hi WHERE pid = @pid AND hi = @uid AND lo <> hi AND hidden_hi = 0
+         ) AS c
+         ORDER BY COALESCE((SELECT m.id FROM messages AS m INDEXED BY messages_history
+                            WHERE m.pid = @pid AND m.kind = 1 AND m.conv_lo = c.lo AND m.conv_hi = c.hi ORDER BY m.id DESC LIMIT 1), c.last_id) DESC`,
       ),
       hideLo: p('UPDATE p2p_pairs SET hidden_lo = 1 WHERE pid = ? AND lo = ? AND hi = ?'),
       hideHi: p('UPDATE p2p_pairs SET hidden_hi = 1 WHERE pid = ? AND lo = ? AND hi = ?'),
@@ -505,6 +511,8 @@ export class SqliteStore implements Store {
     if (!bounds) return undefined;
     // The conversations of uid that changed after the bound (p2p_pairs.last_id), then each one's
     // messages after it in messages_history: index ranges only, no index of its own to keep up.
+    // last_id may lag the pair's newest id, but only within that id's second, and the bound is
+    // the last id before a whole second (idBounds): a pair with a message after it is never missed.
     const { pid, uid } = query;
     const params: unknown[] = [pid, uid, bounds.lo, pid, uid, bounds.lo, pid, bounds.lo, uid, query.since];
     let filter = '';
@@ -543,7 +551,7 @@ export class SqliteStore implements Store {
   }
 
   async p2pPeers(pid: number, uid: bigint): Promise<bigint[]> {
-    return this.s.p2pPeers.all(pid, uid, pid, uid).map((r) => r['peer'] as bigint);
+    return this.s.p2pPeers.all({ pid, uid }).map((r) => r['peer'] as bigint);
   }
 
   async removeP2PSession(pid: number, uid: bigint, peer: bigint): Promise<void> {
