@@ -531,6 +531,87 @@ describe('SqliteStore p2p_pairs: at most one write per pair per second of activi
     }));
 });
 
+describe('SqliteStore time_index: one write per second, the newest row may lag', () => {
+  it('time windows stay exact with a lagging row, a new second completes it, and retention never lets ids be reused', () =>
+    inTempDir(async (dir) => {
+      const s0 = 1_700_000_000n;
+      let clock = Number(s0 * 1000n) + 100;
+      const store = new SqliteStore({ dataDir: dir, now: () => clock });
+      await store.init();
+      const Database = (await import('better-sqlite3')).default;
+      const raw = new Database(join(dir, 'rtm.sqlite'), { readonly: true });
+      raw.defaultSafeIntegers(true);
+      const rows = (): { sec: bigint; last_id: bigint }[] =>
+        raw.prepare<[], { sec: bigint; last_id: bigint }>('SELECT sec, last_id FROM time_index ORDER BY sec').all();
+      let mid = 0n;
+      const send = async (): Promise<bigint> => {
+        const [r] = await store.append([
+          { pid: 1, kind: MessageKind.GROUP, from: 5n, to: 7n, mid: ++mid, mtype: 30, msg: `m${mid}`, attrs: '' },
+        ]);
+        assert.equal(r?.status, 'stored');
+        return r.message.id;
+      };
+      const window = async (begin?: bigint, end?: bigint): Promise<bigint[]> =>
+        (await store.history({ conversation: { pid: 1, kind: MessageKind.GROUP, to: 7n }, desc: false, num: 100, begin, end })).map(
+          (m) => m.id,
+        );
+      const ms = (sec: bigint, at: number): bigint => sec * 1000n + BigInt(at);
+      try {
+        const first = [await send(), await send(), await send()];
+        assert.deepEqual(rows(), [{ sec: s0, last_id: first[0] }], 'written once, by the first commit of the second');
+        assert.deepEqual(await window(undefined, ms(s0, 999)), first, 'a lagging newest row bounds nothing');
+        assert.deepEqual(await window(ms(s0, 100), ms(s0, 100)), first);
+        assert.deepEqual(await window(ms(s0, 101)), []);
+        assert.deepEqual(await store.countMessages({ pid: 1, kind: MessageKind.GROUP, to: 7n, begin: ms(s0, 0), end: ms(s0, 999) }), {
+          sender: 1,
+          num: 3,
+        });
+
+        clock += 1_000;
+        const second = [await send(), await send()];
+        assert.deepEqual(
+          rows(),
+          [
+            { sec: s0, last_id: first[2] },
+            { sec: s0 + 1n, last_id: second[0] },
+          ],
+          'the next second completes the row before it',
+        );
+        assert.deepEqual(await window(undefined, ms(s0, 999)), first);
+        assert.deepEqual(await window(ms(s0 + 1n, 0)), second);
+        assert.deepEqual(await window(ms(s0, 0), ms(s0 + 1n, 999)), [...first, ...second]);
+
+        // Retention removes everything, the open second's messages too: ids go on growing.
+        clock += 10;
+        assert.equal(await store.sweepRetention({ maxAgeMs: 0 }, BigInt(clock) + 1n), 5);
+        assert.equal(rows().at(-1)?.last_id, second[1], 'retention completed the open row first');
+        const after = await send();
+        assert.ok(after > second[1]!, `id ${after} given out again`);
+
+        // Reopened while its second is open: ids and windows carry on.
+        await store.close();
+        const again = new SqliteStore({ dataDir: dir, now: () => clock });
+        await again.init();
+        const [r] = await again.append([{ pid: 1, kind: MessageKind.GROUP, from: 5n, to: 7n, mid: ++mid, mtype: 30, msg: 'x', attrs: '' }]);
+        assert.equal(r?.status === 'stored' && r.message.id, after + 1n);
+        const left = await again.history({
+          conversation: { pid: 1, kind: MessageKind.GROUP, to: 7n },
+          desc: true,
+          num: 10,
+          end: BigInt(clock),
+        });
+        assert.deepEqual(
+          left.map((m) => m.id),
+          [after + 1n, after],
+        );
+        await again.close();
+      } finally {
+        raw.close();
+        await store.close();
+      }
+    }));
+});
+
 describe('SqliteStore schema migrations are reported', () => {
   it('reports each step as it starts and when applied, and nothing when the schema is current', () =>
     inTempDir(async (dir) => {

@@ -4,14 +4,18 @@
  * databases and in the event loop for `:memory:` ones (a private in-memory database cannot be
  * shared with another thread).
  *
- * Ids and mtimes come from the newest `time_index` row, read and written inside the transaction
- * (the row of the commit's second is written anyway, for time windows): ids strictly increase in
- * commit order (also across restarts and after deletions) and mtime = max(clock, last mtime), so
- * mtime never decreases with id.
+ * Ids and mtimes come from the newest message and the newest `time_index` row, read inside the
+ * transaction: ids strictly increase in commit order (also across restarts and after deletions)
+ * and mtime = max(clock, last mtime), so mtime never decreases with id.
  *
- * A `p2p_pairs` row is rewritten at most once per second of activity: its `last_id` is an id of the
- * pair's newest second, not necessarily the newest id (see `touchPair`). Every WAL frame a commit
- * writes costs two `pwrite`s, and a commit of 3 P2P messages wrote 8.1 of them, one for the pairs.
+ * Every WAL frame a commit writes costs two `pwrite`s, and a commit of 3 P2P messages wrote 8.1 of
+ * them: one for `p2p_pairs` and one for `time_index`, rewritten at every commit. Both are now
+ * written at most once per second:
+ * - a `time_index` row is written by the first commit of its second and completed by the first
+ *   commit of a later one (`openSecond`), so every row but the newest is exact, and the newest may
+ *   lag behind the newest message (readers treat it so: `SqliteStore.idBounds`);
+ * - a `p2p_pairs` row's `last_id` is an id of the pair's newest second, not necessarily its
+ *   newest id (`touchPair`).
  */
 import Database from 'better-sqlite3';
 import { conversationOfMessage, plainBytes, sameContent, type ConversationKey } from './conversation.js';
@@ -40,9 +44,11 @@ export class AppendCommitter {
       begin: p('BEGIN IMMEDIATE'),
       commit: p('COMMIT'),
       rollback: p('ROLLBACK'),
-      // Nothing deletes time_index rows, so the newest one holds the last id ever assigned; the
-      // one before it, the last id before the newest second.
+      // The newest row may lag behind the newest message (its second is still open) but holds
+      // ids that retention removed (`closeNewestSecond`); the one before it is exact: the last id
+      // before the newest second. Nothing deletes time_index rows.
       counterGet: p('SELECT sec, last_id, last_mtime FROM time_index ORDER BY sec DESC LIMIT 2'),
+      newestMessage: p('SELECT id, mtime FROM messages ORDER BY id DESC LIMIT 1'),
       // The insert probes the unique key itself: no separate lookup for the common, new case.
       insert: p(
         `INSERT INTO messages (id, pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -61,6 +67,11 @@ export class AppendCommitter {
       touchSecond: p(
         `INSERT INTO time_index (sec, last_id, last_mtime) VALUES (?, ?, ?)
          ON CONFLICT (sec) DO UPDATE SET last_id = excluded.last_id, last_mtime = excluded.last_mtime`,
+      ),
+      // Completes a lagging row (never lowers one).
+      raiseSecond: p(
+        `UPDATE time_index SET last_id = MAX(last_id, @lastId), last_mtime = MAX(last_mtime, @lastMtime)
+         WHERE sec = @sec AND (last_id < @lastId OR last_mtime < @lastMtime)`,
       ),
     };
   }
@@ -93,6 +104,8 @@ export class AppendCommitter {
     const s = this.s;
     this.db
       .transaction(() => {
+        // Its rows are written exact, so the newest row before them must be too.
+        this.closeNewestSecond();
         let { lastId, lastMtime } = this.counter();
         const pairs: PairTouches = new Map();
         // Back-dated mtimes may fall in any second: every pair row is rewritten (bound above all ids).
@@ -117,18 +130,45 @@ export class AppendCommitter {
   }
 
   /**
-   * The last id and mtime assigned, and the first id of the second of that mtime (`lastSec`): ids
-   * from `lastSecondFrom` on all have mtimes in `lastSec`.
+   * The last id and mtime assigned (the newest message's, or the newest time_index row's should
+   * retention have removed that message), the newest row's second `lastSec`, and the first id
+   * of that second: ids from `lastSecondFrom` on all have mtimes in `lastSec`.
    */
   private counter(): { lastId: bigint; lastMtime: bigint; lastSec: bigint; lastSecondFrom: bigint } {
     const [newest, before] = this.s.counterGet.all();
-    if (!newest) return { lastId: 0n, lastMtime: 0n, lastSec: -1n, lastSecondFrom: 1n };
+    const message = this.s.newestMessage.get();
+    let lastId = newest ? (newest['last_id'] as bigint) : 0n;
+    let lastMtime = newest ? (newest['last_mtime'] as bigint) : 0n;
+    if (message) {
+      const [id, mtime] = [message['id'] as bigint, message['mtime'] as bigint];
+      if (id > lastId) lastId = id;
+      if (mtime > lastMtime) lastMtime = mtime;
+    }
     return {
-      lastId: newest['last_id'] as bigint,
-      lastMtime: newest['last_mtime'] as bigint,
-      lastSec: newest['sec'] as bigint,
+      lastId,
+      lastMtime,
+      lastSec: newest ? (newest['sec'] as bigint) : -1n,
       lastSecondFrom: before ? (before['last_id'] as bigint) + 1n : 1n,
     };
+  }
+
+  /**
+   * Makes the newest time_index row exact (the newest message's id and mtime), inside the
+   * caller's transaction. Retention calls it before removing messages, so that ids it removes
+   * from the open second are never given out again.
+   */
+  closeNewestSecond(): void {
+    const { lastId, lastMtime, lastSec } = this.counter();
+    if (lastSec >= 0n) this.s.raiseSecond.run({ lastId, lastMtime, sec: lastSec });
+  }
+
+  /**
+   * A commit in a second after the newest row's: completes that row (the last commit of its
+   * second may have left it behind) and opens one for the commit's second.
+   */
+  private openSecond(counter: { lastId: bigint; lastMtime: bigint; lastSec: bigint }, sec: bigint, lastId: bigint, mtime: bigint): void {
+    if (counter.lastSec >= 0n) this.s.raiseSecond.run({ lastId: counter.lastId, lastMtime: counter.lastMtime, sec: counter.lastSec });
+    this.s.touchSecond.run(sec, lastId, mtime);
   }
 
   private commit(batches: readonly (readonly NewMessage[])[], clock: bigint): AppendOutcome[][] {
@@ -139,8 +179,9 @@ export class AppendCommitter {
       let lastId = counter.lastId;
       const lastMtime = counter.lastMtime;
       const mtime = clock > lastMtime ? clock : lastMtime;
+      const sec = mtime / 1000n;
       // The first id of this commit's second: pair rows at or above it are current enough.
-      const secondFrom = mtime / 1000n === counter.lastSec ? counter.lastSecondFrom : lastId + 1n;
+      const secondFrom = sec === counter.lastSec ? counter.lastSecondFrom : lastId + 1n;
       const pairs: PairTouches = new Map();
       const outcomes = batches.map((batch) =>
         batch.map((m): AppendOutcome => {
@@ -170,7 +211,7 @@ export class AppendCommitter {
         }),
       );
       this.touchPairs(pairs, secondFrom);
-      if (lastId !== counter.lastId) s.touchSecond.run(mtime / 1000n, lastId, mtime);
+      if (lastId !== counter.lastId && sec !== counter.lastSec) this.openSecond(counter, sec, lastId, mtime);
       s.commit.run();
       return outcomes;
     } catch (err) {

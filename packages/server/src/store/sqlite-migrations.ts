@@ -4,8 +4,9 @@
  * Never edit a released step: append a new one.
  *
  * Design (DESIGN.md "Storage"):
- * - `messages.id` is the rowid, assigned by the store from the newest `time_index` row (not by
- *   SQLite's max+1, which would reuse the ids of deleted newest rows; `counters` until step 3),
+ * - `messages.id` is the rowid, assigned by the store from the newest message and the newest
+ *   `time_index` row (not by SQLite's max+1 alone, which would reuse the ids of deleted newest
+ *   rows; `counters` until step 3; that row is written once per second: sqlite-appender.ts),
  *   so ids only ever grow and `mtime` never decreases with `id`. History turns `begin`/`end` into
  *   id bounds through `time_index` and then reads one id range of `messages_history` (filtering
  *   the edge seconds by mtime): a range scan at any depth.

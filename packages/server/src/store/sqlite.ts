@@ -9,10 +9,11 @@
  * - With `writerThread`, a file database's commits run in a writer thread with its own connection
  *   (`sqlite-writer.ts`): a commit that waits on the disk never blocks the event loop, and turns
  *   that pile up behind it are committed together.
- * - Message ids and mtimes come from the newest `time_index` row, read and written inside that
- *   transaction (`sqlite-appender.ts`): ids strictly increase in commit order (also across
- *   restarts and after deletions) and mtime = max(now, last mtime), so mtime never decreases with
- *   id. History relies on that to turn `begin`/`end` into id bounds (see `idBounds`).
+ * - Message ids and mtimes come from the newest message and the newest `time_index` row, read
+ *   inside that transaction (`sqlite-appender.ts`): ids strictly increase in commit order (also
+ *   across restarts and after deletions) and mtime = max(now, last mtime), so mtime never
+ *   decreases with id. History relies on that to turn `begin`/`end` into id bounds through
+ *   `time_index`, whose newest row may lag behind the newest message (see `idBounds`).
  * - Ids are INTEGER columns read with safe integers: they come back as bigint, exact above 2^53.
  */
 import Database from 'better-sqlite3';
@@ -281,8 +282,13 @@ export class SqliteStore implements Store {
       ),
       /** Last id stored before second `sec` (everything up to it has mtime < sec * 1000). */
       lastIdBefore: p('SELECT last_id FROM time_index WHERE sec < ? ORDER BY sec DESC LIMIT 1'),
-      /** Last id stored in or before second `sec`. */
-      lastIdThrough: p('SELECT last_id FROM time_index WHERE sec <= ? ORDER BY sec DESC LIMIT 1'),
+      /**
+       * Last id stored in or before second `sec`; `newest` when that is the newest row, which may
+       * lag behind the newest message (sqlite-appender.ts): every message is then in or before `sec`.
+       */
+      lastIdThrough: p(
+        'SELECT last_id, sec = (SELECT MAX(sec) FROM time_index) AS newest FROM time_index WHERE sec <= ? ORDER BY sec DESC LIMIT 1',
+      ),
 
       // Newest activity first, by each pair's newest id in messages_history (one index seek per
       // pair): p2p_pairs.last_id is only an id of the pair's newest second (sqlite-appender.ts),
@@ -459,6 +465,8 @@ export class SqliteStore implements Store {
   /**
    * Exclusive id bounds (lo, hi) equivalent to the inclusive mtime window [begin, end], or
    * undefined when the window holds no message. Exact because mtime never decreases with id.
+   * The newest time_index row may lag behind the newest message (its second is still open): as
+   * `lo` it only lowers the bound, and as `hi` it is read as "no bound".
    */
   private idBounds(begin: bigint | undefined, end: bigint | undefined): { lo: bigint; hi: bigint } | undefined {
     // Second granularity: the bounds may include the edge seconds' other messages, so every
@@ -472,7 +480,7 @@ export class SqliteStore implements Store {
     if (end !== undefined && end !== 0n) {
       const row = this.s.lastIdThrough.get(floorDiv(end, 1000n));
       if (!row) return undefined;
-      hi = (row['last_id'] as bigint) + 1n;
+      if (row['newest'] !== 1n) hi = (row['last_id'] as bigint) + 1n;
     }
     return lo < hi ? { lo, hi } : undefined;
   }
@@ -811,7 +819,7 @@ export class SqliteStore implements Store {
       const bound = this.idBounds(undefined, cutoff - 1n);
       const below = bound ? bound.hi : 0n;
       for (;;) {
-        const n = below === 0n ? 0 : this.s.retentionAge.run(below, cutoff, RETENTION_CHUNK).changes;
+        const n = below === 0n ? 0 : this.deleteKeepingIds(() => this.s.retentionAge.run(below, cutoff, RETENTION_CHUNK).changes);
         removed += n;
         if (n < RETENTION_CHUNK) break;
         await yieldTurn();
@@ -824,7 +832,9 @@ export class SqliteStore implements Store {
         const cutoff = this.s.retentionCutoff.get(c['pid'], c['kind'], c['conv_lo'], c['conv_hi'], keep);
         if (!cutoff) continue;
         for (;;) {
-          const n = this.s.retentionTrim.run(c['pid'], c['kind'], c['conv_lo'], c['conv_hi'], cutoff['id'], RETENTION_CHUNK).changes;
+          const n = this.deleteKeepingIds(
+            () => this.s.retentionTrim.run(c['pid'], c['kind'], c['conv_lo'], c['conv_hi'], cutoff['id'], RETENTION_CHUNK).changes,
+          );
           removed += n;
           if (n < RETENTION_CHUNK) break;
           await yieldTurn();
@@ -833,6 +843,19 @@ export class SqliteStore implements Store {
       }
     }
     return removed;
+  }
+
+  /**
+   * Runs a delete of messages in one transaction with `closeNewestSecond`: the newest time_index
+   * row then holds the newest id, so ids removed from the open second are not given out again.
+   */
+  private deleteKeepingIds(remove: () => number): number {
+    return this.conn
+      .transaction(() => {
+        this.committer!.closeNewestSecond();
+        return remove();
+      })
+      .immediate();
   }
 
   // --- bulk load (benchmarks, imports) ---------------------------------------------------------
