@@ -70,7 +70,7 @@ export interface FuzzOptions {
   timeLimitMs?: number;
   /** PRNG seed, for reproducible runs. @default Date.now() */
   seed?: number;
-  /** frames.json with golden frames. @default ../../shared/spec/vectors/frames.json from this script */
+  /** frames.json with golden frames. @default fixtures/spec-vectors/frames.json of the repository */
   vectorsPath?: string;
   /** Progress lines. @default none */
   log?: (line: string) => void;
@@ -267,7 +267,7 @@ class Gen {
 }
 
 function loadGolden(path: string | undefined): Uint8Array[] {
-  const file = path ?? fileURLToPath(new URL('../../shared/spec/vectors/frames.json', import.meta.url));
+  const file = path ?? fileURLToPath(new URL('../fixtures/spec-vectors/frames.json', import.meta.url));
   if (!existsSync(file)) return [];
   const entries = JSON.parse(readFileSync(file, 'utf8')) as Array<{ hex: string }>;
   return entries.map((e) => new Uint8Array(Buffer.from(e.hex, 'hex')));

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { RtmError } from '@rtm/fpnn';
 import { RTMClient, type ClosedEvent } from '../src/index.js';
 import { FakeRtmServer, sleep } from './helpers/fake-server.js';
-import { sameFrameIgnoringSeq, skipWithoutVectors, webClientFrame } from './helpers/vectors.js';
+import { sameFrameIgnoringSeq, webClientFrame } from './helpers/vectors.js';
 
 async function start(t: { after(fn: () => unknown): void }, options: Partial<ConstructorParameters<typeof RTMClient>[0]> = {}) {
   const server = await FakeRtmServer.start();
@@ -28,7 +28,7 @@ test('login sends auth {pid, uid, token, version} and resolves {ok: true}', asyn
   assert.deepEqual(connected, [{ uid: 1001n, relogin: false }]);
 });
 
-test('auth frame is byte-identical to the browser SDK capture', { skip: skipWithoutVectors }, async (t) => {
+test('auth frame is byte-identical to the browser SDK capture', async (t) => {
   const server = await FakeRtmServer.start({ tokens: { '1001': 'C975E8521DD213BB0E5DC351C5C05ED2' } });
   const client = new RTMClient({ endpoint: server.endpoint, pid: 11000001, sdkVersion: 'WebSocket_2.7.6' });
   t.after(async () => {
@@ -110,7 +110,7 @@ test('logout sends bye, closes, and emits closed {reason: logout}', async (t) =>
   assert.equal(server.connections.length, 1, 'no relogin after logout');
 });
 
-test('bye frame is byte-identical to the browser SDK capture', { skip: skipWithoutVectors }, async (t) => {
+test('bye frame is byte-identical to the browser SDK capture', async (t) => {
   const { server, client } = await start(t);
   await client.login(1001n, 'token-1001');
   await client.logout();

@@ -1,7 +1,8 @@
 /**
- * Golden frames captured from the official SDKs (spec/vectors/frames.json, frames.md, answers.json).
- * The spec lives beside the repository (../shared/spec from the repository root); without it these
- * tests are skipped with a message.
+ * Golden frames captured from the official SDKs (spec/vectors/frames.json, frames.md, answers.json),
+ * from the repository's copy in `fixtures/spec-vectors`. The spec itself lives beside the
+ * repository (../shared/spec from its root) and is the source of truth: when it is there, the copy
+ * must be identical to it.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,13 +11,27 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { decodePayload, encodeAnswer, encodePayload, Flag, FrameDecoder, json, type Frame, type Payload } from '@rtm/fpnn';
 
-const vectorsDir = new URL('../../../../shared/spec/vectors/', import.meta.url);
+const vectorsDir = new URL('../../../fixtures/spec-vectors/', import.meta.url);
+const sharedVectorsDir = new URL('../../../../shared/spec/vectors/', import.meta.url);
+const VECTOR_FILES = ['frames.json', 'frames.md', 'answers.json'] as const;
 const framesPath = fileURLToPath(new URL('frames.json', vectorsDir));
 const framesMdPath = fileURLToPath(new URL('frames.md', vectorsDir));
 const answersPath = fileURLToPath(new URL('answers.json', vectorsDir));
-const missing = existsSync(framesPath)
-  ? false
-  : `spec vectors not found at ${framesPath} (the spec lives in ../shared/spec beside the repository)`;
+
+describe('the repository copy of the spec vectors', () => {
+  const shared = fileURLToPath(sharedVectorsDir);
+  it(
+    "is identical to ../shared/spec/vectors (copy the spec's files to fixtures/spec-vectors when it changes)",
+    { skip: existsSync(shared) ? false : `the shared spec is not beside the repository (${shared}); the copy is used as is` },
+    () => {
+      for (const name of VECTOR_FILES) {
+        const ours = readFileSync(new URL(name, vectorsDir));
+        const theirs = readFileSync(new URL(name, sharedVectorsDir));
+        assert.ok(ours.equals(theirs), `fixtures/spec-vectors/${name} differs from the shared spec's`);
+      }
+    },
+  );
+});
 
 interface GoldenFrame {
   sdk: string;
@@ -120,7 +135,7 @@ function checkTyped(where: string, value: unknown, type: string, text: string): 
   }
 }
 
-describe('golden frames from the official SDKs (spec/vectors)', { skip: missing }, () => {
+describe('golden frames from the official SDKs (spec/vectors)', () => {
   it('every frame in frames.json decodes, with the header fields frames.md describes', () => {
     const frames = load<GoldenFrame[]>(framesPath);
     assert.ok(frames.length >= 40);
@@ -152,30 +167,26 @@ describe('golden frames from the official SDKs (spec/vectors)', { skip: missing 
     assert.equal(n, frames.length);
   });
 
-  it(
-    'payload fields have the msgpack types and values frames.md lists (bigint for 64-bit, integral float64)',
-    { skip: existsSync(framesMdPath) ? false : 'frames.md missing' },
-    () => {
-      const frames = load<GoldenFrame[]>(framesPath);
-      const rows = parseFramesMd(readFileSync(framesMdPath, 'utf8'));
-      let checked = 0;
-      for (const [i, g] of frames.entries()) {
-        const { payload } = decodeOne(g.hex);
-        const expected = rows.get(i);
-        assert.ok(expected, `frames.md has no section for index ${i}`);
-        assert.deepEqual(
-          Object.keys(payload),
-          expected.map((r) => r.key),
-          `frames.json[${i}] keys and their order`,
-        );
-        for (const row of expected) {
-          checkTyped(`frames.json[${i}] ${g.method}.${row.key}`, payload[row.key], row.type, row.value);
-          checked++;
-        }
+  it('payload fields have the msgpack types and values frames.md lists (bigint for 64-bit, integral float64)', () => {
+    const frames = load<GoldenFrame[]>(framesPath);
+    const rows = parseFramesMd(readFileSync(framesMdPath, 'utf8'));
+    let checked = 0;
+    for (const [i, g] of frames.entries()) {
+      const { payload } = decodeOne(g.hex);
+      const expected = rows.get(i);
+      assert.ok(expected, `frames.md has no section for index ${i}`);
+      assert.deepEqual(
+        Object.keys(payload),
+        expected.map((r) => r.key),
+        `frames.json[${i}] keys and their order`,
+      );
+      for (const row of expected) {
+        checkTyped(`frames.json[${i}] ${g.method}.${row.key}`, payload[row.key], row.type, row.value);
+        checked++;
       }
-      assert.ok(checked > 200, `checked ${checked} fields`);
-    },
-  );
+    }
+    assert.ok(checked > 200, `checked ${checked} fields`);
+  });
 
   it('notable cases: Python uint64 salt > 2^53, explicit mid 0x0123456789ABCDEF, Node float64 begin/end', () => {
     const frames = load<GoldenFrame[]>(framesPath);
@@ -229,28 +240,24 @@ describe('golden frames from the official SDKs (spec/vectors)', { skip: missing 
     assert.equal(negative, 1);
   });
 
-  it(
-    'server frames the SDKs accepted (answers.json) decode to their documented values',
-    { skip: existsSync(answersPath) ? false : 'answers.json missing' },
-    () => {
-      const answers = load<GoldenAnswer[]>(answersPath);
-      for (const [i, a] of answers.entries()) {
-        const { frame, payload, bytes } = decodeOne(a.hex);
-        const where = `answers.json[${i}] ${a.kind}`;
-        assert.equal(bytes[4], a.header.version, where);
-        assert.equal(frame.flag, a.header.flag, where);
-        assert.equal(frame.seq, a.header.seq, where);
-        assert.equal(frame.payload.length, a.header.psize, where);
-        if (frame.kind === 'answer') assert.equal(frame.ok, a.header.ss === 0, where);
-        else assert.equal(frame.method, a.method, where);
-        assert.deepEqual(loose(payload), loose(a.decoded), where);
-        if (frame.kind === 'answer' && !frame.ok) {
-          assert.equal(typeof payload.code, 'number');
-          assert.equal(typeof payload.ex, 'string');
-        }
+  it('server frames the SDKs accepted (answers.json) decode to their documented values', () => {
+    const answers = load<GoldenAnswer[]>(answersPath);
+    for (const [i, a] of answers.entries()) {
+      const { frame, payload, bytes } = decodeOne(a.hex);
+      const where = `answers.json[${i}] ${a.kind}`;
+      assert.equal(bytes[4], a.header.version, where);
+      assert.equal(frame.flag, a.header.flag, where);
+      assert.equal(frame.seq, a.header.seq, where);
+      assert.equal(frame.payload.length, a.header.psize, where);
+      if (frame.kind === 'answer') assert.equal(frame.ok, a.header.ss === 0, where);
+      else assert.equal(frame.method, a.method, where);
+      assert.deepEqual(loose(payload), loose(a.decoded), where);
+      if (frame.kind === 'answer' && !frame.ok) {
+        assert.equal(typeof payload.code, 'number');
+        assert.equal(typeof payload.ex, 'string');
       }
-    },
-  );
+    }
+  });
 });
 
 /** Integer width-insensitive form (answers.json's JSON has no int64/number distinction). */

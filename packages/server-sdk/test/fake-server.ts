@@ -177,7 +177,7 @@ export class FakeRtmServer {
   }
 }
 
-/** The directory of the shared spec vectors, resolved from this file (repo root/../shared/spec). */
+/** The repository's copy of the spec vectors (fixtures/spec-vectors), resolved from this file. */
 export function vectorsDir(): URL {
-  return new URL('../../../../shared/spec/vectors/', import.meta.url);
+  return new URL('../../../fixtures/spec-vectors/', import.meta.url);
 }

@@ -1,8 +1,9 @@
 /**
- * The golden frames captured from the official SDKs (spec/vectors, see frames.md). They live next
- * to the repository (`../shared/spec` from its root); tests that need them skip when absent.
+ * The golden frames captured from the official SDKs (spec/vectors, see frames.md), from the
+ * repository's copy in `fixtures/spec-vectors` (packages/fpnn/test/vectors.test.ts checks it against
+ * the shared spec when that is beside the repository).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export interface FrameVector {
@@ -21,19 +22,14 @@ export interface AnswerVector extends FrameVector {
 }
 
 const REPO_ROOT = new URL('../../../../', import.meta.url);
-export const VECTORS_DIR = fileURLToPath(new URL('../shared/spec/vectors/', REPO_ROOT));
+export const VECTORS_DIR = fileURLToPath(new URL('fixtures/spec-vectors/', REPO_ROOT));
 
-function load<T>(name: string): T[] | undefined {
-  const path = `${VECTORS_DIR}${name}`;
-  return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as T[]) : undefined;
+function load<T>(name: string): T[] {
+  return JSON.parse(readFileSync(`${VECTORS_DIR}${name}`, 'utf8')) as T[];
 }
 
 export const frames = load<FrameVector>('frames.json');
 export const answers = load<AnswerVector>('answers.json');
-
-/** `false` when the vectors are there, else the reason to skip (for node:test's `skip`). */
-export const skipWithoutVectors: string | false =
-  frames && answers ? false : `golden vectors not found in ${VECTORS_DIR} (expected ../shared/spec/vectors from the repo root)`;
 
 export function hexBytes(hex: string): Uint8Array {
   return new Uint8Array(Buffer.from(hex, 'hex'));
@@ -41,14 +37,14 @@ export function hexBytes(hex: string): Uint8Array {
 
 /** The browser SDK's frame for `method` (client → server quest, or its answer to a push when mtype is 2). */
 export function webClientFrame(method: string, mtype = 1): Uint8Array {
-  const v = frames?.find((f) => f.sdk === 'web-client' && f.method === method && f.mtype === mtype);
+  const v = frames.find((f) => f.sdk === 'web-client' && f.method === method && f.mtype === mtype);
   if (!v) throw new Error(`no web-client frame for ${method}`);
   return hexBytes(v.hex);
 }
 
 /** A server frame the browser SDK accepted (answer or push) for `method`; `nth` picks among several. */
 export function webClientAccepted(method: string, nth = 0): Uint8Array {
-  const list = answers?.filter((a) => a.accepted_by === 'web-client' && a.method === method) ?? [];
+  const list = answers.filter((a) => a.accepted_by === 'web-client' && a.method === method);
   const v = list[nth];
   if (!v) throw new Error(`no web-client answer vector #${nth} for ${method}`);
   return hexBytes(v.hex);
