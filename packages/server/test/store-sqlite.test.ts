@@ -343,6 +343,14 @@ async function databaseAtVersion(dir: string, version: number): Promise<import('
   return db;
 }
 
+/** A read-only connection to the store's database beside it (tests look at its tables), ids as bigint. */
+async function readOnlyDatabase(dir: string): Promise<import('better-sqlite3').Database> {
+  const Database = (await import('better-sqlite3')).default;
+  const db = new Database(join(dir, 'rtm.sqlite'), { readonly: true });
+  db.defaultSafeIntegers(true);
+  return db;
+}
+
 /** Runs `fn` with a fresh temporary data directory, removed afterwards. */
 async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'rtm-mig-'));
@@ -474,9 +482,7 @@ describe('SqliteStore p2p_pairs: at most one write per pair per second of activi
       let clock = 1_700_000_000_200;
       const store = new SqliteStore({ dataDir: dir, now: () => clock });
       await store.init();
-      const Database = (await import('better-sqlite3')).default;
-      const raw = new Database(join(dir, 'rtm.sqlite'), { readonly: true });
-      raw.defaultSafeIntegers(true);
+      const raw = await readOnlyDatabase(dir);
       const pairRow = raw.prepare<[bigint, bigint], { last_id: bigint; hidden_lo: bigint; hidden_hi: bigint }>(
         'SELECT last_id, hidden_lo, hidden_hi FROM p2p_pairs WHERE pid = 1 AND lo = ? AND hi = ?',
       );
@@ -538,9 +544,7 @@ describe('SqliteStore time_index: one write per second, the newest row may lag',
       let clock = Number(s0 * 1000n) + 100;
       const store = new SqliteStore({ dataDir: dir, now: () => clock });
       await store.init();
-      const Database = (await import('better-sqlite3')).default;
-      const raw = new Database(join(dir, 'rtm.sqlite'), { readonly: true });
-      raw.defaultSafeIntegers(true);
+      const raw = await readOnlyDatabase(dir);
       const rows = (): { sec: bigint; last_id: bigint }[] =>
         raw.prepare<[], { sec: bigint; last_id: bigint }>('SELECT sec, last_id FROM time_index ORDER BY sec').all();
       let mid = 0n;
