@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { storeConformance } from '@rtm/testkit';
 import { SqliteWriterThread } from '../src/store/sqlite-writer.js';
-import { SqliteStore } from '../src/store/sqlite.js';
+import { migrate, SqliteStore } from '../src/store/sqlite.js';
 import { SQLITE_MIGRATIONS } from '../src/store/sqlite-migrations.js';
 import { MessageKind, type HistoryQuery, type NewMessage } from '../src/store/store.js';
 
@@ -476,6 +476,53 @@ describe('SqliteStore migration 4 (unique key led by mid) on a version-3 databas
     }));
 });
 
+describe('SqliteStore migration 5 (time_index renamed seconds) on a version-4 database', () => {
+  it('keeps time windows and ids; a server that does not know the schema refuses to open it', () =>
+    inTempDir(async (dir) => {
+      const db = await databaseAtVersion(dir, 4);
+      const ins = db.prepare(
+        "INSERT INTO messages (id, pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (?,1,2,7,0,5,7,?,30,'m','',?)",
+      );
+      ins.run(1, 1, 1_000);
+      ins.run(2, 2, 2_500);
+      db.exec('INSERT INTO time_index (sec, last_id, last_mtime) VALUES (1, 1, 1000), (2, 2, 2500)');
+      db.close();
+
+      const store = new SqliteStore({ dataDir: dir });
+      await store.init();
+      const group = { pid: 1, kind: MessageKind.GROUP, to: 7n } as const;
+      const ids = async (begin: bigint, end: bigint): Promise<bigint[]> =>
+        (await store.history({ conversation: group, desc: false, num: 10, begin, end })).map((m) => m.id);
+      assert.deepEqual(await ids(1_000n, 1_999n), [1n]);
+      assert.deepEqual(await ids(2_000n, 2_999n), [2n]);
+      const [next] = await store.append([{ pid: 1, kind: MessageKind.GROUP, from: 5n, to: 7n, mid: 3n, mtype: 30, msg: 'n', attrs: '' }]);
+      assert.equal(next?.status === 'stored' && next.message.id, 3n);
+      await store.close();
+
+      // A server that knows steps 1 – 4 only refuses it (one from before step 5 fails on the
+      // renamed table instead), and leaves it as it was.
+      const raw = new (await import('better-sqlite3')).default(join(dir, 'rtm.sqlite'));
+      try {
+        assert.throws(
+          () =>
+            migrate(
+              raw,
+              SQLITE_MIGRATIONS.filter((m) => m.version <= 4),
+              () => assert.fail('nothing to apply'),
+            ),
+          /schema version 5, newer than this server knows \(4\): run the newer server/,
+        );
+        const versions = raw.prepare('SELECT version FROM schema_migrations ORDER BY version').all() as { version: number }[];
+        assert.deepEqual(
+          versions.map((r) => r.version),
+          [1, 2, 3, 4, 5],
+        );
+      } finally {
+        raw.close();
+      }
+    }));
+});
+
 describe('SqliteStore p2p_pairs: at most one write per pair per second of activity', () => {
   it('keeps the first id of the second, yet lists, orders and counts exactly; a hidden side or a new second rewrites it', () =>
     inTempDir(async (dir) => {
@@ -537,7 +584,7 @@ describe('SqliteStore p2p_pairs: at most one write per pair per second of activi
     }));
 });
 
-describe('SqliteStore time_index: one write per second, the newest row may lag', () => {
+describe('SqliteStore seconds (time index): one write per second, the newest row may lag', () => {
   it('time windows stay exact with a lagging row, a new second completes it, and retention never lets ids be reused', () =>
     inTempDir(async (dir) => {
       const s0 = 1_700_000_000n;
@@ -546,7 +593,7 @@ describe('SqliteStore time_index: one write per second, the newest row may lag',
       await store.init();
       const raw = await readOnlyDatabase(dir);
       const rows = (): { sec: bigint; last_id: bigint }[] =>
-        raw.prepare<[], { sec: bigint; last_id: bigint }>('SELECT sec, last_id FROM time_index ORDER BY sec').all();
+        raw.prepare<[], { sec: bigint; last_id: bigint }>('SELECT sec, last_id FROM seconds ORDER BY sec').all();
       let mid = 0n;
       const send = async (): Promise<bigint> => {
         const [r] = await store.append([

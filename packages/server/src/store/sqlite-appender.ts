@@ -4,14 +4,14 @@
  * databases and in the event loop for `:memory:` ones (a private in-memory database cannot be
  * shared with another thread).
  *
- * Ids and mtimes come from the newest message and the newest `time_index` row, read inside the
+ * Ids and mtimes come from the newest message and the newest `seconds` row, read inside the
  * transaction: ids strictly increase in commit order (also across restarts and after deletions)
  * and mtime = max(clock, last mtime), so mtime never decreases with id.
  *
  * Every WAL frame a commit writes costs two `pwrite`s, and a commit of 3 P2P messages wrote 8.1 of
- * them: one for `p2p_pairs` and one for `time_index`, rewritten at every commit. Both are now
+ * them: one for `p2p_pairs` and one for `seconds`, rewritten at every commit. Both are now
  * written at most once per second:
- * - a `time_index` row is written by the first commit of its second and completed by the first
+ * - a `seconds` row is written by the first commit of its second and completed by the first
  *   commit of a later one (`openSecond`), so every row but the newest is exact, and the newest may
  *   lag behind the newest message (readers treat it so: `SqliteStore.idBounds`);
  * - a `p2p_pairs` row's `last_id` is an id of the pair's newest second, not necessarily its
@@ -46,8 +46,8 @@ export class AppendCommitter {
       rollback: p('ROLLBACK'),
       // The newest row may lag behind the newest message (its second is still open) but holds
       // ids that retention removed (`closeNewestSecond`); the one before it is exact: the last id
-      // before the newest second. Nothing deletes time_index rows.
-      counterGet: p('SELECT sec, last_id, last_mtime FROM time_index ORDER BY sec DESC LIMIT 2'),
+      // before the newest second. Nothing deletes `seconds` rows.
+      counterGet: p('SELECT sec, last_id, last_mtime FROM seconds ORDER BY sec DESC LIMIT 2'),
       newestMessage: p('SELECT id, mtime FROM messages ORDER BY id DESC LIMIT 1'),
       // The insert probes the unique key itself: no separate lookup for the common, new case.
       insert: p(
@@ -57,7 +57,7 @@ export class AppendCommitter {
       byKey: p(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE pid = ? AND kind = ? AND from_id = ? AND to_id = ? AND mid = ?`),
       // Left alone (no page written) when the row already holds an id of the commit's second
       // (>= the last parameter) and neither side is hidden. Readers lose nothing: unread asks for
-      // pairs changed after an id bound that time_index gives per second, and the conversation
+      // pairs changed after an id bound that `seconds` gives per second, and the conversation
       // list orders by each pair's newest id in messages_history.
       touchPair: p(
         `INSERT INTO p2p_pairs (pid, lo, hi, last_id) VALUES (?, ?, ?, ?)
@@ -65,12 +65,12 @@ export class AppendCommitter {
          WHERE p2p_pairs.last_id < ? OR p2p_pairs.hidden_lo <> 0 OR p2p_pairs.hidden_hi <> 0`,
       ),
       touchSecond: p(
-        `INSERT INTO time_index (sec, last_id, last_mtime) VALUES (?, ?, ?)
+        `INSERT INTO seconds (sec, last_id, last_mtime) VALUES (?, ?, ?)
          ON CONFLICT (sec) DO UPDATE SET last_id = excluded.last_id, last_mtime = excluded.last_mtime`,
       ),
       // Completes a lagging row (never lowers one).
       raiseSecond: p(
-        `UPDATE time_index SET last_id = MAX(last_id, @lastId), last_mtime = MAX(last_mtime, @lastMtime)
+        `UPDATE seconds SET last_id = MAX(last_id, @lastId), last_mtime = MAX(last_mtime, @lastMtime)
          WHERE sec = @sec AND (last_id < @lastId OR last_mtime < @lastMtime)`,
       ),
     };
@@ -130,7 +130,7 @@ export class AppendCommitter {
   }
 
   /**
-   * The last id and mtime assigned (the newest message's, or the newest time_index row's should
+   * The last id and mtime assigned (the newest message's, or the newest `seconds` row's should
    * retention have removed that message), the newest row's second `lastSec`, and the first id
    * of that second: ids from `lastSecondFrom` on all have mtimes in `lastSec`.
    */
@@ -153,7 +153,7 @@ export class AppendCommitter {
   }
 
   /**
-   * Makes the newest time_index row exact (the newest message's id and mtime), inside the
+   * Makes the newest `seconds` row exact (the newest message's id and mtime), inside the
    * caller's transaction. Retention calls it before removing messages, so that ids it removes
    * from the open second are never given out again.
    */

@@ -5,20 +5,21 @@
  *
  * Design (DESIGN.md "Storage"):
  * - `messages.id` is the rowid, assigned by the store from the newest message and the newest
- *   `time_index` row (not by SQLite's max+1 alone, which would reuse the ids of deleted newest
- *   rows; `counters` until step 3; that row is written once per second: sqlite-appender.ts),
- *   so ids only ever grow and `mtime` never decreases with `id`. History turns `begin`/`end` into
- *   id bounds through `time_index` and then reads one id range of `messages_history` (filtering
- *   the edge seconds by mtime): a range scan at any depth.
+ *   `seconds` row (`time_index` until step 5; not by SQLite's max+1 alone, which would reuse the
+ *   ids of deleted newest rows; `counters` until step 3), so ids only ever grow and `mtime` never
+ *   decreases with `id`. History turns `begin`/`end` into id bounds through `seconds` and then
+ *   reads one id range of `messages_history` (filtering the edge seconds by mtime): a range scan
+ *   at any depth.
  * - Conversation key: p2p = (min uid, max uid), group/room = (gid/rid, 0), broadcast = (0, 0).
  * - `msg` has no type affinity (declared BLOB): a str body is stored as TEXT, a bin body as BLOB,
  *   and read back as the same kind.
  * - Ids are INTEGER (signed 64-bit); the store reads them with safe integers (bigint).
  * - Write cost per message is kept low: two indexes on `messages` (history, and the unique key
  *   led by the clock-derived mid so that it grows at one edge: step 4); time
- *   windows and the id counter go through `time_index` (one row per second), conversation lists
- *   and p2p unread through `p2p_pairs` (one row per pair, rewritten at most once per second of the
- *   pair's activity: sqlite-appender.ts): see steps 2 and 3.
+ *   windows and the id counter go through `seconds` (one row per second, written by its first
+ *   commit and completed by a later second's), conversation lists and p2p unread through
+ *   `p2p_pairs` (one row per pair, rewritten at most once per second of the pair's activity):
+ *   see steps 2, 3 and 5, and sqlite-appender.ts.
  */
 export interface SqliteMigration {
   version: number;
@@ -206,6 +207,18 @@ DROP INDEX messages_inbox;
     sql: `
 DROP INDEX messages_key;
 CREATE UNIQUE INDEX messages_key ON messages (pid, mid, kind, from_id, to_id);
+`,
+  },
+  {
+    version: 5,
+    name: 'time_index renamed seconds: its newest row may lag behind the newest message',
+    // From here on a second's row is written by its first commit and completed by the first commit
+    // of a later second (sqlite-appender.ts), so the newest row may hold fewer ids than were given
+    // out. A server from before this step takes its id counter from that row and would hand out
+    // ids that exist, failing every append; under the new name it fails at start instead, and
+    // `migrate` now refuses a schema newer than the server knows.
+    sql: `
+ALTER TABLE time_index RENAME TO seconds;
 `,
   },
 ];

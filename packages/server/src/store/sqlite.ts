@@ -9,11 +9,11 @@
  * - With `writerThread`, a file database's commits run in a writer thread with its own connection
  *   (`sqlite-writer.ts`): a commit that waits on the disk never blocks the event loop, and turns
  *   that pile up behind it are committed together.
- * - Message ids and mtimes come from the newest message and the newest `time_index` row, read
+ * - Message ids and mtimes come from the newest message and the newest `seconds` row, read
  *   inside that transaction (`sqlite-appender.ts`): ids strictly increase in commit order (also
  *   across restarts and after deletions) and mtime = max(now, last mtime), so mtime never
  *   decreases with id. History relies on that to turn `begin`/`end` into id bounds through
- *   `time_index`, whose newest row may lag behind the newest message (see `idBounds`).
+ *   `seconds`, whose newest row may lag behind the newest message (see `idBounds`).
  * - Ids are INTEGER columns read with safe integers: they come back as bigint, exact above 2^53.
  */
 import Database from 'better-sqlite3';
@@ -281,13 +281,13 @@ export class SqliteStore implements Store {
         'UPDATE messages SET deleted = 1 WHERE pid = ? AND kind = ? AND from_id = ? AND to_id = ? AND mid = ? AND deleted = 0',
       ),
       /** Last id stored before second `sec` (everything up to it has mtime < sec * 1000). */
-      lastIdBefore: p('SELECT last_id FROM time_index WHERE sec < ? ORDER BY sec DESC LIMIT 1'),
+      lastIdBefore: p('SELECT last_id FROM seconds WHERE sec < ? ORDER BY sec DESC LIMIT 1'),
       /**
        * Last id stored in or before second `sec`; `newest` when that is the newest row, which may
        * lag behind the newest message (sqlite-appender.ts): every message is then in or before `sec`.
        */
       lastIdThrough: p(
-        'SELECT last_id, sec = (SELECT MAX(sec) FROM time_index) AS newest FROM time_index WHERE sec <= ? ORDER BY sec DESC LIMIT 1',
+        'SELECT last_id, sec = (SELECT MAX(sec) FROM seconds) AS newest FROM seconds WHERE sec <= ? ORDER BY sec DESC LIMIT 1',
       ),
 
       // Newest activity first, by each pair's newest id in messages_history (one index seek per
@@ -367,7 +367,7 @@ export class SqliteStore implements Store {
       dataGet: p('SELECT val FROM user_data WHERE pid = ? AND uid = ? AND key = ?'),
       dataDelete: p('DELETE FROM user_data WHERE pid = ? AND uid = ? AND key = ?'),
 
-      // Oldest first by rowid below an id bound from time_index; the edge second is filtered by mtime.
+      // Oldest first by rowid below an id bound from `seconds`; the edge second is filtered by mtime.
       retentionAge: p('DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE id < ? AND mtime < ? ORDER BY id LIMIT ?)'),
       retentionOversized: p(
         'SELECT pid, kind, conv_lo, conv_hi FROM messages INDEXED BY messages_history GROUP BY pid, kind, conv_lo, conv_hi HAVING COUNT(*) > ?',
@@ -465,7 +465,7 @@ export class SqliteStore implements Store {
   /**
    * Exclusive id bounds (lo, hi) equivalent to the inclusive mtime window [begin, end], or
    * undefined when the window holds no message. Exact because mtime never decreases with id.
-   * The newest time_index row may lag behind the newest message (its second is still open): as
+   * The newest `seconds` row may lag behind the newest message (its second is still open): as
    * `lo` it only lowers the bound, and as `hi` it is read as "no bound".
    */
   private idBounds(begin: bigint | undefined, end: bigint | undefined): { lo: bigint; hi: bigint } | undefined {
@@ -846,7 +846,7 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Runs a delete of messages in one transaction with `closeNewestSecond`: the newest time_index
+   * Runs a delete of messages in one transaction with `closeNewestSecond`: the newest `seconds`
    * row then holds the newest id, so ids removed from the open second are not given out again.
    */
   private deleteKeepingIds(remove: () => number): number {
@@ -887,7 +887,11 @@ export class SqliteStore implements Store {
 }
 
 /** Applies the migrations not yet recorded in `schema_migrations`, under one write lock. */
-function migrate(db: Database.Database, migrations: readonly SqliteMigration[], report: (event: MigrationEvent) => void): void {
+/**
+ * Applies the steps not yet recorded in `schema_migrations`, in one transaction; refuses a
+ * database that a newer server has migrated further. Exported for tests.
+ */
+export function migrate(db: Database.Database, migrations: readonly SqliteMigration[], report: (event: MigrationEvent) => void): void {
   db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
   db.transaction(() => {
     const applied = new Set(
@@ -896,6 +900,14 @@ function migrate(db: Database.Database, migrations: readonly SqliteMigration[], 
         .all()
         .map((r) => Number(r['version'])),
     );
+    const newest = Math.max(0, ...migrations.map((m) => m.version));
+    const unknown = [...applied].filter((v) => v > newest);
+    if (unknown.length > 0) {
+      // A newer server has been here: its data may mean what this one does not know (step 5).
+      throw new Error(
+        `SqliteStore: the database has schema version ${Math.max(...unknown)}, newer than this server knows (${newest}): run the newer server`,
+      );
+    }
     const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
     for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
       if (applied.has(m.version)) continue;
