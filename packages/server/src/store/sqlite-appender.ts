@@ -9,8 +9,8 @@
  * and mtime = max(clock, last mtime), so mtime never decreases with id.
  *
  * Every WAL frame a commit writes costs two `pwrite`s, and a commit of 3 P2P messages wrote 8.1 of
- * them: one for `p2p_pairs` and one for `seconds`, rewritten at every commit. Both are now
- * written at most once per second:
+ * them: one for `p2p_pairs` and one for the time index (`seconds`, which holds the id counter),
+ * rewritten at every commit. Both are now written at most once per second:
  * - a `seconds` row is written by the first commit of its second and completed by the first
  *   commit of a later one (`openSecond`), so every row but the newest is exact, and the newest may
  *   lag behind the newest message (readers treat it so: `SqliteStore.idBounds`);
