@@ -107,9 +107,10 @@ export function encodeAnswer(seq: number, payload: Uint8Array, flag: PayloadFlag
 }
 
 /**
- * Rewrites the seq of an encoded twoway quest in place. Lets one encoded push be written to many
- * connections, each with its own seq (DESIGN.md: "encoded once per message").
+ * Rewrites the seq of an encoded twoway quest in place: the frame starts at `at` of `buffer` (0:
+ * the buffer is the frame). Lets one encoded push be written to many connections, each with its
+ * own seq (DESIGN.md: "encoded once per message"), also once copied into a larger buffer.
  */
-export function patchSeq(frame: Uint8Array, seq: number): void {
-  writeU32(frame, 12, seq);
+export function patchSeq(buffer: Uint8Array, seq: number, at = 0): void {
+  writeU32(buffer, at + 12, seq);
 }

@@ -67,6 +67,11 @@ describe('frame encoding (spec/fpnn.md §1)', () => {
     const f = encodeQuest('ping', payload, Flag.MSGPACK, false, 1);
     patchSeq(f, 0x01020304);
     assert.equal(new FrameDecoder().push(f)[0]!.seq, 0x01020304);
+    const inside = new Uint8Array(f.length + 5); // the frame copied at offset 3 of a larger buffer
+    inside.set(f, 3);
+    patchSeq(inside, 0xfffffffe, 3);
+    assert.equal(new FrameDecoder().push(inside.subarray(3, 3 + f.length))[0]!.seq, 0xfffffffe);
+    assert.deepEqual([...inside.subarray(0, 3), ...inside.subarray(3 + f.length)], [0, 0, 0, 0, 0], 'nothing outside the frame');
   });
 
   it('rejects method names that are empty or longer than 255 bytes', () => {

@@ -115,7 +115,7 @@ export class WebSocketTransport implements Transport {
       at = writeHeader(out, at, payload.length);
       out.set(payload, at);
       const seq = seqs[i]!;
-      if (seq >= 0) out.writeUInt32LE(seq, at + 12); // patchSeq's field, in place in the turn's buffer
+      if (seq >= 0) patchSeq(out, seq, at); // in place in the turn's buffer
       at += payload.length;
     }
     const socket = this.socket!;
