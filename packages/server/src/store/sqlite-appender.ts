@@ -105,8 +105,7 @@ export class AppendCommitter {
     this.db
       .transaction(() => {
         // Its rows are written exact, so the newest row before them must be too.
-        this.closeNewestSecond();
-        let { lastId, lastMtime } = this.counter();
+        let { lastId, lastMtime } = this.closeNewestSecond();
         const pairs: PairTouches = new Map();
         // Back-dated mtimes may fall in any second: every pair row is rewritten (bound above all ids).
         const rewriteBelow = 2n ** 63n - 1n;
@@ -154,12 +153,13 @@ export class AppendCommitter {
 
   /**
    * Makes the newest `seconds` row exact (the newest message's id and mtime), inside the
-   * caller's transaction. Retention calls it before removing messages, so that ids it removes
-   * from the open second are never given out again.
+   * caller's transaction, and returns the last id and mtime. Retention calls it before removing
+   * messages, so that ids it removes from the open second are never given out again.
    */
-  closeNewestSecond(): void {
+  closeNewestSecond(): { lastId: bigint; lastMtime: bigint } {
     const { lastId, lastMtime, lastSec } = this.counter();
     if (lastSec >= 0n) this.s.raiseSecond.run({ lastId, lastMtime, sec: lastSec });
+    return { lastId, lastMtime };
   }
 
   /**
