@@ -32,6 +32,7 @@ import {
   SERVER_LABEL,
   sleep,
   startServerUnderTest,
+  relaunchWithLoadGeneratorFlags,
   startWorker,
   type ServerKind,
   type ServerUnderTest,
@@ -315,6 +316,7 @@ export async function runFanoutBench(options: FanoutOptions = {}): Promise<Fanou
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
+  relaunchWithLoadGeneratorFlags();
   const { values } = parseArgs({
     options: {
       sizes: { type: 'string', default: '1000,5000' },

@@ -32,6 +32,7 @@ import {
   sleep,
   startBaseline,
   startRtmServer,
+  relaunchWithLoadGeneratorFlags,
   startWorker,
   type ServerUnderTest,
   type Worker,
@@ -201,6 +202,7 @@ async function runOne(kind: 'rtm' | 'ws', options: LatencyOptions): Promise<Late
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
+  relaunchWithLoadGeneratorFlags();
   const { values } = parseArgs({
     options: {
       rate: { type: 'string', default: '5000' },

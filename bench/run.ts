@@ -10,6 +10,7 @@
 import { spawnSync } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { LOAD_GENERATOR_V8_FLAGS } from './workers/lib.js';
 
 const ALL = ['protocol', 'rtt', 'sends', 'store', 'fanout', 'latency', 'memory', 'cluster'] as const;
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
@@ -27,7 +28,10 @@ for (const name of list) {
   console.log(`## ${name}\n`);
   const file = fileURLToPath(new URL(`./${name}.ts`, import.meta.url));
   const started = Date.now();
-  const r = spawnSync(process.execPath, ['--conditions=development', '--import', 'tsx', file], { stdio: 'inherit', timeout: 15 * 60_000 });
+  const r = spawnSync(process.execPath, ['--conditions=development', '--import', 'tsx', ...LOAD_GENERATOR_V8_FLAGS, file], {
+    stdio: 'inherit',
+    timeout: 15 * 60_000,
+  });
   if (r.status !== 0) {
     failed++;
     console.log(`\n(${name} failed: ${r.error?.message ?? `exit ${r.status}`})`);

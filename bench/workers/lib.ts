@@ -3,7 +3,7 @@
  * processes under test (ours through `spawnServer`, the baselines forked), their CPU and memory read
  * from /proc, load-generator worker processes with a small IPC protocol, and clean-up on any exit.
  */
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, spawnSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,6 +13,31 @@ import { spawnServer, TEST_PID, TEST_SECRET, type SpawnedServer } from '@rtm/tes
 
 export const PROBE = fileURLToPath(new URL('./probe.mjs', import.meta.url));
 const TSX_ARGV = ['--conditions=development', '--import', 'tsx'];
+
+/**
+ * V8 flags of the load generators: this controlling process and its worker processes (never a
+ * server under test, which runs as its users would run it).
+ *
+ * Why: V8's memory reducer runs full garbage collections in a process whose allocation rate has
+ * dropped, 8 s after its last one, and marks on helper threads. In the controlling process (idle
+ * while the workers run) and its TypeScript loader thread, each such collection took both cores for
+ * about 10 ms: a scheduler trace of the latency bench showed it behind 5 of its 9 biggest slow
+ * episodes (≈ 30 messages each), for whichever server was under test. Load generators stand in for
+ * clients on other machines; they should not take the cores from the server in bursts.
+ * `NODE_OPTIONS` does not take the flag, and it must be set before an isolate starts: hence
+ * `relaunchWithLoadGeneratorFlags`.
+ */
+export const LOAD_GENERATOR_V8_FLAGS: readonly string[] = ['--no-memory-reducer'];
+
+/**
+ * Runs this bench again in a child process with `LOAD_GENERATOR_V8_FLAGS` unless it already has
+ * them, and exits with its status; returns when this process is the one to go on.
+ */
+export function relaunchWithLoadGeneratorFlags(): void {
+  if (LOAD_GENERATOR_V8_FLAGS.every((flag) => process.execArgv.includes(flag))) return;
+  const r = spawnSync(process.execPath, [...process.execArgv, ...LOAD_GENERATOR_V8_FLAGS, ...process.argv.slice(1)], { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+}
 
 let clkTck = 100;
 try {
@@ -230,7 +255,7 @@ export interface Worker {
 
 export function startWorker(script: string): Worker {
   const child = fork(fileURLToPath(new URL(script, import.meta.url)), [], {
-    execArgv: TSX_ARGV,
+    execArgv: [...TSX_ARGV, ...LOAD_GENERATOR_V8_FLAGS],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   track(child);
