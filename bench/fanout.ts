@@ -16,10 +16,13 @@
  * received by every member of the room (≈ `windowPushes / roomSize` messages), so each server runs
  * at the rate it (and the clients) can sustain, with bounded buffers.
  *
- *   node --conditions=development --import tsx bench/fanout.ts [--sizes 1000,5000] [--workers 3]
+ *   node --no-memory-reducer --conditions=development --import tsx bench/fanout.ts [--sizes 1000,5000] [--workers 3]
  *     [--seconds 5] [--warmup 1.5] [--servers rtm,socketio,ws] [--window-pushes 50000] [--join client|server] [--answers batched|each]
  *     [--profile <dir>] [--profile-servers rtm,socketio,ws]   (CPU profiles of the servers, in <dir>/<kind>/;
  *     summarise with bench/workers/cpuprofile-top.ts)
+ *
+ * Load generators run without V8's memory reducer (see `LOAD_GENERATOR_V8_FLAGS`); started without
+ * the flag, the bench starts itself again with it.
  */
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';

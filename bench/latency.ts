@@ -16,8 +16,11 @@
  * episodes (slow sends at most 5 ms apart; see `slowEpisodes`), with the three biggest. Many short
  * episodes point at per-message stalls; a few long ones at the whole system falling behind.
  *
- *   node --conditions=development --import tsx bench/latency.ts [--rate 5000] [--seconds 10] [--warmup 2]
+ *   node --no-memory-reducer --conditions=development --import tsx bench/latency.ts [--rate 5000] [--seconds 10] [--warmup 2]
  *     [--workers 2] [--pairs 200] [--servers rtm,ws] [--rounds 1] [--profile <dir>]   (server CPU profile; see bench/workers/cpuprofile-top.ts)
+ *
+ * Load generators run without V8's memory reducer (see `LOAD_GENERATOR_V8_FLAGS`); started without
+ * the flag, the bench starts itself again with it.
  */
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
