@@ -48,11 +48,9 @@ export class Delivery {
       case MessageKind.GROUP:
         this.toUsers(out, recipients ?? []);
         break;
-      case MessageKind.ROOM: {
-        const members = this.presence.localRoomMembers(m.pid, m.to);
-        if (members) this.toUsers(out, members);
+      case MessageKind.ROOM:
+        for (const conn of this.presence.roomConnections(m.pid, m.to)) out.push(conn);
         break;
-      }
       case MessageKind.BROADCAST:
         this.toUsers(out, this.presence.usersOf(m.pid));
         break;

@@ -54,6 +54,13 @@ export class LocalPresence {
   private readonly sessions = new ByProject<Set<ClientConnection>>();
   private readonly roomMembers = new ByProject<Set<bigint>>();
   private readonly userRooms = new ByProject<Set<bigint>>();
+  /**
+   * The sessions of each room's members, as one array: a room message walks it instead of looking
+   * up every member's sessions (a bigint-keyed lookup per member and message). Built on first use,
+   * dropped when the room's members or their sessions change; never mutated, so a fan-out that
+   * closes a connection on its way keeps walking the array it started with.
+   */
+  private readonly roomConns = new ByProject<readonly ClientConnection[]>();
 
   /** Adds a session; true if it is the user's first one on this node. */
   add(conn: ClientConnection): boolean {
@@ -62,6 +69,7 @@ export class LocalPresence {
     const first = !set;
     if (!set) this.sessions.set(pid, uid, (set = new Set()));
     set.add(conn);
+    this.dropRoomConnections(pid, uid);
     return first;
   }
 
@@ -71,6 +79,7 @@ export class LocalPresence {
     if (!s) return false;
     const set = this.sessions.get(s.pid, s.uid);
     if (!set || !set.delete(conn)) return false;
+    this.dropRoomConnections(s.pid, s.uid);
     if (set.size > 0) return false;
     this.sessions.delete(s.pid, s.uid);
     return true;
@@ -105,12 +114,14 @@ export class LocalPresence {
     let members = this.roomMembers.get(pid, rid);
     if (!members) this.roomMembers.set(pid, rid, (members = new Set()));
     members.add(uid);
+    this.roomConns.delete(pid, rid);
     let rooms = this.userRooms.get(pid, uid);
     if (!rooms) this.userRooms.set(pid, uid, (rooms = new Set()));
     rooms.add(rid);
   }
 
   leaveRoom(pid: number, rid: bigint, uid: bigint): void {
+    this.roomConns.delete(pid, rid);
     const members = this.roomMembers.get(pid, rid);
     if (members) {
       members.delete(uid);
@@ -130,11 +141,30 @@ export class LocalPresence {
     for (const rid of [...rooms]) this.leaveRoom(pid, rid, uid);
   }
 
-  localRoomMembers(pid: number, rid: bigint): ReadonlySet<bigint> | undefined {
-    return this.roomMembers.get(pid, rid);
+  /** Every session on this node of the room's members (empty if none). */
+  roomConnections(pid: number, rid: bigint): readonly ClientConnection[] {
+    let conns = this.roomConns.get(pid, rid);
+    if (conns) return conns;
+    const members = this.roomMembers.get(pid, rid);
+    if (!members) return NO_CONNECTIONS;
+    const built: ClientConnection[] = [];
+    for (const uid of members) {
+      const set = this.sessions.get(pid, uid);
+      if (set) for (const conn of set) built.push(conn);
+    }
+    this.roomConns.set(pid, rid, (conns = built));
+    return conns;
+  }
+
+  /** The user's sessions changed: the rooms they are in rebuild their arrays on next use. */
+  private dropRoomConnections(pid: number, uid: bigint): void {
+    const rooms = this.userRooms.get(pid, uid);
+    if (rooms) for (const rid of rooms) this.roomConns.delete(pid, rid);
   }
 
   isInRoomLocally(pid: number, rid: bigint, uid: bigint): boolean {
     return this.roomMembers.get(pid, rid)?.has(uid) ?? false;
   }
 }
+
+const NO_CONNECTIONS: readonly ClientConnection[] = [];
