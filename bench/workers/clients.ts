@@ -20,6 +20,14 @@ const zeroMask = (mask: Buffer): void => {
 };
 
 const ANSWER_TEMPLATE = encodeAnswer(0, encodePayload(Flag.MSGPACK, {}), Flag.MSGPACK);
+/**
+ * The answer as a whole client WebSocket frame (RFC 6455 §5.2): FIN + binary, masked with a zero
+ * key so the payload goes as is. Batched answers are written to the socket with these, as our
+ * server writes its frames: ws's sender would cost a call, a header and a copy per answer.
+ */
+const ANSWER_FRAME = Buffer.concat([Buffer.from([0x82, 0x80 | ANSWER_TEMPLATE.length, 0, 0, 0, 0]), ANSWER_TEMPLATE]);
+const ANSWER_FRAME_SEQ_AT = 6 + 12;
+if (ANSWER_TEMPLATE.length >= 126) throw new Error('the answer template needs a longer WebSocket header');
 
 export class FpnnWsClient {
   private readonly decoder = new FrameDecoder();
@@ -29,12 +37,15 @@ export class FpnnWsClient {
   pushes = 0;
   onPush: ((frame: Frame & { kind: 'quest' }) => void) | undefined;
 
-  private corked = false;
+  /** Seqs of this turn's answers (batched answers), written when the turn ends. */
+  private answerSeqs: number[] | undefined;
+  private readonly socket: import('node:net').Socket | undefined;
 
   private constructor(
     readonly ws: WebSocket,
     private readonly batchAnswers: boolean,
   ) {
+    this.socket = (ws as unknown as { _socket?: import('node:net').Socket })._socket;
     ws.on('message', (data: Buffer) => this.onBytes(data));
     ws.on('close', () => {
       for (const p of this.pending.values()) p.reject(new Error('connection closed'));
@@ -56,10 +67,12 @@ export class FpnnWsClient {
       if (frame.kind === 'quest') {
         this.pushes++;
         if (!frame.oneway) {
-          const answer = Buffer.from(ANSWER_TEMPLATE);
-          answer.writeUInt32LE(frame.seq, 12);
-          if (this.batchAnswers) this.corkForTurn();
-          this.ws.send(answer);
+          if (this.batchAnswers && this.socket) this.answerInTurn(frame.seq);
+          else {
+            const answer = Buffer.from(ANSWER_TEMPLATE);
+            answer.writeUInt32LE(frame.seq, 12);
+            this.ws.send(answer);
+          }
         }
         this.onPush?.(frame);
       } else {
@@ -73,17 +86,24 @@ export class FpnnWsClient {
     }
   }
 
-  /** Holds this turn's writes in the socket until the turn ends, so they leave in one writev. */
-  private corkForTurn(): void {
-    if (this.corked) return;
-    const socket = (this.ws as unknown as { _socket?: import('node:net').Socket })._socket;
-    if (!socket) return;
-    this.corked = true;
-    socket.cork();
-    process.nextTick(() => {
-      this.corked = false;
-      socket.uncork();
-    });
+  /** Queues an answer; this turn's answers leave in one write when it ends. */
+  private answerInTurn(seq: number): void {
+    if (!this.answerSeqs) {
+      this.answerSeqs = [];
+      process.nextTick(() => this.writeAnswers());
+    }
+    this.answerSeqs.push(seq);
+  }
+
+  private writeAnswers(): void {
+    const seqs = this.answerSeqs!;
+    this.answerSeqs = undefined;
+    const out = Buffer.allocUnsafe(seqs.length * ANSWER_FRAME.length);
+    for (let i = 0, at = 0; i < seqs.length; i++, at += ANSWER_FRAME.length) {
+      ANSWER_FRAME.copy(out, at);
+      out.writeUInt32LE(seqs[i]!, at + ANSWER_FRAME_SEQ_AT);
+    }
+    if (this.socket!.writable) this.socket!.write(out);
   }
   quest(method: string, payload: Payload = {}): Promise<Payload> {
     const seq = ++this.seq;
