@@ -47,8 +47,8 @@ export class WalCheckpointer {
       const { openSync, readSync, closeSync, fsyncSync } = require('node:fs');
       const Database = require(workerData.moduleUrl);
       const db = new Database(workerData.path, { timeout: 5000 });
-      // For fsync only: see the restart below.
-      const dbFile = openSync(workerData.path, 'r');
+      // For fsync only (see the restart below); writable, as some systems want for an fsync.
+      const dbFile = openSync(workerData.path, 'r+');
       const holder = new Database(workerData.path, { timeout: 5000 });
       const readSomething = holder.prepare('SELECT 1 FROM sqlite_master LIMIT 1');
       let held = false;
@@ -76,7 +76,8 @@ export class WalCheckpointer {
             letGo();
             // An incomplete checkpoint does not sync the database file: what the passes since the last
             // restart copied would otherwise wait for the event loop's fsync at its final checkpoint.
-            fsyncSync(dbFile);
+            // Only a shortcut: should it fail, that checkpoint still syncs, so the restart is asked for.
+            try { fsyncSync(dbFile); } catch (err) { parentPort.postMessage('fsync of the database: ' + String(err && err.message || err)); }
             waitingSince = restartsSoFar();
             askedAt = r.log;
             parentPort.postMessage({ restart: r.log });
