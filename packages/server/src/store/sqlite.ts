@@ -886,7 +886,6 @@ export class SqliteStore implements Store {
   }
 }
 
-/** Applies the migrations not yet recorded in `schema_migrations`, under one write lock. */
 /**
  * Applies the steps not yet recorded in `schema_migrations`, in one transaction; refuses a
  * database that a newer server has migrated further. Exported for tests.
