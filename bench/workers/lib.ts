@@ -263,7 +263,8 @@ export interface Worker {
 
 export function startWorker(script: string): Worker {
   const child = fork(fileURLToPath(new URL(script, import.meta.url)), [], {
-    execArgv: [...TSX_ARGV, ...WORKER_V8_FLAGS],
+    // RTM_BENCH_WORKER_NODE_ARGS: extra Node flags for the load generators (e.g. --trace-gc).
+    execArgv: [...TSX_ARGV, ...WORKER_V8_FLAGS, ...(process.env.RTM_BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean)],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   track(child);
