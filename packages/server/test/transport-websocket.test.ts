@@ -30,7 +30,7 @@ describe('WebSocketTransport: a turn of frames in one write', () => {
   after(() => new Promise((r) => wss.close(r)));
 
   /** A connected pair: our transport on the server side, the messages the client gets, and its close. */
-  async function pair(): Promise<{ transport: WebSocketTransport; messages: Buffer[]; closed: Promise<number> }> {
+  async function pair(): Promise<{ transport: WebSocketTransport; server: WebSocket; messages: Buffer[]; closed: Promise<number> }> {
     const client = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false });
     const messages: Buffer[] = [];
     client.on('message', (data: Buffer, isBinary) => {
@@ -40,9 +40,10 @@ describe('WebSocketTransport: a turn of frames in one write', () => {
     const closed = new Promise<number>((r) => client.once('close', (code) => r(code)));
     await new Promise((r) => client.once('open', r));
     while (accepted.length === 0) await new Promise((r) => setTimeout(r, 5));
-    const transport = new WebSocketTransport(accepted.shift()!, 'test', () => undefined);
+    const server = accepted.shift()!;
+    const transport = new WebSocketTransport(server, 'test', () => undefined);
     transport.start({ onTransportData: () => undefined, onTransportClose: () => undefined });
-    return { transport, messages, closed };
+    return { transport, server, messages, closed };
   }
 
   it('delivers every frame of a turn whole and in order, templates with their seq', async () => {
@@ -80,5 +81,55 @@ describe('WebSocketTransport: a turn of frames in one write', () => {
       [5, 6],
     );
     assert.equal(messages[1]!.readUInt32LE(12), 9);
+  });
+
+  it('flushes every connection of a turn, and each again in later turns', async () => {
+    const a = await pair();
+    const b = await pair();
+    a.transport.write(payload(16, 1)); // one frame each: no arrays on this path
+    b.transport.writeWithSeq(payload(16, 2), 5);
+    await new Promise((r) => setImmediate(r));
+    a.transport.write(payload(16, 3));
+    a.transport.write(payload(200, 4));
+    b.transport.write(payload(16, 6));
+    await Promise.resolve(); // a frame queued from a promise callback still goes out this turn
+    b.transport.writeWithSeq(payload(16, 7), 8);
+    while (a.messages.length < 3 || b.messages.length < 3) await new Promise((r) => setTimeout(r, 5));
+    assert.deepEqual(
+      a.messages.map((m) => m[0]),
+      [1, 3, 4],
+    );
+    assert.deepEqual(
+      b.messages.map((m) => [m[0], m.readUInt32LE(12)]),
+      [
+        [2, 5],
+        [6, 0],
+        [7, 8],
+      ],
+    );
+    a.transport.close();
+    b.transport.close();
+    await Promise.all([a.closed, b.closed]);
+  });
+
+  it('drops a connection whose socket write throws; the others of the turn still get their frames', { timeout: 10_000 }, async () => {
+    const broken = await pair();
+    const fine = await pair();
+    const socket = (broken.server as unknown as { _socket: { write: () => never } })._socket;
+    socket.write = () => {
+      throw new Error('boom');
+    };
+    broken.transport.write(payload(16, 1));
+    fine.transport.write(payload(16, 2));
+    assert.equal(await broken.closed, 1006, 'terminated, no close frame');
+    while (fine.messages.length < 1) await new Promise((r) => setTimeout(r, 5));
+    assert.deepEqual(
+      fine.messages.map((m) => m[0]),
+      [2],
+    );
+    fine.transport.write(payload(16, 3)); // the next turn is flushed too
+    while (fine.messages.length < 2) await new Promise((r) => setTimeout(r, 5));
+    fine.transport.close();
+    assert.equal(await fine.closed, 1000);
   });
 });

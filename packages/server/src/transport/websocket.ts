@@ -14,11 +14,15 @@ export class WebSocketTransport implements Transport {
   private readonly socket: Socket | undefined;
   /**
    * This turn's outgoing frames, written as ONE buffer when the turn ends (see `flush`): FPNN
-   * frames to wrap as they are, or push templates to wrap with their seq (`outboxSeqs`, -1 for
-   * none). Undefined between turns: an idle connection holds no arrays.
+   * frames to wrap as they are, or push templates to wrap with their seq (-1 for none). Most turns
+   * carry one frame per connection (a P2P push, an answer, one push of a room's fan-out): it waits
+   * in `first`, and only a second one makes arrays. Nothing is held between turns.
    */
-  private outbox: Uint8Array[] | undefined;
-  private outboxSeqs: number[] = NO_SEQS;
+  private first: Uint8Array | undefined;
+  private firstSeq = -1;
+  private more: Uint8Array[] | undefined;
+  private moreSeqs: number[] | undefined;
+  /** Bytes on the wire of this turn's frames; 0 when none waits. */
   private outboxBytes = 0;
 
   constructor(
@@ -88,38 +92,51 @@ export class WebSocketTransport implements Transport {
    * the frame will take on the wire.
    */
   private enqueue(payload: Uint8Array, seq: number): number {
-    if (!this.outbox) {
-      this.outbox = [];
-      this.outboxSeqs = [];
-      process.nextTick(flush, this);
-    }
-    this.outbox.push(payload);
-    this.outboxSeqs.push(seq);
     const bytes = headerLength(payload.length) + payload.length;
+    if (this.outboxBytes === 0) {
+      this.first = payload;
+      this.firstSeq = seq;
+      if (dirty.push(this) === 1) process.nextTick(flushDirty);
+    } else if (!this.more) {
+      this.more = [payload];
+      this.moreSeqs = [seq];
+    } else {
+      this.more.push(payload);
+      this.moreSeqs!.push(seq);
+    }
     this.outboxBytes += bytes;
     return bytes;
   }
 
   /** @internal Writes this turn's frames as one buffer. */
   flush(): void {
-    const frames = this.outbox;
-    if (!frames) return;
-    const seqs = this.outboxSeqs;
+    const first = this.first;
+    if (!first) return;
     const out = Buffer.allocUnsafe(this.outboxBytes);
-    this.outbox = undefined;
-    this.outboxSeqs = NO_SEQS;
-    this.outboxBytes = 0;
-    let at = 0;
-    for (let i = 0; i < frames.length; i++) {
-      const payload = frames[i]!;
-      at = writeHeader(out, at, payload.length);
-      out.set(payload, at);
-      const seq = seqs[i]!;
-      if (seq >= 0) patchSeq(out, seq, at); // in place in the turn's buffer
-      at += payload.length;
+    let at = putFrame(out, 0, first, this.firstSeq);
+    const more = this.more;
+    if (more) {
+      const seqs = this.moreSeqs!;
+      for (let i = 0; i < more.length; i++) at = putFrame(out, at, more[i]!, seqs[i]!);
     }
+    this.first = undefined;
+    this.more = undefined;
+    this.moreSeqs = undefined;
+    this.outboxBytes = 0;
     const socket = this.socket!;
     if (socket.writable) socket.write(out);
+  }
+
+  /**
+   * @internal A flush threw (it should not: a closed socket is skipped). The connection is dropped
+   * rather than left with frames that no tick will write; its client reconnects and catches up.
+   */
+  flushFailed(): void {
+    this.first = undefined;
+    this.more = undefined;
+    this.moreSeqs = undefined;
+    this.outboxBytes = 0;
+    this.ws.terminate();
   }
 
   close(): void {
@@ -132,7 +149,6 @@ export class WebSocketTransport implements Transport {
 }
 
 const SEND_OPTIONS = { binary: true } as const;
-const NO_SEQS: number[] = [];
 const TRANSPORT = Symbol('rtm.transport');
 type WebSocketWithTransport = WebSocket & { [TRANSPORT]?: WebSocketTransport };
 
@@ -148,8 +164,32 @@ function onClose(this: WebSocketWithTransport): void {
   this[TRANSPORT]!.ended();
 }
 
-function flush(t: WebSocketTransport): void {
-  t.flush();
+/**
+ * Transports with frames waiting for the end of this turn, flushed by ONE nextTick for all of them:
+ * a room's fan-out queues a frame on thousands of connections per message, and a tick per
+ * connection cost an allocation each.
+ */
+let dirty: WebSocketTransport[] = [];
+
+function flushDirty(): void {
+  const list = dirty;
+  dirty = [];
+  for (let i = 0; i < list.length; i++) {
+    const t = list[i]!;
+    try {
+      t.flush();
+    } catch {
+      t.flushFailed(); // the others still get their frames
+    }
+  }
+}
+
+/** Wraps one frame (its seq patched in when >= 0) at `at` of the turn's buffer; returns where the next goes. */
+function putFrame(out: Buffer, at: number, payload: Uint8Array, seq: number): number {
+  at = writeHeader(out, at, payload.length);
+  out.set(payload, at);
+  if (seq >= 0) patchSeq(out, seq, at); // in place in the turn's buffer
+  return at + payload.length;
 }
 
 function headerLength(payload: number): number {
