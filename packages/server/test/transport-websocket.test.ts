@@ -86,6 +86,13 @@ describe('WebSocketTransport: a turn of frames in one write', () => {
   it('flushes every connection of a turn, and each again in later turns', async () => {
     const a = await pair();
     const b = await pair();
+    const bSocket = (b.server as unknown as { _socket: { write: (...args: unknown[]) => boolean } })._socket;
+    const write = bSocket.write.bind(bSocket);
+    let bWrites = 0;
+    bSocket.write = (...args: unknown[]) => {
+      bWrites++;
+      return write(...args);
+    };
     a.transport.write(payload(16, 1)); // one frame each: no arrays on this path
     b.transport.writeWithSeq(payload(16, 2), 5);
     await new Promise((r) => setImmediate(r));
@@ -107,6 +114,7 @@ describe('WebSocketTransport: a turn of frames in one write', () => {
         [7, 8],
       ],
     );
+    assert.equal(bWrites, 2, 'one socket write per turn, the promise callback’s frame included');
     a.transport.close();
     b.transport.close();
     await Promise.all([a.closed, b.closed]);
