@@ -133,13 +133,14 @@ export class AppendCommitter {
    * retention have removed that message), the newest row's second `lastSec`, and the first id
    * of that second: ids from `lastSecondFrom` on all have mtimes in `lastSec`.
    */
-  private counter(): { lastId: bigint; lastMtime: bigint; lastSec: bigint; lastSecondFrom: bigint } {
+  private counter(): Counter {
     const [newest, before] = this.s.counterGet.all();
     const message = this.s.newestMessage.get();
     let lastId = newest ? (newest['last_id'] as bigint) : 0n;
     let lastMtime = newest ? (newest['last_mtime'] as bigint) : 0n;
     if (message) {
-      const [id, mtime] = [message['id'] as bigint, message['mtime'] as bigint];
+      const id = message['id'] as bigint;
+      const mtime = message['mtime'] as bigint;
       if (id > lastId) lastId = id;
       if (mtime > lastMtime) lastMtime = mtime;
     }
@@ -157,18 +158,23 @@ export class AppendCommitter {
    * messages, so that ids it removes from the open second are never given out again.
    */
   closeNewestSecond(): { lastId: bigint; lastMtime: bigint } {
-    const { lastId, lastMtime, lastSec } = this.counter();
-    if (lastSec >= 0n) this.s.raiseSecond.run({ lastId, lastMtime, sec: lastSec });
-    return { lastId, lastMtime };
+    const counter = this.counter();
+    this.completeNewestSecond(counter);
+    return { lastId: counter.lastId, lastMtime: counter.lastMtime };
   }
 
   /**
    * A commit in a second after the newest row's: completes that row (the last commit of its
    * second may have left it behind) and opens one for the commit's second.
    */
-  private openSecond(counter: { lastId: bigint; lastMtime: bigint; lastSec: bigint }, sec: bigint, lastId: bigint, mtime: bigint): void {
-    if (counter.lastSec >= 0n) this.s.raiseSecond.run({ lastId: counter.lastId, lastMtime: counter.lastMtime, sec: counter.lastSec });
+  private openSecond(counter: Counter, sec: bigint, lastId: bigint, mtime: bigint): void {
+    this.completeNewestSecond(counter);
     this.s.touchSecond.run(sec, lastId, mtime);
+  }
+
+  /** Raises the newest `seconds` row (if any) to the counter's last id and mtime; never lowers it. */
+  private completeNewestSecond(counter: Counter): void {
+    if (counter.lastSec >= 0n) this.s.raiseSecond.run({ lastId: counter.lastId, lastMtime: counter.lastMtime, sec: counter.lastSec });
   }
 
   private commit(batches: readonly (readonly NewMessage[])[], clock: bigint): AppendOutcome[][] {
@@ -219,6 +225,14 @@ export class AppendCommitter {
       throw err;
     }
   }
+}
+
+/** What `counter` reads at the start of a transaction. */
+interface Counter {
+  lastId: bigint;
+  lastMtime: bigint;
+  lastSec: bigint;
+  lastSecondFrom: bigint;
 }
 
 /**
