@@ -119,10 +119,7 @@ export class WebSocketTransport implements Transport {
       const seqs = this.moreSeqs!;
       for (let i = 0; i < more.length; i++) at = putFrame(out, at, more[i]!, seqs[i]!);
     }
-    this.first = undefined;
-    this.more = undefined;
-    this.moreSeqs = undefined;
-    this.outboxBytes = 0;
+    this.clearOutbox();
     const socket = this.socket!;
     if (socket.writable) socket.write(out);
   }
@@ -132,11 +129,15 @@ export class WebSocketTransport implements Transport {
    * rather than left with frames that no tick will write; its client reconnects and catches up.
    */
   flushFailed(): void {
+    this.clearOutbox();
+    this.ws.terminate();
+  }
+
+  private clearOutbox(): void {
     this.first = undefined;
     this.more = undefined;
     this.moreSeqs = undefined;
     this.outboxBytes = 0;
-    this.ws.terminate();
   }
 
   close(): void {
