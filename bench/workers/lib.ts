@@ -182,7 +182,7 @@ export async function startRtmServer(options: RtmServerOptions = {}): Promise<Se
       },
       20_000,
       // Node flags that NODE_OPTIONS refuses (e.g. --min-semi-space-size), for the server's command line.
-      (process.env.RTM_BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean),
+      extraNodeArgs('RTM_BENCH_SERVER_NODE_ARGS'),
     );
   } catch (err) {
     await rm(dataDir, { recursive: true, force: true });
@@ -261,10 +261,18 @@ export interface Worker {
   stop(): Promise<void>;
 }
 
+/**
+ * Extra Node flags from an environment variable, space-separated: RTM_BENCH_SERVER_NODE_ARGS for
+ * our server's command line (flags NODE_OPTIONS refuses, e.g. --min-semi-space-size),
+ * RTM_BENCH_WORKER_NODE_ARGS for the load generators (e.g. --trace-gc, --cpu-prof).
+ */
+function extraNodeArgs(name: 'RTM_BENCH_SERVER_NODE_ARGS' | 'RTM_BENCH_WORKER_NODE_ARGS'): string[] {
+  return (process.env[name] ?? '').split(' ').filter(Boolean);
+}
+
 export function startWorker(script: string): Worker {
   const child = fork(fileURLToPath(new URL(script, import.meta.url)), [], {
-    // RTM_BENCH_WORKER_NODE_ARGS: extra Node flags for the load generators (e.g. --trace-gc).
-    execArgv: [...TSX_ARGV, ...WORKER_V8_FLAGS, ...(process.env.RTM_BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean)],
+    execArgv: [...TSX_ARGV, ...WORKER_V8_FLAGS, ...extraNodeArgs('RTM_BENCH_WORKER_NODE_ARGS')],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   track(child);
