@@ -19,6 +19,9 @@
  *   node --no-memory-reducer --conditions=development --import tsx bench/latency.ts [--rate 5000] [--seconds 10] [--warmup 2]
  *     [--workers 2] [--pairs 200] [--servers rtm,ws] [--rounds 1] [--profile <dir>]   (server CPU profile; see bench/workers/cpuprofile-top.ts)
  *
+ * Before each run, a second of one busy thread per core measures what the machine itself takes away
+ * (bench/workers/host-stalls.ts): on a shared VM that, more than the server, sets the tail.
+ *
  * Load generators run without V8's memory reducer (see `LOAD_GENERATOR_V8_FLAGS`); started without
  * the flag, the bench starts itself again with it.
  */
@@ -40,6 +43,7 @@ import {
   type ServerUnderTest,
   type Worker,
 } from './workers/lib.js';
+import { describeHostStalls, measureHostStalls, type HostStalls } from './workers/host-stalls.js';
 
 export interface LatencyOptions {
   rate?: number;
@@ -96,6 +100,8 @@ export interface LatencyFigures {
   serverCores: number;
   /** Client worker processes' CPU time / wall time. */
   clientCores: number;
+  /** What the machine took from busy threads just before this run (bench/workers/host-stalls.ts). */
+  hostStalls: HostStalls;
 }
 
 export async function runLatencyBench(options: LatencyOptions = {}): Promise<LatencyFigures[]> {
@@ -113,6 +119,7 @@ async function runOne(kind: 'rtm' | 'ws', options: LatencyOptions): Promise<Late
   const warmupSeconds = options.warmupSeconds ?? 2;
   const nWorkers = options.workers ?? 2;
   const pairs = options.pairs ?? 200;
+  const hostStalls = await measureHostStalls();
   const server: ServerUnderTest =
     kind === 'rtm'
       ? await startRtmServer({
@@ -200,6 +207,7 @@ async function runOne(kind: 'rtm' | 'ws', options: LatencyOptions): Promise<Late
       },
       serverCores: +((cpu1 - cpu0) / 1e6 / wall).toFixed(2),
       clientCores: +((wcpu1 - wcpu0) / 1e6 / wall).toFixed(2),
+      hostStalls,
     };
   } finally {
     await Promise.all(workers.map((w) => w.call('close', {}, 10_000).catch(() => undefined)));
@@ -265,6 +273,7 @@ function printFigures(f: LatencyFigures): void {
   if (f.answerP50Ms !== undefined) console.log(`send → answer (persisted, mtime back): p50 ${f.answerP50Ms} ms, p99 ${f.answerP99Ms} ms`);
   if (f.serverP50Ms !== undefined)
     console.log(`inside the server (quest decoded → answer written, after the push): p50 ≈ ${f.serverP50Ms} ms, p99 ≈ ${f.serverP99Ms} ms`);
+  console.log(`the machine just before: ${describeHostStalls(f.hostStalls)}`);
 }
 
 /** Medians over the rounds, per server, and our p99 ÷ the floor's. */
@@ -279,7 +288,8 @@ function printMedians(all: LatencyFigures[]): void {
     console.log(
       `${server === 'rtm' ? 'our RTM server' : 'bare ws relay '}: p50 ${med(runs.map((f) => f.p50Ms))} ms, p99 ${p99[server]} ms ` +
         `(each round: ${runs.map((f) => f.p99Ms).join(' / ')}), p99.9 ${med(runs.map((f) => f.p999Ms))} ms, server ${med(runs.map((f) => f.serverCores))} cores; ` +
-        `over ${SLOW_MS} ms ${med(runs.map((f) => f.slow.sharePct))} %, of which ${med(runs.map((f) => f.slow.inBiggest10Pct))} % in the 10 biggest episodes`,
+        `over ${SLOW_MS} ms ${med(runs.map((f) => f.slow.sharePct))} %, of which ${med(runs.map((f) => f.slow.inBiggest10Pct))} % in the 10 biggest episodes; ` +
+        `machine stalls before the runs ${med(runs.map((f) => f.hostStalls.msPerSecond))} ms/s per core`,
     );
   }
   if (p99.rtm !== undefined && p99.ws) console.log(`our p99 ÷ the floor's: ${(p99.rtm / p99.ws).toFixed(1)}`);
