@@ -3,7 +3,7 @@
  * processes under test (ours through `spawnServer`, the baselines forked), their CPU and memory read
  * from /proc, load-generator worker processes with a small IPC protocol, and clean-up on any exit.
  */
-import { execFileSync, fork, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -251,7 +251,7 @@ export function startServerUnderTest(kind: ServerKind, rtm: RtmServerOptions = {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Load-generator workers: forked processes; every message carries `type`.
+// Load-generator workers: child processes with an IPC channel; every message carries `type`.
 
 export interface Worker {
   child: ChildProcess;
@@ -270,11 +270,40 @@ function extraNodeArgs(name: 'RTM_BENCH_SERVER_NODE_ARGS' | 'RTM_BENCH_WORKER_NO
   return (process.env[name] ?? '').split(' ').filter(Boolean);
 }
 
+/**
+ * Worker processes run as SCHED_BATCH (through util-linux's `chrt`, where it runs): the kernel then
+ * never lets one preempt the running server when a frame wakes it; it waits for the server to
+ * block or use up its slice. They still get their fair share of the cores. Load generators stand in
+ * for clients on other machines, so they should not cut into the server's turns. With them as
+ * normal tasks, the server's main thread waited runnable 188 ms for every 399 ms it ran
+ * (schedstat), and a worker woken by one of its writes may take its core. Latency bench, 4
+ * alternating pairs on a noisy day, P2P p99 as batch / as normal: ours 6.08 / 6.68, 5.24 / 9.80,
+ * 7.19 / 9.25, 7.31 / 7.61 ms; the bare relay 2.96 / 3.66, 2.49 / 3.47, 2.67 / 2.97, 3.31 / 3.12.
+ * The fan-out's bare ws ceiling rose the most (409k → 1,068k pushes/s at 1,000, one run each).
+ * RTM_BENCH_WORKER_SCHED=normal runs them as normal tasks, to compare.
+ */
+let asBatch: boolean | undefined;
+function workersAsBatch(): boolean {
+  if (asBatch === undefined) {
+    const wanted = process.env.RTM_BENCH_WORKER_SCHED !== 'normal';
+    asBatch = wanted && spawnSync('chrt', ['-b', '0', 'true']).status === 0;
+    if (wanted && !asBatch) console.error('note: chrt is missing or refused SCHED_BATCH; load generators run as normal tasks');
+  }
+  return asBatch;
+}
+
 export function startWorker(script: string): Worker {
-  const child = fork(fileURLToPath(new URL(script, import.meta.url)), [], {
-    execArgv: [...TSX_ARGV, ...WORKER_V8_FLAGS, ...extraNodeArgs('RTM_BENCH_WORKER_NODE_ARGS')],
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
+  const argv = [
+    ...TSX_ARGV,
+    ...WORKER_V8_FLAGS,
+    ...extraNodeArgs('RTM_BENCH_WORKER_NODE_ARGS'),
+    fileURLToPath(new URL(script, import.meta.url)),
+  ];
+  const stdio: ['ignore', 'inherit', 'inherit', 'ipc'] = ['ignore', 'inherit', 'inherit', 'ipc'];
+  // chrt execs node in place: same pid, and the IPC channel's descriptor and variable pass through.
+  const child = workersAsBatch()
+    ? spawn('chrt', ['-b', '0', process.execPath, ...argv], { stdio })
+    : spawn(process.execPath, argv, { stdio });
   track(child);
   const listeners = new Map<string, ((m: Record<string, unknown>) => void)[]>();
   let exitError: Error | undefined;
