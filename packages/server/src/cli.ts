@@ -15,6 +15,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { setFlagsFromString } from 'node:v8';
 import { DEFAULT_CONFIG, DEV_PROJECT_ID, ConfigError } from './config.js';
 
 const USAGE = `usage:
@@ -37,6 +38,8 @@ async function serve(): Promise<void> {
     throw err;
   }
   const { config } = server;
+  // Read by V8 at each scavenge, so it takes effect from here on (see ServerConfig.parallelScavenge).
+  if (!config.parallelScavenge) setFlagsFromString('--no-parallel-scavenge');
   if (server.generatedSecret) {
     console.error(
       `\n  Dev project ${config.projects[0]!.pid}: a secret was generated and saved in ${join(config.dataDir, 'dev-project-secret')}\n` +

@@ -34,3 +34,11 @@ describe('config: SQLite tuning from the environment', () => {
     assert.throws(() => resolveConfig({ ...base, RTM_SQLITE_SYNCHRONOUS: 'OFF' }), /RTM_SQLITE_SYNCHRONOUS must be NORMAL or FULL/);
   });
 });
+
+describe('config: V8 young-generation collection', () => {
+  it('parallel scavenging is off by default and RTM_PARALLEL_SCAVENGE turns it back on', () => {
+    assert.equal(resolveConfig(base).config.parallelScavenge, false);
+    assert.equal(resolveConfig({ ...base, RTM_PARALLEL_SCAVENGE: 'true' }).config.parallelScavenge, true);
+    assert.throws(() => resolveConfig({ ...base, RTM_PARALLEL_SCAVENGE: 'sometimes' }), /RTM_PARALLEL_SCAVENGE must be true or false/);
+  });
+});
