@@ -12,7 +12,7 @@ describe('bench: measureHostStalls', () => {
     assert.equal(s.threads, 2);
     assert.ok(s.msPerSecond > 900 && s.msPerSecond <= 1001, `msPerSecond ${s.msPerSecond}`);
     assert.ok(s.perSecond > 10_000, `perSecond ${s.perSecond}`);
-    assert.ok(s.maxMs < 150, `maxMs ${s.maxMs}`);
+    assert.ok(s.maxMs > 0 && s.maxMs <= 1000, `maxMs ${s.maxMs}`);
   });
 
   it('counts nothing under an unreachable threshold', async () => {

@@ -58,6 +58,7 @@ export async function measureHostStalls(ms = 1000, thresholdUs = 100, threads = 
           const w = new Worker(SPIN, { eval: true, workerData: { ms, thresholdUs } });
           w.once('message', (r: SpinResult) => resolve(r));
           w.once('error', reject);
+          w.once('exit', (code) => reject(new Error(`host-stall thread exited (${code}) without its figures`)));
         }),
     ),
   );

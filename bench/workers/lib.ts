@@ -279,7 +279,7 @@ function extraNodeArgs(name: 'RTM_BENCH_SERVER_NODE_ARGS' | 'RTM_BENCH_WORKER_NO
  * (schedstat), and a worker woken by one of its writes may take its core. Latency bench, 4
  * alternating pairs on a noisy day, P2P p99 as batch / as normal: ours 6.08 / 6.68, 5.24 / 9.80,
  * 7.19 / 9.25, 7.31 / 7.61 ms; the bare relay 2.96 / 3.66, 2.49 / 3.47, 2.67 / 2.97, 3.31 / 3.12.
- * The fan-out's bare ws ceiling rose the most (409k → 1,068k pushes/s at 1,000, one run each).
+ * The fan-out: no systematic change in 3 alternating pairs (ours ÷ bare ws 0.35 – 0.42 either way).
  * RTM_BENCH_WORKER_SCHED=normal runs them as normal tasks, to compare.
  */
 let asBatch: boolean | undefined;
