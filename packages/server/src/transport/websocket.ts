@@ -2,11 +2,16 @@ import type { Socket } from 'node:net';
 import { patchSeq } from '@rtm/fpnn';
 import type { WebSocket } from 'ws';
 import type { Transport, TransportEvents } from './transport.js';
+import { binaryFrameAt, Scan, unmaskInPlace, type FrameBounds } from './websocket-frames.js';
 
 /**
  * FPNN over WebSocket (spec/fpnn.md §5): one FPNN frame per binary message out; incoming binary
  * messages are treated as a byte stream (copes with split or joined frames). A text message is not
  * FPNN: the connection is closed.
+ *
+ * ws does the handshake, pings, the close handshake and every refusal. Our side writes the
+ * outgoing frames (`enqueue`) and reads the usual incoming one, a whole masked binary message
+ * (`read`); at the first frame of any other kind, the reads go back to ws for good.
  */
 export class WebSocketTransport implements Transport {
   readonly kind = 'websocket' as const;
@@ -24,6 +29,15 @@ export class WebSocketTransport implements Transport {
   private moreSeqs: number[] | undefined;
   /** Bytes on the wire of this turn's frames; 0 when none waits. */
   private outboxBytes = 0;
+  /** ws's own `data` listener while `read` has the socket's reads; undefined once ws has them. */
+  private wsOnData: ((chunk: Buffer) => void) | undefined;
+  /**
+   * A frame whose end has not arrived yet, as it came (joined once it is whole: a large message in
+   * many reads is copied once, not once per read), its bytes so far, and how many it needs.
+   */
+  private partial: Buffer[] | undefined;
+  private partialBytes = 0;
+  private partialNeeds = 0;
 
   constructor(
     private readonly ws: WebSocket,
@@ -47,6 +61,73 @@ export class WebSocketTransport implements Transport {
     this.ws.on('message', onMessage);
     this.ws.on('error', onError);
     this.ws.once('close', onClose);
+    this.takeReads();
+  }
+
+  /**
+   * Moves the socket's reads from ws's receiver to `read`, unless that receiver already holds
+   * bytes (they would be read out of order) or ws is not as we know it (then it keeps them).
+   */
+  private takeReads(): void {
+    const socket = this.socket as SocketWithTransport | undefined;
+    const receiver = (this.ws as unknown as { _receiver?: { _bufferedBytes?: number; _maxPayload?: number } })._receiver;
+    const wsOnData = socket?.listeners('data').find((l) => l.name === 'socketOnData') as ((chunk: Buffer) => void) | undefined;
+    if (!socket || !wsOnData || receiver?._bufferedBytes !== 0 || typeof receiver._maxPayload !== 'number') return;
+    this.maxPayload = receiver._maxPayload;
+    socket[TRANSPORT] = this;
+    socket.removeListener('data', wsOnData);
+    socket.on('data', onSocketData);
+    this.wsOnData = wsOnData;
+  }
+
+  /** ws's limit on a message (0: none): a bigger frame is ws's to refuse. */
+  private maxPayload = 0;
+
+  /** @internal Bytes from the socket while we have its reads: whole binary frames go straight up. */
+  read(chunk: Buffer): void {
+    const wsOnData = this.wsOnData!;
+    let buf = chunk;
+    if (this.partial) {
+      this.partial.push(chunk);
+      this.partialBytes += chunk.length;
+      if (this.partialBytes < this.partialNeeds) return;
+      buf = Buffer.concat(this.partial, this.partialBytes);
+      this.partial = undefined;
+    }
+    const frame = FRAME_BOUNDS;
+    let at = 0;
+    while (at < buf.length) {
+      const scan = binaryFrameAt(buf, at, this.maxPayload, frame);
+      if (scan === Scan.INCOMPLETE) {
+        this.partial = [buf.subarray(at)];
+        this.partialBytes = buf.length - at;
+        this.partialNeeds = frame.end - at;
+        return;
+      }
+      if (scan === Scan.OTHER || this.closed) return this.giveBackReads(buf.subarray(at));
+      // In place: each read is a buffer of its own, and nothing else looks at it.
+      unmaskInPlace(buf, frame.mask, frame.start, frame.end);
+      at = frame.end;
+      this.events!.onTransportData(buf.subarray(frame.start, at));
+      if (!this.wsOnData) {
+        // That frame closed the transport, which gave ws the reads: the rest of this read too.
+        if (at < buf.length) wsOnData.call(this.socket, buf.subarray(at));
+        return;
+      }
+    }
+  }
+
+  /** ws reads from here on, starting with `rest` (at a frame boundary) if given. */
+  private giveBackReads(rest?: Buffer): void {
+    const wsOnData = this.wsOnData;
+    if (!wsOnData) return;
+    this.wsOnData = undefined;
+    const socket = this.socket!;
+    socket.removeListener('data', onSocketData);
+    socket.on('data', wsOnData);
+    const bytes = rest ?? (this.partial && Buffer.concat(this.partial, this.partialBytes));
+    this.partial = undefined;
+    if (bytes && bytes.length > 0) wsOnData.call(socket, bytes);
   }
 
   /** @internal */
@@ -144,6 +225,7 @@ export class WebSocketTransport implements Transport {
     if (this.closed) return;
     this.flush(); // before ws's close frame: nothing may follow it
     this.closed = true;
+    this.giveBackReads(); // ws reads the peer's close frame
     this.ws.close(1000);
     setTimeout(() => this.ws.terminate(), 2000).unref();
   }
@@ -152,6 +234,13 @@ export class WebSocketTransport implements Transport {
 const SEND_OPTIONS = { binary: true } as const;
 const TRANSPORT = Symbol('rtm.transport');
 type WebSocketWithTransport = WebSocket & { [TRANSPORT]?: WebSocketTransport };
+type SocketWithTransport = Socket & { [TRANSPORT]?: WebSocketTransport };
+/** `read`'s scratch for the frame at hand: one per process, as reads never overlap. */
+const FRAME_BOUNDS: FrameBounds = { mask: 0, start: 0, end: 0 };
+
+function onSocketData(this: SocketWithTransport, chunk: Buffer): void {
+  this[TRANSPORT]!.read(chunk);
+}
 
 function onMessage(this: WebSocketWithTransport, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
   this[TRANSPORT]!.received(data, isBinary);
