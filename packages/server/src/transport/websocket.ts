@@ -31,6 +31,8 @@ export class WebSocketTransport implements Transport {
   private outboxBytes = 0;
   /** ws's own `data` listener while `read` has the socket's reads; undefined once ws has them. */
   private wsOnData: ((chunk: Buffer) => void) | undefined;
+  /** ws's limit on a message (0: none): a bigger frame is ws's to refuse. */
+  private maxPayload = 0;
   /**
    * A frame whose end has not arrived yet, as it came (joined once it is whole: a large message in
    * many reads is copied once, not once per read), its bytes so far, and how many it needs.
@@ -79,9 +81,6 @@ export class WebSocketTransport implements Transport {
     socket.on('data', onSocketData);
     this.wsOnData = wsOnData;
   }
-
-  /** ws's limit on a message (0: none): a bigger frame is ws's to refuse. */
-  private maxPayload = 0;
 
   /** @internal Bytes from the socket while we have its reads: whole binary frames go straight up. */
   read(chunk: Buffer): void {
