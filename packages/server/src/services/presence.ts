@@ -143,8 +143,8 @@ export class LocalPresence {
 
   /** Every session on this node of the room's members (empty if none). */
   roomConnections(pid: number, rid: bigint): readonly ClientConnection[] {
-    let conns = this.roomConns.get(pid, rid);
-    if (conns) return conns;
+    const kept = this.roomConns.get(pid, rid);
+    if (kept) return kept;
     const members = this.roomMembers.get(pid, rid);
     if (!members) return NO_CONNECTIONS;
     const built: ClientConnection[] = [];
@@ -152,8 +152,8 @@ export class LocalPresence {
       const set = this.sessions.get(pid, uid);
       if (set) for (const conn of set) built.push(conn);
     }
-    this.roomConns.set(pid, rid, (conns = built));
-    return conns;
+    this.roomConns.set(pid, rid, built);
+    return built;
   }
 
   /** The user's sessions changed: the rooms they are in rebuild their arrays on next use. */
