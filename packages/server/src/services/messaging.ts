@@ -1,6 +1,7 @@
 import { RtmError, RtmErrorCode } from '@rtm/fpnn';
 import type { Bus } from '../bus/bus.js';
 import type { ServerConfig } from '../config.js';
+import { sendReceivedChannel, sendStoredChannel, type SendStoredEvent } from '../observability/channels.js';
 import type { Metrics } from '../observability/metrics.js';
 import { MessageKind, type AppendResult, type MaybePromise, type NewMessage, type Store } from '../store/store.js';
 import type { LocalPresence } from './presence.js';
@@ -47,6 +48,7 @@ export class Messaging {
    * every other case goes through `sendChecked`.
    */
   send(req: SendRequest): Promise<bigint> {
+    if (sendReceivedChannel.hasSubscribers) sendReceivedChannel.publish(req);
     try {
       const now = BigInt(Date.now());
       this.checkSizes(req);
@@ -165,6 +167,7 @@ export class Messaging {
       mtime ??= r.message.mtime;
       if (r.status === 'duplicate') continue; // an idempotent resend: nothing stored, nothing delivered
       this.metrics.messages.tally(KIND_LABEL[req.kind]).n++;
+      if (sendStoredChannel.hasSubscribers) sendStoredChannel.publish({ request: req, message: r.message } satisfies SendStoredEvent);
       this.bus.publish({
         type: 'message',
         message: r.message,
