@@ -18,6 +18,7 @@
  *
  *   node --no-memory-reducer --conditions=development --import tsx bench/latency.ts [--rate 5000] [--seconds 10] [--warmup 2]
  *     [--workers 2] [--pairs 200] [--servers rtm,ws] [--rounds 1] [--profile <dir>]   (server CPU profile; see bench/workers/cpuprofile-top.ts)
+ *     [--trace]   (where our slow messages waited: before the server took them, inside it, after; bench/workers/send-trace.ts)
  *
  * Before each run, a second of one busy thread per core measures what the machine itself takes away
  * (bench/workers/host-stalls.ts): on a shared VM that, more than the server, sets the tail.
@@ -25,7 +26,9 @@
  * Load generators run without V8's memory reducer (see `LOAD_GENERATOR_V8_FLAGS`); started without
  * the flag, the bench starts itself again with it.
  */
-import { availableParallelism } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   cpuMicros,
@@ -44,6 +47,7 @@ import {
   type Worker,
 } from './workers/lib.js';
 import { describeHostStalls, measureHostStalls, type HostStalls } from './workers/host-stalls.js';
+import { sendParts, summariseParts, type PartsSummary, type ServerTimes } from './workers/send-trace.js';
 
 export interface LatencyOptions {
   rate?: number;
@@ -56,6 +60,8 @@ export interface LatencyOptions {
   profileDir?: string;
   /** Our server (`rtm`) and/or the bare relay floor (`ws`). @default ['rtm', 'ws'] */
   servers?: ('rtm' | 'ws')[];
+  /** Trace our server's send path to split the slow messages' time (`LatencyFigures.slowParts`). */
+  trace?: boolean;
 }
 
 export interface LatencyFigures {
@@ -102,6 +108,11 @@ export interface LatencyFigures {
   clientCores: number;
   /** What the machine took from busy threads just before this run (bench/workers/host-stalls.ts). */
   hostStalls: HostStalls;
+  /**
+   * With `trace` (our server only): where the messages over the target spent their time, before
+   * the server took them, inside it (until stored) and after (bench/workers/send-trace.ts).
+   */
+  slowParts?: PartsSummary;
 }
 
 export async function runLatencyBench(options: LatencyOptions = {}): Promise<LatencyFigures[]> {
@@ -120,13 +131,20 @@ async function runOne(kind: 'rtm' | 'ws', options: LatencyOptions): Promise<Late
   const nWorkers = options.workers ?? 2;
   const pairs = options.pairs ?? 200;
   const hostStalls = await measureHostStalls();
+  const traceFile = kind === 'rtm' && options.trace ? join(tmpdir(), `rtm-send-trace-${process.pid}-${Date.now()}.json`) : undefined;
   const server: ServerUnderTest =
     kind === 'rtm'
       ? await startRtmServer({
-          env: { RTM_ADMIN_PORT: '0', ...(options.profileDir ? { RTM_BENCH_CPU_PROF_DIR: options.profileDir } : {}) },
+          env: {
+            RTM_ADMIN_PORT: '0',
+            ...(options.profileDir ? { RTM_BENCH_CPU_PROF_DIR: options.profileDir } : {}),
+            ...(traceFile ? { RTM_BENCH_SEND_TRACE: traceFile } : {}),
+          },
         })
       : await startBaseline('ws');
   const workers: Worker[] = [];
+  let figures: LatencyFigures;
+  let samples: { latencyMs: number; sentAtMs: number }[];
   try {
     const perWorker = Math.ceil(pairs / nWorkers);
     for (let w = 0; w < nWorkers; w++) workers.push(startWorker('./latency-worker.ts'));
@@ -175,11 +193,11 @@ async function runOne(kind: 'rtm' | 'ws', options: LatencyOptions): Promise<Late
     const firstError = results.find((r) => r.firstError)?.firstError;
     if (firstError) console.error(`send errors, first: ${firstError}`);
     const ms = (v: number): number => +v.toFixed(3);
-    const samples = results.flatMap((r) => r.latencies.map((latencyMs, i) => ({ latencyMs, sentAtMs: r.sentAtMs[i]! })));
+    samples = results.flatMap((r) => r.latencies.map((latencyMs, i) => ({ latencyMs, sentAtMs: r.sentAtMs[i]! })));
     const episodes = slowEpisodes(samples, SLOW_MS);
     const slowCount = episodes.reduce((n, e) => n + e.count, 0);
     const pct = (part: number, whole: number): number => (whole === 0 ? 0 : +((100 * part) / whole).toFixed(2));
-    return {
+    figures = {
       server: kind,
       rate: Math.round(sum('sent') / (seconds + warmupSeconds)),
       sent: sum('sent'),
@@ -214,7 +232,17 @@ async function runOne(kind: 'rtm' | 'ws', options: LatencyOptions): Promise<Late
     await Promise.all(workers.map((w) => w.stop()));
     await server.stop();
   }
+  if (traceFile) {
+    // Written by the server's probe as it exits.
+    const times = JSON.parse(await readFile(traceFile, 'utf8')) as ServerTimes;
+    await rm(traceFile, { force: true });
+    figures.slowParts = summariseParts(sendParts(samples, times, SLOW_MS), TRACE_LONG_MS);
+  }
+  return figures;
 }
+
+/** A part of a slow message's time counts as long over this (`--trace`). */
+const TRACE_LONG_MS = 0.5;
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   relaunchWithLoadGeneratorFlags();
@@ -228,6 +256,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       servers: { type: 'string', default: 'rtm,ws' },
       rounds: { type: 'string', default: '1' },
       profile: { type: 'string' },
+      trace: { type: 'boolean', default: false },
     },
   });
   const servers = values.servers.split(',');
@@ -250,6 +279,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       pairs: Number(values.pairs),
       profileDir: values.profile,
       servers: servers as ('rtm' | 'ws')[],
+      trace: values.trace,
     });
     for (const f of figures) printFigures(f);
     all.push(...figures);
@@ -273,6 +303,14 @@ function printFigures(f: LatencyFigures): void {
   if (f.answerP50Ms !== undefined) console.log(`send → answer (persisted, mtime back): p50 ${f.answerP50Ms} ms, p99 ${f.answerP99Ms} ms`);
   if (f.serverP50Ms !== undefined)
     console.log(`inside the server (quest decoded → answer written, after the push): p50 ≈ ${f.serverP50Ms} ms, p99 ≈ ${f.serverP99Ms} ms`);
+  if (f.slowParts) {
+    const { median: m, longPct: l, longMs } = f.slowParts;
+    console.log(
+      `where the ${fmt(f.slowParts.messages)} messages over ${SLOW_MS} ms waited (medians): before the server took them ${m.beforeMs} ms, ` +
+        `inside it until stored ${m.insideMs} ms, after (push out → received) ${m.afterMs} ms; ` +
+        `share with that part over ${longMs} ms: ${l.beforeMs} / ${l.insideMs} / ${l.afterMs} %`,
+    );
+  }
   console.log(`the machine just before: ${describeHostStalls(f.hostStalls)}`);
 }
 

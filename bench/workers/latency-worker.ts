@@ -1,7 +1,8 @@
 /**
  * Worker process of bench/latency.ts: logged-in sender and receiver clients (both in this process,
- * one clock). Senders send at a steady rate with the send time (performance.now()) as the body;
- * receivers time each push against it.
+ * one clock). Senders send at a steady rate with the send time as the body (ms since the epoch, so
+ * that the server's send trace can be joined to it: send-trace.ts); receivers time each push
+ * against it.
  *
  * Our server (`kind: 'rtm'`): `sendmsg` on the client gate, timed at `pushmsg`; the answer (mtime,
  * after persistence) is timed too. The relay floor (`kind: 'ws'`, bench/baselines/ws-server.ts):
@@ -11,8 +12,8 @@ import { decodePayload } from '@rtm/fpnn';
 import type WebSocket from 'ws';
 import { fetchTokens, pool, rtmLogin, serveIpc, wsConnect, type FpnnWsClient } from './clients.js';
 
-/** Sends message `n` from sender `i` to its receiver; resolves when answered (our server) or at once. */
-type Send = (i: number, n: bigint, sentAt: number) => Promise<unknown> | undefined;
+/** Sends message `n` from sender `i` to its receiver (`sentAtMs`: its body); resolves when answered (our server) or at once. */
+type Send = (i: number, n: bigint, sentAtMs: number) => Promise<unknown> | undefined;
 
 let send: Send = () => undefined;
 let senderCount = 0;
@@ -20,15 +21,18 @@ let closeAll: () => void = () => undefined;
 let latencies: number[] = [];
 /** Send time of each timed message (ms since the epoch, so that workers compare), as `latencies`. */
 let sentAtMs: number[] = [];
-let recordAfter = Infinity;
+/** The end of the warm-up, in ms since the epoch. */
+let recordAfterMs = Infinity;
 let received = 0;
 
-function onReceived(sentAt: number): void {
-  const now = performance.now();
+const epochMs = (): number => performance.timeOrigin + performance.now();
+
+function onReceived(sent: number): void {
+  const now = epochMs();
   received++;
-  if (sentAt >= recordAfter) {
-    latencies.push(now - sentAt);
-    sentAtMs.push(performance.timeOrigin + sentAt);
+  if (sent >= recordAfterMs) {
+    latencies.push(now - sent);
+    sentAtMs.push(sent);
   }
 }
 
@@ -42,7 +46,7 @@ async function connect(m: Record<string, unknown>): Promise<{ ms: number }> {
     const receivers = await pool(receiverUids, 50, (uid) => wsConnect(endpoint, [], uid));
     const senders = await pool(senderUids, 50, (uid) => wsConnect(endpoint, [], uid));
     for (const r of receivers) r.on('message', (data: Buffer) => onReceived((JSON.parse(data.toString()) as { t: number }).t));
-    send = (i, _n, sentAt) => void senders[i]!.send(JSON.stringify({ to: receiverUids[i], t: sentAt }));
+    send = (i, _n, sent) => void senders[i]!.send(JSON.stringify({ to: receiverUids[i], t: sent }));
     closeAll = () => [...senders, ...receivers].forEach((w: WebSocket) => w.terminate());
   } else {
     const all = [...senderUids, ...receiverUids].map(BigInt);
@@ -58,7 +62,7 @@ async function connect(m: Record<string, unknown>): Promise<{ ms: number }> {
         onReceived(Number(typeof msg === 'string' ? msg : Buffer.from(msg as Uint8Array).toString()));
       };
     }
-    send = (i, mid, sentAt) => senders[i]!.quest('sendmsg', { to: to[i]!, mid, mtype: 51, msg: String(sentAt), attrs: '' });
+    send = (i, mid, sent) => senders[i]!.quest('sendmsg', { to: to[i]!, mid, mtype: 51, msg: String(sent), attrs: '' });
     closeAll = () => clients.forEach((c) => c.close());
   }
   return { ms: Math.round(performance.now() - started) };
@@ -78,7 +82,8 @@ async function run(m: Record<string, unknown>): Promise<Record<string, unknown>>
   let mid = BigInt(Date.now()) * 1000n;
   const answerMs: number[] = [];
   const start = performance.now();
-  recordAfter = start + warmupMs;
+  const recordAfter = start + warmupMs;
+  recordAfterMs = performance.timeOrigin + recordAfter;
   await new Promise<void>((resolve) => {
     const tick = (): void => {
       const now = performance.now();
@@ -88,7 +93,7 @@ async function run(m: Record<string, unknown>): Promise<Record<string, unknown>>
         const i = sent % senderCount;
         const t0 = performance.now();
         sent++;
-        send(i, mid++, t0)?.then(
+        send(i, mid++, performance.timeOrigin + t0)?.then(
           () => {
             if (t0 >= recordAfter) answerMs.push(performance.now() - t0);
           },

@@ -102,3 +102,23 @@ if (process.env.RTM_BENCH_LOOP_STATS) {
     );
   });
 }
+
+// With RTM_BENCH_SEND_TRACE=<file> (our server only): when each send started and when its message
+// was stored, from the send path's diagnostics channels (packages/server/src/observability/
+// channels.ts), in ms since the epoch, written at exit as JSON { body: [received, stored] } keyed by
+// the message body (the latency bench sends its send time as the body). Measures where slow
+// messages waited: before the server took them, in it, or after (bench/workers/send-trace.ts).
+if (process.env.RTM_BENCH_SEND_TRACE) {
+  const { subscribe } = await import('node:diagnostics_channel');
+  const { writeFileSync } = await import('node:fs');
+  const now = () => performance.timeOrigin + performance.now();
+  const started = new WeakMap(); // refused sends are never stored: let them go
+  const times = {};
+  subscribe('rtm:send:received', (request) => started.set(request, now()));
+  subscribe('rtm:send:stored', ({ request, message }) => {
+    const at = started.get(request);
+    started.delete(request);
+    if (at !== undefined && typeof message.msg === 'string') times[message.msg] = [at, now()];
+  });
+  process.once('exit', () => writeFileSync(process.env.RTM_BENCH_SEND_TRACE, JSON.stringify(times)));
+}
