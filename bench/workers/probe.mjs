@@ -112,12 +112,12 @@ if (process.env.RTM_BENCH_SEND_TRACE) {
   const { subscribe } = await import('node:diagnostics_channel');
   const { writeFileSync } = await import('node:fs');
   const now = () => performance.timeOrigin + performance.now();
-  const started = new WeakMap(); // refused sends are never stored: let them go
+  // Weak: refused sends are never stored, and a send to several receivers is stored several times.
+  const started = new WeakMap();
   const times = {};
   subscribe('rtm:send:received', (request) => started.set(request, now()));
   subscribe('rtm:send:stored', ({ request, message }) => {
     const at = started.get(request);
-    started.delete(request);
     if (at !== undefined && typeof message.msg === 'string') times[message.msg] = [at, now()];
   });
   process.once('exit', () => writeFileSync(process.env.RTM_BENCH_SEND_TRACE, JSON.stringify(times)));
