@@ -8,6 +8,7 @@
  * - after: stored → received by the receiver (the push's encoding and write, the kernel, the
  *   receiving worker waking up or busy).
  */
+import { median } from './lib.js';
 
 /** One message's three parts, in ms. */
 export interface SendParts {
@@ -45,10 +46,7 @@ export function sendParts(samples: readonly { sentAtMs: number; latencyMs: numbe
 }
 
 export function summariseParts(parts: readonly SendParts[], longMs: number): PartsSummary {
-  const med = (k: keyof SendParts): number => {
-    const sorted = parts.map((p) => p[k]).sort((a, b) => a - b);
-    return sorted.length === 0 ? 0 : sorted[Math.floor((sorted.length - 1) / 2)]!;
-  };
+  const med = (k: keyof SendParts): number => median(parts.map((p) => p[k]));
   const pct = (k: keyof SendParts): number => (parts.length === 0 ? 0 : (100 * parts.filter((p) => p[k] > longMs).length) / parts.length);
   const round = (v: number): number => +v.toFixed(3);
   return {
