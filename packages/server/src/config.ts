@@ -74,6 +74,12 @@ export interface ServerConfig {
   /** Commit message appends in a writer thread (worth it with ≥ 4 cores or a slow disk). @default false */
   readonly sqliteWriterThread: boolean;
   /**
+   * Hold the SQLite database exclusively: fewer system calls per commit, and a second server on
+   * the same data directory is refused at start; no other process (not even the `sqlite3` shell)
+   * can open the database while the server runs. @default true
+   */
+  readonly sqliteExclusive: boolean;
+  /**
    * Let V8 scavenge (collect the young generation) with helper threads, its default. `rtm serve`
    * turns it off unless this is set: a messaging server's young generation is nearly all garbage
    * (≈ 90 KB of 13 MB survive a scavenge on the P2P latency bench), so the helpers have nothing to
@@ -148,6 +154,7 @@ export const DEFAULT_CONFIG: Omit<ServerConfig, 'projects'> = Object.freeze({
   sqliteSynchronous: 'NORMAL',
   sqliteCheckpointMs: 100,
   sqliteWriterThread: false,
+  sqliteExclusive: true,
   parallelScavenge: false,
   maxFrameBytes: 8 * 1024 * 1024,
   idleTimeoutMs: 60_000,
@@ -311,6 +318,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     sqliteSynchronous: (env.RTM_SQLITE_SYNCHRONOUS || d.sqliteSynchronous).toUpperCase() as 'NORMAL' | 'FULL',
     sqliteCheckpointMs: int(env, 'RTM_SQLITE_CHECKPOINT_MS', d.sqliteCheckpointMs, 0, 3_600_000),
     sqliteWriterThread: bool(env, 'RTM_SQLITE_WRITER_THREAD', d.sqliteWriterThread),
+    sqliteExclusive: bool(env, 'RTM_SQLITE_EXCLUSIVE', d.sqliteExclusive),
     parallelScavenge: bool(env, 'RTM_PARALLEL_SCAVENGE', d.parallelScavenge),
     maxFrameBytes: int(env, 'RTM_MAX_FRAME_BYTES', d.maxFrameBytes, 1024, 64 * 1024 * 1024),
     idleTimeoutMs: int(env, 'RTM_IDLE_TIMEOUT_MS', d.idleTimeoutMs, 1000, 3_600_000),

@@ -50,6 +50,7 @@ async function openStore(config: ServerConfig, log: Logger): Promise<Store> {
       synchronous: config.sqliteSynchronous,
       checkpointEveryMs: config.sqliteCheckpointMs,
       writerThread: config.sqliteWriterThread,
+      exclusive: config.sqliteExclusive,
       onError: (message) => log.error({ store: 'sqlite' }, message),
       onMigration: ({ version, name, ms }) =>
         ms === undefined

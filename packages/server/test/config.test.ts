@@ -5,23 +5,26 @@ import { ConfigError, resolveConfig } from '../src/config.js';
 const base = { RTM_PROJECT_ID: '1000', RTM_PROJECT_SECRET: 'a-long-project-secret' };
 
 describe('config: SQLite tuning from the environment', () => {
-  it('defaults: synchronous NORMAL, checkpoints every 100 ms, commits in the event loop', () => {
+  it('defaults: synchronous NORMAL, checkpoints every 100 ms, commits in the event loop, exclusive', () => {
     const c = resolveConfig(base).config;
     assert.equal(c.sqliteSynchronous, 'NORMAL');
     assert.equal(c.sqliteCheckpointMs, 100);
     assert.equal(c.sqliteWriterThread, false);
+    assert.equal(c.sqliteExclusive, true);
   });
 
-  it('reads RTM_SQLITE_CHECKPOINT_MS and RTM_SQLITE_WRITER_THREAD', () => {
+  it('reads RTM_SQLITE_CHECKPOINT_MS, RTM_SQLITE_WRITER_THREAD and RTM_SQLITE_EXCLUSIVE', () => {
     const c = resolveConfig({
       ...base,
       RTM_SQLITE_CHECKPOINT_MS: '0',
       RTM_SQLITE_WRITER_THREAD: 'on',
       RTM_SQLITE_SYNCHRONOUS: 'full',
+      RTM_SQLITE_EXCLUSIVE: 'false',
     }).config;
     assert.equal(c.sqliteCheckpointMs, 0);
     assert.equal(c.sqliteWriterThread, true);
     assert.equal(c.sqliteSynchronous, 'FULL');
+    assert.equal(c.sqliteExclusive, false);
   });
 
   it('a bad value names its variable', () => {

@@ -32,6 +32,11 @@ if (process.env[CHILD_ENV]) {
     return { store: new SqliteStore({ dataDir: dir }), cleanup: () => rm(dir, { recursive: true, force: true }) };
   });
 
+  storeConformance('sqlite (file, WAL, shared locking)', async () => {
+    const dir = await tempDir();
+    return { store: new SqliteStore({ dataDir: dir, exclusive: false }), cleanup: () => rm(dir, { recursive: true, force: true }) };
+  });
+
   storeConformance('sqlite (file, WAL, writer thread, synchronous NORMAL)', async () => {
     const dir = await tempDir();
     return {
@@ -158,7 +163,7 @@ if (process.env[CHILD_ENV]) {
       const failures: string[] = [];
       const writer = new SqliteWriterThread(
         join(dir, 'missing', 'dir', 'rtm.sqlite'),
-        { synchronous: 'NORMAL', cacheSizeKiB: 1024, busyTimeoutMs: 100, walAutocheckpointPages: 1000 },
+        { synchronous: 'NORMAL', cacheSizeKiB: 1024, busyTimeoutMs: 100, walAutocheckpointPages: 1000, exclusive: true },
         (m) => failures.push(m),
       );
       const m = { pid: 1, kind: MessageKind.GROUP, from: 1n, to: 2n, mid: 3n, mtype: 30, msg: 'x', attrs: '' };

@@ -245,26 +245,6 @@ function notePair(pairs: PairTouches, m: NewMessage, c: ConversationKey, id: big
   if (m.kind === MessageKind.P2P) pairs.set(`${m.pid}:${c.lo}:${c.hi}`, [m.pid, c.lo, c.hi, id]);
 }
 
-/**
- * A connection set up as the store's connections are (the event loop's and the writer thread's):
- * int64 columns read as bigint, the durability and page cache asked for.
- */
-export function openConnection(
-  path: string,
-  options: { busyTimeoutMs: number; synchronous: 'FULL' | 'NORMAL'; cacheSizeKiB: number },
-): Database.Database {
-  const db = new Database(path, { timeout: options.busyTimeoutMs });
-  try {
-    db.defaultSafeIntegers(true);
-    db.pragma(`synchronous = ${options.synchronous}`);
-    db.pragma(`cache_size = -${options.cacheSizeKiB}`);
-    return db;
-  } catch (err) {
-    db.close();
-    throw err;
-  }
-}
-
 export function bodyParam(msg: string | Uint8Array): string | Buffer {
   return typeof msg === 'string' ? msg : Buffer.from(msg.buffer, msg.byteOffset, msg.byteLength);
 }

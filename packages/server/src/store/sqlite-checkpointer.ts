@@ -38,7 +38,8 @@ export class WalCheckpointer {
   private readonly worker: Worker;
   private exited: Promise<void>;
 
-  constructor(path: string, everyMs: number, restartPages: number) {
+  /** `path`: the database file; `name`: what its connections open (`connectionName`: the path, or a URI). */
+  constructor(path: string, name: string, everyMs: number, restartPages: number) {
     const moduleUrl = createRequire(import.meta.url).resolve('better-sqlite3');
     // Plain CommonJS evaluated in the worker: no TypeScript loader needed there.
     this.worker = new Worker(
@@ -46,10 +47,10 @@ export class WalCheckpointer {
       const { parentPort, workerData } = require('node:worker_threads');
       const { openSync, readSync, closeSync, fsyncSync } = require('node:fs');
       const Database = require(workerData.moduleUrl);
-      const db = new Database(workerData.path, { timeout: 5000 });
+      const db = new Database(workerData.name, { timeout: 5000 });
       // For fsync only (see the restart below); writable, as some systems want for an fsync.
       const dbFile = openSync(workerData.path, 'r+');
-      const holder = new Database(workerData.path, { timeout: 5000 });
+      const holder = new Database(workerData.name, { timeout: 5000 });
       const readSomething = holder.prepare('SELECT 1 FROM sqlite_master LIMIT 1');
       let held = false;
       const letGo = () => { if (held) { holder.exec('COMMIT'); held = false; } };
@@ -96,7 +97,7 @@ export class WalCheckpointer {
         parentPort.close();
       });
       `,
-      { eval: true, workerData: { path, moduleUrl, everyMs, restartPages } },
+      { eval: true, workerData: { path, name, moduleUrl, everyMs, restartPages } },
     );
     this.worker.unref();
     this.exited = new Promise((resolve) => this.worker.once('exit', () => resolve()));

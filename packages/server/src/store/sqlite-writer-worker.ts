@@ -4,7 +4,8 @@
  * group grows by itself when commits are slow (a disk stall) and stays small when they are fast.
  */
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { AppendCommitter, openConnection, type BatchOutcome } from './sqlite-appender.js';
+import { AppendCommitter, type BatchOutcome } from './sqlite-appender.js';
+import { openConnection } from './sqlite-connection.js';
 import type { WriterOptions, WriterReply, WriterRequest } from './sqlite-writer.js';
 
 const options = workerData as WriterOptions & { path: string };

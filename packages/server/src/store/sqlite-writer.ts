@@ -19,6 +19,8 @@ export interface WriterOptions {
   cacheSizeKiB: number;
   busyTimeoutMs: number;
   walAutocheckpointPages: number;
+  /** Open the database exclusively, as the event loop's connection does (sqlite-connection.ts). */
+  exclusive: boolean;
 }
 
 /** One flush of the event loop: the batches of one turn, in order. */

@@ -37,15 +37,9 @@ import {
   type UnreadQuery,
 } from './store.js';
 import { checkNewMessage, conversationOfRef, unreadMap } from './conversation.js';
-import {
-  AppendCommitter,
-  MESSAGE_COLUMNS,
-  openConnection,
-  rowToMessage,
-  type BatchOutcome,
-  type AppendOutcome,
-} from './sqlite-appender.js';
+import { AppendCommitter, MESSAGE_COLUMNS, rowToMessage, type BatchOutcome, type AppendOutcome } from './sqlite-appender.js';
 import { WalCheckpointer } from './sqlite-checkpointer.js';
+import { connectionName, openConnection } from './sqlite-connection.js';
 import { SqliteWriterThread } from './sqlite-writer.js';
 import { SQLITE_MIGRATIONS, type SqliteMigration } from './sqlite-migrations.js';
 
@@ -97,6 +91,12 @@ export interface SqliteStoreOptions {
    * thread hop of latency: worth it with ≥ 4 cores or a slow disk, not on 2. @default false
    */
   writerThread?: boolean;
+  /**
+   * Hold the database file exclusively (`sqlite-connection.ts`): fewer system calls per commit,
+   * and a second server on the same data directory is refused at start; no other process can
+   * open the file meanwhile. File databases only. @default true
+   */
+  exclusive?: boolean;
   /** Failures of the background threads (checkpoints, the writer), for the operator's log. */
   onError?: (message: string) => void;
   /**
@@ -182,6 +182,7 @@ export class SqliteStore implements Store {
       now: options.now ?? Date.now,
       checkpointEveryMs,
       writerThread: options.writerThread ?? false,
+      exclusive: options.exclusive ?? true,
       onError: options.onError ?? (() => {}),
       onMigration: options.onMigration ?? (() => {}),
     };
@@ -204,7 +205,12 @@ export class SqliteStore implements Store {
       const checkpointing = this.path !== ':memory:' && this.options.checkpointEveryMs > 0;
       if (checkpointing) {
         db.pragma(`wal_autocheckpoint = ${this.backstopPages}`);
-        this.checkpointer = new WalCheckpointer(this.path, this.options.checkpointEveryMs, this.options.walRestartPages);
+        this.checkpointer = new WalCheckpointer(
+          this.path,
+          connectionName(this.path, this.options.exclusive),
+          this.options.checkpointEveryMs,
+          this.options.walRestartPages,
+        );
         this.checkpointer.onError((m) => this.options.onError(`WAL checkpoint: ${m}`));
         // After this turn's commit: the frames since the worker's last checkpoint are few.
         this.checkpointer.onRestartWanted(() => setImmediate(() => this.checkpointForRestart()));
@@ -217,6 +223,7 @@ export class SqliteStore implements Store {
             cacheSizeKiB: this.options.cacheSizeKiB,
             busyTimeoutMs: this.options.busyTimeoutMs,
             walAutocheckpointPages: checkpointing ? this.backstopPages : 1000,
+            exclusive: this.options.exclusive,
           },
           (m) => this.options.onError(m),
         );
