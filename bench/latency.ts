@@ -32,6 +32,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   cpuMicros,
+  ioCalls,
   fmt,
   histogramPercentileMs,
   median,
@@ -104,6 +105,10 @@ export interface LatencyFigures {
   };
   /** Server CPU time / wall time over the run. */
   serverCores: number;
+  /** Server CPU time per message sent over the run, µs. */
+  serverCpuUsPerMsg: number;
+  /** The server's read- and write-type system calls per message sent (`ioCalls`). */
+  serverIoCallsPerMsg: number;
   /** Client worker processes' CPU time / wall time. */
   clientCores: number;
   /** What the machine took from busy threads just before this run (bench/workers/host-stalls.ts). */
@@ -166,6 +171,7 @@ async function runOne(kind: 'rtm' | 'ws', options: LatencyOptions): Promise<Late
     if (admin) for (let i = 0; i < 2; i++) await questDurations(admin, 'client');
     await sleep(500);
     const cpu0 = cpuMicros(server.pid);
+    const io0 = ioCalls(server.pid);
     const wcpu0 = workers.reduce((s, w) => s + cpuMicros(w.child.pid!), 0);
     const t0 = performance.now();
     // The server's histogram from the end of the warm-up on, as the clients' samples.
@@ -184,6 +190,7 @@ async function runOne(kind: 'rtm' | 'ws', options: LatencyOptions): Promise<Late
       ),
     );
     const cpu1 = cpuMicros(server.pid);
+    const io1 = ioCalls(server.pid);
     const wcpu1 = workers.reduce((s, w) => s + cpuMicros(w.child.pid!), 0);
     const wall = (performance.now() - t0) / 1000;
     const [warm, histogram1] = admin ? [await histogram0!, await questDurations(admin, 'client')] : [];
@@ -224,6 +231,8 @@ async function runOne(kind: 'rtm' | 'ws', options: LatencyOptions): Promise<Late
         biggest: episodes.slice(0, 3).map((e) => ({ lengthMs: +(e.toMs - e.fromMs).toFixed(1), count: e.count, maxMs: ms(e.maxMs) })),
       },
       serverCores: +((cpu1 - cpu0) / 1e6 / wall).toFixed(2),
+      serverCpuUsPerMsg: +((cpu1 - cpu0) / sum('sent')).toFixed(1),
+      serverIoCallsPerMsg: +((io1 - io0) / sum('sent')).toFixed(2),
       clientCores: +((wcpu1 - wcpu0) / 1e6 / wall).toFixed(2),
       hostStalls,
     };
@@ -290,7 +299,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
 function printFigures(f: LatencyFigures): void {
   console.log(f.server === 'rtm' ? '\nour RTM server:' : '\nbare ws relay (the floor):');
   console.log(
-    `sent ${fmt(f.sent)} (${fmt(f.rate)}/s), pushes received ${fmt(f.received)}, errors ${f.errors}, ${fmt(f.samples)} timed after warm-up; server ${f.serverCores} cores busy, client workers ${f.clientCores}`,
+    `sent ${fmt(f.sent)} (${fmt(f.rate)}/s), pushes received ${fmt(f.received)}, errors ${f.errors}, ${fmt(f.samples)} timed after warm-up; server ${f.serverCores} cores busy ` +
+      `(${f.serverCpuUsPerMsg} µs and ${f.serverIoCallsPerMsg} read/write system calls per message), client workers ${f.clientCores}`,
   );
   console.log(`send → push latency: p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms (target ≤ 1.5 ms), p99.9 ${f.p999Ms} ms, max ${f.maxMs} ms`);
   const { slow } = f;
