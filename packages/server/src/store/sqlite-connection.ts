@@ -9,7 +9,7 @@
  * file. With the default `unix` VFS every transaction takes and drops byte locks of the WAL index
  * with `fcntl`, six calls a commit. On the bench machine, where a system call costs about 1 µs, a
  * one-row commit fell from 42 to 32 µs, and the server's main thread made 19 % fewer system calls
- * at 5k msgs/s (bench/RESULTS.md).
+ * at 5k msgs/s; its CPU per message moved within the noise (bench/RESULTS.md).
  *
  * What it changes for an operator:
  * - no other process can open the database while the server runs, not even the `sqlite3` shell:
