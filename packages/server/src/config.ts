@@ -80,6 +80,11 @@ export interface ServerConfig {
    */
   readonly sqliteExclusive: boolean;
   /**
+   * SQLite page cache of each store connection, in MiB. More keeps more of a large store hot for
+   * reads, but the commits that rebalance an index walk the whole cache. @default 16
+   */
+  readonly sqliteCacheMiB: number;
+  /**
    * Let V8 scavenge (collect the young generation) with helper threads, its default. `rtm serve`
    * turns it off unless this is set: a messaging server's young generation is nearly all garbage
    * (≈ 90 KB of 13 MB survive a scavenge on the P2P latency bench), so the helpers have nothing to
@@ -155,6 +160,7 @@ export const DEFAULT_CONFIG: Omit<ServerConfig, 'projects'> = Object.freeze({
   sqliteCheckpointMs: 100,
   sqliteWriterThread: false,
   sqliteExclusive: true,
+  sqliteCacheMiB: 16,
   parallelScavenge: false,
   maxFrameBytes: 8 * 1024 * 1024,
   idleTimeoutMs: 60_000,
@@ -319,6 +325,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     sqliteCheckpointMs: int(env, 'RTM_SQLITE_CHECKPOINT_MS', d.sqliteCheckpointMs, 0, 3_600_000),
     sqliteWriterThread: bool(env, 'RTM_SQLITE_WRITER_THREAD', d.sqliteWriterThread),
     sqliteExclusive: bool(env, 'RTM_SQLITE_EXCLUSIVE', d.sqliteExclusive),
+    sqliteCacheMiB: int(env, 'RTM_SQLITE_CACHE_MIB', d.sqliteCacheMiB, 1, 65_536),
     parallelScavenge: bool(env, 'RTM_PARALLEL_SCAVENGE', d.parallelScavenge),
     maxFrameBytes: int(env, 'RTM_MAX_FRAME_BYTES', d.maxFrameBytes, 1024, 64 * 1024 * 1024),
     idleTimeoutMs: int(env, 'RTM_IDLE_TIMEOUT_MS', d.idleTimeoutMs, 1000, 3_600_000),

@@ -51,6 +51,7 @@ async function openStore(config: ServerConfig, log: Logger): Promise<Store> {
       checkpointEveryMs: config.sqliteCheckpointMs,
       writerThread: config.sqliteWriterThread,
       exclusive: config.sqliteExclusive,
+      cacheSizeKiB: config.sqliteCacheMiB * 1024,
       onError: (message) => log.error({ store: 'sqlite' }, message),
       onMigration: ({ version, name, ms }) =>
         ms === undefined

@@ -5,22 +5,25 @@ import { ConfigError, resolveConfig } from '../src/config.js';
 const base = { RTM_PROJECT_ID: '1000', RTM_PROJECT_SECRET: 'a-long-project-secret' };
 
 describe('config: SQLite tuning from the environment', () => {
-  it('defaults: synchronous NORMAL, checkpoints every 100 ms, commits in the event loop, exclusive', () => {
+  it('defaults: synchronous NORMAL, checkpoints every 100 ms, commits in the event loop, exclusive, a 16 MiB cache', () => {
     const c = resolveConfig(base).config;
+    assert.equal(c.sqliteCacheMiB, 16);
     assert.equal(c.sqliteSynchronous, 'NORMAL');
     assert.equal(c.sqliteCheckpointMs, 100);
     assert.equal(c.sqliteWriterThread, false);
     assert.equal(c.sqliteExclusive, true);
   });
 
-  it('reads RTM_SQLITE_CHECKPOINT_MS, RTM_SQLITE_WRITER_THREAD and RTM_SQLITE_EXCLUSIVE', () => {
+  it('reads RTM_SQLITE_CHECKPOINT_MS, RTM_SQLITE_WRITER_THREAD, RTM_SQLITE_EXCLUSIVE and RTM_SQLITE_CACHE_MIB', () => {
     const c = resolveConfig({
       ...base,
       RTM_SQLITE_CHECKPOINT_MS: '0',
       RTM_SQLITE_WRITER_THREAD: 'on',
       RTM_SQLITE_SYNCHRONOUS: 'full',
       RTM_SQLITE_EXCLUSIVE: 'false',
+      RTM_SQLITE_CACHE_MIB: '256',
     }).config;
+    assert.equal(c.sqliteCacheMiB, 256);
     assert.equal(c.sqliteCheckpointMs, 0);
     assert.equal(c.sqliteWriterThread, true);
     assert.equal(c.sqliteSynchronous, 'FULL');
@@ -35,6 +38,7 @@ describe('config: SQLite tuning from the environment', () => {
     assert.throws(() => resolveConfig({ ...base, RTM_SQLITE_CHECKPOINT_MS: 'soon' }), /RTM_SQLITE_CHECKPOINT_MS must be an integer/);
     assert.throws(() => resolveConfig({ ...base, RTM_SQLITE_WRITER_THREAD: 'maybe' }), /RTM_SQLITE_WRITER_THREAD must be true or false/);
     assert.throws(() => resolveConfig({ ...base, RTM_SQLITE_SYNCHRONOUS: 'OFF' }), /RTM_SQLITE_SYNCHRONOUS must be NORMAL or FULL/);
+    assert.throws(() => resolveConfig({ ...base, RTM_SQLITE_CACHE_MIB: '0' }), /RTM_SQLITE_CACHE_MIB/);
   });
 });
 
