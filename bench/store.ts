@@ -12,7 +12,11 @@
  *   RTM_BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test);
  * - history page latency p50/p99 on a SqliteStore of ≥ 1,000,000 messages (spread over many
  *   conversations plus one of ≥ 200,000): first page and deep pages (page 10,000 through lastid,
- *   and random depths), desc and asc, with and without begin/end and mtypes.
+ *   and random depths), desc and asc, with and without begin/end and mtypes;
+ * - commit time of single appends on that large store with a warm page cache, one append per
+ *   event-loop turn and a history read of a random group after every fourth, for each page cache
+ *   size in `cacheSizesKiB` (alternating rounds): what a long-running server's commits cost, and
+ *   what the cache's size does to their tail (`DEFAULT_SQLITE_CACHE_SIZE_KIB` says why).
  * Targets: SqliteStore.append ≥ 50% of the raw rate; history p99 ≤ 2 ms at any depth.
  *
  * `runStoreBench()` returns the figures for a bench runner. Everything lives in a temp dir.
@@ -43,6 +47,10 @@ export interface StoreBenchOptions {
   historySamples?: number;
   /** SQLite `synchronous` for the append figures. @default 'FULL' (the store default) */
   synchronous?: SqliteSynchronous;
+  /** Page cache sizes (KiB) of the commit-time section. @default [65536, DEFAULT_SQLITE_CACHE_SIZE_KIB] */
+  cacheSizesKiB?: number[];
+  /** Appends timed per cache size and round (as many again warm the cache first). @default 20000 */
+  commitSamples?: number;
   /** PostgreSQL URL, or null to skip. @default env RTM_BENCH_POSTGRES_URL ?? postgres://postgres@127.0.0.1:5432/test */
   postgresUrl?: string | null;
   log?: (line: string) => void;
@@ -67,6 +75,19 @@ export interface StoreBenchResult {
   historyStoreMessages: number;
   historyBuildSeconds: number;
   history: LatencyFigure[];
+  /** Best round per cache size (the lowest p99.9), in the order of `cacheSizesKiB`. */
+  commits: CommitFigure[];
+}
+
+export interface CommitFigure {
+  cacheKiB: number;
+  commitMeanUs: number;
+  commitP50Us: number;
+  commitP99Us: number;
+  commitP999Us: number;
+  /** The interleaved history reads (first page of a random group, 20 messages). */
+  readP50Ms: number;
+  readP99Ms: number;
 }
 
 const PID = 1;
@@ -166,6 +187,41 @@ async function timed(samples: number, fn: (i: number) => Promise<unknown>): Prom
   t.sort((a, b) => a - b);
   const at = (q: number) => t[Math.min(t.length - 1, Math.floor(q * t.length))]!;
   return { p50Ms: round(at(0.5)), p99Ms: round(at(0.99)), maxMs: round(t[t.length - 1]!) };
+}
+
+/**
+ * Single appends, each awaited before the next (one group commit per turn, as a server under a
+ * light load makes them), with the first page of a random group read after every fourth. The first
+ * `samples` of `messages` warm the page cache; the next `samples` are timed.
+ */
+async function commitTimes(
+  store: Store,
+  messages: Iterator<NewMessage>,
+  samples: number,
+  groups: number,
+): Promise<Omit<CommitFigure, 'cacheKiB'>> {
+  const commits: number[] = [];
+  const reads: number[] = [];
+  for (let i = 0; i < 2 * samples; i++) {
+    const t0 = performance.now();
+    await store.append([messages.next().value as NewMessage]);
+    const t1 = performance.now();
+    if (i >= samples) commits.push((t1 - t0) * 1000);
+    if (i % 4 === 3) {
+      const to = 10n + BigInt((i * 7919) % groups);
+      await store.history({ conversation: { pid: PID, kind: MessageKind.GROUP, to }, desc: true, num: 20 });
+      if (i >= samples) reads.push(performance.now() - t1);
+    }
+  }
+  const at = (t: number[], q: number) => t.sort((a, b) => a - b)[Math.min(t.length - 1, Math.floor(q * t.length))]!;
+  return {
+    commitMeanUs: Math.round(commits.reduce((a, b) => a + b, 0) / commits.length),
+    commitP50Us: Math.round(at(commits, 0.5)),
+    commitP99Us: Math.round(at(commits, 0.99)),
+    commitP999Us: Math.round(at(commits, 0.999)),
+    readP50Ms: round(at(reads, 0.5)),
+    readP99Ms: round(at(reads, 0.99)),
+  };
 }
 
 function round(x: number): number {
@@ -333,6 +389,28 @@ export async function runStoreBench(options: StoreBenchOptions = {}): Promise<St
       log(`  history ${name}: p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms, max ${f.maxMs} ms`);
     }
     await store.close();
+
+    // --- commits on the large store, by page cache size -----------------------------------------
+    const cacheSizes = options.cacheSizesKiB ?? [65536, DEFAULT_SQLITE_CACHE_SIZE_KIB];
+    const commitSamples = options.commitSamples ?? 20_000;
+    const groups = Math.max(1, conversations >> 1); // workload()'s gids: 10 … 10 + groups - 1
+    const commits = new Map<number, CommitFigure>();
+    for (let round = 0; round < rounds; round++) {
+      for (const [k, cacheKiB] of cacheSizes.entries()) {
+        // Fresh mids for every run: a repeated one would be an idempotent resend, not a commit.
+        const messages = workload(2 * commitSamples, conversations, 7000 + round * cacheSizes.length + k);
+        const s = new SqliteStore({ dataDir: join(dir, 'history'), synchronous: 'NORMAL', cacheSizeKiB: cacheKiB });
+        await s.init();
+        const f = await commitTimes(s, messages, commitSamples, groups);
+        await s.close();
+        log(
+          `  commits, page cache ${cacheKiB} KiB (round ${round + 1}): mean ${f.commitMeanUs} µs, p50 ${f.commitP50Us}, ` +
+            `p99 ${f.commitP99Us}, p99.9 ${f.commitP999Us} µs; reads p50 ${f.readP50Ms} ms, p99 ${f.readP99Ms} ms`,
+        );
+        const best = commits.get(cacheKiB);
+        if (!best || f.commitP999Us < best.commitP999Us) commits.set(cacheKiB, { cacheKiB, ...f });
+      }
+    }
     return {
       synchronous,
       rawSqliteInsertsPerSec: Math.round(raw),
@@ -343,6 +421,7 @@ export async function runStoreBench(options: StoreBenchOptions = {}): Promise<St
       historyStoreMessages: historyMessages,
       historyBuildSeconds,
       history,
+      commits: cacheSizes.map((kib) => commits.get(kib)!),
     };
   } finally {
     await rm(dir, { recursive: true, force: true });
