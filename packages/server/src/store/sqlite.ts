@@ -128,8 +128,9 @@ export const DEFAULT_SQLITE_SYNCHRONOUS: SqliteSynchronous = 'FULL';
  * walks the whole hash table instead of the few slots past the end. Inserts into an index at
  * random places (`messages_history`, by conversation) do it in about 3 % of single-message
  * commits. With a full 64 MiB cache each such walk took 474 µs on average (5.1 ms at worst);
- * with 16 MiB 171 µs; on a store of 1,000,000 messages, commit p99 640 → 270 µs with history
- * reads unchanged (bench/store.ts, bench/RESULTS.md). `RTM_SQLITE_CACHE_MIB` sets another size.
+ * with 16 MiB 171 µs; on a store of 1,000,000 messages, commit p99 640 – 780 → 270 – 360 µs,
+ * while a history read that misses the smaller cache pays a few tens of µs (bench/store.ts,
+ * bench/RESULTS.md). `RTM_SQLITE_CACHE_MIB` sets another size.
  */
 export const DEFAULT_SQLITE_CACHE_SIZE_KIB = 16384;
 /** Rows deleted per transaction by the retention sweep (appends interleave between chunks). */
