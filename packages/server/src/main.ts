@@ -98,6 +98,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const metrics = new Metrics(true);
   const store = options.store ?? (await openStore(config, log));
   await store.init();
+  log.info(store.describe(), 'store opened');
   const bus = options.bus ?? (await openBus(config, log));
 
   const presence = new LocalPresence();

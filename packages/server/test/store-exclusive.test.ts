@@ -1,7 +1,8 @@
 /**
  * Exclusive access to the SQLite database (RTM_SQLITE_EXCLUSIVE, sqlite-connection.ts): the server
  * process holds the file, so a second server on the same data directory is refused and other
- * processes cannot open it, unless it is turned off.
+ * processes cannot open it, unless it is turned off. Also: the store settings a server logs at
+ * start, read back from its connection.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -113,5 +114,37 @@ describe('SQLite exclusive access', () => {
     assert.notEqual(code, 0);
     assert.match(stderr, /cannot open .*rtm\.sqlite exclusively.*SQLITE_USE_URI=0.*RTM_SQLITE_EXCLUSIVE=false/s);
     assert.equal(existsSync(join(dataDir, 'rtm.sqlite')), false);
+  });
+  it('the server logs the store settings in effect at start: RTM_SQLITE_CACHE_MIB, synchronous, exclusive, WAL', async () => {
+    const dataDir = await tempDir();
+    const { server, sdk } = await serve({ RTM_DATA_DIR: dataDir, RTM_SQLITE_CACHE_MIB: '3', RTM_SQLITE_EXCLUSIVE: 'false' });
+    try {
+      const opened = server.logs.find((l) => l['msg'] === 'store opened');
+      assert.ok(opened, 'a "store opened" line before "RTM server started"');
+      assert.deepEqual(
+        {
+          store: opened['store'],
+          path: opened['path'],
+          journalMode: opened['journalMode'],
+          synchronous: opened['synchronous'],
+          cacheMiB: opened['cacheMiB'],
+          exclusive: opened['exclusive'],
+          writerThread: opened['writerThread'],
+          checkpointEveryMs: opened['checkpointEveryMs'],
+        },
+        {
+          store: 'sqlite',
+          path: join(dataDir, 'rtm.sqlite'),
+          journalMode: 'wal',
+          synchronous: 'NORMAL',
+          cacheMiB: 3,
+          exclusive: false,
+          writerThread: false,
+          checkpointEveryMs: 100,
+        },
+      );
+    } finally {
+      await sdk.close();
+    }
   });
 });

@@ -46,6 +46,15 @@ async function dropSchema(schema: string): Promise<void> {
 
 const unreachable = await reachable();
 
+describe('PostgresStore.describe', () => {
+  it('names the server, the schema and the pool, never the credentials (no connection needed)', () => {
+    const store = new PostgresStore({ url: 'postgres://rtm:s3cret-pw@db.example:5433/chat?sslmode=require', schema: 'rtm_a', poolSize: 7 });
+    const described = store.describe();
+    assert.deepEqual(described, { store: 'postgres', server: 'db.example:5433/chat', schema: 'rtm_a', poolSize: 7 });
+    assert.doesNotMatch(JSON.stringify(described), /s3cret|rtm:/);
+  });
+});
+
 if (unreachable && !CI) {
   describe('PostgresStore', () => {
     it('runs against a real PostgreSQL', { skip: unreachable }, () => {});

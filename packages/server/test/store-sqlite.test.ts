@@ -668,6 +668,48 @@ describe('SqliteStore seconds (time index): one write per second, the newest row
     }));
 });
 
+describe('SqliteStore.describe', () => {
+  it('reads back what the connection runs with: the page cache asked for, synchronous, WAL, exclusive', async () => {
+    const dir = await tempDir();
+    const custom = new SqliteStore({ dataDir: dir, cacheSizeKiB: 3072, synchronous: 'NORMAL', checkpointEveryMs: 50 });
+    try {
+      assert.throws(() => custom.describe(), /init\(\) has not been called/);
+      await custom.init();
+      assert.deepEqual(custom.describe(), {
+        store: 'sqlite',
+        path: join(dir, 'rtm.sqlite'),
+        journalMode: 'wal',
+        synchronous: 'NORMAL',
+        cacheMiB: 3,
+        exclusive: true,
+        writerThread: false,
+        checkpointEveryMs: 50,
+      });
+      await custom.close();
+      const defaults = new SqliteStore({ dataDir: dir, exclusive: false, checkpointEveryMs: 0 });
+      await defaults.init();
+      assert.deepEqual(defaults.describe(), {
+        store: 'sqlite',
+        path: join(dir, 'rtm.sqlite'),
+        journalMode: 'wal',
+        synchronous: 'FULL',
+        cacheMiB: 16,
+        exclusive: false,
+        writerThread: false,
+        checkpointEveryMs: 0,
+      });
+      await defaults.close();
+      const memory = new SqliteStore({ dataDir: ':memory:' });
+      await memory.init();
+      assert.equal(memory.describe()['exclusive'], false);
+      assert.equal(memory.describe()['journalMode'], 'memory');
+      await memory.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('SqliteStore schema migrations are reported', () => {
   it('reports each step as it starts and when applied, and nothing when the schema is current', () =>
     inTempDir(async (dir) => {

@@ -9,6 +9,8 @@ export interface SpawnedServer {
   readonly serverPort: number;
   readonly clientPort: number;
   readonly adminPort: number | undefined;
+  /** The JSON lines the server has logged so far (pino entries), from its start: the first 1,000. */
+  readonly logs: readonly Record<string, unknown>[];
   /** Resolves with the exit code / signal once the process has exited. */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   kill(signal?: NodeJS.Signals): Promise<void>;
@@ -36,6 +38,7 @@ export function spawnServer(env: Record<string, string>, timeoutMs = 20_000, nod
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
   let stderr = '';
+  const logs: Record<string, unknown>[] = [];
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -50,6 +53,8 @@ export function spawnServer(env: Record<string, string>, timeoutMs = 20_000, nod
       } catch {
         return;
       }
+      // Bounded: a bench's server runs for minutes; tests look at the start-up lines.
+      if (logs.length < 1000) logs.push(entry);
       if (entry.msg !== 'RTM server started') return;
       clearTimeout(timer);
       resolve({
@@ -57,6 +62,7 @@ export function spawnServer(env: Record<string, string>, timeoutMs = 20_000, nod
         serverPort: entry.serverPort!,
         clientPort: entry.clientPort!,
         adminPort: entry.adminPort,
+        logs,
         exited,
         async kill(signal: NodeJS.Signals = 'SIGTERM') {
           if (child.exitCode === null && child.signalCode === null) child.kill(signal);

@@ -97,6 +97,18 @@ export class PostgresStore implements Store {
     this.now = options.now ?? Date.now;
   }
 
+  /** Where the store is (the URL without its credentials) and how it connects. */
+  describe(): Record<string, string | number | boolean> {
+    let server = '(unparsable URL)';
+    try {
+      const u = new URL(this.url);
+      server = `${u.hostname}${u.port ? `:${u.port}` : ''}${u.pathname}`;
+    } catch {
+      // A URL that pg parses but URL does not: say so rather than echo it (it may hold a password).
+    }
+    return { store: 'postgres', server, schema: this.schema, poolSize: this.poolSize };
+  }
+
   // --- lifecycle -------------------------------------------------------------------------------
 
   async init(): Promise<void> {

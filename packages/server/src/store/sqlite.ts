@@ -133,6 +133,8 @@ export const DEFAULT_SQLITE_SYNCHRONOUS: SqliteSynchronous = 'FULL';
  * bench/RESULTS.md). `RTM_SQLITE_CACHE_MIB` sets another size.
  */
 export const DEFAULT_SQLITE_CACHE_SIZE_KIB = 16384;
+/** `PRAGMA synchronous` answers a number. */
+const SYNCHRONOUS_NAMES: Record<number, string> = { 0: 'OFF', 1: 'NORMAL', 2: 'FULL', 3: 'EXTRA' };
 /** Rows deleted per transaction by the retention sweep (appends interleave between chunks). */
 const RETENTION_CHUNK = 5000;
 
@@ -261,6 +263,29 @@ export class SqliteStore implements Store {
     } catch (err) {
       this.options.onError(`WAL checkpoint before a restart: ${(err as Error).message}`);
     }
+  }
+
+  /**
+   * What the connection runs with, read back from SQLite (journal mode, synchronous, page cache)
+   * and from the options (exclusive access, writer thread, checkpoints).
+   */
+  describe(): Record<string, string | number | boolean> {
+    const db = this.db;
+    if (!db) throw new Error('SqliteStore: init() has not been called (or the store is closed)');
+    const pragma = (name: string): unknown => db.pragma(name, { simple: true });
+    // Negative: KiB; positive: pages.
+    const cacheSize = Number(pragma('cache_size'));
+    const cacheKiB = cacheSize < 0 ? -cacheSize : (cacheSize * Number(pragma('page_size'))) / 1024;
+    return {
+      store: 'sqlite',
+      path: this.path,
+      journalMode: String(pragma('journal_mode')),
+      synchronous: SYNCHRONOUS_NAMES[Number(pragma('synchronous'))] ?? String(pragma('synchronous')),
+      cacheMiB: Math.round((cacheKiB / 1024) * 100) / 100,
+      exclusive: this.path !== ':memory:' && this.options.exclusive,
+      writerThread: this.writer !== undefined,
+      checkpointEveryMs: this.checkpointer ? this.options.checkpointEveryMs : 0,
+    };
   }
 
   async close(): Promise<void> {

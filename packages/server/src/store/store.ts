@@ -136,6 +136,11 @@ export interface Store {
   /** Creates or migrates the schema (idempotent; safe when several nodes start at once). */
   init(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Which store and the settings in effect once `init()` has run, for the operator's startup log
+   * (`store` names the kind; never a secret).
+   */
+  describe(): Record<string, string | number | boolean>;
 
   // --- messages -------------------------------------------------------------------------------
   /** Persists a batch atomically (sendmsgs stores one message per recipient). Results in input order. */
