@@ -23,6 +23,9 @@
  * Before each run, a second of one busy thread per core measures what the machine itself takes away
  * (bench/workers/host-stalls.ts): on a shared VM that, more than the server, sets the tail.
  *
+ * With RTM_BENCH_RELAY_BURN_US=<µs> the relay spins that long per message: set its CPU per message
+ * to ours (printed with each run) to see how much of our tail this host's queueing alone explains.
+ *
  * Load generators run without V8's memory reducer (see `LOAD_GENERATOR_V8_FLAGS`); started without
  * the flag, the bench starts itself again with it.
  */

@@ -10,6 +10,10 @@
  * by that uid; a text message {to, ...} is relayed as is, in one binary frame, to that uid's
  * connection (same per-turn flush). No parsing beyond JSON, no storage: what send → push latency
  * costs on this machine before any server work.
+ *
+ * RTM_BENCH_RELAY_BURN_US=<µs> (calibration): the relay spins this long on every message it
+ * handles, so that its CPU per message can be set to ours and the latency bench shows how the
+ * floor's tail grows with CPU per message on this host (bench/RESULTS.md, twelfth session).
  */
 import { createServer } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -69,7 +73,16 @@ function scheduleFlush(): void {
   setImmediate(flush);
 }
 
+const BURN_MS = Number(process.env.RTM_BENCH_RELAY_BURN_US ?? 0) / 1000;
+
+/** Busy for `BURN_MS` (calibration, see above). */
+function burn(): void {
+  const end = performance.now() + BURN_MS;
+  while (performance.now() < end);
+}
+
 function publish(raw: string): void {
+  if (BURN_MS > 0) burn();
   const m = JSON.parse(raw) as { rid?: string; to?: string };
   if (m.to !== undefined) {
     const to = users.get(String(m.to));
