@@ -671,33 +671,22 @@ describe('SqliteStore seconds (time index): one write per second, the newest row
 describe('SqliteStore.describe', () => {
   it('reads back what the connection runs with: the page cache asked for, synchronous, WAL, exclusive', async () => {
     const dir = await tempDir();
+    const onFile = (differences: Record<string, string | number | boolean>) => ({
+      store: 'sqlite',
+      path: join(dir, 'rtm.sqlite'),
+      journalMode: 'wal',
+      writerThread: false,
+      ...differences,
+    });
     const custom = new SqliteStore({ dataDir: dir, cacheSizeKiB: 3072, synchronous: 'NORMAL', checkpointEveryMs: 50 });
     try {
       assert.throws(() => custom.describe(), /init\(\) has not been called/);
       await custom.init();
-      assert.deepEqual(custom.describe(), {
-        store: 'sqlite',
-        path: join(dir, 'rtm.sqlite'),
-        journalMode: 'wal',
-        synchronous: 'NORMAL',
-        cacheMiB: 3,
-        exclusive: true,
-        writerThread: false,
-        checkpointEveryMs: 50,
-      });
+      assert.deepEqual(custom.describe(), onFile({ synchronous: 'NORMAL', cacheMiB: 3, exclusive: true, checkpointEveryMs: 50 }));
       await custom.close();
       const defaults = new SqliteStore({ dataDir: dir, exclusive: false, checkpointEveryMs: 0 });
       await defaults.init();
-      assert.deepEqual(defaults.describe(), {
-        store: 'sqlite',
-        path: join(dir, 'rtm.sqlite'),
-        journalMode: 'wal',
-        synchronous: 'FULL',
-        cacheMiB: 16,
-        exclusive: false,
-        writerThread: false,
-        checkpointEveryMs: 0,
-      });
+      assert.deepEqual(defaults.describe(), onFile({ synchronous: 'FULL', cacheMiB: 16, exclusive: false, checkpointEveryMs: 0 }));
       await defaults.close();
       const memory = new SqliteStore({ dataDir: ':memory:' });
       await memory.init();
