@@ -270,17 +270,17 @@ export class SqliteStore implements Store {
    * and from the options (exclusive access, writer thread, checkpoints).
    */
   describe(): Record<string, string | number | boolean> {
-    const db = this.db;
-    if (!db) throw new Error('SqliteStore: init() has not been called (or the store is closed)');
+    const db = this.conn;
     const pragma = (name: string): unknown => db.pragma(name, { simple: true });
     // Negative: KiB; positive: pages.
     const cacheSize = Number(pragma('cache_size'));
     const cacheKiB = cacheSize < 0 ? -cacheSize : (cacheSize * Number(pragma('page_size'))) / 1024;
+    const synchronous = Number(pragma('synchronous'));
     return {
       store: 'sqlite',
       path: this.path,
       journalMode: String(pragma('journal_mode')),
-      synchronous: SYNCHRONOUS_NAMES[Number(pragma('synchronous'))] ?? String(pragma('synchronous')),
+      synchronous: SYNCHRONOUS_NAMES[synchronous] ?? String(synchronous),
       cacheMiB: Math.round((cacheKiB / 1024) * 100) / 100,
       exclusive: this.path !== ':memory:' && this.options.exclusive,
       writerThread: this.writer !== undefined,
