@@ -29,6 +29,7 @@ import { pathToFileURL } from 'node:url';
 import { DEFAULT_SQLITE_CACHE_SIZE_KIB, SqliteStore, type SqliteSynchronous } from '../packages/server/src/store/sqlite.js';
 import { SQLITE_MIGRATIONS } from '../packages/server/src/store/sqlite-migrations.js';
 import { MessageKind, type HistoryQuery, type NewMessage, type Store } from '../packages/server/src/store/store.js';
+import { percentile } from './workers/lib.js';
 
 export interface StoreBenchOptions {
   /** Messages written by each append benchmark. @default 200_000 */
@@ -185,8 +186,7 @@ async function timed(samples: number, fn: (i: number) => Promise<unknown>): Prom
     t.push(performance.now() - t0);
   }
   t.sort((a, b) => a - b);
-  const at = (q: number) => t[Math.min(t.length - 1, Math.floor(q * t.length))]!;
-  return { p50Ms: round(at(0.5)), p99Ms: round(at(0.99)), maxMs: round(t[t.length - 1]!) };
+  return { p50Ms: round(percentile(t, 50)), p99Ms: round(percentile(t, 99)), maxMs: round(t[t.length - 1]!) };
 }
 
 /**
@@ -213,14 +213,15 @@ async function commitTimes(
       if (i >= samples) reads.push(performance.now() - t1);
     }
   }
-  const at = (t: number[], q: number) => t.sort((a, b) => a - b)[Math.min(t.length - 1, Math.floor(q * t.length))]!;
+  commits.sort((a, b) => a - b);
+  reads.sort((a, b) => a - b);
   return {
     commitMeanUs: Math.round(commits.reduce((a, b) => a + b, 0) / commits.length),
-    commitP50Us: Math.round(at(commits, 0.5)),
-    commitP99Us: Math.round(at(commits, 0.99)),
-    commitP999Us: Math.round(at(commits, 0.999)),
-    readP50Ms: round(at(reads, 0.5)),
-    readP99Ms: round(at(reads, 0.99)),
+    commitP50Us: Math.round(percentile(commits, 50)),
+    commitP99Us: Math.round(percentile(commits, 99)),
+    commitP999Us: Math.round(percentile(commits, 99.9)),
+    readP50Ms: round(percentile(reads, 50)),
+    readP99Ms: round(percentile(reads, 99)),
   };
 }
 
