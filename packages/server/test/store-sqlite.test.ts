@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
 import { storeConformance } from '@rtm/testkit';
 import { SqliteWriterThread } from '../src/store/sqlite-writer.js';
 import { migrate, SqliteStore } from '../src/store/sqlite.js';
@@ -722,4 +723,112 @@ describe('SqliteStore schema migrations are reported', () => {
       await second.close();
       assert.deepEqual(again, []);
     }));
+});
+
+describe('SqliteStore id counter kept between commits', () => {
+  type Op =
+    | { op: 'append'; by: 0 | 1; n: number; resend: boolean; clockStep: number }
+    | { op: 'retention'; maxAgeMs?: number; maxPerConversation?: number }
+    | { op: 'bulk'; by: 0 | 1; n: number };
+  const opArb: fc.Arbitrary<Op> = fc.oneof(
+    {
+      weight: 6,
+      arbitrary: fc.record({
+        op: fc.constant('append' as const),
+        by: fc.constantFrom(0 as const, 1 as const),
+        n: fc.integer({ min: 1, max: 3 }),
+        resend: fc.boolean(),
+        clockStep: fc.integer({ min: -700, max: 1800 }),
+      }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        op: fc.constant('bulk' as const),
+        by: fc.constantFrom(0 as const, 1 as const),
+        n: fc.integer({ min: 1, max: 3 }),
+      }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        op: fc.constant('retention' as const),
+        maxAgeMs: fc.option(fc.integer({ min: 0, max: 3000 }), { nil: undefined }),
+        maxPerConversation: fc.option(fc.integer({ min: 1, max: 4 }), { nil: undefined }),
+      }),
+    },
+  );
+  interface Committer {
+    kept?: { counter: unknown; dataVersion: bigint };
+    counter(): unknown;
+    s: { dataVersion: { get(): bigint } };
+  }
+  const committerOf = (store: SqliteStore): Committer => (store as unknown as { committer: Committer }).committer;
+
+  it('is what the database says, after appends, resends, new seconds, clock steps back, retention and another connection’s commits', () =>
+    fc.assert(
+      fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 40 }), (ops) =>
+        inTempDir(async (dir) => {
+          let clock = 1_700_000_000_000;
+          // Two connections to one file, as a writer thread and the event loop's retention sweep are.
+          const stores = [0, 1].map(
+            () => new SqliteStore({ dataDir: dir, exclusive: false, synchronous: 'NORMAL', checkpointEveryMs: 0, now: () => clock }),
+          );
+          for (const s of stores) await s.init();
+          try {
+            let mid = 0n;
+            let lastId = 0n;
+            let sent: NewMessage[] = [];
+            for (const o of ops) {
+              if (o.op === 'append') {
+                clock += o.clockStep;
+                const batch: NewMessage[] = [];
+                for (let i = 0; i < o.n; i++) {
+                  const again = o.resend && sent.length > 0 && i === 0;
+                  batch.push(
+                    again
+                      ? sent.at(-1)!
+                      : { pid: 1, kind: MessageKind.P2P, from: 1n + (mid % 3n), to: 9n, mid: ++mid, mtype: 30, msg: `m${mid}`, attrs: '' },
+                  );
+                }
+                const results = await stores[o.by]!.append(batch);
+                for (const r of results) {
+                  assert.notEqual(r.status, 'collision');
+                  if (r.status === 'stored') {
+                    assert.ok(r.message.id > lastId, `id ${r.message.id} after ${lastId}`);
+                    lastId = r.message.id;
+                  }
+                }
+                sent = batch;
+              } else if (o.op === 'bulk') {
+                const store = stores[o.by]!;
+                store.bulkInsert(
+                  Array.from({ length: o.n }, () => ({
+                    pid: 1,
+                    kind: MessageKind.GROUP,
+                    from: 1n,
+                    to: 7n,
+                    mid: ++mid,
+                    mtype: 30,
+                    msg: 'b',
+                    attrs: '',
+                  })),
+                );
+                lastId = (committerOf(store).counter() as { lastId: bigint }).lastId;
+              } else {
+                await stores[0]!.sweepRetention({ maxAgeMs: o.maxAgeMs, maxPerConversation: o.maxPerConversation }, BigInt(clock));
+              }
+              for (const s of stores) {
+                const c = committerOf(s);
+                // Where the kept counter would be used, it must be the one read afresh.
+                if (c.kept && c.kept.dataVersion === c.s.dataVersion.get()) assert.deepEqual(c.kept.counter, c.counter());
+              }
+            }
+          } finally {
+            for (const s of stores) await s.close();
+          }
+        }),
+      ),
+      { numRuns: 40 },
+    ));
 });
