@@ -344,4 +344,7 @@ function printMedians(all: LatencyFigures[]): void {
     );
   }
   if (p99.rtm !== undefined && p99.ws) console.log(`our p99 ÷ the floor's: ${(p99.rtm / p99.ws).toFixed(1)}`);
+  // A relay that stores nothing and answers nothing over the target: no server could meet it here now.
+  if (p99.ws !== undefined && p99.ws > SLOW_MS)
+    console.log(`the floor itself is over the ${SLOW_MS} ms target: this machine, as it is now, cannot show whether ours meets it`);
 }
