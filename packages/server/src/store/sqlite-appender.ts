@@ -256,7 +256,7 @@ export class AppendCommitter {
 }
 
 /** What `counter` reads at the start of a transaction. */
-export interface Counter {
+interface Counter {
   lastId: bigint;
   lastMtime: bigint;
   lastSec: bigint;
