@@ -19,59 +19,12 @@ import { createServer } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { pack } from 'msgpackr';
 import { WebSocketServer, type WebSocket } from 'ws';
-
-interface Member {
-  socket: Socket;
-  queue: Buffer[];
-}
+import { binaryFrame, enqueue, type Member } from './outbox.js';
 
 const http = createServer();
 const wss = new WebSocketServer({ server: http, perMessageDeflate: false });
 const rooms = new Map<string, Set<Member>>();
 const users = new Map<string, Member>();
-let dirty: Member[] = [];
-let flushScheduled = false;
-
-/** An unmasked binary frame (server to client), FIN set. */
-function frame(payload: Buffer): Buffer {
-  const n = payload.length;
-  const head = n < 126 ? 2 : n < 65536 ? 4 : 10;
-  const out = Buffer.allocUnsafe(head + n);
-  out[0] = 0x82;
-  if (n < 126) out[1] = n;
-  else if (n < 65536) {
-    out[1] = 126;
-    out.writeUInt16BE(n, 2);
-  } else {
-    out[1] = 127;
-    out.writeBigUInt64BE(BigInt(n), 2);
-  }
-  payload.copy(out, head);
-  return out;
-}
-
-function flush(): void {
-  flushScheduled = false;
-  const members = dirty;
-  dirty = [];
-  for (const m of members) {
-    const q = m.queue;
-    m.queue = [];
-    if (m.socket.destroyed) continue;
-    m.socket.write(q.length === 1 ? q[0]! : Buffer.concat(q));
-  }
-}
-
-/** Queues `bytes` on `member` for this turn's flush. */
-function enqueue(member: Member, bytes: Buffer): void {
-  if (member.queue.push(bytes) === 1) dirty.push(member);
-}
-
-function scheduleFlush(): void {
-  if (flushScheduled || dirty.length === 0) return;
-  flushScheduled = true;
-  setImmediate(flush);
-}
 
 const BURN_MS = Number(process.env.RTM_BENCH_RELAY_BURN_US ?? 0) / 1000;
 
@@ -86,14 +39,13 @@ function publish(raw: string): void {
   const m = JSON.parse(raw) as { rid?: string; to?: string };
   if (m.to !== undefined) {
     const to = users.get(String(m.to));
-    if (to) enqueue(to, frame(Buffer.from(raw)));
+    if (to) enqueue(to, binaryFrame(Buffer.from(raw)));
   } else {
     const members = rooms.get(String(m.rid));
     if (!members) return;
-    const bytes = frame(pack({ ...m, mtime: Date.now() }));
+    const bytes = binaryFrame(pack({ ...m, mtime: Date.now() }));
     for (const member of members) enqueue(member, bytes);
   }
-  scheduleFlush();
 }
 
 wss.on('connection', (ws: WebSocket, req) => {
