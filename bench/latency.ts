@@ -5,26 +5,31 @@
  * so latency = push received − send time on one clock (the send time travels as the body).
  * Client rate limit off (RTM_CLIENT_CALLS_PER_SECOND=0).
  *
- * Beside it, the same clients and rate through a bare `ws` relay (bench/baselines/ws-server.ts:
- * JSON in, the same bytes out to the receiver, nothing stored): the floor that this machine's
- * processes, sockets and scheduling put under any send → push latency.
+ * Beside it, the same clients and rate through two bare relays that store nothing:
+ * - the protocol's floor (`fpnn`, bench/baselines/fpnn-relay.ts): the same FPNN quests, answers
+ *   and pushes as ours, two frames read and two written per message, no checks, no commit: what
+ *   any server speaking this protocol pays on this machine;
+ * - the relay floor (`ws`, bench/baselines/ws-server.ts): JSON in, the same bytes out to the
+ *   receiver, one read and one write: what this machine's processes, sockets and scheduling put
+ *   under any send → push latency.
  *
  * With `--rounds N` the servers take turns N times and the medians close the output, with our p99
- * ÷ the relay's: on a shared 2-core machine one run's p99 moves 2–3× with the neighbours.
+ * ÷ each floor's: on a shared 2-core machine one run's p99 moves 2–3× with the neighbours.
  *
  * Each run also prints the tail's shape: the share of messages over the 1.5 ms target, grouped into
  * episodes (slow sends at most 5 ms apart; see `slowEpisodes`), with the three biggest. Many short
  * episodes point at per-message stalls; a few long ones at the whole system falling behind.
  *
  *   node --no-memory-reducer --conditions=development --import tsx bench/latency.ts [--rate 5000] [--seconds 10] [--warmup 2]
- *     [--workers 2] [--pairs 200] [--servers rtm,ws] [--rounds 1] [--profile <dir>]   (server CPU profile; see bench/workers/cpuprofile-top.ts)
+ *     [--workers 2] [--pairs 200] [--servers rtm,fpnn,ws] [--rounds 1] [--profile <dir>]   (server CPU profile; see bench/workers/cpuprofile-top.ts)
  *     [--trace]   (where our slow messages waited: before the server took them, inside it, after; bench/workers/send-trace.ts)
  *
  * Before each run, a second of one busy thread per core measures what the machine itself takes away
  * (bench/workers/host-stalls.ts): on a shared VM that, more than the server, sets the tail.
  *
- * With RTM_BENCH_RELAY_BURN_US=<µs> the relay spins that long per message: set its CPU per message
- * to ours (printed with each run) to see how much of our tail this host's queueing alone explains.
+ * With RTM_BENCH_RELAY_BURN_US=<µs> the JSON relay spins that long per message: set its CPU per
+ * message to ours (printed with each run) to see how much of our tail this host's queueing alone
+ * explains.
  *
  * Load generators run without V8's memory reducer (see `LOAD_GENERATOR_V8_FLAGS`); started without
  * the flag, the bench starts itself again with it.
@@ -53,6 +58,14 @@ import {
 import { describeHostStalls, measureHostStalls, type HostStalls } from './workers/host-stalls.js';
 import { sendParts, summariseParts, type PartsSummary, type ServerTimes } from './workers/send-trace.js';
 
+export type LatencyServer = 'rtm' | 'fpnn' | 'ws';
+const LATENCY_SERVERS: readonly LatencyServer[] = ['rtm', 'fpnn', 'ws'];
+const LABEL: Record<LatencyServer, string> = {
+  rtm: 'our RTM server',
+  fpnn: 'bare FPNN relay (the protocol floor: answers and pushes, checks and stores nothing)',
+  ws: 'bare ws relay (the floor: JSON relayed, nothing answered)',
+};
+
 export interface LatencyOptions {
   rate?: number;
   seconds?: number;
@@ -62,14 +75,14 @@ export interface LatencyOptions {
   pairs?: number;
   /** Directory for a CPU profile (.cpuprofile) of the server. */
   profileDir?: string;
-  /** Our server (`rtm`) and/or the bare relay floor (`ws`). @default ['rtm', 'ws'] */
-  servers?: ('rtm' | 'ws')[];
+  /** Our server (`rtm`), the protocol floor (`fpnn`), the relay floor (`ws`). @default ['rtm', 'fpnn', 'ws'] */
+  servers?: LatencyServer[];
   /** Trace our server's send path to split the slow messages' time (`LatencyFigures.slowParts`). */
   trace?: boolean;
 }
 
 export interface LatencyFigures {
-  server: 'rtm' | 'ws';
+  server: LatencyServer;
   /** Messages per second actually sent over the measured run. */
   rate: number;
   sent: number;
@@ -81,7 +94,7 @@ export interface LatencyFigures {
   p99Ms: number;
   p999Ms: number;
   maxMs: number;
-  /** Send → answer (mtime, after persistence) round trip (our server only). */
+  /** Send → answer (mtime; ours: after persistence) round trip (FPNN servers only). */
   answerP50Ms?: number;
   answerP99Ms?: number;
   /**
@@ -125,14 +138,14 @@ export interface LatencyFigures {
 
 export async function runLatencyBench(options: LatencyOptions = {}): Promise<LatencyFigures[]> {
   const out: LatencyFigures[] = [];
-  for (const kind of options.servers ?? ['rtm', 'ws']) out.push(await runOne(kind, options));
+  for (const kind of options.servers ?? LATENCY_SERVERS) out.push(await runOne(kind, options));
   return out;
 }
 
 /** The target: what counts as a slow message in the tail's shape. */
 const SLOW_MS = 1.5;
 
-async function runOne(kind: 'rtm' | 'ws', options: LatencyOptions): Promise<LatencyFigures> {
+async function runOne(kind: LatencyServer, options: LatencyOptions): Promise<LatencyFigures> {
   const rate = options.rate ?? 5000;
   const seconds = options.seconds ?? 10;
   const warmupSeconds = options.warmupSeconds ?? 2;
@@ -149,7 +162,7 @@ async function runOne(kind: 'rtm' | 'ws', options: LatencyOptions): Promise<Late
             ...(traceFile ? { RTM_BENCH_SEND_TRACE: traceFile } : {}),
           },
         })
-      : await startBaseline('ws');
+      : await startBaseline(kind);
   const workers: Worker[] = [];
   let figures: LatencyFigures;
   let samples: { latencyMs: number; sentAtMs: number }[];
@@ -218,7 +231,7 @@ async function runOne(kind: 'rtm' | 'ws', options: LatencyOptions): Promise<Late
       p99Ms: ms(percentile(lat, 99)),
       p999Ms: ms(percentile(lat, 99.9)),
       maxMs: ms(lat[lat.length - 1] ?? 0),
-      ...(kind === 'rtm' && { answerP50Ms: ms(percentile(ans, 50)), answerP99Ms: ms(percentile(ans, 99)) }),
+      ...(kind !== 'ws' && { answerP50Ms: ms(percentile(ans, 50)), answerP99Ms: ms(percentile(ans, 99)) }),
       ...(warm &&
         histogram1 && {
           serverP50Ms: ms(histogramPercentileMs(warm, histogram1, 50)),
@@ -265,20 +278,21 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       warmup: { type: 'string', default: '2' },
       workers: { type: 'string', default: '2' },
       pairs: { type: 'string', default: '200' },
-      servers: { type: 'string', default: 'rtm,ws' },
+      servers: { type: 'string', default: LATENCY_SERVERS.join(',') },
       rounds: { type: 'string', default: '1' },
       profile: { type: 'string' },
       trace: { type: 'boolean', default: false },
     },
   });
   const servers = values.servers.split(',');
-  if (servers.some((s) => s !== 'rtm' && s !== 'ws')) throw new Error(`--servers takes rtm and/or ws, not ${values.servers}`);
+  if (servers.some((s) => !LATENCY_SERVERS.includes(s as LatencyServer)))
+    throw new Error(`--servers takes some of ${LATENCY_SERVERS.join(', ')}, not ${values.servers}`);
   const rounds = Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds takes a whole number ≥ 1, not ${values.rounds}`);
   console.log(
     `p2p send → push latency: clients send 'sendmsg' on the client gate (WebSocket) at ${values.rate} msgs/s for ${values.seconds} s after ${values.warmup} s warm-up, ` +
       `${values.pairs} sender/receiver pairs in ${values.workers} worker processes, every message persisted (SQLite), ${availableParallelism()} cores; ` +
-      `then the same through a bare ws relay (nothing stored: the floor)${rounds > 1 ? `; ${rounds} rounds, taking turns` : ''}`,
+      `then the same through two bare relays that store nothing (the floors)${rounds > 1 ? `; ${rounds} rounds, taking turns` : ''}`,
   );
   const all: LatencyFigures[] = [];
   for (let round = 1; round <= rounds; round++) {
@@ -290,7 +304,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       workers: Number(values.workers),
       pairs: Number(values.pairs),
       profileDir: values.profile,
-      servers: servers as ('rtm' | 'ws')[],
+      servers: servers as LatencyServer[],
       trace: values.trace,
     });
     for (const f of figures) printFigures(f);
@@ -300,7 +314,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
 }
 
 function printFigures(f: LatencyFigures): void {
-  console.log(f.server === 'rtm' ? '\nour RTM server:' : '\nbare ws relay (the floor):');
+  console.log(`\n${LABEL[f.server]}:`);
   console.log(
     `sent ${fmt(f.sent)} (${fmt(f.rate)}/s), pushes received ${fmt(f.received)}, errors ${f.errors}, ${fmt(f.samples)} timed after warm-up; server ${f.serverCores} cores busy ` +
       `(${f.serverCpuUsPerMsg} µs and ${f.serverIoCallsPerMsg} read/write system calls per message), client workers ${f.clientCores}`,
@@ -313,7 +327,8 @@ function printFigures(f: LatencyFigures): void {
         `the 10 biggest hold ${slow.inBiggest10Pct} % of them: ` +
         slow.biggest.map((e) => `${e.lengthMs} ms with ${e.count} (worst ${e.maxMs} ms)`).join(', '),
     );
-  if (f.answerP50Ms !== undefined) console.log(`send → answer (persisted, mtime back): p50 ${f.answerP50Ms} ms, p99 ${f.answerP99Ms} ms`);
+  if (f.answerP50Ms !== undefined)
+    console.log(`send → answer (mtime back${f.server === 'rtm' ? ', persisted' : ''}): p50 ${f.answerP50Ms} ms, p99 ${f.answerP99Ms} ms`);
   if (f.serverP50Ms !== undefined)
     console.log(`inside the server (quest decoded → answer written, after the push): p50 ≈ ${f.serverP50Ms} ms, p99 ≈ ${f.serverP99Ms} ms`);
   if (f.slowParts) {
@@ -327,24 +342,30 @@ function printFigures(f: LatencyFigures): void {
   console.log(`the machine just before: ${describeHostStalls(f.hostStalls)}`);
 }
 
-/** Medians over the rounds, per server, and our p99 ÷ the floor's. */
+/** Medians over the rounds, per server, and our p99 ÷ each floor's. */
 function printMedians(all: LatencyFigures[]): void {
   const med = (values: number[]): number => +median(values).toFixed(3);
   console.log('\nmedians over the rounds:');
-  const p99: Partial<Record<'rtm' | 'ws', number>> = {};
-  for (const server of ['rtm', 'ws'] as const) {
+  const p99: Partial<Record<LatencyServer, number>> = {};
+  for (const server of LATENCY_SERVERS) {
     const runs = all.filter((f) => f.server === server);
     if (runs.length === 0) continue;
     p99[server] = med(runs.map((f) => f.p99Ms));
     console.log(
-      `${server === 'rtm' ? 'our RTM server' : 'bare ws relay '}: p50 ${med(runs.map((f) => f.p50Ms))} ms, p99 ${p99[server]} ms ` +
+      `${server === 'rtm' ? 'our RTM server ' : server === 'fpnn' ? 'bare FPNN relay' : 'bare ws relay  '}: p50 ${med(runs.map((f) => f.p50Ms))} ms, p99 ${p99[server]} ms ` +
         `(each round: ${runs.map((f) => f.p99Ms).join(' / ')}), p99.9 ${med(runs.map((f) => f.p999Ms))} ms, server ${med(runs.map((f) => f.serverCores))} cores; ` +
         `over ${SLOW_MS} ms ${med(runs.map((f) => f.slow.sharePct))} %, of which ${med(runs.map((f) => f.slow.inBiggest10Pct))} % in the 10 biggest episodes; ` +
         `machine stalls before the runs ${med(runs.map((f) => f.hostStalls.msPerSecond))} ms/s per core`,
     );
   }
-  if (p99.rtm !== undefined && p99.ws) console.log(`our p99 ÷ the floor's: ${(p99.rtm / p99.ws).toFixed(1)}`);
+  if (p99.rtm !== undefined && p99.fpnn) console.log(`our p99 ÷ the protocol floor's: ${(p99.rtm / p99.fpnn).toFixed(1)}`);
+  if (p99.rtm !== undefined && p99.ws) console.log(`our p99 ÷ the relay floor's: ${(p99.rtm / p99.ws).toFixed(1)}`);
   // A relay that stores nothing and answers nothing over the target: no server could meet it here now.
   if (p99.ws !== undefined && p99.ws > SLOW_MS)
-    console.log(`the floor itself is over the ${SLOW_MS} ms target: this machine, as it is now, cannot show whether ours meets it`);
+    console.log(`the relay floor itself is over the ${SLOW_MS} ms target: this machine, as it is now, cannot show whether ours meets it`);
+  // One that only speaks the protocol: no server speaking it could.
+  else if (p99.fpnn !== undefined && p99.fpnn > SLOW_MS)
+    console.log(
+      `the protocol floor is over the ${SLOW_MS} ms target: on this machine, as it is now, no server speaking FPNN could show it`,
+    );
 }

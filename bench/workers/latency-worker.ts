@@ -5,8 +5,10 @@
  * against it.
  *
  * Our server (`kind: 'rtm'`): `sendmsg` on the client gate, timed at `pushmsg`; the answer (mtime,
- * after persistence) is timed too. The relay floor (`kind: 'ws'`, bench/baselines/ws-server.ts):
- * a JSON text message {to, t} relayed to the receiver's connection, nothing stored or answered.
+ * after persistence) is timed too. The protocol floor (`kind: 'fpnn'`, bench/baselines/fpnn-relay.ts):
+ * the same clients and quests, logged in with any token. The relay floor (`kind: 'ws'`,
+ * bench/baselines/ws-server.ts): a JSON text message {to, t} relayed to the receiver's connection,
+ * nothing stored or answered.
  */
 import { decodePayload } from '@rtm/fpnn';
 import type WebSocket from 'ws';
@@ -50,7 +52,7 @@ async function connect(m: Record<string, unknown>): Promise<{ ms: number }> {
     closeAll = () => [...senders, ...receivers].forEach((w: WebSocket) => w.terminate());
   } else {
     const all = [...senderUids, ...receiverUids].map(BigInt);
-    const tokens = await fetchTokens(m.serverEndpoint as string, all);
+    const tokens = m.kind === 'rtm' ? await fetchTokens(m.serverEndpoint as string, all) : all.map(() => 'any');
     const clients = await pool(all, 50, (uid, i) => rtmLogin(endpoint, uid, tokens[i]!));
     const senders = clients.slice(0, senderUids.length);
     const receivers: FpnnWsClient[] = clients.slice(senderUids.length);

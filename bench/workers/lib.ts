@@ -125,7 +125,8 @@ export type ServerKind = 'rtm' | 'socketio' | 'ws';
 export const SERVER_LABEL: Record<ServerKind, string> = { rtm: 'our RTM server', socketio: 'Socket.IO', ws: 'bare ws (ceiling)' };
 
 export interface ServerUnderTest {
-  kind: ServerKind;
+  /** `fpnn`: the latency bench's protocol floor (bench/baselines/fpnn-relay.ts). */
+  kind: ServerKind | 'fpnn';
   pid: number;
   /** Client-facing port (RTM: the client gate). */
   clientPort: number;
@@ -219,9 +220,15 @@ export async function startRtmServer(options: RtmServerOptions = {}): Promise<Se
   };
 }
 
-/** A baseline server (bench/baselines/<kind>-server.ts) forked with an IPC channel. */
-export async function startBaseline(kind: 'socketio' | 'ws', nodeOptions = '', env: Record<string, string> = {}): Promise<ServerUnderTest> {
-  const script = fileURLToPath(new URL(`../baselines/${kind === 'ws' ? 'ws' : 'socketio'}-server.ts`, import.meta.url));
+const BASELINE_SCRIPTS = { socketio: 'socketio-server.ts', ws: 'ws-server.ts', fpnn: 'fpnn-relay.ts' } as const;
+
+/** A baseline server (bench/baselines/, `BASELINE_SCRIPTS`) forked with an IPC channel. */
+export async function startBaseline(
+  kind: keyof typeof BASELINE_SCRIPTS,
+  nodeOptions = '',
+  env: Record<string, string> = {},
+): Promise<ServerUnderTest> {
+  const script = fileURLToPath(new URL(`../baselines/${BASELINE_SCRIPTS[kind]}`, import.meta.url));
   const child = fork(script, [], {
     execArgv: [...TSX_ARGV, `--import=${PROBE}`, '--expose-gc', ...nodeOptions.split(' ').filter(Boolean)],
     stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
