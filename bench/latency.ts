@@ -65,6 +65,8 @@ const LABEL: Record<LatencyServer, string> = {
   fpnn: 'bare FPNN relay (the protocol floor: answers and pushes, checks and stores nothing)',
   ws: 'bare ws relay (the floor: JSON relayed, nothing answered)',
 };
+/** The same, aligned, for the medians. */
+const SHORT_LABEL: Record<LatencyServer, string> = { rtm: 'our RTM server ', fpnn: 'bare FPNN relay', ws: 'bare ws relay  ' };
 
 export interface LatencyOptions {
   rate?: number;
@@ -352,7 +354,7 @@ function printMedians(all: LatencyFigures[]): void {
     if (runs.length === 0) continue;
     p99[server] = med(runs.map((f) => f.p99Ms));
     console.log(
-      `${server === 'rtm' ? 'our RTM server ' : server === 'fpnn' ? 'bare FPNN relay' : 'bare ws relay  '}: p50 ${med(runs.map((f) => f.p50Ms))} ms, p99 ${p99[server]} ms ` +
+      `${SHORT_LABEL[server]}: p50 ${med(runs.map((f) => f.p50Ms))} ms, p99 ${p99[server]} ms ` +
         `(each round: ${runs.map((f) => f.p99Ms).join(' / ')}), p99.9 ${med(runs.map((f) => f.p999Ms))} ms, server ${med(runs.map((f) => f.serverCores))} cores; ` +
         `over ${SLOW_MS} ms ${med(runs.map((f) => f.slow.sharePct))} %, of which ${med(runs.map((f) => f.slow.inBiggest10Pct))} % in the 10 biggest episodes; ` +
         `machine stalls before the runs ${med(runs.map((f) => f.hostStalls.msPerSecond))} ms/s per core`,
