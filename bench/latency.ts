@@ -60,13 +60,13 @@ import { sendParts, summariseParts, type PartsSummary, type ServerTimes } from '
 
 export type LatencyServer = 'rtm' | 'fpnn' | 'ws';
 const LATENCY_SERVERS: readonly LatencyServer[] = ['rtm', 'fpnn', 'ws'];
-const LABEL: Record<LatencyServer, string> = {
-  rtm: 'our RTM server',
-  fpnn: 'bare FPNN relay (the protocol floor: answers and pushes, checks and stores nothing)',
-  ws: 'bare ws relay (the floor: JSON relayed, nothing answered)',
+/** Each server's name (the medians line them up) and what it is. */
+const LABEL: Record<LatencyServer, { name: string; role?: string }> = {
+  rtm: { name: 'our RTM server' },
+  fpnn: { name: 'bare FPNN relay', role: 'the protocol floor: answers and pushes, checks and stores nothing' },
+  ws: { name: 'bare ws relay', role: 'the floor: JSON relayed, nothing answered' },
 };
-/** The same, aligned, for the medians. */
-const SHORT_LABEL: Record<LatencyServer, string> = { rtm: 'our RTM server ', fpnn: 'bare FPNN relay', ws: 'bare ws relay  ' };
+const NAME_WIDTH = Math.max(...Object.values(LABEL).map((l) => l.name.length));
 
 export interface LatencyOptions {
   rate?: number;
@@ -316,7 +316,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
 }
 
 function printFigures(f: LatencyFigures): void {
-  console.log(`\n${LABEL[f.server]}:`);
+  const { name, role } = LABEL[f.server];
+  console.log(`\n${name}${role ? ` (${role})` : ''}:`);
   console.log(
     `sent ${fmt(f.sent)} (${fmt(f.rate)}/s), pushes received ${fmt(f.received)}, errors ${f.errors}, ${fmt(f.samples)} timed after warm-up; server ${f.serverCores} cores busy ` +
       `(${f.serverCpuUsPerMsg} µs and ${f.serverIoCallsPerMsg} read/write system calls per message), client workers ${f.clientCores}`,
@@ -354,7 +355,7 @@ function printMedians(all: LatencyFigures[]): void {
     if (runs.length === 0) continue;
     p99[server] = med(runs.map((f) => f.p99Ms));
     console.log(
-      `${SHORT_LABEL[server]}: p50 ${med(runs.map((f) => f.p50Ms))} ms, p99 ${p99[server]} ms ` +
+      `${LABEL[server].name.padEnd(NAME_WIDTH)}: p50 ${med(runs.map((f) => f.p50Ms))} ms, p99 ${p99[server]} ms ` +
         `(each round: ${runs.map((f) => f.p99Ms).join(' / ')}), p99.9 ${med(runs.map((f) => f.p999Ms))} ms, server ${med(runs.map((f) => f.serverCores))} cores; ` +
         `over ${SLOW_MS} ms ${med(runs.map((f) => f.slow.sharePct))} %, of which ${med(runs.map((f) => f.slow.inBiggest10Pct))} % in the 10 biggest episodes; ` +
         `machine stalls before the runs ${med(runs.map((f) => f.hostStalls.msPerSecond))} ms/s per core`,
