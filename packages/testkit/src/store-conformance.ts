@@ -524,13 +524,15 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
     describe('tokens, groups, rooms', () => {
       it('tokens', async () => {
         assert.equal(await store.getToken(PID, BIG + 1n), undefined);
-        await store.setToken(PID, BIG + 1n, 'A'.repeat(32));
-        await store.setToken(PID, BIG + 2n, 'B'.repeat(32));
+        assert.equal(await store.issueToken(PID, BIG + 1n, 'A'.repeat(32)), 'A'.repeat(32));
+        assert.equal(await store.issueToken(PID, BIG + 2n, 'B'.repeat(32)), 'B'.repeat(32));
         assert.equal(await store.getToken(PID, BIG + 1n), 'A'.repeat(32));
-        await store.setToken(PID, BIG + 1n, 'C'.repeat(32));
-        assert.equal(await store.getToken(PID, BIG + 1n), 'C'.repeat(32));
+        // The first token stays: a second issue answers it and stores nothing.
+        assert.equal(await store.issueToken(PID, BIG + 1n, 'C'.repeat(32)), 'A'.repeat(32));
+        assert.equal(await store.getToken(PID, BIG + 1n), 'A'.repeat(32));
         await store.deleteToken(PID, BIG + 1n);
         assert.equal(await store.getToken(PID, BIG + 1n), undefined);
+        assert.equal(await store.issueToken(PID, BIG + 1n, 'C'.repeat(32)), 'C'.repeat(32));
         assert.equal(await store.getToken(PID, BIG + 2n), 'B'.repeat(32));
         assert.equal(await store.getToken(PID + 1, BIG + 2n), undefined);
       });

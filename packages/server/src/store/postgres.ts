@@ -478,11 +478,14 @@ export class PostgresStore implements Store {
     return row?.['token'] as string | undefined;
   }
 
-  async setToken(pid: number, uid: bigint, token: string): Promise<void> {
-    await this.rows(
-      'INSERT INTO tokens (pid, uid, token) VALUES ($1, $2, $3) ON CONFLICT (pid, uid) DO UPDATE SET token = excluded.token',
-      [pid, uid, token],
+  async issueToken(pid: number, uid: bigint, candidate: string): Promise<string> {
+    // The no-op update locks the existing row and makes RETURNING give it: concurrent callers on
+    // any node all get the token that was stored first.
+    const [row] = await this.rows(
+      'INSERT INTO tokens (pid, uid, token) VALUES ($1, $2, $3) ON CONFLICT (pid, uid) DO UPDATE SET token = tokens.token RETURNING token',
+      [pid, uid, candidate],
     );
+    return row!['token'] as string;
   }
 
   async deleteToken(pid: number, uid: bigint): Promise<void> {

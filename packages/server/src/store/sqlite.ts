@@ -359,7 +359,10 @@ export class SqliteStore implements Store {
       ),
 
       tokenGet: p('SELECT token FROM tokens WHERE pid = ? AND uid = ?'),
-      tokenSet: p('INSERT INTO tokens (pid, uid, token) VALUES (?, ?, ?) ON CONFLICT (pid, uid) DO UPDATE SET token = excluded.token'),
+      // The no-op update makes RETURNING give the row that won: the existing token, else the new one.
+      tokenIssue: p(
+        'INSERT INTO tokens (pid, uid, token) VALUES (?, ?, ?) ON CONFLICT (pid, uid) DO UPDATE SET token = token RETURNING token',
+      ),
       tokenDelete: p('DELETE FROM tokens WHERE pid = ? AND uid = ?'),
 
       groupAdd: p('INSERT OR IGNORE INTO group_members (pid, gid, uid) VALUES (?, ?, ?)'),
@@ -636,8 +639,8 @@ export class SqliteStore implements Store {
     return this.s.tokenGet.get(pid, uid)?.['token'] as string | undefined;
   }
 
-  async setToken(pid: number, uid: bigint, token: string): Promise<void> {
-    this.s.tokenSet.run(pid, uid, token);
+  async issueToken(pid: number, uid: bigint, candidate: string): Promise<string> {
+    return this.s.tokenIssue.get(pid, uid, candidate)!['token'] as string;
   }
 
   async deleteToken(pid: number, uid: bigint): Promise<void> {

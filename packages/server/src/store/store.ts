@@ -169,7 +169,11 @@ export interface Store {
 
   // --- tokens ----------------------------------------------------------------------------------
   getToken(pid: number, uid: bigint): Promise<string | undefined>;
-  setToken(pid: number, uid: bigint, token: string): Promise<void>;
+  /**
+   * Stores `candidate` as the user's token unless one exists, and answers the stored token: two
+   * `gettoken` calls at the same time for a new user both get the one that works.
+   */
+  issueToken(pid: number, uid: bigint, candidate: string): Promise<string>;
   deleteToken(pid: number, uid: bigint): Promise<void>;
 
   // --- groups (persistent membership) ----------------------------------------------------------

@@ -7,11 +7,8 @@ import { checkList } from '../shared.js';
 /** Opaque 32-char upper-case hex, stable per (pid, uid) until removetoken (proposal). */
 export const gettoken = serverMethod({ uid: f.id }, async (ctx, r) => {
   const { store } = ctx.services;
-  let token = await store.getToken(ctx.pid, r.uid);
-  if (!token) {
-    token = randomBytes(16).toString('hex').toUpperCase();
-    await store.setToken(ctx.pid, r.uid, token);
-  }
+  const token =
+    (await store.getToken(ctx.pid, r.uid)) ?? (await store.issueToken(ctx.pid, r.uid, randomBytes(16).toString('hex').toUpperCase()));
   return { token };
 });
 
