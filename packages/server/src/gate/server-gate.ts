@@ -1,9 +1,10 @@
-import { FpnnErrorCode, RtmError, type IncomingQuest, type Payload } from '@rtm/fpnn';
+import { FpnnErrorCode, RtmError, RtmErrorCode, type IncomingQuest, type Payload } from '@rtm/fpnn';
 import { invoke, type MethodTable, type ServerContext } from '../methods/method.js';
 import type { Services } from '../services/index.js';
 import { emptyListen, type ServerSession } from '../services/listen.js';
 import type { Connection } from './connection.js';
 import { Gate, type GateOptions } from './gate.js';
+import { RateLimiter } from './rate-limit.js';
 import type { SignatureVerifier } from './signature.js';
 
 /**
@@ -11,6 +12,9 @@ import type { SignatureVerifier } from './signature.js';
  * Also answers FPNN-over-HTTP calls (stateless: listen methods need a connection).
  */
 export class ServerGate extends Gate<ServerSession> {
+  /** Calls per second per project (errors-and-limits.md §3), over TCP and HTTP alike; a second's worth may come at once. */
+  private readonly limiter: RateLimiter;
+
   constructor(
     options: GateOptions,
     private readonly services: Services,
@@ -18,6 +22,8 @@ export class ServerGate extends Gate<ServerSession> {
     private readonly signatures: SignatureVerifier,
   ) {
     super(options);
+    const rate = services.config.serverCallsPerSecond;
+    this.limiter = new RateLimiter(rate, Math.max(1, rate));
   }
 
   protected serve(conn: Connection<ServerSession>, quest: IncomingQuest): Payload | Promise<Payload> {
@@ -32,7 +38,7 @@ export class ServerGate extends Gate<ServerSession> {
   ): Payload | Promise<Payload> {
     const def = this.methods[method];
     if (!def || !Object.hasOwn(this.methods, method)) throw new RtmError(FpnnErrorCode.CORE_UNKNOWN_METHOD, `unknown method '${method}'`);
-    const pid = this.signatures.verify(method, payload, bytes);
+    const pid = this.signatures.verify(method, payload, bytes, this.admit);
     if (conn && !conn.session) conn.session = { pid, listen: emptyListen() };
     if (conn && conn.session!.pid !== pid) {
       // One connection serves one project: listen state and pushes are per project.
@@ -40,6 +46,14 @@ export class ServerGate extends Gate<ServerSession> {
     }
     return invoke(def, { pid, services: this.services, conn: conn as ServerContext['conn'] }, payload);
   }
+
+  private readonly admit = (pid: number): void => {
+    if (this.limiter.take(String(pid))) return;
+    throw new RtmError(
+      RtmErrorCode.API_FREQUENCY_LIMITED,
+      `too many calls: the limit is ${this.services.config.serverCallsPerSecond}/s per project`,
+    );
+  };
 
   /** One FPNN-over-HTTP call (spec/fpnn.md §7). */
   handleHttp = async (method: string, payload: Payload): Promise<{ ok: boolean; payload: Payload }> => {

@@ -82,8 +82,11 @@ export class SignatureVerifier {
     this.replays = new ReplayGuard(options.windowSeconds * 1000, options.maxRemembered ?? 1_000_000);
   }
 
-  /** Checks pid, sign, ts and replay; returns the project id. */
-  verify(method: string, payload: Payload, bytes: Uint8Array): number {
+  /**
+   * Checks pid, sign, ts and replay; returns the project id. `admit` (a rate limit) runs once the
+   * signature holds and before the quest is remembered, so a quest it refuses may be sent again.
+   */
+  verify(method: string, payload: Payload, bytes: Uint8Array, admit?: (pid: number) => void): number {
     const pidValue = asInt64(payload.pid);
     if (pidValue === undefined) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_SIGN, "missing or invalid 'pid'");
     const pid = Number(pidValue);
@@ -112,6 +115,7 @@ export class SignatureVerifier {
       expected = computeSign(pid, project.secret, salt, method, ts);
     }
     if (expected !== sign.toUpperCase()) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_SIGN, 'signature does not match');
+    admit?.(pid);
     // The sign already binds pid, salt, method and ts; the payload fingerprint tells apart two
     // quests signed alike (same salt within one millisecond).
     if (this.replays.seen(expected, fingerprint(bytes))) {

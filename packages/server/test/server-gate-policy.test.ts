@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { RTMClient } from '@rtm/client-sdk';
+import { RawClient, signFields, startTestServer, TEST_PID, TEST_SECRET, uniqueSalt, type TestServer } from '@rtm/testkit';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('server gate: tokens issued once, per-project call rate (real server, raw frames)', () => {
+  const OTHER_PID = 11000002;
+  const OTHER_SECRET = 'other-project-secret';
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer({
+      projects: [
+        { pid: TEST_PID, secret: TEST_SECRET },
+        { pid: OTHER_PID, secret: OTHER_SECRET },
+      ],
+      serverCallsPerSecond: 5,
+    });
+  });
+  after(() => server.close());
+
+  it('two gettoken quests for a new user in one TCP write get the same token, and it logs in', async () => {
+    await sleep(1100); // a full bucket: the other test may have run first
+    const raw = await RawClient.tcp(server.serverEndpoint);
+    try {
+      const uid = 1_000_000_000_000_000_123n;
+      // One write: the server starts both handlers before either has stored a token.
+      raw.socket.cork();
+      const both = [raw.signed('gettoken', { uid }, TEST_PID, TEST_SECRET), raw.signed('gettoken', { uid }, TEST_PID, TEST_SECRET)];
+      raw.socket.uncork();
+      const [first, second] = (await Promise.all(both)) as { token: string }[];
+      assert.match(first!.token, /^[0-9A-F]{32}$/);
+      assert.equal(second!.token, first!.token);
+      const client = new RTMClient({ endpoint: server.clientEndpoint, pid: TEST_PID, autoReconnect: false });
+      try {
+        assert.deepEqual(await client.login(uid, first!.token), { ok: true });
+      } finally {
+        client.close();
+      }
+    } finally {
+      raw.close();
+    }
+  });
+
+  it('over RTM_SERVER_CALLS_PER_SECOND a project gets 200010; other projects do not, and a refused quest may be sent again', async () => {
+    await sleep(1100);
+    const raw = await RawClient.tcp(server.serverEndpoint);
+    try {
+      const call = () =>
+        raw.quest('getonlineusers', { ...signFields('getonlineusers', TEST_PID, TEST_SECRET, uniqueSalt()), uids: [1n] }).then(
+          () => 'ok',
+          (err: { code: number }) => err.code,
+        );
+      const burst = await Promise.all(Array.from({ length: 12 }, call));
+      assert.deepEqual(burst, [...Array(5).fill('ok'), ...Array(7).fill(200010)]);
+      const other = await RawClient.tcp(server.serverEndpoint); // a connection serves one project
+      try {
+        await other.signed('getonlineusers', { uids: [1n] }, OTHER_PID, OTHER_SECRET); // each project has its own budget
+      } finally {
+        other.close();
+      }
+
+      // The very quest refused for the rate is not a replay once the budget refills.
+      const salt = uniqueSalt();
+      const fields = signFields('getonlineusers', TEST_PID, TEST_SECRET, salt);
+      const again = () =>
+        raw.quest('getonlineusers', { ...fields, uids: [2n] }).then(
+          () => 'ok',
+          (err: { code: number }) => err.code,
+        );
+      assert.equal(await again(), 200010);
+      await sleep(300);
+      assert.equal(await again(), 'ok');
+      await sleep(300);
+      assert.equal(await again(), 200006, 'an exact replay of an accepted quest is still refused');
+    } finally {
+      raw.close();
+    }
+  });
+});
