@@ -190,12 +190,15 @@ describe('friends, blacklists, info and data (server and client gates)', () => {
     assert.deepEqual(await ca.quest('getuserinfo'), { oinfo: 'me', pinfo: 'secret' });
     assert.deepEqual(await call('getuserinfo', { uid: a }), { oinfo: 'me', pinfo: 'secret' });
     assert.deepEqual(await cb.quest('getuseropeninfo', { uids: [a, b] }), { info: { [a.toString()]: 'me' } });
-    await rejectsCode(ca.quest('setuserinfo', {}), 10009);
+    // Both keys are optional on the client gate (client-api.md §4): none changes nothing.
+    assert.deepEqual(await ca.quest('setuserinfo', {}), {});
+    assert.deepEqual(await ca.quest('getuserinfo'), { oinfo: 'me', pinfo: 'secret' });
     await rejectsCode(ca.quest('setuserinfo', { pinfo: 'x'.repeat(65) }), 200030);
 
     assert.deepEqual(await ca.quest('setgroupinfo', { gid, oinfo: 'g open', pinfo: 'g private' }), {});
     assert.deepEqual(await ca.quest('getgroupinfo', { gid }), { oinfo: 'g open', pinfo: 'g private' });
     await rejectsCode(cb.quest('setgroupinfo', { gid, oinfo: 'hijack' }), 200041);
+    await rejectsCode(cb.quest('setgroupinfo', { gid }), 200041);
     await rejectsCode(cb.quest('getgroupinfo', { gid }), 200041);
     assert.deepEqual(await cb.quest('getgroupopeninfo', { gid }), { oinfo: 'g open' });
     assert.deepEqual(await cb.quest('getgroupsopeninfo', { gids: [gid, gid + 1n] }), { info: { [gid.toString()]: 'g open' } });

@@ -11,9 +11,12 @@ import type { Info } from '../store/store.js';
 
 const bytes = (s: string): number => Buffer.byteLength(s, 'utf8');
 
-/** The parts of a set*info quest; at least one is required (server-api.md §4: "at least one"). */
-export function infoUpdate(limits: Limits, r: { oinfo?: string; pinfo?: string }): Partial<Info> {
-  if (r.oinfo === undefined && r.pinfo === undefined) {
+/**
+ * The parts of a set*info quest. The server gate requires at least one (server-api.md §4: "at
+ * least one"); on the client gate both are optional (client-api.md §4) and none changes nothing.
+ */
+export function infoUpdate(limits: Limits, r: { oinfo?: string; pinfo?: string }, requireOne: boolean): Partial<Info> {
+  if (requireOne && r.oinfo === undefined && r.pinfo === undefined) {
     throw new RtmError(FpnnErrorCode.PROTO_KEY_NOT_FOUND, "missing key: give 'oinfo', 'pinfo' or both");
   }
   for (const key of ['oinfo', 'pinfo'] as const) {

@@ -9,7 +9,7 @@ import { requireGroupMember, requireInRoom } from './access.js';
 const infoParts = { oinfo: f.opt(f.str), pinfo: f.opt(f.str) };
 
 export const setuserinfo = clientMethod(infoParts, async (ctx, r) => {
-  await ctx.services.store.setInfo(ctx.pid, 'user', ctx.uid, infoUpdate(ctx.services.config.limits, r));
+  await ctx.services.store.setInfo(ctx.pid, 'user', ctx.uid, infoUpdate(ctx.services.config.limits, r, false));
   return {};
 });
 
@@ -22,7 +22,7 @@ export const getuseropeninfo = clientMethod({ uids: f.ids }, async (ctx, r) => {
 });
 
 export const setgroupinfo = clientMethod({ gid: f.id, ...infoParts }, async (ctx, r) => {
-  const update = infoUpdate(ctx.services.config.limits, r);
+  const update = infoUpdate(ctx.services.config.limits, r, false);
   await requireGroupMember(ctx, r.gid);
   await ctx.services.store.setInfo(ctx.pid, 'group', r.gid, update);
   return {};
@@ -43,7 +43,7 @@ export const getgroupsopeninfo = clientMethod({ gids: f.ids }, async (ctx, r) =>
 });
 
 export const setroominfo = clientMethod({ rid: f.id, ...infoParts }, async (ctx, r) => {
-  const update = infoUpdate(ctx.services.config.limits, r);
+  const update = infoUpdate(ctx.services.config.limits, r, false);
   await requireInRoom(ctx, r.rid);
   await ctx.services.store.setInfo(ctx.pid, 'room', r.rid, update);
   return {};

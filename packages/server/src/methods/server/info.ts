@@ -8,7 +8,7 @@ import { checkDataKey, checkDataVal, infoUpdate } from '../sizes.js';
 const infoParts = { oinfo: f.opt(f.str), pinfo: f.opt(f.str) };
 
 export const setuserinfo = serverMethod({ uid: f.id, ...infoParts }, async (ctx, r) => {
-  await ctx.services.store.setInfo(ctx.pid, 'user', r.uid, infoUpdate(ctx.services.config.limits, r));
+  await ctx.services.store.setInfo(ctx.pid, 'user', r.uid, infoUpdate(ctx.services.config.limits, r, true));
   return {};
 });
 
@@ -23,7 +23,7 @@ export const getuseropeninfo = serverMethod({ uids: f.ids }, async (ctx, r) => {
 });
 
 export const setgroupinfo = serverMethod({ gid: f.id, ...infoParts }, async (ctx, r) => {
-  await ctx.services.store.setInfo(ctx.pid, 'group', r.gid, infoUpdate(ctx.services.config.limits, r));
+  await ctx.services.store.setInfo(ctx.pid, 'group', r.gid, infoUpdate(ctx.services.config.limits, r, true));
   return {};
 });
 
@@ -32,7 +32,7 @@ export const getgroupinfo = serverMethod({ gid: f.id }, async (ctx, r) => ({
 }));
 
 export const setroominfo = serverMethod({ rid: f.id, ...infoParts }, async (ctx, r) => {
-  await ctx.services.store.setInfo(ctx.pid, 'room', r.rid, infoUpdate(ctx.services.config.limits, r));
+  await ctx.services.store.setInfo(ctx.pid, 'room', r.rid, infoUpdate(ctx.services.config.limits, r, true));
   return {};
 });
 
