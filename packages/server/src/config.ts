@@ -13,6 +13,12 @@ export interface ProjectConfig {
   readonly pid: number;
   /** Server-gate signing secret. */
   readonly secret: string;
+  /**
+   * Base64 key of "auth v2" tokens (client-api.md §2): a backend mints
+   * base64(HMAC-SHA256(key, "<pid>:<uid>:<ts>")) itself instead of calling `gettoken`.
+   * Absent: such logins are refused. @default none
+   */
+  readonly hmacSecret?: string;
 }
 
 export interface Limits {
@@ -104,11 +110,16 @@ export interface ServerConfig {
   readonly maxOutboundBytes: number;
   /** Allowed |now − ts| of server-gate signatures. @default 300 s */
   readonly signWindowSeconds: number;
+  /** How long an auth v2 (HMAC) token works after its `ts`. @default 86400 s */
+  readonly hmacTokenTtlSeconds: number;
   /** Accept the old signature md5(pid:secret:salt) when `ts` is absent. @default false */
   readonly allowLegacySign: boolean;
   /** Server-gate group/room sends require `from` to be a member (old doc). @default true */
   readonly serverSendRequiresMembership: boolean;
-  /** uids allowed to broadcast through the server gate; empty = anyone. @default [] */
+  /**
+   * uids allowed to broadcast through the server gate; empty = anyone. They are the backend's
+   * identities: a client login as one of them is refused (200025). @default []
+   */
   readonly broadcastAdminUids: readonly bigint[];
   /** Client-gate calls per second per user (token bucket refill); 0 = unlimited. @default 50 */
   readonly clientCallsPerSecond: number;
@@ -168,6 +179,7 @@ export const DEFAULT_CONFIG: Omit<ServerConfig, 'projects'> = Object.freeze({
   pushTimeoutMs: 5_000,
   maxOutboundBytes: 4 * 1024 * 1024,
   signWindowSeconds: 300,
+  hmacTokenTtlSeconds: 86_400,
   allowLegacySign: false,
   serverSendRequiresMembership: true,
   broadcastAdminUids: [],
@@ -215,7 +227,7 @@ function port(env: Env, name: string, fallback: number, allowOff = false): numbe
 export type ConfigOverrides = Partial<Omit<ServerConfig, 'limits'>> & { limits?: Partial<Limits> };
 
 interface FileConfig {
-  projects?: { pid: number; secret: string }[];
+  projects?: { pid: number; secret: string; hmacSecret?: string }[];
   [key: string]: unknown;
 }
 
@@ -234,13 +246,16 @@ function readConfigFile(path: string): FileConfig {
 }
 
 function validateProject(p: unknown, where: string): ProjectConfig {
-  const o = p as { pid?: unknown; secret?: unknown };
+  const o = p as { pid?: unknown; secret?: unknown; hmacSecret?: unknown };
   if (typeof o?.pid !== 'number' || !Number.isInteger(o.pid) || o.pid <= 0 || o.pid > 0x7fffffff) {
     throw new ConfigError(`${where}: pid must be a positive int32`);
   }
   if (typeof o.secret !== 'string' || o.secret.length < 8)
     throw new ConfigError(`${where}: secret must be a string of at least 8 characters`);
-  return Object.freeze({ pid: o.pid, secret: o.secret });
+  if (o.hmacSecret === undefined || o.hmacSecret === '') return Object.freeze({ pid: o.pid, secret: o.secret });
+  if (typeof o.hmacSecret !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(o.hmacSecret) || Buffer.from(o.hmacSecret, 'base64').length < 16)
+    throw new ConfigError(`${where}: hmacSecret must be base64 of at least 16 bytes (e.g. \`openssl rand -base64 32\`)`);
+  return Object.freeze({ pid: o.pid, secret: o.secret, hmacSecret: o.hmacSecret });
 }
 
 /**
@@ -285,7 +300,12 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
       secret = dev.secret;
       if (dev.generated) generatedSecret = secret;
     }
-    projects = [validateProject({ pid, secret }, 'RTM_PROJECT_ID/RTM_PROJECT_SECRET')];
+    projects = [
+      validateProject(
+        { pid, secret, hmacSecret: env.RTM_PROJECT_HMAC_SECRET },
+        'RTM_PROJECT_ID/RTM_PROJECT_SECRET/RTM_PROJECT_HMAC_SECRET',
+      ),
+    ];
   }
   const pids = new Set<number>();
   for (const p of projects) {
@@ -333,6 +353,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     pushTimeoutMs: int(env, 'RTM_PUSH_TIMEOUT_MS', d.pushTimeoutMs, 100, 600_000),
     maxOutboundBytes: int(env, 'RTM_MAX_OUTBOUND_BYTES', d.maxOutboundBytes, 64 * 1024, 1024 * 1024 * 1024),
     signWindowSeconds: int(env, 'RTM_SIGN_WINDOW_SECONDS', d.signWindowSeconds, 1, 86_400),
+    hmacTokenTtlSeconds: int(env, 'RTM_HMAC_TOKEN_TTL_SECONDS', d.hmacTokenTtlSeconds, 1, 10 * 365 * 86_400),
     allowLegacySign: bool(env, 'RTM_ALLOW_LEGACY_SIGN', d.allowLegacySign),
     serverSendRequiresMembership: bool(env, 'RTM_SERVER_SEND_REQUIRES_MEMBERSHIP', d.serverSendRequiresMembership),
     broadcastAdminUids: Object.freeze(broadcastAdmins),

@@ -49,3 +49,20 @@ describe('config: V8 young-generation collection', () => {
     assert.throws(() => resolveConfig({ ...base, RTM_PARALLEL_SCAVENGE: 'sometimes' }), /RTM_PARALLEL_SCAVENGE must be true or false/);
   });
 });
+
+describe('config: auth v2 (HMAC) tokens', () => {
+  it('RTM_PROJECT_HMAC_SECRET must be base64 of at least 16 bytes; RTM_HMAC_TOKEN_TTL_SECONDS defaults to a day', () => {
+    const key = Buffer.alloc(32, 7).toString('base64');
+    const { config } = resolveConfig({ ...base, RTM_PROJECT_HMAC_SECRET: key });
+    assert.equal(config.projects[0]!.hmacSecret, key);
+    assert.equal(config.hmacTokenTtlSeconds, 86_400);
+    assert.equal(resolveConfig(base).config.projects[0]!.hmacSecret, undefined);
+    assert.equal(resolveConfig({ ...base, RTM_HMAC_TOKEN_TTL_SECONDS: '600' }).config.hmacTokenTtlSeconds, 600);
+    assert.throws(
+      () => resolveConfig({ ...base, RTM_PROJECT_HMAC_SECRET: 'not base64!' }),
+      /hmacSecret must be base64 of at least 16 bytes/,
+    );
+    assert.throws(() => resolveConfig({ ...base, RTM_PROJECT_HMAC_SECRET: Buffer.alloc(8).toString('base64') }), /at least 16 bytes/);
+    assert.throws(() => resolveConfig({ ...base, RTM_HMAC_TOKEN_TTL_SECONDS: '0' }), /RTM_HMAC_TOKEN_TTL_SECONDS/);
+  });
+});

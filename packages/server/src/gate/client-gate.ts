@@ -4,6 +4,7 @@ import type { Services } from '../services/index.js';
 import type { ClientSession } from '../services/presence.js';
 import type { Connection } from './connection.js';
 import { Gate, type GateOptions } from './gate.js';
+import { hmacToken, refuseHmacToken, sameSecret } from './login-token.js';
 import { RateLimiter } from './rate-limit.js';
 
 const authSchema = {
@@ -12,6 +13,8 @@ const authSchema = {
   token: s.str,
   version: s.optional(s.str),
   attrs: s.optional(s.strMap),
+  ts: s.optional(s.id),
+  authv: s.optional(s.int),
 };
 
 /**
@@ -56,13 +59,19 @@ export class ClientGate extends Gate<ClientSession> {
     if (conn.session) throw new RtmError(RtmErrorCode.DUPLCATED_AUTH, 'this connection is already logged in');
     const req = s.parse(authSchema, payload);
     const { config, store } = this.services;
-    if (!config.projects.some((p) => p.pid === req.pid))
-      throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_USER_ID, `unknown project ${req.pid}`);
+    const project = config.projects.find((p) => p.pid === req.pid);
+    if (!project) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_USER_ID, `unknown project ${req.pid}`);
     if (req.uid <= 0n) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_USER_ID, `invalid uid ${req.uid}`);
-    const token = await store.getToken(req.pid, req.uid);
-    if (!token || token !== req.token) {
-      this.log.info({ pid: req.pid, uid: String(req.uid), remote: conn.remote }, 'login refused: bad token');
+    const refused = req.authv === 2 ? this.refuseV2Token(project.hmacSecret, req) : await this.refuseStoredToken(req);
+    if (refused) {
+      this.log.info({ pid: req.pid, uid: String(req.uid), remote: conn.remote, why: refused }, 'login refused: bad token');
       return { ok: false };
+    }
+    if (config.broadcastAdminUids.includes(req.uid)) {
+      throw new RtmError(
+        RtmErrorCode.ADMIN_LOGIN,
+        `user ${req.uid} is an admin id (RTM_BROADCAST_ADMIN_UIDS): it may not log in as a client`,
+      );
     }
     if (await store.isProjectBlack(req.pid, req.uid, BigInt(Date.now()))) {
       throw new RtmError(RtmErrorCode.AUTH_DENIED, `user ${req.uid} is on the project blacklist`);
@@ -72,6 +81,22 @@ export class ClientGate extends Gate<ClientSession> {
     await this.services.sessions.login(conn as ClientContext['conn']);
     this.log.debug({ pid: req.pid, uid: String(req.uid), conn: conn.id }, 'login');
     return { ok: true };
+  }
+
+  /** Why a `gettoken` token is refused, or undefined when it is the user's token. */
+  private async refuseStoredToken(req: { pid: number; uid: bigint; token: string }): Promise<string | undefined> {
+    const token = await this.services.store.getToken(req.pid, req.uid);
+    if (!token) return 'the user has no token (gettoken)';
+    return sameSecret(req.token, token) ? undefined : 'not the token gettoken gave';
+  }
+
+  /** Why an auth v2 token (`authv: 2`, `ts`) is refused, or undefined when it is good. */
+  private refuseV2Token(hmacSecret: string | undefined, req: { pid: number; uid: bigint; token: string; ts?: bigint }): string | undefined {
+    if (!hmacSecret) return 'auth v2 token, but the project has no hmacSecret';
+    if (req.ts === undefined) return "auth v2 token without 'ts'";
+    const { hmacTokenTtlSeconds, signWindowSeconds } = this.services.config;
+    const expected = hmacToken(hmacSecret, req.pid, req.uid, req.ts);
+    return refuseHmacToken(req.token, expected, req.ts, Math.floor(Date.now() / 1000), hmacTokenTtlSeconds, signWindowSeconds);
   }
 
   /** `bye`: answer, then close (the SDK also closes when the answer arrives). */

@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { RawClient, startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+
+// client-api.md §2 `auth`: tokens from gettoken, "auth v2" tokens a backend mints with the
+// project's hmacSecret, and admin ids that may not log in as clients. Real server, raw frames.
+
+const HMAC_SECRET = Buffer.from('a project key of thirty-two bytes').toString('base64');
+const NO_V2_PID = 11000003;
+const ADMIN = 42n;
+const BIG = 1n << 60n;
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+
+/** What the Unity token helper computes. */
+function v2Token(pid: number, uid: bigint, ts: number, secret = HMAC_SECRET): string {
+  return createHmac('sha256', Buffer.from(secret, 'base64')).update(`${pid}:${uid}:${ts}`).digest('base64');
+}
+
+describe('client login: gettoken tokens, auth v2 (HMAC) tokens, admin ids', () => {
+  let server: TestServer;
+  let backend: RawClient;
+  const clients: RawClient[] = [];
+  const auth = async (payload: Record<string, unknown>) => {
+    const client = await RawClient.websocket(server.clientEndpoint);
+    clients.push(client);
+    return { client, answer: await client.quest('auth', payload).catch((err: { code: number }) => ({ error: err.code })) };
+  };
+
+  before(async () => {
+    server = await startTestServer({
+      projects: [
+        { pid: TEST_PID, secret: TEST_SECRET, hmacSecret: HMAC_SECRET },
+        { pid: NO_V2_PID, secret: 'no-v2-secret' },
+      ],
+      hmacTokenTtlSeconds: 3600,
+      signWindowSeconds: 300,
+      broadcastAdminUids: [ADMIN],
+    });
+    backend = await RawClient.tcp(server.serverEndpoint);
+  });
+  after(async () => {
+    for (const c of clients) c.close();
+    backend.close();
+    await server.close();
+  });
+
+  it('an auth v2 token works without gettoken, and the session acts as its uid', async () => {
+    const uid = BIG + 1n;
+    const ts = nowSeconds();
+    const { client, answer } = await auth({ pid: TEST_PID, uid, token: v2Token(TEST_PID, uid, ts), ts, authv: 2, version: 'Unity-2.7.26' });
+    assert.deepEqual(answer, { ok: true });
+    assert.deepEqual(await client.quest('setuserinfo', { oinfo: 'minted' }), {});
+    const info = await backend.signed('getuserinfo', { uid }, TEST_PID, TEST_SECRET);
+    assert.equal(info.oinfo, 'minted');
+    // Within the ttl, an older ts still works (a relogin reuses the token it was given).
+    const old = nowSeconds() - 3000;
+    assert.deepEqual((await auth({ pid: TEST_PID, uid, token: v2Token(TEST_PID, uid, old), ts: old, authv: 2 })).answer, { ok: true });
+  });
+
+  it('a bad auth v2 token is {ok: false}: wrong key, other uid, expired, from the future, no ts, no hmacSecret', async () => {
+    const uid = BIG + 2n;
+    const ts = nowSeconds();
+    const other = Buffer.from('another key of at least sixteen bytes').toString('base64');
+    const refused = [
+      { pid: TEST_PID, uid, token: v2Token(TEST_PID, uid, ts, other), ts, authv: 2 },
+      { pid: TEST_PID, uid, token: v2Token(TEST_PID, uid + 1n, ts), ts, authv: 2 },
+      { pid: TEST_PID, uid, token: v2Token(TEST_PID, uid, ts - 3601), ts: ts - 3601, authv: 2 },
+      { pid: TEST_PID, uid, token: v2Token(TEST_PID, uid, ts + 400), ts: ts + 400, authv: 2 },
+      { pid: TEST_PID, uid, token: v2Token(TEST_PID, uid, ts), authv: 2 },
+      { pid: NO_V2_PID, uid, token: v2Token(NO_V2_PID, uid, ts), ts, authv: 2 },
+      // Without authv the token is a gettoken one, and this user has none.
+      { pid: TEST_PID, uid, token: v2Token(TEST_PID, uid, ts), ts },
+    ];
+    for (const payload of refused)
+      assert.deepEqual(
+        (await auth(payload)).answer,
+        { ok: false },
+        JSON.stringify(payload, (_k, v) => (typeof v === 'bigint' ? String(v) : v)),
+      );
+  });
+
+  it('a gettoken token is not an auth v2 token, and works as before', async () => {
+    const uid = BIG + 3n;
+    const { token } = (await backend.signed('gettoken', { uid }, TEST_PID, TEST_SECRET)) as { token: string };
+    assert.deepEqual((await auth({ pid: TEST_PID, uid, token, ts: nowSeconds(), authv: 2 })).answer, { ok: false });
+    assert.deepEqual((await auth({ pid: TEST_PID, uid, token })).answer, { ok: true });
+    assert.deepEqual((await auth({ pid: TEST_PID, uid, token: token.toLowerCase() })).answer, { ok: false });
+  });
+
+  it('an admin id (RTM_BROADCAST_ADMIN_UIDS) may not log in as a client: 200025', async () => {
+    const { token } = (await backend.signed('gettoken', { uid: ADMIN }, TEST_PID, TEST_SECRET)) as { token: string };
+    assert.deepEqual((await auth({ pid: TEST_PID, uid: ADMIN, token })).answer, { error: 200025 });
+    const ts = nowSeconds();
+    assert.deepEqual((await auth({ pid: TEST_PID, uid: ADMIN, token: v2Token(TEST_PID, ADMIN, ts), ts, authv: 2 })).answer, {
+      error: 200025,
+    });
+    // A bad token says nothing about who is an admin.
+    assert.deepEqual((await auth({ pid: TEST_PID, uid: ADMIN, token: 'WRONG' })).answer, { ok: false });
+  });
+});
