@@ -127,6 +127,11 @@ export interface ServerConfig {
   readonly clientCallBurst: number;
   /** Server-gate calls per second per project; 0 = unlimited. @default 0 */
   readonly serverCallsPerSecond: number;
+  /**
+   * Push p2p, group and room messages to the sender's other sessions (devices) too; never to the
+   * session that sent it. Off: they find their own messages in history (client-api.md §6). @default false
+   */
+  readonly pushToSenderDevices: boolean;
   /** A reconnect within this time after a user's last session ended is the same presence. @default 120000 ms */
   readonly logoutGraceMs: number;
   /** Delete messages older than this many days; 0 = keep. @default 0 */
@@ -186,6 +191,7 @@ export const DEFAULT_CONFIG: Omit<ServerConfig, 'projects'> = Object.freeze({
   clientCallsPerSecond: 50,
   clientCallBurst: 100,
   serverCallsPerSecond: 0,
+  pushToSenderDevices: false,
   logoutGraceMs: 120_000,
   retentionDays: 0,
   retentionMaxPerConversation: 0,
@@ -360,6 +366,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     clientCallsPerSecond: int(env, 'RTM_CLIENT_CALLS_PER_SECOND', d.clientCallsPerSecond, 0, 1_000_000),
     clientCallBurst: int(env, 'RTM_CLIENT_CALL_BURST', d.clientCallBurst, 1, 1_000_000),
     serverCallsPerSecond: int(env, 'RTM_SERVER_CALLS_PER_SECOND', d.serverCallsPerSecond, 0, 10_000_000),
+    pushToSenderDevices: bool(env, 'RTM_PUSH_TO_SENDER_DEVICES', d.pushToSenderDevices),
     logoutGraceMs: int(env, 'RTM_LOGOUT_GRACE_MS', d.logoutGraceMs, 0, 86_400_000),
     retentionDays: int(env, 'RTM_RETENTION_DAYS', d.retentionDays, 0, 100_000),
     retentionMaxPerConversation: int(env, 'RTM_RETENTION_MAX_PER_CONVERSATION', d.retentionMaxPerConversation, 0, 1_000_000_000),

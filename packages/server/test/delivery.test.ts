@@ -97,10 +97,14 @@ describe('client gate delivery: every device that should, exactly once, and none
     await b.client.enterRoom(R);
     const room = await b.client.sendRoomMessage(R, 51, 'hello room');
     await settle(() => a1.count(room.mid) === 1 && a2.count(room.mid) === 1 && b.count(group.mid) === 1);
+    const own = await a1.client.sendRoomMessage(R, 51, 'from A in the room');
+    await settle(() => b.count(own.mid) === 1);
+    assert.equal(b.count(own.mid), 1);
+    assert.equal(a2.count(own.mid), 0, "a room message is not pushed to the sender's other device");
     for (const dev of [a1, a2, b]) assert.equal(dev.count(multi.mid), 1, `${dev.name} multi`);
     assert.equal(d.count(multi.mid), 0);
     assert.equal(a1.count(group.mid), 0, 'not back to the sending session');
-    assert.equal(a2.count(group.mid), 1, "the sender's other device is a member too");
+    assert.equal(a2.count(group.mid), 0, "not to the sender's other device either (RTM_PUSH_TO_SENDER_DEVICES is off)");
     assert.equal(b.count(group.mid), 1);
     assert.equal(d.count(group.mid), 0);
     assert.equal(a1.count(room.mid), 1);
@@ -147,5 +151,60 @@ describe('client gate delivery: every device that should, exactly once, and none
     const client = new RTMClient({ endpoint: server.clientEndpoint, pid: TEST_PID, autoReconnect: false });
     assert.deepEqual(await client.login(B, 'WRONG'), { ok: false });
     await client.close();
+  });
+});
+
+describe("RTM_PUSH_TO_SENDER_DEVICES: the sender's other devices get its p2p, group and room messages", () => {
+  let server: TestServer;
+  let backend: RTMServerClient;
+  const clients: RTMClient[] = [];
+  const A = 1_000_000_000_000_000_011n;
+  const B = 1_000_000_000_000_000_012n;
+  const G = 7_000_000_000_000_000_011n;
+  const R = 8_000_000_000_000_000_011n;
+
+  before(async () => {
+    server = await startTestServer({ pushToSenderDevices: true });
+    backend = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: server.serverEndpoint, autoReconnect: false });
+    await backend.connect();
+    await backend.addGroupMembers(G, [A, B]);
+  });
+  after(async () => {
+    for (const c of clients) c.close();
+    await backend.close();
+    await server.close();
+  });
+
+  it('every device of the sender but the sending one, once; the receivers once', async () => {
+    const login = async (name: string, uid: bigint): Promise<Device> => {
+      const client = new RTMClient({ endpoint: server.clientEndpoint, pid: TEST_PID, autoReconnect: false });
+      clients.push(client);
+      assert.deepEqual(await client.login(uid, await backend.getToken(uid)), { ok: true });
+      return new Device(name, client);
+    };
+    const [a1, a2, b] = [await login('A1', A), await login('A2', A), await login('B', B)];
+    await a1.client.enterRoom(R);
+    await a2.client.enterRoom(R);
+    await b.client.enterRoom(R);
+    const sent = [
+      await a1.client.sendMessage(B, 30, 'p2p'),
+      await a1.client.sendGroupMessage(G, 30, 'group'),
+      await a1.client.sendRoomMessage(R, 30, 'room'),
+    ];
+    for (let i = 0; i < 100 && !sent.every(({ mid }) => a2.count(mid) === 1 && b.count(mid) === 1); i++) await sleep(20);
+    await sleep(100);
+    for (const { mid } of sent) {
+      assert.equal(a1.count(mid), 0, 'never the sending session');
+      assert.equal(a2.count(mid), 1, "the sender's other device");
+      assert.equal(b.count(mid), 1, 'the receiver');
+    }
+    assert.deepEqual(
+      a2.got.map((g) => [g.kind, g.message]),
+      [
+        ['p2p', 'p2p'],
+        ['group', 'group'],
+        ['room', 'room'],
+      ],
+    );
   });
 });

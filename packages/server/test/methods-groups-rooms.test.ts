@@ -159,23 +159,29 @@ describe('groups and rooms (server and client gates)', () => {
     assert.equal(push!.from, a);
     assert.equal(push!.mid, m);
     assert.equal(push!.msg, 'hello room');
-    // a server send reaches both; a's own earlier message never came back to a
+    // a server send as b reaches the room but not b's sessions; a's own message never came back to a
     await call('sendroommsg', { from: b, rid, mid: mid++, mtype: 51, msg: 'from backend', attrs: '' });
     const [pa] = await ca.waitForPushes('pushroommsg');
     assert.equal(pa!.msg, 'from backend');
     assert.equal(ca.pushes.filter((p) => p.method === 'pushroommsg').length, 1);
+    const cc = await login(BIG + 63n);
+    await cc.quest('enterroom', { rid });
 
     assert.deepEqual(await cb.quest('leaveroom', { rid }), {});
     assert.deepEqual(await cb.quest('getuserrooms'), { rooms: [] });
     await rejectsCode(cb.quest('sendroommsg', { rid, mid: mid++, mtype: 51, msg: 'x', attrs: '' }), 200040);
     await ca.quest('sendroommsg', { rid, mid: mid++, mtype: 51, msg: 'after leave', attrs: '' });
-    await call('sendroommsg', { from: a, rid, mid: mid++, mtype: 51, msg: 'marker', attrs: '' });
+    await call('sendroommsg', { from: BIG + 63n, rid, mid: mid++, mtype: 51, msg: 'marker', attrs: '' });
     await ca.waitForPushes('pushroommsg', 2);
     await sleep(50);
     assert.deepEqual(
       cb.pushes.filter((p) => p.method === 'pushroommsg').map((p) => p.payload.msg),
-      ['hello room', 'from backend'],
+      ['hello room'],
       'b left: no more room pushes',
+    );
+    assert.deepEqual(
+      cc.pushes.filter((p) => p.method === 'pushroommsg').map((p) => p.payload.msg),
+      ['after leave'],
     );
 
     // enterrooms (Unity), the per-user limit (2) on the client gate
@@ -189,19 +195,20 @@ describe('groups and rooms (server and client gates)', () => {
 
   it('delroommember sends kickoutroom and stops room pushes to that user', async () => {
     const rid = BIG + 700n;
-    const [a, b] = [BIG + 71n, BIG + 72n];
+    const [a, b, c] = [BIG + 71n, BIG + 72n, BIG + 73n];
     const ca = await login(a);
     const cb = await login(b);
     await ca.quest('enterroom', { rid });
+    await (await login(c)).quest('enterroom', { rid }); // c sends; its own pushes never come back
     await call('addroommember', { rid, uid: b }); // server join: b's session is indexed via the bus
-    await call('sendroommsg', { from: a, rid, mid: mid++, mtype: 51, msg: 'one', attrs: '' });
+    await call('sendroommsg', { from: c, rid, mid: mid++, mtype: 51, msg: 'one', attrs: '' });
     await cb.waitForPushes('pushroommsg');
     assert.deepEqual(await call('delroommember', { rid, uid: b }), {});
     const kick = cb.pushes.find((p) => p.method === 'kickoutroom');
     assert.ok(kick, 'kickoutroom pushed');
     assert.equal(kick.oneway, true);
     assert.deepEqual(kick.payload, { rid });
-    await call('sendroommsg', { from: a, rid, mid: mid++, mtype: 51, msg: 'two', attrs: '' });
+    await call('sendroommsg', { from: c, rid, mid: mid++, mtype: 51, msg: 'two', attrs: '' });
     await ca.waitForPushes('pushroommsg', 2);
     await sleep(50);
     assert.equal(cb.pushes.filter((p) => p.method === 'pushroommsg').length, 1);

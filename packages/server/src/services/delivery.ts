@@ -7,8 +7,11 @@ import type { ClientConnection, LocalPresence } from './presence.js';
 import { clientPush, serverPush } from './pushes.js';
 
 export interface DeliveryOptions {
-  /** Also push a p2p message to the sender's other sessions (multi-device echo). @default false */
-  p2pEchoToSenderDevices: boolean;
+  /**
+   * Push p2p, group and room messages to the sender's other sessions too (multi-device sync);
+   * never to the session that sent it (client-api.md §6: only if an option says so). @default false
+   */
+  pushToSenderDevices: boolean;
 }
 
 /**
@@ -39,11 +42,14 @@ export class Delivery {
   };
 
   private deliverMessage(m: StoredMessage, recipients: bigint[] | undefined, origin: { node: string; conn: number } | undefined): void {
-    const out = new ClientFanout(m, origin && origin.node === this.bus.nodeId ? origin.conn : -1);
+    const echo = this.options.pushToSenderDevices;
+    // A broadcast reaches everyone online; the other kinds skip the sender's sessions unless echoed.
+    const skipUid = echo || m.kind === MessageKind.BROADCAST ? undefined : m.from;
+    const out = new ClientFanout(m, origin && origin.node === this.bus.nodeId ? origin.conn : -1, skipUid);
     switch (m.kind) {
       case MessageKind.P2P:
         this.toUsers(out, recipients ?? [m.to]);
-        if (this.options.p2pEchoToSenderDevices) this.toUsers(out, [m.from]);
+        if (echo) this.toUsers(out, [m.from]);
         break;
       case MessageKind.GROUP:
         this.toUsers(out, recipients ?? []);
@@ -113,7 +119,8 @@ export class Delivery {
 
 /**
  * One message's pushes to client sessions: encoded on the first connection that gets it, never
- * to the sending session. A class, not closures: this runs once per message.
+ * to the sending session, nor to the sender's other sessions when `skipUid` is the sender. A
+ * class, not closures: this runs once per message.
  */
 class ClientFanout {
   prepared: PreparedPush | undefined;
@@ -122,10 +129,11 @@ class ClientFanout {
   constructor(
     readonly message: StoredMessage,
     private readonly skipConn: number,
+    private readonly skipUid: bigint | undefined,
   ) {}
 
   push(conn: ClientConnection): void {
-    if (conn.id === this.skipConn) return;
+    if (conn.id === this.skipConn || conn.session!.uid === this.skipUid) return;
     if (!this.prepared) {
       const p = clientPush(this.message);
       this.prepared = new PreparedPush(p.method, p.payload);
