@@ -116,6 +116,36 @@ describe('server API messages through our server SDK (real server, real sockets)
     assert.equal(page.messages[0]!.mid, mid);
   });
 
+  it('sendMessages whose mid collides for one receiver stores and pushes nothing; a new mid reaches each once', async () => {
+    const listener = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: server.serverEndpoint, autoReconnect: false });
+    const pushed: { to: bigint; mid: bigint }[] = [];
+    try {
+      await listener.connect();
+      await listener.setListen({ p2p: true });
+      listener.on('message', (m) => pushed.push({ to: m.toUid, mid: m.mid }));
+      const [a, b, c] = [BIG + 8101n, BIG + 8102n, BIG + 8103n];
+      const mid = BIG + 81n;
+      await sdk.sendMessage(30, a, b, 'first', '', { mid });
+      // The Python SDK gives equal mids within one millisecond: the next send reuses it.
+      await rejectsWith(sdk.sendMessages(30, a, [c, b], 'second', '', { mid }), 200053);
+      assert.equal((await sdk.getP2PMessage(c, a, true, 10)).num, 0, 'nothing stored for c');
+      const retry = await sdk.sendMessages(30, a, [c, b], 'second', '', { mid: mid + 1n });
+      for (let i = 0; i < 50 && pushed.length < 3; i++) await sleep(20);
+      await sleep(50);
+      assert.deepEqual(pushed, [
+        { to: b, mid },
+        { to: c, mid: retry.mid },
+        { to: b, mid: retry.mid },
+      ]);
+      assert.deepEqual(
+        (await sdk.getP2PMessage(c, a, true, 10)).messages.map((m) => m.message),
+        ['second'],
+      );
+    } finally {
+      await listener.close();
+    }
+  });
+
   it('sendMessages stores one message per receiver; broadcast history', async () => {
     const { mid } = await sdk.sendMessages(30, 9001n, [9002n, 9003n, BIG + 9004n], 'to all three', '');
     for (const to of [9002n, 9003n, BIG + 9004n]) {

@@ -454,10 +454,12 @@ describe('SqliteStore migration 4 (unique key led by mid) on a version-3 databas
       const store = new SqliteStore({ dataDir: dir });
       await store.init();
       const sent = { pid: 1, kind: MessageKind.P2P, from: 10n, to: 20n, mid: 2n ** 60n + 7n, mtype: 30, msg: 'hello', attrs: '' } as const;
-      const [resend, collision, fresh] = await store.append([sent, { ...sent, msg: 'other' }, { ...sent, mid: sent.mid + 1n }]);
+      const [resend, collision, withheld] = await store.append([sent, { ...sent, msg: 'other' }, { ...sent, mid: sent.mid + 1n }]);
       assert.equal(resend?.status, 'duplicate');
       assert.equal(resend.message.id, 1n);
       assert.equal(collision?.status, 'collision');
+      assert.equal(withheld?.status, 'withheld', 'a batch with a collision stores nothing');
+      const [fresh] = await store.append([{ ...sent, mid: sent.mid + 1n }]);
       assert.equal(fresh?.status, 'stored');
       assert.equal(fresh.message.id, 2n);
       const found = await store.getMessage({ pid: 1, kind: MessageKind.P2P, from: 10n, to: 20n, mid: sent.mid });

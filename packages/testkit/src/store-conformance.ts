@@ -320,7 +320,7 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
         assert.deepEqual(await store.append([{ ...base, msg: new Uint8Array([1, 2]) }]), [{ status: 'collision' }]);
       });
 
-      it('sendmsgs-style batch: one message per recipient, results in input order, duplicates inside the batch', async () => {
+      it('sendmsgs-style batch: one message per recipient, results in input order, duplicates inside the batch, all or nothing', async () => {
         const from = BIG + 90n;
         const tos = [BIG + 91n, BIG + 92n, BIG + 93n];
         const rs = await store.append(tos.map((to) => msg(P2P, from, to, 77n)));
@@ -337,15 +337,28 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
           again,
           ms.map((message) => ({ status: 'duplicate', message })),
         );
+        // A batch is all or nothing: one collision, and nothing of it is stored.
         const mixed = await store.append([
           msg(P2P, from, BIG + 94n, 77n),
           msg(P2P, from, BIG + 94n, 77n),
           msg(P2P, from, BIG + 91n, 77n, { attrs: 'other' }),
+          msg(P2P, from, BIG + 92n, 77n),
         ]);
-        const first = stored(mixed[0]);
-        assert.deepEqual(mixed[1], { status: 'duplicate', message: first });
-        assert.deepEqual(mixed[2], { status: 'collision' });
-        assert.deepEqual(await store.p2pPeers(PID, from), [BIG + 94n, ...[...tos].reverse()]);
+        assert.deepEqual(mixed, [
+          { status: 'withheld' },
+          { status: 'withheld' },
+          { status: 'collision' },
+          { status: 'duplicate', message: ms[1] },
+        ]);
+        assert.deepEqual(await store.p2pPeers(PID, from), [...tos].reverse());
+        const none = await store.history({ conversation: { pid: PID, kind: P2P, uid: from, peer: BIG + 94n }, desc: true, num: 10 });
+        assert.deepEqual(none, []);
+        // Without the colliding message the same batch is stored, after every id given out before.
+        const rest = await store.append([msg(P2P, from, BIG + 94n, 77n), msg(P2P, from, BIG + 94n, 77n), msg(P2P, from, BIG + 95n, 77n)]);
+        const first = stored(rest[0]);
+        assert.deepEqual(rest[1], { status: 'duplicate', message: first });
+        assertStrictlyIncreasing([...ids(ms), first.id, stored(rest[2]).id], 'ids after a withheld batch');
+        assert.deepEqual(await store.p2pPeers(PID, from), [BIG + 95n, BIG + 94n, ...[...tos].reverse()]);
       });
 
       it('an empty batch resolves to no results', async () => {

@@ -156,14 +156,21 @@ export class Messaging {
 
   /** Publishes what was stored for delivery on every node; returns the mtime to answer. */
   private published(req: SendRequest, results: readonly AppendResult[], groupMembers: bigint[] | undefined): bigint {
+    // Never drop silently: the caller learns that this mid already names another message, and
+    // nothing of the send was stored (a batch is all or nothing), so a retry with a new mid
+    // reaches every receiver once.
+    for (const r of results) {
+      if (r.status === 'collision' || r.status === 'withheld') {
+        throw new RtmError(
+          RtmErrorCode.DUPLCATED_MID,
+          `mid ${req.mid} was already used by user ${req.from} for another message to the same target`,
+        );
+      }
+    }
     let mtime: bigint | undefined;
-    let collision = false;
     const origin = req.originConn !== undefined ? { node: this.bus.nodeId, conn: req.originConn } : undefined;
     for (const r of results) {
-      if (r.status === 'collision') {
-        collision = true;
-        continue;
-      }
+      if (!('message' in r)) continue; // none left after the check above
       mtime ??= r.message.mtime;
       if (r.status === 'duplicate') continue; // an idempotent resend: nothing stored, nothing delivered
       this.metrics.messages.tally(KIND_LABEL[req.kind]).n++;
@@ -175,12 +182,6 @@ export class Messaging {
         origin,
       });
     }
-    // Never drop silently: the caller learns that this mid already names another message.
-    if (collision)
-      throw new RtmError(
-        RtmErrorCode.DUPLCATED_MID,
-        `mid ${req.mid} was already used by user ${req.from} for another message to the same target`,
-      );
     return mtime!;
   }
 }

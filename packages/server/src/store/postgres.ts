@@ -252,21 +252,35 @@ export class PostgresStore implements Store {
 
       const inserts: StoredMessage[] = [];
       const sessions = new Map<string, [number, bigint, bigint, bigint]>();
-      const results = group.map((p) =>
-        p.batch.map((m): AppendResult => {
+      const results = group.map((p) => {
+        const batchFrom = lastId;
+        const batchSessions: typeof sessions = new Map();
+        const batchKeys: string[] = [];
+        const out = p.batch.map((m): AppendResult => {
           const key = keyOf(m);
           const original = existing.get(key);
           if (original) return sameContent(original, m) ? { status: 'duplicate', message: original } : { status: 'collision' };
           const message: StoredMessage = { ...m, id: ++lastId, mtime };
           existing.set(key, message);
-          inserts.push(message);
+          batchKeys.push(key);
           if (m.kind === MessageKind.P2P) {
-            sessions.set(`${m.pid}:${m.from}:${m.to}`, [m.pid, m.from, m.to, message.id]);
-            sessions.set(`${m.pid}:${m.to}:${m.from}`, [m.pid, m.to, m.from, message.id]);
+            batchSessions.set(`${m.pid}:${m.from}:${m.to}`, [m.pid, m.from, m.to, message.id]);
+            batchSessions.set(`${m.pid}:${m.to}:${m.from}`, [m.pid, m.to, m.from, message.id]);
           }
           return { status: 'stored', message };
-        }),
-      );
+        });
+        if (!out.some((r) => r.status === 'collision')) {
+          for (const r of out) if (r.status === 'stored') inserts.push(r.message);
+          for (const [key, row] of batchSessions) sessions.set(key, row);
+          return out;
+        }
+        // All or nothing: a batch with a collision stores none of it (Store.append).
+        lastId = batchFrom;
+        for (const key of batchKeys) existing.delete(key);
+        return out.map((r): AppendResult =>
+          r.status === 'stored' || (r.status === 'duplicate' && r.message.id > batchFrom) ? { status: 'withheld' } : r,
+        );
+      });
 
       for (let i = 0; i < inserts.length; i += INSERT_CHUNK) {
         const chunk = inserts.slice(i, i + INSERT_CHUNK);

@@ -34,7 +34,7 @@ export const MESSAGE_COLUMNS = 'id, pid, kind, from_id, to_id, mid, mtype, msg, 
  * a mid collision (same key, other content). Compact on purpose: it crosses threads, and the
  * caller already holds the message itself.
  */
-export type AppendOutcome = { id: bigint; mtime: bigint } | { duplicate: StoredMessage } | { collision: true };
+export type AppendOutcome = { id: bigint; mtime: bigint } | { duplicate: StoredMessage } | { collision: true } | { withheld: true };
 
 /** Outcomes of one batch, or why its transaction failed. */
 export type BatchOutcome = AppendOutcome[] | { error: string };
@@ -51,6 +51,9 @@ export class AppendCommitter {
     const p = (sql: string): Database.Statement<unknown[], Row> => db.prepare<unknown[], Row>(sql);
     this.s = {
       begin: p('BEGIN IMMEDIATE'),
+      savepoint: p('SAVEPOINT batch'),
+      release: p('RELEASE batch'),
+      rollbackBatch: p('ROLLBACK TO batch'),
       commit: p('COMMIT'),
       rollback: p('ROLLBACK'),
       // Moves when another connection has committed (never for this connection's own commits).
@@ -215,8 +218,13 @@ export class AppendCommitter {
       // The first id of this commit's second: pair rows at or above it are current enough.
       const secondFrom = sec === counter.lastSec ? counter.lastSecondFrom : lastId + 1n;
       const pairs: PairTouches = new Map();
-      const outcomes = batches.map((batch) =>
-        batch.map((m): AppendOutcome => {
+      const outcomes = batches.map((batch) => {
+        // A batch of several (sendmsgs) is all or nothing: a savepoint undoes it should one collide.
+        const several = batch.length > 1;
+        const batchFrom = lastId;
+        const batchPairs: PairTouches = several ? new Map() : pairs;
+        if (several) s.savepoint.run();
+        const out = batch.map((m): AppendOutcome => {
           const id = lastId + 1n;
           const c = conversationOfMessage(m);
           const inserted = s.insert.run(
@@ -238,10 +246,21 @@ export class AppendCommitter {
             return sameContent(original, m) ? { duplicate: original } : { collision: true };
           }
           lastId = id;
-          notePair(pairs, m, c, id);
+          notePair(batchPairs, m, c, id);
           return { id, mtime };
-        }),
-      );
+        });
+        if (!several) return out;
+        if (!out.some((o) => 'collision' in o)) {
+          s.release.run();
+          for (const [key, touch] of batchPairs) pairs.set(key, touch);
+          return out;
+        }
+        s.rollbackBatch.run();
+        s.release.run();
+        lastId = batchFrom;
+        // What this batch stored, and resends of it within the batch, are gone again.
+        return out.map((o): AppendOutcome => ('id' in o || ('duplicate' in o && o.duplicate.id > batchFrom) ? { withheld: true } : o));
+      });
       this.touchPairs(pairs, secondFrom);
       const stored = lastId !== counter.lastId;
       if (stored && sec !== counter.lastSec) this.openSecond(counter, sec, lastId, mtime);

@@ -1001,7 +1001,7 @@ function appendResult(m: NewMessage, o: AppendOutcome): AppendResult {
     return { status: 'stored', message };
   }
   if ('duplicate' in o) return { status: 'duplicate', message: o.duplicate };
-  return { status: 'collision' };
+  return 'withheld' in o ? { status: 'withheld' } : { status: 'collision' };
 }
 
 /** A JSON array of int64 ids for `IN (SELECT value FROM json_each(?))` (exact: SQLite reads int64). */

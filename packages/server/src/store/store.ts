@@ -44,8 +44,16 @@ export interface StoredMessage extends NewMessage {
  * (same kind and bytes) and attrs was stored before — nothing new stored, `message` is the original.
  * `collision`: the same key with different content — nothing stored (answer 200053 DUPLCATED_MID).
  */
+/**
+ * What became of one message of a batch. A batch is all or nothing: when one of its messages
+ * collides (its key names another message), none of it is stored, and the messages that would
+ * have been are `withheld`.
+ */
 export type AppendResult =
-  { status: 'stored'; message: StoredMessage } | { status: 'duplicate'; message: StoredMessage } | { status: 'collision' };
+  | { status: 'stored'; message: StoredMessage }
+  | { status: 'duplicate'; message: StoredMessage }
+  | { status: 'collision' }
+  | { status: 'withheld' };
 
 /**
  * A conversation: p2p between `uid` and `peer` (either direction), or the group/room/broadcast
