@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { FrameDecoder } from '@rtm/fpnn';
 import { RawClient, startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+import { SqliteStore } from '../src/store/sqlite.js';
 
 // client-api.md §2 `auth`: tokens from gettoken, "auth v2" tokens a backend mints with the
 // project's hmacSecret, and admin ids that may not log in as clients. Real server, raw frames.
@@ -97,5 +102,55 @@ describe('client login: gettoken tokens, auth v2 (HMAC) tokens, admin ids', () =
     });
     // A bad token says nothing about who is an admin.
     assert.deepEqual((await auth({ pid: TEST_PID, uid: ADMIN, token: 'WRONG' })).answer, { ok: false });
+  });
+});
+
+/** A store whose login-time lookup (the user's rooms) takes a while, as a store across a network may. */
+class SlowRoomsStore extends SqliteStore {
+  override async userRooms(pid: number, uid: bigint): Promise<bigint[]> {
+    await new Promise((r) => setTimeout(r, 300));
+    return super.userRooms(pid, uid);
+  }
+}
+
+describe('client login: no push before the auth answer (client-api.md §2)', () => {
+  let server: TestServer;
+  before(async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'rtm-test-'));
+    server = await startTestServer({ dataDir, pingIntervalMs: 100 }, { store: new SlowRoomsStore({ dataDir }) });
+  });
+  after(() => server.close());
+
+  it('a message sent while the login is under way is pushed right after the answer, and no ping comes first', async () => {
+    const backend = await RawClient.tcp(server.serverEndpoint);
+    const client = await RawClient.tcp(server.clientEndpoint);
+    try {
+      const uid = BIG + 10n;
+      const { token } = (await backend.signed('gettoken', { uid }, TEST_PID, TEST_SECRET)) as { token: string };
+      // Every frame the client receives, in wire order.
+      const frames: string[] = [];
+      const decoder = new FrameDecoder();
+      client.socket.on('data', (chunk: Uint8Array) => {
+        for (const f of decoder.push(chunk)) frames.push(f.kind === 'answer' ? 'answer' : f.method);
+      });
+      const answer = client.quest('auth', { pid: TEST_PID, uid, token });
+      await new Promise((r) => setTimeout(r, 150)); // the login now waits for the user's rooms
+      await backend.signed(
+        'sendmsg',
+        { from: BIG + 11n, to: uid, mid: 1n, mtype: 30, msg: 'during login', attrs: '' },
+        TEST_PID,
+        TEST_SECRET,
+      );
+      assert.deepEqual(await answer, { ok: true });
+      await client.waitForPushes('pushmsg');
+      assert.equal(frames[0], 'answer', frames.join(', '));
+      assert.deepEqual(
+        frames.filter((f) => f !== 'ping'),
+        ['answer', 'pushmsg'],
+      );
+    } finally {
+      client.close();
+      backend.close();
+    }
   });
 });

@@ -78,7 +78,14 @@ export class ClientGate extends Gate<ClientSession> {
     }
     if (conn.closed) return { ok: false };
     conn.session = { pid: req.pid, uid: req.uid, attrs: { ...req.attrs }, version: req.version ?? '' };
-    await this.services.sessions.login(conn as ClientContext['conn']);
+    // The login makes the connection a push target before this answer is written: pushes wait
+    // until it is (the answer goes out in this microtask drain; setImmediate runs after it).
+    conn.holdPushes();
+    try {
+      await this.services.sessions.login(conn as ClientContext['conn']);
+    } finally {
+      setImmediate(() => conn.releasePushes());
+    }
     this.log.debug({ pid: req.pid, uid: String(req.uid), conn: conn.id }, 'login');
     return { ok: true };
   }
@@ -111,7 +118,7 @@ export class ClientGate extends Gate<ClientSession> {
   }
 
   protected shouldPing(conn: Connection<ClientSession>): boolean {
-    return conn.session !== undefined;
+    return conn.session !== undefined && !conn.holdingPushes;
   }
 
   protected closed(conn: Connection<ClientSession>): void {

@@ -73,6 +73,8 @@ export class Connection<Session = unknown> {
   private cipher: ConnectionCipher | undefined;
   private questsSeen = 0;
   private closedReason: string | undefined;
+  /** Pushes waiting for `releasePushes()`; undefined while pushes go straight out. */
+  private held: (() => void)[] | undefined;
 
   constructor(
     readonly transport: Transport,
@@ -190,9 +192,33 @@ export class Connection<Session = unknown> {
     this.transport.write(bytes);
   }
 
+  /**
+   * From now until `releasePushes()`, pushes wait instead of being written: a login makes the
+   * connection a push target before its answer is written, and no push may come first
+   * (client-api.md §2).
+   */
+  holdPushes(): void {
+    this.held ??= [];
+  }
+
+  /** Writes the pushes that waited, in order; later ones go straight out again. */
+  releasePushes(): void {
+    const held = this.held;
+    this.held = undefined;
+    if (held) for (const push of held) push();
+  }
+
+  get holdingPushes(): boolean {
+    return this.held !== undefined;
+  }
+
   /** A twoway push whose answer is not awaited (message pushes): late answers are ignored. */
   pushPrepared(push: PreparedPush): void {
     if (this.closedReason) return;
+    if (this.held) {
+      this.held.push(() => this.pushPrepared(push));
+      return;
+    }
     const seq = this.peer.allocSeq();
     if (this.cipher) {
       const frame = push.template.slice();
@@ -223,11 +249,13 @@ export class Connection<Session = unknown> {
 
   /** A oneway push (`kickout`, `kickoutroom`). */
   oneway(method: string, payload: Payload = {}): void {
-    this.peer.oneway(method, payload);
+    if (this.held) this.held.push(() => this.peer.oneway(method, payload));
+    else this.peer.oneway(method, payload);
   }
 
   close(reason: string): void {
     if (this.closedReason) return;
+    this.releasePushes(); // a kickout during a login still goes out before the close
     this.closedReason = reason;
     this.peer.close(reason);
     this.transport.close();
