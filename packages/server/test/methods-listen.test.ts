@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Payload } from '@rtm/fpnn';
+import { FrameDecoder, type Payload } from '@rtm/fpnn';
 import { RawClient, signFields, startTestServer, uniqueSalt, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
 
 // Listening server connections (server-api.md §4 "Listening", §6 pushes), real sockets.
@@ -21,7 +21,7 @@ describe('listen: addlisten, removelisten, setlisten and the pushes they select'
   let mid = 1n;
   const signed = (c: RawClient, method: string, payload: Payload = {}) => c.signed(method, payload, TEST_PID, TEST_SECRET);
   const call = (method: string, payload: Payload = {}) => signed(backend, method, payload);
-  async function listener(): Promise<RawClient> {
+  async function listener(): Promise<Awaited<ReturnType<typeof RawClient.tcp>>> {
     const c = await RawClient.tcp(server.serverEndpoint);
     conns.push(c);
     return c;
@@ -172,6 +172,23 @@ describe('listen: addlisten, removelisten, setlisten and the pushes they select'
       four.map((p) => p.event),
       ['login', 'logout', 'login', 'logout'],
     );
+  });
+
+  it('a backend that listens to what it sends gets the answer first, then the push (persist, answer, then push)', async () => {
+    const l = await listener();
+    await signed(l, 'setlisten', { p2p: true, group: true });
+    const frames: string[] = [];
+    const decoder = new FrameDecoder();
+    l.socket.on('data', (chunk: Uint8Array) => {
+      for (const f of decoder.push(chunk)) frames.push(f.kind === 'answer' ? 'answer' : f.method);
+    });
+    for (let i = 0; i < 3; i++) {
+      await signed(l, 'sendmsg', { from: u1, to: u2, mid: mid++, mtype: 51, msg: `own ${i}`, attrs: '' });
+      await signed(l, 'sendgroupmsg', { from: u1, gid: g1, mid: mid++, mtype: 51, msg: `own group ${i}`, attrs: '' });
+    }
+    await l.waitForPushes('pushgroupmsg', 3);
+    assert.deepEqual(frames, Array.from({ length: 3 }, () => ['answer', 'pushmsg', 'answer', 'pushgroupmsg']).flat());
+    assert.deepEqual(texts(l, 'pushmsg'), ['own 0', 'own 1', 'own 2']);
   });
 
   it('bad listen quests: no list (10009), wrong types (10010), over HTTP (20013)', async () => {

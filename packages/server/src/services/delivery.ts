@@ -2,7 +2,7 @@ import type { Bus, BusEvent } from '../bus/bus.js';
 import { PreparedPush } from '../gate/connection.js';
 import type { Metrics } from '../observability/metrics.js';
 import { MessageKind, type StoredMessage } from '../store/store.js';
-import { wantsEvent, wantsMessage, type ListenRegistry } from './listen.js';
+import { wantsEvent, wantsMessage, type ListenRegistry, type ServerConnection } from './listen.js';
 import type { ClientConnection, LocalPresence } from './presence.js';
 import { clientPush, serverPush } from './pushes.js';
 
@@ -65,6 +65,7 @@ export class Delivery {
 
     const listening = this.listeners.listeners(m.pid);
     if (listening) {
+      const sender = origin && origin.node === this.bus.nodeId ? origin.conn : -1;
       let serverPrepared: PreparedPush | undefined;
       for (const conn of listening) {
         if (!wantsMessage(conn.session!.listen, m)) continue;
@@ -73,6 +74,7 @@ export class Delivery {
           if (!p) break;
           serverPrepared = new PreparedPush(p.method, p.payload);
         }
+        if (conn.id === sender) holdUntilAnswered(conn);
         conn.pushPrepared(serverPrepared);
       }
     }
@@ -115,6 +117,17 @@ export class Delivery {
       conn.pushPrepared(prepared);
     }
   }
+}
+
+/**
+ * A backend that listens to what it sends gets the push after the send's answer (server-api.md
+ * §2.1), and every later push behind it: its pushes wait until this turn's microtasks, which
+ * write the answer, are done.
+ */
+function holdUntilAnswered(conn: ServerConnection): void {
+  if (conn.holdingPushes) return;
+  conn.holdPushes();
+  setImmediate(() => conn.releasePushes());
 }
 
 /**

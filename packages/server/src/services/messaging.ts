@@ -20,7 +20,10 @@ export interface SendRequest {
   attrs: string;
   /** Which gate the send came through: the client gate always checks membership. */
   gate: 'server' | 'client';
-  /** The sending client session, never pushed back to. */
+  /**
+   * The connection the send came on: a client session never gets its own message back; a
+   * listening backend gets it after the answer (server-api.md §2.1: persist, answer, then push).
+   */
   originConn?: number;
 }
 

@@ -7,23 +7,44 @@ import { RtmError, RtmErrorCode } from '@rtm/fpnn';
 const common = { from: f.id, mtype: f.int, mid: f.id, msg: f.body, attrs: f.str };
 
 export const sendmsg = serverMethod({ ...common, to: f.id }, async (ctx, r) => ({
-  mtime: await ctx.services.messaging.send({ pid: ctx.pid, kind: MessageKind.P2P, ...r, gate: 'server' }),
+  mtime: await ctx.services.messaging.send({ pid: ctx.pid, kind: MessageKind.P2P, ...r, gate: 'server', originConn: ctx.conn?.id }),
 }));
 
 export const sendmsgs = serverMethod({ ...common, tos: f.ids }, async (ctx, r) => ({
-  mtime: await ctx.services.messaging.send({ pid: ctx.pid, kind: MessageKind.P2P, ...r, gate: 'server' }),
+  mtime: await ctx.services.messaging.send({ pid: ctx.pid, kind: MessageKind.P2P, ...r, gate: 'server', originConn: ctx.conn?.id }),
 }));
 
 export const sendgroupmsg = serverMethod({ ...common, gid: f.id }, async (ctx, r) => ({
-  mtime: await ctx.services.messaging.send({ pid: ctx.pid, kind: MessageKind.GROUP, ...r, to: r.gid, gate: 'server' }),
+  mtime: await ctx.services.messaging.send({
+    pid: ctx.pid,
+    kind: MessageKind.GROUP,
+    ...r,
+    to: r.gid,
+    gate: 'server',
+    originConn: ctx.conn?.id,
+  }),
 }));
 
 export const sendroommsg = serverMethod({ ...common, rid: f.id }, async (ctx, r) => ({
-  mtime: await ctx.services.messaging.send({ pid: ctx.pid, kind: MessageKind.ROOM, ...r, to: r.rid, gate: 'server' }),
+  mtime: await ctx.services.messaging.send({
+    pid: ctx.pid,
+    kind: MessageKind.ROOM,
+    ...r,
+    to: r.rid,
+    gate: 'server',
+    originConn: ctx.conn?.id,
+  }),
 }));
 
 export const broadcastmsg = serverMethod(common, async (ctx, r) => ({
-  mtime: await ctx.services.messaging.send({ pid: ctx.pid, kind: MessageKind.BROADCAST, ...r, to: 0n, gate: 'server' }),
+  mtime: await ctx.services.messaging.send({
+    pid: ctx.pid,
+    kind: MessageKind.BROADCAST,
+    ...r,
+    to: 0n,
+    gate: 'server',
+    originConn: ctx.conn?.id,
+  }),
 }));
 
 // server-api.md §3.1: history. The backend reads any conversation on behalf of `uid`.
