@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { RTMClient } from '@rtm/client-sdk';
+import { RTMServerClient } from '@rtm/server-sdk';
 import { RawClient, signFields, startTestServer, TEST_PID, TEST_SECRET, uniqueSalt, type TestServer } from '@rtm/testkit';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -77,5 +78,31 @@ describe('server gate: tokens issued once, per-project call rate (real server, r
     } finally {
       raw.close();
     }
+  });
+});
+
+describe('server gate: group sends when the membership check is off', () => {
+  let server: TestServer;
+  let sdk: RTMServerClient;
+  before(async () => {
+    server = await startTestServer({ serverSendRequiresMembership: false });
+    sdk = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: server.serverEndpoint, autoReconnect: false });
+    await sdk.connect();
+  });
+  after(async () => {
+    await sdk.close();
+    await server.close();
+  });
+
+  it('a group without members is still 200046; a non-member may send to a group with members', async () => {
+    const gid = 1n << 61n;
+    await assert.rejects(sdk.sendGroupMessage(30, 1n, gid, 'nobody home', ''), { code: 200046 });
+    assert.equal((await sdk.getGroupMessage(1n, gid, true, 10)).num, 0);
+    await sdk.addGroupMembers(gid, [2n, 3n]);
+    await sdk.sendGroupMessage(30, 1n, gid, 'from outside', '');
+    assert.deepEqual(
+      (await sdk.getGroupMessage(2n, gid, true, 10)).messages.map((m) => m.message),
+      ['from outside'],
+    );
   });
 });

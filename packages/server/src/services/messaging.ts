@@ -122,13 +122,11 @@ export class Messaging {
       case MessageKind.GROUP: {
         const gid = req.to!;
         const recipients = await this.store.groupMembers(req.pid, gid);
+        // A group without members is unknown: the backend is told so even when it may send as a non-member.
+        if (recipients.length === 0 && req.gate === 'server') throw new RtmError(RtmErrorCode.EMPTY_GROUP, `group ${gid} has no members`);
         const checkMember = req.gate === 'client' || this.config.serverSendRequiresMembership;
-        if (checkMember && !recipients.includes(req.from)) {
-          throw new RtmError(
-            recipients.length === 0 && req.gate === 'server' ? RtmErrorCode.EMPTY_GROUP : RtmErrorCode.NOT_GROUP_MEMBER,
-            `user ${req.from} is not a member of group ${gid}`,
-          );
-        }
+        if (checkMember && !recipients.includes(req.from))
+          throw new RtmError(RtmErrorCode.NOT_GROUP_MEMBER, `user ${req.from} is not a member of group ${gid}`);
         if (await this.store.isBanned(req.pid, 'group', gid, req.from, now))
           throw new RtmError(RtmErrorCode.BANNED_IN_GROUP, `user ${req.from} is banned in group ${gid}`);
         return { targets: [gid], recipients };
