@@ -132,6 +132,11 @@ export interface ServerConfig {
    * session that sent it. Off: they find their own messages in history (client-api.md §6). @default false
    */
   readonly pushToSenderDevices: boolean;
+  /**
+   * One session per user: a login sends oneway `kickout` to the user's other sessions, on every
+   * node, and closes them (client-api.md §2). Off: any number of devices at once. @default false
+   */
+  readonly singleSession: boolean;
   /** A reconnect within this time after a user's last session ended is the same presence. @default 120000 ms */
   readonly logoutGraceMs: number;
   /** Delete messages older than this many days; 0 = keep. @default 0 */
@@ -192,6 +197,7 @@ export const DEFAULT_CONFIG: Omit<ServerConfig, 'projects'> = Object.freeze({
   clientCallBurst: 100,
   serverCallsPerSecond: 0,
   pushToSenderDevices: false,
+  singleSession: false,
   logoutGraceMs: 120_000,
   retentionDays: 0,
   retentionMaxPerConversation: 0,
@@ -367,6 +373,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     clientCallBurst: int(env, 'RTM_CLIENT_CALL_BURST', d.clientCallBurst, 1, 1_000_000),
     serverCallsPerSecond: int(env, 'RTM_SERVER_CALLS_PER_SECOND', d.serverCallsPerSecond, 0, 10_000_000),
     pushToSenderDevices: bool(env, 'RTM_PUSH_TO_SENDER_DEVICES', d.pushToSenderDevices),
+    singleSession: bool(env, 'RTM_SINGLE_SESSION', d.singleSession),
     logoutGraceMs: int(env, 'RTM_LOGOUT_GRACE_MS', d.logoutGraceMs, 0, 86_400_000),
     retentionDays: int(env, 'RTM_RETENTION_DAYS', d.retentionDays, 0, 100_000),
     retentionMaxPerConversation: int(env, 'RTM_RETENTION_MAX_PER_CONVERSATION', d.retentionMaxPerConversation, 0, 1_000_000_000),

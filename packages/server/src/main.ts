@@ -104,7 +104,10 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const presence = new LocalPresence();
   const listeners = new ListenRegistry();
   let clientEndpoint = `${config.host}:${config.clientPort}`;
-  const delivery = new Delivery(bus, presence, listeners, metrics, { pushToSenderDevices: config.pushToSenderDevices });
+  const delivery = new Delivery(bus, presence, listeners, metrics, {
+    pushToSenderDevices: config.pushToSenderDevices,
+    endpoint: () => clientEndpoint,
+  });
   const services: Services = {
     config,
     log,

@@ -16,6 +16,12 @@ const NO_V2_PID = 11000003;
 const ADMIN = 42n;
 const BIG = 1n << 60n;
 const nowSeconds = () => Math.floor(Date.now() / 1000);
+/** `promise`, or a failure naming `what` after `ms`. */
+const within = <T>(promise: Promise<T>, what: string, ms = 3000): Promise<T> =>
+  Promise.race([
+    promise,
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms).unref()),
+  ]);
 
 /** What the Unity token helper computes. */
 function v2Token(pid: number, uid: bigint, ts: number, secret = HMAC_SECRET): string {
@@ -152,5 +158,60 @@ describe('client login: no push before the auth answer (client-api.md §2)', () 
       client.close();
       backend.close();
     }
+  });
+});
+
+describe('kickout by gate endpoint (ce), and one session per user (RTM_SINGLE_SESSION)', () => {
+  const servers: TestServer[] = [];
+  after(async () => {
+    for (const s of servers) await s.close();
+  });
+  async function sessions(server: TestServer, uid: bigint, n: number): Promise<RawClient[]> {
+    const backend = await RawClient.tcp(server.serverEndpoint);
+    const { token } = (await backend.signed('gettoken', { uid }, TEST_PID, TEST_SECRET)) as { token: string };
+    backend.close();
+    const out: RawClient[] = [];
+    for (let i = 0; i < n; i++) {
+      const c = await RawClient.websocket(server.clientEndpoint);
+      assert.deepEqual(await c.quest('auth', { pid: TEST_PID, uid, token }), { ok: true });
+      out.push(c);
+    }
+    return out;
+  }
+
+  it('kickout with ce kicks only the sessions at that client gate', async () => {
+    const server = await startTestServer();
+    servers.push(server);
+    const uid = BIG + 20n;
+    const [a, b] = await sessions(server, uid, 2);
+    const backend = await RawClient.tcp(server.serverEndpoint);
+    try {
+      assert.deepEqual(await backend.signed('kickout', { uid, ce: '10.9.9.9:13321' }, TEST_PID, TEST_SECRET), {});
+      assert.deepEqual(await a!.quest('getuserinfo'), { oinfo: '', pinfo: '' }, 'another gate: still logged in');
+      assert.deepEqual(await backend.signed('kickout', { uid, ce: server.clientEndpoint }, TEST_PID, TEST_SECRET), {});
+      await within(Promise.all([a!.closed, b!.closed]), 'both sessions closed');
+      for (const c of [a!, b!]) assert.deepEqual(c.pushes, [{ method: 'kickout', payload: {}, oneway: true }]);
+    } finally {
+      backend.close();
+    }
+  });
+
+  it('with RTM_SINGLE_SESSION a login kicks out the older sessions; without it both stay', async () => {
+    const single = await startTestServer({ singleSession: true });
+    servers.push(single);
+    const uid = BIG + 21n;
+    const [older] = await sessions(single, uid, 1);
+    const [newer] = await sessions(single, uid, 1);
+    await within(older!.closed, 'the older session closed');
+    assert.deepEqual(older!.pushes, [{ method: 'kickout', payload: {}, oneway: true }]);
+    assert.deepEqual(await newer!.quest('getuserinfo'), { oinfo: '', pinfo: '' });
+    assert.equal(newer!.isClosed, false);
+    newer!.close();
+
+    const many = await startTestServer();
+    servers.push(many);
+    const both = await sessions(many, uid, 2);
+    for (const c of both) assert.deepEqual(await c.quest('getuserinfo'), { oinfo: '', pinfo: '' });
+    for (const c of both) c.close();
   });
 });

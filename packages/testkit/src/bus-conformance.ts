@@ -192,6 +192,7 @@ export function busConformance(name: string, factory: () => Promise<BusUnderTest
         },
         message(300, 9, { from: BIG * 3n, to: 1n, msg: 'chat ✓' }),
         { type: 'kickout', pid: 300, uid: BIG + 11n },
+        { type: 'kickout', pid: 300, uid: BIG + 11n, endpoint: '10.0.0.1:13321', except: { node: buses[0]!.nodeId, conn: 7 } },
         { type: 'room', pid: 300, rid: BIG + 12n, uid: BIG + 13n, joined: false, kick: true },
         { type: 'presence', pid: 300, uid: BIG + 14n, event: 'logout', time: 1_700_000_001, endpoint: '10.0.0.1:13321' },
       ];

@@ -20,8 +20,11 @@ export type BusEvent =
       /** The session that sent it (never pushed back to it): node id and connection id. */
       origin?: { node: string; conn: number };
     }
-  /** Close every client session of a user (server-API kickout, project blacklist). */
-  | { type: 'kickout'; pid: number; uid: bigint }
+  /**
+   * Close client sessions of a user (server-API kickout, project blacklist, a newer login):
+   * every one, or only those at the gate `endpoint` ("host:port", kickout's `ce`), never `except`.
+   */
+  | { type: 'kickout'; pid: number; uid: bigint; endpoint?: string; except?: { node: string; conn: number } }
   /** A user entered or left a room (server API or another node): keep local room indexes right. */
   | { type: 'room'; pid: number; rid: bigint; uid: bigint; joined: boolean; kick: boolean }
   /** A login/logout to push to listening backends as `pushevent`. */

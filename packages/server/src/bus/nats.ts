@@ -418,8 +418,15 @@ export function decodeEvent(bytes: Uint8Array): BusEvent {
       }
       return out;
     }
-    case 'kickout':
-      return { type: 'kickout', pid: num(e.pid), uid: big(e.uid) };
+    case 'kickout': {
+      const out: BusEvent = { type: 'kickout', pid: num(e.pid), uid: big(e.uid) };
+      if (e.endpoint !== undefined && e.endpoint !== null) out.endpoint = str(e.endpoint);
+      if (e.except !== undefined && e.except !== null) {
+        const x = e.except as Record<string, unknown>;
+        out.except = { node: str(x.node), conn: num(x.conn) };
+      }
+      return out;
+    }
     case 'room':
       return { type: 'room', pid: num(e.pid), rid: big(e.rid), uid: big(e.uid), joined: e.joined === true, kick: e.kick === true };
     case 'presence':

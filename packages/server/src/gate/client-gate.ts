@@ -86,6 +86,10 @@ export class ClientGate extends Gate<ClientSession> {
     } finally {
       setImmediate(() => conn.releasePushes());
     }
+    if (config.singleSession && !conn.closed) {
+      const except = { node: this.services.bus.nodeId, conn: conn.id };
+      this.services.bus.publish({ type: 'kickout', pid: req.pid, uid: req.uid, except });
+    }
     this.log.debug({ pid: req.pid, uid: String(req.uid), conn: conn.id }, 'login');
     return { ok: true };
   }

@@ -12,6 +12,8 @@ export interface DeliveryOptions {
    * never to the session that sent it (client-api.md §6: only if an option says so). @default false
    */
   pushToSenderDevices: boolean;
+  /** "host:port" of this node's client gate, as `pushevent` gives it and kickout's `ce` names it. */
+  endpoint: () => string;
 }
 
 /**
@@ -33,7 +35,8 @@ export class Delivery {
       case 'message':
         return this.deliverMessage(event.message, event.recipients, event.origin);
       case 'kickout':
-        return this.kickout(event.pid, event.uid);
+        if (event.endpoint !== undefined && event.endpoint !== this.options.endpoint()) return;
+        return this.kickout(event.pid, event.uid, event.except?.node === this.bus.nodeId ? event.except.conn : -1);
       case 'room':
         return this.roomChange(event.pid, event.rid, event.uid, event.joined, event.kick);
       case 'presence':
@@ -87,10 +90,11 @@ export class Delivery {
     }
   }
 
-  private kickout(pid: number, uid: bigint): void {
+  private kickout(pid: number, uid: bigint, keepConn: number): void {
     const conns = this.presence.connectionsOf(pid, uid);
     if (!conns) return;
     for (const conn of [...conns]) {
+      if (conn.id === keepConn) continue;
       // Oneway: no client SDK answers kickout (spec/fpnn.md §3).
       conn.oneway('kickout', {});
       conn.close('kicked out');

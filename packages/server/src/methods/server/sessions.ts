@@ -18,9 +18,12 @@ export const removetoken = serverMethod({ uid: f.id }, async (ctx, r) => {
   return {};
 });
 
-/** Oneway `kickout` to every client session of the user, on every node, then close them. */
+/**
+ * Oneway `kickout` to every client session of the user, on every node, then close them; with `ce`
+ * (a client gate's "host:port", as `pushevent` gives it) only the sessions at that gate.
+ */
 export const kickout = serverMethod({ uid: f.id, ce: f.opt(f.str) }, (ctx, r) => {
-  ctx.services.bus.publish({ type: 'kickout', pid: ctx.pid, uid: r.uid });
+  ctx.services.bus.publish({ type: 'kickout', pid: ctx.pid, uid: r.uid, ...(r.ce ? { endpoint: r.ce } : {}) });
   return {};
 });
 
