@@ -148,11 +148,12 @@ export class RTMClient extends TypedEmitter<RTMClientEvents> {
 
   // ---------------------------------------------------------------- history (§3.2)
 
-  getGroupMessage(gid: Id, desc: boolean, num: number, begin?: Id, end?: Id, lastid?: Id, mtypes?: number[]): Promise<HistoryPage> {
+  // async like every method here: a bad id rejects the returned promise instead of throwing.
+  async getGroupMessage(gid: Id, desc: boolean, num: number, begin?: Id, end?: Id, lastid?: Id, mtypes?: number[]): Promise<HistoryPage> {
     return this.history('getgroupmsg', { gid: wireId(gid, 'gid') }, desc, num, begin, end, lastid, mtypes, readHistoryRow);
   }
 
-  getRoomMessage(rid: Id, desc: boolean, num: number, begin?: Id, end?: Id, lastid?: Id, mtypes?: number[]): Promise<HistoryPage> {
+  async getRoomMessage(rid: Id, desc: boolean, num: number, begin?: Id, end?: Id, lastid?: Id, mtypes?: number[]): Promise<HistoryPage> {
     return this.history('getroommsg', { rid: wireId(rid, 'rid') }, desc, num, begin, end, lastid, mtypes, readHistoryRow);
   }
 
@@ -161,7 +162,7 @@ export class RTMClient extends TypedEmitter<RTMClientEvents> {
   }
 
   /** p2p history with `ouid`; each entry has `direction` (1 sent by me, 2 by the peer) and the derived `fromUid`. */
-  getP2PMessage(
+  async getP2PMessage(
     ouid: Id,
     desc: boolean,
     num: number,

@@ -5,22 +5,30 @@ const utf8 = new TextDecoder();
 
 // ---- outgoing: app values → wire values ----
 
-function invalid(name: string, value: unknown): RtmError {
-  return new RtmError(
-    RtmErrorCode.INVALID_PARAMETER,
-    `'${name}' must be an integer (bigint or number), got ${typeof value === 'number' ? value : typeof value}`,
-  );
+const INT64_MIN = -(2n ** 63n);
+const UINT64_MAX = 2n ** 64n - 1n;
+
+function invalid(name: string, why: string): RtmError {
+  return new RtmError(RtmErrorCode.INVALID_PARAMETER, `'${name}' ${why}`);
 }
 
-/** An id or ms timestamp for the wire: always a bigint, so msgpack writes int64 as the browser SDK does. */
+/**
+ * An id or ms timestamp for the wire: always a bigint, so msgpack writes int64 as the browser SDK
+ * does. A `number` must be a safe integer: above 2^53 it has already lost precision (ids do go
+ * that high), and sending the rounded value would address another user or message. Rejected as
+ * the server SDK does (200034).
+ */
 export function wireId(value: Id, name: string): bigint {
-  if (typeof value === 'bigint') return value;
-  if (typeof value === 'number' && Number.isInteger(value)) return BigInt(value);
-  throw invalid(name, value);
+  if (typeof value === 'bigint') {
+    if (value < INT64_MIN || value > UINT64_MAX) throw invalid(name, 'does not fit in 64 bits');
+    return value;
+  }
+  if (typeof value === 'number' && Number.isSafeInteger(value)) return BigInt(value);
+  throw invalid(name, `must be a bigint or a safe integer, got ${typeof value === 'number' ? value : typeof value}`);
 }
 
 export function wireIds(values: readonly Id[], name: string): bigint[] {
-  if (!Array.isArray(values)) throw new RtmError(RtmErrorCode.INVALID_PARAMETER, `'${name}' must be an array of ids`);
+  if (!Array.isArray(values)) throw invalid(name, 'must be an array of ids');
   return values.map((v, i) => wireId(v, `${name}[${i}]`));
 }
 

@@ -652,6 +652,46 @@ describe('client methods against the fake server', () => {
     assert.equal(server.quests.length, count);
   });
 
+  test('number ids that are not safe integers reject with 200034 instead of being rounded', async () => {
+    const count = server.quests.length;
+    const bad = (err: unknown) => err instanceof RtmError && err.code === 200034 && /safe integer/.test(err.message);
+    // 2**53 + 1 is already 2**53 as a number: sending it would address another message.
+    await assert.rejects(client.getMessage(1001, 2 ** 53 + 1, 1002, 1), bad);
+    await assert.rejects(client.sendMessage(Number(1234567890123456789n), 30, 'x'), bad);
+    await assert.rejects(client.sendMessage(1002n, 30, 'x', '', 2 ** 60), bad);
+    await assert.rejects(client.getOnlineUsers([1, Number.MAX_SAFE_INTEGER + 2]), bad);
+    await assert.rejects(client.getGroupMessage(2001n, true, 10, 0, 2 ** 62), bad);
+    await assert.rejects(client.addFriends([2n ** 64n]), (err: unknown) => err instanceof RtmError && err.code === 200034);
+    assert.equal(server.quests.length, count);
+    // The largest safe integer still goes out exactly.
+    server.handlers.enterroom = () => ({});
+    await client.enterRoom(Number.MAX_SAFE_INTEGER);
+    assert.equal(server.received('enterroom').at(-1)!.payload.rid, 2n ** 53n - 1n);
+  });
+
+  test('bad input rejects the returned promise, never throws synchronously', async () => {
+    const count = server.quests.length;
+    const calls: [string, () => Promise<unknown>][] = [
+      ['getGroupMessage', () => client.getGroupMessage(1.5, true, 10)],
+      ['getRoomMessage', () => client.getRoomMessage('x' as unknown as number, true, 10)],
+      ['getP2PMessage', () => client.getP2PMessage(2 ** 60, true, 10)],
+      ['sendQuest', () => client.sendQuest('getfriends', { id: 2n ** 70n })], // msgpack cannot write it
+    ];
+    for (const [name, call] of calls) {
+      let result: Promise<unknown> | undefined;
+      assert.doesNotThrow(() => {
+        result = call();
+      }, name);
+      await assert.rejects(result!, (err: unknown) => err instanceof RtmError, name);
+    }
+    await assert.rejects(
+      client.sendQuest('getfriends', { id: 2n ** 70n }),
+      (err: unknown) => err instanceof RtmError && err.code === 20005,
+    );
+    assert.equal(server.quests.length, count);
+    assert.equal(client.state, 'online');
+  });
+
   test('generated mids are unique and increasing', async () => {
     server.handlers.sendmsg = () => ({ mtime: 1 });
     const results = await Promise.all(Array.from({ length: 50 }, () => client.sendMessage(1002n, 30, 'x')));

@@ -82,13 +82,24 @@ export class FpnnPeer {
     return seq;
   }
 
-  /** Sends a twoway quest and resolves with the answer payload, or rejects with an `RtmError`. */
+  /**
+   * Sends a twoway quest and resolves with the answer payload, or rejects with an `RtmError`.
+   * Never throws: a payload that cannot be encoded rejects with 20005, so callers that chain
+   * `.catch()` on the result see every failure.
+   */
   quest(method: string, payload: Payload, options: QuestOptions = {}): Promise<Payload> {
     if (this.closedWith) return Promise.reject(this.closedWith);
     const seq = this.allocSeq();
     const timeoutMs = options.timeoutMs ?? this.questTimeoutMs;
     const flag = options.flag ?? Flag.MSGPACK;
-    const frame = encodeQuestFrame(method, payload, flag, false, seq);
+    let frame: Uint8Array;
+    try {
+      frame = encodeQuestFrame(method, payload, flag, false, seq);
+    } catch (err) {
+      return Promise.reject(
+        new RtmError(FpnnErrorCode.CORE_ENCODING, `quest '${method}' could not be encoded: ${(err as Error).message}`, { cause: err }),
+      );
+    }
     return new Promise<Payload>((resolve, reject) => {
       this.pending.set(seq, { method, deadline: Date.now() + timeoutMs, timeoutMs, resolve, reject });
       this.ensureSweep();

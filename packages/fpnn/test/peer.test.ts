@@ -132,6 +132,18 @@ describe('FpnnPeer (spec/fpnn.md §3)', () => {
     assert.equal(decodePayload(answer.flag, answer.payload).code, FpnnErrorCode.PROTO_INVALID_PACKAGE);
   });
 
+  it('a payload that cannot be encoded rejects with 20005; quest() never throws and nothing is sent', async () => {
+    const { left, wire } = linked({}, { onQuest: () => ({}) });
+    let result: Promise<Payload> | undefined;
+    assert.doesNotThrow(() => {
+      result = left.quest('m', { id: 2n ** 70n }); // beyond int64/uint64: msgpack cannot write it
+    });
+    await assert.rejects(result!, (e: unknown) => e instanceof RtmError && e.code === FpnnErrorCode.CORE_ENCODING && /'m'/.test(e.message));
+    assert.equal(wire.aToB.length, 0);
+    assert.equal(left.pendingQuests, 0);
+    assert.deepEqual(await left.quest('m', { ok: 1 }), {}, 'the peer still works');
+  });
+
   it('a received quest is plain data: its bytes are a field, not an accessor', async () => {
     // An accessor made each quest a dictionary-mode object that V8 kept, with its frame and
     // payload, until the next full GC (see receiveQuest): scavenges took 1.7× as long.
