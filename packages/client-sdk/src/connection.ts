@@ -21,8 +21,13 @@ export interface ConnectionSettings {
   readonly logger: Logger;
   /** Serves quests the server sends (pushes). */
   readonly onQuest: QuestHandler;
-  /** Called once when the connection is gone, whoever closed it. */
+  /**
+   * Called once when the connection is gone. `byUs` is true only for `close()`: a socket closed by
+   * the server or the network, and a protocol error in what the server sent, are both losses.
+   */
   readonly onClose: (reason: string, byUs: boolean) => void;
+  /** Aborts opening: the WebSocket is closed, the connect timer cleared, and `open` rejects with the abort reason. */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -54,8 +59,12 @@ export class Connection {
       this.finish(`WebSocket closed (code ${event?.code ?? 'unknown'}${event?.reason ? `: ${event.reason}` : ''})`, false);
   }
 
-  /** Opens the WebSocket; rejects with an `RtmError` (20012 or 20003) when it cannot. */
+  /**
+   * Opens the WebSocket; rejects with an `RtmError` (20012 or 20003) when it cannot, or with the
+   * signal's reason when `settings.signal` aborts first.
+   */
   static async open(settings: ConnectionSettings): Promise<Connection> {
+    const signal = settings.signal;
     let ws: WebSocketLike;
     try {
       ws = await settings.factory(settings.url);
@@ -66,15 +75,29 @@ export class Connection {
         { cause: err },
       );
     }
+    if (signal?.aborted) {
+      safeClose(ws);
+      throw abortError(signal);
+    }
     ws.binaryType = 'arraybuffer';
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const fail = (err: unknown): void => {
         done();
         safeClose(ws);
-        reject(new RtmError(FpnnErrorCode.CORE_TIMEOUT, `connecting to ${settings.url} took longer than ${settings.connectTimeoutMs} ms`));
-      }, settings.connectTimeoutMs);
+        reject(err);
+      };
+      const timer = setTimeout(
+        () =>
+          fail(new RtmError(FpnnErrorCode.CORE_TIMEOUT, `connecting to ${settings.url} took longer than ${settings.connectTimeoutMs} ms`)),
+        settings.connectTimeoutMs,
+      );
+      // close() of the session must not leave this socket and its timer behind (they would keep a
+      // Node process alive until the server answers or the timeout fires).
+      const aborted = (): void => fail(abortError(signal!));
+      signal?.addEventListener('abort', aborted);
       const done = (): void => {
         clearTimeout(timer);
+        signal?.removeEventListener('abort', aborted);
         ws.onopen = ws.onclose = null;
         ws.onerror = ignore; // with `ws`, an 'error' event without a listener would throw
       };
@@ -82,11 +105,7 @@ export class Connection {
         done();
         resolve();
       };
-      ws.onerror = ws.onclose = () => {
-        done();
-        safeClose(ws);
-        reject(new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, `cannot connect to ${settings.url}`));
-      };
+      ws.onerror = ws.onclose = () => fail(new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, `cannot connect to ${settings.url}`));
     });
     return new Connection(ws, settings);
   }
@@ -119,8 +138,11 @@ export class Connection {
     try {
       frames = this.decoder.push(bytes);
     } catch (err) {
+      // The server broke the framing: the connection is unusable, and that is a loss (relogin),
+      // not a close the application asked for.
       this.settings.logger.error?.('protocol error from the server, closing', err);
-      this.close(`protocol error: ${(err as Error).message}`);
+      safeClose(this.ws);
+      this.finish(`protocol error: ${(err as Error).message}`, false);
       return;
     }
     for (const frame of frames) this.peer.receive(frame);
@@ -137,6 +159,11 @@ export class Connection {
 }
 
 function ignore(): void {}
+
+function abortError(signal: AbortSignal): RtmError {
+  const reason: unknown = signal.reason;
+  return reason instanceof RtmError ? reason : new RtmError(FpnnErrorCode.CORE_CANCELLED, 'connecting was cancelled');
+}
 
 function safeClose(ws: WebSocketLike): void {
   try {

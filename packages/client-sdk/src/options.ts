@@ -20,6 +20,12 @@ export interface ReconnectStrategy {
   maxIntervalSeconds?: number;
   /** Number of steps from 0 to `maxIntervalSeconds` (step = 8 / 4 = 2 s by default). @default 4 */
   linearRegressiveCount?: number;
+  /**
+   * A connection that drops sooner than this after its login counts as a failed attempt (the
+   * back-off goes on instead of starting over), as the server SDK's `reconnect.stableAfterMs`.
+   * In milliseconds. @default 1500
+   */
+  stableAfterMs?: number;
 }
 
 export interface RTMClientOptions {
@@ -36,7 +42,7 @@ export interface RTMClientOptions {
   connectTimeoutMs?: number;
   /** Reconnect and log in again after the connection is lost. @default true */
   autoReconnect?: boolean;
-  /** Back-off for automatic relogin. @default { startConnectFailedCount: 3, maxIntervalSeconds: 8, linearRegressiveCount: 4 } */
+  /** Back-off for automatic relogin. @default { startConnectFailedCount: 3, maxIntervalSeconds: 8, linearRegressiveCount: 4, stableAfterMs: 1500 } */
   reconnectStrategy?: ReconnectStrategy;
   /**
    * Ping watchdog: when the server has sent no `ping` for this many seconds, the connection is
@@ -68,6 +74,7 @@ export const DEFAULT_RECONNECT_STRATEGY: Readonly<Required<ReconnectStrategy>> =
   startConnectFailedCount: 3,
   maxIntervalSeconds: 8,
   linearRegressiveCount: 4,
+  stableAfterMs: 1_500,
 });
 
 export interface ResolvedOptions {
@@ -113,6 +120,7 @@ export function resolveOptions(options: RTMClientOptions): ResolvedOptions {
   nonNegative('reconnectStrategy.startConnectFailedCount', strategy.startConnectFailedCount, 0);
   nonNegative('reconnectStrategy.maxIntervalSeconds', strategy.maxIntervalSeconds, 0);
   if (!(strategy.linearRegressiveCount >= 1)) fail('reconnectStrategy.linearRegressiveCount', 'must be ≥ 1');
+  strategy.stableAfterMs = nonNegative('reconnectStrategy.stableAfterMs', strategy.stableAfterMs, DEFAULT_RECONNECT_STRATEGY.stableAfterMs);
   const questTimeoutMs = nonNegative('questTimeoutMs', options.questTimeoutMs, DEFAULT_QUEST_TIMEOUT_MS);
   if (questTimeoutMs === 0) fail('questTimeoutMs', 'must be > 0');
   return Object.freeze({

@@ -44,6 +44,10 @@ export class Session {
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private reconnectCount = 0;
   private reconnectIntervalMs = 0;
+  /** When the current connection was logged in (to tell a stable connection from a crash loop). */
+  private onlineSince = 0;
+  /** Connection work in flight (open + auth, or logout's `bye`); a new generation aborts it. */
+  private inFlight: AbortController | undefined;
   private watchdogTimer: ReturnType<typeof setInterval> | undefined;
   private lastPingAt = 0;
 
@@ -67,6 +71,8 @@ export class Session {
     this.uid = uid;
     this.token = token;
     this.state = 'connecting';
+    this.reconnectCount = 0;
+    this.reconnectIntervalMs = 0;
     let ok: boolean;
     try {
       ok = await this.connectAndAuth(generation);
@@ -84,31 +90,39 @@ export class Session {
 
   /** Sends `bye`, waits for its answer (or failure), then closes. */
   async logout(): Promise<void> {
-    const conn = this.conn;
     const wasActive = this.isActive();
-    this.newGeneration();
-    if (conn && this.state === 'online') {
-      try {
-        await conn.quest('bye', {});
-      } catch (err) {
-        this.options.logger.debug?.('bye failed', err);
-      }
-    }
+    const online = this.state === 'online';
+    const generation = this.newGeneration();
+    // Detached first: if the connection drops before `bye` is answered, the session is ending
+    // anyway; it must not count as a lost connection (that would relogin after the logout).
+    const conn = this.detachConnection();
+    if (conn && online) await this.sayBye(conn);
+    conn?.close('logout');
+    if (generation !== this.generation) return; // a login() or close() during `bye` took over
     this.end(wasActive, { reason: 'logout', code: 0 }, 'logout');
+  }
+
+  /** Sends `bye` and waits for its answer (or failure); a login() or close() meanwhile cuts it short. */
+  private async sayBye(conn: Connection): Promise<void> {
+    const cancel = (this.inFlight = new AbortController());
+    cancel.signal.addEventListener('abort', () => conn.close('superseded'));
+    try {
+      await conn.quest('bye', {});
+    } catch (err) {
+      this.options.logger.debug?.('bye failed', err);
+    } finally {
+      if (this.inFlight === cancel) this.inFlight = undefined;
+    }
   }
 
   /** Closes at once; no relogin. */
   close(): void {
-    const wasActive = this.isActive();
-    this.newGeneration();
-    this.end(wasActive, { reason: 'close', code: 0 }, 'closed by the application');
+    this.end(this.isActive(), { reason: 'close', code: 0 }, 'closed by the application');
   }
 
   /** The server sent `kickout`: close and stay offline (client-api.md §6). */
   kickedOut(): void {
-    const wasActive = this.isActive();
-    this.newGeneration();
-    this.end(wasActive, { reason: 'kickout', code: 0 }, 'kicked out by the server');
+    this.end(this.isActive(), { reason: 'kickout', code: 0 }, 'kicked out by the server');
   }
 
   /** The server pinged: feeds the watchdog. */
@@ -130,12 +144,17 @@ export class Session {
     return this.state === 'online' || this.state === 'reconnecting' || this.state === 'connecting';
   }
 
+  /** Supersedes all work in progress: pending relogin, connection attempt or `bye`, watchdog. */
   private newGeneration(): number {
     this.clearTimers();
+    this.inFlight?.abort(cancelled());
+    this.inFlight = undefined;
     return ++this.generation;
   }
 
+  /** The session is over: nothing of it may run afterwards (no relogin, no socket, no timer). */
   private end(wasActive: boolean, event: ClosedEvent, reason: string): void {
+    this.newGeneration();
     this.dropConnection(reason);
     this.state = 'closed';
     this.reconnectCount = 0;
@@ -145,6 +164,15 @@ export class Session {
 
   /** Opens a connection and authenticates. true = online; false = token refused. */
   private async connectAndAuth(generation: number): Promise<boolean> {
+    const attempt = (this.inFlight = new AbortController());
+    try {
+      return await this.openAndAuth(generation, attempt.signal);
+    } finally {
+      if (this.inFlight === attempt) this.inFlight = undefined;
+    }
+  }
+
+  private async openAndAuth(generation: number, signal: AbortSignal): Promise<boolean> {
     const conn = await Connection.open({
       url: this.options.url,
       factory: this.options.webSocketFactory ?? defaultWebSocketFactory,
@@ -153,11 +181,14 @@ export class Session {
       logger: this.options.logger,
       onQuest: this.hooks.onQuest,
       onClose: (reason, byUs) => this.connectionClosed(conn, reason, byUs),
+      signal,
     });
     if (generation !== this.generation) {
       conn.close('superseded');
       throw cancelled();
     }
+    // Aborted while `auth` is pending: close now rather than when the answer or its timeout comes.
+    signal.addEventListener('abort', () => conn.close('superseded'));
     const payload: Payload = { pid: this.options.pid, uid: this.uid, token: this.token, version: this.options.sdkVersion };
     if (this.options.attrs) payload.attrs = { ...this.options.attrs };
     let answer: Payload;
@@ -165,7 +196,7 @@ export class Session {
       answer = await conn.quest('auth', payload);
     } catch (err) {
       conn.close('auth failed');
-      throw err;
+      throw generation === this.generation ? err : cancelled();
     }
     if (generation !== this.generation) {
       conn.close('superseded');
@@ -175,10 +206,10 @@ export class Session {
       conn.close('token refused');
       return false;
     }
+    // The relogin back-off is not reset here but in lost(), once this connection proved stable.
     this.conn = conn;
     this.state = 'online';
-    this.reconnectCount = 0;
-    this.reconnectIntervalMs = 0;
+    this.onlineSince = Date.now();
     this.startWatchdog();
     return true;
   }
@@ -190,17 +221,28 @@ export class Session {
     if (!byUs) this.lost(reason);
   }
 
-  /** Drops the current connection without reporting it as lost. */
-  private dropConnection(reason: string): void {
+  /** Takes the current connection out of the session: its close is no longer reported as lost. */
+  private detachConnection(): Connection | undefined {
     const conn = this.conn;
     this.conn = undefined;
     this.stopWatchdog();
-    conn?.close(reason);
+    return conn;
+  }
+
+  /** Drops the current connection without reporting it as lost. */
+  private dropConnection(reason: string): void {
+    this.detachConnection()?.close(reason);
   }
 
   /** The connection went away without being asked to: reconnect, or end the session. */
   private lost(reason: string): void {
     this.options.logger.warn?.(`connection lost: ${reason}`);
+    // A connection that drops soon after its login (a server in a crash loop, a proxy closing at
+    // once) counts as one more failed attempt, so relogin backs off instead of looping at once.
+    if (Date.now() - this.onlineSince >= this.options.reconnectStrategy.stableAfterMs) {
+      this.reconnectCount = 0;
+      this.reconnectIntervalMs = 0;
+    }
     if (!this.options.autoReconnect) {
       this.hooks.disconnected({ reason, willReconnect: false });
       this.state = 'closed';

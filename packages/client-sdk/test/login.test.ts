@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { RtmError } from '@rtm/fpnn';
 import { RTMClient, type ClosedEvent } from '../src/index.js';
-import { FakeRtmServer, sleep } from './helpers/fake-server.js';
+import { FakeRtmServer, sleep, withTimeout } from './helpers/fake-server.js';
 import { sameFrameIgnoringSeq, webClientFrame } from './helpers/vectors.js';
 
 async function start(t: { after(fn: () => unknown): void }, options: Partial<ConstructorParameters<typeof RTMClient>[0]> = {}) {
@@ -82,6 +84,45 @@ test('an unreachable endpoint rejects with 20012', async () => {
   client.close();
 });
 
+test('close() aborts a connection still opening: no socket or timer is left behind', async (t) => {
+  // A server that accepts TCP connections but never answers the WebSocket upgrade.
+  const accepted: Socket[] = [];
+  const silent = createServer((socket) => accepted.push(socket.resume())); // reads (and drops) the upgrade request
+  silent.listen(0, '127.0.0.1');
+  await once(silent, 'listening');
+  t.after(() => {
+    for (const s of accepted) s.destroy();
+    silent.close();
+  });
+  const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+  const timersBefore = timers();
+  const client = new RTMClient({ endpoint: `127.0.0.1:${(silent.address() as AddressInfo).port}`, pid: 1 });
+  const login = client.login(1001n, 'token-1001');
+  while (accepted.length === 0) await sleep(5);
+  assert.ok(timers() > timersBefore, 'the connect timer runs');
+  client.close();
+  await assert.rejects(login, (err: unknown) => err instanceof RtmError && err.code === 20015);
+  assert.equal(client.state, 'closed');
+  assert.ok(timers() <= timersBefore, `timers: ${timers()} after close() vs ${timersBefore} before`);
+  // The client's socket is gone: the server sees it close now, not after connectTimeoutMs (30 s).
+  if (!accepted[0]!.closed) await withTimeout(once(accepted[0]!, 'close'), 500, 'the client socket closing');
+});
+
+test('close() while auth is pending closes that connection at once', async (t) => {
+  const { server, client } = await start(t);
+  server.handlers.auth = () => new Promise(() => {});
+  const login = client.login(1001n, 'token-1001');
+  await server.waitForQuest('auth');
+  client.close();
+  // At once, not when auth times out (questTimeoutMs, 20 s).
+  await withTimeout(
+    assert.rejects(login, (err: unknown) => err instanceof RtmError && err.code === 20015),
+    500,
+    'login() rejecting',
+  );
+  await withTimeout(server.last.waitClosed(), 500, 'the connection closing');
+});
+
 test('methods before login reject with 20012', async () => {
   const client = new RTMClient({ endpoint: '127.0.0.1:1', pid: 1 });
   await assert.rejects(client.sendMessage(2n, 30, 'x'), (err: unknown) => err instanceof RtmError && err.code === 20012);
@@ -108,6 +149,40 @@ test('logout sends bye, closes, and emits closed {reason: logout}', async (t) =>
   assert.equal(client.state, 'closed');
   await sleep(50);
   assert.equal(server.connections.length, 1, 'no relogin after logout');
+});
+
+test('a connection lost while waiting for the answer to bye ends the session: no relogin after logout', async (t) => {
+  const { server, client } = await start(t);
+  await client.login(1001n, 'token-1001');
+  // The server (or the network) drops the socket instead of answering bye.
+  server.handlers.bye = (_p, conn) => {
+    conn.drop();
+    return new Promise(() => {});
+  };
+  const events: string[] = [];
+  client.on('disconnected', () => events.push('disconnected'));
+  client.on('connected', () => events.push('connected'));
+  client.on('closed', (e) => events.push(`closed:${e.reason}`));
+  await client.logout();
+  assert.equal(client.state, 'closed');
+  await sleep(100);
+  assert.deepEqual(events, ['closed:logout']);
+  assert.equal(client.state, 'closed');
+  assert.equal(server.connections.length, 1, 'no relogin after logout');
+});
+
+test('close() during a pending logout ends the session once', async (t) => {
+  const { server, client } = await start(t);
+  await client.login(1001n, 'token-1001');
+  server.handlers.bye = () => new Promise(() => {});
+  const closed: ClosedEvent[] = [];
+  client.on('closed', (e) => closed.push(e));
+  const logout = client.logout();
+  await server.waitForQuest('bye');
+  client.close();
+  await logout;
+  assert.deepEqual(closed, [{ reason: 'close', code: 0 }]);
+  assert.equal(client.state, 'closed');
 });
 
 test('bye frame is byte-identical to the browser SDK capture', async (t) => {
@@ -139,5 +214,9 @@ test('options are validated and endpoints become WebSocket URLs', () => {
   assert.equal(o.questTimeoutMs, 20000);
   assert.equal(o.maxPingIntervalSeconds, 60);
   assert.equal(o.autoReconnect, true);
-  assert.deepEqual({ ...o.reconnectStrategy }, { startConnectFailedCount: 3, maxIntervalSeconds: 8, linearRegressiveCount: 4 });
+  assert.deepEqual(
+    { ...o.reconnectStrategy },
+    { startConnectFailedCount: 3, maxIntervalSeconds: 8, linearRegressiveCount: 4, stableAfterMs: 1500 },
+  );
+  assert.throws(() => new RTMClient({ endpoint: 'h:1', pid: 1, reconnectStrategy: { stableAfterMs: -1 } }), /stableAfterMs/);
 });

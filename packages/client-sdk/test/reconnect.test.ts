@@ -171,3 +171,58 @@ test('login() while relogin is pending replaces the old session', async (t) => {
   assert.equal(server.connections.length, 2, 'the pending relogin was cancelled');
   assert.equal(client.uid, 1002n);
 });
+
+test('a protocol error from the server is a lost connection: disconnected, then relogin', async (t) => {
+  const { server, client } = await online(t);
+  const disconnected = nextEvent(client, 'disconnected');
+  const connected = nextEvent(client, 'connected');
+  // A frame with bad magic ("XXXX" instead of "FPNN"): the stream cannot be trusted any more.
+  server.last.sendRaw(new Uint8Array([0x58, 0x58, 0x58, 0x58, 1, 0x80, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0]));
+  const lost = await disconnected;
+  assert.match(lost.reason, /protocol error/);
+  assert.equal(lost.willReconnect, true);
+  assert.deepEqual(await connected, { uid: 1001n, relogin: true });
+  assert.equal(server.connections.length, 2);
+  assert.equal(client.state, 'online');
+  server.handlers.getfriends = () => ({ uids: [] });
+  assert.deepEqual(await client.getFriends(), []);
+});
+
+test('a protocol error without autoReconnect ends the session with closed {connectionLost}', async (t) => {
+  const { server, client } = await online(t, { autoReconnect: false });
+  const closed = nextEvent(client, 'closed');
+  server.last.sendRaw(new Uint8Array([0x58, 0x58, 0x58, 0x58, 1, 0x80, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0]));
+  assert.deepEqual(await closed, { reason: 'connectionLost', code: 20002 });
+  assert.equal(client.state, 'closed');
+});
+
+test('connections that drop right after auth count as failed attempts: relogin backs off (stableAfterMs)', async (t) => {
+  const { server, client } = await online(t, {
+    reconnectStrategy: { startConnectFailedCount: 1, maxIntervalSeconds: 0.3, linearRegressiveCount: 1, stableAfterMs: 100 },
+  });
+  // The server accepts every auth and closes the connection at once (a crash loop, a proxy).
+  const ok = server.handlers.auth!;
+  let dropAfterAuth = true;
+  server.handlers.auth = (p, c) => {
+    if (dropAfterAuth) setImmediate(() => c.ws.close());
+    return ok(p, c);
+  };
+  const started = Date.now();
+  server.last.drop();
+  // Attempt 1 is immediate; its connection drops at once, so attempt 2 waits 300 ms (without
+  // stableAfterMs every successful auth reset the back-off: a tight 0 ms loop).
+  await server.waitForConnections(2);
+  await sleep(150);
+  assert.equal(server.connections.length, 2, `connections after ${Date.now() - started} ms`);
+  dropAfterAuth = false;
+  await server.waitForConnections(3, 1000);
+  assert.ok(Date.now() - started >= 280, `attempt 2 after ${Date.now() - started} ms`);
+  await sleep(150); // longer than stableAfterMs: this connection is stable
+  assert.equal(client.state, 'online');
+  // After a stable connection the back-off starts over: the next relogin is immediate.
+  const dropped = Date.now();
+  const connected = nextEvent(client, 'connected');
+  server.last.drop();
+  await connected;
+  assert.ok(Date.now() - dropped < 150, `relogin after a stable connection took ${Date.now() - dropped} ms`);
+});
