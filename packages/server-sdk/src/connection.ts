@@ -39,6 +39,8 @@ export class ConnectionManager {
   private openedAt = 0;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private pingTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The connection attempt in flight (connect() or a reconnect): close() aborts it and waits for it. */
+  private opening: { readonly abort: AbortController; readonly settled: Promise<unknown> } | undefined;
   private readonly waiters = new Set<Waiter>();
   lastPingAt: number | undefined;
 
@@ -124,18 +126,25 @@ export class ConnectionManager {
     this.ready = false;
     this.clearTimers();
     this.rejectWaiters(closedByClient());
+    // An attempt still connecting would otherwise keep its socket and connect timer (up to
+    // connectTimeoutMs) after close(), and with them the process.
+    const opening = this.opening;
+    this.opening = undefined;
+    opening?.abort.abort(closedByClient());
     const connection = this.current;
     this.current = undefined;
     if (connection) {
       connection.close('closed by client');
       await connection.closed;
     }
+    await opening?.settled;
     if (wasActive) this.hooks.closed({ reason: 'closed by client', willReconnect: false });
   }
 
   private open(): Promise<TcpConnection> {
     const o = this.options;
     let connection: TcpConnection | undefined;
+    const abort = new AbortController();
     const opening = TcpConnection.open({
       host: o.host,
       port: o.port,
@@ -147,8 +156,15 @@ export class ConnectionManager {
         if (connection) this.lost(connection, reason);
       },
       onInternalError: (err: unknown, quest: IncomingQuest) => o.logger.error(`push '${quest.method}' handler failed`, err),
+      signal: abort.signal,
     });
-    return opening.then((c) => (connection = c));
+    const attempt = { abort, settled: opening.catch(() => undefined) };
+    this.opening = attempt;
+    return opening
+      .then((c) => (connection = c))
+      .finally(() => {
+        if (this.opening === attempt) this.opening = undefined;
+      });
   }
 
   private async adopt(connection: TcpConnection, reconnected: boolean, epoch: number): Promise<void> {

@@ -2,6 +2,7 @@
  * Options of `RTMServerClient`, their defaults and the resolver that validates them
  * (one typed config: `DEFAULT_*` constants, a bad setting fails at construction naming itself).
  */
+import { startKeyExchange } from './tcp.js';
 
 /** Where log lines go. `console` fits; the default logger drops everything. */
 export interface Logger {
@@ -128,6 +129,19 @@ function positiveInt(name: string, value: unknown, fallback: number): number {
   return n;
 }
 
+/**
+ * A key that is not PEM/DER/hex/raw, not a point of the curve, or of another curve is a
+ * configuration error: report it here, not at every connection attempt. The check is a trial key
+ * exchange, so it accepts exactly what connecting will.
+ */
+function checkServerPublicKey(enc: EncryptionOptions): void {
+  try {
+    startKeyExchange(enc);
+  } catch (err) {
+    fail('encryption.serverPublicKey', `is not a usable ${enc.curve ?? 'secp256k1'} public key: ${(err as Error).message}`);
+  }
+}
+
 /** Splits `host:port` / `[v6]:port`. */
 export function parseEndpoint(endpoint: string): { host: string; port: number } {
   const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(endpoint) ?? /^([^:\s]+):(\d{1,5})$/.exec(endpoint);
@@ -152,6 +166,7 @@ export function resolveOptions(options: RTMServerClientOptions): ResolvedOptions
       fail('encryption.curve', "must be 'secp256k1' or 'secp256r1'");
     if (enc.bits !== undefined && enc.bits !== 128 && enc.bits !== 256) fail('encryption.bits', 'must be 128 or 256');
     if (enc.streamMode !== undefined && typeof enc.streamMode !== 'boolean') fail('encryption.streamMode', 'must be a boolean');
+    checkServerPublicKey(enc);
   }
   if (options.autoReconnect !== undefined && typeof options.autoReconnect !== 'boolean') fail('autoReconnect', 'must be a boolean');
   const r = options.reconnect ?? {};

@@ -10,7 +10,7 @@ import {
   type IncomingQuest,
   type QuestHandler,
 } from '@rtm/fpnn';
-import { clientKeyExchange, type FrameCipher } from '@rtm/fpnn/crypto';
+import { clientKeyExchange, type ClientKeyExchange, type FrameCipher } from '@rtm/fpnn/crypto';
 import type { EncryptionOptions } from './options.js';
 
 export interface TcpConnectionOptions {
@@ -25,6 +25,17 @@ export interface TcpConnectionOptions {
   onInternalError(err: unknown, quest: IncomingQuest): void;
   /** Encrypt with `*key` right after connecting (fpnn.md §6). */
   encryption?: Readonly<EncryptionOptions> | undefined;
+  /** Aborts opening: the socket is destroyed, the connect timer cleared, and `open` rejects with the abort reason. */
+  signal?: AbortSignal | undefined;
+}
+
+/** The client half of `*key` for these options. Throws a `TypeError` when the server key is unusable. */
+export function startKeyExchange(encryption: Readonly<EncryptionOptions>): ClientKeyExchange {
+  return clientKeyExchange(encryption.serverPublicKey, {
+    curve: encryption.curve === 'secp256r1' ? 'prime256v1' : (encryption.curve ?? 'secp256k1'),
+    bits: encryption.bits ?? 128,
+    streamMode: encryption.streamMode ?? false,
+  });
 }
 
 /**
@@ -75,9 +86,14 @@ export class TcpConnection {
     this.socket.uncork();
   }
 
-  /** Opens a connection; rejects with RtmError 20012 (refused, unreachable) or 20003 (timeout). */
+  /**
+   * Opens a connection; rejects with RtmError 20012 (refused, unreachable, encryption failed) or
+   * 20003 (timeout), or with the abort reason when `options.signal` aborts first.
+   */
   static open(options: TcpConnectionOptions): Promise<TcpConnection> {
     return new Promise((resolve, reject) => {
+      const signal = options.signal;
+      if (signal?.aborted) return reject(abortError(signal));
       const socket = netConnect({ host: options.host, port: options.port });
       const decoder = new FrameDecoder();
       let opened: TcpConnection | undefined;
@@ -89,34 +105,60 @@ export class TcpConnection {
         );
         socket.destroy();
       }, options.connectTimeoutMs);
+      // Aborted (the client's close()): destroy the socket now rather than keep it and the connect
+      // timer, and with them the process, for up to connectTimeoutMs; its 'close' then rejects.
+      const aborted = (): void => {
+        failure ??= abortError(signal!);
+        if (opened) opened.close(failure.message);
+        else socket.destroy();
+      };
+      signal?.addEventListener('abort', aborted);
+      const succeed = (connection: TcpConnection): void => {
+        signal?.removeEventListener('abort', aborted);
+        resolve(connection);
+      };
+      const fail = (err: RtmError): void => {
+        signal?.removeEventListener('abort', aborted);
+        reject(err);
+      };
 
       socket.once('connect', () => {
         clearTimeout(timer);
         socket.setNoDelay(true);
+        let kx: ClientKeyExchange | undefined;
+        try {
+          kx = options.encryption && startKeyExchange(options.encryption);
+        } catch (err) {
+          // An unusable server key fails this attempt (connect() rejects); thrown from this
+          // listener it would be an uncaught exception.
+          failure = new RtmError(
+            FpnnErrorCode.CORE_INVALID_CONNECTION,
+            `encryption with ${options.host}:${options.port} cannot start: ${(err as Error).message}`,
+            { cause: err },
+          );
+          socket.destroy();
+          return;
+        }
         opened = new TcpConnection(socket, options);
-        if (!options.encryption) return resolve(opened);
+        if (!kx) return succeed(opened);
         // *key goes in plaintext; its answer and everything after it are encrypted both ways.
-        const enc = options.encryption;
-        const kx = clientKeyExchange(enc.serverPublicKey, {
-          curve: enc.curve === 'secp256r1' ? 'prime256v1' : (enc.curve ?? 'secp256k1'),
-          bits: enc.bits ?? 128,
-          streamMode: enc.streamMode ?? false,
-        });
         const seq = opened.peer.allocSeq();
         const c = opened;
         const answered = c.peer.expectAnswer(seq, '*key', options.connectTimeoutMs);
         socket.write(encodeQuest('*key', encodePayload(Flag.MSGPACK, kx.questPayload), Flag.MSGPACK, false, seq));
         c.cipher = kx.ciphers;
         answered.then(
-          () => resolve(c),
+          () => succeed(c),
           (err: unknown) => {
-            c.close('encryption handshake failed');
-            reject(
+            const error =
+              failure ??
               new RtmError(
                 FpnnErrorCode.CORE_INVALID_CONNECTION,
                 `encryption handshake with ${options.host}:${options.port} failed: ${(err as Error).message}`,
-              ),
-            );
+              );
+            c.close('encryption handshake failed');
+            // As for every failed attempt: reject once the socket is gone, not while it is closing.
+            void c.closed.then(() => fail(error));
           },
         );
       });
@@ -141,7 +183,7 @@ export class TcpConnection {
       socket.once('close', () => {
         clearTimeout(timer);
         if (!opened) {
-          reject(failure ?? new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, `cannot connect to ${options.host}:${options.port}`));
+          fail(failure ?? new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, `cannot connect to ${options.host}:${options.port}`));
           return;
         }
         const reason = opened.closeReason ?? 'closed by the server';
@@ -161,6 +203,11 @@ export class TcpConnection {
     this.peer.close(this.closeReason);
     this.socket.destroy();
   }
+}
+
+function abortError(signal: AbortSignal): RtmError {
+  const reason: unknown = signal.reason;
+  return reason instanceof RtmError ? reason : new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, 'connecting was aborted');
 }
 
 function uncork(connection: TcpConnection): void {

@@ -1,5 +1,8 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import {
   DEFAULT_RECONNECT_POLICY,
   FpnnErrorCode,
@@ -211,4 +214,51 @@ test('close() leaves no socket or timer behind, even while reconnecting', async 
   await new Promise((r) => setImmediate(r));
   assert.deepEqual(sockets(), []);
   assert.ok(timers() <= timersBefore, `timers: ${timers()} after vs ${timersBefore} before`);
+});
+
+test('close() aborts a connect() still in flight: it rejects with 20012 and no connect timer is left', async () => {
+  const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+  await new Promise((r) => setTimeout(r, 20)); // let the previous tests' sockets finish closing
+  const timersBefore = timers();
+  const server = await FakeRtmServer.start();
+  const client = new RTMServerClient({ pid: server.pid, secret: server.secret, endpoint: server.endpoint });
+  const connecting = client.connect().catch((e: RtmError) => e.code);
+  assert.equal(client.state, 'connecting');
+  assert.ok(timers() > timersBefore, 'the connect timer runs');
+  await client.close(); // before the TCP connection completed
+  assert.ok(timers() <= timersBefore, `timers: ${timers()} after close() vs ${timersBefore} before`);
+  assert.equal(await connecting, FpnnErrorCode.CORE_INVALID_CONNECTION);
+  assert.equal(client.state, 'closed');
+  await server.close();
+});
+
+test('close() aborts a connection stuck in the encryption handshake: its socket closes at once', async (t) => {
+  // Accepts TCP connections and never answers (here: the *key quest).
+  const accepted: Socket[] = [];
+  const silent = createServer((socket) => accepted.push(socket.resume()));
+  silent.listen(0, '127.0.0.1');
+  await once(silent, 'listening');
+  t.after(() => {
+    for (const s of accepted) s.destroy();
+    silent.close();
+  });
+  const serverPublicKey = generateKeyPairSync('ec', { namedCurve: 'secp256k1' })
+    .publicKey.export({ type: 'spki', format: 'pem' })
+    .toString();
+  const client = new RTMServerClient({
+    pid: 1,
+    secret: 's',
+    endpoint: `127.0.0.1:${(silent.address() as AddressInfo).port}`,
+    encryption: { serverPublicKey },
+  });
+  const connecting = client.connect().catch((e: RtmError) => e.code);
+  while (accepted.length === 0) await new Promise((r) => setTimeout(r, 5));
+  const started = Date.now();
+  await client.close();
+  assert.equal(await connecting, FpnnErrorCode.CORE_INVALID_CONNECTION);
+  // The server sees the client's socket close now, not after connectTimeoutMs (30 s).
+  const socket = accepted[0]!;
+  if (!socket.closed) await Promise.race([once(socket, 'close'), new Promise((r) => setTimeout(r, 500))]);
+  assert.ok(socket.closed, 'the client socket was closed');
+  assert.ok(Date.now() - started < 500, `close() took ${Date.now() - started} ms`);
 });
