@@ -1,5 +1,8 @@
 type Listener<T> = (payload: T) => void;
 
+/** What `once()` registers: it remembers the listener it wraps, so that `off()` can find it. */
+type OnceWrapper = Listener<never> & { readonly wrapped?: Listener<never> };
+
 /**
  * A small typed event emitter that runs in browsers and Node alike (no `node:events`).
  * A listener that throws does not stop the others; the error goes to `onListenerError`.
@@ -21,11 +24,14 @@ export class TypedEmitter<Events extends object> {
       this.off(event, wrapper);
       listener(payload);
     };
-    return this.on(event, wrapper);
+    return this.on(event, Object.assign(wrapper, { wrapped: listener }));
   }
 
+  /** Removes `listener` from `event`, whether it was added with `on()` or `once()`. */
   off<K extends keyof Events>(event: K, listener: Listener<Events[K]>): this {
-    this.listeners.get(event)?.delete(listener as Listener<never>);
+    const set = this.listeners.get(event);
+    if (!set) return this;
+    for (const l of set as Set<OnceWrapper>) if (l === listener || l.wrapped === listener) set.delete(l);
     return this;
   }
 

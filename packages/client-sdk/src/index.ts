@@ -14,4 +14,5 @@ export {
 } from './options.js';
 export { defaultWebSocketFactory, type WebSocketFactory, type WebSocketLike } from './transport.js';
 export * from './types.js';
-export { RtmError, FpnnErrorCode, RtmErrorCode } from '@rtm/fpnn';
+// `RTMError` is the same class under the name the RTM SDK docs use: `instanceof` works with either.
+export { RtmError, RtmError as RTMError, FpnnErrorCode, RtmErrorCode } from '@rtm/fpnn';

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { WebSocket } from 'ws';
-import { RTMClient, type WebSocketLike } from '../src/index.js';
+import { readmeExampleErrors } from '../../../test/readme/compile-examples.js';
+import { RTMClient, RTMError, RtmError, type WebSocketLike } from '../src/index.js';
 import { readBody, readHistoryRow, readIdMap } from '../src/convert.js';
 import { MidGenerator } from '../src/mid.js';
 import { messageBytes } from '../src/transport.js';
@@ -96,4 +97,34 @@ test('frames split across WebSocket messages and joined in one are decoded', asy
   conn.sendRaw(json);
   for (let i = 0; i < 50 && got.length < 4; i++) await new Promise((r) => setTimeout(r, 10));
   assert.deepEqual(got, [1n, 2n, 3n, 4n]);
+});
+
+test('off() removes a listener added with once()', () => {
+  const client = new RTMClient({ endpoint: 'h:1', pid: 1 });
+  const calls: string[] = [];
+  const f = (): number => calls.push('f');
+  client.once('kickout', f);
+  client.off('kickout', f);
+  assert.equal(client.listenerCount('kickout'), 0);
+  client.once('kickout', f).on('kickout', () => calls.push('g'));
+  (client as unknown as { emit(event: string, payload: unknown): void }).emit('kickout', {});
+  (client as unknown as { emit(event: string, payload: unknown): void }).emit('kickout', {});
+  assert.deepEqual(calls, ['f', 'g', 'g']);
+  assert.equal(client.listenerCount('kickout'), 1);
+});
+
+test('RTMError is RtmError under the name of the RTM SDK docs', async () => {
+  assert.equal(RTMError, RtmError);
+  const error = new RTMError(200034, 'x');
+  assert.ok(error instanceof RtmError);
+  assert.equal(error.code, 200034);
+  const client = new RTMClient({ endpoint: '127.0.0.1:1', pid: 1 });
+  await assert.rejects(client.getFriends(), (err: unknown) => err instanceof RTMError && err.code === 20012);
+});
+
+test('the README examples compile against the exported API', () => {
+  const errors = readmeExampleErrors(new URL('../README.md', import.meta.url), {
+    imports: { './rtm-client.browser.js': '@rtm/client-sdk' }, // the bundle is built from the package
+  });
+  assert.deepEqual(errors, []);
 });

@@ -199,9 +199,14 @@ export class RTMServerClient extends TypedEmitter<ServerClientEvents> {
     return this.send('sendroommsg', mtype, fromUid, { rid: toId(rid, 'rid') }, message, attrs, opts);
   }
 
-  /** Sends a message to every user of the project. */
-  async broadcastMessage(mtype: number, fromUid: Id, message: MessageBody, attrs = '', opts: SendOptions = {}): Promise<SendResult> {
+  /** Sends a message to every user of the project (`broadcastmsg`). */
+  async sendBroadcastMessage(mtype: number, fromUid: Id, message: MessageBody, attrs = '', opts: SendOptions = {}): Promise<SendResult> {
     return this.send('broadcastmsg', mtype, fromUid, {}, message, attrs, opts);
+  }
+
+  /** Same as `sendBroadcastMessage` (the Python SDK's `broadcast_message`). */
+  broadcastMessage(mtype: number, fromUid: Id, message: MessageBody, attrs = '', opts: SendOptions = {}): Promise<SendResult> {
+    return this.sendBroadcastMessage(mtype, fromUid, message, attrs, opts);
   }
 
   // ---------------------------------------------------------------- history (server-api.md §3.1)

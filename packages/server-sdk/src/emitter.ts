@@ -1,6 +1,9 @@
 /** A listener of one event. */
 export type Listener<T> = (payload: T) => void;
 
+/** What `once()` registers: it remembers the listener it wraps, so that `off()` can find it. */
+type OnceWrapper = Listener<never> & { readonly wrapped?: Listener<never> };
+
 /**
  * A minimal typed event emitter. Listeners run synchronously in registration order; one that
  * throws is reported to `onListenerError` and the others still run. Unlike node's EventEmitter,
@@ -21,15 +24,19 @@ export class TypedEmitter<Events extends { [K in keyof Events]: unknown }> {
 
   /** Adds a listener called at most once; returns a function that removes it. */
   once<K extends keyof Events>(event: K, listener: Listener<Events[K]>): () => void {
-    const off = this.on(event, (payload) => {
+    const wrapper: Listener<Events[K]> = (payload) => {
       off();
       listener(payload);
-    });
+    };
+    const off = this.on(event, Object.assign(wrapper, { wrapped: listener }));
     return off;
   }
 
+  /** Removes `listener` from `event`, whether it was added with `on()` or `once()`. */
   off<K extends keyof Events>(event: K, listener: Listener<Events[K]>): void {
-    this.listeners.get(event)?.delete(listener as Listener<never>);
+    const set = this.listeners.get(event);
+    if (!set) return;
+    for (const l of set as Set<OnceWrapper>) if (l === listener || l.wrapped === listener) set.delete(l);
   }
 
   listenerCount(event: keyof Events): number {

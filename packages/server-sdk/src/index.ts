@@ -44,5 +44,6 @@ export {
   type ServerClientEvents,
   type SetListenOptions,
 } from './types.js';
-// Re-exported so callers can test error codes without importing @rtm/fpnn themselves.
-export { RtmError, RtmErrorCode, FpnnErrorCode } from '@rtm/fpnn';
+// Re-exported so callers can test error codes without importing @rtm/fpnn themselves. `RTMError`
+// is the same class under the name the RTM SDK docs use: `instanceof` works with either.
+export { RtmError, RtmError as RTMError, RtmErrorCode, FpnnErrorCode } from '@rtm/fpnn';

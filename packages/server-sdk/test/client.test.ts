@@ -1,6 +1,8 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { FpnnErrorCode, RtmError, RtmErrorCode, RTMServerClient, type RTMServerClientOptions } from '../src/index.js';
+import { generateKeyPairSync } from 'node:crypto';
+import { FpnnErrorCode, RTMError, RtmError, RtmErrorCode, RTMServerClient, type RTMServerClientOptions } from '../src/index.js';
+import { TcpConnection } from '../src/tcp.js';
 import { FakeRtmServer } from './fake-server.js';
 
 const BIG = 0x0123456789abcdefn; // 81985529216486895 > 2^53
@@ -129,6 +131,26 @@ test('the other send methods use their wire keys', async (t) => {
   const b = server.questsOf('broadcastmsg')[0]!.payload;
   assert.equal(b.attrs, 'a');
   assert.equal('to' in b || 'gid' in b || 'rid' in b, false);
+});
+
+test('sendBroadcastMessage sends broadcastmsg; broadcastMessage is the same call', async (t) => {
+  const { server, client } = await setup(t);
+  server.on('broadcastmsg', () => ({ mtime: 7 }));
+  assert.deepEqual(await client.sendBroadcastMessage(30, 1, 'b', 'a', { mid: 5 }), { mid: 5n, mtime: 7n });
+  await client.broadcastMessage(30, 1, 'b', 'a', { mid: 5 });
+  const [viaSend, viaBroadcast] = server.questsOf('broadcastmsg').map((q) => {
+    const { pid: _p, sign: _s, salt: _l, ts: _t, ...rest } = q.payload;
+    return rest;
+  });
+  assert.deepEqual(viaSend, { mtype: 30, from: 1n, mid: 5n, msg: 'b', attrs: 'a' });
+  assert.deepEqual(viaBroadcast, viaSend);
+});
+
+test('RTMError is RtmError under the name of the RTM SDK docs', async () => {
+  assert.equal(RTMError, RtmError);
+  assert.ok(new RTMError(1, 'x') instanceof RtmError);
+  const client = new RTMServerClient({ pid: 1, secret: 's', endpoint: '127.0.0.1:1' });
+  await assert.rejects(client.getToken(1), (e: unknown) => e instanceof RTMError && e.code === FpnnErrorCode.CORE_INVALID_CONNECTION);
 });
 
 test('a success answer without mtime is an error (20009), as in the Python SDK', async (t) => {
@@ -471,4 +493,51 @@ test('bad options fail at construction and name the option', () => {
   assert.equal(ok.options.questTimeoutMs, 20_000);
   assert.equal(ok.options.autoReconnect, true);
   assert.ok(Object.isFrozen(ok.options));
+});
+
+test('an unusable encryption.serverPublicKey fails at construction with a TypeError naming it', () => {
+  const base = { pid: 1, secret: 's', endpoint: '127.0.0.1:13315' };
+  const pem = (namedCurve: string): string =>
+    generateKeyPairSync('ec', { namedCurve }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  const k1 = pem('secp256k1');
+  for (const serverPublicKey of [
+    'not a key',
+    'abcd', // hex, but no key length
+    '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----',
+    new Uint8Array(64).fill(1), // raw X‖Y that is not a point of the curve
+    new Uint8Array(10),
+    pem('prime256v1'), // a key of another curve than the configured secp256k1
+  ]) {
+    assert.throws(
+      () => new RTMServerClient({ ...base, encryption: { serverPublicKey } }),
+      (e: unknown) => e instanceof TypeError && /'encryption.serverPublicKey'/.test(e.message),
+      String(serverPublicKey),
+    );
+  }
+  assert.equal(new RTMServerClient({ ...base, encryption: { serverPublicKey: k1 } }).options.encryption?.serverPublicKey, k1);
+  new RTMServerClient({ ...base, encryption: { serverPublicKey: pem('prime256v1'), curve: 'secp256r1', bits: 256 } });
+});
+
+test('a key exchange that fails at connect time rejects the attempt with 20012 instead of crashing the process', async (t) => {
+  const server = await FakeRtmServer.start();
+  t.after(() => server.close());
+  const uncaught: unknown[] = [];
+  const onUncaught = (err: unknown): number => uncaught.push(err);
+  process.on('uncaughtException', onUncaught);
+  t.after(() => process.off('uncaughtException', onUncaught));
+  // The options check rejects such a key; this is the connection's own guard behind it.
+  const opening = TcpConnection.open({
+    host: '127.0.0.1',
+    port: server.port,
+    connectTimeoutMs: 1000,
+    questTimeoutMs: 1000,
+    encryption: { serverPublicKey: 'not a key' },
+    onQuest: () => ({}),
+    onClose: () => {},
+    onInternalError: () => {},
+  });
+  await rejectsWithCode(opening, FpnnErrorCode.CORE_INVALID_CONNECTION);
+  await assert.rejects(opening, /encryption with 127\.0\.0\.1:\d+ cannot start: server public key/);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(uncaught, []);
 });

@@ -123,6 +123,25 @@ test('a listener that throws does not stop the others', async (t) => {
   assert.equal((await got).fromUid, 1n);
 });
 
+test('off() removes a listener added with once(); the remover once() returns works too', async (t) => {
+  const { server, client } = await setup(t);
+  const calls: string[] = [];
+  const f = (): number => calls.push('f');
+  client.once('ping', f);
+  client.off('ping', f);
+  assert.equal(client.listenerCount('ping'), 0);
+  client.once('ping', () => calls.push('g'))();
+  assert.equal(client.listenerCount('ping'), 0);
+  client.once('ping', f);
+  for (let i = 0; i < 2; i++) {
+    const ping = next(client, 'ping');
+    await server.push('ping', {});
+    await ping;
+  }
+  assert.deepEqual(calls, ['f']);
+  assert.equal(client.listenerCount('ping'), 0);
+});
+
 const answersPath = fileURLToPath(new URL('answers.json', vectorsDir()));
 
 test('captured server push frames (spec/vectors/answers.json) are answered and decoded exactly', async (t) => {

@@ -3,7 +3,9 @@
  * typecheck / npx tsc -p tsconfig.json --noEmit) when a public type drifts. `@ts-expect-error`
  * lines fail when something that must not compile starts compiling. The runtime test is trivial.
  */
+import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { readmeExampleErrors } from '../../../test/readme/compile-examples.js';
 import type {
   HistoryMessage,
   HistoryPage,
@@ -22,7 +24,7 @@ import type {
   ServerClientEvents,
   SetListenOptions,
 } from '../src/index.js';
-import { MessageType } from '../src/index.js';
+import { MessageType, RTMError, RtmError } from '../src/index.js';
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 function expectType<T extends true>(): T | void {}
@@ -85,6 +87,12 @@ expectType<Equal<Params<'deleteMessage'>[3], MessageType>>();
 expectType<Equal<MessageType, 1 | 2 | 3 | 4>>();
 expectType<Equal<typeof MessageType.BROADCAST, 4>>();
 expectType<Equal<Params<'kickout'>[1], string | undefined>>();
+expectType<Equal<Params<'sendBroadcastMessage'>, Params<'broadcastMessage'>>>();
+expectType<Equal<Result<'sendBroadcastMessage'>, SendResult>>();
+
+// RTMError is the same class as RtmError, as a value and as a type
+expectType<Equal<typeof RTMError, typeof RtmError>>();
+expectType<Equal<RTMError, RtmError>>();
 
 // events
 expectType<Equal<ServerClientEvents['message'], PushP2PMessage>>();
@@ -132,3 +140,7 @@ function compileOnly(client: RTMServerClient): void {
 void compileOnly;
 
 test('public API types (checked by tsc)', () => {});
+
+test('the README examples compile against the exported API', () => {
+  assert.deepEqual(readmeExampleErrors(new URL('../README.md', import.meta.url)), []);
+});
