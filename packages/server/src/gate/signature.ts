@@ -19,41 +19,65 @@ export interface SignatureOptions {
   projects: ReadonlyMap<number, ProjectConfig>;
   windowSeconds: number;
   allowLegacySign: boolean;
-  /** Most quests remembered per replay generation (memory bound). @default 1_000_000 */
+  /** Most quests remembered for replay detection (memory bound). @default 2_000_000 */
   maxRemembered?: number;
 }
 
 /**
- * Remembers signed quests for at least the ts window, in two rotating generations, so an exact
- * replay (same pid, salt, sign *and* payload) is refused. Not salt alone: the Python SDK reuses one
- * salt for every quest within the same millisecond. Memory is bounded: a generation that fills up
- * rotates early (replays older than that are then caught only by the ts window).
+ * Remembers each signed quest until its signature stops passing the ts check, so an exact replay
+ * (same pid, salt, sign *and* payload) is refused. Not salt alone: the Python SDK reuses one salt
+ * for every quest within the same millisecond.
+ *
+ * A quest is valid until its `ts` + the window, which is up to two windows after it arrives when
+ * `ts` is ahead of our clock (the Go SDK signs with now + 5 s; a backend's clock may run fast).
+ * So quests are kept in buckets by that expiry, one window wide: at most three are live, and a
+ * bucket is dropped once all of it has expired. Memory is bounded: over `maxRemembered` quests,
+ * the bucket that expires first is dropped early (replays of it are then caught only by the ts
+ * window).
  */
-class ReplayGuard {
-  // sign → the payload fingerprints seen with it (one, or several when the Python SDK reuses a salt).
-  private current = new Map<string, number | number[]>();
-  private previous = new Map<string, number | number[]>();
-  private rotatedAt = Date.now();
+export class ReplayGuard {
+  // Ordered by expiry. In each bucket: sign → the payload fingerprints seen with it (one, or
+  // several when the Python SDK reuses a salt).
+  private buckets: { index: number; signs: Map<string, number | number[]>; count: number }[] = [];
+  private count = 0;
 
   constructor(
     private readonly windowMs: number,
-    private readonly maxPerGeneration: number,
+    private readonly maxRemembered: number,
+    private readonly now: () => number = Date.now,
   ) {}
 
-  /** true if (sign, print) was seen before; remembers it otherwise. */
-  seen(sign: string, print: number): boolean {
-    const now = Date.now();
-    if (now - this.rotatedAt >= this.windowMs || this.current.size >= this.maxPerGeneration) {
-      this.previous = this.current;
-      this.current = new Map();
-      this.rotatedAt = now;
+  /** true if (sign, print) was seen before; remembers it otherwise, until `expiresAt` (ms). */
+  seen(sign: string, print: number, expiresAt: number): boolean {
+    const live = Math.floor(this.now() / this.windowMs);
+    this.dropWhile((b) => b.index < live); // all of it expired
+    for (const b of this.buckets) if (holds(b.signs.get(sign), print)) return true;
+    this.dropWhile(() => this.count >= this.maxRemembered); // room for one more
+    const index = Math.floor(expiresAt / this.windowMs);
+    let bucket = this.buckets.find((b) => b.index === index);
+    if (!bucket) {
+      bucket = { index, signs: new Map(), count: 0 };
+      this.buckets.push(bucket);
+      // Rarely out of order: a quest signed ahead of the clock, then one signed on time.
+      this.buckets.sort((a, b) => a.index - b.index);
     }
-    const prints = this.current.get(sign);
-    if (holds(prints, print) || holds(this.previous.get(sign), print)) return true;
-    if (prints === undefined) this.current.set(sign, print);
-    else if (typeof prints === 'number') this.current.set(sign, [prints, print]);
+    const prints = bucket.signs.get(sign);
+    if (prints === undefined) bucket.signs.set(sign, print);
+    else if (typeof prints === 'number') bucket.signs.set(sign, [prints, print]);
     else prints.push(print);
+    bucket.count++;
+    this.count++;
     return false;
+  }
+
+  /** How many quests are remembered. */
+  get remembered(): number {
+    return this.count;
+  }
+
+  /** Drops buckets, soonest to expire first, while `drop` says so. */
+  private dropWhile(drop: (bucket: { index: number }) => boolean): void {
+    while (this.buckets.length > 0 && drop(this.buckets[0]!)) this.count -= this.buckets.shift()!.count;
   }
 }
 
@@ -79,7 +103,7 @@ export class SignatureVerifier {
   private readonly replays: ReplayGuard;
 
   constructor(private readonly options: SignatureOptions) {
-    this.replays = new ReplayGuard(options.windowSeconds * 1000, options.maxRemembered ?? 1_000_000);
+    this.replays = new ReplayGuard(options.windowSeconds * 1000, options.maxRemembered ?? 2_000_000);
   }
 
   /**
@@ -98,8 +122,9 @@ export class SignatureVerifier {
       throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_SIGN, "missing 'salt' or 'sign'");
     const tsRaw = payload.ts;
     let expected: string;
+    let signedAt: number | undefined; // ms; the legacy signature has no ts
     if (tsRaw === undefined || tsRaw === null) {
-      if (!this.options.allowLegacySign)
+      if (!(project.allowLegacySign ?? this.options.allowLegacySign))
         throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_SIGN, "missing 'ts' (the legacy signature is not enabled)");
       expected = computeLegacySign(pid, project.secret, salt);
     } else {
@@ -113,12 +138,15 @@ export class SignatureVerifier {
         );
       }
       expected = computeSign(pid, project.secret, salt, method, ts);
+      signedAt = Number(ts) * 1000;
     }
     if (expected !== sign.toUpperCase()) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_SIGN, 'signature does not match');
     admit?.(pid);
     // The sign already binds pid, salt, method and ts; the payload fingerprint tells apart two
     // quests signed alike (same salt within one millisecond).
-    if (this.replays.seen(expected, fingerprint(bytes))) {
+    // Remembered while the signature would pass the ts check: until ts + the window.
+    const validUntil = (signedAt ?? Date.now()) + this.options.windowSeconds * 1000;
+    if (this.replays.seen(expected, fingerprint(bytes), validUntil)) {
       throw new RtmError(RtmErrorCode.SAME_SIGN, 'replayed quest: the same signed quest was already received');
     }
     return pid;
