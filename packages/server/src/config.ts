@@ -19,6 +19,8 @@ export interface ProjectConfig {
    * Absent: such logins are refused. @default none
    */
   readonly hmacSecret?: string;
+  /** Accept the old signature without `ts` for this project (server-api.md §1). @default RTM_ALLOW_LEGACY_SIGN */
+  readonly allowLegacySign?: boolean;
 }
 
 export interface Limits {
@@ -239,7 +241,7 @@ function port(env: Env, name: string, fallback: number, allowOff = false): numbe
 export type ConfigOverrides = Partial<Omit<ServerConfig, 'limits'>> & { limits?: Partial<Limits> };
 
 interface FileConfig {
-  projects?: { pid: number; secret: string; hmacSecret?: string }[];
+  projects?: { pid: number; secret: string; hmacSecret?: string; allowLegacySign?: boolean }[];
   [key: string]: unknown;
 }
 
@@ -258,16 +260,23 @@ function readConfigFile(path: string): FileConfig {
 }
 
 function validateProject(p: unknown, where: string): ProjectConfig {
-  const o = p as { pid?: unknown; secret?: unknown; hmacSecret?: unknown };
+  const o = p as { pid?: unknown; secret?: unknown; hmacSecret?: unknown; allowLegacySign?: unknown };
   if (typeof o?.pid !== 'number' || !Number.isInteger(o.pid) || o.pid <= 0 || o.pid > 0x7fffffff) {
     throw new ConfigError(`${where}: pid must be a positive int32`);
   }
   if (typeof o.secret !== 'string' || o.secret.length < 8)
     throw new ConfigError(`${where}: secret must be a string of at least 8 characters`);
-  if (o.hmacSecret === undefined || o.hmacSecret === '') return Object.freeze({ pid: o.pid, secret: o.secret });
-  if (typeof o.hmacSecret !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(o.hmacSecret) || Buffer.from(o.hmacSecret, 'base64').length < 16)
-    throw new ConfigError(`${where}: hmacSecret must be base64 of at least 16 bytes (e.g. \`openssl rand -base64 32\`)`);
-  return Object.freeze({ pid: o.pid, secret: o.secret, hmacSecret: o.hmacSecret });
+  const project: { -readonly [K in keyof ProjectConfig]: ProjectConfig[K] } = { pid: o.pid, secret: o.secret };
+  if (o.allowLegacySign !== undefined) {
+    if (typeof o.allowLegacySign !== 'boolean') throw new ConfigError(`${where}: allowLegacySign must be true or false`);
+    project.allowLegacySign = o.allowLegacySign;
+  }
+  if (o.hmacSecret !== undefined && o.hmacSecret !== '') {
+    if (typeof o.hmacSecret !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(o.hmacSecret) || Buffer.from(o.hmacSecret, 'base64').length < 16)
+      throw new ConfigError(`${where}: hmacSecret must be base64 of at least 16 bytes (e.g. \`openssl rand -base64 32\`)`);
+    project.hmacSecret = o.hmacSecret;
+  }
+  return Object.freeze(project);
 }
 
 /**

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { RTMClient } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
@@ -104,5 +105,31 @@ describe('server gate: group sends when the membership check is off', () => {
       (await sdk.getGroupMessage(2n, gid, true, 10)).messages.map((m) => m.message),
       ['from outside'],
     );
+  });
+});
+
+describe('server gate: the legacy signature per project', () => {
+  it("a project's allowLegacySign accepts md5(pid:secret:salt) without ts for it alone", async () => {
+    const [legacy, modern] = [
+      { pid: 11000005, secret: 'legacy-secret' },
+      { pid: 11000006, secret: 'modern-secret' },
+    ];
+    const server = await startTestServer({ projects: [{ ...legacy, allowLegacySign: true }, modern] });
+    const quest = async (p: { pid: number; secret: string }) => {
+      const raw = await RawClient.tcp(server.serverEndpoint);
+      try {
+        const salt = uniqueSalt();
+        const sign = createHash('md5').update(`${p.pid}:${p.secret}:${salt}`).digest('hex').toUpperCase();
+        return await raw.quest('getonlineusers', { pid: p.pid, salt, sign, uids: [1n] }).catch((err: { code: number }) => err.code);
+      } finally {
+        raw.close();
+      }
+    };
+    try {
+      assert.deepEqual(await quest(legacy), { uids: [] });
+      assert.equal(await quest(modern), 200002);
+    } finally {
+      await server.close();
+    }
   });
 });
