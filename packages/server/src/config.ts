@@ -30,8 +30,13 @@ export interface Limits {
   readonly maxAttrsBytes: number;
   /** History page size cap; larger `num` is clamped. @default 20 */
   readonly historyMaxNum: number;
-  /** Members/friends/blacks per add/del call. @default 100 */
+  /** Members/friends/blacks per add/del call, and ids per call where the spec says 100. @default 100 */
   readonly maxItemsPerCall: number;
+  /**
+   * Ids per read the spec sets no limit for (getp2punread, getgroupunread, getroomcount,
+   * getgroupsopeninfo, getroomsopeninfo): enough for a user's 300 friends in one call. @default 1000
+   */
+  readonly maxQueryItems: number;
   /** uids per getonlineusers call. @default 200 */
   readonly maxOnlineQuery: number;
   /** Recipients per sendmsgs. @default 2000 */
@@ -159,6 +164,7 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxAttrsBytes: 2048,
   historyMaxNum: 20,
   maxItemsPerCall: 100,
+  maxQueryItems: 1000,
   maxOnlineQuery: 200,
   maxRecipients: 2000,
   maxGroupMembers: 10000,

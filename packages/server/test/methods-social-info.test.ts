@@ -36,7 +36,7 @@ describe('friends, blacklists, info and data (server and client gates)', () => {
 
   before(async () => {
     server = await startTestServer({
-      limits: { maxFriends: 3, maxItemsPerCall: 4, maxInfoBytes: 64, maxDataKeyBytes: 8, maxDataValBytes: 16 },
+      limits: { maxFriends: 3, maxItemsPerCall: 4, maxQueryItems: 4, maxInfoBytes: 64, maxDataKeyBytes: 8, maxDataValBytes: 16 },
     });
     backend = await RawClient.tcp(server.serverEndpoint);
   });

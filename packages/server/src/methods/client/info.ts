@@ -38,7 +38,7 @@ export const getgroupopeninfo = clientMethod({ gid: f.id }, async (ctx, r) => ({
 }));
 
 export const getgroupsopeninfo = clientMethod({ gids: f.ids }, async (ctx, r) => {
-  checkList('gids', r.gids, ctx.services.config.limits.maxItemsPerCall, true);
+  checkList('gids', r.gids, ctx.services.config.limits.maxQueryItems, true);
   return { info: byDecimalKey(await ctx.services.store.getOpenInfos(ctx.pid, 'group', [...new Set(r.gids)])) };
 });
 
@@ -59,7 +59,7 @@ export const getroomopeninfo = clientMethod({ rid: f.id }, async (ctx, r) => ({
 }));
 
 export const getroomsopeninfo = clientMethod({ rids: f.ids }, async (ctx, r) => {
-  checkList('rids', r.rids, ctx.services.config.limits.maxItemsPerCall, true);
+  checkList('rids', r.rids, ctx.services.config.limits.maxQueryItems, true);
   return { info: byDecimalKey(await ctx.services.store.getOpenInfos(ctx.pid, 'room', [...new Set(r.rids)])) };
 });
 

@@ -34,6 +34,6 @@ export const getroommembers = clientMethod({ rid: f.id }, async (ctx, r) => ({
 
 /** `{ cn: { "<rid>": n } }`. */
 export const getroomcount = clientMethod({ rids: f.ids }, async (ctx, r) => {
-  checkList('rids', r.rids, ctx.services.config.limits.maxItemsPerCall, true);
+  checkList('rids', r.rids, ctx.services.config.limits.maxQueryItems, true);
   return { cn: await roomCounts(ctx.services, ctx.pid, r.rids) };
 });

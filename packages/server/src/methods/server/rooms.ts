@@ -21,7 +21,7 @@ export const getroommembers = serverMethod({ rid: f.id }, async (ctx, r) => ({
 
 /** `{ cn: { "<rid>": n } }`, keyed by the decimal string of each rid. */
 export const getroomcount = serverMethod({ rids: f.ids }, async (ctx, r) => {
-  checkList('rids', r.rids, ctx.services.config.limits.maxItemsPerCall, true);
+  checkList('rids', r.rids, ctx.services.config.limits.maxQueryItems, true);
   return { cn: await roomCounts(ctx.services, ctx.pid, r.rids) };
 });
 
