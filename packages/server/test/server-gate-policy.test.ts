@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { RTMClient } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
+import type { Payload } from '@rtm/fpnn';
 import { RawClient, signFields, startTestServer, TEST_PID, TEST_SECRET, uniqueSalt, type TestServer } from '@rtm/testkit';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -129,6 +130,46 @@ describe('server gate: the legacy signature per project', () => {
       assert.deepEqual(await quest(legacy), { uids: [] });
       assert.equal(await quest(modern), 200002);
     } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('server gate: limits hold when changes of one group, user or project arrive together', () => {
+  it('two pipelined adds cannot both pass a limit: group members (200042), rooms per user (200047), friends (200048)', async () => {
+    const server = await startTestServer({ limits: { maxGroupMembers: 5, maxRoomsPerUser: 2, maxFriends: 3 } });
+    const raw = await RawClient.tcp(server.serverEndpoint);
+    // Both quests in one TCP write: the server starts the second before the first has written.
+    const both = async (method: string, a: Record<string, unknown>, b: Record<string, unknown>) => {
+      raw.socket.cork();
+      const answers = [a, b].map((p) =>
+        raw.signed(method, p as Payload, TEST_PID, TEST_SECRET).then(
+          () => 'ok',
+          (err: { code: number }) => err.code,
+        ),
+      );
+      raw.socket.uncork();
+      return (await Promise.all(answers)).sort();
+    };
+    const call = (method: string, p: Record<string, unknown>) => raw.signed(method, p as Payload, TEST_PID, TEST_SECRET);
+    try {
+      const gid = 1n << 62n;
+      assert.deepEqual(await both('addgroupmembers', { gid, uids: [1n, 2n, 3n] }, { gid, uids: [4n, 5n, 6n] }), [200042, 'ok']);
+      assert.equal((await call('getgroupcount', { gid })).cn, 3);
+
+      const uid = 77n;
+      assert.deepEqual(await both('adduserrooms', { uid, rids: [1n, 2n] }, { uid, rids: [3n, 4n] }), [200047, 'ok']);
+      const counts = (await call('getroomcount', { rids: [1n, 2n, 3n, 4n] })).cn as Record<string, number>;
+      assert.equal(
+        Object.values(counts).reduce((a, b) => a + b, 0),
+        2,
+        JSON.stringify(counts),
+      );
+
+      assert.deepEqual(await both('addfriends', { uid: 10n, friends: [11n, 12n] }, { uid: 10n, friends: [13n, 14n] }), [200048, 'ok']);
+      assert.equal(((await call('getfriends', { uid: 10n })).uids as unknown[]).length, 2);
+    } finally {
+      raw.close();
       await server.close();
     }
   });

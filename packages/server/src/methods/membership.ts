@@ -1,13 +1,20 @@
 import { RtmError, RtmErrorCode } from '@rtm/fpnn';
 import type { Services } from '../services/index.js';
+import { KeyedSerial } from './serial.js';
 
 /**
  * Membership changes shared by the server gate (server-api.md §4 "Groups", "Rooms", "Friends")
- * and the client gate (client-api.md §4), with the limits of errors-and-limits.md §3.
+ * and the client gate (client-api.md §4), with the limits of errors-and-limits.md §3. Changes
+ * that check a limit run one at a time per group, per user's rooms, and per project's friends.
  */
+const changes = new KeyedSerial();
 
 /** Adds members to a group unless it would then hold more than `maxGroupMembers` (200042). */
-export async function addGroupMembers(services: Services, pid: number, gid: bigint, uids: readonly bigint[]): Promise<void> {
+export function addGroupMembers(services: Services, pid: number, gid: bigint, uids: readonly bigint[]): Promise<void> {
+  return changes.run(`group:${pid}:${gid}`, () => addGroupMembersNow(services, pid, gid, uids));
+}
+
+async function addGroupMembersNow(services: Services, pid: number, gid: bigint, uids: readonly bigint[]): Promise<void> {
   const { store, config } = services;
   const max = config.limits.maxGroupMembers;
   const members = new Set(await store.groupMembers(pid, gid));
@@ -39,7 +46,11 @@ export async function roomsToEnter(services: Services, pid: number, uid: bigint,
  * Puts `uid` into `rids` (store, then a bus `room` event so the node holding the user's sessions
  * indexes it). Refuses with 200047 when the user would then be in more than `maxRoomsPerUser`.
  */
-export async function joinRooms(services: Services, pid: number, uid: bigint, rids: readonly bigint[]): Promise<void> {
+export function joinRooms(services: Services, pid: number, uid: bigint, rids: readonly bigint[]): Promise<void> {
+  return changes.run(`rooms:${pid}:${uid}`, () => joinRoomsNow(services, pid, uid, rids));
+}
+
+async function joinRoomsNow(services: Services, pid: number, uid: bigint, rids: readonly bigint[]): Promise<void> {
   const { store, bus, presence } = services;
   const fresh = await roomsToEnter(services, pid, uid, rids);
   for (const rid of fresh) await store.addRoomMember(pid, rid, uid);
@@ -79,7 +90,12 @@ export async function roomCounts(services: Services, pid: number, rids: readonly
  * Friendship is symmetric (server-api.md §4 "Friends"): refuses with 200048 when `uid` or any new
  * friend would then have more than `maxFriends` friends.
  */
-export async function addFriends(services: Services, pid: number, uid: bigint, friends: readonly bigint[]): Promise<void> {
+export function addFriends(services: Services, pid: number, uid: bigint, friends: readonly bigint[]): Promise<void> {
+  // Per project: a friendship counts against both users' limits.
+  return changes.run(`friends:${pid}`, () => addFriendsNow(services, pid, uid, friends));
+}
+
+async function addFriendsNow(services: Services, pid: number, uid: bigint, friends: readonly bigint[]): Promise<void> {
   const { store, config } = services;
   const max = config.limits.maxFriends;
   const candidates = [...new Set(friends)].filter((f) => f !== uid);
