@@ -11,6 +11,7 @@ import {
   type Payload,
   type PayloadFlag,
 } from '@rtm/fpnn';
+import { coarseNow } from './coarse-clock.js';
 import type { Logger } from '../observability/logger.js';
 import type { Transport } from '../transport/transport.js';
 
@@ -65,9 +66,9 @@ export class Connection<Session = unknown> {
   /** Gate-specific state (client gate: the logged-in user; server gate: listen state). */
   session: Session | undefined;
   /** ms of the last complete frame in either direction (idle detection). */
-  lastActivity = Date.now();
+  lastActivity = coarseNow();
   /** ms of the last frame written. */
-  lastWrite = Date.now();
+  lastWrite = coarseNow();
   readonly openedAt = Date.now();
   private decoder: FrameDecoder;
   private cipher: ConnectionCipher | undefined;
@@ -144,7 +145,7 @@ export class Connection<Session = unknown> {
   private feed(bytes: Uint8Array): void {
     this.decoder.append(bytes);
     for (let frame = this.decoder.next(); frame && !this.closedReason; frame = this.decoder.next()) {
-      this.lastActivity = Date.now();
+      this.lastActivity = coarseNow();
       this.onFrame(frame);
       if (this.cipher && !this.closedReason && frame.kind === 'quest' && frame.method === '*key') {
         // Bytes after *key in the same read are already ciphertext (spec/fpnn.md §6 step 7).
@@ -186,7 +187,7 @@ export class Connection<Session = unknown> {
   /** Writes one frame, enforcing the outbound bound (a slow consumer is closed, never buffered without limit). */
   write(frame: Uint8Array): void {
     if (this.closedReason || !this.withinBound(frame.length)) return;
-    this.lastWrite = Date.now();
+    this.lastWrite = coarseNow();
     const bytes = this.cipher ? this.cipher.encrypt(frame) : frame;
     this.hooks.onBytesOut?.(bytes.length);
     this.transport.write(bytes);
@@ -227,7 +228,7 @@ export class Connection<Session = unknown> {
       return;
     }
     if (!this.withinBound(push.template.length)) return;
-    this.lastWrite = Date.now();
+    this.lastWrite = coarseNow();
     this.hooks.onBytesOut?.(this.transport.writeWithSeq(push.template, seq));
   }
 
