@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { RTMServerClient, RtmError } from '@rtm/server-sdk';
 import { RawClient, startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
@@ -260,6 +261,27 @@ describe('server API messages through our server SDK (real server, real sockets)
     assert.ok(JSON.parse(bad.text).ex);
     const notJson = await post('gettoken', '{not json');
     assert.equal(notJson.status, 500);
+  });
+
+  it('a request URL that cannot be parsed is answered 400 on both gates, and the server stays up', async () => {
+    // Raw request lines: fetch would refuse to send them.
+    const raw = (endpoint: string, target: string) =>
+      new Promise<string>((resolve, reject) => {
+        const [host, port] = endpoint.split(':');
+        const socket = connect(Number(port), host!, () => socket.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
+        let text = '';
+        socket.on('data', (d) => (text += d.toString()));
+        socket.on('end', () => resolve(text));
+        socket.on('error', reject);
+      });
+    for (const endpoint of [server.serverEndpoint, server.clientEndpoint]) {
+      for (const target of ['/service/%E0%A4%A', 'http://[::1/service/x']) {
+        const answer = await raw(endpoint, target);
+        assert.match(answer, /^HTTP\/1\.1 400 /, `${endpoint} ${target}: ${answer}`);
+        assert.match(answer, /"code":20010/);
+      }
+    }
+    assert.deepEqual(await sdk.getOnlineUsers([1n]), []);
   });
 });
 

@@ -56,8 +56,19 @@ export async function serveHttpQuest(
   handle: HttpQuestHandler,
   maxBodyBytes = MAX_BODY_BYTES,
 ): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://localhost');
-  const parts = url.pathname.split('/').filter(Boolean);
+  // Anything a request can hold must come back as an answer: a throw here would be an unhandled
+  // rejection, which ends the process (a bad percent-encoding, an absolute URL that URL() refuses).
+  let url: URL;
+  let parts: string[];
+  let method: string;
+  try {
+    url = new URL(req.url ?? '/', 'http://localhost');
+    parts = url.pathname.split('/').filter(Boolean);
+    method = parts.length === 2 ? decodeURIComponent(parts[1]!) : '';
+  } catch {
+    reply(req, res, 400, { code: FpnnErrorCode.CORE_HTTP_ERROR, ex: 'bad request URL' });
+    return;
+  }
   if (req.method === 'OPTIONS') {
     res.writeHead(204, { ...corsHeaders(req), 'Access-Control-Max-Age': '600' });
     res.end();
@@ -67,7 +78,6 @@ export async function serveHttpQuest(
     reply(req, res, 404, { code: FpnnErrorCode.CORE_HTTP_ERROR, ex: 'not found: use POST /service/<method> with a JSON body' });
     return;
   }
-  const method = decodeURIComponent(parts[1]!);
   const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
   try {
     const text = req.method === 'GET' ? (url.searchParams.get('fpnn') ?? '{}') : await readBody(req, maxBodyBytes);

@@ -46,7 +46,8 @@ export class Listener {
         res.writeHead(404).end();
         return;
       }
-      void serveHttpQuest(req, res, options.onHttpQuest);
+      // It answers every error itself; should anything still escape, drop the request, not the process.
+      serveHttpQuest(req, res, options.onHttpQuest).catch(() => res.destroy());
     });
     this.http.on('upgrade', (req: IncomingMessage, socket, head) => {
       // The reference accepts any path; we accept /service/websocket and, leniently, any other.
