@@ -45,10 +45,19 @@ export interface PostgresStoreOptions {
   poolSize?: number;
   /** Clock of the store in ms (tests). @default Date.now */
   now?: () => number;
+  /**
+   * A transaction (a group commit of sends) still unfinished after this long is abandoned: its
+   * connection is dropped and its sends fail, so one silent PostgreSQL connection cannot hold every
+   * send of the node, nor its shutdown, for the minutes TCP takes to give up. @default 30000
+   */
+  transactionTimeoutMs?: number;
 }
 
 export const DEFAULT_POSTGRES_SCHEMA = 'public';
 export const DEFAULT_POSTGRES_POOL_SIZE = 10;
+export const DEFAULT_POSTGRES_TRANSACTION_TIMEOUT_MS = 30_000;
+/** How long a new connection may take before the pool gives up (PostgreSQL down or unreachable). */
+const CONNECT_TIMEOUT_MS = 10_000;
 /** Rows per multi-row INSERT of a group commit. */
 const INSERT_CHUNK = 5000;
 /** Rows deleted per statement by the retention sweep. */
@@ -79,6 +88,7 @@ export class PostgresStore implements Store {
   private readonly url: string;
   private readonly poolSize: number;
   private readonly now: () => number;
+  private readonly transactionTimeoutMs: number;
   private pool: pg.Pool | undefined;
   private pending: PendingAppend[] = [];
   private flushScheduled = false;
@@ -95,6 +105,7 @@ export class PostgresStore implements Store {
     this.schema = schema;
     this.poolSize = poolSize;
     this.now = options.now ?? Date.now;
+    this.transactionTimeoutMs = options.transactionTimeoutMs ?? DEFAULT_POSTGRES_TRANSACTION_TIMEOUT_MS;
   }
 
   /** Where the store is (the URL without its credentials) and how it connects. */
@@ -118,6 +129,8 @@ export class PostgresStore implements Store {
       max: this.poolSize,
       types: bigintTypes,
       options: `-c search_path=${this.schema}`,
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      keepAlive: true,
     });
     pool.on('error', () => {}); // an idle client lost its connection: the pool replaces it
     try {
@@ -156,18 +169,37 @@ export class PostgresStore implements Store {
     return r.rows;
   }
 
+  /**
+   * Runs `fn` in a transaction on a client of its own. A checked-out client has no listener for
+   * 'error' (the pool's is for idle ones): without this one, a connection lost mid-transaction (a
+   * PostgreSQL restart, a failover) would be an unhandled 'error' event, which ends the process.
+   * A lost or timed-out connection fails the transaction and is destroyed, never reused.
+   */
   private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.db.connect();
+    let broken: Error | undefined;
+    const onError = (err: Error): void => {
+      broken ??= err; // the query in flight fails with it too
+    };
+    client.on('error', onError);
+    const timer = setTimeout(() => {
+      broken ??= new Error(`PostgreSQL transaction unfinished after ${this.transactionTimeoutMs} ms: connection dropped`);
+      // The socket, not client.end(): a silent peer would never answer a polite goodbye.
+      (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+    }, this.transactionTimeoutMs);
     try {
       await client.query('BEGIN');
       const out = await fn(client);
       await client.query('COMMIT');
       return out;
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw err;
+      if (!broken) await client.query('ROLLBACK').catch(() => {});
+      throw broken ?? err;
     } finally {
-      client.release();
+      clearTimeout(timer);
+      // A broken client keeps the listener: it may still report its end, after the pool drops it.
+      if (!broken) client.removeListener('error', onError);
+      client.release(broken ?? false);
     }
   }
 
