@@ -263,6 +263,25 @@ describe('server API messages through our server SDK (real server, real sockets)
     assert.equal(notJson.status, 500);
   });
 
+  it('mtypes filters: duplicates and impossible types change nothing; 40,000 of them are still an answer', async () => {
+    await sdk.broadcastMessage(51, 77n, 'typed 51', '');
+    await sdk.broadcastMessage(52, 77n, 'typed 52', '');
+    const raw = await RawClient.tcp(server.serverEndpoint);
+    try {
+      const page = async (mtypes: number[]) =>
+        ((await raw.signed('getbroadcastmsg', { uid: 1n, desc: true, num: 20, mtypes }, TEST_PID, TEST_SECRET)).msgs as unknown[][]).map(
+          (m) => m[5],
+        );
+      assert.deepEqual(await page([51]), ['typed 51']);
+      assert.deepEqual(await page([51, 51, 0, 500, -3, 51]), ['typed 51']);
+      assert.deepEqual(await page([500]), [], 'only impossible types: nothing matches');
+      const many = Array.from({ length: 40_000 }, (_, i) => (i % 2 === 0 ? 52 : 1000 + i));
+      assert.deepEqual(await page(many), ['typed 52']);
+    } finally {
+      raw.close();
+    }
+  });
+
   it('a request URL that cannot be parsed is answered 400 on both gates, and the server stays up', async () => {
     // Raw request lines: fetch would refuse to send them.
     const raw = (endpoint: string, target: string) =>
@@ -270,7 +289,14 @@ describe('server API messages through our server SDK (real server, real sockets)
         const [host, port] = endpoint.split(':');
         const socket = connect(Number(port), host!, () => socket.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
         let text = '';
-        socket.on('data', (d) => (text += d.toString()));
+        socket.on('data', (d) => {
+          text += d.toString();
+          // The answer is kept alive (the bridge answers Keep-Alive): done at the end of its JSON body.
+          if (/\r\n\r\n\{.*\}$/s.test(text)) {
+            socket.destroy();
+            resolve(text);
+          }
+        });
         socket.on('end', () => resolve(text));
         socket.on('error', reject);
       });

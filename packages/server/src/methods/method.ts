@@ -1,4 +1,4 @@
-import { schema as s, type Infer, type Payload, type Schema } from '@rtm/fpnn';
+import { schema as s, type Field, type Infer, type Payload, type Schema } from '@rtm/fpnn';
 import type { Services } from '../services/index.js';
 import type { ServerConnection } from '../services/listen.js';
 import type { ClientConnection } from '../services/presence.js';
@@ -40,8 +40,28 @@ export const clientMethod = <S extends Schema>(
   handle: (ctx: ClientContext, req: Infer<S>) => Payload | Promise<Payload>,
 ): MethodDef<ClientContext> => define<ClientContext, S>(schema, handle);
 
+const intList = s.list(s.int);
+
+/**
+ * An `mtypes` filter, canonical: the distinct types 1 – 127 it names, sorted. The store prepares
+ * one statement per filter length (one `?` per type), so lists of every length from one client
+ * must not make one statement each (memory grew without bound). Types no message can have are
+ * dropped; a list of nothing but those matches nothing ([0]), as it did.
+ */
+const mtypes: Field<number[]> = {
+  optional: false,
+  describe: 'a list of mtypes',
+  read(v, k) {
+    const asked = intList.read(v, k);
+    if (asked.length === 0) return asked;
+    const kept = [...new Set(asked.filter((t) => t >= 1 && t <= 127))].sort((a, b) => a - b);
+    return kept.length > 0 ? kept : [0];
+  },
+};
+
 /** Field shorthands used by every method file. */
 export const f = {
+  mtypes,
   id: s.id,
   int: s.int,
   str: s.str,

@@ -10,7 +10,7 @@ export const pageFields = {
   begin: f.opt(f.id),
   end: f.opt(f.id),
   lastid: f.opt(f.id),
-  mtypes: f.opt(f.ints),
+  mtypes: f.opt(f.mtypes),
 };
 
 /** The keys of getmsg / delmsg (server-api.md §3.2–3.3). */

@@ -3,7 +3,7 @@ import { clientMethod, f } from '../method.js';
 
 // client-api.md §3.3 (sessions and conversation lists). Rules in services/unread.ts.
 
-const listFields = { mtime: f.opt(f.id), mtypes: f.opt(f.ints) };
+const listFields = { mtime: f.opt(f.id), mtypes: f.opt(f.mtypes) };
 
 export const getsession = clientMethod({}, (ctx) => new UnreadService(ctx.services.store).sessions(ctx.pid, ctx.uid));
 

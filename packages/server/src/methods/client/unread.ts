@@ -4,7 +4,7 @@ import { checkList } from '../shared.js';
 
 // client-api.md §3.3 (unread). The counting rules and the baseline live in services/unread.ts.
 
-const typed = { mtime: f.opt(f.id), mtypes: f.opt(f.ints) };
+const typed = { mtime: f.opt(f.id), mtypes: f.opt(f.mtypes) };
 
 /** Peers / groups with anything new (every mtype); `clear` then marks all read; `gettime` adds `logouttime`. */
 export const getunread = clientMethod({ clear: f.opt(f.bool), gettime: f.opt(f.bool) }, async (ctx, r) => {

@@ -77,7 +77,7 @@ export const delmsg = serverMethod(messageKeyFields, async (ctx, r) => {
 });
 
 export const getmsgnum = serverMethod(
-  { type: f.int, xid: f.id, mtypes: f.opt(f.ints), begin: f.opt(f.id), end: f.opt(f.id) },
+  { type: f.int, xid: f.id, mtypes: f.opt(f.mtypes), begin: f.opt(f.id), end: f.opt(f.id) },
   async (ctx, r) => {
     const kind = messageKind(r.type);
     if (kind !== MessageKind.GROUP && kind !== MessageKind.ROOM)
