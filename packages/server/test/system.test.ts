@@ -60,6 +60,22 @@ describe('system methods', () => {
     await rejectsWith(c.quest('addattrs', {}), 10009);
   });
 
+  it('connection attrs are bounded (2,048 bytes of keys and values): over it 200030, and nothing changes', async () => {
+    const uid = newUid();
+    const c = await login(uid, { device: 'phone' });
+    const big = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`key${i}`, 'v'.repeat(20)]));
+    await rejectsWith(c.quest('addattrs', { attrs: big }), 200030);
+    assert.deepEqual(await c.quest('getattrs'), { attrs: { device: 'phone' } });
+    for (let i = 0; i < 3; i++) await c.quest('addattrs', { attrs: { [`k${i}`]: 'x'.repeat(600) } });
+    await rejectsWith(c.quest('addattrs', { attrs: { k3: 'x'.repeat(600) } }), 200030);
+    assert.deepEqual(await c.quest('addattrs', { attrs: { k0: 'short' } }), {}, 'replacing a value counts once');
+
+    const { token } = await backend.signed('gettoken', { uid }, TEST_PID, TEST_SECRET);
+    const d = await RawClient.websocket(server.clientEndpoint);
+    clients.push(d);
+    await rejectsWith(d.quest('auth', { pid: TEST_PID, uid, token, attrs: big }), 200030);
+  });
+
   it('getservertime answers ms as an int64', async () => {
     const c = await login(newUid());
     const before = BigInt(Date.now());

@@ -3,6 +3,7 @@ import { invoke, type ClientContext, type MethodTable } from '../methods/method.
 import type { Services } from '../services/index.js';
 import type { ClientSession } from '../services/presence.js';
 import type { Connection } from './connection.js';
+import { checkConnectionAttrs } from '../methods/sizes.js';
 import { Gate, type GateOptions } from './gate.js';
 import { hmacToken, refuseHmacToken, sameSecret } from './login-token.js';
 import { RateLimiter } from './rate-limit.js';
@@ -59,6 +60,7 @@ export class ClientGate extends Gate<ClientSession> {
     if (conn.session) throw new RtmError(RtmErrorCode.DUPLCATED_AUTH, 'this connection is already logged in');
     const req = s.parse(authSchema, payload);
     const { config, store } = this.services;
+    if (req.attrs) checkConnectionAttrs(config.limits, req.attrs);
     const project = config.projects.find((p) => p.pid === req.pid);
     if (!project) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_USER_ID, `unknown project ${req.pid}`);
     if (req.uid <= 0n) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_USER_ID, `invalid uid ${req.uid}`);

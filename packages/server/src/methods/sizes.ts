@@ -41,3 +41,19 @@ export function checkDataVal(limits: Limits, val: string): void {
   if (bytes(val) > limits.maxDataValBytes)
     throw new RtmError(RtmErrorCode.LARGE_DATA, `val is ${bytes(val)} bytes, the limit is ${limits.maxDataValBytes}`);
 }
+
+/**
+ * A connection's attributes (`auth.attrs`, merged by `addattrs`) live as long as it does: their
+ * keys and values together may take `maxAttrsBytes` (UTF-8), as a message's attrs may. Without a
+ * bound, one client could grow the server's memory by hundreds of MB a second.
+ */
+export function checkConnectionAttrs(limits: Limits, attrs: Record<string, string>): void {
+  let total = 0;
+  for (const [k, v] of Object.entries(attrs)) total += bytes(k) + bytes(v);
+  if (total > limits.maxAttrsBytes) {
+    throw new RtmError(
+      RtmErrorCode.LARGE_MESSAGE_OR_ATTRS,
+      `connection attrs would take ${total} bytes, the limit is ${limits.maxAttrsBytes}`,
+    );
+  }
+}

@@ -1,11 +1,14 @@
 import { RtmError, RtmErrorCode } from '@rtm/fpnn';
 import { clientMethod, f } from '../method.js';
+import { checkConnectionAttrs } from '../sizes.js';
 
 // client-api.md §4 "System".
 
 /** Merged into this connection's attributes (the ones `auth.attrs` set). */
 export const addattrs = clientMethod({ attrs: f.strMap }, (ctx, r) => {
-  Object.assign(ctx.conn.session!.attrs, r.attrs);
+  const merged = { ...ctx.conn.session!.attrs, ...r.attrs };
+  checkConnectionAttrs(ctx.services.config.limits, merged); // nothing changes when refused
+  ctx.conn.session!.attrs = merged;
   return {};
 });
 
