@@ -215,3 +215,28 @@ describe('kickout by gate endpoint (ce), and one session per user (RTM_SINGLE_SE
     for (const c of both) c.close();
   });
 });
+
+describe('client login: one auth per connection', () => {
+  it('two auth quests in one write: the first logs in, the second gets 200023, and the connection stays the first user', async () => {
+    const server = await startTestServer();
+    const backend = await RawClient.tcp(server.serverEndpoint);
+    const client = await RawClient.tcp(server.clientEndpoint);
+    try {
+      const [a, b] = [BIG + 30n, BIG + 31n];
+      const token = async (uid: bigint) => ((await backend.signed('gettoken', { uid }, TEST_PID, TEST_SECRET)) as { token: string }).token;
+      const [ta, tb] = [await token(a), await token(b)];
+      client.socket.cork();
+      const answers = [
+        client.quest('auth', { pid: TEST_PID, uid: a, token: ta }),
+        client.quest('auth', { pid: TEST_PID, uid: b, token: tb }).catch((err: { code: number }) => ({ error: err.code })),
+      ];
+      client.socket.uncork();
+      assert.deepEqual(await Promise.all(answers), [{ ok: true }, { error: 200023 }]);
+      assert.deepEqual(await backend.signed('getonlineusers', { uids: [a, b] }, TEST_PID, TEST_SECRET), { uids: [a] });
+    } finally {
+      client.close();
+      backend.close();
+      await server.close();
+    }
+  });
+});

@@ -55,9 +55,23 @@ export class ClientGate extends Gate<ClientSession> {
     return invoke(def, { pid: session.pid, uid: session.uid, services: this.services, conn: conn as ClientContext['conn'] }, quest.payload);
   }
 
+  /** Connections whose `auth` is under way: a second one, sent with it, must not log in too. */
+  private readonly authenticating = new WeakSet<Connection<ClientSession>>();
+
   /** `auth` (client-api.md §2): a bad token is `{ok:false}`, not an error. */
   private async auth(conn: Connection<ClientSession>, payload: Payload): Promise<Payload> {
-    if (conn.session) throw new RtmError(RtmErrorCode.DUPLCATED_AUTH, 'this connection is already logged in');
+    if (conn.session || this.authenticating.has(conn)) {
+      throw new RtmError(RtmErrorCode.DUPLCATED_AUTH, 'this connection is already logged in (or logging in)');
+    }
+    this.authenticating.add(conn);
+    try {
+      return await this.login(conn, payload);
+    } finally {
+      this.authenticating.delete(conn);
+    }
+  }
+
+  private async login(conn: Connection<ClientSession>, payload: Payload): Promise<Payload> {
     const req = s.parse(authSchema, payload);
     const { config, store } = this.services;
     if (req.attrs) checkConnectionAttrs(config.limits, req.attrs);
@@ -85,6 +99,10 @@ export class ClientGate extends Gate<ClientSession> {
     conn.holdPushes();
     try {
       await this.services.sessions.login(conn as ClientContext['conn']);
+    } catch (err) {
+      // Half logged in (a store error): close rather than keep a session the client was told failed.
+      conn.close('login failed');
+      throw err;
     } finally {
       setImmediate(() => conn.releasePushes());
     }
