@@ -240,3 +240,46 @@ describe('client login: one auth per connection', () => {
     }
   });
 });
+
+/** A store whose logout write takes a while, as a store across a network may. */
+class SlowLogoutStore extends SqliteStore {
+  override async setLogoutTime(pid: number, uid: bigint, ms: bigint): Promise<void> {
+    await new Promise((r) => setTimeout(r, 200));
+    return super.setLogoutTime(pid, uid, ms);
+  }
+}
+
+describe('client login: a login while the previous presence is ending', () => {
+  it('keeps the new presence: no logout event after its login, its room kept', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'rtm-test-'));
+    const server = await startTestServer({ dataDir, logoutGraceMs: 0 }, { store: new SlowLogoutStore({ dataDir }) });
+    const backend = await RawClient.tcp(server.serverEndpoint);
+    const clients: RawClient[] = [];
+    try {
+      await backend.signed('setlisten', { ev: true }, TEST_PID, TEST_SECRET);
+      const uid = BIG + 40n;
+      const rid = BIG + 41n;
+      const { token } = (await backend.signed('gettoken', { uid }, TEST_PID, TEST_SECRET)) as { token: string };
+      const first = await RawClient.tcp(server.clientEndpoint);
+      clients.push(first);
+      assert.deepEqual(await first.quest('auth', { pid: TEST_PID, uid, token }), { ok: true });
+      first.close(); // the presence ends at once (no grace): its logout write takes 200 ms
+      await new Promise((r) => setTimeout(r, 50));
+      const second = await RawClient.tcp(server.clientEndpoint);
+      clients.push(second);
+      assert.deepEqual(await second.quest('auth', { pid: TEST_PID, uid, token }), { ok: true });
+      await second.quest('enterroom', { rid });
+      await new Promise((r) => setTimeout(r, 400));
+      const events = backend.pushes.filter((p) => p.method === 'pushevent').map((p) => p.payload.event);
+      assert.equal(events.at(-1), 'login', events.join(', '));
+      assert.deepEqual(await second.quest('getuserrooms'), { rooms: [rid] });
+      await backend
+        .signed('sendroommsg', { from: BIG + 42n, rid, mid: 1n, mtype: 30, msg: 'in the room', attrs: '' }, TEST_PID, TEST_SECRET)
+        .catch(() => undefined);
+    } finally {
+      for (const c of clients) c.close();
+      backend.close();
+      await server.close();
+    }
+  });
+});

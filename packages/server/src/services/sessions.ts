@@ -83,8 +83,12 @@ export class Sessions {
       if (continued()) return;
       if ((await this.bus.queryOnline(pid, [uid])).length > 0 || continued()) return;
       await this.store.setLogoutTime(pid, uid, endedAt);
-      if (this.epochs.get(k) === epoch) this.epochs.delete(k);
+      // A login during that write (a store across a network takes a while) began a new presence:
+      // its rooms stay, and listeners must not hear of a logout after its login.
+      if (continued()) return;
       const rooms = await this.store.clearUserRooms(pid, uid);
+      if (continued()) return;
+      this.epochs.delete(k); // only now: a login meanwhile must still read as a new epoch
       for (const rid of rooms) this.bus.publish({ type: 'room', pid, rid, uid, joined: false, kick: false });
       this.bus.publish({
         type: 'presence',
