@@ -3,6 +3,7 @@
  * tallies with plain additions must come out in Prometheus' text format with exact values.
  */
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { RawClient, startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
 
@@ -24,6 +25,23 @@ describe('metrics (admin /metrics)', () => {
   });
   after(async () => {
     await server.close();
+  });
+
+  it('the connection gauge stays right when connections open with a bad frame', async () => {
+    const gauge = 'rtm_connections{gate="client",transport="tcp"}';
+    const before = value(await scrape(server), gauge) ?? 0;
+    const bad = Array.from({ length: 5 }, () => {
+      const socket = connect(server.clientPort, '127.0.0.1');
+      socket.on('error', () => undefined);
+      // A frame header with a bad version and a huge size: refused at its first read.
+      socket.write(Buffer.from('FPNN\x09\x80\x00\x00\xff\xff\xff\xff\x00\x00\x00\x00', 'latin1'));
+      return new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    });
+    await Promise.all(bad);
+    const ok = await RawClient.tcp(server.clientEndpoint);
+    await ok.quest('nosuchmethod').catch(() => undefined); // answered: it is counted by now
+    assert.equal(value(await scrape(server), gauge), before + 1);
+    ok.close();
   });
 
   it('counts quests by outcome, stored messages, pushes and quest durations exactly', async () => {

@@ -90,8 +90,9 @@ export abstract class Gate<Session> {
       onQuest: (c, quest) => this.track(c, quest),
       onKeyExchange: this.options.keyExchange ? (_c, payload) => this.options.keyExchange!(payload) : undefined,
       onClose: (c, reason) => {
-        this.connections.delete(c);
-        this.options.metrics.connections.dec({ gate: this.options.name, transport: c.transport.kind });
+        // A connection whose first bytes were bad closes inside its constructor, before accept()
+        // counted it: only what was counted is taken off (the gauge went below zero).
+        if (this.connections.delete(c)) this.options.metrics.connections.dec({ gate: this.options.name, transport: c.transport.kind });
         if (reason !== 'peer closed') this.options.metrics.disconnects.inc({ reason: reason.split(':')[0]! });
         this.log.debug({ conn: c.id, remote: c.remote, reason }, 'connection closed');
         this.closed(c, reason);
