@@ -163,6 +163,11 @@ export class NatsBus implements Bus {
       noEcho: true,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 500,
+      // A NATS that goes silent (a partition, no reset) is noticed after two missed pings: about
+      // 10 s, not the client's default of 4 – 6 minutes during which /healthz said "ok" and no
+      // push crossed nodes. Then the client reconnects and /healthz says "bus disconnected".
+      pingInterval: 5_000,
+      maxPingOut: 2,
     });
     this.nc = nc;
     this.up = true;
@@ -215,6 +220,7 @@ export class NatsBus implements Bus {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    const wasUp = this.up;
     this.closed = true;
     this.up = false;
     if (this.heartbeat) clearInterval(this.heartbeat);
@@ -225,6 +231,11 @@ export class NatsBus implements Bus {
     this.responder = undefined;
     this.peers.clear();
     if (!nc || nc.isClosed()) return;
+    if (!wasUp) {
+      // Reconnecting: nothing can be flushed, and a drain would leave the client's retry timer.
+      await nc.close().catch(() => {});
+      return;
+    }
     this.announce('bye');
     try {
       await nc.drain(); // flushes the bye and anything published before close
