@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FrameDecoder } from '@rtm/fpnn';
 import { RawClient, startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+import { LocalBus } from '../src/bus/local.js';
 import { SqliteStore } from '../src/store/sqlite.js';
 
 // client-api.md §2 `auth`: tokens from gettoken, "auth v2" tokens a backend mints with the
@@ -277,6 +278,44 @@ describe('client login: a login while the previous presence is ending', () => {
       for (const c of clients) c.close();
       backend.close();
       await server.close();
+    }
+  });
+});
+
+/** A bus whose "online on another node?" takes a while, as NATS across nodes may. */
+class SlowOnlineBus extends LocalBus {
+  override async queryOnline(pid: number, uids: bigint[]): Promise<bigint[]> {
+    await new Promise((r) => setTimeout(r, 300));
+    return super.queryOnline(pid, uids);
+  }
+}
+
+describe('client login: a kickout before the login is a session', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer({}, { bus: new SlowOnlineBus() });
+  });
+  after(() => server.close());
+
+  it('a kickout (or a blacklisting) while the login is under way ends it as a kickout would', async () => {
+    const backend = await RawClient.tcp(server.serverEndpoint);
+    const client = await RawClient.tcp(server.clientEndpoint);
+    try {
+      const uid = BIG + 12n;
+      const { token } = (await backend.signed('gettoken', { uid }, TEST_PID, TEST_SECRET)) as { token: string };
+      const answer = client.quest('auth', { pid: TEST_PID, uid, token }).catch(() => 'no answer');
+      await new Promise((r) => setTimeout(r, 150)); // the login now waits for the bus: is the user online elsewhere?
+      await backend.signed('kickout', { uid }, TEST_PID, TEST_SECRET);
+      await within(client.closed, 'the kicked login closed');
+      assert.deepEqual(
+        client.pushes.map((p) => p.method),
+        ['kickout'],
+      );
+      assert.notDeepEqual(await answer, { ok: true });
+      assert.deepEqual(await backend.signed('getonlineusers', { uids: [uid] }, TEST_PID, TEST_SECRET), { uids: [] });
+    } finally {
+      client.close();
+      backend.close();
     }
   });
 });

@@ -97,6 +97,7 @@ export class ClientGate extends Gate<ClientSession> {
     // The login makes the connection a push target before this answer is written: pushes wait
     // until it is (the answer goes out in this microtask drain; setImmediate runs after it).
     conn.holdPushes();
+    const started = Date.now();
     try {
       await this.services.sessions.login(conn as ClientContext['conn']);
     } catch (err) {
@@ -105,6 +106,12 @@ export class ClientGate extends Gate<ClientSession> {
       throw err;
     } finally {
       setImmediate(() => conn.releasePushes());
+    }
+    if (this.services.delivery.kickedSince(req.pid, req.uid, started)) {
+      // Kicked out (or blacklisted) while this login was under way: it ends as a kickout would.
+      conn.oneway('kickout', {});
+      conn.close('kicked out');
+      return { ok: false };
     }
     if (config.singleSession && !conn.closed) {
       const except = { node: this.services.bus.nodeId, conn: conn.id };

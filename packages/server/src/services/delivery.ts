@@ -36,6 +36,7 @@ export class Delivery {
         return this.deliverMessage(event.message, event.recipients, event.origin);
       case 'kickout':
         if (event.endpoint !== undefined && event.endpoint !== this.options.endpoint()) return;
+        this.noteKick(event.pid, event.uid);
         return this.kickout(event.pid, event.uid, event.except?.node === this.bus.nodeId ? event.except.conn : -1);
       case 'room':
         return this.roomChange(event.pid, event.rid, event.uid, event.joined, event.kick);
@@ -90,6 +91,29 @@ export class Delivery {
     }
   }
 
+  /**
+   * Kickouts (server API, project blacklist, a newer login) of the last minute, by user: a login
+   * under way when one came is not yet a session it could close, and must not outlive it.
+   */
+  private readonly kicks = new Map<string, number>();
+
+  /** Whether a kickout for the user reached this node at or after `since` (ms). */
+  kickedSince(pid: number, uid: bigint, since: number): boolean {
+    const at = this.kicks.get(`${pid}:${uid}`);
+    return at !== undefined && at >= since;
+  }
+
+  private noteKick(pid: number, uid: bigint): void {
+    const now = Date.now();
+    const key = `${pid}:${uid}`;
+    this.kicks.delete(key); // re-inserted last: the map stays in time order
+    this.kicks.set(key, now);
+    for (const [k, at] of this.kicks) {
+      if (now - at < KICK_MEMORY_MS) break;
+      this.kicks.delete(k);
+    }
+  }
+
   private kickout(pid: number, uid: bigint, keepConn: number): void {
     const conns = this.presence.connectionsOf(pid, uid);
     if (!conns) return;
@@ -122,6 +146,9 @@ export class Delivery {
     }
   }
 }
+
+/** How long a kickout is remembered for logins under way (a login takes milliseconds to seconds). */
+const KICK_MEMORY_MS = 60_000;
 
 /**
  * A backend that listens to what it sends gets the push after the send's answer (server-api.md
