@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { RTMClient } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
 import type { Payload } from '@rtm/fpnn';
 import { RawClient, signFields, startTestServer, TEST_PID, TEST_SECRET, uniqueSalt, type TestServer } from '@rtm/testkit';
+import { SqliteStore } from '../src/store/sqlite.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -172,5 +176,33 @@ describe('server gate: limits hold when changes of one group, user or project ar
       raw.close();
       await server.close();
     }
+  });
+});
+
+/** A store whose appends take a while: longer than the listeners' own 3 s wait at a stop. */
+class SlowAppendStore extends SqliteStore {
+  override async append(batch: Parameters<SqliteStore['append']>[0]) {
+    await new Promise((r) => setTimeout(r, 3500));
+    return super.append(batch);
+  }
+}
+
+describe('server gate: a graceful stop', () => {
+  it('waits for an FPNN-over-HTTP send in flight, which is answered', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'rtm-test-'));
+    const server = await startTestServer({ dataDir }, { store: new SlowAppendStore({ dataDir }) });
+    const f = signFields('sendmsg', TEST_PID, TEST_SECRET, uniqueSalt());
+    const body = `{"pid":${f.pid},"salt":${f.salt},"ts":${f.ts},"sign":"${f.sign}","from":1,"to":2,"mid":3,"mtype":30,"msg":"in flight","attrs":""}`;
+    const sent = fetch(`http://${server.serverEndpoint}/service/sendmsg`, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/json' },
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    const stopped = server.close();
+    const res = await sent;
+    assert.equal(res.status, 200);
+    assert.equal(typeof ((await res.json()) as { mtime: unknown }).mtime, 'number');
+    await stopped;
   });
 });

@@ -163,8 +163,13 @@ export abstract class Gate<Session> {
     );
   }
 
+  /** A quest that arrived another way (the HTTP bridge) starts: `stop()` waits for it too. */
+  protected begin(): void {
+    this.inFlight++;
+  }
+
   /** A tracked quest ended with this outcome ('ok', an error code, or 'internal'). */
-  private done(method: string, outcome: string, started: number): void {
+  protected done(method: string, outcome: string, started: number): void {
     this.count(method, outcome, started);
     if (--this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
   }

@@ -59,6 +59,7 @@ export class ServerGate extends Gate<ServerSession> {
   handleHttp = async (method: string, payload: Payload): Promise<{ ok: boolean; payload: Payload }> => {
     const started = performance.now();
     let outcome = 'ok';
+    this.begin(); // a graceful stop waits for HTTP quests as for the others
     try {
       if (this.stopping) throw new RtmError(FpnnErrorCode.CORE_SERVER_STOPPING, 'server is shutting down');
       if (method === '*ping') return { ok: true, payload: { ts: BigInt(Date.now()) } };
@@ -71,7 +72,7 @@ export class ServerGate extends Gate<ServerSession> {
       outcome = e ? String(e.code) : 'internal';
       return { ok: false, payload: e ? e.toAnswer() : { code: FpnnErrorCode.CORE_UNKNOWN_ERROR, ex: 'internal server error' } };
     } finally {
-      this.count(method, outcome, started);
+      this.done(method, outcome, started);
     }
   };
 
