@@ -9,11 +9,10 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { connect as netConnect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { connect, type NatsConnection } from 'nats';
 import { decodeMsgpack, encodeMsgpack } from '@rtm/fpnn';
-import { busConformance } from '@rtm/testkit';
+import { busConformance, startFaultyProxy } from '@rtm/testkit';
 import type { BusEvent } from '../src/bus/bus.js';
 import { NatsBus } from '../src/bus/nats.js';
 
@@ -86,40 +85,23 @@ if (unreachable && !CI) {
     });
 
     it('a NATS that goes silent (a partition, no reset) is noticed within seconds: connected turns false', async () => {
-      // A TCP proxy in front of NATS that stops forwarding anything, both ways.
-      const nats = new globalThis.URL(URL);
-      let silent = false;
-      const sockets: Socket[] = [];
-      const proxy = createServer((down) => {
-        const up = netConnect(Number(nats.port || 4222), nats.hostname);
-        sockets.push(down, up);
-        down.on('data', (d) => void (silent || up.write(d)));
-        up.on('data', (d) => void (silent || down.write(d)));
-        for (const [x, y] of [
-          [down, up],
-          [up, down],
-        ] as const) {
-          x.on('error', () => y.destroy());
-          x.on('close', () => y.destroy());
-        }
-      });
-      await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
-      const bus = new NatsBus({ url: `nats://127.0.0.1:${(proxy.address() as AddressInfo).port}`, subjectPrefix: freshPrefix() });
+      // A partition: nothing passes either way, and no connection is reset.
+      const target = new globalThis.URL(URL);
+      const proxy = await startFaultyProxy(target.hostname, Number(target.port || 4222));
+      const bus = new NatsBus({ url: `nats://127.0.0.1:${proxy.port}`, subjectPrefix: freshPrefix() });
       try {
         await bus.start(noop, () => []);
         assert.equal(bus.connected, true);
-        silent = true;
+        proxy.holdRequests = proxy.holdAnswers = true;
         const t0 = Date.now();
         while (bus.connected && Date.now() - t0 < 25_000) await sleep(250);
         assert.equal(bus.connected, false, 'still "connected" 25 s into the silence');
         assert.ok(Date.now() - t0 < 20_000, `noticed after ${Date.now() - t0} ms`);
       } finally {
         // Cut first: a client closing over a silent connection would wait for it.
-        silent = false;
         proxy.close();
-        for (const s of sockets) s.destroy();
         await bus.close();
-        for (const s of sockets) s.destroy(); // any a reconnect opened meanwhile
+        proxy.cut(); // any a reconnect opened meanwhile
       }
     });
 

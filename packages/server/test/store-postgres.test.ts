@@ -7,10 +7,9 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import pg from 'pg';
-import { storeConformance } from '@rtm/testkit';
+import { startFaultyProxy, storeConformance } from '@rtm/testkit';
 import { PostgresStore } from '../src/store/postgres.js';
 import { MessageKind, type StoredMessage } from '../src/store/store.js';
 
@@ -139,26 +138,10 @@ if (unreachable && !CI) {
     });
 
     it('a connection lost or gone silent in the middle of a group commit fails those sends, and only those', async () => {
-      // A TCP proxy in front of PostgreSQL that can hold every byte from the store (a partition)
-      // and cut the connections (a restart).
-      const [host, port] = new globalThis.URL(URL).host.split(':');
-      let holding = false;
-      const sockets: Socket[] = [];
-      const proxy = createServer((down) => {
-        const up = connect(Number(port || 5432), host!);
-        sockets.push(down, up);
-        down.on('data', (d) => void (holding || up.write(d)));
-        up.on('data', (d) => void down.write(d));
-        for (const [a, b] of [
-          [down, up],
-          [up, down],
-        ] as const) {
-          a.on('error', () => b.destroy());
-          a.on('close', () => b.destroy());
-        }
-      });
-      await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
-      const via = URL.replace(/@[^/]+\//, `@127.0.0.1:${(proxy.address() as AddressInfo).port}/`);
+      // A partition holds every byte from the store; a restart cuts the connections.
+      const target = new globalThis.URL(URL);
+      const proxy = await startFaultyProxy(target.hostname, Number(target.port || 5432));
+      const via = URL.replace(/@[^/]+\//, `@127.0.0.1:${proxy.port}/`);
       const schema = freshSchema();
       const store = new PostgresStore({ url: via, schema, poolSize: 2, transactionTimeoutMs: 1000 });
       const message = (mid: bigint) => ({ pid: 1, kind: MessageKind.P2P, from: 1n, to: 2n, mid, mtype: 30, msg: 'm', attrs: '' });
@@ -167,19 +150,19 @@ if (unreachable && !CI) {
         assert.equal((await store.append([message(1n)]))[0]!.status, 'stored');
 
         // Silent: the commit is abandoned after transactionTimeoutMs, not after TCP's minutes.
-        holding = true;
+        proxy.holdRequests = true;
         const started = Date.now();
         await assert.rejects(store.append([message(2n)]), /unfinished after 1000 ms/);
         assert.ok(Date.now() - started < 5000);
-        holding = false;
+        proxy.holdRequests = false;
         assert.equal((await store.append([message(3n)]))[0]!.status, 'stored', 'the next commit gets a new connection');
 
         // Lost: every connection cut while a commit waits for its answer. The process lives on.
-        holding = true;
+        proxy.holdRequests = true;
         const lost = store.append([message(4n)]);
         await new Promise((r) => setTimeout(r, 200));
-        for (const s of sockets) s.destroy();
-        holding = false;
+        proxy.cut();
+        proxy.holdRequests = false;
         await assert.rejects(lost);
         assert.equal((await store.append([message(5n)]))[0]!.status, 'stored');
         const page = await store.history({ conversation: { pid: 1, kind: MessageKind.P2P, uid: 1n, peer: 2n }, desc: false, num: 10 });
