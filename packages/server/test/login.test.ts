@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -316,6 +316,32 @@ describe('client login: a kickout before the login is a session', () => {
     } finally {
       client.close();
       backend.close();
+    }
+  });
+});
+
+describe('client logout at a stop', () => {
+  it("a bye's logout still being written when the server stops is written before the store closes", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'rtm-test-'));
+    const server = await startTestServer({ dataDir }, { store: new SlowLogoutStore({ dataDir }) });
+    const uid = BIG + 50n;
+    try {
+      const backend = await RawClient.tcp(server.serverEndpoint);
+      const { token } = (await backend.signed('gettoken', { uid }, TEST_PID, TEST_SECRET)) as { token: string };
+      backend.close();
+      const client = await RawClient.tcp(server.clientEndpoint);
+      assert.deepEqual(await client.quest('auth', { pid: TEST_PID, uid, token }), { ok: true });
+      await client.quest('bye'); // its logout write takes 200 ms: the stop comes first
+    } finally {
+      await server.close();
+    }
+    const store = new SqliteStore({ dataDir });
+    try {
+      await store.init();
+      assert.equal(typeof (await store.getUnreadBaseline(TEST_PID, uid)).logoutTime, 'bigint');
+    } finally {
+      await store.close();
+      await rm(dataDir, { recursive: true, force: true });
     }
   });
 });

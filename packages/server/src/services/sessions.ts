@@ -16,6 +16,8 @@ export class Sessions {
   private readonly grace = new Map<string, { timer: NodeJS.Timeout; endedAt: bigint }>();
   /** Bumped by every login: an ending presence that sees another epoch was continued, and stops. */
   private readonly epochs = new Map<string, number>();
+  /** Presences being ended now (their store writes under way): a stop waits for them. */
+  private readonly ending = new Set<Promise<void>>();
 
   constructor(
     private readonly config: ServerConfig,
@@ -63,15 +65,22 @@ export class Sessions {
     const endedAt = BigInt(Date.now());
     const k = key(pid, uid);
     if (explicit || this.config.logoutGraceMs === 0) {
-      void this.end(pid, uid, endedAt);
+      this.endTracked(pid, uid, endedAt);
       return;
     }
     const timer = setTimeout(() => {
       this.grace.delete(k);
-      void this.end(pid, uid, endedAt);
+      this.endTracked(pid, uid, endedAt);
     }, this.config.logoutGraceMs);
     timer.unref();
     this.grace.set(k, { timer, endedAt });
+  }
+
+  /** `end`, remembered until done so that `flush` (a stop) waits for its store writes. */
+  private endTracked(pid: number, uid: bigint, endedAt: bigint): void {
+    const ending = this.end(pid, uid, endedAt);
+    this.ending.add(ending);
+    void ending.finally(() => this.ending.delete(ending));
   }
 
   /** The presence ended for good unless another node still has a session. */
@@ -81,7 +90,14 @@ export class Sessions {
     const continued = (): boolean => this.presence.isOnline(pid, uid) || this.epochs.get(k) !== epoch;
     try {
       if (continued()) return;
-      if ((await this.bus.queryOnline(pid, [uid])).length > 0 || continued()) return;
+      if (continued()) return;
+      if ((await this.bus.queryOnline(pid, [uid])).length > 0) {
+        // Online on another node: that node ends the presence. Nothing here needs the epoch any
+        // more (the map would otherwise keep one per user seen, in a cluster).
+        if (!continued()) this.epochs.delete(k);
+        return;
+      }
+      if (continued()) return;
       await this.store.setLogoutTime(pid, uid, endedAt);
       // A login during that write (a store across a network takes a while) began a new presence:
       // its rooms stay, and listeners must not hear of a logout after its login.
@@ -103,16 +119,21 @@ export class Sessions {
     }
   }
 
-  /** Ends every grace period now (shutdown): their presences end with their recorded times. */
+  /**
+   * Ends every grace period now (shutdown): their presences end with their recorded times. Also
+   * waits for the presences already ending (a `bye`, a grace period just over), so their logout
+   * times are written before the store closes.
+   */
   async flush(): Promise<void> {
     const pending = [...this.grace.entries()];
     this.grace.clear();
-    await Promise.all(
-      pending.map(([k, { timer, endedAt }]) => {
+    await Promise.all([
+      ...pending.map(([k, { timer, endedAt }]) => {
         clearTimeout(timer);
         const [pid, uid] = k.split(':');
         return this.end(Number(pid), BigInt(uid!), endedAt);
       }),
-    );
+      ...this.ending,
+    ]);
   }
 }
