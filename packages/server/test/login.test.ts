@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { FrameDecoder } from '@rtm/fpnn';
 import { RawClient, startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
@@ -123,8 +121,7 @@ class SlowRoomsStore extends SqliteStore {
 describe('client login: no push before the auth answer (client-api.md §2)', () => {
   let server: TestServer;
   before(async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), 'rtm-test-'));
-    server = await startTestServer({ dataDir, pingIntervalMs: 100 }, { store: new SlowRoomsStore({ dataDir }) });
+    server = await startTestServer({ pingIntervalMs: 100 }, { makeStore: (dataDir) => new SlowRoomsStore({ dataDir }) });
   });
   after(() => server.close());
 
@@ -252,8 +249,7 @@ class SlowLogoutStore extends SqliteStore {
 
 describe('client login: a login while the previous presence is ending', () => {
   it('keeps the new presence: no logout event after its login, its room kept', async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), 'rtm-test-'));
-    const server = await startTestServer({ dataDir, logoutGraceMs: 0 }, { store: new SlowLogoutStore({ dataDir }) });
+    const server = await startTestServer({ logoutGraceMs: 0 }, { makeStore: (dataDir) => new SlowLogoutStore({ dataDir }) });
     const backend = await RawClient.tcp(server.serverEndpoint);
     const clients: RawClient[] = [];
     try {
@@ -322,8 +318,8 @@ describe('client login: a kickout before the login is a session', () => {
 
 describe('client logout at a stop', () => {
   it("a bye's logout still being written when the server stops is written before the store closes", async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), 'rtm-test-'));
-    const server = await startTestServer({ dataDir }, { store: new SlowLogoutStore({ dataDir }) });
+    const server = await startTestServer({}, { keepData: true, makeStore: (dataDir) => new SlowLogoutStore({ dataDir }) });
+    const dataDir = server.dataDir;
     const uid = BIG + 50n;
     try {
       const backend = await RawClient.tcp(server.serverEndpoint);

@@ -1,8 +1,5 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { RTMClient } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
@@ -189,8 +186,7 @@ class SlowAppendStore extends SqliteStore {
 
 describe('server gate: a graceful stop', () => {
   it('waits for an FPNN-over-HTTP send in flight, which is answered', async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), 'rtm-test-'));
-    const server = await startTestServer({ dataDir }, { store: new SlowAppendStore({ dataDir }) });
+    const server = await startTestServer({}, { makeStore: (dataDir) => new SlowAppendStore({ dataDir }) });
     const f = signFields('sendmsg', TEST_PID, TEST_SECRET, uniqueSalt());
     const body = `{"pid":${f.pid},"salt":${f.salt},"ts":${f.ts},"sign":"${f.sign}","from":1,"to":2,"mid":3,"mtype":30,"msg":"in flight","attrs":""}`;
     const sent = fetch(`http://${server.serverEndpoint}/service/sendmsg`, {

@@ -21,7 +21,12 @@ export interface TestServer extends RunningServer {
  */
 export async function startTestServer(
   overrides: ConfigOverrides = {},
-  options: StartOptions & { dataDir?: string; keepData?: boolean } = {},
+  options: StartOptions & {
+    dataDir?: string;
+    keepData?: boolean;
+    /** A store of the test's making in the server's own data directory (e.g. a slowed one). */
+    makeStore?: (dataDir: string) => NonNullable<StartOptions['store']>;
+  } = {},
 ): Promise<TestServer> {
   const { startServer } = await import('../../server/src/main.js');
   const { resolveConfig } = await import('../../server/src/config.js');
@@ -41,7 +46,7 @@ export async function startTestServer(
   );
   const server = await startServer(config, {
     logger: options.logger ?? createLogger(process.env.RTM_TEST_LOG_LEVEL ?? 'silent'),
-    store: options.store,
+    store: options.store ?? options.makeStore?.(dataDir),
     bus: options.bus,
   });
   return {
