@@ -49,7 +49,9 @@ export class Delivery {
     const echo = this.options.pushToSenderDevices;
     // A broadcast reaches everyone online; the other kinds skip the sender's sessions unless echoed.
     const skipUid = echo || m.kind === MessageKind.BROADCAST ? undefined : m.from;
-    const out = new ClientFanout(m, origin && origin.node === this.bus.nodeId ? origin.conn : -1, skipUid);
+    // The connection the send came on, if on this node: a client one gets nothing, a listening one waits for the answer.
+    const sender = origin && origin.node === this.bus.nodeId ? origin.conn : -1;
+    const out = new ClientFanout(m, sender, skipUid);
     switch (m.kind) {
       case MessageKind.P2P:
         this.toUsers(out, recipients ?? [m.to]);
@@ -69,7 +71,6 @@ export class Delivery {
 
     const listening = this.listeners.listeners(m.pid);
     if (listening) {
-      const sender = origin && origin.node === this.bus.nodeId ? origin.conn : -1;
       let serverPrepared: PreparedPush | undefined;
       for (const conn of listening) {
         if (!wantsMessage(conn.session!.listen, m)) continue;
