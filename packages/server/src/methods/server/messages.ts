@@ -1,51 +1,42 @@
 import { MessageKind } from '../../store/store.js';
-import { f, serverMethod } from '../method.js';
+import { f, serverMethod, type ServerContext } from '../method.js';
 import { getMessageOrThrow, messageInfo, messageKey, messageKind, p2p, pageFields, stream, messageKeyFields } from '../shared.js';
 import { RtmError, RtmErrorCode } from '@rtm/fpnn';
 
 // server-api.md §2: the five send methods. Answer { mtime } (ms).
 const common = { from: f.id, mtype: f.int, mid: f.id, msg: f.body, attrs: f.str };
 
-export const sendmsg = serverMethod({ ...common, to: f.id }, async (ctx, r) => ({
-  mtime: await ctx.services.messaging.send({ pid: ctx.pid, kind: MessageKind.P2P, ...r, gate: 'server', originConn: ctx.conn?.id }),
-}));
+type ServerSend = { from: bigint; mid: bigint; mtype: number; msg: string | Uint8Array; attrs: string; to?: bigint; tos?: bigint[] };
 
-export const sendmsgs = serverMethod({ ...common, tos: f.ids }, async (ctx, r) => ({
-  mtime: await ctx.services.messaging.send({ pid: ctx.pid, kind: MessageKind.P2P, ...r, gate: 'server', originConn: ctx.conn?.id }),
-}));
+/** Sends on behalf of `from`, naming this connection (a listening backend hears it after the answer); answers `{ mtime }`. */
+async function send(ctx: ServerContext, kind: MessageKind, r: ServerSend): Promise<{ mtime: bigint }> {
+  const { from, mid, mtype, msg, attrs, to, tos } = r;
+  return {
+    mtime: await ctx.services.messaging.send({
+      pid: ctx.pid,
+      kind,
+      from,
+      to,
+      tos,
+      mid,
+      mtype,
+      msg,
+      attrs,
+      gate: 'server',
+      originConn: ctx.conn?.id,
+    }),
+  };
+}
 
-export const sendgroupmsg = serverMethod({ ...common, gid: f.id }, async (ctx, r) => ({
-  mtime: await ctx.services.messaging.send({
-    pid: ctx.pid,
-    kind: MessageKind.GROUP,
-    ...r,
-    to: r.gid,
-    gate: 'server',
-    originConn: ctx.conn?.id,
-  }),
-}));
+export const sendmsg = serverMethod({ ...common, to: f.id }, (ctx, r) => send(ctx, MessageKind.P2P, r));
 
-export const sendroommsg = serverMethod({ ...common, rid: f.id }, async (ctx, r) => ({
-  mtime: await ctx.services.messaging.send({
-    pid: ctx.pid,
-    kind: MessageKind.ROOM,
-    ...r,
-    to: r.rid,
-    gate: 'server',
-    originConn: ctx.conn?.id,
-  }),
-}));
+export const sendmsgs = serverMethod({ ...common, tos: f.ids }, (ctx, r) => send(ctx, MessageKind.P2P, r));
 
-export const broadcastmsg = serverMethod(common, async (ctx, r) => ({
-  mtime: await ctx.services.messaging.send({
-    pid: ctx.pid,
-    kind: MessageKind.BROADCAST,
-    ...r,
-    to: 0n,
-    gate: 'server',
-    originConn: ctx.conn?.id,
-  }),
-}));
+export const sendgroupmsg = serverMethod({ ...common, gid: f.id }, (ctx, r) => send(ctx, MessageKind.GROUP, { ...r, to: r.gid }));
+
+export const sendroommsg = serverMethod({ ...common, rid: f.id }, (ctx, r) => send(ctx, MessageKind.ROOM, { ...r, to: r.rid }));
+
+export const broadcastmsg = serverMethod(common, (ctx, r) => send(ctx, MessageKind.BROADCAST, { ...r, to: 0n }));
 
 // server-api.md §3.1: history. The backend reads any conversation on behalf of `uid`.
 export const getgroupmsg = serverMethod({ gid: f.id, uid: f.id, ...pageFields }, (ctx, r) =>
