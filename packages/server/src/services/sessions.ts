@@ -62,7 +62,9 @@ export class Sessions {
     const { pid, uid } = session;
     if (this.presence.isOnline(pid, uid)) return;
     this.presence.forgetRooms(pid, uid);
-    const endedAt = BigInt(Date.now());
+    // The store's mark, not the wall clock: a message whose commit is under way now, pushed to
+    // nobody, must count as unread if this turns out to be the logout.
+    const endedAt = this.store.unreadMark();
     const k = key(pid, uid);
     if (explicit || this.config.logoutGraceMs === 0) {
       this.endTracked(pid, uid, endedAt);
@@ -89,7 +91,6 @@ export class Sessions {
     const epoch = this.epochs.get(k);
     const continued = (): boolean => this.presence.isOnline(pid, uid) || this.epochs.get(k) !== epoch;
     try {
-      if (continued()) return;
       if (continued()) return;
       if ((await this.bus.queryOnline(pid, [uid])).length > 0) {
         // Online on another node: that node ends the presence. Nothing here needs the epoch any

@@ -21,9 +21,9 @@ import { historyEntry } from './pushes.js';
  * user's presence ends (the next baseline is that logout) — the server does not know what the app
  * displayed, and a clear is how the app says "seen".
  *
- * A clear sets the clear time to "now" in ms; counting is `mtime > baseline`, so after a clear every
- * count is 0. (A message persisted in the very same millisecond after a clear is not counted: the
- * store's baseline has ms resolution.)
+ * A clear sets the clear time to the store's unread mark (store/message-clock.ts); counting is
+ * `mtime > baseline`, so after a clear every count is 0, and every message stored after the clear
+ * counts, even in the same millisecond.
  */
 
 /** Default mtypes of unread counts and conversation lists: chat, audio/cmd and file types (client-api.md §3.3, proposal 30–50). */
@@ -60,9 +60,9 @@ export class UnreadService {
     return baselineOf(await this.store.getUnreadBaseline(pid, uid));
   }
 
-  /** Marks everything up to now as read. */
-  async clear(pid: number, uid: bigint, now = BigInt(Date.now())): Promise<void> {
-    await this.store.setClearTime(pid, uid, now);
+  /** Marks everything stored up to `mark` (the store's unreadMark, taken now by default) as read. */
+  async clear(pid: number, uid: bigint, mark = this.store.unreadMark()): Promise<void> {
+    await this.store.setClearTime(pid, uid, mark);
   }
 
   /**

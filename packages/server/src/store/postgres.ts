@@ -35,6 +35,7 @@ import {
 } from './store.js';
 import { checkNewMessage, conversationOfMessage, conversationOfRef, plainBytes, sameContent, unreadMap } from './conversation.js';
 import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
+import { MessageClock } from './message-clock.js';
 
 export interface PostgresStoreOptions {
   /** Connection URL, e.g. `postgres://user:pass@host:5432/db` (RTM_STORE). */
@@ -93,6 +94,7 @@ export class PostgresStore implements Store {
   private pending: PendingAppend[] = [];
   private flushScheduled = false;
   private flushing: Promise<void> | undefined;
+  private readonly clock: MessageClock;
 
   constructor(options: PostgresStoreOptions) {
     if (typeof options?.url !== 'string' || options.url === '') throw new RangeError('PostgresStore: url is required');
@@ -105,6 +107,7 @@ export class PostgresStore implements Store {
     this.schema = schema;
     this.poolSize = poolSize;
     this.now = options.now ?? Date.now;
+    this.clock = new MessageClock(this.now);
     this.transactionTimeoutMs = options.transactionTimeoutMs ?? DEFAULT_POSTGRES_TRANSACTION_TIMEOUT_MS;
   }
 
@@ -259,13 +262,23 @@ export class PostgresStore implements Store {
   }
 
   private async commitGroup(group: readonly PendingAppend[]): Promise<AppendResult[][]> {
+    let clock: bigint | undefined; // in flight from the counter's lock until the transaction ends
+    try {
+      return await this.commitGroupTx(group, (taken) => (clock = taken));
+    } finally {
+      if (clock !== undefined) this.clock.settled(clock);
+    }
+  }
+
+  private async commitGroupTx(group: readonly PendingAppend[], took: (clock: bigint) => void): Promise<AppendResult[][]> {
     return this.tx(async (c) => {
       const counter = (
         await c.query<Row>({ name: 'counter_lock', text: "SELECT last_id, last_mtime FROM counters WHERE name = 'messages' FOR UPDATE" })
       ).rows[0]!;
       let lastId = counter['last_id'] as bigint;
       const lastMtime = counter['last_mtime'] as bigint;
-      const clock = BigInt(Math.trunc(this.now()));
+      const clock = this.clock.take();
+      took(clock);
       const mtime = clock > lastMtime ? clock : lastMtime;
 
       // Existing rows for every key of the group, in one query.
@@ -507,6 +520,10 @@ export class PostgresStore implements Store {
        ON CONFLICT (pid, uid) DO UPDATE SET logout_time = excluded.logout_time`,
       [pid, uid, ms],
     );
+  }
+
+  unreadMark(): bigint {
+    return this.clock.mark();
   }
 
   async setClearTime(pid: number, uid: bigint, ms: bigint): Promise<void> {

@@ -41,6 +41,7 @@ import { AppendCommitter, MESSAGE_COLUMNS, rowToMessage, type BatchOutcome, type
 import { WalCheckpointer } from './sqlite-checkpointer.js';
 import { connectionName, openConnection } from './sqlite-connection.js';
 import { SqliteWriterThread } from './sqlite-writer.js';
+import { MessageClock } from './message-clock.js';
 import { SQLITE_MIGRATIONS, type SqliteMigration } from './sqlite-migrations.js';
 
 /**
@@ -166,6 +167,7 @@ export class SqliteStore implements Store {
   private readonly shapedStmts = new Map<string, Stmt>();
   private pending: PendingAppend[] = [];
   private flushScheduled = false;
+  private readonly clock: MessageClock;
   private checkpointer: WalCheckpointer | undefined;
 
   constructor(options: SqliteStoreOptions = {}) {
@@ -203,6 +205,7 @@ export class SqliteStore implements Store {
       onError: options.onError ?? (() => {}),
       onMigration: options.onMigration ?? (() => {}),
     };
+    this.clock = new MessageClock(this.options.now);
   }
 
   // --- lifecycle -------------------------------------------------------------------------------
@@ -458,9 +461,21 @@ export class SqliteStore implements Store {
     if (pending.length === 0) return;
     this.pending = [];
     const batches = pending.map((p) => p.batch);
-    const clock = BigInt(Math.trunc(this.options.now()));
-    if (this.writer) void this.writer.commit(batches, clock).then((outcomes) => settle(pending, outcomes));
-    else settle(pending, this.committer!.commitBatches(batches, clock));
+    const clock = this.clock.take();
+    if (this.writer) {
+      void this.writer.commit(batches, clock).then((outcomes) => {
+        this.clock.settled(clock);
+        settle(pending, outcomes);
+      });
+    } else {
+      const outcomes = this.committer!.commitBatches(batches, clock);
+      this.clock.settled(clock);
+      settle(pending, outcomes);
+    }
+  }
+
+  unreadMark(): bigint {
+    return this.clock.mark();
   }
 
   async history(query: HistoryQuery): Promise<StoredMessage[]> {

@@ -174,6 +174,11 @@ export interface Store {
   getUnreadBaseline(pid: number, uid: bigint): Promise<UnreadBaseline>;
   setLogoutTime(pid: number, uid: bigint, ms: bigint): Promise<void>;
   setClearTime(pid: number, uid: bigint, ms: bigint): Promise<void>;
+  /**
+   * A time (ms, the store's clock) to record as a logout or clear: every message stored after this
+   * call, or still being stored during it, gets a higher mtime (message-clock.ts).
+   */
+  unreadMark(): bigint;
 
   // --- tokens ----------------------------------------------------------------------------------
   getToken(pid: number, uid: bigint): Promise<string | undefined>;

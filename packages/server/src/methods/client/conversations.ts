@@ -34,12 +34,12 @@ export const getgroupunreadconversationlist = clientMethod(listFields, async (ct
 /** Both unread lists; `clear` (default true, as Unity sends) marks everything read after computing them. */
 export const getunreadconversationlist = clientMethod({ clear: f.opt(f.bool), ...listFields }, async (ctx, r) => {
   const unread = new UnreadService(ctx.services.store);
-  const now = BigInt(Date.now()); // taken first: a message stored while we compute stays unread
+  const mark = ctx.services.store.unreadMark(); // taken first: a message stored while we compute stays unread
   const [groups, p2p] = await Promise.all([
     unread.groupConversations(ctx.pid, ctx.uid, r, true),
     unread.p2pConversations(ctx.pid, ctx.uid, r, true),
   ]);
-  if (r.clear ?? true) await unread.clear(ctx.pid, ctx.uid, now);
+  if (r.clear ?? true) await unread.clear(ctx.pid, ctx.uid, mark);
   const g = conversationListAnswer(groups, ctx.uid);
   const p = conversationListAnswer(p2p, ctx.uid);
   return {

@@ -1,0 +1,57 @@
+/**
+ * The clock that new messages' mtimes come from, and the unread marks cut from the same clock.
+ *
+ * Why one clock for both: a message is unread when its mtime is after the user's baseline (a clear
+ * or a logout, client-api.md §3.3). With the wall clock for the baseline and the store's clock for
+ * mtimes, a message stored in the same millisecond as a clear, after it, had mtime == baseline and
+ * was never counted; a message whose commit was under way when the user's last session closed
+ * could be stored just after, pushed to nobody, and counted as seen. A mark from this clock sits
+ * between what is stored and what is not:
+ * - every clock handed out after a mark is above it (the floor), so a later message counts;
+ * - a mark is below every clock still in flight (handed to a commit that has not finished), so a
+ *   message committed after the mark counts, even if its clock was taken before.
+ * The price, only when a commit is in flight: messages stored in that commit's millisecond just
+ * before the mark count as unread too. Counting a message twice is better than hiding one.
+ *
+ * Exact within one process. Across the nodes of a cluster, marks and mtimes are as close as the
+ * nodes' clocks are.
+ */
+export class MessageClock {
+  /** The highest clock handed out. */
+  private last = 0n;
+  /** The least clock to hand out next: one above the latest mark. */
+  private floor = 0n;
+  /** Clocks handed to commits that have not settled, with how many commits hold each. */
+  private readonly inFlight = new Map<bigint, number>();
+
+  constructor(private readonly now: () => number) {}
+
+  /** The clock for a commit about to start (never lower than one before it); pair with `settled`. */
+  take(): bigint {
+    let clock = BigInt(Math.trunc(this.now()));
+    if (clock < this.floor) clock = this.floor;
+    if (clock < this.last) clock = this.last;
+    this.last = clock;
+    this.inFlight.set(clock, (this.inFlight.get(clock) ?? 0) + 1);
+    return clock;
+  }
+
+  /** The commit that took `clock` is over (stored or failed). */
+  settled(clock: bigint): void {
+    const n = this.inFlight.get(clock) ?? 0;
+    if (n <= 1) this.inFlight.delete(clock);
+    else this.inFlight.set(clock, n - 1);
+  }
+
+  /**
+   * A baseline (ms) for unread counting: messages stored from now on get a higher mtime, and so do
+   * those whose commit is in flight.
+   */
+  mark(): bigint {
+    const now = BigInt(Math.trunc(this.now()));
+    let mark = now > this.last ? now : this.last;
+    if (mark + 1n > this.floor) this.floor = mark + 1n;
+    for (const clock of this.inFlight.keys()) if (clock <= mark) mark = clock - 1n;
+    return mark;
+  }
+}

@@ -1,0 +1,49 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { MessageClock } from '../src/store/message-clock.js';
+
+// store/message-clock.ts on a clock the test sets: marks between stored and unstored messages.
+
+test('a mark is at or after every clock handed out, and every later clock is after it, on a stopped clock', () => {
+  const clock = new MessageClock(() => 1000);
+  const first = clock.take();
+  clock.settled(first);
+  assert.equal(first, 1000n);
+  const mark = clock.mark();
+  assert.equal(mark, 1000n, 'the message stored at 1000 is read');
+  const next = clock.take();
+  clock.settled(next);
+  assert.equal(next, 1001n, 'a message after the mark, in the same millisecond, is unread');
+  assert.equal(clock.mark(), 1001n);
+  assert.equal(clock.take(), 1002n);
+});
+
+test('a commit in flight during a mark stays after it', () => {
+  let now = 5000;
+  const clock = new MessageClock(() => now);
+  const done = clock.take();
+  clock.settled(done);
+  const inFlight = clock.take(); // 5000, its transaction not yet committed
+  now = 5003;
+  assert.equal(clock.mark(), 4999n, 'below the commit in flight');
+  clock.settled(inFlight);
+  const later = clock.take();
+  assert.equal(later, 5004n, 'a commit begun after the mark is after the time the mark was taken at');
+  assert.equal(clock.mark(), 5003n, 'while it is in flight, a mark stays below it');
+  clock.settled(later);
+  assert.equal(clock.mark(), 5004n);
+});
+
+test('clocks never go back, whatever the wall clock does', () => {
+  let now = 9000;
+  const clock = new MessageClock(() => now);
+  assert.equal(clock.take(), 9000n);
+  now = 8000;
+  assert.equal(clock.take(), 9000n);
+  assert.equal(clock.mark(), 8999n, 'both commits are still in flight');
+  clock.settled(9000n);
+  assert.equal(clock.mark(), 8999n, 'one of the two commits at 9000 is still in flight');
+  clock.settled(9000n);
+  assert.equal(clock.mark(), 9000n);
+  assert.equal(clock.take(), 9001n);
+});
