@@ -8,13 +8,21 @@ import { MidGenerator } from '../src/mid.js';
 import { messageBytes } from '../src/transport.js';
 import { FakeRtmServer } from './helpers/fake-server.js';
 
-test('mids are ms·1000 + 1..998 and strictly increasing even when the clock stands still or steps back', () => {
-  const gen = new MidGenerator();
+test('mids are ms·1000 + 0..998 and strictly increasing even when the clock stands still or steps back', () => {
+  const gen = new MidGenerator(0);
   assert.equal(gen.next(1000), 1000001n);
   assert.equal(gen.next(1000), 1000002n);
   const many = Array.from({ length: 2000 }, () => gen.next(1000));
   for (let i = 1; i < many.length; i++) assert.ok(many[i]! > many[i - 1]!);
   assert.ok(gen.next(500) > many.at(-1)!);
+  const wrapping = new MidGenerator(997);
+  assert.deepEqual([wrapping.next(7), wrapping.next(8), wrapping.next(9)], [7998n, 8000n, 9001n]);
+});
+
+test("two devices' mids in the same millisecond differ: each generator starts its counter at random", () => {
+  const firsts = new Set(Array.from({ length: 20 }, () => new MidGenerator().next(1000)));
+  assert.ok(firsts.size > 1, 'twenty generators all began at the same place');
+  for (const mid of firsts) assert.ok(mid >= 1000000n && mid <= 1000998n, String(mid));
 });
 
 test('readBody: strings, bytes and chat maps', () => {
