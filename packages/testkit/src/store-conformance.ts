@@ -99,6 +99,10 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
         await store.init();
         assert.deepEqual(await store.getMessage(m), m);
       });
+
+      it('ping() answers while the store is open', async () => {
+        await store.ping();
+      });
     });
 
     describe('append and history', () => {

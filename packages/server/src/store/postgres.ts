@@ -112,6 +112,10 @@ export class PostgresStore implements Store {
   }
 
   /** Where the store is (the URL without its credentials) and how it connects. */
+  async ping(): Promise<void> {
+    await this.rows('SELECT 1');
+  }
+
   describe(): Record<string, string | number | boolean> {
     let server = '(unparsable URL)';
     try {

@@ -149,6 +149,8 @@ export interface Store {
    * (`store` names the kind; never a secret).
    */
   describe(): Record<string, string | number | boolean>;
+  /** Resolves when the store answers a trivial query, rejects when it cannot (the admin /healthz). */
+  ping(): Promise<void>;
 
   // --- messages -------------------------------------------------------------------------------
   /** Persists a batch atomically (sendmsgs stores one message per recipient). Results in input order. */
