@@ -22,6 +22,7 @@ export type Infer<S extends Record<string, Field<unknown>>> = {
 };
 
 const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
 const UINT64_MAX = 2n ** 64n - 1n;
 const utf8 = new TextDecoder('utf-8', { fatal: false });
 
@@ -35,24 +36,27 @@ function bad(key: string, want: string, value: unknown): RtmError {
   return new RtmError(FpnnErrorCode.PROTO_TYPE_CONVERT, `key '${key}' must be ${want}, got ${typeName(value)}`);
 }
 
-/** Reads a 64-bit integer in any of its wire forms; `undefined` if the value is not one. */
+/**
+ * Reads a 64-bit integer in any of its wire forms, signed or unsigned (a salt may be a uint64);
+ * `undefined` if the value is not one.
+ */
 export function asInt64(value: unknown): bigint | undefined {
-  if (typeof value === 'bigint') return value >= INT64_MIN && value <= UINT64_MAX ? value : undefined;
-  if (typeof value === 'number') return Number.isInteger(value) ? BigInt(value) : undefined;
-  if (typeof value === 'string' && /^-?\d{1,20}$/.test(value)) {
-    const n = BigInt(value);
-    return n >= INT64_MIN && n <= UINT64_MAX ? n : undefined;
-  }
-  return undefined;
+  let n: bigint;
+  if (typeof value === 'bigint') n = value;
+  else if (typeof value === 'number' && Number.isInteger(value)) n = BigInt(value);
+  else if (typeof value === 'string' && /^-?\d{1,20}$/.test(value)) n = BigInt(value);
+  else return undefined;
+  return n >= INT64_MIN && n <= UINT64_MAX ? n : undefined;
 }
 
 function make<T>(describe: string, read: (value: unknown, key: string) => T): Field<T> & { optional: false } {
   return { optional: false, describe, read };
 }
 
+/** Ids are signed 64-bit (spec/fpnn.md §2): what a store keeps and an SDK reads back. */
 export const id = make<bigint>('an integer id', (v, k) => {
   const n = asInt64(v);
-  if (n === undefined) throw bad(k, 'an integer (int64)', v);
+  if (n === undefined || n > INT64_MAX) throw bad(k, 'an integer (int64)', v);
   return n;
 });
 

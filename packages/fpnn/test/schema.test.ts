@@ -35,6 +35,16 @@ describe('schema coercions (spec/fpnn.md §2)', () => {
     assert.equal(schema.parse({ mid: schema.id }, decoded).mid, 1795315914229007n);
     assert.equal(asInt64(2n ** 64n), undefined);
     assert.equal(asInt64(-(2n ** 63n)), -(2n ** 63n));
+    assert.equal(asInt64(1e30), undefined, 'an integral float beyond 64 bits');
+    assert.equal(asInt64(2n ** 64n - 1n), 2n ** 64n - 1n, 'a uint64 (salts may be)');
+  });
+
+  it('ids are signed 64-bit: above 2^63 - 1 is 10010, not a store error later', () => {
+    assert.equal(schema.parse(sendmsg, { ...base, to: 2n ** 63n - 1n }).to, 2n ** 63n - 1n);
+    rejects({ ...base, to: 2n ** 63n }, 10010, /'to' must be an integer \(int64\)/);
+    rejects({ ...base, mid: 2n ** 64n - 1n }, 10010, /'mid'/);
+    rejects({ ...base, from: '9223372036854775808' }, 10010, /'from'/);
+    rejects({ ...base, uids: [1, 2n ** 63n] }, 10010, /'uids\[1\]'/);
   });
 
   it('non-integral numbers are rejected with 10010 (TYPE_CONVERT)', () => {

@@ -211,6 +211,18 @@ describe('server API messages through our server SDK (real server, real sockets)
         raw.signed('sendmsg', { from: 'ten', to: 11n, mtype: 30, mid: 1n, msg: 'x', attrs: '' }, TEST_PID, TEST_SECRET),
         { code: 10010 },
       );
+      // Ids are signed 64-bit: 2^63 is a bad parameter, not a store failure (20001).
+      await assert.rejects(
+        raw.signed('sendmsg', { from: 10n, to: 2n ** 63n, mtype: 30, mid: 1n, msg: 'x', attrs: '' }, TEST_PID, TEST_SECRET),
+        {
+          code: 10010,
+        },
+      );
+      await assert.rejects(raw.signed('getp2pmsg', { uid: 10n, ouid: 2n ** 64n - 1n, desc: true, num: 5 }, TEST_PID, TEST_SECRET), {
+        code: 10010,
+      });
+      await assert.rejects(raw.signed('gettoken', { uid: 0n }, TEST_PID, TEST_SECRET), { code: 200001 });
+      await assert.rejects(raw.signed('gettoken', { uid: -5n }, TEST_PID, TEST_SECRET), { code: 200001 });
       await assert.rejects(raw.signed('gettoken', { uid: 1n }, 999, TEST_SECRET), { code: 200002 });
       await assert.rejects(raw.signed('gettoken', { uid: 1n }, TEST_PID, 'wrong-secret'), { code: 200002 });
       await assert.rejects(

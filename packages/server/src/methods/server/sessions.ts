@@ -1,11 +1,16 @@
 import { randomBytes } from 'node:crypto';
+import { RtmError, RtmErrorCode } from '@rtm/fpnn';
 import { f, serverMethod } from '../method.js';
 import { checkList } from '../shared.js';
 
 // server-api.md §4 "Tokens and sessions".
 
-/** Opaque 32-char upper-case hex, stable per (pid, uid) until removetoken (proposal). */
+/**
+ * Opaque 32-char upper-case hex, stable per (pid, uid) until removetoken (proposal). A uid ≤ 0
+ * gets the error `auth` would give it (200001) rather than a token no login can use.
+ */
 export const gettoken = serverMethod({ uid: f.id }, async (ctx, r) => {
+  if (r.uid <= 0n) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_USER_ID, `invalid uid ${r.uid}: users are > 0`);
   const { store } = ctx.services;
   const token =
     (await store.getToken(ctx.pid, r.uid)) ?? (await store.issueToken(ctx.pid, r.uid, randomBytes(16).toString('hex').toUpperCase()));
