@@ -65,8 +65,11 @@ async function authorizeRead(ctx: ClientContext, r: { from: bigint; xid: bigint;
 }
 
 export const getmsg = clientMethod(messageKeyFields, async (ctx, r) => {
-  const key = messageKey(ctx.pid, r);
-  await authorizeRead(ctx, r);
+  // p2p `xid`: client-api.md §3.4 says "the peer", server-api.md §3.3 "the receiver". For the
+  // sender both are the other user; for the receiver they differ (the sender, or me). Both work.
+  const xid = r.type === MessageKind.P2P && r.from !== ctx.uid && r.xid === r.from ? ctx.uid : r.xid;
+  const key = messageKey(ctx.pid, { ...r, xid });
+  await authorizeRead(ctx, { ...r, xid });
   return messageInfo(await getMessageOrThrow(ctx.services, key));
 });
 

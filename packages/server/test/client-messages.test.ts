@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { RTMClient, RtmError } from '@rtm/client-sdk';
+import { RTMServerClient } from '@rtm/server-sdk';
+import { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+
+// client-api.md §3.4 on the real server through the client SDK: getmsg (who may read which
+// message, both readings of a p2p `xid`) and delmsg (only one's own, once).
+
+const P2P = 1;
+const GROUP = 2;
+const ROOM = 3;
+
+async function rejectsWith(promise: Promise<unknown>, code: number): Promise<void> {
+  await assert.rejects(promise, (err: unknown) => err instanceof RtmError && err.code === code, `expected ${code}`);
+}
+
+describe('client getmsg / delmsg', () => {
+  let server: TestServer;
+  let backend: RTMServerClient;
+  const A = 2n ** 60n + 1n;
+  const B = 2n ** 60n + 2n;
+  const C = 2n ** 60n + 3n;
+  const G = 2n ** 61n + 1n;
+  const R = 2n ** 61n + 2n;
+  const clients: RTMClient[] = [];
+  let a: RTMClient, b: RTMClient, c: RTMClient;
+
+  const login = async (uid: bigint): Promise<RTMClient> => {
+    const client = new RTMClient({ endpoint: server.clientEndpoint, pid: TEST_PID, autoReconnect: false });
+    clients.push(client);
+    assert.deepEqual(await client.login(uid, await backend.getToken(uid)), { ok: true });
+    return client;
+  };
+
+  before(async () => {
+    server = await startTestServer();
+    backend = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: server.serverEndpoint, autoReconnect: false });
+    await backend.connect();
+    await backend.addGroupMembers(G, [A, B]);
+    [a, b, c] = [await login(A), await login(B), await login(C)];
+  });
+  after(async () => {
+    for (const client of clients) client.close();
+    await backend.close();
+    await server.close();
+  });
+
+  it('p2p: the sender and the receiver read it (xid = the receiver, or for the receiver the peer); others get 200021', async () => {
+    const sent = await a.sendMessage(B, 30, 'for B only', '{"k":1}');
+    const want = { mtype: 30, message: 'for B only', attrs: '{"k":1}', mtime: sent.mtime };
+    const read = async (client: RTMClient, xid: bigint) => {
+      const { id, ...rest } = await client.getMessage(A, sent.mid, xid, P2P);
+      assert.equal(typeof id, 'bigint');
+      return rest;
+    };
+    assert.deepEqual(await read(a, B), want, 'the sender, xid = the peer = the receiver');
+    assert.deepEqual(await read(b, B), want, 'the receiver, xid = the receiver (server-api.md §3.3)');
+    assert.deepEqual(await read(b, A), want, 'the receiver, xid = the peer (client-api.md §3.4)');
+    await rejectsWith(c.getMessage(A, sent.mid, B, P2P), 200021);
+    await rejectsWith(c.getMessage(A, sent.mid, A, P2P), 200070); // C's own conversation with A: no such message
+    await rejectsWith(a.getMessage(A, sent.mid, C, P2P), 200070); // the sender, the wrong peer
+  });
+
+  it('group and room: members only (200041 / 200040)', async () => {
+    const g = await a.sendGroupMessage(G, 40, 'group note');
+    assert.equal((await b.getMessage(A, g.mid, G, GROUP)).message, 'group note');
+    await rejectsWith(c.getMessage(A, g.mid, G, GROUP), 200041);
+
+    await a.enterRoom(R);
+    const r = await a.sendRoomMessage(R, 30, 'room note');
+    await rejectsWith(b.getMessage(A, r.mid, R, ROOM), 200040);
+    await b.enterRoom(R);
+    assert.equal((await b.getMessage(A, r.mid, R, ROOM)).message, 'room note');
+  });
+
+  it('delmsg: only my own (200021), then it is gone for everyone (200070), and a second delete is 200070', async () => {
+    const sent = await a.sendMessage(B, 30, 'regret');
+    await rejectsWith(b.deleteMessage(A, sent.mid, B, P2P), 200021);
+    assert.equal((await b.getMessage(A, sent.mid, B, P2P)).message, 'regret', 'a refused delete deletes nothing');
+    await a.deleteMessage(A, sent.mid, B, P2P);
+    await rejectsWith(b.getMessage(A, sent.mid, B, P2P), 200070);
+    await rejectsWith(a.getMessage(A, sent.mid, B, P2P), 200070);
+    await rejectsWith(a.deleteMessage(A, sent.mid, B, P2P), 200070);
+    const page = await b.getP2PMessage(A, true, 10);
+    assert.ok(!page.messages.some((m) => m.mid === sent.mid), 'history no longer shows it');
+  });
+
+  it('bad keys: type outside 1–4 (200034), missing key (10009)', async () => {
+    await rejectsWith(a.getMessage(A, 1n, B, 5), 200034);
+    await rejectsWith(a.sendQuest('getmsg', { from: A, mid: 1n, type: 1 }), 10009);
+  });
+});
