@@ -224,6 +224,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
 
   log.info(
     {
+      pid: process.pid,
       serverPort,
       clientPort,
       adminPort,

@@ -1,0 +1,124 @@
+/**
+ * The `rtm` command as an operator runs it: `npm start`, signals, exit codes and the messages of
+ * start-up failures. Every test runs the real CLI in a child process with its own temporary data
+ * directory and ephemeral ports.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+const dirs: string[] = [];
+after(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+async function tempDir(): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), 'rtm-cli-'));
+  dirs.push(d);
+  return d;
+}
+
+/** The environment of a test server: ephemeral ports, admin off, its own data directory. */
+async function serverEnv(extra: Record<string, string> = {}): Promise<Record<string, string>> {
+  return {
+    RTM_DATA_DIR: await tempDir(),
+    RTM_HOST: '127.0.0.1',
+    RTM_SERVER_PORT: '0',
+    RTM_CLIENT_PORT: '0',
+    RTM_ADMIN_PORT: '-1',
+    RTM_LOG_LEVEL: 'info',
+    ...extra,
+  };
+}
+
+interface Run {
+  /** Resolves once stdout and stderr have closed and the process has exited. */
+  readonly done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>;
+  /** The JSON log lines seen so far. */
+  readonly logs: Record<string, unknown>[];
+  /** Resolves with the first log line whose msg is `msg`. */
+  waitFor(msg: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+  kill(signal: NodeJS.Signals): void;
+}
+
+function run(command: string, args: string[], env: Record<string, string>): Run {
+  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  const logs: Record<string, unknown>[] = [];
+  const waiters: { msg: string; resolve: (e: Record<string, unknown>) => void }[] = [];
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    stdout += line + '\n';
+    let entry: Record<string, unknown>;
+    try {
+      entry = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    logs.push(entry);
+    for (const w of waiters.filter((x) => x.msg === entry.msg)) {
+      waiters.splice(waiters.indexOf(w), 1);
+      w.resolve(entry);
+    }
+  });
+  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((resolve) =>
+    // 'close': the process has exited AND its stdio is closed (no orphan holds them).
+    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
+  );
+  return {
+    done,
+    logs,
+    waitFor(msg, timeoutMs = 20_000) {
+      const seen = logs.find((e) => e.msg === msg);
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no '${msg}' log within ${timeoutMs} ms: ${stdout}${stderr}`)), timeoutMs);
+        waiters.push({ msg, resolve: (e) => (clearTimeout(timer), resolve(e)) });
+        void done.then(() => reject(new Error(`exited before logging '${msg}': ${stdout}${stderr}`)));
+      });
+    },
+    kill(signal) {
+      child.kill(signal);
+    },
+  };
+}
+
+/** `done` within `ms`, or a failure that says the process (or an orphan holding its output) is still there. */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(what)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe('npm start', () => {
+  it('SIGTERM to the npm process reaches the server, which stops gracefully (rolling restarts)', async () => {
+    const npm = run('npm', ['start', '--silent'], await serverEnv());
+    const { pid } = (await npm.waitFor('RTM server started', 30_000)) as { pid: number };
+    npm.kill('SIGTERM');
+    let stdout;
+    try {
+      ({ stdout } = await within(npm.done, 15_000, 'npm start did not end after SIGTERM: the server was left running'));
+    } finally {
+      try {
+        process.kill(pid, 'SIGKILL'); // an orphaned server, if the signal did not reach it
+      } catch {
+        // gone, as it should be
+      }
+    }
+    assert.ok(
+      npm.logs.some((e) => e.msg === 'stopped'),
+      `the server did not log its graceful stop:\n${stdout}`,
+    );
+  });
+});
