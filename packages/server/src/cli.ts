@@ -42,7 +42,8 @@ async function serve(): Promise<void> {
   if (!config.parallelScavenge) setFlagsFromString('--no-parallel-scavenge');
   if (server.generatedSecret) {
     console.error(
-      `\n  Dev project ${config.projects[0]!.pid}: a secret was generated and saved in ${join(config.dataDir, 'dev-project-secret')}\n` +
+      `\n  Dev project ${config.projects[0]!.pid}: a secret was generated` +
+        (server.generatedSecretFile ? ` and saved in ${server.generatedSecretFile}\n` : ' (not saved: RTM_DATA_DIR is :memory:)\n') +
         `  RTM_PROJECT_SECRET=${server.generatedSecret}\n` +
         `  Server gate: ${config.host}:${server.serverPort}   Client gate: ws://${config.host}:${server.clientPort}/service/websocket\n`,
     );

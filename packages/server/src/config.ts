@@ -287,22 +287,32 @@ function validateProject(p: unknown, where: string): ProjectConfig {
 
 /**
  * The secret of the dev project when RTM_PROJECT_SECRET is not set: generated once, saved in the
- * data dir, so a restart keeps working with the same backend configuration.
+ * data dir, so a restart keeps working with the same backend configuration. Only with the SQLite
+ * store: a PostgreSQL cluster has no data dir to keep it in, and each node would invent its own.
  */
-function devSecret(dataDir: string, store: string): { secret: string; generated: boolean } {
-  if (dataDir === ':memory:' || !store.startsWith('sqlite')) return { secret: randomBytes(16).toString('hex'), generated: true };
+function devSecret(dataDir: string, store: string): { secret: string; generated: boolean; file?: string } {
+  if (store !== 'sqlite') {
+    throw new ConfigError(
+      "RTM_PROJECT_SECRET is not set and RTM_CONFIG lists no projects: with RTM_STORE=postgres the dev project's secret " +
+        'cannot be generated (there is no data directory to keep it in, and every node would invent its own); ' +
+        'set RTM_PROJECT_ID and RTM_PROJECT_SECRET, or list the projects in RTM_CONFIG',
+    );
+  }
+  if (dataDir === ':memory:') return { secret: randomBytes(16).toString('hex'), generated: true };
   const file = join(dataDir, 'dev-project-secret');
   if (existsSync(file)) return { secret: readFileSync(file, 'utf8').trim(), generated: false };
   mkdirSync(dataDir, { recursive: true });
   const secret = randomBytes(16).toString('hex');
   writeFileSync(file, secret + '\n', { mode: 0o600 });
-  return { secret, generated: true };
+  return { secret, generated: true, file };
 }
 
 export interface ResolvedConfig {
   config: ServerConfig;
   /** Set when a dev secret was generated: print it once. */
   generatedSecret?: string;
+  /** The file the generated secret was saved in; undefined when it was not saved (RTM_DATA_DIR=:memory:). */
+  generatedSecretFile?: string;
 }
 
 export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides = {}): ResolvedConfig {
@@ -316,6 +326,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
   if (bus !== 'local' && !/^nats:\/\//.test(bus)) throw new ConfigError(`RTM_BUS must be 'local' or a nats:// URL, got '${bus}'`);
 
   let generatedSecret: string | undefined;
+  let generatedSecretFile: string | undefined;
   let projects: ProjectConfig[];
   if (overrides.projects) projects = overrides.projects.map((p, i) => validateProject(p, `projects[${i}]`));
   else if (file.projects) projects = file.projects.map((p, i) => validateProject(p, `RTM_CONFIG projects[${i}]`));
@@ -323,9 +334,10 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     const pid = int(env, 'RTM_PROJECT_ID', DEV_PROJECT_ID, 1, 0x7fffffff);
     let secret = env.RTM_PROJECT_SECRET;
     if (!secret) {
-      const dev = devSecret(resolve(dataDir), store);
+      const dev = devSecret(dataDir === ':memory:' ? dataDir : resolve(dataDir), store);
       secret = dev.secret;
       if (dev.generated) generatedSecret = secret;
+      generatedSecretFile = dev.file;
     }
     projects = [
       validateProject(
@@ -408,5 +420,5 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
   if (!['secp256k1', 'prime256v1', 'secp256r1'].includes(config.encryptionCurve)) {
     throw new ConfigError(`RTM_ENCRYPTION_CURVE must be secp256k1 or secp256r1, got '${config.encryptionCurve}'`);
   }
-  return { config: Object.freeze(config), generatedSecret };
+  return { config: Object.freeze(config), generatedSecret, generatedSecretFile };
 }

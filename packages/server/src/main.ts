@@ -261,8 +261,8 @@ export async function startFromEnv(
   env: Record<string, string | undefined> = process.env,
   overrides: ConfigOverrides = {},
   options: StartOptions = {},
-): Promise<RunningServer & { generatedSecret?: string }> {
-  const { config, generatedSecret } = resolveConfig(env, overrides);
+): Promise<RunningServer & { generatedSecret?: string; generatedSecretFile?: string }> {
+  const { config, generatedSecret, generatedSecretFile } = resolveConfig(env, overrides);
   const server = await startServer(config, options);
-  return { ...server, generatedSecret };
+  return { ...server, generatedSecret, generatedSecretFile };
 }

@@ -13,6 +13,7 @@ import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
 
 const dirs: string[] = [];
 after(async () => {
@@ -91,6 +92,9 @@ function run(command: string, args: string[], env: Record<string, string>): Run 
   };
 }
 
+const rtm = (args: string[], env: Record<string, string>): Run =>
+  run(process.execPath, ['--conditions=development', '--import', 'tsx', CLI, ...args], env);
+
 /** `done` within `ms`, or a failure that says the process (or an orphan holding its output) is still there. */
 async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -121,4 +125,22 @@ describe('npm start', () => {
       `the server did not log its graceful stop:\n${stdout}`,
     );
   });
+});
+
+describe('configuration errors', () => {
+  // Each: the environment, and what the one-line message must say. Exit code 2, nothing started.
+  const cases: [string, Record<string, string>, RegExp][] = [
+    ['PostgreSQL without a project secret', { RTM_STORE: 'postgres://rtm@127.0.0.1:1/rtm' }, /RTM_PROJECT_SECRET.*RTM_CONFIG/],
+  ];
+  for (const [what, env, message] of cases) {
+    it(`${what}: exit code 2 and a message naming the setting`, async () => {
+      const r = rtm(['serve'], await serverEnv(env));
+      const { code, stdout, stderr } = await within(r.done, 20_000, 'the server did not exit');
+      assert.equal(code, 2, stdout + stderr);
+      assert.match(stderr, /^configuration error: /m);
+      assert.match(stderr, message);
+      assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
+      assert.ok(!r.logs.some((e) => e.msg === 'RTM server started'));
+    });
+  }
 });

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, resolveConfig } from '../src/config.js';
 
@@ -64,5 +66,24 @@ describe('config: auth v2 (HMAC) tokens', () => {
     );
     assert.throws(() => resolveConfig({ ...base, RTM_PROJECT_HMAC_SECRET: Buffer.alloc(8).toString('base64') }), /at least 16 bytes/);
     assert.throws(() => resolveConfig({ ...base, RTM_HMAC_TOKEN_TTL_SECONDS: '0' }), /RTM_HMAC_TOKEN_TTL_SECONDS/);
+  });
+});
+
+describe('config: the project secret', () => {
+  it('with PostgreSQL and no RTM_PROJECT_SECRET / RTM_CONFIG projects, start-up fails naming both', () => {
+    assert.throws(
+      () => resolveConfig({ RTM_STORE: 'postgres://rtm@127.0.0.1:5432/rtm' }),
+      (e) => e instanceof ConfigError && /RTM_PROJECT_SECRET/.test(e.message) && /RTM_CONFIG/.test(e.message),
+    );
+    const { config, generatedSecret } = resolveConfig({ RTM_STORE: 'postgres://rtm@127.0.0.1:5432/rtm', ...base });
+    assert.equal(config.projects[0]!.secret, base.RTM_PROJECT_SECRET);
+    assert.equal(generatedSecret, undefined);
+  });
+
+  it('with SQLite in memory a dev secret is generated and said to be saved nowhere', () => {
+    const r = resolveConfig({ RTM_DATA_DIR: ':memory:' });
+    assert.match(r.generatedSecret!, /^[0-9a-f]{32}$/);
+    assert.equal(r.generatedSecretFile, undefined);
+    assert.ok(!existsSync(resolve(':memory:')), 'no directory named :memory: is made');
   });
 });
