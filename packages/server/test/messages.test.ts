@@ -221,6 +221,15 @@ describe('server API messages through our server SDK (real server, real sockets)
       await assert.rejects(raw.signed('getp2pmsg', { uid: 10n, ouid: 2n ** 64n - 1n, desc: true, num: 5 }, TEST_PID, TEST_SECRET), {
         code: 10010,
       });
+      // U+0000 in text the stores keep: refused alike on SQLite and PostgreSQL (200034).
+      const nul = 'a\u0000b';
+      await assert.rejects(raw.signed('sendmsg', { from: 10n, to: 11n, mtype: 30, mid: 7n, msg: nul, attrs: nul }, TEST_PID, TEST_SECRET), {
+        code: 200034,
+      });
+      await raw.signed('sendmsg', { from: 12n, to: 13n, mtype: 30, mid: 7n, msg: nul, attrs: '' }, TEST_PID, TEST_SECRET); // a body may
+      await assert.rejects(raw.signed('setuserinfo', { uid: 10n, oinfo: nul }, TEST_PID, TEST_SECRET), { code: 200034 });
+      await assert.rejects(raw.signed('dataset', { uid: 10n, key: nul, val: 'v' }, TEST_PID, TEST_SECRET), { code: 200034 });
+      await assert.rejects(raw.signed('dataset', { uid: 10n, key: 'k', val: nul }, TEST_PID, TEST_SECRET), { code: 200034 });
       await assert.rejects(raw.signed('gettoken', { uid: 0n }, TEST_PID, TEST_SECRET), { code: 200001 });
       await assert.rejects(raw.signed('gettoken', { uid: -5n }, TEST_PID, TEST_SECRET), { code: 200001 });
       await assert.rejects(raw.signed('gettoken', { uid: 1n }, 999, TEST_SECRET), { code: 200002 });

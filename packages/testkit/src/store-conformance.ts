@@ -106,6 +106,24 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
     });
 
     describe('append and history', () => {
+      it('attrs with U+0000 are refused alone; the appends of the same turn are stored', async () => {
+        const to = BIG + 4242n;
+        const results = await Promise.allSettled([
+          store.append([msg(GROUP, BIG + 1n, to, 1n)]),
+          store.append([msg(GROUP, BIG + 1n, to, 2n, { attrs: 'a\u0000b' })]),
+          store.append([msg(GROUP, BIG + 1n, to, 3n)]),
+        ]);
+        assert.deepEqual(
+          results.map((r) => r.status),
+          ['fulfilled', 'rejected', 'fulfilled'],
+        );
+        const page = await store.history({ conversation: { pid: PID, kind: GROUP, to }, desc: false, num: 10 });
+        assert.deepEqual(
+          page.map((m) => m.mid),
+          [1n, 3n],
+        );
+      });
+
       it('stores a message and returns it with id and mtime', async () => {
         const before = BigInt(Date.now());
         const m = await appendOne(store, msg(GROUP, BIG + 1n, BIG + 100n, BIG + 7n, { mtype: 31, attrs: '{"a":1}' }));

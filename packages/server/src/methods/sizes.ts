@@ -1,5 +1,6 @@
 import { FpnnErrorCode, RtmError, RtmErrorCode } from '@rtm/fpnn';
 import type { Limits } from '../config.js';
+import { checkStoredText } from '../services/text.js';
 import type { Info } from '../store/store.js';
 
 /**
@@ -24,6 +25,7 @@ export function infoUpdate(limits: Limits, r: { oinfo?: string; pinfo?: string }
     if (v !== undefined && bytes(v) > limits.maxInfoBytes) {
       throw new RtmError(RtmErrorCode.LARGE_MESSAGE_OR_ATTRS, `${key} is ${bytes(v)} bytes, the limit is ${limits.maxInfoBytes}`);
     }
+    if (v !== undefined) checkStoredText(key, v);
   }
   const out: Partial<Info> = {};
   if (r.oinfo !== undefined) out.oinfo = r.oinfo;
@@ -35,11 +37,13 @@ export function checkDataKey(limits: Limits, key: string): void {
   if (key.length === 0) throw new RtmError(RtmErrorCode.INVALID_PARAMETER, 'key must not be empty');
   if (bytes(key) > limits.maxDataKeyBytes)
     throw new RtmError(RtmErrorCode.LARGE_DATA, `key is ${bytes(key)} bytes, the limit is ${limits.maxDataKeyBytes}`);
+  checkStoredText('key', key);
 }
 
 export function checkDataVal(limits: Limits, val: string): void {
   if (bytes(val) > limits.maxDataValBytes)
     throw new RtmError(RtmErrorCode.LARGE_DATA, `val is ${bytes(val)} bytes, the limit is ${limits.maxDataValBytes}`);
+  checkStoredText('val', val);
 }
 
 /**

@@ -5,6 +5,7 @@ import { sendReceivedChannel, sendStoredChannel, type SendStoredEvent } from '..
 import type { Metrics } from '../observability/metrics.js';
 import { MessageKind, type AppendResult, type MaybePromise, type NewMessage, type Store } from '../store/store.js';
 import type { LocalPresence } from './presence.js';
+import { checkStoredText } from './text.js';
 
 export interface SendRequest {
   pid: number;
@@ -94,6 +95,7 @@ export class Messaging {
     const attrsBytes = byteLength(req.attrs);
     if (attrsBytes > limits.maxAttrsBytes)
       throw new RtmError(RtmErrorCode.LARGE_MESSAGE_OR_ATTRS, `attrs is ${attrsBytes} bytes, the limit is ${limits.maxAttrsBytes}`);
+    checkStoredText('attrs', req.attrs);
   }
 
   /** Whom a multi-user, group, room or broadcast send goes to, after its rights are checked. */

@@ -65,6 +65,8 @@ export function checkNewMessage(m: NewMessage): void {
   if (!Number.isInteger(m.mtype)) throw new RangeError(`mtype must be an integer, got ${String(m.mtype)}`);
   if (typeof m.msg !== 'string' && !(m.msg instanceof Uint8Array)) throw new TypeError('msg must be a string or a Uint8Array');
   if (typeof m.attrs !== 'string') throw new TypeError('attrs must be a string');
+  // PostgreSQL's text cannot hold U+0000; refused alike by every store (services/text.ts).
+  if (m.attrs.includes('\u0000')) throw new RangeError('attrs must not contain U+0000');
 }
 
 /** A plain Uint8Array view of bytes returned by a driver (Buffer), so results compare equal across stores. */
