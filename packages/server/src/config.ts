@@ -246,11 +246,19 @@ function port(env: Env, name: string, fallback: number, allowOff = false): numbe
 /** Options that tests and embedders pass directly, overriding the environment. */
 export type ConfigOverrides = Partial<Omit<ServerConfig, 'limits'>> & { limits?: Partial<Limits> };
 
+/** The JSON file named by RTM_CONFIG: the projects served (every other setting is an environment variable). */
 interface FileConfig {
-  projects?: { pid: number; secret: string; hmacSecret?: string; allowLegacySign?: boolean }[];
-  [key: string]: unknown;
+  projects?: unknown[];
 }
 
+const PROJECT_KEYS = ['pid', 'secret', 'hmacSecret', 'allowLegacySign'];
+
+const jsonKind = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v);
+
+/**
+ * Reads and checks the RTM_CONFIG file. Anything but `{"projects":[…]}` with at least one project is
+ * an error that names the file and the problem: a typo must not fall back to the dev project.
+ */
 function readConfigFile(path: string): FileConfig {
   let text: string;
   try {
@@ -258,11 +266,31 @@ function readConfigFile(path: string): FileConfig {
   } catch (err) {
     throw new ConfigError(`RTM_CONFIG: cannot read ${path}: ${(err as Error).message}`);
   }
+  let json: unknown;
   try {
-    return JSON.parse(text) as FileConfig;
+    json = JSON.parse(text);
   } catch (err) {
     throw new ConfigError(`RTM_CONFIG: ${path} is not valid JSON: ${(err as Error).message}`);
   }
+  const where = `RTM_CONFIG (${path})`;
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw new ConfigError(`${where} must be a JSON object {"projects":[{"pid":…,"secret":"…"}]}, got ${jsonKind(json)}`);
+  for (const key of Object.keys(json)) {
+    if (key === 'projects') continue;
+    const hint = key === 'dataDir' ? ' (set RTM_DATA_DIR instead)' : key === 'project' ? " (did you mean 'projects'?)" : '';
+    throw new ConfigError(`${where}: unknown key '${key}'${hint}; the file has one key, 'projects'`);
+  }
+  const { projects } = json as { projects?: unknown };
+  if (projects === undefined) throw new ConfigError(`${where} has no 'projects' list`);
+  if (!Array.isArray(projects)) throw new ConfigError(`${where}: 'projects' must be an array of {pid, secret}, got ${jsonKind(projects)}`);
+  if (projects.length === 0) throw new ConfigError(`${where}: 'projects' is empty; list at least one project`);
+  projects.forEach((p, i) => {
+    if (typeof p !== 'object' || p === null || Array.isArray(p))
+      throw new ConfigError(`${where} projects[${i}] must be an object {pid, secret}, got ${jsonKind(p)}`);
+    const unknown = Object.keys(p).find((k) => !PROJECT_KEYS.includes(k));
+    if (unknown) throw new ConfigError(`${where} projects[${i}]: unknown key '${unknown}' (known: ${PROJECT_KEYS.join(', ')})`);
+  });
+  return { projects };
 }
 
 function validateProject(p: unknown, where: string): ProjectConfig {
@@ -318,7 +346,7 @@ export interface ResolvedConfig {
 export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides = {}): ResolvedConfig {
   const file: FileConfig = env.RTM_CONFIG ? readConfigFile(env.RTM_CONFIG) : {};
   const d = DEFAULT_CONFIG;
-  const dataDir = overrides.dataDir ?? env.RTM_DATA_DIR ?? (file.dataDir as string | undefined) ?? d.dataDir;
+  const dataDir = overrides.dataDir ?? (env.RTM_DATA_DIR || d.dataDir);
   const store = overrides.store ?? env.RTM_STORE ?? d.store;
   if (store !== 'sqlite' && !/^postgres(ql)?:\/\//.test(store))
     throw new ConfigError(`RTM_STORE must be 'sqlite' or a postgres:// URL, got '${store}'`);

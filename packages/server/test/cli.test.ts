@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -129,12 +129,26 @@ describe('npm start', () => {
 
 describe('configuration errors', () => {
   // Each: the environment, and what the one-line message must say. Exit code 2, nothing started.
-  const cases: [string, Record<string, string>, RegExp][] = [
-    ['PostgreSQL without a project secret', { RTM_STORE: 'postgres://rtm@127.0.0.1:1/rtm' }, /RTM_PROJECT_SECRET.*RTM_CONFIG/],
+  const configFile = async (text: string): Promise<Record<string, string>> => {
+    const path = join(await tempDir(), 'rtm.json');
+    await writeFile(path, text);
+    return { RTM_CONFIG: path };
+  };
+  const cases: [string, () => Promise<Record<string, string>>, RegExp][] = [
+    [
+      'PostgreSQL without a project secret',
+      async () => ({ RTM_STORE: 'postgres://rtm@127.0.0.1:1/rtm' }),
+      /RTM_PROJECT_SECRET.*RTM_CONFIG/,
+    ],
+    [
+      'RTM_CONFIG with a misspelt key',
+      () => configFile('{"project":[{"pid":1,"secret":"a-long-secret"}]}'),
+      /RTM_CONFIG.*unknown key 'project'/,
+    ],
   ];
   for (const [what, env, message] of cases) {
     it(`${what}: exit code 2 and a message naming the setting`, async () => {
-      const r = rtm(['serve'], await serverEnv(env));
+      const r = rtm(['serve'], await serverEnv(await env()));
       const { code, stdout, stderr } = await within(r.done, 20_000, 'the server did not exit');
       assert.equal(code, 2, stdout + stderr);
       assert.match(stderr, /^configuration error: /m);

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { describe, it } from 'node:test';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, describe, it } from 'node:test';
 import { ConfigError, resolveConfig } from '../src/config.js';
 
 const base = { RTM_PROJECT_ID: '1000', RTM_PROJECT_SECRET: 'a-long-project-secret' };
@@ -85,5 +86,54 @@ describe('config: the project secret', () => {
     assert.match(r.generatedSecret!, /^[0-9a-f]{32}$/);
     assert.equal(r.generatedSecretFile, undefined);
     assert.ok(!existsSync(resolve(':memory:')), 'no directory named :memory: is made');
+  });
+});
+
+describe('config: the RTM_CONFIG file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rtm-config-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  let n = 0;
+  const fileWith = (text: string): string => {
+    const path = join(dir, `config-${n++}.json`);
+    writeFileSync(path, text);
+    return path;
+  };
+  const project = { pid: 7, secret: 'a-long-project-secret' };
+
+  it('{"projects":[…]} lists the projects served; RTM_PROJECT_ID/SECRET are then ignored', () => {
+    const path = fileWith(JSON.stringify({ projects: [project, { pid: 8, secret: 'another-secret', allowLegacySign: true }] }));
+    const { config } = resolveConfig({ RTM_CONFIG: path, ...base });
+    assert.deepEqual(
+      config.projects.map((p) => p.pid),
+      [7, 8],
+    );
+    assert.equal(config.projects[1]!.allowLegacySign, true);
+  });
+
+  it('anything else is an error naming RTM_CONFIG and the problem, never the dev project or a TypeError', () => {
+    const cases: [string, RegExp][] = [
+      [JSON.stringify({ project: [project] }), /unknown key 'project' \(did you mean 'projects'\?\)/],
+      ['[]', /must be a JSON object .* got an array/],
+      ['null', /must be a JSON object .* got null/],
+      ['"projects"', /must be a JSON object .* got string/],
+      ['{}', /has no 'projects' list/],
+      [JSON.stringify({ projects: {} }), /'projects' must be an array .* got object/],
+      [JSON.stringify({ projects: 'p' }), /'projects' must be an array .* got string/],
+      [JSON.stringify({ projects: [] }), /'projects' is empty/],
+      [JSON.stringify({ projects: [project], logLevel: 'debug' }), /unknown key 'logLevel'/],
+      [JSON.stringify({ projects: [project], dataDir: '/srv/rtm' }), /unknown key 'dataDir' \(set RTM_DATA_DIR instead\)/],
+      [JSON.stringify({ projects: [null] }), /projects\[0\] must be an object/],
+      [JSON.stringify({ projects: [{ ...project, hmac_secret: 'x' }] }), /projects\[0\]: unknown key 'hmac_secret'/],
+      [JSON.stringify({ projects: [{ pid: 7 }] }), /projects\[0\]: secret must be a string/],
+      ['{"projects": [', /is not valid JSON/],
+    ];
+    for (const [text, message] of cases) {
+      assert.throws(
+        () => resolveConfig({ RTM_CONFIG: fileWith(text) }),
+        (e) => e instanceof ConfigError && /^RTM_CONFIG/.test(e.message) && message.test(e.message),
+        text,
+      );
+    }
+    assert.throws(() => resolveConfig({ RTM_CONFIG: join(dir, 'missing.json') }), /RTM_CONFIG: cannot read/);
   });
 });
