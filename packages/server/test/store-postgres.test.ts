@@ -177,6 +177,32 @@ if (unreachable && !CI) {
       }
     });
 
+    it('a schema migrated further by a newer server is refused, and left as it was', async () => {
+      const schema = freshSchema();
+      const store = new PostgresStore({ url: URL, schema, poolSize: 1 });
+      await store.init();
+      const newest = Math.max(...(await store.schemaVersions()));
+      await store.close();
+      const client = new pg.Client({ connectionString: URL });
+      await client.connect();
+      try {
+        await client.query(`INSERT INTO ${schema}.schema_migrations (version, name, applied_at) VALUES ($1, 'from the future', 0)`, [
+          newest + 1,
+        ]);
+        const older = new PostgresStore({ url: URL, schema, poolSize: 1 });
+        await assert.rejects(
+          older.init(),
+          new RegExp(`version ${newest + 1}, newer than this server knows \\(${newest}\\): run the newer server`),
+        );
+        await older.close();
+        const versions = await client.query(`SELECT version FROM ${schema}.schema_migrations ORDER BY version`);
+        assert.equal(versions.rows.at(-1).version, newest + 1);
+      } finally {
+        await client.end();
+        await dropSchema(schema);
+      }
+    });
+
     it('rejects bad options', () => {
       assert.throws(() => new PostgresStore({ url: URL, schema: 'bad-name; drop' }), /schema/);
       assert.throws(() => new PostgresStore({ url: URL, poolSize: 0 }), /poolSize/);

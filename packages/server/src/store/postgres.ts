@@ -838,7 +838,8 @@ export class PostgresStore implements Store {
 /**
  * Creates the schema and applies missing migrations in one transaction under an advisory lock
  * keyed by the schema name: concurrent starters queue on the lock, the first does the work, the
- * others then see every version recorded and do nothing.
+ * others then see every version recorded and do nothing. Refuses a schema that a newer server has
+ * migrated further, as the SQLite store does.
  */
 async function migrate(pool: pg.Pool, schema: string): Promise<void> {
   const c = await pool.connect();
@@ -851,6 +852,15 @@ async function migrate(pool: pg.Pool, schema: string): Promise<void> {
       'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
     );
     const applied = new Set((await c.query<Row>('SELECT version FROM schema_migrations')).rows.map((r) => Number(r['version'])));
+    const newest = Math.max(0, ...POSTGRES_MIGRATIONS.map((m) => m.version));
+    const unknown = [...applied].filter((v) => v > newest);
+    if (unknown.length > 0) {
+      // A newer server has been here (a rolling upgrade half done, or a rollback): its data may
+      // mean what this one does not know, so this node must not serve it.
+      throw new Error(
+        `PostgresStore: schema ${schema} has version ${Math.max(...unknown)}, newer than this server knows (${newest}): run the newer server`,
+      );
+    }
     for (const m of [...POSTGRES_MIGRATIONS].sort((a, b) => a.version - b.version)) {
       if (applied.has(m.version)) continue;
       await c.query(m.sql);
