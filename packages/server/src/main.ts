@@ -91,6 +91,9 @@ function keyExchangeFor(config: ServerConfig): ((payload: Record<string, unknown
   return (payload) => serverKeyExchange(key, payload as unknown as KeyQuestPayload).createCipher({ maxFrameBytes: config.maxFrameBytes });
 }
 
+/** How long /healthz waits for the store's ping before it answers 503. */
+const HEALTH_STORE_TIMEOUT_MS = 2000;
+
 /** The composition root: config → store → bus → services → gates → listeners. */
 export async function startServer(config: ServerConfig, options: StartOptions = {}): Promise<RunningServer> {
   const log = options.logger ?? createLogger(config.logLevel);
@@ -169,21 +172,54 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const clientPort = await clientListener.listen();
   clientEndpoint = `${config.host}:${clientPort}`;
 
+  let stopping: Promise<void> | undefined;
+  // /healthz: 'ok', or what fails — 'stopping', 'bus disconnected', 'store unreachable'. One store
+  // ping at a time, however many balancers ask; its failures are logged when the state changes.
+  let storePing: Promise<boolean> | undefined;
+  let storeWasUp = true;
+  const pingStore = (): Promise<boolean> =>
+    (storePing ??= (async () => {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          store.ping(),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`no answer within ${HEALTH_STORE_TIMEOUT_MS} ms`)), HEALTH_STORE_TIMEOUT_MS);
+          }),
+        ]);
+        if (!storeWasUp) log.info('health: the store answers again');
+        return (storeWasUp = true);
+      } catch (err) {
+        if (storeWasUp) log.warn({ reason: (err as Error).message }, 'health: the store does not answer');
+        return (storeWasUp = false);
+      } finally {
+        clearTimeout(timer);
+        storePing = undefined;
+      }
+    })());
+  const health = async (): Promise<string> => {
+    if (stopping) return 'stopping';
+    if (!((bus as { connected?: boolean }).connected ?? true)) return 'bus disconnected';
+    if (!(await pingStore())) return 'store unreachable';
+    return stopping ? 'stopping' : 'ok';
+  };
+
   let admin: HttpServer | undefined;
   let adminPort: number | undefined;
   if (config.adminPort >= 0) {
     admin = createHttpServer((req, res) => {
       if (req.url === '/healthz') {
-        const busUp = (bus as { connected?: boolean }).connected ?? true;
-        res.writeHead(busUp ? 200 : 503, { 'Content-Type': 'application/json' });
-        res.end(
-          JSON.stringify({
-            status: busUp ? 'ok' : 'bus disconnected',
-            node: bus.nodeId,
-            connections: { server: serverGate.connectionCount, client: clientGate.connectionCount },
-            sessions: presence.sessionCount,
-          }),
-        );
+        void health().then((status) => {
+          res.writeHead(status === 'ok' ? 200 : 503, { 'Content-Type': 'application/json' });
+          res.end(
+            JSON.stringify({
+              status,
+              node: bus.nodeId,
+              connections: { server: serverGate.connectionCount, client: clientGate.connectionCount },
+              sessions: presence.sessionCount,
+            }),
+          );
+        });
       } else if (req.url === '/metrics') {
         metrics.registry.metrics().then(
           (text) => {
@@ -235,7 +271,6 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     'RTM server started',
   );
 
-  let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
       log.info('stopping: no new connections, finishing in-flight quests');
