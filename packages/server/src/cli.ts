@@ -70,14 +70,14 @@ function projectFromEnv(): { pid: number; secret: string; endpoint: string } {
   const pid = Number(env.RTM_PROJECT_ID ?? DEV_PROJECT_ID);
   let secret = env.RTM_PROJECT_SECRET;
   if (!secret) {
-    const file = join(env.RTM_DATA_DIR ?? DEFAULT_CONFIG.dataDir, 'dev-project-secret');
+    const file = join(env.RTM_DATA_DIR || DEFAULT_CONFIG.dataDir, 'dev-project-secret');
     try {
       secret = readFileSync(file, 'utf8').trim();
     } catch {
       throw new Error(`RTM_PROJECT_SECRET is not set and ${file} does not exist (start the server once, or set it)`);
     }
   }
-  const endpoint = env.RTM_ENDPOINT ?? `${env.RTM_HOST ?? DEFAULT_CONFIG.host}:${env.RTM_SERVER_PORT ?? DEFAULT_CONFIG.serverPort}`;
+  const endpoint = env.RTM_ENDPOINT || `${env.RTM_HOST?.trim() || DEFAULT_CONFIG.host}:${env.RTM_SERVER_PORT || DEFAULT_CONFIG.serverPort}`;
   return { pid, secret, endpoint };
 }
 

@@ -347,10 +347,10 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
   const file: FileConfig = env.RTM_CONFIG ? readConfigFile(env.RTM_CONFIG) : {};
   const d = DEFAULT_CONFIG;
   const dataDir = overrides.dataDir ?? (env.RTM_DATA_DIR || d.dataDir);
-  const store = overrides.store ?? env.RTM_STORE ?? d.store;
+  const store = overrides.store ?? (env.RTM_STORE || d.store);
   if (store !== 'sqlite' && !/^postgres(ql)?:\/\//.test(store))
     throw new ConfigError(`RTM_STORE must be 'sqlite' or a postgres:// URL, got '${store}'`);
-  const bus = overrides.bus ?? env.RTM_BUS ?? d.bus;
+  const bus = overrides.bus ?? (env.RTM_BUS || d.bus);
   if (bus !== 'local' && !/^nats:\/\//.test(bus)) throw new ConfigError(`RTM_BUS must be 'local' or a nats:// URL, got '${bus}'`);
 
   let generatedSecret: string | undefined;
@@ -399,7 +399,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
 
   const config: ServerConfig = {
     projects: Object.freeze(projects),
-    host: env.RTM_HOST ?? d.host,
+    host: env.RTM_HOST?.trim() || d.host,
     serverPort: port(env, 'RTM_SERVER_PORT', d.serverPort),
     clientPort: port(env, 'RTM_CLIENT_PORT', d.clientPort),
     adminPort: port(env, 'RTM_ADMIN_PORT', d.adminPort, true),
@@ -433,7 +433,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     retentionDays: int(env, 'RTM_RETENTION_DAYS', d.retentionDays, 0, 100_000),
     retentionMaxPerConversation: int(env, 'RTM_RETENTION_MAX_PER_CONVERSATION', d.retentionMaxPerConversation, 0, 1_000_000_000),
     encryptionKey: env.RTM_ENCRYPTION_KEY || undefined,
-    encryptionCurve: env.RTM_ENCRYPTION_CURVE ?? d.encryptionCurve,
+    encryptionCurve: env.RTM_ENCRYPTION_CURVE || d.encryptionCurve,
     logLevel: env.RTM_LOG_LEVEL ?? d.logLevel,
     ...overrides,
     limits,

@@ -261,6 +261,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   log.info(
     {
       pid: process.pid,
+      host: config.host,
       serverPort,
       clientPort,
       adminPort,

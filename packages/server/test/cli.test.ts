@@ -107,8 +107,10 @@ async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 describe('npm start', () => {
   it('SIGTERM to the npm process reaches the server, which stops gracefully (rolling restarts)', async () => {
-    const npm = run('npm', ['start', '--silent'], await serverEnv());
-    const { pid } = (await npm.waitFor('RTM server started', 30_000)) as { pid: number };
+    const npm = run('npm', ['start', '--silent'], await serverEnv({ RTM_HOST: '' })); // empty: the default
+    const started = await npm.waitFor('RTM server started', 30_000);
+    assert.equal(started.host, '127.0.0.1', 'the started line names the bind address');
+    const { pid } = started as { pid: number };
     npm.kill('SIGTERM');
     let stdout;
     try {

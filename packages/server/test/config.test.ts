@@ -137,3 +137,22 @@ describe('config: the RTM_CONFIG file', () => {
     assert.throws(() => resolveConfig({ RTM_CONFIG: join(dir, 'missing.json') }), /RTM_CONFIG: cannot read/);
   });
 });
+
+describe('config: empty variables', () => {
+  it('a variable set but empty means its default (RTM_HOST, RTM_STORE, RTM_BUS, RTM_DATA_DIR, RTM_ENCRYPTION_CURVE)', () => {
+    const { config } = resolveConfig({
+      ...base,
+      RTM_HOST: '',
+      RTM_STORE: '',
+      RTM_BUS: '',
+      RTM_DATA_DIR: '',
+      RTM_ENCRYPTION_CURVE: '',
+    });
+    assert.equal(config.host, '127.0.0.1');
+    assert.equal(config.store, 'sqlite');
+    assert.equal(config.bus, 'local');
+    assert.equal(config.dataDir, './data');
+    assert.equal(config.encryptionCurve, 'secp256k1');
+    assert.equal(resolveConfig({ ...base, RTM_HOST: '0.0.0.0' }).config.host, '0.0.0.0');
+  });
+});
