@@ -216,6 +216,9 @@ export const DEFAULT_CONFIG: Omit<ServerConfig, 'projects'> = Object.freeze({
 
 export const DEV_PROJECT_ID = 1000001;
 
+/** pino's levels, most to least severe; `silent` logs nothing. */
+export const LOG_LEVELS: readonly string[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
@@ -434,7 +437,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     retentionMaxPerConversation: int(env, 'RTM_RETENTION_MAX_PER_CONVERSATION', d.retentionMaxPerConversation, 0, 1_000_000_000),
     encryptionKey: env.RTM_ENCRYPTION_KEY || undefined,
     encryptionCurve: env.RTM_ENCRYPTION_CURVE || d.encryptionCurve,
-    logLevel: env.RTM_LOG_LEVEL ?? d.logLevel,
+    logLevel: env.RTM_LOG_LEVEL?.trim().toLowerCase() || d.logLevel,
     ...overrides,
     limits,
   } as ServerConfig;
@@ -445,6 +448,8 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     throw new ConfigError(`RTM_STORE_SCHEMA must match [a-z_][a-z0-9_]*, got '${config.storeSchema}'`);
   if (!/^[A-Za-z0-9_-]+$/.test(config.busPrefix))
     throw new ConfigError(`RTM_BUS_PREFIX must be letters, digits, _ or -, got '${config.busPrefix}'`);
+  if (!LOG_LEVELS.includes(config.logLevel))
+    throw new ConfigError(`RTM_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got '${config.logLevel}'`);
   if (!['secp256k1', 'prime256v1', 'secp256r1'].includes(config.encryptionCurve)) {
     throw new ConfigError(`RTM_ENCRYPTION_CURVE must be secp256k1 or secp256r1, got '${config.encryptionCurve}'`);
   }

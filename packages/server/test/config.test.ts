@@ -156,3 +156,18 @@ describe('config: empty variables', () => {
     assert.equal(resolveConfig({ ...base, RTM_HOST: '0.0.0.0' }).config.host, '0.0.0.0');
   });
 });
+
+describe('config: RTM_LOG_LEVEL', () => {
+  it("one of pino's levels, any case; empty means info; anything else names the variable", () => {
+    assert.equal(resolveConfig(base).config.logLevel, 'info');
+    assert.equal(resolveConfig({ ...base, RTM_LOG_LEVEL: '' }).config.logLevel, 'info');
+    assert.equal(resolveConfig({ ...base, RTM_LOG_LEVEL: 'DEBUG' }).config.logLevel, 'debug');
+    assert.equal(resolveConfig({ ...base, RTM_LOG_LEVEL: 'silent' }).config.logLevel, 'silent');
+    assert.throws(
+      () => resolveConfig({ ...base, RTM_LOG_LEVEL: 'verbose' }),
+      (e) =>
+        e instanceof ConfigError &&
+        /RTM_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got 'verbose'/.test(e.message),
+    );
+  });
+});
