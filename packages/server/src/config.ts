@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 /**
@@ -317,6 +317,35 @@ function validateProject(p: unknown, where: string): ProjectConfig {
 }
 
 /**
+ * Makes the data directory if missing and checks that the server may write in it: a
+ * ConfigError naming RTM_DATA_DIR and the reason, rather than the store's or the secret file's
+ * own error later (SQLite only says "unable to open database file").
+ */
+export function checkDataDir(dir: string): void {
+  if (dir === ':memory:') return;
+  const why = (err: unknown): string => {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'EACCES' || code === 'EPERM'
+      ? 'permission denied'
+      : code === 'EROFS'
+        ? 'read-only file system'
+        : code === 'ENOTDIR' || code === 'EEXIST'
+          ? 'a file is in the way: not a directory'
+          : (err as Error).message;
+  };
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw new ConfigError(`RTM_DATA_DIR ${dir} cannot be created (${why(err)})`);
+  }
+  try {
+    accessSync(dir, constants.W_OK | constants.X_OK);
+  } catch (err) {
+    throw new ConfigError(`RTM_DATA_DIR ${dir} is not writable (${why(err)})`);
+  }
+}
+
+/**
  * The secret of the dev project when RTM_PROJECT_SECRET is not set: generated once, saved in the
  * data dir, so a restart keeps working with the same backend configuration. Only with the SQLite
  * store: a PostgreSQL cluster has no data dir to keep it in, and each node would invent its own.
@@ -332,7 +361,7 @@ function devSecret(dataDir: string, store: string): { secret: string; generated:
   if (dataDir === ':memory:') return { secret: randomBytes(16).toString('hex'), generated: true };
   const file = join(dataDir, 'dev-project-secret');
   if (existsSync(file)) return { secret: readFileSync(file, 'utf8').trim(), generated: false };
-  mkdirSync(dataDir, { recursive: true });
+  checkDataDir(dataDir);
   const secret = randomBytes(16).toString('hex');
   writeFileSync(file, secret + '\n', { mode: 0o600 });
   return { secret, generated: true, file };

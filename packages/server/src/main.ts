@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { parseServerPrivateKey, serverKeyExchange, type CurveName, type KeyQuestPayload } from '@rtm/fpnn/crypto';
 import type { ConnectionCipher } from './gate/connection.js';
-import { ConfigError } from './config.js';
+import { checkDataDir, ConfigError } from './config.js';
 import type { Bus } from './bus/bus.js';
 import { LocalBus } from './bus/local.js';
 import { resolveConfig, type ConfigOverrides, type ServerConfig } from './config.js';
@@ -44,6 +44,7 @@ export interface StartOptions {
 
 async function openStore(config: ServerConfig, log: Logger): Promise<Store> {
   if (config.store === 'sqlite') {
+    checkDataDir(config.dataDir);
     const { SqliteStore } = await import('./store/sqlite.js');
     return new SqliteStore({
       dataDir: config.dataDir,

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -49,8 +49,8 @@ interface Run {
   kill(signal: NodeJS.Signals): void;
 }
 
-function run(command: string, args: string[], env: Record<string, string>): Run {
-  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+function run(command: string, args: string[], env: Record<string, string>, as?: { uid: number; gid: number }): Run {
+  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...as });
   let stdout = '';
   let stderr = '';
   const logs: Record<string, unknown>[] = [];
@@ -92,8 +92,8 @@ function run(command: string, args: string[], env: Record<string, string>): Run 
   };
 }
 
-const rtm = (args: string[], env: Record<string, string>): Run =>
-  run(process.execPath, ['--conditions=development', '--import', 'tsx', CLI, ...args], env);
+const rtm = (args: string[], env: Record<string, string>, as?: { uid: number; gid: number }): Run =>
+  run(process.execPath, ['--conditions=development', '--import', 'tsx', CLI, ...args], env, as);
 
 /** `done` within `ms`, or a failure that says the process (or an orphan holding its output) is still there. */
 async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -157,6 +157,30 @@ describe('configuration errors', () => {
       assert.match(stderr, message);
       assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
       assert.ok(!r.logs.some((e) => e.msg === 'RTM server started'));
+    });
+  }
+});
+
+describe('the data directory', () => {
+  // root may write anywhere: then the server runs as nobody, in a directory of root's.
+  const asRoot = process.getuid?.() === 0;
+  const nobody = asRoot ? { uid: 65534, gid: 65534 } : undefined;
+
+  for (const secret of [true, false]) {
+    it(`not writable: exit code 2 and "RTM_DATA_DIR <dir> is not writable (permission denied)"${secret ? '' : ', also when the dev secret is to be generated'}`, async () => {
+      const parent = await tempDir();
+      await chmod(parent, 0o755);
+      const dataDir = join(parent, 'data');
+      await mkdir(dataDir, { mode: 0o755 });
+      if (!asRoot) await chmod(dataDir, 0o555);
+      const r = rtm(
+        ['serve'],
+        await serverEnv({ RTM_DATA_DIR: dataDir, ...(secret ? { RTM_PROJECT_SECRET: 'a-long-project-secret' } : {}) }),
+        nobody,
+      );
+      const { code, stdout, stderr } = await within(r.done, 20_000, 'the server did not exit');
+      assert.equal(code, 2, stdout + stderr);
+      assert.match(stderr, new RegExp(`^configuration error: RTM_DATA_DIR ${dataDir} is not writable \\(permission denied\\)$`, 'm'));
     });
   }
 });
