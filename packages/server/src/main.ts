@@ -82,12 +82,32 @@ async function openBus(config: ServerConfig, log: Logger): Promise<Bus> {
  */
 function keyExchangeFor(config: ServerConfig): ((payload: Record<string, unknown>) => ConnectionCipher) | undefined {
   if (!config.encryptionKey) return undefined;
-  const text = existsSync(config.encryptionKey) ? readFileSync(config.encryptionKey, 'utf8') : config.encryptionKey;
+  const value = config.encryptionKey.trim();
+  let text = value;
+  let where = 'RTM_ENCRYPTION_KEY';
+  // Hex or PEM text is the key itself; anything else is the path of a PEM file.
+  if (existsSync(value) || !(value.includes('-----BEGIN') || /^(?:0x)?[0-9a-fA-F]+$/.test(value))) {
+    try {
+      text = readFileSync(value, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new ConfigError(
+        code === 'ENOENT'
+          ? `RTM_ENCRYPTION_KEY: file not found: ${value} (the value is the private key in hex, PEM text, or the path of a PEM file)`
+          : code === 'EISDIR'
+            ? `RTM_ENCRYPTION_KEY: cannot read ${value}: it is a directory, not a PEM file`
+            : code === 'EACCES' || code === 'EPERM'
+              ? `RTM_ENCRYPTION_KEY: cannot read ${value} (permission denied)`
+              : `RTM_ENCRYPTION_KEY: cannot read ${value}: ${(err as Error).message}`,
+      );
+    }
+    where = `RTM_ENCRYPTION_KEY (${value})`;
+  }
   let key;
   try {
     key = parseServerPrivateKey(text.trim(), config.encryptionCurve as CurveName);
   } catch (err) {
-    throw new ConfigError(`RTM_ENCRYPTION_KEY: ${(err as Error).message}`);
+    throw new ConfigError(`${where}: ${(err as Error).message}`);
   }
   return (payload) => serverKeyExchange(key, payload as unknown as KeyQuestPayload).createCipher({ maxFrameBytes: config.maxFrameBytes });
 }

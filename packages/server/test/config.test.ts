@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ConfigError, resolveConfig } from '../src/config.js';
+import { startServer } from '../src/main.js';
+import { createLogger } from '../src/observability/logger.js';
 
 const base = { RTM_PROJECT_ID: '1000', RTM_PROJECT_SECRET: 'a-long-project-secret' };
 
@@ -169,5 +171,31 @@ describe('config: RTM_LOG_LEVEL', () => {
         e instanceof ConfigError &&
         /RTM_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got 'verbose'/.test(e.message),
     );
+  });
+});
+
+describe('config: RTM_ENCRYPTION_KEY', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rtm-key-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  // startServer reads the key before it opens anything: a bad one fails with nothing to close.
+  const start = (encryptionKey: string) =>
+    startServer(resolveConfig(base, { encryptionKey, dataDir: ':memory:', adminPort: -1 }).config, { logger: createLogger('silent') });
+
+  it('a path that does not exist, a directory, or bad contents: an error naming the variable and the problem', async () => {
+    await assert.rejects(
+      start(join(dir, 'server-key.pem')),
+      (e) => e instanceof ConfigError && /^RTM_ENCRYPTION_KEY: file not found: .*server-key\.pem/.test(e.message),
+    );
+    await assert.rejects(
+      start(dir),
+      (e) => e instanceof ConfigError && /^RTM_ENCRYPTION_KEY: cannot read .*: it is a directory/.test(e.message),
+    );
+    const garbage = join(dir, 'garbage.pem');
+    writeFileSync(garbage, 'not a key');
+    await assert.rejects(
+      start(garbage),
+      (e) => e instanceof ConfigError && /^RTM_ENCRYPTION_KEY \(.*garbage\.pem\): .*hex characters or a PEM/.test(e.message),
+    );
+    await assert.rejects(start('abcd'), (e) => e instanceof ConfigError && /^RTM_ENCRYPTION_KEY: .*hex characters/.test(e.message));
   });
 });
