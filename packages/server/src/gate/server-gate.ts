@@ -7,6 +7,13 @@ import { Gate, type GateOptions } from './gate.js';
 import { RateLimiter } from './rate-limit.js';
 import type { SignatureVerifier } from './signature.js';
 
+/** Refusals of a quest's signature (pid, sign, ts, replay): logged, unlike other error answers. */
+const AUTH_FAILURES: ReadonlySet<number> = new Set([
+  RtmErrorCode.INVALID_PROJECT_ID_OR_SIGN,
+  RtmErrorCode.INVALID_SERFVER_TIME,
+  RtmErrorCode.SAME_SIGN,
+]);
+
 /**
  * The server gate (server-api.md): backends, every quest signed on its own, no login.
  * Also answers FPNN-over-HTTP calls (stateless: listen methods need a connection).
@@ -27,7 +34,7 @@ export class ServerGate extends Gate<ServerSession> {
   }
 
   protected serve(conn: Connection<ServerSession>, quest: IncomingQuest): Payload | Promise<Payload> {
-    return this.call(quest.method, quest.payload, quest.bytes, conn);
+    return this.call(quest.method, quest.payload, quest.bytes, conn, conn.remote);
   }
 
   private call(
@@ -35,16 +42,56 @@ export class ServerGate extends Gate<ServerSession> {
     payload: Payload,
     bytes: Uint8Array,
     conn: Connection<ServerSession> | undefined,
+    remote: string,
   ): Payload | Promise<Payload> {
     const def = this.methods[method];
     if (!def || !Object.hasOwn(this.methods, method)) throw new RtmError(FpnnErrorCode.CORE_UNKNOWN_METHOD, `unknown method '${method}'`);
-    const pid = this.signatures.verify(method, payload, bytes, this.admit);
+    let pid: number;
+    try {
+      pid = this.signatures.verify(method, payload, bytes, this.admit);
+    } catch (err) {
+      if (err instanceof RtmError && AUTH_FAILURES.has(err.code)) this.authFailed(conn, remote, method, payload, err);
+      throw err;
+    }
     if (conn && !conn.session) conn.session = { pid, listen: emptyListen() };
     if (conn && conn.session!.pid !== pid) {
       // One connection serves one project: listen state and pushes are per project.
       throw new RtmError(FpnnErrorCode.CORE_FORBIDDEN, `this connection already serves project ${conn.session!.pid}`);
     }
     return invoke(def, { pid, services: this.services, conn: conn as ServerContext['conn'] }, payload);
+  }
+
+  /** Connections (or, over HTTP, peer addresses) whose first refused signature was logged at warn. */
+  private readonly authWarned = new WeakSet<Connection<ServerSession>>();
+  private readonly authWarnedHttp = new Set<string>();
+
+  /**
+   * A refused signature: a backend with a wrong secret, pid or clock must show in the logs, once
+   * per connection at warn (further ones at debug, a retrying backend would flood the log). The
+   * reason and the peer, never the secret or the sign.
+   */
+  private authFailed(conn: Connection<ServerSession> | undefined, remote: string, method: string, payload: Payload, err: RtmError): void {
+    let first: boolean;
+    if (conn) {
+      first = !this.authWarned.has(conn);
+      this.authWarned.add(conn);
+    } else {
+      first = !this.authWarnedHttp.has(remote);
+      if (this.authWarnedHttp.size >= 10_000) this.authWarnedHttp.clear(); // bounded: peers are many, an HTTP remote is one connection
+      this.authWarnedHttp.add(remote);
+    }
+    const pid = typeof payload.pid === 'number' || typeof payload.pid === 'bigint' ? String(payload.pid) : undefined;
+    const fields = {
+      conn: conn?.id,
+      remote,
+      transport: conn ? conn.transport.kind : 'http',
+      method,
+      pid,
+      code: err.code,
+      reason: err.message,
+    };
+    if (first) this.log.warn(fields, 'server-gate authentication failed');
+    else this.log.debug(fields, 'server-gate authentication failed');
   }
 
   private readonly admit = (pid: number): void => {
@@ -56,7 +103,7 @@ export class ServerGate extends Gate<ServerSession> {
   };
 
   /** One FPNN-over-HTTP call (spec/fpnn.md §7). */
-  handleHttp = async (method: string, payload: Payload): Promise<{ ok: boolean; payload: Payload }> => {
+  handleHttp = async (method: string, payload: Payload, remote: string): Promise<{ ok: boolean; payload: Payload }> => {
     const started = performance.now();
     let outcome = 'ok';
     this.begin(); // a graceful stop waits for HTTP quests as for the others
@@ -65,7 +112,7 @@ export class ServerGate extends Gate<ServerSession> {
       if (method === '*ping') return { ok: true, payload: { ts: BigInt(Date.now()) } };
       // The HTTP body is JSON: fingerprint its canonical text for replay detection.
       const bytes = new TextEncoder().encode(JSON.stringify(payload, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
-      return { ok: true, payload: await this.call(method, payload, bytes, undefined) };
+      return { ok: true, payload: await this.call(method, payload, bytes, undefined, remote) };
     } catch (err) {
       const e = err instanceof RtmError ? err : undefined;
       if (!e) this.log.error({ err, method }, 'HTTP handler failed');

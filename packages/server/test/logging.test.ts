@@ -1,0 +1,100 @@
+/**
+ * What an operator finds in the logs when peers misbehave: refused server-gate signatures are
+ * logged (once per connection at warn, then at debug), never with the secret or the sign; garbage
+ * from peers that never logged in is not a warning.
+ */
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { RawClient, signFields, startTestServer, TEST_PID, TEST_SECRET, uniqueSalt, type TestServer } from '@rtm/testkit';
+import { createLogger } from '../src/observability/logger.js';
+
+interface Entry {
+  level: number;
+  msg: string;
+  [key: string]: unknown;
+}
+
+const WARN = 40;
+const DEBUG = 20;
+
+describe('logs of misbehaving peers', () => {
+  const lines: string[] = [];
+  const entries = (): Entry[] => lines.map((l) => JSON.parse(l) as Entry);
+  let server: TestServer;
+  before(async () => {
+    const logger = createLogger('debug', { write: (s: string) => lines.push(s) } as unknown as NodeJS.WritableStream);
+    server = await startTestServer({}, { logger });
+  });
+  after(async () => {
+    await server.close();
+  });
+  beforeEach(() => {
+    lines.length = 0;
+  });
+
+  const signed = (method: string, over: Record<string, unknown> = {}) => ({
+    ...signFields(method, TEST_PID, TEST_SECRET, uniqueSalt()),
+    ...over,
+  });
+
+  it('refused server-gate signatures: the first on a connection at warn with reason and peer, the others at debug', async () => {
+    const backend = await RawClient.tcp(server.serverEndpoint);
+    try {
+      const refusals: Record<string, unknown>[] = [
+        { sign: 'D41D8CD98F00B204E9800998ECF8427E' }, // a wrong secret
+        signFields('gettoken', TEST_PID, TEST_SECRET, uniqueSalt(), Math.floor(Date.now() / 1000) - 3600), // an hour old
+        { pid: 424242 }, // an unknown project
+      ];
+      for (const over of refusals) {
+        const answer = await backend.quest('gettoken', { ...signed('gettoken'), ...over, uid: 1 }).catch((e: unknown) => e);
+        assert.ok(answer instanceof Error || (answer as { code?: number }).code !== undefined, 'refused');
+      }
+      const auth = entries().filter((e) => e.msg === 'server-gate authentication failed');
+      assert.deepEqual(
+        auth.map((e) => e.level),
+        [WARN, DEBUG, DEBUG],
+      );
+      assert.match(String(auth[0]!.reason), /signature does not match/);
+      assert.match(String(auth[1]!.reason), /away from the server clock/);
+      assert.match(String(auth[2]!.reason), /unknown project 424242/);
+      for (const e of auth) {
+        assert.match(String(e.remote), /^127\.0\.0\.1:\d+$/);
+        assert.equal(e.method, 'gettoken');
+      }
+      // A second connection gets its own warning.
+      const other = await RawClient.tcp(server.serverEndpoint);
+      await other.quest('gettoken', { ...signed('gettoken'), sign: 'X', uid: 1 }).catch(() => undefined);
+      other.close();
+      assert.equal(entries().filter((e) => e.msg === 'server-gate authentication failed' && e.level === WARN).length, 2);
+      const text = lines.join('\n');
+      assert.ok(!text.includes(TEST_SECRET), 'the secret is never logged');
+      assert.ok(!text.includes('D41D8CD98F00B204E9800998ECF8427E'), 'the sign is never logged');
+    } finally {
+      backend.close();
+    }
+  });
+
+  it('a refused signature over the HTTP bridge is logged at warn too', async () => {
+    const res = await fetch(`http://${server.serverEndpoint}/service/gettoken`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ...signed('gettoken'), salt: Number(uniqueSalt() & 0xffffffn), sign: 'BAD', uid: 1 }),
+    });
+    assert.equal(((await res.json()) as { code?: number }).code, 200002, 'refused: invalid pid or sign');
+    const auth = entries().filter((e) => e.msg === 'server-gate authentication failed');
+    assert.equal(auth.length, 1);
+    assert.equal(auth[0]!.level, WARN);
+    assert.equal(auth[0]!.transport, 'http');
+  });
+
+  it('a good signature and other error answers log no authentication failure', async () => {
+    const backend = await RawClient.tcp(server.serverEndpoint);
+    try {
+      await backend.quest('gettoken', { ...signed('gettoken'), uid: 1 });
+      await backend.quest('gettoken', { ...signed('gettoken'), uid: 'x' }).catch(() => undefined); // a bad argument, signed
+      assert.equal(entries().filter((e) => e.msg === 'server-gate authentication failed').length, 0);
+    } finally {
+      backend.close();
+    }
+  });
+});
