@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { connect, type NatsConnection } from 'nats';
 import { decodeMsgpack, encodeMsgpack } from '@rtm/fpnn';
-import { busConformance, startFaultyProxy } from '@rtm/testkit';
+import { busConformance, startFaultyProxy, startTestServer } from '@rtm/testkit';
 import type { BusEvent } from '../src/bus/bus.js';
 import { NatsBus } from '../src/bus/nats.js';
 
@@ -185,6 +185,19 @@ if (unreachable && !CI) {
       assert.deepEqual(await pendingQuery, []);
       await sleep(20);
       assert.ok(timers() <= before, `timers before ${before}, after ${timers()}`);
+    });
+
+    it('the server takes the prefix of RTM_BUS (?prefix=) over RTM_BUS_PREFIX, and RTM_BUS_PREFIX without one', async () => {
+      const [inUrl, inVariable] = [freshPrefix(), freshPrefix()];
+      const fromUrl = await startTestServer({ bus: `${URL}?prefix=${inUrl}`, busPrefix: inVariable });
+      const fromVariable = await startTestServer({ bus: URL, busPrefix: inVariable });
+      try {
+        assert.equal((fromUrl.services.bus as NatsBus).subjectPrefix, inUrl);
+        assert.equal((fromVariable.services.bus as NatsBus).subjectPrefix, inVariable);
+      } finally {
+        await fromUrl.close();
+        await fromVariable.close();
+      }
     });
 
     it('rejects bad options', () => {
