@@ -13,6 +13,7 @@
  * RTM_DATA_DIR.
  */
 import { readFileSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
@@ -49,8 +50,12 @@ async function serve(): Promise<void> {
     );
   }
   let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
+  const stop = (signal: 'SIGTERM' | 'SIGINT'): void => {
+    if (stopping) {
+      // A second signal during the graceful stop: the operator does not want to wait for it.
+      server.services.log.warn({ signal }, 'second signal during the graceful stop: forced exit');
+      process.exit(128 + osConstants.signals[signal]);
+    }
     stopping = true;
     server.services.log.info({ signal }, 'signal received');
     server.stop().then(

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
@@ -181,6 +182,36 @@ describe('the data directory', () => {
       const { code, stdout, stderr } = await within(r.done, 20_000, 'the server did not exit');
       assert.equal(code, 2, stdout + stderr);
       assert.match(stderr, new RegExp(`^configuration error: RTM_DATA_DIR ${dataDir} is not writable \\(permission denied\\)$`, 'm'));
+    });
+  }
+});
+
+describe('signals', () => {
+  for (const [signal, code] of [
+    ['SIGTERM', 143],
+    ['SIGINT', 130],
+  ] as const) {
+    it(`a second ${signal} during the graceful stop forces the exit (code ${code}) after logging it`, async () => {
+      const r = rtm(['serve'], await serverEnv({ RTM_PROJECT_SECRET: 'a-long-project-secret' }));
+      const started = (await r.waitFor('RTM server started')) as { serverPort: number };
+      // A connection that never says what it speaks holds the graceful stop for 3 s.
+      const silent = connect(started.serverPort, '127.0.0.1');
+      silent.on('error', () => undefined);
+      await new Promise((resolve) => silent.once('connect', resolve));
+      try {
+        r.kill(signal);
+        await r.waitFor('stopping: no new connections, finishing in-flight quests');
+        r.kill(signal);
+        const { code: exit, stdout, stderr } = await within(r.done, 2500, 'the second signal did not end the process at once');
+        assert.equal(exit, code, stdout + stderr);
+        assert.ok(
+          r.logs.some((e) => e.msg === 'second signal during the graceful stop: forced exit' && e.signal === signal),
+          stdout,
+        );
+        assert.ok(!r.logs.some((e) => e.msg === 'stopped'));
+      } finally {
+        silent.destroy();
+      }
     });
   }
 });
