@@ -27,7 +27,7 @@ const USAGE = `usage:
   rtm keygen [--curve secp256k1|secp256r1]`;
 
 async function serve(): Promise<void> {
-  const { startFromEnv } = await import('./main.js');
+  const { startFromEnv, StartupError } = await import('./main.js');
   let server;
   try {
     server = await startFromEnv();
@@ -35,6 +35,10 @@ async function serve(): Promise<void> {
     if (err instanceof ConfigError) {
       console.error(`configuration error: ${err.message}`);
       process.exit(2);
+    }
+    if (err instanceof StartupError) {
+      console.error(`start-up failed: ${err.message}`);
+      process.exit(1);
     }
     throw err;
   }

@@ -42,6 +42,68 @@ export interface StartOptions {
   bus?: Bus;
 }
 
+/**
+ * A backing service or a port that keeps the server from starting. The message names the part and
+ * the setting (never a password); `rtm serve` prints it as one line and exits with code 1.
+ */
+export class StartupError extends Error {
+  override readonly name = 'StartupError';
+}
+
+/** A service URL for a message: scheme, hosts and path; no user, password or query (it may hold one). */
+function withoutCredentials(url: string, keepQuery: boolean): string {
+  return url
+    .split(',')
+    .map((part) => {
+      const bare = part.trim().replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/]*@/i, '$1');
+      return keepQuery ? bare : bare.replace(/\?.*$/, '');
+    })
+    .join(',');
+}
+
+/** `err`'s message, with the URL's password blanked should the driver have echoed it. */
+function messageOf(err: unknown, url: string): string {
+  let message = err instanceof Error ? err.message || err.name : String(err);
+  for (const part of url.split(',')) {
+    try {
+      const { password } = new URL(part.trim());
+      if (password) message = message.split(password).join('***').split(decodeURIComponent(password)).join('***');
+    } catch {
+      // not a URL: nothing to blank
+    }
+  }
+  return message;
+}
+
+function storeFailure(config: ServerConfig, err: unknown): Error {
+  if (err instanceof ConfigError) return err;
+  if (config.store === 'sqlite')
+    return new StartupError(`store (RTM_STORE=sqlite, RTM_DATA_DIR=${config.dataDir}) cannot be opened: ${messageOf(err, '')}`);
+  const where = `store (RTM_STORE=${withoutCredentials(config.store, false)})`;
+  // An error with a severity came from the PostgreSQL server itself: it answered, and refused.
+  const answered = typeof (err as { severity?: unknown })?.severity === 'string';
+  return new StartupError(`${where} ${answered ? 'refused the start' : 'unreachable'}: ${messageOf(err, config.store)}`);
+}
+
+function busFailure(config: ServerConfig, err: unknown): Error {
+  return new StartupError(`bus (RTM_BUS=${withoutCredentials(config.bus, true)}) unreachable: ${messageOf(err, config.bus)}`);
+}
+
+function bindFailure(err: unknown, port: number, variable: string, host: string): Error {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return new StartupError(
+    code === 'EADDRINUSE'
+      ? `port ${port} (${variable}) is in use on ${host}`
+      : code === 'EACCES'
+        ? `port ${port} (${variable}) cannot be bound on ${host}: permission denied (ports below 1024 need privileges)`
+        : code === 'EADDRNOTAVAIL'
+          ? `RTM_HOST ${host} is not an address of this machine (binding ${variable} ${port})`
+          : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
+            ? `RTM_HOST ${host} cannot be resolved`
+            : `port ${port} (${variable}) cannot be bound on ${host}: ${messageOf(err, '')}`,
+  );
+}
+
 async function openStore(config: ServerConfig, log: Logger): Promise<Store> {
   if (config.store === 'sqlite') {
     checkDataDir(config.dataDir);
@@ -120,10 +182,23 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const log = options.logger ?? createLogger(config.logLevel);
   const keyExchange = keyExchangeFor(config); // a bad key fails before anything is opened
   const metrics = new Metrics(true);
-  const store = options.store ?? (await openStore(config, log));
-  await store.init();
+  // What is open so far, closed again (last first) when a later step fails: nothing is left behind.
+  const undo: (() => unknown)[] = [];
+  const abort = async (err: unknown): Promise<never> => {
+    for (const step of undo.reverse()) {
+      try {
+        await step();
+      } catch {
+        // the start has failed already; that error is the one to report
+      }
+    }
+    throw err;
+  };
+  const store = options.store ?? (await openStore(config, log).catch((err: unknown) => abort(storeFailure(config, err))));
+  await store.init().catch((err: unknown) => abort(storeFailure(config, err)));
+  undo.push(() => store.close());
   log.info(store.describe(), 'store opened');
-  const bus = options.bus ?? (await openBus(config, log));
+  const bus = options.bus ?? (await openBus(config, log).catch(abort));
 
   const presence = new LocalPresence();
   const listeners = new ListenRegistry();
@@ -145,7 +220,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     history: new History(config, store),
     sessions: new Sessions(config, store, bus, presence, log, () => clientEndpoint),
   };
-  await bus.start(delivery.handle, (pid, uids) => presence.onlineOf(pid, uids));
+  await bus.start(delivery.handle, (pid, uids) => presence.onlineOf(pid, uids)).catch((err: unknown) => abort(busFailure(config, err)));
+  undo.push(() => bus.close());
 
   const gateOptions = (name: 'server' | 'client'): GateOptions => ({
     name,
@@ -166,6 +242,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   });
   const serverGate = new ServerGate(gateOptions('server'), services, serverMethods, signatures);
   const clientGate = new ClientGate(gateOptions('client'), services, clientMethods);
+  undo.push(() => Promise.all([serverGate.stop(0), clientGate.stop(0)]));
 
   const refused = (gate: string) => (remote: string, reason: string) => log.warn({ gate, remote, reason }, 'connection refused');
   const serverListener = new Listener({
@@ -189,8 +266,16 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     }),
     onRefused: refused('client'),
   });
-  const serverPort = await serverListener.listen();
-  const clientPort = await clientListener.listen();
+  const listen = async (listener: Listener, port: number, variable: string): Promise<number> => {
+    const bound = await listener.listen().catch((err: unknown) => abort(bindFailure(err, port, variable, config.host)));
+    undo.push(() => {
+      listener.destroyAll();
+      return listener.stopAccepting();
+    });
+    return bound;
+  };
+  const serverPort = await listen(serverListener, config.serverPort, 'RTM_SERVER_PORT');
+  const clientPort = await listen(clientListener, config.clientPort, 'RTM_CLIENT_PORT');
   clientEndpoint = `${config.host}:${clientPort}`;
 
   let stopping: Promise<void> | undefined;
@@ -254,7 +339,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     await new Promise<void>((resolve, reject) => {
       admin!.once('error', reject);
       admin!.listen(config.adminPort, config.host, () => resolve());
-    });
+    }).catch((err: unknown) => abort(bindFailure(err, config.adminPort, 'RTM_ADMIN_PORT', config.host)));
     const a = admin.address();
     adminPort = typeof a === 'object' && a ? a.port : config.adminPort;
   }

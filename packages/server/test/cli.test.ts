@@ -7,11 +7,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { connect } from 'node:net';
+import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { startTestServer } from '@rtm/testkit';
+import { StartupError } from '../src/main.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
@@ -214,4 +216,62 @@ describe('signals', () => {
       }
     });
   }
+});
+
+describe('backing services and ports at start-up', () => {
+  /** A port with nothing listening on it (bound, then closed). */
+  const closedPort = async (): Promise<number> => {
+    const srv = createServer();
+    await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+    const { port } = srv.address() as { port: number };
+    await new Promise((resolve) => srv.close(resolve));
+    return port;
+  };
+  const startFails = async (env: Record<string, string>): Promise<string> => {
+    const r = rtm(['serve'], await serverEnv({ RTM_PROJECT_SECRET: 'a-long-project-secret', ...env }));
+    const { code, stdout, stderr } = await within(r.done, 30_000, 'the server did not exit');
+    assert.equal(code, 1, stdout + stderr);
+    assert.doesNotMatch(stderr, /\n\s+at /, `no stack trace:\n${stderr}`);
+    assert.equal(stderr.trim().split('\n').length, 1, `one line:\n${stderr}`);
+    assert.ok(!r.logs.some((e) => e.msg === 'RTM server started'));
+    return stderr.trim();
+  };
+
+  it('PostgreSQL unreachable: "store (RTM_STORE=postgres://host:port/db) unreachable: …", never the password', async () => {
+    const port = await closedPort();
+    const line = await startFails({ RTM_STORE: `postgres://rtm:hunter2-secret@127.0.0.1:${port}/rtm?sslmode=disable` });
+    assert.match(
+      line,
+      new RegExp(`^start-up failed: store \\(RTM_STORE=postgres://127\\.0\\.0\\.1:${port}/rtm\\) unreachable: .*ECONNREFUSED`),
+    );
+    assert.doesNotMatch(line, /hunter2|rtm:/);
+  });
+
+  it('NATS unreachable: "bus (RTM_BUS=nats://…) unreachable: …", and the store is closed again', async () => {
+    const port = await closedPort();
+    const line = await startFails({ RTM_BUS: `nats://user:hunter2@127.0.0.1:${port}` });
+    assert.match(line, new RegExp(`^start-up failed: bus \\(RTM_BUS=nats://127\\.0\\.0\\.1:${port}\\) unreachable: `));
+    assert.doesNotMatch(line, /hunter2/);
+  });
+
+  it('a port in use: "port N (RTM_CLIENT_PORT) is in use"', async () => {
+    const busy: Server = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const { port } = busy.address() as { port: number };
+    try {
+      const line = await startFails({ RTM_CLIENT_PORT: String(port) });
+      assert.equal(line, `start-up failed: port ${port} (RTM_CLIENT_PORT) is in use on 127.0.0.1`);
+
+      // Embedded: the failed start closes what it had opened, so the data directory opens again at once.
+      const dataDir = await tempDir();
+      await assert.rejects(
+        startTestServer({ clientPort: port }, { dataDir }),
+        (e) => e instanceof StartupError && /RTM_CLIENT_PORT/.test(e.message),
+      );
+      const again = await within(startTestServer({}, { dataDir }), 3000, 'the store of the failed start was left open');
+      await again.close();
+    } finally {
+      await new Promise((resolve) => busy.close(resolve));
+    }
+  });
 });
