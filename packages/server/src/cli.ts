@@ -4,9 +4,13 @@
  *
  *   rtm serve                         start both gates with the RTM_* environment (see README)
  *   rtm token <uid>                   print a login token for a user
- *   rtm send <from> <to> <text>       send a p2p chat message   (--group <gid> | --room <rid> | --broadcast, --mtype N)
- *   rtm history <uid> <ouid>          print a p2p conversation  (--group <gid> | --room <rid> | --broadcast, --num N, --asc)
+ *   rtm send <from> <to> <text>       send a p2p chat message   (or <from> <text> --group <gid> | --room <rid> | --broadcast; --mtype N)
+ *   rtm history <uid> <ouid>          print a p2p conversation  (or <uid> --group <gid> | --room <rid> | --broadcast; --num N, --asc)
  *   rtm keygen                        a new server key for `*key` encryption: private (RTM_ENCRYPTION_KEY) and public forms
+ *   rtm help, rtm version             the usage, the server's version
+ *
+ * Exit codes: 0 done; 1 failed (server unreachable, an error answer, a start-up failure); 2 a bad
+ * command line or configuration (checked before anything starts or connects).
  *
  * The client commands use our server SDK against RTM_ENDPOINT (default RTM_HOST:RTM_SERVER_PORT)
  * with RTM_PROJECT_ID / RTM_PROJECT_SECRET; for the dev project the generated secret is read from
@@ -20,11 +24,16 @@ import { setFlagsFromString } from 'node:v8';
 import { DEFAULT_CONFIG, DEV_PROJECT_ID, ConfigError } from './config.js';
 
 const USAGE = `usage:
-  rtm serve
+  rtm serve                  start the server with the RTM_* environment (the default command)
   rtm token <uid>
-  rtm send <from> <to> <text> [--mtype 30] [--group <gid> | --room <rid> | --broadcast]
-  rtm history <uid> <ouid> [--num 10] [--asc] [--group <gid> | --room <rid> | --broadcast]
-  rtm keygen [--curve secp256k1|secp256r1]`;
+  rtm send <from> <to> <text> [--mtype 30]
+  rtm send <from> <text> (--group <gid> | --room <rid> | --broadcast) [--mtype 30]
+  rtm history <uid> <ouid> [--num 10] [--asc]
+  rtm history <uid> (--group <gid> | --room <rid> | --broadcast) [--num 10] [--asc]
+  rtm keygen [--curve secp256k1|secp256r1]
+  rtm help | --help | -h
+  rtm version | --version | -v
+exit codes: 0 done, 1 failed (server unreachable, error answer, start-up failure), 2 bad command line or configuration`;
 
 async function serve(): Promise<void> {
   const { startFromEnv, StartupError } = await import('./main.js');
@@ -76,14 +85,16 @@ async function serve(): Promise<void> {
 
 function projectFromEnv(): { pid: number; secret: string; endpoint: string } {
   const env = process.env;
-  const pid = Number(env.RTM_PROJECT_ID ?? DEV_PROJECT_ID);
+  const pid = Number(env.RTM_PROJECT_ID || DEV_PROJECT_ID);
+  if (!Number.isInteger(pid) || pid <= 0 || pid > 0x7fffffff)
+    throw new ConfigError(`RTM_PROJECT_ID must be a positive int32, got '${env.RTM_PROJECT_ID}'`);
   let secret = env.RTM_PROJECT_SECRET;
   if (!secret) {
     const file = join(env.RTM_DATA_DIR || DEFAULT_CONFIG.dataDir, 'dev-project-secret');
     try {
       secret = readFileSync(file, 'utf8').trim();
     } catch {
-      throw new Error(`RTM_PROJECT_SECRET is not set and ${file} does not exist (start the server once, or set it)`);
+      throw new ConfigError(`RTM_PROJECT_SECRET is not set and ${file} does not exist (start the server once, or set it)`);
     }
   }
   const endpoint = env.RTM_ENDPOINT || `${env.RTM_HOST?.trim() || DEFAULT_CONFIG.host}:${env.RTM_SERVER_PORT || DEFAULT_CONFIG.serverPort}`;
@@ -104,59 +115,124 @@ async function withClient(fn: (client: import('@rtm/server-sdk').RTMServerClient
   }
 }
 
+/** A bad command line: printed with the usage, exit code 2 (as configuration errors). */
+class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+const INT64_MAX = (1n << 63n) - 1n;
+
 async function main(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      mtype: { type: 'string', default: '30' },
-      group: { type: 'string' },
-      room: { type: 'string' },
-      broadcast: { type: 'boolean', default: false },
-      num: { type: 'string', default: '10' },
-      asc: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-      curve: { type: 'string', default: 'secp256k1' },
-    },
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        mtype: { type: 'string', default: '30' },
+        group: { type: 'string' },
+        room: { type: 'string' },
+        broadcast: { type: 'boolean', default: false },
+        num: { type: 'string', default: '10' },
+        asc: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+        version: { type: 'boolean', short: 'v', default: false },
+        curve: { type: 'string', default: 'secp256k1' },
+      },
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const { values, positionals } = parsed;
   const [command = 'serve', ...args] = positionals;
-  if (values.help) return void console.log(USAGE);
+  if (values.help || command === 'help') return void console.log(USAGE);
+  if (values.version || command === 'version') return void console.log((await import('./version.js')).VERSION);
+
+  // Every argument is checked before anything is started or connected.
   const id = (s: string | undefined, what: string): bigint => {
-    if (!s || !/^\d+$/.test(s)) throw new Error(`${what} must be a positive integer\n${USAGE}`);
+    if (s === undefined) throw new UsageError(`missing <${what}>`);
+    if (!/^\d+$/.test(s) || BigInt(s) > INT64_MAX) throw new UsageError(`${what} must be an integer from 0 to 2^63-1, got '${s}'`);
     return BigInt(s);
   };
+  const int = (s: string, what: string, min: number, max: number): number => {
+    const n = Number(s);
+    if (!/^\d+$/.test(s) || n < min || n > max) throw new UsageError(`${what} must be an integer from ${min} to ${max}, got '${s}'`);
+    return n;
+  };
+  const text = (s: string | undefined): string => {
+    if (s === undefined) throw new UsageError('missing <text>');
+    return s;
+  };
+  /** The positionals after the command: `count` of them, no more (a missing one is caught where it is read). */
+  const expect = (count: number): void => {
+    if (args.length > count) throw new UsageError(`unexpected argument '${args[count]}' for '${command}'`);
+  };
+  const target = (): 'group' | 'room' | 'broadcast' | 'p2p' => {
+    const chosen = [values.group !== undefined && 'group', values.room !== undefined && 'room', values.broadcast && 'broadcast'].filter(
+      (x): x is 'group' | 'room' | 'broadcast' => typeof x === 'string',
+    );
+    if (chosen.length > 1) throw new UsageError(`choose one of --group, --room and --broadcast, not ${chosen.join(' and ')}`);
+    return chosen[0] ?? 'p2p';
+  };
+
   switch (command) {
     case 'serve':
+      expect(0);
       return serve();
-    case 'token':
-      return withClient(async (c) => console.log(await c.getToken(id(args[0], 'uid'))));
-    case 'send':
+    case 'token': {
+      expect(1);
+      const uid = id(args[0], 'uid');
+      return withClient(async (c) => console.log(await c.getToken(uid)));
+    }
+    case 'send': {
+      const mtype = int(values.mtype, '--mtype', 0, 127);
+      const from = id(args[0], 'from');
+      const kind = target();
+      if (kind === 'p2p') {
+        expect(3);
+        const to = id(args[1], 'to');
+        const msg = text(args[2]);
+        return withClient(async (c) => console.log(show(await c.sendMessage(mtype, from, to, msg))));
+      }
+      expect(2);
+      const msg = text(args[1]);
+      if (kind === 'group') {
+        const gid = id(values.group, 'gid');
+        return withClient(async (c) => console.log(show(await c.sendGroupMessage(mtype, from, gid, msg))));
+      }
+      if (kind === 'room') {
+        const rid = id(values.room, 'rid');
+        return withClient(async (c) => console.log(show(await c.sendRoomMessage(mtype, from, rid, msg))));
+      }
+      return withClient(async (c) => console.log(show(await c.broadcastMessage(mtype, from, msg))));
+    }
+    case 'history': {
+      const uid = id(args[0], 'uid');
+      const desc = !values.asc;
+      const num = int(values.num, '--num', 1, 1000);
+      const kind = target();
+      expect(kind === 'p2p' ? 2 : 1);
+      const gid = kind === 'group' ? id(values.group, 'gid') : 0n;
+      const rid = kind === 'room' ? id(values.room, 'rid') : 0n;
+      const ouid = kind === 'p2p' ? id(args[1], 'ouid') : 0n;
       return withClient(async (c) => {
-        const mtype = Number(values.mtype);
-        const from = id(args[0], 'from');
-        let result;
-        if (values.group) result = await c.sendGroupMessage(mtype, from, id(values.group, 'gid'), args[1] ?? '');
-        else if (values.room) result = await c.sendRoomMessage(mtype, from, id(values.room, 'rid'), args[1] ?? '');
-        else if (values.broadcast) result = await c.broadcastMessage(mtype, from, args[1] ?? '');
-        else result = await c.sendMessage(mtype, from, id(args[1], 'to'), args[2] ?? '');
-        console.log(show(result));
-      });
-    case 'history':
-      return withClient(async (c) => {
-        const uid = id(args[0], 'uid');
-        const desc = !values.asc;
-        const num = Number(values.num);
-        const page = values.group
-          ? await c.getGroupMessage(uid, id(values.group, 'gid'), desc, num)
-          : values.room
-            ? await c.getRoomMessage(uid, id(values.room, 'rid'), desc, num)
-            : values.broadcast
-              ? await c.getBroadcastMessage(uid, desc, num)
-              : await c.getP2PMessage(uid, id(args[1], 'ouid'), desc, num);
+        const page =
+          kind === 'group'
+            ? await c.getGroupMessage(uid, gid, desc, num)
+            : kind === 'room'
+              ? await c.getRoomMessage(uid, rid, desc, num)
+              : kind === 'broadcast'
+                ? await c.getBroadcastMessage(uid, desc, num)
+                : await c.getP2PMessage(uid, ouid, desc, num);
         for (const m of page.messages) console.log(show(m));
         console.log(show({ num: page.num, lastid: page.lastid, begin: page.begin, end: page.end }));
       });
+    }
     case 'keygen': {
+      expect(0);
+      if (!['secp256k1', 'secp256r1', 'prime256v1'].includes(values.curve))
+        throw new UsageError(`--curve must be secp256k1 or secp256r1, got '${values.curve}'`);
       const { randomBytes } = await import('node:crypto');
       const { derivePublicKeyFormats } = await import('@rtm/fpnn/crypto');
       const privateKey = randomBytes(32).toString('hex');
@@ -170,12 +246,19 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     default:
-      console.error(`unknown command '${command}'\n${USAGE}`);
-      process.exit(2);
+      throw new UsageError(`unknown command '${command}'`);
   }
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof UsageError) {
+    console.error(`${err.message}\n${USAGE}`);
+    process.exit(2);
+  }
+  if (err instanceof ConfigError) {
+    console.error(`configuration error: ${err.message}`);
+    process.exit(2);
+  }
   console.error(err instanceof Error ? err.message : err);
   process.exit(1);
 });

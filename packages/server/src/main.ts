@@ -23,6 +23,7 @@ import { LocalPresence } from './services/presence.js';
 import { Sessions } from './services/sessions.js';
 import type { Store } from './store/store.js';
 import { Listener } from './transport/listener.js';
+import { VERSION } from './version.js';
 
 export interface RunningServer {
   readonly config: ServerConfig;
@@ -366,6 +367,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
 
   log.info(
     {
+      version: VERSION,
       pid: process.pid,
       host: config.host,
       serverPort,

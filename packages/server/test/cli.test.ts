@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -17,6 +17,7 @@ import { StartupError } from '../src/main.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
+const VERSION = (JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 const dirs: string[] = [];
 after(async () => {
@@ -113,6 +114,7 @@ describe('npm start', () => {
     const npm = run('npm', ['start', '--silent'], await serverEnv({ RTM_HOST: '' })); // empty: the default
     const started = await npm.waitFor('RTM server started', 30_000);
     assert.equal(started.host, '127.0.0.1', 'the started line names the bind address');
+    assert.equal(started.version, VERSION, 'and the version');
     const { pid } = started as { pid: number };
     npm.kill('SIGTERM');
     let stdout;
@@ -272,6 +274,66 @@ describe('backing services and ports at start-up', () => {
       await again.close();
     } finally {
       await new Promise((resolve) => busy.close(resolve));
+    }
+  });
+});
+
+describe('the command line', () => {
+  it('rtm version / --version / -v print the version of packages/server/package.json', async () => {
+    for (const args of [['version'], ['--version'], ['-v']]) {
+      const { code, stdout } = await rtm(args, {}).done;
+      assert.equal(code, 0);
+      assert.equal(stdout, `${VERSION}\n`, args.join(' '));
+    }
+  });
+
+  it('rtm help / --help / -h print the usage, with the exit codes', async () => {
+    for (const args of [['help'], ['--help'], ['-h'], ['token', '--help']]) {
+      const { code, stdout } = await rtm(args, {}).done;
+      assert.equal(code, 0);
+      assert.match(stdout, /^usage:\n/, args.join(' '));
+      assert.match(stdout, /exit codes: 0 .* 1 .* 2 bad command line or configuration/);
+    }
+  });
+
+  it('a bad command line exits 2 with the usage, before connecting anywhere', async () => {
+    // A server-gate stand-in that counts connections: none may be made.
+    let connections = 0;
+    const gate = createServer((socket) => {
+      connections++;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => gate.listen(0, '127.0.0.1', resolve));
+    const env = { RTM_ENDPOINT: `127.0.0.1:${(gate.address() as { port: number }).port}`, RTM_PROJECT_SECRET: 'a-long-project-secret' };
+    try {
+      const cases: [string[], RegExp][] = [
+        [['--nope'], /Unknown option '--nope'/],
+        [['frobnicate'], /unknown command 'frobnicate'/],
+        [['token', 'abc'], /uid must be an integer/],
+        [['token'], /missing <uid>/],
+        [['token', '1', '2'], /unexpected argument '2' for 'token'/],
+        [['token', '99999999999999999999'], /uid must be an integer from 0 to 2\^63-1/],
+        [['send', '1', '2'], /missing <text>/],
+        [['send', '1', '2', 'hi', '--mtype', 'chat'], /--mtype must be an integer/],
+        [['send', '1', 'hi', '--group', '5', '--room', '6'], /choose one of --group, --room and --broadcast/],
+        [['history', '1', '2', '--num', 'x'], /--num must be an integer/],
+        [['keygen', '--curve', 'ed25519'], /--curve must be secp256k1 or secp256r1/],
+        [['serve', 'now'], /unexpected argument 'now' for 'serve'/],
+      ];
+      await Promise.all(
+        cases.map(async ([args, message]) => {
+          const { code, stderr } = await rtm(args, env).done;
+          assert.equal(code, 2, `${args.join(' ')}: ${stderr}`);
+          assert.match(stderr, message, args.join(' '));
+          assert.match(stderr, /\nusage:\n/, args.join(' '));
+        }),
+      );
+      const bad = await rtm(['token', '1'], { ...env, RTM_PROJECT_ID: 'abc' }).done;
+      assert.equal(bad.code, 2, bad.stderr);
+      assert.match(bad.stderr, /^configuration error: RTM_PROJECT_ID must be a positive int32/);
+      assert.equal(connections, 0, 'nothing connected');
+    } finally {
+      await new Promise((resolve) => gate.close(resolve));
     }
   });
 });
