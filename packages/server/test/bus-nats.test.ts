@@ -174,6 +174,24 @@ if (unreachable && !CI) {
       }
     });
 
+    it('the first node on a prefix starts without an error: the "no responders" status NATS sends for its hello is no message', async () => {
+      const subjectPrefix = freshPrefix();
+      const errors: string[] = [];
+      const onError = (err: unknown, context: string): number => errors.push(`${context}: ${(err as Error)?.message}`);
+      const first = new NatsBus({ url: URL, subjectPrefix, discoveryMs: 100, onError });
+      const second = new NatsBus({ url: URL, subjectPrefix, discoveryMs: 100, onError });
+      try {
+        await first.start(noop, () => []);
+        await second.start(noop, () => []);
+        assert.deepEqual(second.liveNodes, [first.nodeId], 'the hello is still answered by a live node');
+        await sleep(50);
+        assert.deepEqual(errors, []);
+      } finally {
+        await second.close();
+        await first.close();
+      }
+    });
+
     it('close() leaves no timer or connection behind', async () => {
       const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
       const before = timers();

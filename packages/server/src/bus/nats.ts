@@ -304,6 +304,11 @@ export class NatsBus implements Bus {
   }
 
   private onInbox(msg: Msg): void {
+    // A status from NATS, not a node's answer: "503 no responders" comes back, empty, for a
+    // publish with a reply subject that no one else subscribes to — the hello of the first node
+    // on a prefix (noEcho hides the subject from the node itself), or a query after every other
+    // node went away. Nothing to decode: it only says that no node answered.
+    if (msg.headers?.hasError) return;
     const token = msg.subject.slice(this.inbox.length + 1);
     let answer: { node: string; uids?: unknown };
     try {
