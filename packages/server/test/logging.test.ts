@@ -1,7 +1,7 @@
 /**
  * What an operator finds in the logs when peers misbehave: refused server-gate signatures are
  * logged (once per connection at warn, then at debug), never with the secret or the sign; garbage
- * from peers that never logged in is not a warning.
+ * from peers that never logged in or signed is logged at info, from known peers at warn.
  */
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
@@ -15,6 +15,7 @@ interface Entry {
 }
 
 const WARN = 40;
+const INFO = 30;
 const DEBUG = 20;
 
 describe('logs of misbehaving peers', () => {
@@ -85,6 +86,38 @@ describe('logs of misbehaving peers', () => {
     assert.equal(auth.length, 1);
     assert.equal(auth[0]!.level, WARN);
     assert.equal(auth[0]!.transport, 'http');
+  });
+
+  /** A frame header with a bad version and a huge size: refused at its first read. */
+  const GARBAGE = Buffer.from('FPNN\x09\x80\x00\x00\xff\xff\xff\xff\x00\x00\x00\x00', 'latin1');
+  const protocolErrors = async (): Promise<Entry[]> => {
+    for (let i = 0; i < 100 && !entries().some((e) => e.msg === 'protocol error, closing connection'); i++)
+      await new Promise((r) => setTimeout(r, 10));
+    return entries().filter((e) => e.msg === 'protocol error, closing connection');
+  };
+
+  it('garbage from a peer that never logged in or signed: protocol error at info', async () => {
+    for (const endpoint of [server.clientEndpoint, server.serverEndpoint]) {
+      lines.length = 0;
+      const peer = await RawClient.tcp(endpoint);
+      peer.socket.write(GARBAGE);
+      await peer.closed;
+      const logged = await protocolErrors();
+      assert.equal(logged.length, 1, endpoint);
+      assert.equal(logged[0]!.level, INFO);
+      assert.equal(logged[0]!.authenticated, false);
+    }
+  });
+
+  it('garbage from a backend that has signed a quest on the connection: protocol error at warn', async () => {
+    const backend = await RawClient.tcp(server.serverEndpoint);
+    await backend.quest('gettoken', { ...signed('gettoken'), uid: 1 });
+    backend.socket.write(GARBAGE);
+    await backend.closed;
+    const logged = await protocolErrors();
+    assert.equal(logged.length, 1);
+    assert.equal(logged[0]!.level, WARN);
+    assert.equal(logged[0]!.authenticated, true);
   });
 
   it('a good signature and other error answers log no authentication failure', async () => {

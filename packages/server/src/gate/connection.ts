@@ -137,7 +137,11 @@ export class Connection<Session = unknown> {
       } else this.feed(chunk);
     } catch (err) {
       const reason = err instanceof FpnnProtocolError ? err.message : `bad input: ${(err as Error).message}`;
-      this.log.warn({ conn: this.id, remote: this.remote, reason }, 'protocol error, closing connection');
+      // From a peer that never logged in or signed a quest (a scanner, a stray client) it is
+      // routine: info. From a known user or backend it points at a bug on one side: warn.
+      const fields = { conn: this.id, remote: this.remote, authenticated: this.session !== undefined, reason };
+      if (this.session === undefined) this.log.info(fields, 'protocol error, closing connection');
+      else this.log.warn(fields, 'protocol error, closing connection');
       this.close(`protocol error: ${reason}`);
     }
   }
