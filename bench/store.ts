@@ -29,7 +29,12 @@ import { pathToFileURL } from 'node:url';
 import { DEFAULT_SQLITE_CACHE_SIZE_KIB, SqliteStore, type SqliteSynchronous } from '../packages/server/src/store/sqlite.js';
 import { SQLITE_MIGRATIONS } from '../packages/server/src/store/sqlite-migrations.js';
 import { MessageKind, type HistoryQuery, type NewMessage, type Store } from '../packages/server/src/store/store.js';
+import { FILTERED_PAGE_SCAN_ROWS } from '../packages/server/src/services/history.js';
+import { DEFAULT_UNREAD_MTYPES } from '../packages/server/src/services/unread.js';
 import { percentile } from './workers/lib.js';
+
+/** One message in 1,000 of the big conversation has this type (an image among chat lines). */
+const SPARSE_MTYPE = 40;
 
 export interface StoreBenchOptions {
   /** Messages written by each append benchmark. @default 200_000 */
@@ -334,7 +339,7 @@ export async function runStoreBench(options: StoreBenchOptions = {}): Promise<St
           from: 2_000_000n + BigInt(big % 500),
           to: BIG_GID,
           mid: 2n ** 60n + BigInt(big),
-          mtype: 30 + (big % 3),
+          mtype: big % 1000 === 999 ? SPARSE_MTYPE : 30 + (big % 3),
           msg: `big ${big}`,
           attrs: '',
         };
@@ -361,7 +366,13 @@ export async function runStoreBench(options: StoreBenchOptions = {}): Promise<St
     const randomLastid = (i: number) => bigIds[(i * 7919) % bigIds.length]!;
     const mid = bigIds[bigIds.length >> 1]!;
     const startMs = start + step * 1000n;
-    const cases: [string, (i: number) => Promise<unknown>][] = [
+    // [name, call, samples]: filters that match few or none of the conversation's messages (a
+    // gallery of images; a conversation list's last chat message where apps send only custom
+    // types), as the server reads them (historyWithin, at most FILTERED_PAGE_SCAN_ROWS rows a page)
+    // and, for scale, as an unbounded read of the whole conversation: fewer samples.
+    const few = Math.min(samples, 100);
+    const within = (q: HistoryQuery) => store.historyWithin(q, FILTERED_PAGE_SCAN_ROWS);
+    const cases: [string, (i: number) => Promise<unknown>, number?][] = [
       ['first page desc', () => store.history({ conversation, desc: true, num })],
       ['first page asc', () => store.history({ conversation, desc: false, num })],
       ['page 10,000 desc (lastid)', () => store.history({ conversation, desc: true, num, lastid: deepDesc })],
@@ -372,6 +383,19 @@ export async function runStoreBench(options: StoreBenchOptions = {}): Promise<St
         'deep desc + begin/end + mtypes',
         () =>
           store.history({ conversation, desc: true, num, lastid: mid, begin: startMs, end: start + 29n * 86_400_000n, mtypes: [30, 32] }),
+      ],
+      ['sparse mtype (1 in 1,000), first page desc', () => within({ conversation, desc: true, num, mtypes: [SPARSE_MTYPE] }), few],
+      [
+        'sparse mtype (1 in 1,000), deep desc (lastid)',
+        () => within({ conversation, desc: true, num, lastid: mid, mtypes: [SPARSE_MTYPE] }),
+        few,
+      ],
+      ['absent mtype, first page desc', () => within({ conversation, desc: true, num, mtypes: [99] }), few],
+      ['absent mtype, whole conversation (unbounded history)', () => store.history({ conversation, desc: true, num, mtypes: [99] }), 20],
+      [
+        'default unread mtypes 30 – 50, last message',
+        () => within({ conversation, desc: true, num: 1, mtypes: DEFAULT_UNREAD_MTYPES }),
+        few,
       ],
       [
         'small p2p conversation desc',
@@ -384,8 +408,8 @@ export async function runStoreBench(options: StoreBenchOptions = {}): Promise<St
       ],
     ];
     const history: LatencyFigure[] = [];
-    for (const [name, fn] of cases) {
-      const f = await timed(samples, fn);
+    for (const [name, fn, n] of cases) {
+      const f = await timed(n ?? samples, fn);
       history.push({ case: name, ...f });
       log(`  history ${name}: p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms, max ${f.maxMs} ms`);
     }

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { RTMClient, RtmError } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
 import { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+import type { SqliteStore } from '../src/store/sqlite.js';
 
 // client-api.md §3.4 on the real server through the client SDK: getmsg (who may read which
 // message, both readings of a p2p `xid`) and delmsg (only one's own, once).
@@ -84,6 +85,39 @@ describe('client getmsg / delmsg', () => {
     await rejectsWith(a.deleteMessage(A, sent.mid, B, P2P), 200070);
     const page = await b.getP2PMessage(A, true, 10);
     assert.ok(!page.messages.some((m) => m.mid === sent.mid), 'history no longer shows it');
+  });
+
+  it('a type filter reads at most 10,000 messages a page: a rare type gives short pages whose lastid goes on', async () => {
+    // 12,000 messages of mtype 51 in a group, three of mtype 40 among them.
+    const gid = 2n ** 61n + 77n;
+    await backend.addGroupMembers(gid, [A]);
+    const rare = new Set([50, 6000, 11990]);
+    (server.services.store as SqliteStore).bulkInsert(
+      Array.from({ length: 12_000 }, (_, k) => ({
+        pid: TEST_PID,
+        kind: GROUP,
+        from: B,
+        to: gid,
+        mid: BigInt(k + 1),
+        mtype: rare.has(k + 1) ? 40 : 51,
+        msg: `m${k + 1}`,
+        attrs: '',
+      })),
+    );
+    const pages: bigint[][] = [];
+    let lastid: bigint | undefined;
+    for (;;) {
+      const page = await a.getGroupMessage(gid, true, 20, undefined, undefined, lastid, [40]);
+      if (page.num === 0) break;
+      pages.push(page.messages.map((m) => m.mid));
+      assert.ok(pages.length < 5, 'paging must end');
+      lastid = page.lastid;
+    }
+    // The newest 10,000 rows hold two; the 2,000 older ones the third.
+    assert.deepEqual(pages, [[11990n, 6000n], [50n]]);
+    // Unfiltered and common-type pages are full as ever.
+    assert.equal((await a.getGroupMessage(gid, true, 20, undefined, undefined, undefined, [51])).num, 20);
+    assert.equal((await a.getGroupMessage(gid, false, 20)).num, 20);
   });
 
   it('bad keys: type outside 1–4 (200034), missing key (10009)', async () => {

@@ -163,6 +163,78 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
         assert.equal(other.length, 300);
       });
 
+      it('type filters page rare, common and absent types exactly, deleted messages left out (desc and asc)', async () => {
+        // 1,500 messages: mostly 51, every 97th a 40 (rare: past any first look at the newest rows),
+        // every 5th a 30; a few of each deleted.
+        const to = BIG + 5151n;
+        const conversation: ConversationRef = { pid: PID, kind: GROUP, to };
+        const typeOf = (i: number) => (i % 97 === 0 ? 40 : i % 5 === 0 ? 30 : 51);
+        const promises: Promise<AppendResult[]>[] = [];
+        for (let i = 1; i <= 1500; i++) {
+          promises.push(store.append([msg(GROUP, BIG + BigInt(i % 7), to, BigInt(i), { mtype: typeOf(i) })]));
+          if (i % 250 === 0) await Promise.all(promises.splice(0));
+        }
+        const gone = [97 * 3, 97 * 11, 5 * 41, 5 * 200, 1499];
+        for (const i of gone)
+          assert.ok(await store.deleteMessage({ pid: PID, kind: GROUP, from: BIG + BigInt(i % 7), to, mid: BigInt(i) }));
+        const want = (types: number[]) =>
+          Array.from({ length: 1500 }, (_, k) => k + 1).filter((i) => types.includes(typeOf(i)) && !gone.includes(i));
+        for (const types of [[40], [30], [40, 30], [51, 40, 30], [99], [99, 40]]) {
+          for (const num of [1, 7, 20]) {
+            const asc = await pageAll(store, { conversation, desc: false, num, mtypes: types });
+            const desc = await pageAll(store, { conversation, desc: true, num, mtypes: types });
+            assert.deepEqual(
+              asc.map((m) => Number(m.mid)),
+              want(types),
+              `asc, types ${types}, num ${num}`,
+            );
+            assert.deepEqual(
+              desc.map((m) => Number(m.mid)),
+              want(types).reverse(),
+              `desc, types ${types}, num ${num}`,
+            );
+          }
+        }
+        // The newest message of the given types: what a conversation list shows.
+        const [last] = await store.history({ conversation, desc: true, num: 1, mtypes: [40] });
+        assert.equal(last?.mid, 1455n);
+
+        // historyWithin: at most maxScan rows a page; short pages say where they stopped, and paging
+        // on from there finds every message, in order, with no page reading more than maxScan.
+        for (const maxScan of [50, 300]) {
+          for (const types of [[40], [30], [99], [51, 30]]) {
+            for (const desc of [true, false]) {
+              const got: bigint[] = [];
+              let lastid = 0n;
+              for (let pages = 0; ; pages++) {
+                assert.ok(pages < 2000, 'too many pages');
+                const w = await store.historyWithin({ conversation, desc, num: 20, lastid, mtypes: types }, maxScan);
+                assert.ok(w.messages.length <= 20);
+                got.push(...w.messages.map((m) => m.mid));
+                if (w.scannedTo !== undefined) {
+                  assert.ok(w.messages.length < 20, 'scannedTo only on a short page');
+                  for (const m of w.messages) assert.ok(desc ? m.id >= w.scannedTo : m.id <= w.scannedTo, 'a message past scannedTo');
+                  lastid = w.scannedTo;
+                } else if (w.messages.length === 20) {
+                  lastid = w.messages.at(-1)!.id;
+                } else {
+                  break;
+                }
+              }
+              const expected = want(types).map(BigInt);
+              assert.deepEqual(got, desc ? expected.reverse() : expected, `maxScan ${maxScan}, types ${types}, desc ${desc}`);
+            }
+          }
+        }
+        const unfiltered = await store.historyWithin({ conversation, desc: true, num: 5 }, 1);
+        assert.deepEqual(
+          unfiltered.messages.map((m) => m.mid),
+          [1500n, 1498n, 1497n, 1496n, 1495n],
+          'without mtypes it is history',
+        );
+        assert.equal(unfiltered.scannedTo, undefined);
+      });
+
       it('a p2p conversation is the same from both sides', async () => {
         const a = BIG + 21n;
         const b = BIG + 22n;

@@ -13,9 +13,17 @@ export interface PageRequest {
 }
 
 /**
+ * Rows of its conversation a page filtered by `mtypes` reads at most (store/history-window.ts):
+ * a type that is rare there gives a short page, or an empty one, whose `lastid` goes on from
+ * where the read stopped. About 10 ms of SQLite's time at the most, instead of a whole conversation.
+ */
+export const FILTERED_PAGE_SCAN_ROWS = 10_000;
+
+/**
  * History pages (server-api.md §3.1): `{ num, lastid, begin, end, msgs }` with 8-item entries.
- * Cursor (proposal): lastid = id of the last entry (unchanged when the page is empty); desc pages
- * move `end` to the last entry's mtime, asc pages move `begin`.
+ * Cursor (proposal): lastid = id of the last entry (unchanged when the page is empty), or of the
+ * last row read when a filtered page stopped at FILTERED_PAGE_SCAN_ROWS; desc pages move `end` to
+ * the last entry's mtime, asc pages move `begin`.
  */
 export class History {
   constructor(
@@ -32,19 +40,14 @@ export class History {
       throw new RtmError(RtmErrorCode.INVALID_PARAMETER, `begin (${begin}) is after end (${end})`);
     }
     const lastid = req.lastid && req.lastid > 0n ? req.lastid : undefined;
-    const messages = await this.store.history({
-      conversation,
-      desc: req.desc,
-      num,
-      begin,
-      end,
-      lastid,
-      mtypes: req.mtypes?.length ? req.mtypes : undefined,
-    });
+    const { messages, scannedTo } = await this.store.historyWithin(
+      { conversation, desc: req.desc, num, begin, end, lastid, mtypes: req.mtypes?.length ? req.mtypes : undefined },
+      FILTERED_PAGE_SCAN_ROWS,
+    );
     const last = messages[messages.length - 1];
     return {
       num: messages.length,
-      lastid: last ? last.id : (lastid ?? 0n),
+      lastid: scannedTo ?? (last ? last.id : (lastid ?? 0n)),
       begin: !req.desc && last ? last.mtime : (begin ?? 0n),
       end: req.desc && last ? last.mtime : (end ?? 0n),
       msgs: messages.map((m) => historyEntry(m, reader)),

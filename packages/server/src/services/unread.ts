@@ -7,6 +7,7 @@ import {
   type UnreadBaseline,
   type UnreadCount,
 } from '../store/store.js';
+import { FILTERED_PAGE_SCAN_ROWS } from './history.js';
 import { historyEntry } from './pushes.js';
 
 /**
@@ -138,7 +139,9 @@ export class UnreadService {
   }
 
   private async lastMessage(conversation: ConversationRef, mtypes?: readonly number[]): Promise<StoredMessage | undefined> {
-    const [m] = await this.store.history({ conversation, desc: true, num: 1, mtypes });
+    // A conversation whose newest FILTERED_PAGE_SCAN_ROWS messages hold none of these types shows
+    // none: finding an older one would read the whole conversation, for every list.
+    const [m] = (await this.store.historyWithin({ conversation, desc: true, num: 1, mtypes }, FILTERED_PAGE_SCAN_ROWS)).messages;
     return m;
   }
 }

@@ -22,6 +22,7 @@ import {
   type BanScope,
   type CountQuery,
   type HistoryQuery,
+  type HistoryWindow,
   type Info,
   type InfoKind,
   type MessageKey,
@@ -35,6 +36,7 @@ import {
 } from './store.js';
 import { checkNewMessage, conversationOfMessage, conversationOfRef, plainBytes, sameContent, unreadMap } from './conversation.js';
 import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
+import { historyWindow, type HistoryRange } from './history-window.js';
 import { MessageClock } from './message-clock.js';
 
 export interface PostgresStoreOptions {
@@ -378,16 +380,47 @@ export class PostgresStore implements Store {
   }
 
   async history(query: HistoryQuery): Promise<StoredMessage[]> {
+    const range = await this.historyRange(query);
+    return range ? this.historyRows(query, range) : [];
+  }
+
+  async historyWithin(query: HistoryQuery, maxScan: number): Promise<HistoryWindow> {
+    const range = await this.historyRange(query);
+    if (!range) return { messages: [] };
+    if (!query.mtypes?.length) return { messages: await this.historyRows(query, range) };
+    const dir = query.desc ? 'DESC' : 'ASC';
+    return historyWindow(
+      query.num,
+      maxScan,
+      async (n) => {
+        const [row] = await this.rows(
+          `SELECT id FROM messages WHERE pid = $1 AND kind = $2 AND conv_lo = $3 AND conv_hi = $4 AND id > $5 AND id < $6
+           ORDER BY id ${dir} LIMIT 1 OFFSET $7`,
+          [...range.key, range.lo, range.hi, n - 1],
+          `history_edge_${dir}`,
+        );
+        return row?.['id'] as bigint | undefined;
+      },
+      (edge) =>
+        this.historyRows(query, edge === undefined ? range : query.desc ? { ...range, lo: edge - 1n } : { ...range, hi: edge + 1n }),
+    );
+  }
+
+  /** What a history query reads, or undefined if nothing. */
+  private async historyRange(query: HistoryQuery): Promise<HistoryRange | undefined> {
     const c = conversationOfRef(query.conversation);
     const bounds = await this.idBounds(this.db, query.begin, query.end);
-    if (!bounds) return [];
+    if (!bounds) return undefined;
     let { lo, hi } = bounds;
     const lastid = query.lastid ?? 0n;
     if (lastid !== 0n) {
       if (query.desc) hi = lastid < hi ? lastid : hi;
       else lo = lastid > lo ? lastid : lo;
     }
-    if (lo >= hi) return [];
+    return lo < hi ? { key: [c.pid, c.kind, c.lo, c.hi], lo, hi } : undefined;
+  }
+
+  private async historyRows(query: HistoryQuery, range: HistoryRange): Promise<StoredMessage[]> {
     const mtypes = query.mtypes ?? [];
     const dir = query.desc ? 'DESC' : 'ASC';
     const filtered = mtypes.length > 0;
@@ -396,7 +429,7 @@ export class PostgresStore implements Store {
        WHERE pid = $1 AND kind = $2 AND conv_lo = $3 AND conv_hi = $4 AND id > $5 AND id < $6 AND NOT deleted
        ${filtered ? 'AND mtype = ANY($8::int[])' : ''}
        ORDER BY id ${dir} LIMIT $7`,
-      [c.pid, c.kind, c.lo, c.hi, lo, hi, query.num, ...(filtered ? [mtypes] : [])],
+      [...range.key, range.lo, range.hi, query.num, ...(filtered ? [mtypes] : [])],
       `history_${dir}_${filtered ? 'f' : 'a'}`,
     );
     return rows.map(rowToMessage);

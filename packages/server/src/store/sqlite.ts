@@ -25,6 +25,7 @@ import {
   type BanScope,
   type CountQuery,
   type HistoryQuery,
+  type HistoryWindow,
   type Info,
   type InfoKind,
   type MessageKey,
@@ -41,6 +42,7 @@ import { AppendCommitter, MESSAGE_COLUMNS, rowToMessage, type BatchOutcome, type
 import { WalCheckpointer } from './sqlite-checkpointer.js';
 import { connectionName, openConnection } from './sqlite-connection.js';
 import { SqliteWriterThread } from './sqlite-writer.js';
+import { historyWindow, type HistoryRange } from './history-window.js';
 import { MessageClock } from './message-clock.js';
 import { SQLITE_MIGRATIONS, type SqliteMigration } from './sqlite-migrations.js';
 
@@ -483,10 +485,35 @@ export class SqliteStore implements Store {
   }
 
   async history(query: HistoryQuery): Promise<StoredMessage[]> {
-    const plan = this.historyPlan(query);
-    if (!plan) return [];
-    const rows = plan.stmt.all(...plan.params);
-    return rows.map(rowToMessage);
+    return this.historyRows(query);
+  }
+
+  async historyWithin(query: HistoryQuery, maxScan: number): Promise<HistoryWindow> {
+    if (!query.mtypes?.length) return { messages: this.historyRows(query) };
+    return historyWindow(
+      query.num,
+      maxScan,
+      (n) => this.historyEdge(query, n),
+      (edge) => this.historyRows(query, edge),
+    );
+  }
+
+  /** The page, through `edge` (history-window.ts) if given. */
+  private historyRows(query: HistoryQuery, edge?: bigint): StoredMessage[] {
+    const plan = this.historyPlan(query, edge);
+    return plan ? plan.stmt.all(...plan.params).map(rowToMessage) : [];
+  }
+
+  /** The id of the n-th row of the query's range in page order (an index-only read), if it has n. */
+  private historyEdge(query: HistoryQuery, n: number): bigint | undefined {
+    const range = this.historyRange(query);
+    if (!range) return undefined;
+    const row = this.shaped(
+      `SELECT id FROM messages INDEXED BY messages_history
+       WHERE pid = ? AND kind = ? AND conv_lo = ? AND conv_hi = ? AND id > ? AND id < ?
+       ORDER BY id ${query.desc ? 'DESC' : 'ASC'} LIMIT 1 OFFSET ?`,
+    ).get(...range.key, range.lo, range.hi, n - 1);
+    return row?.['id'] as bigint | undefined;
   }
 
   /**
@@ -511,7 +538,8 @@ export class SqliteStore implements Store {
       .map((r) => String(r['detail']));
   }
 
-  private historyPlan(query: HistoryQuery): { stmt: Stmt; params: unknown[] } | undefined {
+  /** What a history query reads, or undefined if nothing. */
+  private historyRange(query: HistoryQuery): HistoryRange | undefined {
     const c = conversationOfRef(query.conversation);
     const bounds = this.idBounds(query.begin, query.end);
     if (!bounds) return undefined;
@@ -521,14 +549,24 @@ export class SqliteStore implements Store {
       if (query.desc) hi = lastid < hi ? lastid : hi;
       else lo = lastid > lo ? lastid : lo;
     }
-    if (lo >= hi) return undefined;
+    return lo < hi ? { key: [c.pid, c.kind, c.lo, c.hi], lo, hi } : undefined;
+  }
+
+  private historyPlan(query: HistoryQuery, edge?: bigint): { stmt: Stmt; params: unknown[] } | undefined {
+    const range = this.historyRange(query);
+    if (!range) return undefined;
+    let { lo, hi } = range;
+    if (edge !== undefined) {
+      if (query.desc) lo = edge - 1n;
+      else hi = edge + 1n;
+    }
     const mtypes = query.mtypes ?? [];
     const stmt = this.shaped(
       `SELECT ${MESSAGE_COLUMNS} FROM messages INDEXED BY messages_history
        WHERE pid = ? AND kind = ? AND conv_lo = ? AND conv_hi = ? AND id > ? AND id < ? AND deleted = 0${mtimeWindow(query.begin, query.end)}${mtypeFilter(mtypes)}
        ORDER BY id ${query.desc ? 'DESC' : 'ASC'} LIMIT ?`,
     );
-    return { stmt, params: [c.pid, c.kind, c.lo, c.hi, lo, hi, ...mtimeParams(query.begin, query.end), ...mtypes, query.num] };
+    return { stmt, params: [...range.key, lo, hi, ...mtimeParams(query.begin, query.end), ...mtypes, query.num] };
   }
 
   /**

@@ -78,6 +78,12 @@ export interface HistoryQuery {
   mtypes?: readonly number[];
 }
 
+export interface HistoryWindow {
+  messages: StoredMessage[];
+  /** Set when the page stopped at `maxScan` rows with fewer than `num` messages: the id of the last row read. */
+  scannedTo?: bigint;
+}
+
 export interface MessageKey {
   pid: number;
   kind: MessageKind;
@@ -157,6 +163,13 @@ export interface Store {
   append(batch: readonly NewMessage[]): Promise<AppendResult[]>;
   /** A page of non-deleted messages of one conversation, in page order. */
   history(query: HistoryQuery): Promise<StoredMessage[]>;
+  /**
+   * `history`, but a page filtered by `mtypes` reads at most `maxScan` of the conversation's rows
+   * (deleted ones and those of other types included) instead of reading on until it has `num`
+   * (history-window.ts). Such a page may hold fewer than `num` messages, and then says where it
+   * stopped: the next page goes on after `scannedTo`. Without `mtypes` it is `history`.
+   */
+  historyWithin(query: HistoryQuery, maxScan: number): Promise<HistoryWindow>;
   /** A non-deleted message by its key, or undefined. */
   getMessage(key: MessageKey): Promise<StoredMessage | undefined>;
   /** Marks a message deleted (hidden from history, getMessage, counts and unread). false if not found. */
