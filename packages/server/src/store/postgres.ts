@@ -113,11 +113,12 @@ export class PostgresStore implements Store {
     this.transactionTimeoutMs = options.transactionTimeoutMs ?? DEFAULT_POSTGRES_TRANSACTION_TIMEOUT_MS;
   }
 
-  /** Where the store is (the URL without its credentials) and how it connects. */
+  /** A trivial query (the admin /healthz). */
   async ping(): Promise<void> {
     await this.rows('SELECT 1');
   }
 
+  /** Where the store is (the URL without its credentials) and how it connects. */
   describe(): Record<string, string | number | boolean> {
     let server = '(unparsable URL)';
     try {

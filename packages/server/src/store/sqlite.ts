@@ -270,14 +270,15 @@ export class SqliteStore implements Store {
     }
   }
 
-  /**
-   * What the connection runs with, read back from SQLite (journal mode, synchronous, page cache)
-   * and from the options (exclusive access, writer thread, checkpoints).
-   */
+  /** A trivial query (the admin /healthz). */
   async ping(): Promise<void> {
     this.conn.prepare('SELECT 1').get();
   }
 
+  /**
+   * What the connection runs with, read back from SQLite (journal mode, synchronous, page cache)
+   * and from the options (exclusive access, writer thread, checkpoints).
+   */
   describe(): Record<string, string | number | boolean> {
     const db = this.conn;
     const pragma = (name: string): unknown => db.pragma(name, { simple: true });
