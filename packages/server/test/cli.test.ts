@@ -4,7 +4,7 @@
  * directory and ephemeral ports.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { connect, createServer, type Server } from 'node:net';
@@ -167,26 +167,48 @@ describe('configuration errors', () => {
 });
 
 describe('the data directory', () => {
-  // root may write anywhere: then the server runs as nobody, in a directory of root's.
+  // root may write anywhere: then the server runs as nobody, in a directory of root's. That needs a
+  // checkout nobody may read (a clone in a private temporary directory is not).
   const asRoot = process.getuid?.() === 0;
   const nobody = asRoot ? { uid: 65534, gid: 65534 } : undefined;
+  const unreadable =
+    nobody && spawnSync(process.execPath, ['-e', `require('fs').accessSync(${JSON.stringify(CLI)})`], { ...nobody }).status !== 0
+      ? `user nobody cannot read this checkout (${ROOT}), and root may write anywhere`
+      : undefined;
+
+  it('a file in the way: exit code 2 and "RTM_DATA_DIR <dir> cannot be created (a file is in the way: not a directory)"', async () => {
+    const parent = await tempDir();
+    await writeFile(join(parent, 'file'), 'x');
+    const dataDir = join(parent, 'file', 'data');
+    const r = rtm(['serve'], await serverEnv({ RTM_DATA_DIR: dataDir, RTM_PROJECT_SECRET: 'a-long-project-secret' }));
+    const { code, stdout, stderr } = await within(r.done, 20_000, 'the server did not exit');
+    assert.equal(code, 2, stdout + stderr);
+    assert.match(
+      stderr,
+      new RegExp(`^configuration error: RTM_DATA_DIR ${dataDir} cannot be created \\(a file is in the way: not a directory\\)$`, 'm'),
+    );
+  });
 
   for (const secret of [true, false]) {
-    it(`not writable: exit code 2 and "RTM_DATA_DIR <dir> is not writable (permission denied)"${secret ? '' : ', also when the dev secret is to be generated'}`, async () => {
-      const parent = await tempDir();
-      await chmod(parent, 0o755);
-      const dataDir = join(parent, 'data');
-      await mkdir(dataDir, { mode: 0o755 });
-      if (!asRoot) await chmod(dataDir, 0o555);
-      const r = rtm(
-        ['serve'],
-        await serverEnv({ RTM_DATA_DIR: dataDir, ...(secret ? { RTM_PROJECT_SECRET: 'a-long-project-secret' } : {}) }),
-        nobody,
-      );
-      const { code, stdout, stderr } = await within(r.done, 20_000, 'the server did not exit');
-      assert.equal(code, 2, stdout + stderr);
-      assert.match(stderr, new RegExp(`^configuration error: RTM_DATA_DIR ${dataDir} is not writable \\(permission denied\\)$`, 'm'));
-    });
+    it(
+      `not writable: exit code 2 and "RTM_DATA_DIR <dir> is not writable (permission denied)"${secret ? '' : ', also when the dev secret is to be generated'}`,
+      { skip: unreadable },
+      async () => {
+        const parent = await tempDir();
+        await chmod(parent, 0o755);
+        const dataDir = join(parent, 'data');
+        await mkdir(dataDir, { mode: 0o755 });
+        if (!asRoot) await chmod(dataDir, 0o555);
+        const r = rtm(
+          ['serve'],
+          await serverEnv({ RTM_DATA_DIR: dataDir, ...(secret ? { RTM_PROJECT_SECRET: 'a-long-project-secret' } : {}) }),
+          nobody,
+        );
+        const { code, stdout, stderr } = await within(r.done, 20_000, 'the server did not exit');
+        assert.equal(code, 2, stdout + stderr);
+        assert.match(stderr, new RegExp(`^configuration error: RTM_DATA_DIR ${dataDir} is not writable \\(permission denied\\)$`, 'm'));
+      },
+    );
   }
 });
 
