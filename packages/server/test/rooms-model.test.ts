@@ -1,0 +1,309 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
+import { RTMClient, RtmError } from '@rtm/client-sdk';
+import { RTMServerClient } from '@rtm/server-sdk';
+import { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+
+// Model-based test of room and group delivery (client-api.md §4 rooms and groups, §5 pushes;
+// server-api.md §4 room members), end to end through both SDKs. fast-check draws sequences of
+// room entries and exits (client enterroom/leaveroom, server addroommember/delroommember), group
+// member changes, logins on two devices, `bye`, drops inside and past the grace period, and room
+// and group sends from both gates. A model of who is where says what must happen:
+// - a room is "live": a user is in it from entering (or being added) until leaving, being removed,
+//   or the end of their presence (the last session gone for good: `bye`, or a drop past the grace
+//   period); a drop that comes back inside the grace period keeps the room;
+// - a room or group message reaches every session of every member but the sender's, once, in
+//   order; a removal sends `kickoutroom` to every session of the user;
+// - a sender that is not where it sends gets 200040 (room) / 200041 (group), from either gate; a
+//   backend sending to a group with no members gets 200046; nothing is pushed then.
+
+const GRACE_MS = 600;
+const USERS = 3;
+const SLOTS = 2;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+class Model {
+  readonly inRoom = new Array<boolean>(USERS).fill(false);
+  readonly inGroup = new Array<boolean>(USERS).fill(false);
+  /** Per user and slot: what the logged-in device must have got (mids, and `kick` for kickoutroom), or undefined. */
+  readonly devices: (string[] | undefined)[][] = Array.from({ length: USERS }, () => new Array(SLOTS).fill(undefined));
+  /** Per user: when the last session dropped without `bye`, while the grace period runs. */
+  readonly dropped: (number | undefined)[] = new Array(USERS).fill(undefined);
+
+  isOnline(u: number): boolean {
+    return this.devices[u]!.some((d) => d !== undefined);
+  }
+  /** The presence ended for good: the user's rooms are left. */
+  endPresence(u: number): void {
+    this.dropped[u] = undefined;
+    this.inRoom[u] = false;
+  }
+  /** What every session of `u` gets. */
+  pushTo(u: number, what: string): void {
+    for (const d of this.devices[u]!) d?.push(what);
+  }
+}
+
+class Device {
+  readonly got: string[] = [];
+  constructor(readonly client: RTMClient) {
+    client.on('roomMessage', (m) => this.got.push(String(m.mid)));
+    client.on('groupMessage', (m) => this.got.push(String(m.mid)));
+    client.on('message', (m) => this.got.push(`unexpected p2p ${m.mid}`));
+    client.on('kickoutRoom', () => this.got.push('kick'));
+  }
+}
+
+class World {
+  readonly devices: (Device | undefined)[][] = Array.from({ length: USERS }, () => new Array(SLOTS).fill(undefined));
+  constructor(
+    readonly server: TestServer,
+    readonly backend: RTMServerClient,
+    readonly uids: bigint[],
+    readonly gid: bigint,
+    readonly rid: bigint,
+  ) {}
+  client(u: number, slot: number): RTMClient {
+    return this.devices[u]![slot]!.client;
+  }
+  async waitOffline(u: number): Promise<void> {
+    for (let i = 0; i < 200; i++) {
+      if ((await this.backend.getOnlineUsers([this.uids[u]!])).length === 0) return;
+      await sleep(5);
+    }
+    assert.fail(`user ${u} still online`);
+  }
+}
+
+type Cmd = fc.AsyncCommand<Model, World>;
+
+async function refusedWith(promise: Promise<unknown>, code: number): Promise<void> {
+  await assert.rejects(promise, (err: unknown) => err instanceof RtmError && err.code === code, `expected ${code}`);
+}
+
+class Login implements Cmd {
+  constructor(
+    readonly u: number,
+    readonly slot: number,
+  ) {}
+  check(m: Readonly<Model>): boolean {
+    return m.devices[this.u]![this.slot] === undefined;
+  }
+  async run(m: Model, w: World): Promise<void> {
+    const dropped = m.dropped[this.u];
+    if (dropped !== undefined && performance.now() - dropped > GRACE_MS / 2) {
+      // Too close to the end of the grace period to tell which side of it the login falls on.
+      await sleep(dropped + GRACE_MS + 300 - performance.now());
+      m.endPresence(this.u);
+    }
+    m.dropped[this.u] = undefined;
+    const client = new RTMClient({ endpoint: w.server.clientEndpoint, pid: TEST_PID, autoReconnect: false });
+    w.devices[this.u]![this.slot] = new Device(client);
+    assert.deepEqual(await client.login(w.uids[this.u]!, await w.backend.getToken(w.uids[this.u]!)), { ok: true });
+    m.devices[this.u]![this.slot] = [];
+  }
+  toString(): string {
+    return `login(${this.u}/${this.slot})`;
+  }
+}
+
+class Leave implements Cmd {
+  constructor(
+    readonly u: number,
+    readonly slot: number,
+    readonly how: 'bye' | 'drop',
+  ) {}
+  check(m: Readonly<Model>): boolean {
+    return m.devices[this.u]![this.slot] !== undefined;
+  }
+  async run(m: Model, w: World): Promise<void> {
+    const client = w.client(this.u, this.slot);
+    if (this.how === 'bye') await client.logout();
+    else client.close();
+    w.devices[this.u]![this.slot] = undefined;
+    m.devices[this.u]![this.slot] = undefined;
+    if (m.isOnline(this.u)) return;
+    await w.waitOffline(this.u);
+    if (this.how === 'bye') m.endPresence(this.u);
+    else m.dropped[this.u] = performance.now();
+  }
+  toString(): string {
+    return `${this.how}(${this.u}/${this.slot})`;
+  }
+}
+
+class WaitPastGrace implements Cmd {
+  check(m: Readonly<Model>): boolean {
+    return m.dropped.some((d) => d !== undefined);
+  }
+  async run(m: Model): Promise<void> {
+    await sleep(GRACE_MS + 300);
+    for (let u = 0; u < USERS; u++) if (m.dropped[u] !== undefined) m.endPresence(u);
+  }
+  toString(): string {
+    return 'wait past the grace period';
+  }
+}
+
+/** Into or out of the room: the user itself (client, from a device) or a backend (server gate). */
+class Room implements Cmd {
+  constructor(
+    readonly u: number,
+    readonly via: 'server' | number,
+    readonly enter: boolean,
+  ) {}
+  check(m: Readonly<Model>): boolean {
+    return this.via === 'server' || m.devices[this.u]![this.via] !== undefined;
+  }
+  async run(m: Model, w: World): Promise<void> {
+    const uid = w.uids[this.u]!;
+    if (this.via === 'server') {
+      await (this.enter ? w.backend.addRoomMember(w.rid, uid) : w.backend.deleteRoomMember(w.rid, uid));
+      // A removal by the backend tells every session of the user (oneway kickoutroom).
+      if (!this.enter && m.inRoom[this.u]) m.pushTo(this.u, 'kick');
+    } else {
+      const c = w.client(this.u, this.via);
+      await (this.enter ? c.enterRoom(w.rid) : c.leaveRoom(w.rid));
+    }
+    m.inRoom[this.u] = this.enter;
+  }
+  toString(): string {
+    return `${this.enter ? 'enter' : 'leave'}Room(${this.u}, ${this.via})`;
+  }
+}
+
+class Group implements Cmd {
+  constructor(
+    readonly u: number,
+    readonly join: boolean,
+  ) {}
+  check(): boolean {
+    return true;
+  }
+  async run(m: Model, w: World): Promise<void> {
+    const uids = [w.uids[this.u]!];
+    await (this.join ? w.backend.addGroupMembers(w.gid, uids) : w.backend.deleteGroupMembers(w.gid, uids));
+    m.inGroup[this.u] = this.join;
+  }
+  toString(): string {
+    return `${this.join ? 'add' : 'del'}GroupMember(${this.u})`;
+  }
+}
+
+class Send implements Cmd {
+  constructor(
+    readonly kind: 'room' | 'group',
+    readonly from: number,
+    readonly via: 'server' | number,
+  ) {}
+  check(m: Readonly<Model>): boolean {
+    return this.via === 'server' || m.devices[this.from]![this.via] !== undefined;
+  }
+  async run(m: Model, w: World): Promise<void> {
+    const members = this.kind === 'room' ? m.inRoom : m.inGroup;
+    const to = this.kind === 'room' ? w.rid : w.gid;
+    const send =
+      this.via === 'server'
+        ? this.kind === 'room'
+          ? w.backend.sendRoomMessage(30, w.uids[this.from]!, to, 'r')
+          : w.backend.sendGroupMessage(30, w.uids[this.from]!, to, 'g')
+        : this.kind === 'room'
+          ? w.client(this.from, this.via).sendRoomMessage(to, 30, 'r')
+          : w.client(this.from, this.via).sendGroupMessage(to, 30, 'g');
+    // A backend is told first of a group with no members; then the sender must be where it sends,
+    // from either gate (RTM_SERVER_SEND_REQUIRES_MEMBERSHIP, default true).
+    if (this.via === 'server' && this.kind === 'group' && !members.some(Boolean)) return refusedWith(send, 200046);
+    if (!members[this.from]) return refusedWith(send, this.kind === 'room' ? 200040 : 200041);
+    const { mid } = await send;
+    for (let u = 0; u < USERS; u++) if (members[u] && u !== this.from) m.pushTo(u, String(mid));
+  }
+  toString(): string {
+    return `send(${this.kind}, from ${this.from}, via ${this.via})`;
+  }
+}
+
+/** Every device's pushes, the user's rooms as the client sees them, and the room's members. */
+class Check implements Cmd {
+  check(): boolean {
+    return true;
+  }
+  async run(m: Model, w: World): Promise<void> {
+    for (let u = 0; u < USERS; u++) {
+      for (let slot = 0; slot < SLOTS; slot++) {
+        const want = m.devices[u]![slot];
+        if (!want) continue;
+        const device = w.devices[u]![slot]!;
+        for (let i = 0; i < 100 && device.got.length < want.length; i++) await sleep(10);
+        await sleep(20); // strays
+        assert.deepEqual(device.got, want, `pushes to ${u}/${slot}`);
+        assert.deepEqual(await device.client.getUserRooms(), m.inRoom[u] ? [w.rid] : [], `getuserrooms of ${u}`);
+      }
+    }
+    const inRoom = w.uids.filter((_, u) => m.inRoom[u]);
+    assert.deepEqual(new Set(await w.backend.getRoomMembers(w.rid)), new Set(inRoom), 'getroommembers');
+    const inGroup = w.uids.filter((_, u) => m.inGroup[u]);
+    assert.deepEqual(new Set(await w.backend.getGroupMembers(w.gid)), new Set(inGroup), 'getgroupmembers');
+  }
+  toString(): string {
+    return 'check';
+  }
+}
+
+const user = fc.integer({ min: 0, max: USERS - 1 });
+const slot = fc.integer({ min: 0, max: SLOTS - 1 });
+const via = fc.oneof(fc.constant('server' as const), slot);
+const commands = [
+  fc.tuple(user, slot).map(([u, s]) => new Login(u, s)),
+  fc.tuple(user, slot).map(([u, s]) => new Login(u, s)),
+  fc.tuple(user, slot, fc.constantFrom('bye' as const, 'drop' as const)).map(([u, s, how]) => new Leave(u, s, how)),
+  fc.constant(new WaitPastGrace()),
+  fc.tuple(user, via, fc.boolean()).map(([u, v, enter]) => new Room(u, v, enter)),
+  fc.tuple(user, via, fc.constant(true)).map(([u, v, enter]) => new Room(u, v, enter)),
+  fc.tuple(user, fc.boolean()).map(([u, join]) => new Group(u, join)),
+  fc.tuple(fc.constantFrom('room' as const, 'group' as const), user, via).map(([kind, from, v]) => new Send(kind, from, v)),
+  fc.tuple(fc.constantFrom('room' as const, 'group' as const), user, via).map(([kind, from, v]) => new Send(kind, from, v)),
+  fc.constant(new Check()),
+];
+
+describe('room and group delivery against a model', () => {
+  let server: TestServer;
+  let backend: RTMServerClient;
+  let nextId = 1n << 57n; // ids above 2^53
+
+  before(async () => {
+    server = await startTestServer({ logoutGraceMs: GRACE_MS });
+    backend = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: server.serverEndpoint, autoReconnect: false });
+    await backend.connect();
+  });
+  after(async () => {
+    await backend.close();
+    await server.close();
+  });
+
+  it('every push, refusal and membership matches the model', { timeout: 120_000 }, async () => {
+    await fc
+      .assert(
+        fc.asyncProperty(fc.commands(commands, { maxCommands: 40, size: 'large' }), async (cmds) => {
+          const uids = Array.from({ length: USERS }, () => ++nextId);
+          const world = new World(server, backend, uids, ++nextId, ++nextId);
+          try {
+            const model = new Model();
+            await fc.asyncModelRun(() => ({ model, real: world }), cmds);
+            await new Check().run(model, world); // whatever the sequence ended with
+          } finally {
+            for (const row of world.devices) for (const d of row) d?.client.close();
+          }
+        }),
+        {
+          numRuns: Number(process.env.RTM_MODEL_RUNS ?? 12),
+          // To replay a failure: RTM_MODEL_SEED and RTM_MODEL_PATH from its report.
+          ...(process.env.RTM_MODEL_SEED ? { seed: Number(process.env.RTM_MODEL_SEED), path: process.env.RTM_MODEL_PATH } : {}),
+        },
+      )
+      .catch((err: Error) => {
+        // The report names the commands; the cause says which answer was wrong.
+        throw new Error(`${err.message}\n\ncaused by: ${String((err.cause as Error | undefined)?.stack ?? err.cause)}`);
+      });
+  });
+});
