@@ -278,6 +278,32 @@ describe('client login: a login while the previous presence is ending', () => {
   });
 });
 
+describe('client logout: a room a backend adds the user to while their presence is ending', () => {
+  it('stays; the rooms joined before the end are left', async () => {
+    const server = await startTestServer({ logoutGraceMs: 0 }, { makeStore: (dataDir) => new SlowLogoutStore({ dataDir }) });
+    const backend = await RawClient.tcp(server.serverEndpoint);
+    const call = (method: string, payload: Record<string, unknown>) => backend.signed(method, payload, TEST_PID, TEST_SECRET);
+    const client = await RawClient.tcp(server.clientEndpoint);
+    try {
+      const uid = BIG + 60n;
+      const [before, during] = [BIG + 61n, BIG + 62n];
+      const { token } = (await call('gettoken', { uid })) as { token: string };
+      assert.deepEqual(await client.quest('auth', { pid: TEST_PID, uid, token }), { ok: true });
+      await client.quest('enterroom', { rid: before });
+      client.close(); // the presence ends at once (no grace): its logout write takes 200 ms
+      await new Promise((r) => setTimeout(r, 50));
+      await call('addroommember', { rid: during, uid });
+      await new Promise((r) => setTimeout(r, 400));
+      assert.deepEqual(await call('getroommembers', { rid: before }), { uids: [] });
+      assert.deepEqual(await call('getroommembers', { rid: during }), { uids: [uid] });
+    } finally {
+      client.close();
+      backend.close();
+      await server.close();
+    }
+  });
+});
+
 /** A bus whose "online on another node?" takes a while, as NATS across nodes may. */
 class SlowOnlineBus extends LocalBus {
   override async queryOnline(pid: number, uids: bigint[]): Promise<bigint[]> {

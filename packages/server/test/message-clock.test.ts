@@ -47,3 +47,13 @@ test('clocks never go back, whatever the wall clock does', () => {
   assert.equal(clock.mark(), 9000n);
   assert.equal(clock.take(), 9001n);
 });
+
+test('stamps (room joins) sort against marks (the end of a presence) on a stopped clock', () => {
+  const clock = new MessageClock(() => 7000);
+  const joined = clock.stamp();
+  const end = clock.mark();
+  assert.ok(joined <= end, 'a room joined before the end is left');
+  const rejoined = clock.stamp();
+  assert.ok(rejoined > end, 'a room joined after the end stays');
+  assert.ok(clock.mark() >= rejoined);
+});

@@ -686,11 +686,23 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
         assert.deepEqual(await store.userRooms(PID, u1), [r1, r2]);
         await store.removeRoomMember(PID, r1, u2);
         assert.deepEqual(await store.roomMembers(PID, r1), [u1]);
-        assert.deepEqual(await store.clearUserRooms(PID, u1), [r1, r2]);
+        assert.deepEqual(await store.clearUserRooms(PID, u1, await store.unreadMark()), [r1, r2]);
         assert.deepEqual(await store.userRooms(PID, u1), []);
         assert.deepEqual(await store.roomMembers(PID, r1), []);
         assert.deepEqual(await store.userRooms(PID, u2), [r3]);
-        assert.deepEqual(await store.clearUserRooms(PID, u1), []);
+        assert.deepEqual(await store.clearUserRooms(PID, u1, await store.unreadMark()), []);
+      });
+
+      it('clearUserRooms leaves the rooms joined after its mark, re-joins included, even in the same millisecond', async () => {
+        const [r1, r2, r3] = [BIG + 310n, BIG + 311n, BIG + 312n];
+        const u = BIG + 3n;
+        await store.addRoomMember(PID, r1, u);
+        await store.addRoomMember(PID, r2, u);
+        const end = await store.unreadMark(); // the user's presence ends here…
+        await store.addRoomMember(PID, r3, u); // …and a backend adds them to a room, and again to r2,
+        await store.addRoomMember(PID, r2, u); // before the end's cleanup runs
+        assert.deepEqual(await store.clearUserRooms(PID, u, end), [r1]);
+        assert.deepEqual(await store.userRooms(PID, u), [r2, r3]);
       });
     });
 

@@ -52,8 +52,9 @@ export function joinRooms(services: Services, pid: number, uid: bigint, rids: re
 
 async function joinRoomsNow(services: Services, pid: number, uid: bigint, rids: readonly bigint[]): Promise<void> {
   const { store, bus, presence } = services;
-  const fresh = await roomsToEnter(services, pid, uid, rids);
-  for (const rid of fresh) await store.addRoomMember(pid, rid, uid);
+  await roomsToEnter(services, pid, uid, rids); // the limit, counting only rooms not entered yet
+  // Every room, entered or not: a re-entry is a new join time (Store.clearUserRooms).
+  for (const rid of new Set(rids)) await store.addRoomMember(pid, rid, uid);
   for (const rid of new Set(rids)) {
     // Index at once on this node if the user is online here (no wait for a remote bus round trip);
     // the bus event does the same on every node (idempotent).

@@ -87,6 +87,9 @@ export class Sessions {
 
   /** The presence ended for good unless another node still has a session. */
   private async end(pid: number, uid: bigint, endedAt: bigint): Promise<void> {
+    // The rooms to leave are those joined before now (the grace period, if any, is over): one a
+    // backend adds the user to while this runs, or a new login on another node enters, stays.
+    const roomsThrough = this.store.unreadMark();
     const k = key(pid, uid);
     const epoch = this.epochs.get(k);
     const continued = (): boolean => this.presence.isOnline(pid, uid) || this.epochs.get(k) !== epoch;
@@ -103,7 +106,7 @@ export class Sessions {
       // A login during that write (a store across a network takes a while) began a new presence:
       // its rooms stay, and listeners must not hear of a logout after its login.
       if (continued()) return;
-      const rooms = await this.store.clearUserRooms(pid, uid);
+      const rooms = await this.store.clearUserRooms(pid, uid, roomsThrough);
       if (continued()) return;
       this.epochs.delete(k); // only now: a login meanwhile must still read as a new epoch
       for (const rid of rooms) this.bus.publish({ type: 'room', pid, rid, uid, joined: false, kick: false });

@@ -44,6 +44,19 @@ export class MessageClock {
   }
 
   /**
+   * A time for a record that must sort after every mark taken before it and at or before every
+   * mark taken after it: when a user joined a room, so that the end of a presence (a mark) clears
+   * only the rooms joined before it (Store.clearUserRooms).
+   */
+  stamp(): bigint {
+    let t = BigInt(Math.trunc(this.now()));
+    if (t < this.floor) t = this.floor;
+    if (t < this.last) t = this.last;
+    this.last = t;
+    return t;
+  }
+
+  /**
    * A baseline (ms) for unread counting: messages stored from now on get a higher mtime, and so do
    * those whose commit is in flight.
    */

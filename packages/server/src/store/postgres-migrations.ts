@@ -158,4 +158,12 @@ CREATE TABLE user_data (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'room_members.joined_at: the end of a presence leaves only the rooms joined before it',
+    // As SQLite's step 6.
+    sql: `
+ALTER TABLE room_members ADD COLUMN joined_at BIGINT NOT NULL DEFAULT 0;
+`,
+  },
 ];

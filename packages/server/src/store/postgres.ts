@@ -643,7 +643,12 @@ export class PostgresStore implements Store {
   // --- rooms -----------------------------------------------------------------------------------
 
   async addRoomMember(pid: number, rid: bigint, uid: bigint): Promise<void> {
-    await this.rows('INSERT INTO room_members (pid, rid, uid) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [pid, rid, uid], 'room_add');
+    await this.rows(
+      `INSERT INTO room_members (pid, rid, uid, joined_at) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (pid, rid, uid) DO UPDATE SET joined_at = excluded.joined_at`,
+      [pid, rid, uid, this.clock.stamp()],
+      'room_add',
+    );
   }
 
   async removeRoomMember(pid: number, rid: bigint, uid: bigint): Promise<void> {
@@ -672,8 +677,12 @@ export class PostgresStore implements Store {
     return rows.map((r) => r['rid'] as bigint);
   }
 
-  async clearUserRooms(pid: number, uid: bigint): Promise<bigint[]> {
-    const rows = await this.rows('DELETE FROM room_members WHERE pid = $1 AND uid = $2 RETURNING rid', [pid, uid]);
+  async clearUserRooms(pid: number, uid: bigint, through: bigint): Promise<bigint[]> {
+    const rows = await this.rows('DELETE FROM room_members WHERE pid = $1 AND uid = $2 AND joined_at <= $3 RETURNING rid', [
+      pid,
+      uid,
+      through,
+    ]);
     return rows.map((r) => r['rid'] as bigint).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   }
 

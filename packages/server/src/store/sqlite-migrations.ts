@@ -221,4 +221,15 @@ CREATE UNIQUE INDEX messages_key ON messages (pid, mid, kind, from_id, to_id);
 ALTER TABLE time_index RENAME TO seconds;
 `,
   },
+  {
+    version: 6,
+    name: 'room_members.joined_at: the end of a presence leaves only the rooms joined before it',
+    // A user's rooms are cleared when their presence ends, a few store round trips after the last
+    // session closed. A room a backend added them to meanwhile (or that a new login on another
+    // node entered) was cleared with the others; now only rooms joined at or before the end go.
+    // Rows from before this step (0) are all older than any presence's end.
+    sql: `
+ALTER TABLE room_members ADD COLUMN joined_at INTEGER NOT NULL DEFAULT 0;
+`,
+  },
 ];

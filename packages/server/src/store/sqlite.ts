@@ -383,12 +383,14 @@ export class SqliteStore implements Store {
       groupIsMember: p('SELECT 1 FROM group_members WHERE pid = ? AND gid = ? AND uid = ?'),
       userGroups: p('SELECT gid FROM group_members WHERE pid = ? AND uid = ? ORDER BY gid'),
 
-      roomAdd: p('INSERT OR IGNORE INTO room_members (pid, rid, uid) VALUES (?, ?, ?)'),
+      roomAdd: p(
+        'INSERT INTO room_members (pid, rid, uid, joined_at) VALUES (?, ?, ?, ?) ON CONFLICT (pid, rid, uid) DO UPDATE SET joined_at = excluded.joined_at',
+      ),
       roomRemove: p('DELETE FROM room_members WHERE pid = ? AND rid = ? AND uid = ?'),
       roomMembers: p('SELECT uid FROM room_members WHERE pid = ? AND rid = ? ORDER BY uid'),
       roomCounts: p('SELECT rid, COUNT(*) AS n FROM room_members WHERE pid = ? AND rid IN (SELECT value FROM json_each(?)) GROUP BY rid'),
       userRooms: p('SELECT rid FROM room_members WHERE pid = ? AND uid = ? ORDER BY rid'),
-      clearUserRooms: p('DELETE FROM room_members WHERE pid = ? AND uid = ? RETURNING rid'),
+      clearUserRooms: p('DELETE FROM room_members WHERE pid = ? AND uid = ? AND joined_at <= ? RETURNING rid'),
 
       banSet: p(
         'INSERT INTO bans (pid, scope, uid, target, until) VALUES (?, ?, ?, ?, ?) ON CONFLICT (pid, scope, uid, target) DO UPDATE SET until = excluded.until',
@@ -745,7 +747,7 @@ export class SqliteStore implements Store {
   // --- rooms -----------------------------------------------------------------------------------
 
   async addRoomMember(pid: number, rid: bigint, uid: bigint): Promise<void> {
-    this.s.roomAdd.run(pid, rid, uid);
+    this.s.roomAdd.run(pid, rid, uid, this.clock.stamp());
   }
 
   async removeRoomMember(pid: number, rid: bigint, uid: bigint): Promise<void> {
@@ -767,8 +769,8 @@ export class SqliteStore implements Store {
     return this.s.userRooms.all(pid, uid).map((r) => r['rid'] as bigint);
   }
 
-  async clearUserRooms(pid: number, uid: bigint): Promise<bigint[]> {
-    const rids = this.s.clearUserRooms.all(pid, uid).map((r) => r['rid'] as bigint);
+  async clearUserRooms(pid: number, uid: bigint, through: bigint): Promise<bigint[]> {
+    const rids = this.s.clearUserRooms.all(pid, uid, through).map((r) => r['rid'] as bigint);
     return rids.sort(compareBigint);
   }
 

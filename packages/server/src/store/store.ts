@@ -220,8 +220,12 @@ export interface Store {
   roomMembers(pid: number, rid: bigint): Promise<bigint[]>;
   roomCounts(pid: number, rids: readonly bigint[]): Promise<Map<bigint, number>>;
   userRooms(pid: number, uid: bigint): Promise<bigint[]>;
-  /** Removes the user from every room; returns the rooms left. */
-  clearUserRooms(pid: number, uid: bigint): Promise<bigint[]>;
+  /**
+   * Removes the user from every room joined (or re-joined: `addRoomMember` again) at or before
+   * `through`, an `unreadMark` taken when their presence was found ended; returns the rooms left. A
+   * room joined after it (a backend adding the user meanwhile, a new login on another node) stays.
+   */
+  clearUserRooms(pid: number, uid: bigint, through: bigint): Promise<bigint[]>;
 
   // --- bans and project blacklist --------------------------------------------------------------
   /** Bans `uid` in group/room `target` (0n = all groups/rooms) until `until` ms (undefined = forever). */
