@@ -66,3 +66,9 @@ test('IdGenerator: unique, increasing, above 2^53, below 2^63, even within one m
   }
   assert.equal(seen.size, 5000);
 });
+
+test("IdGenerator: two generators' ids in the same millisecond differ (a random offset each)", () => {
+  const firsts = new Set(Array.from({ length: 20 }, () => new IdGenerator(() => 1_795_315_914_246).next()));
+  assert.ok(firsts.size > 1, 'twenty generators began at the same id');
+  for (const id of firsts) assert.ok(id >> 20n === 1_795_315_914_246n, 'the offset stays inside the millisecond');
+});
