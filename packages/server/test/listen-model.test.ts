@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { RTMClient } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
 import { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+import { assertModel, loginClient, sleep, untilOffline } from './helpers/model-run.js';
 
 // Model-based test of server-side listening (server-api.md §4 "Listening", §6 pushes), end to end
 // through both SDKs. fast-check draws sequences of setlisten (the "all" form, the list form, both
@@ -16,7 +17,6 @@ import { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/te
 
 const USERS = 3;
 const PLACES = 2; // groups and rooms
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface ListenState {
   p2p: boolean;
@@ -186,12 +186,10 @@ class Presence implements Cmd {
       m.online[this.u] = false;
       if (m.hears('logout')) m.events.push(`logout ${this.u}`);
       // The logout event follows the close; wait for it to be published before going on.
-      for (let i = 0; i < 200 && (await w.sender.getOnlineUsers([uid])).length > 0; i++) await sleep(5);
+      await untilOffline(w.sender, uid);
       await sleep(20);
     } else {
-      const client = new RTMClient({ endpoint: w.server.clientEndpoint, pid: TEST_PID, autoReconnect: false });
-      w.clients[this.u] = client;
-      assert.deepEqual(await client.login(uid, await w.sender.getToken(uid)), { ok: true });
+      w.clients[this.u] = await loginClient(w.server.clientEndpoint, w.sender, uid);
       m.online[this.u] = true;
       if (m.hears('login')) m.events.push(`login ${this.u}`);
     }
@@ -220,26 +218,22 @@ const user = fc.integer({ min: 0, max: USERS - 1 });
 const ids = (n: number) => fc.uniqueArray(fc.integer({ min: 0, max: n - 1 }), { maxLength: n });
 const lists = fc.record({ uids: ids(USERS), gids: ids(PLACES), rids: ids(PLACES), events: fc.subarray(['login', 'logout']) });
 const flags = fc.record({ p2p: fc.boolean(), group: fc.boolean(), room: fc.boolean(), ev: fc.boolean() });
+const changeListen = fc.tuple(fc.boolean(), lists).map(([add, l]) => new ChangeListen(add, l));
+const send = fc
+  .tuple(
+    fc.constantFrom('p2p' as const, 'group' as const, 'room' as const),
+    fc.constantFrom('sender' as const, 'listener' as const, 'client' as const),
+    user,
+    user,
+  )
+  .map(([kind, via, from, to]) => new Send(kind, via, from, to));
+// Listed twice: drawn twice as often.
 const commands = [
   fc.tuple(fc.option(flags, { nil: undefined }), fc.option(lists, { nil: undefined })).map(([f, l]) => new SetListen(f, l)),
-  fc.tuple(fc.boolean(), lists).map(([add, l]) => new ChangeListen(add, l)),
-  fc.tuple(fc.boolean(), lists).map(([add, l]) => new ChangeListen(add, l)),
-  fc
-    .tuple(
-      fc.constantFrom('p2p' as const, 'group' as const, 'room' as const),
-      fc.constantFrom('sender' as const, 'listener' as const, 'client' as const),
-      user,
-      user,
-    )
-    .map(([kind, via, from, to]) => new Send(kind, via, from, to)),
-  fc
-    .tuple(
-      fc.constantFrom('p2p' as const, 'group' as const, 'room' as const),
-      fc.constantFrom('sender' as const, 'listener' as const, 'client' as const),
-      user,
-      user,
-    )
-    .map(([kind, via, from, to]) => new Send(kind, via, from, to)),
+  changeListen,
+  changeListen,
+  send,
+  send,
   user.map((u) => new Presence(u)),
   fc.constant(new Check()),
 ];
@@ -260,42 +254,32 @@ describe('server-side listening against a model', () => {
   });
 
   it('the listener gets every matching message and event once, in order, and nothing else', { timeout: 120_000 }, async () => {
-    await fc
-      .assert(
-        fc.asyncProperty(fc.commands(commands, { maxCommands: 40, size: 'large' }), async (cmds) => {
-          // A fresh listening connection and fresh ids for every sequence.
-          const listener = new RTMServerClient({
-            pid: TEST_PID,
-            secret: TEST_SECRET,
-            endpoint: server.serverEndpoint,
-            autoReconnect: false,
-          });
-          await listener.connect();
-          const uids = Array.from({ length: USERS }, () => ++nextId);
-          const gids = Array.from({ length: PLACES }, () => ++nextId);
-          const rids = Array.from({ length: PLACES }, () => ++nextId);
-          const poster = ++nextId;
-          for (const gid of gids) await sender.addGroupMembers(gid, [poster]);
-          for (const rid of rids) await sender.addRoomMember(rid, poster);
-          const world = new World(server, listener, sender, uids, gids, rids, poster);
-          try {
-            const model = new Model();
-            await fc.asyncModelRun(() => ({ model, real: world }), cmds);
-            await new Check().run(model, world);
-          } finally {
-            for (const c of world.clients) c?.close();
-            await listener.close();
-          }
-        }),
-        {
-          numRuns: Number(process.env.RTM_MODEL_RUNS ?? 12),
-          // To replay a failure: RTM_MODEL_SEED and RTM_MODEL_PATH from its report.
-          ...(process.env.RTM_MODEL_SEED ? { seed: Number(process.env.RTM_MODEL_SEED), path: process.env.RTM_MODEL_PATH } : {}),
-        },
-      )
-      .catch((err: Error) => {
-        // The report names the commands; the cause says which answer was wrong.
-        throw new Error(`${err.message}\n\ncaused by: ${String((err.cause as Error | undefined)?.stack ?? err.cause)}`);
-      });
+    await assertModel(
+      fc.asyncProperty(fc.commands(commands, { maxCommands: 40, size: 'large' }), async (cmds) => {
+        // A fresh listening connection and fresh ids for every sequence.
+        const listener = new RTMServerClient({
+          pid: TEST_PID,
+          secret: TEST_SECRET,
+          endpoint: server.serverEndpoint,
+          autoReconnect: false,
+        });
+        await listener.connect();
+        const uids = Array.from({ length: USERS }, () => ++nextId);
+        const gids = Array.from({ length: PLACES }, () => ++nextId);
+        const rids = Array.from({ length: PLACES }, () => ++nextId);
+        const poster = ++nextId;
+        for (const gid of gids) await sender.addGroupMembers(gid, [poster]);
+        for (const rid of rids) await sender.addRoomMember(rid, poster);
+        const world = new World(server, listener, sender, uids, gids, rids, poster);
+        try {
+          const model = new Model();
+          await fc.asyncModelRun(() => ({ model, real: world }), cmds);
+          await new Check().run(model, world);
+        } finally {
+          for (const c of world.clients) c?.close();
+          await listener.close();
+        }
+      }),
+    );
   });
 });

@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { RTMClient, RtmError } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
 import { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+import { assertModel, loginClient, pastGraceIfNear, sleep, untilOffline } from './helpers/model-run.js';
 
 // Model-based test of room and group delivery (client-api.md §4 rooms and groups, §5 pushes;
 // server-api.md §4 room members), end to end through both SDKs. fast-check draws sequences of
@@ -21,7 +22,6 @@ import { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/te
 const GRACE_MS = 600;
 const USERS = 3;
 const SLOTS = 2;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 class Model {
   readonly inRoom = new Array<boolean>(USERS).fill(false);
@@ -67,13 +67,6 @@ class World {
   client(u: number, slot: number): RTMClient {
     return this.devices[u]![slot]!.client;
   }
-  async waitOffline(u: number): Promise<void> {
-    for (let i = 0; i < 200; i++) {
-      if ((await this.backend.getOnlineUsers([this.uids[u]!])).length === 0) return;
-      await sleep(5);
-    }
-    assert.fail(`user ${u} still online`);
-  }
 }
 
 type Cmd = fc.AsyncCommand<Model, World>;
@@ -91,16 +84,14 @@ class Login implements Cmd {
     return m.devices[this.u]![this.slot] === undefined;
   }
   async run(m: Model, w: World): Promise<void> {
-    const dropped = m.dropped[this.u];
-    if (dropped !== undefined && performance.now() - dropped > GRACE_MS / 2) {
-      // Too close to the end of the grace period to tell which side of it the login falls on.
-      await sleep(dropped + GRACE_MS + 300 - performance.now());
-      m.endPresence(this.u);
-    }
+    if (await pastGraceIfNear(m.dropped[this.u], GRACE_MS)) m.endPresence(this.u);
     m.dropped[this.u] = undefined;
-    const client = new RTMClient({ endpoint: w.server.clientEndpoint, pid: TEST_PID, autoReconnect: false });
-    w.devices[this.u]![this.slot] = new Device(client);
-    assert.deepEqual(await client.login(w.uids[this.u]!, await w.backend.getToken(w.uids[this.u]!)), { ok: true });
+    await loginClient(
+      w.server.clientEndpoint,
+      w.backend,
+      w.uids[this.u]!,
+      (client) => (w.devices[this.u]![this.slot] = new Device(client)),
+    );
     m.devices[this.u]![this.slot] = [];
   }
   toString(): string {
@@ -124,7 +115,7 @@ class Leave implements Cmd {
     w.devices[this.u]![this.slot] = undefined;
     m.devices[this.u]![this.slot] = undefined;
     if (m.isOnline(this.u)) return;
-    await w.waitOffline(this.u);
+    await untilOffline(w.backend, w.uids[this.u]!);
     if (this.how === 'bye') m.endPresence(this.u);
     else m.dropped[this.u] = performance.now();
   }
@@ -282,28 +273,18 @@ describe('room and group delivery against a model', () => {
   });
 
   it('every push, refusal and membership matches the model', { timeout: 120_000 }, async () => {
-    await fc
-      .assert(
-        fc.asyncProperty(fc.commands(commands, { maxCommands: 40, size: 'large' }), async (cmds) => {
-          const uids = Array.from({ length: USERS }, () => ++nextId);
-          const world = new World(server, backend, uids, ++nextId, ++nextId);
-          try {
-            const model = new Model();
-            await fc.asyncModelRun(() => ({ model, real: world }), cmds);
-            await new Check().run(model, world); // whatever the sequence ended with
-          } finally {
-            for (const row of world.devices) for (const d of row) d?.client.close();
-          }
-        }),
-        {
-          numRuns: Number(process.env.RTM_MODEL_RUNS ?? 12),
-          // To replay a failure: RTM_MODEL_SEED and RTM_MODEL_PATH from its report.
-          ...(process.env.RTM_MODEL_SEED ? { seed: Number(process.env.RTM_MODEL_SEED), path: process.env.RTM_MODEL_PATH } : {}),
-        },
-      )
-      .catch((err: Error) => {
-        // The report names the commands; the cause says which answer was wrong.
-        throw new Error(`${err.message}\n\ncaused by: ${String((err.cause as Error | undefined)?.stack ?? err.cause)}`);
-      });
+    await assertModel(
+      fc.asyncProperty(fc.commands(commands, { maxCommands: 40, size: 'large' }), async (cmds) => {
+        const uids = Array.from({ length: USERS }, () => ++nextId);
+        const world = new World(server, backend, uids, ++nextId, ++nextId);
+        try {
+          const model = new Model();
+          await fc.asyncModelRun(() => ({ model, real: world }), cmds);
+          await new Check().run(model, world); // whatever the sequence ended with
+        } finally {
+          for (const row of world.devices) for (const d of row) d?.client.close();
+        }
+      }),
+    );
   });
 });

@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { RTMClient } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
 import { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+import { assertModel, loginClient, pastGraceIfNear, sleep, untilOffline } from './helpers/model-run.js';
 import { SqliteStore } from '../src/store/sqlite.js';
 
 // Model-based test of unread counting, pushes and history (client-api.md §3.3 "Unread baseline",
@@ -22,7 +23,6 @@ const GRACE_MS = 600;
 const USERS = 3;
 const SLOTS = 2;
 const COUNTED = (mtype: number) => mtype >= 30 && mtype <= 50; // the typed counts' default mtypes
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Sent {
   kind: 'p2p' | 'group';
@@ -71,13 +71,6 @@ class World {
     readonly gid: bigint,
   ) {}
 
-  async waitOffline(u: number): Promise<void> {
-    for (let i = 0; i < 200; i++) {
-      if ((await this.backend.getOnlineUsers([this.uids[u]!])).length === 0) return;
-      await sleep(5);
-    }
-    assert.fail(`user ${u} still online`);
-  }
   closeAll(): void {
     for (const row of this.devices) for (const d of row) d?.client.close();
   }
@@ -135,17 +128,14 @@ class Login implements Cmd {
     return m.online[this.u]![this.slot] === undefined;
   }
   async run(m: Model, w: World): Promise<void> {
-    const drop = m.dropped[this.u];
-    if (drop && performance.now() - drop.at > GRACE_MS / 2) {
-      // Too close to the end of the grace period to tell which side of it the login falls on.
-      await sleep(drop.at + GRACE_MS + 300 - performance.now());
-      m.endGrace(this.u);
-    }
+    if (await pastGraceIfNear(m.dropped[this.u]?.at, GRACE_MS)) m.endGrace(this.u);
     m.dropped[this.u] = undefined; // back inside the grace period: the same presence goes on
-    const client = new RTMClient({ endpoint: w.server.clientEndpoint, pid: TEST_PID, autoReconnect: false });
-    const device = new Device(client);
-    w.devices[this.u]![this.slot] = device;
-    assert.deepEqual(await client.login(w.uids[this.u]!, await w.backend.getToken(w.uids[this.u]!)), { ok: true });
+    await loginClient(
+      w.server.clientEndpoint,
+      w.backend,
+      w.uids[this.u]!,
+      (client) => (w.devices[this.u]![this.slot] = new Device(client)),
+    );
     m.online[this.u]![this.slot] = m.sent.length;
   }
   toString(): string {
@@ -170,7 +160,7 @@ class Leave implements Cmd {
     w.devices[this.u]![this.slot] = undefined;
     m.online[this.u]![this.slot] = undefined;
     if (m.isOnline(this.u)) return;
-    await w.waitOffline(this.u);
+    await untilOffline(w.backend, w.uids[this.u]!);
     if (this.how === 'bye') m.baseline[this.u] = m.sent.length;
     else m.dropped[this.u] = { index: m.sent.length, at: performance.now() };
   }
@@ -367,30 +357,19 @@ for (const clock of ['real', 'stopped'] as const) {
     });
 
     it('every answer matches the model', { timeout: 120_000 }, async () => {
-      await fc
-        .assert(
-          fc.asyncProperty(fc.commands(commands, { maxCommands: 40, size: 'large' }), async (cmds) => {
-            const uids = Array.from({ length: USERS }, () => ++nextUid);
-            const gid = ++nextUid;
-            await backend.addGroupMembers(gid, uids);
-            const world = new World(server, backend, uids, gid);
-            try {
-              await fc.asyncModelRun(() => ({ model: new Model(), real: world }), cmds);
-              if (process.env.RTM_MODEL_DEBUG) console.log(String(cmds));
-            } finally {
-              world.closeAll();
-            }
-          }),
-          {
-            numRuns: Number(process.env.RTM_MODEL_RUNS ?? 12),
-            // To replay a failure: RTM_MODEL_SEED and RTM_MODEL_PATH from its report.
-            ...(process.env.RTM_MODEL_SEED ? { seed: Number(process.env.RTM_MODEL_SEED), path: process.env.RTM_MODEL_PATH } : {}),
-          },
-        )
-        .catch((err: Error) => {
-          // The report names the commands; the cause says which answer was wrong.
-          throw new Error(`${err.message}\n\ncaused by: ${String((err.cause as Error | undefined)?.stack ?? err.cause)}`);
-        });
+      await assertModel(
+        fc.asyncProperty(fc.commands(commands, { maxCommands: 40, size: 'large' }), async (cmds) => {
+          const uids = Array.from({ length: USERS }, () => ++nextUid);
+          const gid = ++nextUid;
+          await backend.addGroupMembers(gid, uids);
+          const world = new World(server, backend, uids, gid);
+          try {
+            await fc.asyncModelRun(() => ({ model: new Model(), real: world }), cmds);
+          } finally {
+            world.closeAll();
+          }
+        }),
+      );
     });
   });
 }

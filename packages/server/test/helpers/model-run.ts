@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { RTMClient } from '@rtm/client-sdk';
+import type { RTMServerClient } from '@rtm/server-sdk';
+import { TEST_PID } from '@rtm/testkit';
+
+// What the model-based tests (unread-model, rooms-model, listen-model) share: running the
+// sequences, and the client sessions the models log in and out.
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Runs the property's sequences: RTM_MODEL_RUNS of them (default 12); RTM_MODEL_SEED and
+ * RTM_MODEL_PATH replay a failure from its report. The failure names the commands, and its cause
+ * says which answer was wrong.
+ */
+export async function assertModel<T>(property: fc.IAsyncProperty<T>): Promise<void> {
+  await fc
+    .assert(property, {
+      numRuns: Number(process.env.RTM_MODEL_RUNS ?? 12),
+      ...(process.env.RTM_MODEL_SEED ? { seed: Number(process.env.RTM_MODEL_SEED), path: process.env.RTM_MODEL_PATH } : {}),
+    })
+    .catch((err: Error) => {
+      throw new Error(`${err.message}\n\ncaused by: ${String((err.cause as Error | undefined)?.stack ?? err.cause)}`);
+    });
+}
+
+/** A client of `uid` logged in at `endpoint` with a token from `backend`; `attach` sees it first (its push handlers). */
+export async function loginClient(
+  endpoint: string,
+  backend: RTMServerClient,
+  uid: bigint,
+  attach?: (client: RTMClient) => void,
+): Promise<RTMClient> {
+  const client = new RTMClient({ endpoint, pid: TEST_PID, autoReconnect: false });
+  attach?.(client);
+  assert.deepEqual(await client.login(uid, await backend.getToken(uid)), { ok: true });
+  return client;
+}
+
+/** Waits until no node has a session of `uid` (the server has seen its last session close). */
+export async function untilOffline(backend: RTMServerClient, uid: bigint): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if ((await backend.getOnlineUsers([uid])).length === 0) return;
+    await sleep(5);
+  }
+  assert.fail(`user ${uid} still online`);
+}
+
+/**
+ * Before a login of a user whose last session dropped at `droppedAt` (performance.now()): too close
+ * to the end of the grace period to tell which side of it the login falls on, wait until it is
+ * surely over. Returns whether the presence ended (else the login continues it).
+ */
+export async function pastGraceIfNear(droppedAt: number | undefined, graceMs: number): Promise<boolean> {
+  if (droppedAt === undefined || performance.now() - droppedAt <= graceMs / 2) return false;
+  await sleep(droppedAt + graceMs + 300 - performance.now());
+  return true;
+}
