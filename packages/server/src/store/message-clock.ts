@@ -28,10 +28,7 @@ export class MessageClock {
 
   /** The clock for a commit about to start (never lower than one before it); pair with `settled`. */
   take(): bigint {
-    let clock = BigInt(Math.trunc(this.now()));
-    if (clock < this.floor) clock = this.floor;
-    if (clock < this.last) clock = this.last;
-    this.last = clock;
+    const clock = this.stamp();
     this.inFlight.set(clock, (this.inFlight.get(clock) ?? 0) + 1);
     return clock;
   }
@@ -44,9 +41,10 @@ export class MessageClock {
   }
 
   /**
-   * A time for a record that must sort after every mark taken before it and at or before every
-   * mark taken after it: when a user joined a room, so that the end of a presence (a mark) clears
-   * only the rooms joined before it (Store.clearUserRooms).
+   * A time that sorts after every mark taken before it, and at or before every mark taken after it
+   * (unless a commit is in flight then: see `mark`), never lower than one before it. Commits take
+   * theirs through `take`; a room's join time is one (Store.clearUserRooms leaves the rooms joined
+   * after the mark of a presence's end).
    */
   stamp(): bigint {
     let t = BigInt(Math.trunc(this.now()));
