@@ -1,4 +1,5 @@
-import type { HistoryWindow, MaybePromise, StoredMessage } from './store.js';
+import { conversationOfRef } from './conversation.js';
+import type { HistoryQuery, HistoryWindow, MaybePromise, StoredMessage } from './store.js';
 
 /**
  * Type-filtered history that reads a bounded part of a conversation (`Store.historyWithin`).
@@ -21,6 +22,28 @@ export interface HistoryRange {
   key: unknown[];
   lo: bigint;
   hi: bigint;
+}
+
+/**
+ * The range a history query reads: the store's exclusive id bounds of its begin/end window (none
+ * when the window holds no message), cut at the query's `lastid` cursor; undefined when empty.
+ */
+export function historyRange(query: HistoryQuery, bounds: { lo: bigint; hi: bigint } | undefined): HistoryRange | undefined {
+  if (!bounds) return undefined;
+  const c = conversationOfRef(query.conversation);
+  let { lo, hi } = bounds;
+  const lastid = query.lastid ?? 0n;
+  if (lastid !== 0n) {
+    if (query.desc) hi = lastid < hi ? lastid : hi;
+    else lo = lastid > lo ? lastid : lo;
+  }
+  return lo < hi ? { key: [c.pid, c.kind, c.lo, c.hi], lo, hi } : undefined;
+}
+
+/** `range` from its start, in page order, through `edge` (inclusive); all of it without an edge. */
+export function throughEdge(range: HistoryRange, desc: boolean, edge: bigint | undefined): HistoryRange {
+  if (edge === undefined) return range;
+  return desc ? { ...range, lo: edge - 1n } : { ...range, hi: edge + 1n };
 }
 
 /**

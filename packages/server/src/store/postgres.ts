@@ -34,9 +34,9 @@ import {
   type UnreadCount,
   type UnreadQuery,
 } from './store.js';
-import { checkNewMessage, conversationOfMessage, conversationOfRef, plainBytes, sameContent, unreadMap } from './conversation.js';
+import { checkNewMessage, conversationOfMessage, plainBytes, sameContent, unreadMap } from './conversation.js';
 import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
-import { historyWindow, type HistoryRange } from './history-window.js';
+import { historyRange, historyWindow, throughEdge, type HistoryRange } from './history-window.js';
 import { MessageClock } from './message-clock.js';
 
 export interface PostgresStoreOptions {
@@ -269,23 +269,14 @@ export class PostgresStore implements Store {
   }
 
   private async commitGroup(group: readonly PendingAppend[]): Promise<AppendResult[][]> {
-    let clock: bigint | undefined; // in flight from the counter's lock until the transaction ends
-    try {
-      return await this.commitGroupTx(group, (taken) => (clock = taken));
-    } finally {
-      if (clock !== undefined) this.clock.settled(clock);
-    }
-  }
-
-  private async commitGroupTx(group: readonly PendingAppend[], took: (clock: bigint) => void): Promise<AppendResult[][]> {
-    return this.tx(async (c) => {
+    let inFlight: bigint | undefined; // the clock, from the counter's lock until the transaction ends
+    const committed = this.tx(async (c) => {
       const counter = (
         await c.query<Row>({ name: 'counter_lock', text: "SELECT last_id, last_mtime FROM counters WHERE name = 'messages' FOR UPDATE" })
       ).rows[0]!;
       let lastId = counter['last_id'] as bigint;
       const lastMtime = counter['last_mtime'] as bigint;
-      const clock = this.clock.take();
-      took(clock);
+      const clock = (inFlight = this.clock.take());
       const mtime = clock > lastMtime ? clock : lastMtime;
 
       // Existing rows for every key of the group, in one query.
@@ -378,6 +369,11 @@ export class PostgresStore implements Store {
       }
       return results;
     });
+    try {
+      return await committed;
+    } finally {
+      if (inFlight !== undefined) this.clock.settled(inFlight);
+    }
   }
 
   async history(query: HistoryQuery): Promise<StoredMessage[]> {
@@ -402,23 +398,12 @@ export class PostgresStore implements Store {
         );
         return row?.['id'] as bigint | undefined;
       },
-      (edge) =>
-        this.historyRows(query, edge === undefined ? range : query.desc ? { ...range, lo: edge - 1n } : { ...range, hi: edge + 1n }),
+      (edge) => this.historyRows(query, throughEdge(range, query.desc, edge)),
     );
   }
 
-  /** What a history query reads, or undefined if nothing. */
   private async historyRange(query: HistoryQuery): Promise<HistoryRange | undefined> {
-    const c = conversationOfRef(query.conversation);
-    const bounds = await this.idBounds(this.db, query.begin, query.end);
-    if (!bounds) return undefined;
-    let { lo, hi } = bounds;
-    const lastid = query.lastid ?? 0n;
-    if (lastid !== 0n) {
-      if (query.desc) hi = lastid < hi ? lastid : hi;
-      else lo = lastid > lo ? lastid : lo;
-    }
-    return lo < hi ? { key: [c.pid, c.kind, c.lo, c.hi], lo, hi } : undefined;
+    return historyRange(query, await this.idBounds(this.db, query.begin, query.end));
   }
 
   private async historyRows(query: HistoryQuery, range: HistoryRange): Promise<StoredMessage[]> {

@@ -37,12 +37,12 @@ import {
   type UnreadCount,
   type UnreadQuery,
 } from './store.js';
-import { checkNewMessage, conversationOfRef, unreadMap } from './conversation.js';
+import { checkNewMessage, unreadMap } from './conversation.js';
 import { AppendCommitter, MESSAGE_COLUMNS, rowToMessage, type BatchOutcome, type AppendOutcome } from './sqlite-appender.js';
 import { WalCheckpointer } from './sqlite-checkpointer.js';
 import { connectionName, openConnection } from './sqlite-connection.js';
 import { SqliteWriterThread } from './sqlite-writer.js';
-import { historyWindow, type HistoryRange } from './history-window.js';
+import { historyRange, historyWindow, throughEdge, type HistoryRange } from './history-window.js';
 import { MessageClock } from './message-clock.js';
 import { SQLITE_MIGRATIONS, type SqliteMigration } from './sqlite-migrations.js';
 
@@ -488,29 +488,33 @@ export class SqliteStore implements Store {
   }
 
   async history(query: HistoryQuery): Promise<StoredMessage[]> {
-    return this.historyRows(query);
+    const range = this.historyRange(query);
+    return range ? this.historyRows(query, range) : [];
   }
 
   async historyWithin(query: HistoryQuery, maxScan: number): Promise<HistoryWindow> {
-    if (!query.mtypes?.length) return { messages: this.historyRows(query) };
+    const range = this.historyRange(query);
+    if (!range) return { messages: [] };
+    if (!query.mtypes?.length) return { messages: this.historyRows(query, range) };
     return historyWindow(
       query.num,
       maxScan,
-      (n) => this.historyEdge(query, n),
-      (edge) => this.historyRows(query, edge),
+      (n) => this.historyEdge(query, range, n),
+      (edge) => this.historyRows(query, throughEdge(range, query.desc, edge)),
     );
   }
 
-  /** The page, through `edge` (history-window.ts) if given. */
-  private historyRows(query: HistoryQuery, edge?: bigint): StoredMessage[] {
-    const plan = this.historyPlan(query, edge);
-    return plan ? plan.stmt.all(...plan.params).map(rowToMessage) : [];
+  private historyRange(query: HistoryQuery): HistoryRange | undefined {
+    return historyRange(query, this.idBounds(query.begin, query.end));
   }
 
-  /** The id of the n-th row of the query's range in page order (an index-only read), if it has n. */
-  private historyEdge(query: HistoryQuery, n: number): bigint | undefined {
-    const range = this.historyRange(query);
-    if (!range) return undefined;
+  private historyRows(query: HistoryQuery, range: HistoryRange): StoredMessage[] {
+    const plan = this.historyPlan(query, range);
+    return plan.stmt.all(...plan.params).map(rowToMessage);
+  }
+
+  /** The id of the n-th row of the range in page order (an index-only read), if it has n. */
+  private historyEdge(query: HistoryQuery, range: HistoryRange, n: number): bigint | undefined {
     const row = this.shaped(
       `SELECT id FROM messages INDEXED BY messages_history
        WHERE pid = ? AND kind = ? AND conv_lo = ? AND conv_hi = ? AND id > ? AND id < ?
@@ -524,7 +528,8 @@ export class SqliteStore implements Store {
    * must search `messages_history`, never scan `messages` nor sort in a temp b-tree).
    */
   explainHistory(query: HistoryQuery): string[] {
-    return this.explain(this.historyPlan(query));
+    const range = this.historyRange(query);
+    return range ? this.explain(this.historyPlan(query, range)) : [];
   }
 
   /** `EXPLAIN QUERY PLAN` lines of `unreadP2P(query)` (tests: index searches only, no scan). */
@@ -541,35 +546,14 @@ export class SqliteStore implements Store {
       .map((r) => String(r['detail']));
   }
 
-  /** What a history query reads, or undefined if nothing. */
-  private historyRange(query: HistoryQuery): HistoryRange | undefined {
-    const c = conversationOfRef(query.conversation);
-    const bounds = this.idBounds(query.begin, query.end);
-    if (!bounds) return undefined;
-    let { lo, hi } = bounds;
-    const lastid = query.lastid ?? 0n;
-    if (lastid !== 0n) {
-      if (query.desc) hi = lastid < hi ? lastid : hi;
-      else lo = lastid > lo ? lastid : lo;
-    }
-    return lo < hi ? { key: [c.pid, c.kind, c.lo, c.hi], lo, hi } : undefined;
-  }
-
-  private historyPlan(query: HistoryQuery, edge?: bigint): { stmt: Stmt; params: unknown[] } | undefined {
-    const range = this.historyRange(query);
-    if (!range) return undefined;
-    let { lo, hi } = range;
-    if (edge !== undefined) {
-      if (query.desc) lo = edge - 1n;
-      else hi = edge + 1n;
-    }
+  private historyPlan(query: HistoryQuery, range: HistoryRange): { stmt: Stmt; params: unknown[] } {
     const mtypes = query.mtypes ?? [];
     const stmt = this.shaped(
       `SELECT ${MESSAGE_COLUMNS} FROM messages INDEXED BY messages_history
        WHERE pid = ? AND kind = ? AND conv_lo = ? AND conv_hi = ? AND id > ? AND id < ? AND deleted = 0${mtimeWindow(query.begin, query.end)}${mtypeFilter(mtypes)}
        ORDER BY id ${query.desc ? 'DESC' : 'ASC'} LIMIT ?`,
     );
-    return { stmt, params: [...range.key, lo, hi, ...mtimeParams(query.begin, query.end), ...mtypes, query.num] };
+    return { stmt, params: [...range.key, range.lo, range.hi, ...mtimeParams(query.begin, query.end), ...mtypes, query.num] };
   }
 
   /**
