@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { RTMClient } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
 import { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
-import { assertModel, loginClient, sleep, untilOffline } from './helpers/model-run.js';
+import { assertModel, endSession, loginClient, sleep } from './helpers/model-run.js';
 
 // Model-based test of server-side listening (server-api.md §4 "Listening", §6 pushes), end to end
 // through both SDKs. fast-check draws sequences of setlisten (the "all" form, the list form, both
@@ -181,13 +181,12 @@ class Presence implements Cmd {
   async run(m: Model, w: World): Promise<void> {
     const uid = w.uids[this.u]!;
     if (m.online[this.u]) {
-      await w.clients[this.u]!.logout();
+      // The logout event follows the close; wait for it to be published before going on.
+      await endSession(w.clients[this.u]!, 'bye', true, w.sender, uid);
+      await sleep(20);
       w.clients[this.u] = undefined;
       m.online[this.u] = false;
       if (m.hears('logout')) m.events.push(`logout ${this.u}`);
-      // The logout event follows the close; wait for it to be published before going on.
-      await untilOffline(w.sender, uid);
-      await sleep(20);
     } else {
       w.clients[this.u] = await loginClient(w.server.clientEndpoint, w.sender, uid);
       m.online[this.u] = true;

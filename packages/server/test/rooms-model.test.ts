@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { RTMClient, RtmError } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
 import { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
-import { assertModel, loginClient, pastGraceIfNear, sleep, untilOffline } from './helpers/model-run.js';
+import { assertModel, endSession, loginClient, pastGraceIfNear, sleep } from './helpers/model-run.js';
 
 // Model-based test of room and group delivery (client-api.md §4 rooms and groups, §5 pushes;
 // server-api.md §4 room members), end to end through both SDKs. fast-check draws sequences of
@@ -110,12 +110,10 @@ class Leave implements Cmd {
   }
   async run(m: Model, w: World): Promise<void> {
     const client = w.client(this.u, this.slot);
-    if (this.how === 'bye') await client.logout();
-    else client.close();
     w.devices[this.u]![this.slot] = undefined;
     m.devices[this.u]![this.slot] = undefined;
+    await endSession(client, this.how, !m.isOnline(this.u), w.backend, w.uids[this.u]!);
     if (m.isOnline(this.u)) return;
-    await untilOffline(w.backend, w.uids[this.u]!);
     if (this.how === 'bye') m.endPresence(this.u);
     else m.dropped[this.u] = performance.now();
   }

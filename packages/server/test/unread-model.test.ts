@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { RTMClient } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
 import { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
-import { assertModel, loginClient, pastGraceIfNear, sleep, untilOffline } from './helpers/model-run.js';
+import { assertModel, endSession, loginClient, pastGraceIfNear, sleep } from './helpers/model-run.js';
 import { SqliteStore } from '../src/store/sqlite.js';
 
 // Model-based test of unread counting, pushes and history (client-api.md §3.3 "Unread baseline",
@@ -155,12 +155,10 @@ class Leave implements Cmd {
   }
   async run(m: Model, w: World): Promise<void> {
     const device = w.devices[this.u]![this.slot]!;
-    if (this.how === 'bye') await device.client.logout();
-    else device.client.close();
     w.devices[this.u]![this.slot] = undefined;
     m.online[this.u]![this.slot] = undefined;
+    await endSession(device.client, this.how, !m.isOnline(this.u), w.backend, w.uids[this.u]!);
     if (m.isOnline(this.u)) return;
-    await untilOffline(w.backend, w.uids[this.u]!);
     if (this.how === 'bye') m.baseline[this.u] = m.sent.length;
     else m.dropped[this.u] = { index: m.sent.length, at: performance.now() };
   }

@@ -48,6 +48,22 @@ export async function untilOffline(backend: RTMServerClient, uid: bigint): Promi
 }
 
 /**
+ * Ends one session of `uid`: `bye`, or a drop (the socket closed without a word). When it was the
+ * user's last session (`last`), waits until the server has seen it end.
+ */
+export async function endSession(
+  client: RTMClient,
+  how: 'bye' | 'drop',
+  last: boolean,
+  backend: RTMServerClient,
+  uid: bigint,
+): Promise<void> {
+  if (how === 'bye') await client.logout();
+  else client.close();
+  if (last) await untilOffline(backend, uid);
+}
+
+/**
  * Before a login of a user whose last session dropped at `droppedAt` (performance.now()): too close
  * to the end of the grace period to tell which side of it the login falls on, wait until it is
  * surely over. Returns whether the presence ended (else the login continues it).
