@@ -12,6 +12,7 @@ import {
   type PayloadFlag,
 } from '@rtm/fpnn';
 import { coarseNow } from './coarse-clock.js';
+import { UnansweredPushes } from './unanswered-pushes.js';
 import type { Logger } from '../observability/logger.js';
 import type { Transport } from '../transport/transport.js';
 
@@ -76,6 +77,8 @@ export class Connection<Session = unknown> {
   private closedReason: string | undefined;
   /** Pushes waiting for `releasePushes()`; undefined while pushes go straight out. */
   private held: (() => void)[] | undefined;
+  /** Pushes of unread-counting messages not answered yet; created by the first one. */
+  private unanswered: UnansweredPushes | undefined;
 
   constructor(
     readonly transport: Transport,
@@ -120,6 +123,11 @@ export class Connection<Session = unknown> {
     this.close(this.closedReason ?? 'peer closed');
   }
 
+  /** The mark (mtime) of the oldest push written with an `unreadMark` that the peer has not answered. */
+  get oldestUnanswered(): bigint | undefined {
+    return this.unanswered?.oldestMark;
+  }
+
   get closed(): boolean {
     return this.closedReason !== undefined;
   }
@@ -161,7 +169,8 @@ export class Connection<Session = unknown> {
   }
 
   private onFrame(frame: Frame): void {
-    if (frame.kind === 'quest') {
+    if (frame.kind === 'answer') this.unanswered?.answered(frame.seq);
+    else {
       const first = this.questsSeen++ === 0;
       if (frame.method === '*ping') {
         if (!frame.oneway) this.peer.writeAnswer(frame.seq, frame.flag, { ts: BigInt(Date.now()) });
@@ -217,14 +226,19 @@ export class Connection<Session = unknown> {
     return this.held !== undefined;
   }
 
-  /** A twoway push whose answer is not awaited (message pushes): late answers are ignored. */
-  pushPrepared(push: PreparedPush): void {
+  /**
+   * A twoway push whose answer is not awaited (message pushes): late answers are ignored. With
+   * `unreadMark` (a message that counts as unread for this connection's user: its mtime), the
+   * connection remembers it until answered (`oldestUnanswered`).
+   */
+  pushPrepared(push: PreparedPush, unreadMark?: bigint): void {
     if (this.closedReason) return;
     if (this.held) {
-      this.held.push(() => this.pushPrepared(push));
+      this.held.push(() => this.pushPrepared(push, unreadMark));
       return;
     }
     const seq = this.peer.allocSeq();
+    if (unreadMark !== undefined) (this.unanswered ??= new UnansweredPushes()).written(seq, unreadMark);
     if (this.cipher) {
       const frame = push.template.slice();
       patchSeq(frame, seq);

@@ -178,12 +178,17 @@ class ClientFanout {
   ) {}
 
   push(conn: ClientConnection): void {
-    if (conn.id === this.skipConn || conn.session!.uid === this.skipUid) return;
+    const uid = conn.session!.uid;
+    if (conn.id === this.skipConn || uid === this.skipUid) return;
     if (!this.prepared) {
       const p = clientPush(this.message);
       this.prepared = new PreparedPush(p.method, p.payload);
     }
-    conn.pushPrepared(this.prepared);
+    // p2p and group messages from others count as unread: the connection remembers them until
+    // answered, for the unread baseline should it die without a word (gate/unanswered-pushes.ts).
+    const m = this.message;
+    const countsUnread = (m.kind === MessageKind.P2P || m.kind === MessageKind.GROUP) && uid !== m.from;
+    conn.pushPrepared(this.prepared, countsUnread ? m.mtime : undefined);
     this.written++;
   }
 }

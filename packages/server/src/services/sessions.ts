@@ -63,8 +63,12 @@ export class Sessions {
     if (this.presence.isOnline(pid, uid)) return;
     this.presence.forgetRooms(pid, uid);
     // The store's mark, not the wall clock: a message whose commit is under way now, pushed to
-    // nobody, must count as unread if this turns out to be the logout.
-    const endedAt = this.store.unreadMark();
+    // nobody, must count as unread if this turns out to be the logout. And no later than the
+    // oldest message pushed to this session and never answered: a connection that died without
+    // a word is noticed only after the idle timeout, and what it was sent meanwhile went nowhere.
+    const mark = this.store.unreadMark();
+    const unanswered = conn.oldestUnanswered;
+    const endedAt = unanswered !== undefined && unanswered - 1n < mark ? unanswered - 1n : mark;
     const k = key(pid, uid);
     if (explicit || this.config.logoutGraceMs === 0) {
       this.endTracked(pid, uid, endedAt);

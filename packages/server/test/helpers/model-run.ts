@@ -38,13 +38,13 @@ export async function loginClient(
   return client;
 }
 
-/** Waits until no node has a session of `uid` (the server has seen its last session close). */
-export async function untilOffline(backend: RTMServerClient, uid: bigint): Promise<void> {
-  for (let i = 0; i < 200; i++) {
+/** Waits (up to `withinMs`) until no node has a session of `uid` (the server has seen its last session close). */
+export async function untilOffline(backend: RTMServerClient, uid: bigint, withinMs = 1000): Promise<void> {
+  for (const until = performance.now() + withinMs; performance.now() < until;) {
     if ((await backend.getOnlineUsers([uid])).length === 0) return;
     await sleep(5);
   }
-  assert.fail(`user ${uid} still online`);
+  assert.fail(`user ${uid} still online after ${withinMs} ms`);
 }
 
 /**
