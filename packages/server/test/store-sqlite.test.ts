@@ -533,6 +533,30 @@ describe('SqliteStore migration 5 (time_index renamed seconds) on a version-4 da
     }));
 });
 
+describe('SqliteStore migration 7 (group_members.joined_at) on a version-6 database', () => {
+  it('members from before count every group message as before; members added after count from their join', () =>
+    inTempDir(async (dir) => {
+      const db = await databaseAtVersion(dir, 6);
+      db.exec('INSERT INTO group_members (pid, gid, uid) VALUES (1, 7, 5), (1, 7, 6)');
+      db.exec(
+        "INSERT INTO messages (id, pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (1, 1, 2, 7, 0, 5, 7, 1, 30, 'm', '', 1000)",
+      );
+      db.exec('INSERT INTO seconds (sec, last_id, last_mtime) VALUES (1, 1, 1000)');
+      db.close();
+
+      const store = new SqliteStore({ dataDir: dir });
+      await store.init();
+      await store.addGroupMembers(1, 7n, [8n]);
+      const count = async (uid: bigint) => (await store.unreadGroups({ pid: 1, uid, since: 0n, gids: [7n] })).get(7n)?.count;
+      assert.equal(await count(6n), 1, 'a member from before the step');
+      assert.equal(await count(8n), undefined, 'a member added after the message');
+      await store.append([{ pid: 1, kind: MessageKind.GROUP, from: 5n, to: 7n, mid: 2n, mtype: 30, msg: 'n', attrs: '' }]);
+      assert.equal(await count(6n), 2);
+      assert.equal(await count(8n), 1);
+      await store.close();
+    }));
+});
+
 describe('SqliteStore p2p_pairs: at most one write per pair per second of activity', () => {
   it('keeps the first id of the second, yet lists, orders and counts exactly; a hidden side or a new second rewrites it', () =>
     inTempDir(async (dir) => {

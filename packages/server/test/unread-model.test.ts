@@ -14,6 +14,8 @@ import { SqliteStore } from '../src/store/sqlite.js';
 // ways) and checks; a model that only knows the order of events says what every answer must be:
 // - unread: messages to me, from others, after my baseline = the later of my last clear and the
 //   end of my last session (a drop ends it only when the grace period passes without a return);
+//   a group's only while I am in it, and only those sent since I joined (the backend adds and
+//   removes members);
 // - pushes: every device gets each message to its user sent while it was logged in, once, in order;
 // - history: every message between two users, in send order.
 // Run twice: with the store's real clock, and with the store's clock stopped, where every message,
@@ -32,6 +34,8 @@ interface Sent {
   mtype: number;
   mid: bigint;
   mtime: bigint;
+  /** Group: who was in the group when it was sent. */
+  members?: boolean[];
 }
 
 /** What the test knows: the order of events, nothing of the server's clock. */
@@ -43,16 +47,26 @@ class Model {
   readonly online: (number | undefined)[][] = Array.from({ length: USERS }, () => new Array(SLOTS).fill(undefined));
   /** Per user: the last session dropped without `bye` (index and when), the grace period running. */
   readonly dropped: ({ index: number; at: number } | undefined)[] = new Array(USERS).fill(undefined);
+  /** Per user: in the group now, and since which message (a group message counts for those it was sent to). */
+  readonly inGroup = new Array<boolean>(USERS).fill(true);
+  readonly joinedAt = new Array<number>(USERS).fill(0);
 
   isOnline(u: number): boolean {
     return this.online[u]!.some((s) => s !== undefined);
   }
   /** Is message `m` for user `u` (pushed to u, counted for u)? */
   forUser(m: Sent, u: number): boolean {
-    return m.from !== u && (m.kind === 'group' || m.to === u);
+    return m.from !== u && (m.kind === 'group' ? m.members![u]! : m.to === u);
   }
+  /** After the baseline, for u; a group's only while u is in it, and since u joined. */
   unread(u: number, counted = COUNTED): Sent[] {
-    return this.sent.slice(this.baseline[u]).filter((m) => this.forUser(m, u) && counted(m.mtype));
+    return this.sent.filter(
+      (m, i) =>
+        i >= this.baseline[u]! &&
+        this.forUser(m, u) &&
+        counted(m.mtype) &&
+        (m.kind !== 'group' || (this.inGroup[u]! && i >= this.joinedAt[u]!)),
+    );
   }
   endGrace(u: number): void {
     const d = this.dropped[u];
@@ -97,6 +111,7 @@ class Send implements Cmd {
   ) {}
   check(m: Readonly<Model>): boolean {
     if (this.kind === 'p2p' && this.from === this.to) return false;
+    if (this.kind === 'group' && !m.inGroup[this.from]) return false; // refused (rooms-model checks that)
     return this.via === 'server' || m.online[this.from]![this.via] !== undefined;
   }
   async run(m: Model, w: World): Promise<void> {
@@ -112,7 +127,8 @@ class Send implements Cmd {
       const c = w.devices[this.from]![this.via]!.client;
       r = await (this.kind === 'p2p' ? c.sendMessage(to, this.mtype, text) : c.sendGroupMessage(to, this.mtype, text));
     }
-    m.sent.push({ kind: this.kind, from: this.from, to: this.to, mtype: this.mtype, mid: r.mid, mtime: r.mtime });
+    const members = this.kind === 'group' ? [...m.inGroup] : undefined;
+    m.sent.push({ kind: this.kind, from: this.from, to: this.to, mtype: this.mtype, mid: r.mid, mtime: r.mtime, members });
   }
   toString(): string {
     return `send(${this.via}, ${this.kind}, ${this.from}→${this.kind === 'group' ? 'G' : this.to}, mtype ${this.mtype})`;
@@ -164,6 +180,26 @@ class Leave implements Cmd {
   }
   toString(): string {
     return `${this.how}(${this.u}/${this.slot})`;
+  }
+}
+
+/** The backend adds a user to the group (again: nothing changes) or removes them. */
+class GroupMember implements Cmd {
+  constructor(
+    readonly u: number,
+    readonly join: boolean,
+  ) {}
+  check(): boolean {
+    return true;
+  }
+  async run(m: Model, w: World): Promise<void> {
+    const uids = [w.uids[this.u]!];
+    await (this.join ? w.backend.addGroupMembers(w.gid, uids) : w.backend.deleteGroupMembers(w.gid, uids));
+    if (this.join && !m.inGroup[this.u]) m.joinedAt[this.u] = m.sent.length;
+    m.inGroup[this.u] = this.join;
+  }
+  toString(): string {
+    return `${this.join ? 'add' : 'del'}GroupMember(${this.u})`;
   }
 }
 
@@ -328,6 +364,7 @@ const commands = [
   fc.tuple(user, slot).map(([u, s]) => new Login(u, s)),
   fc.tuple(user, slot, fc.constantFrom('bye' as const, 'drop' as const)).map(([u, s, how]) => new Leave(u, s, how)),
   fc.constant(new WaitPastGrace()),
+  fc.tuple(user, fc.boolean()).map(([u, join]) => new GroupMember(u, join)),
   fc
     .tuple(user, slot, fc.constantFrom('cleanunread' as const, 'getunread' as const, 'conversations' as const))
     .map(([u, s, how]) => new Clear(u, s, how)),

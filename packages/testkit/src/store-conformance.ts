@@ -491,6 +491,7 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
         const gid = BIG + 110n;
         const a = BIG + 111n;
         const b = BIG + 112n;
+        await store.addGroupMembers(PID, gid, [a, b]);
         const g1 = await appendOne(store, msg(GROUP, a, gid, 1n));
         const g2 = await appendOne(store, msg(GROUP, a, gid, 2n));
         const p1 = await appendOne(store, msg(P2P, a, b, 3n));
@@ -570,6 +571,9 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
         const me = BIG + 140n;
         const g1 = BIG + 141n;
         const g2 = BIG + 142n;
+        await store.addGroupMembers(PID, g1, [me, 1n, 2n]);
+        await store.addGroupMembers(PID, g2, [me, 2n]);
+        await store.addGroupMembers(PID, BIG + 143n, [me, 2n]);
         const old = await appendOne(store, msg(GROUP, 1n, g1, 1n));
         await sleep(5);
         const a = await appendOne(store, msg(GROUP, 1n, g1, 2n, { mtype: 30 }));
@@ -591,6 +595,36 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
           new Map([[g1, { count: 1, ltime: a.mtime }]]),
         );
         assert.deepEqual(await store.unreadGroups({ pid: PID, uid: me, since, gids: [] }), new Map());
+      });
+
+      it('unreadGroups counts only what was sent after uid joined; a member added again keeps its join', async () => {
+        const [me, other, gid, left] = [BIG + 144n, BIG + 145n, BIG + 146n, BIG + 147n];
+        await store.addGroupMembers(PID, gid, [other]);
+        await store.addGroupMembers(PID, left, [me, other]);
+        await appendOne(store, msg(GROUP, other, gid, 1n)); // before I joined
+        await store.addGroupMembers(PID, gid, [me]);
+        // Same millisecond or not, a message stored after the join counts (the join is an unread mark).
+        const after = await appendOne(store, msg(GROUP, other, gid, 2n));
+        await store.addGroupMembers(PID, gid, [me, other]); // again: nothing moves
+        const later = await appendOne(store, msg(GROUP, other, gid, 3n));
+        await appendOne(store, msg(GROUP, other, left, 4n));
+        await store.removeGroupMembers(PID, left, [me]); // not a member: nothing counts
+        assert.deepEqual(
+          await store.unreadGroups({ pid: PID, uid: me, since: 0n, gids: [gid, left] }),
+          new Map([[gid, { count: 2, ltime: later.mtime }]]),
+        );
+        assert.deepEqual(
+          await store.unreadGroups({ pid: PID, uid: me, since: after.mtime, gids: [gid] }),
+          new Map([[gid, { count: 1, ltime: later.mtime }]]),
+        );
+        // Left and added back: a new join, counting from there.
+        await store.removeGroupMembers(PID, gid, [me]);
+        await store.addGroupMembers(PID, gid, [me]);
+        const back = await appendOne(store, msg(GROUP, other, gid, 5n));
+        assert.deepEqual(
+          await store.unreadGroups({ pid: PID, uid: me, since: 0n, gids: [gid] }),
+          new Map([[gid, { count: 1, ltime: back.mtime }]]),
+        );
       });
 
       it('p2pPeers lists peers newest first from both sides; removeP2PSession hides until a new message', async () => {

@@ -166,4 +166,12 @@ CREATE TABLE user_data (
 ALTER TABLE room_members ADD COLUMN joined_at BIGINT NOT NULL DEFAULT 0;
 `,
   },
+  {
+    version: 3,
+    name: 'group_members.joined_at: a group message counts as unread only for those in the group when it was sent',
+    // As SQLite's step 7.
+    sql: `
+ALTER TABLE group_members ADD COLUMN joined_at BIGINT NOT NULL DEFAULT 0;
+`,
+  },
 ];

@@ -501,11 +501,14 @@ export class PostgresStore implements Store {
     const bounds = await this.idBounds(this.db, query.since + 1n, undefined);
     if (!bounds) return new Map();
     const mtypes = query.mtypes ?? [];
+    // Of the groups uid is in, the messages stored after both `since` (the id bound) and uid's join.
     const rows = await this.rows(
-      `SELECT conv_lo AS k, COUNT(*) AS n, MAX(mtime) AS t FROM messages
-       WHERE pid = $1 AND kind = $2 AND conv_lo = ANY($3::bigint[]) AND conv_hi = 0 AND id > $4 AND from_id <> $5 AND NOT deleted
-         AND ($6::int[] IS NULL OR mtype = ANY($6::int[]))
-       GROUP BY conv_lo`,
+      `SELECT m.conv_lo AS k, COUNT(*) AS n, MAX(m.mtime) AS t
+       FROM group_members AS g
+       JOIN messages AS m ON m.pid = g.pid AND m.kind = $2 AND m.conv_lo = g.gid AND m.conv_hi = 0 AND m.id > $4
+       WHERE g.pid = $1 AND g.uid = $5 AND g.gid = ANY($3::bigint[]) AND m.mtime > g.joined_at AND m.from_id <> $5 AND NOT m.deleted
+         AND ($6::int[] IS NULL OR m.mtype = ANY($6::int[]))
+       GROUP BY m.conv_lo`,
       [query.pid, MessageKind.GROUP, [...query.gids], bounds.lo, query.uid, mtypes.length ? [...mtypes] : null],
       'unread_groups',
     );
@@ -582,11 +585,11 @@ export class PostgresStore implements Store {
 
   async addGroupMembers(pid: number, gid: bigint, uids: readonly bigint[]): Promise<void> {
     if (uids.length === 0) return;
-    await this.rows('INSERT INTO group_members (pid, gid, uid) SELECT $1, $2, u FROM unnest($3::bigint[]) AS u ON CONFLICT DO NOTHING', [
-      pid,
-      gid,
-      [...uids],
-    ]);
+    // A member added again keeps the join time: their unread counts go on from it.
+    await this.rows(
+      'INSERT INTO group_members (pid, gid, uid, joined_at) SELECT $1, $2, u, $4 FROM unnest($3::bigint[]) AS u ON CONFLICT DO NOTHING',
+      [pid, gid, [...uids], this.clock.mark()],
+    );
   }
 
   async removeGroupMembers(pid: number, gid: bigint, uids: readonly bigint[]): Promise<void> {

@@ -232,4 +232,15 @@ ALTER TABLE time_index RENAME TO seconds;
 ALTER TABLE room_members ADD COLUMN joined_at INTEGER NOT NULL DEFAULT 0;
 `,
   },
+  {
+    version: 7,
+    name: 'group_members.joined_at: a group message counts as unread only for those in the group when it was sent',
+    // A user added to a group found every message of the group since their last logout or clear
+    // counted as unread, those from before they joined too: messages that were never for them.
+    // The join is an unread mark (store/message-clock.ts): the messages stored after it count.
+    // Rows from before this step (0) keep counting as before.
+    sql: `
+ALTER TABLE group_members ADD COLUMN joined_at INTEGER NOT NULL DEFAULT 0;
+`,
+  },
 ];

@@ -375,7 +375,8 @@ export class SqliteStore implements Store {
       ),
       tokenDelete: p('DELETE FROM tokens WHERE pid = ? AND uid = ?'),
 
-      groupAdd: p('INSERT OR IGNORE INTO group_members (pid, gid, uid) VALUES (?, ?, ?)'),
+      // A member added again keeps the join time: their unread counts go on from it.
+      groupAdd: p('INSERT OR IGNORE INTO group_members (pid, gid, uid, joined_at) VALUES (?, ?, ?, ?)'),
       groupRemove: p('DELETE FROM group_members WHERE pid = ? AND gid = ? AND uid = ?'),
       groupDelete: p('DELETE FROM group_members WHERE pid = ? AND gid = ?'),
       groupMembers: p('SELECT uid FROM group_members WHERE pid = ? AND gid = ? ORDER BY uid'),
@@ -643,12 +644,16 @@ export class SqliteStore implements Store {
     const bounds = this.idBounds(query.since + 1n, undefined);
     if (!bounds) return new Map();
     const mtypes = query.mtypes ?? [];
+    // Of the groups uid is in, the messages stored after both `since` and uid's join.
     const rows = this.shaped(
-      `SELECT conv_lo AS k, COUNT(*) AS n, MAX(mtime) AS t FROM messages INDEXED BY messages_history
-       WHERE pid = ? AND kind = ? AND conv_lo IN (SELECT value FROM json_each(?)) AND conv_hi = 0 AND id > ? AND mtime > ?
-         AND from_id <> ? AND deleted = 0${mtypeFilter(mtypes)}
-       GROUP BY conv_lo`,
-    ).all(query.pid, MessageKind.GROUP, idsJson(query.gids), bounds.lo, query.since, query.uid, ...mtypes);
+      `SELECT m.conv_lo AS k, COUNT(*) AS n, MAX(m.mtime) AS t
+       FROM group_members AS g
+       JOIN messages AS m INDEXED BY messages_history
+         ON m.pid = g.pid AND m.kind = ? AND m.conv_lo = g.gid AND m.conv_hi = 0 AND m.id > ?
+       WHERE g.pid = ? AND g.uid = ? AND g.gid IN (SELECT value FROM json_each(?))
+         AND m.mtime > MAX(?, g.joined_at) AND m.from_id <> g.uid AND m.deleted = 0${mtypeFilter(mtypes, 'm.')}
+       GROUP BY m.conv_lo`,
+    ).all(MessageKind.GROUP, bounds.lo, query.pid, query.uid, idsJson(query.gids), query.since, ...mtypes);
     return unreadMap(rows);
   }
 
@@ -694,8 +699,9 @@ export class SqliteStore implements Store {
   // --- groups ----------------------------------------------------------------------------------
 
   async addGroupMembers(pid: number, gid: bigint, uids: readonly bigint[]): Promise<void> {
+    const joinedAt = this.clock.mark();
     this.tx(() => {
-      for (const uid of uids) this.s.groupAdd.run(pid, gid, uid);
+      for (const uid of uids) this.s.groupAdd.run(pid, gid, uid, joinedAt);
     });
   }
 

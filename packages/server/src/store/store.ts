@@ -180,7 +180,10 @@ export interface Store {
   // --- unread and conversations ----------------------------------------------------------------
   /** Per peer: p2p messages sent *to* `uid` by that peer after `since`. Peers without any are absent. `peers` undefined = all peers. */
   unreadP2P(query: UnreadQuery & { peers?: readonly bigint[] }): Promise<Map<bigint, UnreadCount>>;
-  /** Per group of `gids`: group messages sent by others than `uid` after `since`. Groups without any are absent. */
+  /**
+   * Per group of `gids` that `uid` is in: group messages sent by others than `uid` after `since`
+   * and after `uid` joined (a message from before was not for them). Groups without any are absent.
+   */
   unreadGroups(query: UnreadQuery & { gids: readonly bigint[] }): Promise<Map<bigint, UnreadCount>>;
   /** Peers `uid` has a p2p conversation with (sent or received, not removed), newest activity first. */
   p2pPeers(pid: number, uid: bigint): Promise<bigint[]>;
@@ -205,6 +208,7 @@ export interface Store {
   deleteToken(pid: number, uid: bigint): Promise<void>;
 
   // --- groups (persistent membership) ----------------------------------------------------------
+  /** Adds members, joined now (an unread mark); a member already in keeps its join time. */
   addGroupMembers(pid: number, gid: bigint, uids: readonly bigint[]): Promise<void>;
   removeGroupMembers(pid: number, gid: bigint, uids: readonly bigint[]): Promise<void>;
   /** Removes every member (and the group's info). */
