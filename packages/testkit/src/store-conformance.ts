@@ -662,6 +662,28 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
       });
     });
 
+    describe('presence ends handed over at a stop', () => {
+      it('are kept, taken once by the user coming back or once their deadline passes', async () => {
+        const [a, b, c] = [BIG + 160n, BIG + 161n, BIG + 162n];
+        assert.equal(await store.takePresenceEnd(PID, a), undefined);
+        assert.deepEqual(await store.takeExpiredPresenceEnds(10_000n), []);
+        await store.savePresenceEnds([]);
+        await store.savePresenceEnds([
+          { pid: PID, uid: a, endedAt: 100n, deadline: 1_000n },
+          { pid: PID, uid: b, endedAt: 200n, deadline: 2_000n },
+          { pid: PID, uid: c, endedAt: 300n, deadline: 3_000n },
+        ]);
+        await store.savePresenceEnds([{ pid: PID, uid: c, endedAt: 350n, deadline: 3_500n }]); // a later one replaces it
+        assert.deepEqual(await store.takePresenceEnd(PID, b), { pid: PID, uid: b, endedAt: 200n, deadline: 2_000n });
+        assert.equal(await store.takePresenceEnd(PID, b), undefined, 'taken once');
+        assert.equal(await store.takePresenceEnd(PID + 1, a), undefined, 'per project');
+        assert.deepEqual(await store.takeExpiredPresenceEnds(999n), []);
+        assert.deepEqual(await store.takeExpiredPresenceEnds(3_000n), [{ pid: PID, uid: a, endedAt: 100n, deadline: 1_000n }]);
+        assert.deepEqual(await store.takeExpiredPresenceEnds(3_000n), []);
+        assert.deepEqual(await store.takeExpiredPresenceEnds(BIG), [{ pid: PID, uid: c, endedAt: 350n, deadline: 3_500n }]);
+      });
+    });
+
     describe('tokens, groups, rooms', () => {
       it('tokens', async () => {
         assert.equal(await store.getToken(PID, BIG + 1n), undefined);

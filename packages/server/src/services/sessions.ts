@@ -13,7 +13,7 @@ const key = (pid: number, uid: bigint): string => `${pid}:${uid}`;
  * and no logout/login events are emitted. An explicit `bye` of the last session ends it at once.
  */
 export class Sessions {
-  private readonly grace = new Map<string, { timer: NodeJS.Timeout; endedAt: bigint }>();
+  private readonly grace = new Map<string, { timer: NodeJS.Timeout; endedAt: bigint; deadline: number }>();
   /** Bumped by every login: an ending presence that sees another epoch was continued, and stops. */
   private readonly epochs = new Map<string, number>();
   /** Presences being ended now (their store writes under way): a stop waits for them. */
@@ -28,6 +28,26 @@ export class Sessions {
     private readonly endpoint: () => string,
   ) {}
 
+  private sweeper: NodeJS.Timeout | undefined;
+
+  /** Once the bus runs: grace periods a stopped node handed over (`flush`) run out here, on whichever node finds them. */
+  start(): void {
+    if (this.sweeper) return;
+    const every = Math.min(5000, Math.max(250, Math.floor(this.config.logoutGraceMs / 4)));
+    this.sweeper = setInterval(() => void this.endHandedOver(), every);
+    this.sweeper.unref();
+    void this.endHandedOver();
+  }
+
+  /** Ends the handed-over presences whose grace period has run out. */
+  private async endHandedOver(): Promise<void> {
+    try {
+      for (const e of await this.store.takeExpiredPresenceEnds(BigInt(Date.now()))) this.endTracked(e.pid, e.uid, e.endedAt);
+    } catch (err) {
+      this.log.warn({ err }, 'could not read the grace periods handed over by a stopped node');
+    }
+  }
+
   /** Registers an authenticated session. */
   async login(conn: ClientConnection): Promise<void> {
     const { pid, uid } = conn.session!;
@@ -39,7 +59,8 @@ export class Sessions {
     }
     this.epochs.set(k, (this.epochs.get(k) ?? 0) + 1);
     const online = this.presence.isOnline(pid, uid);
-    const elsewhere = !online && !pending ? (await this.bus.queryOnline(pid, [uid])).length > 0 : false;
+    const continued = pending !== undefined || (!online && (await this.resume(pid, uid)));
+    const elsewhere = !online && !continued ? (await this.bus.queryOnline(pid, [uid])).length > 0 : false;
     const first = this.presence.add(conn);
     if (conn.closed) {
       // Closed while we awaited: its close found nothing to remove, so end it here.
@@ -50,9 +71,37 @@ export class Sessions {
       const rooms = await this.store.userRooms(pid, uid);
       if (this.presence.isOnline(pid, uid)) for (const rid of rooms) this.presence.joinRoom(pid, rid, uid);
     }
-    if (!online && !pending && !elsewhere) {
+    if (!online && !continued && !elsewhere) {
       this.bus.publish({ type: 'presence', pid, uid, event: 'login', time: Math.floor(Date.now() / 1000), endpoint: this.endpoint() });
     }
+  }
+
+  /** Logins of users with a presence handed over, under way: a second device's waits for the first's answer. */
+  private readonly resuming = new Map<string, Promise<boolean>>();
+
+  /**
+   * Whether the user is back from a presence a stopped node handed over (`flush`) within its grace
+   * period: then it goes on. One whose period has run out ends now, before this login begins the
+   * next presence.
+   */
+  private resume(pid: number, uid: bigint): Promise<boolean> {
+    const k = key(pid, uid);
+    let resumed = this.resuming.get(k);
+    if (!resumed) {
+      resumed = (async () => {
+        try {
+          const saved = await this.store.takePresenceEnd(pid, uid);
+          if (!saved) return false;
+          if (saved.deadline > BigInt(Date.now())) return true;
+          await this.end(pid, uid, saved.endedAt);
+        } catch (err) {
+          this.log.warn({ err, pid, uid: String(uid) }, 'could not read a grace period handed over by a stopped node');
+        }
+        return false;
+      })().finally(() => this.resuming.delete(k));
+      this.resuming.set(k, resumed);
+    }
+    return resumed;
   }
 
   /** A session ended; `explicit` = the user said `bye`. */
@@ -79,7 +128,7 @@ export class Sessions {
       this.endTracked(pid, uid, endedAt);
     }, this.config.logoutGraceMs);
     timer.unref();
-    this.grace.set(k, { timer, endedAt });
+    this.grace.set(k, { timer, endedAt, deadline: Date.now() + this.config.logoutGraceMs });
   }
 
   /** `end`, remembered until done so that `flush` (a stop) waits for its store writes. */
@@ -128,20 +177,29 @@ export class Sessions {
   }
 
   /**
-   * Ends every grace period now (shutdown): their presences end with their recorded times. Also
-   * waits for the presences already ending (a `bye`, a grace period just over), so their logout
-   * times are written before the store closes.
+   * At a stop: hands every running grace period over to the store, so a user whose SDK logs in
+   * again after the restart (or on another node) continues the same presence, and one who does not
+   * ends theirs when the period runs out (`endHandedOver`, on whichever node runs then). Also waits
+   * for the presences already ending (a `bye`, a grace period just over), so their logout times
+   * are written before the store closes. If the store cannot keep them, they end now.
    */
   async flush(): Promise<void> {
-    const pending = [...this.grace.entries()];
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = undefined;
+    const pending = [...this.grace.entries()].map(([k, { timer, endedAt, deadline }]) => {
+      clearTimeout(timer);
+      const [pid, uid] = k.split(':');
+      return { pid: Number(pid), uid: BigInt(uid!), endedAt, deadline: BigInt(deadline) };
+    });
     this.grace.clear();
-    await Promise.all([
-      ...pending.map(([k, { timer, endedAt }]) => {
-        clearTimeout(timer);
-        const [pid, uid] = k.split(':');
-        return this.end(Number(pid), BigInt(uid!), endedAt);
-      }),
-      ...this.ending,
-    ]);
+    let endNow: typeof pending = [];
+    try {
+      await this.store.savePresenceEnds(pending);
+      if (pending.length > 0) this.log.info({ presences: pending.length }, 'grace periods handed over to the store');
+    } catch (err) {
+      this.log.error({ err, presences: pending.length }, 'could not hand the grace periods over: ending those presences now');
+      endNow = pending;
+    }
+    await Promise.all([...endNow.map((e) => this.end(e.pid, e.uid, e.endedAt)), ...this.ending]);
   }
 }

@@ -174,4 +174,19 @@ ALTER TABLE room_members ADD COLUMN joined_at BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE group_members ADD COLUMN joined_at BIGINT NOT NULL DEFAULT 0;
 `,
   },
+  {
+    version: 4,
+    name: 'presence_ends: grace periods outlive a restart',
+    // As SQLite's step 8.
+    sql: `
+CREATE TABLE presence_ends (
+  pid INTEGER NOT NULL,
+  uid BIGINT NOT NULL,
+  ended_at BIGINT NOT NULL,
+  deadline BIGINT NOT NULL,
+  PRIMARY KEY (pid, uid)
+);
+CREATE INDEX presence_ends_deadline ON presence_ends (deadline);
+`,
+  },
 ];

@@ -27,6 +27,7 @@ import {
   type InfoKind,
   type MessageKey,
   type NewMessage,
+  type PendingPresenceEnd,
   type RetentionPolicy,
   type Store,
   type StoredMessage,
@@ -560,6 +561,35 @@ export class PostgresStore implements Store {
     );
   }
 
+  async savePresenceEnds(ends: readonly PendingPresenceEnd[]): Promise<void> {
+    if (ends.length === 0) return;
+    await this.rows(
+      `INSERT INTO presence_ends (pid, uid, ended_at, deadline)
+       SELECT * FROM unnest($1::int[], $2::bigint[], $3::bigint[], $4::bigint[])
+       ON CONFLICT (pid, uid) DO UPDATE SET ended_at = excluded.ended_at, deadline = excluded.deadline`,
+      [ends.map((e) => e.pid), ends.map((e) => e.uid), ends.map((e) => e.endedAt), ends.map((e) => e.deadline)],
+    );
+  }
+
+  async takePresenceEnd(pid: number, uid: bigint): Promise<PendingPresenceEnd | undefined> {
+    const [row] = await this.rows(
+      'DELETE FROM presence_ends WHERE pid = $1 AND uid = $2 RETURNING pid, uid, ended_at, deadline',
+      [pid, uid],
+      'take_presence_end',
+    );
+    return row ? presenceEnd(row) : undefined;
+  }
+
+  async takeExpiredPresenceEnds(now: bigint): Promise<PendingPresenceEnd[]> {
+    // Row locks make each end taken by one node only, when several sweep at once.
+    const rows = await this.rows(
+      'DELETE FROM presence_ends WHERE deadline <= $1 RETURNING pid, uid, ended_at, deadline',
+      [now],
+      'take_expired_presence_ends',
+    );
+    return rows.map(presenceEnd);
+  }
+
   // --- tokens ----------------------------------------------------------------------------------
 
   async getToken(pid: number, uid: bigint): Promise<string | undefined> {
@@ -924,4 +954,8 @@ function rowToMessage(r: Row): StoredMessage {
     attrs: r['attrs'] as string,
     mtime: r['mtime'] as bigint,
   };
+}
+
+function presenceEnd(row: Row): PendingPresenceEnd {
+  return { pid: Number(row['pid']), uid: row['uid'] as bigint, endedAt: row['ended_at'] as bigint, deadline: row['deadline'] as bigint };
 }

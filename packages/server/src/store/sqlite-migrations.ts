@@ -243,4 +243,21 @@ ALTER TABLE room_members ADD COLUMN joined_at INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE group_members ADD COLUMN joined_at INTEGER NOT NULL DEFAULT 0;
 `,
   },
+  {
+    version: 8,
+    name: 'presence_ends: grace periods outlive a restart',
+    // A stop ended every presence in its grace period at once: each user who came back a moment
+    // later (their SDK logs in again) had left their rooms, moved their unread baseline, and
+    // listeners heard a logout and a login. The stopping node now leaves them here instead.
+    sql: `
+CREATE TABLE presence_ends (
+  pid INTEGER NOT NULL,
+  uid INTEGER NOT NULL,
+  ended_at INTEGER NOT NULL,
+  deadline INTEGER NOT NULL,
+  PRIMARY KEY (pid, uid)
+) WITHOUT ROWID;
+CREATE INDEX presence_ends_deadline ON presence_ends (deadline);
+`,
+  },
 ];

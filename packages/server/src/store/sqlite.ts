@@ -30,6 +30,7 @@ import {
   type InfoKind,
   type MessageKey,
   type NewMessage,
+  type PendingPresenceEnd,
   type RetentionPolicy,
   type Store,
   type StoredMessage,
@@ -368,6 +369,15 @@ export class SqliteStore implements Store {
         'INSERT INTO unread_baselines (pid, uid, clear_time) VALUES (?, ?, ?) ON CONFLICT (pid, uid) DO UPDATE SET clear_time = excluded.clear_time',
       ),
 
+      presenceEndSave: p(
+        'INSERT INTO presence_ends (pid, uid, ended_at, deadline) VALUES (?, ?, ?, ?) ON CONFLICT (pid, uid) DO UPDATE SET ended_at = excluded.ended_at, deadline = excluded.deadline',
+      ),
+      // Looked up first (a read takes no lock): nearly every login finds none.
+      presenceEndFind: p('SELECT 1 FROM presence_ends WHERE pid = ? AND uid = ?'),
+      presenceEndTake: p('DELETE FROM presence_ends WHERE pid = ? AND uid = ? RETURNING pid, uid, ended_at, deadline'),
+      presenceEndsDue: p('SELECT 1 FROM presence_ends WHERE deadline <= ? LIMIT 1'),
+      presenceEndsTakeDue: p('DELETE FROM presence_ends WHERE deadline <= ? RETURNING pid, uid, ended_at, deadline'),
+
       tokenGet: p('SELECT token FROM tokens WHERE pid = ? AND uid = ?'),
       // The no-op update makes RETURNING give the row that won: the existing token, else the new one.
       tokenIssue: p(
@@ -680,6 +690,23 @@ export class SqliteStore implements Store {
 
   async setClearTime(pid: number, uid: bigint, ms: bigint): Promise<void> {
     this.s.clearSet.run(pid, uid, ms);
+  }
+
+  async savePresenceEnds(ends: readonly PendingPresenceEnd[]): Promise<void> {
+    this.tx(() => {
+      for (const e of ends) this.s.presenceEndSave.run(e.pid, e.uid, e.endedAt, e.deadline);
+    });
+  }
+
+  async takePresenceEnd(pid: number, uid: bigint): Promise<PendingPresenceEnd | undefined> {
+    if (!this.s.presenceEndFind.get(pid, uid)) return undefined;
+    const [row] = this.s.presenceEndTake.all(pid, uid);
+    return row ? presenceEnd(row) : undefined;
+  }
+
+  async takeExpiredPresenceEnds(now: bigint): Promise<PendingPresenceEnd[]> {
+    if (!this.s.presenceEndsDue.get(now)) return [];
+    return this.s.presenceEndsTakeDue.all(now).map(presenceEnd);
   }
 
   // --- tokens ----------------------------------------------------------------------------------
@@ -1068,6 +1095,10 @@ function yieldTurn(): Promise<void> {
 }
 
 /** The exact mtime filter that goes with idBounds (which is exact only to the second). */
+function presenceEnd(row: Record<string, unknown>): PendingPresenceEnd {
+  return { pid: Number(row['pid']), uid: row['uid'] as bigint, endedAt: row['ended_at'] as bigint, deadline: row['deadline'] as bigint };
+}
+
 function mtimeWindow(begin: bigint | undefined, end: bigint | undefined): string {
   return (begin !== undefined && begin !== 0n ? ' AND mtime >= ?' : '') + (end !== undefined && end !== 0n ? ' AND mtime <= ?' : '');
 }

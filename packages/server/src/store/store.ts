@@ -132,6 +132,18 @@ export interface UnreadBaseline {
   clearTime?: bigint;
 }
 
+/**
+ * A presence whose grace period was running when its node stopped (services/sessions.ts): the
+ * user's last session ended at `endedAt` (an unread mark); unless they log in again first, the
+ * presence ends at `deadline` (ms, wall clock), on whichever node finds it then.
+ */
+export interface PendingPresenceEnd {
+  pid: number;
+  uid: bigint;
+  endedAt: bigint;
+  deadline: bigint;
+}
+
 export interface RetentionPolicy {
   /** Delete messages older than this many ms. */
   maxAgeMs?: number;
@@ -192,6 +204,12 @@ export interface Store {
   getUnreadBaseline(pid: number, uid: bigint): Promise<UnreadBaseline>;
   setLogoutTime(pid: number, uid: bigint, ms: bigint): Promise<void>;
   setClearTime(pid: number, uid: bigint, ms: bigint): Promise<void>;
+  /** Keeps the grace periods a stopping node hands over (one per user: a later one replaces it). */
+  savePresenceEnds(ends: readonly PendingPresenceEnd[]): Promise<void>;
+  /** Removes and returns the saved end of (pid, uid), if any: the user is back. */
+  takePresenceEnd(pid: number, uid: bigint): Promise<PendingPresenceEnd | undefined>;
+  /** Removes and returns the saved ends whose deadline is at or before `now` (ms): those presences end. */
+  takeExpiredPresenceEnds(now: bigint): Promise<PendingPresenceEnd[]>;
   /**
    * A time (ms, the store's clock) to record as a logout or clear: every message stored after this
    * call, or still being stored during it, gets a higher mtime (message-clock.ts).

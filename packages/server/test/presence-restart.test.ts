@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { describe, it } from 'node:test';
+import { RTMClient } from '@rtm/client-sdk';
+import { RTMServerClient } from '@rtm/server-sdk';
+import { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+import { loginClient, sleep } from './helpers/model-run.js';
+import { clusterServicesUnavailable, startCluster, type Cluster } from '../../../test/cluster/cluster.js';
+
+// A restart of the server (a deploy) is a blip for its users: every connection closes, and the
+// SDKs log in again a moment later. A user back within the grace period (client-api.md §3.3)
+// continues the same presence across the restart: rooms kept, no logout or login event, unread
+// baseline unmoved. A user who does not come back ends their presence when the grace period
+// runs out, in the new process, with the time their session ended in the old one. In a cluster
+// the same holds for a node that stops while its users log in again on another node.
+
+const GRACE_MS = 1500;
+let nextId = 5n << 56n; // ids above 2^53
+
+describe('presence across a graceful restart on the same data directory', () => {
+  it(
+    'a user back within the grace period keeps rooms and baseline; one who is not ends at the old session end',
+    { timeout: 30_000 },
+    async () => {
+      const [sender, back, gone, rid] = [++nextId, ++nextId, ++nextId, ++nextId];
+      let server: TestServer | undefined = await startTestServer({ logoutGraceMs: GRACE_MS }, { keepData: true });
+      const dataDir = server.dataDir;
+      const backends: RTMServerClient[] = [];
+      const clients: RTMClient[] = [];
+      const connectBackend = async (s: TestServer) => {
+        const b = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: s.serverEndpoint, autoReconnect: false });
+        backends.push(b);
+        await b.connect();
+        return b;
+      };
+      try {
+        let backend = await connectBackend(server);
+        for (const uid of [back, gone]) {
+          const c = await loginClient(server.clientEndpoint, backend, uid);
+          clients.push(c);
+          await c.cleanUnreadMessage();
+          await c.enterRoom(rid);
+        }
+        const seenBack = await backend.sendMessage(30, sender, back, 'before the restart');
+        const seenGone = await backend.sendMessage(30, sender, gone, 'before the restart');
+        await sleep(100); // pushed and answered
+
+        await server.close();
+        server = await startTestServer({ logoutGraceMs: GRACE_MS }, { dataDir });
+        backend = await connectBackend(server);
+        const events: string[] = [];
+        backend.on('event', (e) => events.push(`${e.event} ${e.uid}`));
+        await backend.setListen({ events: true });
+
+        // `back` logs in again at once, as an SDK does after a lost connection.
+        const again = await loginClient(server.clientEndpoint, backend, back);
+        clients.push(again);
+        assert.deepEqual(await again.getUserRooms(), [rid], 'rooms kept across the restart');
+        assert.deepEqual(
+          (await again.getP2PUnreadMessageNum([sender])).p2p,
+          new Map([[sender, 1]]),
+          'the baseline is still the clear: the message from before the restart counts',
+        );
+        assert.deepEqual(new Set(await backend.getRoomMembers(rid)), new Set([back, gone]), '`gone` is in its grace period');
+
+        const missed = await backend.sendMessage(30, sender, gone, 'while gone');
+        await sleep(GRACE_MS + 1500);
+        assert.deepEqual(await backend.getRoomMembers(rid), [back], '`gone` left its rooms when the grace period ran out');
+        assert.deepEqual(events, [`logout ${gone}`], 'no event for `back`; a logout for `gone`');
+
+        const late = await loginClient(server.clientEndpoint, backend, gone);
+        clients.push(late);
+        assert.deepEqual(await late.getUserRooms(), []);
+        const unread = await late.getP2PUnreadMessageNum([sender]);
+        assert.deepEqual(unread.p2p, new Map([[sender, 1]]), 'counted from the end of its session in the old process');
+        assert.equal(unread.ltime.get(sender), missed.mtime);
+        assert.ok(seenGone.mtime <= missed.mtime && seenBack.mtime > 0n);
+      } finally {
+        for (const c of clients) c.close();
+        await Promise.all(backends.map((b) => b.close()));
+        await server?.close();
+        await rm(dataDir, { recursive: true, force: true });
+      }
+    },
+  );
+});
+
+const CI = process.env['CI'] === 'true';
+const unavailable = await clusterServicesUnavailable();
+describe('presence across a node stop in a cluster (PostgreSQL + NATS)', () => {
+  it(
+    'users of the stopped node who log in on another within the grace period keep rooms, with no event',
+    { skip: !CI && unavailable, timeout: 60_000 },
+    async () => {
+      if (unavailable) assert.fail(`${unavailable} (required when CI=true)`);
+      const cluster: Cluster = await startCluster({ nodes: 2, env: { RTM_LOGOUT_GRACE_MS: String(GRACE_MS) } });
+      const clients: RTMClient[] = [];
+      const backend = new RTMServerClient({
+        pid: cluster.pid,
+        secret: cluster.secret,
+        endpoint: cluster.serverEndpoint(1),
+        autoReconnect: false,
+      });
+      try {
+        await backend.connect();
+        const events: string[] = [];
+        backend.on('event', (e) => events.push(`${e.event} ${e.uid}`));
+        await backend.setListen({ events: true });
+        const [back, gone, rid] = [++nextId, ++nextId, ++nextId];
+        for (const uid of [back, gone]) {
+          const c = new RTMClient({ endpoint: cluster.clientEndpoint(0), pid: cluster.pid, autoReconnect: false });
+          clients.push(c);
+          assert.deepEqual(await c.login(uid, await backend.getToken(uid)), { ok: true });
+          await c.enterRoom(rid);
+        }
+        await sleep(200);
+        events.length = 0; // the logins
+
+        await cluster.kill(0); // SIGTERM: a graceful stop
+        const again = new RTMClient({ endpoint: cluster.clientEndpoint(1), pid: cluster.pid, autoReconnect: false });
+        clients.push(again);
+        assert.deepEqual(await again.login(back, await backend.getToken(back)), { ok: true });
+        assert.deepEqual(await again.getUserRooms(), [rid], 'rooms kept');
+        await sleep(GRACE_MS + 2000);
+        assert.deepEqual(await backend.getRoomMembers(rid), [back]);
+        assert.deepEqual(events, [`logout ${gone}`], 'only the user who did not come back logged out');
+      } finally {
+        for (const c of clients) c.close();
+        await backend.close();
+        await cluster.close();
+      }
+    },
+  );
+});
