@@ -85,6 +85,52 @@ describe('presence across a graceful restart on the same data directory', () => 
   );
 });
 
+describe('our client SDK across a restart of the server on the same port', () => {
+  it('logs in again by itself, still in its rooms, and room pushes resume', { timeout: 30_000 }, async () => {
+    const [me, rid] = [++nextId, ++nextId];
+    let server: TestServer | undefined = await startTestServer({ logoutGraceMs: 10_000 }, { keepData: true });
+    const { dataDir, clientPort } = server;
+    const backends: RTMServerClient[] = [];
+    const phone = new RTMClient({
+      endpoint: server.clientEndpoint,
+      pid: TEST_PID,
+      // A restart takes a moment: try again quickly (the default waits up to 8 s between attempts).
+      reconnectStrategy: { startConnectFailedCount: 20, maxIntervalSeconds: 0.2 },
+    });
+    const relogins: boolean[] = [];
+    const rooms: bigint[] = [];
+    phone.on('reloginCompleted', (e) => relogins.push(e.successful));
+    phone.on('roomMessage', (m) => rooms.push(m.mid));
+    try {
+      let backend = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: server.serverEndpoint, autoReconnect: false });
+      backends.push(backend);
+      await backend.connect();
+      assert.deepEqual(await phone.login(me, await backend.getToken(me)), { ok: true });
+      await phone.enterRoom(rid);
+
+      await server.close();
+      server = await startTestServer({ logoutGraceMs: 10_000, clientPort }, { dataDir });
+      for (let i = 0; i < 500 && !relogins.includes(true); i++) await sleep(10);
+      assert.ok(relogins.includes(true), `relogins: ${relogins.join(', ')}`);
+      assert.deepEqual(await phone.getUserRooms(), [rid]);
+
+      backend = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: server.serverEndpoint, autoReconnect: false });
+      backends.push(backend);
+      await backend.connect();
+      const sender = ++nextId;
+      await backend.addRoomMember(rid, sender);
+      const sent = await backend.sendRoomMessage(30, sender, rid, 'after the restart');
+      for (let i = 0; i < 100 && rooms.length === 0; i++) await sleep(10);
+      assert.deepEqual(rooms, [sent.mid]);
+    } finally {
+      phone.close();
+      await Promise.all(backends.map((b) => b.close()));
+      await server?.close();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
 const CI = process.env['CI'] === 'true';
 const unavailable = await clusterServicesUnavailable();
 describe('presence across a node stop in a cluster (PostgreSQL + NATS)', () => {
