@@ -2,6 +2,7 @@ import { FpnnErrorCode, RtmError, RtmErrorCode, schema as s, type IncomingQuest,
 import { invoke, type ClientContext, type MethodTable } from '../methods/method.js';
 import type { Services } from '../services/index.js';
 import type { ClientSession } from '../services/presence.js';
+import { KICKED_OUT } from '../services/sessions.js';
 import type { Connection } from './connection.js';
 import { checkConnectionAttrs } from '../methods/sizes.js';
 import { Gate, type GateOptions } from './gate.js';
@@ -110,7 +111,7 @@ export class ClientGate extends Gate<ClientSession> {
     if (this.services.delivery.kickedSince(req.pid, req.uid, started)) {
       // Kicked out (or blacklisted) while this login was under way: it ends as a kickout would.
       conn.oneway('kickout', {});
-      conn.close('kicked out');
+      conn.close(KICKED_OUT);
       return { ok: false };
     }
     if (config.singleSession && !conn.closed) {
@@ -152,8 +153,8 @@ export class ClientGate extends Gate<ClientSession> {
     return conn.session !== undefined && !conn.holdingPushes;
   }
 
-  protected closed(conn: Connection<ClientSession>): void {
-    this.services.sessions.logout(conn as ClientContext['conn'], false);
+  protected closed(conn: Connection<ClientSession>, reason: string): void {
+    this.services.sessions.logout(conn as ClientContext['conn'], reason === KICKED_OUT);
   }
 
   override async stop(graceMs?: number): Promise<void> {

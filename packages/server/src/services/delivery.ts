@@ -5,6 +5,7 @@ import { MessageKind, type StoredMessage } from '../store/store.js';
 import { wantsEvent, wantsMessage, type ListenRegistry, type ServerConnection } from './listen.js';
 import type { ClientConnection, LocalPresence } from './presence.js';
 import { clientPush, serverPush } from './pushes.js';
+import { KICKED_OUT } from './sessions.js';
 
 export interface DeliveryOptions {
   /**
@@ -122,7 +123,7 @@ export class Delivery {
       if (conn.id === keepConn) continue;
       // Oneway: no client SDK answers kickout (spec/fpnn.md §3).
       conn.oneway('kickout', {});
-      conn.close('kicked out');
+      conn.close(KICKED_OUT);
     }
   }
 

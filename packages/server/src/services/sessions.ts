@@ -7,6 +7,13 @@ import type { ClientConnection, LocalPresence } from './presence.js';
 const key = (pid: number, uid: bigint): string => `${pid}:${uid}`;
 
 /**
+ * The close reason of a session the server kicked out (server API `kickout`, the project
+ * blacklist, a newer login with RTM_SINGLE_SESSION): it ends like a `bye`, without a grace period,
+ * for no SDK logs in again after a `kickout`.
+ */
+export const KICKED_OUT = 'kicked out';
+
+/**
  * A user's presence across devices and blips (client-api.md §3.3, issue "Unread"): a logout is
  * the end of the user's last session on any device. A session that drops (no `bye`) starts a grace
  * period; a reconnect within it continues the same presence, so the unread baseline does not move

@@ -7,6 +7,9 @@ import { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/te
 import { loginClient, sleep } from './helpers/model-run.js';
 import { clusterServicesUnavailable, startCluster, type Cluster } from '../../../test/cluster/cluster.js';
 
+// How presences end (client-api.md §3.3: a logout is the end of the user's last session).
+// A kickout (server API, project blacklist) ends it at once: the SDK does not log in again after
+// one, so no grace period waits for it.
 // A restart of the server (a deploy) is a blip for its users: every connection closes, and the
 // SDKs log in again a moment later. A user back within the grace period (client-api.md §3.3)
 // continues the same presence across the restart: rooms kept, no logout or login event, unread
@@ -16,6 +19,46 @@ import { clusterServicesUnavailable, startCluster, type Cluster } from '../../..
 
 const GRACE_MS = 1500;
 let nextId = 5n << 56n; // ids above 2^53
+
+describe('a kickout ends the presence at once, without waiting for the grace period', () => {
+  it('listeners hear the logout, the rooms are left, unread counts from the kickout', { timeout: 20_000 }, async () => {
+    const [me, other, sender, rid] = [++nextId, ++nextId, ++nextId, ++nextId];
+    const server = await startTestServer({ logoutGraceMs: 60_000 });
+    const backend = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: server.serverEndpoint, autoReconnect: false });
+    const clients: RTMClient[] = [];
+    try {
+      await backend.connect();
+      const events: string[] = [];
+      backend.on('event', (e) => events.push(`${e.event} ${e.uid}`));
+      await backend.setListen({ events: true });
+      for (const uid of [me, me, other]) {
+        const c = await loginClient(server.clientEndpoint, backend, uid);
+        clients.push(c);
+        await c.enterRoom(rid);
+      }
+      const before = await backend.sendMessage(30, sender, me, 'before the kickout');
+      await sleep(100);
+      events.length = 0;
+
+      await backend.kickout(me);
+      for (let i = 0; i < 200 && events.length === 0; i++) await sleep(10);
+      assert.deepEqual(events, [`logout ${me}`], 'at once, not after 60 s');
+      assert.deepEqual(await backend.getRoomMembers(rid), [other]);
+
+      const after = await backend.sendMessage(30, sender, me, 'after the kickout');
+      const back = await loginClient(server.clientEndpoint, backend, me);
+      clients.push(back);
+      const unread = await back.getP2PUnreadMessageNum([sender]);
+      assert.deepEqual(unread.p2p, new Map([[sender, 1]]), 'only what came after the kickout');
+      assert.equal(unread.ltime.get(sender), after.mtime);
+      assert.ok(before.mtime <= after.mtime);
+    } finally {
+      for (const c of clients) c.close();
+      await backend.close();
+      await server.close();
+    }
+  });
+});
 
 describe('presence across a graceful restart on the same data directory', () => {
   it(
