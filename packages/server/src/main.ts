@@ -21,6 +21,7 @@ import { ListenRegistry } from './services/listen.js';
 import { Messaging } from './services/messaging.js';
 import { LocalPresence } from './services/presence.js';
 import { Sessions } from './services/sessions.js';
+import { GroupMembers } from './services/group-members.js';
 import type { Store } from './store/store.js';
 import { Listener } from './transport/listener.js';
 import { VERSION } from './version.js';
@@ -204,7 +205,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const presence = new LocalPresence();
   const listeners = new ListenRegistry();
   let clientEndpoint = `${config.host}:${config.clientPort}`;
-  const delivery = new Delivery(bus, presence, listeners, metrics, {
+  const groups = new GroupMembers(store, bus);
+  const delivery = new Delivery(bus, presence, listeners, metrics, groups, {
     pushToSenderDevices: config.pushToSenderDevices,
     endpoint: () => clientEndpoint,
   });
@@ -217,7 +219,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     presence,
     listeners,
     delivery,
-    messaging: new Messaging(config, store, bus, presence, metrics),
+    groups,
+    messaging: new Messaging(config, store, bus, presence, metrics, groups),
     history: new History(config, store),
     sessions: new Sessions(config, store, bus, presence, log, () => clientEndpoint),
   };

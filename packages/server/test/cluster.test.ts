@@ -110,6 +110,22 @@ if (unavailable && !CI) {
       assert.equal(pushesOf(u2, 'pushgroupmsg', mid).length, 0, 'not back to the sending session');
     });
 
+    it('group members changed through node 0 are what a send through node 1 reaches, once the bus told it', async () => {
+      const gid = GID + 1n;
+      await call(backends[0]!, 'addgroupmembers', { gid, uids: [U1, U2] });
+      const first = nextMid();
+      await call(backends[1]!, 'sendgroupmsg', { from: U1, gid, mid: first, mtype: 51, msg: 'before', attrs: '' }); // node 1 holds [U1, U2]
+      await settle(first, [[u2, 'pushgroupmsg']]);
+      await call(backends[0]!, 'addgroupmembers', { gid, uids: [U3] });
+      await call(backends[0]!, 'delgroupmembers', { gid, uids: [U2] });
+      await sleep(200); // the bus's latency
+      const second = nextMid();
+      await call(backends[1]!, 'sendgroupmsg', { from: U1, gid, mid: second, mtype: 51, msg: 'after', attrs: '' });
+      await settle(second, [[u3, 'pushgroupmsg']]);
+      assert.equal(pushesOf(u3, 'pushgroupmsg', second).length, 1, 'the member added through node 0');
+      assert.equal(pushesOf(u2, 'pushgroupmsg', second).length, 0, 'the member removed through node 0');
+    });
+
     it('room message: members who entered on other nodes get it once', async () => {
       for (const c of [u1, u2, u3]) assert.deepEqual(await c.quest('enterroom', { rid: RID }), {});
       const mid = nextMid();

@@ -6,6 +6,7 @@ import type { BusEvent } from '../src/bus/bus.js';
 import { DEFAULT_CONFIG, type ServerConfig } from '../src/config.js';
 import { Metrics } from '../src/observability/metrics.js';
 import { Messaging, type SendRequest } from '../src/services/messaging.js';
+import { GroupMembers } from '../src/services/group-members.js';
 import { LocalPresence } from '../src/services/presence.js';
 import { SqliteStore } from '../src/store/sqlite.js';
 import { MessageKind, type Store } from '../src/store/store.js';
@@ -63,7 +64,7 @@ for (const mode of ['synchronous checks (SQLite)', 'checks answered by promises'
         () => [],
       );
       const config = { ...DEFAULT_CONFIG, projects: [] } as ServerConfig;
-      messaging = new Messaging(config, store, bus, new LocalPresence(), new Metrics(false));
+      messaging = new Messaging(config, store, bus, new LocalPresence(), new Metrics(false), new GroupMembers(store, bus));
     });
     after(() => sqlite.close());
 

@@ -60,6 +60,8 @@ function seqOf(e: BusEvent): number {
     case 'room':
     case 'presence':
       return Number(e.uid);
+    case 'group':
+      return Number(e.gid);
   }
 }
 
@@ -69,13 +71,15 @@ function pidOf(e: BusEvent): number {
 
 /** An event of every type in turn, so the order is checked across types too. */
 function mixed(pid: number, seq: number): BusEvent {
-  switch (seq % 4) {
+  switch (seq % 5) {
     case 0:
       return message(pid, seq);
     case 1:
       return { type: 'kickout', pid, uid: BigInt(seq) };
     case 2:
       return { type: 'room', pid, rid: BIG + 7n, uid: BigInt(seq), joined: seq % 8 === 2, kick: false };
+    case 3:
+      return { type: 'group', pid, gid: BigInt(seq) };
     default:
       return { type: 'presence', pid, uid: BigInt(seq), event: 'login', time: 1_700_000_000, endpoint: '127.0.0.1:13321' };
   }

@@ -16,7 +16,7 @@ export type BusEvent =
       type: 'message';
       message: StoredMessage;
       /** p2p/multi-user: the receivers (group: members; room and broadcast: resolved on each node). */
-      recipients?: bigint[];
+      recipients?: readonly bigint[];
       /** The session that sent it (never pushed back to it): node id and connection id. */
       origin?: { node: string; conn: number };
     }
@@ -27,6 +27,8 @@ export type BusEvent =
   | { type: 'kickout'; pid: number; uid: bigint; endpoint?: string; except?: { node: string; conn: number } }
   /** A user entered or left a room (server API or another node): keep local room indexes right. */
   | { type: 'room'; pid: number; rid: bigint; uid: bigint; joined: boolean; kick: boolean }
+  /** A group's members changed: nodes forget the members they hold (services/group-members.ts). */
+  | { type: 'group'; pid: number; gid: bigint }
   /** A login/logout to push to listening backends as `pushevent`. */
   | { type: 'presence'; pid: number; uid: bigint; event: 'login' | 'logout'; time: number; endpoint: string };
 

@@ -443,6 +443,8 @@ export function decodeEvent(bytes: Uint8Array): BusEvent {
       }
       return out;
     }
+    case 'group':
+      return { type: 'group', pid: num(e.pid), gid: big(e.gid) };
     case 'room':
       return { type: 'room', pid: num(e.pid), rid: big(e.rid), uid: big(e.uid), joined: e.joined === true, kick: e.kick === true };
     case 'presence':

@@ -25,7 +25,26 @@ async function addGroupMembersNow(services: Services, pid: number, gid: bigint, 
       `group ${gid} has ${members.size} members; adding ${added.length} would exceed the limit of ${max}`,
     );
   }
-  if (added.length > 0) await store.addGroupMembers(pid, gid, added);
+  if (added.length > 0) {
+    await store.addGroupMembers(pid, gid, added);
+    services.groups.changed(pid, gid);
+  }
+}
+
+/** Removes members from a group. */
+export function removeGroupMembers(services: Services, pid: number, gid: bigint, uids: readonly bigint[]): Promise<void> {
+  return changes.run(`group:${pid}:${gid}`, async () => {
+    await services.store.removeGroupMembers(pid, gid, [...new Set(uids)]);
+    services.groups.changed(pid, gid);
+  });
+}
+
+/** Removes every member of a group, and its info. */
+export function deleteGroup(services: Services, pid: number, gid: bigint): Promise<void> {
+  return changes.run(`group:${pid}:${gid}`, async () => {
+    await services.store.deleteGroup(pid, gid);
+    services.groups.changed(pid, gid);
+  });
 }
 
 /** The rooms of `rids` that `uid` is not in yet; 200047 when entering them would exceed `maxRoomsPerUser`. */

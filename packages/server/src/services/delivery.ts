@@ -1,5 +1,6 @@
 import type { Bus, BusEvent } from '../bus/bus.js';
 import { PreparedPush } from '../gate/connection.js';
+import type { GroupMembers } from './group-members.js';
 import type { Metrics } from '../observability/metrics.js';
 import { MessageKind, type StoredMessage } from '../store/store.js';
 import { wantsEvent, wantsMessage, type ListenRegistry, type ServerConnection } from './listen.js';
@@ -20,6 +21,7 @@ export interface DeliveryOptions {
 /**
  * The last step of the delivery path (DESIGN.md): turns bus events into pushes to this node's
  * connections. Each message is encoded once per node and written to every connection that gets it.
+ * (And hands the bus's group changes to the group members this node holds.)
  */
 export class Delivery {
   constructor(
@@ -27,6 +29,7 @@ export class Delivery {
     private readonly presence: LocalPresence,
     private readonly listeners: ListenRegistry,
     private readonly metrics: Metrics,
+    private readonly groupMembers: GroupMembers,
     private readonly options: DeliveryOptions,
   ) {}
 
@@ -43,10 +46,16 @@ export class Delivery {
         return this.roomChange(event.pid, event.rid, event.uid, event.joined, event.kick);
       case 'presence':
         return this.presenceEvent(event.pid, event.uid, event.event, event.time, event.endpoint);
+      case 'group':
+        return this.groupMembers.forget(event.pid, event.gid);
     }
   };
 
-  private deliverMessage(m: StoredMessage, recipients: bigint[] | undefined, origin: { node: string; conn: number } | undefined): void {
+  private deliverMessage(
+    m: StoredMessage,
+    recipients: readonly bigint[] | undefined,
+    origin: { node: string; conn: number } | undefined,
+  ): void {
     const echo = this.options.pushToSenderDevices;
     // A broadcast reaches everyone online; the other kinds skip the sender's sessions unless echoed.
     const skipUid = echo || m.kind === MessageKind.BROADCAST ? undefined : m.from;

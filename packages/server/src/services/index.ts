@@ -4,6 +4,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Store } from '../store/store.js';
 import type { Delivery } from './delivery.js';
+import type { GroupMembers } from './group-members.js';
 import type { History } from './history.js';
 import type { ListenRegistry } from './listen.js';
 import type { Messaging } from './messaging.js';
@@ -20,6 +21,8 @@ export interface Services {
   readonly presence: LocalPresence;
   readonly listeners: ListenRegistry;
   readonly delivery: Delivery;
+  /** Group members as sends need them, in memory; `changed` after every membership change. */
+  readonly groups: GroupMembers;
   readonly messaging: Messaging;
   readonly history: History;
   readonly sessions: Sessions;

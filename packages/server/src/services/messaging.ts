@@ -4,6 +4,7 @@ import type { ServerConfig } from '../config.js';
 import { sendReceivedChannel, sendStoredChannel, type SendStoredEvent } from '../observability/channels.js';
 import type { Metrics } from '../observability/metrics.js';
 import { MessageKind, type AppendResult, type MaybePromise, type NewMessage, type Store } from '../store/store.js';
+import type { GroupMembers } from './group-members.js';
 import type { LocalPresence } from './presence.js';
 import { checkStoredText } from './text.js';
 
@@ -42,6 +43,7 @@ export class Messaging {
     private readonly bus: Bus,
     private readonly presence: LocalPresence,
     private readonly metrics: Metrics,
+    private readonly groups: GroupMembers,
   ) {}
 
   /**
@@ -123,7 +125,7 @@ export class Messaging {
       }
       case MessageKind.GROUP: {
         const gid = req.to!;
-        const recipients = await this.store.groupMembers(req.pid, gid);
+        const recipients = await this.groups.members(req.pid, gid);
         // A group without members is unknown: the backend is told so even when it may send as a non-member.
         if (recipients.length === 0 && req.gate === 'server') throw new RtmError(RtmErrorCode.EMPTY_GROUP, `group ${gid} has no members`);
         const checkMember = req.gate === 'client' || this.config.serverSendRequiresMembership;
@@ -158,7 +160,7 @@ export class Messaging {
   }
 
   /** Publishes what was stored for delivery on every node; returns the mtime to answer. */
-  private published(req: SendRequest, results: readonly AppendResult[], groupMembers: bigint[] | undefined): bigint {
+  private published(req: SendRequest, results: readonly AppendResult[], groupMembers: readonly bigint[] | undefined): bigint {
     // Never drop silently: the caller learns that this mid already names another message, and
     // nothing of the send was stored (a batch is all or nothing), so a retry with a new mid
     // reaches every receiver once.
@@ -192,7 +194,7 @@ export class Messaging {
 /** Who gets a send: the stored targets (uid, gid, rid or 0), and a group's members for delivery. */
 interface Targets {
   targets: bigint[];
-  recipients: bigint[] | undefined;
+  recipients: readonly bigint[] | undefined;
 }
 
 /** A P2P send to one receiver (sendmsg, the common case), as opposed to sendmsgs' `tos`. */

@@ -1,5 +1,5 @@
 import { clientMethod, f } from '../method.js';
-import { addGroupMembers } from '../membership.js';
+import { addGroupMembers, removeGroupMembers } from '../membership.js';
 import { checkList } from '../shared.js';
 import { requireGroupMember } from './access.js';
 
@@ -36,6 +36,6 @@ export const addgroupmembers = clientMethod({ gid: f.id, uids: f.ids }, async (c
 export const delgroupmembers = clientMethod({ gid: f.id, uids: f.ids }, async (ctx, r) => {
   checkList('uids', r.uids, ctx.services.config.limits.maxItemsPerCall);
   await requireGroupMember(ctx, r.gid);
-  await ctx.services.store.removeGroupMembers(ctx.pid, r.gid, [...new Set(r.uids)]);
+  await removeGroupMembers(ctx.services, ctx.pid, r.gid, r.uids);
   return {};
 });

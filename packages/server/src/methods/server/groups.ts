@@ -1,5 +1,5 @@
 import { f, serverMethod } from '../method.js';
-import { addGroupMembers } from '../membership.js';
+import { addGroupMembers, deleteGroup, removeGroupMembers } from '../membership.js';
 import { checkList } from '../shared.js';
 
 // server-api.md §4 "Groups": a group exists while it has members; no create call exists.
@@ -12,13 +12,13 @@ export const addgroupmembers = serverMethod({ gid: f.id, uids: f.ids }, async (c
 
 export const delgroupmembers = serverMethod({ gid: f.id, uids: f.ids }, async (ctx, r) => {
   checkList('uids', r.uids, ctx.services.config.limits.maxItemsPerCall);
-  await ctx.services.store.removeGroupMembers(ctx.pid, r.gid, [...new Set(r.uids)]);
+  await removeGroupMembers(ctx.services, ctx.pid, r.gid, r.uids);
   return {};
 });
 
 /** Removes every member and the group's info. */
 export const delgroup = serverMethod({ gid: f.id }, async (ctx, r) => {
-  await ctx.services.store.deleteGroup(ctx.pid, r.gid);
+  await deleteGroup(ctx.services, ctx.pid, r.gid);
   return {};
 });
 

@@ -1,0 +1,93 @@
+import type { Bus } from '../bus/bus.js';
+import type { Store } from '../store/store.js';
+
+/**
+ * Group members for sends, kept in memory (a group send needs them all: the sender's membership,
+ * then the recipients).
+ *
+ * Why: read from the store at every send, a group of 10,000 members cost about 4 ms of SQLite
+ * on the event loop per message (measured), every other connection waiting meanwhile.
+ *
+ * Kept right by `changed`, called after every membership change: here at once, on the other nodes
+ * of a cluster when the bus brings them the `group` event (until then a send through another node
+ * still sees the old members, by the bus's latency; docs/cluster.md). A load that a change
+ * overtakes is not kept. Bounded: groups used least recently go first once `maxIds` member ids are
+ * held (the default, 1,000,000, is ~40 MB).
+ */
+interface Load {
+  promise: Promise<readonly bigint[]>;
+  stale: boolean;
+}
+
+export class GroupMembers {
+  /** `pid:gid` → members, least recently used first. */
+  private readonly cached = new Map<string, readonly bigint[]>();
+  /** Loads under way; `stale` once a change overtook one. */
+  private readonly loading = new Map<string, Load>();
+  private held = 0;
+
+  constructor(
+    private readonly store: Store,
+    private readonly bus: Bus,
+    private readonly maxIds = 1_000_000,
+  ) {}
+
+  /** The members of a group (empty: no such group), in the store's order. */
+  members(pid: number, gid: bigint): Promise<readonly bigint[]> {
+    const k = `${pid}:${gid}`;
+    const hit = this.cached.get(k);
+    if (hit) {
+      this.cached.delete(k); // re-inserted last: most recently used
+      this.cached.set(k, hit);
+      return Promise.resolve(hit);
+    }
+    const pending = this.loading.get(k);
+    if (pending && !pending.stale) return pending.promise;
+    const load: Load = { promise: undefined as unknown as Promise<readonly bigint[]>, stale: false };
+    load.promise = this.load(pid, gid, k, load);
+    this.loading.set(k, load);
+    return load.promise;
+  }
+
+  private async load(pid: number, gid: bigint, k: string, load: Load): Promise<readonly bigint[]> {
+    try {
+      const members = Object.freeze(await this.store.groupMembers(pid, gid));
+      // Not kept: a load a change overtook, and groups without members (unknown ids).
+      if (!load.stale && members.length > 0) this.keep(k, members);
+      return members;
+    } finally {
+      if (this.loading.get(k) === load) this.loading.delete(k);
+    }
+  }
+
+  private keep(k: string, members: readonly bigint[]): void {
+    if (members.length > this.maxIds) return;
+    const before = this.cached.get(k);
+    if (before) this.held -= before.length;
+    this.cached.set(k, members);
+    this.held += members.length;
+    for (const [old, m] of this.cached) {
+      if (this.held <= this.maxIds) break;
+      this.cached.delete(old);
+      this.held -= m.length;
+    }
+  }
+
+  /** After a change of the group's members, on this node: forgets them here and tells the other nodes. */
+  changed(pid: number, gid: bigint): void {
+    this.forget(pid, gid);
+    this.bus.publish({ type: 'group', pid, gid });
+  }
+
+  /** A change of the group's members (here, or on another node): forgets what is held. */
+  forget(pid: number, gid: bigint): void {
+    const k = `${pid}:${gid}`;
+    const m = this.cached.get(k);
+    if (m) {
+      this.cached.delete(k);
+      this.held -= m.length;
+    }
+    const pending = this.loading.get(k);
+    if (pending) pending.stale = true;
+  }
+}
