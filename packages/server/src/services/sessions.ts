@@ -50,10 +50,16 @@ export class Sessions {
   private async endHandedOver(): Promise<void> {
     try {
       for (const e of await this.store.takeExpiredPresenceEnds(BigInt(Date.now()))) this.endTracked(e.pid, e.uid, e.endedAt);
+      if (this.sweepFailing) this.log.info('grace periods handed over by stopped nodes are read again');
+      this.sweepFailing = false;
     } catch (err) {
-      this.log.warn({ err }, 'could not read the grace periods handed over by a stopped node');
+      // Once per outage, not at every sweep (the store's own health is on /healthz).
+      if (!this.sweepFailing) this.log.warn({ err }, 'could not read the grace periods handed over by stopped nodes; will retry');
+      this.sweepFailing = true;
     }
   }
+
+  private sweepFailing = false;
 
   /** Registers an authenticated session. */
   async login(conn: ClientConnection): Promise<void> {
