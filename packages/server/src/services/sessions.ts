@@ -25,6 +25,11 @@ export class Sessions {
   private readonly epochs = new Map<string, number>();
   /** Presences being ended now (their store writes under way): a stop waits for them. */
   private readonly ending = new Set<Promise<void>>();
+  /** Logins of users with a presence handed over, under way: a second device's waits for the first's answer. */
+  private readonly resuming = new Map<string, Promise<boolean>>();
+  /** The sweep of handed-over grace periods (`start`), and whether the store failed it last time. */
+  private sweeper: NodeJS.Timeout | undefined;
+  private sweepFailing = false;
 
   constructor(
     private readonly config: ServerConfig,
@@ -34,8 +39,6 @@ export class Sessions {
     private readonly log: Logger,
     private readonly endpoint: () => string,
   ) {}
-
-  private sweeper: NodeJS.Timeout | undefined;
 
   /** Once the bus runs: grace periods a stopped node handed over (`flush`) run out here, on whichever node finds them. */
   start(): void {
@@ -58,8 +61,6 @@ export class Sessions {
       this.sweepFailing = true;
     }
   }
-
-  private sweepFailing = false;
 
   /** Registers an authenticated session. */
   async login(conn: ClientConnection): Promise<void> {
@@ -88,9 +89,6 @@ export class Sessions {
       this.bus.publish({ type: 'presence', pid, uid, event: 'login', time: Math.floor(Date.now() / 1000), endpoint: this.endpoint() });
     }
   }
-
-  /** Logins of users with a presence handed over, under way: a second device's waits for the first's answer. */
-  private readonly resuming = new Map<string, Promise<boolean>>();
 
   /**
    * Whether the user is back from a presence a stopped node handed over (`flush`) within its grace
