@@ -79,8 +79,20 @@ class Model {
   }
 }
 
-/** What a page entry says, comparable with `expected` (a body's kind matters: text stays text). */
-const seen = (m: {
+/** The messages of `conversation` a query or count selects: not deleted, in [begin, end], of `mtypes` (none or empty: all). */
+function selected(conversation: readonly Sent[], begin: bigint | undefined, end: bigint | undefined, mtypes: number[] | null): Sent[] {
+  return conversation.filter(
+    (s) =>
+      !s.deleted &&
+      (begin === undefined || s.mtime >= begin) &&
+      (end === undefined || s.mtime <= end) &&
+      (!mtypes?.length || mtypes.includes(s.mtype)),
+  );
+}
+
+/** A history entry as both SDKs give it (the client's p2p entries have `direction`, the server's `toId`). */
+interface Entry {
+  id: bigint;
   fromUid: bigint;
   mtype: number;
   mid: bigint;
@@ -88,7 +100,12 @@ const seen = (m: {
   attrs: string;
   mtime: bigint;
   deleted: boolean;
-}) => ({
+  direction?: number;
+  toId?: bigint;
+}
+
+/** What a page entry says, comparable with `expected` (a body's kind matters: text stays text). */
+const seen = (m: Entry) => ({
   from: m.fromUid,
   mtype: m.mtype,
   mid: m.mid,
@@ -248,7 +265,8 @@ class Resend implements Cmd {
   }
 }
 
-class Delete implements Cmd {
+/** A command on one message, drawn by `pick` from those sent, through `via`. */
+abstract class OnOneMessage implements Cmd {
   constructor(
     readonly pick: number,
     readonly via: Via,
@@ -256,8 +274,15 @@ class Delete implements Cmd {
   check(m: Readonly<Model>): boolean {
     return m.sent.length > 0;
   }
+  protected picked(m: Model): Sent {
+    return m.sent[this.pick % m.sent.length]!;
+  }
+  abstract run(m: Model, w: World): Promise<void>;
+}
+
+class Delete extends OnOneMessage {
   async run(m: Model, w: World): Promise<void> {
-    const s = m.sent[this.pick % m.sent.length]!;
+    const s = this.picked(m);
     const type = TYPE[s.kind];
     const del =
       this.via.gate === 'server'
@@ -268,22 +293,21 @@ class Delete implements Cmd {
     await del;
     s.deleted = true;
   }
-  toString(): string {
+  override toString(): string {
     return `delete(pick ${this.pick}, ${viaText(this.via)})`;
   }
 }
 
-class GetOne implements Cmd {
+class GetOne extends OnOneMessage {
   constructor(
-    readonly pick: number,
+    pick: number,
+    via: Via,
     readonly peerAsXid: boolean,
-    readonly via: Via,
-  ) {}
-  check(m: Readonly<Model>): boolean {
-    return m.sent.length > 0;
+  ) {
+    super(pick, via);
   }
   async run(m: Model, w: World): Promise<void> {
-    const s = m.sent[this.pick % m.sent.length]!;
+    const s = this.picked(m);
     const type = TYPE[s.kind];
     let get;
     if (this.via.gate === 'server') {
@@ -305,7 +329,7 @@ class GetOne implements Cmd {
     if (s.id !== undefined) assert.equal(got.id, s.id, 'getmsg id = the history id');
     s.id = got.id;
   }
-  toString(): string {
+  override toString(): string {
     return `get(pick ${this.pick}${this.peerAsXid ? ', xid = peer' : ''}, ${viaText(this.via)})`;
   }
 }
@@ -326,13 +350,7 @@ class Count implements Cmd {
     const conversation = m.sent.filter((s) => s.kind === this.kind && s.to === to);
     const begin = m.time(this.begin, conversation);
     const end = m.time(this.end, conversation);
-    const want = conversation.filter(
-      (s) =>
-        !s.deleted &&
-        (begin === undefined || s.mtime >= begin) &&
-        (end === undefined || s.mtime <= end) &&
-        (!this.mtypes?.length || this.mtypes.includes(s.mtype)),
-    );
+    const want = selected(conversation, begin, end, this.mtypes);
     const got = await w.backend(this.b).getMessageNum(TYPE[this.kind] as 2 | 3, to, { mtypes: this.mtypes ?? undefined, begin, end });
     assert.deepEqual(got, { sender: new Set(want.map((s) => s.from)).size, num: want.length }, `getmsgnum ${begin}..${end}`);
   }
@@ -346,18 +364,7 @@ interface Page {
   lastid: bigint;
   begin: bigint;
   end: bigint;
-  messages: {
-    id: bigint;
-    fromUid: bigint;
-    mtype: number;
-    mid: bigint;
-    message: string | Uint8Array;
-    attrs: string;
-    mtime: bigint;
-    deleted: boolean;
-    direction?: number;
-    toId?: bigint;
-  }[];
+  messages: Entry[];
 }
 
 /** Reads a conversation's history page by page, each page's cursor passed back to the next. */
@@ -405,13 +412,7 @@ class Query implements Cmd {
     if (begin !== undefined && end !== undefined && begin > end) {
       return refusedWith(this.read(w, peer, { begin, end }), 200034, 'begin after end');
     }
-    const want = conversation.filter(
-      (s) =>
-        !s.deleted &&
-        (begin === undefined || s.mtime >= begin) &&
-        (end === undefined || s.mtime <= end) &&
-        (!this.mtypes?.length || this.mtypes.includes(s.mtype)),
-    );
+    const want = selected(conversation, begin, end, this.mtypes);
     if (this.desc) want.reverse();
     const size = Math.min(this.num, MAX_NUM);
     let cursor: { begin?: bigint; end?: bigint; lastid?: bigint } = { begin, end };
@@ -478,7 +479,7 @@ const commands = [
   send,
   fc.tuple(pick, fc.boolean(), gate, node).map(([p, changed, g, b]) => new Resend(p, changed, g, b)),
   fc.tuple(pick, via).map(([p, v]) => new Delete(p, v)),
-  fc.tuple(pick, fc.boolean(), via).map(([p, peer, v]) => new GetOne(p, peer, v)),
+  fc.tuple(pick, fc.boolean(), via).map(([p, peer, v]) => new GetOne(p, v, peer)),
   fc.tuple(fc.constantFrom('group' as const, 'room' as const), mtypes, time, time, node).map((a) => new Count(...a)),
   ...[0, 1].map(() =>
     fc

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { RTMClient, RtmError } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
 import { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
-import { assertModel, endSession, loginClient, pastGraceIfNear, sleep } from './helpers/model-run.js';
+import { assertModel, endSession, GroupMember, loginClient, pastGraceIfNear, sleep } from './helpers/model-run.js';
 
 // Model-based test of room and group delivery (client-api.md §4 rooms and groups, §5 pushes;
 // server-api.md §4 room members), end to end through both SDKs. fast-check draws sequences of
@@ -162,24 +162,6 @@ class Room implements Cmd {
   }
 }
 
-class Group implements Cmd {
-  constructor(
-    readonly u: number,
-    readonly join: boolean,
-  ) {}
-  check(): boolean {
-    return true;
-  }
-  async run(m: Model, w: World): Promise<void> {
-    const uids = [w.uids[this.u]!];
-    await (this.join ? w.backend.addGroupMembers(w.gid, uids) : w.backend.deleteGroupMembers(w.gid, uids));
-    m.inGroup[this.u] = this.join;
-  }
-  toString(): string {
-    return `${this.join ? 'add' : 'del'}GroupMember(${this.u})`;
-  }
-}
-
 class Send implements Cmd {
   constructor(
     readonly kind: 'room' | 'group',
@@ -249,7 +231,7 @@ const commands = [
   fc.constant(new WaitPastGrace()),
   fc.tuple(user, via, fc.boolean()).map(([u, v, enter]) => new Room(u, v, enter)),
   fc.tuple(user, via, fc.constant(true)).map(([u, v, enter]) => new Room(u, v, enter)),
-  fc.tuple(user, fc.boolean()).map(([u, join]) => new Group(u, join)),
+  fc.tuple(user, fc.boolean()).map(([u, join]) => new GroupMember<Model>(u, join, (m, u, join) => (m.inGroup[u] = join))),
   fc.tuple(fc.constantFrom('room' as const, 'group' as const), user, via).map(([kind, from, v]) => new Send(kind, from, v)),
   fc.tuple(fc.constantFrom('room' as const, 'group' as const), user, via).map(([kind, from, v]) => new Send(kind, from, v)),
   fc.constant(new Check()),

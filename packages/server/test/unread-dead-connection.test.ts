@@ -21,23 +21,30 @@ const IDLE_MS = 1000; // the least RTM_IDLE_TIMEOUT_MS
 
 let nextId = 3n << 56n; // ids above 2^53
 
+/** A server with these settings, a backend connected to it, and a proxy in front of its client gate. */
+async function behindProxy(
+  settings: Parameters<typeof startTestServer>[0],
+): Promise<{ server: TestServer; backend: RTMServerClient; proxy: FaultyProxy }> {
+  const server = await startTestServer(settings);
+  const backend = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: server.serverEndpoint, autoReconnect: false });
+  await backend.connect();
+  const [host, port] = server.clientEndpoint.split(':');
+  return { server, backend, proxy: await startFaultyProxy(host!, Number(port)) };
+}
+
+async function closeAll(server: TestServer, backend: RTMServerClient, proxy: FaultyProxy): Promise<void> {
+  proxy.close();
+  await backend.close();
+  await server.close();
+}
+
 describe('unread after a connection that died silently (idle timeout, then past the grace period)', () => {
   let server: TestServer;
   let backend: RTMServerClient;
   let proxy: FaultyProxy;
 
-  before(async () => {
-    server = await startTestServer({ logoutGraceMs: GRACE_MS, idleTimeoutMs: IDLE_MS });
-    backend = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: server.serverEndpoint, autoReconnect: false });
-    await backend.connect();
-    const [host, port] = server.clientEndpoint.split(':');
-    proxy = await startFaultyProxy(host!, Number(port));
-  });
-  after(async () => {
-    proxy.close();
-    await backend.close();
-    await server.close();
-  });
+  before(async () => ({ server, backend, proxy } = await behindProxy({ logoutGraceMs: GRACE_MS, idleTimeoutMs: IDLE_MS })));
+  after(() => closeAll(server, backend, proxy));
 
   it('messages pushed into the dead connection count as unread; those the device answered do not', { timeout: 20_000 }, async () => {
     const sender = ++nextId;
@@ -93,18 +100,10 @@ describe('our client SDK through a silent network that comes back within the gra
   let backend: RTMServerClient;
   let proxy: FaultyProxy;
 
-  before(async () => {
-    server = await startTestServer({ logoutGraceMs: 5000, idleTimeoutMs: IDLE_MS, pingIntervalMs: 200 });
-    backend = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: server.serverEndpoint, autoReconnect: false });
-    await backend.connect();
-    const [host, port] = server.clientEndpoint.split(':');
-    proxy = await startFaultyProxy(host!, Number(port));
-  });
-  after(async () => {
-    proxy.close();
-    await backend.close();
-    await server.close();
-  });
+  before(
+    async () => ({ server, backend, proxy } = await behindProxy({ logoutGraceMs: 5000, idleTimeoutMs: IDLE_MS, pingIntervalMs: 200 })),
+  );
+  after(() => closeAll(server, backend, proxy));
 
   it('the watchdog notices, the SDK logs in again; unread, history and pushes stay right', { timeout: 20_000 }, async () => {
     const sender = ++nextId;

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { RTMClient } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
 import { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
-import { assertModel, endSession, loginClient, pastGraceIfNear, sleep } from './helpers/model-run.js';
+import { assertModel, endSession, GroupMember, loginClient, pastGraceIfNear, sleep } from './helpers/model-run.js';
 import { SqliteStore } from '../src/store/sqlite.js';
 
 // Model-based test of unread counting, pushes and history (client-api.md §3.3 "Unread baseline",
@@ -183,26 +183,6 @@ class Leave implements Cmd {
   }
 }
 
-/** The backend adds a user to the group (again: nothing changes) or removes them. */
-class GroupMember implements Cmd {
-  constructor(
-    readonly u: number,
-    readonly join: boolean,
-  ) {}
-  check(): boolean {
-    return true;
-  }
-  async run(m: Model, w: World): Promise<void> {
-    const uids = [w.uids[this.u]!];
-    await (this.join ? w.backend.addGroupMembers(w.gid, uids) : w.backend.deleteGroupMembers(w.gid, uids));
-    if (this.join && !m.inGroup[this.u]) m.joinedAt[this.u] = m.sent.length;
-    m.inGroup[this.u] = this.join;
-  }
-  toString(): string {
-    return `${this.join ? 'add' : 'del'}GroupMember(${this.u})`;
-  }
-}
-
 class WaitPastGrace implements Cmd {
   check(m: Readonly<Model>): boolean {
     return m.dropped.some((d) => d !== undefined);
@@ -364,7 +344,13 @@ const commands = [
   fc.tuple(user, slot).map(([u, s]) => new Login(u, s)),
   fc.tuple(user, slot, fc.constantFrom('bye' as const, 'drop' as const)).map(([u, s, how]) => new Leave(u, s, how)),
   fc.constant(new WaitPastGrace()),
-  fc.tuple(user, fc.boolean()).map(([u, join]) => new GroupMember(u, join)),
+  fc.tuple(user, fc.boolean()).map(
+    ([u, join]) =>
+      new GroupMember<Model>(u, join, (m, u, join) => {
+        if (join && !m.inGroup[u]) m.joinedAt[u] = m.sent.length; // added again: the first join stays
+        m.inGroup[u] = join;
+      }),
+  ),
   fc
     .tuple(user, slot, fc.constantFrom('cleanunread' as const, 'getunread' as const, 'conversations' as const))
     .map(([u, s, how]) => new Clear(u, s, how)),

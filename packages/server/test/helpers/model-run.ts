@@ -73,3 +73,30 @@ export async function pastGraceIfNear(droppedAt: number | undefined, graceMs: nu
   await sleep(droppedAt + graceMs + 300 - performance.now());
   return true;
 }
+
+/** What the group-member command needs of a model's world: the backend, the run's users and group. */
+export interface GroupWorld {
+  readonly backend: RTMServerClient;
+  readonly uids: readonly bigint[];
+  readonly gid: bigint;
+}
+
+/** The backend adds user `u` to the run's group (again: nothing changes) or removes them; `apply` tells the model. */
+export class GroupMember<M extends object> implements fc.AsyncCommand<M, GroupWorld> {
+  constructor(
+    readonly u: number,
+    readonly join: boolean,
+    private readonly apply: (model: M, u: number, join: boolean) => void,
+  ) {}
+  check(): boolean {
+    return true;
+  }
+  async run(m: M, w: GroupWorld): Promise<void> {
+    const uids = [w.uids[this.u]!];
+    await (this.join ? w.backend.addGroupMembers(w.gid, uids) : w.backend.deleteGroupMembers(w.gid, uids));
+    this.apply(m, this.u, this.join);
+  }
+  toString(): string {
+    return `${this.join ? 'add' : 'del'}GroupMember(${this.u})`;
+  }
+}
