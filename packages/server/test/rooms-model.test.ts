@@ -4,16 +4,16 @@ import fc from 'fast-check';
 import { RTMClient, RtmError } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
 import { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
-import { assertModel, endSession, GroupMember, loginClient, pastGraceIfNear, sleep } from './helpers/model-run.js';
+import { assertModel, endSession, GroupMember, loginClient, pastGraceIfNear, sleep, untilOffline } from './helpers/model-run.js';
 
 // Model-based test of room and group delivery (client-api.md §4 rooms and groups, §5 pushes;
 // server-api.md §4 room members), end to end through both SDKs. fast-check draws sequences of
 // room entries and exits (client enterroom/leaveroom, server addroommember/delroommember), group
 // member changes, logins on two devices, `bye`, drops inside and past the grace period, and room
-// and group sends from both gates. A model of who is where says what must happen:
+// and group sends from both gates, and kickouts. A model of who is where says what must happen:
 // - a room is "live": a user is in it from entering (or being added) until leaving, being removed,
-//   or the end of their presence (the last session gone for good: `bye`, or a drop past the grace
-//   period); a drop that comes back inside the grace period keeps the room;
+//   or the end of their presence (the last session gone for good: `bye`, a kickout, or a drop past
+//   the grace period); a drop that comes back inside the grace period keeps the room;
 // - a room or group message reaches every session of every member but the sender's, once, in
 //   order; a removal sends `kickoutroom` to every session of the user;
 // - a sender that is not where it sends gets 200040 (room) / 200041 (group), from either gate; a
@@ -135,6 +135,31 @@ class WaitPastGrace implements Cmd {
   }
 }
 
+/** The backend kicks the user out: every session closes, and the presence ends at once (no grace period). */
+class Kickout implements Cmd {
+  constructor(readonly u: number) {}
+  check(m: Readonly<Model>): boolean {
+    return m.isOnline(this.u);
+  }
+  async run(m: Model, w: World): Promise<void> {
+    const uid = w.uids[this.u]!;
+    await w.backend.kickout(uid);
+    for (let slot = 0; slot < SLOTS; slot++) {
+      w.devices[this.u]![slot] = undefined;
+      m.devices[this.u]![slot] = undefined;
+    }
+    await untilOffline(w.backend, uid);
+    // Well within GRACE_MS: the rooms are left at once.
+    for (const until = performance.now() + GRACE_MS / 2; (await w.backend.getRoomMembers(w.rid)).includes(uid); await sleep(10)) {
+      assert.ok(performance.now() < until, 'the kicked-out user is still in the room');
+    }
+    m.endPresence(this.u);
+  }
+  toString(): string {
+    return `kickout(${this.u})`;
+  }
+}
+
 /** Into or out of the room: the user itself (client, from a device) or a backend (server gate). */
 class Room implements Cmd {
   constructor(
@@ -229,6 +254,7 @@ const commands = [
   fc.tuple(user, slot).map(([u, s]) => new Login(u, s)),
   fc.tuple(user, slot, fc.constantFrom('bye' as const, 'drop' as const)).map(([u, s, how]) => new Leave(u, s, how)),
   fc.constant(new WaitPastGrace()),
+  user.map((u) => new Kickout(u)),
   fc.tuple(user, via, fc.boolean()).map(([u, v, enter]) => new Room(u, v, enter)),
   fc.tuple(user, via, fc.constant(true)).map(([u, v, enter]) => new Room(u, v, enter)),
   fc.tuple(user, fc.boolean()).map(([u, join]) => new GroupMember<Model>(u, join, (m, u, join) => (m.inGroup[u] = join))),
