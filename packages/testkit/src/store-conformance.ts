@@ -666,7 +666,7 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
       it('are kept, taken once by the user coming back or once their deadline passes', async () => {
         const [a, b, c] = [BIG + 160n, BIG + 161n, BIG + 162n];
         assert.equal(await store.takePresenceEnd(PID, a), undefined);
-        assert.deepEqual(await store.takeExpiredPresenceEnds(10_000n), []);
+        assert.deepEqual(await store.takeExpiredPresenceEnds(10_000n, 10), []);
         await store.savePresenceEnds([]);
         await store.savePresenceEnds([
           { pid: PID, uid: a, endedAt: 100n, deadline: 1_000n },
@@ -677,10 +677,25 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
         assert.deepEqual(await store.takePresenceEnd(PID, b), { pid: PID, uid: b, endedAt: 200n, deadline: 2_000n });
         assert.equal(await store.takePresenceEnd(PID, b), undefined, 'taken once');
         assert.equal(await store.takePresenceEnd(PID + 1, a), undefined, 'per project');
-        assert.deepEqual(await store.takeExpiredPresenceEnds(999n), []);
-        assert.deepEqual(await store.takeExpiredPresenceEnds(3_000n), [{ pid: PID, uid: a, endedAt: 100n, deadline: 1_000n }]);
-        assert.deepEqual(await store.takeExpiredPresenceEnds(3_000n), []);
-        assert.deepEqual(await store.takeExpiredPresenceEnds(BIG), [{ pid: PID, uid: c, endedAt: 350n, deadline: 3_500n }]);
+        assert.deepEqual(await store.takeExpiredPresenceEnds(999n, 10), []);
+        assert.deepEqual(await store.takeExpiredPresenceEnds(3_000n, 10), [{ pid: PID, uid: a, endedAt: 100n, deadline: 1_000n }]);
+        assert.deepEqual(await store.takeExpiredPresenceEnds(3_000n, 10), []);
+        assert.deepEqual(await store.takeExpiredPresenceEnds(BIG, 10), [{ pid: PID, uid: c, endedAt: 350n, deadline: 3_500n }]);
+        // At most `limit` a call, the earliest deadlines first.
+        const many = [5n, 3n, 4n, 1n, 2n].map((n) => ({ pid: PID, uid: BIG + 170n + n, endedAt: n, deadline: 10_000n + n }));
+        await store.savePresenceEnds(many);
+        assert.deepEqual(
+          (await store.takeExpiredPresenceEnds(BIG, 2)).map((e) => e.endedAt),
+          [1n, 2n],
+        );
+        assert.deepEqual(
+          (await store.takeExpiredPresenceEnds(BIG, 2)).map((e) => e.endedAt),
+          [3n, 4n],
+        );
+        assert.deepEqual(
+          (await store.takeExpiredPresenceEnds(BIG, 2)).map((e) => e.endedAt),
+          [5n],
+        );
       });
     });
 

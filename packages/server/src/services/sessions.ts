@@ -13,6 +13,9 @@ const key = (pid: number, uid: bigint): string => `${pid}:${uid}`;
  */
 export const KICKED_OUT = 'kicked out';
 
+/** Handed-over presences ended per store read (and at once) by the sweep. */
+const SWEEP_BATCH = 500;
+
 /**
  * A user's presence across devices and blips (client-api.md §3.3, issue "Unread"): a logout is
  * the end of the user's last session on any device. A session that drops (no `bye`) starts a grace
@@ -30,6 +33,7 @@ export class Sessions {
   /** The sweep of handed-over grace periods (`start`), and whether the store failed it last time. */
   private sweeper: NodeJS.Timeout | undefined;
   private sweepFailing = false;
+  private sweeping = false;
 
   constructor(
     private readonly config: ServerConfig,
@@ -49,16 +53,27 @@ export class Sessions {
     void this.endHandedOver();
   }
 
-  /** Ends the handed-over presences whose grace period has run out. */
+  /**
+   * Ends the handed-over presences whose grace period has run out, SWEEP_BATCH at a time: a node
+   * that stopped with many users in their grace period hands over many that run out together.
+   */
   private async endHandedOver(): Promise<void> {
+    if (this.sweeping) return;
+    this.sweeping = true;
     try {
-      for (const e of await this.store.takeExpiredPresenceEnds(BigInt(Date.now()))) this.endTracked(e.pid, e.uid, e.endedAt);
+      for (let batch = SWEEP_BATCH; batch === SWEEP_BATCH && this.sweeper;) {
+        const due = await this.store.takeExpiredPresenceEnds(BigInt(Date.now()), SWEEP_BATCH);
+        batch = due.length;
+        await Promise.all(due.map((e) => this.endTracked(e.pid, e.uid, e.endedAt)));
+      }
       if (this.sweepFailing) this.log.info('grace periods handed over by stopped nodes are read again');
       this.sweepFailing = false;
     } catch (err) {
       // Once per outage, not at every sweep (the store's own health is on /healthz).
       if (!this.sweepFailing) this.log.warn({ err }, 'could not read the grace periods handed over by stopped nodes; will retry');
       this.sweepFailing = true;
+    } finally {
+      this.sweeping = false;
     }
   }
 
@@ -143,10 +158,11 @@ export class Sessions {
   }
 
   /** `end`, remembered until done so that `flush` (a stop) waits for its store writes. */
-  private endTracked(pid: number, uid: bigint, endedAt: bigint): void {
+  private endTracked(pid: number, uid: bigint, endedAt: bigint): Promise<void> {
     const ending = this.end(pid, uid, endedAt);
     this.ending.add(ending);
     void ending.finally(() => this.ending.delete(ending));
+    return ending;
   }
 
   /** The presence ended for good unless another node still has a session. */

@@ -580,14 +580,16 @@ export class PostgresStore implements Store {
     return row ? presenceEnd(row) : undefined;
   }
 
-  async takeExpiredPresenceEnds(now: bigint): Promise<PendingPresenceEnd[]> {
-    // Row locks make each end taken by one node only, when several sweep at once.
+  async takeExpiredPresenceEnds(now: bigint, limit: number): Promise<PendingPresenceEnd[]> {
+    // SKIP LOCKED: nodes sweeping at once take different rows, each row one node's.
     const rows = await this.rows(
-      'DELETE FROM presence_ends WHERE deadline <= $1 RETURNING pid, uid, ended_at, deadline',
-      [now],
+      `DELETE FROM presence_ends WHERE (pid, uid) IN (
+         SELECT pid, uid FROM presence_ends WHERE deadline <= $1 ORDER BY deadline LIMIT $2 FOR UPDATE SKIP LOCKED)
+       RETURNING pid, uid, ended_at, deadline`,
+      [now, limit],
       'take_expired_presence_ends',
     );
-    return rows.map(presenceEnd);
+    return rows.map(presenceEnd).sort((a, b) => (a.deadline < b.deadline ? -1 : a.deadline > b.deadline ? 1 : 0));
   }
 
   // --- tokens ----------------------------------------------------------------------------------

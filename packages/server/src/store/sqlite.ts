@@ -376,7 +376,10 @@ export class SqliteStore implements Store {
       presenceEndFind: p('SELECT 1 FROM presence_ends WHERE pid = ? AND uid = ?'),
       presenceEndTake: p('DELETE FROM presence_ends WHERE pid = ? AND uid = ? RETURNING pid, uid, ended_at, deadline'),
       presenceEndsDue: p('SELECT 1 FROM presence_ends WHERE deadline <= ? LIMIT 1'),
-      presenceEndsTakeDue: p('DELETE FROM presence_ends WHERE deadline <= ? RETURNING pid, uid, ended_at, deadline'),
+      presenceEndsTakeDue: p(
+        `DELETE FROM presence_ends WHERE (pid, uid) IN (SELECT pid, uid FROM presence_ends WHERE deadline <= ? ORDER BY deadline LIMIT ?)
+         RETURNING pid, uid, ended_at, deadline`,
+      ),
 
       tokenGet: p('SELECT token FROM tokens WHERE pid = ? AND uid = ?'),
       // The no-op update makes RETURNING give the row that won: the existing token, else the new one.
@@ -704,9 +707,12 @@ export class SqliteStore implements Store {
     return row ? presenceEnd(row) : undefined;
   }
 
-  async takeExpiredPresenceEnds(now: bigint): Promise<PendingPresenceEnd[]> {
+  async takeExpiredPresenceEnds(now: bigint, limit: number): Promise<PendingPresenceEnd[]> {
     if (!this.s.presenceEndsDue.get(now)) return [];
-    return this.s.presenceEndsTakeDue.all(now).map(presenceEnd);
+    return this.s.presenceEndsTakeDue
+      .all(now, limit)
+      .map(presenceEnd)
+      .sort((a, b) => (a.deadline < b.deadline ? -1 : a.deadline > b.deadline ? 1 : 0));
   }
 
   // --- tokens ----------------------------------------------------------------------------------

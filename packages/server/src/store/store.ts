@@ -208,8 +208,8 @@ export interface Store {
   savePresenceEnds(ends: readonly PendingPresenceEnd[]): Promise<void>;
   /** Removes and returns the saved end of (pid, uid), if any: the user is back. */
   takePresenceEnd(pid: number, uid: bigint): Promise<PendingPresenceEnd | undefined>;
-  /** Removes and returns the saved ends whose deadline is at or before `now` (ms): those presences end. */
-  takeExpiredPresenceEnds(now: bigint): Promise<PendingPresenceEnd[]>;
+  /** Removes and returns up to `limit` of the saved ends whose deadline is at or before `now` (ms), earliest first: those presences end. */
+  takeExpiredPresenceEnds(now: bigint, limit: number): Promise<PendingPresenceEnd[]>;
   /**
    * A time (ms, the store's clock) to record as a logout or clear: every message stored after this
    * call, or still being stored during it, gets a higher mtime (message-clock.ts).
