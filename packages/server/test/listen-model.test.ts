@@ -182,7 +182,7 @@ class Presence implements Cmd {
     const uid = w.uids[this.u]!;
     if (m.online[this.u]) {
       // The logout event follows the close; wait for it to be published before going on.
-      await endSession(w.clients[this.u]!, 'bye', true, w.sender, uid);
+      await endSession(w.clients[this.u]!, 'bye', 0, w.sender, uid, w.server);
       await sleep(20);
       w.clients[this.u] = undefined;
       m.online[this.u] = false;

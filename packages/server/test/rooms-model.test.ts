@@ -32,7 +32,10 @@ class Model {
   readonly dropped: (number | undefined)[] = new Array(USERS).fill(undefined);
 
   isOnline(u: number): boolean {
-    return this.devices[u]!.some((d) => d !== undefined);
+    return this.sessionsOf(u) > 0;
+  }
+  sessionsOf(u: number): number {
+    return this.devices[u]!.filter((d) => d !== undefined).length;
   }
   /** The presence ended for good: the user's rooms are left. */
   endPresence(u: number): void {
@@ -112,7 +115,7 @@ class Leave implements Cmd {
     const client = w.client(this.u, this.slot);
     w.devices[this.u]![this.slot] = undefined;
     m.devices[this.u]![this.slot] = undefined;
-    await endSession(client, this.how, !m.isOnline(this.u), w.backend, w.uids[this.u]!);
+    await endSession(client, this.how, m.sessionsOf(this.u), w.backend, w.uids[this.u]!, w.server);
     if (m.isOnline(this.u)) return;
     if (this.how === 'bye') m.endPresence(this.u);
     else m.dropped[this.u] = performance.now();

@@ -52,7 +52,10 @@ class Model {
   readonly joinedAt = new Array<number>(USERS).fill(0);
 
   isOnline(u: number): boolean {
-    return this.online[u]!.some((s) => s !== undefined);
+    return this.sessionsOf(u) > 0;
+  }
+  sessionsOf(u: number): number {
+    return this.online[u]!.filter((s) => s !== undefined).length;
   }
   /** Is message `m` for user `u` (pushed to u, counted for u)? */
   forUser(m: Sent, u: number): boolean {
@@ -173,7 +176,7 @@ class Leave implements Cmd {
     const device = w.devices[this.u]![this.slot]!;
     w.devices[this.u]![this.slot] = undefined;
     m.online[this.u]![this.slot] = undefined;
-    await endSession(device.client, this.how, !m.isOnline(this.u), w.backend, w.uids[this.u]!);
+    await endSession(device.client, this.how, m.sessionsOf(this.u), w.backend, w.uids[this.u]!, w.server);
     if (m.isOnline(this.u)) return;
     if (this.how === 'bye') m.baseline[this.u] = m.sent.length;
     else m.dropped[this.u] = { index: m.sent.length, at: performance.now() };

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { RTMClient } from '@rtm/client-sdk';
 import type { RTMServerClient } from '@rtm/server-sdk';
-import { TEST_PID } from '@rtm/testkit';
+import { TEST_PID, type TestServer } from '@rtm/testkit';
 
 // What the model-based tests (unread-model, rooms-model, listen-model) share: running the
 // sequences, and the client sessions the models log in and out.
@@ -18,7 +18,7 @@ export async function assertModel<T>(property: fc.IAsyncProperty<T>): Promise<vo
   await fc
     .assert(property, {
       numRuns: Number(process.env.RTM_MODEL_RUNS ?? 12),
-      ...(process.env.RTM_MODEL_SEED ? { seed: Number(process.env.RTM_MODEL_SEED), path: process.env.RTM_MODEL_PATH } : {}),
+      ...(process.env.RTM_MODEL_SEED ? { seed: Number(process.env.RTM_MODEL_SEED), path: process.env.RTM_MODEL_PATH || undefined } : {}),
     })
     .catch((err: Error) => {
       throw new Error(`${err.message}\n\ncaused by: ${String((err.cause as Error | undefined)?.stack ?? err.cause)}`);
@@ -48,19 +48,26 @@ export async function untilOffline(backend: RTMServerClient, uid: bigint, within
 }
 
 /**
- * Ends one session of `uid`: `bye`, or a drop (the socket closed without a word). When it was the
- * user's last session (`last`), waits until the server has seen it end.
+ * Ends one session of `uid`: `bye`, or a drop (the socket closed without a word), and waits until
+ * the server has seen it end, `sessionsLeft` sessions of the user remaining there. Else the next
+ * step may reach the server first: a `bye` of the other device, seen before this drop, would not
+ * be the end of the last session.
  */
 export async function endSession(
   client: RTMClient,
   how: 'bye' | 'drop',
-  last: boolean,
+  sessionsLeft: number,
   backend: RTMServerClient,
   uid: bigint,
+  server: TestServer,
 ): Promise<void> {
   if (how === 'bye') await client.logout();
   else client.close();
-  if (last) await untilOffline(backend, uid);
+  const sessions = () => server.services.presence.connectionsOf(TEST_PID, uid)?.size ?? 0;
+  for (const until = performance.now() + 1000; sessions() !== sessionsLeft; await sleep(2)) {
+    assert.ok(performance.now() < until, `user ${uid} still has ${sessions()} sessions, not ${sessionsLeft}`);
+  }
+  if (sessionsLeft === 0) await untilOffline(backend, uid);
 }
 
 /**
