@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { RTMClient, RtmError } from '@rtm/client-sdk';
@@ -10,10 +11,12 @@ import { assertModel, endSession, GroupMember, loginClient, pastGraceIfNear, sle
 // server-api.md §4 room members), end to end through both SDKs. fast-check draws sequences of
 // room entries and exits (client enterroom/leaveroom, server addroommember/delroommember), group
 // member changes, logins on two devices, `bye`, drops inside and past the grace period, and room
-// and group sends from both gates, and kickouts. A model of who is where says what must happen:
+// and group sends from both gates, kickouts, and restarts of the server. A model of who is where
+// says what must happen:
 // - a room is "live": a user is in it from entering (or being added) until leaving, being removed,
 //   or the end of their presence (the last session gone for good: `bye`, a kickout, or a drop past
-//   the grace period); a drop that comes back inside the grace period keeps the room;
+//   the grace period); a drop that comes back inside the grace period keeps the room, also across a
+//   restart (which drops every session);
 // - a room or group message reaches every session of every member but the sender's, once, in
 //   order; a removal sends `kickoutroom` to every session of the user;
 // - a sender that is not where it sends gets 200040 (room) / 200041 (group), from either gate; a
@@ -58,15 +61,50 @@ class Device {
   }
 }
 
+/** The server under test and a backend connected to it; a restart replaces both, on the same data. */
+class Deployment {
+  private constructor(
+    public server: TestServer,
+    public backend: RTMServerClient,
+  ) {}
+
+  static async start(dataDir?: string): Promise<Deployment> {
+    const server = await startTestServer({ logoutGraceMs: GRACE_MS }, dataDir ? { dataDir } : { keepData: true });
+    const backend = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: server.serverEndpoint, autoReconnect: false });
+    await backend.connect();
+    return new Deployment(server, backend);
+  }
+
+  /** A graceful stop and a start on the same data directory. */
+  async restart(): Promise<void> {
+    await this.backend.close();
+    await this.server.close();
+    const next = await Deployment.start(this.server.dataDir);
+    this.server = next.server;
+    this.backend = next.backend;
+  }
+
+  async close(): Promise<void> {
+    await this.backend.close();
+    await this.server.close();
+    await rm(this.server.dataDir, { recursive: true, force: true });
+  }
+}
+
 class World {
   readonly devices: (Device | undefined)[][] = Array.from({ length: USERS }, () => new Array(SLOTS).fill(undefined));
   constructor(
-    readonly server: TestServer,
-    readonly backend: RTMServerClient,
+    readonly deployment: Deployment,
     readonly uids: bigint[],
     readonly gid: bigint,
     readonly rid: bigint,
   ) {}
+  get server(): TestServer {
+    return this.deployment.server;
+  }
+  get backend(): RTMServerClient {
+    return this.deployment.backend;
+  }
   client(u: number, slot: number): RTMClient {
     return this.devices[u]![slot]!.client;
   }
@@ -125,12 +163,38 @@ class Leave implements Cmd {
   }
 }
 
+/**
+ * The server restarts (a graceful stop, a start on the same data): every session drops, and the
+ * grace periods, the new ones and those already running, go on in the new process.
+ */
+class Restart implements Cmd {
+  check(): boolean {
+    return true;
+  }
+  async run(m: Model, w: World): Promise<void> {
+    const at = performance.now();
+    await w.deployment.restart();
+    for (let u = 0; u < USERS; u++) {
+      if (m.isOnline(u)) m.dropped[u] = at;
+      for (let slot = 0; slot < SLOTS; slot++) {
+        w.devices[u]![slot]?.client.close();
+        w.devices[u]![slot] = undefined;
+        m.devices[u]![slot] = undefined;
+      }
+    }
+  }
+  toString(): string {
+    return 'restart';
+  }
+}
+
 class WaitPastGrace implements Cmd {
   check(m: Readonly<Model>): boolean {
     return m.dropped.some((d) => d !== undefined);
   }
   async run(m: Model): Promise<void> {
-    await sleep(GRACE_MS + 300);
+    // After a restart a grace period runs out at the next sweep of handed-over ones (every 250 ms here).
+    await sleep(GRACE_MS + 500);
     for (let u = 0; u < USERS; u++) if (m.dropped[u] !== undefined) m.endPresence(u);
   }
   toString(): string {
@@ -258,6 +322,7 @@ const commands = [
   fc.tuple(user, slot, fc.constantFrom('bye' as const, 'drop' as const)).map(([u, s, how]) => new Leave(u, s, how)),
   fc.constant(new WaitPastGrace()),
   user.map((u) => new Kickout(u)),
+  fc.constant(new Restart()),
   fc.tuple(user, via, fc.boolean()).map(([u, v, enter]) => new Room(u, v, enter)),
   fc.tuple(user, via, fc.constant(true)).map(([u, v, enter]) => new Room(u, v, enter)),
   fc.tuple(user, fc.boolean()).map(([u, join]) => new GroupMember<Model>(u, join, (m, u, join) => (m.inGroup[u] = join))),
@@ -267,25 +332,19 @@ const commands = [
 ];
 
 describe('room and group delivery against a model', () => {
-  let server: TestServer;
-  let backend: RTMServerClient;
+  let deployment: Deployment;
   let nextId = 1n << 57n; // ids above 2^53
 
   before(async () => {
-    server = await startTestServer({ logoutGraceMs: GRACE_MS });
-    backend = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: server.serverEndpoint, autoReconnect: false });
-    await backend.connect();
+    deployment = await Deployment.start();
   });
-  after(async () => {
-    await backend.close();
-    await server.close();
-  });
+  after(() => deployment?.close());
 
   it('every push, refusal and membership matches the model', { timeout: 120_000 }, async () => {
     await assertModel(
       fc.asyncProperty(fc.commands(commands, { maxCommands: 40, size: 'large' }), async (cmds) => {
         const uids = Array.from({ length: USERS }, () => ++nextId);
-        const world = new World(server, backend, uids, ++nextId, ++nextId);
+        const world = new World(deployment, uids, ++nextId, ++nextId);
         try {
           const model = new Model();
           await fc.asyncModelRun(() => ({ model, real: world }), cmds);
