@@ -57,3 +57,30 @@ test('stamps (room joins) sort against marks (the end of a presence) on a stoppe
   assert.ok(rejoined > end, 'a room joined after the end stays');
   assert.ok(clock.mark() >= rejoined);
 });
+
+test('a restarted clock that runs behind resumes after the last process: marks cover, clocks follow', () => {
+  const before = new MessageClock(() => 3000);
+  before.settled(before.take()); // a message at 3000
+  before.mark(); // a clear at 3000: later clocks from 3001
+  before.settled(before.take()); // a message at 3001
+  const clear = before.mark(); // 3001
+  assert.equal(before.highestMark, 3001n);
+
+  const after = new MessageClock(() => 2000); // stepped back, or a test's stopped clock
+  after.resume(3001n, before.highestMark);
+  const next = after.take();
+  after.settled(next);
+  assert.ok(next > clear, 'a message after the restart counts after the clear before it');
+  assert.ok(after.mark() >= next, 'and a clear after it covers it');
+});
+
+test('without marks, a restarted clock goes on at the newest mtime, not after it', () => {
+  const clock = new MessageClock(() => 2000);
+  assert.equal(clock.highestMark, 0n);
+  clock.resume(2000n, 0n);
+  assert.equal(clock.take(), 2000n, 'no mark since: the same millisecond is fine');
+  const behind = new MessageClock(() => 1000);
+  behind.resume(2000n, 0n);
+  assert.equal(behind.take(), 2000n, 'never before the newest message');
+  assert.equal(behind.mark(), 1999n, 'that one is in flight');
+});

@@ -1,11 +1,19 @@
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { RTMClient, RtmError } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
-import { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
-import { assertModel, endSession, GroupMember, loginClient, pastGraceIfNear, sleep, untilOffline } from './helpers/model-run.js';
+import type { TestServer } from '@rtm/testkit';
+import {
+  assertModel,
+  Deployment,
+  endSession,
+  GroupMember,
+  loginClient,
+  pastGraceIfNear,
+  sleep,
+  untilOffline,
+} from './helpers/model-run.js';
 
 // Model-based test of room and group delivery (client-api.md §4 rooms and groups, §5 pushes;
 // server-api.md §4 room members), end to end through both SDKs. fast-check draws sequences of
@@ -58,36 +66,6 @@ class Device {
     client.on('groupMessage', (m) => this.got.push(String(m.mid)));
     client.on('message', (m) => this.got.push(`unexpected p2p ${m.mid}`));
     client.on('kickoutRoom', () => this.got.push('kick'));
-  }
-}
-
-/** The server under test and a backend connected to it; a restart replaces both, on the same data. */
-class Deployment {
-  private constructor(
-    public server: TestServer,
-    public backend: RTMServerClient,
-  ) {}
-
-  static async start(dataDir?: string): Promise<Deployment> {
-    const server = await startTestServer({ logoutGraceMs: GRACE_MS }, dataDir ? { dataDir } : { keepData: true });
-    const backend = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: server.serverEndpoint, autoReconnect: false });
-    await backend.connect();
-    return new Deployment(server, backend);
-  }
-
-  /** A graceful stop and a start on the same data directory. */
-  async restart(): Promise<void> {
-    await this.backend.close();
-    await this.server.close();
-    const next = await Deployment.start(this.server.dataDir);
-    this.server = next.server;
-    this.backend = next.backend;
-  }
-
-  async close(): Promise<void> {
-    await this.backend.close();
-    await this.server.close();
-    await rm(this.server.dataDir, { recursive: true, force: true });
   }
 }
 
@@ -336,7 +314,7 @@ describe('room and group delivery against a model', () => {
   let nextId = 1n << 57n; // ids above 2^53
 
   before(async () => {
-    deployment = await Deployment.start();
+    deployment = await Deployment.of({ logoutGraceMs: GRACE_MS });
   });
   after(() => deployment?.close());
 

@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { RtmError, type Payload } from '@rtm/fpnn';
 import { RawClient, startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+import { SqliteStore } from '../src/store/sqlite.js';
+import { Deployment, loginClient } from './helpers/model-run.js';
 
 // client-api.md §3.3 "Unread baseline", end to end: real server, real sockets, RawClient.
 // The unread baseline is the later of the user's last logout (end of the last session on any
@@ -309,5 +311,32 @@ describe('unread across logouts, clears, blips and devices (logoutGraceMs 150)',
     assert.deepEqual(await c.quest('getp2punread', { uids: [] }), { p2p: {}, ltime: {} });
     await rejectsWith(c.quest('getp2punread', { uids: 'x' }), 10010);
     await rejectsWith(c.quest('getgroupunread', {}), 10009);
+  });
+});
+
+describe('unread marks across a restart whose clock runs behind the last process (stopped clock)', () => {
+  it('a message after the restart counts after a clear before it; a clear after the restart covers what came before', async () => {
+    const stopped = Date.now();
+    const makeStore = (dataDir: string) => new SqliteStore({ dataDir, writerThread: true, now: () => stopped });
+    const deployment = await Deployment.of({ logoutGraceMs: 0 }, { makeStore });
+    const [me, peer] = [newUid(), newUid()];
+    try {
+      const first = await loginClient(deployment.server.clientEndpoint, deployment.backend, me);
+      await deployment.backend.sendMessage(30, peer, me, 'before the clear'); // mtime: the stopped ms
+      await first.cleanUnreadMessage(); // a mark after it: later clocks go past the stopped ms
+      await deployment.backend.sendMessage(30, peer, me, 'after the clear');
+      await first.cleanUnreadMessage();
+      first.close();
+      await deployment.restart(); // the same stopped clock: behind the marks of the last process
+      const after = await deployment.backend.sendMessage(30, peer, me, 'after the restart');
+      const again = await loginClient(deployment.server.clientEndpoint, deployment.backend, me);
+      assert.deepEqual((await again.getP2PUnreadMessageNum([peer])).p2p, new Map([[peer, 1]]), 'only the message after the restart');
+      assert.equal((await again.getP2PUnreadMessageNum([peer])).ltime.get(peer), after.mtime);
+      await again.cleanUnreadMessage();
+      assert.deepEqual((await again.getP2PUnreadMessageNum([peer])).p2p, new Map(), 'a clear covers it');
+      again.close();
+    } finally {
+      await deployment.close();
+    }
   });
 });

@@ -13,8 +13,11 @@
  * The price, only when a commit is in flight: messages stored in that commit's millisecond just
  * before the mark count as unread too. Counting a message twice is better than hiding one.
  *
- * Exact within one process. Across the nodes of a cluster, marks and mtimes are as close as the
- * nodes' clocks are.
+ * Exact within one process, and across a restart: the store records the highest mark at a stop
+ * (`highestMark`) and the next process `resume`s after it and after the newest mtime stored, so a
+ * clock that runs behind them then (stepped back, or a test's stopped clock) neither hides a later
+ * message behind an earlier clear nor counts an earlier message after a later one. Across the nodes
+ * of a cluster, marks and mtimes are as close as the nodes' clocks are.
  */
 export class MessageClock {
   /** The highest clock handed out. */
@@ -25,6 +28,22 @@ export class MessageClock {
   private readonly inFlight = new Map<bigint, number>();
 
   constructor(private readonly now: () => number) {}
+
+  /**
+   * Goes on after an earlier process: `newest` is the newest mtime stored, `marks` the highest mark
+   * it recorded at its stop (`highestMark`). Later marks cover everything stored, and later clocks
+   * sort after every earlier mark.
+   */
+  resume(newest: bigint, marks: bigint): void {
+    const high = newest > marks ? newest : marks;
+    if (high > this.last) this.last = high;
+    if (marks + 1n > this.floor) this.floor = marks + 1n;
+  }
+
+  /** The highest mark handed out so far (0 for none), for the next process to `resume` after. */
+  get highestMark(): bigint {
+    return this.floor > 0n ? this.floor - 1n : 0n;
+  }
 
   /** The clock for a commit about to start (never lower than one before it); pair with `settled`. */
   take(): bigint {

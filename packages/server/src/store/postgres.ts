@@ -146,6 +146,10 @@ export class PostgresStore implements Store {
     pool.on('error', () => {}); // an idle client lost its connection: the pool replaces it
     try {
       await migrate(pool, this.schema);
+      // After the newest mtime stored and the highest mark of any node's last stop (message-clock.ts).
+      const r = await pool.query<Row>("SELECT name, last_mtime FROM counters WHERE name IN ('messages', 'unread_marks')");
+      const of = (name: string) => (r.rows.find((row) => row['name'] === name)?.['last_mtime'] as bigint | undefined) ?? 0n;
+      this.clock.resume(of('messages'), of('unread_marks'));
     } catch (err) {
       await pool.end();
       throw err;
@@ -161,6 +165,15 @@ export class PostgresStore implements Store {
       else await this.flush();
     }
     this.pool = undefined;
+    try {
+      await pool.query(
+        `INSERT INTO counters (name, last_id, last_mtime) VALUES ('unread_marks', 0, $1)
+         ON CONFLICT (name) DO UPDATE SET last_mtime = GREATEST(counters.last_mtime, excluded.last_mtime)`,
+        [this.clock.highestMark],
+      );
+    } catch {
+      // the store is closing: a node that starts later resumes after the newest message instead
+    }
     await pool.end();
   }
 

@@ -260,4 +260,17 @@ CREATE TABLE presence_ends (
 CREATE INDEX presence_ends_deadline ON presence_ends (deadline);
 `,
   },
+  {
+    version: 9,
+    name: 'unread_clock: the unread marks of one process sort before those of the next',
+    // The clock of marks (store/message-clock.ts) started over at each start from the wall clock:
+    // one that ran behind the last process's marks (stepped back) put new messages before earlier
+    // clears. The highest mark is now recorded at close and resumed after at open.
+    sql: `
+CREATE TABLE unread_clock (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  high INTEGER NOT NULL
+);
+`,
+  },
 ];

@@ -225,6 +225,7 @@ export class SqliteStore implements Store {
       this.stmts = this.prepareStatements(db);
       this.committer = new AppendCommitter(db);
       this.loadFilters(db);
+      this.clock.resume(...clockOfLastProcess(db));
       const checkpointing = this.path !== ':memory:' && this.options.checkpointEveryMs > 0;
       if (checkpointing) {
         db.pragma(`wal_autocheckpoint = ${this.backstopPages}`);
@@ -305,6 +306,11 @@ export class SqliteStore implements Store {
     const writer = this.writer;
     this.writer = undefined;
     await writer?.stop();
+    try {
+      this.db.prepare(RECORD_CLOCK_HIGH).run(this.clock.highestMark);
+    } catch (err) {
+      this.options.onError(`recording the unread clock at close: ${(err as Error).message}`);
+    }
     const checkpointer = this.checkpointer;
     this.checkpointer = undefined;
     await checkpointer?.stop();
@@ -1101,6 +1107,17 @@ function yieldTurn(): Promise<void> {
 }
 
 /** The exact mtime filter that goes with idBounds (which is exact only to the second). */
+/** Keeps the message clock's highest mark across restarts (message-clock.ts). */
+const RECORD_CLOCK_HIGH =
+  'INSERT INTO unread_clock (id, high) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET high = MAX(high, excluded.high)';
+
+/** What the message clock resumes after: the newest mtime stored, and the highest mark of the last stop. */
+function clockOfLastProcess(db: Database.Database): [newest: bigint, marks: bigint] {
+  const newest = db.prepare('SELECT mtime FROM messages ORDER BY id DESC LIMIT 1').safeIntegers().pluck().get() as bigint | undefined;
+  const marks = db.prepare('SELECT high FROM unread_clock WHERE id = 1').safeIntegers().pluck().get() as bigint | undefined;
+  return [newest ?? 0n, marks ?? 0n];
+}
+
 function presenceEnd(row: Record<string, unknown>): PendingPresenceEnd {
   return { pid: Number(row['pid']), uid: row['uid'] as bigint, endedAt: row['ended_at'] as bigint, deadline: row['deadline'] as bigint };
 }

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
 import fc from 'fast-check';
 import { RTMClient } from '@rtm/client-sdk';
-import type { RTMServerClient } from '@rtm/server-sdk';
-import { TEST_PID, type TestServer } from '@rtm/testkit';
+import { RTMServerClient } from '@rtm/server-sdk';
+import { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
 
 // What the model-based tests (unread-model, rooms-model, listen-model) share: running the
 // sequences, and the client sessions the models log in and out.
@@ -105,5 +106,42 @@ export class GroupMember<M extends object> implements fc.AsyncCommand<M, GroupWo
   }
   toString(): string {
     return `${this.join ? 'add' : 'del'}GroupMember(${this.u})`;
+  }
+}
+
+/** The server under test and a backend connected to it; a restart replaces both, on the same data. */
+export class Deployment {
+  private constructor(
+    public server: TestServer,
+    public backend: RTMServerClient,
+    private readonly start: (dataDir?: string) => Promise<TestServer>,
+  ) {}
+
+  /** `start(dataDir)` starts the server, on `dataDir` when given (a restart), else on a new one it keeps. */
+  static async start(start: (dataDir?: string) => Promise<TestServer>): Promise<Deployment> {
+    const server = await start();
+    const backend = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: server.serverEndpoint, autoReconnect: false });
+    await backend.connect();
+    return new Deployment(server, backend, start);
+  }
+
+  /** Starts a server with these settings on a new data directory, kept across restarts (`close` removes it). */
+  static of(settings: Parameters<typeof startTestServer>[0], options: Parameters<typeof startTestServer>[1] = {}): Promise<Deployment> {
+    return Deployment.start((dataDir) => startTestServer(settings, dataDir ? { ...options, dataDir } : { ...options, keepData: true }));
+  }
+
+  /** A graceful stop and a start on the same data directory: every session drops. */
+  async restart(): Promise<void> {
+    await this.backend.close();
+    await this.server.close();
+    const next = await Deployment.start(() => this.start(this.server.dataDir));
+    this.server = next.server;
+    this.backend = next.backend;
+  }
+
+  async close(): Promise<void> {
+    await this.backend.close();
+    await this.server.close();
+    await rm(this.server.dataDir, { recursive: true, force: true });
   }
 }
