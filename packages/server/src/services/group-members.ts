@@ -1,6 +1,12 @@
 import type { Bus } from '../bus/bus.js';
 import type { Store } from '../store/store.js';
 
+/** A read of a group's members under way; `stale` once a change overtook it. */
+interface Load {
+  promise: Promise<readonly bigint[]>;
+  stale: boolean;
+}
+
 /**
  * Group members for sends, kept in memory (a group send needs them all: the sender's membership,
  * then the recipients).
@@ -14,15 +20,10 @@ import type { Store } from '../store/store.js';
  * overtakes is not kept. Bounded: groups used least recently go first once `maxIds` member ids are
  * held (the default, 1,000,000, is ~40 MB).
  */
-interface Load {
-  promise: Promise<readonly bigint[]>;
-  stale: boolean;
-}
-
 export class GroupMembers {
   /** `pid:gid` → members, least recently used first. */
   private readonly cached = new Map<string, readonly bigint[]>();
-  /** Loads under way; `stale` once a change overtook one. */
+  /** Loads under way, by `pid:gid`. */
   private readonly loading = new Map<string, Load>();
   private held = 0;
 
