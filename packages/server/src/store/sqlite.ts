@@ -1106,7 +1106,6 @@ function yieldTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-/** The exact mtime filter that goes with idBounds (which is exact only to the second). */
 /** Keeps the message clock's highest mark across restarts (message-clock.ts). */
 const RECORD_CLOCK_HIGH =
   'INSERT INTO unread_clock (id, high) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET high = MAX(high, excluded.high)';
@@ -1122,6 +1121,7 @@ function presenceEnd(row: Record<string, unknown>): PendingPresenceEnd {
   return { pid: Number(row['pid']), uid: row['uid'] as bigint, endedAt: row['ended_at'] as bigint, deadline: row['deadline'] as bigint };
 }
 
+/** The exact mtime filter that goes with idBounds (which is exact only to the second). */
 function mtimeWindow(begin: bigint | undefined, end: bigint | undefined): string {
   return (begin !== undefined && begin !== 0n ? ' AND mtime >= ?' : '') + (end !== undefined && end !== 0n ? ' AND mtime <= ?' : '');
 }
