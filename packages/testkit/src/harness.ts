@@ -48,6 +48,10 @@ export async function startTestServer(
     logger: options.logger ?? createLogger(process.env.RTM_TEST_LOG_LEVEL ?? 'silent'),
     store: options.store ?? options.makeStore?.(dataDir),
     bus: options.bus,
+  }).catch(async (err: unknown) => {
+    // A start that fails leaves no directory of ours behind.
+    if (!options.dataDir) await rm(dataDir, { recursive: true, force: true });
+    throw err;
   });
   return {
     ...server,
