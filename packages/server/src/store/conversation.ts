@@ -2,7 +2,7 @@
  * Helpers shared by the Store implementations: conversation keys, message content equality,
  * int64 validation, row shapes both SQL stores return. No I/O.
  */
-import { MessageKind, type ConversationRef, type NewMessage, type UnreadCount } from './store.js';
+import { MessageKind, type ConversationRef, type NewMessage, type PendingPresenceEnd, type UnreadCount } from './store.js';
 
 /** Key of the conversation a message belongs to (DESIGN.md "Storage"). */
 export interface ConversationKey {
@@ -79,4 +79,14 @@ export function unreadMap(rows: readonly Record<string, unknown>[]): Map<bigint,
   const out = new Map<bigint, UnreadCount>();
   for (const r of rows) out.set(r['k'] as bigint, { count: Number(r['n']), ltime: r['t'] as bigint });
   return out;
+}
+
+/**
+ * Presence ends from rows of (pid, uid, ended_at, deadline), as both SQL stores return them from
+ * `DELETE … RETURNING` (in no set order): earliest deadline first.
+ */
+export function presenceEnds(rows: readonly Record<string, unknown>[]): PendingPresenceEnd[] {
+  return rows
+    .map((r) => ({ pid: Number(r['pid']), uid: r['uid'] as bigint, endedAt: r['ended_at'] as bigint, deadline: r['deadline'] as bigint }))
+    .sort((a, b) => (a.deadline < b.deadline ? -1 : a.deadline > b.deadline ? 1 : 0));
 }

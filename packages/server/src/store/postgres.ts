@@ -35,7 +35,7 @@ import {
   type UnreadCount,
   type UnreadQuery,
 } from './store.js';
-import { checkNewMessage, conversationOfMessage, plainBytes, sameContent, unreadMap } from './conversation.js';
+import { checkNewMessage, conversationOfMessage, plainBytes, presenceEnds, sameContent, unreadMap } from './conversation.js';
 import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
 import { historyRange, historyWindow, throughEdge, type HistoryRange } from './history-window.js';
 import { MessageClock } from './message-clock.js';
@@ -585,12 +585,12 @@ export class PostgresStore implements Store {
   }
 
   async takePresenceEnd(pid: number, uid: bigint): Promise<PendingPresenceEnd | undefined> {
-    const [row] = await this.rows(
+    const rows = await this.rows(
       'DELETE FROM presence_ends WHERE pid = $1 AND uid = $2 RETURNING pid, uid, ended_at, deadline',
       [pid, uid],
       'take_presence_end',
     );
-    return row ? presenceEnd(row) : undefined;
+    return presenceEnds(rows)[0];
   }
 
   async takeExpiredPresenceEnds(now: bigint, limit: number): Promise<PendingPresenceEnd[]> {
@@ -602,7 +602,7 @@ export class PostgresStore implements Store {
       [now, limit],
       'take_expired_presence_ends',
     );
-    return rows.map(presenceEnd).sort((a, b) => (a.deadline < b.deadline ? -1 : a.deadline > b.deadline ? 1 : 0));
+    return presenceEnds(rows);
   }
 
   // --- tokens ----------------------------------------------------------------------------------
@@ -969,8 +969,4 @@ function rowToMessage(r: Row): StoredMessage {
     attrs: r['attrs'] as string,
     mtime: r['mtime'] as bigint,
   };
-}
-
-function presenceEnd(row: Row): PendingPresenceEnd {
-  return { pid: Number(row['pid']), uid: row['uid'] as bigint, endedAt: row['ended_at'] as bigint, deadline: row['deadline'] as bigint };
 }

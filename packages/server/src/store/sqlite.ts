@@ -38,7 +38,7 @@ import {
   type UnreadCount,
   type UnreadQuery,
 } from './store.js';
-import { checkNewMessage, unreadMap } from './conversation.js';
+import { checkNewMessage, presenceEnds, unreadMap } from './conversation.js';
 import { AppendCommitter, MESSAGE_COLUMNS, rowToMessage, type BatchOutcome, type AppendOutcome } from './sqlite-appender.js';
 import { WalCheckpointer } from './sqlite-checkpointer.js';
 import { connectionName, openConnection } from './sqlite-connection.js';
@@ -709,16 +709,12 @@ export class SqliteStore implements Store {
 
   async takePresenceEnd(pid: number, uid: bigint): Promise<PendingPresenceEnd | undefined> {
     if (!this.s.presenceEndFind.get(pid, uid)) return undefined;
-    const [row] = this.s.presenceEndTake.all(pid, uid);
-    return row ? presenceEnd(row) : undefined;
+    return presenceEnds(this.s.presenceEndTake.all(pid, uid))[0];
   }
 
   async takeExpiredPresenceEnds(now: bigint, limit: number): Promise<PendingPresenceEnd[]> {
     if (!this.s.presenceEndsDue.get(now)) return [];
-    return this.s.presenceEndsTakeDue
-      .all(now, limit)
-      .map(presenceEnd)
-      .sort((a, b) => (a.deadline < b.deadline ? -1 : a.deadline > b.deadline ? 1 : 0));
+    return presenceEnds(this.s.presenceEndsTakeDue.all(now, limit));
   }
 
   // --- tokens ----------------------------------------------------------------------------------
@@ -1115,10 +1111,6 @@ function clockOfLastProcess(db: Database.Database): [newest: bigint, marks: bigi
   const newest = db.prepare('SELECT mtime FROM messages ORDER BY id DESC LIMIT 1').safeIntegers().pluck().get() as bigint | undefined;
   const marks = db.prepare('SELECT high FROM unread_clock WHERE id = 1').safeIntegers().pluck().get() as bigint | undefined;
   return [newest ?? 0n, marks ?? 0n];
-}
-
-function presenceEnd(row: Record<string, unknown>): PendingPresenceEnd {
-  return { pid: Number(row['pid']), uid: row['uid'] as bigint, endedAt: row['ended_at'] as bigint, deadline: row['deadline'] as bigint };
 }
 
 /** The exact mtime filter that goes with idBounds (which is exact only to the second). */
