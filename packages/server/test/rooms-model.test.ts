@@ -11,8 +11,10 @@ import {
   GroupMember,
   loginClient,
   pastGraceIfNear,
+  Restart,
   sleep,
   untilOffline,
+  WaitPastGrace,
 } from './helpers/model-run.js';
 
 // Model-based test of room and group delivery (client-api.md §4 rooms and groups, §5 pushes;
@@ -141,45 +143,6 @@ class Leave implements Cmd {
   }
 }
 
-/**
- * The server restarts (a graceful stop, a start on the same data): every session drops, and the
- * grace periods, the new ones and those already running, go on in the new process.
- */
-class Restart implements Cmd {
-  check(): boolean {
-    return true;
-  }
-  async run(m: Model, w: World): Promise<void> {
-    const at = performance.now();
-    await w.deployment.restart();
-    for (let u = 0; u < USERS; u++) {
-      if (m.isOnline(u)) m.dropped[u] = at;
-      for (let slot = 0; slot < SLOTS; slot++) {
-        w.devices[u]![slot]?.client.close();
-        w.devices[u]![slot] = undefined;
-        m.devices[u]![slot] = undefined;
-      }
-    }
-  }
-  toString(): string {
-    return 'restart';
-  }
-}
-
-class WaitPastGrace implements Cmd {
-  check(m: Readonly<Model>): boolean {
-    return m.dropped.some((d) => d !== undefined);
-  }
-  async run(m: Model): Promise<void> {
-    // After a restart a grace period runs out at the next sweep of handed-over ones (every 250 ms here).
-    await sleep(GRACE_MS + 500);
-    for (let u = 0; u < USERS; u++) if (m.dropped[u] !== undefined) m.endPresence(u);
-  }
-  toString(): string {
-    return 'wait past the grace period';
-  }
-}
-
 /** The backend kicks the user out: every session closes, and the presence ends at once (no grace period). */
 class Kickout implements Cmd {
   constructor(readonly u: number) {}
@@ -298,9 +261,20 @@ const commands = [
   fc.tuple(user, slot).map(([u, s]) => new Login(u, s)),
   fc.tuple(user, slot).map(([u, s]) => new Login(u, s)),
   fc.tuple(user, slot, fc.constantFrom('bye' as const, 'drop' as const)).map(([u, s, how]) => new Leave(u, s, how)),
-  fc.constant(new WaitPastGrace()),
+  fc.constant(
+    new WaitPastGrace<Model>(GRACE_MS, (m) => {
+      for (let u = 0; u < USERS; u++) if (m.dropped[u] !== undefined) m.endPresence(u);
+    }),
+  ),
   user.map((u) => new Kickout(u)),
-  fc.constant(new Restart()),
+  fc.constant(
+    new Restart<Model, World>((m, at) => {
+      for (let u = 0; u < USERS; u++) {
+        if (m.isOnline(u)) m.dropped[u] = at;
+        m.devices[u]!.fill(undefined);
+      }
+    }),
+  ),
   fc.tuple(user, via, fc.boolean()).map(([u, v, enter]) => new Room(u, v, enter)),
   fc.tuple(user, via, fc.constant(true)).map(([u, v, enter]) => new Room(u, v, enter)),
   fc.tuple(user, fc.boolean()).map(([u, join]) => new GroupMember<Model>(u, join, (m, u, join) => (m.inGroup[u] = join))),

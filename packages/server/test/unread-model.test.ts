@@ -4,7 +4,17 @@ import fc from 'fast-check';
 import { RTMClient } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
 import type { TestServer } from '@rtm/testkit';
-import { assertModel, Deployment, endSession, GroupMember, loginClient, pastGraceIfNear, sleep } from './helpers/model-run.js';
+import {
+  assertModel,
+  Deployment,
+  endSession,
+  GroupMember,
+  loginClient,
+  pastGraceIfNear,
+  Restart,
+  sleep,
+  WaitPastGrace,
+} from './helpers/model-run.js';
 import { SqliteStore } from '../src/store/sqlite.js';
 
 // Model-based test of unread counting, pushes and history (client-api.md §3.3 "Unread baseline",
@@ -192,49 +202,6 @@ class Leave implements Cmd {
   }
 }
 
-/**
- * The server restarts (a graceful stop, a start on the same data): every session drops, and the
- * grace periods, the new ones and those already running, go on in the new process.
- */
-class Restart implements Cmd {
-  check(): boolean {
-    return true;
-  }
-  async run(m: Model, w: World): Promise<void> {
-    // The devices have what was pushed to them, and their answers reached the server: a push the
-    // stop cuts off unanswered counts as unread (gate/unanswered-pushes.ts), which the model knows not.
-    await assertPushes(m, w);
-    await sleep(20);
-    const at = performance.now();
-    await w.deployment.restart();
-    for (let u = 0; u < USERS; u++) {
-      if (m.isOnline(u)) m.dropped[u] = { index: m.sent.length, at };
-      for (let slot = 0; slot < SLOTS; slot++) {
-        w.devices[u]![slot]?.client.close();
-        w.devices[u]![slot] = undefined;
-        m.online[u]![slot] = undefined;
-      }
-    }
-  }
-  toString(): string {
-    return 'restart';
-  }
-}
-
-class WaitPastGrace implements Cmd {
-  check(m: Readonly<Model>): boolean {
-    return m.dropped.some((d) => d !== undefined);
-  }
-  async run(m: Model): Promise<void> {
-    // After a restart a grace period runs out at the next sweep of handed-over ones (every 250 ms here).
-    await sleep(GRACE_MS + 500);
-    for (let u = 0; u < USERS; u++) m.endGrace(u);
-  }
-  toString(): string {
-    return 'wait past the grace period';
-  }
-}
-
 /** Marks everything read: `cleanunread`, `getunread` with clear, or `getunreadconversationlist` (clears by default). */
 class Clear implements Cmd {
   constructor(
@@ -382,8 +349,27 @@ const commands = [
   fc.tuple(user, slot).map(([u, s]) => new Login(u, s)),
   fc.tuple(user, slot).map(([u, s]) => new Login(u, s)),
   fc.tuple(user, slot, fc.constantFrom('bye' as const, 'drop' as const)).map(([u, s, how]) => new Leave(u, s, how)),
-  fc.constant(new WaitPastGrace()),
-  fc.constant(new Restart()),
+  fc.constant(
+    new WaitPastGrace<Model>(GRACE_MS, (m) => {
+      for (let u = 0; u < USERS; u++) m.endGrace(u);
+    }),
+  ),
+  fc.constant(
+    new Restart<Model, World>(
+      (m, at) => {
+        for (let u = 0; u < USERS; u++) {
+          if (m.isOnline(u)) m.dropped[u] = { index: m.sent.length, at };
+          m.online[u]!.fill(undefined);
+        }
+      },
+      // The devices have what was pushed to them, and their answers reached the server: a push the
+      // stop cuts off unanswered counts as unread (gate/unanswered-pushes.ts), which the model knows not.
+      async (m, w) => {
+        await assertPushes(m, w);
+        await sleep(20);
+      },
+    ),
+  ),
   fc.tuple(user, fc.boolean()).map(
     ([u, join]) =>
       new GroupMember<Model>(u, join, (m, u, join) => {

@@ -145,3 +145,60 @@ export class Deployment {
     await rm(this.server.dataDir, { recursive: true, force: true });
   }
 }
+
+/** What the restart command needs of a model's world: its deployment, and its devices (their sessions drop). */
+export interface RestartWorld {
+  readonly deployment: Deployment;
+  readonly devices: ({ readonly client: RTMClient } | undefined)[][];
+}
+
+/**
+ * The server restarts (a graceful stop, a start on the same data): every session drops, and the
+ * grace periods, the new ones and those already running, go on in the new process. `settle` runs
+ * first; `dropped(model, at)` tells the model that every session dropped at `at` (performance.now()).
+ */
+export class Restart<M extends object, W extends RestartWorld> implements fc.AsyncCommand<M, W> {
+  constructor(
+    private readonly dropped: (model: M, at: number) => void,
+    private readonly settle?: (model: M, world: W) => Promise<void>,
+  ) {}
+  check(): boolean {
+    return true;
+  }
+  async run(m: M, w: W): Promise<void> {
+    await this.settle?.(m, w);
+    const at = performance.now();
+    await w.deployment.restart();
+    for (const row of w.devices) {
+      for (let slot = 0; slot < row.length; slot++) {
+        row[slot]?.client.close();
+        row[slot] = undefined;
+      }
+    }
+    this.dropped(m, at);
+  }
+  toString(): string {
+    return 'restart';
+  }
+}
+
+/**
+ * Waits until every running grace period of `graceMs` has surely run out: after a restart, at the
+ * next sweep of handed-over ones (every 250 ms at the models' grace periods). `ended` tells the model.
+ */
+export class WaitPastGrace<M extends { readonly dropped: readonly unknown[] }> implements fc.AsyncCommand<M, unknown> {
+  constructor(
+    private readonly graceMs: number,
+    private readonly ended: (model: M) => void,
+  ) {}
+  check(m: Readonly<M>): boolean {
+    return m.dropped.some((d) => d !== undefined);
+  }
+  async run(m: M): Promise<void> {
+    await sleep(this.graceMs + 500);
+    this.ended(m);
+  }
+  toString(): string {
+    return 'wait past the grace period';
+  }
+}
