@@ -1,7 +1,7 @@
 import type { Bus } from '../bus/bus.js';
 import type { ServerConfig } from '../config.js';
 import type { Logger } from '../observability/logger.js';
-import type { Store } from '../store/store.js';
+import type { PendingPresenceEnd, Store } from '../store/store.js';
 import type { ClientConnection, LocalPresence } from './presence.js';
 
 const key = (pid: number, uid: bigint): string => `${pid}:${uid}`;
@@ -23,7 +23,8 @@ const SWEEP_BATCH = 500;
  * and no logout/login events are emitted. An explicit `bye` of the last session ends it at once.
  */
 export class Sessions {
-  private readonly grace = new Map<string, { timer: NodeJS.Timeout; endedAt: bigint; deadline: number }>();
+  /** Running grace periods by user: each one's timer and the presence end it hands over at a stop. */
+  private readonly grace = new Map<string, { timer: NodeJS.Timeout; end: PendingPresenceEnd }>();
   /** Bumped by every login: an ending presence that sees another epoch was continued, and stops. */
   private readonly epochs = new Map<string, number>();
   /** Presences being ended now (their store writes under way): a stop waits for them. */
@@ -154,7 +155,7 @@ export class Sessions {
       this.endTracked(pid, uid, endedAt);
     }, this.config.logoutGraceMs);
     timer.unref();
-    this.grace.set(k, { timer, endedAt, deadline: Date.now() + this.config.logoutGraceMs });
+    this.grace.set(k, { timer, end: { pid, uid, endedAt, deadline: BigInt(Date.now() + this.config.logoutGraceMs) } });
   }
 
   /** `end`, remembered until done so that `flush` (a stop) waits for its store writes. */
@@ -213,10 +214,9 @@ export class Sessions {
   async flush(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = undefined;
-    const pending = [...this.grace.entries()].map(([k, { timer, endedAt, deadline }]) => {
+    const pending = [...this.grace.values()].map(({ timer, end }) => {
       clearTimeout(timer);
-      const [pid, uid] = k.split(':');
-      return { pid: Number(pid), uid: BigInt(uid!), endedAt, deadline: BigInt(deadline) };
+      return end;
     });
     this.grace.clear();
     let endNow: typeof pending = [];
