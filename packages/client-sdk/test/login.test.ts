@@ -104,8 +104,9 @@ test('close() aborts a connection still opening: no socket or timer is left behi
   await assert.rejects(login, (err: unknown) => err instanceof RtmError && err.code === 20015);
   assert.equal(client.state, 'closed');
   assert.ok(timers() <= timersBefore, `timers: ${timers()} after close() vs ${timersBefore} before`);
-  // The client's socket is gone: the server sees it close now, not after connectTimeoutMs (30 s).
-  if (!accepted[0]!.closed) await withTimeout(once(accepted[0]!, 'close'), 500, 'the client socket closing');
+  // The client's socket is gone: the server sees it close now, not after connectTimeoutMs (30 s)
+  // (within 5 s: a loaded machine may take a while even for "now").
+  if (!accepted[0]!.closed) await withTimeout(once(accepted[0]!, 'close'), 5000, 'the client socket closing');
 });
 
 test('close() while auth is pending closes that connection at once', async (t) => {
@@ -114,13 +115,13 @@ test('close() while auth is pending closes that connection at once', async (t) =
   const login = client.login(1001n, 'token-1001');
   await server.waitForQuest('auth');
   client.close();
-  // At once, not when auth times out (questTimeoutMs, 20 s).
+  // At once, not when auth times out (questTimeoutMs, 20 s); within 5 s, for a loaded machine.
   await withTimeout(
     assert.rejects(login, (err: unknown) => err instanceof RtmError && err.code === 20015),
-    500,
+    5000,
     'login() rejecting',
   );
-  await withTimeout(server.last.waitClosed(), 500, 'the connection closing');
+  await withTimeout(server.last.waitClosed(), 5000, 'the connection closing');
 });
 
 test('methods before login reject with 20012', async () => {

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { connect, type NatsConnection } from 'nats';
 import { decodeMsgpack, encodeMsgpack } from '@rtm/fpnn';
-import { busConformance, startFaultyProxy, startTestServer } from '@rtm/testkit';
+import { busConformance, startFaultyProxy, startTestServer, until } from '@rtm/testkit';
 import type { BusEvent } from '../src/bus/bus.js';
 import { NatsBus } from '../src/bus/nats.js';
 
@@ -31,11 +31,6 @@ async function reachable(): Promise<string | undefined> {
 
 const freshPrefix = (): string => `rtmtest_${randomBytes(6).toString('hex')}`;
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-/** Waits for what arrives over NATS: a fixed sleep is too short on a loaded machine (CI). */
-async function until(condition: () => boolean, withinMs = 5_000): Promise<void> {
-  const deadline = Date.now() + withinMs;
-  while (!condition() && Date.now() < deadline) await sleep(10);
-}
 const noop = (): void => {};
 
 const unreachable = await reachable();

@@ -8,7 +8,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { after, before, describe, it } from 'node:test';
 import { RTMClient } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
-import { RawClient, startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+import { RawClient, startTestServer, TEST_PID, TEST_SECRET, until, type TestServer } from '@rtm/testkit';
 import type { SendStoredEvent } from '../src/observability/channels.js';
 import type { SendRequest } from '../src/services/messaging.js';
 
@@ -60,7 +60,7 @@ describe('diagnostics channels of the send path', () => {
 
   it('a client send: received, then stored with its id, then pushed', async () => {
     const { mid } = await alice.sendMessage(B, 51, 'traced');
-    for (let i = 0; i < 100 && !of(mid).includes('push'); i++) await sleep(10);
+    await until(() => of(mid).includes('push'));
     assert.deepEqual(of(mid), ['received', 'stored', 'push']);
     const [received, stored] = seen.filter((s) => s.mid === mid);
     assert.deepEqual({ from: received!.from, to: received!.to, msg: received!.msg }, { from: A, to: B, msg: 'traced' });
@@ -78,8 +78,8 @@ describe('diagnostics channels of the send path', () => {
       const quest = { from: A, to: B, mid: 72n, mtype: 51, msg: 'twice', attrs: '' };
       await raw.signed('sendmsg', quest, TEST_PID, TEST_SECRET);
       await raw.signed('sendmsg', quest, TEST_PID, TEST_SECRET);
-      for (let i = 0; i < 100 && !of(72n).includes('push'); i++) await sleep(10);
-      await sleep(50);
+      await until(() => of(72n).includes('push'));
+      await sleep(50); // strays
       assert.deepEqual(of(72n), ['received', 'stored', 'push', 'received']);
     } finally {
       raw.close();

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { RTMClient } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
-import { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+import { startTestServer, TEST_PID, TEST_SECRET, until, type TestServer } from '@rtm/testkit';
 import { assertModel, endSession, loginClient, sleep } from './helpers/model-run.js';
 
 // Model-based test of server-side listening (server-api.md §4 "Listening", §6 pushes), end to end
@@ -62,6 +62,8 @@ class World {
     readonly rids: bigint[],
     /** A member of every group and room who never logs in: the sender of group and room messages. */
     readonly poster: bigint,
+    /** The uid of every logout event published, in order (the sender listens to events for it). */
+    readonly logouts: readonly bigint[],
   ) {
     const uidIndex = (uid: bigint) => uids.indexOf(uid);
     listener.on('message', (m) => this.got.messages.push(`p2p ${m.mid}`));
@@ -181,9 +183,13 @@ class Presence implements Cmd {
   async run(m: Model, w: World): Promise<void> {
     const uid = w.uids[this.u]!;
     if (m.online[this.u]) {
-      // The logout event follows the close; wait for it to be published before going on.
+      // The logout event follows the close, once the logout is written; wait for it to be published
+      // before going on (the writes may take a while on a loaded machine): a login meanwhile would
+      // continue the presence, and a listen changed meanwhile would change who hears it.
+      const published = () => w.logouts.filter((x) => x === uid).length;
+      const before = published();
       await endSession(w.clients[this.u]!, 'bye', 0, w.sender, uid, w.server);
-      await sleep(20);
+      assert.ok(await until(() => published() > before), `the logout of ${this.u} is published`);
       w.clients[this.u] = undefined;
       m.online[this.u] = false;
       if (m.hears('logout')) m.events.push(`logout ${this.u}`);
@@ -241,11 +247,18 @@ describe('server-side listening against a model', () => {
   let server: TestServer;
   let sender: RTMServerClient;
   let nextId = 1n << 58n; // ids above 2^53
+  const logouts: bigint[] = [];
 
   before(async () => {
     server = await startTestServer({ logoutGraceMs: 0 });
     sender = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: server.serverEndpoint, autoReconnect: false });
     await sender.connect();
+    // The sender hears every event too: the only sign that a logout was published when the
+    // listener does not listen to it.
+    sender.on('event', (e) => {
+      if (e.event === 'logout') logouts.push(e.uid);
+    });
+    await sender.setListen({ events: true });
   });
   after(async () => {
     await sender.close();
@@ -269,7 +282,7 @@ describe('server-side listening against a model', () => {
         const poster = ++nextId;
         for (const gid of gids) await sender.addGroupMembers(gid, [poster]);
         for (const rid of rids) await sender.addRoomMember(rid, poster);
-        const world = new World(server, listener, sender, uids, gids, rids, poster);
+        const world = new World(server, listener, sender, uids, gids, rids, poster, logouts);
         try {
           const model = new Model();
           await fc.asyncModelRun(() => ({ model, real: world }), cmds);

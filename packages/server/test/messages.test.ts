@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { RTMServerClient, RtmError } from '@rtm/server-sdk';
-import { RawClient, startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+import { RawClient, startTestServer, TEST_PID, TEST_SECRET, until, type TestServer } from '@rtm/testkit';
 
 const BIG = 1n << 60n; // ids far above 2^53
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -131,8 +131,8 @@ describe('server API messages through our server SDK (real server, real sockets)
       await rejectsWith(sdk.sendMessages(30, a, [c, b], 'second', '', { mid }), 200053);
       assert.equal((await sdk.getP2PMessage(c, a, true, 10)).num, 0, 'nothing stored for c');
       const retry = await sdk.sendMessages(30, a, [c, b], 'second', '', { mid: mid + 1n });
-      for (let i = 0; i < 50 && pushed.length < 3; i++) await sleep(20);
-      await sleep(50);
+      await until(() => pushed.length >= 3);
+      await sleep(50); // strays
       assert.deepEqual(pushed, [
         { to: b, mid },
         { to: c, mid: retry.mid },

@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { RTMClient } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
 import type { Payload } from '@rtm/fpnn';
-import { RawClient, signFields, startTestServer, TEST_PID, TEST_SECRET, uniqueSalt, type TestServer } from '@rtm/testkit';
+import { RawClient, signFields, startTestServer, TEST_PID, TEST_SECRET, uniqueSalt, until, type TestServer } from '@rtm/testkit';
 import { SqliteStore } from '../src/store/sqlite.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -178,7 +178,10 @@ describe('server gate: limits hold when changes of one group, user or project ar
 
 /** A store whose appends take a while: longer than the listeners' own 3 s wait at a stop. */
 class SlowAppendStore extends SqliteStore {
+  /** A send got as far as the store. */
+  appending = false;
   override async append(batch: Parameters<SqliteStore['append']>[0]) {
+    this.appending = true;
     await new Promise((r) => setTimeout(r, 3500));
     return super.append(batch);
   }
@@ -186,7 +189,8 @@ class SlowAppendStore extends SqliteStore {
 
 describe('server gate: a graceful stop', () => {
   it('waits for an FPNN-over-HTTP send in flight, which is answered', async () => {
-    const server = await startTestServer({}, { makeStore: (dataDir) => new SlowAppendStore({ dataDir }) });
+    let store: SlowAppendStore | undefined;
+    const server = await startTestServer({}, { makeStore: (dataDir) => (store = new SlowAppendStore({ dataDir })) });
     const f = signFields('sendmsg', TEST_PID, TEST_SECRET, uniqueSalt());
     const body = `{"pid":${f.pid},"salt":${f.salt},"ts":${f.ts},"sign":"${f.sign}","from":1,"to":2,"mid":3,"mtype":30,"msg":"in flight","attrs":""}`;
     const sent = fetch(`http://${server.serverEndpoint}/service/sendmsg`, {
@@ -194,7 +198,8 @@ describe('server gate: a graceful stop', () => {
       body,
       headers: { 'content-type': 'application/json' },
     });
-    await new Promise((r) => setTimeout(r, 100));
+    // In flight once it reached the store (on a loaded machine, the request may take a while to get there).
+    assert.ok(await until(() => store?.appending === true), 'the send reached the store');
     const stopped = server.close();
     const res = await sent;
     assert.equal(res.status, 200);

@@ -13,6 +13,7 @@ import {
   pastGraceIfNear,
   Restart,
   sleep,
+  untilAnswered,
   WaitPastGrace,
 } from './helpers/model-run.js';
 import { SqliteStore } from '../src/store/sqlite.js';
@@ -366,7 +367,7 @@ const commands = [
       // stop cuts off unanswered counts as unread (gate/unanswered-pushes.ts), which the model knows not.
       async (m, w) => {
         await assertPushes(m, w);
-        await sleep(20);
+        for (const uid of w.uids) await untilAnswered(w.server, uid);
       },
     ),
   ),

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { RtmError, type Payload } from '@rtm/fpnn';
-import { RawClient, startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+import { RawClient, startTestServer, TEST_PID, TEST_SECRET, until, type TestServer } from '@rtm/testkit';
 import { SqliteStore } from '../src/store/sqlite.js';
 import { Deployment, loginClient } from './helpers/model-run.js';
 
@@ -64,6 +64,9 @@ describe('unread across logouts, clears, blips and devices (logoutGraceMs 150)',
     const { mtime } = await signed('sendgroupmsg', { from, gid, mid: ++nextMid, mtype, msg, attrs: '' });
     return mtime as bigint;
   }
+
+  /** Whether the store has a logout of `uid`: its presence ended (a grace period ran out, on a loaded machine maybe late). */
+  const loggedOut = (uid: bigint) => async () => (await server.services.store.getUnreadBaseline(TEST_PID, uid)).logoutTime !== undefined;
 
   async function p2pUnread(
     c: RawClient,
@@ -237,9 +240,10 @@ describe('unread across logouts, clears, blips and devices (logoutGraceMs 150)',
     await serverP2P(peer, me); // seen while online
     const beforeDrop = BigInt(Date.now());
     await drop(c);
-    await sleep(20); // the server has seen the close by now
+    // The server sees the close a moment after the client (on a loaded machine, a while after).
+    assert.ok(await until(() => !server.services.presence.isOnline(TEST_PID, me)), 'the server saw the drop');
     const missed = await serverP2P(peer, me); // during the grace: still after the logout time
-    await sleep(PAST_GRACE_MS);
+    assert.ok(await until(loggedOut(me)), 'the grace period ran out: a logout');
     const missed2 = await serverP2P(peer, me);
     const back = await login(me);
     const p = await p2pUnread(back, [peer]);
@@ -264,7 +268,7 @@ describe('unread across logouts, clears, blips and devices (logoutGraceMs 150)',
     assert.deepEqual((await p2pUnread(laptop, [peer])).p2p, { [String(peer)]: 1 });
 
     await drop(laptop);
-    await sleep(PAST_GRACE_MS);
+    assert.ok(await until(loggedOut(me)), 'the grace period ran out: a logout');
     await serverP2P(peer, me);
     const back = await login(me);
     assert.deepEqual((await p2pUnread(back, [peer])).p2p, { [String(peer)]: 1 });

@@ -4,3 +4,4 @@ export { storeConformance, type StoreUnderTest } from './store-conformance.js';
 export { spawnServer, type SpawnedServer } from './spawn.js';
 export { busConformance, type BusUnderTest } from './bus-conformance.js';
 export { startFaultyProxy, type FaultyProxy } from './faulty-proxy.js';
+export { until } from './until.js';

@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import fc from 'fast-check';
 import { RTMClient } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
-import { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+import { startTestServer, TEST_PID, TEST_SECRET, until, type TestServer } from '@rtm/testkit';
 
 // What the model-based tests (unread-model, rooms-model, listen-model) share: running the
 // sequences, and the client sessions the models log in and out.
@@ -69,6 +69,17 @@ export async function endSession(
     assert.ok(performance.now() < until, `user ${uid} still has ${sessions()} sessions, not ${sessionsLeft}`);
   }
   if (sessionsLeft === 0) await untilOffline(backend, uid);
+}
+
+/**
+ * Waits (up to `withinMs`) until the server has the answer to every push it wrote to `uid`'s
+ * sessions: a session that ends with one unanswered counts its message as unread
+ * (gate/unanswered-pushes.ts). The device answers as it gets the push; on a loaded machine the
+ * answer may take a while to reach the server.
+ */
+export async function untilAnswered(server: TestServer, uid: bigint, withinMs = 5000): Promise<void> {
+  const answered = () => [...(server.services.presence.connectionsOf(TEST_PID, uid) ?? [])].every((c) => c.oldestUnanswered === undefined);
+  assert.ok(await until(answered, withinMs), `the server still waits for answers to pushes to user ${uid} after ${withinMs} ms`);
 }
 
 /**
