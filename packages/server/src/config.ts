@@ -146,6 +146,11 @@ export interface ServerConfig {
   readonly singleSession: boolean;
   /** A reconnect within this time after a user's last session ended is the same presence. @default 120000 ms */
   readonly logoutGraceMs: number;
+  /**
+   * A node that has not touched its row in the store for this long died without a stop: another
+   * node (or the next process on the same data) ends the presences it held. @default 15000 ms
+   */
+  readonly nodeLeaseMs: number;
   /** Delete messages older than this many days; 0 = keep. @default 0 */
   readonly retentionDays: number;
   /** Keep at most this many messages per conversation; 0 = all. @default 0 */
@@ -207,6 +212,7 @@ export const DEFAULT_CONFIG: Omit<ServerConfig, 'projects'> = Object.freeze({
   pushToSenderDevices: false,
   singleSession: false,
   logoutGraceMs: 120_000,
+  nodeLeaseMs: 15_000,
   retentionDays: 0,
   retentionMaxPerConversation: 0,
   encryptionCurve: 'secp256k1',
@@ -462,6 +468,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     pushToSenderDevices: bool(env, 'RTM_PUSH_TO_SENDER_DEVICES', d.pushToSenderDevices),
     singleSession: bool(env, 'RTM_SINGLE_SESSION', d.singleSession),
     logoutGraceMs: int(env, 'RTM_LOGOUT_GRACE_MS', d.logoutGraceMs, 0, 86_400_000),
+    nodeLeaseMs: int(env, 'RTM_NODE_LEASE_MS', d.nodeLeaseMs, 300, 3_600_000),
     retentionDays: int(env, 'RTM_RETENTION_DAYS', d.retentionDays, 0, 100_000),
     retentionMaxPerConversation: int(env, 'RTM_RETENTION_MAX_PER_CONVERSATION', d.retentionMaxPerConversation, 0, 1_000_000_000),
     encryptionKey: env.RTM_ENCRYPTION_KEY || undefined,

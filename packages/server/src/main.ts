@@ -391,6 +391,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       if (retentionTimer) clearInterval(retentionTimer);
       const closedServer = serverListener.stopAccepting();
       const closedClient = clientListener.stopAccepting();
+      services.sessions.beginStop();
       await Promise.all([serverGate.stop(), clientGate.stop()]);
       await services.sessions.flush();
       await Promise.race([Promise.all([closedServer, closedClient]), new Promise((r) => setTimeout(r, 3000).unref())]);

@@ -4,18 +4,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { RTMServerClient } from '@rtm/server-sdk';
-import { spawnServer, TEST_PID, TEST_SECRET, type SpawnedServer } from '@rtm/testkit';
+import { spawnServer, startTestServer, TEST_PID, TEST_SECRET, type SpawnedServer } from '@rtm/testkit';
+import { loginClient, sleep } from './helpers/model-run.js';
 
 describe('crash safety', () => {
   const children: SpawnedServer[] = [];
-  let dataDir = '';
+  const dataDirs: string[] = [];
   after(async () => {
     for (const c of children) await c.kill('SIGKILL');
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+    for (const dir of dataDirs) await rm(dir, { recursive: true, force: true });
   });
 
   it('every acknowledged send survives a SIGKILL right after its answer', async () => {
-    dataDir = await mkdtemp(join(tmpdir(), 'rtm-crash-'));
+    const dataDir = await mkdtemp(join(tmpdir(), 'rtm-crash-'));
+    dataDirs.push(dataDir);
     const env = { RTM_DATA_DIR: dataDir, RTM_PROJECT_ID: String(TEST_PID), RTM_PROJECT_SECRET: TEST_SECRET };
     const first = await spawnServer(env);
     children.push(first);
@@ -68,4 +70,82 @@ describe('crash safety', () => {
     await second.kill('SIGTERM');
     assert.equal((await second.exited).code, 0, 'SIGTERM stops the server cleanly');
   });
+
+  // A node that dies without a stop hands nothing over, but it recorded the presences it held and
+  // touched its row in the store: the next process (or, in a cluster, another node) finds it
+  // unheard for RTM_NODE_LEASE_MS and ends those presences as the grace period would have.
+  it(
+    'the presences of a SIGKILLed server end in the next process: logout heard, rooms left, unread from the crash',
+    { timeout: 60_000 },
+    async () => {
+      const GRACE_MS = 5000;
+      const dataDir = await mkdtemp(join(tmpdir(), 'rtm-crash-'));
+      dataDirs.push(dataDir);
+      const [stay, dropped, back, sender, rid] = [(1n << 60n) + 1n, (1n << 60n) + 2n, (1n << 60n) + 3n, (1n << 60n) + 4n, (1n << 60n) + 5n];
+      const env = {
+        RTM_DATA_DIR: dataDir,
+        RTM_PROJECT_ID: String(TEST_PID),
+        RTM_PROJECT_SECRET: TEST_SECRET,
+        RTM_LOGOUT_GRACE_MS: String(GRACE_MS),
+        RTM_NODE_LEASE_MS: '600',
+      };
+      const first = await spawnServer(env);
+      children.push(first);
+      const backend = new RTMServerClient({
+        pid: TEST_PID,
+        secret: TEST_SECRET,
+        endpoint: `127.0.0.1:${first.serverPort}`,
+        autoReconnect: false,
+      });
+      await backend.connect();
+      const clients = [];
+      for (const uid of [stay, dropped, back]) {
+        const c = await loginClient(`127.0.0.1:${first.clientPort}`, backend, uid);
+        await c.enterRoom(rid);
+        clients.push(c);
+      }
+      const seen = await backend.sendMessage(30, sender, stay, 'pushed to stay before the crash');
+      clients[1]!.close(); // no bye: dropped's grace period runs when the server dies
+      for (let i = 0; i < 100 && (await backend.getOnlineUsers([dropped])).length > 0; i++) await sleep(10);
+      const missed = await backend.sendMessage(30, sender, dropped, 'sent while dropped was away');
+      await sleep(800); // the server touches its row (every 200 ms) after both sends
+      first.child.kill('SIGKILL');
+      await first.exited;
+      await backend.close();
+      for (const c of clients) c.close();
+
+      const second = await startTestServer({ logoutGraceMs: GRACE_MS, nodeLeaseMs: 600 }, { dataDir });
+      const listener = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: second.serverEndpoint, autoReconnect: false });
+      const later = [];
+      try {
+        await listener.connect();
+        const events: string[] = [];
+        listener.on('event', (e) => events.push(`${e.event} ${e.uid}`));
+        await listener.setListen({ events: true });
+        later.push(await loginClient(second.clientEndpoint, listener, back)); // back within the grace period
+        const afterCrash = await listener.sendMessage(30, sender, stay, 'sent after the crash');
+        const ended = (): boolean => events.includes(`logout ${stay}`) && events.includes(`logout ${dropped}`);
+        for (let i = 0; i < 1000 && !ended(); i++) await sleep(10);
+        assert.ok(ended(), `logouts heard: ${events.join(', ')}`);
+        assert.ok(!events.includes(`logout ${back}`), `back came back within the grace period: ${events.join(', ')}`);
+        assert.deepEqual(await listener.getRoomMembers(rid), [back], 'those who did not come back left the room');
+
+        const stayAgain = await loginClient(second.clientEndpoint, listener, stay);
+        later.push(stayAgain);
+        const stayUnread = await stayAgain.getP2PUnreadMessageNum([sender]);
+        assert.deepEqual(stayUnread.p2p, new Map([[sender, 1]]), 'what was pushed before the crash is read; what came after is not');
+        assert.equal(stayUnread.ltime.get(sender), afterCrash.mtime);
+        const droppedAgain = await loginClient(second.clientEndpoint, listener, dropped);
+        later.push(droppedAgain);
+        const droppedUnread = await droppedAgain.getP2PUnreadMessageNum([sender]);
+        assert.deepEqual(droppedUnread.p2p, new Map([[sender, 1]]), 'counted from the end of its session, not from the crash');
+        assert.equal(droppedUnread.ltime.get(sender), missed.mtime);
+        assert.ok(seen.mtime < missed.mtime);
+      } finally {
+        for (const c of later) c.close();
+        await listener.close();
+        await second.close();
+      }
+    },
+  );
 });

@@ -220,4 +220,48 @@ describe('presence across a node stop in a cluster (PostgreSQL + NATS)', () => {
       }
     },
   );
+
+  it(
+    'the presences of a SIGKILLed node end on another: logout heard, rooms left; a user back on another node goes on',
+    { skip: !CI && unavailable, timeout: 60_000 },
+    async () => {
+      if (unavailable) assert.fail(`${unavailable} (required when CI=true)`);
+      const cluster: Cluster = await startCluster({ nodes: 2, env: { RTM_LOGOUT_GRACE_MS: String(GRACE_MS), RTM_NODE_LEASE_MS: '600' } });
+      const clients: RTMClient[] = [];
+      const backend = new RTMServerClient({
+        pid: cluster.pid,
+        secret: cluster.secret,
+        endpoint: cluster.serverEndpoint(1),
+        autoReconnect: false,
+      });
+      try {
+        await backend.connect();
+        const events: string[] = [];
+        backend.on('event', (e) => events.push(`${e.event} ${e.uid}`));
+        await backend.setListen({ events: true });
+        const [back, gone, rid] = [++nextId, ++nextId, ++nextId];
+        for (const uid of [back, gone]) {
+          const c = new RTMClient({ endpoint: cluster.clientEndpoint(0), pid: cluster.pid, autoReconnect: false });
+          clients.push(c);
+          assert.deepEqual(await c.login(uid, await backend.getToken(uid)), { ok: true });
+          await c.enterRoom(rid);
+        }
+        await sleep(500); // node 0 touches its row after the logins
+
+        await cluster.kill(0, 'SIGKILL'); // no stop: nothing handed over
+        const again = new RTMClient({ endpoint: cluster.clientEndpoint(1), pid: cluster.pid, autoReconnect: false });
+        clients.push(again);
+        assert.deepEqual(await again.login(back, await backend.getToken(back)), { ok: true });
+        for (let i = 0; i < 1000 && !events.includes(`logout ${gone}`); i++) await sleep(10);
+        assert.ok(events.includes(`logout ${gone}`), `events: ${events.join(', ')}`);
+        assert.ok(!events.includes(`logout ${back}`), `back went on on node 1: ${events.join(', ')}`);
+        assert.deepEqual(await backend.getRoomMembers(rid), [back], 'the user who did not come back left the room');
+        assert.deepEqual(await again.getUserRooms(), [rid]);
+      } finally {
+        for (const c of clients) c.close();
+        await backend.close();
+        await cluster.close();
+      }
+    },
+  );
 });

@@ -699,6 +699,53 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
       });
     });
 
+    describe('presences held by nodes', () => {
+      it("a dead node's presences come back once, as the ends it would have handed over; a live node's stay", async () => {
+        const [a, b, c, d] = [BIG + 180n, BIG + 181n, BIG + 182n, BIG + 183n];
+        const GRACE = 500n;
+        assert.deepEqual(await store.takeOrphanedPresences(BIG, GRACE, 10), [], 'no node yet');
+        assert.equal(await store.touchNode('live', 1_000n, 10n), false, 'a new node');
+        assert.equal(await store.touchNode('dead', 1_000n, 11n), false);
+        assert.equal(await store.touchNode('dead', 2_000n, 20n), true, 'known: touched');
+        const held = (pid: number, uid: bigint, endedAt?: bigint) => ({ pid, uid, held: true, endedAt });
+        await store.recordPresences('live', [held(PID, a)]);
+        await store.recordPresences('dead', []);
+        await store.recordPresences('dead', [held(PID, a), held(PID, b), held(PID, c), held(PID, d), held(PID + 1, a)]); // a on two nodes
+        await store.recordPresences('dead', [held(PID, c, 15n), held(PID, d, 16n)]); // their grace periods run
+        await store.recordPresences('dead', [
+          held(PID, d), // d came back: no longer ending
+          { pid: PID + 1, uid: a, held: false }, // another project's presence ended
+          held(PID + 1, b, 17n), // never held before: recorded anyway
+          { pid: PID + 1, uid: c, held: false }, // never held: nothing to release
+        ]);
+        assert.equal(await store.touchNode('live', 5_000n, 50n), true);
+        assert.deepEqual(await store.takeOrphanedPresences(2_000n, GRACE, 10), [], 'touched at 2000: not dead before 2000');
+        const taken = await store.takeOrphanedPresences(2_001n, GRACE, 3);
+        const more = await store.takeOrphanedPresences(2_001n, GRACE, 3);
+        const key = (e: { pid: number; uid: bigint }): string => `${e.pid}:${e.uid}`;
+        assert.equal(taken.length, 3, 'at most `limit` a call');
+        assert.deepEqual(
+          [...taken, ...more].sort((x, y) => key(x).localeCompare(key(y))),
+          [
+            { pid: PID, uid: a, endedAt: 20n, deadline: 2_500n }, // a session there: the node's last mark
+            { pid: PID, uid: b, endedAt: 20n, deadline: 2_500n },
+            { pid: PID, uid: c, endedAt: 15n, deadline: 2_500n }, // its grace period's start
+            { pid: PID, uid: d, endedAt: 20n, deadline: 2_500n },
+            { pid: PID + 1, uid: b, endedAt: 17n, deadline: 2_500n },
+          ].sort((x, y) => key(x).localeCompare(key(y))),
+        );
+        assert.deepEqual(await store.takeOrphanedPresences(5_000n, GRACE, 10), [], 'taken once; the live node (touched at 5000) holds on');
+        assert.equal(await store.touchNode('dead', 6_000n, 60n), false, 'the dead node was forgotten once it held none');
+        // A graceful stop forgets the node and what it held.
+        await store.recordPresences('dead', [held(PID, b)]);
+        await store.dropNode('dead');
+        await store.dropNode('live');
+        assert.deepEqual(await store.takeOrphanedPresences(BIG, GRACE, 10), []);
+        assert.equal(await store.touchNode('live', 7_000n, 70n), false, 'forgotten');
+        await store.dropNode('live');
+      });
+    });
+
     describe('tokens, groups, rooms', () => {
       it('tokens', async () => {
         assert.equal(await store.getToken(PID, BIG + 1n), undefined);

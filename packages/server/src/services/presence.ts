@@ -41,6 +41,10 @@ class ByProject<V> {
     return this.projects.get(pid)?.keys() ?? [];
   }
 
+  *ids(): IterableIterator<[pid: number, id: bigint]> {
+    for (const [pid, map] of this.projects) for (const id of map.keys()) yield [pid, id];
+  }
+
   *values(): IterableIterator<V> {
     for (const map of this.projects.values()) yield* map.values();
   }
@@ -100,6 +104,11 @@ export class LocalPresence {
   /** Users of a project with a session on this node. */
   usersOf(pid: number): Iterable<bigint> {
     return this.sessions.keys(pid);
+  }
+
+  /** Every user with a session on this node, as [pid, uid]. */
+  users(): Iterable<[pid: number, uid: bigint]> {
+    return this.sessions.ids();
   }
 
   get sessionCount(): number {

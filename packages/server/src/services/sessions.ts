@@ -1,7 +1,7 @@
 import type { Bus } from '../bus/bus.js';
 import type { ServerConfig } from '../config.js';
 import type { Logger } from '../observability/logger.js';
-import type { PendingPresenceEnd, Store } from '../store/store.js';
+import type { NodePresence, PendingPresenceEnd, Store } from '../store/store.js';
 import type { ClientConnection, LocalPresence } from './presence.js';
 
 const key = (pid: number, uid: bigint): string => `${pid}:${uid}`;
@@ -21,6 +21,11 @@ const SWEEP_BATCH = 500;
  * the end of the user's last session on any device. A session that drops (no `bye`) starts a grace
  * period; a reconnect within it continues the same presence, so the unread baseline does not move
  * and no logout/login events are emitted. An explicit `bye` of the last session ends it at once.
+ *
+ * The presences a node holds are recorded in the store (`recordPresences`), and the node touches
+ * its row there at every sweep. A node that stops hands its grace periods over (`flush`); one that
+ * dies (a crash, a kill -9, a lost machine) is found unheard after `nodeLeaseMs` by the sweep of
+ * another node, or of the next process on the same data, which ends what it held.
  */
 export class Sessions {
   /** Running grace periods by user: each one's timer and the presence end it hands over at a stop. */
@@ -35,6 +40,20 @@ export class Sessions {
   private sweeper: NodeJS.Timeout | undefined;
   private sweepFailing = false;
   private sweeping = false;
+  /** Changes to this node's presence records not written yet, the last one per user: written together, one write after another. */
+  private readonly changes = new Map<string, NodePresence>();
+  private recordsWritten: Promise<void> = Promise.resolve();
+  /** A write of the records failed: some in the store may be wrong until they are all written again. */
+  private recordsLost = false;
+  /** The next write of the records is all of them (`recordAll`). */
+  private replaceRecords = false;
+  private writeScheduled = false;
+  /** `flush` is done: nothing more is recorded. */
+  private flushed = false;
+  /** This node's row is in the store: a later touch that finds none means another node took it for dead. */
+  private known = false;
+  /** `beginStop` was called: the grace periods that begin now are handed over by `flush`, not recorded one by one. */
+  private stopping = false;
 
   constructor(
     private readonly config: ServerConfig,
@@ -45,13 +64,105 @@ export class Sessions {
     private readonly endpoint: () => string,
   ) {}
 
-  /** Once the bus runs: grace periods a stopped node handed over (`flush`) run out here, on whichever node finds them. */
+  private get node(): string {
+    return this.bus.nodeId;
+  }
+
+  /**
+   * Once the bus runs: the sweep touches this node's row, and ends the presences of dead nodes and
+   * the grace periods stopped nodes handed over (`flush`) that have run out, on whichever node
+   * finds them. Often enough that a touch is never late by a third of the lease.
+   */
   start(): void {
     if (this.sweeper) return;
-    const every = Math.min(5000, Math.max(250, Math.floor(this.config.logoutGraceMs / 4)));
-    this.sweeper = setInterval(() => void this.endHandedOver(), every);
+    const every = Math.min(
+      5000,
+      Math.max(250, Math.floor(this.config.logoutGraceMs / 4)),
+      Math.max(100, Math.floor(this.config.nodeLeaseMs / 3)),
+    );
+    this.sweeper = setInterval(() => void this.sweep(), every);
     this.sweeper.unref();
-    void this.endHandedOver();
+    void this.sweep();
+  }
+
+  private async sweep(): Promise<void> {
+    if (this.sweeping) return;
+    this.sweeping = true;
+    try {
+      await this.touch();
+      await this.endOrphaned();
+      await this.endHandedOver();
+      if (this.sweepFailing) this.log.info('presences of stopped and dead nodes are swept again');
+      this.sweepFailing = false;
+    } catch (err) {
+      // Once per outage, not at every sweep (the store's own health is on /healthz).
+      if (!this.sweepFailing) this.log.warn({ err }, 'could not sweep the presences of stopped and dead nodes; will retry');
+      this.sweepFailing = true;
+    } finally {
+      this.sweeping = false;
+    }
+  }
+
+  /**
+   * Tells the store this node is alive. If its row was gone, other nodes took it for dead (its
+   * writes failed for longer than the lease) and ended the presences it held, as far as they could
+   * tell (a user they found online through the bus was left alone): those still here are recorded
+   * again, so that a later crash does not lose them.
+   */
+  private async touch(): Promise<void> {
+    const known = await this.store.touchNode(this.node, BigInt(Date.now()), this.store.unreadMark());
+    if (!known && this.known) {
+      this.log.warn({ node: this.node }, 'this node was taken for dead (no touch within RTM_NODE_LEASE_MS): recording its presences again');
+      this.recordAll();
+    } else if (this.recordsLost) {
+      this.log.info({ node: this.node }, 'recording the presences of this node again after a failed write');
+      this.recordAll();
+    }
+    this.known = true;
+  }
+
+  /** Records again every presence this node holds (the sessions here, the grace periods running), and only those. */
+  private recordAll(): void {
+    this.recordsLost = false;
+    this.replaceRecords = true;
+    for (const [pid, uid] of this.presence.users()) this.record({ pid, uid, held: true });
+    for (const { end } of this.grace.values()) this.record({ pid: end.pid, uid: end.uid, held: true, endedAt: end.endedAt });
+    this.scheduleWrite(); // even with none: the write clears the others
+  }
+
+  /**
+   * Ends the presences held by dead nodes, SWEEP_BATCH at a time. One whose grace period has not
+   * run out yet is handed over like a stopped node's (the user may still come back), unless the
+   * user is online on a node now: then it went on there.
+   */
+  private async endOrphaned(): Promise<void> {
+    const now = Date.now();
+    for (let batch = SWEEP_BATCH; batch === SWEEP_BATCH && this.sweeper;) {
+      const orphans = await this.store.takeOrphanedPresences(
+        BigInt(now - this.config.nodeLeaseMs),
+        BigInt(this.config.logoutGraceMs),
+        SWEEP_BATCH,
+      );
+      batch = orphans.length;
+      if (batch > 0) this.log.info({ presences: batch }, 'ending the presences of a node that died without a stop');
+      const due = orphans.filter((e) => e.deadline <= BigInt(now));
+      const running = orphans.filter((e) => e.deadline > BigInt(now));
+      await Promise.all([
+        ...due.map((e) => this.endTracked(e.pid, e.uid, e.endedAt)),
+        this.offline(running).then((ends) => this.store.savePresenceEnds(ends)),
+      ]);
+    }
+  }
+
+  /** The ends whose users are online on no node. */
+  private async offline(ends: PendingPresenceEnd[]): Promise<PendingPresenceEnd[]> {
+    if (ends.length === 0) return ends;
+    const online = new Set<string>();
+    for (const pid of new Set(ends.map((e) => e.pid))) {
+      const uids = ends.filter((e) => e.pid === pid).map((e) => e.uid);
+      for (const uid of await this.bus.queryOnline(pid, uids)) online.add(key(pid, uid));
+    }
+    return ends.filter((e) => !online.has(key(e.pid, e.uid)));
   }
 
   /**
@@ -59,23 +170,44 @@ export class Sessions {
    * that stopped with many users in their grace period hands over many that run out together.
    */
   private async endHandedOver(): Promise<void> {
-    if (this.sweeping) return;
-    this.sweeping = true;
-    try {
-      for (let batch = SWEEP_BATCH; batch === SWEEP_BATCH && this.sweeper;) {
-        const due = await this.store.takeExpiredPresenceEnds(BigInt(Date.now()), SWEEP_BATCH);
-        batch = due.length;
-        await Promise.all(due.map((e) => this.endTracked(e.pid, e.uid, e.endedAt)));
-      }
-      if (this.sweepFailing) this.log.info('grace periods handed over by stopped nodes are read again');
-      this.sweepFailing = false;
-    } catch (err) {
-      // Once per outage, not at every sweep (the store's own health is on /healthz).
-      if (!this.sweepFailing) this.log.warn({ err }, 'could not read the grace periods handed over by stopped nodes; will retry');
-      this.sweepFailing = true;
-    } finally {
-      this.sweeping = false;
+    for (let batch = SWEEP_BATCH; batch === SWEEP_BATCH && this.sweeper;) {
+      const due = await this.store.takeExpiredPresenceEnds(BigInt(Date.now()), SWEEP_BATCH);
+      batch = due.length;
+      await Promise.all(due.map((e) => this.endTracked(e.pid, e.uid, e.endedAt)));
     }
+  }
+
+  /**
+   * Queues a change to this node's record of a user's presence. The changes of a turn (a burst of
+   * logins) are written together, after the write under way: one after another, so a later change
+   * is never overtaken by an earlier one. A failed write is logged once, and the next sweep
+   * records every presence again: the records matter only if this node dies.
+   */
+  private record(change: NodePresence): void {
+    if (this.flushed) return; // the node's records are gone (a session closing late, after the stop)
+    this.changes.set(key(change.pid, change.uid), change);
+    this.scheduleWrite();
+  }
+
+  private scheduleWrite(): void {
+    if (this.writeScheduled) return;
+    this.writeScheduled = true;
+    this.recordsWritten = this.recordsWritten.then(async () => {
+      this.writeScheduled = false;
+      const changes = [...this.changes.values()];
+      const replace = this.replaceRecords;
+      this.changes.clear();
+      this.replaceRecords = false;
+      if (changes.length === 0 && !replace) return;
+      try {
+        await this.store.recordPresences(this.node, changes, replace);
+      } catch (err) {
+        if (!this.recordsLost) {
+          this.log.warn({ err }, 'could not record presences in the store (they matter only if this node dies); will record them again');
+        }
+        this.recordsLost = true;
+      }
+    });
   }
 
   /** Registers an authenticated session. */
@@ -92,6 +224,7 @@ export class Sessions {
     const continued = pending !== undefined || (!online && (await this.resume(pid, uid)));
     const elsewhere = !online && !continued ? (await this.bus.queryOnline(pid, [uid])).length > 0 : false;
     const first = this.presence.add(conn);
+    if (first) this.record({ pid, uid, held: true });
     if (conn.closed) {
       // Closed while we awaited: its close found nothing to remove, so end it here.
       this.logout(conn, false);
@@ -147,39 +280,49 @@ export class Sessions {
     const endedAt = unanswered !== undefined && unanswered - 1n < mark ? unanswered - 1n : mark;
     const k = key(pid, uid);
     if (explicit || this.config.logoutGraceMs === 0) {
-      this.endTracked(pid, uid, endedAt);
+      void this.endTracked(pid, uid, endedAt, true);
       return;
     }
+    if (!this.stopping) this.record({ pid, uid, held: true, endedAt });
     const timer = setTimeout(() => {
       this.grace.delete(k);
-      this.endTracked(pid, uid, endedAt);
+      void this.endTracked(pid, uid, endedAt, true);
     }, this.config.logoutGraceMs);
     timer.unref();
     this.grace.set(k, { timer, end: { pid, uid, endedAt, deadline: BigInt(Date.now() + this.config.logoutGraceMs) } });
   }
 
   /** `end`, remembered until done so that `flush` (a stop) waits for its store writes. */
-  private endTracked(pid: number, uid: bigint, endedAt: bigint): Promise<void> {
-    const ending = this.end(pid, uid, endedAt);
+  private endTracked(pid: number, uid: bigint, endedAt: bigint, held = false): Promise<void> {
+    const ending = this.end(pid, uid, endedAt, held);
     this.ending.add(ending);
     void ending.finally(() => this.ending.delete(ending));
     return ending;
   }
 
-  /** The presence ended for good unless another node still has a session. */
-  private async end(pid: number, uid: bigint, endedAt: bigint): Promise<void> {
+  /**
+   * The presence ended for good unless another node still has a session. `held`: this node held
+   * it (its last session here ended), and releases its record once it no longer does.
+   */
+  private async end(pid: number, uid: bigint, endedAt: bigint, held = false): Promise<void> {
     // The rooms to leave are those joined before now (the grace period, if any, is over): one a
     // backend adds the user to while this runs, or a new login on another node enters, stays.
     const roomsThrough = this.store.unreadMark();
     const k = key(pid, uid);
     const epoch = this.epochs.get(k);
     const continued = (): boolean => this.presence.isOnline(pid, uid) || this.epochs.get(k) !== epoch;
+    // A presence handed over, or a dead node's, of a user whose grace period runs here: theirs
+    // ended here later, and ends when that period runs out.
+    if (!held && this.grace.has(k)) return;
     try {
       if (continued()) return;
       if ((await this.bus.queryOnline(pid, [uid])).length > 0) {
         // Online on another node: that node ends the presence. Nothing here needs the epoch any
         // more (the map would otherwise keep one per user seen, in a cluster).
-        if (!continued()) this.epochs.delete(k);
+        if (!continued()) {
+          this.epochs.delete(k);
+          if (held) this.record({ pid, uid, held: false });
+        }
         return;
       }
       if (continued()) return;
@@ -190,6 +333,7 @@ export class Sessions {
       const rooms = await this.store.clearUserRooms(pid, uid, roomsThrough);
       if (continued()) return;
       this.epochs.delete(k); // only now: a login meanwhile must still read as a new epoch
+      if (held) this.record({ pid, uid, held: false }); // a later login's change comes after it
       for (const rid of rooms) this.bus.publish({ type: 'room', pid, rid, uid, joined: false, kick: false });
       this.bus.publish({
         type: 'presence',
@@ -204,14 +348,21 @@ export class Sessions {
     }
   }
 
+  /** The stop begins: the sessions about to close are handed over by `flush`. */
+  beginStop(): void {
+    this.stopping = true;
+  }
+
   /**
    * At a stop: hands every running grace period over to the store, so a user whose SDK logs in
    * again after the restart (or on another node) continues the same presence, and one who does not
    * ends theirs when the period runs out (`endHandedOver`, on whichever node runs then). Also waits
    * for the presences already ending (a `bye`, a grace period just over), so their logout times
-   * are written before the store closes. If the store cannot keep them, they end now.
+   * are written before the store closes. If the store cannot keep them, they end now. Then this
+   * node's records go: it holds no presence any more.
    */
   async flush(): Promise<void> {
+    this.stopping = true;
     if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = undefined;
     const pending = [...this.grace.values()].map(({ timer, end }) => {
@@ -228,5 +379,15 @@ export class Sessions {
       endNow = pending;
     }
     await Promise.all([...endNow.map((e) => this.end(e.pid, e.uid, e.endedAt)), ...this.ending]);
+    await this.recordsWritten;
+    this.flushed = true;
+    try {
+      await this.store.dropNode(this.node);
+    } catch (err) {
+      this.log.warn(
+        { err, node: this.node },
+        'could not remove the presences of this node from the store: they end RTM_NODE_LEASE_MS after its last touch (on another node, or at the next start)',
+      );
+    }
   }
 }

@@ -189,4 +189,23 @@ CREATE TABLE presence_ends (
 CREATE INDEX presence_ends_deadline ON presence_ends (deadline);
 `,
   },
+  {
+    version: 5,
+    name: 'nodes, node_presences: the presences of a node that died without a stop end',
+    // As SQLite's step 10.
+    sql: `
+CREATE TABLE nodes (
+  node TEXT PRIMARY KEY,
+  seen_at BIGINT NOT NULL,
+  mark BIGINT NOT NULL
+);
+CREATE TABLE node_presences (
+  node TEXT NOT NULL,
+  pid INTEGER NOT NULL,
+  uid BIGINT NOT NULL,
+  ended_at BIGINT,
+  PRIMARY KEY (node, pid, uid)
+);
+`,
+  },
 ];

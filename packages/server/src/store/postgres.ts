@@ -27,6 +27,7 @@ import {
   type InfoKind,
   type MessageKey,
   type NewMessage,
+  type NodePresence,
   type PendingPresenceEnd,
   type RetentionPolicy,
   type Store,
@@ -602,6 +603,72 @@ export class PostgresStore implements Store {
       [now, limit],
       'take_expired_presence_ends',
     );
+    return presenceEnds(rows);
+  }
+
+  async recordPresences(node: string, changes: readonly NodePresence[], replace = false): Promise<void> {
+    const held = changes.filter((c) => c.held);
+    const released = changes.filter((c) => !c.held);
+    const hold = (c: pg.Pool | pg.PoolClient) =>
+      held.length > 0 &&
+      c.query({
+        name: 'hold_presences',
+        text: `INSERT INTO node_presences (node, pid, uid, ended_at)
+               SELECT $1, * FROM unnest($2::int[], $3::bigint[], $4::bigint[])
+               ON CONFLICT (node, pid, uid) DO UPDATE SET ended_at = excluded.ended_at`,
+        values: [node, held.map((h) => h.pid), held.map((h) => h.uid), held.map((h) => h.endedAt ?? null)],
+      });
+    if (replace) {
+      await this.tx(async (c) => {
+        await c.query('DELETE FROM node_presences WHERE node = $1', [node]);
+        await hold(c);
+      });
+      return;
+    }
+    // Each user at most once: the two statements touch different rows, in either order.
+    await Promise.all([
+      hold(this.db),
+      released.length > 0 &&
+        this.rows(
+          'DELETE FROM node_presences WHERE node = $1 AND (pid, uid) IN (SELECT * FROM unnest($2::int[], $3::bigint[]))',
+          [node, released.map((c) => c.pid), released.map((c) => c.uid)],
+          'release_presences',
+        ),
+    ]);
+  }
+
+  async touchNode(node: string, now: bigint, mark: bigint): Promise<boolean> {
+    const updated = await this.db.query('UPDATE nodes SET seen_at = $2, mark = $3 WHERE node = $1', [node, now, mark]);
+    if ((updated.rowCount ?? 0) > 0) return true;
+    await this.rows('INSERT INTO nodes (node, seen_at, mark) VALUES ($1, $2, $3) ON CONFLICT (node) DO NOTHING', [node, now, mark]);
+    return false;
+  }
+
+  async dropNode(node: string): Promise<void> {
+    await this.tx(async (c) => {
+      await c.query('DELETE FROM node_presences WHERE node = $1', [node]);
+      await c.query('DELETE FROM nodes WHERE node = $1', [node]);
+    });
+  }
+
+  async takeOrphanedPresences(deadBefore: bigint, graceMs: bigint, limit: number): Promise<PendingPresenceEnd[]> {
+    // SKIP LOCKED: nodes sweeping at once take different rows, each presence one node's to end.
+    const rows = await this.rows(
+      `WITH dead AS (SELECT node, seen_at, mark FROM nodes WHERE seen_at < $1),
+       taken AS (SELECT p.node, p.pid, p.uid FROM node_presences p JOIN dead d ON d.node = p.node LIMIT $3 FOR UPDATE OF p SKIP LOCKED)
+       DELETE FROM node_presences p USING taken t, dead d
+       WHERE p.node = t.node AND p.pid = t.pid AND p.uid = t.uid AND d.node = p.node
+       RETURNING p.pid, p.uid, COALESCE(p.ended_at, d.mark) AS ended_at, d.seen_at + $2::bigint AS deadline`,
+      [deadBefore, graceMs, limit],
+      'take_orphaned_presences',
+    );
+    if (rows.length < limit) {
+      await this.rows(
+        'DELETE FROM nodes n WHERE n.seen_at < $1 AND NOT EXISTS (SELECT 1 FROM node_presences p WHERE p.node = n.node)',
+        [deadBefore],
+        'drop_dead_nodes',
+      );
+    }
     return presenceEnds(rows);
   }
 

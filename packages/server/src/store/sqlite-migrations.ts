@@ -273,4 +273,26 @@ CREATE TABLE unread_clock (
 );
 `,
   },
+  {
+    version: 10,
+    name: 'nodes, node_presences: the presences of a node that died without a stop end',
+    // A crash handed nothing over: a user who did not come back stayed in their rooms, was never
+    // heard to log out, and kept the baseline of the logout before. Each node now records the
+    // presences it holds and touches its row; a node unheard for RTM_NODE_LEASE_MS is dead, and
+    // another node (or the next process) ends what it held (services/sessions.ts).
+    sql: `
+CREATE TABLE nodes (
+  node TEXT PRIMARY KEY,
+  seen_at INTEGER NOT NULL,
+  mark INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE node_presences (
+  node TEXT NOT NULL,
+  pid INTEGER NOT NULL,
+  uid INTEGER NOT NULL,
+  ended_at INTEGER,
+  PRIMARY KEY (node, pid, uid)
+) WITHOUT ROWID;
+`,
+  },
 ];

@@ -30,6 +30,7 @@ import {
   type InfoKind,
   type MessageKey,
   type NewMessage,
+  type NodePresence,
   type PendingPresenceEnd,
   type RetentionPolicy,
   type Store,
@@ -387,6 +388,20 @@ export class SqliteStore implements Store {
          RETURNING pid, uid, ended_at, deadline`,
       ),
 
+      presenceHold: p(
+        'INSERT INTO node_presences (node, pid, uid, ended_at) VALUES (?, ?, ?, ?) ON CONFLICT (node, pid, uid) DO UPDATE SET ended_at = excluded.ended_at',
+      ),
+      presenceRelease: p('DELETE FROM node_presences WHERE node = ? AND pid = ? AND uid = ?'),
+      nodeUpdate: p('UPDATE nodes SET seen_at = ?, mark = ? WHERE node = ?'),
+      nodeInsert: p('INSERT INTO nodes (node, seen_at, mark) VALUES (?, ?, ?)'),
+      nodeDrop: p('DELETE FROM nodes WHERE node = ?'),
+      nodePresencesDrop: p('DELETE FROM node_presences WHERE node = ?'),
+      nodesDead: p('SELECT node, seen_at, mark FROM nodes WHERE seen_at < ? ORDER BY seen_at'),
+      orphansTake: p(
+        `DELETE FROM node_presences WHERE node = @node AND (pid, uid) IN (SELECT pid, uid FROM node_presences WHERE node = @node LIMIT @limit)
+         RETURNING pid, uid, COALESCE(ended_at, @mark) AS ended_at, @deadline AS deadline`,
+      ),
+
       tokenGet: p('SELECT token FROM tokens WHERE pid = ? AND uid = ?'),
       // The no-op update makes RETURNING give the row that won: the existing token, else the new one.
       tokenIssue: p(
@@ -715,6 +730,46 @@ export class SqliteStore implements Store {
   async takeExpiredPresenceEnds(now: bigint, limit: number): Promise<PendingPresenceEnd[]> {
     if (!this.s.presenceEndsDue.get(now)) return [];
     return presenceEnds(this.s.presenceEndsTakeDue.all(now, limit));
+  }
+
+  async recordPresences(node: string, changes: readonly NodePresence[], replace = false): Promise<void> {
+    this.tx(() => {
+      if (replace) this.s.nodePresencesDrop.run(node);
+      for (const c of changes) {
+        if (c.held) this.s.presenceHold.run(node, c.pid, c.uid, c.endedAt ?? null);
+        else this.s.presenceRelease.run(node, c.pid, c.uid);
+      }
+    });
+  }
+
+  async touchNode(node: string, now: bigint, mark: bigint): Promise<boolean> {
+    if (this.s.nodeUpdate.run(now, mark, node).changes > 0) return true;
+    this.s.nodeInsert.run(node, now, mark);
+    return false;
+  }
+
+  async dropNode(node: string): Promise<void> {
+    this.tx(() => {
+      this.s.nodePresencesDrop.run(node);
+      this.s.nodeDrop.run(node);
+    });
+  }
+
+  async takeOrphanedPresences(deadBefore: bigint, graceMs: bigint, limit: number): Promise<PendingPresenceEnd[]> {
+    const dead = this.s.nodesDead.all(deadBefore);
+    if (dead.length === 0) return []; // nearly every sweep: no write, no lock
+    const rows: Row[] = [];
+    this.tx(() => {
+      for (const d of dead) {
+        const left = limit - rows.length;
+        if (left <= 0) break;
+        const deadline = (d['seen_at'] as bigint) + graceMs;
+        const taken = this.s.orphansTake.all({ node: d['node'], limit: left, mark: d['mark'], deadline });
+        rows.push(...taken);
+        if (taken.length < left) this.s.nodeDrop.run(d['node']); // it holds none now
+      }
+    });
+    return presenceEnds(rows);
   }
 
   // --- tokens ----------------------------------------------------------------------------------

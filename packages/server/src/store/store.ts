@@ -144,6 +144,18 @@ export interface PendingPresenceEnd {
   deadline: bigint;
 }
 
+/**
+ * A node's record of a user's presence (services/sessions.ts). `held`: the user has a session
+ * there, or had until `endedAt` (an unread mark; their grace period runs there). Not held: the
+ * node no longer holds it (it ended, or goes on on another node), and the record goes.
+ */
+export interface NodePresence {
+  pid: number;
+  uid: bigint;
+  held: boolean;
+  endedAt?: bigint;
+}
+
 export interface RetentionPolicy {
   /** Delete messages older than this many ms. */
   maxAgeMs?: number;
@@ -210,6 +222,30 @@ export interface Store {
   takePresenceEnd(pid: number, uid: bigint): Promise<PendingPresenceEnd | undefined>;
   /** Removes and returns up to `limit` of the saved ends whose deadline is at or before `now` (ms), earliest first: those presences end. */
   takeExpiredPresenceEnds(now: bigint, limit: number): Promise<PendingPresenceEnd[]>;
+
+  // --- presences held by nodes (found again if a node dies without a stop) -----------------------
+  /**
+   * Changes `node`'s records of the presences it holds, each user at most once, in as few writes
+   * as the store can: a burst of logins costs one commit, not one each. `replace`: the changes are
+   * all the node holds, its other records go (recorded again after a failed write).
+   */
+  recordPresences(node: string, changes: readonly NodePresence[], replace?: boolean): Promise<void>;
+  /**
+   * `node` is alive at `now` (ms, wall clock); `mark` is an unread mark taken now. False if the
+   * node was not known: it is new, or another node found it unheard for too long and took the
+   * presences it held (`takeOrphanedPresences`).
+   */
+  touchNode(node: string, now: bigint, mark: bigint): Promise<boolean>;
+  /** Forgets `node` and every presence it holds (a graceful stop, once its grace periods are handed over). */
+  dropNode(node: string): Promise<void>;
+  /**
+   * Removes and returns up to `limit` of the presences held by nodes unheard since before
+   * `deadBefore` (ms): nodes that died without a stop. Each comes back as the end it would have
+   * handed over: `endedAt` its grace period's start, or the node's last mark if the user still had
+   * a session there; `deadline` the node's last touch + `graceMs`. A dead node holding none is
+   * forgotten.
+   */
+  takeOrphanedPresences(deadBefore: bigint, graceMs: bigint, limit: number): Promise<PendingPresenceEnd[]>;
   /**
    * A time (ms, the store's clock) to record as a logout or clear: every message stored after this
    * call, or still being stored during it, gets a higher mtime (message-clock.ts).
