@@ -31,7 +31,7 @@ async function records(server: TestServer): Promise<Map<bigint, bigint>> {
 }
 
 /** Waits for a sweep or two: the next one puts the records right. */
-const sweeps = (n: number): Promise<void> => sleep((n * LEASE_MS) / 3 + 100);
+const sweeps = (n: number): Promise<unknown> => sleep((n * LEASE_MS) / 3 + 100);
 
 async function setUp(): Promise<{ server: TestServer; store: FlakyStore; backend: RTMServerClient; clients: RTMClient[] }> {
   let store!: FlakyStore;
