@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { RTMServerClient } from '@rtm/server-sdk';
-import { spawnServer, startTestServer, TEST_PID, TEST_SECRET, type SpawnedServer } from '@rtm/testkit';
+import { spawnServer, startTestServer, TEST_PID, TEST_SECRET, until, type SpawnedServer } from '@rtm/testkit';
 import { loginClient, sleep } from './helpers/model-run.js';
 
 describe('crash safety', () => {
@@ -125,7 +125,7 @@ describe('crash safety', () => {
         later.push(await loginClient(second.clientEndpoint, listener, back)); // back within the grace period
         const afterCrash = await listener.sendMessage(30, sender, stay, 'sent after the crash');
         const ended = (): boolean => events.includes(`logout ${stay}`) && events.includes(`logout ${dropped}`);
-        for (let i = 0; i < 1000 && !ended(); i++) await sleep(10);
+        await until(ended, 10_000);
         assert.ok(ended(), `logouts heard: ${events.join(', ')}`);
         assert.ok(!events.includes(`logout ${back}`), `back came back within the grace period: ${events.join(', ')}`);
         assert.deepEqual(await listener.getRoomMembers(rid), [back], 'those who did not come back left the room');

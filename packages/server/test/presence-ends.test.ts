@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import { describe, it } from 'node:test';
 import { RTMClient } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
-import { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+import { startTestServer, TEST_PID, TEST_SECRET, until, type TestServer } from '@rtm/testkit';
 import { loginClient, sleep } from './helpers/model-run.js';
 import { clusterServicesUnavailable, startCluster, type Cluster } from '../../../test/cluster/cluster.js';
 
@@ -176,48 +176,67 @@ describe('our client SDK across a restart of the server on the same port', () =>
 
 const CI = process.env['CI'] === 'true';
 const unavailable = await clusterServicesUnavailable();
+interface TwoUsersOnNode0 {
+  cluster: Cluster;
+  /** On node 1, listening to events. */
+  backend: RTMServerClient;
+  events: string[];
+  /** Both logged in on node 0, in room `rid`. */
+  back: bigint;
+  gone: bigint;
+  rid: bigint;
+  /** Logs a user in on node 1. */
+  loginOnNode1(uid: bigint): Promise<RTMClient>;
+}
+
+/** A 2-node cluster with two users on node 0, for `body`; everything closed after it. */
+async function withTwoUsersOnNode0(env: Record<string, string>, body: (t: TwoUsersOnNode0) => Promise<void>): Promise<void> {
+  const cluster: Cluster = await startCluster({ nodes: 2, env: { RTM_LOGOUT_GRACE_MS: String(GRACE_MS), ...env } });
+  const clients: RTMClient[] = [];
+  const backend = new RTMServerClient({
+    pid: cluster.pid,
+    secret: cluster.secret,
+    endpoint: cluster.serverEndpoint(1),
+    autoReconnect: false,
+  });
+  const login = async (node: number, uid: bigint): Promise<RTMClient> => {
+    const c = new RTMClient({ endpoint: cluster.clientEndpoint(node), pid: cluster.pid, autoReconnect: false });
+    clients.push(c);
+    assert.deepEqual(await c.login(uid, await backend.getToken(uid)), { ok: true });
+    return c;
+  };
+  try {
+    await backend.connect();
+    const events: string[] = [];
+    backend.on('event', (e) => events.push(`${e.event} ${e.uid}`));
+    await backend.setListen({ events: true });
+    const [back, gone, rid] = [++nextId, ++nextId, ++nextId];
+    for (const uid of [back, gone]) await (await login(0, uid)).enterRoom(rid);
+    await body({ cluster, backend, events, back, gone, rid, loginOnNode1: (uid) => login(1, uid) });
+  } finally {
+    for (const c of clients) c.close();
+    await backend.close();
+    await cluster.close();
+  }
+}
+
 describe('presence across a node stop in a cluster (PostgreSQL + NATS)', () => {
   it(
     'users of the stopped node who log in on another within the grace period keep rooms, with no event',
     { skip: !CI && unavailable, timeout: 60_000 },
     async () => {
       if (unavailable) assert.fail(`${unavailable} (required when CI=true)`);
-      const cluster: Cluster = await startCluster({ nodes: 2, env: { RTM_LOGOUT_GRACE_MS: String(GRACE_MS) } });
-      const clients: RTMClient[] = [];
-      const backend = new RTMServerClient({
-        pid: cluster.pid,
-        secret: cluster.secret,
-        endpoint: cluster.serverEndpoint(1),
-        autoReconnect: false,
-      });
-      try {
-        await backend.connect();
-        const events: string[] = [];
-        backend.on('event', (e) => events.push(`${e.event} ${e.uid}`));
-        await backend.setListen({ events: true });
-        const [back, gone, rid] = [++nextId, ++nextId, ++nextId];
-        for (const uid of [back, gone]) {
-          const c = new RTMClient({ endpoint: cluster.clientEndpoint(0), pid: cluster.pid, autoReconnect: false });
-          clients.push(c);
-          assert.deepEqual(await c.login(uid, await backend.getToken(uid)), { ok: true });
-          await c.enterRoom(rid);
-        }
+      await withTwoUsersOnNode0({}, async ({ cluster, backend, events, back, gone, rid, loginOnNode1 }) => {
         await sleep(200);
         events.length = 0; // the logins
 
         await cluster.kill(0); // SIGTERM: a graceful stop
-        const again = new RTMClient({ endpoint: cluster.clientEndpoint(1), pid: cluster.pid, autoReconnect: false });
-        clients.push(again);
-        assert.deepEqual(await again.login(back, await backend.getToken(back)), { ok: true });
+        const again = await loginOnNode1(back);
         assert.deepEqual(await again.getUserRooms(), [rid], 'rooms kept');
         await sleep(GRACE_MS + 2000);
         assert.deepEqual(await backend.getRoomMembers(rid), [back]);
         assert.deepEqual(events, [`logout ${gone}`], 'only the user who did not come back logged out');
-      } finally {
-        for (const c of clients) c.close();
-        await backend.close();
-        await cluster.close();
-      }
+      });
     },
   );
 
@@ -226,42 +245,17 @@ describe('presence across a node stop in a cluster (PostgreSQL + NATS)', () => {
     { skip: !CI && unavailable, timeout: 60_000 },
     async () => {
       if (unavailable) assert.fail(`${unavailable} (required when CI=true)`);
-      const cluster: Cluster = await startCluster({ nodes: 2, env: { RTM_LOGOUT_GRACE_MS: String(GRACE_MS), RTM_NODE_LEASE_MS: '600' } });
-      const clients: RTMClient[] = [];
-      const backend = new RTMServerClient({
-        pid: cluster.pid,
-        secret: cluster.secret,
-        endpoint: cluster.serverEndpoint(1),
-        autoReconnect: false,
-      });
-      try {
-        await backend.connect();
-        const events: string[] = [];
-        backend.on('event', (e) => events.push(`${e.event} ${e.uid}`));
-        await backend.setListen({ events: true });
-        const [back, gone, rid] = [++nextId, ++nextId, ++nextId];
-        for (const uid of [back, gone]) {
-          const c = new RTMClient({ endpoint: cluster.clientEndpoint(0), pid: cluster.pid, autoReconnect: false });
-          clients.push(c);
-          assert.deepEqual(await c.login(uid, await backend.getToken(uid)), { ok: true });
-          await c.enterRoom(rid);
-        }
+      await withTwoUsersOnNode0({ RTM_NODE_LEASE_MS: '600' }, async ({ cluster, backend, events, back, gone, rid, loginOnNode1 }) => {
         await sleep(500); // node 0 touches its row after the logins
 
         await cluster.kill(0, 'SIGKILL'); // no stop: nothing handed over
-        const again = new RTMClient({ endpoint: cluster.clientEndpoint(1), pid: cluster.pid, autoReconnect: false });
-        clients.push(again);
-        assert.deepEqual(await again.login(back, await backend.getToken(back)), { ok: true });
-        for (let i = 0; i < 1000 && !events.includes(`logout ${gone}`); i++) await sleep(10);
+        const again = await loginOnNode1(back);
+        await until(() => events.includes(`logout ${gone}`), 10_000);
         assert.ok(events.includes(`logout ${gone}`), `events: ${events.join(', ')}`);
         assert.ok(!events.includes(`logout ${back}`), `back went on on node 1: ${events.join(', ')}`);
         assert.deepEqual(await backend.getRoomMembers(rid), [back], 'the user who did not come back left the room');
         assert.deepEqual(await again.getUserRooms(), [rid]);
-      } finally {
-        for (const c of clients) c.close();
-        await backend.close();
-        await cluster.close();
-      }
+      });
     },
   );
 });
