@@ -17,6 +17,9 @@
  *   event-loop turn and a history read of a random group after every fourth, for each page cache
  *   size in `cacheSizesKiB` (alternating rounds): what a long-running server's commits cost, and
  *   what the cache's size does to their tail (`DEFAULT_SQLITE_CACHE_SIZE_KIB` says why).
+ * - the cost of the presence records a node keeps (`recordPresences`, services/sessions.ts), µs per
+ *   presence in writes of 1, 100 and 1,000 (the logins of one event-loop turn), SQLite and
+ *   PostgreSQL: what a login storm adds.
  * Targets: SqliteStore.append ≥ 50% of the raw rate; history p99 ≤ 2 ms at any depth.
  *
  * `runStoreBench()` returns the figures for a bench runner. Everything lives in a temp dir.
@@ -78,6 +81,9 @@ export interface StoreBenchResult {
   /** undefined when PostgreSQL was skipped. */
   postgresAppendsPerSec?: number;
   postgresSkipped?: string;
+  /** µs per presence recorded, by changes per write ('1', '100', '1000'). */
+  sqlitePresenceRecordUs: Record<string, number>;
+  postgresPresenceRecordUs?: Record<string, number>;
   historyStoreMessages: number;
   historyBuildSeconds: number;
   history: LatencyFigure[];
@@ -182,6 +188,23 @@ async function storeAppends(store: Store, messages: readonly NewMessage[], perTu
   return messages.length / ((performance.now() - t0) / 1000);
 }
 
+/** µs per presence held, in writes of each size of `perWrite` (10,000 presences each). */
+async function presenceRecords(store: Store, perWrite: readonly number[] = [1, 100, 1000]): Promise<Record<string, number>> {
+  const n = 10_000;
+  const out: Record<string, number> = {};
+  for (const size of perWrite) {
+    const t0 = performance.now();
+    for (let i = 0; i < n; i += size) {
+      await store.recordPresences(
+        `bench-${size}`,
+        Array.from({ length: size }, (_, j) => ({ pid: PID, uid: BigInt(i + j), held: true })),
+      );
+    }
+    out[String(size)] = round(((performance.now() - t0) * 1000) / n);
+  }
+  return out;
+}
+
 async function timed(samples: number, fn: (i: number) => Promise<unknown>): Promise<{ p50Ms: number; p99Ms: number; maxMs: number }> {
   for (let i = 0; i < Math.min(100, samples); i++) await fn(i); // warm-up
   const t: number[] = [];
@@ -239,7 +262,7 @@ async function postgresAppends(
   messages: readonly NewMessage[],
   perTurn: number,
   log: (s: string) => void,
-): Promise<number | string> {
+): Promise<{ appendsPerSec: number; presenceRecordUs: Record<string, number> } | string> {
   const { PostgresStore } = await import('../packages/server/src/store/postgres.js');
   const pg = await import('pg');
   const schema = `rtm_bench_${process.pid}_${Date.now()}`;
@@ -255,7 +278,8 @@ async function postgresAppends(
   try {
     await store.init();
     log(`postgres: appending ${messages.length} messages, ${perTurn} appends per turn…`);
-    return await storeAppends(store, messages, perTurn);
+    const appendsPerSec = await storeAppends(store, messages, perTurn);
+    return { appendsPerSec, presenceRecordUs: await presenceRecords(store) };
   } finally {
     await store.close();
     await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
@@ -303,14 +327,27 @@ export async function runStoreBench(options: StoreBenchOptions = {}): Promise<St
       `best: raw ${Math.round(raw)} inserts/s, SqliteStore.append ${Math.round(appends)} appends/s (${Math.round((100 * appends) / raw)}% of raw)`,
     );
 
+    const records = new SqliteStore({ dataDir: join(dir, 'records'), synchronous });
+    await records.init();
+    const sqlitePresenceRecordUs = await presenceRecords(records);
+    await records.close();
+    const perWrite = (us: Record<string, number>): string =>
+      Object.entries(us)
+        .map(([size, u]) => `${u} µs a presence in writes of ${size}`)
+        .join(', ');
+    log(`presence records, SqliteStore (synchronous=${synchronous}): ${perWrite(sqlitePresenceRecordUs)}`);
+
     let postgresAppendsPerSec: number | undefined;
+    let postgresPresenceRecordUs: Record<string, number> | undefined;
     let postgresSkipped: string | undefined;
     if (postgresUrl === null) postgresSkipped = 'disabled';
     else {
       const r = await postgresAppends(postgresUrl, messages, perTurn, log);
-      if (typeof r === 'number') {
-        postgresAppendsPerSec = r;
-        log(`  ${Math.round(r)} appends/s (PostgreSQL)`);
+      if (typeof r !== 'string') {
+        postgresAppendsPerSec = r.appendsPerSec;
+        postgresPresenceRecordUs = r.presenceRecordUs;
+        log(`  ${Math.round(r.appendsPerSec)} appends/s (PostgreSQL)`);
+        log(`presence records, PostgresStore: ${perWrite(r.presenceRecordUs)}`);
       } else {
         postgresSkipped = r;
         log(`  postgres skipped: ${r}`);
@@ -443,6 +480,8 @@ export async function runStoreBench(options: StoreBenchOptions = {}): Promise<St
       sqliteAppendRatio: round(appends / raw),
       ...(postgresAppendsPerSec !== undefined ? { postgresAppendsPerSec: Math.round(postgresAppendsPerSec) } : {}),
       ...(postgresSkipped !== undefined ? { postgresSkipped } : {}),
+      sqlitePresenceRecordUs,
+      ...(postgresPresenceRecordUs !== undefined ? { postgresPresenceRecordUs } : {}),
       historyStoreMessages: historyMessages,
       historyBuildSeconds,
       history,
