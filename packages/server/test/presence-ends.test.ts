@@ -185,6 +185,8 @@ interface TwoUsersOnNode0 {
   back: bigint;
   gone: bigint;
   rid: bigint;
+  /** Their clients on node 0: back's, gone's. */
+  onNode0: RTMClient[];
   /** Logs a user in on node 1. */
   loginOnNode1(uid: bigint): Promise<RTMClient>;
 }
@@ -211,8 +213,9 @@ async function withTwoUsersOnNode0(env: Record<string, string>, body: (t: TwoUse
     backend.on('event', (e) => events.push(`${e.event} ${e.uid}`));
     await backend.setListen({ events: true });
     const [back, gone, rid] = [++nextId, ++nextId, ++nextId];
-    for (const uid of [back, gone]) await (await login(0, uid)).enterRoom(rid);
-    await body({ cluster, backend, events, back, gone, rid, loginOnNode1: (uid) => login(1, uid) });
+    const onNode0 = [await login(0, back), await login(0, gone)];
+    for (const c of onNode0) await c.enterRoom(rid);
+    await body({ cluster, backend, events, back, gone, rid, onNode0, loginOnNode1: (uid) => login(1, uid) });
   } finally {
     for (const c of clients) c.close();
     await backend.close();
@@ -255,6 +258,51 @@ describe('presence across a node stop in a cluster (PostgreSQL + NATS)', () => {
         assert.ok(!events.includes(`logout ${back}`), `back went on on node 1: ${events.join(', ')}`);
         assert.deepEqual(await backend.getRoomMembers(rid), [back], 'the user who did not come back left the room');
         assert.deepEqual(await again.getUserRooms(), [rid]);
+      });
+    },
+  );
+
+  it(
+    'a user who drops on one node and logs in on another within the grace period goes on: no event until their last session ends',
+    { skip: !CI && unavailable, timeout: 60_000 },
+    async () => {
+      if (unavailable) assert.fail(`${unavailable} (required when CI=true)`);
+      await withTwoUsersOnNode0({}, async ({ backend, events, back, gone, rid, onNode0, loginOnNode1 }) => {
+        await sleep(200);
+        events.length = 0; // the logins
+
+        onNode0[0]!.close(); // no bye: a blip; the SDK comes back on another node
+        await until(async () => (await backend.getOnlineUsers([back])).length === 0);
+        const again = await loginOnNode1(back);
+        await sleep(GRACE_MS + 1000); // node 0's grace period runs out meanwhile
+        assert.deepEqual(events, [], 'the same presence: no login, no logout');
+        assert.deepEqual((await backend.getRoomMembers(rid)).sort(), [back, gone].sort(), 'still in the room');
+        assert.deepEqual(await again.getUserRooms(), [rid], 'rooms kept');
+
+        await again.logout(); // the last session ends: one logout
+        await until(() => events.length > 0);
+        await sleep(300); // strays
+        assert.deepEqual(events, [`logout ${back}`]);
+      });
+    },
+  );
+
+  it(
+    'a user whose sessions on two nodes drop together is heard to log out once, when the later grace period runs out',
+    { skip: !CI && unavailable, timeout: 60_000 },
+    async () => {
+      if (unavailable) assert.fail(`${unavailable} (required when CI=true)`);
+      await withTwoUsersOnNode0({}, async ({ backend, events, back, gone, rid, onNode0, loginOnNode1 }) => {
+        const second = await loginOnNode1(back); // a second device, on node 1
+        await sleep(200);
+        events.length = 0; // the logins
+
+        onNode0[0]!.close(); // both drop, no bye: two grace periods, one a node
+        second.close();
+        await until(async () => (await backend.getOnlineUsers([back])).length === 0);
+        await sleep(GRACE_MS + 2000); // both run out, within moments of each other
+        assert.deepEqual(events, [`logout ${back}`], 'one logout, not one per node');
+        assert.deepEqual(await backend.getRoomMembers(rid), [gone]);
       });
     },
   );

@@ -240,9 +240,10 @@ export class Sessions {
   }
 
   /**
-   * Whether the user is back from a presence a stopped node handed over (`flush`) within its grace
-   * period: then it goes on. One whose period has run out ends now, before this login begins the
-   * next presence.
+   * Whether the user is back to a presence that goes on: one a stopped node handed over (`flush`)
+   * within its grace period, or one another node holds (its grace period runs there: the SDK came
+   * back on another node; or that node died a moment ago). A handed-over one whose period has run
+   * out, held nowhere, ends now, before this login begins the next presence.
    */
   private resume(pid: number, uid: bigint): Promise<boolean> {
     const k = key(pid, uid);
@@ -250,12 +251,12 @@ export class Sessions {
     if (!resumed) {
       resumed = (async () => {
         try {
-          const saved = await this.store.takePresenceEnd(pid, uid);
-          if (!saved) return false;
-          if (saved.deadline > BigInt(Date.now())) return true;
-          await this.end(pid, uid, saved.endedAt);
+          const [saved, holders] = await Promise.all([this.store.takePresenceEnd(pid, uid), this.store.presenceHolders(pid, uid)]);
+          if (saved && saved.deadline > BigInt(Date.now())) return true;
+          if (holders.some((h) => h.node !== this.node)) return true;
+          if (saved) await this.end(pid, uid, saved.endedAt);
         } catch (err) {
-          this.log.warn({ err, pid, uid: String(uid) }, 'could not read a grace period handed over by a stopped node');
+          this.log.warn({ err, pid, uid: String(uid) }, 'could not read whether a presence of the user goes on');
         }
         return false;
       })().finally(() => this.resuming.delete(k));
@@ -316,9 +317,10 @@ export class Sessions {
     if (!held && this.grace.has(k)) return;
     try {
       if (continued()) return;
-      if ((await this.bus.queryOnline(pid, [uid])).length > 0) {
-        // Online on another node: that node ends the presence. Nothing here needs the epoch any
-        // more (the map would otherwise keep one per user seen, in a cluster).
+      const [online, holders] = await Promise.all([this.bus.queryOnline(pid, [uid]), this.store.presenceHolders(pid, uid)]);
+      if (online.length > 0 || holders.some((h) => this.goesOnAt(h, held ? endedAt : undefined))) {
+        // Online on another node, or its grace period runs there: that node ends the presence.
+        // Nothing here needs the epoch any more (the map would otherwise keep one per user seen).
         if (!continued()) {
           this.epochs.delete(k);
           if (held) this.record({ pid, uid, held: false });
@@ -346,6 +348,19 @@ export class Sessions {
     } catch (err) {
       this.log.error({ err, pid, uid: String(uid) }, 'could not record logout');
     }
+  }
+
+  /**
+   * Whether the presence goes on at `holder`, another node, rather than ending here. A presence
+   * this node held (the user's last session here ended at `mine`) goes on where the user has a
+   * session, or where theirs ended later (on a tie, at the greater node id): so of two nodes whose
+   * grace periods run out together, exactly one ends it. One this node did not hold (handed over, a
+   * dead node's) goes on wherever it is held.
+   */
+  private goesOnAt(holder: { node: string; endedAt?: bigint }, mine: bigint | undefined): boolean {
+    if (holder.node === this.node) return false;
+    if (mine === undefined || holder.endedAt === undefined) return true;
+    return holder.endedAt > mine || (holder.endedAt === mine && holder.node > this.node);
   }
 
   /** The stop begins: the sessions about to close are handed over by `flush`. */

@@ -81,6 +81,13 @@ export function unreadMap(rows: readonly Record<string, unknown>[]): Map<bigint,
   return out;
 }
 
+/** Rows of `node_presences` (node, ended_at) as `Store.presenceHolders` answers them. */
+export function presenceHolders(rows: readonly Record<string, unknown>[]): { node: string; endedAt?: bigint }[] {
+  return rows.map((r) =>
+    r['ended_at'] == null ? { node: r['node'] as string } : { node: r['node'] as string, endedAt: r['ended_at'] as bigint },
+  );
+}
+
 /**
  * Presence ends from rows of (pid, uid, ended_at, deadline), as both SQL stores return them from
  * `DELETE … RETURNING` (in no set order): earliest deadline first.

@@ -206,6 +206,7 @@ CREATE TABLE node_presences (
   ended_at BIGINT,
   PRIMARY KEY (node, pid, uid)
 );
+CREATE INDEX node_presences_user ON node_presences (pid, uid);
 `,
   },
 ];

@@ -36,7 +36,15 @@ import {
   type UnreadCount,
   type UnreadQuery,
 } from './store.js';
-import { checkNewMessage, conversationOfMessage, plainBytes, presenceEnds, sameContent, unreadMap } from './conversation.js';
+import {
+  checkNewMessage,
+  conversationOfMessage,
+  plainBytes,
+  presenceEnds,
+  presenceHolders,
+  sameContent,
+  unreadMap,
+} from './conversation.js';
 import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
 import { historyRange, historyWindow, throughEdge, type HistoryRange } from './history-window.js';
 import { MessageClock } from './message-clock.js';
@@ -635,6 +643,16 @@ export class PostgresStore implements Store {
           'release_presences',
         ),
     ]);
+  }
+
+  async presenceHolders(pid: number, uid: bigint): Promise<{ node: string; endedAt?: bigint }[]> {
+    return presenceHolders(
+      await this.rows(
+        'SELECT node, ended_at FROM node_presences WHERE pid = $1 AND uid = $2 ORDER BY node',
+        [pid, uid],
+        'presence_holders',
+      ),
+    );
   }
 
   async touchNode(node: string, now: bigint, mark: bigint): Promise<boolean> {

@@ -293,6 +293,7 @@ CREATE TABLE node_presences (
   ended_at INTEGER,
   PRIMARY KEY (node, pid, uid)
 ) WITHOUT ROWID;
+CREATE INDEX node_presences_user ON node_presences (pid, uid);
 `,
   },
 ];

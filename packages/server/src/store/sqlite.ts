@@ -39,7 +39,7 @@ import {
   type UnreadCount,
   type UnreadQuery,
 } from './store.js';
-import { checkNewMessage, presenceEnds, unreadMap } from './conversation.js';
+import { checkNewMessage, presenceEnds, presenceHolders, unreadMap } from './conversation.js';
 import { AppendCommitter, MESSAGE_COLUMNS, rowToMessage, type BatchOutcome, type AppendOutcome } from './sqlite-appender.js';
 import { WalCheckpointer } from './sqlite-checkpointer.js';
 import { connectionName, openConnection } from './sqlite-connection.js';
@@ -391,6 +391,7 @@ export class SqliteStore implements Store {
       presenceHold: p(
         'INSERT INTO node_presences (node, pid, uid, ended_at) VALUES (?, ?, ?, ?) ON CONFLICT (node, pid, uid) DO UPDATE SET ended_at = excluded.ended_at',
       ),
+      presenceHolders: p('SELECT node, ended_at FROM node_presences WHERE pid = ? AND uid = ? ORDER BY node'),
       presenceRelease: p('DELETE FROM node_presences WHERE node = ? AND pid = ? AND uid = ?'),
       nodeUpdate: p('UPDATE nodes SET seen_at = ?, mark = ? WHERE node = ?'),
       nodeInsert: p('INSERT INTO nodes (node, seen_at, mark) VALUES (?, ?, ?)'),
@@ -740,6 +741,10 @@ export class SqliteStore implements Store {
         else this.s.presenceRelease.run(node, c.pid, c.uid);
       }
     });
+  }
+
+  async presenceHolders(pid: number, uid: bigint): Promise<{ node: string; endedAt?: bigint }[]> {
+    return presenceHolders(this.s.presenceHolders.all(pid, uid));
   }
 
   async touchNode(node: string, now: bigint, mark: bigint): Promise<boolean> {

@@ -230,6 +230,8 @@ export interface Store {
    * all the node holds, its other records go (recorded again after a failed write).
    */
   recordPresences(node: string, changes: readonly NodePresence[], replace?: boolean): Promise<void>;
+  /** The nodes that hold (pid, uid)'s presence, each with the end of the user's last session there if it ended (a grace period runs). */
+  presenceHolders(pid: number, uid: bigint): Promise<{ node: string; endedAt?: bigint }[]>;
   /**
    * `node` is alive at `now` (ms, wall clock); `mark` is an unread mark taken now. False if the
    * node was not known: it is new, or another node found it unheard for too long and took the
