@@ -226,7 +226,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   };
   await bus.start(delivery.handle, (pid, uids) => presence.onlineOf(pid, uids)).catch((err: unknown) => abort(busFailure(config, err)));
   undo.push(() => bus.close());
-  services.sessions.start();
+  await services.sessions.start();
   undo.push(() => services.sessions.flush());
 
   const gateOptions = (name: 'server' | 'client'): GateOptions => ({

@@ -15,6 +15,8 @@ export const KICKED_OUT = 'kicked out';
 
 /** Handed-over presences ended per store read (and at once) by the sweep. */
 const SWEEP_BATCH = 500;
+/** A time after every touch of a node: all the nodes a sole server finds at start are dead. */
+const FOREVER = 1n << 62n;
 
 /**
  * A user's presence across devices and blips (client-api.md §3.3, issue "Unread"): a logout is
@@ -71,10 +73,12 @@ export class Sessions {
   /**
    * Once the bus runs: the sweep touches this node's row, and ends the presences of dead nodes and
    * the grace periods stopped nodes handed over (`flush`) that have run out, on whichever node
-   * finds them. Often enough that a touch is never late by a third of the lease.
+   * finds them. Often enough that a touch is never late by a third of the lease. Resolves after the
+   * first sweep: a server that starts on the data of one that crashed has taken its presences over
+   * before its first login.
    */
-  start(): void {
-    if (this.sweeper) return;
+  start(): Promise<void> {
+    if (this.sweeper) return Promise.resolve();
     const every = Math.min(
       5000,
       Math.max(250, Math.floor(this.config.logoutGraceMs / 4)),
@@ -82,15 +86,18 @@ export class Sessions {
     );
     this.sweeper = setInterval(() => void this.sweep(), every);
     this.sweeper.unref();
-    void this.sweep();
+    return this.sweep();
   }
 
   private async sweep(): Promise<void> {
     if (this.sweeping) return;
     this.sweeping = true;
     try {
+      // Before this node's row exists: with a store no other server can use, every node in it is
+      // a process that died (a crash before this start), and its users, coming back now, go on.
+      if (!this.known && this.store.soleServer) await this.endOrphaned(FOREVER);
       await this.touch();
-      await this.endOrphaned();
+      await this.endOrphaned(BigInt(Date.now() - this.config.nodeLeaseMs));
       await this.endHandedOver();
       if (this.sweepFailing) this.log.info('presences of stopped and dead nodes are swept again');
       this.sweepFailing = false;
@@ -135,14 +142,10 @@ export class Sessions {
    * run out yet is handed over like a stopped node's (the user may still come back), unless the
    * user is online on a node now: then it went on there.
    */
-  private async endOrphaned(): Promise<void> {
+  private async endOrphaned(deadBefore: bigint): Promise<void> {
     const now = Date.now();
     for (let batch = SWEEP_BATCH; batch === SWEEP_BATCH && this.sweeper;) {
-      const orphans = await this.store.takeOrphanedPresences(
-        BigInt(now - this.config.nodeLeaseMs),
-        BigInt(this.config.logoutGraceMs),
-        SWEEP_BATCH,
-      );
+      const orphans = await this.store.takeOrphanedPresences(deadBefore, BigInt(this.config.logoutGraceMs), SWEEP_BATCH);
       batch = orphans.length;
       if (batch > 0) this.log.info({ presences: batch }, 'ending the presences of a node that died without a stop');
       const due = orphans.filter((e) => e.deadline <= BigInt(now));

@@ -129,6 +129,9 @@ export class PostgresStore implements Store {
   }
 
   /** Where the store is (the URL without its credentials) and how it connects. */
+  /** Every node of a cluster uses it. */
+  readonly soleServer = false;
+
   describe(): Record<string, string | number | boolean> {
     let server = '(unparsable URL)';
     try {

@@ -282,6 +282,10 @@ export class SqliteStore implements Store {
    * What the connection runs with, read back from SQLite (journal mode, synchronous, page cache)
    * and from the options (exclusive access, writer thread, checkpoints).
    */
+  get soleServer(): boolean {
+    return this.options.exclusive;
+  }
+
   describe(): Record<string, string | number | boolean> {
     const db = this.conn;
     const pragma = (name: string): unknown => db.pragma(name, { simple: true });

@@ -181,6 +181,11 @@ export interface Store {
   describe(): Record<string, string | number | boolean>;
   /** Resolves when the store answers a trivial query, rejects when it cannot (the admin /healthz). */
   ping(): Promise<void>;
+  /**
+   * No other server can use the store while this one has it open (SQLite opened exclusively): a
+   * node in it that is not this process is one that is gone, without waiting for its lease.
+   */
+  readonly soleServer: boolean;
 
   // --- messages -------------------------------------------------------------------------------
   /** Persists a batch atomically (sendmsgs stores one message per recipient). Results in input order. */
