@@ -1,7 +1,8 @@
 import type { Bus } from '../bus/bus.js';
 import type { ServerConfig } from '../config.js';
 import type { Logger } from '../observability/logger.js';
-import type { NodePresence, PendingPresenceEnd, Store } from '../store/store.js';
+import type { PendingPresenceEnd, Store } from '../store/store.js';
+import { PresenceRecords } from './presence-records.js';
 import type { ClientConnection, LocalPresence } from './presence.js';
 
 const key = (pid: number, uid: bigint): string => `${pid}:${uid}`;
@@ -24,10 +25,11 @@ const FOREVER = 1n << 62n;
  * period; a reconnect within it continues the same presence, so the unread baseline does not move
  * and no logout/login events are emitted. An explicit `bye` of the last session ends it at once.
  *
- * The presences a node holds are recorded in the store (`recordPresences`), and the node touches
- * its row there at every sweep. A node that stops hands its grace periods over (`flush`); one that
- * dies (a crash, a kill -9, a lost machine) is found unheard after `nodeLeaseMs` by the sweep of
- * another node, or of the next process on the same data, which ends what it held.
+ * The presences a node holds are recorded in the store (services/presence-records.ts), and the
+ * node touches its row there at every sweep. A node that stops hands its grace periods over
+ * (`flush`); one that dies (a crash, a kill -9, a lost machine) is found unheard after
+ * `nodeLeaseMs` by the sweep of another node, or at once by the next process on data no other
+ * server can use (SQLite), which ends what it held.
  */
 export class Sessions {
   /** Running grace periods by user: each one's timer and the presence end it hands over at a stop. */
@@ -38,20 +40,12 @@ export class Sessions {
   private readonly ending = new Set<Promise<void>>();
   /** Logins of users with a presence handed over, under way: a second device's waits for the first's answer. */
   private readonly resuming = new Map<string, Promise<boolean>>();
-  /** The sweep of handed-over grace periods (`start`), and whether the store failed it last time. */
+  /** The sweep (`start`), and whether the store failed it last time. */
   private sweeper: NodeJS.Timeout | undefined;
   private sweepFailing = false;
   private sweeping = false;
-  /** Changes to this node's presence records not written yet, the last one per user: written together, one write after another. */
-  private readonly changes = new Map<string, NodePresence>();
-  private recordsWritten: Promise<void> = Promise.resolve();
-  /** A write of the records failed: some in the store may be wrong until they are all written again. */
-  private recordsLost = false;
-  /** The next write of the records is all of them (`recordAll`). */
-  private replaceRecords = false;
-  private writeScheduled = false;
-  /** `flush` is done: nothing more is recorded. */
-  private flushed = false;
+  /** This node's records of the presences it holds, in the store. */
+  private readonly records: PresenceRecords;
   /** This node's row is in the store: a later touch that finds none means another node took it for dead. */
   private known = false;
   /** `beginStop` was called: the grace periods that begin now are handed over by `flush`, not recorded one by one. */
@@ -64,7 +58,9 @@ export class Sessions {
     private readonly presence: LocalPresence,
     private readonly log: Logger,
     private readonly endpoint: () => string,
-  ) {}
+  ) {
+    this.records = new PresenceRecords(store, bus.nodeId, log);
+  }
 
   private get node(): string {
     return this.bus.nodeId;
@@ -120,21 +116,18 @@ export class Sessions {
     const known = await this.store.touchNode(this.node, BigInt(Date.now()), this.store.unreadMark());
     if (!known && this.known) {
       this.log.warn({ node: this.node }, 'this node was taken for dead (no touch within RTM_NODE_LEASE_MS): recording its presences again');
-      this.recordAll();
-    } else if (this.recordsLost) {
+      this.records.replaceAll(this.held());
+    } else if (this.records.lost) {
       this.log.info({ node: this.node }, 'recording the presences of this node again after a failed write');
-      this.recordAll();
+      this.records.replaceAll(this.held());
     }
     this.known = true;
   }
 
-  /** Records again every presence this node holds (the sessions here, the grace periods running), and only those. */
-  private recordAll(): void {
-    this.recordsLost = false;
-    this.replaceRecords = true;
-    for (const [pid, uid] of this.presence.users()) this.record({ pid, uid, held: true });
-    for (const { end } of this.grace.values()) this.record({ pid: end.pid, uid: end.uid, held: true, endedAt: end.endedAt });
-    this.scheduleWrite(); // even with none: the write clears the others
+  /** Every presence this node holds: the sessions here, and the grace periods running. */
+  private *held(): Iterable<{ pid: number; uid: bigint; endedAt?: bigint }> {
+    for (const [pid, uid] of this.presence.users()) yield { pid, uid };
+    for (const { end } of this.grace.values()) yield end;
   }
 
   /**
@@ -180,39 +173,6 @@ export class Sessions {
     }
   }
 
-  /**
-   * Queues a change to this node's record of a user's presence. The changes of a turn (a burst of
-   * logins) are written together, after the write under way: one after another, so a later change
-   * is never overtaken by an earlier one. A failed write is logged once, and the next sweep
-   * records every presence again: the records matter only if this node dies.
-   */
-  private record(change: NodePresence): void {
-    if (this.flushed) return; // the node's records are gone (a session closing late, after the stop)
-    this.changes.set(key(change.pid, change.uid), change);
-    this.scheduleWrite();
-  }
-
-  private scheduleWrite(): void {
-    if (this.writeScheduled) return;
-    this.writeScheduled = true;
-    this.recordsWritten = this.recordsWritten.then(async () => {
-      this.writeScheduled = false;
-      const changes = [...this.changes.values()];
-      const replace = this.replaceRecords;
-      this.changes.clear();
-      this.replaceRecords = false;
-      if (changes.length === 0 && !replace) return;
-      try {
-        await this.store.recordPresences(this.node, changes, replace);
-      } catch (err) {
-        if (!this.recordsLost) {
-          this.log.warn({ err }, 'could not record presences in the store (they matter only if this node dies); will record them again');
-        }
-        this.recordsLost = true;
-      }
-    });
-  }
-
   /** Registers an authenticated session. */
   async login(conn: ClientConnection): Promise<void> {
     const { pid, uid } = conn.session!;
@@ -227,7 +187,7 @@ export class Sessions {
     const continued = pending !== undefined || (!online && (await this.resume(pid, uid)));
     const elsewhere = !online && !continued ? (await this.bus.queryOnline(pid, [uid])).length > 0 : false;
     const first = this.presence.add(conn);
-    if (first) this.record({ pid, uid, held: true });
+    if (first) this.records.held(pid, uid);
     if (conn.closed) {
       // Closed while we awaited: its close found nothing to remove, so end it here.
       this.logout(conn, false);
@@ -287,7 +247,7 @@ export class Sessions {
       void this.endTracked(pid, uid, endedAt, true);
       return;
     }
-    if (!this.stopping) this.record({ pid, uid, held: true, endedAt });
+    if (!this.stopping) this.records.held(pid, uid, endedAt);
     const timer = setTimeout(() => {
       this.grace.delete(k);
       void this.endTracked(pid, uid, endedAt, true);
@@ -326,7 +286,7 @@ export class Sessions {
         // Nothing here needs the epoch any more (the map would otherwise keep one per user seen).
         if (!continued()) {
           this.epochs.delete(k);
-          if (held) this.record({ pid, uid, held: false });
+          if (held) this.records.released(pid, uid);
         }
         return;
       }
@@ -338,7 +298,7 @@ export class Sessions {
       const rooms = await this.store.clearUserRooms(pid, uid, roomsThrough);
       if (continued()) return;
       this.epochs.delete(k); // only now: a login meanwhile must still read as a new epoch
-      if (held) this.record({ pid, uid, held: false }); // a later login's change comes after it
+      if (held) this.records.released(pid, uid); // a later login's change comes after it
       for (const rid of rooms) this.bus.publish({ type: 'room', pid, rid, uid, joined: false, kick: false });
       this.bus.publish({
         type: 'presence',
@@ -397,8 +357,7 @@ export class Sessions {
       endNow = pending;
     }
     await Promise.all([...endNow.map((e) => this.end(e.pid, e.uid, e.endedAt)), ...this.ending]);
-    await this.recordsWritten;
-    this.flushed = true;
+    await this.records.close();
     try {
       await this.store.dropNode(this.node);
     } catch (err) {
