@@ -50,9 +50,14 @@ export class PresenceRecords {
     this.schedule(); // even with none: the write clears the others
   }
 
+  /** Resolves when the writes queued so far are done. */
+  idle(): Promise<void> {
+    return this.written;
+  }
+
   /** Waits for the writes queued so far; later changes are dropped (the node's records go at a stop). */
   async close(): Promise<void> {
-    await this.written;
+    await this.idle();
     this.closed = true;
   }
 
