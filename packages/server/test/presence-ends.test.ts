@@ -263,6 +263,30 @@ describe('presence across a node stop in a cluster (PostgreSQL + NATS)', () => {
   );
 
   it(
+    'a user back on another node before the dead one is found out goes on, and a bye there logs them out at once and once',
+    { skip: !CI && unavailable, timeout: 60_000 },
+    async () => {
+      if (unavailable) assert.fail(`${unavailable} (required when CI=true)`);
+      await withTwoUsersOnNode0({ RTM_NODE_LEASE_MS: '4000' }, async ({ cluster, backend, events, back, gone, rid, loginOnNode1 }) => {
+        await sleep(500); // node 0 touches its row after the logins
+        events.length = 0; // the logins
+
+        await cluster.kill(0, 'SIGKILL');
+        const again = await loginOnNode1(back); // node 0 still holds the presence, as far as the store knows
+        assert.deepEqual(await again.getUserRooms(), [rid], 'the same presence: rooms kept');
+        await again.logout();
+        await until(() => events.includes(`logout ${back}`), 3000);
+        assert.deepEqual(events, [`logout ${back}`], 'no login; the logout at the bye, not after the lease');
+
+        await until(() => events.includes(`logout ${gone}`), 15_000); // node 0 found out: its presences end
+        await sleep(500); // strays
+        assert.deepEqual(events, [`logout ${back}`, `logout ${gone}`], "back's old record ends nothing more");
+        assert.deepEqual(await backend.getRoomMembers(rid), []);
+      });
+    },
+  );
+
+  it(
     'a user who drops on one node and logs in on another within the grace period goes on: no event until their last session ends',
     { skip: !CI && unavailable, timeout: 60_000 },
     async () => {

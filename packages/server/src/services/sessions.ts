@@ -280,7 +280,14 @@ export class Sessions {
     if (!held && this.grace.has(k)) return;
     try {
       if (continued()) return;
-      const [online, holders] = await Promise.all([this.bus.queryOnline(pid, [uid]), this.store.presenceHolders(pid, uid)]);
+      const [online, holders, baseline] = await Promise.all([
+        this.bus.queryOnline(pid, [uid]),
+        this.store.presenceHolders(pid, uid),
+        held ? undefined : this.store.getUnreadBaseline(pid, uid),
+      ]);
+      // One handed over, or a dead node's, that a later logout already ended (the user came back
+      // elsewhere, and left): nothing more to end.
+      if (baseline?.logoutTime !== undefined && baseline.logoutTime >= endedAt) return;
       if (online.length > 0 || holders.some((h) => this.goesOnAt(h, held ? endedAt : undefined))) {
         // Online on another node, or its grace period runs there: that node ends the presence.
         // Nothing here needs the epoch any more (the map would otherwise keep one per user seen).
@@ -314,15 +321,17 @@ export class Sessions {
   }
 
   /**
-   * Whether the presence goes on at `holder`, another node, rather than ending here. A presence
-   * this node held (the user's last session here ended at `mine`) goes on where the user has a
-   * session, or where theirs ended later (on a tie, at the greater node id): so of two nodes whose
-   * grace periods run out together, exactly one ends it. One this node did not hold (handed over, a
-   * dead node's) goes on wherever it is held.
+   * Whether the presence goes on at `holder`, another node, where the user's grace period runs,
+   * rather than ending here. (Where they have a session, the bus says they are online; a node
+   * whose record says so but that does not answer so is dead or cut off, and does not count.) A
+   * presence this node held (the user's last session here ended at `mine`) goes on where theirs
+   * ended later (on a tie, at the greater node id): so of two nodes whose grace periods run out
+   * together, exactly one ends it. One this node did not hold (handed over, a dead node's) goes on
+   * wherever a grace period runs.
    */
   private goesOnAt(holder: { node: string; endedAt?: bigint }, mine: bigint | undefined): boolean {
-    if (holder.node === this.node) return false;
-    if (mine === undefined || holder.endedAt === undefined) return true;
+    if (holder.node === this.node || holder.endedAt === undefined) return false;
+    if (mine === undefined) return true;
     return holder.endedAt > mine || (holder.endedAt === mine && holder.node > this.node);
   }
 
