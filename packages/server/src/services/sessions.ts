@@ -48,6 +48,8 @@ export class Sessions {
   private readonly records: PresenceRecords;
   /** This node's row is in the store: a later touch that finds none means another node took it for dead. */
   private known = false;
+  /** `takeOver` is done. */
+  private tookOver = false;
   /** `beginStop` was called: the grace periods that begin now are handed over by `flush`, not recorded one by one. */
   private stopping = false;
 
@@ -69,12 +71,12 @@ export class Sessions {
   /**
    * Once the bus runs: the sweep touches this node's row, and ends the presences of dead nodes and
    * the grace periods stopped nodes handed over (`flush`) that have run out, on whichever node
-   * finds them. Often enough that a touch is never late by a third of the lease. Resolves after the
-   * first sweep: a server that starts on the data of one that crashed has taken its presences over
-   * before its first login.
+   * finds them. Often enough that a touch is never late by a third of the lease. Resolves once a
+   * server that starts on data no other server can use has taken over the presences of the process
+   * before it, if that one crashed: before its first login.
    */
-  start(): Promise<void> {
-    if (this.sweeper) return Promise.resolve();
+  async start(): Promise<void> {
+    if (this.sweeper) return;
     const every = Math.min(
       5000,
       Math.max(250, Math.floor(this.config.logoutGraceMs / 4)),
@@ -82,16 +84,33 @@ export class Sessions {
     );
     this.sweeper = setInterval(() => void this.sweep(), every);
     this.sweeper.unref();
-    return this.sweep();
+    this.sweeping = true;
+    try {
+      await this.takeOver();
+    } catch {
+      // The sweep tries again, and says why.
+    } finally {
+      this.sweeping = false;
+    }
+    void this.sweep();
+  }
+
+  /**
+   * With a store no other server can use (SQLite), every node in it before this one's first touch
+   * is a process that died (a crash before this start): its presences are taken over at once, not
+   * a lease later, and its users, coming back now, go on.
+   */
+  private async takeOver(): Promise<void> {
+    if (this.known || this.tookOver || !this.store.soleServer) return;
+    await this.endOrphaned(FOREVER);
+    this.tookOver = true;
   }
 
   private async sweep(): Promise<void> {
     if (this.sweeping) return;
     this.sweeping = true;
     try {
-      // Before this node's row exists: with a store no other server can use, every node in it is
-      // a process that died (a crash before this start), and its users, coming back now, go on.
-      if (!this.known && this.store.soleServer) await this.endOrphaned(FOREVER);
+      await this.takeOver();
       await this.touch();
       await this.endOrphaned(BigInt(Date.now() - this.config.nodeLeaseMs));
       await this.endHandedOver();
