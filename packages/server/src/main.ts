@@ -222,7 +222,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     groups,
     messaging: new Messaging(config, store, bus, presence, metrics, groups),
     history: new History(config, store),
-    sessions: new Sessions(config, store, bus, presence, log, () => clientEndpoint),
+    sessions: new Sessions(config, store, bus, presence, log, metrics, () => clientEndpoint),
   };
   await bus.start(delivery.handle, (pid, uids) => presence.onlineOf(pid, uids)).catch((err: unknown) => abort(busFailure(config, err)));
   undo.push(() => bus.close());

@@ -156,6 +156,10 @@ describe('crash safety', () => {
           events.filter((e) => e.endsWith(` ${back}`)),
           [`logout ${back}`],
         );
+        // What an operator sees: two presences the crashed process left, ended here; one bye.
+        const metrics = await second.services.metrics.registry.metrics();
+        assert.match(metrics, /^rtm_presence_ends_total\{by="other_node"\} 2$/m);
+        assert.match(metrics, /^rtm_presence_ends_total\{by="bye"\} 1$/m);
       } finally {
         for (const c of later) c.close();
         await listener.close();

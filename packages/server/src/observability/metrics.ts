@@ -42,6 +42,12 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly presenceEnds = new Counter({
+    name: 'rtm_presence_ends_total',
+    help: "Presences ended (users logged out), by what ended them: bye (the last session's bye or kickout), grace (the grace period ran out here), other_node (left by a node that stopped in the grace period or died)",
+    labelNames: ['by'] as const,
+    registers: [this.registry],
+  });
   readonly messages = new TalliedCounter(this.registry, {
     name: 'rtm_messages_stored_total',
     help: 'Messages persisted, by kind',

@@ -1,6 +1,7 @@
 import type { Bus } from '../bus/bus.js';
 import type { ServerConfig } from '../config.js';
 import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
 import type { PendingPresenceEnd, Store } from '../store/store.js';
 import { PresenceRecords } from './presence-records.js';
 import type { ClientConnection, LocalPresence } from './presence.js';
@@ -13,6 +14,13 @@ const key = (pid: number, uid: bigint): string => `${pid}:${uid}`;
  * for no SDK logs in again after a `kickout`.
  */
 export const KICKED_OUT = 'kicked out';
+
+/**
+ * What ended a presence: the last session's `bye` (or a kickout, or a drop with no grace period),
+ * its grace period here, or another node: one that stopped and handed its grace period over, or
+ * one that died holding the presence.
+ */
+type EndedBy = 'bye' | 'grace' | 'other_node';
 
 /** Handed-over presences ended per store read (and at once) by the sweep. */
 const SWEEP_BATCH = 500;
@@ -59,6 +67,7 @@ export class Sessions {
     private readonly bus: Bus,
     private readonly presence: LocalPresence,
     private readonly log: Logger,
+    private readonly metrics: Metrics,
     private readonly endpoint: () => string,
   ) {
     this.records = new PresenceRecords(store, bus.nodeId, log);
@@ -163,7 +172,7 @@ export class Sessions {
       const due = orphans.filter((e) => e.deadline <= BigInt(now));
       const running = orphans.filter((e) => e.deadline > BigInt(now));
       await Promise.all([
-        ...due.map((e) => this.endTracked(e.pid, e.uid, e.endedAt)),
+        ...due.map((e) => this.endTracked(e.pid, e.uid, e.endedAt, 'other_node')),
         this.offline(running).then((ends) => this.store.savePresenceEnds(ends)),
       ]);
     }
@@ -188,7 +197,7 @@ export class Sessions {
     for (let batch = SWEEP_BATCH; batch === SWEEP_BATCH && this.sweeper;) {
       const due = await this.store.takeExpiredPresenceEnds(BigInt(Date.now()), SWEEP_BATCH);
       batch = due.length;
-      await Promise.all(due.map((e) => this.endTracked(e.pid, e.uid, e.endedAt)));
+      await Promise.all(due.map((e) => this.endTracked(e.pid, e.uid, e.endedAt, 'other_node')));
     }
   }
 
@@ -236,7 +245,7 @@ export class Sessions {
           const [saved, holders] = await Promise.all([this.store.takePresenceEnd(pid, uid), this.store.presenceHolders(pid, uid)]);
           if (saved && saved.deadline > BigInt(Date.now())) return true;
           if (holders.some((h) => h.node !== this.node)) return true;
-          if (saved) await this.end(pid, uid, saved.endedAt);
+          if (saved) await this.end(pid, uid, saved.endedAt, 'other_node');
         } catch (err) {
           this.log.warn({ err, pid, uid: String(uid) }, 'could not read whether a presence of the user goes on');
         }
@@ -263,31 +272,32 @@ export class Sessions {
     const endedAt = unanswered !== undefined && unanswered - 1n < mark ? unanswered - 1n : mark;
     const k = key(pid, uid);
     if (explicit || this.config.logoutGraceMs === 0) {
-      void this.endTracked(pid, uid, endedAt, true);
+      void this.endTracked(pid, uid, endedAt, 'bye');
       return;
     }
     if (!this.stopping) this.records.held(pid, uid, endedAt);
     const timer = setTimeout(() => {
       this.grace.delete(k);
-      void this.endTracked(pid, uid, endedAt, true);
+      void this.endTracked(pid, uid, endedAt, 'grace');
     }, this.config.logoutGraceMs);
     timer.unref();
     this.grace.set(k, { timer, end: { pid, uid, endedAt, deadline: BigInt(Date.now() + this.config.logoutGraceMs) } });
   }
 
   /** `end`, remembered until done so that `flush` (a stop) waits for its store writes. */
-  private endTracked(pid: number, uid: bigint, endedAt: bigint, held = false): Promise<void> {
-    const ending = this.end(pid, uid, endedAt, held);
+  private endTracked(pid: number, uid: bigint, endedAt: bigint, by: EndedBy): Promise<void> {
+    const ending = this.end(pid, uid, endedAt, by);
     this.ending.add(ending);
     void ending.finally(() => this.ending.delete(ending));
     return ending;
   }
 
   /**
-   * The presence ended for good unless another node still has a session. `held`: this node held
-   * it (its last session here ended), and releases its record once it no longer does.
+   * The presence ended for good unless another node still has a session. Ended `by` a bye or a
+   * grace period here: this node held it, and releases its record once it no longer does.
    */
-  private async end(pid: number, uid: bigint, endedAt: bigint, held = false): Promise<void> {
+  private async end(pid: number, uid: bigint, endedAt: bigint, by: EndedBy): Promise<void> {
+    const held = by === 'bye' || by === 'grace';
     // The rooms to leave are those joined before now (the grace period, if any, is over): one a
     // backend adds the user to while this runs, or a new login on another node enters, stays.
     const roomsThrough = this.store.unreadMark();
@@ -325,6 +335,7 @@ export class Sessions {
       if (continued()) return;
       this.epochs.delete(k); // only now: a login meanwhile must still read as a new epoch
       if (held) this.records.released(pid, uid); // a later login's change comes after it
+      this.metrics.presenceEnds.inc({ by });
       for (const rid of rooms) this.bus.publish({ type: 'room', pid, rid, uid, joined: false, kick: false });
       this.bus.publish({
         type: 'presence',
@@ -384,7 +395,7 @@ export class Sessions {
       this.log.error({ err, presences: pending.length }, 'could not hand the grace periods over: ending those presences now');
       endNow = pending;
     }
-    await Promise.all([...endNow.map((e) => this.end(e.pid, e.uid, e.endedAt)), ...this.ending]);
+    await Promise.all([...endNow.map((e) => this.end(e.pid, e.uid, e.endedAt, 'grace')), ...this.ending]);
     await this.records.close();
     try {
       await this.store.dropNode(this.node);
