@@ -55,6 +55,16 @@ describe('config: V8 young-generation collection', () => {
   });
 });
 
+describe('config: presences', () => {
+  it('a grace period of 2 minutes and a node lease of 15 s by default; RTM_NODE_LEASE_MS is at least 300 ms', () => {
+    assert.equal(resolveConfig(base).config.logoutGraceMs, 120_000);
+    assert.equal(resolveConfig(base).config.nodeLeaseMs, 15_000);
+    assert.equal(resolveConfig({ ...base, RTM_NODE_LEASE_MS: '60000' }).config.nodeLeaseMs, 60_000);
+    assert.throws(() => resolveConfig({ ...base, RTM_NODE_LEASE_MS: '100' }), /RTM_NODE_LEASE_MS/);
+    assert.throws(() => resolveConfig({ ...base, RTM_NODE_LEASE_MS: 'soon' }), /RTM_NODE_LEASE_MS must be an integer/);
+  });
+});
+
 describe('config: auth v2 (HMAC) tokens', () => {
   it('RTM_PROJECT_HMAC_SECRET must be base64 of at least 16 bytes; RTM_HMAC_TOKEN_TTL_SECONDS defaults to a day', () => {
     const key = Buffer.alloc(32, 7).toString('base64');
