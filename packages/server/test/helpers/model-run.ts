@@ -60,11 +60,12 @@ export async function endSession(
   sessionsLeft: number,
   backend: RTMServerClient,
   uid: bigint,
-  server: TestServer,
+  server: TestServer | readonly TestServer[],
 ): Promise<void> {
   if (how === 'bye') await client.logout();
   else client.close();
-  const sessions = () => server.services.presence.connectionsOf(TEST_PID, uid)?.size ?? 0;
+  const servers = Array.isArray(server) ? server : [server as TestServer];
+  const sessions = () => servers.reduce((n, s) => n + (s.services.presence.connectionsOf(TEST_PID, uid)?.size ?? 0), 0);
   for (const until = performance.now() + 1000; sessions() !== sessionsLeft; await sleep(2)) {
     assert.ok(performance.now() < until, `user ${uid} still has ${sessions()} sessions, not ${sessionsLeft}`);
   }
@@ -89,7 +90,7 @@ export async function untilAnswered(server: TestServer, uid: bigint, withinMs = 
  */
 export async function pastGraceIfNear(droppedAt: number | undefined, graceMs: number): Promise<boolean> {
   if (droppedAt === undefined || performance.now() - droppedAt <= graceMs / 2) return false;
-  await sleep(droppedAt + graceMs + 300 - performance.now());
+  await sleep(droppedAt + graceMs + 500 - performance.now()); // as WaitPastGrace: a sweep (250 ms) and the end's writes
   return true;
 }
 
@@ -120,8 +121,24 @@ export class GroupMember<M extends object> implements fc.AsyncCommand<M, GroupWo
   }
 }
 
+/**
+ * What a model runs against: one server (`Deployment`) or the nodes of a cluster
+ * (helpers/cluster-deployment.ts), with a backend on the first.
+ */
+export interface ModelDeployment {
+  readonly backend: RTMServerClient;
+  readonly servers: readonly TestServer[];
+  /** Where device slot `slot` logs in. */
+  clientEndpoint(slot: number): string;
+  /** Until every node has handled what the others published so far (one server: at once). */
+  settle(): Promise<void>;
+  /** A graceful stop and a start on the same data: every session drops. */
+  restart(): Promise<void>;
+  close(): Promise<void>;
+}
+
 /** The server under test and a backend connected to it; a restart replaces both, on the same data. */
-export class Deployment {
+export class Deployment implements ModelDeployment {
   private constructor(
     public server: TestServer,
     public backend: RTMServerClient,
@@ -141,6 +158,16 @@ export class Deployment {
     return Deployment.start((dataDir) => startTestServer(settings, dataDir ? { ...options, dataDir } : { ...options, keepData: true }));
   }
 
+  get servers(): readonly TestServer[] {
+    return [this.server];
+  }
+
+  clientEndpoint(): string {
+    return this.server.clientEndpoint;
+  }
+
+  async settle(): Promise<void> {}
+
   /** A graceful stop and a start on the same data directory: every session drops. */
   async restart(): Promise<void> {
     await this.backend.close();
@@ -159,7 +186,7 @@ export class Deployment {
 
 /** What the restart command needs of a model's world: its deployment, and its devices (their sessions drop). */
 export interface RestartWorld {
-  readonly deployment: Deployment;
+  readonly deployment: ModelDeployment;
   readonly devices: ({ readonly client: RTMClient } | undefined)[][];
 }
 
@@ -198,12 +225,14 @@ export class Restart<M extends object, W extends RestartWorld> implements fc.Asy
  * next sweep of handed-over ones (every 250 ms at the models' grace periods). `ended` tells the model.
  */
 export class WaitPastGrace<M extends { readonly dropped: readonly unknown[] }> implements fc.AsyncCommand<M, unknown> {
+  /** `always`: also when no grace period runs (time passes for the sessions that stay, too). */
   constructor(
     private readonly graceMs: number,
     private readonly ended: (model: M) => void,
+    private readonly always = false,
   ) {}
   check(m: Readonly<M>): boolean {
-    return m.dropped.some((d) => d !== undefined);
+    return this.always || m.dropped.some((d) => d !== undefined);
   }
   async run(m: M): Promise<void> {
     await sleep(this.graceMs + 500);
