@@ -301,7 +301,7 @@ const commands = [
 ];
 
 /** The property, on a deployment made by `deploy`. */
-function deliveryMatchesTheModel(deploy: () => Promise<ModelDeployment>, skip?: string | false): void {
+function deliveryMatchesTheModel(deploy: () => Promise<ModelDeployment>, runs: number, skip?: string | false): void {
   let deployment: ModelDeployment | undefined;
   let nextId = 1n << 57n; // ids above 2^53
 
@@ -323,12 +323,13 @@ function deliveryMatchesTheModel(deploy: () => Promise<ModelDeployment>, skip?: 
           for (const row of world.devices) for (const d of row) d?.client.close();
         }
       }),
+      runs,
     );
   });
 }
 
 describe('room and group delivery against a model', () => {
-  deliveryMatchesTheModel(() => Deployment.of({ logoutGraceMs: GRACE_MS }));
+  deliveryMatchesTheModel(() => Deployment.of({ logoutGraceMs: GRACE_MS }), 12);
 });
 
 // The same on two nodes: a user's devices on different nodes (slot s on node s), the backend on
@@ -337,5 +338,6 @@ const CI = process.env['CI'] === 'true';
 const unavailable = await clusterServicesUnavailable();
 describe('room and group delivery against a model, on a 2-node cluster (PostgreSQL + NATS)', () => {
   if (unavailable && CI) it('runs on a real cluster (required when CI=true)', () => assert.fail(unavailable));
-  else deliveryMatchesTheModel(() => ClusterDeployment.of(2, { logoutGraceMs: GRACE_MS }), unavailable);
+  // Fewer runs by default than on one server: each takes two or three times as long.
+  else deliveryMatchesTheModel(() => ClusterDeployment.of(2, { logoutGraceMs: GRACE_MS }), 6, unavailable);
 });

@@ -11,14 +11,14 @@ import { startTestServer, TEST_PID, TEST_SECRET, until, type TestServer } from '
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Runs the property's sequences: RTM_MODEL_RUNS of them (default 12); RTM_MODEL_SEED and
+ * Runs the property's sequences: RTM_MODEL_RUNS of them (default `runs`, 12); RTM_MODEL_SEED and
  * RTM_MODEL_PATH replay a failure from its report. The failure names the commands, and its cause
  * says which answer was wrong.
  */
-export async function assertModel<T>(property: fc.IAsyncProperty<T>): Promise<void> {
+export async function assertModel<T>(property: fc.IAsyncProperty<T>, runs = 12): Promise<void> {
   await fc
     .assert(property, {
-      numRuns: Number(process.env.RTM_MODEL_RUNS ?? 12),
+      numRuns: Number(process.env.RTM_MODEL_RUNS ?? runs),
       ...(process.env.RTM_MODEL_SEED ? { seed: Number(process.env.RTM_MODEL_SEED), path: process.env.RTM_MODEL_PATH || undefined } : {}),
     })
     .catch((err: Error) => {
