@@ -2,7 +2,7 @@ import type { Bus } from '../bus/bus.js';
 import type { ServerConfig } from '../config.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { PendingPresenceEnd, Store } from '../store/store.js';
+import type { PendingPresenceEnd, PresenceHolder, Store } from '../store/store.js';
 import { PresenceRecords } from './presence-records.js';
 import type { ClientConnection, LocalPresence } from './presence.js';
 
@@ -359,7 +359,7 @@ export class Sessions {
    * together, exactly one ends it. One this node did not hold (handed over, a dead node's) goes on
    * wherever a grace period runs.
    */
-  private goesOnAt(holder: { node: string; endedAt?: bigint }, mine: bigint | undefined): boolean {
+  private goesOnAt(holder: PresenceHolder, mine: bigint | undefined): boolean {
     if (holder.node === this.node || holder.endedAt === undefined) return false;
     if (mine === undefined) return true;
     return holder.endedAt > mine || (holder.endedAt === mine && holder.node > this.node);

@@ -2,7 +2,14 @@
  * Helpers shared by the Store implementations: conversation keys, message content equality,
  * int64 validation, row shapes both SQL stores return. No I/O.
  */
-import { MessageKind, type ConversationRef, type NewMessage, type PendingPresenceEnd, type UnreadCount } from './store.js';
+import {
+  MessageKind,
+  type ConversationRef,
+  type NewMessage,
+  type PendingPresenceEnd,
+  type PresenceHolder,
+  type UnreadCount,
+} from './store.js';
 
 /** Key of the conversation a message belongs to (DESIGN.md "Storage"). */
 export interface ConversationKey {
@@ -82,7 +89,7 @@ export function unreadMap(rows: readonly Record<string, unknown>[]): Map<bigint,
 }
 
 /** Rows of `node_presences` (node, ended_at) as `Store.presenceHolders` answers them. */
-export function presenceHolders(rows: readonly Record<string, unknown>[]): { node: string; endedAt?: bigint }[] {
+export function presenceHolders(rows: readonly Record<string, unknown>[]): PresenceHolder[] {
   return rows.map((r) =>
     r['ended_at'] == null ? { node: r['node'] as string } : { node: r['node'] as string, endedAt: r['ended_at'] as bigint },
   );

@@ -29,6 +29,7 @@ import {
   type NewMessage,
   type NodePresence,
   type PendingPresenceEnd,
+  type PresenceHolder,
   type RetentionPolicy,
   type Store,
   type StoredMessage,
@@ -648,7 +649,7 @@ export class PostgresStore implements Store {
     ]);
   }
 
-  async presenceHolders(pid: number, uid: bigint): Promise<{ node: string; endedAt?: bigint }[]> {
+  async presenceHolders(pid: number, uid: bigint): Promise<PresenceHolder[]> {
     return presenceHolders(
       await this.rows(
         'SELECT node, ended_at FROM node_presences WHERE pid = $1 AND uid = $2 ORDER BY node',

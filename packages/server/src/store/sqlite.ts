@@ -32,6 +32,7 @@ import {
   type NewMessage,
   type NodePresence,
   type PendingPresenceEnd,
+  type PresenceHolder,
   type RetentionPolicy,
   type Store,
   type StoredMessage,
@@ -278,14 +279,15 @@ export class SqliteStore implements Store {
     this.conn.prepare('SELECT 1').get();
   }
 
-  /**
-   * What the connection runs with, read back from SQLite (journal mode, synchronous, page cache)
-   * and from the options (exclusive access, writer thread, checkpoints).
-   */
+  /** Opened exclusively, the file is this server's alone: no other can use it meanwhile. */
   get soleServer(): boolean {
     return this.options.exclusive;
   }
 
+  /**
+   * What the connection runs with, read back from SQLite (journal mode, synchronous, page cache)
+   * and from the options (exclusive access, writer thread, checkpoints).
+   */
   describe(): Record<string, string | number | boolean> {
     const db = this.conn;
     const pragma = (name: string): unknown => db.pragma(name, { simple: true });
@@ -747,7 +749,7 @@ export class SqliteStore implements Store {
     });
   }
 
-  async presenceHolders(pid: number, uid: bigint): Promise<{ node: string; endedAt?: bigint }[]> {
+  async presenceHolders(pid: number, uid: bigint): Promise<PresenceHolder[]> {
     return presenceHolders(this.s.presenceHolders.all(pid, uid));
   }
 

@@ -156,6 +156,12 @@ export interface NodePresence {
   endedAt?: bigint;
 }
 
+/** A node that holds a user's presence (`presenceHolders`): `endedAt` set while their grace period runs there. */
+export interface PresenceHolder {
+  node: string;
+  endedAt?: bigint;
+}
+
 export interface RetentionPolicy {
   /** Delete messages older than this many ms. */
   maxAgeMs?: number;
@@ -236,7 +242,7 @@ export interface Store {
    */
   recordPresences(node: string, changes: readonly NodePresence[], replace?: boolean): Promise<void>;
   /** The nodes that hold (pid, uid)'s presence, each with the end of the user's last session there if it ended (a grace period runs). */
-  presenceHolders(pid: number, uid: bigint): Promise<{ node: string; endedAt?: bigint }[]>;
+  presenceHolders(pid: number, uid: bigint): Promise<PresenceHolder[]>;
   /**
    * `node` is alive at `now` (ms, wall clock); `mark` is an unread mark taken now. False if the
    * node was not known: it is new, or another node found it unheard for too long and took the
