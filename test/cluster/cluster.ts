@@ -37,7 +37,8 @@ export async function clusterServicesUnavailable(): Promise<string | undefined> 
   return problems.length ? problems.join('; ') : undefined;
 }
 
-async function admin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
+/** Runs `fn` on a connection of its own to POSTGRES_URL (creating and dropping test databases and schemas). */
+export async function admin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: POSTGRES_URL });
   client.on('error', () => {});
   await client.connect();

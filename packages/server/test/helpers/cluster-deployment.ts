@@ -1,11 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import type { RTMClient } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
 import { startTestServer, TEST_PID, TEST_SECRET, until, type TestServer } from '@rtm/testkit';
 import { NatsBus } from '../../src/bus/nats.js';
 import { PostgresStore } from '../../src/store/postgres.js';
-import { NATS_URL, POSTGRES_URL } from '../../../../test/cluster/cluster.js';
+import { admin, NATS_URL, POSTGRES_URL } from '../../../../test/cluster/cluster.js';
 import { loginClient, type ModelDeployment } from './model-run.js';
 
 /**
@@ -104,13 +103,6 @@ export class ClusterDeployment implements ModelDeployment {
 
   async close(): Promise<void> {
     await this.stop();
-    const client = new pg.Client({ connectionString: POSTGRES_URL });
-    client.on('error', () => {});
-    await client.connect();
-    try {
-      await client.query(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`);
-    } finally {
-      await client.end().catch(() => {});
-    }
+    await admin((c) => c.query(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`));
   }
 }
