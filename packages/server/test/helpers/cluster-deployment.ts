@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { RTMClient } from '@rtm/client-sdk';
-import { RTMServerClient } from '@rtm/server-sdk';
-import { startTestServer, TEST_PID, TEST_SECRET, until, type TestServer } from '@rtm/testkit';
+import type { RTMServerClient } from '@rtm/server-sdk';
+import { startTestServer, until, type TestServer } from '@rtm/testkit';
 import { NatsBus } from '../../src/bus/nats.js';
 import { PostgresStore } from '../../src/store/postgres.js';
 import { admin, NATS_URL, POSTGRES_URL } from '../../../../test/cluster/cluster.js';
-import { loginClient, type ModelDeployment } from './model-run.js';
+import { connectBackend, loginClient, type ModelDeployment } from './model-run.js';
 
 /**
  * A cluster of in-process nodes for the model tests: each its own server on one PostgreSQL schema
@@ -44,19 +44,9 @@ export class ClusterDeployment implements ModelDeployment {
       return servers;
     };
     const servers = await start();
-    const deployment = new ClusterDeployment(servers, await ClusterDeployment.connect(servers), start, schema);
+    const deployment = new ClusterDeployment(servers, await Promise.all(servers.map(connectBackend)), start, schema);
     await deployment.loginProbes();
     return deployment;
-  }
-
-  private static async connect(servers: readonly TestServer[]): Promise<RTMServerClient[]> {
-    return Promise.all(
-      servers.map(async (s) => {
-        const backend = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: s.serverEndpoint, autoReconnect: false });
-        await backend.connect();
-        return backend;
-      }),
-    );
   }
 
   get backend(): RTMServerClient {
@@ -91,7 +81,7 @@ export class ClusterDeployment implements ModelDeployment {
   async restart(): Promise<void> {
     await this.stop();
     this.servers = await this.start();
-    this.backends = await ClusterDeployment.connect(this.servers);
+    this.backends = await Promise.all(this.servers.map(connectBackend));
     await this.loginProbes();
   }
 

@@ -121,6 +121,13 @@ export class GroupMember<M extends object> implements fc.AsyncCommand<M, GroupWo
   }
 }
 
+/** A backend (server SDK) connected to `server`'s server gate. */
+export async function connectBackend(server: TestServer): Promise<RTMServerClient> {
+  const backend = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: server.serverEndpoint, autoReconnect: false });
+  await backend.connect();
+  return backend;
+}
+
 /**
  * What a model runs against: one server (`Deployment`) or the nodes of a cluster
  * (helpers/cluster-deployment.ts), with a backend on the first.
@@ -148,9 +155,7 @@ export class Deployment implements ModelDeployment {
   /** `start(dataDir)` starts the server, on `dataDir` when given (a restart), else on a new one it keeps. */
   static async start(start: (dataDir?: string) => Promise<TestServer>): Promise<Deployment> {
     const server = await start();
-    const backend = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: server.serverEndpoint, autoReconnect: false });
-    await backend.connect();
-    return new Deployment(server, backend, start);
+    return new Deployment(server, await connectBackend(server), start);
   }
 
   /** Starts a server with these settings on a new data directory, kept across restarts (`close` removes it). */
