@@ -187,12 +187,13 @@ export class RTMClient extends TypedEmitter<RTMClientEvents> {
     mtypes: number[] | undefined,
     readRow: (row: unknown) => M,
   ): Promise<HistoryPage<M>> {
-    // Key order as the browser SDK writes it; absent options are left out.
+    // Key order as the browser SDK writes it; absent options (undefined, or null as apps written for
+    // the official SDKs pass them) are left out.
     const payload: Payload = { ...target, desc, num };
-    if (begin !== undefined) payload.begin = wireId(begin, 'begin');
-    if (end !== undefined) payload.end = wireId(end, 'end');
-    if (lastid !== undefined) payload.lastid = wireId(lastid, 'lastid');
-    if (mtypes !== undefined) payload.mtypes = mtypes;
+    if (begin != null) payload.begin = wireId(begin, 'begin');
+    if (end != null) payload.end = wireId(end, 'end');
+    if (lastid != null) payload.lastid = wireId(lastid, 'lastid');
+    if (mtypes != null) payload.mtypes = mtypes;
     return readHistoryPage(await this.session.quest(method, payload), readRow);
   }
 
@@ -221,8 +222,8 @@ export class RTMClient extends TypedEmitter<RTMClientEvents> {
 
   private unreadQuery(key: string, ids: Id[], mtime: Id | undefined, mtypes: number[] | undefined): Payload {
     const payload: Payload = { [key]: wireIds(ids, key) };
-    if (mtime !== undefined) payload.mtime = wireId(mtime, 'mtime');
-    if (mtypes !== undefined) payload.mtypes = mtypes;
+    if (mtime != null) payload.mtime = wireId(mtime, 'mtime');
+    if (mtypes != null) payload.mtypes = mtypes;
     return payload;
   }
 
@@ -256,7 +257,7 @@ export class RTMClient extends TypedEmitter<RTMClientEvents> {
   /** Unread group and p2p conversations in one call. */
   async getUnreadConversationList(clear?: boolean, mtime?: Id, mtypes?: number[]): Promise<UnreadConversations> {
     const payload: Payload = {};
-    if (clear !== undefined) payload.clear = clear;
+    if (clear != null) payload.clear = clear;
     Object.assign(payload, this.timeQuery(mtime, mtypes));
     const a = await this.session.quest('getunreadconversationlist', payload);
     const me = this.uid;
@@ -268,8 +269,8 @@ export class RTMClient extends TypedEmitter<RTMClientEvents> {
 
   private timeQuery(mtime: Id | undefined, mtypes: number[] | undefined): Payload {
     const payload: Payload = {};
-    if (mtime !== undefined) payload.mtime = wireId(mtime, 'mtime');
-    if (mtypes !== undefined) payload.mtypes = mtypes;
+    if (mtime != null) payload.mtime = wireId(mtime, 'mtime');
+    if (mtypes != null) payload.mtypes = mtypes;
     return payload;
   }
 
@@ -341,7 +342,7 @@ export class RTMClient extends TypedEmitter<RTMClientEvents> {
 
   async getGroupMembers(gid: Id, online?: boolean): Promise<GroupMembers> {
     const payload: Payload = { gid: wireId(gid, 'gid') };
-    if (online !== undefined) payload.online = online;
+    if (online != null) payload.online = online;
     const a = await this.session.quest('getgroupmembers', payload);
     const result: GroupMembers = { uids: readIds(a.uids) };
     if (a.onlines !== undefined && a.onlines !== null) result.onlines = readIds(a.onlines);
@@ -350,7 +351,7 @@ export class RTMClient extends TypedEmitter<RTMClientEvents> {
 
   async getGroupCount(gid: Id, online?: boolean): Promise<GroupCount> {
     const payload: Payload = { gid: wireId(gid, 'gid') };
-    if (online !== undefined) payload.online = online;
+    if (online != null) payload.online = online;
     const a = await this.session.quest('getgroupcount', payload);
     const result: GroupCount = { count: readInt(a.cn) };
     if (a.online !== undefined && a.online !== null) result.online = readInt(a.online);
@@ -519,8 +520,7 @@ export class RTMClient extends TypedEmitter<RTMClientEvents> {
   }
 
   private onKickout(): void {
-    this.emit('kickout', {});
-    this.session.kickedOut();
+    this.session.kickedOut(() => this.emit('kickout', {}));
   }
 
   private reportListenerError(err: unknown, event: keyof RTMClientEvents): void {
@@ -539,8 +539,8 @@ export class RTMClient extends TypedEmitter<RTMClientEvents> {
 }
 
 function infoPayload(payload: Payload, oinfo: string | undefined, pinfo: string | undefined): Payload {
-  if (oinfo !== undefined) payload.oinfo = oinfo;
-  if (pinfo !== undefined) payload.pinfo = pinfo;
+  if (oinfo != null) payload.oinfo = oinfo;
+  if (pinfo != null) payload.pinfo = pinfo;
   return payload;
 }
 

@@ -12,6 +12,7 @@ import type { Logger } from './options.js';
 import { messageBytes, type WebSocketFactory, type WebSocketLike } from './transport.js';
 
 const OPEN = 1;
+const CLOSED = 3;
 
 export interface ConnectionSettings {
   readonly url: string;
@@ -165,12 +166,28 @@ function abortError(signal: AbortSignal): RtmError {
   return reason instanceof RtmError ? reason : new RtmError(FpnnErrorCode.CORE_CANCELLED, 'connecting was cancelled');
 }
 
+/** How long a closing handshake may take before the socket is cut (`ws` only). */
+const CLOSE_HANDSHAKE_MS = 1000;
+
+/**
+ * Closes without depending on the peer. With no 'error' listener, `ws` turns the abort of a socket
+ * still connecting into an unhandled 'error' event (a crash); and its closing handshake, over a
+ * dead network, keeps the socket and a 30 s timer (the process with them) until the peer answers:
+ * after `CLOSE_HANDSHAKE_MS` the socket is cut with `terminate()`. Browsers have neither problem.
+ */
 function safeClose(ws: WebSocketLike): void {
+  ws.onerror = ignore;
   try {
     ws.close();
   } catch {
     // closing a socket that never opened can throw in some implementations
   }
+  const terminate = (ws as { terminate?: unknown }).terminate;
+  if (typeof terminate !== 'function' || ws.readyState === CLOSED) return;
+  const timer = setTimeout(() => {
+    if (ws.readyState !== CLOSED) (terminate as () => void).call(ws);
+  }, CLOSE_HANDSHAKE_MS);
+  (timer as { unref?: () => void }).unref?.();
 }
 
 export type { IncomingQuest };

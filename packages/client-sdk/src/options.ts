@@ -118,16 +118,20 @@ export function resolveOptions(options: RTMClientOptions): ResolvedOptions {
   if (!Number.isSafeInteger(options.pid) || options.pid <= 0) fail('pid', `must be a positive integer, got ${String(options.pid)}`);
   const strategy = { ...DEFAULT_RECONNECT_STRATEGY, ...options.reconnectStrategy };
   nonNegative('reconnectStrategy.startConnectFailedCount', strategy.startConnectFailedCount, 0);
-  nonNegative('reconnectStrategy.maxIntervalSeconds', strategy.maxIntervalSeconds, 0);
+  // 0 would relogin in a loop with no wait at all, against a server that is down.
+  if (!(nonNegative('reconnectStrategy.maxIntervalSeconds', strategy.maxIntervalSeconds, 0) > 0))
+    fail('reconnectStrategy.maxIntervalSeconds', 'must be > 0');
   if (!(strategy.linearRegressiveCount >= 1)) fail('reconnectStrategy.linearRegressiveCount', 'must be ≥ 1');
   strategy.stableAfterMs = nonNegative('reconnectStrategy.stableAfterMs', strategy.stableAfterMs, DEFAULT_RECONNECT_STRATEGY.stableAfterMs);
   const questTimeoutMs = nonNegative('questTimeoutMs', options.questTimeoutMs, DEFAULT_QUEST_TIMEOUT_MS);
   if (questTimeoutMs === 0) fail('questTimeoutMs', 'must be > 0');
+  const connectTimeoutMs = nonNegative('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS);
+  if (connectTimeoutMs === 0) fail('connectTimeoutMs', 'must be > 0');
   return Object.freeze({
     url: endpointToUrl(options.endpoint),
     pid: options.pid,
     questTimeoutMs,
-    connectTimeoutMs: nonNegative('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS) || DEFAULT_CONNECT_TIMEOUT_MS,
+    connectTimeoutMs,
     autoReconnect: options.autoReconnect ?? true,
     reconnectStrategy: Object.freeze(strategy),
     maxPingIntervalSeconds: nonNegative('maxPingIntervalSeconds', options.maxPingIntervalSeconds, DEFAULT_MAX_PING_INTERVAL_SECONDS),

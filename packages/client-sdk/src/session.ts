@@ -120,8 +120,15 @@ export class Session {
     this.end(this.isActive(), { reason: 'close', code: 0 }, 'closed by the application');
   }
 
-  /** The server sent `kickout`: close and stay offline (client-api.md §6). */
-  kickedOut(): void {
+  /**
+   * The server sent `kickout`: close and stay offline (client-api.md §6). `tell` reports the
+   * kickout to the application first; if it starts a login() or ends the session itself meanwhile,
+   * that is what happens, not this end.
+   */
+  kickedOut(tell: () => void): void {
+    const generation = this.generation;
+    tell();
+    if (generation !== this.generation) return;
     this.end(this.isActive(), { reason: 'kickout', code: 0 }, 'kicked out by the server');
   }
 
@@ -244,14 +251,18 @@ export class Session {
       this.reconnectIntervalMs = 0;
     }
     if (!this.options.autoReconnect) {
-      this.hooks.disconnected({ reason, willReconnect: false });
+      // Over before the application hears of it: a close() or logout() from its listener has
+      // nothing left to end, and a login() from it starts a new session whose events follow.
       this.state = 'closed';
-      this.hooks.closed({ reason: 'connectionLost', code: FpnnErrorCode.CORE_CONNECTION_CLOSED });
+      this.hooks.disconnected({ reason, willReconnect: false });
+      if (this.state === 'closed') this.hooks.closed({ reason: 'connectionLost', code: FpnnErrorCode.CORE_CONNECTION_CLOSED });
       return;
     }
     this.state = 'reconnecting';
+    const generation = this.generation;
     this.hooks.disconnected({ reason, willReconnect: true });
-    this.scheduleRelogin();
+    // A login(), logout() or close() from the listener decides what follows, not this relogin.
+    if (generation === this.generation) this.scheduleRelogin();
   }
 
   private nextDelayMs(): number {
@@ -285,7 +296,8 @@ export class Session {
     if (generation !== this.generation) return;
     if (ok) {
       this.hooks.reloginCompleted({ successful: true, retryAgain: false, attempt });
-      this.hooks.connected({ uid: this.uid, relogin: true });
+      // A close(), logout() or login() from that listener ended this session already.
+      if (generation === this.generation) this.hooks.connected({ uid: this.uid, relogin: true });
       return;
     }
     this.state = 'closed';
@@ -293,7 +305,8 @@ export class Session {
     this.reconnectIntervalMs = 0;
     const error = new RtmError(RtmErrorCode.INVALID_AUTH_TOEKN, 'relogin refused: invalid token');
     this.hooks.reloginCompleted({ successful: false, retryAgain: false, error, attempt });
-    this.hooks.closed({ reason: 'invalidToken', code: RtmErrorCode.INVALID_AUTH_TOEKN });
+    // Unless the listener started a login() with a fresh token (its events follow instead).
+    if (this.state === 'closed') this.hooks.closed({ reason: 'invalidToken', code: RtmErrorCode.INVALID_AUTH_TOEKN });
   }
 
   /** No server `ping` for maxPingIntervalSeconds → close and reconnect (fpnn.md §4). */

@@ -76,6 +76,14 @@ const cases: Case[] = [
     },
   },
   {
+    name: 'getGroupMessage takes null options as absent (JavaScript written for the official SDK)',
+    call: (c) => c.getGroupMessage(2001n, true, 10, null as never, null as never, null as never, null as never),
+    method: 'getgroupmsg',
+    payload: { gid: 2001n, desc: true, num: 10 },
+    answer: { num: 0, lastid: 0, begin: 0, end: 0, msgs: [] },
+    result: { num: 0, lastid: 0n, begin: 0n, end: 0n, messages: [] },
+  },
+  {
     name: 'getRoomMessage with every option',
     call: (c) => c.getRoomMessage(3001n, true, 20, 1n, 2n, 3n, [30, 31]),
     method: 'getroommsg',

@@ -121,6 +121,21 @@ test('off() removes a listener added with once()', () => {
   assert.equal(client.listenerCount('kickout'), 1);
 });
 
+test('options: a bad value throws a TypeError naming the option; 0 is no wait or timeout, so refused', () => {
+  const make = (extra: object) => () => new RTMClient({ endpoint: '127.0.0.1:1', pid: 1, ...extra });
+  const refused = (extra: object, option: string) =>
+    assert.throws(make(extra), (err: unknown) => err instanceof TypeError && err.message.includes(`'${option}'`), option);
+  refused({ connectTimeoutMs: 0 }, 'connectTimeoutMs');
+  refused({ questTimeoutMs: 0 }, 'questTimeoutMs');
+  refused({ questTimeoutMs: -1 }, 'questTimeoutMs');
+  refused({ reconnectStrategy: { maxIntervalSeconds: 0 } }, 'reconnectStrategy.maxIntervalSeconds');
+  refused({ reconnectStrategy: { linearRegressiveCount: 0 } }, 'reconnectStrategy.linearRegressiveCount');
+  refused({ maxPingIntervalSeconds: Number.NaN }, 'maxPingIntervalSeconds');
+  refused({ pid: 0 }, 'pid');
+  refused({ endpoint: 'nohost' }, 'endpoint');
+  make({ maxPingIntervalSeconds: 0, reconnectStrategy: { startConnectFailedCount: 0, maxIntervalSeconds: 0.1 } })();
+});
+
 test('RTMError is RtmError under the name of the RTM SDK docs', async () => {
   assert.equal(RTMError, RtmError);
   const error = new RTMError(200034, 'x');
