@@ -239,6 +239,50 @@ describe('client login: one auth per connection', () => {
   });
 });
 
+describe('client logout: quests sent behind bye', () => {
+  it('are refused with 200022: a message is neither stored nor pushed, a room not entered (client-api.md §2, §4)', async () => {
+    const server = await startTestServer();
+    const backend = await RawClient.tcp(server.serverEndpoint);
+    const signed = (method: string, payload: Record<string, unknown>) => backend.signed(method, payload, TEST_PID, TEST_SECRET);
+    const [a, b, room] = [BIG + 40n, BIG + 41n, BIG + 42n];
+    const login = async (uid: bigint) => {
+      const client = await RawClient.tcp(server.clientEndpoint);
+      const { token } = (await signed('gettoken', { uid })) as { token: string };
+      assert.deepEqual(await client.quest('auth', { pid: TEST_PID, uid, token }), { ok: true });
+      return client;
+    };
+    const [clientA, clientB] = [await login(a), await login(b)];
+    try {
+      // The presence ends with the bye (logout time, rooms left, listeners told); the socket stays
+      // open a moment after the answer, and what came behind the bye must not act as the user.
+      clientA.socket.cork();
+      const answers = [
+        clientA.quest('bye', {}),
+        clientA
+          .quest('sendmsg', { to: b, mid: 1n, mtype: 30, msg: 'after bye', attrs: '' })
+          .catch((err: { code: number }) => ({ error: err.code })),
+        clientA.quest('enterroom', { rid: room }).catch((err: { code: number }) => ({ error: err.code })),
+      ];
+      clientA.socket.uncork();
+      assert.deepEqual(await Promise.all(answers), [{}, { error: 200022 }, { error: 200022 }]);
+      const history = (await signed('getp2pmsg', { uid: b, ouid: a, desc: true, num: 10 })) as { num: number };
+      assert.equal(history.num, 0, 'nothing stored');
+      assert.deepEqual(await signed('getroommembers', { rid: room }), { uids: [] });
+      await clientB.quest('getuserinfo', {}); // B's connection has read whatever came before this answer
+      assert.deepEqual(
+        clientB.pushes.filter((p) => p.method === 'pushmsg'),
+        [],
+        'nothing pushed',
+      );
+    } finally {
+      clientA.close();
+      clientB.close();
+      backend.close();
+      await server.close();
+    }
+  });
+});
+
 /** A store whose logout write takes a while, as a store across a network may. */
 class SlowLogoutStore extends SqliteStore {
   override async setLogoutTime(pid: number, uid: bigint, ms: bigint): Promise<void> {

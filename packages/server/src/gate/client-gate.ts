@@ -44,6 +44,7 @@ export class ClientGate extends Gate<ClientSession> {
     if (method === 'auth') return this.auth(conn, quest.payload);
     const session = conn.session;
     if (!session) throw new RtmError(RtmErrorCode.UNAUTHORIZED, `'${method}' needs a login: send 'auth' first`);
+    if (this.loggedOut.has(conn)) throw new RtmError(RtmErrorCode.UNAUTHORIZED, `'${method}' after 'bye': the session is over`);
     if (method === 'bye') return this.bye(conn);
     if (!this.limiter.take(`${session.pid}:${session.uid}`)) {
       throw new RtmError(
@@ -138,8 +139,15 @@ export class ClientGate extends Gate<ClientSession> {
     return refuseHmacToken(req.token, expected, req.ts, Math.floor(Date.now() / 1000), hmacTokenTtlSeconds, signWindowSeconds);
   }
 
+  /**
+   * Connections that said `bye`: the presence is over (logout time recorded, rooms left, listeners
+   * told) while the socket stays open a moment, so quests sent behind `bye` must not act as the user.
+   */
+  private readonly loggedOut = new WeakSet<Connection<ClientSession>>();
+
   /** `bye`: answer, then close (the SDK also closes when the answer arrives). */
   private bye(conn: Connection<ClientSession>): Payload {
+    this.loggedOut.add(conn);
     this.services.sessions.logout(conn as ClientContext['conn'], true);
     setTimeout(() => conn.close('bye'), 50).unref();
     return {};
