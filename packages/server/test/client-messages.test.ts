@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { RTMClient, RtmError } from '@rtm/client-sdk';
+import type { Payload } from '@rtm/fpnn';
 import { RTMServerClient } from '@rtm/server-sdk';
-import { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+import { RawClient, startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
 import type { SqliteStore } from '../src/store/sqlite.js';
 
 // client-api.md §3.4 on the real server through the client SDK: getmsg (who may read which
@@ -123,5 +124,83 @@ describe('client getmsg / delmsg', () => {
   it('bad keys: type outside 1–4 (200034), missing key (10009)', async () => {
     await rejectsWith(a.getMessage(A, 1n, B, 5), 200034);
     await rejectsWith(a.sendQuest('getmsg', { from: A, mid: 1n, type: 1 }), 10009);
+  });
+});
+
+describe('message bodies as clients read them (client-api.md §7), and a backend note to oneself', () => {
+  let server: TestServer;
+  let backend: RawClient;
+  const clients: RawClient[] = [];
+  const A = 2n ** 60n + 11n;
+  const B = 2n ** 60n + 12n;
+  const signed = (method: string, payload: Payload) => backend.signed(method, payload, TEST_PID, TEST_SECRET);
+  const bytes = (text: string) => new TextEncoder().encode(text);
+  /** Bytes compared as bytes, whatever view the decoder made of them. */
+  const plain = (value: unknown) => (value instanceof Uint8Array ? Buffer.from(value) : value);
+
+  const login = async (uid: bigint): Promise<RawClient> => {
+    const client = await RawClient.websocket(server.clientEndpoint);
+    clients.push(client);
+    const { token } = await signed('gettoken', { uid });
+    assert.deepEqual(await client.quest('auth', { pid: TEST_PID, uid, token }), { ok: true });
+    return client;
+  };
+
+  before(async () => {
+    server = await startTestServer();
+    backend = await RawClient.tcp(server.serverEndpoint);
+  });
+  after(async () => {
+    for (const client of clients) client.close();
+    backend.close();
+    await server.close();
+  });
+
+  it('text types (chat 30, audio 31, cmd 32) sent as bin reach a client as strings; other types stay bin; a backend gets them as sent', async () => {
+    const b = await login(B);
+    const sent = [
+      { mid: 1n, mtype: 30, msg: bytes('chat') },
+      { mid: 2n, mtype: 31, msg: bytes('{"du":1}') },
+      { mid: 3n, mtype: 32, msg: bytes('cmd') },
+      { mid: 4n, mtype: 60, msg: new Uint8Array([0, 255]) },
+    ];
+    for (const m of sent) await signed('sendmsg', { from: A, to: B, ...m, attrs: '' });
+    const pushes = await b.waitForPushes('pushmsg', sent.length);
+    const chatMap = { source: '', target: '', sourceText: 'chat', targetText: '' };
+    assert.deepEqual(
+      pushes.map((p) => plain(p.msg)),
+      [chatMap, '{"du":1}', 'cmd', Buffer.from([0, 255])],
+      'pushes: chat as the map, the other text types as strings',
+    );
+    const asClientReads = ['chat', '{"du":1}', 'cmd', Buffer.from([0, 255])];
+    const page = (await b.quest('getp2pmsg', { ouid: A, desc: false, num: 10 })) as { msgs: unknown[][] };
+    assert.deepEqual(
+      page.msgs.map((e) => plain(e[5])),
+      asClientReads,
+      'history',
+    );
+    for (const [i, m] of sent.entries()) {
+      const one = await b.quest('getmsg', { from: A, mid: m.mid, xid: A, type: 1 });
+      assert.deepEqual(plain(one.msg), asClientReads[i], `getmsg mtype ${m.mtype}`);
+    }
+    const list = (await b.quest('getp2pconversationlist', { mtypes: [32] })) as { msgs: unknown[][] };
+    assert.deepEqual(
+      list.msgs.map((e) => e[5]),
+      ['cmd'],
+      'conversation list',
+    );
+    const serverPage = (await signed('getp2pmsg', { uid: B, ouid: A, desc: false, num: 10 })) as { msgs: unknown[][] };
+    assert.deepEqual(
+      serverPage.msgs.map((e) => plain(e[5])),
+      sent.map((m) => plain(m.msg)),
+      'the server gate: bodies as sent',
+    );
+  });
+
+  it('a backend p2p message from a user to that same user is pushed to the user (server-api.md §2.1)', async () => {
+    const a = await login(A);
+    await signed('sendmsg', { from: A, to: A, mid: 10n, mtype: 51, msg: 'note to self', attrs: '' });
+    const [push] = await a.waitForPushes('pushmsg');
+    assert.deepEqual(push, { from: A, to: A, mtype: 51, mid: 10n, msg: 'note to self', attrs: '', mtime: push!.mtime });
   });
 });

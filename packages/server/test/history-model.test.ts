@@ -114,16 +114,19 @@ const seen = (m: Entry) => ({
   mtime: m.mtime,
   deleted: m.deleted,
 });
-const expected = (s: Sent) => ({
+const expected = (s: Sent, reader: 'server' | 'client') => ({
   from: s.from,
   mtype: s.mtype,
   mid: s.mid,
-  body: bodyOf(s.body),
+  body: bodyAsRead(s, reader),
   attrs: s.attrs,
   mtime: s.mtime,
   deleted: false,
 });
 const bodyOf = (b: string | Uint8Array) => (typeof b === 'string' ? `text ${b}` : `binary ${Buffer.from(b).toString('hex')}`);
+/** A sent body as its reader gets it: a client reads the text types (30–32) as text (client-api.md §7), a backend as sent. */
+const bodyAsRead = (s: Sent, reader: 'server' | 'client') =>
+  bodyOf(reader === 'client' && s.mtype >= 30 && s.mtype <= 32 && typeof s.body !== 'string' ? new TextDecoder().decode(s.body) : s.body);
 
 async function refusedWith(promise: Promise<unknown>, code: number, what: string): Promise<void> {
   await assert.rejects(promise, (err: unknown) => err instanceof RtmError && err.code === code, `${what}: expected ${code}`);
@@ -323,7 +326,7 @@ class GetOne extends OnOneMessage {
     const got = await get;
     assert.deepEqual(
       { mtype: got.mtype, body: bodyOf(got.message), attrs: got.attrs, mtime: got.mtime },
-      { mtype: s.mtype, body: bodyOf(s.body), attrs: s.attrs, mtime: s.mtime },
+      { mtype: s.mtype, body: bodyAsRead(s, this.via.gate), attrs: s.attrs, mtime: s.mtime },
       'getmsg',
     );
     if (s.id !== undefined) assert.equal(got.id, s.id, 'getmsg id = the history id');
@@ -422,7 +425,11 @@ class Query implements Cmd {
       assert.ok(n <= Math.ceil(want.length / size), `more pages than ${want.length} messages fill`);
       const page = await this.read(w, peer, cursor);
       const what = `page ${n} of ${want.length} messages`;
-      assert.deepEqual(page.messages.map(seen), want.slice(at, at + size).map(expected), what);
+      assert.deepEqual(
+        page.messages.map(seen),
+        want.slice(at, at + size).map((s) => expected(s, this.via)),
+        what,
+      );
       assert.equal(page.num, page.messages.length, `${what}: num`);
       page.messages.forEach((e, i) => {
         const s = want[at + i]!;

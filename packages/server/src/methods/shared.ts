@@ -1,6 +1,7 @@
 import { RtmError, RtmErrorCode, type Payload } from '@rtm/fpnn';
 import type { Services } from '../services/index.js';
 import { MessageKind, type ConversationRef, type MessageKey, type StoredMessage } from '../store/store.js';
+import { clientStoredBody, type Audience } from '../services/pushes.js';
 import { f } from './method.js';
 
 /** The history keys common to every get*msg method (server-api.md §3.1). */
@@ -26,8 +27,9 @@ export function messageKey(pid: number, req: { mid: bigint; from: bigint; xid: b
   return { pid, kind, from: req.from, to: kind === MessageKind.BROADCAST ? 0n : req.xid, mid: req.mid };
 }
 
-export function messageInfo(m: StoredMessage): Payload {
-  return { id: m.id, mtype: m.mtype, msg: m.msg, attrs: m.attrs, mtime: m.mtime };
+/** `getmsg`'s answer (server-api.md §3.2); a client gets text bodies as strings (`clientStoredBody`). */
+export function messageInfo(audience: Audience, m: StoredMessage): Payload {
+  return { id: m.id, mtype: m.mtype, msg: audience === 'client' ? clientStoredBody(m) : m.msg, attrs: m.attrs, mtime: m.mtime };
 }
 
 export async function getMessageOrThrow(services: Services, key: MessageKey): Promise<StoredMessage> {

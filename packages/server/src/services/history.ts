@@ -1,7 +1,7 @@
 import { RtmError, RtmErrorCode, type Payload } from '@rtm/fpnn';
 import type { ServerConfig } from '../config.js';
 import type { ConversationRef, Store } from '../store/store.js';
-import { historyEntry } from './pushes.js';
+import { historyEntry, type Audience } from './pushes.js';
 
 export interface PageRequest {
   desc: boolean;
@@ -23,7 +23,8 @@ export const FILTERED_PAGE_SCAN_ROWS = 10_000;
  * History pages (server-api.md §3.1): `{ num, lastid, begin, end, msgs }` with 8-item entries.
  * Cursor (proposal): lastid = id of the last entry (unchanged when the page is empty), or of the
  * last row read when a filtered page stopped at FILTERED_PAGE_SCAN_ROWS; desc pages move `end` to
- * the last entry's mtime, asc pages move `begin`.
+ * the last entry's mtime, asc pages move `begin`. `audience`: a client reads text bodies as
+ * strings (pushes.ts `clientStoredBody`), a backend as they were sent.
  */
 export class History {
   constructor(
@@ -31,7 +32,7 @@ export class History {
     private readonly store: Store,
   ) {}
 
-  async page(conversation: ConversationRef, reader: bigint | undefined, req: PageRequest): Promise<Payload> {
+  async page(audience: Audience, conversation: ConversationRef, reader: bigint | undefined, req: PageRequest): Promise<Payload> {
     if (req.num <= 0) throw new RtmError(RtmErrorCode.INVALID_PARAMETER, `num must be at least 1, got ${req.num}`);
     const num = Math.min(req.num, this.config.limits.historyMaxNum);
     const begin = req.begin && req.begin > 0n ? req.begin : undefined;
@@ -50,7 +51,7 @@ export class History {
       lastid: scannedTo ?? (last ? last.id : (lastid ?? 0n)),
       begin: !req.desc && last ? last.mtime : (begin ?? 0n),
       end: req.desc && last ? last.mtime : (end ?? 0n),
-      msgs: messages.map((m) => historyEntry(m, reader)),
+      msgs: messages.map((m) => historyEntry(m, audience, reader)),
     };
   }
 }

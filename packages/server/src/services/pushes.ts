@@ -3,12 +3,24 @@ import { MessageKind, type StoredMessage } from '../store/store.js';
 
 const utf8 = new TextDecoder();
 const CHAT_TEXT = 30;
+/** Chat text (30), legacy audio (31, JSON) and commands (32): clients read their bodies as strings. */
+const TEXT_MTYPES_FIRST = 30;
+const TEXT_MTYPES_LAST = 32;
 
-/** Client pushes of chat text carry `msg` as a map (client-api.md §7). */
+/**
+ * A message's body as clients read it in history, `getmsg` and conversation lists (client-api.md §7,
+ * history column): the text types as strings even when sent as bin (Unity casts history `msg` to a
+ * string), any other type exactly as sent. The server gate gets bodies as sent (server-api.md §3.1).
+ */
+export function clientStoredBody(m: StoredMessage): string | Uint8Array {
+  if (typeof m.msg === 'string' || m.mtype < TEXT_MTYPES_FIRST || m.mtype > TEXT_MTYPES_LAST) return m.msg;
+  return utf8.decode(m.msg);
+}
+
+/** Client pushes of chat text carry `msg` as a map, the other text types a string (client-api.md §7). */
 function clientBody(m: StoredMessage): unknown {
-  if (m.mtype !== CHAT_TEXT) return m.msg;
-  const text = typeof m.msg === 'string' ? m.msg : utf8.decode(m.msg);
-  return { source: '', target: '', sourceText: text, targetText: '' };
+  if (m.mtype !== CHAT_TEXT) return clientStoredBody(m);
+  return { source: '', target: '', sourceText: clientStoredBody(m), targetText: '' };
 }
 
 /** The push a client session receives for a stored message (client-api.md §6). */
@@ -50,8 +62,11 @@ export function serverPush(m: StoredMessage): { method: string; payload: Payload
   }
 }
 
+/** Who reads a history entry or a message: a client gets text bodies as strings (`clientStoredBody`). */
+export type Audience = 'client' | 'server';
+
 /** A history entry: exactly 8 items (server-api.md §3.1); p2p index 1 is the direction for `reader`. */
-export function historyEntry(m: StoredMessage, reader?: bigint): unknown[] {
+export function historyEntry(m: StoredMessage, audience: Audience, reader?: bigint): unknown[] {
   const second = m.kind === MessageKind.P2P && reader !== undefined ? (m.from === reader ? 1 : 2) : m.from;
-  return [m.id, second, m.mtype, m.mid, false, m.msg, m.attrs, m.mtime];
+  return [m.id, second, m.mtype, m.mid, false, audience === 'client' ? clientStoredBody(m) : m.msg, m.attrs, m.mtime];
 }

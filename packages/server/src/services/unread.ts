@@ -150,12 +150,12 @@ function mtypesOf(opts: UnreadOptions): readonly number[] {
   return opts.mtypes && opts.mtypes.length > 0 ? opts.mtypes : DEFAULT_UNREAD_MTYPES;
 }
 
-/** `{conversations, unreads, msgs}`: parallel arrays; p2p entries carry the direction for `reader`. */
+/** `{conversations, unreads, msgs}` for a client: parallel arrays; p2p entries carry the direction for `reader`. */
 export function conversationListAnswer(rows: readonly ConversationRow[], reader: bigint): Payload {
   return {
     conversations: rows.map((r) => r.id),
     unreads: rows.map((r) => r.unread),
-    msgs: rows.map((r) => historyEntry(r.last, reader)),
+    msgs: rows.map((r) => historyEntry(r.last, 'client', reader)),
   };
 }
 

@@ -39,20 +39,20 @@ export const sendroommsg = clientMethod({ ...common, rid: f.id }, (ctx, r) => se
 // client-api.md §3.2: history with the logged-in uid as reader.
 export const getgroupmsg = clientMethod({ gid: f.id, ...pageFields }, async (ctx, r) => {
   await requireGroupMember(ctx, r.gid);
-  return ctx.services.history.page(stream(ctx.pid, MessageKind.GROUP, r.gid), undefined, r);
+  return ctx.services.history.page('client', stream(ctx.pid, MessageKind.GROUP, r.gid), undefined, r);
 });
 
 export const getroommsg = clientMethod({ rid: f.id, ...pageFields }, async (ctx, r) => {
   await requireInRoom(ctx, r.rid);
-  return ctx.services.history.page(stream(ctx.pid, MessageKind.ROOM, r.rid), undefined, r);
+  return ctx.services.history.page('client', stream(ctx.pid, MessageKind.ROOM, r.rid), undefined, r);
 });
 
 export const getbroadcastmsg = clientMethod(pageFields, (ctx, r) =>
-  ctx.services.history.page(stream(ctx.pid, MessageKind.BROADCAST, 0n), undefined, r),
+  ctx.services.history.page('client', stream(ctx.pid, MessageKind.BROADCAST, 0n), undefined, r),
 );
 
 export const getp2pmsg = clientMethod({ ouid: f.id, ...pageFields }, (ctx, r) =>
-  ctx.services.history.page(p2p(ctx.pid, ctx.uid, r.ouid), ctx.uid, r),
+  ctx.services.history.page('client', p2p(ctx.pid, ctx.uid, r.ouid), ctx.uid, r),
 );
 
 // client-api.md §3.4: one message. p2p only for its sender or receiver; group/room by membership.
@@ -70,7 +70,7 @@ export const getmsg = clientMethod(messageKeyFields, async (ctx, r) => {
   const xid = r.type === MessageKind.P2P && r.from !== ctx.uid && r.xid === r.from ? ctx.uid : r.xid;
   const key = messageKey(ctx.pid, { ...r, xid });
   await authorizeRead(ctx, { ...r, xid });
-  return messageInfo(await getMessageOrThrow(ctx.services, key));
+  return messageInfo('client', await getMessageOrThrow(ctx.services, key));
 });
 
 /** A client may delete only messages it sent (200021). */

@@ -40,24 +40,24 @@ export const broadcastmsg = serverMethod(common, (ctx, r) => send(ctx, MessageKi
 
 // server-api.md §3.1: history. The backend reads any conversation on behalf of `uid`.
 export const getgroupmsg = serverMethod({ gid: f.id, uid: f.id, ...pageFields }, (ctx, r) =>
-  ctx.services.history.page(stream(ctx.pid, MessageKind.GROUP, r.gid), undefined, r),
+  ctx.services.history.page('server', stream(ctx.pid, MessageKind.GROUP, r.gid), undefined, r),
 );
 
 export const getroommsg = serverMethod({ rid: f.id, uid: f.id, ...pageFields }, (ctx, r) =>
-  ctx.services.history.page(stream(ctx.pid, MessageKind.ROOM, r.rid), undefined, r),
+  ctx.services.history.page('server', stream(ctx.pid, MessageKind.ROOM, r.rid), undefined, r),
 );
 
 export const getbroadcastmsg = serverMethod({ uid: f.id, ...pageFields }, (ctx, r) =>
-  ctx.services.history.page(stream(ctx.pid, MessageKind.BROADCAST, 0n), undefined, r),
+  ctx.services.history.page('server', stream(ctx.pid, MessageKind.BROADCAST, 0n), undefined, r),
 );
 
 export const getp2pmsg = serverMethod({ uid: f.id, ouid: f.id, ...pageFields }, (ctx, r) =>
-  ctx.services.history.page(p2p(ctx.pid, r.uid, r.ouid), r.uid, r),
+  ctx.services.history.page('server', p2p(ctx.pid, r.uid, r.ouid), r.uid, r),
 );
 
 // §3.2–3.4: one message, deletion, counts.
 export const getmsg = serverMethod(messageKeyFields, async (ctx, r) =>
-  messageInfo(await getMessageOrThrow(ctx.services, messageKey(ctx.pid, r))),
+  messageInfo('server', await getMessageOrThrow(ctx.services, messageKey(ctx.pid, r))),
 );
 
 export const delmsg = serverMethod(messageKeyFields, async (ctx, r) => {
