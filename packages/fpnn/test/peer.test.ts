@@ -144,17 +144,6 @@ describe('FpnnPeer (spec/fpnn.md §3)', () => {
     assert.deepEqual(await left.quest('m', { ok: 1 }), {}, 'the peer still works');
   });
 
-  it('a received quest is plain data: its bytes are a field, not an accessor', async () => {
-    // An accessor made each quest a dictionary-mode object that V8 kept, with its frame and
-    // payload, until the next full GC (see receiveQuest): scavenges took 1.7× as long.
-    const quests: IncomingQuest[] = [];
-    const { left } = linked({}, { onQuest: (q) => void quests.push(q) });
-    await left.quest('m', { x: 1 });
-    const descriptor = Object.getOwnPropertyDescriptor(quests[0]!, 'bytes')!;
-    assert.equal(descriptor.get, undefined);
-    assert.deepEqual(decodePayload(Flag.MSGPACK, descriptor.value as Uint8Array), { x: 1 });
-  });
-
   it('oneway quests reach the handler and are never answered', async () => {
     const got: unknown[] = [];
     const { left, wire } = linked({}, { onQuest: (q) => void got.push([q.method, q.oneway, q.payload]) });

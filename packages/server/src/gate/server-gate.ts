@@ -34,21 +34,15 @@ export class ServerGate extends Gate<ServerSession> {
   }
 
   protected serve(conn: Connection<ServerSession>, quest: IncomingQuest): Payload | Promise<Payload> {
-    return this.call(quest.method, quest.payload, quest.bytes, conn, conn.remote);
+    return this.call(quest.method, quest.payload, conn, conn.remote);
   }
 
-  private call(
-    method: string,
-    payload: Payload,
-    bytes: Uint8Array,
-    conn: Connection<ServerSession> | undefined,
-    remote: string,
-  ): Payload | Promise<Payload> {
+  private call(method: string, payload: Payload, conn: Connection<ServerSession> | undefined, remote: string): Payload | Promise<Payload> {
     const def = this.methods[method];
     if (!def || !Object.hasOwn(this.methods, method)) throw new RtmError(FpnnErrorCode.CORE_UNKNOWN_METHOD, `unknown method '${method}'`);
     let pid: number;
     try {
-      pid = this.signatures.verify(method, payload, bytes, this.admit);
+      pid = this.signatures.verify(method, payload, this.admit);
     } catch (err) {
       if (err instanceof RtmError && AUTH_FAILURES.has(err.code)) this.authFailed(conn, remote, method, payload, err);
       throw err;
@@ -110,9 +104,8 @@ export class ServerGate extends Gate<ServerSession> {
     try {
       if (this.stopping) throw new RtmError(FpnnErrorCode.CORE_SERVER_STOPPING, 'server is shutting down');
       if (method === '*ping') return { ok: true, payload: { ts: BigInt(Date.now()) } };
-      // The HTTP body is JSON: fingerprint its canonical text for replay detection.
-      const bytes = new TextEncoder().encode(JSON.stringify(payload, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
-      return { ok: true, payload: await this.call(method, payload, bytes, undefined, remote) };
+      // Replays are told by the decoded payload, so a quest signed for TCP is one over HTTP too.
+      return { ok: true, payload: await this.call(method, payload, undefined, remote) };
     } catch (err) {
       const e = err instanceof RtmError ? err : undefined;
       if (!e) this.log.error({ err, method }, 'HTTP handler failed');

@@ -5,7 +5,7 @@ import type { ProjectConfig } from '../config.js';
 /**
  * The server-gate request signature (server-api.md §1):
  *   sign = UPPER(hex(md5("<pid>:<secret>:<salt>:<method>:<ts>")))
- * with a ts window and exact-replay detection.
+ * with a ts window and exact-replay detection (the same call again, however it is encoded).
  */
 export function computeSign(pid: number, secret: string, salt: bigint, method: string, ts: bigint | number): string {
   return hash('md5', `${pid}:${secret}:${salt}:${method}:${ts}`, 'hex').toUpperCase();
@@ -26,7 +26,9 @@ export interface SignatureOptions {
 /**
  * Remembers each signed quest until its signature stops passing the ts check, so an exact replay
  * (same pid, salt, sign *and* payload) is refused. Not salt alone: the Python SDK reuses one salt
- * for every quest within the same millisecond.
+ * for every quest within the same millisecond. "The same" is by value, not by bytes: the sign as
+ * the server computes it and `questPrint` of the decoded quest, so a replay re-encoded (sign in
+ * lower case, keys reordered, other integer widths) or sent over another transport is caught.
  *
  * A quest is valid until its `ts` + the window, which is up to two windows after it arrives when
  * `ts` is ahead of our clock (the Go SDK signs with now + 5 s; a backend's clock may run fast).
@@ -86,17 +88,159 @@ function holds(prints: number | number[] | undefined, print: number): boolean {
 }
 
 /**
- * Two FNV-1a-style hashes over the payload bytes folded into one 53-bit integer (a number, so no
- * string is made per quest): a cheap fingerprint that tells two quests with one salt apart.
+ * The fingerprint of a quest's call: its method and its payload fields but the signature's own
+ * (pid, salt, ts, sign: the sign the server computes binds their values, however they were
+ * encoded), as a 48-bit integer (a number: the replay guard keeps millions, and no string is
+ * made). It tells two quests signed alike apart (same salt within one millisecond), and it must
+ * not tell a replay from its original (server-api.md §1: "the same payload"), so it reads the
+ * decoded values, never the bytes: a captured quest re-encoded by another SDK or sent over another
+ * transport is the same quest.
+ * - Map keys in any order; a nil value is an absent key (fpnn.md §2).
+ * - An integer is its value, whatever its width: fixint … uint32 (Python) or int64 (msgpack-lite,
+ *   Node), a float64 holding an integer (msgpack-lite), a bigint, a JSON number (HTTP bridge).
+ * - A string and a bin of its UTF-8 bytes are the same: the SDKs send either for a string field,
+ *   and JSON (the HTTP bridge) has no bin. Decimal strings and 0/1 booleans stay what they are:
+ *   they read as integers or booleans only in some fields, and no SDK re-encodes them so.
+ * Not a defence against a forger (the sign does not cover the payload: a changed payload is
+ * another quest): a key for an exact replay. Two FNV-1a-style hashes over the values, a few hundred
+ * ns for a small send.
  */
-function fingerprint(bytes: Uint8Array): number {
-  let h1 = 0x811c9dc5 ^ bytes.length;
-  let h2 = 0x01000193;
-  for (let i = 0; i < bytes.length; i++) {
-    h1 = Math.imul(h1 ^ bytes[i]!, 0x01000193);
-    h2 = Math.imul(h2 ^ bytes[i]!, 0x5bd1e995);
+export function questPrint(method: string, payload: Payload): number {
+  h1 = SEED1;
+  h2 = SEED2;
+  text(method);
+  map(payload as Record<string, unknown>, 0);
+  return (fmix(h1) >>> 0) * 0x10000 + (fmix(h2) >>> 16); // 48 bits
+}
+
+// The running hashes (module state: nothing is allocated per value but a bin's text).
+const SEED1 = 0x811c9dc5;
+const SEED2 = 0x01000193;
+let h1 = 0;
+let h2 = 0;
+// A tag before each value.
+const [STRING, BYTES, INTEGER, NEGATIVE, FLOAT, TRUE, FALSE, NIL, ARRAY, MAP, DEEP, OTHER] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+/** The signature's own fields: bound by the sign, left out of the print. */
+const SIGNATURE_FIELDS = new Set(['pid', 'salt', 'ts', 'sign']);
+/**
+ * Arrays and maps are read to this depth, deeper ones are their tag alone: no method reads past
+ * the second level, and the decoder accepts nesting deep enough to overflow this recursion.
+ */
+const MAX_DEPTH = 32;
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+const INT64_MIN = -(1n << 63n);
+const UINT64_MAX = (1n << 64n) - 1n;
+// A bigint's 64 bits, read without allocating (a bigint `&` or `>>` makes a new one).
+const int64 = new BigInt64Array(1);
+const int64Words = new Uint32Array(int64.buffer);
+const float = new Float64Array(1);
+const floatWords = new Uint32Array(float.buffer);
+
+/** One 32-bit word into both hashes (FNV-1a steps; the shift lets high bits reach low ones). */
+function word(w: number): void {
+  h1 = Math.imul(h1 ^ w, 0x01000193);
+  h1 ^= h1 >>> 15;
+  h2 = Math.imul(h2 ^ w, 0x5bd1e995);
+  h2 ^= h2 >>> 13;
+}
+
+/** murmur3's finaliser: every input bit moves every output bit. */
+function fmix(h: number): number {
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
+
+/** A string by its UTF-16 code units, two to a word, then their count. */
+function text(s: string): void {
+  word(STRING);
+  const n = s.length;
+  let i = 0;
+  for (; i + 1 < n; i += 2) word(s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16));
+  if (i < n) word(s.charCodeAt(i));
+  word(n);
+}
+
+function value(v: unknown, depth: number): void {
+  switch (typeof v) {
+    case 'string':
+      return text(v);
+    case 'number':
+      if (!Number.isInteger(v)) {
+        float[0] = v;
+        word(FLOAT);
+        word(floatWords[0]!);
+        return word(floatWords[1]!);
+      }
+      if (Number.isSafeInteger(v)) {
+        word(v < 0 ? NEGATIVE : INTEGER);
+        word(v >>> 0); // the low 32 bits (two's complement), as integer() has them
+        return word(Math.floor(v / 0x100000000) >>> 0);
+      }
+      return integer(BigInt(v)); // a float64 holding an integer (msgpack-lite) is that integer
+    case 'bigint':
+      return integer(v);
+    case 'boolean':
+      return word(v ? TRUE : FALSE);
+    case 'object':
+      break;
+    default:
+      return word(NIL); // undefined
   }
-  return (h1 >>> 0) * 0x200000 + ((h2 >>> 0) & 0x1fffff);
+  if (v === null) return word(NIL);
+  if (v instanceof Uint8Array) {
+    let decoded: string | undefined;
+    try {
+      decoded = strictUtf8.decode(v);
+    } catch {
+      // not UTF-8: no string is the same, so its bytes stand for it
+    }
+    if (decoded !== undefined) return text(decoded);
+    word(BYTES);
+    for (const b of v) word(b);
+    return word(v.length);
+  }
+  if (depth === MAX_DEPTH) return word(DEEP);
+  if (Array.isArray(v)) {
+    word(ARRAY);
+    for (const item of v) value(item, depth + 1);
+    return word(v.length);
+  }
+  const proto = Object.getPrototypeOf(v) as unknown;
+  if (proto === Object.prototype || proto === null) return map(v as Record<string, unknown>, depth + 1);
+  word(OTHER); // a Date or an ext, which no method reads
+  text(v instanceof Date ? String(v.getTime()) : String(v));
+}
+
+/** An integer by value, whatever its width: its sign, then its 64 bits (JSON's bigger ones as text). */
+function integer(v: bigint): void {
+  if (v < INT64_MIN || v > UINT64_MAX) return text(v.toString());
+  int64[0] = v; // modulo 2^64: the sign tells an int64 from a uint64 of the same bits
+  word(v < 0n ? NEGATIVE : INTEGER);
+  word(int64Words[0]!);
+  word(int64Words[1]!);
+}
+
+/** A map whatever the order of its keys: each entry hashed on its own, their sums fed on. */
+function map(m: Record<string, unknown>, depth: number): void {
+  const [outer1, outer2] = [h1, h2];
+  let [sum1, sum2, count] = [0, 0, 0];
+  for (const key in m) {
+    const v = m[key];
+    if (v === undefined || v === null || (depth === 0 && SIGNATURE_FIELDS.has(key))) continue; // nil = absent
+    h1 = SEED1;
+    h2 = SEED2;
+    text(key);
+    value(v, depth);
+    sum1 = (sum1 + fmix(h1)) | 0;
+    sum2 = (sum2 + fmix(h2)) | 0;
+    count++;
+  }
+  [h1, h2] = [outer1, outer2];
+  word(MAP);
+  word(count);
+  word(sum1);
+  word(sum2);
 }
 
 export class SignatureVerifier {
@@ -110,7 +254,7 @@ export class SignatureVerifier {
    * Checks pid, sign, ts and replay; returns the project id. `admit` (a rate limit) runs once the
    * signature holds and before the quest is remembered, so a quest it refuses may be sent again.
    */
-  verify(method: string, payload: Payload, bytes: Uint8Array, admit?: (pid: number) => void): number {
+  verify(method: string, payload: Payload, admit?: (pid: number) => void): number {
     const pidValue = asInt64(payload.pid);
     if (pidValue === undefined) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_SIGN, "missing or invalid 'pid'");
     const pid = Number(pidValue);
@@ -142,11 +286,14 @@ export class SignatureVerifier {
     }
     if (expected !== sign.toUpperCase()) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_SIGN, 'signature does not match');
     admit?.(pid);
-    // The sign already binds pid, salt, method and ts; the payload fingerprint tells apart two
-    // quests signed alike (same salt within one millisecond).
+    // Keyed by the sign we computed (upper case, from the decoded pid, salt, method and ts: a
+    // replay's sign in lower case or its pid as an int64 is the same key); the fingerprint of the
+    // method and the rest of the payload tells apart two quests signed alike (same salt within one
+    // millisecond), and is the same over TCP, WebSocket and the HTTP bridge. The method is in it
+    // for the legacy sign, which does not bind it.
     // Remembered while the signature would pass the ts check: until ts + the window.
     const validUntil = (signedAt ?? Date.now()) + this.options.windowSeconds * 1000;
-    if (this.replays.seen(expected, fingerprint(bytes), validUntil)) {
+    if (this.replays.seen(expected, questPrint(method, payload), validUntil)) {
       throw new RtmError(RtmErrorCode.SAME_SIGN, 'replayed quest: the same signed quest was already received');
     }
     return pid;
