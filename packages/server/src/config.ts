@@ -43,6 +43,12 @@ export interface Limits {
   readonly maxRecipients: number;
   /** Members per group. @default 10000 */
   readonly maxGroupMembers: number;
+  /**
+   * Groups one project may hold (errors-and-limits.md §3), a group being a gid with at least one
+   * member: an add that would create one more is refused (200034); adds to existing groups are
+   * not. 0 = no limit. @default 10000 (RTM_MAX_GROUPS_PER_PROJECT)
+   */
+  readonly maxGroupsPerProject: number;
   /** Friends per user. @default 300 */
   readonly maxFriends: number;
   /** Rooms one user may be in. @default 10 */
@@ -173,6 +179,7 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxOnlineQuery: 200,
   maxRecipients: 2000,
   maxGroupMembers: 10000,
+  maxGroupsPerProject: 10000,
   maxFriends: 300,
   maxRoomsPerUser: 10,
   maxDataKeyBytes: 128,
@@ -423,6 +430,8 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     maxMsgBytes: int(env, 'RTM_MAX_MSG_BYTES', DEFAULT_LIMITS.maxMsgBytes, 1, 8 * 1024 * 1024),
     maxAttrsBytes: int(env, 'RTM_MAX_ATTRS_BYTES', DEFAULT_LIMITS.maxAttrsBytes, 0, 8 * 1024 * 1024),
     historyMaxNum: int(env, 'RTM_HISTORY_MAX_NUM', DEFAULT_LIMITS.historyMaxNum, 1, 1000),
+    // A check counts up to that many groups (membership.ts): ~1 µs of SQLite each, ~5 µs of PostgreSQL.
+    maxGroupsPerProject: int(env, 'RTM_MAX_GROUPS_PER_PROJECT', DEFAULT_LIMITS.maxGroupsPerProject, 0, 1_000_000),
     ...overrides.limits,
   });
 

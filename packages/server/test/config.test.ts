@@ -55,6 +55,18 @@ describe('config: V8 young-generation collection', () => {
   });
 });
 
+describe('config: limits', () => {
+  it('groups per project: 10000 by default (errors-and-limits.md §3), RTM_MAX_GROUPS_PER_PROJECT sets it, 0 = no limit', () => {
+    assert.equal(resolveConfig(base).config.limits.maxGroupsPerProject, 10_000);
+    assert.equal(resolveConfig({ ...base, RTM_MAX_GROUPS_PER_PROJECT: '250000' }).config.limits.maxGroupsPerProject, 250_000);
+    assert.equal(resolveConfig({ ...base, RTM_MAX_GROUPS_PER_PROJECT: '0' }).config.limits.maxGroupsPerProject, 0);
+    assert.equal(resolveConfig({ ...base, RTM_MAX_GROUPS_PER_PROJECT: '' }).config.limits.maxGroupsPerProject, 10_000);
+    assert.equal(resolveConfig(base, { limits: { maxGroupsPerProject: 3 } }).config.limits.maxGroupsPerProject, 3);
+    assert.throws(() => resolveConfig({ ...base, RTM_MAX_GROUPS_PER_PROJECT: '-1' }), /RTM_MAX_GROUPS_PER_PROJECT must be between 0 and/);
+    assert.throws(() => resolveConfig({ ...base, RTM_MAX_GROUPS_PER_PROJECT: 'many' }), /RTM_MAX_GROUPS_PER_PROJECT must be an integer/);
+  });
+});
+
 describe('config: presences', () => {
   it('a grace period of 2 minutes and a node lease of 15 s by default; RTM_NODE_LEASE_MS is at least 300 ms', () => {
     assert.equal(resolveConfig(base).config.logoutGraceMs, 120_000);

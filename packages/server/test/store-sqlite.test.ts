@@ -135,6 +135,25 @@ if (process.env[CHILD_ENV]) {
       }
     });
 
+    it('counting groups is a skip scan of the primary key: one seek per group, never a read of the members', async () => {
+      const store = new SqliteStore({ dataDir: join(dir, 'groups-plan') });
+      await store.init();
+      try {
+        const members = Array.from({ length: 50 }, (_, i) => BigInt(i + 1));
+        for (let g = 0n; g < 200n; g++) await store.addGroupMembers(1, 1000n + g, members);
+        const plan = store.explainCountGroups(1);
+        const text = plan.join(' | ');
+        assert.ok(
+          plan.some((l) => /SEARCH (m|group_members) USING (COVERING INDEX|PRIMARY KEY) .*\(pid=\? AND gid>\?\)/.test(l)),
+          text,
+        );
+        assert.ok(!plan.some((l) => /SCAN (m|group_members)\b/.test(l)), `scan: ${text}`);
+        assert.equal(await store.countGroups(1), 200);
+      } finally {
+        await store.close();
+      }
+    });
+
     it('writer thread: appends of several turns still in flight at close() are committed, ids in call order', async () => {
       const dataDir = join(dir, 'writer');
       const a = new SqliteStore({ dataDir, writerThread: true });

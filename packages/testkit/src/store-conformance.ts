@@ -789,6 +789,36 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
         assert.deepEqual(await store.groupMembers(PID + 1, g2), []);
       });
 
+      it('countGroups: the gids with members, per project, stopping at upTo', async () => {
+        const [u1, u2, u3] = [BIG + 1n, BIG + 2n, BIG + 3n];
+        assert.equal(await store.countGroups(PID), 0);
+        // Small and large gids, groups of several members (counted once), another project.
+        const [g1, g2, g3, g4] = [7n, BIG + 500n, BIG + 501n, 2n ** 62n];
+        await store.addGroupMembers(PID, g1, [u1]);
+        await store.addGroupMembers(PID, g2, [u1, u2, u3]);
+        await store.addGroupMembers(PID, g3, [u2]);
+        await store.addGroupMembers(PID, g4, [u3, u1]);
+        await store.addGroupMembers(PID, g2, [u1]); // already in: no new group
+        await store.addGroupMembers(PID + 1, g2, [u1]);
+        await store.setInfo(PID, 'group', BIG + 999n, { oinfo: 'info, no members' }); // no group
+        assert.equal(await store.countGroups(PID), 4);
+        assert.equal(await store.countGroups(PID + 1), 1);
+        assert.equal(await store.countGroups(PID - 1), 0);
+        assert.equal(await store.countGroups(PID, 10_000), 4);
+        assert.equal(await store.countGroups(PID, 4), 4);
+        assert.equal(await store.countGroups(PID, 3), 3, 'counting stops at upTo');
+        assert.equal(await store.countGroups(PID, 1), 1);
+        assert.equal(await store.countGroups(PID, 0), 0);
+        // Gone with their last member, or deleted; a group that keeps members stays.
+        await store.removeGroupMembers(PID, g3, [u2]);
+        await store.removeGroupMembers(PID, g2, [u1, u2]);
+        await store.deleteGroup(PID, g4);
+        assert.equal(await store.countGroups(PID), 2);
+        await store.addGroupMembers(PID, g3, [u1]); // back
+        assert.equal(await store.countGroups(PID), 3);
+        assert.equal(await store.countGroups(PID + 1), 1);
+      });
+
       it('rooms: members, counts, user rooms, clearUserRooms', async () => {
         const [r1, r2, r3] = [BIG + 300n, BIG + 301n, BIG + 302n];
         const [u1, u2] = [BIG + 1n, BIG + 2n];

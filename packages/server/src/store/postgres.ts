@@ -762,6 +762,24 @@ export class PostgresStore implements Store {
     return rows.map((r) => r['gid'] as bigint);
   }
 
+  async countGroups(pid: number, upTo = 0x7fffffff): Promise<number> {
+    if (upTo <= 0) return 0;
+    // A skip scan of the primary key (pid, gid, uid), as SQLite's: each step an index-only seek
+    // of the next gid, whatever the size of the groups; the row after the last group has a NULL gid.
+    const [row] = await this.rows(
+      `WITH RECURSIVE g (gid, n) AS (
+         SELECT (SELECT gid FROM group_members WHERE pid = $1 ORDER BY gid LIMIT 1), 1
+         UNION ALL
+         SELECT (SELECT m.gid FROM group_members AS m WHERE m.pid = $1 AND m.gid > g.gid ORDER BY m.gid LIMIT 1), g.n + 1
+           FROM g WHERE g.gid IS NOT NULL AND g.n < $2
+       )
+       SELECT count(gid)::int AS n FROM g`,
+      [pid, Math.min(upTo, 0x7fffffff)],
+      'count_groups',
+    );
+    return Number(row!['n']);
+  }
+
   // --- rooms -----------------------------------------------------------------------------------
 
   async addRoomMember(pid: number, rid: bigint, uid: bigint): Promise<void> {

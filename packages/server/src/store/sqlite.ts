@@ -424,6 +424,17 @@ export class SqliteStore implements Store {
       groupCount: p('SELECT COUNT(*) AS n FROM group_members WHERE pid = ? AND gid = ?'),
       groupIsMember: p('SELECT 1 FROM group_members WHERE pid = ? AND gid = ? AND uid = ?'),
       userGroups: p('SELECT gid FROM group_members WHERE pid = ? AND uid = ? ORDER BY gid'),
+      // A skip scan of the primary key (pid, gid, uid): each step seeks the next gid, whatever the
+      // size of the groups. Stops at @upTo (≥ 1); the row after the last group has a NULL gid.
+      groupsCount: p(
+        `WITH RECURSIVE g (gid, n) AS (
+           SELECT (SELECT gid FROM group_members WHERE pid = @pid ORDER BY gid LIMIT 1), 1
+           UNION ALL
+           SELECT (SELECT m.gid FROM group_members AS m WHERE m.pid = @pid AND m.gid > g.gid ORDER BY m.gid LIMIT 1), g.n + 1
+             FROM g WHERE g.gid IS NOT NULL AND g.n < @upTo
+         )
+         SELECT COUNT(gid) AS n FROM g`,
+      ),
 
       roomAdd: p(
         'INSERT INTO room_members (pid, rid, uid, joined_at) VALUES (?, ?, ?, ?) ON CONFLICT (pid, rid, uid) DO UPDATE SET joined_at = excluded.joined_at',
@@ -833,6 +844,16 @@ export class SqliteStore implements Store {
 
   async userGroups(pid: number, uid: bigint): Promise<bigint[]> {
     return this.s.userGroups.all(pid, uid).map((r) => r['gid'] as bigint);
+  }
+
+  async countGroups(pid: number, upTo = Number.MAX_SAFE_INTEGER): Promise<number> {
+    if (upTo <= 0) return 0;
+    return Number(this.s.groupsCount.get({ pid, upTo })!['n']);
+  }
+
+  /** `EXPLAIN QUERY PLAN` lines of `countGroups` (tests: primary-key searches only, no scan). */
+  explainCountGroups(pid: number): string[] {
+    return this.explain({ stmt: this.s.groupsCount, params: [{ pid, upTo: 10 }] });
   }
 
   // --- rooms -----------------------------------------------------------------------------------

@@ -284,6 +284,14 @@ export interface Store {
   groupMemberCount(pid: number, gid: bigint): Promise<number>;
   isGroupMember(pid: number, gid: bigint, uid: bigint): Promise<boolean>;
   userGroups(pid: number, uid: bigint): Promise<bigint[]>;
+  /**
+   * How many groups the project holds, a group being a gid with at least one member (info set on
+   * a gid without members is no group; removing the last member or `deleteGroup` ends one).
+   * Counting stops at `upTo` (the answer is then `upTo`), so a limit check costs at most that
+   * many steps. One index seek per group counted, from group to next group: never a read of the
+   * members, however large the groups.
+   */
+  countGroups(pid: number, upTo?: number): Promise<number>;
 
   // --- rooms (live membership, shared by the nodes of a cluster) --------------------------------
   addRoomMember(pid: number, rid: bigint, uid: bigint): Promise<void>;
