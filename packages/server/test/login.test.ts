@@ -386,6 +386,40 @@ describe('client login: a kickout before the login is a session', () => {
   });
 });
 
+/** A store whose token reads take a while, as a store across a network may. */
+class SlowTokenStore extends SqliteStore {
+  override async getToken(pid: number, uid: bigint): Promise<string | undefined> {
+    await new Promise((r) => setTimeout(r, 200));
+    return super.getToken(pid, uid);
+  }
+}
+
+describe('client login: a kickout while the token is checked', () => {
+  it('ends the login as a kickout would', async () => {
+    const server = await startTestServer({}, { makeStore: (dataDir) => new SlowTokenStore({ dataDir }) });
+    const backend = await RawClient.tcp(server.serverEndpoint);
+    const client = await RawClient.tcp(server.clientEndpoint);
+    try {
+      const uid = BIG + 13n;
+      const { token } = (await backend.signed('gettoken', { uid }, TEST_PID, TEST_SECRET)) as { token: string };
+      const answer = client.quest('auth', { pid: TEST_PID, uid, token }).catch(() => 'no answer');
+      await new Promise((r) => setTimeout(r, 50)); // the login now waits for its token
+      await backend.signed('kickout', { uid }, TEST_PID, TEST_SECRET);
+      await within(client.closed, 'the kicked login closed');
+      assert.deepEqual(
+        client.pushes.map((p) => p.method),
+        ['kickout'],
+      );
+      assert.notDeepEqual(await answer, { ok: true });
+      assert.deepEqual(await backend.signed('getonlineusers', { uids: [uid] }, TEST_PID, TEST_SECRET), { uids: [] });
+    } finally {
+      client.close();
+      backend.close();
+      await server.close();
+    }
+  });
+});
+
 describe('client logout at a stop', () => {
   it("a bye's logout still being written when the server stops is written before the store closes", async () => {
     const server = await startTestServer({}, { keepData: true, makeStore: (dataDir) => new SlowLogoutStore({ dataDir }) });

@@ -74,6 +74,9 @@ export class ClientGate extends Gate<ClientSession> {
   }
 
   private async login(conn: Connection<ClientSession>, payload: Payload): Promise<Payload> {
+    // A kickout (or blacklisting) from now on ends this login, even one that comes while the token
+    // is being checked: the login is not yet a session the kickout could close.
+    const started = Date.now();
     const req = s.parse(authSchema, payload);
     const { config, store } = this.services;
     if (req.attrs) checkConnectionAttrs(config.limits, req.attrs);
@@ -99,7 +102,6 @@ export class ClientGate extends Gate<ClientSession> {
     // The login makes the connection a push target before this answer is written: pushes wait
     // until it is (the answer goes out in this microtask drain; setImmediate runs after it).
     conn.holdPushes();
-    const started = Date.now();
     try {
       await this.services.sessions.login(conn as ClientContext['conn']);
     } catch (err) {
