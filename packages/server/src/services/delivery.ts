@@ -59,7 +59,7 @@ export class Delivery {
     const echo = this.options.pushToSenderDevices;
     // A broadcast reaches everyone online; the other kinds skip the sender's sessions unless echoed,
     // or unless the sender is a receiver too (a backend's p2p note from a user to the same user).
-    const toSelf = m.kind === MessageKind.P2P && (recipients ?? [m.to]).includes(m.from);
+    const toSelf = m.kind === MessageKind.P2P && (recipients ? recipients.includes(m.from) : m.to === m.from);
     const skipUid = echo || toSelf || m.kind === MessageKind.BROADCAST ? undefined : m.from;
     // The connection the send came on, if on this node: a client one gets nothing, a listening one waits for the answer.
     const sender = origin && origin.node === this.bus.nodeId ? origin.conn : -1;
