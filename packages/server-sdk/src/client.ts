@@ -12,7 +12,7 @@ import {
   retrievedMessage,
   type HistoryKind,
 } from './messages.js';
-import { resolveOptions, type ResolvedOptions, type RTMServerClientOptions } from './options.js';
+import { MAX_TIMEOUT_MS, resolveOptions, type ResolvedOptions, type RTMServerClientOptions } from './options.js';
 import { IdGenerator, signQuest } from './signature.js';
 import type { TcpConnection } from './tcp.js';
 import {
@@ -521,8 +521,12 @@ export class RTMServerClient extends TypedEmitter<ServerClientEvents> {
   /** Sends one signed quest; waits for a (re)connection within the same timeout. */
   private async call(method: string, params: Payload, opts: CallOptions): Promise<Payload> {
     const timeoutMs = opts.timeoutMs ?? this.options.questTimeoutMs;
-    if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0)
-      throw new RtmError(RtmErrorCode.INVALID_PARAMETER, 'timeoutMs must be a positive integer');
+    // Above 2^31-1 a timer fires after 1 ms: such a call would time out at once while waiting for a reconnection.
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMEOUT_MS)
+      throw new RtmError(
+        RtmErrorCode.INVALID_PARAMETER,
+        `timeoutMs must be a positive integer of at most ${MAX_TIMEOUT_MS} ms (2^31-1), got ${String(timeoutMs)}`,
+      );
     const started = Date.now();
     const connection = await this.connection.acquire(method, timeoutMs);
     const remaining = Math.max(1, timeoutMs - (Date.now() - started));

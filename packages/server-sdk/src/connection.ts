@@ -5,7 +5,10 @@ import type { ClosedInfo, ConnectedInfo, ConnectionState } from './types.js';
 
 export interface ConnectionHooks {
   onQuest: QuestHandler;
-  /** Runs on every new connection before waiting calls are released (restores the listen state). */
+  /**
+   * Runs on every new connection before waiting calls are released (restores the listen state).
+   * When it rejects, the connection is not adopted (see adopt).
+   */
   onOpen(connection: TcpConnection, reconnected: boolean): Promise<void>;
   connected(info: ConnectedInfo): void;
   closed(info: ClosedInfo): void;
@@ -19,6 +22,7 @@ interface Waiter {
 }
 
 const closedByClient = (): RtmError => new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, 'client closed');
+const messageOf = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 /**
  * Owns the connection to the server gate: opens it, reconnects with the back-off of
@@ -26,7 +30,8 @@ const closedByClient = (): RtmError => new RtmError(FpnnErrorCode.CORE_INVALID_C
  *
  * States: idle → connecting → connected ⇄ reconnecting (autoReconnect) or → disconnected
  * (no autoReconnect); close() → closed from anywhere; connect() again from idle, disconnected
- * or closed.
+ * or closed. `connected` starts when the TCP connection is open; calls use it once its listen
+ * state is restored (`ready`). A connect() whose open or restore fails goes back to idle.
  */
 export class ConnectionManager {
   private stateValue: ConnectionState = 'idle';
@@ -39,6 +44,8 @@ export class ConnectionManager {
   private openedAt = 0;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private pingTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The connection whose listen state connect() is restoring: if it drops, connect() fails (lost() leaves it alone). */
+  private restoringForConnect: TcpConnection | undefined;
   /** The connection attempt in flight (connect() or a reconnect): close() aborts it and waits for it. */
   private opening: { readonly abort: AbortController; readonly settled: Promise<unknown> } | undefined;
   private readonly waiters = new Set<Waiter>();
@@ -167,19 +174,46 @@ export class ConnectionManager {
       });
   }
 
+  /**
+   * Makes a new connection the current one: restores its listen state (hooks.onOpen), then releases
+   * the waiting calls and reports `connected`. A connection whose listen state could not be
+   * restored is never adopted: it would be connected but receive no push, for good. From connect()
+   * (`reconnected` false) that fails connect() as a failed open does: back to idle, nothing retried
+   * in the background. On a reconnect the connection is closed and lost() retries with back-off.
+   */
   private async adopt(connection: TcpConnection, reconnected: boolean, epoch: number): Promise<void> {
     this.current = connection;
     this.ready = false;
     this.stateValue = 'connected';
     this.openedAt = Date.now();
     this.lastPingAt = undefined;
+    if (!reconnected) this.restoringForConnect = connection;
+    let failure: { error: unknown } | undefined;
     try {
       await this.hooks.onOpen(connection, reconnected);
     } catch (err) {
-      this.options.logger.error('restoring the connection state failed', err);
-      this.hooks.error(err as Error);
+      failure = { error: err };
+    } finally {
+      if (this.restoringForConnect === connection) this.restoringForConnect = undefined;
     }
-    if (epoch !== this.epoch || this.current !== connection || !connection.isOpen) return;
+    if (epoch !== this.epoch) {
+      // close() ran meanwhile: it closed this connection and failed the waiting calls. Not an error.
+      connection.close('closed by client');
+      if (!reconnected) throw closedByClient();
+      return;
+    }
+    const usable = this.current === connection && connection.isOpen;
+    if (!reconnected && (failure || !usable)) return this.failConnect(connection, usable, failure?.error);
+    if (failure && usable) {
+      this.options.logger.error(`restoring the listen state on ${this.options.endpoint} failed; reconnecting`, failure.error);
+      this.hooks.error(failure.error as Error);
+      // lost() then reports the close and schedules the next attempt (a failed one: the back-off grows).
+      if (epoch === this.epoch && this.current === connection)
+        connection.close(`the listen state could not be restored: ${messageOf(failure.error)}`);
+      return;
+    }
+    // A reconnection that dropped during the restore: lost() has reported it and reconnects (or will, once its close is seen).
+    if (!usable) return;
     this.ready = true;
     const waiters = [...this.waiters];
     this.waiters.clear();
@@ -190,14 +224,48 @@ export class ConnectionManager {
     this.hooks.connected({ endpoint: this.options.endpoint, reconnected });
   }
 
+  /**
+   * connect() opened `connection` but could not restore its listen state (`usable`: the restore
+   * failed with `error`), or the connection dropped meanwhile: as after a failed open, the client
+   * goes back to idle, the waiting calls fail, nothing is retried, and connect() rejects.
+   */
+  private async failConnect(connection: TcpConnection, usable: boolean, error: unknown): Promise<never> {
+    const endpoint = this.options.endpoint;
+    const why = error === undefined ? 'connection closed' : messageOf(error);
+    const failure = usable
+      ? new RtmError(
+          error instanceof RtmError ? error.code : FpnnErrorCode.CORE_INVALID_CONNECTION,
+          `connected to ${endpoint} but restoring the listen state failed: ${why}`,
+          { cause: error },
+        )
+      : new RtmError(
+          FpnnErrorCode.CORE_INVALID_CONNECTION,
+          `the connection to ${endpoint} closed while restoring the listen state: ${why}`,
+        );
+    this.options.logger.error(failure.message);
+    if (this.current === connection) this.current = undefined; // lost() leaves its close alone
+    this.ready = false;
+    if (this.pingTimer) clearTimeout(this.pingTimer);
+    this.pingTimer = undefined;
+    this.stateValue = 'idle';
+    this.rejectWaiters(failure);
+    // As for a failed open: reject once the socket is gone.
+    connection.close(failure.message);
+    await connection.closed;
+    throw failure;
+  }
+
   /** The current connection closed without close(): reconnect or give up. */
   private lost(connection: TcpConnection, reason: string): void {
     if (connection !== this.current) return;
     this.current = undefined;
+    // connect() is restoring this connection's listen state: it fails, as a failed open does (adopt).
+    if (connection === this.restoringForConnect) return;
+    // A connection that never became usable (its listen state was not restored) is a failed attempt too.
+    const stable = this.ready && Date.now() - this.openedAt >= this.options.reconnect.stableAfterMs;
     this.ready = false;
     if (this.pingTimer) clearTimeout(this.pingTimer);
     this.pingTimer = undefined;
-    const stable = Date.now() - this.openedAt >= this.options.reconnect.stableAfterMs;
     this.failures = stable ? 0 : this.failures + 1;
     this.options.logger.warn(`connection to ${this.options.endpoint} lost: ${reason}`);
     if (this.options.autoReconnect) {

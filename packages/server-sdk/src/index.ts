@@ -10,6 +10,8 @@ export {
   DEFAULT_PING_TIMEOUT_MS,
   DEFAULT_QUEST_TIMEOUT_MS,
   DEFAULT_RECONNECT_POLICY,
+  MAX_TIMEOUT_MS,
+  MIN_RECONNECT_MAX_DELAY_MS,
   reconnectDelayMs,
   type EncryptionOptions,
   type Logger,

@@ -20,13 +20,19 @@ export interface Logger {
 export interface ReconnectPolicy {
   /** Consecutive failures retried without waiting. @default 5 */
   immediateRetries: number;
-  /** First back-off delay, in milliseconds. @default 2000 */
+  /** First back-off delay, in milliseconds (at most 2^31-1). @default 2000 */
   minDelayMs: number;
-  /** Largest back-off delay, in milliseconds. @default 120000 */
+  /**
+   * Largest back-off delay, in milliseconds: from `MIN_RECONNECT_MAX_DELAY_MS` (100, so that a
+   * reconnect loop always backs off) to 2^31-1. @default 120000
+   */
   maxDelayMs: number;
   /** Number of linear steps from `minDelayMs` to `maxDelayMs`. @default 5 */
   steps: number;
-  /** A connection that drops sooner than this after opening counts as a failed attempt, in milliseconds. @default 1500 */
+  /**
+   * A connection that drops sooner than this after opening counts as a failed attempt, in
+   * milliseconds (at most 2^31-1); so does one whose listen state could not be restored. @default 1500
+   */
   stableAfterMs: number;
 }
 
@@ -52,9 +58,12 @@ export interface RTMServerClientOptions {
   secret: string;
   /** Server gate address, `host:port` (`[v6-address]:port` for IPv6), e.g. `rtm.example.com:13315`. Required. */
   endpoint: string;
-  /** Default time to wait for an answer, in milliseconds; also bounds waiting for a reconnection. @default 20000 */
+  /**
+   * Default time to wait for an answer, in milliseconds (1 to 2^31-1); also bounds waiting for a
+   * reconnection. @default 20000
+   */
   questTimeoutMs?: number;
-  /** Time allowed to open the TCP connection, in milliseconds. @default 30000 */
+  /** Time allowed to open the TCP connection, in milliseconds (1 to 2^31-1). @default 30000 */
   connectTimeoutMs?: number;
   /**
    * Reconnect after the connection drops, re-sending the listen state. While reconnecting, calls
@@ -66,7 +75,7 @@ export interface RTMServerClientOptions {
   reconnect?: Partial<ReconnectPolicy>;
   /**
    * Once the server has sent a `ping`, close and reconnect when no further ping comes within this
-   * many milliseconds (the Node SDK's 40 s rule, fpnn.md §4). 0 disables the check. @default 40000
+   * many milliseconds (the Node SDK's 40 s rule, fpnn.md §4; at most 2^31-1). 0 disables the check. @default 40000
    */
   pingTimeoutMs?: number;
   /**
@@ -112,6 +121,20 @@ export interface ResolvedOptions {
   readonly encryption: Readonly<EncryptionOptions> | undefined;
 }
 
+/**
+ * The longest a timer can wait: Node's `setTimeout` takes a signed 32-bit delay and fires a larger
+ * one after 1 ms (with a TimeoutOverflowWarning), so every timeout and delay is at most this.
+ */
+export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+/**
+ * The smallest `reconnect.maxDelayMs`. Once the immediate retries are spent, every further attempt
+ * waits at least `maxDelayMs` (the schedule grows from `minDelayMs` to it): with 0 — or a few ms — a
+ * client whose endpoint is gone would retry in a tight loop (hundreds of refused connections per
+ * second, forever). 100 ms caps that at 10 attempts per second.
+ */
+export const MIN_RECONNECT_MAX_DELAY_MS = 100;
+
 function fail(name: string, why: string): never {
   throw new TypeError(`RTMServerClient option '${name}' ${why}`);
 }
@@ -126,6 +149,14 @@ function nonNegativeInt(name: string, value: unknown, fallback: number): number 
 function positiveInt(name: string, value: unknown, fallback: number): number {
   const n = nonNegativeInt(name, value, fallback);
   if (n === 0) fail(name, 'must be greater than 0');
+  return n;
+}
+
+/** A duration in milliseconds: an integer from `min` to MAX_TIMEOUT_MS. */
+function timeMs(name: string, value: unknown, fallback: number, min: number): number {
+  const n = nonNegativeInt(name, value, fallback);
+  if (n < min) fail(name, min === 1 ? 'must be greater than 0' : `must be at least ${min} ms, got ${n}`);
+  if (n > MAX_TIMEOUT_MS) fail(name, `must be at most ${MAX_TIMEOUT_MS} ms (2^31-1, the longest a timer can wait), got ${n}`);
   return n;
 }
 
@@ -172,10 +203,10 @@ export function resolveOptions(options: RTMServerClientOptions): ResolvedOptions
   const r = options.reconnect ?? {};
   const reconnect = Object.freeze({
     immediateRetries: nonNegativeInt('reconnect.immediateRetries', r.immediateRetries, DEFAULT_RECONNECT_POLICY.immediateRetries),
-    minDelayMs: nonNegativeInt('reconnect.minDelayMs', r.minDelayMs, DEFAULT_RECONNECT_POLICY.minDelayMs),
-    maxDelayMs: nonNegativeInt('reconnect.maxDelayMs', r.maxDelayMs, DEFAULT_RECONNECT_POLICY.maxDelayMs),
+    minDelayMs: timeMs('reconnect.minDelayMs', r.minDelayMs, DEFAULT_RECONNECT_POLICY.minDelayMs, 0),
+    maxDelayMs: timeMs('reconnect.maxDelayMs', r.maxDelayMs, DEFAULT_RECONNECT_POLICY.maxDelayMs, MIN_RECONNECT_MAX_DELAY_MS),
     steps: positiveInt('reconnect.steps', r.steps, DEFAULT_RECONNECT_POLICY.steps),
-    stableAfterMs: nonNegativeInt('reconnect.stableAfterMs', r.stableAfterMs, DEFAULT_RECONNECT_POLICY.stableAfterMs),
+    stableAfterMs: timeMs('reconnect.stableAfterMs', r.stableAfterMs, DEFAULT_RECONNECT_POLICY.stableAfterMs, 0),
   });
   if (reconnect.maxDelayMs < reconnect.minDelayMs) fail('reconnect.maxDelayMs', 'must not be below reconnect.minDelayMs');
   const logger = options.logger ?? SILENT_LOGGER;
@@ -187,11 +218,11 @@ export function resolveOptions(options: RTMServerClientOptions): ResolvedOptions
     secret,
     endpoint,
     ...parseEndpoint(endpoint),
-    questTimeoutMs: positiveInt('questTimeoutMs', options.questTimeoutMs, DEFAULT_QUEST_TIMEOUT_MS),
-    connectTimeoutMs: positiveInt('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS),
+    questTimeoutMs: timeMs('questTimeoutMs', options.questTimeoutMs, DEFAULT_QUEST_TIMEOUT_MS, 1),
+    connectTimeoutMs: timeMs('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS, 1),
     autoReconnect: options.autoReconnect ?? DEFAULT_AUTO_RECONNECT,
     reconnect,
-    pingTimeoutMs: nonNegativeInt('pingTimeoutMs', options.pingTimeoutMs, DEFAULT_PING_TIMEOUT_MS),
+    pingTimeoutMs: timeMs('pingTimeoutMs', options.pingTimeoutMs, DEFAULT_PING_TIMEOUT_MS, 0),
     dedupWindowMs: nonNegativeInt('dedupWindowMs', options.dedupWindowMs, DEFAULT_DEDUP_WINDOW_MS),
     logger,
     encryption: enc === undefined ? undefined : Object.freeze({ ...enc }),

@@ -1,7 +1,15 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { FpnnErrorCode, RTMError, RtmError, RtmErrorCode, RTMServerClient, type RTMServerClientOptions } from '../src/index.js';
+import {
+  FpnnErrorCode,
+  MAX_TIMEOUT_MS,
+  RTMError,
+  RtmError,
+  RtmErrorCode,
+  RTMServerClient,
+  type RTMServerClientOptions,
+} from '../src/index.js';
 import { TcpConnection } from '../src/tcp.js';
 import { FakeRtmServer } from './fake-server.js';
 
@@ -493,6 +501,46 @@ test('bad options fail at construction and name the option', () => {
   assert.equal(ok.options.questTimeoutMs, 20_000);
   assert.equal(ok.options.autoReconnect, true);
   assert.ok(Object.isFrozen(ok.options));
+});
+
+test('timeouts and delays above 2^31-1 ms (the longest a timer waits) fail at construction and name the option', () => {
+  // Node fires a longer setTimeout after 1 ms: pingTimeoutMs 2^31 would drop the connection after every server ping.
+  const base = { pid: 1, secret: 's', endpoint: '127.0.0.1:13315' };
+  const tooLong: [string, Partial<RTMServerClientOptions>][] = [
+    ['questTimeoutMs', { questTimeoutMs: 2 ** 31 }],
+    ['connectTimeoutMs', { connectTimeoutMs: 2 ** 31 }],
+    ['pingTimeoutMs', { pingTimeoutMs: 2 ** 31 }],
+    ['reconnect.minDelayMs', { reconnect: { minDelayMs: 2 ** 31 } }],
+    ['reconnect.maxDelayMs', { reconnect: { maxDelayMs: 2 ** 31 } }],
+    ['reconnect.stableAfterMs', { reconnect: { stableAfterMs: 2 ** 31 } }],
+  ];
+  for (const [name, options] of tooLong) {
+    assert.throws(
+      () => new RTMServerClient({ ...base, ...options }),
+      (e: unknown) => e instanceof TypeError && e.message.includes(`'${name}' must be at most 2147483647 ms`),
+      name,
+    );
+  }
+  const max = MAX_TIMEOUT_MS;
+  const ok = new RTMServerClient({
+    ...base,
+    questTimeoutMs: max,
+    connectTimeoutMs: max,
+    pingTimeoutMs: max,
+    reconnect: { minDelayMs: max, maxDelayMs: max, stableAfterMs: max },
+  });
+  assert.equal(ok.options.pingTimeoutMs, 2 ** 31 - 1);
+});
+
+test('a call with timeoutMs above 2^31-1 ms (or not a positive integer) fails with 200034 before anything is sent', async (t) => {
+  const { server, client } = await setup(t);
+  for (const timeoutMs of [2 ** 31, 0, 1.5]) {
+    const err = await rejectsWithCode(client.getToken(1, { timeoutMs }), RtmErrorCode.INVALID_PARAMETER);
+    assert.match(err.message, /timeoutMs must be a positive integer of at most 2147483647 ms/);
+  }
+  assert.equal(server.quests.length, 0);
+  server.on('gettoken', () => ({ token: 't' }));
+  assert.equal(await client.getToken(1, { timeoutMs: MAX_TIMEOUT_MS }), 't');
 });
 
 test('an unusable encryption.serverPublicKey fails at construction with a TypeError naming it', () => {

@@ -3,10 +3,14 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { until } from '@rtm/testkit';
 import {
   DEFAULT_RECONNECT_POLICY,
   FpnnErrorCode,
+  MAX_TIMEOUT_MS,
+  MIN_RECONNECT_MAX_DELAY_MS,
   RtmError,
+  RtmErrorCode,
   reconnectDelayMs,
   RTMServerClient,
   type RTMServerClientOptions,
@@ -37,6 +41,16 @@ async function setup(
 function next<K extends keyof ServerClientEvents>(client: RTMServerClient, event: K): Promise<ServerClientEvents[K]> {
   return new Promise((resolve) => client.once(event, resolve));
 }
+
+function collect<K extends keyof ServerClientEvents>(client: RTMServerClient, event: K): ServerClientEvents[K][] {
+  const seen: ServerClientEvents[K][] = [];
+  client.on(event, (e) => seen.push(e));
+  return seen;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const tcpHandles = (): number => process.getActiveResourcesInfo().filter((r) => r.startsWith('TCP')).length;
+const never = (): Promise<never> => new Promise(() => {});
 
 const strip = (p: Record<string, unknown>): Record<string, unknown> => {
   const { pid: _p, sign: _s, salt: _l, ts: _t, ...rest } = p;
@@ -131,7 +145,7 @@ test('without listen state nothing is re-sent; a failed setListen does not chang
 });
 
 test('calls made while the server is unreachable wait for the reconnection (listen restored first), within their timeout', async (t) => {
-  const { server, client } = await setup(t, { reconnect: { immediateRetries: 0, minDelayMs: 30, maxDelayMs: 30 } });
+  const { server, client } = await setup(t, { reconnect: { immediateRetries: 0, minDelayMs: 30, maxDelayMs: 100 } });
   await client.addListen({ gids: [7] });
   server.on('gettoken', () => ({ token: 'after' }));
   await server.stopListening();
@@ -261,4 +275,221 @@ test('close() aborts a connection stuck in the encryption handshake: its socket 
   if (!socket.closed) await Promise.race([once(socket, 'close'), new Promise((r) => setTimeout(r, 500))]);
   assert.ok(socket.closed, 'the client socket was closed');
   assert.ok(Date.now() - started < 500, `close() took ${Date.now() - started} ms`);
+});
+
+// ---------------------------------------------------------------- restoring the listen state
+
+test('a listen restore lost after a reconnect is not adopted: that connection is closed, the next one restores the state before connected', async (t) => {
+  const { server, client } = await setup(t, {
+    questTimeoutMs: 300,
+    reconnect: { immediateRetries: 0, minDelayMs: 50, maxDelayMs: 100, stableAfterMs: 0 },
+  });
+  await client.addListen({ gids: [7101] });
+  let restores = 0;
+  server.on('setlisten', () => (++restores === 1 ? never() : {})); // the first restore is never answered
+  const errors = collect(client, 'error');
+  const closed = collect(client, 'closed');
+  const connected = next(client, 'connected');
+  server.dropConnections();
+  assert.deepEqual(await connected, { endpoint: server.endpoint, reconnected: true });
+  assert.deepEqual(client.listenState.gids, [7101n]);
+  // Connection 2 restored nothing: it was closed, not declared connected; connection 3 restored it.
+  assert.deepEqual(
+    server.questsOf('setlisten').map((q) => q.connection),
+    [2, 3],
+  );
+  assert.deepEqual(
+    errors.map((e) => (e as RtmError).code),
+    [FpnnErrorCode.CORE_TIMEOUT],
+    'the failed restore is reported',
+  );
+  assert.equal(closed.length, 2);
+  assert.match(closed[1]!.reason, /the listen state could not be restored: quest 'setlisten' got no answer/);
+  assert.equal(closed[1]!.willReconnect, true);
+  // Calls and pushes go over the connection whose listen state the server has.
+  server.on('isgroupmember', () => ({ ok: true }));
+  assert.equal(await client.isGroupMember(7101, 7001), true);
+  assert.equal(server.questsOf('isgroupmember')[0]!.connection, 3);
+  const pushed = next(client, 'groupMessage');
+  await server.push('pushgroupmsg', { from: 7001, gid: 7101, mtype: 51, mid: 2, msg: 'after', attrs: '', mtime: 3 });
+  assert.equal((await pushed).message, 'after');
+});
+
+test('a reconnection whose listen restore fails counts as a failed attempt: the back-off grows', async (t) => {
+  const { server, client } = await setup(t, {
+    reconnect: { immediateRetries: 0, minDelayMs: 50, maxDelayMs: 5000, steps: 2, stableAfterMs: 0 },
+  });
+  await client.addListen({ gids: [1] });
+  server.on('setlisten', () => {
+    throw new RtmError(RtmErrorCode.INVALID_PARAMETER, 'refused');
+  });
+  const errors = collect(client, 'error');
+  server.dropConnections();
+  await sleep(600);
+  // The drop (a stable connection) is retried after 50 ms; that restore fails, so the next attempt waits 5 s.
+  assert.equal(server.accepted, 2);
+  assert.equal(client.state, 'reconnecting');
+  assert.deepEqual(
+    errors.map((e) => (e as RtmError).code),
+    [RtmErrorCode.INVALID_PARAMETER],
+  );
+});
+
+test('connect() rejects when the listen state cannot be restored: back to idle, nothing retried in the background', async (t) => {
+  const { server, client } = await setup(t);
+  await client.addListen({ gids: [7201] });
+  await client.close();
+  server.on('setlisten', () => {
+    throw new RtmError(RtmErrorCode.INVALID_PARAMETER, 'refused');
+  });
+  const errors = collect(client, 'error');
+  const connected = collect(client, 'connected');
+  await assert.rejects(
+    client.connect(),
+    (e: RtmError) => e.code === RtmErrorCode.INVALID_PARAMETER && /restoring the listen state failed: refused/.test(e.message),
+  );
+  assert.equal(client.state, 'idle');
+  await assert.rejects(client.getToken(1), (e: RtmError) => e.code === FpnnErrorCode.CORE_INVALID_CONNECTION);
+  await sleep(100);
+  assert.equal(server.accepted, 2, 'no reconnection');
+  assert.deepEqual({ errors, connected }, { errors: [], connected: [] }, 'the rejection is the report, as for a failed open');
+  assert.deepEqual(client.listenState.gids, [7201n], 'the listen state is kept for the next connect()');
+  server.on('setlisten', () => ({}));
+  await client.connect();
+  assert.equal(client.state, 'connected');
+  assert.equal(server.questsOf('setlisten').length, 2);
+});
+
+test('close() during the listen restore of connect() makes connect() reject with 20012, with no error event', async (t) => {
+  const { server, client } = await setup(t);
+  await client.addListen({ gids: [7201] });
+  await client.close();
+  server.on('setlisten', never); // the restore sent by the next connect() stays unanswered
+  const errors = collect(client, 'error');
+  const connecting = client.connect().then(
+    () => 'resolved',
+    (e: RtmError) => e.code,
+  );
+  await server.waitForQuests('setlisten');
+  assert.equal(client.state, 'connected', 'TCP open, restore pending');
+  await client.close();
+  assert.equal(client.state, 'closed');
+  assert.deepEqual(
+    { connect: await connecting, errors: errors.map((e) => e.message) },
+    { connect: FpnnErrorCode.CORE_INVALID_CONNECTION, errors: [] },
+  );
+});
+
+test('a connection that drops during the listen restore of connect() makes connect() reject: idle, no reconnection', async (t) => {
+  const { server, client } = await setup(t);
+  await client.addListen({ gids: [7201] });
+  await client.close();
+  server.on('setlisten', never);
+  const events = [...collect(client, 'connected'), ...collect(client, 'closed'), ...collect(client, 'error')];
+  const connecting = client.connect();
+  const waiting = client.getToken(1).catch((e: RtmError) => e.code);
+  await server.waitForQuests('setlisten');
+  server.dropConnections();
+  await assert.rejects(
+    connecting,
+    (e: RtmError) => e.code === FpnnErrorCode.CORE_INVALID_CONNECTION && /closed while restoring the listen state/.test(e.message),
+  );
+  assert.equal(client.state, 'idle');
+  assert.equal(await waiting, FpnnErrorCode.CORE_INVALID_CONNECTION);
+  await sleep(100);
+  assert.equal(server.accepted, 2, 'no reconnection');
+  assert.deepEqual(events, []);
+});
+
+// ---------------------------------------------------------------- timeouts and back-off bounds
+
+test('a call waiting for a reconnection with timeoutMs 2^31-1 (the largest accepted) keeps waiting', async (t) => {
+  const { server, client } = await setup(t, { reconnect: { immediateRetries: 0, minDelayMs: 50, maxDelayMs: 100 } });
+  server.on('gettoken', () => ({ token: 't' }));
+  await server.stopListening();
+  const closed = next(client, 'closed');
+  server.dropConnections();
+  await closed;
+  const outcome = client.getToken(1, { timeoutMs: MAX_TIMEOUT_MS }).then(
+    (token) => token,
+    (e: RtmError) => `rejected ${e.code}`,
+  );
+  assert.equal(await Promise.race([outcome, sleep(300).then(() => 'still waiting')]), 'still waiting');
+  await server.resumeListening();
+  assert.equal(await outcome, 't');
+});
+
+test('reconnect.maxDelayMs is at least 100 ms: against a gone endpoint the attempts back off, no reconnect storm', async (t) => {
+  const base = { pid: 1, secret: 's', endpoint: '127.0.0.1:13315' };
+  for (const maxDelayMs of [0, MIN_RECONNECT_MAX_DELAY_MS - 1]) {
+    assert.throws(
+      () => new RTMServerClient({ ...base, reconnect: { immediateRetries: 0, minDelayMs: 0, maxDelayMs } }),
+      (e: unknown) => e instanceof TypeError && /'reconnect.maxDelayMs' must be at least 100 ms/.test(e.message),
+    );
+  }
+  const { server, client } = await setup(t, { reconnect: { immediateRetries: 0, minDelayMs: 0, maxDelayMs: MIN_RECONNECT_MAX_DELAY_MS } });
+  const errors = collect(client, 'error');
+  await server.close(); // the endpoint is gone: every attempt is refused at once
+  await sleep(500);
+  const attempts = errors.length;
+  await client.close();
+  assert.ok(attempts >= 1 && attempts < 20, `${attempts} connection attempts in 500 ms`);
+});
+
+// ---------------------------------------------------------------- close() and connect() interleaved
+
+test('close() then connect() at once: the earlier close() does not report closed after the new connection is up', async (t) => {
+  const { client } = await setup(t);
+  const events: string[] = [];
+  client.on('connected', () => events.push('connected'));
+  client.on('closed', () => events.push('closed'));
+  const closing = client.close();
+  await client.connect();
+  await closing;
+  await sleep(50);
+  assert.equal(client.state, 'connected');
+  assert.equal(events.at(-1), 'connected', `events: ${events.join(', ')}`);
+});
+
+test('two connect() calls and a close() before the socket opens: both reject with 20012, no socket is left, connect() works again', async (t) => {
+  const server = await FakeRtmServer.start();
+  t.after(() => server.close());
+  server.on('gettoken', () => ({ token: 't' }));
+  const before = tcpHandles();
+  const client = new RTMServerClient({ pid: server.pid, secret: server.secret, endpoint: server.endpoint });
+  const a = client.connect().catch((e: RtmError) => e.code);
+  const b = client.connect().catch((e: RtmError) => e.code);
+  await client.close();
+  assert.equal(await a, FpnnErrorCode.CORE_INVALID_CONNECTION);
+  assert.equal(await b, FpnnErrorCode.CORE_INVALID_CONNECTION);
+  await client.connect();
+  assert.equal(await client.getToken(1), 't');
+  await client.close();
+  assert.ok(await until(() => tcpHandles() <= before, 2000), `TCP handles ${tcpHandles()} vs ${before}`);
+});
+
+test('close() from a closed listener stops the reconnection', async (t) => {
+  const { server, client } = await setup(t, {
+    reconnect: { immediateRetries: 3, minDelayMs: 50, maxDelayMs: 100, steps: 2, stableAfterMs: 0 },
+  });
+  const connected = collect(client, 'connected');
+  client.once('closed', () => void client.close());
+  server.dropConnections();
+  await sleep(400);
+  assert.deepEqual(connected, []);
+  assert.equal(client.state, 'closed');
+  assert.equal(server.accepted, 1);
+});
+
+test('connect() from a closed listener during a reconnection opens no second connection', async (t) => {
+  const { server, client } = await setup(t, {
+    reconnect: { immediateRetries: 3, minDelayMs: 50, maxDelayMs: 100, steps: 2, stableAfterMs: 0 },
+  });
+  const connected = collect(client, 'connected');
+  client.once('closed', () => void client.connect().catch(() => undefined));
+  server.dropConnections();
+  assert.ok(await until(() => connected.length >= 1, 2000));
+  await sleep(300);
+  assert.equal(connected.length, 1);
+  assert.equal(server.accepted, 2, 'one reconnection, no second connection');
 });
