@@ -37,9 +37,53 @@ const packr = new Packr({
 
 // JSON with integers beyond 2^53 parsed as bigint and bigint written as bare numbers (§2 JSON).
 // Its pollution guard drops any key that contains `__proto__` or `constructor` (none is an RTM key).
-const jsonBig = JSONbig({ useNativeBigInt: true, protoAction: 'ignore', constructorAction: 'ignore' });
+// json-bigint reads every number literal longer than 15 characters as a big number; its native
+// BigInt option (`useNativeBigInt`) calls BigInt(text), which throws on a fraction or an exponent,
+// so a valid document (`1795315914246001.0` from Python's json.dumps(float), `0.30000000000000004`)
+// was refused whole. It is left to make bignumber.js values instead, which `nativeNumbers` turns
+// into an exact bigint when the value is integral and into a JS number otherwise.
+const jsonBig = JSONbig({ protoAction: 'ignore', constructorAction: 'ignore' });
 const utf8 = new TextDecoder();
 const utf8Encoder = new TextEncoder();
+
+/** The part of a bignumber.js value that `nativeNumbers` uses (json-bigint makes them). */
+interface BigNumberLike {
+  readonly _isBigNumber: true;
+  isInteger(): boolean;
+  toFixed(): string;
+  toNumber(): number;
+}
+
+function isBigNumber(value: object): value is BigNumberLike {
+  return (value as { _isBigNumber?: unknown })._isBigNumber === true;
+}
+
+/**
+ * Replaces, in place, the big numbers json-bigint made for its long number literals: an integral
+ * value becomes an exact `bigint` (ids above 2^53, also when spelled `…001.0` or with an
+ * exponent), any other a JS number (as a short literal would be; the schema layer then refuses it
+ * where an integer is expected). Only literals over 15 characters can be big numbers, so a text
+ * without a run that long is returned as parsed, without a walk.
+ */
+function nativeNumbers(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  if (isBigNumber(value)) return value.isInteger() ? BigInt(value.toFixed()) : value.toNumber();
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) value[i] = nativeNumbers(value[i]);
+  } else {
+    // json-bigint's objects have a null prototype: every key is its own.
+    const map = value as Record<string, unknown>;
+    for (const key in map) map[key] = nativeNumbers(map[key]);
+  }
+  return value;
+}
+
+const LONG_NUMBER = /[-+.\deE]{16}/;
+
+function parseJson(text: string): unknown {
+  const value: unknown = jsonBig.parse(text);
+  return LONG_NUMBER.test(text) ? nativeNumbers(value) : value;
+}
 
 export function encodeMsgpack(value: unknown): Uint8Array {
   return packr.pack(value);
@@ -77,10 +121,11 @@ function decodeRange(flag: PayloadFlag, source: Uint8Array, start: number, end: 
   try {
     if (start === end) value = {};
     else if (flag === Flag.MSGPACK) value = packr.unpack(source, { start, end } as never);
-    else value = jsonBig.parse(utf8.decode(source.subarray(start, end)));
+    else value = parseJson(utf8.decode(source.subarray(start, end)));
   } catch (err) {
-    const kind = flag === Flag.MSGPACK ? 'msgpack' : 'JSON';
-    throw new RtmError(FpnnErrorCode.CORE_DECODING, `payload is not valid ${kind}: ${(err as Error).message}`);
+    // Bad JSON is 10004 PROTO_JSON_CONVERT, as the HTTP bridge answers a bad body (errors-and-limits.md §1).
+    if (flag === Flag.JSON) throw new RtmError(FpnnErrorCode.PROTO_JSON_CONVERT, `payload is not valid JSON: ${(err as Error).message}`);
+    throw new RtmError(FpnnErrorCode.CORE_DECODING, `payload is not valid msgpack: ${(err as Error).message}`);
   }
   // Only a plain map: msgpackr also yields Dates (timestamp ext), arrays, buffers and a `C1Type`
   // object for the never-used byte 0xc1, none of which is a payload.
@@ -93,7 +138,7 @@ function decodeRange(flag: PayloadFlag, source: Uint8Array, start: number, end: 
 
 /** JSON text with bigint support, for the HTTP bridge. */
 export const json = {
-  parse: (text: string): unknown => jsonBig.parse(text),
+  parse: parseJson,
   stringify: (value: unknown): string => jsonBig.stringify(value, jsonReplacer),
 };
 

@@ -485,7 +485,7 @@ export interface FrameCipher {
    * the cipher is then unusable (close the connection).
    */
   decrypt(chunk: Uint8Array): Uint8Array[];
-  /** Received bytes held back until their package completes (package mode; always 0 in stream mode). */
+  /** Received bytes (length prefix included) of a package not yet complete (package mode; always 0 in stream mode). */
   readonly bufferedBytes: number;
 }
 
@@ -527,7 +527,9 @@ export class PackageCipher implements FrameCipher {
   }
 
   get bufferedBytes(): number {
-    return this.lengthHave + this.bodyHave;
+    // The length prefix counts until its package is whole: a peer that sent only a prefix holds a
+    // package open (the server's idle timeout looks at this).
+    return this.decipher ? 4 + this.bodyHave : this.lengthHave;
   }
 
   encrypt(frame: Uint8Array): Uint8Array {

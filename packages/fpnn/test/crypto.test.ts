@@ -415,10 +415,13 @@ describe('crypto: package and stream mode framing', () => {
     assert.throws(() => huge.decrypt(Uint8Array.of(0xff, 0xff, 0xff, 0xff)), /exceeds the 8388608-byte limit/);
     const tiny = new PackageCipher(randomBytes(16), randomBytes(16));
     assert.throws(() => tiny.decrypt(Uint8Array.of(0, 0, 0, 0)), /cannot hold a frame/);
-    // Exactly the limit is fine, and is buffered no further than what arrived.
+    // Exactly the limit is fine, and is buffered no further than what arrived (the prefix counts
+    // until its package is whole: a prefix alone is a package open).
     const edge = new PackageCipher(randomBytes(16), randomBytes(16), { maxFrameBytes: 1024 });
-    assert.deepEqual(edge.decrypt(concat([Uint8Array.of(0x00, 0x04, 0, 0), new Uint8Array(100)])), []);
-    assert.equal(edge.bufferedBytes, 100);
+    assert.deepEqual(edge.decrypt(Uint8Array.of(0x00, 0x04, 0, 0)), []);
+    assert.equal(edge.bufferedBytes, 4);
+    assert.deepEqual(edge.decrypt(new Uint8Array(100)), []);
+    assert.equal(edge.bufferedBytes, 104);
     assert.equal(edge.decrypt(new Uint8Array(924)).length, 1);
     assert.equal(edge.bufferedBytes, 0);
   });

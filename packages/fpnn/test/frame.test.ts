@@ -9,6 +9,7 @@ import {
   FpnnProtocolError,
   FrameDecoder,
   HEADER_BYTES,
+  json,
   MType,
   patchSeq,
   type Frame,
@@ -181,6 +182,33 @@ describe('frames and payloads round-trip', () => {
     // A JS number beyond 2^53 would lose precision: bigint is what must be sent.
     assert.equal(hex(encodePayload(Flag.MSGPACK, { x: 2n ** 60n })), '81a178d31000000000000000');
   });
+
+  // spec/fpnn.md §2. json-bigint reads literals over 15 characters as big numbers; with native
+  // BigInt it threw on a fraction or exponent there, and the whole payload was refused (20006).
+  it('JSON number literals of any length: integral values exact (bigint when long), others JS numbers', () => {
+    const text =
+      '{"spelled":1795315914246001.0,"fraction":0.30000000000000004,"big":81985529216486895,"bigSpelled":9007199254740993.000,' +
+      '"exp":12345678901234567e-1,"negative":-1795315914246001.25,"short":1.5,"small":7,"huge":123456789012345678901234567890,' +
+      '"nested":[{"x":[1795315914246001.0]}],"text":"0.30000000000000004 stays a string"}';
+    // structuredClone: JSON maps have a null prototype, deepEqual would tell them from literals.
+    assert.deepEqual(structuredClone(decodePayload(Flag.JSON, new TextEncoder().encode(text))), {
+      spelled: 1795315914246001n,
+      fraction: 0.30000000000000004,
+      big: 81985529216486895n,
+      bigSpelled: 9007199254740993n, // exact, though no double holds it
+      exp: 1234567890123456.8, // the double nearest 1234567890123456.7
+      negative: -1795315914246001.25,
+      short: 1.5,
+      small: 7,
+      huge: 123456789012345678901234567890n,
+      nested: [{ x: [1795315914246001n] }],
+      text: '0.30000000000000004 stays a string',
+    });
+    // The HTTP bridge parses with the same rules.
+    assert.deepEqual(structuredClone(json.parse('{"a":[0.30000000000000004,1795315914246001.0]}')), {
+      a: [0.30000000000000004, 1795315914246001n],
+    });
+  });
 });
 
 describe('FrameDecoder: protocol errors', () => {
@@ -252,7 +280,7 @@ describe('FrameDecoder: protocol errors', () => {
     );
   });
 
-  it('payloads that are not a map are RtmError 10003/20006, never another error', async () => {
+  it('payloads that are not a map are RtmError 10003/10004/20006, never another error', async () => {
     const { RtmError } = await import('@rtm/fpnn');
     const bad: Array<[PayloadFlag, string, number]> = [
       [Flag.MSGPACK, '91c0', 10003],
@@ -262,7 +290,8 @@ describe('FrameDecoder: protocol errors', () => {
       [Flag.MSGPACK, 'd6ff00000001', 10003], // a timestamp ext decodes to a Date
       [Flag.MSGPACK, '82a161', 20006],
       [Flag.JSON, Buffer.from('[1]').toString('hex'), 10003],
-      [Flag.JSON, Buffer.from('{"a":').toString('hex'), 20006],
+      [Flag.JSON, Buffer.from('{"a":').toString('hex'), 10004], // PROTO_JSON_CONVERT, as the HTTP bridge answers
+      [Flag.JSON, Buffer.from('{"a":1e400}').toString('hex'), 10004], // valid JSON, but no double holds it
       [Flag.JSON, Buffer.from('null').toString('hex'), 10003],
     ];
     for (const [flag, h, code] of bad) {

@@ -10,7 +10,6 @@ import {
   FrameDecoder,
   RtmError,
   type Frame,
-  type IncomingQuest,
   type Payload,
   type PeerOptions,
   type QuestHandler,

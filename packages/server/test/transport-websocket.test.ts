@@ -41,7 +41,7 @@ describe('WebSocketTransport: a turn of frames in one write', () => {
     await new Promise((r) => client.once('open', r));
     while (accepted.length === 0) await new Promise((r) => setTimeout(r, 5));
     const server = accepted.shift()!;
-    const transport = new WebSocketTransport(server, 'test', () => undefined);
+    const transport = new WebSocketTransport(server, 'test');
     transport.start({ onTransportData: () => undefined, onTransportClose: () => undefined });
     return { transport, server, messages, closed };
   }

@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { encodeAnswer, encodePayload, encodeQuest, Flag, FrameDecoder } from '@rtm/fpnn';
-import { RawClient, startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+import { decodePayload, encodeAnswer, encodePayload, encodeQuest, Flag, FrameDecoder, type Frame, type Payload } from '@rtm/fpnn';
+import { RawClient, signFields, startTestServer, TEST_PID, TEST_SECRET, uniqueSalt, until, type TestServer } from '@rtm/testkit';
 import WebSocket from 'ws';
+import { isInternalPeer } from '../src/gate/internal-address.js';
+import { createLogger } from '../src/observability/logger.js';
 
 /** Opens a raw TCP socket, writes bytes, and resolves with what came back before the server closed it. */
 function rawExchange(port: number, bytes: Uint8Array, waitMs = 1500): Promise<{ closed: boolean; received: Buffer }> {
@@ -23,7 +26,44 @@ function rawExchange(port: number, bytes: Uint8Array, waitMs = 1500): Promise<{ 
   });
 }
 
-function header(version: number, flag: number, mtype: number, ss: number, psize: number): Buffer {
+/** A raw TCP socket that records everything received and whether the server closed it. */
+async function rawSocket(port: number): Promise<{ socket: Socket; received: () => Buffer; closed: () => boolean; frames: () => Frame[] }> {
+  const socket = connect(port, '127.0.0.1');
+  const chunks: Buffer[] = [];
+  let isClosed = false;
+  socket.on('data', (d) => chunks.push(d));
+  socket.on('error', () => undefined);
+  socket.on('close', () => (isClosed = true));
+  await new Promise((r) => socket.once('connect', r));
+  return {
+    socket,
+    received: () => Buffer.concat(chunks),
+    closed: () => isClosed,
+    frames: () => new FrameDecoder().push(Buffer.concat(chunks)),
+  };
+}
+
+/** An open WebSocket that records what it receives and whether it was closed. */
+async function openWebSocket(
+  endpoint: string,
+): Promise<{ ws: WebSocket; got: Buffer[]; closed: () => boolean; closeCode: () => number | undefined }> {
+  const ws = new WebSocket(`ws://${endpoint}/service/websocket`);
+  ws.binaryType = 'nodebuffer';
+  ws.on('error', () => undefined);
+  const got: Buffer[] = [];
+  let code: number | undefined;
+  let isClosed = false;
+  ws.on('message', (d: Buffer) => got.push(d));
+  ws.once('close', (c) => {
+    isClosed = true;
+    code = c;
+  });
+  await new Promise((r) => ws.once('open', r));
+  return { ws, got, closed: () => isClosed, closeCode: () => code };
+}
+
+/** A frame header with its seq (16 bytes; method and payload do not follow). */
+function header(version: number, flag: number, mtype: number, ss: number, psize: number, seq = 1): Buffer {
   const b = Buffer.alloc(16);
   b.write('FPNN', 0, 'latin1');
   b[4] = version;
@@ -31,20 +71,62 @@ function header(version: number, flag: number, mtype: number, ss: number, psize:
   b[6] = mtype;
   b[7] = ss;
   b.writeUInt32LE(psize, 8);
-  b.writeUInt32LE(1, 12);
+  b.writeUInt32LE(seq, 12);
   return b;
 }
 
+/** A twoway JSON quest frame from raw JSON text (so the test controls the exact number spelling). */
+function jsonQuest(method: string, text: string, seq: number): Buffer {
+  const body = Buffer.from(text, 'utf8');
+  return Buffer.concat([header(1, Flag.JSON, 1, Buffer.byteLength(method), body.length, seq), Buffer.from(method), body]);
+}
+
+function answerOf(frames: Frame[], seq: number): { ok: boolean; payload: Payload } | undefined {
+  const f = frames.find((x) => x.kind === 'answer' && x.seq === seq);
+  if (!f || f.kind !== 'answer') return undefined;
+  return { ok: f.ok, payload: decodePayload(f.flag, f.payload) };
+}
+
+/** The answer to one raw JSON quest on the server gate. */
+async function rawJsonQuest(port: number, method: string, text: string, seq: number): Promise<{ ok: boolean; payload: Payload }> {
+  const s = await rawSocket(port);
+  s.socket.write(jsonQuest(method, text, seq));
+  await until(() => answerOf(s.frames(), seq) !== undefined, 3000);
+  const a = answerOf(s.frames(), seq);
+  s.socket.destroy();
+  assert.ok(a, `no answer to ${method}`);
+  return a;
+}
+
+/** A gettoken quest as JSON text; `uid` and `extra` are spliced in as written. */
+function gettokenJson(uid: string, extra = ''): string {
+  const salt = uniqueSalt();
+  const f = signFields('gettoken', TEST_PID, TEST_SECRET, salt);
+  return `{"pid":${TEST_PID},"sign":"${String(f.sign)}","salt":${salt},"ts":${String(f.ts)},"uid":${uid}${extra}}`;
+}
+
+const show = (v: unknown): string => JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? String(x) : x));
+
 describe('transport: one port, three protocols, robust against bad input', () => {
   let server: TestServer;
+  const logLines: string[] = [];
   before(async () => {
-    server = await startTestServer({
-      maxFrameBytes: 64 * 1024,
-      pingIntervalMs: 200,
-      idleTimeoutMs: 1500,
-      maxOutboundBytes: 64 * 1024,
-      pushTimeoutMs: 500,
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        logLines.push(chunk.toString());
+        cb();
+      },
     });
+    server = await startTestServer(
+      {
+        maxFrameBytes: 64 * 1024,
+        pingIntervalMs: 200,
+        idleTimeoutMs: 1500,
+        maxOutboundBytes: 64 * 1024,
+        pushTimeoutMs: 500,
+      },
+      { logger: createLogger('warn', sink) },
+    );
   });
   after(async () => {
     await server.close();
@@ -101,6 +183,71 @@ describe('transport: one port, three protocols, robust against bad input', () =>
     assert.ok(answer?.kind === 'answer' && answer.ok && answer.seq === 9);
   });
 
+  // spec/fpnn.md §2: a BigInt-capable JSON parser, and integral floats accepted where an integer is
+  // expected. Python's json.dumps(float) writes `1795315914246001.0`; a literal of 16+ characters
+  // with a fraction was refused whole (20006).
+  it('JSON number literals: an id spelled "….0" is that integer, a long fraction elsewhere is no error', async () => {
+    const spelled = await rawJsonQuest(server.serverPort, 'gettoken', gettokenJson('1795315914246001.0'), 3);
+    assert.ok(spelled.ok, `refused: ${show(spelled.payload)}`);
+    assert.equal(typeof spelled.payload.token, 'string');
+    const fraction = await rawJsonQuest(server.serverPort, 'gettoken', gettokenJson('4242', ',"x":0.30000000000000004'), 4);
+    assert.ok(fraction.ok, `refused: ${show(fraction.payload)}`);
+    // Where an integer is expected, a fraction is still 10010.
+    const notInteger = await rawJsonQuest(server.serverPort, 'gettoken', gettokenJson('1795315914246001.5'), 5);
+    assert.equal(notInteger.payload.code, 10010);
+  });
+
+  it('JSON integers above 2^53 survive: gettoken over JSON, then auth over msgpack with the same uid', async () => {
+    const uid = 81985529216486895n;
+    const a = await rawJsonQuest(server.serverPort, 'gettoken', gettokenJson(String(uid)), 9);
+    assert.ok(a.ok, show(a.payload));
+    const c = await RawClient.tcp(server.clientEndpoint);
+    assert.deepEqual(await c.quest('auth', { pid: TEST_PID, uid, token: a.payload.token as string }), { ok: true });
+    c.close();
+  });
+
+  // errors-and-limits.md §1: 10004 PROTO_JSON_CONVERT. The HTTP bridge answered 10004 for a bad JSON
+  // body, a JSON FPNN frame with the same payload 20006.
+  it('a JSON frame whose payload is not valid JSON is answered 10004, as the HTTP bridge answers the same body', async () => {
+    const res = await fetch(`http://${server.serverEndpoint}/service/gettoken`, { method: 'POST', body: '{bad' });
+    assert.equal(res.status, 500);
+    assert.equal(((await res.json()) as { code: number }).code, 10004);
+    const a = await rawJsonQuest(server.serverPort, 'gettoken', '{bad', 5);
+    assert.equal(a.ok, false);
+    assert.equal(a.payload.code, 10004);
+  });
+
+  // spec/fpnn.md §7: error answers carry {code, ex}. A body over the limit destroyed the socket
+  // before the answer could be written. The limit is the frame limit (64 KiB here).
+  it('HTTP bridge: a body over the frame limit is answered 413 {code, ex}, declared or chunked, then the connection closes', async () => {
+    const body = JSON.stringify({ pad: 'x'.repeat(2 * 1024 * 1024) });
+    const chunked = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let i = 0; i < 8; i++) controller.enqueue(new TextEncoder().encode('x'.repeat(16 * 1024)));
+        controller.close();
+      },
+    });
+    for (const init of [{ body }, { body: chunked, duplex: 'half' }] as RequestInit[]) {
+      let res: Response;
+      try {
+        res = await fetch(`http://${server.serverEndpoint}/service/*ping`, { method: 'POST', ...init });
+      } catch (err) {
+        assert.fail(`no HTTP answer: ${(err as Error).message} / ${String((err as { cause?: { code?: string } }).cause?.code)}`);
+      }
+      assert.equal(res.status, 413);
+      assert.equal(res.headers.get('connection'), 'close');
+      const answer = (await res.json()) as { code: number; ex: string };
+      assert.equal(answer.code, 20010);
+      assert.match(answer.ex, /exceeds 65536 bytes/);
+    }
+    // Under the limit, the same bridge serves.
+    const ok = await fetch(`http://${server.serverEndpoint}/service/*ping`, {
+      method: 'POST',
+      body: JSON.stringify({ pad: 'x'.repeat(60_000) }),
+    });
+    assert.equal(ok.status, 200);
+  });
+
   it('serves TCP, WebSocket and HTTP on the same port', async () => {
     const tcp = await RawClient.tcp(server.clientEndpoint);
     const ws = await RawClient.websocket(server.clientEndpoint);
@@ -114,15 +261,88 @@ describe('transport: one port, three protocols, robust against bad input', () =>
     assert.match(await res.text(), /"ts":\d+/);
   });
 
-  it('closes a WebSocket that sends text or a non-FPNN binary message', async () => {
-    for (const payload of ['hello', Buffer.from('not fpnn at all!')]) {
-      const ws = new WebSocket(`ws://${server.clientEndpoint}/service/websocket`);
-      await new Promise((r) => ws.once('open', r));
-      const closed = new Promise((r) => ws.once('close', r));
-      ws.send(payload);
-      await closed;
+  // spec/fpnn.md §5: "on receive treat the message payloads as a byte stream (handles both).
+  // Accept text-opcode messages the same way."
+  it('reads a WebSocket text message as FPNN bytes like a binary one: a frame is served, other bytes close', async () => {
+    const ok = await openWebSocket(server.clientEndpoint);
+    // All bytes < 0x80: valid UTF-8, so a legal text message.
+    ok.ws.send(jsonQuest('*ping', '{}', 7), { binary: false });
+    await until(() => ok.got.length > 0 || ok.closed(), 3000);
+    ok.ws.terminate();
+    assert.equal(ok.closeCode(), undefined, `closed with ${ok.closeCode()}`);
+    const a = answerOf(new FrameDecoder().push(Buffer.concat(ok.got)), 7);
+    assert.ok(a?.ok && a.payload.ts !== undefined);
+    // Bytes that are not FPNN close the connection, whichever opcode carries them.
+    for (const binary of [false, true]) {
+      const bad = await openWebSocket(server.clientEndpoint);
+      bad.ws.send(Buffer.from('not fpnn at all!'), { binary });
+      assert.ok(await until(() => bad.closed(), 3000), `${binary ? 'binary' : 'text'} garbage not closed`);
     }
     await stillServing();
+  });
+
+  it('WebSocket: a fragmented message, two frames in one message, one frame split over two messages', async () => {
+    const { ws, got } = await openWebSocket(server.clientEndpoint);
+    const q = (seq: number) => Buffer.from(encodeQuest('*ping', encodePayload(Flag.MSGPACK, {}), Flag.MSGPACK, false, seq));
+    const a = q(1);
+    ws.send(a.subarray(0, 5), { fin: false });
+    ws.send(a.subarray(5), { fin: true });
+    ws.send(Buffer.concat([q(2), q(3)]));
+    const b = q(4);
+    ws.send(b.subarray(0, 7));
+    ws.send(b.subarray(7));
+    const seqs = () => new FrameDecoder().push(Buffer.concat(got)).map((f) => f.seq);
+    await until(() => seqs().length >= 4, 3000);
+    ws.terminate();
+    assert.deepEqual(seqs().sort(), [1, 2, 3, 4]);
+  });
+
+  it('oneway quests (unknown, *ping, bad payload) are never answered', async () => {
+    const s = await rawSocket(server.serverPort);
+    s.socket.write(encodeQuest('nosuch', encodePayload(Flag.MSGPACK, {}), Flag.MSGPACK, true));
+    s.socket.write(encodeQuest('*ping', encodePayload(Flag.MSGPACK, {}), Flag.MSGPACK, true));
+    s.socket.write(encodeQuest('gettoken', new Uint8Array([0xc1]), Flag.MSGPACK, true));
+    s.socket.write(encodeQuest('*ping', encodePayload(Flag.MSGPACK, {}), Flag.MSGPACK, false, 42));
+    await until(() => s.frames().length > 0, 2000);
+    await new Promise((r) => setTimeout(r, 200));
+    const answers = s.frames().filter((f) => f.kind === 'answer');
+    s.socket.destroy();
+    assert.deepEqual(
+      answers.map((f) => f.seq),
+      [42],
+    );
+  });
+
+  it('unknown method: client gate 200022 before auth, 20004 after; server gate 20004; flags echoed', async () => {
+    const backend = await RawClient.tcp(server.serverEndpoint);
+    await assert.rejects(backend.quest('nosuch', {}), { code: 20004 });
+    const { token } = await backend.signed('gettoken', { uid: 5151n }, TEST_PID, TEST_SECRET);
+    const c = await RawClient.tcp(server.clientEndpoint);
+    await assert.rejects(c.quest('nosuch', {}, Flag.JSON), { code: 200022 });
+    assert.deepEqual(await c.quest('auth', { pid: TEST_PID, uid: 5151n, token }), { ok: true });
+    await assert.rejects(c.quest('nosuch', {}), { code: 20004 });
+    c.close();
+    backend.close();
+  });
+
+  // spec/fpnn.md §8: *status is internal-network only (others 20013); *infos and *tune are not implemented.
+  it('*status answers {status: true} to loopback peers on both gates (before a login too) and over HTTP', async () => {
+    for (const endpoint of [server.serverEndpoint, server.clientEndpoint]) {
+      const c = await RawClient.tcp(endpoint);
+      assert.deepEqual(await c.quest('*status', {}), { status: true });
+      await assert.rejects(c.quest('*infos', {}), { code: endpoint === server.serverEndpoint ? 20004 : 200022 });
+      c.close();
+    }
+    const res = await fetch(`http://${server.serverEndpoint}/service/*status`, { method: 'POST', body: '{}' });
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { status: true });
+    // Who counts as internal: loopback and private networks, IPv4-mapped too; nothing else.
+    for (const remote of ['127.0.0.1:5', '10.1.2.3:5', '172.20.0.1:5', '192.168.1.1:5', '::1:5', '::ffff:10.0.0.1:5', 'fd00::1:5']) {
+      assert.equal(isInternalPeer(remote), true, remote);
+    }
+    for (const remote of ['8.8.8.8:5', '172.32.0.1:5', '::ffff:8.8.8.8:5', '2001:db8::1:5', 'undefined:undefined']) {
+      assert.equal(isInternalPeer(remote), false, remote);
+    }
   });
 
   it('pings every connection and awaits the answer; closes idle connections', async () => {
@@ -142,6 +362,61 @@ describe('transport: one port, three protocols, robust against bad input', () =>
     await new Promise((r) => silent.once('close', r));
     assert.ok(Date.now() - started >= 1000, 'closed by the idle timeout, not at once');
   });
+
+  // spec/fpnn.md §4: idle = no complete frame either way. The server gate counts its own pings as
+  // activity (a backend that only listens may never answer them), which kept a peer that never
+  // completes a frame open for ever, its partial frame buffered (slowloris).
+  it(
+    'server gate, TCP: a peer that never completes a frame is closed after the idle timeout, though pinged',
+    { timeout: 15_000 },
+    async () => {
+      const s = await rawSocket(server.serverPort);
+      // Header of a twoway quest declaring a 60 KB payload, then only a few bytes of it.
+      s.socket.write(Buffer.concat([header(1, Flag.MSGPACK, 1, 4, 60_000), Buffer.from('sendmsg!', 'latin1')]));
+      const closed = await until(() => s.closed(), 6_000); // 4x the 1.5 s idle timeout
+      s.socket.destroy();
+      assert.ok(closed, 'half-sent frame held open past 4x the idle timeout (server pings keep it "active")');
+    },
+  );
+
+  it(
+    'server gate, WebSocket: an unfinished FPNN frame, an unfinished WebSocket frame, or nothing at all is closed after the idle timeout',
+    { timeout: 15_000 },
+    async () => {
+      // Half an FPNN frame in a whole message.
+      const fpnn = await openWebSocket(server.serverEndpoint);
+      fpnn.ws.send(Buffer.concat([header(1, Flag.MSGPACK, 1, 4, 60_000), Buffer.from('abcd')]));
+      // A whole FPNN frame first, then a WebSocket frame header declaring 60,000 bytes and a few of them.
+      const wsFrame = await openWebSocket(server.serverEndpoint);
+      wsFrame.ws.send(encodeQuest('*ping', encodePayload(Flag.MSGPACK, {}), Flag.MSGPACK, false, 1));
+      await until(() => wsFrame.got.length > 0, 2000);
+      const head = Buffer.from([0x82, 0x80 | 126, 60_000 >> 8, 60_000 & 0xff, 1, 2, 3, 4, 9, 9, 9]);
+      (wsFrame.ws as unknown as { _socket: Socket })._socket.write(head);
+      // Opened, then silent.
+      const silent = await openWebSocket(server.serverEndpoint);
+      const closed = await until(() => fpnn.closed() && wsFrame.closed() && silent.closed(), 6_000);
+      for (const c of [fpnn, wsFrame, silent]) c.ws.terminate();
+      assert.ok(
+        closed,
+        `held open past 4x the idle timeout: fpnn ${fpnn.closed()}, ws frame ${wsFrame.closed()}, silent ${silent.closed()}`,
+      );
+    },
+  );
+
+  it(
+    'server gate: a backend that sent a frame, then never answers the pings, is kept (the Python SDK without a push processor)',
+    { timeout: 15_000 },
+    async () => {
+      const s = await rawSocket(server.serverPort);
+      s.socket.write(encodeQuest('*ping', encodePayload(Flag.MSGPACK, {}), Flag.MSGPACK, false, 1));
+      await new Promise((r) => setTimeout(r, 3500)); // over twice the 1.5 s idle timeout
+      const pings = s.frames().filter((f) => f.kind === 'quest' && f.method === 'ping');
+      const open = !s.closed();
+      s.socket.destroy();
+      assert.ok(open, 'a listening backend was closed as idle');
+      assert.ok(pings.length >= 3, `${pings.length} pings`);
+    },
+  );
 
   it('a server quest to a client is answered and awaited; no answer times out with 20003', async () => {
     const backend = await RawClient.tcp(server.serverEndpoint);
@@ -201,5 +476,26 @@ describe('transport: one port, three protocols, robust against bad input', () =>
     await Promise.race([ws.closed, new Promise((_, rej) => setTimeout(() => rej(new Error('slow consumer was not closed')), 5000))]);
     backend.close();
     await stillServing();
+  });
+
+  it('a TCP client that never reads is closed, and logged, once its outbound buffer passes the bound', { timeout: 30_000 }, async () => {
+    const s = await rawSocket(server.clientPort);
+    s.socket.pause();
+    const ping = encodeQuest('*ping', encodePayload(Flag.MSGPACK, {}), Flag.MSGPACK, false, 1);
+    const batch = Buffer.concat(Array.from({ length: 2000 }, () => ping));
+    // This connection's line: the WebSocket one above logged too.
+    const logged = () => logLines.some((l) => l.includes('slow consumer') && l.includes(`:${s.socket.localPort}"`));
+    for (let i = 0; i < 400 && !s.closed() && !logged(); i++) {
+      if (!s.socket.write(batch)) await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.ok(await until(logged, 5000), 'slow consumer logged');
+    s.socket.destroy();
+  });
+
+  it('*key on a server without an encryption key closes without an answer', async () => {
+    const s = await rawSocket(server.serverPort);
+    s.socket.write(encodeQuest('*key', encodePayload(Flag.MSGPACK, { publicKey: new Uint8Array(64), bits: 192 }), Flag.MSGPACK, false, 1));
+    assert.ok(await until(() => s.closed(), 2000));
+    assert.equal(s.received().length, 0);
   });
 });

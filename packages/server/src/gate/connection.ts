@@ -9,7 +9,7 @@ import {
   type Frame,
   type IncomingQuest,
   type Payload,
-  type PayloadFlag,
+  type QuestFrame,
 } from '@rtm/fpnn';
 import { coarseNow } from './coarse-clock.js';
 import { UnansweredPushes } from './unanswered-pushes.js';
@@ -35,6 +35,8 @@ export class PreparedPush {
 export interface ConnectionCipher {
   encrypt(frame: Uint8Array): Uint8Array;
   decrypt(chunk: Uint8Array): Uint8Array[];
+  /** Received bytes of a package not yet complete (package mode; 0 in stream mode). */
+  readonly bufferedBytes: number;
 }
 
 export interface ConnectionHooks<Session = unknown> {
@@ -70,6 +72,10 @@ export class Connection<Session = unknown> {
   lastActivity = coarseNow();
   /** ms of the last frame written. */
   lastWrite = coarseNow();
+  /** Whether the peer has sent one complete frame yet (it speaks FPNN, not merely opened a socket). */
+  heard = false;
+  /** When `unfinishedSince` first saw bytes of an unfinished frame; undefined while none are held. */
+  private unfinishedSeen: number | undefined;
   readonly openedAt = Date.now();
   private decoder: FrameDecoder;
   private cipher: ConnectionCipher | undefined;
@@ -158,6 +164,7 @@ export class Connection<Session = unknown> {
     this.decoder.append(bytes);
     for (let frame = this.decoder.next(); frame && !this.closedReason; frame = this.decoder.next()) {
       this.lastActivity = coarseNow();
+      this.heard = true;
       this.onFrame(frame);
       if (this.cipher && !this.closedReason && frame.kind === 'quest' && frame.method === '*key') {
         // Bytes after *key in the same read are already ciphertext (spec/fpnn.md §6 step 7).
@@ -176,25 +183,45 @@ export class Connection<Session = unknown> {
         if (!frame.oneway) this.peer.writeAnswer(frame.seq, frame.flag, { ts: BigInt(Date.now()) });
         return;
       }
-      if (frame.method === '*key') return this.keyExchange(frame.flag, frame.seq, frame.payload, first);
+      if (frame.method === '*key') return this.keyExchange(frame, first);
     }
     this.peer.receive(frame);
   }
 
-  private keyExchange(flag: PayloadFlag, seq: number, payloadBytes: Uint8Array, first: boolean): void {
-    if (!this.hooks.onKeyExchange || this.transport.kind !== 'tcp' || !first) {
+  private keyExchange(quest: QuestFrame, first: boolean): void {
+    // A oneway `*key` is refused like any other bad key exchange: closed, never answered. Oneway
+    // quests are never answered (spec/fpnn.md §3), and this handshake's answer is what confirms
+    // it: `*key` is a twoway quest (§6), the one every SDK sends (the Node and Python SDKs wait for
+    // its answer before they encrypt). Installing the cipher silently instead would leave both
+    // sides guessing whether the connection is encrypted; a protocol error is plain.
+    if (!this.hooks.onKeyExchange || this.transport.kind !== 'tcp' || !first || quest.oneway) {
       const why = !this.hooks.onKeyExchange
         ? 'encryption is not configured'
         : this.transport.kind !== 'tcp'
           ? '*key over WebSocket'
-          : '*key is only valid as the first quest';
+          : !first
+            ? '*key is only valid as the first quest'
+            : 'oneway *key: the key exchange is a twoway quest';
       throw new FpnnProtocolError(why);
     }
     // The reference closes without answering on any failure (spec/fpnn.md §6 step 6).
-    const cipher = this.hooks.onKeyExchange(this, decodePayload(flag, payloadBytes));
+    const cipher = this.hooks.onKeyExchange(this, decodePayload(quest.flag, quest.payload));
     this.cipher = cipher;
     // Already encrypted: switch first, then answer.
-    this.peer.writeAnswer(seq, flag, {});
+    this.peer.writeAnswer(quest.seq, quest.flag, {});
+  }
+
+  /**
+   * Since when (ms, as first seen by a call) the peer has left a frame unfinished, in any layer:
+   * the FPNN decoder, the package decryptor, the transport (a WebSocket frame or fragmented
+   * message); undefined while no such bytes are held. The keepalive of a gate whose own frames
+   * count as activity asks every tick: a started frame must complete within the idle timeout,
+   * whatever we write meanwhile (slowloris).
+   */
+  unfinishedSince(now: number): number | undefined {
+    const held = this.decoder.bufferedBytes > 0 || (this.cipher !== undefined && this.cipher.bufferedBytes > 0) || this.transport.receiving;
+    if (!held) return (this.unfinishedSeen = undefined);
+    return (this.unfinishedSeen ??= now);
   }
 
   /** Writes one frame, enforcing the outbound bound (a slow consumer is closed, never buffered without limit). */

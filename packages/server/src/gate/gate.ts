@@ -3,6 +3,7 @@ import type { Logger } from '../observability/logger.js';
 import type { HistogramSeries, Metrics, Tally } from '../observability/metrics.js';
 import type { Transport } from '../transport/transport.js';
 import { Connection, type ConnectionCipher, type ConnectionHooks } from './connection.js';
+import { isInternalPeer } from './internal-address.js';
 
 export type GateName = 'server' | 'client';
 
@@ -17,8 +18,10 @@ export interface GateOptions {
   idleTimeoutMs: number;
   /**
    * Whether frames we send count as activity for the idle timeout. The reference measures frames
-   * either way (server gate: the Python SDK does not answer pings without a push processor);
-   * the client gate counts only frames received, so a vanished device is noticed.
+   * either way (server gate: the Python SDK does not answer pings without a push processor, so a
+   * backend that only listens to pushes may send nothing for long); the client gate counts only
+   * frames received, so a vanished device is noticed. Even here our frames count only for a peer
+   * that has sent a whole frame, and never while it holds one unfinished (see `idleSince`).
    */
   idleCountsOutbound: boolean;
   /** Creates the cipher of an encrypted TCP connection from a `*key` payload; undefined = encryption off. */
@@ -72,10 +75,23 @@ export abstract class Gate<Session> {
    * (random names would grow the time series without bound).
    */
   protected methodLabel(method: string): string {
-    return this.knows(method) ? method : 'unknown';
+    return method === '*status' || this.knows(method) ? method : 'unknown';
   }
 
-  /** Serves one quest (never `*ping`/`*key`). Throw RtmError for an error answer. */
+  /**
+   * `*status` (spec/fpnn.md §8): `{status: true}` while the gate serves (during a stop, 20014 like
+   * any quest), to loopback and private addresses only; from anywhere else 20013 FORBIDDEN, as the
+   * reference answers its internal-only methods. On either gate, before a login too (the
+   * reference serves the `*` methods in its I/O layer). `*infos` and `*tune` are not implemented
+   * (20004, as any unknown method): nothing here is tuned at run time, and what `*infos` would
+   * report is on the admin port's /metrics.
+   */
+  protected status(remote: string): Payload {
+    if (!isInternalPeer(remote)) throw new RtmError(FpnnErrorCode.CORE_FORBIDDEN, '*status is served to internal networks only');
+    return { status: true };
+  }
+
+  /** Serves one quest (never `*ping`/`*key`/`*status`). Throw RtmError for an error answer. */
   protected abstract serve(conn: Connection<Session>, quest: IncomingQuest): Payload | Promise<Payload>;
   /** Whether keepalive pings go to this connection (client gate: logged-in ones only). */
   protected abstract shouldPing(conn: Connection<Session>): boolean;
@@ -142,7 +158,7 @@ export abstract class Gate<Session> {
     let result: Payload | Promise<Payload>;
     try {
       if (this.stopping) throw new RtmError(FpnnErrorCode.CORE_SERVER_STOPPING, 'server is shutting down');
-      result = this.serve(conn, quest);
+      result = quest.method === '*status' ? this.status(conn.remote) : this.serve(conn, quest);
     } catch (err) {
       this.done(quest.method, failure(err), started);
       throw err;
@@ -184,8 +200,7 @@ export abstract class Gate<Session> {
       if (pingDue) lastPing = now;
       for (const conn of this.connections) {
         conn.peer.expire(now);
-        const last = this.options.idleCountsOutbound ? Math.max(conn.lastActivity, conn.lastWrite) : conn.lastActivity;
-        if (now - last > this.options.idleTimeoutMs) {
+        if (now - this.idleSince(conn, now) > this.options.idleTimeoutMs) {
           this.log.info({ conn: conn.id, remote: conn.remote }, 'idle connection closed');
           conn.close('idle timeout');
         } else if (pingDue && this.shouldPing(conn)) {
@@ -194,6 +209,21 @@ export abstract class Gate<Session> {
       }
     }, every);
     this.keepalive.unref();
+  }
+
+  /**
+   * Since when (ms) a connection counts as idle (spec/fpnn.md §4: no complete frame either way).
+   * Where our frames count (`idleCountsOutbound`), they do only for a peer that has sent a whole
+   * frame (not for a WebSocket opened and left silent; over TCP the listener's sniff timeout and
+   * the rule below cover it), and not while the peer holds a frame unfinished: a started frame
+   * must complete within the timeout, or a peer that sends a header declaring a large payload and
+   * then stops would be kept for ever by our pings, its bytes buffered (slowloris).
+   */
+  private idleSince(conn: Connection<Session>, now: number): number {
+    if (!this.options.idleCountsOutbound || !conn.heard) return conn.lastActivity;
+    const unfinished = conn.unfinishedSince(now);
+    if (unfinished !== undefined) return Math.max(conn.lastActivity, unfinished);
+    return Math.max(conn.lastActivity, conn.lastWrite);
   }
 
   /** Refuses new quests, waits (bounded) for in-flight ones, then closes every connection. */

@@ -104,6 +104,7 @@ export class ServerGate extends Gate<ServerSession> {
     try {
       if (this.stopping) throw new RtmError(FpnnErrorCode.CORE_SERVER_STOPPING, 'server is shutting down');
       if (method === '*ping') return { ok: true, payload: { ts: BigInt(Date.now()) } };
+      if (method === '*status') return { ok: true, payload: this.status(remote) };
       // Replays are told by the decoded payload, so a quest signed for TCP is one over HTTP too.
       return { ok: true, payload: await this.call(method, payload, undefined, remote) };
     } catch (err) {

@@ -1,10 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { FpnnErrorCode, json, RtmError, type Payload } from '@rtm/fpnn';
+import { DEFAULT_MAX_FRAME_BYTES, FpnnErrorCode, json, RtmError, type Payload } from '@rtm/fpnn';
 
 /** Answers one FPNN-over-HTTP call: `{ ok: true, payload }` or an error answer `{ code, ex }`. */
 export type HttpQuestHandler = (method: string, payload: Payload, remote: string) => Promise<{ ok: boolean; payload: Payload }>;
-
-const MAX_BODY_BYTES = 1024 * 1024;
 
 function corsHeaders(req: IncomingMessage): Record<string, string> {
   if (!req.headers.origin) return {};
@@ -16,30 +14,45 @@ function corsHeaders(req: IncomingMessage): Record<string, string> {
   };
 }
 
-function reply(req: IncomingMessage, res: ServerResponse, status: number, body: Payload): void {
+/** `close`: the connection ends once the answer is written (the request's body was not all read). */
+function reply(req: IncomingMessage, res: ServerResponse, status: number, body: Payload, close = false): void {
   const text = json.stringify(body);
   res.writeHead(status, {
     'Content-Type': 'application/json; charset=utf-8',
     'Content-Length': Buffer.byteLength(text),
-    Connection: 'Keep-Alive',
+    Connection: close ? 'close' : 'Keep-Alive',
     ...corsHeaders(req),
   });
   res.end(text);
 }
 
+/** A body over the limit: answered 413 with `{code, ex}`, then the connection is closed. */
+class BodyTooLarge extends RtmError {
+  constructor(limit: number) {
+    super(FpnnErrorCode.CORE_HTTP_ERROR, `request body exceeds ${limit} bytes (the FPNN frame limit)`);
+  }
+}
+
 function readBody(req: IncomingMessage, limit: number): Promise<string> {
   return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length']);
+    if (declared > limit) return reject(new BodyTooLarge(limit)); // refused from its header, nothing read
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer): void => {
       size += chunk.length;
       if (size > limit) {
-        reject(new RtmError(FpnnErrorCode.CORE_HTTP_ERROR, `request body exceeds ${limit} bytes`));
-        req.destroy();
+        // Not `req.destroy()`: that would take the socket the answer is to be written on. The
+        // rest of the body is left unread; the answer says `Connection: close`, so node closes
+        // the socket once it is written.
+        chunks.length = 0;
+        req.off('data', onData);
+        reject(new BodyTooLarge(limit));
         return;
       }
       chunks.push(chunk);
-    });
+    };
+    req.on('data', onData);
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
   });
@@ -48,13 +61,16 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
 /**
  * The FPNN HTTP bridge (spec/fpnn.md §7): `POST /service/<method>` with a JSON object body, or
  * `GET /service/<method>?fpnn=<url-encoded JSON>`. Success → 200 with the answer map; error →
- * 500 with `{code, ex}`. CORS headers when the request has an Origin.
+ * 500 with `{code, ex}`. CORS headers when the request has an Origin. What is refused before it
+ * is a quest has an HTTP status of its own, with `{code: 20010, ex}` too: a bad URL 400, a wrong
+ * path 404, a body over `maxBodyBytes` 413 (then the connection closes: its body is not read).
+ * The body is a quest's payload, so its limit is the FPNN frame limit (`RTM_MAX_FRAME_BYTES`).
  */
 export async function serveHttpQuest(
   req: IncomingMessage,
   res: ServerResponse,
   handle: HttpQuestHandler,
-  maxBodyBytes = MAX_BODY_BYTES,
+  maxBodyBytes = DEFAULT_MAX_FRAME_BYTES,
 ): Promise<void> {
   // Anything a request can hold must come back as an answer: a throw here would be an unhandled
   // rejection, which ends the process (a bad percent-encoding, an absolute URL that URL() refuses).
@@ -94,6 +110,8 @@ export async function serveHttpQuest(
     reply(req, res, answer.ok ? 200 : 500, answer.payload);
   } catch (err) {
     const e = err instanceof RtmError ? err : new RtmError(FpnnErrorCode.CORE_UNKNOWN_ERROR, 'internal server error');
-    if (!res.headersSent) reply(req, res, 500, e.toAnswer());
+    if (res.headersSent) return;
+    if (e instanceof BodyTooLarge) reply(req, res, 413, e.toAnswer(), true);
+    else reply(req, res, 500, e.toAnswer());
   }
 }

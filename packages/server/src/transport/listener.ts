@@ -47,7 +47,7 @@ export class Listener {
         return;
       }
       // It answers every error itself; should anything still escape, drop the request, not the process.
-      serveHttpQuest(req, res, options.onHttpQuest).catch(() => res.destroy());
+      serveHttpQuest(req, res, options.onHttpQuest, options.maxFrameBytes).catch(() => res.destroy());
     });
     this.http.on('upgrade', (req: IncomingMessage, socket, head) => {
       // The reference accepts any path; we accept /service/websocket and, leniently, any other.
@@ -60,12 +60,7 @@ export class Listener {
 
   // Separate from the upgrade handler so no closure of a live connection keeps the request alive.
   private acceptWebSocket(ws: WebSocket, remote: string): void {
-    const transport = new WebSocketTransport(ws, remote, (reason) => {
-      this.options.onRefused?.(remote, reason);
-      ws.close(1003, 'binary FPNN frames only');
-      setTimeout(() => ws.terminate(), 1000).unref();
-    });
-    this.options.onTransport(transport);
+    this.options.onTransport(new WebSocketTransport(ws, remote));
   }
 
   private sniff(socket: Socket): void {

@@ -8,6 +8,7 @@ import type { Transport, TransportEvents } from './transport.js';
 export class TcpTransport implements Transport {
   readonly kind = 'tcp' as const;
   readonly remote: string;
+  readonly receiving = false;
   private corked = false;
   private closed = false;
 

@@ -18,6 +18,12 @@ export interface Transport {
   readonly remote: string;
   /** Bytes accepted by write() but not yet handed to the kernel. */
   readonly bufferedBytes: number;
+  /**
+   * Whether bytes of an unfinished transport unit are held (a WebSocket frame or fragmented
+   * message not yet whole): the idle timeout treats them as a frame started. TCP: always false,
+   * its partial frames are the FPNN decoder's.
+   */
+  readonly receiving: boolean;
   /** Starts delivering events; called once by the connection that owns the transport. */
   start(events: TransportEvents): void;
   /** Writes one whole frame (or, once encrypted, one ciphertext unit). */

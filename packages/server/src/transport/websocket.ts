@@ -5,9 +5,11 @@ import type { Transport, TransportEvents } from './transport.js';
 import { binaryFrameAt, Scan, unmaskInPlace, type FrameBounds } from './websocket-frames.js';
 
 /**
- * FPNN over WebSocket (spec/fpnn.md §5): one FPNN frame per binary message out; incoming binary
- * messages are treated as a byte stream (copes with split or joined frames). A text message is not
- * FPNN: the connection is closed.
+ * FPNN over WebSocket (spec/fpnn.md §5): one FPNN frame per binary message out; incoming messages
+ * are treated as a byte stream (copes with split or joined frames). Text messages are taken the
+ * same way, as the spec proposes: a JSON FPNN frame is valid UTF-8, and bytes that are not FPNN
+ * close the connection as a protocol error whichever opcode carried them (ws itself closes a text
+ * message that is not UTF-8, with 1007).
  *
  * ws does the handshake, pings, the close handshake and every refusal. Our side writes the
  * outgoing frames (`enqueue`) and reads the usual incoming one, a whole masked binary message
@@ -44,7 +46,6 @@ export class WebSocketTransport implements Transport {
   constructor(
     private readonly ws: WebSocket,
     readonly remote: string,
-    private readonly onProtocolError: (reason: string) => void,
   ) {
     // Our frames bypass ws's sender (see `enqueue`); without the raw socket they go through it.
     this.socket = (ws as unknown as { _socket?: Socket })._socket;
@@ -52,6 +53,13 @@ export class WebSocketTransport implements Transport {
 
   get bufferedBytes(): number {
     return this.socket ? this.socket.writableLength + this.outboxBytes : this.ws.bufferedAmount;
+  }
+
+  get receiving(): boolean {
+    if (this.partial) return true;
+    // ws's receiver: bytes of a frame not yet whole, or the fragments of a message not yet ended.
+    const receiver = (this.ws as unknown as { _receiver?: { _bufferedBytes?: number; _fragmented?: number } })._receiver;
+    return receiver !== undefined && ((receiver._bufferedBytes ?? 0) > 0 || (receiver._fragmented ?? 0) !== 0);
   }
 
   private events: TransportEvents | undefined;
@@ -129,12 +137,8 @@ export class WebSocketTransport implements Transport {
     if (bytes && bytes.length > 0) wsOnData.call(socket, bytes);
   }
 
-  /** @internal */
-  received(data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
-    if (!isBinary) {
-      this.onProtocolError('text WebSocket message: only binary FPNN frames are accepted');
-      return;
-    }
+  /** @internal A message read by ws (anything but a whole binary frame, see `read`): text too. */
+  received(data: Buffer | ArrayBuffer | Buffer[]): void {
     if (Array.isArray(data)) for (const part of data) this.events!.onTransportData(part);
     else this.events!.onTransportData(data instanceof ArrayBuffer ? new Uint8Array(data) : data);
   }
@@ -241,8 +245,8 @@ function onSocketData(this: SocketWithTransport, chunk: Buffer): void {
   this[TRANSPORT]!.read(chunk);
 }
 
-function onMessage(this: WebSocketWithTransport, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
-  this[TRANSPORT]!.received(data, isBinary);
+function onMessage(this: WebSocketWithTransport, data: Buffer | ArrayBuffer | Buffer[]): void {
+  this[TRANSPORT]!.received(data);
 }
 
 function onError(this: WebSocketWithTransport): void {
