@@ -4,7 +4,7 @@ import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { decodePayload, encodePayload, encodeQuest, Flag, FrameDecoder, type Payload } from '@rtm/fpnn';
 import { clientKeyExchange, derivePublicKeyFormats, type FrameCipher } from '@rtm/fpnn/crypto';
-import { signFields, startTestServer, TEST_PID, TEST_SECRET, uniqueSalt, until, type TestServer } from '@rtm/testkit';
+import { recordingSocket, signFields, startTestServer, TEST_PID, TEST_SECRET, uniqueSalt, until, type TestServer } from '@rtm/testkit';
 import WebSocket from 'ws';
 
 /** A minimal encrypted FPNN client: `*key` in plaintext, everything after it through the cipher. */
@@ -133,7 +133,7 @@ describe('*key encryption on TCP (ECDH secp256k1 + AES-CFB)', () => {
         bits: 128,
         streamMode: false,
       });
-      const s = await rawSocket(server.serverPort);
+      const s = await recordingSocket(server.serverPort);
       s.socket.write(encodeQuest('*key', encodePayload(Flag.MSGPACK, kx.questPayload), Flag.MSGPACK, false, 1));
       // An answer comes back either way: with the wrong key the two sides derived different
       // ciphers, and the server cannot tell until the next frame decrypts to garbage.
@@ -151,24 +151,12 @@ describe('*key encryption on TCP (ECDH secp256k1 + AES-CFB)', () => {
   // confirms the switch. A oneway *key is refused as a bad key exchange: closed, no answer.
   it('a oneway *key is never answered: the connection is closed', async () => {
     const kx = clientKeyExchange(publicKey.raw, { bits: 128, streamMode: false });
-    const s = await rawSocket(server.serverPort);
+    const s = await recordingSocket(server.serverPort);
     s.socket.write(encodeQuest('*key', encodePayload(Flag.MSGPACK, kx.questPayload), Flag.MSGPACK, true));
     assert.ok(await until(() => s.closed(), 3000), 'oneway *key not closed');
     assert.equal(s.received().length, 0, `oneway *key got ${s.received().length} bytes back: ${s.received().toString('hex')}`);
   });
 });
-
-/** A raw TCP socket that records everything received and whether the server closed it. */
-async function rawSocket(port: number): Promise<{ socket: Socket; received: () => Buffer; closed: () => boolean }> {
-  const socket = connect(port, '127.0.0.1');
-  const chunks: Buffer[] = [];
-  let isClosed = false;
-  socket.on('data', (d) => chunks.push(d));
-  socket.on('error', () => undefined);
-  socket.on('close', () => (isClosed = true));
-  await new Promise((r) => socket.once('connect', r));
-  return { socket, received: () => Buffer.concat(chunks), closed: () => isClosed };
-}
 
 describe('our server SDK over an encrypted connection', () => {
   it('connects with *key in both modes and calls work', async () => {

@@ -364,27 +364,32 @@ describe('client login: a kickout before the login is a session', () => {
   after(() => server.close());
 
   it('a kickout (or a blacklisting) while the login is under way ends it as a kickout would', async () => {
-    const backend = await RawClient.tcp(server.serverEndpoint);
-    const client = await RawClient.tcp(server.clientEndpoint);
-    try {
-      const uid = BIG + 12n;
-      const { token } = (await backend.signed('gettoken', { uid }, TEST_PID, TEST_SECRET)) as { token: string };
-      const answer = client.quest('auth', { pid: TEST_PID, uid, token }).catch(() => 'no answer');
-      await new Promise((r) => setTimeout(r, 150)); // the login now waits for the bus: is the user online elsewhere?
-      await backend.signed('kickout', { uid }, TEST_PID, TEST_SECRET);
-      await within(client.closed, 'the kicked login closed');
-      assert.deepEqual(
-        client.pushes.map((p) => p.method),
-        ['kickout'],
-      );
-      assert.notDeepEqual(await answer, { ok: true });
-      assert.deepEqual(await backend.signed('getonlineusers', { uids: [uid] }, TEST_PID, TEST_SECRET), { uids: [] });
-    } finally {
-      client.close();
-      backend.close();
-    }
+    // 150 ms in, the login waits for the bus: is the user online elsewhere?
+    await kickedWhileLoggingIn(server, BIG + 12n, 150);
   });
 });
+
+/** Starts a login of `uid`, sends a kickout `afterMs` into it: the login must end as a kickout would. */
+async function kickedWhileLoggingIn(server: TestServer, uid: bigint, afterMs: number): Promise<void> {
+  const backend = await RawClient.tcp(server.serverEndpoint);
+  const client = await RawClient.tcp(server.clientEndpoint);
+  try {
+    const { token } = (await backend.signed('gettoken', { uid }, TEST_PID, TEST_SECRET)) as { token: string };
+    const answer = client.quest('auth', { pid: TEST_PID, uid, token }).catch(() => 'no answer');
+    await new Promise((r) => setTimeout(r, afterMs));
+    await backend.signed('kickout', { uid }, TEST_PID, TEST_SECRET);
+    await within(client.closed, 'the kicked login closed');
+    assert.deepEqual(
+      client.pushes.map((p) => p.method),
+      ['kickout'],
+    );
+    assert.notDeepEqual(await answer, { ok: true });
+    assert.deepEqual(await backend.signed('getonlineusers', { uids: [uid] }, TEST_PID, TEST_SECRET), { uids: [] });
+  } finally {
+    client.close();
+    backend.close();
+  }
+}
 
 /** A store whose token reads take a while, as a store across a network may. */
 class SlowTokenStore extends SqliteStore {
@@ -397,24 +402,9 @@ class SlowTokenStore extends SqliteStore {
 describe('client login: a kickout while the token is checked', () => {
   it('ends the login as a kickout would', async () => {
     const server = await startTestServer({}, { makeStore: (dataDir) => new SlowTokenStore({ dataDir }) });
-    const backend = await RawClient.tcp(server.serverEndpoint);
-    const client = await RawClient.tcp(server.clientEndpoint);
     try {
-      const uid = BIG + 13n;
-      const { token } = (await backend.signed('gettoken', { uid }, TEST_PID, TEST_SECRET)) as { token: string };
-      const answer = client.quest('auth', { pid: TEST_PID, uid, token }).catch(() => 'no answer');
-      await new Promise((r) => setTimeout(r, 50)); // the login now waits for its token
-      await backend.signed('kickout', { uid }, TEST_PID, TEST_SECRET);
-      await within(client.closed, 'the kicked login closed');
-      assert.deepEqual(
-        client.pushes.map((p) => p.method),
-        ['kickout'],
-      );
-      assert.notDeepEqual(await answer, { ok: true });
-      assert.deepEqual(await backend.signed('getonlineusers', { uids: [uid] }, TEST_PID, TEST_SECRET), { uids: [] });
+      await kickedWhileLoggingIn(server, BIG + 13n, 50); // 50 ms in, the login waits for its token (200 ms)
     } finally {
-      client.close();
-      backend.close();
       await server.close();
     }
   });

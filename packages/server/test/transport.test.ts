@@ -3,7 +3,17 @@ import { connect, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { decodePayload, encodeAnswer, encodePayload, encodeQuest, Flag, FrameDecoder, type Frame, type Payload } from '@rtm/fpnn';
-import { RawClient, signFields, startTestServer, TEST_PID, TEST_SECRET, uniqueSalt, until, type TestServer } from '@rtm/testkit';
+import {
+  RawClient,
+  recordingSocket,
+  signFields,
+  startTestServer,
+  TEST_PID,
+  TEST_SECRET,
+  uniqueSalt,
+  until,
+  type TestServer,
+} from '@rtm/testkit';
 import WebSocket from 'ws';
 import { isInternalPeer } from '../src/gate/internal-address.js';
 import { createLogger } from '../src/observability/logger.js';
@@ -24,23 +34,6 @@ function rawExchange(port: number, bytes: Uint8Array, waitMs = 1500): Promise<{ 
       resolve({ closed: true, received: Buffer.concat(chunks) });
     });
   });
-}
-
-/** A raw TCP socket that records everything received and whether the server closed it. */
-async function rawSocket(port: number): Promise<{ socket: Socket; received: () => Buffer; closed: () => boolean; frames: () => Frame[] }> {
-  const socket = connect(port, '127.0.0.1');
-  const chunks: Buffer[] = [];
-  let isClosed = false;
-  socket.on('data', (d) => chunks.push(d));
-  socket.on('error', () => undefined);
-  socket.on('close', () => (isClosed = true));
-  await new Promise((r) => socket.once('connect', r));
-  return {
-    socket,
-    received: () => Buffer.concat(chunks),
-    closed: () => isClosed,
-    frames: () => new FrameDecoder().push(Buffer.concat(chunks)),
-  };
 }
 
 /** An open WebSocket that records what it receives and whether it was closed. */
@@ -89,7 +82,7 @@ function answerOf(frames: Frame[], seq: number): { ok: boolean; payload: Payload
 
 /** The answer to one raw JSON quest on the server gate. */
 async function rawJsonQuest(port: number, method: string, text: string, seq: number): Promise<{ ok: boolean; payload: Payload }> {
-  const s = await rawSocket(port);
+  const s = await recordingSocket(port);
   s.socket.write(jsonQuest(method, text, seq));
   await until(() => answerOf(s.frames(), seq) !== undefined, 3000);
   const a = answerOf(s.frames(), seq);
@@ -298,7 +291,7 @@ describe('transport: one port, three protocols, robust against bad input', () =>
   });
 
   it('oneway quests (unknown, *ping, bad payload) are never answered', async () => {
-    const s = await rawSocket(server.serverPort);
+    const s = await recordingSocket(server.serverPort);
     s.socket.write(encodeQuest('nosuch', encodePayload(Flag.MSGPACK, {}), Flag.MSGPACK, true));
     s.socket.write(encodeQuest('*ping', encodePayload(Flag.MSGPACK, {}), Flag.MSGPACK, true));
     s.socket.write(encodeQuest('gettoken', new Uint8Array([0xc1]), Flag.MSGPACK, true));
@@ -370,7 +363,7 @@ describe('transport: one port, three protocols, robust against bad input', () =>
     'server gate, TCP: a peer that never completes a frame is closed after the idle timeout, though pinged',
     { timeout: 15_000 },
     async () => {
-      const s = await rawSocket(server.serverPort);
+      const s = await recordingSocket(server.serverPort);
       // Header of a twoway quest declaring a 60 KB payload, then only a few bytes of it.
       s.socket.write(Buffer.concat([header(1, Flag.MSGPACK, 1, 4, 60_000), Buffer.from('sendmsg!', 'latin1')]));
       const closed = await until(() => s.closed(), 6_000); // 4x the 1.5 s idle timeout
@@ -407,7 +400,7 @@ describe('transport: one port, three protocols, robust against bad input', () =>
     'server gate: a backend that sent a frame, then never answers the pings, is kept (the Python SDK without a push processor)',
     { timeout: 15_000 },
     async () => {
-      const s = await rawSocket(server.serverPort);
+      const s = await recordingSocket(server.serverPort);
       s.socket.write(encodeQuest('*ping', encodePayload(Flag.MSGPACK, {}), Flag.MSGPACK, false, 1));
       await new Promise((r) => setTimeout(r, 3500)); // over twice the 1.5 s idle timeout
       const pings = s.frames().filter((f) => f.kind === 'quest' && f.method === 'ping');
@@ -479,7 +472,7 @@ describe('transport: one port, three protocols, robust against bad input', () =>
   });
 
   it('a TCP client that never reads is closed, and logged, once its outbound buffer passes the bound', { timeout: 30_000 }, async () => {
-    const s = await rawSocket(server.clientPort);
+    const s = await recordingSocket(server.clientPort);
     s.socket.pause();
     const ping = encodeQuest('*ping', encodePayload(Flag.MSGPACK, {}), Flag.MSGPACK, false, 1);
     const batch = Buffer.concat(Array.from({ length: 2000 }, () => ping));
@@ -493,7 +486,7 @@ describe('transport: one port, three protocols, robust against bad input', () =>
   });
 
   it('*key on a server without an encryption key closes without an answer', async () => {
-    const s = await rawSocket(server.serverPort);
+    const s = await recordingSocket(server.serverPort);
     s.socket.write(encodeQuest('*key', encodePayload(Flag.MSGPACK, { publicKey: new Uint8Array(64), bits: 192 }), Flag.MSGPACK, false, 1));
     assert.ok(await until(() => s.closed(), 2000));
     assert.equal(s.received().length, 0);

@@ -5,3 +5,4 @@ export { spawnServer, type SpawnedServer } from './spawn.js';
 export { busConformance, type BusUnderTest } from './bus-conformance.js';
 export { startFaultyProxy, type FaultyProxy } from './faulty-proxy.js';
 export { until } from './until.js';
+export { recordingSocket, type RecordingSocket } from './raw-socket.js';
