@@ -209,6 +209,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const delivery = new Delivery(bus, presence, listeners, metrics, groups, {
     pushToSenderDevices: config.pushToSenderDevices,
     endpoint: () => clientEndpoint,
+    kickedOut: (pid, uid) => services.sessions.kickedOut(pid, uid),
   });
   const services: Services = {
     config,

@@ -16,6 +16,8 @@ export interface DeliveryOptions {
   pushToSenderDevices: boolean;
   /** "host:port" of this node's client gate, as `pushevent` gives it and kickout's `ce` names it. */
   endpoint: () => string;
+  /** A kickout of the user reached this node (after its sessions here were closed): Sessions ends a grace period running here. */
+  kickedOut: (pid: number, uid: bigint) => void;
 }
 
 /**
@@ -41,7 +43,8 @@ export class Delivery {
       case 'kickout':
         if (event.endpoint !== undefined && event.endpoint !== this.options.endpoint()) return;
         this.noteKick(event.pid, event.uid);
-        return this.kickout(event.pid, event.uid, event.except?.node === this.bus.nodeId ? event.except.conn : -1);
+        this.kickout(event.pid, event.uid, event.except?.node === this.bus.nodeId ? event.except.conn : -1);
+        return this.options.kickedOut(event.pid, event.uid);
       case 'room':
         return this.roomChange(event.pid, event.rid, event.uid, event.joined, event.kick);
       case 'presence':

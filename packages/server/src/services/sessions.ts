@@ -256,6 +256,20 @@ export class Sessions {
     return resumed;
   }
 
+  /**
+   * A kickout reached this node: a presence whose grace period runs here ends now, as a kickout
+   * ends an online one (README: "a kickout ends it at once"). Its SDK, cut off when the kickout
+   * came, never heard it, and its next login must be a new presence, not this one going on.
+   */
+  kickedOut(pid: number, uid: bigint): void {
+    const k = key(pid, uid);
+    const pending = this.grace.get(k);
+    if (!pending) return;
+    clearTimeout(pending.timer);
+    this.grace.delete(k);
+    void this.endTracked(pid, uid, pending.end.endedAt, 'bye');
+  }
+
   /** A session ended; `explicit` = the user said `bye`. */
   logout(conn: ClientConnection, explicit: boolean): void {
     const session = conn.session;

@@ -96,12 +96,14 @@ export class UnreadService {
     return this.store.unreadGroups({ pid, uid, since, mtypes: mtypesOf(opts), gids: asked });
   }
 
-  /** My p2p conversations (newest activity first), with unread counts and last messages of the counted types. */
+  /** My p2p conversations with unread counts and last messages of the counted types, newest of those first. */
   async p2pConversations(pid: number, uid: bigint, opts: UnreadOptions, unreadOnly: boolean): Promise<ConversationRow[]> {
     const peers = await this.store.p2pPeers(pid, uid);
     const counts = await this.p2pCounts(pid, uid, peers, opts);
     const ids = unreadOnly ? peers.filter((p) => counts.has(p)) : peers;
-    return this.rows(ids, counts, opts, (peer) => ({ pid, kind: MessageKind.P2P, uid, peer }));
+    // The store orders by a pair's newest message of any type, deleted ones too: the list goes by
+    // the message it shows, as the group list does.
+    return newestFirst(await this.rows(ids, counts, opts, (peer) => ({ pid, kind: MessageKind.P2P, uid, peer })));
   }
 
   /** My groups that have a last message of the counted types, with unread counts. */
@@ -109,9 +111,7 @@ export class UnreadService {
     const gids = await this.store.userGroups(pid, uid);
     const counts = await this.groupCounts(pid, uid, gids, opts);
     const ids = unreadOnly ? gids.filter((g) => counts.has(g)) : gids;
-    const rows = await this.rows(ids, counts, opts, (to) => ({ pid, kind: MessageKind.GROUP, to }));
-    // newest activity first, like the p2p list
-    return rows.sort((a, b) => (a.last.id < b.last.id ? 1 : a.last.id > b.last.id ? -1 : 0));
+    return newestFirst(await this.rows(ids, counts, opts, (to) => ({ pid, kind: MessageKind.GROUP, to })));
   }
 
   /** `getsession`: p2p peers (store order) and my groups that have at least one message of any type. */
@@ -144,6 +144,11 @@ export class UnreadService {
     const [m] = (await this.store.historyWithin({ conversation, desc: true, num: 1, mtypes }, FILTERED_PAGE_SCAN_ROWS)).messages;
     return m;
   }
+}
+
+/** Conversation rows by the message each shows, newest first. */
+function newestFirst(rows: ConversationRow[]): ConversationRow[] {
+  return rows.sort((a, b) => (a.last.id < b.last.id ? 1 : a.last.id > b.last.id ? -1 : 0));
 }
 
 function mtypesOf(opts: UnreadOptions): readonly number[] {

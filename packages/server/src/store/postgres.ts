@@ -512,7 +512,7 @@ export class PostgresStore implements Store {
     const mtypes = query.mtypes ?? [];
     const rows = await this.rows(
       `SELECT from_id AS k, COUNT(*) AS n, MAX(mtime) AS t FROM messages
-       WHERE pid = $1 AND kind = 1 AND to_id = $2 AND mtime > $3 AND NOT deleted
+       WHERE pid = $1 AND kind = 1 AND to_id = $2 AND from_id <> $2 AND mtime > $3 AND NOT deleted
          AND ($4::bigint[] IS NULL OR from_id = ANY($4::bigint[]))
          AND ($5::int[] IS NULL OR mtype = ANY($5::int[]))
        GROUP BY from_id`,

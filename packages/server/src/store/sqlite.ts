@@ -680,7 +680,7 @@ export class SqliteStore implements Store {
     params.push(...mtypes);
     const stmt = this.shaped(
       `SELECT m.from_id AS k, COUNT(*) AS n, MAX(m.mtime) AS t
-       FROM (SELECT lo, hi FROM p2p_pairs WHERE pid = ? AND lo = ? AND last_id > ?
+       FROM (SELECT lo, hi FROM p2p_pairs WHERE pid = ? AND lo = ? AND hi <> lo AND last_id > ?
              UNION ALL SELECT lo, hi FROM p2p_pairs INDEXED BY p2p_pairs_hi WHERE pid = ? AND hi = ? AND lo <> hi AND last_id > ?) AS c
        JOIN messages AS m INDEXED BY messages_history
          ON m.pid = ? AND m.kind = 1 AND m.conv_lo = c.lo AND m.conv_hi = c.hi AND m.id > ?
