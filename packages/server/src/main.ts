@@ -22,6 +22,8 @@ import { Messaging } from './services/messaging.js';
 import { LocalPresence } from './services/presence.js';
 import { Sessions } from './services/sessions.js';
 import { GroupMembers } from './services/group-members.js';
+import { BusResync } from './services/resync.js';
+import type { BusQueueStats } from './bus/nats.js';
 import type { Store } from './store/store.js';
 import { Listener } from './transport/listener.js';
 import { VERSION } from './version.js';
@@ -225,7 +227,12 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     history: new History(config, store),
     sessions: new Sessions(config, store, bus, presence, log, metrics, () => clientEndpoint),
   };
-  await bus.start(delivery.handle, (pid, uids) => presence.onlineOf(pid, uids)).catch((err: unknown) => abort(busFailure(config, err)));
+  // After a bus outage, what this node derives from other nodes' events is read from the store again.
+  const resync = new BusResync(store, presence, groups, log, (pid, uid) => delivery.handle({ type: 'kickout', pid, uid }));
+  metrics.busQueue = () => (bus as { queueStats?: BusQueueStats }).queueStats;
+  await bus
+    .start(delivery.handle, (pid, uids) => presence.onlineOf(pid, uids), resync.reconnected)
+    .catch((err: unknown) => abort(busFailure(config, err)));
   undo.push(() => bus.close());
   await services.sessions.start();
   undo.push(() => services.sessions.flush());

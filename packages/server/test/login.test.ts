@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { FrameDecoder } from '@rtm/fpnn';
 import { RawClient, startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
 import { LocalBus } from '../src/bus/local.js';
+import { loginBefore } from '../src/services/delivery.js';
 import { SqliteStore } from '../src/store/sqlite.js';
 
 // client-api.md §2 `auth`: tokens from gettoken, "auth v2" tokens a backend mints with the
@@ -212,7 +213,83 @@ describe('kickout by gate endpoint (ce), and one session per user (RTM_SINGLE_SE
     for (const c of both) assert.deepEqual(await c.quest('getuserinfo'), { oinfo: '', pinfo: '' });
     for (const c of both) c.close();
   });
+
+  it('with RTM_SINGLE_SESSION the newer login stays even when the older one finishes last', async () => {
+    let store!: HoldingStore;
+    const server = await startTestServer({ singleSession: true }, { makeStore: (dataDir) => (store = new HoldingStore({ dataDir })) });
+    servers.push(server);
+    const uid = BIG + 22n;
+    const backend = await RawClient.tcp(server.serverEndpoint);
+    const { token } = (await backend.signed('gettoken', { uid }, TEST_PID, TEST_SECRET)) as { token: string };
+    backend.close();
+    const auth = async () => {
+      const client = await RawClient.websocket(server.clientEndpoint);
+      const answer = client.quest('auth', { pid: TEST_PID, uid, token }).catch((err: { code?: number }) => ({ error: err.code ?? err }));
+      return { client, answer };
+    };
+    // The older login waits at its token check; the newer one begins after it and waits once it
+    // is a session (the user's rooms); the older one ends first, and its kickout comes now.
+    const olderHeld = store.hold('getToken', uid);
+    const older = await auth();
+    await within(olderHeld.reached, 'the older login at its token check');
+    const newerHeld = store.hold('userRooms', uid);
+    const newer = await auth();
+    await within(newerHeld.reached, 'the newer login a session');
+    olderHeld.release();
+    assert.deepEqual(await within(older.answer, 'the older login answered'), { ok: true });
+    assert.equal(newer.client.isClosed, false, 'the kickout of the older login closed the newer session');
+    newerHeld.release();
+    assert.deepEqual(await within(newer.answer, 'the newer login answered'), { ok: true });
+    await within(older.client.closed, 'the older session closed');
+    assert.deepEqual(older.client.pushes, [{ method: 'kickout', payload: {}, oneway: true }]);
+    assert.deepEqual(await newer.client.quest('getuserinfo'), { oinfo: '', pinfo: '' });
+    assert.deepEqual(newer.client.pushes, []);
+    newer.client.close();
+  });
+
+  it('logins are ordered by start time, then node id, then connection id (RTM_SINGLE_SESSION keeps the later)', () => {
+    const a = { at: 1000, node: 'node-b', conn: 9 };
+    assert.equal(loginBefore(a, { at: 1001, node: 'node-a', conn: 1 }), true, 'an earlier start first, whatever the node');
+    assert.equal(loginBefore({ at: 1001, node: 'node-a', conn: 1 }, a), false);
+    assert.equal(loginBefore({ at: 1000, node: 'node-a', conn: 50 }, a), true, 'the same ms: the smaller node id first');
+    assert.equal(loginBefore(a, { at: 1000, node: 'node-a', conn: 50 }), false);
+    assert.equal(loginBefore({ at: 1000, node: 'node-b', conn: 8 }, a), true, 'the same ms and node: the smaller connection id first');
+    assert.equal(loginBefore(a, { ...a }), false, 'a login is not before itself');
+  });
 });
+
+/** A store whose token check or room lookup (both steps of a login) of a user can be held by the test. */
+class HoldingStore extends SqliteStore {
+  private readonly holds = new Map<string, { reached: () => void; released: Promise<void> }>();
+
+  /** The next `step` of `uid` waits for `release`; `reached` resolves when it has begun. */
+  hold(step: 'getToken' | 'userRooms', uid: bigint): { reached: Promise<void>; release: () => void } {
+    let reached!: () => void;
+    let release!: () => void;
+    const reachedP = new Promise<void>((r) => (reached = r));
+    const released = new Promise<void>((r) => (release = r));
+    this.holds.set(`${step}:${uid}`, { reached, released });
+    return { reached: reachedP, release };
+  }
+
+  private async held(step: string, uid: bigint): Promise<void> {
+    const h = this.holds.get(`${step}:${uid}`);
+    if (!h) return;
+    this.holds.delete(`${step}:${uid}`);
+    h.reached();
+    await h.released;
+  }
+
+  override async getToken(pid: number, uid: bigint): Promise<string | undefined> {
+    await this.held('getToken', uid);
+    return super.getToken(pid, uid);
+  }
+
+  override async userRooms(pid: number, uid: bigint): Promise<bigint[]> {
+    await this.held('userRooms', uid);
+    return super.userRooms(pid, uid);
+  }
+}
 
 describe('client login: one auth per connection', () => {
   it('two auth quests in one write: the first logs in, the second gets 200023, and the connection stays the first user', async () => {

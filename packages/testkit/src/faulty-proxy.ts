@@ -2,7 +2,8 @@ import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 
 /**
  * A TCP proxy for tests of a network that fails, in front of a service (PostgreSQL, NATS): it can
- * go silent (a partition: no byte passes, no reset) and cut every connection (a restart).
+ * go silent (a partition: no byte passes, no reset), cut every connection (a restart) and refuse
+ * new ones (a service that is down, for this client only: `refuse` then `cut`).
  */
 export interface FaultyProxy {
   /** The proxy's port on 127.0.0.1. */
@@ -11,6 +12,8 @@ export interface FaultyProxy {
   holdRequests: boolean;
   /** Bytes from the service to the clients stop. */
   holdAnswers: boolean;
+  /** New connections are closed at once, as by a service that is down (false: they pass). */
+  refuse: boolean;
   /** Closes every connection through the proxy, both sides, as a restart of the service would. */
   cut(): void;
   /** Stops listening and cuts what is left. */
@@ -24,6 +27,7 @@ export async function startFaultyProxy(host: string, port: number): Promise<Faul
     s.on('close', () => sockets.delete(s));
   };
   const proxy = createServer((down) => {
+    if (state.refuse) return void down.destroy();
     const up = connect(port, host);
     track(down);
     track(up);
@@ -42,6 +46,7 @@ export async function startFaultyProxy(host: string, port: number): Promise<Faul
     port: (proxy.address() as AddressInfo).port,
     holdRequests: false,
     holdAnswers: false,
+    refuse: false,
     cut: () => {
       for (const s of [...sockets]) s.destroy();
     },

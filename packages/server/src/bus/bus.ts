@@ -9,6 +9,12 @@ import type { StoredMessage } from '../store/store.js';
  * - Events published by one node are handled by every node in publish order.
  * - `queryOnline` answers which of `uids` have a session on any node (the union of every node's
  *   local answer); a node that does not answer in time is left out (its users count as offline).
+ * - A bus that loses the other nodes for a while (NatsBus: NATS is down or unreachable from this
+ *   node) keeps handling its own events locally, keeps what it publishes meanwhile in a bounded
+ *   queue and sends it, in publish order, on reconnect, before any later event. The other nodes'
+ *   events of that time never reach this node: once the queue is sent it calls `onReconnect`, so
+ *   that what this node derives from events (cached group members, the room index, kickouts) is
+ *   read again from the store. A bus that cannot lose the other nodes (LocalBus) never calls it.
  */
 export type BusEvent =
   /** A stored message to push to online sessions of its recipients and to listening backends. */
@@ -24,7 +30,19 @@ export type BusEvent =
    * Close client sessions of a user (server-API kickout, project blacklist, a newer login):
    * every one, or only those at the gate `endpoint` ("host:port", kickout's `ce`), never `except`.
    */
-  | { type: 'kickout'; pid: number; uid: bigint; endpoint?: string; except?: { node: string; conn: number } }
+  | {
+      type: 'kickout';
+      pid: number;
+      uid: bigint;
+      endpoint?: string;
+      except?: { node: string; conn: number };
+      /**
+       * A login's kickout (RTM_SINGLE_SESSION): when the login `except` names began (ms, its node's
+       * clock). It closes only the sessions, and ends only the logins under way, that began before
+       * it (`loginBefore`): of logins at once on several nodes, the newest one stays.
+       */
+      loginAt?: number;
+    }
   /** A user entered or left a room (server API or another node): keep local room indexes right. */
   | { type: 'room'; pid: number; rid: bigint; uid: bigint; joined: boolean; kick: boolean }
   /** A group's members changed: nodes forget the members they hold (services/group-members.ts). */
@@ -35,11 +53,29 @@ export type BusEvent =
 export type BusHandler = (event: BusEvent) => void;
 export type OnlineResponder = (pid: number, uids: bigint[]) => bigint[];
 
+/** What `onReconnect` hears: the bus is back after an outage during which this node may have missed events. */
+export interface BusReconnect {
+  /** Events published by this node during the outage, sent now (in publish order, before any later one). */
+  resent: number;
+  /** Events published by this node during the outage that did not fit the queue: handled here, never sent. */
+  dropped: number;
+  /** How long the bus was down, in ms. */
+  downMs: number;
+}
+/**
+ * Called once the bus is back after an outage, after the queued events were sent and before any
+ * later event of this node is: a local signal, never sent to the other nodes.
+ */
+export type ReconnectHandler = (info: BusReconnect) => void;
+
 export interface Bus {
   /** Unique id of this node. */
   readonly nodeId: string;
-  /** Connects; from now on events reach `handler` and presence queries reach `responder`. */
-  start(handler: BusHandler, responder: OnlineResponder): Promise<void>;
+  /**
+   * Connects; from now on events reach `handler` and presence queries reach `responder`, and
+   * `onReconnect` hears of every reconnect after an outage (never, on a bus that has none).
+   */
+  start(handler: BusHandler, responder: OnlineResponder, onReconnect?: ReconnectHandler): Promise<void>;
   publish(event: BusEvent): void;
   /** Which of `uids` are online on any node. */
   queryOnline(pid: number, uids: bigint[]): Promise<bigint[]>;

@@ -1,7 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Bus, BusEvent, BusHandler, OnlineResponder } from './bus.js';
 
-/** The single-node bus: events are handled synchronously, in publish order, on this node only. */
+/**
+ * The single-node bus: events are handled synchronously, in publish order, on this node only. It
+ * has no outage to recover from: it never calls `onReconnect`.
+ */
 export class LocalBus implements Bus {
   readonly nodeId = `local-${randomUUID().slice(0, 8)}`;
   private handler: BusHandler | undefined;

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { connect, createInbox, type Msg, type NatsConnection } from 'nats';
 import { decodeMsgpack, encodeMsgpack } from '@rtm/fpnn';
 import type { StoredMessage } from '../store/store.js';
-import type { Bus, BusEvent, BusHandler, OnlineResponder } from './bus.js';
+import type { Bus, BusEvent, BusHandler, OnlineResponder, ReconnectHandler } from './bus.js';
 
 /**
  * The cluster bus over NATS core (DESIGN.md "Cluster"); same contract as `bus.ts`, checked by
@@ -27,6 +27,16 @@ import type { Bus, BusEvent, BusHandler, OnlineResponder } from './bus.js';
  * keeps working while NATS reconnects; this node sees its own events in publish order at once,
  * and another node's events in NATS order; events of two different publishers may interleave
  * differently on different nodes (the contract only orders the events of one publisher).
+ *
+ * Outages: while the connection is down (from the moment nats.js notices it until it is back),
+ * `publish` keeps the encoded events in a queue of at most `maxQueueBytes`; once one does not fit,
+ * that one and every later one of the outage are dropped (counted; reported once to `onError`), so
+ * what the others get is always a prefix of what was published. On reconnect the queue is sent in
+ * publish order, synchronously, before `connected` turns true again: no later event can overtake
+ * it. (nats.js has a buffer of its own, but it empties it at every reconnect attempt.) Then
+ * `onReconnect` is called: the events the other nodes published meanwhile are lost for this node.
+ * Events written to a connection that died before nats.js noticed (a partition without a reset:
+ * up to `pingInterval × maxPingOut`, ~10 s) are lost too: core NATS has no acknowledgements.
  *
  * Presence queries are scatter-gather: nodes announce themselves on `<p>.node` (a `hello` on
  * start, answered by every live node; a heartbeat every `heartbeatMs`; a `bye` on close). A node
@@ -53,6 +63,11 @@ export interface NatsBusOptions {
   /** Node id. @default `nats-<random>` */
   nodeId?: string;
   /**
+   * Bytes (encoded events and their subjects) kept while NATS is unreachable, sent on reconnect;
+   * beyond them, the outage's later events are dropped. @default 8 MiB
+   */
+  maxQueueBytes?: number;
+  /**
    * Errors that cannot be thrown to a caller: an undecodable event, a handler or responder that
    * threw, a publish NATS refused (e.g. over max_payload), a lost connection. @default ignore
    */
@@ -63,6 +78,7 @@ export const DEFAULT_NATS_SUBJECT_PREFIX = 'rtm';
 export const DEFAULT_NATS_QUERY_TIMEOUT_MS = 500;
 export const DEFAULT_NATS_HEARTBEAT_MS = 2000;
 export const DEFAULT_NATS_DISCOVERY_MS = 100;
+export const DEFAULT_NATS_MAX_QUEUE_BYTES = 8 * 1024 * 1024;
 /** Heartbeats a node may miss before it is considered gone. */
 const MISSED_HEARTBEATS = 3;
 
@@ -72,6 +88,22 @@ interface PendingQuery {
   readonly uids: readonly bigint[];
   readonly timer: NodeJS.Timeout;
   readonly resolve: (uids: bigint[]) => void;
+}
+
+/** The outage queue, for /metrics. */
+export interface BusQueueStats {
+  /** Events waiting for the reconnect, and their bytes. */
+  queuedEvents: number;
+  queuedBytes: number;
+  /** Since start: events dropped because the queue was full, and queued events sent on a reconnect. */
+  droppedEvents: number;
+  resentEvents: number;
+  reconnects: number;
+}
+
+interface QueuedEvent {
+  readonly subject: string;
+  readonly data: Uint8Array;
 }
 
 interface NodeAnnouncement {
@@ -103,6 +135,7 @@ export class NatsBus implements Bus {
   private readonly queryTimeoutMs: number;
   private readonly heartbeatMs: number;
   private readonly discoveryMs: number;
+  private readonly maxQueueBytes: number;
   private readonly onError: (err: unknown, context: string) => void;
   private readonly eventPrefix: string;
   private readonly onlineSubject: string;
@@ -119,6 +152,15 @@ export class NatsBus implements Bus {
   private readonly peers = new Map<string, number>();
   private readonly pending = new Map<number, PendingQuery>();
   private querySeq = 0;
+  private onReconnect: ReconnectHandler | undefined;
+  /** Events published while the connection is down, in publish order (`maxQueueBytes` at most). */
+  private queue: QueuedEvent[] = [];
+  private queuedBytes = 0;
+  /** Events dropped in this outage (once one is, every later one of the outage is). */
+  private droppedNow = 0;
+  /** When the current outage began (ms), 0 while up. */
+  private downSince = 0;
+  private readonly totals = { droppedEvents: 0, resentEvents: 0, reconnects: 0 };
 
   constructor(options: NatsBusOptions) {
     if (typeof options?.url !== 'string' || !/^nats:\/\//.test(options.url.trim()))
@@ -138,6 +180,10 @@ export class NatsBus implements Bus {
     this.heartbeatMs = positive('heartbeatMs', options.heartbeatMs, DEFAULT_NATS_HEARTBEAT_MS);
     this.discoveryMs = positive('discoveryMs', options.discoveryMs, DEFAULT_NATS_DISCOVERY_MS);
     this.nodeId = options.nodeId ?? `nats-${randomUUID().slice(0, 8)}`;
+    const maxQueueBytes = options.maxQueueBytes ?? DEFAULT_NATS_MAX_QUEUE_BYTES;
+    if (!Number.isInteger(maxQueueBytes) || maxQueueBytes < 0)
+      throw new RangeError(`NatsBus: maxQueueBytes must be a whole number of bytes, got ${String(options.maxQueueBytes)}`);
+    this.maxQueueBytes = maxQueueBytes;
     this.onError = options.onError ?? (() => {});
     this.eventPrefix = `${subjectPrefix}.ev.`;
     this.onlineSubject = `${subjectPrefix}.online`;
@@ -149,12 +195,17 @@ export class NatsBus implements Bus {
     return this.up;
   }
 
+  /** The outage queue now, and its totals since start (for /metrics). */
+  get queueStats(): BusQueueStats {
+    return { queuedEvents: this.queue.length, queuedBytes: this.queuedBytes, ...this.totals };
+  }
+
   /** Ids of the other nodes currently considered live (for tests and /healthz). */
   get liveNodes(): string[] {
     return [...this.peers.keys()];
   }
 
-  async start(handler: BusHandler, responder: OnlineResponder): Promise<void> {
+  async start(handler: BusHandler, responder: OnlineResponder, onReconnect?: ReconnectHandler): Promise<void> {
     if (this.nc) throw new Error('NatsBus: already started');
     if (this.closed) throw new Error('NatsBus: closed');
     const nc = await connect({
@@ -173,6 +224,7 @@ export class NatsBus implements Bus {
     this.up = true;
     this.handler = handler;
     this.responder = responder;
+    this.onReconnect = onReconnect;
     void this.watchStatus(nc);
 
     nc.subscribe(`${this.eventPrefix}*`, { callback: (err, msg) => (err ? this.onError(err, 'event subscription') : this.onEvent(msg)) });
@@ -192,7 +244,10 @@ export class NatsBus implements Bus {
     const nc = this.nc;
     if (nc && !nc.isClosed()) {
       try {
-        nc.publish(this.eventPrefix + pidOf(event), encodeMsgpack(event));
+        const subject = this.eventPrefix + pidOf(event);
+        const data = encodeMsgpack(event);
+        if (this.linkUp(nc)) nc.publish(subject, data);
+        else this.enqueue(subject, data);
       } catch (err) {
         this.onError(err, 'publish');
       }
@@ -200,11 +255,73 @@ export class NatsBus implements Bus {
     this.handler(event);
   }
 
+  /**
+   * Whether a publish goes out now. nats.js marks its connection down as soon as the socket
+   * closes, a few microtasks before its `disconnect` status reaches `watchStatus`: a publish in
+   * between would land in its outbound buffer, which the next reconnect attempt empties. Hence its
+   * own flag too (internal; when absent, ours alone decides).
+   */
+  private linkUp(nc: NatsConnection): boolean {
+    if (!this.up) return false;
+    const protocol = (nc as unknown as { protocol?: { connected?: unknown } }).protocol;
+    return protocol?.connected !== false;
+  }
+
+  private enqueue(subject: string, data: Uint8Array): void {
+    if (this.downSince === 0) this.downSince = Date.now();
+    const size = subject.length + data.byteLength;
+    if (this.droppedNow > 0 || this.queuedBytes + size > this.maxQueueBytes) {
+      this.totals.droppedEvents++;
+      if (this.droppedNow++ === 0) {
+        const err = new Error(
+          `NatsBus: ${this.queue.length} events (${this.queuedBytes} bytes) wait for NATS, the queue is full (${this.maxQueueBytes} bytes): ` +
+            'the later events of this outage reach this node only',
+        );
+        this.onError(err, 'outage queue full');
+      }
+      return;
+    }
+    this.queue.push({ subject, data });
+    this.queuedBytes += size;
+  }
+
+  /** NATS is back: sends the queue in order, then lets publishes through again, then `onReconnect`. */
+  private reconnected(nc: NatsConnection): void {
+    if (this.closed) return;
+    // Down again already (its `disconnect` status is on its way): the next reconnect sends the queue.
+    if ((nc as unknown as { protocol?: { connected?: unknown } }).protocol?.connected === false) return;
+    const queue = this.queue;
+    const dropped = this.droppedNow;
+    const downMs = this.downSince ? Date.now() - this.downSince : 0;
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.droppedNow = 0;
+    this.downSince = 0;
+    for (const q of queue) {
+      try {
+        nc.publish(q.subject, q.data);
+      } catch (err) {
+        this.onError(err, 'publish (queued)');
+      }
+    }
+    this.totals.resentEvents += queue.length;
+    this.totals.reconnects++;
+    this.up = true;
+    // The other nodes may have forgotten this one, and it them: learn who is there at once.
+    this.announce('hello', this.inbox + '.h');
+    try {
+      this.onReconnect?.({ resent: queue.length, dropped, downMs });
+    } catch (err) {
+      this.onError(err, 'onReconnect');
+    }
+  }
+
   async queryOnline(pid: number, uids: bigint[]): Promise<bigint[]> {
     if (uids.length === 0) return [];
     const local = this.responder ? this.responder(pid, uids) : [];
     const nc = this.nc;
-    if (!nc || nc.isClosed() || this.closed || this.peers.size === 0) return local;
+    // Cut off: no other node can answer; their users count as offline, as after a timeout.
+    if (!nc || nc.isClosed() || this.closed || !this.up || this.peers.size === 0) return local;
     const id = ++this.querySeq;
     return new Promise<bigint[]>((resolve) => {
       const timer = setTimeout(() => this.finishQuery(id), this.queryTimeoutMs);
@@ -220,7 +337,7 @@ export class NatsBus implements Bus {
 
   async close(): Promise<void> {
     if (this.closed) return;
-    const wasUp = this.up;
+    const wasUp = this.nc ? this.linkUp(this.nc) : false;
     this.closed = true;
     this.up = false;
     if (this.heartbeat) clearInterval(this.heartbeat);
@@ -229,7 +346,15 @@ export class NatsBus implements Bus {
     const nc = this.nc;
     this.handler = undefined;
     this.responder = undefined;
+    this.onReconnect = undefined;
     this.peers.clear();
+    if (this.queue.length > 0 || this.droppedNow > 0) {
+      const lost = this.queue.length + this.droppedNow;
+      this.onError(new Error(`NatsBus: closed while NATS was unreachable: ${lost} events of this node never reached the others`), 'close');
+    }
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.droppedNow = 0;
     if (!nc || nc.isClosed()) return;
     if (!wasUp) {
       // Reconnecting: nothing can be flushed, and a drain would leave the client's retry timer.
@@ -365,8 +490,10 @@ export class NatsBus implements Bus {
   private async watchStatus(nc: NatsConnection): Promise<void> {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect' || s.type === 'error') this.onError(s.data, `nats ${s.type}`);
-      if (s.type === 'disconnect') this.up = false;
-      else if (s.type === 'reconnect') this.up = !this.closed;
+      if (s.type === 'disconnect') {
+        this.up = false;
+        if (this.downSince === 0) this.downSince = Date.now();
+      } else if (s.type === 'reconnect') this.reconnected(nc);
     }
     this.up = false;
   }
@@ -441,6 +568,7 @@ export function decodeEvent(bytes: Uint8Array): BusEvent {
         const x = e.except as Record<string, unknown>;
         out.except = { node: str(x.node), conn: num(x.conn) };
       }
+      if (e.loginAt !== undefined && e.loginAt !== null) out.loginAt = num(e.loginAt);
       return out;
     }
     case 'group':

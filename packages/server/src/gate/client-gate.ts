@@ -98,7 +98,7 @@ export class ClientGate extends Gate<ClientSession> {
       throw new RtmError(RtmErrorCode.AUTH_DENIED, `user ${req.uid} is on the project blacklist`);
     }
     if (conn.closed) return { ok: false };
-    conn.session = { pid: req.pid, uid: req.uid, attrs: { ...req.attrs }, version: req.version ?? '' };
+    conn.session = { pid: req.pid, uid: req.uid, attrs: { ...req.attrs }, version: req.version ?? '', loginAt: started };
     // The login makes the connection a push target before this answer is written: pushes wait
     // until it is (the answer goes out in this microtask drain; setImmediate runs after it).
     conn.holdPushes();
@@ -111,15 +111,19 @@ export class ClientGate extends Gate<ClientSession> {
     } finally {
       setImmediate(() => conn.releasePushes());
     }
-    if (this.services.delivery.kickedSince(req.pid, req.uid, started)) {
-      // Kicked out (or blacklisted) while this login was under way: it ends as a kickout would.
+    const login = { at: started, node: this.services.bus.nodeId, conn: conn.id };
+    if (this.services.delivery.kickedSince(req.pid, req.uid, login)) {
+      // Kicked out (or blacklisted) while this login was under way, or a later login of the user
+      // (RTM_SINGLE_SESSION) already kicked the others out: it ends as a kickout would.
       conn.oneway('kickout', {});
       conn.close(KICKED_OUT);
       return { ok: false };
     }
     if (config.singleSession && !conn.closed) {
-      const except = { node: this.services.bus.nodeId, conn: conn.id };
-      this.services.bus.publish({ type: 'kickout', pid: req.pid, uid: req.uid, except });
+      // Closes the sessions of the user that logged in before this one, on every node; one that
+      // logged in after it (at the same moment on another node) stays, and its kickout closes this one.
+      const except = { node: login.node, conn: login.conn };
+      this.services.bus.publish({ type: 'kickout', pid: req.pid, uid: req.uid, except, loginAt: login.at });
     }
     this.log.debug({ pid: req.pid, uid: String(req.uid), conn: conn.id }, 'login');
     return { ok: true };

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import type { BusQueueStats } from '../bus/nats.js';
 
 /**
  * Prometheus metrics of one server instance (own registry, so several servers can live in one
@@ -52,6 +53,47 @@ export class Metrics {
     name: 'rtm_messages_stored_total',
     help: 'Messages persisted, by kind',
     labelNames: ['kind'],
+  });
+
+  /** The bus's outage queue (NatsBus; main sets it), read when Prometheus scrapes. */
+  busQueue: () => BusQueueStats | undefined = () => undefined;
+  readonly busQueuedEvents: Gauge = new Gauge({
+    name: 'rtm_bus_queued_events',
+    help: 'Events published while the bus (NATS) is unreachable, waiting for the reconnect',
+    registers: [this.registry],
+    collect: (): void => this.busQueuedEvents.set(this.busQueue()?.queuedEvents ?? 0),
+  });
+  readonly busQueuedBytes: Gauge = new Gauge({
+    name: 'rtm_bus_queued_bytes',
+    help: 'Bytes of the events waiting for the bus (NATS) to reconnect (bounded: 8 MiB)',
+    registers: [this.registry],
+    collect: (): void => this.busQueuedBytes.set(this.busQueue()?.queuedBytes ?? 0),
+  });
+  private readonly busCounted = { resent: 0, dropped: 0, reconnects: 0 };
+  readonly busOutageEvents: Counter<'outcome'> = new Counter({
+    name: 'rtm_bus_outage_events_total',
+    help: 'Events published while the bus (NATS) was unreachable, by outcome: resent on reconnect, or dropped (the queue was full; they reached this node only)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+    collect: (): void => {
+      const q = this.busQueue();
+      if (!q) return;
+      this.busOutageEvents.inc({ outcome: 'resent' }, q.resentEvents - this.busCounted.resent);
+      this.busOutageEvents.inc({ outcome: 'dropped' }, q.droppedEvents - this.busCounted.dropped);
+      this.busCounted.resent = q.resentEvents;
+      this.busCounted.dropped = q.droppedEvents;
+    },
+  });
+  readonly busReconnects: Counter = new Counter({
+    name: 'rtm_bus_reconnects_total',
+    help: 'Reconnects of the bus (NATS) after an outage, each followed by a resync from the store',
+    registers: [this.registry],
+    collect: (): void => {
+      const q = this.busQueue();
+      if (!q) return;
+      this.busReconnects.inc(q.reconnects - this.busCounted.reconnects);
+      this.busCounted.reconnects = q.reconnects;
+    },
   });
 
   constructor(defaultMetrics = false) {

@@ -40,11 +40,14 @@ export class Delivery {
     switch (event.type) {
       case 'message':
         return this.deliverMessage(event.message, event.recipients, event.origin);
-      case 'kickout':
+      case 'kickout': {
         if (event.endpoint !== undefined && event.endpoint !== this.options.endpoint()) return;
-        this.noteKick(event.pid, event.uid);
-        this.kickout(event.pid, event.uid, event.except?.node === this.bus.nodeId ? event.except.conn : -1);
+        // A login's kickout (RTM_SINGLE_SESSION) spares the logins that began after it: theirs closes it.
+        const by = event.loginAt !== undefined && event.except ? { at: event.loginAt, ...event.except } : undefined;
+        this.noteKick(event.pid, event.uid, by);
+        this.kickout(event.pid, event.uid, event.except?.node === this.bus.nodeId ? event.except.conn : -1, by);
         return this.options.kickedOut(event.pid, event.uid);
+      }
       case 'room':
         return this.roomChange(event.pid, event.rid, event.uid, event.joined, event.kick);
       case 'presence':
@@ -109,32 +112,45 @@ export class Delivery {
 
   /**
    * Kickouts (server API, project blacklist, a newer login) of the last minute, by user: a login
-   * under way when one came is not yet a session it could close, and must not outlive it.
+   * under way when one came is not yet a session it could close, and must not outlive it. `at`:
+   * when the last one came; `all`: when the last that closes every session came; `newest`: the
+   * newest login whose kickout came (RTM_SINGLE_SESSION).
    */
-  private readonly kicks = new Map<string, number>();
+  private readonly kicks = new Map<string, { at: number; all?: number; newest?: Login }>();
 
-  /** Whether a kickout for the user reached this node at or after `since` (ms). */
-  kickedSince(pid: number, uid: bigint, since: number): boolean {
-    const at = this.kicks.get(`${pid}:${uid}`);
-    return at !== undefined && at >= since;
+  /**
+   * Whether `login` (under way on this node) is over: a kickout for the user reached this node
+   * since it began, or (whenever it came) the kickout of a login that began after it.
+   */
+  kickedSince(pid: number, uid: bigint, login: Login): boolean {
+    const kick = this.kicks.get(`${pid}:${uid}`);
+    if (!kick) return false;
+    if (kick.all !== undefined && kick.all >= login.at) return true;
+    return kick.newest !== undefined && loginBefore(login, kick.newest);
   }
 
-  private noteKick(pid: number, uid: bigint): void {
+  private noteKick(pid: number, uid: bigint, by: Login | undefined): void {
     const now = Date.now();
     const key = `${pid}:${uid}`;
+    const kick = this.kicks.get(key) ?? { at: now };
     this.kicks.delete(key); // re-inserted last: the map stays in time order
-    this.kicks.set(key, now);
-    for (const [k, at] of this.kicks) {
+    kick.at = now;
+    if (!by) kick.all = now;
+    else if (!kick.newest || loginBefore(kick.newest, by)) kick.newest = by;
+    this.kicks.set(key, kick);
+    for (const [k, { at }] of this.kicks) {
       if (now - at < KICK_MEMORY_MS) break;
       this.kicks.delete(k);
     }
   }
 
-  private kickout(pid: number, uid: bigint, keepConn: number): void {
+  /** Closes the user's sessions here but `keepConn`; a login's kickout (`by`) only those that logged in before it. */
+  private kickout(pid: number, uid: bigint, keepConn: number, by: Login | undefined): void {
     const conns = this.presence.connectionsOf(pid, uid);
     if (!conns) return;
     for (const conn of [...conns]) {
       if (conn.id === keepConn) continue;
+      if (by && !loginBefore({ at: conn.session!.loginAt, node: this.bus.nodeId, conn: conn.id }, by)) continue;
       // Oneway: no client SDK answers kickout (spec/fpnn.md §3).
       conn.oneway('kickout', {});
       conn.close(KICKED_OUT);
@@ -165,6 +181,24 @@ export class Delivery {
 
 /** How long a kickout is remembered for logins under way (a login takes milliseconds to seconds). */
 const KICK_MEMORY_MS = 60_000;
+
+/** A client login: when its `auth` began (ms, its node's clock), its node, its connection there. */
+export interface Login {
+  at: number;
+  node: string;
+  conn: number;
+}
+
+/**
+ * Whether login `a` began before login `b` (RTM_SINGLE_SESSION keeps the later one): by start
+ * time, then (the same millisecond, on clocks that agree: NTP) by node id, then by connection id.
+ * A total order on the cluster's logins: of two at once, each node finds the same one newer.
+ */
+export function loginBefore(a: Login, b: Login): boolean {
+  if (a.at !== b.at) return a.at < b.at;
+  if (a.node !== b.node) return a.node < b.node;
+  return a.conn < b.conn;
+}
 
 /**
  * A backend that listens to what it sends gets the push after the send's answer (server-api.md

@@ -17,7 +17,9 @@ interface Load {
  * Kept right by `changed`, called after every membership change: here at once, on the other nodes
  * of a cluster when the bus brings them the `group` event (until then a send through another node
  * still sees the old members, by the bus's latency; docs/cluster.md). A load that a change
- * overtakes is not kept. Bounded: groups used least recently go first once `maxIds` member ids are
+ * overtakes is not kept. While the bus is cut off from the other nodes (`connected` false), no
+ * change of theirs can reach this node: every send reads the store and nothing is kept; when it is
+ * back, `forgetAll` drops what was kept before (the changes made meanwhile never arrive). Bounded: groups used least recently go first once `maxIds` member ids are
  * held (the default, 1,000,000, is ~40 MB).
  */
 export class GroupMembers {
@@ -35,6 +37,7 @@ export class GroupMembers {
 
   /** The members of a group (empty: no such group), in the store's order. */
   members(pid: number, gid: bigint): Promise<readonly bigint[]> {
+    if ((this.bus as { connected?: boolean }).connected === false) return this.store.groupMembers(pid, gid).then((m) => Object.freeze(m));
     const k = `${pid}:${gid}`;
     const hit = this.cached.get(k);
     if (hit) {
@@ -78,6 +81,18 @@ export class GroupMembers {
   changed(pid: number, gid: bigint): void {
     this.forget(pid, gid);
     this.bus.publish({ type: 'group', pid, gid });
+  }
+
+  /**
+   * The bus is back after an outage (it may have missed changes made through other nodes):
+   * forgets every group held, and loads under way are not kept. Returns how many groups it held.
+   */
+  forgetAll(): number {
+    const n = this.cached.size;
+    this.cached.clear();
+    this.held = 0;
+    for (const load of this.loading.values()) load.stale = true;
+    return n;
   }
 
   /** A change of the group's members (here, or on another node): forgets what is held. */

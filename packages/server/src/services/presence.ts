@@ -8,6 +8,8 @@ export interface ClientSession {
   attrs: Record<string, string>;
   /** SDK tag sent at login. */
   readonly version: string;
+  /** When its `auth` began (ms): with RTM_SINGLE_SESSION, the newest login stays (services/delivery.ts `loginBefore`). */
+  readonly loginAt: number;
 }
 
 export type ClientConnection = Connection<ClientSession>;
@@ -169,6 +171,11 @@ export class LocalPresence {
   private dropRoomConnections(pid: number, uid: bigint): void {
     const rooms = this.userRooms.get(pid, uid);
     if (rooms) for (const rid of rooms) this.roomConns.delete(pid, rid);
+  }
+
+  /** The rooms of a user with a session here, as this node knows them (undefined: none). */
+  roomsOf(pid: number, uid: bigint): ReadonlySet<bigint> | undefined {
+    return this.userRooms.get(pid, uid);
   }
 
   isInRoomLocally(pid: number, rid: bigint, uid: bigint): boolean {

@@ -1,0 +1,111 @@
+import type { BusReconnect } from '../bus/bus.js';
+import type { Logger } from '../observability/logger.js';
+import type { Store } from '../store/store.js';
+import type { GroupMembers } from './group-members.js';
+import type { LocalPresence } from './presence.js';
+
+/** Users read from the store at a time; the event loop turns between batches. */
+const RESYNC_BATCH = 100;
+
+/**
+ * After a bus outage (docs/cluster.md "What crosses NATS"): this node may have missed the events
+ * of the other nodes, so what it derives from events is read again from the store.
+ *
+ * - Group members held for sends: forgotten at once (`GroupMembers.forgetAll`), the next send reads them.
+ * - The room index of the users online here (the `room` events): rebuilt from `store.userRooms`,
+ *   RESYNC_BATCH users at a time. A `room` event that arrives while a user's rooms are read wins
+ *   over the read for that room (it is newer); a user who logged out (or out and in again, a login
+ *   reads their rooms itself) meanwhile is left alone. A missed removal only leaves the index: the
+ *   `kickoutroom` push it may have carried is not replayed.
+ * - Kickouts: a user online here whom the project blacklist now holds is kicked out, as the
+ *   blacklist's kickout would have done (`kick`). Other kickouts of the outage (server-API
+ *   `kickout`, a newer login elsewhere) leave no trace in the store: they are lost.
+ *
+ * A reconnect while a resync runs starts it over.
+ */
+export class BusResync {
+  private generation = 0;
+  /** The resync under way, if any (tests wait for it). */
+  running: Promise<void> | undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly presence: LocalPresence,
+    private readonly groups: GroupMembers,
+    private readonly log: Logger,
+    /** Closes the user's sessions on this node as a bus kickout does (Delivery). */
+    private readonly kick: (pid: number, uid: bigint) => void,
+  ) {}
+
+  /** The bus's `onReconnect`. */
+  reconnected = (info: BusReconnect): void => {
+    const groups = this.groups.forgetAll();
+    const generation = ++this.generation;
+    const run = this.run(generation, info, groups).catch((err: unknown) => this.log.error({ err }, 'bus reconnected: resync failed'));
+    this.running = run.finally(() => {
+      if (this.generation === generation) this.running = undefined;
+    });
+  };
+
+  private async run(generation: number, info: BusReconnect, groups: number): Promise<void> {
+    const t0 = Date.now();
+    const users = [...this.presence.users()];
+    const done = { users: 0, roomsJoined: 0, roomsLeft: 0, kicked: 0, failed: 0 };
+    for (let i = 0; i < users.length; i += RESYNC_BATCH) {
+      if (generation !== this.generation) return; // a newer reconnect started over
+      await Promise.all(users.slice(i, i + RESYNC_BATCH).map(([pid, uid]) => this.user(generation, pid, uid, done)));
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    if (generation !== this.generation) return;
+    const fields = { ...info, groupsForgotten: groups, ...done, ms: Date.now() - t0 };
+    const text = `bus reconnected after ${info.downMs} ms: resent ${info.resent} queued events${info.dropped ? ` (${info.dropped} dropped: the queue was full)` : ''}, resynced from the store`;
+    if (info.dropped > 0 || done.failed > 0) this.log.warn(fields, text);
+    else this.log.info(fields, text);
+  }
+
+  private async user(
+    generation: number,
+    pid: number,
+    uid: bigint,
+    done: { users: number; roomsJoined: number; roomsLeft: number; kicked: number; failed: number },
+  ): Promise<void> {
+    const sessions = this.presence.connectionsOf(pid, uid);
+    if (!sessions) return;
+    const before = new Set(this.presence.roomsOf(pid, uid) ?? []);
+    let stored: bigint[];
+    let black: boolean;
+    try {
+      [stored, black] = await Promise.all([this.store.userRooms(pid, uid), this.store.isProjectBlack(pid, uid, BigInt(Date.now()))]);
+    } catch (err) {
+      done.failed++;
+      this.log.warn({ err, pid, uid: String(uid) }, 'bus reconnected: could not resync a user');
+      return;
+    }
+    // Gone, or a new presence (its login read the rooms itself), or a newer reconnect: leave it.
+    if (generation !== this.generation || this.presence.connectionsOf(pid, uid) !== sessions) return;
+    done.users++;
+    if (black) {
+      done.kicked++;
+      this.kick(pid, uid);
+      return;
+    }
+    const now = this.presence.roomsOf(pid, uid);
+    const inStore = new Set(stored);
+    for (const rid of inStore) {
+      // Not here before the read nor now: missed. (Here before and not now: a newer event removed it.)
+      if (!before.has(rid) && !now?.has(rid)) {
+        this.presence.joinRoom(pid, rid, uid);
+        done.roomsJoined++;
+      }
+    }
+    if (now) {
+      for (const rid of [...now]) {
+        // Here before the read and still, but not in the store: a removal missed.
+        if (before.has(rid) && !inStore.has(rid)) {
+          this.presence.leaveRoom(pid, rid, uid);
+          done.roomsLeft++;
+        }
+      }
+    }
+  }
+}

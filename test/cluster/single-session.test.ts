@@ -1,0 +1,195 @@
+/**
+ * RTM_SINGLE_SESSION across nodes (README, docs/cluster.md): a login kicks out the user's sessions
+ * that logged in before it, on every node; of logins at once on two nodes, exactly one session
+ * stays, the newest login's (services/delivery.ts `loginBefore`). In-process nodes on one
+ * PostgreSQL schema and one NATS subject prefix (both fresh per run), whose store can hold a
+ * user's login at a given step so that the test decides the order.
+ *
+ * Needs PostgreSQL and NATS (RTM_TEST_POSTGRES_URL, RTM_TEST_NATS_URL); skipped with a message when
+ * either is unreachable, except when CI=true (then it fails).
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { RawClient, startTestServer, TEST_PID, TEST_SECRET, until, type TestServer } from '@rtm/testkit';
+import { NatsBus } from '../../packages/server/src/bus/nats.js';
+import { PostgresStore } from '../../packages/server/src/store/postgres.js';
+import { admin, clusterServicesUnavailable, NATS_URL, POSTGRES_URL } from './cluster.js';
+
+const CI = process.env['CI'] === 'true';
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const unavailable = await clusterServicesUnavailable();
+
+let idSeq = 2n ** 53n + BigInt(Date.now() % 1_000_000) * 1000n;
+const nextId = (): bigint => ++idSeq;
+
+type Held = 'getToken' | 'userRooms';
+
+/** A PostgreSQL store whose token check or room lookup (both steps of a login) of a user can be held. */
+class HoldingStore extends PostgresStore {
+  private readonly holds = new Map<string, { reached: () => void; released: Promise<void> }>();
+
+  /** The next `step` of `uid` waits for `release`; `reached` resolves when it has begun. */
+  hold(step: Held, uid: bigint): { reached: Promise<void>; release: () => void } {
+    let reached!: () => void;
+    let release!: () => void;
+    const reachedP = new Promise<void>((r) => (reached = r));
+    const released = new Promise<void>((r) => (release = r));
+    this.holds.set(`${step}:${uid}`, { reached, released });
+    return { reached: reachedP, release };
+  }
+
+  private async held(step: Held, uid: bigint): Promise<void> {
+    const h = this.holds.get(`${step}:${uid}`);
+    if (!h) return;
+    this.holds.delete(`${step}:${uid}`);
+    h.reached();
+    await h.released;
+  }
+
+  override async getToken(pid: number, uid: bigint): Promise<string | undefined> {
+    await this.held('getToken', uid);
+    return super.getToken(pid, uid);
+  }
+
+  override async userRooms(pid: number, uid: bigint): Promise<bigint[]> {
+    await this.held('userRooms', uid);
+    return super.userRooms(pid, uid);
+  }
+}
+
+interface Node {
+  server: TestServer;
+  store: HoldingStore;
+  backend: RawClient;
+}
+
+/** n in-process nodes with RTM_SINGLE_SESSION on. */
+async function startNodes(n: number) {
+  const schema = `rtm_single_${randomBytes(6).toString('hex')}`;
+  const subjectPrefix = `rtmsingle_${randomBytes(6).toString('hex')}`;
+  const nodes: Node[] = [];
+  const clients: RawClient[] = [];
+  for (let i = 0; i < n; i++) {
+    const bus = new NatsBus({ url: NATS_URL, subjectPrefix, discoveryMs: 50 });
+    const store = new HoldingStore({ url: POSTGRES_URL, schema, poolSize: 4 });
+    const server = await startTestServer({ logoutGraceMs: 0, singleSession: true }, { store, bus });
+    const backend = await RawClient.tcp(server.serverEndpoint);
+    clients.push(backend);
+    nodes.push({ server, store, backend });
+  }
+  const call = (i: number, method: string, payload: Record<string, unknown>) =>
+    nodes[i]!.backend.signed(method, payload, TEST_PID, TEST_SECRET);
+  const token = async (i: number, uid: bigint): Promise<unknown> => (await call(i, 'gettoken', { uid }))['token'];
+  /** A connection to node i's client gate, and its `auth` of `uid` (sent now, answered or refused later). */
+  const auth = async (i: number, uid: bigint, token: unknown) => {
+    const client = await RawClient.websocket(nodes[i]!.server.clientEndpoint);
+    clients.push(client);
+    const answer = client.quest('auth', { pid: TEST_PID, uid, token }).catch((err: { code?: number }) => ({ error: err.code ?? err }));
+    return { client, answer };
+  };
+  const login = async (i: number, uid: bigint): Promise<RawClient> => {
+    const { client, answer } = await auth(i, uid, await token(i, uid));
+    assert.deepEqual(await answer, { ok: true });
+    return client;
+  };
+  /** Waits until node `to` handled what node `from` published so far (a p2p marker through the bus). */
+  const settle = async (from: number, to: number): Promise<void> => {
+    const probe = nextId();
+    const c = await login(to, probe);
+    const mid = nextId();
+    await call(from, 'sendmsg', { from: probe + 1n, to: probe, mid, mtype: 51, msg: 'marker', attrs: '' });
+    assert.ok(await until(() => c.pushes.some((p) => p.payload['mid'] === mid), 10_000), `marker from node ${from} to node ${to}`);
+    c.close();
+  };
+  const close = async (): Promise<void> => {
+    for (const c of clients) c.close();
+    await Promise.all(nodes.map((nd) => nd.server.close().catch(() => {})));
+    await admin((c) => c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`));
+  };
+  return { nodes, call, token, auth, login, settle, close, clients };
+}
+
+const kickouts = (c: RawClient) => c.pushes.filter((p) => p.method === 'kickout').length;
+
+if (unavailable && !CI) {
+  describe('single session across nodes', () => {
+    it('needs PostgreSQL and NATS', { skip: unavailable }, () => {});
+  });
+} else if (unavailable) {
+  describe('single session across nodes', () => {
+    it('needs PostgreSQL and NATS (required when CI=true)', () => assert.fail(unavailable));
+  });
+} else {
+  describe('RTM_SINGLE_SESSION across nodes: the newest login stays', { timeout: 120_000 }, () => {
+    let c: Awaited<ReturnType<typeof startNodes>>;
+    before(async () => {
+      c = await startNodes(2);
+    });
+    after(async () => {
+      await c?.close();
+    });
+
+    it('a login on node 1 kicks the session on node 0 and keeps its own', async () => {
+      const U = nextId();
+      const a = await c.login(0, U);
+      const b = await c.login(1, U);
+      assert.ok(await until(() => a.isClosed, 3000), 'node 0 session kicked');
+      assert.equal(kickouts(a), 1);
+      await sleep(300);
+      assert.equal(b.isClosed, false);
+      assert.deepEqual(await c.call(0, 'getonlineusers', { uids: [U] }), { uids: [U] });
+    });
+
+    it('logins on two nodes at once: exactly one session survives, never none', async () => {
+      const survivors: number[] = [];
+      for (let round = 0; round < 8; round++) {
+        const U = nextId();
+        const [t0, t1] = await Promise.all([c.call(0, 'gettoken', { uid: U }), c.call(1, 'gettoken', { uid: U })]);
+        const [a, b] = await Promise.all([
+          RawClient.websocket(c.nodes[0]!.server.clientEndpoint),
+          RawClient.websocket(c.nodes[1]!.server.clientEndpoint),
+        ]);
+        c.clients.push(a, b);
+        await Promise.all([
+          a.quest('auth', { pid: TEST_PID, uid: U, token: t0['token'] }).catch(() => undefined),
+          b.quest('auth', { pid: TEST_PID, uid: U, token: t1['token'] }).catch(() => undefined),
+        ]);
+        await c.settle(0, 1);
+        await c.settle(1, 0);
+        survivors.push([a, b].filter((x) => !x.isClosed).length);
+        a.close();
+        b.close();
+      }
+      assert.deepEqual(
+        survivors,
+        survivors.map(() => 1),
+      );
+    });
+
+    it('each login a session before the other’s kickout came: the newer one stays, the older one is kicked', async () => {
+      const U = nextId();
+      const [t0, t1] = [await c.token(0, U), await c.token(1, U)];
+      // The older login (node 0) waits at its token check; the newer one (node 1) begins after it
+      // and waits once it is a session (looking up the user's rooms), while the older one ends.
+      const olderHeld = c.nodes[0]!.store.hold('getToken', U);
+      const older = await c.auth(0, U, t0);
+      await olderHeld.reached;
+      await sleep(5);
+      const newerHeld = c.nodes[1]!.store.hold('userRooms', U);
+      const newer = await c.auth(1, U, t1);
+      await newerHeld.reached;
+      olderHeld.release();
+      assert.deepEqual(await older.answer, { ok: true }, 'the older login: its kickout spares the newer session');
+      await c.settle(0, 1); // node 1 handled the older login's kickout
+      assert.equal(newer.client.isClosed, false, 'a kickout of an older login closed the newer session');
+      newerHeld.release();
+      assert.deepEqual(await newer.answer, { ok: true });
+      assert.ok(await until(() => older.client.isClosed, 3000), 'the older session was kicked out');
+      assert.equal(kickouts(older.client), 1);
+      await sleep(200);
+      assert.equal(newer.client.isClosed, false);
+      assert.equal(kickouts(newer.client), 0);
+    });
+  });
+}
