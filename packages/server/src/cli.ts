@@ -21,7 +21,7 @@ import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
-import { DEFAULT_CONFIG, DEV_PROJECT_ID, ConfigError } from './config.js';
+import { DEFAULT_CONFIG, DEV_PROJECT_ID, ConfigError, resolveConfig } from './config.js';
 
 const USAGE = `usage:
   rtm serve                  start the server with the RTM_* environment (the default command)
@@ -35,11 +35,31 @@ const USAGE = `usage:
   rtm version | --version | -v
 exit codes: 0 done, 1 failed (server unreachable, error answer, start-up failure), 2 bad command line or configuration`;
 
+/**
+ * The longest a graceful stop may take before the process exits anyway (code 1). Its steps are
+ * bounded when the peers misbehave (in-flight quests 5 s, connections 3 s, admin connections
+ * 1 s), but not when a dependency is dead: flushing presences to an unreachable store, or draining
+ * a bus that does not answer, could wait forever, and a rolling restart (docs/cluster.md) waits
+ * for the process to end. Under the 30 s a supervisor (Kubernetes, systemd) usually waits before
+ * SIGKILL, so that the log says why.
+ */
+const STOP_TIMEOUT_MS = 20_000;
+
 async function serve(): Promise<void> {
-  const { startFromEnv, StartupError } = await import('./main.js');
+  const { startResolved, StartupError } = await import('./main.js');
   let server;
   try {
-    server = await startFromEnv();
+    const resolved = resolveConfig(process.env);
+    // Printed as soon as it is generated (and saved): a start that fails after this (a port in
+    // use) must not lose it, the next start does not generate it again.
+    if (resolved.generatedSecret) {
+      console.error(
+        `\n  Dev project ${resolved.config.projects[0]!.pid}: a secret was generated` +
+          (resolved.generatedSecretFile ? ` and saved in ${resolved.generatedSecretFile}\n` : ' (not saved: RTM_DATA_DIR is :memory:)\n') +
+          `  RTM_PROJECT_SECRET=${resolved.generatedSecret}\n`,
+      );
+    }
+    server = await startResolved(resolved);
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`configuration error: ${err.message}`);
@@ -54,12 +74,13 @@ async function serve(): Promise<void> {
   const { config } = server;
   // Read by V8 at each scavenge, so it takes effect from here on (see ServerConfig.parallelScavenge).
   if (!config.parallelScavenge) setFlagsFromString('--no-parallel-scavenge');
-  if (server.generatedSecret) {
+  if (server.devSecretFile !== undefined || server.generatedSecret) {
+    // Every start of the dev project says where its secret is (printed itself only when generated, above).
     console.error(
-      `\n  Dev project ${config.projects[0]!.pid}: a secret was generated` +
-        (server.generatedSecretFile ? ` and saved in ${server.generatedSecretFile}\n` : ' (not saved: RTM_DATA_DIR is :memory:)\n') +
-        `  RTM_PROJECT_SECRET=${server.generatedSecret}\n` +
-        `  Server gate: ${config.host}:${server.serverPort}   Client gate: ws://${config.host}:${server.clientPort}/service/websocket\n`,
+      (server.generatedSecret || !server.devSecretFile
+        ? ''
+        : `\n  Dev project ${config.projects[0]!.pid}: secret (RTM_PROJECT_SECRET) in ${server.devSecretFile}`) +
+        `\n  Server gate: ${config.host}:${server.serverPort}   Client gate: ws://${config.host}:${server.clientPort}/service/websocket\n`,
     );
   }
   let stopping = false;
@@ -71,6 +92,13 @@ async function serve(): Promise<void> {
     }
     stopping = true;
     server.services.log.info({ signal }, 'signal received');
+    setTimeout(() => {
+      server.services.log.error(
+        { signal, timeoutMs: STOP_TIMEOUT_MS },
+        'graceful stop did not finish in time (a store or bus that does not answer?): forced exit',
+      );
+      process.exit(1);
+    }, STOP_TIMEOUT_MS); // not unref'd: a stop stuck with nothing else pending must end too
     server.stop().then(
       () => process.exit(0),
       (err: unknown) => {
@@ -249,6 +277,13 @@ async function main(argv: string[]): Promise<void> {
       throw new UsageError(`unknown command '${command}'`);
   }
 }
+
+// `rtm keygen | head -1`: the reader may be gone before the output is written. Like other Unix
+// tools, stop quietly instead of printing an EPIPE stack trace.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
 
 main(process.argv.slice(2)).catch((err: unknown) => {
   if (err instanceof UsageError) {

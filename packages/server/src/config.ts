@@ -241,7 +241,7 @@ type Env = Record<string, string | undefined>;
 function int(env: Env, name: string, fallback: number, min: number, max: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
-  if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(`${name} must be an integer, got '${raw}'`);
+  if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got '${raw}'`);
   const n = Number(raw);
   if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
   return n;
@@ -329,6 +329,20 @@ function validateProject(p: unknown, where: string): ProjectConfig {
   return Object.freeze(project);
 }
 
+/** Why a file system call failed, in words (the code alone for an operator is cryptic). */
+function why(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'EACCES' || code === 'EPERM'
+    ? 'permission denied'
+    : code === 'EROFS'
+      ? 'read-only file system'
+      : code === 'ENOTDIR' || code === 'EEXIST'
+        ? 'a file is in the way: not a directory'
+        : code === 'EISDIR'
+          ? 'it is a directory, not a file'
+          : (err as Error).message;
+}
+
 /**
  * Makes the data directory if missing and checks that the server may write in it: a
  * ConfigError naming RTM_DATA_DIR and the reason, rather than the store's or the secret file's
@@ -336,18 +350,10 @@ function validateProject(p: unknown, where: string): ProjectConfig {
  */
 export function checkDataDir(dir: string): void {
   if (dir === ':memory:') return;
-  const why = (err: unknown): string => {
-    const code = (err as NodeJS.ErrnoException).code;
-    return code === 'EACCES' || code === 'EPERM'
-      ? 'permission denied'
-      : code === 'EROFS'
-        ? 'read-only file system'
-        : code === 'ENOTDIR' || code === 'EEXIST'
-          ? 'a file is in the way: not a directory'
-          : (err as Error).message;
-  };
   try {
-    mkdirSync(dir, { recursive: true });
+    // 0700: the directory holds the database (login tokens, messages) and the dev secret. Only
+    // what the server creates; an existing directory keeps the mode its owner gave it.
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (err) {
     throw new ConfigError(`RTM_DATA_DIR ${dir} cannot be created (${why(err)})`);
   }
@@ -373,7 +379,21 @@ function devSecret(dataDir: string, store: string): { secret: string; generated:
   }
   if (dataDir === ':memory:') return { secret: randomBytes(16).toString('hex'), generated: true };
   const file = join(dataDir, 'dev-project-secret');
-  if (existsSync(file)) return { secret: readFileSync(file, 'utf8').trim(), generated: false };
+  if (existsSync(file)) {
+    // A bad file is named, with what to do: the operator never set RTM_PROJECT_SECRET.
+    const remedy = `or remove the file to have a new secret generated (backends then need the new one), or set RTM_PROJECT_SECRET`;
+    let secret: string;
+    try {
+      secret = readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      throw new ConfigError(`the dev project's secret file ${file} cannot be read (${why(err)}): fix it, ${remedy}`);
+    }
+    if (secret.length < 8)
+      throw new ConfigError(
+        `the dev project's secret file ${file} is ${secret ? 'too short (under 8 characters)' : 'empty'}: put the secret back in it, ${remedy}`,
+      );
+    return { secret, generated: false, file };
+  }
   checkDataDir(dataDir);
   const secret = randomBytes(16).toString('hex');
   writeFileSync(file, secret + '\n', { mode: 0o600 });
@@ -386,6 +406,73 @@ export interface ResolvedConfig {
   generatedSecret?: string;
   /** The file the generated secret was saved in; undefined when it was not saved (RTM_DATA_DIR=:memory:). */
   generatedSecretFile?: string;
+  /** The file the dev project's secret was read from or saved in; undefined when it is not the dev project's. */
+  devSecretFile?: string;
+  /** RTM_* variables of `env` that the server does not read (ENV_VARIABLES): warned about at start. */
+  unknownVariables: string[];
+}
+
+/**
+ * Every environment variable the server reads (resolveConfig below), and the CLI's RTM_ENDPOINT.
+ * A variable added to resolveConfig goes here too (config.test.ts checks it): the others with the
+ * RTM_ prefix are warned about at start, a misspelt one would otherwise be ignored silently.
+ */
+export const ENV_VARIABLES: readonly string[] = [
+  'RTM_CONFIG',
+  'RTM_PROJECT_ID',
+  'RTM_PROJECT_SECRET',
+  'RTM_PROJECT_HMAC_SECRET',
+  'RTM_DATA_DIR',
+  'RTM_STORE',
+  'RTM_BUS',
+  'RTM_MAX_MSG_BYTES',
+  'RTM_MAX_ATTRS_BYTES',
+  'RTM_HISTORY_MAX_NUM',
+  'RTM_MAX_GROUPS_PER_PROJECT',
+  'RTM_BROADCAST_ADMIN_UIDS',
+  'RTM_HOST',
+  'RTM_SERVER_PORT',
+  'RTM_CLIENT_PORT',
+  'RTM_ADMIN_PORT',
+  'RTM_BUS_PREFIX',
+  'RTM_STORE_SCHEMA',
+  'RTM_SQLITE_SYNCHRONOUS',
+  'RTM_SQLITE_CHECKPOINT_MS',
+  'RTM_SQLITE_WRITER_THREAD',
+  'RTM_SQLITE_EXCLUSIVE',
+  'RTM_SQLITE_CACHE_MIB',
+  'RTM_PARALLEL_SCAVENGE',
+  'RTM_MAX_FRAME_BYTES',
+  'RTM_IDLE_TIMEOUT_MS',
+  'RTM_PING_INTERVAL_MS',
+  'RTM_PUSH_TIMEOUT_MS',
+  'RTM_MAX_OUTBOUND_BYTES',
+  'RTM_SIGN_WINDOW_SECONDS',
+  'RTM_HMAC_TOKEN_TTL_SECONDS',
+  'RTM_ALLOW_LEGACY_SIGN',
+  'RTM_SERVER_SEND_REQUIRES_MEMBERSHIP',
+  'RTM_CLIENT_CALLS_PER_SECOND',
+  'RTM_CLIENT_CALL_BURST',
+  'RTM_SERVER_CALLS_PER_SECOND',
+  'RTM_PUSH_TO_SENDER_DEVICES',
+  'RTM_SINGLE_SESSION',
+  'RTM_LOGOUT_GRACE_MS',
+  'RTM_NODE_LEASE_MS',
+  'RTM_RETENTION_DAYS',
+  'RTM_RETENTION_MAX_PER_CONVERSATION',
+  'RTM_ENCRYPTION_KEY',
+  'RTM_ENCRYPTION_CURVE',
+  'RTM_LOG_LEVEL',
+  'RTM_ENDPOINT', // the CLI's target server (cli.ts)
+];
+
+/** Prefixes of variables that tests and benchmarks read, not the server: not warned about. */
+const NOT_SERVER_PREFIXES = ['RTM_BENCH_', 'RTM_MODEL_', 'RTM_TEST_', 'RTM_STORE_CRASH_CHILD'];
+
+function unknownVariables(env: Env): string[] {
+  return Object.keys(env)
+    .filter((k) => k.startsWith('RTM_') && !ENV_VARIABLES.includes(k) && !NOT_SERVER_PREFIXES.some((p) => k.startsWith(p)))
+    .sort();
 }
 
 export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides = {}): ResolvedConfig {
@@ -398,32 +485,23 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
   const bus = overrides.bus ?? (env.RTM_BUS || d.bus);
   if (bus !== 'local' && !/^nats:\/\//.test(bus)) throw new ConfigError(`RTM_BUS must be 'local' or a nats:// URL, got '${bus}'`);
 
-  let generatedSecret: string | undefined;
-  let generatedSecretFile: string | undefined;
-  let projects: ProjectConfig[];
+  let projects: ProjectConfig[] | undefined;
+  const projectFromEnv = (secret: string): ProjectConfig =>
+    validateProject(
+      { pid: int(env, 'RTM_PROJECT_ID', DEV_PROJECT_ID, 1, 0x7fffffff), secret, hmacSecret: env.RTM_PROJECT_HMAC_SECRET },
+      'RTM_PROJECT_ID/RTM_PROJECT_SECRET/RTM_PROJECT_HMAC_SECRET',
+    );
   if (overrides.projects) projects = overrides.projects.map((p, i) => validateProject(p, `projects[${i}]`));
-  else if (file.projects) projects = file.projects.map((p, i) => validateProject(p, `RTM_CONFIG projects[${i}]`));
-  else {
-    const pid = int(env, 'RTM_PROJECT_ID', DEV_PROJECT_ID, 1, 0x7fffffff);
-    let secret = env.RTM_PROJECT_SECRET;
-    if (!secret) {
-      const dev = devSecret(dataDir === ':memory:' ? dataDir : resolve(dataDir), store);
-      secret = dev.secret;
-      if (dev.generated) generatedSecret = secret;
-      generatedSecretFile = dev.file;
-    }
-    projects = [
-      validateProject(
-        { pid, secret, hmacSecret: env.RTM_PROJECT_HMAC_SECRET },
-        'RTM_PROJECT_ID/RTM_PROJECT_SECRET/RTM_PROJECT_HMAC_SECRET',
-      ),
-    ];
-  }
-  const pids = new Set<number>();
-  for (const p of projects) {
-    if (pids.has(p.pid)) throw new ConfigError(`project ${p.pid} is configured twice`);
-    pids.add(p.pid);
-  }
+  else if (file.projects) {
+    // The file replaces the project variables (README); a key set beside it would be dropped silently.
+    if (env.RTM_PROJECT_HMAC_SECRET)
+      throw new ConfigError(
+        `RTM_PROJECT_HMAC_SECRET is not read with RTM_CONFIG (${env.RTM_CONFIG}): put "hmacSecret" in the file's projects instead`,
+      );
+    projects = file.projects.map((p, i) => validateProject(p, `RTM_CONFIG projects[${i}]`));
+  } else if (env.RTM_PROJECT_SECRET) projects = [projectFromEnv(env.RTM_PROJECT_SECRET)];
+  // else: the dev project, whose secret is read or generated last, once every other setting is
+  // known to be good (a start refused for a bad setting generates nothing).
 
   const limits: Limits = Object.freeze({
     ...DEFAULT_LIMITS,
@@ -444,8 +522,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
       return BigInt(s);
     });
 
-  const config: ServerConfig = {
-    projects: Object.freeze(projects),
+  const config: Omit<ServerConfig, 'projects'> = {
     host: env.RTM_HOST?.trim() || d.host,
     serverPort: port(env, 'RTM_SERVER_PORT', d.serverPort),
     clientPort: port(env, 'RTM_CLIENT_PORT', d.clientPort),
@@ -485,7 +562,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     logLevel: env.RTM_LOG_LEVEL?.trim().toLowerCase() || d.logLevel,
     ...overrides,
     limits,
-  } as ServerConfig;
+  } as Omit<ServerConfig, 'projects'>;
   if (config.sqliteSynchronous !== 'NORMAL' && config.sqliteSynchronous !== 'FULL') {
     throw new ConfigError(`RTM_SQLITE_SYNCHRONOUS must be NORMAL or FULL, got '${config.sqliteSynchronous}'`);
   }
@@ -498,5 +575,39 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
   if (!['secp256k1', 'prime256v1', 'secp256r1'].includes(config.encryptionCurve)) {
     throw new ConfigError(`RTM_ENCRYPTION_CURVE must be secp256k1 or secp256r1, got '${config.encryptionCurve}'`);
   }
-  return { config: Object.freeze(config), generatedSecret, generatedSecretFile };
+  // The server pings a client every RTM_PING_INTERVAL_MS, and the client gate closes one that
+  // sent no complete frame for RTM_IDLE_TIMEOUT_MS: with the ping as long as the timeout, healthy
+  // clients that only answer pings are closed as idle.
+  if (env.RTM_PING_INTERVAL_MS || env.RTM_IDLE_TIMEOUT_MS) {
+    if (config.pingIntervalMs >= config.idleTimeoutMs)
+      throw new ConfigError(
+        `RTM_PING_INTERVAL_MS (${config.pingIntervalMs}) must be less than RTM_IDLE_TIMEOUT_MS (${config.idleTimeoutMs}): ` +
+          'clients that answer every ping would be closed as idle between two pings',
+      );
+  }
+
+  let generatedSecret: string | undefined;
+  let generatedSecretFile: string | undefined;
+  let devSecretFile: string | undefined;
+  if (!projects) {
+    const dev = devSecret(dataDir === ':memory:' ? dataDir : resolve(dataDir), store);
+    projects = [projectFromEnv(dev.secret)];
+    if (dev.generated) {
+      generatedSecret = dev.secret;
+      generatedSecretFile = dev.file;
+    }
+    devSecretFile = dev.file;
+  }
+  const pids = new Set<number>();
+  for (const p of projects) {
+    if (pids.has(p.pid)) throw new ConfigError(`project ${p.pid} is configured twice`);
+    pids.add(p.pid);
+  }
+  return {
+    config: Object.freeze({ ...config, projects: Object.freeze(projects) }),
+    generatedSecret,
+    generatedSecretFile,
+    devSecretFile,
+    unknownVariables: unknownVariables(env),
+  };
 }

@@ -5,7 +5,7 @@ import type { ConnectionCipher } from './gate/connection.js';
 import { checkDataDir, ConfigError } from './config.js';
 import type { Bus } from './bus/bus.js';
 import { LocalBus } from './bus/local.js';
-import { resolveConfig, type ConfigOverrides, type ServerConfig } from './config.js';
+import { resolveConfig, type ConfigOverrides, type ResolvedConfig, type ServerConfig } from './config.js';
 import { ClientGate } from './gate/client-gate.js';
 import type { GateOptions } from './gate/gate.js';
 import { ServerGate } from './gate/server-gate.js';
@@ -180,6 +180,9 @@ function keyExchangeFor(config: ServerConfig): ((payload: Record<string, unknown
 
 /** How long /healthz waits for the store's ping before it answers 503. */
 const HEALTH_STORE_TIMEOUT_MS = 2000;
+
+/** How long a graceful stop lets admin (/healthz, /metrics) connections finish before destroying them. */
+const ADMIN_CLOSE_GRACE_MS = 1000;
 
 /** The composition root: config → store → bus → services → gates → listeners. */
 export async function startServer(config: ServerConfig, options: StartOptions = {}): Promise<RunningServer> {
@@ -405,7 +408,16 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       await Promise.race([Promise.all([closedServer, closedClient]), new Promise((r) => setTimeout(r, 3000).unref())]);
       serverListener.destroyAll();
       clientListener.destroyAll();
-      if (admin) await new Promise<void>((r) => admin!.close(() => r()));
+      if (admin) {
+        // close() waits for every connection that is not idle: a scraper or TCP health check that
+        // left a request unfinished (or sent none) would hold the stop forever. Idle ones close at
+        // once; the rest get a short grace to finish their answer, then are destroyed.
+        const closed = new Promise<void>((r) => admin!.close(() => r()));
+        admin.closeIdleConnections();
+        await Promise.race([closed, new Promise((r) => setTimeout(r, ADMIN_CLOSE_GRACE_MS).unref())]);
+        admin.closeAllConnections();
+        await closed;
+      }
       await bus.close();
       await store.close();
       log.info('stopped');
@@ -419,8 +431,23 @@ export async function startFromEnv(
   env: Record<string, string | undefined> = process.env,
   overrides: ConfigOverrides = {},
   options: StartOptions = {},
-): Promise<RunningServer & { generatedSecret?: string; generatedSecretFile?: string }> {
-  const { config, generatedSecret, generatedSecretFile } = resolveConfig(env, overrides);
-  const server = await startServer(config, options);
-  return { ...server, generatedSecret, generatedSecretFile };
+): Promise<RunningServer & { generatedSecret?: string; generatedSecretFile?: string; devSecretFile?: string }> {
+  return startResolved(resolveConfig(env, overrides), options);
+}
+
+/**
+ * Starts with a configuration resolved before (`rtm serve` prints a generated dev secret in
+ * between, so that a start that fails does not lose it), first warning once of RTM_* variables
+ * that the server does not read: a misspelt one would otherwise be ignored silently.
+ */
+export async function startResolved(
+  resolved: ResolvedConfig,
+  options: StartOptions = {},
+): Promise<RunningServer & { generatedSecret?: string; generatedSecretFile?: string; devSecretFile?: string }> {
+  const { config, generatedSecret, generatedSecretFile, devSecretFile, unknownVariables } = resolved;
+  const logger = options.logger ?? createLogger(config.logLevel);
+  if (unknownVariables.length > 0)
+    logger.warn({ variables: unknownVariables }, 'ignored: RTM_* environment variables that the server does not read (misspelt?)');
+  const server = await startServer(config, { ...options, logger });
+  return { ...server, generatedSecret, generatedSecretFile, devSecretFile };
 }

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -51,6 +51,8 @@ interface Run {
   /** Resolves with the first log line whose msg is `msg`. */
   waitFor(msg: string, timeoutMs?: number): Promise<Record<string, unknown>>;
   kill(signal: NodeJS.Signals): void;
+  /** What the process wrote to stderr so far. */
+  stderr(): string;
 }
 
 function run(command: string, args: string[], env: Record<string, string>, as?: { uid: number; gid: number }): Run {
@@ -93,6 +95,7 @@ function run(command: string, args: string[], env: Record<string, string>, as?: 
     kill(signal) {
       child.kill(signal);
     },
+    stderr: () => stderr,
   };
 }
 
@@ -152,6 +155,11 @@ describe('configuration errors', () => {
       () => configFile('{"project":[{"pid":1,"secret":"a-long-secret"}]}'),
       /RTM_CONFIG.*unknown key 'project'/,
     ],
+    [
+      'RTM_PING_INTERVAL_MS above RTM_IDLE_TIMEOUT_MS (clients answering every ping would be closed as idle)',
+      async () => ({ RTM_PROJECT_SECRET: 'a-long-project-secret', RTM_IDLE_TIMEOUT_MS: '1000', RTM_PING_INTERVAL_MS: '4000' }),
+      /RTM_PING_INTERVAL_MS.*RTM_IDLE_TIMEOUT_MS/,
+    ],
   ];
   for (const [what, env, message] of cases) {
     it(`${what}: exit code 2 and a message naming the setting`, async () => {
@@ -164,6 +172,70 @@ describe('configuration errors', () => {
       assert.ok(!r.logs.some((e) => e.msg === 'RTM server started'));
     });
   }
+});
+
+describe('misspelt variables', () => {
+  it('an RTM_ variable the server does not read (RTM_LOGLEVEL) is warned about at start, not ignored silently', async () => {
+    const r = rtm(['serve'], await serverEnv({ RTM_PROJECT_SECRET: 'a-long-project-secret', RTM_LOGLEVEL: 'debug', RTM_ENDPOINT: 'x:1' }));
+    try {
+      const warning = await r.waitFor('ignored: RTM_* environment variables that the server does not read (misspelt?)');
+      assert.equal(warning.level, 40);
+      assert.deepEqual(warning.variables, ['RTM_LOGLEVEL'], "RTM_ENDPOINT is the CLI's");
+      await r.waitFor('RTM server started');
+    } finally {
+      r.kill('SIGTERM');
+      await within(r.done, 10_000, 'no exit after SIGTERM');
+    }
+  });
+});
+
+describe('the dev project secret', () => {
+  it('a first start that fails after generating it (a port in use) has printed it; the next start says where it is', async () => {
+    const dataDir = join(await tempDir(), 'data');
+    const busy: Server = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const { port } = busy.address() as { port: number };
+    try {
+      const first = await within(
+        rtm(['serve'], await serverEnv({ RTM_DATA_DIR: dataDir, RTM_CLIENT_PORT: String(port) })).done,
+        30_000,
+        'first start',
+      );
+      assert.equal(first.code, 1, first.stderr);
+      const saved = (await readFile(join(dataDir, 'dev-project-secret'), 'utf8')).trim();
+      assert.match(first.stderr, new RegExp(`RTM_PROJECT_SECRET=${saved}\n`), 'printed when generated, though the start failed');
+      assert.match(first.stderr, /^start-up failed: port \d+ \(RTM_CLIENT_PORT\) is in use/m);
+    } finally {
+      await new Promise((resolve) => busy.close(resolve));
+    }
+    const second = rtm(['serve'], await serverEnv({ RTM_DATA_DIR: dataDir }));
+    try {
+      await second.waitFor('RTM server started');
+    } finally {
+      second.kill('SIGTERM');
+      await within(second.done, 10_000, 'no exit after SIGTERM');
+    }
+    assert.match(second.stderr(), /RTM_PROJECT_SECRET=|dev-project-secret/, 'README: "`npm start` prints the generated secret … once"');
+    assert.doesNotMatch(second.stderr(), /RTM_PROJECT_SECRET=[0-9a-f]/, 'the secret itself only once');
+  });
+
+  it('an empty dev-project-secret file: exit code 2 and a message naming the file, not RTM_PROJECT_SECRET the operator never set', async () => {
+    const dataDir = join(await tempDir(), 'data');
+    await mkdir(dataDir);
+    await writeFile(join(dataDir, 'dev-project-secret'), '');
+    const r = await within(rtm(['serve'], await serverEnv({ RTM_DATA_DIR: dataDir })).done, 20_000, 'no exit');
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^configuration error: the dev project's secret file .*dev-project-secret is empty: .*remove the file/m);
+  });
+
+  it('a dev-project-secret that cannot be read (a directory): one "configuration error" line naming the file', async () => {
+    const dataDir = join(await tempDir(), 'data');
+    await mkdir(join(dataDir, 'dev-project-secret'), { recursive: true });
+    const r = await within(rtm(['serve'], await serverEnv({ RTM_DATA_DIR: dataDir })).done, 20_000, 'no exit');
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /^configuration error: .*dev-project-secret cannot be read \(it is a directory, not a file\)/m);
+  });
 });
 
 describe('the data directory', () => {
@@ -187,6 +259,26 @@ describe('the data directory', () => {
       stderr,
       new RegExp(`^configuration error: RTM_DATA_DIR ${dataDir} cannot be created \\(a file is in the way: not a directory\\)$`, 'm'),
     );
+  });
+
+  it('made 0700 when missing; the database (login tokens, messages) 0600 as dev-project-secret, whatever the umask', async () => {
+    const dataDir = join(await tempDir(), 'data');
+    const r = rtm(['serve'], await serverEnv({ RTM_DATA_DIR: dataDir }));
+    try {
+      await r.waitFor('RTM server started');
+      await new Promise((resolve) => setTimeout(resolve, 300)); // a checkpoint or two: the WAL is written
+      assert.equal((await stat(dataDir)).mode & 0o777, 0o700);
+      assert.equal((await stat(join(dataDir, 'dev-project-secret'))).mode & 0o777, 0o600);
+      const files = (await readdir(dataDir)).filter((f) => f.startsWith('rtm.sqlite'));
+      assert.ok(files.includes('rtm.sqlite') && files.includes('rtm.sqlite-wal'), files.join());
+      for (const f of files) {
+        const mode = (await stat(join(dataDir, f))).mode & 0o777;
+        assert.equal(mode, 0o600, `${f} is mode ${mode.toString(8)} (umask ${process.umask().toString(8)})`);
+      }
+    } finally {
+      r.kill('SIGTERM');
+      await within(r.done, 10_000, 'no exit after SIGTERM');
+    }
   });
 
   for (const secret of [true, false]) {
@@ -213,6 +305,32 @@ describe('the data directory', () => {
 });
 
 describe('signals', () => {
+  for (const [what, bytes] of [
+    ['an admin (/healthz, /metrics) connection holds an unfinished request', 'GET /healthz HTTP/1.1\r\nHost: x\r\n'],
+    ['an admin connection is open and has sent nothing yet (a TCP health check)', ''],
+  ] as const)
+    it(`SIGTERM stops gracefully within 10 s while ${what}`, async () => {
+      const r = rtm(['serve'], await serverEnv({ RTM_PROJECT_SECRET: 'a-long-project-secret', RTM_ADMIN_PORT: '0' }));
+      const started = (await r.waitFor('RTM server started')) as { adminPort: number };
+      const s = connect(started.adminPort, '127.0.0.1');
+      s.on('error', () => undefined);
+      await new Promise((resolve) => s.once('connect', resolve));
+      if (bytes) s.write(bytes);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      try {
+        r.kill('SIGTERM');
+        const { code, stdout } = await within(r.done, 10_000, 'still running 10 s after SIGTERM (waiting for the admin connection)');
+        assert.equal(code, 0, stdout);
+        assert.ok(
+          r.logs.some((e) => e.msg === 'stopped'),
+          stdout,
+        );
+      } finally {
+        s.destroy();
+        r.kill('SIGKILL');
+      }
+    });
+
   for (const [signal, code] of [
     ['SIGTERM', 143],
     ['SIGINT', 130],
@@ -357,5 +475,35 @@ describe('the command line', () => {
     } finally {
       await new Promise((resolve) => gate.close(resolve));
     }
+  });
+
+  it('a server that is down: exit code 1 and one line', async () => {
+    const srv = createServer();
+    await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+    const { port } = srv.address() as { port: number };
+    await new Promise((resolve) => srv.close(resolve));
+    const r = await within(
+      rtm(['send', '1001', '1002', 'hello'], { RTM_ENDPOINT: `127.0.0.1:${port}`, RTM_PROJECT_SECRET: 'a-long-project-secret' }).done,
+      20_000,
+      'the CLI did not exit',
+    );
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /ECONNREFUSED/);
+  });
+
+  it('`rtm keygen | head -1`: the reader gone, it ends quietly (no EPIPE stack trace)', async () => {
+    const child = spawn(process.execPath, ['--conditions=development', '--import', 'tsx', CLI, 'keygen'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    // The reader is gone before the CLI writes (racy with head, certain here).
+    child.stdout.destroy();
+    const code = await within(new Promise<number | null>((resolve) => child.once('close', resolve)), 20_000, 'keygen did not exit');
+    assert.doesNotMatch(stderr, /\n\s+at /, `exit ${code}, stack trace:\n${stderr.slice(0, 400)}`);
+    assert.equal(stderr, '');
+    assert.equal(code, 0);
   });
 });

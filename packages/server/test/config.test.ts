@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
-import { ConfigError, resolveConfig } from '../src/config.js';
+import { ConfigError, ENV_VARIABLES, resolveConfig } from '../src/config.js';
 import { startServer } from '../src/main.js';
 import { createLogger } from '../src/observability/logger.js';
 
@@ -134,6 +135,14 @@ describe('config: the RTM_CONFIG file', () => {
     assert.equal(config.projects[1]!.allowLegacySign, true);
   });
 
+  it('RTM_PROJECT_HMAC_SECRET beside it is refused (not dropped silently): hmacSecret goes in the file', () => {
+    const path = fileWith(JSON.stringify({ projects: [project] }));
+    assert.throws(
+      () => resolveConfig({ RTM_CONFIG: path, RTM_PROJECT_HMAC_SECRET: Buffer.alloc(32, 1).toString('base64') }),
+      (e) => e instanceof ConfigError && /RTM_PROJECT_HMAC_SECRET.*RTM_CONFIG.*hmacSecret/.test(e.message),
+    );
+  });
+
   it('anything else is an error naming RTM_CONFIG and the problem, never the dev project or a TypeError', () => {
     const cases: [string, RegExp][] = [
       [JSON.stringify({ project: [project] }), /unknown key 'project' \(did you mean 'projects'\?\)/],
@@ -219,5 +228,120 @@ describe('config: RTM_ENCRYPTION_KEY', () => {
       (e) => e instanceof ConfigError && /^RTM_ENCRYPTION_KEY \(.*garbage\.pem\): .*hex characters or a PEM/.test(e.message),
     );
     await assert.rejects(start('abcd'), (e) => e instanceof ConfigError && /^RTM_ENCRYPTION_KEY: .*hex characters/.test(e.message));
+  });
+});
+
+describe('config: settings that contradict each other', () => {
+  it('RTM_PING_INTERVAL_MS not below RTM_IDLE_TIMEOUT_MS is refused naming both (healthy clients would be closed as idle)', () => {
+    for (const env of [
+      { RTM_IDLE_TIMEOUT_MS: '1000', RTM_PING_INTERVAL_MS: '4000' },
+      { RTM_IDLE_TIMEOUT_MS: '5000', RTM_PING_INTERVAL_MS: '5000' },
+      { RTM_IDLE_TIMEOUT_MS: '10000' }, // below the default ping interval, 20 s
+    ]) {
+      assert.throws(
+        () => resolveConfig({ ...base, ...env }),
+        (e) => e instanceof ConfigError && /RTM_PING_INTERVAL_MS \(\d+\) must be less than RTM_IDLE_TIMEOUT_MS \(\d+\)/.test(e.message),
+        JSON.stringify(env),
+      );
+    }
+    assert.equal(resolveConfig({ ...base, RTM_IDLE_TIMEOUT_MS: '1000', RTM_PING_INTERVAL_MS: '999' }).config.pingIntervalMs, 999);
+  });
+});
+
+describe('config: integers', () => {
+  it('a value that is not an integer names the variable and the allowed range, as an out-of-range one does', () => {
+    for (const [name, value] of [
+      ['RTM_SERVER_PORT', 'http'],
+      ['RTM_IDLE_TIMEOUT_MS', '60s'],
+      ['RTM_MAX_FRAME_BYTES', '8MiB'],
+    ] as const) {
+      assert.throws(
+        () => resolveConfig({ RTM_DATA_DIR: ':memory:', [name]: value }),
+        (e: Error) => {
+          assert.match(e.message, new RegExp(name));
+          assert.match(e.message, /between \d+ and \d+/, `no range: ${e.message}`);
+          return true;
+        },
+      );
+    }
+  });
+});
+
+describe('config: the dev project secret file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rtm-config-dev-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('a bad setting refuses the start before a secret is generated (it would be saved, never printed)', () => {
+    const dataDir = join(dir, 'refused');
+    assert.throws(() => resolveConfig({ RTM_DATA_DIR: dataDir, RTM_SERVER_PORT: 'http' }), /RTM_SERVER_PORT/);
+    assert.ok(!existsSync(join(dataDir, 'dev-project-secret')));
+  });
+
+  it('a saved one is read, and named as the dev secret file on every start', () => {
+    const dataDir = join(dir, 'saved');
+    const first = resolveConfig({ RTM_DATA_DIR: dataDir });
+    const file = join(resolve(dataDir), 'dev-project-secret');
+    assert.equal(first.generatedSecretFile, file);
+    assert.equal(first.devSecretFile, file);
+    const again = resolveConfig({ RTM_DATA_DIR: dataDir });
+    assert.equal(again.generatedSecret, undefined);
+    assert.equal(again.devSecretFile, file);
+    assert.equal(again.config.projects[0]!.secret, first.generatedSecret);
+    assert.equal(resolveConfig({ ...base, RTM_DATA_DIR: dataDir }).devSecretFile, undefined, 'RTM_PROJECT_SECRET set: not the dev secret');
+  });
+});
+
+describe('config: environment variables', () => {
+  const SRC = fileURLToPath(new URL('../src/', import.meta.url));
+  const README = fileURLToPath(new URL('../../../README.md', import.meta.url));
+  /** The RTM_* variables that config.ts and cli.ts read. */
+  const read = (): Set<string> => {
+    const names = new Set<string>();
+    for (const f of ['config.ts', 'cli.ts']) {
+      const src = readFileSync(join(SRC, f), 'utf8');
+      for (const m of src.matchAll(/env\.(RTM_[A-Z0-9_]+)|env, '(RTM_[A-Z0-9_]+)'/g)) names.add((m[1] ?? m[2])!);
+    }
+    assert.ok(names.size > 30, `parsed ${names.size} variables`);
+    return names;
+  };
+
+  it('ENV_VARIABLES, the names not warned about, lists every variable the server or the CLI reads', () => {
+    assert.deepEqual(
+      [...read()].filter((v) => !ENV_VARIABLES.includes(v)),
+      [],
+    );
+  });
+
+  it("RTM_* variables the server does not read are listed to be warned about; the CLI's and tests' and benchmarks' are not", () => {
+    const { unknownVariables } = resolveConfig({
+      ...base,
+      RTM_LOGLEVEL: 'debug',
+      RTM_ENDPOINT: '127.0.0.1:1',
+      RTM_BENCH_V8_FLAGS: 'x',
+      RTM_MODEL_SEED: '1',
+      RTM_TEST_POSTGRES_URL: 'x',
+      HOME: '/root',
+    });
+    assert.deepEqual(unknownVariables, ['RTM_LOGLEVEL']);
+  });
+
+  it('every variable the server or the CLI reads is in the README', () => {
+    const inReadme = new Set(readFileSync(README, 'utf8').match(/RTM_[A-Z0-9_]+/g));
+    assert.deepEqual(
+      [...read()].filter((v) => !inReadme.has(v)),
+      [],
+      'read by the code, never mentioned in README',
+    );
+  });
+
+  it('every variable of the README table is read by the code', () => {
+    const readme = readFileSync(README, 'utf8');
+    const table = readme.slice(readme.indexOf('| variable | meaning | default |'), readme.indexOf('`SIGTERM`/`SIGINT` stop gracefully'));
+    const vars = new Set(table.match(/RTM_[A-Z0-9_]+/g));
+    const src = readFileSync(join(SRC, 'config.ts'), 'utf8') + readFileSync(join(SRC, 'cli.ts'), 'utf8');
+    assert.deepEqual(
+      [...vars].filter((v) => !new RegExp(`env\\.${v}\\b|env, '${v}'`).test(src)), // not ENV_VARIABLES: a read
+      [],
+    );
   });
 });

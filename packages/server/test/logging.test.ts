@@ -1,7 +1,8 @@
 /**
  * What an operator finds in the logs when peers misbehave: refused server-gate signatures are
  * logged (once per connection at warn, then at debug), never with the secret or the sign; garbage
- * from peers that never logged in or signed is logged at info, from known peers at warn.
+ * from peers that never logged in or signed is logged at info, from known peers at warn; refused
+ * client logins once per connection at info, then at debug.
  */
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
@@ -118,6 +119,29 @@ describe('logs of misbehaving peers', () => {
     assert.equal(logged.length, 1);
     assert.equal(logged[0]!.level, WARN);
     assert.equal(logged[0]!.authenticated, true);
+  });
+
+  it('refused client logins (bad token): the first on a connection at info, the others at debug', async () => {
+    const client = await RawClient.websocket(server.clientEndpoint);
+    let answered = 0;
+    try {
+      for (let i = 0; i < 30; i++) {
+        const a = await client.quest('auth', { pid: TEST_PID, uid: 1001n, token: 'not-the-token' }).catch(() => undefined);
+        if (a) answered++;
+      }
+    } finally {
+      client.close();
+    }
+    const refused = entries().filter((e) => e.msg === 'login refused: bad token');
+    assert.ok(answered > 1);
+    assert.equal(refused.length, answered);
+    assert.equal(refused.filter((e) => e.level >= INFO).length, 1, `${answered} refused logins on one connection`);
+    assert.equal(refused[0]!.level, INFO);
+    // A second connection gets its own info line.
+    const other = await RawClient.websocket(server.clientEndpoint);
+    await other.quest('auth', { pid: TEST_PID, uid: 1001n, token: 'not-the-token' }).catch(() => undefined);
+    other.close();
+    assert.equal(entries().filter((e) => e.msg === 'login refused: bad token' && e.level === INFO).length, 2);
   });
 
   it('a good signature and other error answers log no authentication failure', async () => {

@@ -95,6 +95,16 @@ describe('system methods', () => {
     assert.equal(line['debugAttrs'], '{"k":1}');
   });
 
+  it('adddebuglog: a client cannot write a 1 MiB line into the info log (the first 1024 characters, marked cut)', async () => {
+    const c = await login(newUid());
+    const msg = 'x'.repeat(1 << 20);
+    assert.deepEqual(await c.quest('adddebuglog', { msg, attrs: 'y'.repeat(5000) }), {});
+    const line = logLines.findLast((l) => l['msg'] === 'client debug log');
+    assert.ok(line, 'logged');
+    assert.equal(line['debugMsg'], `${'x'.repeat(1024)}… [truncated: ${1 << 20} characters]`);
+    assert.equal(line['debugAttrs'], `${'y'.repeat(1024)}… [truncated: 5000 characters]`);
+  });
+
   it('out-of-scope methods are accepted no-ops with validated keys', async () => {
     const c = await login(newUid());
     assert.deepEqual(await c.quest('adddevice', { apptype: 'fcm', devicetoken: 'tok' }), {});

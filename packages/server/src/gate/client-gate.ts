@@ -60,6 +60,9 @@ export class ClientGate extends Gate<ClientSession> {
   /** Connections whose `auth` is under way: a second one, sent with it, must not log in too. */
   private readonly authenticating = new WeakSet<Connection<ClientSession>>();
 
+  /** Connections whose first refused login was logged at info (later ones at debug). */
+  private readonly loginRefusalLogged = new WeakSet<Connection<ClientSession>>();
+
   /** `auth` (client-api.md §2): a bad token is `{ok:false}`, not an error. */
   private async auth(conn: Connection<ClientSession>, payload: Payload): Promise<Payload> {
     if (conn.session || this.authenticating.has(conn)) {
@@ -85,7 +88,13 @@ export class ClientGate extends Gate<ClientSession> {
     if (req.uid <= 0n) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_USER_ID, `invalid uid ${req.uid}`);
     const refused = req.authv === 2 ? this.refuseV2Token(project.hmacSecret, req) : await this.refuseStoredToken(req);
     if (refused) {
-      this.log.info({ pid: req.pid, uid: String(req.uid), remote: conn.remote, why: refused }, 'login refused: bad token');
+      // The first refusal on a connection at info, later ones at debug: a client retrying a bad
+      // token would flood the log (as refused server-gate signatures, server-gate.ts authFailed).
+      const first = !this.loginRefusalLogged.has(conn);
+      this.loginRefusalLogged.add(conn);
+      const fields = { pid: req.pid, uid: String(req.uid), remote: conn.remote, why: refused };
+      if (first) this.log.info(fields, 'login refused: bad token');
+      else this.log.debug(fields, 'login refused: bad token');
       return { ok: false };
     }
     if (config.broadcastAdminUids.includes(req.uid)) {

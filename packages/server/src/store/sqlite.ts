@@ -17,7 +17,7 @@
  * - Ids are INTEGER columns read with safe integers: they come back as bigint, exact above 2^53.
  */
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import {
   MessageKind,
@@ -124,6 +124,24 @@ export interface MigrationEvent {
 
 export const DEFAULT_SQLITE_DATA_DIR = 'data';
 export const DEFAULT_SQLITE_FILENAME = 'rtm.sqlite';
+
+/**
+ * The database holds login tokens and messages: only its owner may read it (0600, as the dev
+ * project's secret), whatever the umask. Set once SQLite has opened (made) the file, before
+ * anything is written to it; SQLite creates the -wal and -shm files with the database file's
+ * mode (fchmod, umask or not), and those left by an older server are set here too. The owner
+ * (the `sqlite3` shell run by the same user) reads it as before.
+ */
+function ownerOnly(path: string): void {
+  for (const file of [path, `${path}-wal`, `${path}-shm`, `${path}-journal`]) {
+    try {
+      chmodSync(file, 0o600);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'EPERM') throw err; // EPERM: not ours; SQLite says whether it can use it
+    }
+  }
+}
 export const DEFAULT_SQLITE_BUSY_TIMEOUT_MS = 5000;
 export const DEFAULT_SQLITE_SYNCHRONOUS: SqliteSynchronous = 'FULL';
 /**
@@ -217,10 +235,13 @@ export class SqliteStore implements Store {
 
   async init(): Promise<void> {
     if (this.db) return;
-    if (this.path !== ':memory:') mkdirSync(dirname(this.path), { recursive: true });
+    if (this.path !== ':memory:') mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
     const db = openConnection(this.path, this.options);
     try {
-      if (this.path !== ':memory:') db.pragma('journal_mode = WAL');
+      if (this.path !== ':memory:') {
+        ownerOnly(this.path); // before the WAL is made: SQLite gives it the database file's mode
+        db.pragma('journal_mode = WAL');
+      }
       db.pragma('foreign_keys = OFF');
       migrate(db, SQLITE_MIGRATIONS, this.options.onMigration);
       this.db = db;

@@ -17,10 +17,21 @@ export const getattrs = clientMethod({}, (ctx) => ({ attrs: { ...ctx.conn.sessio
 
 export const getservertime = clientMethod({}, () => ({ mts: BigInt(Date.now()) }));
 
-/** Logged at info with the user, then accepted (proposal). */
+/**
+ * Characters of a client's `adddebuglog` msg (and attrs) that go into the log; the rest is cut and
+ * the cut marked. Cut rather than refused: the line stays bounded whatever RTM_MAX_MSG_BYTES
+ * allows (up to 8 MiB), the SDKs send these logs without expecting a refusal, and the head of a
+ * client's log is what one reads.
+ */
+const DEBUG_LOG_MAX_CHARS = 1024;
+
+const logged = (text: string): string =>
+  text.length <= DEBUG_LOG_MAX_CHARS ? text : `${text.slice(0, DEBUG_LOG_MAX_CHARS)}… [truncated: ${text.length} characters]`;
+
+/** Logged at info with the user (the first DEBUG_LOG_MAX_CHARS of it), then accepted (proposal). */
 export const adddebuglog = clientMethod({ msg: f.str, attrs: f.opt(f.str) }, (ctx, r) => {
   ctx.services.log.info(
-    { pid: ctx.pid, uid: String(ctx.uid), conn: ctx.conn.id, debugMsg: r.msg, debugAttrs: r.attrs ?? '' },
+    { pid: ctx.pid, uid: String(ctx.uid), conn: ctx.conn.id, debugMsg: logged(r.msg), debugAttrs: logged(r.attrs ?? '') },
     'client debug log',
   );
   return {};
