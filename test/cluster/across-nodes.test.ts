@@ -7,85 +7,14 @@
  * Skipped when PostgreSQL or NATS is unreachable, except when CI=true.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import {
-  RawClient,
-  startFaultyProxy,
-  startTestServer,
-  TEST_PID,
-  TEST_SECRET,
-  until,
-  type FaultyProxy,
-  type TestServer,
-} from '@rtm/testkit';
-import { NatsBus } from '../../packages/server/src/bus/nats.js';
-import { PostgresStore } from '../../packages/server/src/store/postgres.js';
-import { admin, clusterServicesUnavailable, NATS_URL, POSTGRES_URL } from './cluster.js';
+import { startFaultyProxy, until, type FaultyProxy } from '@rtm/testkit';
+import { clusterServicesUnavailable, POSTGRES_URL } from './cluster.js';
+import { nextId, pushesOf, startInProcessNodes } from './in-process-nodes.js';
 
 const CI = process.env['CI'] === 'true';
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const unavailable = await clusterServicesUnavailable();
-
-let idSeq = 2n ** 53n + BigInt(Date.now() % 1_000_000) * 1000n;
-const nextId = (): bigint => ++idSeq;
-
-interface Node {
-  server: TestServer;
-  bus: NatsBus;
-  backend: RawClient;
-}
-
-/** n in-process nodes; `natsUrl(i)` / `pgUrl(i)` may point node i at a gate. */
-async function startNodes(
-  n: number,
-  settings: Parameters<typeof startTestServer>[0] = {},
-  natsUrl: (i: number) => string = () => NATS_URL,
-  pgUrl: (i: number) => string = () => POSTGRES_URL,
-) {
-  const schema = `rtm_audit_${randomBytes(6).toString('hex')}`;
-  const subjectPrefix = `rtmaudit_${randomBytes(6).toString('hex')}`;
-  const nodes: Node[] = [];
-  const clients: RawClient[] = [];
-  const start = async (i: number): Promise<Node> => {
-    const bus = new NatsBus({ url: natsUrl(i), subjectPrefix, discoveryMs: 50 });
-    const server = await startTestServer(
-      { logoutGraceMs: 0, ...settings },
-      { store: new PostgresStore({ url: pgUrl(i), schema, poolSize: 4 }), bus },
-    );
-    const backend = await RawClient.tcp(server.serverEndpoint);
-    clients.push(backend);
-    return { server, bus, backend };
-  };
-  for (let i = 0; i < n; i++) nodes.push(await start(i));
-  const call = (i: number, method: string, payload: Record<string, unknown>) =>
-    nodes[i]!.backend.signed(method, payload, TEST_PID, TEST_SECRET);
-  const login = async (i: number, uid: bigint): Promise<RawClient> => {
-    const { token } = await call(i, 'gettoken', { uid });
-    const c = await RawClient.websocket(nodes[i]!.server.clientEndpoint);
-    clients.push(c);
-    const answer = await c.quest('auth', { pid: TEST_PID, uid, token });
-    assert.deepEqual(answer, { ok: true });
-    return c;
-  };
-  /** Waits until node `to` handled what node `from` published so far (a p2p marker through the bus). */
-  const settle = async (from: number, to: number): Promise<void> => {
-    const probe = nextId();
-    const c = await login(to, probe);
-    const mid = nextId();
-    await call(from, 'sendmsg', { from: probe + 1n, to: probe, mid, mtype: 51, msg: 'marker', attrs: '' });
-    assert.ok(await until(() => c.pushes.some((p) => p.payload['mid'] === mid), 10_000), `marker from node ${from} to node ${to}`);
-    c.close();
-  };
-  const close = async (): Promise<void> => {
-    for (const c of clients) c.close();
-    await Promise.all(nodes.map((nd) => nd.server.close().catch(() => {})));
-    await admin((c) => c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`));
-  };
-  return { nodes, call, login, settle, close, clients };
-}
-
-const pushesOf = (c: RawClient, method: string, mid: bigint) => c.pushes.filter((p) => p.method === method && p.payload['mid'] === mid);
 
 if (unavailable && !CI) {
   describe('across nodes', () => {
@@ -97,9 +26,9 @@ if (unavailable && !CI) {
   });
 } else {
   describe('across nodes: kickout ce, order, rooms, presence queries', { timeout: 120_000 }, () => {
-    let c: Awaited<ReturnType<typeof startNodes>>;
+    let c: Awaited<ReturnType<typeof startInProcessNodes>>;
     before(async () => {
-      c = await startNodes(3);
+      c = await startInProcessNodes(3);
     });
     after(async () => {
       await c?.close();
@@ -178,22 +107,19 @@ if (unavailable && !CI) {
 
   describe('PostgreSQL lost by one node (behind a gate)', { timeout: 120_000 }, () => {
     let gate: FaultyProxy;
-    let c: Awaited<ReturnType<typeof startNodes>>;
+    let c: Awaited<ReturnType<typeof startInProcessNodes>>;
     before(async () => {
       const pg = new URL(POSTGRES_URL);
       gate = await startFaultyProxy(pg.hostname, Number(pg.port || 5432));
-      c = await startNodes(
-        2,
-        {},
-        () => NATS_URL,
-        (i) => {
+      c = await startInProcessNodes(2, {
+        pgUrl: (i) => {
           if (i !== 0) return POSTGRES_URL;
           const u = new URL(POSTGRES_URL);
           u.hostname = '127.0.0.1';
           u.port = String(gate.port);
           return u.toString();
         },
-      );
+      });
     });
     after(async () => {
       await c?.close();

@@ -10,78 +10,15 @@
  * Skipped when PostgreSQL or NATS is unreachable, except when CI=true.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import {
-  RawClient,
-  startFaultyProxy,
-  startTestServer,
-  TEST_PID,
-  TEST_SECRET,
-  until,
-  type FaultyProxy,
-  type TestServer,
-} from '@rtm/testkit';
-import { NatsBus } from '../../packages/server/src/bus/nats.js';
-import { PostgresStore } from '../../packages/server/src/store/postgres.js';
-import { admin, clusterServicesUnavailable, NATS_URL, POSTGRES_URL } from './cluster.js';
+import { startFaultyProxy, until, type FaultyProxy } from '@rtm/testkit';
+import type { NatsBus } from '../../packages/server/src/bus/nats.js';
+import { clusterServicesUnavailable, NATS_URL } from './cluster.js';
+import { nextId, pushesOf, startInProcessNodes } from './in-process-nodes.js';
 
 const CI = process.env['CI'] === 'true';
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const unavailable = await clusterServicesUnavailable();
-
-let idSeq = 2n ** 53n + BigInt(Date.now() % 1_000_000) * 1000n;
-const nextId = (): bigint => ++idSeq;
-
-interface Node {
-  server: TestServer;
-  bus: NatsBus;
-  backend: RawClient;
-}
-
-/** n in-process nodes on a schema and a subject prefix of their own; node i reaches NATS at `natsUrl(i)`. */
-async function startNodes(n: number, natsUrl: (i: number) => string) {
-  const schema = `rtm_outage_${randomBytes(6).toString('hex')}`;
-  const subjectPrefix = `rtmoutage_${randomBytes(6).toString('hex')}`;
-  const nodes: Node[] = [];
-  const clients: RawClient[] = [];
-  for (let i = 0; i < n; i++) {
-    const bus = new NatsBus({ url: natsUrl(i), subjectPrefix, discoveryMs: 50 });
-    const server = await startTestServer(
-      { logoutGraceMs: 0 },
-      { store: new PostgresStore({ url: POSTGRES_URL, schema, poolSize: 4 }), bus },
-    );
-    const backend = await RawClient.tcp(server.serverEndpoint);
-    clients.push(backend);
-    nodes.push({ server, bus, backend });
-  }
-  const call = (i: number, method: string, payload: Record<string, unknown>) =>
-    nodes[i]!.backend.signed(method, payload, TEST_PID, TEST_SECRET);
-  const login = async (i: number, uid: bigint): Promise<RawClient> => {
-    const { token } = await call(i, 'gettoken', { uid });
-    const c = await RawClient.websocket(nodes[i]!.server.clientEndpoint);
-    clients.push(c);
-    assert.deepEqual(await c.quest('auth', { pid: TEST_PID, uid, token }), { ok: true });
-    return c;
-  };
-  /** Waits until node `to` handled what node `from` published so far (a p2p marker through the bus). */
-  const settle = async (from: number, to: number): Promise<void> => {
-    const probe = nextId();
-    const c = await login(to, probe);
-    const mid = nextId();
-    await call(from, 'sendmsg', { from: probe + 1n, to: probe, mid, mtype: 51, msg: 'marker', attrs: '' });
-    assert.ok(await until(() => c.pushes.some((p) => p.payload['mid'] === mid), 10_000), `marker from node ${from} to node ${to}`);
-    c.close();
-  };
-  const close = async (): Promise<void> => {
-    for (const c of clients) c.close();
-    await Promise.all(nodes.map((nd) => nd.server.close().catch(() => {})));
-    await admin((c) => c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`));
-  };
-  return { nodes, call, login, settle, close };
-}
-
-const pushesOf = (c: RawClient, method: string, mid: bigint) => c.pushes.filter((p) => p.method === method && p.payload['mid'] === mid);
 
 /** Node 1's NATS connection drops and stays down while `during` runs; then it comes back. */
 async function natsOutage(proxy: FaultyProxy, bus: NatsBus, during: () => Promise<void>): Promise<void> {
@@ -108,11 +45,11 @@ if (unavailable && !CI) {
 } else {
   describe('bus outage: node 1 loses NATS for a moment', { timeout: 120_000 }, () => {
     let proxy: FaultyProxy;
-    let c: Awaited<ReturnType<typeof startNodes>>;
+    let c: Awaited<ReturnType<typeof startInProcessNodes>>;
     before(async () => {
       const nats = new URL(NATS_URL);
       proxy = await startFaultyProxy(nats.hostname, Number(nats.port || 4222));
-      c = await startNodes(2, (i) => (i === 1 ? `nats://127.0.0.1:${proxy.port}` : NATS_URL));
+      c = await startInProcessNodes(2, { natsUrl: (i) => (i === 1 ? `nats://127.0.0.1:${proxy.port}` : NATS_URL) });
     });
     after(async () => {
       await c?.close(); // the buses first: a proxy closed under them leaves nats.js reconnecting

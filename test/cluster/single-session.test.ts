@@ -9,19 +9,15 @@
  * either is unreachable, except when CI=true (then it fails).
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { RawClient, startTestServer, TEST_PID, TEST_SECRET, until, type TestServer } from '@rtm/testkit';
-import { NatsBus } from '../../packages/server/src/bus/nats.js';
+import { RawClient, TEST_PID, until } from '@rtm/testkit';
 import { PostgresStore } from '../../packages/server/src/store/postgres.js';
-import { admin, clusterServicesUnavailable, NATS_URL, POSTGRES_URL } from './cluster.js';
+import { clusterServicesUnavailable } from './cluster.js';
+import { nextId, startInProcessNodes } from './in-process-nodes.js';
 
 const CI = process.env['CI'] === 'true';
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const unavailable = await clusterServicesUnavailable();
-
-let idSeq = 2n ** 53n + BigInt(Date.now() % 1_000_000) * 1000n;
-const nextId = (): bigint => ++idSeq;
 
 type Held = 'getToken' | 'userRooms';
 
@@ -58,58 +54,6 @@ class HoldingStore extends PostgresStore {
   }
 }
 
-interface Node {
-  server: TestServer;
-  store: HoldingStore;
-  backend: RawClient;
-}
-
-/** n in-process nodes with RTM_SINGLE_SESSION on. */
-async function startNodes(n: number) {
-  const schema = `rtm_single_${randomBytes(6).toString('hex')}`;
-  const subjectPrefix = `rtmsingle_${randomBytes(6).toString('hex')}`;
-  const nodes: Node[] = [];
-  const clients: RawClient[] = [];
-  for (let i = 0; i < n; i++) {
-    const bus = new NatsBus({ url: NATS_URL, subjectPrefix, discoveryMs: 50 });
-    const store = new HoldingStore({ url: POSTGRES_URL, schema, poolSize: 4 });
-    const server = await startTestServer({ logoutGraceMs: 0, singleSession: true }, { store, bus });
-    const backend = await RawClient.tcp(server.serverEndpoint);
-    clients.push(backend);
-    nodes.push({ server, store, backend });
-  }
-  const call = (i: number, method: string, payload: Record<string, unknown>) =>
-    nodes[i]!.backend.signed(method, payload, TEST_PID, TEST_SECRET);
-  const token = async (i: number, uid: bigint): Promise<unknown> => (await call(i, 'gettoken', { uid }))['token'];
-  /** A connection to node i's client gate, and its `auth` of `uid` (sent now, answered or refused later). */
-  const auth = async (i: number, uid: bigint, token: unknown) => {
-    const client = await RawClient.websocket(nodes[i]!.server.clientEndpoint);
-    clients.push(client);
-    const answer = client.quest('auth', { pid: TEST_PID, uid, token }).catch((err: { code?: number }) => ({ error: err.code ?? err }));
-    return { client, answer };
-  };
-  const login = async (i: number, uid: bigint): Promise<RawClient> => {
-    const { client, answer } = await auth(i, uid, await token(i, uid));
-    assert.deepEqual(await answer, { ok: true });
-    return client;
-  };
-  /** Waits until node `to` handled what node `from` published so far (a p2p marker through the bus). */
-  const settle = async (from: number, to: number): Promise<void> => {
-    const probe = nextId();
-    const c = await login(to, probe);
-    const mid = nextId();
-    await call(from, 'sendmsg', { from: probe + 1n, to: probe, mid, mtype: 51, msg: 'marker', attrs: '' });
-    assert.ok(await until(() => c.pushes.some((p) => p.payload['mid'] === mid), 10_000), `marker from node ${from} to node ${to}`);
-    c.close();
-  };
-  const close = async (): Promise<void> => {
-    for (const c of clients) c.close();
-    await Promise.all(nodes.map((nd) => nd.server.close().catch(() => {})));
-    await admin((c) => c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`));
-  };
-  return { nodes, call, token, auth, login, settle, close, clients };
-}
-
 const kickouts = (c: RawClient) => c.pushes.filter((p) => p.method === 'kickout').length;
 
 if (unavailable && !CI) {
@@ -122,9 +66,12 @@ if (unavailable && !CI) {
   });
 } else {
   describe('RTM_SINGLE_SESSION across nodes: the newest login stays', { timeout: 120_000 }, () => {
-    let c: Awaited<ReturnType<typeof startNodes>>;
+    let c: Awaited<ReturnType<typeof startInProcessNodes<HoldingStore>>>;
     before(async () => {
-      c = await startNodes(2);
+      c = await startInProcessNodes(2, {
+        settings: { singleSession: true },
+        makeStore: (url, schema) => new HoldingStore({ url, schema, poolSize: 4 }),
+      });
     });
     after(async () => {
       await c?.close();
