@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { RawClient, TEST_PID, until } from '@rtm/testkit';
 import { PostgresStore } from '../../packages/server/src/store/postgres.js';
+import { withHeldLoginSteps } from '../../packages/server/test/helpers/held-login-steps.js';
 import { clusterServicesUnavailable } from './cluster.js';
 import { nextId, startInProcessNodes } from './in-process-nodes.js';
 
@@ -19,40 +20,9 @@ const CI = process.env['CI'] === 'true';
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const unavailable = await clusterServicesUnavailable();
 
-type Held = 'getToken' | 'userRooms';
-
 /** A PostgreSQL store whose token check or room lookup (both steps of a login) of a user can be held. */
-class HoldingStore extends PostgresStore {
-  private readonly holds = new Map<string, { reached: () => void; released: Promise<void> }>();
-
-  /** The next `step` of `uid` waits for `release`; `reached` resolves when it has begun. */
-  hold(step: Held, uid: bigint): { reached: Promise<void>; release: () => void } {
-    let reached!: () => void;
-    let release!: () => void;
-    const reachedP = new Promise<void>((r) => (reached = r));
-    const released = new Promise<void>((r) => (release = r));
-    this.holds.set(`${step}:${uid}`, { reached, released });
-    return { reached: reachedP, release };
-  }
-
-  private async held(step: Held, uid: bigint): Promise<void> {
-    const h = this.holds.get(`${step}:${uid}`);
-    if (!h) return;
-    this.holds.delete(`${step}:${uid}`);
-    h.reached();
-    await h.released;
-  }
-
-  override async getToken(pid: number, uid: bigint): Promise<string | undefined> {
-    await this.held('getToken', uid);
-    return super.getToken(pid, uid);
-  }
-
-  override async userRooms(pid: number, uid: bigint): Promise<bigint[]> {
-    await this.held('userRooms', uid);
-    return super.userRooms(pid, uid);
-  }
-}
+const HoldingStore = withHeldLoginSteps(PostgresStore);
+type HoldingStore = InstanceType<typeof HoldingStore>;
 
 const kickouts = (c: RawClient) => c.pushes.filter((p) => p.method === 'kickout').length;
 

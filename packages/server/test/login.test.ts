@@ -7,6 +7,7 @@ import { RawClient, startTestServer, TEST_PID, TEST_SECRET, type TestServer } fr
 import { LocalBus } from '../src/bus/local.js';
 import { loginBefore } from '../src/services/delivery.js';
 import { SqliteStore } from '../src/store/sqlite.js';
+import { withHeldLoginSteps } from './helpers/held-login-steps.js';
 
 // client-api.md §2 `auth`: tokens from gettoken, "auth v2" tokens a backend mints with the
 // project's hmacSecret, and admin ids that may not log in as clients. Real server, raw frames.
@@ -259,37 +260,8 @@ describe('kickout by gate endpoint (ce), and one session per user (RTM_SINGLE_SE
 });
 
 /** A store whose token check or room lookup (both steps of a login) of a user can be held by the test. */
-class HoldingStore extends SqliteStore {
-  private readonly holds = new Map<string, { reached: () => void; released: Promise<void> }>();
-
-  /** The next `step` of `uid` waits for `release`; `reached` resolves when it has begun. */
-  hold(step: 'getToken' | 'userRooms', uid: bigint): { reached: Promise<void>; release: () => void } {
-    let reached!: () => void;
-    let release!: () => void;
-    const reachedP = new Promise<void>((r) => (reached = r));
-    const released = new Promise<void>((r) => (release = r));
-    this.holds.set(`${step}:${uid}`, { reached, released });
-    return { reached: reachedP, release };
-  }
-
-  private async held(step: string, uid: bigint): Promise<void> {
-    const h = this.holds.get(`${step}:${uid}`);
-    if (!h) return;
-    this.holds.delete(`${step}:${uid}`);
-    h.reached();
-    await h.released;
-  }
-
-  override async getToken(pid: number, uid: bigint): Promise<string | undefined> {
-    await this.held('getToken', uid);
-    return super.getToken(pid, uid);
-  }
-
-  override async userRooms(pid: number, uid: bigint): Promise<bigint[]> {
-    await this.held('userRooms', uid);
-    return super.userRooms(pid, uid);
-  }
-}
+const HoldingStore = withHeldLoginSteps(SqliteStore);
+type HoldingStore = InstanceType<typeof HoldingStore>;
 
 describe('client login: one auth per connection', () => {
   it('two auth quests in one write: the first logs in, the second gets 200023, and the connection stays the first user', async () => {
