@@ -659,6 +659,12 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
         await store.setClearTime(PID, BIG + 161n, 5n);
         assert.deepEqual(await store.getUnreadBaseline(PID, BIG + 161n), { clearTime: 5n });
         assert.deepEqual(await store.getUnreadBaseline(PID + 1, BIG + 160n), {});
+        // Only forward: a write of an earlier time (a race lost by the later one) changes nothing.
+        await store.setLogoutTime(PID, BIG + 160n, 1_700_000_000_100n);
+        await store.setClearTime(PID, BIG + 160n, 1_700_000_000_400n);
+        assert.deepEqual(await store.getUnreadBaseline(PID, BIG + 160n), { logoutTime: 1_700_000_000_789n, clearTime: 1_700_000_000_456n });
+        await store.setClearTime(PID, BIG + 160n, 1_700_000_000_999n);
+        assert.deepEqual(await store.getUnreadBaseline(PID, BIG + 160n), { logoutTime: 1_700_000_000_789n, clearTime: 1_700_000_000_999n });
       });
     });
 

@@ -570,7 +570,7 @@ export class PostgresStore implements Store {
   async setLogoutTime(pid: number, uid: bigint, ms: bigint): Promise<void> {
     await this.rows(
       `INSERT INTO unread_baselines (pid, uid, logout_time) VALUES ($1, $2, $3)
-       ON CONFLICT (pid, uid) DO UPDATE SET logout_time = excluded.logout_time`,
+       ON CONFLICT (pid, uid) DO UPDATE SET logout_time = GREATEST(unread_baselines.logout_time, excluded.logout_time)`,
       [pid, uid, ms],
     );
   }
@@ -582,7 +582,7 @@ export class PostgresStore implements Store {
   async setClearTime(pid: number, uid: bigint, ms: bigint): Promise<void> {
     await this.rows(
       `INSERT INTO unread_baselines (pid, uid, clear_time) VALUES ($1, $2, $3)
-       ON CONFLICT (pid, uid) DO UPDATE SET clear_time = excluded.clear_time`,
+       ON CONFLICT (pid, uid) DO UPDATE SET clear_time = GREATEST(unread_baselines.clear_time, excluded.clear_time)`,
       [pid, uid, ms],
     );
   }

@@ -397,10 +397,10 @@ export class SqliteStore implements Store {
       hideHi: p('UPDATE p2p_pairs SET hidden_hi = 1 WHERE pid = ? AND lo = ? AND hi = ?'),
       baselineGet: p('SELECT logout_time, clear_time FROM unread_baselines WHERE pid = ? AND uid = ?'),
       logoutSet: p(
-        'INSERT INTO unread_baselines (pid, uid, logout_time) VALUES (?, ?, ?) ON CONFLICT (pid, uid) DO UPDATE SET logout_time = excluded.logout_time',
+        'INSERT INTO unread_baselines (pid, uid, logout_time) VALUES (?, ?, ?) ON CONFLICT (pid, uid) DO UPDATE SET logout_time = max(COALESCE(logout_time, excluded.logout_time), excluded.logout_time)',
       ),
       clearSet: p(
-        'INSERT INTO unread_baselines (pid, uid, clear_time) VALUES (?, ?, ?) ON CONFLICT (pid, uid) DO UPDATE SET clear_time = excluded.clear_time',
+        'INSERT INTO unread_baselines (pid, uid, clear_time) VALUES (?, ?, ?) ON CONFLICT (pid, uid) DO UPDATE SET clear_time = max(COALESCE(clear_time, excluded.clear_time), excluded.clear_time)',
       ),
 
       presenceEndSave: p(

@@ -225,6 +225,10 @@ export interface Store {
   /** Removes `peer` from `uid`'s p2p conversation list until a new message between them is stored. */
   removeP2PSession(pid: number, uid: bigint, peer: bigint): Promise<void>;
   getUnreadBaseline(pid: number, uid: bigint): Promise<UnreadBaseline>;
+  /**
+   * The user's last logout / last clear (ms, the store's clock): each only moves forward, so of two
+   * writes that race (two devices, two nodes) the later time stays whatever order they land in.
+   */
   setLogoutTime(pid: number, uid: bigint, ms: bigint): Promise<void>;
   setClearTime(pid: number, uid: bigint, ms: bigint): Promise<void>;
   /** Keeps the grace periods a stopping node hands over (one per user: a later one replaces it). */
