@@ -68,6 +68,12 @@ export interface ServerConfig {
   readonly serverPort: number;
   /** Client gate port (end users). 0 = ephemeral. @default 13321 */
   readonly clientPort: number;
+  /**
+   * The client gate as clients and backends know it, "host:port": `pushevent`'s `endpoint` and
+   * what a kickout's `ce` names. @default RTM_HOST:port, a wildcard RTM_HOST (0.0.0.0, ::) replaced
+   * by this machine's host name, so that the nodes of a cluster each have their own
+   */
+  readonly clientEndpoint?: string;
   /** Admin HTTP port (/healthz, /metrics). 0 = ephemeral, -1 = off. @default 13380 */
   readonly adminPort: number;
   /** Embedded store directory. @default ./data */
@@ -433,6 +439,7 @@ export const ENV_VARIABLES: readonly string[] = [
   'RTM_HOST',
   'RTM_SERVER_PORT',
   'RTM_CLIENT_PORT',
+  'RTM_CLIENT_ENDPOINT',
   'RTM_ADMIN_PORT',
   'RTM_BUS_PREFIX',
   'RTM_STORE_SCHEMA',
@@ -526,6 +533,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     host: env.RTM_HOST?.trim() || d.host,
     serverPort: port(env, 'RTM_SERVER_PORT', d.serverPort),
     clientPort: port(env, 'RTM_CLIENT_PORT', d.clientPort),
+    ...(env.RTM_CLIENT_ENDPOINT?.trim() ? { clientEndpoint: env.RTM_CLIENT_ENDPOINT.trim() } : {}),
     adminPort: port(env, 'RTM_ADMIN_PORT', d.adminPort, true),
     dataDir,
     store,
@@ -568,6 +576,8 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
   }
   if (!/^[a-z_][a-z0-9_]*$/.test(config.storeSchema))
     throw new ConfigError(`RTM_STORE_SCHEMA must match [a-z_][a-z0-9_]*, got '${config.storeSchema}'`);
+  if (config.clientEndpoint !== undefined && !/^(\[[^\]\s]+\]|[^:\s]+):\d{1,5}$/.test(config.clientEndpoint))
+    throw new ConfigError(`RTM_CLIENT_ENDPOINT must be 'host:port' (the client gate as clients know it), got '${config.clientEndpoint}'`);
   if (!/^[A-Za-z0-9_-]+$/.test(config.busPrefix))
     throw new ConfigError(`RTM_BUS_PREFIX must be letters, digits, _ or -, got '${config.busPrefix}'`);
   if (!LOG_LEVELS.includes(config.logLevel))

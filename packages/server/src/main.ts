@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { hostname } from 'node:os';
 import { parseServerPrivateKey, serverKeyExchange, type CurveName, type KeyQuestPayload } from '@rtm/fpnn/crypto';
 import type { ConnectionCipher } from './gate/connection.js';
 import { checkDataDir, ConfigError } from './config.js';
@@ -178,6 +179,17 @@ function keyExchangeFor(config: ServerConfig): ((payload: Record<string, unknown
   return (payload) => serverKeyExchange(key, payload as unknown as KeyQuestPayload).createCipher({ maxFrameBytes: config.maxFrameBytes });
 }
 
+/**
+ * The client gate as clients and backends know it (`pushevent`'s endpoint, kickout's `ce`):
+ * RTM_CLIENT_ENDPOINT, else the bind address and port; a wildcard bind address names no one (every
+ * node of a cluster would be "0.0.0.0:13321", and a `ce` would kick on all), so the host name.
+ */
+function advertisedEndpoint(config: ServerConfig, port: number): string {
+  if (config.clientEndpoint) return config.clientEndpoint;
+  const wildcard = config.host === '0.0.0.0' || config.host === '::' || config.host === '[::]';
+  return `${wildcard ? hostname() : config.host}:${port}`;
+}
+
 /** How long /healthz waits for the store's ping before it answers 503. */
 const HEALTH_STORE_TIMEOUT_MS = 2000;
 
@@ -209,7 +221,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
 
   const presence = new LocalPresence();
   const listeners = new ListenRegistry();
-  let clientEndpoint = `${config.host}:${config.clientPort}`;
+  let clientEndpoint = advertisedEndpoint(config, config.clientPort);
   const groups = new GroupMembers(store, bus);
   const delivery = new Delivery(bus, presence, listeners, metrics, groups, {
     pushToSenderDevices: config.pushToSenderDevices,
@@ -293,7 +305,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   };
   const serverPort = await listen(serverListener, config.serverPort, 'RTM_SERVER_PORT');
   const clientPort = await listen(clientListener, config.clientPort, 'RTM_CLIENT_PORT');
-  clientEndpoint = `${config.host}:${clientPort}`;
+  clientEndpoint = advertisedEndpoint(config, clientPort);
 
   let stopping: Promise<void> | undefined;
   // /healthz: 'ok', or what fails — 'stopping', 'bus disconnected', 'store unreachable'. One store

@@ -68,6 +68,19 @@ describe('config: limits', () => {
   });
 });
 
+describe('config: the client gate as clients know it', () => {
+  it('RTM_CLIENT_ENDPOINT is host:port (unset: the bind address, see main.ts); anything else names the variable', () => {
+    assert.equal(resolveConfig(base).config.clientEndpoint, undefined);
+    assert.equal(
+      resolveConfig({ ...base, RTM_CLIENT_ENDPOINT: ' chat-1.example.com:443 ' }).config.clientEndpoint,
+      'chat-1.example.com:443',
+    );
+    assert.equal(resolveConfig({ ...base, RTM_CLIENT_ENDPOINT: '[fd00::1]:13321' }).config.clientEndpoint, '[fd00::1]:13321');
+    for (const bad of ['chat-1.example.com', 'ws://chat:13321', 'a b:1', ':13321'])
+      assert.throws(() => resolveConfig({ ...base, RTM_CLIENT_ENDPOINT: bad }), /RTM_CLIENT_ENDPOINT must be 'host:port'/, bad);
+  });
+});
+
 describe('config: presences', () => {
   it('a grace period of 2 minutes and a node lease of 15 s by default; RTM_NODE_LEASE_MS is at least 300 ms', () => {
     assert.equal(resolveConfig(base).config.logoutGraceMs, 120_000);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
+import { hostname } from 'node:os';
 import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { FrameDecoder } from '@rtm/fpnn';
@@ -193,6 +194,33 @@ describe('kickout by gate endpoint (ce), and one session per user (RTM_SINGLE_SE
       for (const c of [a!, b!]) assert.deepEqual(c.pushes, [{ method: 'kickout', payload: {}, oneway: true }]);
     } finally {
       backend.close();
+    }
+  });
+
+  it('the gate is known by RTM_CLIENT_ENDPOINT, or by the host name when bound to a wildcard address: pushevent and ce', async () => {
+    const advertised = await startTestServer({ clientEndpoint: 'chat-1.example.com:443' });
+    const wildcard = await startTestServer({ host: '0.0.0.0' });
+    servers.push(advertised, wildcard);
+    for (const [server, endpoint] of [
+      [advertised, 'chat-1.example.com:443'],
+      [wildcard, `${hostname()}:${Number(wildcard.clientEndpoint.split(':')[1])}`],
+    ] as const) {
+      const uid = BIG + 22n;
+      const listener = await RawClient.tcp(server.serverEndpoint);
+      const backend = await RawClient.tcp(server.serverEndpoint);
+      try {
+        await listener.signed('setlisten', { ev: true }, TEST_PID, TEST_SECRET);
+        const [a] = await sessions(server, uid, 1);
+        const [login] = await listener.waitForPushes('pushevent');
+        assert.equal(login!['endpoint'], endpoint, 'pushevent endpoint');
+        await backend.signed('kickout', { uid, ce: `0.0.0.0:${server.clientEndpoint.split(':')[1]}` }, TEST_PID, TEST_SECRET);
+        assert.deepEqual(await a!.quest('getuserinfo'), { oinfo: '', pinfo: '' }, 'a ce of the bind address names no gate');
+        await backend.signed('kickout', { uid, ce: endpoint }, TEST_PID, TEST_SECRET);
+        await within(a!.closed, 'kicked by its advertised endpoint');
+      } finally {
+        listener.close();
+        backend.close();
+      }
     }
   });
 
