@@ -24,7 +24,6 @@ import { LocalPresence } from './services/presence.js';
 import { Sessions } from './services/sessions.js';
 import { GroupMembers } from './services/group-members.js';
 import { BusResync } from './services/resync.js';
-import type { BusQueueStats } from './bus/nats.js';
 import type { Store } from './store/store.js';
 import { Listener } from './transport/listener.js';
 import { VERSION } from './version.js';
@@ -244,7 +243,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   };
   // After a bus outage, what this node derives from other nodes' events is read from the store again.
   const resync = new BusResync(store, presence, groups, log, (pid, uid) => delivery.handle({ type: 'kickout', pid, uid }));
-  metrics.busQueue = () => (bus as { queueStats?: BusQueueStats }).queueStats;
+  metrics.busQueue = () => bus.queueStats;
   await bus
     .start(delivery.handle, (pid, uids) => presence.onlineOf(pid, uids), resync.reconnected)
     .catch((err: unknown) => abort(busFailure(config, err)));
@@ -334,7 +333,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     })());
   const health = async (): Promise<string> => {
     if (stopping) return 'stopping';
-    if (!((bus as { connected?: boolean }).connected ?? true)) return 'bus disconnected';
+    if (bus.connected === false) return 'bus disconnected';
     if (!(await pingStore())) return 'store unreachable';
     return stopping ? 'stopping' : 'ok';
   };

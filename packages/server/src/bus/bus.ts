@@ -68,9 +68,27 @@ export interface BusReconnect {
  */
 export type ReconnectHandler = (info: BusReconnect) => void;
 
+/** The outage queue of a bus that can lose the other nodes (NatsBus), for /metrics. */
+export interface BusQueueStats {
+  /** Events waiting for the reconnect, and their bytes. */
+  queuedEvents: number;
+  queuedBytes: number;
+  /** Since start: events dropped because the queue was full, and queued events sent on a reconnect. */
+  droppedEvents: number;
+  resentEvents: number;
+  reconnects: number;
+}
+
 export interface Bus {
   /** Unique id of this node. */
   readonly nodeId: string;
+  /**
+   * Whether the other nodes are reachable now (/healthz; group members are not cached while they
+   * are not). A bus that cannot lose them (LocalBus) leaves it undefined.
+   */
+  readonly connected?: boolean;
+  /** Its outage queue (a bus that has one). */
+  readonly queueStats?: BusQueueStats;
   /**
    * Connects; from now on events reach `handler` and presence queries reach `responder`, and
    * `onReconnect` hears of every reconnect after an outage (never, on a bus that has none).

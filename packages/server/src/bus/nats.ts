@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { connect, createInbox, type Msg, type NatsConnection } from 'nats';
 import { decodeMsgpack, encodeMsgpack } from '@rtm/fpnn';
 import type { StoredMessage } from '../store/store.js';
-import type { Bus, BusEvent, BusHandler, OnlineResponder, ReconnectHandler } from './bus.js';
+import type { Bus, BusEvent, BusHandler, BusQueueStats, OnlineResponder, ReconnectHandler } from './bus.js';
 
 /**
  * The cluster bus over NATS core (DESIGN.md "Cluster"); same contract as `bus.ts`, checked by
@@ -88,17 +88,6 @@ interface PendingQuery {
   readonly uids: readonly bigint[];
   readonly timer: NodeJS.Timeout;
   readonly resolve: (uids: bigint[]) => void;
-}
-
-/** The outage queue, for /metrics. */
-export interface BusQueueStats {
-  /** Events waiting for the reconnect, and their bytes. */
-  queuedEvents: number;
-  queuedBytes: number;
-  /** Since start: events dropped because the queue was full, and queued events sent on a reconnect. */
-  droppedEvents: number;
-  resentEvents: number;
-  reconnects: number;
 }
 
 interface QueuedEvent {
@@ -262,9 +251,7 @@ export class NatsBus implements Bus {
    * own flag too (internal; when absent, ours alone decides).
    */
   private linkUp(nc: NatsConnection): boolean {
-    if (!this.up) return false;
-    const protocol = (nc as unknown as { protocol?: { connected?: unknown } }).protocol;
-    return protocol?.connected !== false;
+    return this.up && !socketDown(nc);
   }
 
   private enqueue(subject: string, data: Uint8Array): void {
@@ -289,7 +276,7 @@ export class NatsBus implements Bus {
   private reconnected(nc: NatsConnection): void {
     if (this.closed) return;
     // Down again already (its `disconnect` status is on its way): the next reconnect sends the queue.
-    if ((nc as unknown as { protocol?: { connected?: unknown } }).protocol?.connected === false) return;
+    if (socketDown(nc)) return;
     const queue = this.queue;
     const dropped = this.droppedNow;
     const downMs = this.downSince ? Date.now() - this.downSince : 0;
@@ -497,6 +484,11 @@ export class NatsBus implements Bus {
     }
     this.up = false;
   }
+}
+
+/** nats.js's own flag (internal): its socket is down, though its `disconnect` status may not have come yet. */
+function socketDown(nc: NatsConnection): boolean {
+  return (nc as unknown as { protocol?: { connected?: unknown } }).protocol?.connected === false;
 }
 
 // --- payloads ----------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
-import type { BusQueueStats } from '../bus/nats.js';
+import type { BusQueueStats } from '../bus/bus.js';
 
 /**
  * Prometheus metrics of one server instance (own registry, so several servers can live in one

@@ -19,8 +19,9 @@ interface Load {
  * still sees the old members, by the bus's latency; docs/cluster.md). A load that a change
  * overtakes is not kept. While the bus is cut off from the other nodes (`connected` false), no
  * change of theirs can reach this node: every send reads the store and nothing is kept; when it is
- * back, `forgetAll` drops what was kept before (the changes made meanwhile never arrive). Bounded: groups used least recently go first once `maxIds` member ids are
- * held (the default, 1,000,000, is ~40 MB).
+ * back, `forgetAll` drops what was kept before (the changes made meanwhile never arrive). Bounded:
+ * groups used least recently go first once `maxIds` member ids are held (the default, 1,000,000,
+ * is ~40 MB).
  */
 export class GroupMembers {
   /** `pid:gid` → members, least recently used first. */
@@ -37,7 +38,7 @@ export class GroupMembers {
 
   /** The members of a group (empty: no such group), in the store's order. */
   members(pid: number, gid: bigint): Promise<readonly bigint[]> {
-    if ((this.bus as { connected?: boolean }).connected === false) return this.store.groupMembers(pid, gid).then((m) => Object.freeze(m));
+    if (this.bus.connected === false) return this.store.groupMembers(pid, gid).then((m) => Object.freeze(m));
     const k = `${pid}:${gid}`;
     const hit = this.cached.get(k);
     if (hit) {

@@ -205,11 +205,7 @@ export class Sessions {
   async login(conn: ClientConnection): Promise<void> {
     const { pid, uid } = conn.session!;
     const k = key(pid, uid);
-    const pending = this.grace.get(k);
-    if (pending) {
-      clearTimeout(pending.timer);
-      this.grace.delete(k);
-    }
+    const pending = this.stopGrace(k);
     this.epochs.set(k, (this.epochs.get(k) ?? 0) + 1);
     const online = this.presence.isOnline(pid, uid);
     const continued = pending !== undefined || (!online && (await this.resume(pid, uid)));
@@ -262,12 +258,17 @@ export class Sessions {
    * came, never heard it, and its next login must be a new presence, not this one going on.
    */
   kickedOut(pid: number, uid: bigint): void {
-    const k = key(pid, uid);
+    const pending = this.stopGrace(key(pid, uid));
+    if (pending) void this.endTracked(pid, uid, pending.end.endedAt, 'bye');
+  }
+
+  /** Stops the user's grace period running here, if any, and returns it. */
+  private stopGrace(k: string): { timer: NodeJS.Timeout; end: PendingPresenceEnd } | undefined {
     const pending = this.grace.get(k);
-    if (!pending) return;
+    if (!pending) return undefined;
     clearTimeout(pending.timer);
     this.grace.delete(k);
-    void this.endTracked(pid, uid, pending.end.endedAt, 'bye');
+    return pending;
   }
 
   /** A session ended; `explicit` = the user said `bye`. */
