@@ -29,15 +29,6 @@ describe('unread and presence at the edges', () => {
     assert.deepEqual(await c.quest('auth', { pid: TEST_PID, uid, token }), { ok: true });
     return c;
   }
-  async function drop(c: RawClient): Promise<void> {
-    c.close();
-    await c.closed;
-  }
-  async function bye(c: RawClient): Promise<void> {
-    assert.deepEqual(await c.quest('bye'), {});
-    c.close();
-    await c.closed;
-  }
   async function p2p(from: bigint, to: bigint, mtype = 30): Promise<{ mtime: bigint; mid: bigint }> {
     const mid = ++nextMid;
     const { mtime } = await signed('sendmsg', { from, to, mid, mtype, msg: 'x', attrs: '' });
@@ -75,7 +66,7 @@ describe('unread and presence at the edges', () => {
     const rid = newUid();
     const c = await login(me);
     await c.quest('enterroom', { rid });
-    await drop(c);
+    await c.drop();
     assert.ok(await offline(me));
     await sleep(50);
     await signed('kickout', { uid: me });
@@ -95,7 +86,7 @@ describe('unread and presence at the edges', () => {
   it('kickout during the grace period: a later login is a new presence (login event), not a continuation', async () => {
     const me = newUid();
     const c = await login(me);
-    await drop(c);
+    await c.drop();
     assert.ok(await offline(me));
     await signed('kickout', { uid: me });
     await sleep(100);
@@ -110,14 +101,14 @@ describe('unread and presence at the edges', () => {
     const me = newUid();
     const a = await login(me);
     const b = await login(me);
-    await drop(a);
+    await a.drop();
     await sleep(50);
-    await drop(b); // grace starts
+    await b.drop(); // grace starts
     assert.ok(await offline(me));
     const a2 = await login(me); // within grace
     const b2 = await login(me);
-    await bye(b2);
-    await bye(a2); // last session: at once
+    await b2.bye();
+    await a2.bye(); // last session: at once
     assert.ok(await until(() => events(me).includes('logout'), 1000));
     await sleep(GRACE_MS + 500);
     assert.deepEqual(events(me), ['login', 'logout']);
@@ -127,11 +118,11 @@ describe('unread and presence at the edges', () => {
     const me = newUid();
     const peer = newUid();
     const a = await login(me);
-    await drop(a);
+    await a.drop();
     assert.ok(await offline(me));
     const missed = await p2p(peer, me);
     const b = await login(me);
-    await bye(b);
+    await b.bye();
     assert.ok(await until(() => events(me).includes('logout'), 1000));
     await sleep(GRACE_MS + 500);
     assert.deepEqual(events(me), ['login', 'logout']);
@@ -158,7 +149,7 @@ describe('unread and presence at the edges', () => {
     const n = await p2pCount(c, [peer]);
     assert.ok(n[String(peer)] === 1 || n[String(peer)] === undefined);
 
-    await bye(c);
+    await c.bye();
     await p2p(peer, me);
     const back = await login(me);
     assert.deepEqual(await p2pCount(back, [peer]), { [String(peer)]: 1 });
@@ -178,12 +169,12 @@ describe('unread and presence at the edges', () => {
     await group(peer, gid); // 2
     const c = await login(me);
     await c.quest('cleanunread');
-    await bye(c);
+    await c.bye();
     // nothing after the clear/logout yet
     await group(peer, gid); // 1 after the logout
     let again = await login(me);
     assert.deepEqual(await groupCount(again, [gid]), { [String(gid)]: 1 });
-    await bye(again);
+    await again.bye();
     await group(peer, gid); // 1
     await signed('delgroupmembers', { gid, uids: [me] });
     await group(peer, gid); // while not a member
@@ -226,7 +217,7 @@ describe('unread and presence at the edges', () => {
     await signed('addgroupmembers', { gid: g2, uids: [me, p2] });
     const c0 = await login(me);
     await c0.quest('cleanunread');
-    await bye(c0);
+    await c0.bye();
     const t = (await p2p(p1, me, 30)).mtime;
     await sleep(3);
     await p2p(p1, me, 60);

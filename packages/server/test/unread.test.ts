@@ -41,19 +41,6 @@ describe('unread across logouts, clears, blips and devices (logoutGraceMs 150)',
     return c;
   }
 
-  /** A network drop: the socket dies without `bye`. */
-  async function drop(c: RawClient): Promise<void> {
-    c.close();
-    await c.closed;
-  }
-
-  /** An explicit logout: `bye`, then the server closes. */
-  async function bye(c: RawClient): Promise<void> {
-    assert.deepEqual(await c.quest('bye'), {});
-    c.close();
-    await c.closed;
-  }
-
   /** p2p through the server gate; returns the stored mtime. */
   async function serverP2P(from: bigint, to: bigint, mtype = 30, msg = 'hi'): Promise<bigint> {
     const { mtime } = await signed('sendmsg', { from, to, mid: ++nextMid, mtype, msg, attrs: '' });
@@ -96,7 +83,7 @@ describe('unread across logouts, clears, blips and devices (logoutGraceMs 150)',
     await server.services.store.addGroupMembers(TEST_PID, quietGid, [me, peer]);
 
     // me logs in once and leaves for good: that logout is the baseline
-    await bye(await login(me));
+    await (await login(me)).bye();
     await sleep(5);
 
     await serverP2P(peer, me);
@@ -214,7 +201,7 @@ describe('unread across logouts, clears, blips and devices (logoutGraceMs 150)',
     await c.waitForPushes('pushmsg', 1);
     // pushed to an online session, yet unread: the server cannot know the app showed it
     assert.deepEqual((await p2pUnread(c, [peer])).p2p, { [String(peer)]: 1 });
-    await bye(c);
+    await c.bye();
     await sleep(5);
     await serverP2P(peer, me);
     const again = await login(me);
@@ -226,7 +213,7 @@ describe('unread across logouts, clears, blips and devices (logoutGraceMs 150)',
     const peer = newUid();
     const c = await login(me);
     await serverP2P(peer, me); // arrives while online, after any logout: unread
-    await drop(c);
+    await c.drop();
     const back = await login(me); // within 150 ms
     await sleep(PAST_GRACE_MS); // an (erroneous) grace timer would have fired by now
     assert.deepEqual((await p2pUnread(back, [peer])).p2p, { [String(peer)]: 1 });
@@ -239,7 +226,7 @@ describe('unread across logouts, clears, blips and devices (logoutGraceMs 150)',
     const c = await login(me);
     await serverP2P(peer, me); // seen while online
     const beforeDrop = BigInt(Date.now());
-    await drop(c);
+    await c.drop();
     // The server sees the close a moment after the client (on a loaded machine, a while after).
     assert.ok(await until(() => !server.services.presence.isOnline(TEST_PID, me)), 'the server saw the drop');
     const missed = await serverP2P(peer, me); // during the grace: still after the logout time
@@ -262,12 +249,12 @@ describe('unread across logouts, clears, blips and devices (logoutGraceMs 150)',
     await phone.waitForPushes('pushmsg', 1);
     await laptop.waitForPushes('pushmsg', 1);
 
-    await bye(phone); // an explicit bye of one device of two is not a logout
-    await drop(await login(me)); // nor is a third device dropping
+    await phone.bye(); // an explicit bye of one device of two is not a logout
+    await (await login(me)).drop(); // nor is a third device dropping
     await sleep(PAST_GRACE_MS);
     assert.deepEqual((await p2pUnread(laptop, [peer])).p2p, { [String(peer)]: 1 });
 
-    await drop(laptop);
+    await laptop.drop();
     assert.ok(await until(loggedOut(me)), 'the grace period ran out: a logout');
     await serverP2P(peer, me);
     const back = await login(me);
@@ -279,7 +266,7 @@ describe('unread across logouts, clears, blips and devices (logoutGraceMs 150)',
     const peer = newUid();
     const c = await login(me);
     await serverP2P(peer, me);
-    await bye(c);
+    await c.bye();
     await sleep(5);
     await serverP2P(peer, me);
     const back = await login(me); // well within the grace
@@ -296,7 +283,7 @@ describe('unread across logouts, clears, blips and devices (logoutGraceMs 150)',
     await c.quest('cleanunread');
     await sleep(3);
     await serverP2P(peer, me);
-    await bye(c);
+    await c.bye();
     await sleep(3);
     await serverP2P(peer, me);
     const back = await login(me);

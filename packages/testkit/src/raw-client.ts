@@ -112,6 +112,19 @@ export class RawClient {
   close(): void {
     this.end();
   }
+
+  /** A network drop of a logged-in client: the socket dies without `bye`; resolves once it is closed. */
+  async drop(): Promise<void> {
+    this.close();
+    await this.closed;
+  }
+
+  /** An explicit logout: `bye` (answered `{}`, else this rejects), then the socket closes. */
+  async bye(): Promise<void> {
+    const answer = await this.quest('bye');
+    if (Object.keys(answer).length !== 0) throw new Error(`bye answered ${JSON.stringify(answer)}, not {}`);
+    await this.drop();
+  }
 }
 
 let saltCounter = 0;
