@@ -26,6 +26,8 @@ export interface InProcessOptions<S extends PostgresStore> {
   pgUrl?: (i: number) => string;
   /** Node i's store on `url` and `schema`. @default a PostgresStore */
   makeStore?: (url: string, schema: string) => S;
+  /** Node i's bus (benchmarks: one without the order across nodes). @default the NatsBus made here */
+  adaptBus?: (i: number, bus: NatsBus) => NatsBus;
 }
 
 /**
@@ -40,7 +42,8 @@ export async function startInProcessNodes<S extends PostgresStore = PostgresStor
   const nodes: InProcessNode<S>[] = [];
   const clients: RawClient[] = [];
   for (let i = 0; i < n; i++) {
-    const bus = new NatsBus({ url: options.natsUrl?.(i) ?? NATS_URL, subjectPrefix, discoveryMs: 50 });
+    const made = new NatsBus({ url: options.natsUrl?.(i) ?? NATS_URL, subjectPrefix, discoveryMs: 50 });
+    const bus = options.adaptBus?.(i, made) ?? made;
     const store = makeStore(options.pgUrl?.(i) ?? POSTGRES_URL, schema);
     const server = await startTestServer({ logoutGraceMs: 0, ...options.settings }, { store, bus });
     const backend = await RawClient.tcp(server.serverEndpoint);

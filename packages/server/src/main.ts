@@ -251,6 +251,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   await services.sessions.start();
   undo.push(() => services.sessions.flush());
 
+  // A cluster bus orders events across nodes: answers wait for it (bus.ts, causal order).
+  const published = bus.sentMark && bus.sent ? (bus as Required<Pick<Bus, 'sentMark' | 'sent'>>) : undefined;
   const gateOptions = (name: 'server' | 'client'): GateOptions => ({
     name,
     log: log.child({ gate: name }),
@@ -261,6 +263,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     pingIntervalMs: config.pingIntervalMs,
     idleTimeoutMs: config.idleTimeoutMs,
     idleCountsOutbound: name === 'server',
+    published,
     keyExchange,
   });
   const signatures = new SignatureVerifier({

@@ -200,6 +200,48 @@ if (unreachable && !CI) {
       }
     });
 
+    it('sent(mark): waits for NATS to have read what was published since mark; nothing to wait for otherwise', async () => {
+      const target = new globalThis.URL(URL);
+      const proxy = await startFaultyProxy(target.hostname, Number(target.port || 4222));
+      const subjectPrefix = freshPrefix();
+      const a = new NatsBus({ url: `nats://127.0.0.1:${proxy.port}`, subjectPrefix, discoveryMs: 10, sentTimeoutMs: 300 });
+      try {
+        await a.start(noop, () => []);
+        const m0 = a.sentMark();
+        assert.equal(a.sent(m0), undefined, 'nothing published since the mark');
+        proxy.requestDelayMs = 50;
+        a.publish({ type: 'kickout', pid: 1, uid: 1n });
+        const m1 = a.sentMark();
+        a.publish({ type: 'kickout', pid: 1, uid: 2n });
+        const first = a.sent(m0);
+        assert.ok(first, 'two publications to wait for');
+        assert.equal(a.sent(m1), first, 'one PING covers both');
+        let t = performance.now();
+        await first;
+        assert.ok(performance.now() - t >= 45, `resolved after the slow link's round trip, not before (${performance.now() - t} ms)`);
+        assert.equal(a.sent(m0), undefined, 'confirmed: nothing more to wait for');
+        // A NATS that goes silent: the wait ends after sentTimeoutMs.
+        proxy.holdRequests = true;
+        a.publish({ type: 'kickout', pid: 1, uid: 3n });
+        t = performance.now();
+        await a.sent(m0);
+        const waited = performance.now() - t;
+        assert.ok(waited >= 280 && waited < 2000, `waited sentTimeoutMs (${waited} ms)`);
+        // Cut off: the publications are queued, and there is nothing to wait for.
+        proxy.holdRequests = false;
+        proxy.refuse = true;
+        proxy.cut();
+        assert.ok(await until(() => !a.connected, 5000));
+        const m2 = a.sentMark();
+        a.publish({ type: 'kickout', pid: 1, uid: 4n });
+        assert.equal(a.sent(m2), undefined, 'queued while cut off');
+      } finally {
+        proxy.refuse = false;
+        await a.close();
+        proxy.close();
+      }
+    });
+
     it('the outage queue keeps at most maxQueueBytes: later events of the outage are dropped, counted and reported once', async () => {
       const target = new globalThis.URL(URL);
       const proxy = await startFaultyProxy(target.hostname, Number(target.port || 4222));
@@ -356,6 +398,7 @@ if (unreachable && !CI) {
       assert.throws(() => new NatsBus({ url: URL, subjectPrefix: 'a.>' }), /subjectPrefix/);
       assert.throws(() => new NatsBus({ url: URL, queryTimeoutMs: 0 }), /queryTimeoutMs/);
       assert.throws(() => new NatsBus({ url: URL, maxQueueBytes: -1 }), /maxQueueBytes/);
+      assert.throws(() => new NatsBus({ url: URL, sentTimeoutMs: 0 }), /sentTimeoutMs/);
     });
   });
 }

@@ -2,7 +2,7 @@ import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 
 /**
  * A TCP proxy for tests of a network that fails, in front of a service (PostgreSQL, NATS): it can
- * go silent (a partition: no byte passes, no reset), cut every connection (a restart) and refuse
+ * go silent (a partition: no byte passes, no reset), be slow, cut every connection (a restart) and refuse
  * new ones (a service that is down, for this client only: `refuse` then `cut`).
  */
 export interface FaultyProxy {
@@ -12,6 +12,8 @@ export interface FaultyProxy {
   holdRequests: boolean;
   /** Bytes from the service to the clients stop. */
   holdAnswers: boolean;
+  /** Bytes from the clients to the service pass this many ms late, in order (a slow link). @default 0 */
+  requestDelayMs: number;
   /** New connections are closed at once, as by a service that is down (false: they pass). */
   refuse: boolean;
   /** Closes every connection through the proxy, both sides, as a restart of the service would. */
@@ -31,7 +33,12 @@ export async function startFaultyProxy(host: string, port: number): Promise<Faul
     const up = connect(port, host);
     track(down);
     track(up);
-    down.on('data', (d) => void (state.holdRequests || up.write(d)));
+    down.on('data', (d) => {
+      if (state.holdRequests) return;
+      // Timers of one duration fire in the order they were set: bytes stay in order.
+      if (state.requestDelayMs > 0) setTimeout(() => up.write(d), state.requestDelayMs);
+      else up.write(d);
+    });
     up.on('data', (d) => void (state.holdAnswers || down.write(d)));
     for (const [a, b] of [
       [down, up],
@@ -46,6 +53,7 @@ export async function startFaultyProxy(host: string, port: number): Promise<Faul
     port: (proxy.address() as AddressInfo).port,
     holdRequests: false,
     holdAnswers: false,
+    requestDelayMs: 0,
     refuse: false,
     cut: () => {
       for (const s of [...sockets]) s.destroy();

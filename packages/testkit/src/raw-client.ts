@@ -9,6 +9,8 @@ import WebSocket from 'ws';
  */
 export class RawClient {
   readonly pushes: { method: string; payload: Payload; oneway: boolean }[] = [];
+  /** Set it to an array to record every frame received from then on, in wire order: `answer <seq>` or `quest <method>` (a push). */
+  arrivals: string[] | undefined;
   private pushWaiters: (() => void)[] = [];
   private closedResolve!: () => void;
   readonly closed = new Promise<void>((r) => (this.closedResolve = r));
@@ -69,7 +71,10 @@ export class RawClient {
 
   private onBytes(chunk: Uint8Array): void {
     try {
-      for (const frame of this.decoder.push(chunk)) this.peer.receive(frame);
+      for (const frame of this.decoder.push(chunk)) {
+        this.arrivals?.push(frame.kind === 'answer' ? `answer ${frame.seq}` : `quest ${frame.method}`);
+        this.peer.receive(frame);
+      }
     } catch {
       this.end();
     }

@@ -7,6 +7,11 @@ import type { StoredMessage } from '../store/store.js';
  * Contract:
  * - `publish` delivers the event to the handler of every node, this one included, exactly once.
  * - Events published by one node are handled by every node in publish order.
+ * - Causal order across nodes (buses with other nodes): once `sent(mark)` resolves, the events
+ *   this node published since `mark` are handled by every node before any event published after
+ *   that, by any node. A gate answers a quest only then (gate.ts), so a caller who waits for one
+ *   answer before the next call has the events of both calls in that order everywhere, whichever
+ *   nodes the two calls went to.
  * - `queryOnline` answers which of `uids` have a session on any node (the union of every node's
  *   local answer); a node that does not answer in time is left out (its users count as offline).
  * - A bus that loses the other nodes for a while (NatsBus: NATS is down or unreachable from this
@@ -95,6 +100,13 @@ export interface Bus {
    */
   start(handler: BusHandler, responder: OnlineResponder, onReconnect?: ReconnectHandler): Promise<void>;
   publish(event: BusEvent): void;
+  /**
+   * Causal order (see the contract): `sentMark()` marks this node's publications so far; `sent(mark)`
+   * resolves once those published since are ordered at the bus server, or is undefined when there
+   * is nothing to wait for. A bus with no other nodes (LocalBus) has neither.
+   */
+  sentMark?(): number;
+  sent?(mark: number): Promise<void> | undefined;
   /** Which of `uids` are online on any node. */
   queryOnline(pid: number, uids: bigint[]): Promise<bigint[]>;
   close(): Promise<void>;

@@ -38,6 +38,16 @@ import type { Bus, BusEvent, BusHandler, BusQueueStats, OnlineResponder, Reconne
  * Events written to a connection that died before nats.js noticed (a partition without a reset:
  * up to `pingInterval × maxPingOut`, ~10 s) are lost too: core NATS has no acknowledgements.
  *
+ * Causal order across nodes (`sent`): core NATS orders the messages of one connection only, so two
+ * nodes' events reach a third one in the order the NATS server read them. `sent(mark)` sends a
+ * PING behind this node's publications and resolves on its PONG: the server has read them and
+ * queued them for every subscriber, before anything another node publishes after that. One PING
+ * covers every publication before it (one per event-loop turn under load); it is waited for
+ * `sentTimeoutMs` at most. While NATS is unreachable there is nothing to wait for: the queued
+ * events go out on reconnect, ahead of this node's later ones but not of other nodes'. With a
+ * cluster of NATS servers the PONG comes from this node's server only, before the routes to the
+ * other servers carried the events: there, order across nodes is not promised.
+ *
  * Presence queries are scatter-gather: nodes announce themselves on `<p>.node` (a `hello` on
  * start, answered by every live node; a heartbeat every `heartbeatMs`; a `bye` on close). A node
  * unheard for `3 × heartbeatMs` is gone. `queryOnline` answers this node's part locally, asks the
@@ -68,6 +78,11 @@ export interface NatsBusOptions {
    */
   maxQueueBytes?: number;
   /**
+   * How long `sent` waits, at most, for NATS to confirm this node's publications (an answer waits
+   * for it): past it, the answer goes out without the order across nodes. @default 1000
+   */
+  sentTimeoutMs?: number;
+  /**
    * Errors that cannot be thrown to a caller: an undecodable event, a handler or responder that
    * threw, a publish NATS refused (e.g. over max_payload), a lost connection. @default ignore
    */
@@ -79,6 +94,7 @@ export const DEFAULT_NATS_QUERY_TIMEOUT_MS = 500;
 export const DEFAULT_NATS_HEARTBEAT_MS = 2000;
 export const DEFAULT_NATS_DISCOVERY_MS = 100;
 export const DEFAULT_NATS_MAX_QUEUE_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_NATS_SENT_TIMEOUT_MS = 1000;
 /** Heartbeats a node may miss before it is considered gone. */
 const MISSED_HEARTBEATS = 3;
 
@@ -125,6 +141,7 @@ export class NatsBus implements Bus {
   private readonly heartbeatMs: number;
   private readonly discoveryMs: number;
   private readonly maxQueueBytes: number;
+  private readonly sentTimeoutMs: number;
   private readonly onError: (err: unknown, context: string) => void;
   private readonly eventPrefix: string;
   private readonly onlineSubject: string;
@@ -150,6 +167,11 @@ export class NatsBus implements Bus {
   /** When the current outage began (ms), 0 while up. */
   private downSince = 0;
   private readonly totals = { droppedEvents: 0, resentEvents: 0, reconnects: 0 };
+  /** Events this node published (sent or queued) since start: the marks of `sent`. */
+  private publications = 0;
+  /** Publications through this count are confirmed by a PONG; `pinging`: the PING under way. */
+  private confirmed = 0;
+  private pinging: { upTo: number; done: Promise<void> } | undefined;
 
   constructor(options: NatsBusOptions) {
     if (typeof options?.url !== 'string' || !/^nats:\/\//.test(options.url.trim()))
@@ -168,6 +190,7 @@ export class NatsBus implements Bus {
     this.queryTimeoutMs = positive('queryTimeoutMs', options.queryTimeoutMs, DEFAULT_NATS_QUERY_TIMEOUT_MS);
     this.heartbeatMs = positive('heartbeatMs', options.heartbeatMs, DEFAULT_NATS_HEARTBEAT_MS);
     this.discoveryMs = positive('discoveryMs', options.discoveryMs, DEFAULT_NATS_DISCOVERY_MS);
+    this.sentTimeoutMs = positive('sentTimeoutMs', options.sentTimeoutMs, DEFAULT_NATS_SENT_TIMEOUT_MS);
     this.nodeId = options.nodeId ?? `nats-${randomUUID().slice(0, 8)}`;
     const maxQueueBytes = options.maxQueueBytes ?? DEFAULT_NATS_MAX_QUEUE_BYTES;
     if (!Number.isInteger(maxQueueBytes) || maxQueueBytes < 0)
@@ -237,11 +260,36 @@ export class NatsBus implements Bus {
         const data = encodeMsgpack(event);
         if (this.linkUp(nc)) nc.publish(subject, data);
         else this.enqueue(subject, data);
+        this.publications++;
       } catch (err) {
         this.onError(err, 'publish');
       }
     }
     this.handler(event);
+  }
+
+  sentMark(): number {
+    return this.publications;
+  }
+
+  sent(mark: number): Promise<void> | undefined {
+    const upTo = this.publications;
+    if (mark >= upTo || this.confirmed >= upTo) return undefined;
+    if (this.pinging && this.pinging.upTo >= upTo) return this.pinging.done;
+    const nc = this.nc;
+    if (!nc || nc.isClosed() || !this.linkUp(nc)) return undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const pong = nc.flush().then(
+      () => void (this.confirmed = Math.max(this.confirmed, upTo)),
+      () => undefined, // closed or lost: nothing more to wait for
+    );
+    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.sentTimeoutMs)));
+    const done = Promise.race([pong, timeout]).finally(() => {
+      clearTimeout(timer);
+      if (this.pinging?.done === done) this.pinging = undefined;
+    });
+    this.pinging = { upTo, done };
+    return done;
   }
 
   /**

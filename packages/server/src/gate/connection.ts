@@ -83,6 +83,8 @@ export class Connection<Session = unknown> {
   private closedReason: string | undefined;
   /** Pushes waiting for `releasePushes()`; undefined while pushes go straight out. */
   private held: (() => void)[] | undefined;
+  /** Holds not released yet (`holdPushes`). */
+  private holds = 0;
   /** Pushes of unread-counting messages not answered yet; created by the first one. */
   private unanswered: UnansweredPushes | undefined;
 
@@ -236,14 +238,17 @@ export class Connection<Session = unknown> {
   /**
    * From now until `releasePushes()`, pushes wait instead of being written: a login makes the
    * connection a push target before its answer is written, and no push may come first
-   * (client-api.md §2).
+   * (client-api.md §2); a quest's own message reaches its listening sender after the answer.
+   * Holds are counted: pushes go out again when every hold is released.
    */
   holdPushes(): void {
+    this.holds++;
     this.held ??= [];
   }
 
-  /** Writes the pushes that waited, in order; later ones go straight out again. */
+  /** Releases one hold; at the last one, writes the pushes that waited, in order. */
   releasePushes(): void {
+    if (this.holds > 0 && --this.holds > 0) return;
     const held = this.held;
     this.held = undefined;
     if (held) for (const push of held) push();
@@ -301,6 +306,7 @@ export class Connection<Session = unknown> {
 
   close(reason: string): void {
     if (this.closedReason) return;
+    this.holds = 0;
     this.releasePushes(); // a kickout during a login still goes out before the close
     this.closedReason = reason;
     this.peer.close(reason);

@@ -24,6 +24,12 @@ export interface GateOptions {
    * that has sent a whole frame, and never while it holds one unfinished (see `idleSince`).
    */
   idleCountsOutbound: boolean;
+  /**
+   * The cluster bus, when it orders events across nodes (bus.ts `sent`): the answer of a quest that
+   * published events waits until they are ordered, so a call made after that answer, to any node,
+   * has its events handled after them on every node.
+   */
+  published?: { sentMark(): number; sent(mark: number): Promise<void> | undefined };
   /** Creates the cipher of an encrypted TCP connection from a `*key` payload; undefined = encryption off. */
   keyExchange?: (payload: Payload) => ConnectionCipher;
 }
@@ -155,6 +161,7 @@ export abstract class Gate<Session> {
   protected track(conn: Connection<Session>, quest: IncomingQuest): Payload | Promise<Payload> {
     const started = performance.now();
     this.inFlight++;
+    const mark = this.options.published?.sentMark();
     let result: Payload | Promise<Payload>;
     try {
       if (this.stopping) throw new RtmError(FpnnErrorCode.CORE_SERVER_STOPPING, 'server is shutting down');
@@ -164,16 +171,39 @@ export abstract class Gate<Session> {
       throw err;
     }
     if (!(result instanceof Promise)) {
+      const ordered = this.ordered(mark, result, conn);
+      if (ordered) return this.tracked(quest.method, ordered, started);
       this.done(quest.method, 'ok', started);
       return result;
     }
+    if (mark !== undefined) result = result.then((answer) => this.ordered(mark, answer, conn) ?? answer);
+    return this.tracked(quest.method, result, started);
+  }
+
+  /**
+   * The answer once the events published since `mark` are ordered across nodes (`published`);
+   * undefined when there is nothing to wait for. Meanwhile pushes to `conn` wait behind the answer,
+   * as they would without the wait (a listening sender gets its own message after the answer).
+   */
+  protected ordered(mark: number | undefined, answer: Payload, conn?: Connection<Session>): Promise<Payload> | undefined {
+    const sent = mark === undefined ? undefined : this.options.published!.sent(mark);
+    if (!sent) return undefined;
+    conn?.holdPushes();
+    return sent.then(() => {
+      // The answer is written in this microtask drain; setImmediate runs after it.
+      if (conn) setImmediate(() => conn.releasePushes());
+      return answer;
+    });
+  }
+
+  private tracked(method: string, result: Promise<Payload>, started: number): Promise<Payload> {
     return result.then(
       (answer) => {
-        this.done(quest.method, 'ok', started);
+        this.done(method, 'ok', started);
         return answer;
       },
       (err: unknown) => {
-        this.done(quest.method, failure(err), started);
+        this.done(method, failure(err), started);
         throw err;
       },
     );

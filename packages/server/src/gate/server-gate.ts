@@ -106,7 +106,9 @@ export class ServerGate extends Gate<ServerSession> {
       if (method === '*ping') return { ok: true, payload: { ts: BigInt(Date.now()) } };
       if (method === '*status') return { ok: true, payload: this.status(remote) };
       // Replays are told by the decoded payload, so a quest signed for TCP is one over HTTP too.
-      return { ok: true, payload: await this.call(method, payload, undefined, remote) };
+      const mark = this.options.published?.sentMark();
+      const answer = await this.call(method, payload, undefined, remote);
+      return { ok: true, payload: (await this.ordered(mark, answer)) ?? answer };
     } catch (err) {
       const e = err instanceof RtmError ? err : undefined;
       if (!e) this.log.error({ err, method }, 'HTTP handler failed');

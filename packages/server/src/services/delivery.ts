@@ -206,6 +206,7 @@ export function loginBefore(a: Login, b: Login): boolean {
  * write the answer, are done.
  */
 function holdUntilAnswered(conn: ServerConnection): void {
+  // Held already: by this turn's first message, or by a gate waiting to answer (it holds for this quest too).
   if (conn.holdingPushes) return;
   conn.holdPushes();
   setImmediate(() => conn.releasePushes());
