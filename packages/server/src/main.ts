@@ -251,6 +251,19 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   await services.sessions.start();
   undo.push(() => services.sessions.flush());
 
+  const startedAt = Date.now();
+  const infos = () => ({
+    server: 'rtm-server',
+    version: VERSION,
+    node: bus.nodeId,
+    endpoint: clientEndpoint,
+    uptimeSeconds: Math.floor((Date.now() - startedAt) / 1000),
+    store: config.store === 'sqlite' ? 'sqlite' : 'postgres',
+    bus: config.bus === 'local' ? 'local' : 'nats',
+    busConnected: bus.connected ?? true,
+    connections: { server: serverGate.connectionCount, client: clientGate.connectionCount },
+    sessions: presence.sessionCount,
+  });
   // A cluster bus orders events across nodes: answers wait for it (bus.ts, causal order).
   const published = bus.sentMark && bus.sent ? (bus as Required<Pick<Bus, 'sentMark' | 'sent'>>) : undefined;
   const gateOptions = (name: 'server' | 'client'): GateOptions => ({
@@ -264,6 +277,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     idleTimeoutMs: config.idleTimeoutMs,
     idleCountsOutbound: name === 'server',
     published,
+    infos,
     keyExchange,
   });
   const signatures = new SignatureVerifier({

@@ -318,17 +318,33 @@ describe('transport: one port, three protocols, robust against bad input', () =>
     backend.close();
   });
 
-  // spec/fpnn.md §8: *status is internal-network only (others 20013); *infos and *tune are not implemented.
-  it('*status answers {status: true} to loopback peers on both gates (before a login too) and over HTTP', async () => {
-    for (const endpoint of [server.serverEndpoint, server.clientEndpoint]) {
+  // spec/fpnn.md §8: *status and *infos are internal-network only (others 20013); *tune is not implemented.
+  it('*status answers {status: true} and *infos what the node is, to loopback peers on both gates (before a login too) and over HTTP', async () => {
+    for (const [gate, endpoint] of [
+      ['server', server.serverEndpoint],
+      ['client', server.clientEndpoint],
+    ] as const) {
       const c = await RawClient.tcp(endpoint);
       assert.deepEqual(await c.quest('*status', {}), { status: true });
-      await assert.rejects(c.quest('*infos', {}), { code: endpoint === server.serverEndpoint ? 20004 : 200022 });
+      const infos = await c.quest('*infos', {});
+      assert.equal(infos['gate'], gate);
+      assert.equal(infos['server'], 'rtm-server');
+      assert.match(String(infos['version']), /^\d+\.\d+\.\d+/);
+      assert.equal(infos['store'], 'sqlite');
+      assert.equal(infos['bus'], 'local');
+      assert.equal(infos['busConnected'], true);
+      assert.equal(infos['endpoint'], server.clientEndpoint);
+      assert.equal(infos['inFlight'], 1, 'the *infos quest itself');
+      assert.ok((infos['connections'] as { [g: string]: number })[gate]! >= 1, JSON.stringify(infos));
+      await assert.rejects(c.quest('*tune', { key: 'k', value: 'v' }), { code: gate === 'server' ? 20004 : 200022 });
       c.close();
     }
     const res = await fetch(`http://${server.serverEndpoint}/service/*status`, { method: 'POST', body: '{}' });
     assert.equal(res.status, 200);
     assert.deepEqual(await res.json(), { status: true });
+    const infos = await fetch(`http://${server.serverEndpoint}/service/*infos`, { method: 'POST', body: '{}' });
+    assert.equal(infos.status, 200);
+    assert.equal(((await infos.json()) as { gate: string }).gate, 'server');
     // Who counts as internal: loopback and private networks, IPv4-mapped too; nothing else.
     for (const remote of ['127.0.0.1:5', '10.1.2.3:5', '172.20.0.1:5', '192.168.1.1:5', '::1:5', '::ffff:10.0.0.1:5', 'fd00::1:5']) {
       assert.equal(isInternalPeer(remote), true, remote);

@@ -30,6 +30,8 @@ export interface GateOptions {
    * has its events handled after them on every node.
    */
   published?: { sentMark(): number; sent(mark: number): Promise<void> | undefined };
+  /** What `*infos` tells of this node (spec/fpnn.md §8: a server-defined map). */
+  infos?: () => Payload;
   /** Creates the cipher of an encrypted TCP connection from a `*key` payload; undefined = encryption off. */
   keyExchange?: (payload: Payload) => ConnectionCipher;
 }
@@ -81,20 +83,26 @@ export abstract class Gate<Session> {
    * (random names would grow the time series without bound).
    */
   protected methodLabel(method: string): string {
-    return method === '*status' || this.knows(method) ? method : 'unknown';
+    return this.isBuiltin(method) || this.knows(method) ? method : 'unknown';
   }
 
   /**
-   * `*status` (spec/fpnn.md §8): `{status: true}` while the gate serves (during a stop, 20014 like
-   * any quest), to loopback and private addresses only; from anywhere else 20013 FORBIDDEN, as the
-   * reference answers its internal-only methods. On either gate, before a login too (the
-   * reference serves the `*` methods in its I/O layer). `*infos` and `*tune` are not implemented
-   * (20004, as any unknown method): nothing here is tuned at run time, and what `*infos` would
-   * report is on the admin port's /metrics.
+   * The built-in methods a gate serves itself (spec/fpnn.md §8), on either gate, before a login too
+   * (the reference serves the `*` methods in its I/O layer), to loopback and private addresses
+   * only; from anywhere else 20013 FORBIDDEN, as the reference answers its internal-only methods.
+   * `*status`: `{status: true}` while the gate serves (during a stop, 20014 like any quest).
+   * `*infos`: what this node is and holds (`infos`), and this gate's name and quests in flight.
+   * `*tune` is not implemented (20004, as any unknown method): nothing here is tuned at run time.
    */
-  protected status(remote: string): Payload {
-    if (!isInternalPeer(remote)) throw new RtmError(FpnnErrorCode.CORE_FORBIDDEN, '*status is served to internal networks only');
-    return { status: true };
+  protected builtin(method: string, remote: string): Payload {
+    if (!isInternalPeer(remote)) throw new RtmError(FpnnErrorCode.CORE_FORBIDDEN, `${method} is served to internal networks only`);
+    if (method === '*status') return { status: true };
+    return { ...this.options.infos?.(), gate: this.options.name, inFlight: this.inFlight };
+  }
+
+  /** Whether `method` is one of the built-ins of `builtin`. */
+  protected isBuiltin(method: string): boolean {
+    return method.charCodeAt(0) === 42 /* '*' */ && (method === '*status' || method === '*infos');
   }
 
   /** Serves one quest (never `*ping`/`*key`/`*status`). Throw RtmError for an error answer. */
@@ -165,7 +173,7 @@ export abstract class Gate<Session> {
     let result: Payload | Promise<Payload>;
     try {
       if (this.stopping) throw new RtmError(FpnnErrorCode.CORE_SERVER_STOPPING, 'server is shutting down');
-      result = quest.method === '*status' ? this.status(conn.remote) : this.serve(conn, quest);
+      result = this.isBuiltin(quest.method) ? this.builtin(quest.method, conn.remote) : this.serve(conn, quest);
     } catch (err) {
       this.done(quest.method, failure(err), started);
       throw err;

@@ -104,7 +104,7 @@ export class ServerGate extends Gate<ServerSession> {
     try {
       if (this.stopping) throw new RtmError(FpnnErrorCode.CORE_SERVER_STOPPING, 'server is shutting down');
       if (method === '*ping') return { ok: true, payload: { ts: BigInt(Date.now()) } };
-      if (method === '*status') return { ok: true, payload: this.status(remote) };
+      if (this.isBuiltin(method)) return { ok: true, payload: this.builtin(method, remote) };
       // Replays are told by the decoded payload, so a quest signed for TCP is one over HTTP too.
       const mark = this.options.published?.sentMark();
       const answer = await this.call(method, payload, undefined, remote);
