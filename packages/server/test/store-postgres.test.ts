@@ -6,46 +6,18 @@
  * Unreachable → the tests are skipped with a message, except when CI=true (then they fail).
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import pg from 'pg';
 import { startFaultyProxy, storeConformance } from '@rtm/testkit';
 import { PostgresStore } from '../src/store/postgres.js';
 import { POSTGRES_MIGRATIONS } from '../src/store/postgres-migrations.js';
 import { MessageKind, type StoredMessage } from '../src/store/store.js';
+import { dropSchema, freshSchema, PG_URL, postgresUnreachable } from './helpers/postgres.js';
 
-const URL = process.env['RTM_TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+const URL = PG_URL;
 const CI = process.env['CI'] === 'true';
 
-async function reachable(): Promise<string | undefined> {
-  const client = new pg.Client({ connectionString: URL, connectionTimeoutMillis: 3000 });
-  client.on('error', () => {});
-  try {
-    await client.connect();
-    await client.query('SELECT 1');
-    return undefined;
-  } catch (err) {
-    return `PostgreSQL unreachable at ${URL} (${(err as Error).message}); set RTM_TEST_POSTGRES_URL`;
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
-
-function freshSchema(): string {
-  return `rtm_test_${randomBytes(6).toString('hex')}`;
-}
-
-async function dropSchema(schema: string): Promise<void> {
-  const client = new pg.Client({ connectionString: URL });
-  await client.connect();
-  try {
-    await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-  } finally {
-    await client.end();
-  }
-}
-
-const unreachable = await reachable();
+const unreachable = await postgresUnreachable();
 
 describe('PostgresStore.describe', () => {
   it('names the server, the schema and the pool, never the credentials (no connection needed)', () => {

@@ -523,7 +523,8 @@ export class PostgresStore implements Store {
   }
 
   async unreadGroups(query: UnreadQuery & { gids: readonly bigint[] }): Promise<Map<bigint, UnreadCount>> {
-    if (query.gids.length === 0) return new Map();
+    // Nothing is stored after the largest bigint (and since + 1 would not fit in one).
+    if (query.gids.length === 0 || query.since >= INT64_MAX) return new Map();
     // mtime > since ⇔ id above the bound idBounds derives (mtime never decreases with id).
     const bounds = await this.idBounds(this.db, query.since + 1n, undefined);
     if (!bounds) return new Map();
