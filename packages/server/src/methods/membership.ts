@@ -150,9 +150,14 @@ async function joinRoomsNow(services: Services, pid: number, uid: bigint, rids: 
 
 /**
  * Takes `uid` out of `rids`; `kick` also sends oneway `kickoutroom {rid}` to the user's sessions
- * (only for rooms the user was in: no kickoutroom for a room never entered).
+ * (only for rooms the user was in: no kickoutroom for a room never entered). In turn with the
+ * user's joins: a leave sent after an enter (pipelined) must not be overtaken by it.
  */
-export async function leaveRooms(services: Services, pid: number, uid: bigint, rids: readonly bigint[], kick: boolean): Promise<void> {
+export function leaveRooms(services: Services, pid: number, uid: bigint, rids: readonly bigint[], kick: boolean): Promise<void> {
+  return changes.run(`rooms:${pid}:${uid}`, () => leaveRoomsNow(services, pid, uid, rids, kick));
+}
+
+async function leaveRoomsNow(services: Services, pid: number, uid: bigint, rids: readonly bigint[], kick: boolean): Promise<void> {
   const { store, bus, presence } = services;
   const wasIn = new Set(await store.userRooms(pid, uid));
   for (const rid of new Set(rids)) {
@@ -202,4 +207,9 @@ async function addFriendsNow(services: Services, pid: number, uid: bigint, frien
     }
   }
   await store.addFriends(pid, uid, added);
+}
+
+/** Ends friendships (both ways), in turn with the adds: a delete sent after an add is not overtaken by it. */
+export function removeFriends(services: Services, pid: number, uid: bigint, friends: readonly bigint[]): Promise<void> {
+  return changes.run(`friends:${pid}`, () => services.store.removeFriends(pid, uid, [...new Set(friends)]));
 }

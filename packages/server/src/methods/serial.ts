@@ -23,3 +23,15 @@ export class KeyedSerial {
     return result;
   }
 }
+
+/**
+ * Changes of one thing (a user's blacklist, data, info, bans, token…) in call order. Two changes
+ * of the same thing sent together (pipelined on one connection) must end as the later one says;
+ * the embedded store applies them in call order, but PostgreSQL runs each on whichever pooled
+ * connection is free, and the later one could commit first.
+ */
+const inOrder = new KeyedSerial();
+
+export function inTurn<T>(key: string, work: () => Promise<T>): Promise<T> {
+  return inOrder.run(key, work);
+}

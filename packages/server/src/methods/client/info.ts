@@ -1,4 +1,5 @@
 import { clientMethod, f } from '../method.js';
+import { inTurn } from '../serial.js';
 import { byDecimalKey, checkList } from '../shared.js';
 import { checkDataKey, checkDataVal, infoUpdate } from '../sizes.js';
 import { requireGroupMember, requireInRoom } from './access.js';
@@ -9,7 +10,8 @@ import { requireGroupMember, requireInRoom } from './access.js';
 const infoParts = { oinfo: f.opt(f.str), pinfo: f.opt(f.str) };
 
 export const setuserinfo = clientMethod(infoParts, async (ctx, r) => {
-  await ctx.services.store.setInfo(ctx.pid, 'user', ctx.uid, infoUpdate(ctx.services.config.limits, r, false));
+  const update = infoUpdate(ctx.services.config.limits, r, false);
+  await inTurn(`info:${ctx.pid}:user:${ctx.uid}`, () => ctx.services.store.setInfo(ctx.pid, 'user', ctx.uid, update));
   return {};
 });
 
@@ -24,7 +26,7 @@ export const getuseropeninfo = clientMethod({ uids: f.ids }, async (ctx, r) => {
 export const setgroupinfo = clientMethod({ gid: f.id, ...infoParts }, async (ctx, r) => {
   const update = infoUpdate(ctx.services.config.limits, r, false);
   await requireGroupMember(ctx, r.gid);
-  await ctx.services.store.setInfo(ctx.pid, 'group', r.gid, update);
+  await inTurn(`info:${ctx.pid}:group:${r.gid}`, () => ctx.services.store.setInfo(ctx.pid, 'group', r.gid, update));
   return {};
 });
 
@@ -45,7 +47,7 @@ export const getgroupsopeninfo = clientMethod({ gids: f.ids }, async (ctx, r) =>
 export const setroominfo = clientMethod({ rid: f.id, ...infoParts }, async (ctx, r) => {
   const update = infoUpdate(ctx.services.config.limits, r, false);
   await requireInRoom(ctx, r.rid);
-  await ctx.services.store.setInfo(ctx.pid, 'room', r.rid, update);
+  await inTurn(`info:${ctx.pid}:room:${r.rid}`, () => ctx.services.store.setInfo(ctx.pid, 'room', r.rid, update));
   return {};
 });
 
@@ -69,7 +71,7 @@ export const dataset = clientMethod({ key: f.str, val: f.str }, async (ctx, r) =
   const { limits } = ctx.services.config;
   checkDataKey(limits, r.key);
   checkDataVal(limits, r.val);
-  await ctx.services.store.dataSet(ctx.pid, ctx.uid, r.key, r.val);
+  await inTurn(`data:${ctx.pid}:${ctx.uid}`, () => ctx.services.store.dataSet(ctx.pid, ctx.uid, r.key, r.val));
   return {};
 });
 
@@ -82,6 +84,6 @@ export const dataget = clientMethod({ key: f.str }, async (ctx, r) => {
 
 export const datadel = clientMethod({ key: f.str }, async (ctx, r) => {
   checkDataKey(ctx.services.config.limits, r.key);
-  await ctx.services.store.dataDelete(ctx.pid, ctx.uid, r.key);
+  await inTurn(`data:${ctx.pid}:${ctx.uid}`, () => ctx.services.store.dataDelete(ctx.pid, ctx.uid, r.key));
   return {};
 });

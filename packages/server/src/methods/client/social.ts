@@ -1,5 +1,6 @@
 import { clientMethod, f } from '../method.js';
-import { addFriends } from '../membership.js';
+import { addFriends, removeFriends } from '../membership.js';
+import { inTurn } from '../serial.js';
 import { checkList } from '../shared.js';
 
 // client-api.md §4 "Friends and blacklist": the same rules as the server gate, acting as the
@@ -13,7 +14,7 @@ export const addfriends = clientMethod({ friends: f.ids }, async (ctx, r) => {
 
 export const delfriends = clientMethod({ friends: f.ids }, async (ctx, r) => {
   checkList('friends', r.friends, ctx.services.config.limits.maxItemsPerCall);
-  await ctx.services.store.removeFriends(ctx.pid, ctx.uid, [...new Set(r.friends)]);
+  await removeFriends(ctx.services, ctx.pid, ctx.uid, r.friends);
   return {};
 });
 
@@ -24,17 +25,14 @@ export const getfriends = clientMethod({}, async (ctx) => ({
 /** Blocked users can no longer send p2p messages to me (200049). */
 export const addblacks = clientMethod({ blacks: f.ids }, async (ctx, r) => {
   checkList('blacks', r.blacks, ctx.services.config.limits.maxItemsPerCall);
-  await ctx.services.store.addBlacks(
-    ctx.pid,
-    ctx.uid,
-    [...new Set(r.blacks)].filter((b) => b !== ctx.uid),
-  );
+  const blacks = [...new Set(r.blacks)].filter((b) => b !== ctx.uid);
+  await inTurn(`blacks:${ctx.pid}:${ctx.uid}`, () => ctx.services.store.addBlacks(ctx.pid, ctx.uid, blacks));
   return {};
 });
 
 export const delblacks = clientMethod({ blacks: f.ids }, async (ctx, r) => {
   checkList('blacks', r.blacks, ctx.services.config.limits.maxItemsPerCall);
-  await ctx.services.store.removeBlacks(ctx.pid, ctx.uid, [...new Set(r.blacks)]);
+  await inTurn(`blacks:${ctx.pid}:${ctx.uid}`, () => ctx.services.store.removeBlacks(ctx.pid, ctx.uid, [...new Set(r.blacks)]));
   return {};
 });
 

@@ -1,4 +1,5 @@
 import { f, serverMethod } from '../method.js';
+import { inTurn } from '../serial.js';
 import { byDecimalKey, checkList } from '../shared.js';
 import { checkDataKey, checkDataVal, infoUpdate } from '../sizes.js';
 
@@ -8,7 +9,8 @@ import { checkDataKey, checkDataVal, infoUpdate } from '../sizes.js';
 const infoParts = { oinfo: f.opt(f.str), pinfo: f.opt(f.str) };
 
 export const setuserinfo = serverMethod({ uid: f.id, ...infoParts }, async (ctx, r) => {
-  await ctx.services.store.setInfo(ctx.pid, 'user', r.uid, infoUpdate(ctx.services.config.limits, r, true));
+  const update = infoUpdate(ctx.services.config.limits, r, true);
+  await inTurn(`info:${ctx.pid}:user:${r.uid}`, () => ctx.services.store.setInfo(ctx.pid, 'user', r.uid, update));
   return {};
 });
 
@@ -23,7 +25,8 @@ export const getuseropeninfo = serverMethod({ uids: f.ids }, async (ctx, r) => {
 });
 
 export const setgroupinfo = serverMethod({ gid: f.id, ...infoParts }, async (ctx, r) => {
-  await ctx.services.store.setInfo(ctx.pid, 'group', r.gid, infoUpdate(ctx.services.config.limits, r, true));
+  const update = infoUpdate(ctx.services.config.limits, r, true);
+  await inTurn(`info:${ctx.pid}:group:${r.gid}`, () => ctx.services.store.setInfo(ctx.pid, 'group', r.gid, update));
   return {};
 });
 
@@ -32,7 +35,8 @@ export const getgroupinfo = serverMethod({ gid: f.id }, async (ctx, r) => ({
 }));
 
 export const setroominfo = serverMethod({ rid: f.id, ...infoParts }, async (ctx, r) => {
-  await ctx.services.store.setInfo(ctx.pid, 'room', r.rid, infoUpdate(ctx.services.config.limits, r, true));
+  const update = infoUpdate(ctx.services.config.limits, r, true);
+  await inTurn(`info:${ctx.pid}:room:${r.rid}`, () => ctx.services.store.setInfo(ctx.pid, 'room', r.rid, update));
   return {};
 });
 
@@ -46,7 +50,7 @@ export const dataset = serverMethod({ uid: f.id, key: f.str, val: f.str }, async
   const { limits } = ctx.services.config;
   checkDataKey(limits, r.key);
   checkDataVal(limits, r.val);
-  await ctx.services.store.dataSet(ctx.pid, r.uid, r.key, r.val);
+  await inTurn(`data:${ctx.pid}:${r.uid}`, () => ctx.services.store.dataSet(ctx.pid, r.uid, r.key, r.val));
   return {};
 });
 
@@ -59,6 +63,6 @@ export const dataget = serverMethod({ uid: f.id, key: f.str }, async (ctx, r) =>
 
 export const datadel = serverMethod({ uid: f.id, key: f.str }, async (ctx, r) => {
   checkDataKey(ctx.services.config.limits, r.key);
-  await ctx.services.store.dataDelete(ctx.pid, r.uid, r.key);
+  await inTurn(`data:${ctx.pid}:${r.uid}`, () => ctx.services.store.dataDelete(ctx.pid, r.uid, r.key));
   return {};
 });

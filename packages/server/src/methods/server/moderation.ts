@@ -1,5 +1,6 @@
 import { f, serverMethod } from '../method.js';
 import { banTarget, banUntil } from '../moderation-rules.js';
+import { inTurn } from '../serial.js';
 
 // server-api.md §4 "Bans and project blacklist". Bans forbid sending (200044 / 200045); the
 // banned user keeps receiving. A ban without gid/rid (or ≤ 0, Go) applies to every group/room.
@@ -7,12 +8,14 @@ import { banTarget, banUntil } from '../moderation-rules.js';
 const now = (): bigint => BigInt(Date.now());
 
 export const addgroupban = serverMethod({ gid: f.opt(f.id), uid: f.id, btime: f.int }, async (ctx, r) => {
-  await ctx.services.store.addBan(ctx.pid, 'group', banTarget(r.gid), r.uid, banUntil(r.btime));
+  await inTurn(`ban:${ctx.pid}:group:${r.uid}`, () =>
+    ctx.services.store.addBan(ctx.pid, 'group', banTarget(r.gid), r.uid, banUntil(r.btime)),
+  );
   return {};
 });
 
 export const removegroupban = serverMethod({ gid: f.opt(f.id), uid: f.id }, async (ctx, r) => {
-  await ctx.services.store.removeBan(ctx.pid, 'group', banTarget(r.gid), r.uid);
+  await inTurn(`ban:${ctx.pid}:group:${r.uid}`, () => ctx.services.store.removeBan(ctx.pid, 'group', banTarget(r.gid), r.uid));
   return {};
 });
 
@@ -22,12 +25,14 @@ export const isbanofgroup = serverMethod({ gid: f.id, uid: f.id }, async (ctx, r
 }));
 
 export const addroomban = serverMethod({ rid: f.opt(f.id), uid: f.id, btime: f.int }, async (ctx, r) => {
-  await ctx.services.store.addBan(ctx.pid, 'room', banTarget(r.rid), r.uid, banUntil(r.btime));
+  await inTurn(`ban:${ctx.pid}:room:${r.uid}`, () =>
+    ctx.services.store.addBan(ctx.pid, 'room', banTarget(r.rid), r.uid, banUntil(r.btime)),
+  );
   return {};
 });
 
 export const removeroomban = serverMethod({ rid: f.opt(f.id), uid: f.id }, async (ctx, r) => {
-  await ctx.services.store.removeBan(ctx.pid, 'room', banTarget(r.rid), r.uid);
+  await inTurn(`ban:${ctx.pid}:room:${r.uid}`, () => ctx.services.store.removeBan(ctx.pid, 'room', banTarget(r.rid), r.uid));
   return {};
 });
 
@@ -37,13 +42,13 @@ export const isbanofroom = serverMethod({ rid: f.id, uid: f.id }, async (ctx, r)
 
 /** Old doc: the user can no longer log in (200024) and is kicked out if online (every node). */
 export const addprojectblack = serverMethod({ uid: f.id, btime: f.int }, async (ctx, r) => {
-  await ctx.services.store.addProjectBlack(ctx.pid, r.uid, banUntil(r.btime));
+  await inTurn(`projectblack:${ctx.pid}:${r.uid}`, () => ctx.services.store.addProjectBlack(ctx.pid, r.uid, banUntil(r.btime)));
   ctx.services.bus.publish({ type: 'kickout', pid: ctx.pid, uid: r.uid });
   return {};
 });
 
 export const removeprojectblack = serverMethod({ uid: f.id }, async (ctx, r) => {
-  await ctx.services.store.removeProjectBlack(ctx.pid, r.uid);
+  await inTurn(`projectblack:${ctx.pid}:${r.uid}`, () => ctx.services.store.removeProjectBlack(ctx.pid, r.uid));
   return {};
 });
 

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { RtmError, RtmErrorCode } from '@rtm/fpnn';
 import { f, serverMethod } from '../method.js';
+import { inTurn } from '../serial.js';
 import { checkList } from '../shared.js';
 
 // server-api.md §4 "Tokens and sessions".
@@ -12,14 +13,17 @@ import { checkList } from '../shared.js';
 export const gettoken = serverMethod({ uid: f.id }, async (ctx, r) => {
   if (r.uid <= 0n) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_USER_ID, `invalid uid ${r.uid}: users are > 0`);
   const { store } = ctx.services;
-  const token =
-    (await store.getToken(ctx.pid, r.uid)) ?? (await store.issueToken(ctx.pid, r.uid, randomBytes(16).toString('hex').toUpperCase()));
+  const token = await inTurn(
+    `token:${ctx.pid}:${r.uid}`,
+    async () =>
+      (await store.getToken(ctx.pid, r.uid)) ?? (await store.issueToken(ctx.pid, r.uid, randomBytes(16).toString('hex').toUpperCase())),
+  );
   return { token };
 });
 
 /** The token stops working for new logins; live sessions stay. */
 export const removetoken = serverMethod({ uid: f.id }, async (ctx, r) => {
-  await ctx.services.store.deleteToken(ctx.pid, r.uid);
+  await inTurn(`token:${ctx.pid}:${r.uid}`, () => ctx.services.store.deleteToken(ctx.pid, r.uid));
   return {};
 });
 

@@ -1,5 +1,6 @@
 import { f, serverMethod } from '../method.js';
-import { addFriends } from '../membership.js';
+import { addFriends, removeFriends } from '../membership.js';
+import { inTurn } from '../serial.js';
 import { checkList } from '../shared.js';
 
 // server-api.md §4 "Friends and blacklists". Lists ≤ maxItemsPerCall (200032), not empty (200033)
@@ -13,7 +14,7 @@ export const addfriends = serverMethod({ uid: f.id, friends: f.ids }, async (ctx
 
 export const delfriends = serverMethod({ uid: f.id, friends: f.ids }, async (ctx, r) => {
   checkList('friends', r.friends, ctx.services.config.limits.maxItemsPerCall);
-  await ctx.services.store.removeFriends(ctx.pid, r.uid, [...new Set(r.friends)]);
+  await removeFriends(ctx.services, ctx.pid, r.uid, r.friends);
   return {};
 });
 
@@ -34,17 +35,14 @@ export const isfriends = serverMethod({ uid: f.id, fuids: f.ids }, async (ctx, r
 /** `uid` blocks `blacks`: they can no longer send p2p to `uid` (200049). */
 export const addblacks = serverMethod({ uid: f.id, blacks: f.ids }, async (ctx, r) => {
   checkList('blacks', r.blacks, ctx.services.config.limits.maxItemsPerCall);
-  await ctx.services.store.addBlacks(
-    ctx.pid,
-    r.uid,
-    [...new Set(r.blacks)].filter((b) => b !== r.uid),
-  );
+  const blacks = [...new Set(r.blacks)].filter((b) => b !== r.uid);
+  await inTurn(`blacks:${ctx.pid}:${r.uid}`, () => ctx.services.store.addBlacks(ctx.pid, r.uid, blacks));
   return {};
 });
 
 export const delblacks = serverMethod({ uid: f.id, blacks: f.ids }, async (ctx, r) => {
   checkList('blacks', r.blacks, ctx.services.config.limits.maxItemsPerCall);
-  await ctx.services.store.removeBlacks(ctx.pid, r.uid, [...new Set(r.blacks)]);
+  await inTurn(`blacks:${ctx.pid}:${r.uid}`, () => ctx.services.store.removeBlacks(ctx.pid, r.uid, [...new Set(r.blacks)]));
   return {};
 });
 
