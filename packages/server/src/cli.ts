@@ -12,7 +12,8 @@
  * Exit codes: 0 done; 1 failed (server unreachable, an error answer, a start-up failure); 2 a bad
  * command line or configuration (checked before anything starts or connects).
  *
- * The client commands use our server SDK against RTM_ENDPOINT (default RTM_HOST:RTM_SERVER_PORT)
+ * The client commands use our server SDK against RTM_ENDPOINT (default RTM_HOST:RTM_SERVER_PORT, a
+ * wildcard RTM_HOST on loopback)
  * with RTM_PROJECT_ID / RTM_PROJECT_SECRET; for the dev project the generated secret is read from
  * RTM_DATA_DIR.
  */
@@ -21,7 +22,7 @@ import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
-import { DEFAULT_CONFIG, DEV_PROJECT_ID, ConfigError, resolveConfig } from './config.js';
+import { DEFAULT_CONFIG, DEV_PROJECT_ID, ConfigError, hostPort, resolveConfig } from './config.js';
 
 const USAGE = `usage:
   rtm serve                  start the server with the RTM_* environment (the default command)
@@ -80,7 +81,7 @@ async function serve(): Promise<void> {
       (server.generatedSecret || !server.devSecretFile
         ? ''
         : `\n  Dev project ${config.projects[0]!.pid}: secret (RTM_PROJECT_SECRET) in ${server.devSecretFile}`) +
-        `\n  Server gate: ${config.host}:${server.serverPort}   Client gate: ws://${config.host}:${server.clientPort}/service/websocket\n`,
+        `\n  Server gate: ${hostPort(config.host, server.serverPort)}   Client gate: ws://${hostPort(config.host, server.clientPort)}/service/websocket\n`,
     );
   }
   let stopping = false;
@@ -125,8 +126,33 @@ function projectFromEnv(): { pid: number; secret: string; endpoint: string } {
       throw new ConfigError(`RTM_PROJECT_SECRET is not set and ${file} does not exist (start the server once, or set it)`);
     }
   }
-  const endpoint = env.RTM_ENDPOINT || `${env.RTM_HOST?.trim() || DEFAULT_CONFIG.host}:${env.RTM_SERVER_PORT || DEFAULT_CONFIG.serverPort}`;
-  return { pid, secret, endpoint };
+  return { pid, secret, endpoint: serverGateEndpoint(env) };
+}
+
+/**
+ * The server gate the client commands call: RTM_ENDPOINT, else RTM_HOST:RTM_SERVER_PORT as the
+ * server binds them, a wildcard RTM_HOST (0.0.0.0, ::) reached on loopback. A value that cannot
+ * be one is a configuration error naming the variable (exit code 2), before anything connects.
+ */
+function serverGateEndpoint(env: NodeJS.ProcessEnv): string {
+  const endpoint = env.RTM_ENDPOINT?.trim();
+  if (endpoint) {
+    const m = /^(\[[^\]\s]+\]|[^:\s[\]]+):(\d{1,5})$/.exec(endpoint);
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535)
+      throw new ConfigError(`RTM_ENDPOINT must be 'host:port' or '[ipv6]:port' (the server gate), got '${env.RTM_ENDPOINT}'`);
+    return endpoint;
+  }
+  const rawPort = env.RTM_SERVER_PORT?.trim() || String(DEFAULT_CONFIG.serverPort);
+  if (!/^\d{1,5}$/.test(rawPort) || Number(rawPort) < 1 || Number(rawPort) > 65535)
+    throw new ConfigError(
+      `RTM_SERVER_PORT must be a port from 1 to 65535 for the client commands, got '${env.RTM_SERVER_PORT}' ` +
+        '(for a server on an ephemeral port, set RTM_ENDPOINT to its host:port)',
+    );
+  let host = env.RTM_HOST?.trim() || DEFAULT_CONFIG.host;
+  if (host === '0.0.0.0') host = '127.0.0.1';
+  else if (host === '::' || host === '[::]') host = '::1';
+  if (/[\s/]/.test(host)) throw new ConfigError(`RTM_HOST must be a host name or an address, got '${env.RTM_HOST}'`);
+  return hostPort(host, rawPort);
 }
 
 const show = (v: unknown): string =>

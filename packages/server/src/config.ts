@@ -491,6 +491,15 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     throw new ConfigError(`RTM_STORE must be 'sqlite' or a postgres:// URL, got '${store}'`);
   const bus = overrides.bus ?? (env.RTM_BUS || d.bus);
   if (bus !== 'local' && !/^nats:\/\//.test(bus)) throw new ConfigError(`RTM_BUS must be 'local' or a nats:// URL, got '${bus}'`);
+  // A `?prefix=` on the URL wins over RTM_BUS_PREFIX (docs/cluster.md): checked here as NatsBus
+  // would, so that a bad one is a configuration error naming RTM_BUS, not a failure inside the bus.
+  for (const query of bus.split(',').flatMap((url) => (url.includes('?') ? [url.slice(url.indexOf('?') + 1)] : []))) {
+    const prefix = new URLSearchParams(query).get('prefix');
+    if (prefix !== null && !/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(prefix))
+      throw new ConfigError(
+        `RTM_BUS: the ?prefix= of the URL must be letters, digits, _ or - (dot-separated tokens allowed), got '${prefix}'`,
+      );
+  }
 
   let projects: ProjectConfig[] | undefined;
   const projectFromEnv = (secret: string): ProjectConfig =>
@@ -621,3 +630,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     unknownVariables: unknownVariables(env),
   };
 }
+
+/** `host:port` with an IPv6 host in brackets, as endpoints and URLs write it. */
+export const hostPort = (host: string, port: number | string): string =>
+  `${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}`;

@@ -6,7 +6,7 @@ import type { ConnectionCipher } from './gate/connection.js';
 import { checkDataDir, ConfigError } from './config.js';
 import type { Bus } from './bus/bus.js';
 import { LocalBus } from './bus/local.js';
-import { resolveConfig, type ConfigOverrides, type ResolvedConfig, type ServerConfig } from './config.js';
+import { hostPort, resolveConfig, type ConfigOverrides, type ResolvedConfig, type ServerConfig } from './config.js';
 import { ClientGate } from './gate/client-gate.js';
 import type { GateOptions } from './gate/gate.js';
 import { ServerGate } from './gate/server-gate.js';
@@ -186,7 +186,7 @@ function keyExchangeFor(config: ServerConfig): ((payload: Record<string, unknown
 function advertisedEndpoint(config: ServerConfig, port: number): string {
   if (config.clientEndpoint) return config.clientEndpoint;
   const wildcard = config.host === '0.0.0.0' || config.host === '::' || config.host === '[::]';
-  return `${wildcard ? hostname() : config.host}:${port}`;
+  return hostPort(wildcard ? hostname() : config.host, port);
 }
 
 /** How long /healthz waits for the store's ping before it answers 503. */

@@ -345,6 +345,15 @@ describe('transport: one port, three protocols, robust against bad input', () =>
     const infos = await fetch(`http://${server.serverEndpoint}/service/*infos`, { method: 'POST', body: '{}' });
     assert.equal(infos.status, 200);
     assert.equal(((await infos.json()) as { gate: string }).gate, 'server');
+    // Bound to an IPv6 address, the node names its client gate [addr]:port (pushevent, kickout's ce).
+    const v6 = await startTestServer({ host: '::1' });
+    try {
+      const c = await RawClient.tcp(`[::1]:${v6.serverPort}`);
+      assert.equal((await c.quest('*infos', {}))['endpoint'], `[::1]:${v6.clientPort}`);
+      c.close();
+    } finally {
+      await v6.close();
+    }
     // Who counts as internal: loopback and private networks, IPv4-mapped too; nothing else.
     for (const remote of ['127.0.0.1:5', '10.1.2.3:5', '172.20.0.1:5', '192.168.1.1:5', '::1:5', '::ffff:10.0.0.1:5', 'fd00::1:5']) {
       assert.equal(isInternalPeer(remote), true, remote);

@@ -34,7 +34,8 @@ export class RawClient {
   }
 
   static tcp(endpoint: string): Promise<RawClient & { socket: Socket }> {
-    const [host, port] = endpoint.split(':');
+    const at = endpoint.lastIndexOf(':');
+    const [host, port] = [endpoint.slice(0, at).replace(/^\[(.*)\]$/, '$1'), endpoint.slice(at + 1)];
     return new Promise((resolve, reject) => {
       const socket = connect(Number(port), host!, () => resolve(client));
       const client = Object.assign(

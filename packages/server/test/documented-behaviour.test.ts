@@ -1,0 +1,204 @@
+/**
+ * The documentation as a contract (README.md, docs/cluster.md): claims about the `rtm` command and
+ * the configuration that an operator relies on, checked as the operator meets them — the real CLI
+ * in a child process, real servers on ephemeral ports with temporary data directories.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { RTMServerClient } from '@rtm/server-sdk';
+import { spawnServer, startTestServer, TEST_PID, TEST_SECRET, until } from '@rtm/testkit';
+import { ConfigError, resolveConfig } from '../src/config.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
+const SECRET = 'a-long-project-secret';
+
+const dirs: string[] = [];
+after(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+async function tempDir(): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), 'rtm-docs-'));
+  dirs.push(d);
+  return d;
+}
+
+/** Runs `rtm <args>` to its end (at most 30 s) with the environment of the test runner plus `env`. */
+function rtm(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['--conditions=development', '--import', 'tsx', CLI, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  return new Promise((resolve) =>
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    }),
+  );
+}
+
+describe('docs: the client commands reach the server gate at RTM_HOST:RTM_SERVER_PORT (README quick start)', () => {
+  it('with the wildcard RTM_HOST the server was started with (:: or 0.0.0.0), as for the server itself', async () => {
+    const dataDir = await tempDir();
+    const server = await spawnServer({ RTM_HOST: '::', RTM_DATA_DIR: dataDir, RTM_PROJECT_SECRET: SECRET });
+    try {
+      for (const host of ['::', '0.0.0.0']) {
+        const env = { RTM_HOST: host, RTM_SERVER_PORT: String(server.serverPort), RTM_PROJECT_SECRET: SECRET, RTM_DATA_DIR: dataDir };
+        const r = await rtm(['token', '1001'], env);
+        assert.equal(r.code, 0, `RTM_HOST=${host}: ${r.stderr}`);
+        assert.match(r.stdout, /^[0-9A-F]{32}\n$/, `RTM_HOST=${host}`);
+      }
+    } finally {
+      await server.kill();
+    }
+  });
+
+  it('prints the gates of an IPv6 bind address as addresses (ws://[::]:port, not ws://:::port)', async () => {
+    const dataDir = await tempDir();
+    const child = spawn(process.execPath, ['--conditions=development', '--import', 'tsx', CLI, 'serve'], {
+      cwd: ROOT,
+      env: { ...process.env, RTM_HOST: '::', RTM_SERVER_PORT: '0', RTM_CLIENT_PORT: '0', RTM_ADMIN_PORT: '-1', RTM_DATA_DIR: dataDir },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise((resolve) => child.once('close', resolve));
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!/Client gate:/.test(stderr) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+      assert.match(stderr, /Server gate: \[::\]:\d+ {3}Client gate: ws:\/\/\[::\]:\d+\/service\/websocket/, stderr);
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
+  });
+
+  it('a bad RTM_ENDPOINT, RTM_HOST or RTM_SERVER_PORT: exit code 2 and one line naming the variable, before connecting', async () => {
+    let connections = 0;
+    const gate = createServer((socket) => {
+      connections++;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => gate.listen(0, '127.0.0.1', resolve));
+    try {
+      const cases: [Record<string, string>, RegExp][] = [
+        [{ RTM_ENDPOINT: 'nonsense' }, /^configuration error: RTM_ENDPOINT must be 'host:port'.*'nonsense'/],
+        [{ RTM_ENDPOINT: '127.0.0.1:port' }, /^configuration error: RTM_ENDPOINT must be 'host:port'/],
+        [{ RTM_SERVER_PORT: 'abc' }, /^configuration error: RTM_SERVER_PORT must be a port from 1 to 65535.*'abc'/],
+        [{ RTM_SERVER_PORT: '0' }, /^configuration error: RTM_SERVER_PORT must be a port from 1 to 65535.*set RTM_ENDPOINT/],
+        [{ RTM_HOST: 'a b' }, /^configuration error: RTM_HOST/],
+      ];
+      for (const [env, message] of cases) {
+        const r = await rtm(['token', '1'], { RTM_ENDPOINT: '', RTM_HOST: '', RTM_SERVER_PORT: '', RTM_PROJECT_SECRET: SECRET, ...env });
+        assert.equal(r.code, 2, `${JSON.stringify(env)}: ${r.stderr}`);
+        assert.match(r.stderr, message, JSON.stringify(env));
+        assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      }
+      assert.equal(connections, 0, 'nothing connected');
+    } finally {
+      await new Promise((resolve) => gate.close(resolve));
+    }
+  });
+});
+
+describe('docs: a bad value stops the server at start naming the variable, exit code 2 (README configuration)', () => {
+  it("RTM_BUS with a ?prefix= that is no NATS subject prefix (docs/cluster.md) names RTM_BUS, not NatsBus's internals", async () => {
+    for (const bus of ['nats://127.0.0.1:4222?prefix=bad$x', 'nats://a:4222,nats://b:4222?prefix=', 'nats://a:4222?prefix=a..b']) {
+      assert.throws(
+        () => resolveConfig({ RTM_BUS: bus, RTM_PROJECT_SECRET: SECRET }),
+        (e) => e instanceof ConfigError && /^RTM_BUS: the \?prefix= of the URL must be/.test(e.message),
+        bus,
+      );
+    }
+    // What NatsBus accepts stays accepted, as before (dot-separated tokens included).
+    for (const bus of ['nats://a:4222,nats://b:4222?prefix=rtm_prod', 'nats://a:4222?prefix=chat.prod-1', 'nats://a:4222'])
+      assert.equal(resolveConfig({ RTM_BUS: bus, RTM_PROJECT_SECRET: SECRET }).config.bus, bus);
+
+    const r = await rtm(['serve'], {
+      RTM_BUS: 'nats://127.0.0.1:4222?prefix=bad$x',
+      RTM_PROJECT_SECRET: SECRET,
+      RTM_DATA_DIR: await tempDir(),
+      RTM_SERVER_PORT: '0',
+      RTM_CLIENT_PORT: '0',
+      RTM_ADMIN_PORT: '-1',
+    });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^configuration error: RTM_BUS: the \?prefix= of the URL must be/);
+  });
+});
+
+describe('docs: message retention (RTM_RETENTION_DAYS / RTM_RETENTION_MAX_PER_CONVERSATION)', () => {
+  it('is applied at start (then every hour): a restart with a lower limit trims what is stored', async () => {
+    const dataDir = await tempDir();
+    const first = await startTestServer({}, { dataDir });
+    const sdk = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: first.serverEndpoint, autoReconnect: false });
+    try {
+      await sdk.connect();
+      for (let i = 0; i < 5; i++) await sdk.sendMessage(30, 501n, 502n, `m${i}`);
+      await sdk.sendMessage(30, 501n, 503n, 'other conversation');
+    } finally {
+      await sdk.close();
+      await first.close();
+    }
+    const second = await startTestServer({ retentionMaxPerConversation: 2 }, { dataDir });
+    const again = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: second.serverEndpoint, autoReconnect: false });
+    try {
+      await again.connect();
+      // The sweep at start runs beside the start (it is not awaited): give it a moment.
+      await until(async () => (await again.getP2PMessage(501n, 502n, true, 10)).num === 2);
+      const page = await again.getP2PMessage(501n, 502n, true, 10);
+      assert.deepEqual(
+        page.messages.map((m) => m.message),
+        ['m4', 'm3'],
+        'the newest 2 of the conversation are kept',
+      );
+      assert.equal((await again.getP2PMessage(501n, 503n, true, 10)).num, 1, 'a conversation under the limit is untouched');
+    } finally {
+      await again.close();
+      await second.close();
+    }
+  });
+});
+
+describe('docs: the admin port (README listeners, docs/cluster.md health checks)', () => {
+  it('/metrics has every rtm_* metric the README lists, and no other; /healthz answers as documented', async () => {
+    const readme = await readFile(new URL('../../../README.md', import.meta.url), 'utf8');
+    const paragraph = readme.slice(readme.indexOf('`/metrics` has'), readme.indexOf('Tracing:'));
+    const documented = new Set(paragraph.match(/rtm_[a-z_]+/g));
+    assert.ok(documented.size > 5, paragraph);
+    const server = await startTestServer();
+    const sdk = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: server.serverEndpoint, autoReconnect: false });
+    try {
+      await sdk.connect();
+      const { mid } = await sdk.sendMessage(30, 601n, 602n, 'once');
+      await sdk.sendMessage(30, 601n, 602n, 'once', '', { mid }); // a resend: acknowledged, not stored again
+      const text = await (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`)).text();
+      const exported = new Set([...text.matchAll(/^# TYPE (rtm_[a-z_]+) /gm)].map((m) => m[1]!));
+      assert.deepEqual([...exported].sort(), [...documented].sort());
+      assert.match(text, /^rtm_messages_stored_total\{kind="p2p"\} 1$/m);
+      assert.match(text, /^rtm_quests_total\{gate="server",method="sendmsg",outcome="ok"\} 2$/m);
+
+      const health = await fetch(`http://127.0.0.1:${server.adminPort}/healthz`);
+      assert.equal(health.status, 200);
+      const body = (await health.json()) as Record<string, unknown>;
+      assert.deepEqual(Object.keys(body).sort(), ['connections', 'node', 'sessions', 'status']);
+      assert.equal(body.status, 'ok');
+    } finally {
+      await sdk.close();
+      await server.close();
+    }
+  });
+});
