@@ -47,7 +47,8 @@ function decodeMethod(bytes: Uint8Array, start: number, end: number): string {
   }
   if (methodCacheSize < METHOD_CACHE_MAX) {
     methodCacheSize++;
-    const entry = { bytes: bytes.slice(start, end), name: ascii };
+    // A copy: slice() of a Node Buffer (a socket read) is a view that would keep the read alive.
+    const entry = { bytes: new Uint8Array(bytes.subarray(start, end)), name: ascii };
     if (entries) entries.push(entry);
     else methodCache.set(key, [entry]);
   }
@@ -126,9 +127,10 @@ export class FrameDecoder {
       throw err;
     }
     // The frame's payload is a view of `buf`; the remainder is a view too. A remainder that is a
-    // small tail of a big chunk is copied so it never pins the chunk.
+    // small tail of a big chunk is copied so it never pins the chunk (not with slice(): on a Node
+    // Buffer, which is what sockets deliver, that is a view too).
     const rest = buf.length - total;
-    this.pending = rest === 0 ? EMPTY : rest < 4096 && buf.length > 65536 ? buf.slice(total) : buf.subarray(total);
+    this.pending = rest === 0 ? EMPTY : rest < 4096 && buf.length > 65536 ? new Uint8Array(buf.subarray(total)) : buf.subarray(total);
     if (rest === 0 && this.partsBytes > 0) {
       this.pending = this.parts.length === 1 ? this.parts[0]! : EMPTY;
       if (this.parts.length === 1) {

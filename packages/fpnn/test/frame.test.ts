@@ -1,5 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import {
   decodePayload,
   encodeAnswer,
@@ -135,6 +137,50 @@ describe('FrameDecoder: splits and joins (byByteTest)', () => {
     assert.equal(frames.length, 1);
     assert.equal(frames[0]!.payload.length, big.length - 16 - 3);
     assert.ok(performance.now() - started < 2000, 'should take milliseconds, not seconds');
+  });
+
+  it('the method-name cache keeps copies of the names, never the (Node Buffer) reads they arrived in', async () => {
+    // Every new name is remembered for good; a view into its read would keep that read alive: up to
+    // 512 reads, each as big as a frame (a WebSocket message arrives as one Buffer of up to 8 MiB).
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const refs: WeakRef<ArrayBufferLike>[] = [];
+    (() => {
+      for (let i = 0; i < 3; i++) {
+        const frame = encodeQuest(
+          `pinned${i}_${Date.now()}`,
+          encodePayload(Flag.MSGPACK, { s: 'a'.repeat(1 << 20) }),
+          Flag.MSGPACK,
+          false,
+          1,
+        );
+        const read = Buffer.alloc(frame.length); // a buffer of its own, as a socket read or a WebSocket message
+        read.set(frame);
+        refs.push(new WeakRef(read.buffer));
+        assert.equal(new FrameDecoder().push(read).length, 1);
+      }
+    })();
+    for (let i = 0; i < 5 && refs.some((r) => r.deref() !== undefined); i++) {
+      await new Promise((r) => setImmediate(r));
+      gc();
+    }
+    assert.equal(refs.filter((r) => r.deref() !== undefined).length, 0, 'reads of 1 MiB kept alive after their frames were decoded');
+  });
+
+  it('a small unfinished tail of a big socket read (a Node Buffer) is copied, not kept as a view pinning the read', () => {
+    const big = encodeQuest('big', encodePayload(Flag.MSGPACK, { s: 'a'.repeat(100_000) }), Flag.MSGPACK, false, 1);
+    const next = encodeQuest('next', encodePayload(Flag.MSGPACK, {}), Flag.MSGPACK, false, 2);
+    // Sockets deliver Buffers, whose slice() is a view: the copy must not rely on it.
+    const read = Buffer.concat([big, next.subarray(0, 10)]);
+    const d = new FrameDecoder();
+    assert.equal(d.push(read).length, 1);
+    assert.equal(d.bufferedBytes, 10);
+    const held = (d as unknown as { pending: Uint8Array }).pending;
+    assert.ok(held.buffer.byteLength < 4096, `the 10-byte tail holds a ${held.buffer.byteLength}-byte buffer`);
+    assert.deepEqual(
+      d.push(next.subarray(10)).map((f) => f.kind === 'quest' && f.method),
+      ['next'],
+    );
   });
 });
 
