@@ -31,8 +31,9 @@ import {
   ECDH,
   type KeyObject,
 } from 'node:crypto';
+import { decodePayload, type Payload } from './codec.js';
 import { FpnnProtocolError } from './errors.js';
-import { DEFAULT_MAX_FRAME_BYTES, HEADER_BYTES } from './frame.js';
+import { DEFAULT_MAX_FRAME_BYTES, Flag, HEADER_BYTES, type PayloadFlag } from './frame.js';
 
 // ---------------------------------------------------------------------------------------------
 // Curves and keys
@@ -380,6 +381,46 @@ function readPublicKeyBytes(value: unknown, size: number): Uint8Array {
     throw new KeyExchangeError(`*key: publicKey must be binary, got ${value === undefined || value === null ? 'nothing' : typeof value}`);
   if (bytes.length !== 2 * size) throw new KeyExchangeError(`*key: publicKey must be ${2 * size} bytes (X‖Y), got ${bytes.length}`);
   return bytes;
+}
+
+/**
+ * Decodes the `*key` quest payload for `serverKeyExchange`. `publicKey` may be msgpack bin or str:
+ * the C++ FPNN client (fpnn core, fpnn-sdk-cpp) writes its `std::string` key as **str** holding
+ * the 64 raw bytes. Decoded as text, those bytes (almost never valid UTF-8) would come back with
+ * replacement characters and the key would be lost, so a str `publicKey` is read as its raw bytes.
+ */
+export function decodeKeyQuestPayload(flag: PayloadFlag, bytes: Uint8Array): Payload {
+  const payload = decodePayload(flag, bytes);
+  if (flag === Flag.MSGPACK && typeof payload.publicKey === 'string') {
+    const raw = rawPublicKeyStr(bytes);
+    if (raw) payload.publicKey = raw;
+  }
+  return payload;
+}
+
+/** The key `publicKey` as msgpack writes it (fixstr of 9 bytes). */
+const PUBLIC_KEY_NAME = Buffer.from([0xa9, ...Buffer.from('publicKey')]);
+
+/**
+ * The raw bytes of the str after the map key `publicKey` (its first occurrence: a payload that
+ * hides those bytes in an earlier value gets a wrong key, and the exchange fails as with any bad
+ * key). msgpackr has no option to read strings as bytes.
+ */
+function rawPublicKeyStr(bytes: Uint8Array): Uint8Array | undefined {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  const name = b.indexOf(PUBLIC_KEY_NAME);
+  if (name < 0) return undefined;
+  const at = name + PUBLIC_KEY_NAME.length;
+  const t = b[at];
+  let start: number;
+  let length: number;
+  if (t === undefined) return undefined;
+  if (t >= 0xa0 && t <= 0xbf) [start, length] = [at + 1, t & 0x1f];
+  else if (t === 0xd9 && at + 2 <= b.length) [start, length] = [at + 2, b.readUInt8(at + 1)];
+  else if (t === 0xda && at + 3 <= b.length) [start, length] = [at + 3, b.readUInt16BE(at + 1)];
+  else if (t === 0xdb && at + 5 <= b.length) [start, length] = [at + 5, b.readUInt32BE(at + 1)];
+  else return undefined;
+  return start + length <= b.length ? new Uint8Array(b.subarray(start, start + length)) : undefined;
 }
 
 // ECDH objects for server keys, so a connection costs one scalar multiplication, not two.

@@ -5,6 +5,7 @@ import { decodePayload, encodeAnswer, encodePayload, encodeQuest, Flag, FpnnProt
 import {
   clientKeyExchange,
   createFrameCipher,
+  decodeKeyQuestPayload,
   deriveKeyMaterial,
   derivePublicKeyFormats,
   KeyExchangeError,
@@ -226,6 +227,43 @@ describe('crypto: key exchange', () => {
     // A str publicKey whose characters are the bytes (latin-1) is accepted.
     const asStr = Buffer.from(client.questPayload.publicKey).toString('latin1');
     assert.equal(hex(serverKeyExchange(serverKey, { publicKey: asStr }).key), hex(client.keys.key));
+  });
+
+  it('decodeKeyQuestPayload reads a str publicKey (C++ FPNN client) as its raw bytes, whatever precedes it', () => {
+    const serverKey = parseServerPrivateKey(randomBytes(32));
+    const str = (s: string): Buffer => Buffer.concat([Uint8Array.of(0xa0 | s.length), Buffer.from(s)]);
+    for (let i = 0; i < 20; i++) {
+      const client = clientKeyExchange(derivePublicKeyFormats(serverKey).raw, { bits: 256 });
+      const pk = Buffer.from(client.questPayload.publicKey);
+      for (const header of [Uint8Array.of(0xd9, 64), Uint8Array.of(0xda, 0, 64), Uint8Array.of(0xdb, 0, 0, 0, 64)]) {
+        const bytes = new Uint8Array(
+          Buffer.concat([
+            Uint8Array.of(0xde, 0, 4), // map16 of 4
+            str('extra'),
+            Buffer.from('93c40201029181a178d7ff0000000000000000cb3ff0000000000000', 'hex'), // [bin, [{x: timestamp ext}], 1.0]: skipped
+            str('bits'),
+            Uint8Array.of(0xcd, 1, 0),
+            str('publicKey'),
+            header,
+            pk,
+            str('streamMode'),
+            Uint8Array.of(0xc3),
+          ]),
+        );
+        assert.equal(typeof decodePayload(Flag.MSGPACK, bytes).publicKey, 'string');
+        const decoded = decodeKeyQuestPayload(Flag.MSGPACK, bytes);
+        assert.ok(decoded.publicKey instanceof Uint8Array);
+        assert.equal(hex(decoded.publicKey), hex(pk));
+        const keys = serverKeyExchange(serverKey, decoded);
+        assert.equal(hex(keys.key), hex(client.keys.key));
+        assert.equal(keys.streamMode, true);
+      }
+    }
+    // bin stays bin; JSON is decoded as usual.
+    const client = clientKeyExchange(derivePublicKeyFormats(serverKey).raw);
+    const decoded = decodeKeyQuestPayload(Flag.MSGPACK, encodePayload(Flag.MSGPACK, client.questPayload));
+    assert.equal(hex(decoded.publicKey as Uint8Array), hex(client.questPayload.publicKey));
+    assert.deepEqual({ ...decodeKeyQuestPayload(Flag.JSON, new TextEncoder().encode('{"bits":128}')) }, { bits: 128 });
   });
 
   it('bad bits, bad key length, missing or invalid point are rejected with KeyExchangeError', () => {

@@ -9,7 +9,18 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { decodePayload, encodeAnswer, encodePayload, Flag, FrameDecoder, json, type Frame, type Payload } from '@rtm/fpnn';
+import {
+  decodePayload,
+  encodeAnswer,
+  encodeAnswerFrame,
+  encodePayload,
+  encodeQuestFrame,
+  Flag,
+  FrameDecoder,
+  json,
+  type Frame,
+  type Payload,
+} from '@rtm/fpnn';
 
 const vectorsDir = new URL('../../../fixtures/spec-vectors/', import.meta.url);
 const sharedVectorsDir = new URL('../../../../shared/spec/vectors/', import.meta.url);
@@ -256,6 +267,19 @@ describe('golden frames from the official SDKs (spec/vectors)', () => {
         assert.equal(typeof payload.code, 'number');
         assert.equal(typeof payload.ex, 'string');
       }
+    }
+  });
+
+  it('server frames the SDKs accepted (answers.json) re-encode byte for byte from their decoded payload', () => {
+    // Our encoder writes what the SDKs were shown to accept: header, key order, int widths, str/bin.
+    const answers = load<GoldenAnswer[]>(answersPath);
+    for (const [i, a] of answers.entries()) {
+      const { frame, payload } = decodeOne(a.hex);
+      const ours =
+        frame.kind === 'answer'
+          ? encodeAnswerFrame(frame.seq, payload, frame.flag, frame.ok)
+          : encodeQuestFrame(frame.method, payload, frame.flag, frame.oneway, frame.seq);
+      assert.equal(Buffer.from(ours).toString('hex'), a.hex, `answers.json[${i}] ${a.kind}`);
     }
   });
 });

@@ -149,19 +149,20 @@ async function openBus(config: ServerConfig, log: Logger): Promise<Bus> {
 function keyExchangeFor(config: ServerConfig): ((payload: Record<string, unknown>) => ConnectionCipher) | undefined {
   if (!config.encryptionKey) return undefined;
   const value = config.encryptionKey.trim();
-  let text = value;
+  let input: string | Uint8Array = value;
   let where = 'RTM_ENCRYPTION_KEY';
-  // Hex or PEM text is the key itself; anything else is the path of a PEM file.
+  // Hex or PEM text is the key itself; anything else is the path of a key file: PEM or hex text,
+  // or binary, as the reference server keeps it (32 raw bytes, or DER).
   if (existsSync(value) || !(value.includes('-----BEGIN') || /^(?:0x)?[0-9a-fA-F]+$/.test(value))) {
     try {
-      text = readFileSync(value, 'utf8');
+      input = new Uint8Array(readFileSync(value));
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       throw new ConfigError(
         code === 'ENOENT'
-          ? `RTM_ENCRYPTION_KEY: file not found: ${value} (the value is the private key in hex, PEM text, or the path of a PEM file)`
+          ? `RTM_ENCRYPTION_KEY: file not found: ${value} (the value is the private key in hex, PEM text, or the path of a key file)`
           : code === 'EISDIR'
-            ? `RTM_ENCRYPTION_KEY: cannot read ${value}: it is a directory, not a PEM file`
+            ? `RTM_ENCRYPTION_KEY: cannot read ${value}: it is a directory, not a key file`
             : code === 'EACCES' || code === 'EPERM'
               ? `RTM_ENCRYPTION_KEY: cannot read ${value} (permission denied)`
               : `RTM_ENCRYPTION_KEY: cannot read ${value}: ${(err as Error).message}`,
@@ -171,7 +172,7 @@ function keyExchangeFor(config: ServerConfig): ((payload: Record<string, unknown
   }
   let key;
   try {
-    key = parseServerPrivateKey(text.trim(), config.encryptionCurve as CurveName);
+    key = parseServerPrivateKey(typeof input === 'string' ? input.trim() : input, config.encryptionCurve as CurveName);
   } catch (err) {
     throw new ConfigError(`${where}: ${(err as Error).message}`);
   }

@@ -238,7 +238,7 @@ describe('config: RTM_ENCRYPTION_KEY', () => {
     writeFileSync(garbage, 'not a key');
     await assert.rejects(
       start(garbage),
-      (e) => e instanceof ConfigError && /^RTM_ENCRYPTION_KEY \(.*garbage\.pem\): .*hex characters or a PEM/.test(e.message),
+      (e) => e instanceof ConfigError && /^RTM_ENCRYPTION_KEY \(.*garbage\.pem\): .*neither raw \(32 bytes\), PEM nor DER/.test(e.message),
     );
     await assert.rejects(start('abcd'), (e) => e instanceof ConfigError && /^RTM_ENCRYPTION_KEY: .*hex characters/.test(e.message));
   });

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { decodePayload, encodePayload, encodeQuest, Flag, FrameDecoder, type Payload } from '@rtm/fpnn';
@@ -159,6 +162,34 @@ describe('*key encryption on TCP (ECDH secp256k1 + AES-CFB)', () => {
 });
 
 describe('our server SDK over an encrypted connection', () => {
+  it('RTM_ENCRYPTION_KEY as the path of a key file: PEM, hex, 32 raw bytes or DER (the reference keeps it binary)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rtm-keyfile-'));
+    try {
+      const { privateKey: key } = generateKeyPairSync('ec', { namedCurve: 'secp256k1' });
+      const raw = Buffer.from(key.export({ format: 'jwk' }).d!, 'base64url');
+      const pub = derivePublicKeyFormats(new Uint8Array(raw));
+      const files: Record<string, string | Uint8Array> = {
+        'key.pem': key.export({ format: 'pem', type: 'sec1' }),
+        'key.hex': `${raw.toString('hex')}\n`,
+        'key.bin': raw,
+        'key.der': key.export({ format: 'der', type: 'pkcs8' }),
+      };
+      for (const [name, contents] of Object.entries(files)) {
+        writeFileSync(join(dir, name), contents);
+        const s = await startTestServer({ encryptionKey: join(dir, name) });
+        try {
+          const { client } = await EncryptedClient.open(s.serverPort, pub.pem, { bits: 128, streamMode: false });
+          assert.ok((await client.quest('*ping')).ok, name);
+          client.close();
+        } finally {
+          await s.close();
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('connects with *key in both modes and calls work', async () => {
     const { RTMServerClient } = await import('@rtm/server-sdk');
     const privateKey = randomBytes(32).toString('hex');

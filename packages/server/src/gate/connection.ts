@@ -1,5 +1,4 @@
 import {
-  decodePayload,
   encodeQuestFrame,
   Flag,
   FpnnPeer,
@@ -11,6 +10,7 @@ import {
   type Payload,
   type QuestFrame,
 } from '@rtm/fpnn';
+import { decodeKeyQuestPayload } from '@rtm/fpnn/crypto';
 import { coarseNow } from './coarse-clock.js';
 import { UnansweredPushes } from './unanswered-pushes.js';
 import type { Logger } from '../observability/logger.js';
@@ -207,7 +207,8 @@ export class Connection<Session = unknown> {
       throw new FpnnProtocolError(why);
     }
     // The reference closes without answering on any failure (spec/fpnn.md §6 step 6).
-    const cipher = this.hooks.onKeyExchange(this, decodePayload(quest.flag, quest.payload));
+    // publicKey as msgpack str (the C++ client) is read as its raw bytes, not as text.
+    const cipher = this.hooks.onKeyExchange(this, decodeKeyQuestPayload(quest.flag, quest.payload));
     this.cipher = cipher;
     // Already encrypted: switch first, then answer.
     this.peer.writeAnswer(quest.seq, quest.flag, {});
