@@ -9,6 +9,8 @@
  * sequential: a backend sends `sendmsg` through its node, one at a time, to a user on the other
  *   node; figures: the answer time, and the time to the receiver's push.
  * pipelined: `pipelined` sends with 64 in flight; figure: answers per second.
+ * Also: how long node 0's answers waited for NATS (`sent`); the nodes share one event loop, so
+ *   the wait includes the other node's work of that moment (separate processes wait less).
  *
  * Needs RTM_TEST_POSTGRES_URL / RTM_TEST_NATS_URL (defaults: local services); skips with a message
  * when either is unreachable.
@@ -38,8 +40,20 @@ if (unavailable) {
   process.exit(0);
 }
 
-/** Node 1's bus without `sent`: its answers do not wait (main.ts then passes no `published`). */
-const unordered = (i: number, bus: NatsBus): NatsBus => (i === 1 ? Object.assign(bus, { sentMark: undefined, sent: undefined }) : bus);
+/** How long node 0's answers waited for NATS (`sent`), ms. */
+const waits: number[] = [];
+/** Node 1's bus without `sent` (main.ts then passes the gates no `published`); node 0's timed. */
+const unordered = (i: number, bus: NatsBus): NatsBus => {
+  if (i === 1) return Object.assign(bus, { sentMark: undefined, sent: undefined });
+  const sent = bus.sent.bind(bus);
+  bus.sent = (mark: number) => {
+    const t = performance.now();
+    const p = sent(mark);
+    void p?.then(() => waits.push(performance.now() - t));
+    return p;
+  };
+  return bus;
+};
 const c = await startInProcessNodes(2, { adaptBus: unordered, settings: { serverCallsPerSecond: 0 } });
 
 const send = (from: number, to: bigint, mid: bigint) =>
@@ -113,6 +127,7 @@ const fig = (rounds: Round[]) => {
     answersPerSecond: median(rounds.map((r) => r.answersPerSecond)),
   };
 };
+waits.sort((a, b) => a - b);
 const o = fig(results.ordered);
 const u = fig(results.unordered);
 const ms = (x: number) => `${x.toFixed(3)} ms`;
@@ -130,3 +145,6 @@ for (const [name, a, b, f] of [
 ] as const) {
   console.log(`| ${name} | ${f(a)} | ${f(b)} | ${(a / b).toFixed(2)} |`);
 }
+console.log(
+  `\nnode 0's waits for NATS (sent), ${waits.length} of them: p50 ${ms(percentile(waits, 50))}, p99 ${ms(percentile(waits, 99))}`,
+);
