@@ -241,6 +241,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     messaging: new Messaging(config, store, bus, presence, metrics, groups),
     history: new History(config, store),
     sessions: new Sessions(config, store, bus, presence, log, metrics, () => clientEndpoint),
+    clientEndpoint: () => clientEndpoint,
   };
   // After a bus outage, what this node derives from other nodes' events is read from the store again.
   const resync = new BusResync(store, presence, groups, log, (pid, uid) => delivery.handle({ type: 'kickout', pid, uid }));

@@ -42,6 +42,7 @@ export class ClientGate extends Gate<ClientSession> {
   protected serve(conn: Connection<ClientSession>, quest: IncomingQuest): Payload | Promise<Payload> {
     const { method } = quest;
     if (method === 'auth') return this.auth(conn, quest.payload);
+    if (method === 'which') return this.which(quest.payload);
     const session = conn.session;
     if (!session) throw new RtmError(RtmErrorCode.UNAUTHORIZED, `'${method}' needs a login: send 'auth' first`);
     if (this.loggedOut.has(conn)) throw new RtmError(RtmErrorCode.UNAUTHORIZED, `'${method}' after 'bye': the session is over`);
@@ -160,6 +161,20 @@ export class ClientGate extends Gate<ClientSession> {
    */
   private readonly loggedOut = new WeakSet<Connection<ClientSession>>();
 
+  /**
+   * `which`, the dispatch step of older SDKs (Android, objc, C#, Unity 2.x): they ask a dispatch
+   * service `which {what: 'rtmGated'[@cluster], addrType, proto}` for a client gate, connect to the
+   * `endpoint` it answers, and log in there. Given this gate as their dispatch endpoint, they are
+   * sent to this node's client gate (RTM_CLIENT_ENDPOINT), which serves TCP and WebSocket alike.
+   */
+  private which(payload: Payload): Payload {
+    const what = payload['what'];
+    if (typeof what !== 'string' || !/^rtmGated(@|$)/.test(what)) {
+      throw new RtmError(RtmErrorCode.INVALID_PARAMETER, `which: only 'rtmGated' is dispatched here, got ${JSON.stringify(what)}`);
+    }
+    return { endpoint: this.services.clientEndpoint() };
+  }
+
   /** `bye`: answer, then close (the SDK also closes when the answer arrives). */
   private bye(conn: Connection<ClientSession>): Payload {
     this.loggedOut.add(conn);
@@ -169,7 +184,7 @@ export class ClientGate extends Gate<ClientSession> {
   }
 
   protected knows(method: string): boolean {
-    return method === 'auth' || method === 'bye' || Object.hasOwn(this.methods, method);
+    return method === 'auth' || method === 'which' || method === 'bye' || Object.hasOwn(this.methods, method);
   }
 
   protected shouldPing(conn: Connection<ClientSession>): boolean {

@@ -26,4 +26,6 @@ export interface Services {
   readonly messaging: Messaging;
   readonly history: History;
   readonly sessions: Sessions;
+  /** This node's client gate as clients reach it (RTM_CLIENT_ENDPOINT, or the bind address): `host:port`. */
+  readonly clientEndpoint: () => string;
 }

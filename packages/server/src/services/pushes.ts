@@ -2,10 +2,17 @@ import type { Payload } from '@rtm/fpnn';
 import { MessageKind, type StoredMessage } from '../store/store.js';
 
 const utf8 = new TextDecoder();
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const CHAT_TEXT = 30;
+/** Legacy audio: a JSON string (Android 2.7) or raw audio bytes as bin (C# / Unity 1.x / old Android `sendAudio(byte[])`). */
+const LEGACY_AUDIO = 31;
 /** Chat text (30), legacy audio (31, JSON) and commands (32): clients read their bodies as strings. */
 const TEXT_MTYPES_FIRST = 30;
 const TEXT_MTYPES_LAST = 32;
+const CHAT_CMD = 32;
+/** File messages (server-api.md §7): `msg` is a JSON string. */
+const FILE_MTYPES_FIRST = 40;
+const FILE_MTYPES_LAST = 50;
 
 /**
  * A message's body as clients read it in history, `getmsg` and conversation lists (client-api.md §7,
@@ -14,6 +21,15 @@ const TEXT_MTYPES_LAST = 32;
  */
 export function clientStoredBody(m: StoredMessage): string | Uint8Array {
   if (typeof m.msg === 'string' || m.mtype < TEXT_MTYPES_FIRST || m.mtype > TEXT_MTYPES_LAST) return m.msg;
+  if (m.mtype === LEGACY_AUDIO) {
+    // Raw audio sent as bin must arrive byte for byte (the SDKs that send it keep a mtype-31 body
+    // as bytes); only a body that is UTF-8 (the JSON form) reads as a string.
+    try {
+      return strictUtf8.decode(m.msg);
+    } catch {
+      return m.msg;
+    }
+  }
   return utf8.decode(m.msg);
 }
 
@@ -47,9 +63,21 @@ export function clientPush(m: StoredMessage): { method: string; payload: Payload
   }
 }
 
-/** The push a listening backend receives (server-api.md §6): `msg` exactly as sent, chat included. */
+/**
+ * `msg` in a push to a listening backend (server-api.md §6): a string for chat (30), cmd (32) and
+ * files (40 – 50) even when sent as bin (the C# server SDK reads these with `Want<string>("msg")`,
+ * which throws on bin); any other type exactly as sent (bin = a binary message, legacy audio 31
+ * included).
+ */
+function serverPushBody(m: StoredMessage): string | Uint8Array {
+  if (typeof m.msg === 'string') return m.msg;
+  const text = m.mtype === CHAT_TEXT || m.mtype === CHAT_CMD || (m.mtype >= FILE_MTYPES_FIRST && m.mtype <= FILE_MTYPES_LAST);
+  return text ? utf8.decode(m.msg) : m.msg;
+}
+
+/** The push a listening backend receives (server-api.md §6): chat as a plain body, never a map. */
 export function serverPush(m: StoredMessage): { method: string; payload: Payload } | undefined {
-  const common = { mtype: m.mtype, mid: m.mid, msg: m.msg, attrs: m.attrs, mtime: m.mtime };
+  const common = { mtype: m.mtype, mid: m.mid, msg: serverPushBody(m), attrs: m.attrs, mtime: m.mtime };
   switch (m.kind) {
     case MessageKind.P2P:
       return { method: 'pushmsg', payload: { from: m.from, to: m.to, ...common } };
