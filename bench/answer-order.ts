@@ -1,15 +1,15 @@
 /**
  * What the order across nodes costs (docs/cluster.md "Order across nodes"): a node answers a call
  * that published events once NATS has read them (bus.ts `sent`). Two in-process nodes on
- * PostgreSQL + NATS in one process: node 0 orders, node 1 does not (its bus without `sent`), and
- * the same work runs on each in alternating rounds, so both see the same machine.
+ * PostgreSQL + NATS in one process; the order is switched on and off between rounds (each setting
+ * first every other round, and sending from both nodes, which differ), so both see the same machine.
  *
  *   node --conditions=development --import tsx bench/answer-order.ts [--samples 1000] [--pipelined 4000] [--rounds 3]
  *
  * sequential: a backend sends `sendmsg` through its node, one at a time, to a user on the other
  *   node; figures: the answer time, and the time to the receiver's push.
  * pipelined: `pipelined` sends with 64 in flight; figure: answers per second.
- * Also: how long node 0's answers waited for NATS (`sent`); the nodes share one event loop, so
+ * Also: how long the answers waited for NATS (`sent`); the nodes share one event loop, so
  *   the wait includes the other node's work of that moment (separate processes wait less).
  *
  * Needs RTM_TEST_POSTGRES_URL / RTM_TEST_NATS_URL (defaults: local services); skips with a message
@@ -40,13 +40,14 @@ if (unavailable) {
   process.exit(0);
 }
 
-/** How long node 0's answers waited for NATS (`sent`), ms. */
+/** Whether answers wait for NATS now (bus.ts `sent`); both nodes, switched between rounds. */
+let ordering = true;
+/** How long answers waited for NATS, ms. */
 const waits: number[] = [];
-/** Node 1's bus without `sent` (main.ts then passes the gates no `published`); node 0's timed. */
-const unordered = (i: number, bus: NatsBus): NatsBus => {
-  if (i === 1) return Object.assign(bus, { sentMark: undefined, sent: undefined });
+const switchable = (_i: number, bus: NatsBus): NatsBus => {
   const sent = bus.sent.bind(bus);
   bus.sent = (mark: number) => {
+    if (!ordering) return undefined;
     const t = performance.now();
     const p = sent(mark);
     void p?.then(() => waits.push(performance.now() - t));
@@ -54,19 +55,22 @@ const unordered = (i: number, bus: NatsBus): NatsBus => {
   };
   return bus;
 };
-const c = await startInProcessNodes(2, { adaptBus: unordered, settings: { serverCallsPerSecond: 0 } });
+const c = await startInProcessNodes(2, { adaptBus: switchable, settings: { serverCallsPerSecond: 0 } });
 
 const send = (from: number, to: bigint, mid: bigint) =>
   c.call(from, 'sendmsg', { from: to + 1n, to, mid, mtype: 51, msg: 'bench', attrs: '' });
 
-/** Resolves when `client` gets the push of `mid` (RawClient records pushes in an array). */
-function pushWaiter(client: RawClient): (mid: bigint) => Promise<void> {
-  const waiting = new Map<bigint, () => void>();
+/**
+ * Resolves with the time `client` got the push of `mid` (RawClient records pushes in an array):
+ * taken when it arrives, which may be before the send's answer.
+ */
+function pushWaiter(client: RawClient): (mid: bigint) => Promise<number> {
+  const waiting = new Map<bigint, (at: number) => void>();
   client.pushes.push = (...items) => {
-    for (const p of items) waiting.get(p.payload['mid'] as bigint)?.();
+    for (const p of items) waiting.get(p.payload['mid'] as bigint)?.(performance.now());
     return 0;
   };
-  return (mid) => new Promise<void>((resolve) => waiting.set(mid, resolve));
+  return (mid) => new Promise<number>((resolve) => waiting.set(mid, resolve));
 }
 
 interface Round {
@@ -87,8 +91,7 @@ async function round(from: number): Promise<Round> {
     const t0 = performance.now();
     await send(from, R, mid);
     const t1 = performance.now();
-    await arrived;
-    const t2 = performance.now();
+    const t2 = await arrived;
     if (i >= 100) {
       answerMs.push(t1 - t0);
       pushMs.push(t2 - t0);
@@ -109,8 +112,11 @@ async function round(from: number): Promise<Round> {
 const results: Record<'ordered' | 'unordered', Round[]> = { ordered: [], unordered: [] };
 try {
   for (let r = 0; r < ROUNDS; r++) {
-    // Alternate which goes first, so that neither always runs on a warmer machine.
-    for (const from of r % 2 === 0 ? [0, 1] : [1, 0]) results[from === 0 ? 'ordered' : 'unordered'].push(await round(from));
+    // Each setting sends from both nodes (they differ), and goes first every other round.
+    for (const on of r % 2 === 0 ? [true, false] : [false, true]) {
+      ordering = on;
+      for (const from of [0, 1]) results[on ? 'ordered' : 'unordered'].push(await round(from));
+    }
   }
 } finally {
   await c.close();
@@ -134,7 +140,7 @@ const ms = (x: number) => `${x.toFixed(3)} ms`;
 console.log(
   `p2p sends from one node to a user on the other, ${ROUNDS} rounds × ${SAMPLES} sequential + ${PIPELINED} pipelined (${IN_FLIGHT} in flight)\n`,
 );
-console.log('| figure | ordered (node 0) | unordered (node 1) | ordered ÷ unordered |');
+console.log('| figure | ordered | unordered | ordered ÷ unordered |');
 console.log('|---|---|---|---|');
 for (const [name, a, b, f] of [
   ['answer p50', o.answerP50, u.answerP50, ms],
