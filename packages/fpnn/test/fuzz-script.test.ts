@@ -121,7 +121,7 @@ describe('scripts/fuzz.ts (runFuzz) against an FPNN echo server', () => {
       count: 2000,
       seed: 12345,
       concurrency: 16,
-      reactionMs: 40,
+      reactionMs: 100,
       healthEvery: 500,
       timeLimitMs: 20_000,
     });
