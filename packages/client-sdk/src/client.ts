@@ -118,7 +118,10 @@ export class RTMClient extends TypedEmitter<RTMClientEvents> {
 
   // ---------------------------------------------------------------- send (§3.1)
 
-  /** `sendmsg`. A `mid` of 0 or none is generated (ms·1000 + counter, as the browser SDK). */
+  /**
+   * `sendmsg`. A `mid` of 0 or none is generated (ms·1000 + counter, as the browser SDK). A failure
+   * rejects with a `SendError`, whose `mid` is the one to resend with.
+   */
   sendMessage(to: Id, mtype: number, message: MessageBody, attrs = '', mid?: Id): Promise<SendResult> {
     return this.send('sendmsg', 'to', to, mtype, message, attrs, mid);
   }
@@ -142,7 +145,15 @@ export class RTMClient extends TypedEmitter<RTMClientEvents> {
   ): Promise<SendResult> {
     const given = optionalId(mid, 'mid');
     const messageId = given === undefined || given === 0n ? this.mids.next() : given;
-    const answer = await this.session.quest(method, { [key]: wireId(target, key), mid: messageId, mtype, msg: message, attrs });
+    const payload = { [key]: wireId(target, key), mid: messageId, mtype, msg: message, attrs };
+    let answer: Payload;
+    try {
+      answer = await this.session.quest(method, payload);
+    } catch (err) {
+      // The app resends with this mid, also one generated here (a new one would deliver it twice).
+      if (err instanceof RtmError) Object.defineProperty(err, 'mid', { value: messageId, enumerable: true });
+      throw err;
+    }
     return { mid: messageId, mtime: readId(answer.mtime) };
   }
 

@@ -4,8 +4,8 @@ import type { BroadcastMessage, GroupMessage, P2PMessage, PushedMessage, RoomMes
 
 /**
  * Remembers push keys for `ttlMs` to drop duplicates (client-api.md §6.1: the browser SDK keys on
- * `<kind>_<mid>_<from>[_<gid|rid>]` for 5 s). Expired keys are swept lazily on insert, so the
- * filter owns no timer.
+ * `<kind>_<mid>_<from>[_<gid|rid>]` for 5 s; p2p keys here add the receiver, see `pushmsg`).
+ * Expired keys are swept lazily on insert, so the filter owns no timer.
  */
 export class DuplicateFilter {
   private readonly expiry = new Map<string, number>();
@@ -72,7 +72,9 @@ export const messagePushRoutes: { readonly [method: string]: MessagePushRoute } 
   pushmsg: {
     event: 'message',
     read: (p): P2PMessage => ({ ...base(p), toUid: readId(p.to) }),
-    key: (m) => `${Kind.P2P}_${m.mid}_${m.fromUid}`,
+    // With the receiver: a sender's other devices (RTM_PUSH_TO_SENDER_DEVICES) get its messages to
+    // every peer, and one mid to two peers is two messages (the server's key is (from, to, mid)).
+    key: (m) => `${Kind.P2P}_${m.mid}_${m.fromUid}_${m.toUid}`,
   } satisfies MessagePushRoute<'message'>,
   pushgroupmsg: {
     event: 'groupMessage',

@@ -82,6 +82,13 @@ export interface SendResult {
   mtime: bigint;
 }
 
+/**
+ * How a send rejects: an `RtmError` that carries the mid it sent (the official SDKs answer a failed
+ * send with `{mid, error}`). A send whose answer was lost (20002, 20003) may have been stored: resend
+ * it with this mid and the server stores and pushes it once (server-api.md §2.1).
+ */
+export type SendError = RtmError & { readonly mid: bigint };
+
 /** Peers and groups with messages for me since my last logout (`getunread`). */
 export interface UnreadMessages {
   p2p: bigint[];

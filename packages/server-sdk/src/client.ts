@@ -555,11 +555,15 @@ export class RTMServerClient extends TypedEmitter<ServerClientEvents> {
     if (typeof attrs !== 'string') throw new RtmError(RtmErrorCode.INVALID_PARAMETER, 'attrs must be a string');
     const given = opts.mid === undefined ? 0n : toId(opts.mid, 'mid');
     const mid = given === 0n ? this.ids.next() : given;
-    const answer = await this.call(
-      method,
-      { mtype: toInt(mtype, 'mtype'), from: toId(fromUid, 'fromUid'), ...target, mid, msg: message, attrs },
-      opts,
-    );
+    const payload = { mtype: toInt(mtype, 'mtype'), from: toId(fromUid, 'fromUid'), ...target, mid, msg: message, attrs };
+    let answer: Payload;
+    try {
+      answer = await this.call(method, payload, opts);
+    } catch (err) {
+      // The caller resends with this mid, also one generated here (a new one would deliver it twice).
+      if (err instanceof RtmError) Object.defineProperty(err, 'mid', { value: mid, enumerable: true });
+      throw err;
+    }
     return { mid, mtime: readId(answer, 'mtime', method) };
   }
 

@@ -40,6 +40,7 @@ export {
   type PushP2PMessage,
   type PushRoomMessage,
   type RetrievedMessage,
+  type SendError,
   type SendOptions,
   type SendResult,
   type ServerClientEventName,

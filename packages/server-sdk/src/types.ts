@@ -1,3 +1,4 @@
+import type { RtmError } from '@rtm/fpnn';
 import type { Id } from './wire.js';
 
 /** `type` of `getmsg` / `delmsg` / `getmsgnum` (server-api.md §3.2). */
@@ -24,6 +25,13 @@ export interface SendResult {
   /** Server time of the message, ms. */
   mtime: bigint;
 }
+
+/**
+ * How a send rejects: an `RtmError` that carries the mid it sent (given or generated). A send whose
+ * answer was lost (20002, 20003) may have been stored: resend it with this mid and the server
+ * stores and pushes it once (server-api.md §2.1).
+ */
+export type SendError = RtmError & { readonly mid: bigint };
 
 export interface HistoryOptions extends CallOptions {
   /** Only messages with mtime ≥ begin (ms). Pass the previous page's `begin` to continue. */

@@ -73,7 +73,8 @@ export class Delivery {
     switch (m.kind) {
       case MessageKind.P2P:
         this.toUsers(out, recipients ?? [m.to]);
-        if (echo) this.toUsers(out, [m.from]);
+        // A message to the sender itself reached their sessions already: echoed again, each would get it twice.
+        if (echo && !toSelf) this.toUsers(out, [m.from]);
         break;
       case MessageKind.GROUP:
         this.toUsers(out, recipients ?? []);
