@@ -75,7 +75,8 @@ export class FrameDecoder {
   private partsBytes = 0;
   private failed = false;
 
-  constructor(readonly maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES) {}
+  /** Largest frame accepted, checked from each header; an owner may change it between frames (a login raises it). */
+  constructor(public maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES) {}
 
   /** Bytes received but not yet part of a whole frame. */
   get bufferedBytes(): number {

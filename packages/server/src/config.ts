@@ -34,7 +34,8 @@ export interface Limits {
   readonly maxItemsPerCall: number;
   /**
    * Ids per read the spec sets no limit for (getp2punread, getgroupunread, getroomcount,
-   * getgroupsopeninfo, getroomsopeninfo): enough for a user's 300 friends in one call. @default 1000
+   * getgroupsopeninfo, getroomsopeninfo): enough for a user's 300 friends in one call. Also the
+   * most conversations a conversation list answers (the newest). @default 1000
    */
   readonly maxQueryItems: number;
   /** uids per getonlineusers call. @default 200 */
@@ -58,6 +59,12 @@ export interface Limits {
   readonly maxDataValBytes: number;
   /** oinfo / pinfo bytes. @default 65535 */
   readonly maxInfoBytes: number;
+  /**
+   * Ids and event names one server-gate connection listens to (addlisten / setlisten; the four
+   * lists together): a listen state lives as long as its connection, so without a bound repeated
+   * addlisten grew it without end. Over it: 200032. @default 100000 (RTM_MAX_LISTEN_ITEMS)
+   */
+  readonly maxListenItems: number;
 }
 
 export interface ServerConfig {
@@ -191,6 +198,7 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxDataKeyBytes: 128,
   maxDataValBytes: 65535,
   maxInfoBytes: 65535,
+  maxListenItems: 100_000,
 });
 
 export const DEFAULT_CONFIG: Omit<ServerConfig, 'projects'> = Object.freeze({
@@ -435,6 +443,7 @@ export const ENV_VARIABLES: readonly string[] = [
   'RTM_MAX_ATTRS_BYTES',
   'RTM_HISTORY_MAX_NUM',
   'RTM_MAX_GROUPS_PER_PROJECT',
+  'RTM_MAX_LISTEN_ITEMS',
   'RTM_BROADCAST_ADMIN_UIDS',
   'RTM_HOST',
   'RTM_SERVER_PORT',
@@ -526,6 +535,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     historyMaxNum: int(env, 'RTM_HISTORY_MAX_NUM', DEFAULT_LIMITS.historyMaxNum, 1, 1000),
     // A check counts up to that many groups (membership.ts): ~1 µs of SQLite each, ~5 µs of PostgreSQL.
     maxGroupsPerProject: int(env, 'RTM_MAX_GROUPS_PER_PROJECT', DEFAULT_LIMITS.maxGroupsPerProject, 0, 1_000_000),
+    maxListenItems: int(env, 'RTM_MAX_LISTEN_ITEMS', DEFAULT_LIMITS.maxListenItems, 1, 100_000_000),
     ...overrides.limits,
   });
 

@@ -19,6 +19,9 @@ const authSchema = {
   authv: s.optional(s.int),
 };
 
+/** Largest frame before a login, besides the attrs an `auth` may carry (`ClientGate`). */
+const PRE_LOGIN_FRAME_BYTES = 64 * 1024;
+
 /**
  * The client gate (client-api.md): end users log in once per connection with `auth`; until then
  * every method is refused with 200022, in this one place. A client acts only as its own uid.
@@ -32,7 +35,12 @@ export class ClientGate extends Gate<ClientSession> {
     private readonly services: Services,
     private readonly methods: MethodTable<ClientContext>,
   ) {
-    super(options);
+    // Before a login only small frames come (auth, which, *ping, *key): an auth's attrs may take
+    // maxAttrsBytes (keys and values), the rest of it a few hundred bytes.
+    super({
+      ...options,
+      maxFrameBytesBeforeLift: Math.min(options.maxFrameBytes, PRE_LOGIN_FRAME_BYTES + 2 * services.config.limits.maxAttrsBytes),
+    });
     const { config } = services;
     this.limiter = new RateLimiter(config.clientCallsPerSecond, config.clientCallBurst);
     this.sweepTimer = setInterval(() => this.limiter.sweep(), 60_000);
@@ -109,6 +117,7 @@ export class ClientGate extends Gate<ClientSession> {
     }
     if (conn.closed) return { ok: false };
     conn.session = { pid: req.pid, uid: req.uid, attrs: { ...req.attrs }, version: req.version ?? '', loginAt: started };
+    conn.liftFrameLimit();
     // The login makes the connection a push target before this answer is written: pushes wait
     // until it is (the answer goes out in this microtask drain; setImmediate runs after it).
     conn.holdPushes();

@@ -52,6 +52,12 @@ export interface ConnectionHooks<Session = unknown> {
 
 export interface ConnectionOptions {
   maxFrameBytes: number;
+  /**
+   * Largest frame until `liftFrameLimit()` (the client gate: until a login): a peer nobody knows
+   * may not make the server buffer and decode frames of `maxFrameBytes` (seconds of decoding and
+   * hundreds of MB for 8 MiB of tiny msgpack maps). @default maxFrameBytes
+   */
+  maxFrameBytesBeforeLift?: number;
   maxOutboundBytes: number;
   pushTimeoutMs: number;
 }
@@ -94,7 +100,7 @@ export class Connection<Session = unknown> {
     private readonly options: ConnectionOptions,
     readonly log: Logger,
   ) {
-    this.decoder = new FrameDecoder(options.maxFrameBytes);
+    this.decoder = new FrameDecoder(Math.min(options.maxFrameBytes, options.maxFrameBytesBeforeLift ?? Infinity));
     // The connection is the peer's options and the transport's listener itself: its methods, not
     // closures per connection (memory per idle connection counts at 10k+ connections).
     this.peer = new FpnnPeer(this);
@@ -129,6 +135,11 @@ export class Connection<Session = unknown> {
   /** @internal */
   onTransportClose(): void {
     this.close(this.closedReason ?? 'peer closed');
+  }
+
+  /** From now on frames up to `maxFrameBytes` are accepted (see `maxFrameBytesBeforeLift`). */
+  liftFrameLimit(): void {
+    this.decoder.maxFrameBytes = this.options.maxFrameBytes;
   }
 
   /** The mark (mtime) of the oldest push written with an `unreadMark` that the peer has not answered. */

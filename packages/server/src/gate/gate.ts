@@ -12,6 +12,8 @@ export interface GateOptions {
   log: Logger;
   metrics: Metrics;
   maxFrameBytes: number;
+  /** Largest frame of a connection before `Connection.liftFrameLimit()` (client gate: its login). */
+  maxFrameBytesBeforeLift?: number;
   maxOutboundBytes: number;
   pushTimeoutMs: number;
   pingIntervalMs: number;
@@ -149,6 +151,7 @@ export abstract class Gate<Session> {
       this.hooks,
       {
         maxFrameBytes: this.options.maxFrameBytes,
+        maxFrameBytesBeforeLift: this.options.maxFrameBytesBeforeLift,
         maxOutboundBytes: this.options.maxOutboundBytes,
         pushTimeoutMs: this.options.pushTimeoutMs,
       },

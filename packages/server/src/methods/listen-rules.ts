@@ -1,4 +1,4 @@
-import { FpnnErrorCode, RtmError } from '@rtm/fpnn';
+import { FpnnErrorCode, RtmError, RtmErrorCode } from '@rtm/fpnn';
 import type { ListenState } from '../services/listen.js';
 
 /** The keys of addlisten / removelisten / setlisten (server-api.md §4 "Listening"). */
@@ -27,9 +27,44 @@ function requireSomeList(method: string, r: ListenLists): void {
   if (!hasAnyList(r)) throw new RtmError(FpnnErrorCode.PROTO_KEY_NOT_FOUND, `${method} needs at least one of gids, rids, uids, events`);
 }
 
-/** addlisten: add to the sets. */
-export function addListen(s: ListenState, r: ListenLists): void {
+/** Longest event name kept (the defined ones are `login` and `logout`; others are kept but never match). */
+const MAX_EVENT_NAME_BYTES = 64;
+
+/** Items of the four lists together. */
+const itemCount = (s: ListenState): number => s.gids.size + s.rids.size + s.uids.size + s.events.size;
+
+/**
+ * A listen state lives as long as its connection: the four lists together hold at most `max`
+ * items (Limits.maxListenItems), or the quest is refused whole (200032) and changes nothing.
+ */
+function checkListen(method: string, s: ListenState, r: ListenLists, max: number, replace: boolean): void {
+  for (const ev of r.events ?? []) {
+    if (Buffer.byteLength(ev) > MAX_EVENT_NAME_BYTES) {
+      throw new RtmError(RtmErrorCode.INVALID_PARAMETER, `${method}: an event name is at most ${MAX_EVENT_NAME_BYTES} bytes`);
+    }
+  }
+  let after = replace ? 0 : itemCount(s);
+  const adding = (list: readonly unknown[] | undefined, set: ReadonlySet<unknown>): void => {
+    if (!list) return;
+    if (replace) after += new Set(list).size;
+    else for (const item of new Set(list)) if (!set.has(item)) after++;
+  };
+  adding(r.gids, s.gids);
+  adding(r.rids, s.rids);
+  adding(r.uids, s.uids);
+  adding(r.events, s.events);
+  if (after > max) {
+    throw new RtmError(
+      RtmErrorCode.TOO_MANY_ITEMS_IN_PARAMETERS,
+      `${method}: this connection would listen to ${after} ids and events, the limit is ${max} (RTM_MAX_LISTEN_ITEMS)`,
+    );
+  }
+}
+
+/** addlisten: add to the sets (at most `max` items in all). */
+export function addListen(s: ListenState, r: ListenLists, max = Infinity): void {
   requireSomeList('addlisten', r);
+  checkListen('addlisten', s, r, max, false);
   for (const id of r.gids ?? []) s.gids.add(id);
   for (const id of r.rids ?? []) s.rids.add(id);
   for (const id of r.uids ?? []) s.uids.add(id);
@@ -51,7 +86,8 @@ export function removeListen(s: ListenState, r: ListenLists): void {
  * empty) and the flags stay; both kinds in one quest do both. A quest with neither changes nothing
  * (Python restores "all" then lists in two quests: neither may undo the other).
  */
-export function setListen(s: ListenState, r: ListenLists & ListenFlags): void {
+export function setListen(s: ListenState, r: ListenLists & ListenFlags, max = Infinity): void {
+  if (hasAnyList(r)) checkListen('setlisten', s, r, max, true);
   if (hasAnyFlag(r)) {
     s.p2p = r.p2p ?? false;
     s.group = r.group ?? false;

@@ -1,11 +1,14 @@
 import { UnreadService, conversationListAnswer } from '../../services/unread.js';
-import { clientMethod, f } from '../method.js';
+import { clientMethod, f, type ClientContext } from '../method.js';
 
 // client-api.md §3.3 (sessions and conversation lists). Rules in services/unread.ts.
 
 const listFields = { mtime: f.opt(f.id), mtypes: f.opt(f.mtypes) };
 
-export const getsession = clientMethod({}, (ctx) => new UnreadService(ctx.services.store).sessions(ctx.pid, ctx.uid));
+/** Conversation lists hold at most the newest `maxQueryItems` conversations. */
+const unreadOf = (ctx: ClientContext): UnreadService => new UnreadService(ctx.services.store, ctx.services.config.limits.maxQueryItems);
+
+export const getsession = clientMethod({}, (ctx) => unreadOf(ctx).sessions(ctx.pid, ctx.uid));
 
 /** `oneway` true: only my list (client-api.md proposal); otherwise the peer's list loses me too. */
 export const removesession = clientMethod({ to: f.id, oneway: f.opt(f.bool) }, async (ctx, r) => {
@@ -16,24 +19,24 @@ export const removesession = clientMethod({ to: f.id, oneway: f.opt(f.bool) }, a
 });
 
 export const getp2pconversationlist = clientMethod(listFields, async (ctx, r) =>
-  conversationListAnswer(await new UnreadService(ctx.services.store).p2pConversations(ctx.pid, ctx.uid, r, false), ctx.uid),
+  conversationListAnswer(await unreadOf(ctx).p2pConversations(ctx.pid, ctx.uid, r, false), ctx.uid),
 );
 
 export const getp2punreadconversationlist = clientMethod(listFields, async (ctx, r) =>
-  conversationListAnswer(await new UnreadService(ctx.services.store).p2pConversations(ctx.pid, ctx.uid, r, true), ctx.uid),
+  conversationListAnswer(await unreadOf(ctx).p2pConversations(ctx.pid, ctx.uid, r, true), ctx.uid),
 );
 
 export const getgroupconversationlist = clientMethod(listFields, async (ctx, r) =>
-  conversationListAnswer(await new UnreadService(ctx.services.store).groupConversations(ctx.pid, ctx.uid, r, false), ctx.uid),
+  conversationListAnswer(await unreadOf(ctx).groupConversations(ctx.pid, ctx.uid, r, false), ctx.uid),
 );
 
 export const getgroupunreadconversationlist = clientMethod(listFields, async (ctx, r) =>
-  conversationListAnswer(await new UnreadService(ctx.services.store).groupConversations(ctx.pid, ctx.uid, r, true), ctx.uid),
+  conversationListAnswer(await unreadOf(ctx).groupConversations(ctx.pid, ctx.uid, r, true), ctx.uid),
 );
 
 /** Both unread lists; `clear` (default true, as Unity sends) marks everything read after computing them. */
 export const getunreadconversationlist = clientMethod({ clear: f.opt(f.bool), ...listFields }, async (ctx, r) => {
-  const unread = new UnreadService(ctx.services.store);
+  const unread = unreadOf(ctx);
   const mark = ctx.services.store.unreadMark(); // taken first: a message stored while we compute stays unread
   const [groups, p2p] = await Promise.all([
     unread.groupConversations(ctx.pid, ctx.uid, r, true),

@@ -19,7 +19,7 @@ function connection(ctx: ServerContext, method: string): ServerConnection {
 
 export const addlisten = serverMethod(lists, (ctx, r) => {
   const conn = connection(ctx, 'addlisten');
-  addListen(conn.session!.listen, r);
+  addListen(conn.session!.listen, r, ctx.services.config.limits.maxListenItems);
   ctx.services.listeners.update(conn);
   return {};
 });
@@ -33,7 +33,7 @@ export const removelisten = serverMethod(lists, (ctx, r) => {
 
 export const setlisten = serverMethod({ ...lists, ...flags }, (ctx, r) => {
   const conn = connection(ctx, 'setlisten');
-  setListen(conn.session!.listen, r);
+  setListen(conn.session!.listen, r, ctx.services.config.limits.maxListenItems);
   ctx.services.listeners.update(conn);
   return {};
 });
