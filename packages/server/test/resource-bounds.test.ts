@@ -91,6 +91,28 @@ describe('resource bounds', () => {
     assert.deepEqual(await user.quest('auth', { pid: TEST_PID, uid: 7n, token, attrs: { a: 'b'.repeat(1000) } }), { ok: true });
   });
 
+  it('a client-gate connection that never logs in is closed after the idle timeout, however often it pings', async () => {
+    const quick = await startTestServer({ idleTimeoutMs: 1200, pingIntervalMs: 300 });
+    try {
+      const idler = await RawClient.tcp(quick.clientEndpoint);
+      const token = (await (await tcp(quick.serverEndpoint)).signed('gettoken', { uid: 4242n }, TEST_PID, TEST_SECRET))['token'];
+      const user = await RawClient.tcp(quick.clientEndpoint);
+      assert.deepEqual(await user.quest('auth', { pid: TEST_PID, uid: 4242n, token }), { ok: true });
+      const started = Date.now();
+      while (!idler.isClosed && Date.now() - started < 5000) {
+        await idler.quest('*ping').catch(() => undefined);
+        await user.quest('*ping').catch(() => undefined);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.ok(idler.isClosed, 'the connection that never logged in is closed');
+      assert.ok(Date.now() - started >= 1000, 'not before the idle timeout');
+      assert.equal(user.isClosed, false, 'a logged-in one that pings stays');
+      user.close();
+    } finally {
+      await quick.close();
+    }
+  });
+
   it("a user's conversation list costs a bounded amount however many peers the user has", async () => {
     // A backend's system account writes to 40,000 users (sendmsgs, 2000 at a time): the account
     // then has 40,000 p2p conversations. Listing them read the last message of every one of them

@@ -196,6 +196,14 @@ export class ClientGate extends Gate<ClientSession> {
     return method === 'auth' || method === 'which' || method === 'bye' || Object.hasOwn(this.methods, method);
   }
 
+  /**
+   * A connection gets `RTM_IDLE_TIMEOUT_MS` to log in: one that only sends `*ping` (or `which`)
+   * would otherwise hold its socket for ever without anyone knowing who it is.
+   */
+  protected override loginOverdue(conn: Connection<ClientSession>, now: number): boolean {
+    return conn.session === undefined && now - conn.openedAt > this.options.idleTimeoutMs;
+  }
+
   protected shouldPing(conn: Connection<ClientSession>): boolean {
     return conn.session !== undefined && !conn.holdingPushes;
   }

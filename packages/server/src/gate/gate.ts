@@ -111,6 +111,10 @@ export abstract class Gate<Session> {
   protected abstract serve(conn: Connection<Session>, quest: IncomingQuest): Payload | Promise<Payload>;
   /** Whether keepalive pings go to this connection (client gate: logged-in ones only). */
   protected abstract shouldPing(conn: Connection<Session>): boolean;
+  /** Whether a connection that should have logged in by `now` has not (client gate); closed then. */
+  protected loginOverdue(_conn: Connection<Session>, _now: number): boolean {
+    return false;
+  }
   /** A connection of this gate closed. */
   protected abstract closed(conn: Connection<Session>, reason: string): void;
 
@@ -244,6 +248,9 @@ export abstract class Gate<Session> {
         if (now - this.idleSince(conn, now) > this.options.idleTimeoutMs) {
           this.log.info({ conn: conn.id, remote: conn.remote }, 'idle connection closed');
           conn.close('idle timeout');
+        } else if (this.loginOverdue(conn, now)) {
+          this.log.info({ conn: conn.id, remote: conn.remote }, 'connection closed: no login within the idle timeout');
+          conn.close('login timeout');
         } else if (pingDue && this.shouldPing(conn)) {
           conn.quest('ping').catch(() => undefined); // a missing answer is not fatal; idleness is
         }
