@@ -123,7 +123,7 @@ if (unavailable && !CI) {
       assert.ok(await until(() => pushesOf(backend, 'pushmsg', mid).length > 0, 5000));
       backend.arrivals = undefined;
       const answer = arrivals.findIndex((a) => a.startsWith('answer'));
-      const push = arrivals.indexOf('quest pushmsg');
+      const push = arrivals.indexOf(`quest pushmsg ${mid}`);
       assert.ok(answer >= 0 && answer < push, `answer before push: ${arrivals.join(', ')}`);
       await backend.signed('setlisten', { p2p: false }, TEST_PID, TEST_SECRET);
     });

@@ -9,7 +9,7 @@ import WebSocket from 'ws';
  */
 export class RawClient {
   readonly pushes: { method: string; payload: Payload; oneway: boolean }[] = [];
-  /** Set it to an array to record every frame received from then on, in wire order: `answer <seq>` or `quest <method>` (a push). */
+  /** Set it to an array to record every frame received from then on, in wire order: `answer <seq>`, or `quest <method> [<mid>]` (a push). */
   arrivals: string[] | undefined;
   private pushWaiters: (() => void)[] = [];
   private closedResolve!: () => void;
@@ -26,6 +26,7 @@ export class RawClient {
       write: (b) => this.writeBytes(b),
       questTimeoutMs: 5000,
       onQuest: (q) => {
+        this.arrivals?.push(q.payload['mid'] === undefined ? `quest ${q.method}` : `quest ${q.method} ${q.payload['mid']}`);
         this.pushes.push({ method: q.method, payload: q.payload, oneway: q.oneway });
         for (const w of this.pushWaiters.splice(0)) w();
         return {};
@@ -73,7 +74,7 @@ export class RawClient {
   private onBytes(chunk: Uint8Array): void {
     try {
       for (const frame of this.decoder.push(chunk)) {
-        this.arrivals?.push(frame.kind === 'answer' ? `answer ${frame.seq}` : `quest ${frame.method}`);
+        if (frame.kind === 'answer') this.arrivals?.push(`answer ${frame.seq}`);
         this.peer.receive(frame);
       }
     } catch {
