@@ -152,5 +152,5 @@ for (const [name, a, b, f] of [
   console.log(`| ${name} | ${f(a)} | ${f(b)} | ${(a / b).toFixed(2)} |`);
 }
 console.log(
-  `\nnode 0's waits for NATS (sent), ${waits.length} of them: p50 ${ms(percentile(waits, 50))}, p99 ${ms(percentile(waits, 99))}`,
+  `\nanswers' waits for NATS (sent), ${waits.length} of them: p50 ${ms(percentile(waits, 50))}, p99 ${ms(percentile(waits, 99))}`,
 );
