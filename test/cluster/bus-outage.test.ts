@@ -1,7 +1,8 @@
 /**
  * A node cut off from NATS for a while (docs/cluster.md "What crosses NATS"): what it publishes
  * meanwhile reaches the others after the reconnect, and what it derives from the others' events
- * (group members, the room index of its users, blacklist kickouts) is read again from the store.
+ * (group members, the room index of its users, blacklist and server-API kickouts) is read again
+ * from the store.
  *
  * Two in-process nodes on one fresh PostgreSQL schema and one fresh NATS subject prefix; node 1
  * reaches NATS through a TCP proxy (@rtm/testkit `startFaultyProxy`) that cuts its connection and
@@ -140,7 +141,6 @@ if (unavailable && !CI) {
     });
 
     it('a blacklist kickout through node 0 while node 1 was cut off closes the user’s session on node 1', async () => {
-      // A plain server-API kickout of that time leaves no trace in the store: it is lost (docs/cluster.md).
       const U = nextId();
       const u = await c.login(1, U);
       await natsOutage(proxy, c.nodes[1]!.bus, async () => {
@@ -152,6 +152,26 @@ if (unavailable && !CI) {
         u.pushes.some((p) => p.method === 'kickout'),
         'told why, as by a kickout',
       );
+    });
+
+    it('a server-API kickout through node 0 while node 1 was cut off closes there, once back, the sessions that began before it', async () => {
+      const U = nextId();
+      const older = await c.login(1, U);
+      let newer: Awaited<ReturnType<typeof c.login>> | undefined;
+      await natsOutage(proxy, c.nodes[1]!.bus, async () => {
+        await c.call(0, 'kickout', { uid: U });
+        await sleep(20);
+        newer = await c.login(1, U); // on the cut-off node, after the kickout
+      });
+      await c.settle(0, 1);
+      assert.ok(await until(() => older.isClosed, 3000), 'the session the kickout was for is still open on node 1');
+      assert.ok(
+        older.pushes.some((p) => p.method === 'kickout'),
+        'told why',
+      );
+      await sleep(300);
+      assert.equal(newer!.isClosed, false, 'the login after the kickout stays');
+      assert.deepEqual(await newer!.quest('getuserinfo'), { oinfo: '', pinfo: '' });
     });
   });
 }

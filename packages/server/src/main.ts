@@ -244,7 +244,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     clientEndpoint: () => clientEndpoint,
   };
   // After a bus outage, what this node derives from other nodes' events is read from the store again.
-  const resync = new BusResync(store, presence, groups, log, (pid, uid) => delivery.handle({ type: 'kickout', pid, uid }));
+  const resync = new BusResync(store, presence, groups, log, delivery.handle);
   metrics.busQueue = () => bus.queueStats;
   await bus
     .start(delivery.handle, (pid, uids) => presence.onlineOf(pid, uids), resync.reconnected)

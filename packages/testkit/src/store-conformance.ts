@@ -903,6 +903,30 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
         assert.equal(await store.isProjectBlack(PID, u, now), false);
       });
 
+      it('kickouts: kept in time order, read from a time, forgotten when older than forgetBefore', async () => {
+        const [u, v] = [BIG + 415n, BIG + 416n];
+        const t = 1_800_000_000_000n;
+        assert.deepEqual(await store.kickoutsSince(t, 10), []);
+        await store.recordKickout({ pid: PID, uid: u, at: t + 10n }, 0n);
+        await store.recordKickout({ pid: PID + 1, uid: v, at: t + 20n, endpoint: 'node-b:13321' }, 0n);
+        await store.recordKickout({ pid: PID, uid: v, at: t + 30n }, 0n);
+        assert.deepEqual(await store.kickoutsSince(t + 10n, 10), [
+          { pid: PID, uid: u, at: t + 10n },
+          { pid: PID + 1, uid: v, at: t + 20n, endpoint: 'node-b:13321' },
+          { pid: PID, uid: v, at: t + 30n },
+        ]);
+        assert.deepEqual(
+          (await store.kickoutsSince(t + 11n, 1)).map((k) => k.at),
+          [t + 20n],
+          'from a time, at most limit',
+        );
+        await store.recordKickout({ pid: PID, uid: u, at: t + 40n }, t + 25n); // forgets the two before t + 25
+        assert.deepEqual(
+          (await store.kickoutsSince(0n, 10)).map((k) => k.at),
+          [t + 30n, t + 40n],
+        );
+      });
+
       it('friends are symmetric', async () => {
         const [a, b, c, d] = [BIG + 420n, BIG + 421n, BIG + 422n, BIG + 423n];
         await store.addFriends(PID, a, [c, b]);

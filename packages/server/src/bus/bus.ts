@@ -44,7 +44,8 @@ export type BusEvent =
       /**
        * A login's kickout (RTM_SINGLE_SESSION): when the login `except` names began (ms, its node's
        * clock). It closes only the sessions, and ends only the logins under way, that began before
-       * it (`loginBefore`): of logins at once on several nodes, the newest one stays.
+       * it (`loginBefore`): of logins at once on several nodes, the newest one stays. Also a
+       * recorded server-API kickout replayed after an outage (services/resync.ts): when it was made.
        */
       loginAt?: number;
     }

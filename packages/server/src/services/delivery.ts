@@ -42,8 +42,10 @@ export class Delivery {
         return this.deliverMessage(event.message, event.recipients, event.origin);
       case 'kickout': {
         if (event.endpoint !== undefined && event.endpoint !== this.options.endpoint()) return;
-        // A login's kickout (RTM_SINGLE_SESSION) spares the logins that began after it: theirs closes it.
-        const by = event.loginAt !== undefined && event.except ? { at: event.loginAt, ...event.except } : undefined;
+        // A login's kickout (RTM_SINGLE_SESSION) spares the logins that began after it: theirs closes
+        // it; so does a recorded kickout replayed after a bus outage (no `except`: services/resync.ts).
+        const by =
+          event.loginAt !== undefined ? { at: event.loginAt, node: event.except?.node ?? '', conn: event.except?.conn ?? -1 } : undefined;
         this.noteKick(event.pid, event.uid, by);
         this.kickout(event.pid, event.uid, event.except?.node === this.bus.nodeId ? event.except.conn : -1, by);
         return this.options.kickedOut(event.pid, event.uid);

@@ -1,4 +1,4 @@
-import type { BusReconnect } from '../bus/bus.js';
+import type { BusEvent, BusReconnect } from '../bus/bus.js';
 import type { Logger } from '../observability/logger.js';
 import type { Store } from '../store/store.js';
 import type { GroupMembers } from './group-members.js';
@@ -6,6 +6,12 @@ import type { LocalPresence } from './presence.js';
 
 /** Users read from the store at a time; the event loop turns between batches. */
 const RESYNC_BATCH = 100;
+/** Kickouts recorded this long before the outage was noticed are replayed too (NatsBus notices a silent partition in ~10 s). */
+const KICKOUT_REPLAY_MARGIN_MS = 30_000;
+/** At most this many recorded kickouts replayed after one outage. */
+const MAX_KICKOUTS_REPLAYED = 10_000;
+
+type KickoutEvent = Extract<BusEvent, { type: 'kickout' }>;
 
 /**
  * After a bus outage (docs/cluster.md "What crosses NATS"): this node may have missed the events
@@ -18,8 +24,11 @@ const RESYNC_BATCH = 100;
  *   reads their rooms itself) meanwhile is left alone. A missed removal only leaves the index: the
  *   `kickoutroom` push it may have carried is not replayed.
  * - Kickouts: a user online here whom the project blacklist now holds is kicked out, as the
- *   blacklist's kickout would have done (`kick`). Other kickouts of the outage (server-API
- *   `kickout`, a newer login elsewhere) leave no trace in the store: they are lost.
+ *   blacklist's kickout would have done (`kick`). The server-API kickouts recorded since the
+ *   outage began (and KICKOUT_REPLAY_MARGIN_MS before: a silent partition is noticed late) are
+ *   replayed first, each closing only the sessions that began before it: one this node had
+ *   applied already changes nothing. A newer login's kickout elsewhere (RTM_SINGLE_SESSION)
+ *   leaves no trace in the store: it is lost.
  *
  * A reconnect while a resync runs starts it over.
  */
@@ -33,8 +42,8 @@ export class BusResync {
     private readonly presence: LocalPresence,
     private readonly groups: GroupMembers,
     private readonly log: Logger,
-    /** Closes the user's sessions on this node as a bus kickout does (Delivery). */
-    private readonly kick: (pid: number, uid: bigint) => void,
+    /** Handles a kickout on this node as one from the bus (Delivery). */
+    private readonly kick: (event: KickoutEvent) => void,
   ) {}
 
   /** The bus's `onReconnect`. */
@@ -49,8 +58,21 @@ export class BusResync {
 
   private async run(generation: number, info: BusReconnect, groups: number): Promise<void> {
     const t0 = Date.now();
+    const done = { users: 0, roomsJoined: 0, roomsLeft: 0, kicked: 0, failed: 0, kickoutsReplayed: 0 };
+    try {
+      const since = BigInt(t0 - info.downMs - KICKOUT_REPLAY_MARGIN_MS);
+      const kickouts = await this.store.kickoutsSince(since, MAX_KICKOUTS_REPLAYED);
+      if (generation !== this.generation) return;
+      for (const k of kickouts) {
+        // Only the sessions (and logins under way) that began before it: `loginAt` (Delivery).
+        this.kick({ type: 'kickout', pid: k.pid, uid: k.uid, loginAt: Number(k.at), ...(k.endpoint ? { endpoint: k.endpoint } : {}) });
+      }
+      done.kickoutsReplayed = kickouts.length;
+    } catch (err) {
+      done.failed++;
+      this.log.warn({ err }, 'bus reconnected: could not read the kickouts of the outage');
+    }
     const users = [...this.presence.users()];
-    const done = { users: 0, roomsJoined: 0, roomsLeft: 0, kicked: 0, failed: 0 };
     for (let i = 0; i < users.length; i += RESYNC_BATCH) {
       if (generation !== this.generation) return; // a newer reconnect started over
       await Promise.all(users.slice(i, i + RESYNC_BATCH).map(([pid, uid]) => this.user(generation, pid, uid, done)));
@@ -67,7 +89,7 @@ export class BusResync {
     generation: number,
     pid: number,
     uid: bigint,
-    done: { users: number; roomsJoined: number; roomsLeft: number; kicked: number; failed: number },
+    done: { users: number; roomsJoined: number; roomsLeft: number; kicked: number; failed: number; kickoutsReplayed: number },
   ): Promise<void> {
     const sessions = this.presence.connectionsOf(pid, uid);
     if (!sessions) return;
@@ -86,7 +108,7 @@ export class BusResync {
     done.users++;
     if (black) {
       done.kicked++;
-      this.kick(pid, uid);
+      this.kick({ type: 'kickout', pid, uid });
       return;
     }
     const now = this.presence.roomsOf(pid, uid);

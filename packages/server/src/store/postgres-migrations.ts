@@ -209,4 +209,18 @@ CREATE TABLE node_presences (
 CREATE INDEX node_presences_user ON node_presences (pid, uid);
 `,
   },
+  {
+    version: 6,
+    name: 'kickouts: server-API kickouts, for the nodes cut off from the bus when one was published',
+    // As SQLite's step 11.
+    sql: `
+CREATE TABLE kickouts (
+  pid INTEGER NOT NULL,
+  uid BIGINT NOT NULL,
+  at BIGINT NOT NULL,
+  endpoint TEXT
+);
+CREATE INDEX kickouts_at ON kickouts (at);
+`,
+  },
 ];

@@ -25,6 +25,8 @@ import {
   type HistoryWindow,
   type Info,
   type InfoKind,
+  kickoutOf,
+  type KickoutRecord,
   type MessageKey,
   type NewMessage,
   type NodePresence,
@@ -859,6 +861,16 @@ export class PostgresStore implements Store {
 
   async removeProjectBlack(pid: number, uid: bigint): Promise<void> {
     await this.rows('DELETE FROM project_blacks WHERE pid = $1 AND uid = $2', [pid, uid]);
+  }
+
+  async recordKickout(k: KickoutRecord, forgetBefore: bigint): Promise<void> {
+    await this.rows('DELETE FROM kickouts WHERE at < $1', [forgetBefore]);
+    await this.rows('INSERT INTO kickouts (pid, uid, at, endpoint) VALUES ($1, $2, $3, $4)', [k.pid, k.uid, k.at, k.endpoint ?? null]);
+  }
+
+  async kickoutsSince(since: bigint, limit: number): Promise<KickoutRecord[]> {
+    const rows = await this.rows('SELECT pid, uid, at, endpoint FROM kickouts WHERE at >= $1 ORDER BY at LIMIT $2', [since, limit]);
+    return rows.map(kickoutOf);
   }
 
   async isProjectBlack(pid: number, uid: bigint, now: bigint): Promise<boolean> {

@@ -296,4 +296,19 @@ CREATE TABLE node_presences (
 CREATE INDEX node_presences_user ON node_presences (pid, uid);
 `,
   },
+  {
+    version: 11,
+    name: 'kickouts: server-API kickouts, for the nodes cut off from the bus when one was published',
+    // A node cut off from NATS missed the kickouts published meanwhile, and the sessions they were
+    // to close stayed; it now reads them after the outage (services/resync.ts).
+    sql: `
+CREATE TABLE kickouts (
+  pid INTEGER NOT NULL,
+  uid INTEGER NOT NULL,
+  at INTEGER NOT NULL,
+  endpoint TEXT
+);
+CREATE INDEX kickouts_at ON kickouts (at);
+`,
+  },
 ];

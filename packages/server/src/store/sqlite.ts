@@ -28,6 +28,8 @@ import {
   type HistoryWindow,
   type Info,
   type InfoKind,
+  kickoutOf,
+  type KickoutRecord,
   type MessageKey,
   type NewMessage,
   type NodePresence,
@@ -478,6 +480,9 @@ export class SqliteStore implements Store {
       ),
       blackDelete: p('DELETE FROM project_blacks WHERE pid = ? AND uid = ?'),
       blackCheck: p('SELECT 1 FROM project_blacks WHERE pid = ? AND uid = ? AND (until IS NULL OR until > ?)'),
+      kickoutAdd: p('INSERT INTO kickouts (pid, uid, at, endpoint) VALUES (?, ?, ?, ?)'),
+      kickoutsForget: p('DELETE FROM kickouts WHERE at < ?'),
+      kickoutsSince: p('SELECT pid, uid, at, endpoint FROM kickouts WHERE at >= ? ORDER BY at LIMIT ?'),
 
       friendAdd: p('INSERT OR IGNORE INTO friends (pid, uid, friend) VALUES (?, ?, ?)'),
       friendRemove: p('DELETE FROM friends WHERE pid = ? AND uid = ? AND friend = ?'),
@@ -928,6 +933,15 @@ export class SqliteStore implements Store {
 
   async removeProjectBlack(pid: number, uid: bigint): Promise<void> {
     this.s.blackDelete.run(pid, uid);
+  }
+
+  async recordKickout(k: KickoutRecord, forgetBefore: bigint): Promise<void> {
+    this.s.kickoutsForget.run(forgetBefore);
+    this.s.kickoutAdd.run(k.pid, k.uid, k.at, k.endpoint ?? null);
+  }
+
+  async kickoutsSince(since: bigint, limit: number): Promise<KickoutRecord[]> {
+    return this.s.kickoutsSince.all(since, limit).map(kickoutOf);
   }
 
   /** Synchronous: every send asks (see `MaybePromise`). */

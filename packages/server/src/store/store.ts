@@ -120,6 +120,25 @@ export interface UnreadQuery {
 export type InfoKind = 'user' | 'group' | 'room';
 export type BanScope = 'group' | 'room';
 
+/** A server-API kickout as the store keeps it: `at` ms (the kicking node's clock); `endpoint`: its `ce`. */
+export interface KickoutRecord {
+  pid: number;
+  uid: bigint;
+  at: bigint;
+  endpoint?: string;
+}
+
+/** A `kickouts` row (pid, uid, at, endpoint; int64 columns read as bigint) as a record. */
+export function kickoutOf(row: Record<string, unknown>): KickoutRecord {
+  const endpoint = row['endpoint'];
+  return {
+    pid: Number(row['pid']),
+    uid: row['uid'] as bigint,
+    at: row['at'] as bigint,
+    ...(typeof endpoint === 'string' ? { endpoint } : {}),
+  };
+}
+
 export interface Info {
   oinfo: string;
   pinfo: string;
@@ -320,6 +339,15 @@ export interface Store {
   removeProjectBlack(pid: number, uid: bigint): Promise<void>;
   /** Answered at once by the embedded store (see `MaybePromise`). */
   isProjectBlack(pid: number, uid: bigint, now: bigint): MaybePromise<boolean>;
+
+  // --- kickouts (for the nodes of a cluster cut off from the bus when one was published) ---------
+  /**
+   * Records a server-API kickout (services/resync.ts reads it after a bus outage) and forgets the
+   * records older than `forgetBefore` (ms): kickouts are rare, a day of them is a small table.
+   */
+  recordKickout(kickout: KickoutRecord, forgetBefore: bigint): Promise<void>;
+  /** Kickouts recorded with `at` ≥ `since` (ms), oldest first, at most `limit`. */
+  kickoutsSince(since: bigint, limit: number): Promise<KickoutRecord[]>;
 
   // --- friends and blacklists ------------------------------------------------------------------
   /** Symmetric: adding B to A's friends makes A a friend of B. */
