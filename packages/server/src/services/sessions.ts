@@ -341,6 +341,13 @@ export class Sessions {
         }
         return;
       }
+      if (held && (await this.handedOverGoesOn(pid, uid, endedAt))) {
+        if (!continued()) {
+          this.epochs.delete(k);
+          this.records.released(pid, uid);
+        }
+        return;
+      }
       if (continued()) return;
       await this.store.setLogoutTime(pid, uid, endedAt);
       // A login during that write (a store across a network takes a while) began a new presence:
@@ -363,6 +370,22 @@ export class Sessions {
     } catch (err) {
       this.log.error({ err, pid, uid: String(uid) }, 'could not record logout');
     }
+  }
+
+  /**
+   * The presence this node held ends (the user's last session here ended at `mine`): a grace
+   * period of the user that a stopped node handed over (`flush`) is either of this same presence
+   * — the SDK came back here before that node's hand-over was written, so no login took it — and
+   * must go with it, or a later login within its deadline would go on with a presence that ended
+   * (no login event); or of a session on that node that ended after `mine`: then the presence goes
+   * on until that period runs out (`endHandedOver` ends it, once), as with a grace period running
+   * on another node.
+   */
+  private async handedOverGoesOn(pid: number, uid: bigint, mine: bigint): Promise<boolean> {
+    const saved = await this.store.takePresenceEnd(pid, uid);
+    if (!saved || saved.deadline <= BigInt(Date.now()) || saved.endedAt <= mine) return false;
+    await this.store.savePresenceEnds([saved]);
+    return true;
   }
 
   /**
