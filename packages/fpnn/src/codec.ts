@@ -80,9 +80,44 @@ function nativeNumbers(value: unknown): unknown {
 
 const LONG_NUMBER = /[-+.\deE]{16}/;
 
+/**
+ * A `\u` escape without four hex digits after an odd run of backslashes. json-bigint stops at the
+ * first non-hex digit and keeps what it read ("\u00zz" became U+0000 followed by "z"): refused.
+ */
+const BAD_U_ESCAPE = /(?:^|[^\\])(?:\\\\)*\\u(?![0-9a-fA-F]{4})/;
+/** An escape that may spell half of a surrogate pair (D800–DFFF). */
+const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/**
+ * JSON can spell a lone surrogate (`"\ud800"`), which no UTF-8 holds: left as is, it reached the
+ * stores, which kept it differently (SQLite ill-formed bytes read back as three U+FFFD,
+ * PostgreSQL one U+FFFD), so a resend no longer matched what was stored. Each becomes one U+FFFD,
+ * as a msgpack str with bytes that are not UTF-8 does. Replaces in place, keys included.
+ */
+function wellFormedStrings(value: unknown): unknown {
+  if (typeof value === 'string') return value.replace(LONE_SURROGATE, '\ufffd');
+  if (value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) value[i] = wellFormedStrings(value[i]);
+    return value;
+  }
+  const map = value as Record<string, unknown>;
+  for (const key of Object.keys(map)) {
+    const fixed = key.replace(LONE_SURROGATE, '\ufffd');
+    const v = wellFormedStrings(map[key]);
+    if (fixed !== key) delete map[key];
+    map[fixed] = v;
+  }
+  return value;
+}
+
 function parseJson(text: string): unknown {
-  const value: unknown = jsonBig.parse(text);
-  return LONG_NUMBER.test(text) ? nativeNumbers(value) : value;
+  const escapes = text.includes('\\u');
+  if (escapes && BAD_U_ESCAPE.test(text)) throw new SyntaxError('bad \\u escape: it takes four hex digits');
+  let value: unknown = jsonBig.parse(text);
+  if (LONG_NUMBER.test(text)) value = nativeNumbers(value);
+  return escapes && SURROGATE_ESCAPE.test(text) ? wellFormedStrings(value) : value;
 }
 
 export function encodeMsgpack(value: unknown): Uint8Array {

@@ -24,7 +24,9 @@ export type Infer<S extends Record<string, Field<unknown>>> = {
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 const UINT64_MAX = 2n ** 64n - 1n;
-const utf8 = new TextDecoder('utf-8', { fatal: false });
+// ignoreBOM: a leading U+FEFF is text like any other (the default decoder drops it, so a string
+// sent as bin lost it where the same string sent as str kept it).
+const utf8 = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
 
 function typeName(value: unknown): string {
   if (value instanceof Uint8Array) return 'bin';

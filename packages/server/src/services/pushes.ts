@@ -1,7 +1,9 @@
 import type { Payload } from '@rtm/fpnn';
 import { MessageKind, type StoredMessage } from '../store/store.js';
 
-const utf8 = new TextDecoder();
+// ignoreBOM: a body's leading U+FEFF is kept when bin text is read as a string, as in the same
+// text sent as str (the default decoder drops it).
+const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const CHAT_TEXT = 30;
 /** Legacy audio: a JSON string (Android 2.7) or raw audio bytes as bin (C# / Unity 1.x / old Android `sendAudio(byte[])`). */

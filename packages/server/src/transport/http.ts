@@ -1,6 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { DEFAULT_MAX_FRAME_BYTES, FpnnErrorCode, json, RtmError, type Payload } from '@rtm/fpnn';
 
+const utf8 = new TextDecoder();
+
 /** Answers one FPNN-over-HTTP call: `{ ok: true, payload }` or an error answer `{ code, ex }`. */
 export type HttpQuestHandler = (method: string, payload: Payload, remote: string) => Promise<{ ok: boolean; payload: Payload }>;
 
@@ -14,13 +16,19 @@ function corsHeaders(req: IncomingMessage): Record<string, string> {
   };
 }
 
-/** `close`: the connection ends once the answer is written (the request's body was not all read). */
+/**
+ * `close`: the connection ends once the answer is written (the request's body was not all read).
+ * It ends too when the request asked for it (`Connection: close`, HTTP/1.0 without keep-alive):
+ * node's server does not take another request on it, so an answer saying `Keep-Alive` made a
+ * client's pool reuse the socket and its next request fail ("socket hang up").
+ */
 function reply(req: IncomingMessage, res: ServerResponse, status: number, body: Payload, close = false): void {
   const text = json.stringify(body);
+  const closing = close || !res.shouldKeepAlive;
   res.writeHead(status, {
     'Content-Type': 'application/json; charset=utf-8',
     'Content-Length': Buffer.byteLength(text),
-    Connection: close ? 'close' : 'Keep-Alive',
+    Connection: closing ? 'close' : 'Keep-Alive',
     ...corsHeaders(req),
   });
   res.end(text);
@@ -53,7 +61,8 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
       chunks.push(chunk);
     };
     req.on('data', onData);
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    // As FPNN JSON frames are read (codec.ts): a leading UTF-8 BOM is dropped (RFC 8259 §8.1).
+    req.on('end', () => resolve(utf8.decode(Buffer.concat(chunks))));
     req.on('error', reject);
   });
 }
