@@ -435,6 +435,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       services.sessions.beginStop();
       await Promise.all([serverGate.stop(), clientGate.stop()]);
       await services.sessions.flush();
+      serverListener.closeIdle();
+      clientListener.closeIdle();
       await Promise.race([Promise.all([closedServer, closedClient]), new Promise((r) => setTimeout(r, 3000).unref())]);
       serverListener.destroyAll();
       clientListener.destroyAll();

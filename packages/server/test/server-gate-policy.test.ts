@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import http from 'node:http';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { RTMClient } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
@@ -205,5 +207,23 @@ describe('server gate: a graceful stop', () => {
     assert.equal(res.status, 200);
     assert.equal(typeof ((await res.json()) as { mtime: unknown }).mtime, 'number');
     await stopped;
+  });
+
+  it('does not wait for connections with nothing under way: a socket that never sent a byte, an idle HTTP keep-alive one', async () => {
+    const server = await startTestServer();
+    const silent = connect(server.serverPort, '127.0.0.1');
+    silent.on('error', () => undefined);
+    await new Promise((r) => silent.once('connect', r));
+    const keepAlive = new http.Agent({ keepAlive: true });
+    const res = await new Promise<http.IncomingMessage>((resolve, reject) =>
+      http.get(`http://${server.serverEndpoint}/service/*status`, { agent: keepAlive }, resolve).on('error', reject),
+    );
+    res.resume();
+    await new Promise((r) => res.once('end', r));
+    const t = Date.now();
+    await server.close();
+    keepAlive.destroy();
+    silent.destroy();
+    assert.ok(Date.now() - t < 1500, `stopped in ${Date.now() - t} ms (the sniff and keep-alive timeouts are 3 s and more)`);
   });
 });

@@ -32,6 +32,13 @@ export class Listener {
   private readonly http: HttpServer;
   private readonly wss: WebSocketServer;
   private readonly sockets = new Set<Socket>();
+  /** Those of `sockets` that have not sent the bytes telling FPNN from HTTP yet. */
+  private readonly sniffing = new Set<Socket>();
+  /**
+   * Those of `sockets` handed to the HTTP server (bridge calls, WebSocket upgrades). It never
+   * listens itself, so it does not track them: `closeIdleConnections` would not find them.
+   */
+  private readonly httpSockets = new Set<Socket>();
 
   constructor(private readonly options: ListenerOptions) {
     this.wss = new WebSocketServer({
@@ -65,7 +72,12 @@ export class Listener {
 
   private sniff(socket: Socket): void {
     this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
+    this.sniffing.add(socket);
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      this.sniffing.delete(socket);
+      this.httpSockets.delete(socket);
+    });
     socket.on('error', () => socket.destroy());
     let head: Buffer = Buffer.alloc(0);
     const timer = setTimeout(() => socket.destroy(), this.options.sniffTimeoutMs);
@@ -74,6 +86,7 @@ export class Listener {
       head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
       if (head.length < SNIFF_BYTES) return;
       clearTimeout(timer);
+      this.sniffing.delete(socket);
       socket.off('data', onData);
       socket.pause();
       if (head[0] === 0x46 && head[1] === 0x50 && head[2] === 0x4e && head[3] === 0x4e) {
@@ -81,6 +94,7 @@ export class Listener {
       } else if (/^[A-Z]{3}[A-Z ]$/.test(head.subarray(0, SNIFF_BYTES).toString('latin1'))) {
         // GET, POST, OPTIONS, …: an HTTP request (WebSocket upgrade or FPNN-over-HTTP).
         socket.unshift(head);
+        this.httpSockets.add(socket);
         this.http.emit('connection', socket);
         socket.resume();
       } else {
@@ -106,6 +120,17 @@ export class Listener {
   /** Stops accepting new connections; resolves once every existing socket has closed too. */
   stopAccepting(): Promise<void> {
     return new Promise<void>((resolve) => this.net.close(() => resolve()));
+  }
+
+  /**
+   * At a stop, once the gates are done (no quest is under way, WebSocket connections are closed):
+   * ends the connections left — sockets that have not said which protocol they speak yet, HTTP
+   * keep-alive connections (ended after what is written to them) — so that `stopAccepting`
+   * resolves at once instead of after their timeouts.
+   */
+  closeIdle(): void {
+    for (const s of this.sniffing) s.destroy();
+    for (const s of this.httpSockets) s.end();
   }
 
   /** Destroys every socket still open (last step of shutdown). */
