@@ -20,7 +20,7 @@ const CI = process.env['CI'] === 'true';
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const unavailable = await clusterServicesUnavailable();
 
-const GRACE_MS = 8000;
+const GRACE_MS = 4000;
 
 /** The answer of `p`, or 'hang' when none came within `ms`. */
 const within = <T>(p: Promise<T>, ms: number): Promise<T | 'hang'> =>
