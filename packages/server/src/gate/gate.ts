@@ -107,7 +107,7 @@ export abstract class Gate<Session> {
     return method.charCodeAt(0) === 42 /* '*' */ && (method === '*status' || method === '*infos');
   }
 
-  /** Serves one quest (never `*ping`/`*key`/`*status`). Throw RtmError for an error answer. */
+  /** Serves one quest (never `*ping`/`*key` nor a `builtin`). Throw RtmError for an error answer. */
   protected abstract serve(conn: Connection<Session>, quest: IncomingQuest): Payload | Promise<Payload>;
   /** Whether keepalive pings go to this connection (client gate: logged-in ones only). */
   protected abstract shouldPing(conn: Connection<Session>): boolean;
