@@ -10,10 +10,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { RawClient, TEST_PID, until } from '@rtm/testkit';
+import { RawClient, startFaultyProxy, TEST_PID, until, type FaultyProxy } from '@rtm/testkit';
 import { PostgresStore } from '../../packages/server/src/store/postgres.js';
 import { withHeldLoginSteps } from '../../packages/server/test/helpers/held-login-steps.js';
-import { clusterServicesUnavailable } from './cluster.js';
+import { clusterServicesUnavailable, NATS_URL } from './cluster.js';
 import { nextId, startInProcessNodes } from './in-process-nodes.js';
 
 const CI = process.env['CI'] === 'true';
@@ -107,6 +107,40 @@ if (unavailable && !CI) {
       await sleep(200);
       assert.equal(newer.client.isClosed, false);
       assert.equal(kickouts(newer.client), 0);
+    });
+  });
+
+  describe('RTM_SINGLE_SESSION across a NATS outage: node 1 cut off while the user logs in on node 0', { timeout: 120_000 }, () => {
+    let proxy: FaultyProxy;
+    let c: Awaited<ReturnType<typeof startInProcessNodes>>;
+    before(async () => {
+      const nats = new URL(NATS_URL);
+      proxy = await startFaultyProxy(nats.hostname, Number(nats.port || 4222));
+      c = await startInProcessNodes(2, {
+        settings: { singleSession: true },
+        natsUrl: (i) => (i === 1 ? `nats://127.0.0.1:${proxy.port}` : NATS_URL),
+      });
+    });
+    after(async () => {
+      await c?.close(); // the buses first: a proxy closed under them leaves nats.js reconnecting
+      proxy?.close();
+    });
+
+    it('the older session on node 1 is kicked out once node 1 is back (the login’s kickout was recorded)', async () => {
+      const U = nextId();
+      const older = await c.login(1, U);
+      proxy.refuse = true;
+      proxy.cut();
+      assert.ok(await until(() => !c.nodes[1]!.bus.connected, 5000), 'node 1 lost NATS');
+      const newer = await c.login(0, U);
+      await sleep(200);
+      assert.equal(older.isClosed, false, 'cut off: the kickout did not reach node 1');
+      proxy.refuse = false;
+      assert.ok(await until(() => c.nodes[1]!.bus.connected, 10_000), 'node 1 got NATS back');
+      assert.ok(await until(() => older.isClosed, 5000), 'the older session is still open on node 1');
+      assert.equal(kickouts(older), 1);
+      await sleep(300);
+      assert.equal(newer.isClosed, false, 'the newest login stays');
     });
   });
 }

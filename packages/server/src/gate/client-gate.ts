@@ -3,6 +3,7 @@ import { invoke, type ClientContext, type MethodTable } from '../methods/method.
 import type { Services } from '../services/index.js';
 import type { ClientSession } from '../services/presence.js';
 import { KICKED_OUT } from '../services/sessions.js';
+import { keepKickout } from '../services/resync.js';
 import type { Connection } from './connection.js';
 import { checkConnectionAttrs } from '../methods/sizes.js';
 import { Gate, type GateOptions } from './gate.js';
@@ -143,6 +144,8 @@ export class ClientGate extends Gate<ClientSession> {
       // logged in after it (at the same moment on another node) stays, and its kickout closes this one.
       const except = { node: login.node, conn: login.conn };
       this.services.bus.publish({ type: 'kickout', pid: req.pid, uid: req.uid, except, loginAt: login.at });
+      // For a node cut off from the bus now (not awaited: the login does not wait for it).
+      void keepKickout(this.services, { pid: req.pid, uid: req.uid, at: BigInt(login.at) });
     }
     this.log.debug({ pid: req.pid, uid: String(req.uid), conn: conn.id }, 'login');
     return { ok: true };

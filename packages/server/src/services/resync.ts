@@ -1,6 +1,7 @@
 import type { BusEvent, BusReconnect } from '../bus/bus.js';
 import type { Logger } from '../observability/logger.js';
-import type { Store } from '../store/store.js';
+import type { Bus } from '../bus/bus.js';
+import type { KickoutRecord, Store } from '../store/store.js';
 import type { GroupMembers } from './group-members.js';
 import type { LocalPresence } from './presence.js';
 
@@ -13,6 +14,24 @@ const MAX_KICKOUTS_REPLAYED = 10_000;
 
 type KickoutEvent = Extract<BusEvent, { type: 'kickout' }>;
 
+/** How long a kickout is kept for the nodes cut off from the bus when it was published. */
+const KICKOUT_KEPT_MS = 24 * 3_600_000;
+
+/**
+ * Records a kickout just published (server-API `kickout`, a login's with RTM_SINGLE_SESSION) for
+ * the nodes cut off from the bus now, which replay it when they are back (`BusResync`); only with
+ * a bus that can lose nodes. A store that fails is logged: the kickout reached every node the bus
+ * did.
+ */
+export async function keepKickout(services: { bus: Bus; store: Store; log: Logger }, kickout: KickoutRecord): Promise<void> {
+  if (services.bus.connected === undefined) return;
+  await services.store
+    .recordKickout(kickout, kickout.at - BigInt(KICKOUT_KEPT_MS))
+    .catch((err: unknown) =>
+      services.log.warn({ err, pid: kickout.pid, uid: String(kickout.uid) }, 'kickout not recorded for the nodes cut off from the bus'),
+    );
+}
+
 /**
  * After a bus outage (docs/cluster.md "What crosses NATS"): this node may have missed the events
  * of the other nodes, so what it derives from events is read again from the store.
@@ -24,11 +43,11 @@ type KickoutEvent = Extract<BusEvent, { type: 'kickout' }>;
  *   reads their rooms itself) meanwhile is left alone. A missed removal only leaves the index: the
  *   `kickoutroom` push it may have carried is not replayed.
  * - Kickouts: a user online here whom the project blacklist now holds is kicked out, as the
- *   blacklist's kickout would have done (`kick`). The server-API kickouts recorded since the
- *   outage began (and KICKOUT_REPLAY_MARGIN_MS before: a silent partition is noticed late) are
- *   replayed first, each closing only the sessions that began before it: one this node had
- *   applied already changes nothing. A newer login's kickout elsewhere (RTM_SINGLE_SESSION)
- *   leaves no trace in the store: it is lost.
+ *   blacklist's kickout would have done (`kick`). The kickouts recorded since the outage began
+ *   (`keepKickout`: server-API ones, and a newer login's with RTM_SINGLE_SESSION; and
+ *   KICKOUT_REPLAY_MARGIN_MS before: a silent partition is noticed late) are replayed first, each
+ *   closing only the sessions that began before it: one this node had applied already changes
+ *   nothing.
  *
  * A reconnect while a resync runs starts it over.
  */

@@ -3,6 +3,7 @@ import { RtmError, RtmErrorCode } from '@rtm/fpnn';
 import { f, serverMethod } from '../method.js';
 import { inTurn } from '../serial.js';
 import { checkList } from '../shared.js';
+import { keepKickout } from '../../services/resync.js';
 
 // server-api.md §4 "Tokens and sessions".
 
@@ -27,28 +28,16 @@ export const removetoken = serverMethod({ uid: f.id }, async (ctx, r) => {
   return {};
 });
 
-/** How long a kickout is kept for the nodes cut off from the bus when it was published. */
-const KICKOUT_KEPT_MS = 24 * 3_600_000;
-
 /**
  * Oneway `kickout` to every client session of the user, on every node, then close them; with `ce`
- * (a client gate's "host:port", as `pushevent` gives it) only the sessions at that gate. With a
- * bus that can lose nodes (a cluster), also recorded for the nodes cut off from it now, which
- * read it when they are back (services/resync.ts); a store that fails to record it is logged,
- * and the kickout still reaches every node the bus does.
+ * (a client gate's "host:port", as `pushevent` gives it) only the sessions at that gate. In a
+ * cluster also kept for the nodes cut off from the bus now (services/resync.ts `keepKickout`).
  */
 export const kickout = serverMethod({ uid: f.id, ce: f.opt(f.str) }, async (ctx, r) => {
-  const { bus, store, log } = ctx.services;
-  const at = Date.now();
-  bus.publish({ type: 'kickout', pid: ctx.pid, uid: r.uid, ...(r.ce ? { endpoint: r.ce } : {}) });
-  if (bus.connected !== undefined) {
-    const record = { pid: ctx.pid, uid: r.uid, at: BigInt(at), ...(r.ce ? { endpoint: r.ce } : {}) };
-    await store
-      .recordKickout(record, BigInt(at - KICKOUT_KEPT_MS))
-      .catch((err: unknown) =>
-        log.warn({ err, pid: ctx.pid, uid: String(r.uid) }, 'kickout not recorded for the nodes cut off from the bus'),
-      );
-  }
+  const at = BigInt(Date.now());
+  const endpoint = r.ce ? { endpoint: r.ce } : {};
+  ctx.services.bus.publish({ type: 'kickout', pid: ctx.pid, uid: r.uid, ...endpoint });
+  await keepKickout(ctx.services, { pid: ctx.pid, uid: r.uid, at, ...endpoint });
   return {};
 });
 
