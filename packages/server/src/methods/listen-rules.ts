@@ -36,6 +36,7 @@ const itemCount = (s: ListenState): number => s.gids.size + s.rids.size + s.uids
 /**
  * A listen state lives as long as its connection: the four lists together hold at most `max`
  * items (Limits.maxListenItems), or the quest is refused whole (200032) and changes nothing.
+ * `replace` (setlisten): each list given replaces its kind; the kinds not given stay and count.
  */
 function checkListen(method: string, s: ListenState, r: ListenLists, max: number, replace: boolean): void {
   for (const ev of r.events ?? []) {
@@ -43,11 +44,12 @@ function checkListen(method: string, s: ListenState, r: ListenLists, max: number
       throw new RtmError(RtmErrorCode.INVALID_PARAMETER, `${method}: an event name is at most ${MAX_EVENT_NAME_BYTES} bytes`);
     }
   }
-  let after = replace ? 0 : itemCount(s);
+  let after = itemCount(s);
   const adding = (list: readonly unknown[] | undefined, set: ReadonlySet<unknown>): void => {
     if (!list) return;
-    if (replace) after += new Set(list).size;
-    else for (const item of new Set(list)) if (!set.has(item)) after++;
+    const items = new Set(list);
+    if (replace) after += items.size - set.size;
+    else for (const item of items) if (!set.has(item)) after++;
   };
   adding(r.gids, s.gids);
   adding(r.rids, s.rids);
