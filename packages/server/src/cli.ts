@@ -22,7 +22,7 @@ import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
-import { DEFAULT_CONFIG, DEV_PROJECT_ID, ConfigError, hostPort, resolveConfig } from './config.js';
+import { DEFAULT_CONFIG, DEV_PROJECT_ID, ConfigError, hostPort, isEndpoint, isWildcardHost, resolveConfig } from './config.js';
 
 const USAGE = `usage:
   rtm serve                  start the server with the RTM_* environment (the default command)
@@ -137,8 +137,7 @@ function projectFromEnv(): { pid: number; secret: string; endpoint: string } {
 function serverGateEndpoint(env: NodeJS.ProcessEnv): string {
   const endpoint = env.RTM_ENDPOINT?.trim();
   if (endpoint) {
-    const m = /^(\[[^\]\s]+\]|[^:\s[\]]+):(\d{1,5})$/.exec(endpoint);
-    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535)
+    if (!isEndpoint(endpoint))
       throw new ConfigError(`RTM_ENDPOINT must be 'host:port' or '[ipv6]:port' (the server gate), got '${env.RTM_ENDPOINT}'`);
     return endpoint;
   }
@@ -149,8 +148,7 @@ function serverGateEndpoint(env: NodeJS.ProcessEnv): string {
         '(for a server on an ephemeral port, set RTM_ENDPOINT to its host:port)',
     );
   let host = env.RTM_HOST?.trim() || DEFAULT_CONFIG.host;
-  if (host === '0.0.0.0') host = '127.0.0.1';
-  else if (host === '::' || host === '[::]') host = '::1';
+  if (isWildcardHost(host)) host = host === '0.0.0.0' ? '127.0.0.1' : '::1';
   if (/[\s/]/.test(host)) throw new ConfigError(`RTM_HOST must be a host name or an address, got '${env.RTM_HOST}'`);
   return hostPort(host, rawPort);
 }

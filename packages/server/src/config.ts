@@ -595,7 +595,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
   }
   if (!/^[a-z_][a-z0-9_]*$/.test(config.storeSchema))
     throw new ConfigError(`RTM_STORE_SCHEMA must match [a-z_][a-z0-9_]*, got '${config.storeSchema}'`);
-  if (config.clientEndpoint !== undefined && !/^(\[[^\]\s]+\]|[^:\s]+):\d{1,5}$/.test(config.clientEndpoint))
+  if (config.clientEndpoint !== undefined && !isEndpoint(config.clientEndpoint))
     throw new ConfigError(`RTM_CLIENT_ENDPOINT must be 'host:port' (the client gate as clients know it), got '${config.clientEndpoint}'`);
   if (!/^[A-Za-z0-9_-]+$/.test(config.busPrefix))
     throw new ConfigError(`RTM_BUS_PREFIX must be letters, digits, _ or -, got '${config.busPrefix}'`);
@@ -639,6 +639,15 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     devSecretFile,
     unknownVariables: unknownVariables(env),
   };
+}
+
+/** A bind address that names no one host: every interface (`0.0.0.0`, `::`). */
+export const isWildcardHost = (host: string): boolean => host === '0.0.0.0' || host === '::' || host === '[::]';
+
+/** `host:port` or `[ipv6]:port`, the port 1 – 65535: an endpoint as RTM_ENDPOINT and RTM_CLIENT_ENDPOINT give it. */
+export function isEndpoint(value: string): boolean {
+  const m = /^(\[[^\]\s]+\]|[^:\s[\]]+):(\d{1,5})$/.exec(value);
+  return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65535;
 }
 
 /** `host:port` with an IPv6 host in brackets, as endpoints and URLs write it. */

@@ -6,7 +6,7 @@ import type { ConnectionCipher } from './gate/connection.js';
 import { checkDataDir, ConfigError } from './config.js';
 import type { Bus } from './bus/bus.js';
 import { LocalBus } from './bus/local.js';
-import { hostPort, resolveConfig, type ConfigOverrides, type ResolvedConfig, type ServerConfig } from './config.js';
+import { hostPort, isWildcardHost, resolveConfig, type ConfigOverrides, type ResolvedConfig, type ServerConfig } from './config.js';
 import { ClientGate } from './gate/client-gate.js';
 import type { GateOptions } from './gate/gate.js';
 import { ServerGate } from './gate/server-gate.js';
@@ -186,8 +186,7 @@ function keyExchangeFor(config: ServerConfig): ((payload: Record<string, unknown
  */
 function advertisedEndpoint(config: ServerConfig, port: number): string {
   if (config.clientEndpoint) return config.clientEndpoint;
-  const wildcard = config.host === '0.0.0.0' || config.host === '::' || config.host === '[::]';
-  return hostPort(wildcard ? hostname() : config.host, port);
+  return hostPort(isWildcardHost(config.host) ? hostname() : config.host, port);
 }
 
 /** How long /healthz waits for the store's ping before it answers 503. */
@@ -222,10 +221,11 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const presence = new LocalPresence();
   const listeners = new ListenRegistry();
   let clientEndpoint = advertisedEndpoint(config, config.clientPort);
+  const endpoint = (): string => clientEndpoint; // the port is known once the listener is bound
   const groups = new GroupMembers(store, bus);
   const delivery = new Delivery(bus, presence, listeners, metrics, groups, {
     pushToSenderDevices: config.pushToSenderDevices,
-    endpoint: () => clientEndpoint,
+    endpoint,
     kickedOut: (pid, uid) => services.sessions.kickedOut(pid, uid),
   });
   const services: Services = {
@@ -240,8 +240,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     groups,
     messaging: new Messaging(config, store, bus, presence, metrics, groups),
     history: new History(config, store),
-    sessions: new Sessions(config, store, bus, presence, log, metrics, () => clientEndpoint),
-    clientEndpoint: () => clientEndpoint,
+    sessions: new Sessions(config, store, bus, presence, log, metrics, endpoint),
+    clientEndpoint: endpoint,
   };
   // After a bus outage, what this node derives from other nodes' events is read from the store again.
   const resync = new BusResync(store, presence, groups, log, delivery.handle);
