@@ -8,10 +8,10 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const CHAT_TEXT = 30;
 /** Legacy audio: a JSON string (Android 2.7) or raw audio bytes as bin (C# / Unity 1.x / old Android `sendAudio(byte[])`). */
 const LEGACY_AUDIO = 31;
-/** Chat text (30), legacy audio (31, JSON) and commands (32): clients read their bodies as strings. */
-const TEXT_MTYPES_FIRST = 30;
-const TEXT_MTYPES_LAST = 32;
 const CHAT_CMD = 32;
+/** Chat text (30), legacy audio (31, JSON) and commands (32): clients read their bodies as strings. */
+const TEXT_MTYPES_FIRST = CHAT_TEXT;
+const TEXT_MTYPES_LAST = CHAT_CMD;
 /** File messages (server-api.md §7): `msg` is a JSON string. */
 const FILE_MTYPES_FIRST = 40;
 const FILE_MTYPES_LAST = 50;

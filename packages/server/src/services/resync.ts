@@ -1,6 +1,5 @@
-import type { BusEvent, BusReconnect } from '../bus/bus.js';
+import type { Bus, BusEvent, BusReconnect } from '../bus/bus.js';
 import type { Logger } from '../observability/logger.js';
-import type { Bus } from '../bus/bus.js';
 import type { KickoutRecord, Store } from '../store/store.js';
 import type { GroupMembers } from './group-members.js';
 import type { LocalPresence } from './presence.js';
@@ -13,6 +12,16 @@ const KICKOUT_REPLAY_MARGIN_MS = 30_000;
 const MAX_KICKOUTS_REPLAYED = 10_000;
 
 type KickoutEvent = Extract<BusEvent, { type: 'kickout' }>;
+
+/** What a resync did, for its log line. */
+interface ResyncCounts {
+  users: number;
+  roomsJoined: number;
+  roomsLeft: number;
+  kicked: number;
+  failed: number;
+  kickoutsReplayed: number;
+}
 
 /** How long a kickout is kept for the nodes cut off from the bus when it was published. */
 const KICKOUT_KEPT_MS = 24 * 3_600_000;
@@ -77,7 +86,7 @@ export class BusResync {
 
   private async run(generation: number, info: BusReconnect, groups: number): Promise<void> {
     const t0 = Date.now();
-    const done = { users: 0, roomsJoined: 0, roomsLeft: 0, kicked: 0, failed: 0, kickoutsReplayed: 0 };
+    const done: ResyncCounts = { users: 0, roomsJoined: 0, roomsLeft: 0, kicked: 0, failed: 0, kickoutsReplayed: 0 };
     try {
       const since = BigInt(t0 - info.downMs - KICKOUT_REPLAY_MARGIN_MS);
       const kickouts = await this.store.kickoutsSince(since, MAX_KICKOUTS_REPLAYED);
@@ -104,12 +113,7 @@ export class BusResync {
     else this.log.info(fields, text);
   }
 
-  private async user(
-    generation: number,
-    pid: number,
-    uid: bigint,
-    done: { users: number; roomsJoined: number; roomsLeft: number; kicked: number; failed: number; kickoutsReplayed: number },
-  ): Promise<void> {
+  private async user(generation: number, pid: number, uid: bigint, done: ResyncCounts): Promise<void> {
     const sessions = this.presence.connectionsOf(pid, uid);
     if (!sessions) return;
     const before = new Set(this.presence.roomsOf(pid, uid) ?? []);

@@ -122,8 +122,7 @@ export class UnreadService {
     const ids = unreadOnly ? gids.filter((g) => counts.has(g)) : gids;
     // The store does not order groups by activity: every one's row is read (a user is in at most
     // as many groups as a project holds), and the newest kept.
-    const rows = newestFirst(await this.rows(ids, counts, opts, (to) => ({ pid, kind: MessageKind.GROUP, to })));
-    return rows.length > this.maxConversations ? rows.slice(0, this.maxConversations) : rows;
+    return newestFirst(await this.rows(ids, counts, opts, (to) => ({ pid, kind: MessageKind.GROUP, to }))).slice(0, this.maxConversations);
   }
 
   /** `getsession`: p2p peers (store order) and my groups that have at least one message of any type. */
