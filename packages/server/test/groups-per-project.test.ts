@@ -47,11 +47,9 @@ describe('groups per project (RTM_MAX_GROUPS_PER_PROJECT)', () => {
     return held;
   }
   async function login(uid: bigint): Promise<RawClient> {
-    const { token } = await call('gettoken', { uid });
-    const client = await RawClient.websocket(server.clientEndpoint);
-    clients.push(client);
-    assert.deepEqual(await client.quest('auth', { pid: TEST_PID, uid, token }), { ok: true });
-    return client;
+    const c = await RawClient.loggedIn(server.clientEndpoint, backend, uid);
+    clients.push(c);
+    return c;
   }
 
   before(async () => {

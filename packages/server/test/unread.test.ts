@@ -34,10 +34,8 @@ describe('unread across logouts, clears, blips and devices (logoutGraceMs 150)',
   const signed = (method: string, payload: Payload) => backend.signed(method, payload, TEST_PID, TEST_SECRET);
 
   async function login(uid: bigint): Promise<RawClient> {
-    const { token } = await signed('gettoken', { uid });
-    const c = await RawClient.websocket(server.clientEndpoint);
+    const c = await RawClient.loggedIn(server.clientEndpoint, backend, uid);
     clients.push(c);
-    assert.deepEqual(await c.quest('auth', { pid: TEST_PID, uid, token }), { ok: true });
     return c;
   }
 

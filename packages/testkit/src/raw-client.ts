@@ -1,7 +1,9 @@
+import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { Flag, FpnnPeer, FrameDecoder, type Payload, type PayloadFlag } from '@rtm/fpnn';
 import WebSocket from 'ws';
+import { TEST_PID, TEST_SECRET } from './harness.js';
 
 /**
  * A bare FPNN client for tests that must control the wire exactly (bad input, raw frames).
@@ -69,6 +71,23 @@ export class RawClient {
       ws.on('close', () => client.onClose());
       ws.on('error', reject);
     });
+  }
+
+  /**
+   * A client-gate connection (WebSocket) logged in as `uid` of the test project, with the token
+   * `backend` (a server-gate connection) gets for it; rejects, closed, unless `auth` answers
+   * `{ok: true}`.
+   */
+  static async loggedIn(clientEndpoint: string, backend: RawClient, uid: bigint): Promise<RawClient & { ws: WebSocket }> {
+    const { token } = await backend.signed('gettoken', { uid }, TEST_PID, TEST_SECRET);
+    const client = await RawClient.websocket(clientEndpoint);
+    try {
+      assert.deepEqual(await client.quest('auth', { pid: TEST_PID, uid, token }), { ok: true });
+    } catch (err) {
+      client.close();
+      throw err;
+    }
+    return client;
   }
 
   private onBytes(chunk: Uint8Array): void {
