@@ -176,8 +176,12 @@ if (unavailable && !CI) {
         target = c.nodes[1]!.server.clientEndpoint;
         await c.nodes[0]!.server.stop();
         const t = Date.now();
-        assert.deepEqual(await c.call(2, 'getonlineusers', { uids: [U, other] }), { uids: [] });
+        const online = (await c.call(2, 'getonlineusers', { uids: [U, other] }))['uids'] as bigint[];
         assert.ok(Date.now() - t < 300, `getonlineusers took ${Date.now() - t} ms after a graceful stop`);
+        // U's relogin on node 1 races the end of the stop (on a busy machine it can win), so U may
+        // be listed; the user who does not come back must not be: node 0's sessions count no more.
+        assert.ok(!online.includes(other), `online after the stop: ${online.join(', ')}`);
+        assert.ok(online.every((uid) => uid === U));
         assert.equal(await within(relogged, 10_000), undefined, 'relogin on node 1');
         await sleep(500);
         streaming = false;
