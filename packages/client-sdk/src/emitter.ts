@@ -3,9 +3,14 @@ type Listener<T> = (payload: T) => void;
 /** What `once()` registers: it remembers the listener it wraps, so that `off()` can find it. */
 type OnceWrapper = Listener<never> & { readonly wrapped?: Listener<never> };
 
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as PromiseLike<unknown>).then === 'function';
+}
+
 /**
  * A small typed event emitter that runs in browsers and Node alike (no `node:events`).
- * A listener that throws does not stop the others; the error goes to `onListenerError`.
+ * A listener that throws, or an async one whose promise rejects, does not stop the others; the
+ * error goes to `onListenerError`.
  */
 export class TypedEmitter<Events extends object> {
   private readonly listeners = new Map<keyof Events, Set<Listener<never>>>();
@@ -22,7 +27,8 @@ export class TypedEmitter<Events extends object> {
   once<K extends keyof Events>(event: K, listener: Listener<Events[K]>): this {
     const wrapper: Listener<Events[K]> = (payload) => {
       this.off(event, wrapper);
-      listener(payload);
+      // Returned, so that emit() sees the promise of an async listener.
+      return listener(payload);
     };
     return this.on(event, Object.assign(wrapper, { wrapped: listener }));
   }
@@ -51,7 +57,11 @@ export class TypedEmitter<Events extends object> {
     if (!set) return;
     for (const listener of [...set]) {
       try {
-        (listener as Listener<Events[K]>)(payload);
+        const result: unknown = (listener as Listener<Events[K]>)(payload);
+        // `client.on('message', async (m) => save(m))` is the usual way to write a listener: its
+        // rejection, left alone, is an unhandled rejection, which ends a Node process (and is only
+        // logged by browsers). It is reported like a listener that throws.
+        if (isThenable(result)) result.then(undefined, (err: unknown) => this.onListenerError(err, event));
       } catch (err) {
         this.onListenerError(err, event);
       }

@@ -29,6 +29,17 @@ export function reloginDelayMs(strategy: Readonly<Required<ReconnectStrategy>>, 
 }
 
 /**
+ * The wait actually used for a back-off step of `ms`: a random point of its upper half. Clients
+ * that lost their connections together (a server restart, a node going away) would otherwise come
+ * back in the same millisecond at every step of the schedule, all their logins at once; spread
+ * over [ms/2, ms] they arrive over half a step, and no wait is longer than the schedule's (nor
+ * `maxIntervalSeconds`). Immediate attempts stay immediate (a network blip is mended at once).
+ */
+export function jitteredMs(ms: number, random: () => number = Math.random): number {
+  return ms <= 0 ? 0 : ms / 2 + (random() * ms) / 2;
+}
+
+/**
  * The login session (client-api.md §2, §9): connect + `auth`, automatic relogin with the browser
  * SDK's back-off after the connection is lost, the ping watchdog, `bye`, and kickout handling.
  *
@@ -273,7 +284,8 @@ export class Session {
 
   private scheduleRelogin(): void {
     const generation = this.generation;
-    const delay = this.nextDelayMs();
+    // The schedule itself (reconnectIntervalMs) grows without the randomness.
+    const delay = Math.round(jitteredMs(this.nextDelayMs()));
     const attempt = this.reconnectCount;
     this.options.logger.info?.(`relogin attempt ${attempt} in ${delay} ms`);
     this.reconnectTimer = setTimeout(() => {

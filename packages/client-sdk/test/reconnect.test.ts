@@ -68,7 +68,7 @@ test('while reconnecting, methods reject with 20012 and pending quests with 2000
 
 test('failed relogins are retried with back-off until one succeeds', async (t) => {
   const { server, client } = await online(t, {
-    reconnectStrategy: { startConnectFailedCount: 2, maxIntervalSeconds: 0.2, linearRegressiveCount: 2 },
+    reconnectStrategy: { startConnectFailedCount: 2, maxIntervalSeconds: 0.4, linearRegressiveCount: 2 },
   });
   const relogins = collect(client, 'reloginCompleted');
   const ok = server.handlers.auth!;
@@ -90,10 +90,11 @@ test('failed relogins are retried with back-off until one succeeds', async (t) =
       [4, true, false, undefined],
     ],
   );
-  // attempts 1 and 2 are immediate, 3 waits 100 ms, 4 waits 200 ms
+  // attempts 1 and 2 are immediate; the schedule's waits for 3 and 4 are 200 and 400 ms, each
+  // taken at random from its upper half (jitter): 100..200 and 200..400 ms
   assert.ok(times[1]! - times[0]! < 90, `attempt 2 immediate (${times[1]! - times[0]!} ms)`);
-  assert.ok(times[2]! - times[1]! >= 90, `attempt 3 after ~100 ms (${times[2]! - times[1]!} ms)`);
-  assert.ok(times[3]! - times[2]! >= 190, `attempt 4 after ~200 ms (${times[3]! - times[2]!} ms)`);
+  assert.ok(times[2]! - times[1]! >= 95, `attempt 3 after 100..200 ms (${times[2]! - times[1]!} ms)`);
+  assert.ok(times[3]! - times[2]! >= 195, `attempt 4 after 200..400 ms (${times[3]! - times[2]!} ms)`);
 });
 
 test('a relogin answered {ok:false} ends the session with 200027 and no more attempts', async (t) => {
@@ -199,7 +200,7 @@ test('a protocol error without autoReconnect ends the session with closed {conne
 
 test('connections that drop right after auth count as failed attempts: relogin backs off (stableAfterMs)', async (t) => {
   const { server, client } = await online(t, {
-    reconnectStrategy: { startConnectFailedCount: 1, maxIntervalSeconds: 0.3, linearRegressiveCount: 1, stableAfterMs: 100 },
+    reconnectStrategy: { startConnectFailedCount: 1, maxIntervalSeconds: 0.6, linearRegressiveCount: 1, stableAfterMs: 100 },
   });
   // The server accepts every auth and closes the connection at once (a crash loop, a proxy).
   const ok = server.handlers.auth!;
@@ -210,20 +211,21 @@ test('connections that drop right after auth count as failed attempts: relogin b
   };
   const started = Date.now();
   server.last.drop();
-  // Attempt 1 is immediate; its connection drops at once, so attempt 2 waits 300 ms (without
-  // stableAfterMs every successful auth reset the back-off: a tight 0 ms loop).
+  // Attempt 1 is immediate; its connection drops at once, so attempt 2 waits 300..600 ms (the
+  // 600 ms step, jittered; without stableAfterMs every successful auth reset the back-off: a tight
+  // 0 ms loop).
   await server.waitForConnections(2);
   await sleep(150);
   assert.equal(server.connections.length, 2, `connections after ${Date.now() - started} ms`);
   dropAfterAuth = false;
-  await server.waitForConnections(3, 1000);
+  await server.waitForConnections(3, 2000);
   assert.ok(Date.now() - started >= 280, `attempt 2 after ${Date.now() - started} ms`);
   // Stable counts from the login: on a loaded machine its answer may come a while after the connection.
   await until(() => client.state === 'online');
   await sleep(150); // longer than stableAfterMs: this connection is stable
   assert.equal(client.state, 'online');
   // After a stable connection the back-off starts over: the next relogin is immediate, not after
-  // the 300 ms back-off (below it with room for a loaded machine).
+  // the 300..600 ms back-off (below it with room for a loaded machine).
   const dropped = Date.now();
   const connected = nextEvent(client, 'connected');
   server.last.drop();
