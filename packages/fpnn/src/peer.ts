@@ -58,6 +58,7 @@ export class FpnnPeer {
   private nextSeq = 1;
   private readonly pending = new Map<number, Pending>();
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
+  private sweepEvery = 0;
   private closedWith: RtmError | undefined;
   readonly questTimeoutMs: number;
 
@@ -100,7 +101,7 @@ export class FpnnPeer {
     }
     return new Promise<Payload>((resolve, reject) => {
       this.pending.set(seq, { method, deadline: Date.now() + timeoutMs, timeoutMs, resolve, reject });
-      this.ensureSweep();
+      this.ensureSweep(timeoutMs);
       try {
         this.options.write(frame);
       } catch (err) {
@@ -118,7 +119,7 @@ export class FpnnPeer {
     if (this.closedWith) return Promise.reject(this.closedWith);
     return new Promise<Payload>((resolve, reject) => {
       this.pending.set(seq, { method, deadline: Date.now() + timeoutMs, timeoutMs, resolve, reject });
-      this.ensureSweep();
+      this.ensureSweep(timeoutMs);
     });
   }
 
@@ -200,43 +201,59 @@ export class FpnnPeer {
   close(reason = 'connection closed'): void {
     if (this.closedWith) return;
     this.closedWith = connectionClosedError(reason);
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
-    this.sweepTimer = undefined;
+    this.stopSweep();
     const pending = [...this.pending.values()];
     this.pending.clear();
     for (const entry of pending) entry.reject(this.closedWith);
   }
 
-  // One coarse timer per peer instead of one timer per quest: cheap at 100k quests/s.
-  private ensureSweep(): void {
-    if (this.sweepTimer || this.options.externalExpiry) return;
-    const every = Math.max(50, Math.min(1000, Math.floor(this.questTimeoutMs / 4)));
+  // One coarse timer per peer instead of one timer per quest: cheap at 100k quests/s. It ticks at
+  // a quarter of the shortest timeout pending (10 ms to 1 s), so that a quest is rejected at most
+  // that long after its time is up: paced on questTimeoutMs alone, a call with timeoutMs 100 under
+  // the default 20 s would be rejected up to 1 s late.
+  private ensureSweep(timeoutMs: number): void {
+    if (this.options.externalExpiry) return;
+    const every = sweepEveryMs(timeoutMs);
+    if (this.sweepTimer && this.sweepEvery <= every) return;
+    this.startSweep(every);
+  }
+
+  private startSweep(every: number): void {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepEvery = every;
     this.sweepTimer = setInterval(() => this.sweep(), every);
     (this.sweepTimer as { unref?: () => void }).unref?.();
   }
 
-  /** Rejects the pending quests whose time is up (call it yourself with `externalExpiry`). */
-  expire(now = Date.now()): void {
-    if (this.pending.size === 0) return;
+  private stopSweep(): void {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+  }
+
+  /**
+   * Rejects the pending quests whose time is up (call it yourself with `externalExpiry`); returns
+   * the shortest timeout among the quests still pending (Infinity when none is).
+   */
+  expire(now = Date.now()): number {
+    let shortest = Infinity;
     for (const [seq, entry] of this.pending) {
       if (entry.deadline <= now) {
         this.pending.delete(seq);
         entry.reject(timeoutError(entry.method, entry.timeoutMs));
-      }
+      } else if (entry.timeoutMs < shortest) shortest = entry.timeoutMs;
     }
+    return shortest;
   }
 
   private sweep(): void {
-    const now = Date.now();
-    for (const [seq, entry] of this.pending) {
-      if (entry.deadline <= now) {
-        this.pending.delete(seq);
-        entry.reject(timeoutError(entry.method, entry.timeoutMs));
-      }
-    }
-    if (this.pending.size === 0 && this.sweepTimer) {
-      clearInterval(this.sweepTimer);
-      this.sweepTimer = undefined;
-    }
+    const shortest = this.expire();
+    if (this.pending.size === 0) this.stopSweep();
+    // The short quest that sped the timer up is gone: back to the pace of the ones left.
+    else if (sweepEveryMs(shortest) > this.sweepEvery) this.startSweep(sweepEveryMs(shortest));
   }
+}
+
+/** How often to look for expired quests when the shortest pending timeout is `timeoutMs`. */
+function sweepEveryMs(timeoutMs: number): number {
+  return Math.max(10, Math.min(1000, Math.floor(timeoutMs / 4)));
 }
