@@ -496,9 +496,10 @@ export class RTMServerClient extends TypedEmitter<ServerClientEvents> {
     const allForm = o.p2p !== undefined || o.group !== undefined || o.room !== undefined || typeof o.events === 'boolean';
     const listForm = o.gids !== undefined || o.rids !== undefined || o.uids !== undefined || Array.isArray(o.events) || !allForm;
     const flags = allForm ? resolveFlags(o) : undefined;
-    const lists = listForm
-      ? resolveLists({ gids: o.gids, rids: o.rids, uids: o.uids, events: Array.isArray(o.events) ? o.events : undefined })
-      : undefined;
+    // Anything but the all form's boolean goes to resolveLists, which refuses a non-array (dropped
+    // here, `events: 'login'` would have emptied every list).
+    const events = typeof o.events === 'boolean' ? undefined : o.events;
+    const lists = listForm ? resolveLists({ gids: o.gids, rids: o.rids, uids: o.uids, events }) : undefined;
     const payload: Payload = { ...flags };
     if (lists) Object.assign(payload, { gids: [], rids: [], uids: [], events: [], ...lists });
     await this.call('setlisten', payload, opts);
@@ -575,9 +576,11 @@ export class RTMServerClient extends TypedEmitter<ServerClientEvents> {
     opts: HistoryOptions,
     target: HistoryKind,
   ): Promise<HistoryPage> {
+    // `desc === true` alone would read 1 or 'true' as false: oldest first, silently.
+    if (typeof desc !== 'boolean') throw new RtmError(RtmErrorCode.INVALID_PARAMETER, `desc must be a boolean, got ${typeof desc}`);
     const payload: Payload = {
       ...keys,
-      desc: desc === true,
+      desc,
       num: toInt(num, 'num'),
       begin: opts.begin === undefined ? undefined : toId(opts.begin, 'begin'),
       end: opts.end === undefined ? undefined : toId(opts.end, 'end'),

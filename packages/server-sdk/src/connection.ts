@@ -1,4 +1,4 @@
-import { FpnnErrorCode, RtmError, timeoutError, type IncomingQuest, type QuestHandler } from '@rtm/fpnn';
+import { FpnnErrorCode, RtmError, type IncomingQuest, type QuestHandler } from '@rtm/fpnn';
 import { reconnectDelayMs, type ResolvedOptions } from './options.js';
 import { TcpConnection } from './tcp.js';
 import type { ClosedInfo, ConnectedInfo, ConnectionState } from './types.js';
@@ -313,11 +313,23 @@ export class ConnectionManager {
         reject,
         timer: setTimeout(() => {
           this.waiters.delete(waiter);
-          reject(timeoutError(method, timeoutMs));
+          reject(this.notReadyError(method, timeoutMs));
         }, timeoutMs),
       };
       this.waiters.add(waiter);
     });
+  }
+
+  /**
+   * 20003 like a quest without answer, but saying that nothing was sent: a send that timed out here
+   * cannot have been stored, unlike one whose answer did not come (fpnn's timeoutError says "got no answer").
+   */
+  private notReadyError(method: string, timeoutMs: number): RtmError {
+    const what = method === 'connect' ? 'connect()' : `'${method}' was not sent`;
+    return new RtmError(
+      FpnnErrorCode.CORE_TIMEOUT,
+      `${what}: no usable connection to ${this.options.endpoint} within ${timeoutMs} ms (state: ${this.stateValue})`,
+    );
   }
 
   private rejectWaiters(err: RtmError): void {

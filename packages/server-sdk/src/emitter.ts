@@ -4,10 +4,15 @@ export type Listener<T> = (payload: T) => void;
 /** What `once()` registers: it remembers the listener it wraps, so that `off()` can find it. */
 type OnceWrapper = Listener<never> & { readonly wrapped?: Listener<never> };
 
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as PromiseLike<unknown>).then === 'function';
+}
+
 /**
  * A minimal typed event emitter. Listeners run synchronously in registration order; one that
- * throws is reported to `onListenerError` and the others still run. Unlike node's EventEmitter,
- * an 'error' event without listeners is simply dropped (it is also logged by the client).
+ * throws, or an async one whose promise rejects, is reported to `onListenerError` and the others
+ * still run. Unlike node's EventEmitter, an 'error' event without listeners is simply dropped (it
+ * is also logged by the client).
  */
 export class TypedEmitter<Events extends { [K in keyof Events]: unknown }> {
   private readonly listeners = new Map<keyof Events, Set<Listener<never>>>();
@@ -26,7 +31,8 @@ export class TypedEmitter<Events extends { [K in keyof Events]: unknown }> {
   once<K extends keyof Events>(event: K, listener: Listener<Events[K]>): () => void {
     const wrapper: Listener<Events[K]> = (payload) => {
       off();
-      listener(payload);
+      // Returned, so that emit() sees the promise of an async listener.
+      return listener(payload);
     };
     const off = this.on(event, Object.assign(wrapper, { wrapped: listener }));
     return off;
@@ -48,7 +54,10 @@ export class TypedEmitter<Events extends { [K in keyof Events]: unknown }> {
     if (!set) return;
     for (const listener of [...set]) {
       try {
-        (listener as Listener<Events[K]>)(payload);
+        const result: unknown = (listener as Listener<Events[K]>)(payload);
+        // An async listener that rejects would be an unhandled rejection, which ends a Node process:
+        // it is reported like one that throws.
+        if (isThenable(result)) result.then(undefined, (err: unknown) => this.onListenerError(err, event));
       } catch (err) {
         this.onListenerError(err, event);
       }

@@ -1,6 +1,6 @@
-import type { Payload } from '@rtm/fpnn';
+import { RtmError, RtmErrorCode, type Payload } from '@rtm/fpnn';
 import type { ListenAll, ListenLists } from './types.js';
-import { toId } from './wire.js';
+import { toIds } from './wire.js';
 
 export interface ResolvedLists {
   gids?: bigint[];
@@ -16,9 +16,18 @@ export function resolveLists(lists: ListenLists): ResolvedLists {
   const out: ResolvedLists = {};
   for (const key of LIST_KEYS) {
     const value = lists[key];
-    if (value !== undefined) out[key] = value.map((v, i) => toId(v, `${key}[${i}]`));
+    if (value !== undefined) out[key] = toIds(value, key);
   }
-  if (lists.events !== undefined) out.events = lists.events.map(String);
+  // Checked rather than coerced: `String(1)` would listen to an event named "1", and a list that is
+  // not an array would throw a TypeError instead of the RtmError every other bad argument gets.
+  const events: unknown = lists.events;
+  if (events !== undefined) {
+    if (!Array.isArray(events)) throw new RtmError(RtmErrorCode.INVALID_PARAMETER, 'events must be an array of event names');
+    events.forEach((name: unknown, i) => {
+      if (typeof name !== 'string') throw new RtmError(RtmErrorCode.INVALID_PARAMETER, `events[${i}] must be a string, got ${typeof name}`);
+    });
+    out.events = [...(events as string[])];
+  }
   return out;
 }
 

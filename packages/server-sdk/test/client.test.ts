@@ -439,6 +439,21 @@ test('parameters that would lose precision are rejected before anything is sent'
   assert.equal(server.quests.length, 0);
 });
 
+test('listen lists that are not arrays of ids / names and a history desc that is not a boolean are rejected before anything is sent', async (t) => {
+  const { server, client } = await setup(t);
+  const untyped = client as unknown as {
+    addListen(lists: unknown): Promise<void>;
+    setListen(lists: unknown): Promise<void>;
+    getGroupMessage(uid: number, gid: number, desc: unknown, num: number): Promise<unknown>;
+  };
+  await rejectsWithCode(untyped.addListen({ gids: 2001 }), RtmErrorCode.INVALID_PARAMETER);
+  await rejectsWithCode(untyped.addListen({ events: [1] }), RtmErrorCode.INVALID_PARAMETER); // not an event named "1"
+  await rejectsWithCode(untyped.setListen({ events: 'login' }), RtmErrorCode.INVALID_PARAMETER);
+  await rejectsWithCode(untyped.getGroupMessage(1, 2001, 1, 10), RtmErrorCode.INVALID_PARAMETER); // not oldest first
+  assert.deepEqual(server.quests, []);
+  assert.deepEqual(client.listenState, { gids: [], rids: [], uids: [], events: [] });
+});
+
 test('a quest without answer rejects with 20003 after its timeout', async (t) => {
   const { server, client } = await setup(t, { questTimeoutMs: 150 });
   server.on('gettoken', () => new Promise(() => {}));
