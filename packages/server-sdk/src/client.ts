@@ -71,7 +71,7 @@ export class RTMServerClient extends TypedEmitter<ServerClientEvents> {
     const resolved = resolveOptions(options);
     super((err, event) => resolved.logger.error(`a '${String(event)}' listener threw`, err));
     this.options = resolved;
-    this.dedup = new PushDedup(resolved.dedupWindowMs);
+    this.dedup = new PushDedup(resolved.dedupWindowMs, resolved.dedupMaxEntries);
     this.connection = new ConnectionManager(resolved, {
       onQuest: (quest) => this.onServerQuest(quest),
       onOpen: (connection) => this.restoreListen(connection),

@@ -130,13 +130,16 @@ export function pushEvent(p: Payload): PushEvent {
 
 /**
  * Remembers recently pushed messages so a re-push (same kind, sender, target, mid) is emitted once
- * (server-api.md §6: Python/Go keep ~5 min). Expired entries are pruned as new ones arrive.
+ * (server-api.md §6: Python/Go keep ~5 min). Expired entries are pruned as new ones arrive, and
+ * past `maxEntries` the oldest go first: memory stays bounded at any push rate, and a re-push comes
+ * seconds after the original (a reconnect), well inside what is kept even then.
  */
 export class PushDedup {
   private readonly seen = new Map<string, number>();
 
   constructor(
     private readonly windowMs: number,
+    private readonly maxEntries = Infinity,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -150,6 +153,10 @@ export class PushDedup {
       this.seen.delete(k);
     }
     if (this.seen.has(key)) return false;
+    if (this.seen.size >= this.maxEntries) {
+      const oldest = this.seen.keys().next();
+      if (!oldest.done) this.seen.delete(oldest.value);
+    }
     this.seen.set(key, now);
     return true;
   }

@@ -83,6 +83,12 @@ export interface RTMServerClientOptions {
    * emitted again (server-api.md §6), in milliseconds. 0 disables. @default 300000
    */
   dedupWindowMs?: number;
+  /**
+   * At most this many pushed messages are remembered for the duplicate check; past it the oldest
+   * are forgotten first (a backend listening to everything at 10,000 pushes/s would otherwise keep
+   * 3 million keys, ~500 MB, for the default 5-minute window). @default 100000
+   */
+  dedupMaxEntries?: number;
   /** Where warnings and errors are logged. @default a logger that drops everything */
   logger?: Logger;
   /** Encrypt the connection (`*key`); see `EncryptionOptions`. @default undefined (plain TCP) */
@@ -94,6 +100,7 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 export const DEFAULT_AUTO_RECONNECT = true;
 export const DEFAULT_PING_TIMEOUT_MS = 40_000;
 export const DEFAULT_DEDUP_WINDOW_MS = 300_000;
+export const DEFAULT_DEDUP_MAX_ENTRIES = 100_000;
 export const DEFAULT_RECONNECT_POLICY: Readonly<ReconnectPolicy> = Object.freeze({
   immediateRetries: 5,
   minDelayMs: 2_000,
@@ -117,6 +124,7 @@ export interface ResolvedOptions {
   readonly reconnect: Readonly<ReconnectPolicy>;
   readonly pingTimeoutMs: number;
   readonly dedupWindowMs: number;
+  readonly dedupMaxEntries: number;
   readonly logger: Logger;
   readonly encryption: Readonly<EncryptionOptions> | undefined;
 }
@@ -224,6 +232,7 @@ export function resolveOptions(options: RTMServerClientOptions): ResolvedOptions
     reconnect,
     pingTimeoutMs: timeMs('pingTimeoutMs', options.pingTimeoutMs, DEFAULT_PING_TIMEOUT_MS, 0),
     dedupWindowMs: nonNegativeInt('dedupWindowMs', options.dedupWindowMs, DEFAULT_DEDUP_WINDOW_MS),
+    dedupMaxEntries: positiveInt('dedupMaxEntries', options.dedupMaxEntries, DEFAULT_DEDUP_MAX_ENTRIES),
     logger,
     encryption: enc === undefined ? undefined : Object.freeze({ ...enc }),
   });

@@ -91,6 +91,18 @@ test('a re-pushed message (same kind, sender, target, mid) is emitted once; othe
   assert.deepEqual(seen, [2n, 3n]);
 });
 
+test('dedupMaxEntries bounds what the duplicate check remembers: the oldest is forgotten first', async (t) => {
+  const { server, client } = await setup(t, { dedupMaxEntries: 2 });
+  const seen: bigint[] = [];
+  client.on('message', (m) => seen.push(m.mid));
+  const push = (mid: number) => server.push('pushmsg', { from: 1, to: 2, mtype: 30, mid, msg: 'x', attrs: '', mtime: 1 });
+  for (const mid of [1, 2, 2, 3, 3, 2, 1]) await push(mid);
+  await new Promise((r) => setImmediate(r));
+  // 3 pushes 1 out of the two kept (2, 3): its re-push is emitted again, 2's is not.
+  assert.deepEqual(seen, [1n, 2n, 3n, 1n]);
+  assert.throws(() => new RTMServerClient({ pid: 1, secret: 's', endpoint: '127.0.0.1:1', dedupMaxEntries: 0 }), /dedupMaxEntries/);
+});
+
 test('dedupWindowMs 0 emits every push', async (t) => {
   const { server, client } = await setup(t, { dedupWindowMs: 0 });
   let count = 0;
