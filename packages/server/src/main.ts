@@ -24,7 +24,7 @@ import { LocalPresence } from './services/presence.js';
 import { Sessions } from './services/sessions.js';
 import { GroupMembers } from './services/group-members.js';
 import { BusResync } from './services/resync.js';
-import type { Store } from './store/store.js';
+import { StoreRefusal, type Store } from './store/store.js';
 import { Listener } from './transport/listener.js';
 import { VERSION } from './version.js';
 
@@ -84,8 +84,9 @@ function storeFailure(config: ServerConfig, err: unknown): Error {
   if (config.store === 'sqlite')
     return new StartupError(`store (RTM_STORE=sqlite, RTM_DATA_DIR=${config.dataDir}) cannot be opened: ${messageOf(err, '')}`);
   const where = `store (RTM_STORE=${withoutCredentials(config.store, false)})`;
-  // An error with a severity came from the PostgreSQL server itself: it answered, and refused.
-  const answered = typeof (err as { severity?: unknown })?.severity === 'string';
+  // An error with a severity came from the PostgreSQL server itself: it answered, and refused; a
+  // StoreRefusal, from the store once it had read what the database holds.
+  const answered = typeof (err as { severity?: unknown })?.severity === 'string' || err instanceof StoreRefusal;
   return new StartupError(`${where} ${answered ? 'refused the start' : 'unreachable'}: ${messageOf(err, config.store)}`);
 }
 

@@ -35,6 +35,7 @@ import {
   type RetentionPolicy,
   type Store,
   type StoredMessage,
+  StoreRefusal,
   type UnreadBaseline,
   type UnreadCount,
   type UnreadQuery,
@@ -62,18 +63,20 @@ export interface PostgresStoreOptions {
   /** Clock of the store in ms (tests). @default Date.now */
   now?: () => number;
   /**
-   * A transaction (a group commit of sends) still unfinished after this long is abandoned: its
-   * connection is dropped and its sends fail, so one silent PostgreSQL connection cannot hold every
-   * send of the node, nor its shutdown, for the minutes TCP takes to give up. @default 30000
+   * A transaction (a group commit of sends) or a statement serving a quest still unfinished after
+   * this long is abandoned: its connection is dropped and its callers fail, so one silent
+   * PostgreSQL connection cannot hold every send of the node, a slot of the pool, nor the node's
+   * shutdown, for the minutes TCP takes to give up. @default 30000
    */
   transactionTimeoutMs?: number;
+  /** How long a new connection may take before the pool gives up (PostgreSQL down or unreachable). @default 10000 */
+  connectTimeoutMs?: number;
 }
 
 export const DEFAULT_POSTGRES_SCHEMA = 'public';
 export const DEFAULT_POSTGRES_POOL_SIZE = 10;
 export const DEFAULT_POSTGRES_TRANSACTION_TIMEOUT_MS = 30_000;
-/** How long a new connection may take before the pool gives up (PostgreSQL down or unreachable). */
-const CONNECT_TIMEOUT_MS = 10_000;
+export const DEFAULT_POSTGRES_CONNECT_TIMEOUT_MS = 10_000;
 /** Rows per multi-row INSERT of a group commit. */
 const INSERT_CHUNK = 5000;
 /** Rows deleted per statement by the retention sweep. */
@@ -81,7 +84,10 @@ const RETENTION_CHUNK = 5000;
 const INT64_MAX = 2n ** 63n - 1n;
 
 type Row = Record<string, unknown>;
-type Queryable = pg.Pool | pg.PoolClient;
+/** What runs a statement: a client in a transaction, or `bounded` (one statement on a client of its own). */
+interface Queryable {
+  query<R extends pg.QueryResultRow = Row>(config: pg.QueryConfig): Promise<pg.QueryResult<R>>;
+}
 
 interface PendingAppend {
   batch: readonly NewMessage[];
@@ -105,6 +111,7 @@ export class PostgresStore implements Store {
   private readonly poolSize: number;
   private readonly now: () => number;
   private readonly transactionTimeoutMs: number;
+  private readonly connectTimeoutMs: number;
   private pool: pg.Pool | undefined;
   private pending: PendingAppend[] = [];
   private flushScheduled = false;
@@ -124,6 +131,7 @@ export class PostgresStore implements Store {
     this.now = options.now ?? Date.now;
     this.clock = new MessageClock(this.now);
     this.transactionTimeoutMs = options.transactionTimeoutMs ?? DEFAULT_POSTGRES_TRANSACTION_TIMEOUT_MS;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_POSTGRES_CONNECT_TIMEOUT_MS;
   }
 
   /** A trivial query (the admin /healthz). */
@@ -155,7 +163,7 @@ export class PostgresStore implements Store {
       max: this.poolSize,
       types: bigintTypes,
       options: `-c search_path=${this.schema}`,
-      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      connectionTimeoutMillis: this.connectTimeoutMs,
       keepAlive: true,
     });
     pool.on('error', () => {}); // an idle client lost its connection: the pool replaces it
@@ -194,7 +202,7 @@ export class PostgresStore implements Store {
 
   /** Schema versions applied, in order (diagnostics). */
   async schemaVersions(): Promise<number[]> {
-    const r = await this.db.query<Row>('SELECT version FROM schema_migrations ORDER BY version');
+    const r = await this.bounded.query<Row>({ text: 'SELECT version FROM schema_migrations ORDER BY version' });
     return r.rows.map((row) => Number(row['version']));
   }
 
@@ -204,35 +212,57 @@ export class PostgresStore implements Store {
   }
 
   private async rows(sql: string, values: unknown[] = [], name?: string): Promise<Row[]> {
-    const r = await this.db.query<Row>(name ? { name, text: sql, values } : { text: sql, values });
+    const r = await this.bounded.query<Row>(name ? { name, text: sql, values } : { text: sql, values });
     return r.rows;
   }
 
   /**
-   * Runs `fn` in a transaction on a client of its own. A checked-out client has no listener for
-   * 'error' (the pool's is for idle ones): without this one, a connection lost mid-transaction (a
-   * PostgreSQL restart, a failover) would be an unhandled 'error' event, which ends the process.
-   * A lost or timed-out connection fails the transaction and is destroyed, never reused.
+   * One statement on a client of its own, bounded as a transaction is (`onClient`). Not the pool's
+   * own `query`: that one waits for an answer for ever, and a connection gone silent (a failover
+   * that left the old primary's address dead) would hold its quest and its slot of the pool for
+   * the minutes TCP takes to give up; a few of them and every store call of the node waits for a
+   * free slot until the pool's connect timeout, long after PostgreSQL answers again.
    */
-  private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.db.connect();
+  private readonly bounded: Queryable = {
+    query: <R extends pg.QueryResultRow>(config: pg.QueryConfig) => this.onClient('statement', (c) => c.query<R>(config)),
+  };
+
+  /** Runs `fn` in a transaction on a client of its own (`onClient`). */
+  private tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    return this.onClient('transaction', async (client, broken) => {
+      try {
+        await client.query('BEGIN');
+        const out = await fn(client);
+        await client.query('COMMIT');
+        return out;
+      } catch (err) {
+        if (!broken()) await client.query('ROLLBACK').catch(() => {});
+        throw err;
+      }
+    });
+  }
+
+  /**
+   * Runs `fn` on a client of its own, abandoned after `transactionTimeoutMs`. A checked-out client
+   * has no listener for 'error' (the pool's is for idle ones): without this one (`checkout`), a
+   * connection lost while checked out (a PostgreSQL restart, a failover) would be an unhandled
+   * 'error' event, which ends the process. A lost or timed-out connection fails `fn` and is
+   * destroyed, never reused.
+   */
+  private async onClient<T>(what: string, fn: (c: pg.PoolClient, broken: () => boolean) => Promise<T>): Promise<T> {
     let broken: Error | undefined;
     const onError = (err: Error): void => {
       broken ??= err; // the query in flight fails with it too
     };
-    client.on('error', onError);
+    const client = await checkout(this.db, onError);
     const timer = setTimeout(() => {
-      broken ??= new Error(`PostgreSQL transaction unfinished after ${this.transactionTimeoutMs} ms: connection dropped`);
+      broken ??= new Error(`PostgreSQL ${what} unfinished after ${this.transactionTimeoutMs} ms: connection dropped`);
       // The socket, not client.end(): a silent peer would never answer a polite goodbye.
       (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
     }, this.transactionTimeoutMs);
     try {
-      await client.query('BEGIN');
-      const out = await fn(client);
-      await client.query('COMMIT');
-      return out;
+      return await fn(client, () => broken !== undefined);
     } catch (err) {
-      if (!broken) await client.query('ROLLBACK').catch(() => {});
       throw broken ?? err;
     } finally {
       clearTimeout(timer);
@@ -281,11 +311,21 @@ export class PostgresStore implements Store {
         if (pending.length === 1) pending[0]!.reject(err);
         else {
           // Isolate the failure: commit each append alone so one bad batch cannot fail the others.
+          // Only while PostgreSQL answers: once a commit fails without a word from it (no
+          // connection to be had, or none answering), so would each of the others, one after the
+          // other, each after its own wait (connect or transaction timeout): the last sender would
+          // hear of it minutes later, and every send arriving meanwhile would wait behind them.
+          let unavailable: unknown;
           for (const p of pending) {
+            if (unavailable !== undefined) {
+              p.reject(unavailable);
+              continue;
+            }
             try {
               p.resolve((await this.commitGroup([p]))[0]!);
             } catch (e) {
               p.reject(e);
+              if (!answeredByPostgres(e)) unavailable = e;
             }
           }
         }
@@ -432,7 +472,7 @@ export class PostgresStore implements Store {
   }
 
   private async historyRange(query: HistoryQuery): Promise<HistoryRange | undefined> {
-    return historyRange(query, await this.idBounds(this.db, query.begin, query.end));
+    return historyRange(query, await this.idBounds(this.bounded, query.begin, query.end));
   }
 
   private async historyRows(query: HistoryQuery, range: HistoryRange): Promise<StoredMessage[]> {
@@ -485,7 +525,7 @@ export class PostgresStore implements Store {
   }
 
   async deleteMessage(key: MessageKey): Promise<boolean> {
-    const r = await this.db.query({
+    const r = await this.bounded.query({
       name: 'delete_message',
       text: 'UPDATE messages SET deleted = TRUE WHERE pid = $1 AND kind = $2 AND from_id = $3 AND to_id = $4 AND mid = $5 AND NOT deleted',
       values: [key.pid, key.kind, key.from, key.to, key.mid],
@@ -494,7 +534,7 @@ export class PostgresStore implements Store {
   }
 
   async countMessages(query: CountQuery): Promise<{ sender: number; num: number }> {
-    const bounds = await this.idBounds(this.db, query.begin, query.end);
+    const bounds = await this.idBounds(this.bounded, query.begin, query.end);
     if (!bounds) return { sender: 0, num: 0 };
     const mtypes = query.mtypes ?? [];
     const filtered = mtypes.length > 0;
@@ -528,7 +568,7 @@ export class PostgresStore implements Store {
     // Nothing is stored after the largest bigint (and since + 1 would not fit in one).
     if (query.gids.length === 0 || query.since >= INT64_MAX) return new Map();
     // mtime > since ⇔ id above the bound idBounds derives (mtime never decreases with id).
-    const bounds = await this.idBounds(this.db, query.since + 1n, undefined);
+    const bounds = await this.idBounds(this.bounded, query.since + 1n, undefined);
     if (!bounds) return new Map();
     const mtypes = query.mtypes ?? [];
     // Of the groups uid is in, the messages stored after both `since` (the id bound) and uid's join.
@@ -624,7 +664,7 @@ export class PostgresStore implements Store {
   async recordPresences(node: string, changes: readonly NodePresence[], replace = false): Promise<void> {
     const held = changes.filter((c) => c.held);
     const released = changes.filter((c) => !c.held);
-    const hold = (c: pg.Pool | pg.PoolClient) =>
+    const hold = (c: Queryable) =>
       held.length > 0 &&
       c.query({
         name: 'hold_presences',
@@ -642,7 +682,7 @@ export class PostgresStore implements Store {
     }
     // Each user at most once: the two statements touch different rows, in either order.
     await Promise.all([
-      hold(this.db),
+      hold(this.bounded),
       released.length > 0 &&
         this.rows(
           'DELETE FROM node_presences WHERE node = $1 AND (pid, uid) IN (SELECT * FROM unnest($2::int[], $3::bigint[]))',
@@ -663,7 +703,10 @@ export class PostgresStore implements Store {
   }
 
   async touchNode(node: string, now: bigint, mark: bigint): Promise<boolean> {
-    const updated = await this.db.query('UPDATE nodes SET seen_at = $2, mark = $3 WHERE node = $1', [node, now, mark]);
+    const updated = await this.bounded.query({
+      text: 'UPDATE nodes SET seen_at = $2, mark = $3 WHERE node = $1',
+      values: [node, now, mark],
+    });
     if ((updated.rowCount ?? 0) > 0) return true;
     await this.rows('INSERT INTO nodes (node, seen_at, mark) VALUES ($1, $2, $3) ON CONFLICT (node) DO NOTHING', [node, now, mark]);
     return false;
@@ -992,9 +1035,14 @@ export class PostgresStore implements Store {
 
   // --- retention -------------------------------------------------------------------------------
 
-  /** Deletes in statements of RETENTION_CHUNK rows, each its own transaction (short locks, no long bloat). */
+  /**
+   * Deletes in statements of RETENTION_CHUNK rows, each its own transaction (short locks, no long
+   * bloat). On the pool's own queries, not `bounded` ones: a background sweep serves no quest, and
+   * finding the oversized conversations reads every message, which may rightly take longer.
+   */
   async sweepRetention(policy: RetentionPolicy, now: bigint): Promise<number> {
     let removed = 0;
+    const rows = async (sql: string, values: unknown[]) => (await this.db.query<Row>(sql, values)).rows;
     const chunked = async (sql: string, values: unknown[]) => {
       for (;;) {
         const r = await this.db.query(sql, [...values, RETENTION_CHUNK]);
@@ -1009,13 +1057,13 @@ export class PostgresStore implements Store {
     }
     if (policy.maxPerConversation !== undefined) {
       const keep = Math.max(0, Math.trunc(policy.maxPerConversation));
-      const convs = await this.rows(
+      const convs = await rows(
         'SELECT pid, kind, conv_lo, conv_hi FROM messages GROUP BY pid, kind, conv_lo, conv_hi HAVING COUNT(*) > $1',
         [keep],
       );
       for (const c of convs) {
         const conv = [c['pid'], c['kind'], c['conv_lo'], c['conv_hi']];
-        const [cut] = await this.rows(
+        const [cut] = await rows(
           'SELECT id FROM messages WHERE pid = $1 AND kind = $2 AND conv_lo = $3 AND conv_hi = $4 ORDER BY id DESC LIMIT 1 OFFSET $5',
           [...conv, keep],
         );
@@ -1038,7 +1086,10 @@ export class PostgresStore implements Store {
  * migrated further, as the SQLite store does.
  */
 async function migrate(pool: pg.Pool, schema: string): Promise<void> {
-  const c = await pool.connect();
+  // A lost connection fails the query in flight, and with it the start: the listener only keeps
+  // the 'error' event from ending the process.
+  const ignore = (): void => {};
+  const c = await checkout(pool, ignore);
   try {
     await c.query('BEGIN');
     await c.query("SELECT pg_advisory_xact_lock(hashtext('rtm_store_migrations'), hashtext($1))", [schema]);
@@ -1053,7 +1104,7 @@ async function migrate(pool: pg.Pool, schema: string): Promise<void> {
     if (unknown.length > 0) {
       // A newer server has been here (a rolling upgrade half done, or a rollback): its data may
       // mean what this one does not know, so this node must not serve it.
-      throw new Error(
+      throw new StoreRefusal(
         `PostgresStore: schema ${schema} has version ${Math.max(...unknown)}, newer than this server knows (${newest}): run the newer server`,
       );
     }
@@ -1067,8 +1118,34 @@ async function migrate(pool: pg.Pool, schema: string): Promise<void> {
     await c.query('ROLLBACK').catch(() => {});
     throw err;
   } finally {
+    c.removeListener('error', ignore);
     c.release();
   }
+}
+
+/**
+ * A client of the pool, with `onError` listening from the moment the pool hands it over. Not
+ * `await pool.connect()`: the promise resolves a turn later, and a new client may emit 'error'
+ * before that, from the very read that completed its connection (PostgreSQL ended it right away: a
+ * backend terminated, a restart); with no listener, that 'error' event ends the process.
+ */
+function checkout(pool: pg.Pool, onError: (err: Error) => void): Promise<pg.PoolClient> {
+  return new Promise((resolve, reject) =>
+    pool.connect((err, client) => {
+      if (err || !client) return reject(err ?? new Error('PostgresStore: the pool gave no client'));
+      client.on('error', onError);
+      resolve(client);
+    }),
+  );
+}
+
+/**
+ * The error came from PostgreSQL itself (it has a severity): the server answered, refusing the
+ * statement (maybe for the batch's own sake) or ending the connection (a backend terminated: the
+ * next connection may work). Not so a connection refused, reset or timed out.
+ */
+function answeredByPostgres(err: unknown): boolean {
+  return typeof (err as { severity?: unknown } | undefined)?.severity === 'string';
 }
 
 function keyOf(m: { pid: number; kind: number; from: bigint; to: bigint; mid: bigint }): string {

@@ -65,6 +65,16 @@ export class WalCheckpointer {
       };
       let waitingSince = -1; // restart sequence when a restart was asked for; -1: holding
       let askedAt = 0;
+      // A failure that lasts (a full disk, an I/O error) fails every tick (ten a second by default):
+      // the same one is reported at most once a minute, with how often it came meanwhile.
+      let last = { message: '', at: 0, repeats: 0 };
+      const report = (message) => {
+        const now = Date.now();
+        if (message === last.message && now - last.at < 60000) return void last.repeats++;
+        const repeats = message === last.message && last.repeats > 0 ? ' (' + last.repeats + ' more times since it was last reported)' : '';
+        parentPort.postMessage(message + repeats);
+        last = { message, at: now, repeats: 0 };
+      };
       const timer = setInterval(() => {
         try {
           if (waitingSince >= 0 && restartsSoFar() !== waitingSince) waitingSince = -1;
@@ -78,7 +88,7 @@ export class WalCheckpointer {
             // An incomplete checkpoint does not sync the database file: what the passes since the last
             // restart copied would otherwise wait for the event loop's fsync at its final checkpoint.
             // Only a shortcut: should it fail, that checkpoint still syncs, so the restart is asked for.
-            try { fsyncSync(dbFile); } catch (err) { parentPort.postMessage('fsync of the database: ' + String(err && err.message || err)); }
+            try { fsyncSync(dbFile); } catch (err) { report('fsync of the database: ' + String(err && err.message || err)); }
             waitingSince = restartsSoFar();
             askedAt = r.log;
             parentPort.postMessage({ restart: r.log });
@@ -86,7 +96,7 @@ export class WalCheckpointer {
             askedAt = r.log; // still not restarted (a reader of another process?): ask again
             parentPort.postMessage({ restart: r.log });
           }
-        } catch (err) { parentPort.postMessage(String(err && err.message || err)); }
+        } catch (err) { report(String(err && err.message || err)); }
       }, workerData.everyMs);
       parentPort.on('message', () => {
         clearInterval(timer);
@@ -103,7 +113,10 @@ export class WalCheckpointer {
     this.exited = new Promise((resolve) => this.worker.once('exit', () => resolve()));
   }
 
-  /** Checkpoint errors (reported, never fatal: the backstop threshold still bounds the WAL). */
+  /**
+   * Checkpoint errors (reported, never fatal: the backstop threshold still bounds the WAL); one
+   * that repeats, at most once a minute.
+   */
   onError(listener: (message: string) => void): void {
     this.worker.on('message', (m: unknown) => {
       if (typeof m === 'string') listener(m);

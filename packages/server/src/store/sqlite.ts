@@ -38,6 +38,7 @@ import {
   type RetentionPolicy,
   type Store,
   type StoredMessage,
+  StoreRefusal,
   type UnreadBaseline,
   type UnreadCount,
   type UnreadQuery,
@@ -1160,7 +1161,7 @@ export function migrate(db: Database.Database, migrations: readonly SqliteMigrat
     const unknown = [...applied].filter((v) => v > newest);
     if (unknown.length > 0) {
       // A newer server has been here: its data may mean what this one does not know (step 5).
-      throw new Error(
+      throw new StoreRefusal(
         `SqliteStore: the database has schema version ${Math.max(...unknown)}, newer than this server knows (${newest}): run the newer server`,
       );
     }

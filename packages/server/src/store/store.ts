@@ -15,6 +15,15 @@
  * - "Now" for expiring bans/blacklists is passed in by the caller (testable time).
  */
 
+/**
+ * The store answers, and refuses this server: its data is not this server's to use (a schema that
+ * a newer server migrated further). A start that fails with it must say so, not that the store is
+ * unreachable: the operator's fix is another server version, not the network.
+ */
+export class StoreRefusal extends Error {
+  override readonly name = 'StoreRefusal';
+}
+
 /** Message kinds, as on the wire (`type` of getmsg/delmsg): 1 p2p, 2 group, 3 room, 4 broadcast. */
 export const MessageKind = { P2P: 1, GROUP: 2, ROOM: 3, BROADCAST: 4 } as const;
 export type MessageKind = (typeof MessageKind)[keyof typeof MessageKind];
