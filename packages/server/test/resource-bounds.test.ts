@@ -56,10 +56,11 @@ describe('resource bounds', () => {
     await rejectsCode(signed('setlisten', { uids: ids(max + 1) }), 200032);
     assert.deepEqual(await signed('setlisten', { uids: ids(10) }), {});
     assert.equal(conn!.session!.listen.uids.size, 10);
-    // The kinds a setlisten does not give stay, and count: gids near the bound leave little for uids.
+    // A setlisten replaces all four lists (absent = empty, server-api.md §4): only the lists it gives count.
     assert.deepEqual(await signed('setlisten', { gids: ids(max - 20) }), {});
-    await rejectsCode(signed('setlisten', { uids: ids(30) }), 200032);
-    assert.deepEqual(await signed('setlisten', { uids: ids(20) }), {});
+    assert.deepEqual(await signed('setlisten', { uids: ids(30) }), {});
+    assert.deepEqual([conn!.session!.listen.gids.size, conn!.session!.listen.uids.size], [0, 30]);
+    await rejectsCode(signed('setlisten', { gids: ids(max - 20), uids: ids(30) }), 200032);
     assert.deepEqual(await signed('setlisten', { gids: ids(5) }), {});
     // Event names are kept as given (only login/logout match): a long one is refused.
     await rejectsCode(signed('addlisten', { events: ['x'.repeat(100_000)] }), 200034);

@@ -36,7 +36,8 @@ const itemCount = (s: ListenState): number => s.gids.size + s.rids.size + s.uids
 /**
  * A listen state lives as long as its connection: the four lists together hold at most `max`
  * items (Limits.maxListenItems), or the quest is refused whole (200032) and changes nothing.
- * `replace` (setlisten): each list given replaces its kind; the kinds not given stay and count.
+ * `replace` (setlisten): the lists given become the four lists, those not given empty
+ * (`setListen`), so only the given ones count: a setlisten that shrinks the state is never refused.
  */
 function checkListen(method: string, s: ListenState, r: ListenLists, max: number, replace: boolean): void {
   for (const ev of r.events ?? []) {
@@ -44,11 +45,11 @@ function checkListen(method: string, s: ListenState, r: ListenLists, max: number
       throw new RtmError(RtmErrorCode.INVALID_PARAMETER, `${method}: an event name is at most ${MAX_EVENT_NAME_BYTES} bytes`);
     }
   }
-  let after = itemCount(s);
+  let after = replace ? 0 : itemCount(s);
   const adding = (list: readonly unknown[] | undefined, set: ReadonlySet<unknown>): void => {
     if (!list) return;
     const items = new Set(list);
-    if (replace) after += items.size - set.size;
+    if (replace) after += items.size;
     else for (const item of items) if (!set.has(item)) after++;
   };
   adding(r.gids, s.gids);

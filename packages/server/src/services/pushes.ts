@@ -9,12 +9,16 @@ const CHAT_TEXT = 30;
 /** Legacy audio: a JSON string (Android 2.7) or raw audio bytes as bin (C# / Unity 1.x / old Android `sendAudio(byte[])`). */
 const LEGACY_AUDIO = 31;
 const CHAT_CMD = 32;
-/** Chat text (30), legacy audio (31, JSON) and commands (32): clients read their bodies as strings. */
-const TEXT_MTYPES_FIRST = CHAT_TEXT;
-const TEXT_MTYPES_LAST = CHAT_CMD;
 /** File messages (server-api.md §7): `msg` is a JSON string. */
 const FILE_MTYPES_FIRST = 40;
 const FILE_MTYPES_LAST = 50;
+const isFile = (mtype: number): boolean => mtype >= FILE_MTYPES_FIRST && mtype <= FILE_MTYPES_LAST;
+
+/**
+ * Chat text (30), legacy audio (31, JSON), commands (32) and files (40 – 50, a JSON string): clients
+ * read their bodies as strings (client-api.md §7). Android keeps "" for a file body sent as bin.
+ */
+const isClientText = (mtype: number): boolean => (mtype >= CHAT_TEXT && mtype <= CHAT_CMD) || isFile(mtype);
 
 /**
  * A message's body as clients read it in history, `getmsg` and conversation lists (client-api.md §7,
@@ -22,7 +26,7 @@ const FILE_MTYPES_LAST = 50;
  * string), any other type exactly as sent. The server gate gets bodies as sent (server-api.md §3.1).
  */
 export function clientStoredBody(m: StoredMessage): string | Uint8Array {
-  if (typeof m.msg === 'string' || m.mtype < TEXT_MTYPES_FIRST || m.mtype > TEXT_MTYPES_LAST) return m.msg;
+  if (typeof m.msg === 'string' || !isClientText(m.mtype)) return m.msg;
   if (m.mtype === LEGACY_AUDIO) {
     // Raw audio sent as bin must arrive byte for byte (the SDKs that send it keep a mtype-31 body
     // as bytes); only a body that is UTF-8 (the JSON form) reads as a string.
@@ -73,7 +77,7 @@ export function clientPush(m: StoredMessage): { method: string; payload: Payload
  */
 function serverPushBody(m: StoredMessage): string | Uint8Array {
   if (typeof m.msg === 'string') return m.msg;
-  const text = m.mtype === CHAT_TEXT || m.mtype === CHAT_CMD || (m.mtype >= FILE_MTYPES_FIRST && m.mtype <= FILE_MTYPES_LAST);
+  const text = m.mtype === CHAT_TEXT || m.mtype === CHAT_CMD || isFile(m.mtype);
   return text ? utf8.decode(m.msg) : m.msg;
 }
 
