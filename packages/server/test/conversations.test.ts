@@ -150,6 +150,16 @@ describe('sessions and conversation lists', () => {
       assert.equal(((await client.quest('getsession')).p2p as bigint[])[0], b);
       assert.ok(((await peerB.quest('getsession')).p2p as bigint[]).includes(me));
     });
+
+    it("removesession takes the Android SDK's 'toid' for 'to'; with neither key it is 10009", async () => {
+      const peerB = await login(b);
+      await peerB.quest('sendmsg', { to: me, mid: ++nextMid, mtype: 30, msg: 'again', attrs: '' });
+      assert.ok(((await client.quest('getsession')).p2p as bigint[]).includes(b));
+      assert.deepEqual(await client.quest('removesession', { toid: b, oneway: true }), {});
+      assert.ok(!((await client.quest('getsession')).p2p as bigint[]).includes(b));
+      assert.ok(((await peerB.quest('getsession')).p2p as bigint[]).includes(me), 'oneway: the peer keeps me');
+      await assert.rejects(client.quest('removesession', { oneway: true }), (e: { code?: number }) => e.code === 10009);
+    });
   });
 
   it('a new user has empty sessions and lists', async () => {

@@ -1,3 +1,4 @@
+import { FpnnErrorCode, RtmError } from '@rtm/fpnn';
 import { UnreadService, conversationListAnswer } from '../../services/unread.js';
 import { clientMethod, f, type ClientContext } from '../method.js';
 
@@ -10,11 +11,16 @@ const unreadOf = (ctx: ClientContext): UnreadService => new UnreadService(ctx.se
 
 export const getsession = clientMethod({}, (ctx) => unreadOf(ctx).sessions(ctx.pid, ctx.uid));
 
-/** `oneway` true: only my list (client-api.md proposal); otherwise the peer's list loses me too. */
-export const removesession = clientMethod({ to: f.id, oneway: f.opt(f.bool) }, async (ctx, r) => {
+/**
+ * `oneway` true: only my list (client-api.md proposal); otherwise the peer's list loses me too.
+ * The peer is `to` (client-api.md; the C#/Unity SDKs), or `toid`, which the Android SDK sends.
+ */
+export const removesession = clientMethod({ to: f.opt(f.id), toid: f.opt(f.id), oneway: f.opt(f.bool) }, async (ctx, r) => {
+  const to = r.to ?? r.toid;
+  if (to === undefined) throw new RtmError(FpnnErrorCode.PROTO_KEY_NOT_FOUND, "missing required key 'to'");
   const { store } = ctx.services;
-  await store.removeP2PSession(ctx.pid, ctx.uid, r.to);
-  if (!r.oneway) await store.removeP2PSession(ctx.pid, r.to, ctx.uid);
+  await store.removeP2PSession(ctx.pid, ctx.uid, to);
+  if (!r.oneway) await store.removeP2PSession(ctx.pid, to, ctx.uid);
   return {};
 });
 
