@@ -124,9 +124,11 @@ const expected = (s: Sent, reader: 'server' | 'client') => ({
   deleted: false,
 });
 const bodyOf = (b: string | Uint8Array) => (typeof b === 'string' ? `text ${b}` : `binary ${Buffer.from(b).toString('hex')}`);
-/** A sent body as its reader gets it: a client reads the text types (30–32) as text (client-api.md §7), a backend as sent. */
+/** Chat, audio and cmd (30–32) and file (40–50) bodies: a client reads them as text (client-api.md §7). */
+const clientText = (mtype: number) => (mtype >= 30 && mtype <= 32) || (mtype >= 40 && mtype <= 50);
+/** A sent body as its reader gets it: a client reads the text types as text (the bodies here are UTF-8), a backend as sent. */
 const bodyAsRead = (s: Sent, reader: 'server' | 'client') =>
-  bodyOf(reader === 'client' && s.mtype >= 30 && s.mtype <= 32 && typeof s.body !== 'string' ? new TextDecoder().decode(s.body) : s.body);
+  bodyOf(reader === 'client' && clientText(s.mtype) && typeof s.body !== 'string' ? new TextDecoder().decode(s.body) : s.body);
 
 async function refusedWith(promise: Promise<unknown>, code: number, what: string): Promise<void> {
   await assert.rejects(promise, (err: unknown) => err instanceof RtmError && err.code === code, `${what}: expected ${code}`);
