@@ -66,17 +66,19 @@ export interface PostgresStoreOptions {
    * A transaction (a group commit of sends) or a statement serving a quest still unfinished after
    * this long is abandoned: its connection is dropped and its callers fail, so one silent
    * PostgreSQL connection cannot hold every send of the node, a slot of the pool, nor the node's
-   * shutdown, for the minutes TCP takes to give up. @default 30000
+   * shutdown, for the minutes TCP takes to give up. With the connect timeout, at most 15 s by
+   * default: the caller hears 20001 before the SDKs' own quest timeouts (20 s in the browser and
+   * Node SDKs) turn it into a 20003 that says nothing of the cause. @default 10000
    */
   transactionTimeoutMs?: number;
-  /** How long a new connection may take before the pool gives up (PostgreSQL down or unreachable). @default 10000 */
+  /** How long a new connection may take before the pool gives up (PostgreSQL down or unreachable). @default 5000 */
   connectTimeoutMs?: number;
 }
 
 export const DEFAULT_POSTGRES_SCHEMA = 'public';
 export const DEFAULT_POSTGRES_POOL_SIZE = 10;
-export const DEFAULT_POSTGRES_TRANSACTION_TIMEOUT_MS = 30_000;
-export const DEFAULT_POSTGRES_CONNECT_TIMEOUT_MS = 10_000;
+export const DEFAULT_POSTGRES_TRANSACTION_TIMEOUT_MS = 10_000;
+export const DEFAULT_POSTGRES_CONNECT_TIMEOUT_MS = 5_000;
 /** Rows per multi-row INSERT of a group commit. */
 const INSERT_CHUNK = 5000;
 /** Rows deleted per statement by the retention sweep. */
