@@ -154,4 +154,33 @@ describe('logs of misbehaving peers', () => {
       backend.close();
     }
   });
+
+  it('a store failure that fails every quest alike is logged once per kind, not once per quest', async () => {
+    const store = server.services.store;
+    const dataGet = store.dataGet.bind(store);
+    let message = 'disk I/O error';
+    store.dataGet = () => Promise.reject(new Error(message));
+    const backend = await RawClient.tcp(server.serverEndpoint);
+    try {
+      const codes = await Promise.all(
+        Array.from({ length: 50 }, () =>
+          backend.quest('dataget', { ...signed('dataget'), uid: 1, key: 'k' }).then(
+            () => 0,
+            (err: { code?: number }) => err.code,
+          ),
+        ),
+      );
+      assert.deepEqual(new Set(codes), new Set([20001]), 'every quest is answered 20001');
+      const failed = () => entries().filter((e) => e.msg === 'handler failed');
+      assert.equal(failed().length, 1, 'fifty alike: one line');
+      assert.equal(failed()[0]!.level, 50);
+      assert.equal(failed()[0]!['method'], 'dataget');
+      message = 'database is locked'; // another kind: its own line
+      await backend.quest('dataget', { ...signed('dataget'), uid: 1, key: 'k' }).catch(() => undefined);
+      assert.equal(failed().length, 2);
+    } finally {
+      store.dataGet = dataGet;
+      backend.close();
+    }
+  });
 });

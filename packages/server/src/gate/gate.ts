@@ -1,6 +1,7 @@
 import { FpnnErrorCode, RtmError, type IncomingQuest, type Payload } from '@rtm/fpnn';
 import type { Logger } from '../observability/logger.js';
 import type { HistogramSeries, Metrics, Tally } from '../observability/metrics.js';
+import { RepeatFilter } from '../observability/repeats.js';
 import type { Transport } from '../transport/transport.js';
 import { Connection, type ConnectionCipher, type ConnectionHooks } from './connection.js';
 import { isInternalPeer } from './internal-address.js';
@@ -118,6 +119,9 @@ export abstract class Gate<Session> {
   /** A connection of this gate closed. */
   protected abstract closed(conn: Connection<Session>, reason: string): void;
 
+  /** 'handler failed' lines: one per kind of failure per 10 s (a store outage fails every quest alike). */
+  private readonly internalErrors = new RepeatFilter();
+
   /** The same hooks serve every connection of this gate (no closures per connection). */
   private readonly hooks: ConnectionHooks<Session>;
 
@@ -133,7 +137,12 @@ export abstract class Gate<Session> {
         this.log.debug({ conn: c.id, remote: c.remote, reason }, 'connection closed');
         this.closed(c, reason);
       },
-      onInternalError: (c, err, quest) => this.log.error({ err, conn: c.id, method: quest.method }, 'handler failed'),
+      onInternalError: (c, err, quest) => {
+        const seen = this.internalErrors.admit(`${quest.method}\0${(err as Error | undefined)?.message ?? String(err)}`);
+        if (!seen.log) return;
+        const fields = { err, conn: c.id, method: quest.method };
+        this.log.error(seen.repeats > 0 ? { ...fields, repeats: seen.repeats } : fields, 'handler failed');
+      },
       onBytesIn: (n) => (this.traffic.in += n),
       onBytesOut: (n) => (this.traffic.out += n),
     };
