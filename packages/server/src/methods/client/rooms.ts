@@ -1,3 +1,4 @@
+import { FpnnErrorCode, RtmError } from '@rtm/fpnn';
 import { clientMethod, f } from '../method.js';
 import { joinRooms, leaveRooms, roomCounts } from '../membership.js';
 import { checkList } from '../shared.js';
@@ -32,8 +33,15 @@ export const getroommembers = clientMethod({ rid: f.id }, async (ctx, r) => ({
   uids: await ctx.services.store.roomMembers(ctx.pid, r.rid),
 }));
 
-/** `{ cn: { "<rid>": n } }`. */
-export const getroomcount = clientMethod({ rids: f.ids }, async (ctx, r) => {
+/**
+ * `{ cn: { "<rid>": n } }`. Older Android SDKs (rtmSdk RTMRoom.getRoomCount) ask for one room,
+ * `{ rid }`, and read `cn` as an int (`wantInt("cn")`): they are answered `{ cn: n }`.
+ */
+export const getroomcount = clientMethod({ rids: f.opt(f.ids), rid: f.opt(f.id) }, async (ctx, r) => {
+  if (r.rids === undefined && r.rid !== undefined) {
+    return { cn: (await roomCounts(ctx.services, ctx.pid, [r.rid]))[r.rid.toString()] ?? 0 };
+  }
+  if (r.rids === undefined) throw new RtmError(FpnnErrorCode.PROTO_KEY_NOT_FOUND, "missing required key 'rids'");
   checkList('rids', r.rids, ctx.services.config.limits.maxQueryItems, true);
   return { cn: await roomCounts(ctx.services, ctx.pid, r.rids) };
 });

@@ -18,6 +18,20 @@ export const getattrs = clientMethod({}, (ctx) => ({ attrs: { ...ctx.conn.sessio
 export const getservertime = clientMethod({}, () => ({ mts: BigInt(Date.now()) }));
 
 /**
+ * `kickout {ce}`: a user closes their own other sessions (multi-login), never the calling one. The
+ * Android (RTMSystem.kickout), Unity (RTMClient.System Kickout) and objc (kickoutWithEndPoint)
+ * SDKs send it. `ce` names a client gate ("host:port", as the server gate's `kickout` and
+ * `pushevent` have it): only the sessions there; absent, all of them. Each gets a oneway
+ * `kickout` and is closed, on every node, as a server-gate kickout does.
+ */
+export const kickout = clientMethod({ ce: f.opt(f.str) }, (ctx, r) => {
+  const { bus } = ctx.services;
+  const endpoint = r.ce ? { endpoint: r.ce } : {};
+  bus.publish({ type: 'kickout', pid: ctx.pid, uid: ctx.uid, except: { node: bus.nodeId, conn: ctx.conn.id }, ...endpoint });
+  return {};
+});
+
+/**
  * Characters of a client's `adddebuglog` msg (and attrs) that go into the log; the rest is cut and
  * the cut marked. Cut rather than refused: the line stays bounded whatever RTM_MAX_MSG_BYTES
  * allows (up to 8 MiB), the SDKs send these logs without expecting a refusal, and the head of a

@@ -6,12 +6,15 @@ import { checkList } from '../shared.js';
 
 const typed = { mtime: f.opt(f.id), mtypes: f.opt(f.mtypes) };
 
-/** Peers / groups with anything new (every mtype); `clear` then marks all read; `gettime` adds `logouttime`. */
-export const getunread = clientMethod({ clear: f.opt(f.bool), gettime: f.opt(f.bool) }, async (ctx, r) => {
+/**
+ * Peers / groups with anything new (every mtype); `clear` then marks all read; `gettime` adds
+ * `logouttime`. The Windows SDK (RTMClient::GetUnread) sends `clear` as `clean`: the same flag.
+ */
+export const getunread = clientMethod({ clear: f.opt(f.bool), clean: f.opt(f.bool), gettime: f.opt(f.bool) }, async (ctx, r) => {
   const unread = new UnreadService(ctx.services.store);
   const mark = ctx.services.store.unreadMark(); // taken first: a message stored while we compute stays unread
   const { p2p, group, logoutTime } = await unread.overview(ctx.pid, ctx.uid);
-  if (r.clear) await unread.clear(ctx.pid, ctx.uid, mark);
+  if (r.clear ?? r.clean) await unread.clear(ctx.pid, ctx.uid, mark);
   return r.gettime ? { p2p, group, logouttime: logoutTime } : { p2p, group };
 });
 

@@ -38,16 +38,20 @@ export const sendroommsg = serverMethod({ ...common, rid: f.id }, (ctx, r) => se
 
 export const broadcastmsg = serverMethod(common, (ctx, r) => send(ctx, MessageKind.BROADCAST, { ...r, to: 0n }));
 
-// server-api.md §3.1: history. The backend reads any conversation on behalf of `uid`.
-export const getgroupmsg = serverMethod({ gid: f.id, uid: f.id, ...pageFields }, (ctx, r) =>
+// server-api.md §3.1: history. The backend reads any conversation on behalf of `uid`. Group, room
+// and broadcast pages need no reader: `uid` is optional there, as the PHP server SDK
+// (getGroupMessage, getRoomMessage, getBroadcastMessage) and older Node and Java ones never send it.
+const reader = { uid: f.opt(f.id) };
+
+export const getgroupmsg = serverMethod({ gid: f.id, ...reader, ...pageFields }, (ctx, r) =>
   ctx.services.history.page('server', stream(ctx.pid, MessageKind.GROUP, r.gid), undefined, r),
 );
 
-export const getroommsg = serverMethod({ rid: f.id, uid: f.id, ...pageFields }, (ctx, r) =>
+export const getroommsg = serverMethod({ rid: f.id, ...reader, ...pageFields }, (ctx, r) =>
   ctx.services.history.page('server', stream(ctx.pid, MessageKind.ROOM, r.rid), undefined, r),
 );
 
-export const getbroadcastmsg = serverMethod({ uid: f.id, ...pageFields }, (ctx, r) =>
+export const getbroadcastmsg = serverMethod({ ...reader, ...pageFields }, (ctx, r) =>
   ctx.services.history.page('server', stream(ctx.pid, MessageKind.BROADCAST, 0n), undefined, r),
 );
 
