@@ -33,10 +33,20 @@ export function infoUpdate(limits: Limits, r: { oinfo?: string; pinfo?: string }
   return out;
 }
 
+/** A key `dataset` stores: within `maxDataKeyBytes`, besides `checkDataLookupKey`. */
 export function checkDataKey(limits: Limits, key: string): void {
-  if (key.length === 0) throw new RtmError(RtmErrorCode.INVALID_PARAMETER, 'key must not be empty');
+  checkDataLookupKey(key);
   if (bytes(key) > limits.maxDataKeyBytes)
     throw new RtmError(RtmErrorCode.LARGE_DATA, `key is ${bytes(key)} bytes, the limit is ${limits.maxDataKeyBytes}`);
+}
+
+/**
+ * A key `dataget` / `datadel` look up. No size limit: errors-and-limits.md §3 bounds what
+ * `dataset` stores, and a longer key names no data (`{}`, server-api.md §4), or data stored
+ * before the limit was lowered, which must stay readable and deletable.
+ */
+export function checkDataLookupKey(key: string): void {
+  if (key.length === 0) throw new RtmError(RtmErrorCode.INVALID_PARAMETER, 'key must not be empty');
   checkStoredText('key', key);
 }
 

@@ -1,7 +1,7 @@
 import { clientMethod, f } from '../method.js';
 import { inTurn } from '../serial.js';
 import { byDecimalKey, checkList } from '../shared.js';
-import { checkDataKey, checkDataVal, infoUpdate } from '../sizes.js';
+import { checkDataKey, checkDataLookupKey, checkDataVal, infoUpdate } from '../sizes.js';
 import { requireGroupMember, requireInRoom } from './access.js';
 
 // client-api.md §4 "Info and data". Public info (oinfo) is readable by anyone; private info
@@ -77,13 +77,13 @@ export const dataset = clientMethod({ key: f.str, val: f.str }, async (ctx, r) =
 
 /** `{ val }`, or `{}` when absent. */
 export const dataget = clientMethod({ key: f.str }, async (ctx, r) => {
-  checkDataKey(ctx.services.config.limits, r.key);
+  checkDataLookupKey(r.key);
   const val = await ctx.services.store.dataGet(ctx.pid, ctx.uid, r.key);
   return val === undefined ? {} : { val };
 });
 
 export const datadel = clientMethod({ key: f.str }, async (ctx, r) => {
-  checkDataKey(ctx.services.config.limits, r.key);
+  checkDataLookupKey(r.key);
   await inTurn(`data:${ctx.pid}:${ctx.uid}`, () => ctx.services.store.dataDelete(ctx.pid, ctx.uid, r.key));
   return {};
 });

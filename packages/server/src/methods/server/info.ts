@@ -1,7 +1,7 @@
 import { f, serverMethod } from '../method.js';
 import { inTurn } from '../serial.js';
 import { byDecimalKey, checkList } from '../shared.js';
-import { checkDataKey, checkDataVal, infoUpdate } from '../sizes.js';
+import { checkDataKey, checkDataLookupKey, checkDataVal, infoUpdate } from '../sizes.js';
 
 // server-api.md §4 "User / group / room info, key-value data". `oinfo` = public, `pinfo` = private;
 // get*info always answers both ("" when unset). Sizes: see ../sizes.ts.
@@ -56,13 +56,13 @@ export const dataset = serverMethod({ uid: f.id, key: f.str, val: f.str }, async
 
 /** `{ val }`, or `{}` when the key does not exist. */
 export const dataget = serverMethod({ uid: f.id, key: f.str }, async (ctx, r) => {
-  checkDataKey(ctx.services.config.limits, r.key);
+  checkDataLookupKey(r.key);
   const val = await ctx.services.store.dataGet(ctx.pid, r.uid, r.key);
   return val === undefined ? {} : { val };
 });
 
 export const datadel = serverMethod({ uid: f.id, key: f.str }, async (ctx, r) => {
-  checkDataKey(ctx.services.config.limits, r.key);
+  checkDataLookupKey(r.key);
   await inTurn(`data:${ctx.pid}:${r.uid}`, () => ctx.services.store.dataDelete(ctx.pid, r.uid, r.key));
   return {};
 });
