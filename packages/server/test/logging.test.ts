@@ -183,4 +183,38 @@ describe('logs of misbehaving peers', () => {
       backend.close();
     }
   });
+
+  it('so is one that fails every quest over the HTTP bridge (README: once per method and error message per 10 s)', async () => {
+    const store = server.services.store;
+    const dataGet = store.dataGet.bind(store);
+    store.dataGet = () => Promise.reject(new Error('disk I/O error over http'));
+    const call = async (): Promise<[number, unknown]> => {
+      const salt = uniqueSalt() & 0xffffffn; // a JSON number
+      const res = await fetch(`http://${server.serverEndpoint}/service/dataget`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ ...signFields('dataget', TEST_PID, TEST_SECRET, salt), salt: Number(salt), uid: 1, key: 'k' }),
+      });
+      return [res.status, ((await res.json()) as { code?: number }).code];
+    };
+    const internal = async (): Promise<number> =>
+      Number(
+        /^rtm_quests_total\{gate="server",method="dataget",outcome="internal"\} (\d+)$/m.exec(
+          await server.services.metrics.registry.metrics(),
+        )?.[1] ?? 0,
+      );
+    const before = await internal();
+    try {
+      const answers = await Promise.all(Array.from({ length: 20 }, call));
+      assert.deepEqual(new Set(answers.map(String)), new Set([String([500, 20001])]), 'every quest is answered 500 {code: 20001}');
+      const failed = entries().filter((e) => /handler failed/.test(e.msg));
+      assert.equal(failed.length, 1, `twenty alike: one line, got ${failed.length}`);
+      assert.equal(failed[0]!.level, 50);
+      assert.equal(failed[0]!['method'], 'dataget');
+      // README: rtm_quests_total counts them all, with the outcome `internal`.
+      assert.equal((await internal()) - before, 20);
+    } finally {
+      store.dataGet = dataGet;
+    }
+  });
 });

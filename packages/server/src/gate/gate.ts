@@ -122,6 +122,17 @@ export abstract class Gate<Session> {
   /** 'handler failed' lines: one per kind of failure per 10 s (a store outage fails every quest alike). */
   private readonly internalErrors = new RepeatFilter();
 
+  /**
+   * A quest failed unexpectedly (answered 20001): logged at error, but one line per method and
+   * error message per 10 s (`internalErrors`), over TCP, WebSocket and the HTTP bridge alike.
+   */
+  protected internalError(err: unknown, method: string, fields: Record<string, unknown>, message: string): void {
+    const seen = this.internalErrors.admit(`${method}\0${(err as Error | undefined)?.message ?? String(err)}`);
+    if (!seen.log) return;
+    const all = { err, ...fields, method };
+    this.log.error(seen.repeats > 0 ? { ...all, repeats: seen.repeats } : all, message);
+  }
+
   /** The same hooks serve every connection of this gate (no closures per connection). */
   private readonly hooks: ConnectionHooks<Session>;
 
@@ -137,12 +148,7 @@ export abstract class Gate<Session> {
         this.log.debug({ conn: c.id, remote: c.remote, reason }, 'connection closed');
         this.closed(c, reason);
       },
-      onInternalError: (c, err, quest) => {
-        const seen = this.internalErrors.admit(`${quest.method}\0${(err as Error | undefined)?.message ?? String(err)}`);
-        if (!seen.log) return;
-        const fields = { err, conn: c.id, method: quest.method };
-        this.log.error(seen.repeats > 0 ? { ...fields, repeats: seen.repeats } : fields, 'handler failed');
-      },
+      onInternalError: (c, err, quest) => this.internalError(err, quest.method, { conn: c.id }, 'handler failed'),
       onBytesIn: (n) => (this.traffic.in += n),
       onBytesOut: (n) => (this.traffic.out += n),
     };

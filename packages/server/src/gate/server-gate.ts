@@ -111,7 +111,7 @@ export class ServerGate extends Gate<ServerSession> {
       return { ok: true, payload: (await this.ordered(mark, answer)) ?? answer };
     } catch (err) {
       const e = err instanceof RtmError ? err : undefined;
-      if (!e) this.log.error({ err, method }, 'HTTP handler failed');
+      if (!e) this.internalError(err, method, { remote }, 'HTTP handler failed');
       outcome = e ? String(e.code) : 'internal';
       return { ok: false, payload: e ? e.toAnswer() : { code: FpnnErrorCode.CORE_UNKNOWN_ERROR, ex: 'internal server error' } };
     } finally {

@@ -4,7 +4,7 @@
  * line that differs scrolls away. The first of a kind (same key: the method and the error's
  * message) is logged; the same kind again within `windowMs` is only counted, and the next one
  * logged after the window says how many were left out (`repeats`). Exact counts are in the
- * metrics (`rtm_quests_total{outcome="20001"}`).
+ * metrics (`rtm_quests_total{outcome="internal"}`: answered 20001).
  */
 export class RepeatFilter {
   private readonly seen = new Map<string, { at: number; repeats: number }>();
