@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -14,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { RTMServerClient } from '@rtm/server-sdk';
 import { spawnServer, startTestServer, TEST_PID, TEST_SECRET, until } from '@rtm/testkit';
 import { ConfigError, resolveConfig } from '../src/config.js';
+import { createLogger } from '../src/observability/logger.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
@@ -200,5 +202,97 @@ describe('docs: the admin port (README listeners, docs/cluster.md health checks)
       await sdk.close();
       await server.close();
     }
+  });
+});
+
+describe('docs: the `rtm` client commands and their options (README quick start)', () => {
+  it('send/history take --broadcast in place of the peer, send --mtype, history --num and --asc', async () => {
+    const server = await startTestServer();
+    const env = { RTM_ENDPOINT: server.serverEndpoint, RTM_PROJECT_ID: String(TEST_PID), RTM_PROJECT_SECRET: TEST_SECRET };
+    try {
+      for (const [text, mtype] of [
+        ['first', '30'],
+        ['second', '31'],
+      ] as const) {
+        const r = await rtm(['send', '1', text, '--broadcast', '--mtype', mtype], env);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stdout, /^\{"mid":"\d+","mtime":"\d+"\}\n$/);
+      }
+      const oldest = await rtm(['history', '9', '--broadcast', '--num', '1', '--asc'], env);
+      assert.equal(oldest.code, 0, oldest.stderr);
+      const [entry, page] = oldest.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      assert.equal(entry!.message, 'first', 'oldest first');
+      assert.equal(entry!.mtype, 30);
+      assert.equal(page!.num, 1);
+      const newest = await rtm(['history', '9', '--broadcast'], env);
+      assert.deepEqual(
+        newest.stdout
+          .trim()
+          .split('\n')
+          .slice(0, -1)
+          .map((l) => [(JSON.parse(l) as { message: string }).message, (JSON.parse(l) as { mtype: number }).mtype]),
+        [
+          ['second', 31],
+          ['first', 30],
+        ],
+        'newest first by default',
+      );
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('docs: the HTTP bridge example (README quick start)', () => {
+  it('sign = UPPER(md5("pid:secret:salt:method:ts")) and a JSON body: answered {"mtime": …}', async () => {
+    const server = await startTestServer();
+    try {
+      const salt = Math.floor(Math.random() * 1e9);
+      const ts = Math.floor(Date.now() / 1000);
+      const sign = createHash('md5').update(`${TEST_PID}:${TEST_SECRET}:${salt}:sendmsg:${ts}`).digest('hex').toUpperCase();
+      const res = await fetch(`http://${server.serverEndpoint}/service/sendmsg`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: `{"pid":${TEST_PID},"salt":${salt},"ts":${ts},"sign":"${sign}","from":1001,"to":1002,"mid":${salt},"mtype":30,"msg":"hi over http","attrs":""}`,
+      });
+      assert.equal(res.status, 200);
+      const text = await res.text();
+      assert.match(text, /^\{"mtime":\d{13}\}$/);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('docs: RTM_DATA_DIR and RTM_HOST (README configuration)', () => {
+  it('RTM_DATA_DIR=:memory: generates the dev secret at every start and saves it nowhere', () => {
+    const first = resolveConfig({ RTM_DATA_DIR: ':memory:' });
+    const second = resolveConfig({ RTM_DATA_DIR: ':memory:' });
+    assert.ok(first.generatedSecret && second.generatedSecret);
+    assert.notEqual(first.generatedSecret, second.generatedSecret);
+    assert.equal(first.generatedSecretFile, undefined);
+    assert.equal(first.config.dataDir, ':memory:');
+  });
+
+  it('an RTM_HOST that is not an address of this machine is a start-up failure naming it (exit code 1), not a configuration error', async () => {
+    const { startServer, StartupError } = await import('../src/main.js');
+    const { config } = resolveConfig(
+      {},
+      {
+        host: '192.0.2.1',
+        serverPort: 0,
+        clientPort: 0,
+        adminPort: -1,
+        dataDir: ':memory:',
+        projects: [{ pid: TEST_PID, secret: TEST_SECRET }],
+      },
+    );
+    await assert.rejects(
+      startServer(config, { logger: createLogger('silent') }),
+      (e) => e instanceof StartupError && /^RTM_HOST 192\.0\.2\.1 is not an address of this machine/.test(e.message),
+    );
   });
 });
