@@ -73,15 +73,18 @@ export class Listener {
   private sniff(socket: Socket): void {
     this.sockets.add(socket);
     this.sniffing.add(socket);
+    const timer = setTimeout(() => socket.destroy(), this.options.sniffTimeoutMs);
+    timer.unref();
     socket.once('close', () => {
+      // A socket gone before its first bytes (a TCP health check, a scanner) would otherwise stay
+      // held by the timer, ~1.7 KB each, for the whole sniff timeout (RTM_IDLE_TIMEOUT_MS, up to 1 h).
+      clearTimeout(timer);
       this.sockets.delete(socket);
       this.sniffing.delete(socket);
       this.httpSockets.delete(socket);
     });
     socket.on('error', () => socket.destroy());
     let head: Buffer = Buffer.alloc(0);
-    const timer = setTimeout(() => socket.destroy(), this.options.sniffTimeoutMs);
-    timer.unref();
     const onData = (chunk: Buffer): void => {
       head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
       if (head.length < SNIFF_BYTES) return;
