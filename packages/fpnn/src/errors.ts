@@ -32,3 +32,6 @@ export const connectionClosedError = (why = 'connection closed'): RtmError => ne
 
 export const timeoutError = (method: string, ms: number): RtmError =>
   new RtmError(FpnnErrorCode.CORE_TIMEOUT, `quest '${method}' got no answer within ${ms} ms`);
+
+/** A required key absent (or nil): 10009, with the wording the schema's checks use. */
+export const missingKeyError = (key: string): RtmError => new RtmError(FpnnErrorCode.PROTO_KEY_NOT_FOUND, `missing required key '${key}'`);

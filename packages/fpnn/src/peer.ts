@@ -246,10 +246,10 @@ export class FpnnPeer {
   }
 
   private sweep(): void {
-    const shortest = this.expire();
+    const every = sweepEveryMs(this.expire());
     if (this.pending.size === 0) this.stopSweep();
     // The short quest that sped the timer up is gone: back to the pace of the ones left.
-    else if (sweepEveryMs(shortest) > this.sweepEvery) this.startSweep(sweepEveryMs(shortest));
+    else if (every > this.sweepEvery) this.startSweep(every);
   }
 }
 

@@ -1,5 +1,5 @@
 import { FpnnErrorCode } from './codes.js';
-import { RtmError } from './errors.js';
+import { missingKeyError, RtmError } from './errors.js';
 import type { Payload } from './codec.js';
 
 /**
@@ -118,7 +118,7 @@ export function parse<S extends Schema>(schema: S, payload: Payload): Infer<S> {
     const field = schema[key]!;
     const value = Object.hasOwn(payload, key) ? payload[key] : undefined;
     if (value === undefined || value === null) {
-      if (!field.optional) throw new RtmError(FpnnErrorCode.PROTO_KEY_NOT_FOUND, `missing required key '${key}'`);
+      if (!field.optional) throw missingKeyError(key);
       continue;
     }
     out[key] = field.read(value, key);

@@ -1,4 +1,4 @@
-import { FpnnErrorCode, RtmError } from '@rtm/fpnn';
+import { missingKeyError } from '@rtm/fpnn';
 import { UnreadService, conversationListAnswer } from '../../services/unread.js';
 import { clientMethod, f, type ClientContext } from '../method.js';
 
@@ -17,7 +17,7 @@ export const getsession = clientMethod({}, (ctx) => unreadOf(ctx).sessions(ctx.p
  */
 export const removesession = clientMethod({ to: f.opt(f.id), toid: f.opt(f.id), oneway: f.opt(f.bool) }, async (ctx, r) => {
   const to = r.to ?? r.toid;
-  if (to === undefined) throw new RtmError(FpnnErrorCode.PROTO_KEY_NOT_FOUND, "missing required key 'to'");
+  if (to === undefined) throw missingKeyError('to');
   const { store } = ctx.services;
   await store.removeP2PSession(ctx.pid, ctx.uid, to);
   if (!r.oneway) await store.removeP2PSession(ctx.pid, to, ctx.uid);

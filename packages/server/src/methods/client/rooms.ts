@@ -1,4 +1,4 @@
-import { FpnnErrorCode, RtmError } from '@rtm/fpnn';
+import { missingKeyError } from '@rtm/fpnn';
 import { clientMethod, f } from '../method.js';
 import { joinRooms, leaveRooms, roomCounts } from '../membership.js';
 import { checkList } from '../shared.js';
@@ -41,7 +41,7 @@ export const getroomcount = clientMethod({ rids: f.opt(f.ids), rid: f.opt(f.id) 
   if (r.rids === undefined && r.rid !== undefined) {
     return { cn: (await roomCounts(ctx.services, ctx.pid, [r.rid]))[r.rid.toString()] ?? 0 };
   }
-  if (r.rids === undefined) throw new RtmError(FpnnErrorCode.PROTO_KEY_NOT_FOUND, "missing required key 'rids'");
+  if (r.rids === undefined) throw missingKeyError('rids');
   checkList('rids', r.rids, ctx.services.config.limits.maxQueryItems, true);
   return { cn: await roomCounts(ctx.services, ctx.pid, r.rids) };
 });
