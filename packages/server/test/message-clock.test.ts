@@ -84,3 +84,17 @@ test('without marks, a restarted clock goes on at the newest mtime, not after it
   assert.equal(behind.take(), 2000n, 'never before the newest message');
   assert.equal(behind.mark(), 1999n, 'that one is in flight');
 });
+
+test('a cut (the end of a presence, for its rooms) is not lowered by a commit in flight; a mark is', () => {
+  let now = 3000;
+  const clock = new MessageClock(() => now);
+  const inFlight = clock.take(); // 3000: another user's message, not yet committed
+  const joined = clock.stamp(); // the user enters a room in the same millisecond
+  now = 3002;
+  assert.equal(clock.mark(), 2999n, 'the unread mark stays below the commit');
+  const cut = clock.cut();
+  assert.equal(cut, 3002n);
+  assert.ok(joined <= cut, 'the room joined before the end is left');
+  assert.ok(clock.stamp() > cut, 'a room joined after the end stays, even in the same millisecond');
+  clock.settled(inFlight);
+});

@@ -845,11 +845,11 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
         assert.deepEqual(await store.userRooms(PID, u1), [r1, r2]);
         await store.removeRoomMember(PID, r1, u2);
         assert.deepEqual(await store.roomMembers(PID, r1), [u1]);
-        assert.deepEqual(await store.clearUserRooms(PID, u1, await store.unreadMark()), [r1, r2]);
+        assert.deepEqual(await store.clearUserRooms(PID, u1, store.roomsCut()), [r1, r2]);
         assert.deepEqual(await store.userRooms(PID, u1), []);
         assert.deepEqual(await store.roomMembers(PID, r1), []);
         assert.deepEqual(await store.userRooms(PID, u2), [r3]);
-        assert.deepEqual(await store.clearUserRooms(PID, u1, await store.unreadMark()), []);
+        assert.deepEqual(await store.clearUserRooms(PID, u1, store.roomsCut()), []);
       });
 
       it('clearUserRooms leaves the rooms joined after its mark, re-joins included, even in the same millisecond', async () => {
@@ -857,11 +857,31 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
         const u = BIG + 3n;
         await store.addRoomMember(PID, r1, u);
         await store.addRoomMember(PID, r2, u);
-        const end = await store.unreadMark(); // the user's presence ends here…
+        const end = store.roomsCut(); // the user's presence ends here…
         await store.addRoomMember(PID, r3, u); // …and a backend adds them to a room, and again to r2,
         await store.addRoomMember(PID, r2, u); // before the end's cleanup runs
         assert.deepEqual(await store.clearUserRooms(PID, u, end), [r1]);
         assert.deepEqual(await store.userRooms(PID, u), [r2, r3]);
+      });
+
+      it('clearUserRooms through a roomsCut leaves no room joined before it, while message commits are in flight', async () => {
+        // A presence ends while other users' messages are being committed (a busy server). An
+        // unread mark is lowered below such commits; a cut for rooms must not be, or the room the
+        // user entered just before is never left and they stay in its member list for good.
+        const u = BIG + 320n;
+        const kept: bigint[] = [];
+        for (let i = 0n; i < 30n; i++) {
+          const rid = BIG + 330n + i;
+          const sending = store.append([msg(P2P, BIG + 321n, BIG + 322n, BIG + 3000n + i)]);
+          await new Promise<void>((resolve) => setImmediate(resolve)); // the commit has begun
+          await store.addRoomMember(PID, rid, u);
+          const through = store.roomsCut(); // the presence ends
+          const left = await store.clearUserRooms(PID, u, through);
+          if (!left.includes(rid)) kept.push(rid);
+          stored((await sending)[0]);
+        }
+        assert.deepEqual(kept, [], 'rooms joined before the cut were all left');
+        assert.deepEqual(await store.userRooms(PID, u), []);
       });
     });
 

@@ -315,7 +315,9 @@ export class Sessions {
     const held = by === 'bye' || by === 'grace';
     // The rooms to leave are those joined before now (the grace period, if any, is over): one a
     // backend adds the user to while this runs, or a new login on another node enters, stays.
-    const roomsThrough = this.store.unreadMark();
+    // A rooms cut, not an unread mark: that one is lowered below the message commits in flight,
+    // and a room entered during one would never be left.
+    const roomsThrough = this.store.roomsCut();
     const k = key(pid, uid);
     const epoch = this.epochs.get(k);
     const continued = (): boolean => this.presence.isOnline(pid, uid) || this.epochs.get(k) !== epoch;

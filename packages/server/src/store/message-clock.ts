@@ -63,7 +63,7 @@ export class MessageClock {
    * A time that sorts after every mark taken before it, and at or before every mark taken after it
    * (unless a commit is in flight then: see `mark`), never lower than one before it. Commits take
    * theirs through `take`; a room's join time is one (Store.clearUserRooms leaves the rooms joined
-   * after the mark of a presence's end).
+   * after the `cut` of a presence's end).
    */
   stamp(): bigint {
     let t = BigInt(Math.trunc(this.now()));
@@ -78,10 +78,21 @@ export class MessageClock {
    * those whose commit is in flight.
    */
   mark(): bigint {
-    const now = BigInt(Math.trunc(this.now()));
-    let mark = now > this.last ? now : this.last;
-    if (mark + 1n > this.floor) this.floor = mark + 1n;
+    let mark = this.cut();
     for (const clock of this.inFlight.keys()) if (clock <= mark) mark = clock - 1n;
     return mark;
+  }
+
+  /**
+   * A time at or after every stamp and clock handed out before it, and before every one handed
+   * out after it; commits in flight do not lower it. What a presence's end leaves its rooms
+   * through: a room joined (stamped) while a commit was in flight is before it, where a `mark`
+   * lowered below that commit would leave the room joined for good.
+   */
+  cut(): bigint {
+    const now = BigInt(Math.trunc(this.now()));
+    const cut = now > this.last ? now : this.last;
+    if (cut + 1n > this.floor) this.floor = cut + 1n;
+    return cut;
   }
 }

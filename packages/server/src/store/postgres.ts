@@ -624,6 +624,10 @@ export class PostgresStore implements Store {
     return this.clock.mark();
   }
 
+  roomsCut(): bigint {
+    return this.clock.cut();
+  }
+
   async setClearTime(pid: number, uid: bigint, ms: bigint): Promise<void> {
     await this.rows(
       `INSERT INTO unread_baselines (pid, uid, clear_time) VALUES ($1, $2, $3)

@@ -567,6 +567,10 @@ export class SqliteStore implements Store {
     return this.clock.mark();
   }
 
+  roomsCut(): bigint {
+    return this.clock.cut();
+  }
+
   async history(query: HistoryQuery): Promise<StoredMessage[]> {
     const range = this.historyRange(query);
     return range ? this.historyRows(query, range) : [];

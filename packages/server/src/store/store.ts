@@ -296,6 +296,12 @@ export interface Store {
    * call, or still being stored during it, gets a higher mtime (message-clock.ts).
    */
   unreadMark(): bigint;
+  /**
+   * A time (ms, the store's clock) to clear a user's rooms through (`clearUserRooms`): every room
+   * joined before this call is at or before it, every one joined after is after it. Unlike an
+   * `unreadMark`, message commits in flight do not lower it: a room is not a message.
+   */
+  roomsCut(): bigint;
 
   // --- tokens ----------------------------------------------------------------------------------
   getToken(pid: number, uid: bigint): Promise<string | undefined>;
@@ -333,7 +339,7 @@ export interface Store {
   userRooms(pid: number, uid: bigint): Promise<bigint[]>;
   /**
    * Removes the user from every room joined (or re-joined: `addRoomMember` again) at or before
-   * `through`, an `unreadMark` taken when their presence was found ended; returns the rooms left. A
+   * `through`, a `roomsCut` taken when their presence was found ended; returns the rooms left. A
    * room joined after it (a backend adding the user meanwhile, a new login on another node) stays.
    */
   clearUserRooms(pid: number, uid: bigint, through: bigint): Promise<bigint[]>;
