@@ -65,22 +65,41 @@ describe('GroupMembers', () => {
     assert.deepEqual(await groups.members(1, 20n), [1n, 2n], 'the overtaken load did not replace the fresh one');
   });
 
-  it('holds at most maxIds member ids, dropping the groups used least recently', async () => {
-    const groups = new GroupMembers(store, bus, 5);
-    for (const gid of [31n, 32n, 33n]) await store.addGroupMembers(1, gid, [1n, 2n]);
-    await store.addGroupMembers(1, 34n, [1n, 2n, 3n, 4n, 5n, 6n]);
+  it('holds at most maxIds (member ids, plus 4 per group), dropping the groups used least recently', async () => {
+    const groups = new GroupMembers(store, bus, 18);
+    for (const gid of [31n, 32n, 33n]) await store.addGroupMembers(1, gid, [1n, 2n]); // 6 each
+    await store.addGroupMembers(1, 35n, [1n]); // 5
+    await store.addGroupMembers(
+      1,
+      34n,
+      [...Array(15).keys()].map((i) => BigInt(i + 1)),
+    ); // 19
     await groups.members(1, 31n);
     await groups.members(1, 32n);
     await groups.members(1, 31n); // 32 is now the least recently used
-    await groups.members(1, 33n); // 6 ids: 32 goes
+    await groups.members(1, 33n); // 18: all three fit
+    await groups.members(1, 35n); // 23: 32 goes
     reads = 0;
     await groups.members(1, 31n);
     await groups.members(1, 33n);
-    assert.equal(reads, 0, '31 and 33 are held');
+    await groups.members(1, 35n);
+    assert.equal(reads, 0, '31, 33 and 35 are held');
     await groups.members(1, 32n);
     assert.equal(reads, 1, '32 was dropped');
-    assert.deepEqual(await groups.members(1, 34n), [1n, 2n, 3n, 4n, 5n, 6n], 'larger than the bound: answered, never held');
+    assert.equal((await groups.members(1, 34n)).length, 15, 'larger than the bound: answered, never held');
     await groups.members(1, 34n);
     assert.equal(reads, 3);
+  });
+
+  it('counts what each group held costs, so many one-member groups are bounded as well as a few large ones', async () => {
+    const groups = new GroupMembers(store, bus, 50);
+    const gids = [...Array(20).keys()].map((i) => 100n + BigInt(i));
+    for (const gid of gids) await store.addGroupMembers(1, gid, [7n]);
+    for (const gid of gids) await groups.members(1, gid); // 5 each: the last 10 fit
+    reads = 0;
+    for (const gid of gids.slice(10)) await groups.members(1, gid);
+    assert.equal(reads, 0, 'the 10 used last are held');
+    await groups.members(1, gids[0]!);
+    assert.equal(reads, 1, 'the first were dropped, though 20 ids are below the bound');
   });
 });
