@@ -104,3 +104,15 @@ export function presenceEnds(rows: readonly Record<string, unknown>[]): PendingP
     .map((r) => ({ pid: Number(r['pid']), uid: r['uid'] as bigint, endedAt: r['ended_at'] as bigint, deadline: r['deadline'] as bigint }))
     .sort((a, b) => (a.deadline < b.deadline ? -1 : a.deadline > b.deadline ? 1 : 0));
 }
+
+/**
+ * `err` of a schema migration step that failed, naming the step for the operator's log. Both
+ * stores run a start's steps in one transaction, rolled back then: the database is as it was.
+ * The same error otherwise (class and fields: main.ts tells a refusal from an outage by them).
+ */
+export function failedMigration(err: unknown, m: { version: number; name: string }): unknown {
+  if (err instanceof Error) {
+    err.message = `schema migration ${m.version} (${m.name}) failed, none of this start's migrations applied: ${err.message}`;
+  }
+  return err;
+}

@@ -43,6 +43,7 @@ import {
 import {
   checkNewMessage,
   conversationOfMessage,
+  failedMigration,
   plainBytes,
   presenceEnds,
   presenceHolders,
@@ -1116,7 +1117,9 @@ async function migrate(pool: pg.Pool, schema: string): Promise<void> {
     }
     for (const m of [...POSTGRES_MIGRATIONS].sort((a, b) => a.version - b.version)) {
       if (applied.has(m.version)) continue;
-      await c.query(m.sql);
+      await c.query(m.sql).catch((err: unknown) => {
+        throw failedMigration(err, m);
+      });
       await c.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [m.version, m.name, Date.now()]);
     }
     await c.query('COMMIT');

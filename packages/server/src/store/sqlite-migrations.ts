@@ -311,4 +311,21 @@ CREATE TABLE kickouts (
 CREATE INDEX kickouts_at ON kickouts (at);
 `,
   },
+  {
+    version: 12,
+    name: 'p2p_pairs: a row for every p2p conversation, those step 2 found no session for too',
+    // p2p unread walks p2p_pairs (step 3): a conversation without a row is never counted. Step 2
+    // made rows from p2p_sessions only, which held no row for a conversation both sides had
+    // removed from their lists, nor for one bulk-loaded by a release before step 3 (nor did those
+    // write p2p_pairs): their unread messages were counted before the upgrade and not after it.
+    // The row comes hidden on both sides (in no list, as before) with the pair's newest id; the
+    // pair's next message shows it again. Reads the history index once (≈ 1 s per million
+    // messages, measured: a sort of the pairs as it goes); writes nothing to a store whose pairs
+    // all have a row.
+    sql: `
+INSERT INTO p2p_pairs (pid, lo, hi, last_id, hidden_lo, hidden_hi)
+  SELECT pid, conv_lo, conv_hi, MAX(id), 1, 1 FROM messages INDEXED BY messages_history WHERE kind = 1 GROUP BY pid, conv_lo, conv_hi
+  ON CONFLICT (pid, lo, hi) DO NOTHING;
+`,
+  },
 ];

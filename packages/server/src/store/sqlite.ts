@@ -43,7 +43,7 @@ import {
   type UnreadCount,
   type UnreadQuery,
 } from './store.js';
-import { checkNewMessage, presenceEnds, presenceHolders, unreadMap } from './conversation.js';
+import { checkNewMessage, failedMigration, presenceEnds, presenceHolders, unreadMap } from './conversation.js';
 import { AppendCommitter, MESSAGE_COLUMNS, rowToMessage, type BatchOutcome, type AppendOutcome } from './sqlite-appender.js';
 import { WalCheckpointer } from './sqlite-checkpointer.js';
 import { connectionName, openConnection } from './sqlite-connection.js';
@@ -1174,7 +1174,11 @@ export function migrate(db: Database.Database, migrations: readonly SqliteMigrat
       if (applied.has(m.version)) continue;
       report({ version: m.version, name: m.name });
       const started = performance.now();
-      db.exec(m.sql);
+      try {
+        db.exec(m.sql);
+      } catch (err) {
+        throw failedMigration(err, m);
+      }
       record.run(m.version, m.name, Date.now());
       report({ version: m.version, name: m.name, ms: Math.round(performance.now() - started) });
     }
