@@ -121,6 +121,7 @@ async function openStore(config: ServerConfig, log: Logger): Promise<Store> {
       exclusive: config.sqliteExclusive,
       cacheSizeKiB: config.sqliteCacheMiB * 1024,
       onError: (message) => log.error({ store: 'sqlite' }, message),
+      onRecovery: (message) => log.info({ store: 'sqlite' }, message),
       onMigration: ({ version, name, ms }) =>
         ms === undefined
           ? log.info({ store: 'sqlite', version, name }, 'applying schema migration')
@@ -327,35 +328,47 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   clientEndpoint = advertisedEndpoint(config, clientPort);
 
   let stopping: Promise<void> | undefined;
-  // /healthz: 'ok', or what fails — 'stopping', 'bus disconnected', 'store unreachable'. One store
-  // ping at a time, however many balancers ask; its failures are logged when the state changes.
-  let storePing: Promise<boolean> | undefined;
-  let storeWasUp = true;
-  const pingStore = (): Promise<boolean> =>
-    (storePing ??= (async () => {
+  // /healthz: 'ok', or what fails — 'stopping', 'bus disconnected', 'store unreachable', 'store
+  // cannot write' (it answers, but cannot store messages: a full disk…), the last two with the
+  // store's reason. One store check at a time, however many balancers ask; its failures are logged
+  // when the state changes.
+  type StoreHealth = { status: 'ok' } | { status: 'store unreachable' | 'store cannot write'; reason: string };
+  let storeCheck: Promise<StoreHealth> | undefined;
+  let storeWas: StoreHealth['status'] = 'ok';
+  const checkStore = (): Promise<StoreHealth> =>
+    (storeCheck ??= (async (): Promise<StoreHealth> => {
       let timer: NodeJS.Timeout | undefined;
+      let health: StoreHealth;
       try {
-        await Promise.race([
-          store.ping(),
+        // One timeout for both: a probe write can wait on a disk as a ping can.
+        const cannotWrite = await Promise.race([
+          store.ping().then(() => store.writeProblem?.()),
           new Promise<never>((_, reject) => {
             timer = setTimeout(() => reject(new Error(`no answer within ${HEALTH_STORE_TIMEOUT_MS} ms`)), HEALTH_STORE_TIMEOUT_MS);
           }),
         ]);
-        if (!storeWasUp) log.info('health: the store answers again');
-        return (storeWasUp = true);
+        health = cannotWrite === undefined ? { status: 'ok' } : { status: 'store cannot write', reason: cannotWrite };
       } catch (err) {
-        if (storeWasUp) log.warn({ reason: (err as Error).message }, 'health: the store does not answer');
-        return (storeWasUp = false);
+        health = { status: 'store unreachable', reason: (err as Error).message };
       } finally {
         clearTimeout(timer);
-        storePing = undefined;
+        storeCheck = undefined;
       }
+      if (health.status !== storeWas) {
+        if (health.status === 'ok')
+          log.info(storeWas === 'store unreachable' ? 'health: the store answers again' : 'health: the store can write again');
+        else if (health.status === 'store unreachable') log.warn({ reason: health.reason }, 'health: the store does not answer');
+        else log.warn({ reason: health.reason }, 'health: the store cannot write');
+      }
+      storeWas = health.status;
+      return health;
     })());
-  const health = async (): Promise<string> => {
-    if (stopping) return 'stopping';
-    if (bus.connected === false) return 'bus disconnected';
-    if (!(await pingStore())) return 'store unreachable';
-    return stopping ? 'stopping' : 'ok';
+  const health = async (): Promise<{ status: string; reason?: string }> => {
+    if (stopping) return { status: 'stopping' };
+    if (bus.connected === false) return { status: 'bus disconnected' };
+    const ofStore = await checkStore();
+    if (ofStore.status !== 'ok') return ofStore;
+    return { status: stopping ? 'stopping' : 'ok' };
   };
 
   let admin: HttpServer | undefined;
@@ -363,11 +376,12 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   if (config.adminPort >= 0) {
     admin = createHttpServer((req, res) => {
       if (req.url === '/healthz') {
-        void health().then((status) => {
+        void health().then(({ status, reason }) => {
           res.writeHead(status === 'ok' ? 200 : 503, { 'Content-Type': 'application/json' });
           res.end(
             JSON.stringify({
               status,
+              ...(reason === undefined ? {} : { reason }),
               node: bus.nodeId,
               connections: { server: serverGate.connectionCount, client: clientGate.connectionCount },
               sessions: presence.sessionCount,

@@ -52,6 +52,7 @@ describe('admin /healthz', () => {
       let r = await healthz(server);
       assert.equal(r.code, 503);
       assert.equal(r.body.status, 'store unreachable');
+      assert.equal(r.body.reason, 'disk I/O error', "the store's reason");
       assert.deepEqual(r.body.connections, { server: 0, client: 0 }, 'the other fields are still there');
 
       store!.down = 'hangs';
@@ -65,6 +66,7 @@ describe('admin /healthz', () => {
       r = await healthz(server);
       assert.equal(r.code, 200);
       assert.equal(r.body.status, 'ok');
+      assert.equal(r.body.reason, undefined);
     } finally {
       await server.close();
     }

@@ -179,7 +179,7 @@ if (process.env[CHILD_ENV]) {
       }
     });
 
-    it('writer thread that cannot open its database: appends fail with the reason, no respawn loop', async () => {
+    it('writer thread that cannot open its database: appends fail at once with the reason, retried with back-off, logged once', async () => {
       const failures: string[] = [];
       const writer = new SqliteWriterThread(
         join(dir, 'missing', 'dir', 'rtm.sqlite'),
@@ -190,9 +190,18 @@ if (process.env[CHILD_ENV]) {
       const [first] = await writer.commit([[m]], 1n);
       assert.match((first as { error: string }).error, /writer thread exited .* in flight/);
       const [second] = await writer.commit([[m]], 1n);
-      assert.match((second as { error: string }).error, /writer thread cannot run: .*directory/i);
-      assert.ok(failures.some((f) => /cannot run/.test(f)));
+      assert.match((second as { error: string }).error, /writer thread cannot start: .*directory/i);
+      assert.equal(writer.problem, (second as { error: string }).error);
+      // Starts at 100, 300, 700 ms… fail alike: one line, not one per start.
+      await new Promise((r) => setTimeout(r, 400));
+      assert.deepEqual(
+        failures.map((f) => f.replace(/:.*/, '')),
+        ['SqliteStore'],
+        failures.join('\n'),
+      );
+      const stopping = Date.now();
       await writer.stop();
+      assert.ok(Date.now() - stopping < 1000, 'no thread runs: nothing to wait for');
     });
 
     it('migrations are recorded once and re-opening keeps the data', async () => {

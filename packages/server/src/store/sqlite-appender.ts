@@ -36,6 +36,9 @@ export const MESSAGE_COLUMNS = 'id, pid, kind, from_id, to_id, mid, mtype, msg, 
  */
 export type AppendOutcome = { id: bigint; mtime: bigint } | { duplicate: StoredMessage } | { collision: true } | { withheld: true };
 
+/** What a probe write writes: about a P2P message's commit (≈ 20 KiB of pages). */
+const PROBE_BYTES = 16 * 1024;
+
 /** Outcomes of one batch, or why its transaction failed. */
 export type BatchOutcome = AppendOutcome[] | { error: string };
 
@@ -86,6 +89,9 @@ export class AppendCommitter {
         `INSERT INTO seconds (sec, last_id, last_mtime) VALUES (?, ?, ?)
          ON CONFLICT (sec) DO UPDATE SET last_id = excluded.last_id, last_mtime = excluded.last_mtime`,
       ),
+      // The probe's row: removed again in its own transaction, so no reader ever sees it.
+      probeInsert: db.prepare<[number]>('INSERT INTO kickouts (pid, uid, at, endpoint) VALUES (0, 0, 0, zeroblob(?))'),
+      probeDelete: db.prepare<[bigint]>('DELETE FROM kickouts WHERE rowid = ?'),
       // Completes a lagging row (never lowers one).
       raiseSecond: p(
         `UPDATE seconds SET last_id = MAX(last_id, @lastId), last_mtime = MAX(last_mtime, @lastMtime)
@@ -110,6 +116,25 @@ export class AppendCommitter {
           return { error: errorText(e) };
         }
       });
+    }
+  }
+
+  /**
+   * A write that stores nothing, committed as an append is: whether this connection can write now
+   * (/healthz, while appends fail). It writes about what one message's commit does (a row with
+   * overflow pages, PROBE_BYTES), so that a file that cannot grow or a disk without room fails it
+   * as it fails appends; the row is deleted in the same transaction. Throws SQLite's error.
+   */
+  probe(): void {
+    const s = this.s;
+    s.begin.run();
+    try {
+      const { lastInsertRowid } = s.probeInsert.run(PROBE_BYTES);
+      s.probeDelete.run(BigInt(lastInsertRowid));
+      s.commit.run();
+    } catch (err) {
+      if (this.db.inTransaction) s.rollback.run();
+      throw err;
     }
   }
 

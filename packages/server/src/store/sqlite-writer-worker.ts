@@ -6,7 +6,7 @@
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { AppendCommitter, type BatchOutcome } from './sqlite-appender.js';
 import { openConnection } from './sqlite-connection.js';
-import type { WriterOptions, WriterReply, WriterRequest } from './sqlite-writer.js';
+import { WRITER_READY, type WriterOptions, type WriterReply, type WriterRequest } from './sqlite-writer.js';
 
 const options = workerData as WriterOptions & { path: string };
 const port = parentPort!;
@@ -15,15 +15,19 @@ const db = openConnection(options.path, options);
 // checkpointer thread on, they are only a backstop (40 MiB of WAL).
 db.pragma(`wal_autocheckpoint = ${options.walAutocheckpointPages}`);
 const committer = new AppendCommitter(db);
+// Until this arrives the thread has not started: should it die first, the next is started with back-off.
+port.postMessage(WRITER_READY);
 
 port.on('message', (first: WriterRequest | 'stop') => {
   const requests: WriterRequest[] = [];
   let stop = first === 'stop';
-  if (first !== 'stop') requests.push(first);
+  const probes: WriterRequest[] = [];
+  const take = (r: WriterRequest): number => (r.probe ? probes : requests).push(r);
+  if (first !== 'stop') take(first);
   // Drain what queued up behind the first request: one transaction for all of it.
   for (let next = receiveMessageOnPort(port); next; next = receiveMessageOnPort(port)) {
     if (next.message === 'stop') stop = true;
-    else requests.push(next.message as WriterRequest);
+    else take(next.message as WriterRequest);
   }
   if (requests.length > 0) {
     const batches = requests.flatMap((r) => r.batches);
@@ -35,6 +39,16 @@ port.on('message', (first: WriterRequest | 'stop') => {
       at += r.batches.length;
       port.postMessage(reply);
     }
+  }
+  // After the appends: a probe tells whether this connection can write now.
+  for (const r of probes) {
+    let outcomes: BatchOutcome[] = [];
+    try {
+      committer.probe();
+    } catch (err) {
+      outcomes = [{ error: err instanceof Error ? err.message : String(err) }];
+    }
+    port.postMessage({ seq: r.seq, outcomes } satisfies WriterReply);
   }
   if (stop) {
     db.close();

@@ -23,97 +23,172 @@ export interface WriterOptions {
   exclusive: boolean;
 }
 
-/** One flush of the event loop: the batches of one turn, in order. */
+/** One flush of the event loop: the batches of one turn, in order; or a probe write (`probe`, no batches). */
 export interface WriterRequest {
   seq: number;
   batches: (readonly NewMessage[])[];
   /** The store's clock when the turn ended (the store's `now`, so tests can set it). */
   clock: bigint;
+  /** A write that stores nothing (`AppendCommitter.probe`): whether the thread can write now. */
+  probe?: true;
 }
 
 export interface WriterReply {
   seq: number;
+  /** One per batch; for a probe, none, or one error. */
   outcomes: BatchOutcome[];
 }
+
+/** What the thread says once its connection is open and its statements prepared. */
+export const WRITER_READY = 'ready';
 
 interface Waiter {
   resolve(outcomes: BatchOutcome[]): void;
   batches: number;
 }
 
+/** Back-off between attempts to start a writer thread that could not start: 100 ms doubling to 30 s. */
+const RESPAWN_FIRST_MS = 100;
+const RESPAWN_MAX_MS = 30_000;
+/** A thread that keeps failing to start for the same reason is logged again at most this often. */
+const RESPAWN_LOG_EVERY_MS = 60_000;
+
 export class SqliteWriterThread {
-  private worker: Worker;
+  private worker: Worker | undefined;
   private nextSeq = 1;
   private readonly inflight = new Map<number, Waiter>();
   private drained: (() => void) | undefined;
   private stopping = false;
-  /** Set when a new thread died before committing anything (it cannot open the database…). */
+  /** Resolves when the current thread has exited (undefined: none runs). */
+  private exited: Promise<void> | undefined;
+  /**
+   * Why no thread can commit now: the last one could not start (it cannot open the database…).
+   * Appends fail at once with it meanwhile, instead of waiting on a thread that fails the same way.
+   */
   private broken: string | undefined;
+  /** Starts that failed in a row, and the failure last logged (reason and when), to keep the log short. */
+  private failedStarts = 0;
+  private logged = { reason: '', at: 0 };
+  private respawnTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly path: string,
     private readonly options: WriterOptions,
     private readonly onFailure: (message: string) => void,
+    /** A thread runs again after failed starts (for the operator's log). */
+    private readonly onRecovery: (message: string) => void = () => {},
   ) {
-    this.worker = this.spawn();
+    this.spawn();
+  }
+
+  /** Why appends cannot be committed now (no writer thread could start), or undefined. */
+  get problem(): string | undefined {
+    return this.broken;
   }
 
   /** Commits the batches (one transaction if possible); resolves with one outcome per batch, never rejects. */
   commit(batches: (readonly NewMessage[])[], clock: bigint): Promise<BatchOutcome[]> {
+    return this.request({ seq: 0, batches, clock }, batches.length);
+  }
+
+  /** A write that stores nothing, on the thread's connection: undefined if it committed, else why not. */
+  async probe(): Promise<string | undefined> {
+    const [outcome] = await this.request({ seq: 0, batches: [], clock: 0n, probe: true }, 1);
+    return outcome && 'error' in outcome ? outcome.error : undefined;
+  }
+
+  private request(request: WriterRequest, outcomes: number): Promise<BatchOutcome[]> {
     const refused = this.stopping ? 'SqliteStore: the store is closing' : this.broken;
-    if (refused) return Promise.resolve(batches.map(() => ({ error: refused })));
-    const seq = this.nextSeq++;
-    const request: WriterRequest = { seq, batches, clock };
+    if (refused || !this.worker) {
+      const error = { error: refused ?? 'SqliteStore: no writer thread runs' };
+      return Promise.resolve(Array.from({ length: outcomes }, () => error));
+    }
+    request.seq = this.nextSeq++;
+    const worker = this.worker;
     return new Promise((resolve) => {
-      this.inflight.set(seq, { resolve, batches: batches.length });
-      this.worker.postMessage(request);
+      this.inflight.set(request.seq, { resolve, batches: outcomes });
+      worker.postMessage(request);
     });
   }
 
   /** Waits for every commit in flight, then closes the thread's connection. */
   async stop(): Promise<void> {
     this.stopping = true;
+    clearTimeout(this.respawnTimer);
     if (this.inflight.size > 0) await new Promise<void>((resolve) => (this.drained = resolve));
-    const exited = new Promise((resolve) => this.worker.once('exit', resolve));
-    this.worker.postMessage('stop');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-    await this.worker.terminate();
+    const worker = this.worker;
+    // None runs (it died and could not start again): nothing to wait for.
+    if (!worker || !this.exited) return;
+    worker.postMessage('stop');
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.exited, new Promise((r) => (timer = setTimeout(r, 5000)))]);
+    clearTimeout(timer);
+    await worker.terminate();
   }
 
-  private spawn(): Worker {
+  private spawn(): void {
+    this.respawnTimer = undefined;
     const worker = new Worker(workerEntry(), { eval: true, workerData: { ...this.options, path: this.path } });
-    let committed = false;
+    this.worker = worker;
+    let ready = false;
     let lastError = '';
-    worker.on('message', (reply: WriterReply) => {
-      committed = true;
+    let exited = (): void => {};
+    this.exited = new Promise((resolve) => (exited = resolve));
+    worker.on('message', (reply: WriterReply | typeof WRITER_READY) => {
+      if (reply === WRITER_READY) {
+        ready = true;
+        if (this.broken !== undefined) {
+          this.onRecovery(`the SQLite writer thread runs again (after ${this.failedStarts} failed starts)`);
+        }
+        this.broken = undefined;
+        this.failedStarts = 0;
+        this.logged = { reason: '', at: 0 };
+        return;
+      }
       const waiter = this.inflight.get(reply.seq);
       this.inflight.delete(reply.seq);
       waiter?.resolve(reply.outcomes);
       if (this.inflight.size === 0) this.drained?.();
     });
-    worker.on('error', (err) => {
-      lastError = err.message;
-      this.onFailure(err.message);
-    });
+    // Not logged here: the exit that follows says what became of the thread, in one line.
+    worker.on('error', (err) => (lastError = err.message));
     worker.on('exit', (code) => {
-      if (this.stopping && this.inflight.size === 0) return;
-      // The thread died (a bug or an out-of-memory): what was in flight may or may not be
-      // committed, so it fails (a client resend is deduplicated); later appends get a new thread.
+      exited();
+      if (this.worker === worker) {
+        this.worker = undefined;
+        this.exited = undefined;
+      }
+      // What was in flight may or may not be committed, so it fails (a client resend is
+      // deduplicated).
       const failed = [...this.inflight.values()];
       this.inflight.clear();
       const error = { error: `SqliteStore: the writer thread exited (code ${code}) with this commit in flight` };
       for (const waiter of failed) waiter.resolve(Array.from({ length: waiter.batches }, () => error));
       this.drained?.();
-      if (!committed) {
-        // It never worked: a new one would die the same way, so appends fail with the reason.
-        this.broken = `SqliteStore: the writer thread cannot run: ${lastError || `exit code ${code}`}`;
-        this.onFailure(this.broken);
-      } else if (!this.stopping) {
-        this.onFailure(`the SQLite writer thread exited (code ${code}); starting a new one`);
-        this.worker = this.spawn();
+      if (this.stopping) return;
+      const reason = lastError || `exit code ${code}`;
+      if (ready) {
+        // It ran, then died (a bug, an out-of-memory): a new one, at once.
+        this.onFailure(`the SQLite writer thread exited (${reason}); starting a new one`);
+        this.spawn();
+        return;
       }
+      // It could not start (the database cannot be opened: a file gone or made unreadable, no file
+      // descriptors left…). That may pass, so starts are tried again with back-off; appends fail
+      // at once with the reason meanwhile. Logged at the first failure, then only when the reason
+      // changes or once a minute: a cause that lasts must not fill the log.
+      this.broken = `SqliteStore: the writer thread cannot start: ${reason}`;
+      this.failedStarts++;
+      const delay = Math.min(RESPAWN_FIRST_MS * 2 ** (this.failedStarts - 1), RESPAWN_MAX_MS);
+      const now = Date.now();
+      if (reason !== this.logged.reason || now - this.logged.at >= RESPAWN_LOG_EVERY_MS) {
+        this.onFailure(`${this.broken}; appends fail until one starts (${this.failedStarts} failed starts, the next in ${delay} ms)`);
+        this.logged = { reason, at: now };
+      }
+      this.respawnTimer = setTimeout(() => this.spawn(), delay);
+      // The server's sockets keep the process alive; a store alone must not be kept open by this.
+      this.respawnTimer.unref();
     });
-    return worker;
   }
 }
 

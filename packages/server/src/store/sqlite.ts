@@ -15,6 +15,8 @@
  *   decreases with id. History relies on that to turn `begin`/`end` into id bounds through
  *   `seconds`, whose newest row may lag behind the newest message (see `idBounds`).
  * - Ids are INTEGER columns read with safe integers: they come back as bigint, exact above 2^53.
+ * - Appends that fail (a full disk, I/O errors) are remembered until a commit or a probe write
+ *   succeeds: /healthz then says the node cannot store messages (`writeProblem`).
  */
 import Database from 'better-sqlite3';
 import { chmodSync, mkdirSync } from 'node:fs';
@@ -109,8 +111,13 @@ export interface SqliteStoreOptions {
    * open the file meanwhile. File databases only. @default true
    */
   exclusive?: boolean;
-  /** Failures of the background threads (checkpoints, the writer), for the operator's log. */
+  /**
+   * Failures of the background threads (checkpoints, the writer) and of appends (once per
+   * episode: see `writeProblem`), for the operator's log.
+   */
   onError?: (message: string) => void;
+  /** The end of such a failure (writes work again, a writer thread runs again), for the operator's log. */
+  onRecovery?: (message: string) => void;
   /**
    * Schema migrations as they run at `init()`, for the operator's log: on a large database one
    * may take a while (migration 4 rebuilds an index: ≈ 0.4 s per million messages).
@@ -195,6 +202,8 @@ export class SqliteStore implements Store {
   private flushScheduled = false;
   private readonly clock: MessageClock;
   private checkpointer: WalCheckpointer | undefined;
+  /** Why the last append commit failed, while no commit has succeeded since (see `writeProblem`). */
+  private writeFailure: string | undefined;
 
   constructor(options: SqliteStoreOptions = {}) {
     const dataDir = options.dataDir ?? DEFAULT_SQLITE_DATA_DIR;
@@ -229,6 +238,7 @@ export class SqliteStore implements Store {
       writerThread: options.writerThread ?? false,
       exclusive: options.exclusive ?? true,
       onError: options.onError ?? (() => {}),
+      onRecovery: options.onRecovery ?? (() => {}),
       onMigration: options.onMigration ?? (() => {}),
     };
     this.clock = new MessageClock(this.options.now);
@@ -276,6 +286,7 @@ export class SqliteStore implements Store {
             exclusive: this.options.exclusive,
           },
           (m) => this.options.onError(m),
+          (m) => this.options.onRecovery(m),
         );
       }
     } catch (err) {
@@ -301,6 +312,57 @@ export class SqliteStore implements Store {
   /** A trivial query (the admin /healthz). */
   async ping(): Promise<void> {
     this.conn.prepare('SELECT 1').get();
+  }
+
+  /**
+   * Why messages cannot be stored now, or undefined (the admin /healthz). A read (`ping`) answers
+   * on a full disk, a read-only file or failing writes alike, so the store remembers how its
+   * appends went: while the last commit failed, a probe write (`AppendCommitter.probe`, on the
+   * connection that commits appends) decides. The probe ends the failure as soon as there is room
+   * again, without waiting for a send (a balancer that took the node out sends none). Healthy, it
+   * costs nothing: no probe, no write. With the writer thread on, a thread that cannot start is a
+   * failure by itself.
+   */
+  async writeProblem(): Promise<string | undefined> {
+    const thread = this.writer?.problem;
+    if (thread) return thread;
+    if (this.writeFailure === undefined) return undefined;
+    let failure: string | undefined;
+    if (this.writer) failure = await this.writer.probe();
+    else {
+      try {
+        this.committer!.probe();
+      } catch (err) {
+        failure = (err as Error).message;
+      }
+    }
+    if (failure === undefined) this.writesWork();
+    else this.writesFail(failure);
+    return failure;
+  }
+
+  /**
+   * Appends failed: said once per episode (the failed quests are logged by the gates, one line per
+   * kind per 10 s), with what the operator needs to know.
+   */
+  private writesFail(reason: string): void {
+    if (this.writeFailure === undefined) {
+      this.options.onError(`SQLite cannot write (${reason}): sends are answered with an error until a write succeeds`);
+    }
+    this.writeFailure = reason;
+  }
+
+  private writesWork(): void {
+    if (this.writeFailure === undefined) return;
+    this.writeFailure = undefined;
+    this.options.onRecovery('SQLite writes work again');
+  }
+
+  /** Notes how a group commit went: failing while all its batches failed, working once one committed. */
+  private noteCommit(outcomes: readonly BatchOutcome[]): void {
+    const failed = outcomes.find((o): o is { error: string } => 'error' in o);
+    if (!failed) this.writesWork();
+    else if (outcomes.every((o) => 'error' in o)) this.writesFail(failed.error);
   }
 
   /** Opened exclusively, the file is this server's alone: no other can use it meanwhile. */
@@ -554,11 +616,13 @@ export class SqliteStore implements Store {
     if (this.writer) {
       void this.writer.commit(batches, clock).then((outcomes) => {
         this.clock.settled(clock);
+        this.noteCommit(outcomes);
         settle(pending, outcomes);
       });
     } else {
       const outcomes = this.committer!.commitBatches(batches, clock);
       this.clock.settled(clock);
+      this.noteCommit(outcomes);
       settle(pending, outcomes);
     }
   }

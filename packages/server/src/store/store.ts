@@ -216,6 +216,12 @@ export interface Store {
   /** Resolves when the store answers a trivial query, rejects when it cannot (the admin /healthz). */
   ping(): Promise<void>;
   /**
+   * Why the store cannot store messages now although it answers `ping` (a full disk, a read-only
+   * file…), or undefined (the admin /healthz). Optional: a store that is a server of its own
+   * (PostgreSQL) fails its ping or its quests instead.
+   */
+  writeProblem?(): Promise<string | undefined>;
+  /**
    * No other server can use the store while this one has it open (SQLite opened exclusively): a
    * node in it that is not this process is one that is gone, without waiting for its lease.
    */
