@@ -35,7 +35,10 @@ function typeName(value: unknown): string {
 }
 
 function bad(key: string, want: string, value: unknown): RtmError {
-  return new RtmError(FpnnErrorCode.PROTO_TYPE_CONVERT, `key '${key}' must be ${want}, got ${typeName(value)}`);
+  // An integer of the wrong size is named by its value: "got bigint" did not say what was wrong.
+  const got =
+    typeof value === 'bigint' || (typeof value === 'number' && Number.isInteger(value)) ? `${value} (out of range)` : typeName(value);
+  return new RtmError(FpnnErrorCode.PROTO_TYPE_CONVERT, `key '${key}' must be ${want}, got ${got}`);
 }
 
 /**

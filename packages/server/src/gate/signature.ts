@@ -274,11 +274,14 @@ export class SignatureVerifier {
     } else {
       const ts = asInt64(tsRaw);
       if (ts === undefined) throw new RtmError(RtmErrorCode.INVALID_SERFVER_TIME, "'ts' must be an integer (seconds)");
-      const skew = Math.abs(Date.now() / 1000 - Number(ts));
+      // In whole seconds, as `ts` is: a ts exactly the window away passes on either side, one
+      // second more does not (errors-and-limits.md §3: ±300 s). Comparing with the clock's
+      // fraction refused a ts exactly 300 s old except on the tick, while 300 s ahead passed.
+      const skew = Math.abs(Math.floor(Date.now() / 1000) - Number(ts));
       if (skew > this.options.windowSeconds) {
         throw new RtmError(
           RtmErrorCode.INVALID_SERFVER_TIME,
-          `ts ${ts} is ${Math.round(skew)} s away from the server clock (window ${this.options.windowSeconds} s)`,
+          `ts ${ts} is ${skew} s away from the server clock (window ${this.options.windowSeconds} s)`,
         );
       }
       expected = computeSign(pid, project.secret, salt, method, ts);
@@ -291,8 +294,10 @@ export class SignatureVerifier {
     // method and the rest of the payload tells apart two quests signed alike (same salt within one
     // millisecond), and is the same over TCP, WebSocket and the HTTP bridge. The method is in it
     // for the legacy sign, which does not bind it.
-    // Remembered while the signature would pass the ts check: until ts + the window.
-    const validUntil = (signedAt ?? Date.now()) + this.options.windowSeconds * 1000;
+    // Remembered while the signature would pass the ts check: until the end of the second
+    // ts + the window (the check compares whole seconds).
+    const validUntil =
+      signedAt === undefined ? Date.now() + this.options.windowSeconds * 1000 : signedAt + (this.options.windowSeconds + 1) * 1000;
     if (this.replays.seen(expected, questPrint(method, payload), validUntil)) {
       throw new RtmError(RtmErrorCode.SAME_SIGN, 'replayed quest: the same signed quest was already received');
     }
