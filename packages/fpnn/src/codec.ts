@@ -112,7 +112,117 @@ function wellFormedStrings(value: unknown): unknown {
   return value;
 }
 
+/**
+ * What one payload may make the decoder build. Decoding makes a JS object per map or array and a
+ * property per map entry, one byte each at the least: 7 MB of `{}` took 3.7 s of event loop and
+ * 450 MB of heap, a map of a million keys 2.2 s, before anything (a login, a signature) says who
+ * sent it. Scalars cost less but add up: 4 M JSON zeros took 1.9 s. No RTM payload comes near
+ * these bounds (a page of 1,000 messages holds ~20,000 entries; a `setlisten` of 100,000 uids, the
+ * default RTM_MAX_LISTEN_ITEMS, 100,000 values); one over either is refused as undecodable, after
+ * a scan of its bytes that allocates nothing. A payload of fewer bytes than MAX_PAYLOAD_OBJECTS
+ * cannot hold more of either, so it is not scanned: the usual quest costs nothing.
+ */
+export const MAX_PAYLOAD_OBJECTS = 100_000;
+/** Values of every kind (map keys too) one payload may hold; see MAX_PAYLOAD_OBJECTS. */
+export const MAX_PAYLOAD_VALUES = 1_000_000;
+
+/**
+ * Why a msgpack payload is over the bounds, or undefined. Lengths are explicit in msgpack, so one
+ * walk over the values in order finds them all: a map or array header is followed by its elements,
+ * any other value is skipped whole. Bytes past `end` (a length that lies) end the walk; the
+ * decoder refuses them.
+ */
+function msgpackOverBounds(b: Uint8Array, at: number, end: number): string | undefined {
+  let objects = 0;
+  let values = 0;
+  while (at < end) {
+    if (++values > MAX_PAYLOAD_VALUES) return tooManyValues;
+    const t = b[at]!;
+    let entries = -1; // of a map (its keys count as objects), or -1
+    if (t < 0x80 || t >= 0xe0 || t === 0xc0 || t === 0xc2 || t === 0xc3)
+      at += 1; // fixint, nil, bool
+    else if (t < 0x90) {
+      entries = t & 0x0f; // fixmap
+      at += 1;
+    } else if (t < 0xa0) {
+      entries = 0; // fixarray
+      at += 1;
+    } else if (t < 0xc0)
+      at += 1 + (t & 0x1f); // fixstr
+    else if (t === 0xdc) {
+      entries = 0; // array16
+      at += 3;
+    } else if (t === 0xdd) {
+      entries = 0; // array32
+      at += 5;
+    } else if (t === 0xde) {
+      entries = ((b[at + 1] ?? 0) << 8) | (b[at + 2] ?? 0); // map16
+      at += 3;
+    } else if (t === 0xdf) {
+      entries = readU32(b, at + 1); // map32
+      at += 5;
+    } else if (t === 0xc4 || t === 0xd9)
+      at += 2 + (b[at + 1] ?? 0); // bin8, str8
+    else if (t === 0xc5 || t === 0xda)
+      at += 3 + (((b[at + 1] ?? 0) << 8) | (b[at + 2] ?? 0)); // bin16, str16
+    else if (t === 0xc6 || t === 0xdb)
+      at += 5 + readU32(b, at + 1); // bin32, str32
+    else if (t === 0xc7)
+      at += 3 + (b[at + 1] ?? 0); // ext8
+    else if (t === 0xc8)
+      at += 4 + (((b[at + 1] ?? 0) << 8) | (b[at + 2] ?? 0)); // ext16
+    else if (t === 0xc9)
+      at += 6 + readU32(b, at + 1); // ext32
+    else if (t === 0xca)
+      at += 5; // float32
+    else if (t === 0xcb)
+      at += 9; // float64
+    else if (t >= 0xcc && t <= 0xd3)
+      at += 1 + (1 << ((t - 0xcc) & 3)); // uint8…64, int8…64
+    else if (t >= 0xd4 && t <= 0xd8)
+      at += 2 + (1 << (t - 0xd4)); // fixext 1…16
+    else at += 1; // 0xc1, never used: the decoder refuses it
+    if (entries >= 0 && (objects += 1 + entries) > MAX_PAYLOAD_OBJECTS) return tooManyObjects;
+  }
+  return undefined;
+}
+
+function readU32(b: Uint8Array, at: number): number {
+  return (((b[at] ?? 0) << 24) | ((b[at + 1] ?? 0) << 16) | ((b[at + 2] ?? 0) << 8) | (b[at + 3] ?? 0)) >>> 0;
+}
+
+/**
+ * Why a JSON text is over the bounds, or undefined. Outside strings, `{` and `[` open a map or an
+ * array and `:` ends a map key (objects); a value is one of those or follows a `,` (about).
+ */
+function jsonOverBounds(text: string): string | undefined {
+  let objects = 0;
+  let values = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x7b /* { */ || c === 0x5b /* [ */ || c === 0x3a /* : */) {
+      if (++objects > MAX_PAYLOAD_OBJECTS) return tooManyObjects;
+      if (++values > MAX_PAYLOAD_VALUES) return tooManyValues;
+    } else if (c === 0x2c /* , */) {
+      if (++values > MAX_PAYLOAD_VALUES) return tooManyValues;
+    } else if (c === 0x22 /* " */) {
+      // To the closing quote, past escaped characters.
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c /* \\ */) i++;
+        else if (d === 0x22) break;
+      }
+    }
+  }
+  return undefined;
+}
+
+const tooManyObjects = `more than ${MAX_PAYLOAD_OBJECTS} maps, arrays and map entries`;
+const tooManyValues = `more than ${MAX_PAYLOAD_VALUES} values`;
+
 function parseJson(text: string): unknown {
+  const over = text.length > MAX_PAYLOAD_OBJECTS ? jsonOverBounds(text) : undefined;
+  if (over) throw new SyntaxError(over);
   const escapes = text.includes('\\u');
   if (escapes && BAD_U_ESCAPE.test(text)) throw new SyntaxError('bad \\u escape: it takes four hex digits');
   let value: unknown = jsonBig.parse(text);
@@ -155,8 +265,11 @@ function decodeRange(flag: PayloadFlag, source: Uint8Array, start: number, end: 
   let value: unknown;
   try {
     if (start === end) value = {};
-    else if (flag === Flag.MSGPACK) value = packr.unpack(source, { start, end } as never);
-    else value = parseJson(utf8.decode(source.subarray(start, end)));
+    else if (flag === Flag.MSGPACK) {
+      const over = end - start > MAX_PAYLOAD_OBJECTS ? msgpackOverBounds(source, start, end) : undefined;
+      if (over) throw new Error(over);
+      value = packr.unpack(source, { start, end } as never);
+    } else value = parseJson(utf8.decode(source.subarray(start, end)));
   } catch (err) {
     // Bad JSON is 10004 PROTO_JSON_CONVERT, as the HTTP bridge answers a bad body (errors-and-limits.md §1).
     if (flag === Flag.JSON) throw new RtmError(FpnnErrorCode.PROTO_JSON_CONVERT, `payload is not valid JSON: ${(err as Error).message}`);

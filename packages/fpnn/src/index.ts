@@ -11,6 +11,8 @@ export {
   encodeQuestFrame,
   encodeAnswerFrame,
   json,
+  MAX_PAYLOAD_OBJECTS,
+  MAX_PAYLOAD_VALUES,
   type Payload,
 } from './codec.js';
 export * as schema from './schema.js';

@@ -299,6 +299,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     port: config.serverPort,
     maxFrameBytes: config.maxFrameBytes,
     sniffTimeoutMs: config.idleTimeoutMs,
+    httpRequestTimeoutMs: config.idleTimeoutMs,
     onTransport: (t) => serverGate.accept(t),
     onHttpQuest: serverGate.handleHttp,
     onRefused: refused('server'),
@@ -308,11 +309,10 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     port: config.clientPort,
     maxFrameBytes: config.maxFrameBytes,
     sniffTimeoutMs: config.idleTimeoutMs,
+    httpRequestTimeoutMs: config.idleTimeoutMs,
     onTransport: (t) => clientGate.accept(t),
-    onHttpQuest: async () => ({
-      ok: false,
-      payload: { code: 20013, ex: 'the client gate serves FPNN over WebSocket or TCP, not HTTP calls' },
-    }),
+    // Refused before the body is read: a peer nobody knows may not have megabytes buffered here.
+    onHttpQuest: { refusal: { code: 20013, ex: 'the client gate serves FPNN over WebSocket or TCP, not HTTP calls' } },
     onRefused: refused('client'),
   });
   const listen = async (listener: Listener, port: number, variable: string): Promise<number> => {

@@ -26,6 +26,7 @@ describe('churn: nothing kept after its reason ends', () => {
       port: 0,
       maxFrameBytes: 1 << 20,
       sniffTimeoutMs: 60_000,
+      httpRequestTimeoutMs: 60_000,
       onTransport: (t) => t.close(),
     });
     const port = await listener.listen();

@@ -22,6 +22,12 @@ const authSchema = {
 
 /** Largest frame before a login, besides the attrs an `auth` may carry (`ClientGate`). */
 const PRE_LOGIN_FRAME_BYTES = 64 * 1024;
+/**
+ * Quests before a login (`*key` too, not `*ping`); one more closes the connection. A client sends
+ * a few (`*key`, `auth`, an `auth` again after a refusal): this bounds what refusing the quests of
+ * a peer nobody knows costs per connection.
+ */
+const PRE_LOGIN_QUESTS = 100;
 
 /**
  * The client gate (client-api.md): end users log in once per connection with `auth`; until then
@@ -41,6 +47,7 @@ export class ClientGate extends Gate<ClientSession> {
     super({
       ...options,
       maxFrameBytesBeforeLift: Math.min(options.maxFrameBytes, PRE_LOGIN_FRAME_BYTES + 2 * services.config.limits.maxAttrsBytes),
+      maxQuestsBeforeLift: PRE_LOGIN_QUESTS,
     });
     const { config } = services;
     this.limiter = new RateLimiter(config.clientCallsPerSecond, config.clientCallBurst);

@@ -58,6 +58,14 @@ export interface ConnectionOptions {
    * hundreds of MB for 8 MiB of tiny msgpack maps). @default maxFrameBytes
    */
   maxFrameBytesBeforeLift?: number;
+  /**
+   * Quests accepted until `liftFrameLimit()`, `*ping` aside (answered here, as cheaply as it can
+   * be, and what round-trip benchmarks send without a login); one more closes the connection as a
+   * protocol error. Refusing a quest is cheap but not free (~5 µs: an error, an answer), and node
+   * reads up to 2 MB from one socket per event-loop turn: a peer nobody knows pipelining refused
+   * quests stalled every other client. @default no limit
+   */
+  maxQuestsBeforeLift?: number;
   maxOutboundBytes: number;
   pushTimeoutMs: number;
 }
@@ -86,6 +94,9 @@ export class Connection<Session = unknown> {
   private decoder: FrameDecoder;
   private cipher: ConnectionCipher | undefined;
   private questsSeen = 0;
+  /** Quests accepted in all, `*ping` aside (`maxQuestsBeforeLift` until the lift), and those counted. */
+  private questLimit: number;
+  private questsCounted = 0;
   private closedReason: string | undefined;
   /** Pushes waiting for `releasePushes()`; undefined while pushes go straight out. */
   private held: (() => void)[] | undefined;
@@ -101,6 +112,9 @@ export class Connection<Session = unknown> {
     readonly log: Logger,
   ) {
     this.decoder = new FrameDecoder(Math.min(options.maxFrameBytes, options.maxFrameBytesBeforeLift ?? Infinity));
+    this.questLimit = options.maxQuestsBeforeLift ?? Infinity;
+    // A WebSocket message holds one frame (the SDKs send one each): the same bound, applied as it arrives.
+    if (this.decoder.maxFrameBytes < options.maxFrameBytes) transport.limitMessageBytes(this.decoder.maxFrameBytes);
     // The connection is the peer's options and the transport's listener itself: its methods, not
     // closures per connection (memory per idle connection counts at 10k+ connections).
     this.peer = new FpnnPeer(this);
@@ -133,13 +147,21 @@ export class Connection<Session = unknown> {
   }
 
   /** @internal */
+  onTransportReplied(): void {
+    if (!this.closedReason) this.withinBound(0);
+  }
+
+  /** @internal */
   onTransportClose(): void {
     this.close(this.closedReason ?? 'peer closed');
   }
 
-  /** From now on frames up to `maxFrameBytes` are accepted (see `maxFrameBytesBeforeLift`). */
+  /** From now on frames up to `maxFrameBytes`, and any number of quests, are accepted (see `maxFrameBytesBeforeLift`). */
   liftFrameLimit(): void {
+    this.questLimit = Infinity;
+    if (this.decoder.maxFrameBytes === this.options.maxFrameBytes) return;
     this.decoder.maxFrameBytes = this.options.maxFrameBytes;
+    this.transport.limitMessageBytes(this.options.maxFrameBytes);
   }
 
   /** The mark (mtime) of the oldest push written with an `unreadMark` that the peer has not answered. */
@@ -196,6 +218,7 @@ export class Connection<Session = unknown> {
         if (!frame.oneway) this.peer.writeAnswer(frame.seq, frame.flag, { ts: BigInt(Date.now()) });
         return;
       }
+      if (++this.questsCounted > this.questLimit) throw new FpnnProtocolError(`more than ${this.questLimit} quests before a login`);
       if (frame.method === '*key') return this.keyExchange(frame, first);
     }
     this.peer.receive(frame);

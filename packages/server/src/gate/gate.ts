@@ -15,6 +15,8 @@ export interface GateOptions {
   maxFrameBytes: number;
   /** Largest frame of a connection before `Connection.liftFrameLimit()` (client gate: its login). */
   maxFrameBytesBeforeLift?: number;
+  /** Quests a connection may send before `Connection.liftFrameLimit()` (client gate: its login). */
+  maxQuestsBeforeLift?: number;
   maxOutboundBytes: number;
   pushTimeoutMs: number;
   pingIntervalMs: number;
@@ -171,6 +173,7 @@ export abstract class Gate<Session> {
       {
         maxFrameBytes: this.options.maxFrameBytes,
         maxFrameBytesBeforeLift: this.options.maxFrameBytesBeforeLift,
+        maxQuestsBeforeLift: this.options.maxQuestsBeforeLift,
         maxOutboundBytes: this.options.maxOutboundBytes,
         pushTimeoutMs: this.options.pushTimeoutMs,
       },

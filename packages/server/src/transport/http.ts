@@ -34,6 +34,11 @@ function reply(req: IncomingMessage, res: ServerResponse, status: number, body: 
   res.end(text);
 }
 
+/** What a port that serves no HTTP calls answers every one of them (500 with `{code, ex}`). */
+export interface HttpRefusal {
+  readonly refusal: Payload;
+}
+
 /** A body over the limit: answered 413 with `{code, ex}`, then the connection is closed. */
 class BodyTooLarge extends RtmError {
   constructor(limit: number) {
@@ -74,11 +79,13 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
  * is a quest has an HTTP status of its own, with `{code: 20010, ex}` too: a bad URL 400, a wrong
  * path 404, a body over `maxBodyBytes` 413 (then the connection closes: its body is not read).
  * The body is a quest's payload, so its limit is the FPNN frame limit (`RTM_MAX_FRAME_BYTES`).
+ * With an `HttpRefusal` for `handle` (the client gate), every call is answered that refusal,
+ * before its body is read.
  */
 export async function serveHttpQuest(
   req: IncomingMessage,
   res: ServerResponse,
-  handle: HttpQuestHandler,
+  handle: HttpQuestHandler | HttpRefusal,
   maxBodyBytes = DEFAULT_MAX_FRAME_BYTES,
 ): Promise<void> {
   // Anything a request can hold must come back as an answer: a throw here would be an unhandled
@@ -101,6 +108,13 @@ export async function serveHttpQuest(
   }
   if (parts.length !== 2 || parts[0] !== 'service' || (req.method !== 'POST' && req.method !== 'GET')) {
     reply(req, res, 404, { code: FpnnErrorCode.CORE_HTTP_ERROR, ex: 'not found: use POST /service/<method> with a JSON body' });
+    return;
+  }
+  if (typeof handle !== 'function') {
+    // Whatever the call, the answer is known: its body is not read (nor buffered), and the
+    // connection closes after the answer when there is one.
+    const body = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+    reply(req, res, 500, handle.refusal, body);
     return;
   }
   const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;

@@ -1,7 +1,7 @@
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { serveHttpQuest, type HttpQuestHandler } from './http.js';
+import { serveHttpQuest, type HttpQuestHandler, type HttpRefusal } from './http.js';
 import { TcpTransport } from './tcp.js';
 import type { Transport } from './transport.js';
 import { WebSocketTransport } from './websocket.js';
@@ -11,13 +11,22 @@ export interface ListenerOptions {
   port: number;
   /** A new FPNN connection (TCP or WebSocket). */
   onTransport(transport: Transport): void;
-  /** One FPNN-over-HTTP call; undefined = HTTP quests are refused with 404. */
-  onHttpQuest?: HttpQuestHandler;
+  /**
+   * One FPNN-over-HTTP call, or the refusal every call gets (its body unread); undefined = HTTP
+   * quests are refused with 404.
+   */
+  onHttpQuest?: HttpQuestHandler | HttpRefusal;
   /** A connection that is not FPNN at all was refused. */
   onRefused?(remote: string, reason: string): void;
   maxFrameBytes: number;
   /** A connection that sends fewer than 4 bytes within this time is closed (it cannot be classified). */
   sniffTimeoutMs: number;
+  /**
+   * An HTTP connection is closed unless each request arrives whole (headers and body) within this
+   * time of the connection being handed over or of the previous answer: a request trickled a byte at
+   * a time would otherwise hold its socket, and what it sent of a body, for ever.
+   */
+  httpRequestTimeoutMs: number;
 }
 
 const SNIFF_BYTES = 4;
@@ -39,6 +48,12 @@ export class Listener {
    * listens itself, so it does not track them: `closeIdleConnections` would not find them.
    */
   private readonly httpSockets = new Set<Socket>();
+  /**
+   * The deadline of the request each of `httpSockets` is sending (see `httpRequestTimeoutMs`).
+   * Kept here: node's own headersTimeout and requestTimeout are checked by a timer that only a
+   * listening HTTP server starts, and this one never listens.
+   */
+  private readonly httpDeadlines = new Map<Socket, NodeJS.Timeout>();
 
   constructor(private readonly options: ListenerOptions) {
     this.wss = new WebSocketServer({
@@ -49,6 +64,7 @@ export class Listener {
       perMessageDeflate: false,
     });
     this.http = createHttpServer({ keepAliveTimeout: 60_000 }, (req, res) => {
+      this.requestArrived(req, res);
       if (!options.onHttpQuest) {
         res.writeHead(404).end();
         return;
@@ -59,6 +75,8 @@ export class Listener {
     this.http.on('upgrade', (req: IncomingMessage, socket, head) => {
       // The reference accepts any path; we accept /service/websocket and, leniently, any other.
       const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+      // A WebSocket from here on: the gate's idle timeout watches it.
+      this.clearHttpDeadline(req.socket);
       this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptWebSocket(ws, remote));
     });
     this.http.on('clientError', (_err, socket) => socket.destroy());
@@ -82,6 +100,7 @@ export class Listener {
       this.sockets.delete(socket);
       this.sniffing.delete(socket);
       this.httpSockets.delete(socket);
+      this.clearHttpDeadline(socket);
     });
     socket.on('error', () => socket.destroy());
     let head: Buffer = Buffer.alloc(0);
@@ -98,6 +117,7 @@ export class Listener {
         // GET, POST, OPTIONS, …: an HTTP request (WebSocket upgrade or FPNN-over-HTTP).
         socket.unshift(head);
         this.httpSockets.add(socket);
+        this.armHttpDeadline(socket);
         this.http.emit('connection', socket);
         socket.resume();
       } else {
@@ -106,6 +126,40 @@ export class Listener {
       }
     };
     socket.on('data', onData);
+  }
+
+  private armHttpDeadline(socket: Socket): void {
+    clearTimeout(this.httpDeadlines.get(socket));
+    const timer = setTimeout(() => socket.destroy(), this.options.httpRequestTimeoutMs);
+    timer.unref();
+    this.httpDeadlines.set(socket, timer);
+  }
+
+  private clearHttpDeadline(socket: Socket): void {
+    const timer = this.httpDeadlines.get(socket);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.httpDeadlines.delete(socket);
+  }
+
+  /**
+   * A request's headers are in. Its deadline ends once it is whole (a body to its end), not while
+   * it is served: a slow store is not the peer's doing. The next request's starts at the answer.
+   */
+  private requestArrived(req: IncomingMessage, res: ServerResponse): void {
+    const socket = req.socket;
+    const body = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+    if (!body) this.clearHttpDeadline(socket);
+    else {
+      // An unread body (a refusal, a 404) is drained by node after the answer: then it ends the
+      // next request's deadline, which must stay.
+      req.once('end', () => {
+        if (!res.writableFinished) this.clearHttpDeadline(socket);
+      });
+    }
+    res.once('finish', () => {
+      if (!socket.destroyed) this.armHttpDeadline(socket);
+    });
   }
 
   async listen(): Promise<number> {

@@ -24,6 +24,10 @@ export class TcpTransport implements Transport {
     return this.socket.writableLength;
   }
 
+  limitMessageBytes(): void {
+    // A TCP stream has no messages: the FPNN decoder bounds its frames.
+  }
+
   private events: TransportEvents | undefined;
 
   start(events: TransportEvents): void {

@@ -8,6 +8,11 @@ export type TransportKind = 'tcp' | 'websocket';
 export interface TransportEvents {
   /** Bytes received (TCP: a stream chunk; WebSocket: one binary message). */
   onTransportData(chunk: Uint8Array): void;
+  /**
+   * The transport answered the peer itself (a WebSocket pong, written by ws): its outbound bound
+   * is the owner's to check, as for the frames it writes.
+   */
+  onTransportReplied?(): void;
   /** The socket closed, for whatever reason; called once. */
   onTransportClose(): void;
 }
@@ -24,6 +29,12 @@ export interface Transport {
    * its partial frames are the FPNN decoder's.
    */
   readonly receiving: boolean;
+  /**
+   * The largest transport unit accepted from now on: a WebSocket message, whole or in fragments
+   * (a larger one closes the connection, 1009, as it arrives). TCP: nothing to do, its frames are
+   * the FPNN decoder's to bound.
+   */
+  limitMessageBytes(bytes: number): void;
   /** Starts delivering events; called once by the connection that owns the transport. */
   start(events: TransportEvents): void;
   /** Writes one whole frame (or, once encrypted, one ciphertext unit). */

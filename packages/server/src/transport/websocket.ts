@@ -62,6 +62,18 @@ export class WebSocketTransport implements Transport {
     return receiver !== undefined && ((receiver._bufferedBytes ?? 0) > 0 || (receiver._fragmented ?? 0) !== 0);
   }
 
+  /**
+   * Sets ws's limit on a message (its receiver's, which counts the fragments of one message
+   * together) and ours on the frames `read` takes. The gate lowers it until a login: ws buffers a
+   * message whole before the FPNN decoder sees a byte of it, so the decoder's early refusal of a
+   * large frame would otherwise come only after megabytes were held.
+   */
+  limitMessageBytes(bytes: number): void {
+    const receiver = (this.ws as unknown as { _receiver?: { _maxPayload?: number } })._receiver;
+    if (receiver && typeof receiver._maxPayload === 'number') receiver._maxPayload = bytes;
+    if (this.wsOnData) this.maxPayload = bytes;
+  }
+
   private events: TransportEvents | undefined;
 
   start(events: TransportEvents): void {
@@ -69,6 +81,7 @@ export class WebSocketTransport implements Transport {
     // Shared listeners (this = the WebSocket): no closures per connection.
     (this.ws as WebSocketWithTransport)[TRANSPORT] = this;
     this.ws.on('message', onMessage);
+    this.ws.on('ping', onPing);
     this.ws.on('error', onError);
     this.ws.once('close', onClose);
     this.takeReads();
@@ -141,6 +154,11 @@ export class WebSocketTransport implements Transport {
   received(data: Buffer | ArrayBuffer | Buffer[]): void {
     if (Array.isArray(data)) for (const part of data) this.events!.onTransportData(part);
     else this.events!.onTransportData(data instanceof ArrayBuffer ? new Uint8Array(data) : data);
+  }
+
+  /** @internal */
+  replied(): void {
+    if (!this.closed) this.events!.onTransportReplied?.();
   }
 
   /** @internal */
@@ -247,6 +265,11 @@ function onSocketData(this: SocketWithTransport, chunk: Buffer): void {
 
 function onMessage(this: WebSocketWithTransport, data: Buffer | ArrayBuffer | Buffer[]): void {
   this[TRANSPORT]!.received(data);
+}
+
+/** ws has queued the pong (before it emits 'ping'): a peer that pings and never reads is a slow consumer. */
+function onPing(this: WebSocketWithTransport): void {
+  this[TRANSPORT]!.replied();
 }
 
 function onError(this: WebSocketWithTransport): void {
