@@ -9,7 +9,7 @@
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
 
 export const DEFAULT_CHROMIUM_PATH = '/usr/bin/chromium';
 
@@ -75,9 +75,46 @@ export async function runInChromium<T>(
   options: RunInChromiumOptions = {},
 ): Promise<RunInChromiumResult<T>> {
   const timeoutMs = options.timeoutMs ?? 15_000;
-  const userDataDir = mkdtempSync(join(tmpdir(), 'rtm-chromium-'));
   const consoleLines: string[] = [];
   const pageErrors: string[] = [];
+  return withFreshChromium(timeoutMs, async (tab) => {
+    tab.on('console', (msg) => {
+      const line = `${msg.type()}: ${msg.text()}`;
+      consoleLines.push(line);
+      options.onConsole?.(line);
+    });
+    tab.on('pageerror', (err) => pageErrors.push(err.stack ?? err.message));
+    const target = page instanceof URL ? page.href : page;
+    if (/^(https?|file|data|about):/i.test(target)) await tab.goto(target, { waitUntil: 'load' });
+    else await tab.setContent(target, { waitUntil: 'load' });
+    const result = (await withTimeout(tab.evaluate(script as () => T), timeoutMs)) as T;
+    return { result, console: consoleLines, pageErrors };
+  });
+}
+
+/**
+ * For tests that steer the page from outside while it runs (network off and on, lifecycle
+ * freezes, several steps): opens `page` in a fresh headless Chromium and calls `body` with the
+ * tab and its context. The browser and its temporary profile are always removed afterwards.
+ */
+export async function withChromiumPage<T>(
+  page: string | URL,
+  body: (tab: Page, context: BrowserContext) => Promise<T>,
+  options: RunInChromiumOptions = {},
+): Promise<T> {
+  return withFreshChromium(options.timeoutMs ?? 15_000, async (tab, context) => {
+    if (options.onConsole) tab.on('console', (msg) => options.onConsole!(`${msg.type()}: ${msg.text()}`));
+    await tab.goto(page instanceof URL ? page.href : page, { waitUntil: 'load' });
+    return body(tab, context);
+  });
+}
+
+/**
+ * One headless Chromium with a throwaway profile, its first tab handed to `body`; the browser
+ * and the profile are removed afterwards, also on failure.
+ */
+async function withFreshChromium<T>(timeoutMs: number, body: (tab: Page, context: BrowserContext) => Promise<T>): Promise<T> {
+  const userDataDir = mkdtempSync(join(tmpdir(), 'rtm-chromium-'));
   // Playwright refuses `--user-data-dir` in `args` for launch(); a persistent context with our
   // own fresh directory is the same thing (one browser, one throwaway profile).
   let context;
@@ -95,17 +132,7 @@ export async function runInChromium<T>(
   try {
     const tab = context.pages()[0] ?? (await context.newPage());
     tab.setDefaultTimeout(timeoutMs);
-    tab.on('console', (msg) => {
-      const line = `${msg.type()}: ${msg.text()}`;
-      consoleLines.push(line);
-      options.onConsole?.(line);
-    });
-    tab.on('pageerror', (err) => pageErrors.push(err.stack ?? err.message));
-    const target = page instanceof URL ? page.href : page;
-    if (/^(https?|file|data|about):/i.test(target)) await tab.goto(target, { waitUntil: 'load' });
-    else await tab.setContent(target, { waitUntil: 'load' });
-    const result = (await withTimeout(tab.evaluate(script as () => T), timeoutMs)) as T;
-    return { result, console: consoleLines, pageErrors };
+    return await body(tab, context);
   } finally {
     await context.close().catch(() => {});
     rmSync(userDataDir, { recursive: true, force: true });

@@ -11,8 +11,9 @@ const packageDir = fileURLToPath(new URL('..', import.meta.url));
 
 /**
  * Builds the browser bundle. With `write: false` the output stays in memory
- * (`result.outputFiles[0].text`), which the browser test uses.
- * @param {{ outfile?: string, minify?: boolean, write?: boolean }} [options]
+ * (`result.outputFiles[0].text`), which the browser test uses; `metafile: true` adds esbuild's
+ * list of inputs, imports and exports (`result.metafile`), to check what the bundle pulls in.
+ * @param {{ outfile?: string, minify?: boolean, write?: boolean, metafile?: boolean }} [options]
  */
 export async function buildBrowserBundle(options = {}) {
   return build({
@@ -30,6 +31,7 @@ export async function buildBrowserBundle(options = {}) {
     write: options.write ?? true,
     logLevel: options.write === false ? 'warning' : 'info',
     legalComments: 'eof',
+    metafile: options.metafile ?? false,
   });
 }
 

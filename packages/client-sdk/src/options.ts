@@ -46,8 +46,9 @@ export interface RTMClientOptions {
   reconnectStrategy?: ReconnectStrategy;
   /**
    * Ping watchdog: when the server has sent no `ping` for this many seconds, the connection is
-   * closed and (with `autoReconnect`) re-established. Checked every half of this interval.
-   * Fractions are allowed. `0` disables the watchdog. @default 60
+   * closed and (with `autoReconnect`) re-established. Checked every half of this interval; a
+   * check that runs late (throttled or frozen tab, suspended machine) defers its verdict to the
+   * next one. Fractions are allowed. `0` disables the watchdog. @default 60
    */
   maxPingIntervalSeconds?: number;
   /** How long a pushed message's key is remembered to drop duplicates, in milliseconds. @default 5000 */

@@ -326,18 +326,33 @@ export class Session {
     this.stopWatchdog();
     const maxMs = this.options.maxPingIntervalSeconds * 1000;
     if (maxMs <= 0) return;
+    const every = Math.max(10, maxMs / 2);
     this.lastPingAt = Date.now();
-    this.watchdogTimer = setInterval(
-      () => {
-        if (Date.now() - this.lastPingAt < maxMs) return;
-        const conn = this.conn;
-        if (!conn) return this.stopWatchdog();
-        this.options.logger.warn?.(`no ping from the server for ${this.options.maxPingIntervalSeconds} s`);
-        this.dropConnection('no ping from the server');
-        this.lost(`no ping from the server for ${this.options.maxPingIntervalSeconds} s`);
-      },
-      Math.max(10, maxMs / 2),
-    );
+    let lastCheckAt = this.lastPingAt;
+    let deferred = false;
+    this.watchdogTimer = setInterval(() => {
+      const now = Date.now();
+      // A check that runs late woke from a stall (a frozen or throttled tab, a suspended machine,
+      // a busy event loop): pings that arrived meanwhile may still wait unread behind it (Node
+      // runs overdue timers before it reads its sockets). Its verdict waits for the next check,
+      // once: in a tab whose timers are always late (Chrome's intensive throttling) that one
+      // decides.
+      const late = now - lastCheckAt > every * 1.5;
+      lastCheckAt = now;
+      if (now - this.lastPingAt < maxMs) {
+        deferred = false;
+        return;
+      }
+      if (late && !deferred) {
+        deferred = true;
+        return;
+      }
+      const conn = this.conn;
+      if (!conn) return this.stopWatchdog();
+      this.options.logger.warn?.(`no ping from the server for ${this.options.maxPingIntervalSeconds} s`);
+      this.dropConnection('no ping from the server');
+      this.lost(`no ping from the server for ${this.options.maxPingIntervalSeconds} s`);
+    }, every);
   }
 
   private stopWatchdog(): void {

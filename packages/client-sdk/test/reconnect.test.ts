@@ -164,6 +164,46 @@ test('ping watchdog: regular pings keep the connection', async (t) => {
   assert.equal(client.state, 'online');
 });
 
+test('ping watchdog: a check that runs late (stalled event loop, frozen tab) does not judge before reading what arrived', async (t) => {
+  // A suspended process or frozen tab runs its overdue timers as soon as it wakes, and Node runs
+  // them before it reads its sockets: the check must not call the connection dead on silence it
+  // has not looked at yet. Here a ping is on its way before the loop stalls for 2.5 watchdog
+  // periods; pings go on afterwards.
+  const { server, client } = await online(t, { maxPingIntervalSeconds: 0.4 });
+  const disconnected = collect(client, 'disconnected');
+  await new Promise<void>((resolve) =>
+    setTimeout(() => {
+      void server.last.push('ping', {}).catch(() => {});
+      const end = Date.now() + 1000;
+      while (Date.now() < end); // the stall
+      resolve();
+    }, 50),
+  );
+  for (let i = 0; i < 6; i++) {
+    await sleep(100);
+    void server.last.push('ping', {}).catch(() => {});
+  }
+  assert.deepEqual(disconnected, []);
+  assert.equal(server.connections.length, 1);
+  assert.equal(client.state, 'online');
+});
+
+test('ping watchdog: a late check still closes a connection that stays silent (throttled background tab)', async (t) => {
+  // Chrome's intensive throttling runs a hidden tab's timers once a minute, so every check is
+  // late: a late check defers its verdict once, not for ever.
+  const { client } = await online(t, { maxPingIntervalSeconds: 0.2 });
+  const disconnected = nextEvent(client, 'disconnected');
+  const stall = (): void => {
+    const end = Date.now() + 250; // each check runs 150 ms late
+    while (Date.now() < end);
+  };
+  const staller = setInterval(stall, 100);
+  t.after(() => clearInterval(staller));
+  const started = Date.now();
+  assert.match((await disconnected).reason, /no ping/);
+  assert.ok(Date.now() - started < 3000, `watchdog fired after ${Date.now() - started} ms`);
+});
+
 test('login() while relogin is pending replaces the old session', async (t) => {
   const { server, client } = await online(t, {
     reconnectStrategy: { startConnectFailedCount: 0, maxIntervalSeconds: 0.3, linearRegressiveCount: 1 },
