@@ -4,7 +4,7 @@
  * PostgreSQL + NATS in one process; the order is switched on and off between rounds (each setting
  * first every other round, and sending from both nodes, which differ), so both see the same machine.
  *
- *   node --conditions=development --import tsx bench/answer-order.ts [--samples 1000] [--pipelined 4000] [--rounds 3]
+ *   node --conditions=rtm-source --import tsx bench/answer-order.ts [--samples 1000] [--pipelined 4000] [--rounds 3]
  *
  * sequential: a backend sends `sendmsg` through its node, one at a time, to a user on the other
  *   node; figures: the answer time, and the time to the receiver's push.

@@ -3,7 +3,7 @@
  * (PostgreSQL + NATS, child processes), against one single-node server (SQLite, local bus) in the
  * same run.
  *
- *   node --conditions=development --import tsx bench/cluster.ts [--p2p 1000] [--receivers 200] [--room 200] [--burst 200]
+ *   node --conditions=rtm-source --import tsx bench/cluster.ts [--p2p 1000] [--receivers 200] [--room 200] [--burst 200]
  *
  * p2p: a client sends `sendmsg` through its client gate, one at a time; the figure is the time
  *   from the send to the peer's `pushmsg` (includes the store commit). Three placements: single

@@ -16,7 +16,7 @@
  * received by every member of the room (≈ `windowPushes / roomSize` messages), so each server runs
  * at the rate it (and the clients) can sustain, with bounded buffers.
  *
- *   node --no-memory-reducer --conditions=development --import tsx bench/fanout.ts [--sizes 1000,5000] [--workers 3]
+ *   node --no-memory-reducer --conditions=rtm-source --import tsx bench/fanout.ts [--sizes 1000,5000] [--workers 3]
  *     [--seconds 5] [--warmup 1.5] [--servers rtm,socketio,ws] [--window-pushes 50000] [--join client|server] [--answers batched|each]
  *     [--profile <dir>] [--profile-servers rtm,socketio,ws]   (CPU profiles of the servers, in <dir>/<kind>/;
  *     summarise with bench/workers/cpuprofile-top.ts)

@@ -5,7 +5,7 @@
  * child process, in one run. The ratio to the p2p send says what a group's size costs a send.
  * Groups hold at most RTM's default 10,000 members.
  *
- *   node --conditions=development --import tsx bench/group-sends.ts [--sends 5000] [--sizes 10,1000,10000]
+ *   node --conditions=rtm-source --import tsx bench/group-sends.ts [--sends 5000] [--sizes 10,1000,10000]
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

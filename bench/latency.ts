@@ -20,7 +20,7 @@
  * episodes (slow sends at most 5 ms apart; see `slowEpisodes`), with the three biggest. Many short
  * episodes point at per-message stalls; a few long ones at the whole system falling behind.
  *
- *   node --no-memory-reducer --conditions=development --import tsx bench/latency.ts [--rate 5000] [--seconds 10] [--warmup 2]
+ *   node --no-memory-reducer --conditions=rtm-source --import tsx bench/latency.ts [--rate 5000] [--seconds 10] [--warmup 2]
  *     [--workers 2] [--pairs 200] [--servers rtm,fpnn,ws] [--rounds 1] [--profile <dir>]   (server CPU profile; see bench/workers/cpuprofile-top.ts)
  *     [--trace]   (where our slow messages waited: before the server took them, inside it, after; bench/workers/send-trace.ts)
  *

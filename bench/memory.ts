@@ -5,7 +5,7 @@
  * divided by N; our server beside the Socket.IO and bare ws baselines in the same run. The clients
  * are spread over worker processes.
  *
- *   node --conditions=development --import tsx bench/memory.ts [--connections 10000] [--workers 4]
+ *   node --conditions=rtm-source --import tsx bench/memory.ts [--connections 10000] [--workers 4]
  *     [--idle 3] [--servers rtm,socketio,ws] [--heap-snapshots <dir>]
  */
 import { parseArgs } from 'node:util';

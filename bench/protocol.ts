@@ -1,7 +1,7 @@
 /**
  * FPNN framing cost vs plain msgpack (the ceiling), side by side in one run.
  *
- *   node --conditions=development --import tsx bench/protocol.ts [--ms 100] [--rounds 15] [--json]
+ *   node --conditions=rtm-source --import tsx bench/protocol.ts [--ms 100] [--rounds 15] [--json]
  *
  * fpnn:    encodePayload + encodeQuest/encodeAnswer, then FrameDecoder.push + decodePayload
  * msgpack: encodeMsgpack + decodeMsgpack of the same payload (same msgpackr configuration)

@@ -2,7 +2,7 @@
  * Quest round trips per second over loopback, one connection, pipelined: FPNN/TCP and FPNN over
  * WebSocket against the real server (a child process, so its CPU is its own), `*ping` quests.
  *
- *   node --conditions=development --import tsx bench/rtt.ts [--seconds 3] [--depth 256]
+ *   node --conditions=rtm-source --import tsx bench/rtt.ts [--seconds 3] [--depth 256]
  */
 import { parseArgs } from 'node:util';
 import { mkdtemp, rm } from 'node:fs/promises';

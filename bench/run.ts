@@ -28,7 +28,7 @@ for (const name of list) {
   console.log(`## ${name}\n`);
   const file = fileURLToPath(new URL(`./${name}.ts`, import.meta.url));
   const started = Date.now();
-  const r = spawnSync(process.execPath, ['--conditions=development', '--import', 'tsx', ...LOAD_GENERATOR_V8_FLAGS, file], {
+  const r = spawnSync(process.execPath, ['--conditions=rtm-source', '--import', 'tsx', ...LOAD_GENERATOR_V8_FLAGS, file], {
     stdio: 'inherit',
     timeout: 15 * 60_000,
   });

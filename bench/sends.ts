@@ -3,7 +3,7 @@
  * pipelined) against the real server in a child process, beside the raw better-sqlite3 insert
  * rate of an equivalent row on the same machine (the ceiling), in one run.
  *
- *   node --conditions=development --import tsx bench/sends.ts [--seconds 5] [--connections 4] [--depth 256]
+ *   node --conditions=rtm-source --import tsx bench/sends.ts [--seconds 5] [--connections 4] [--depth 256]
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

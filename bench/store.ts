@@ -1,7 +1,7 @@
 /**
  * Store benchmark: persisted appends/s and history page latency.
  *
- *   node --conditions=development --import tsx bench/store.ts
+ *   node --conditions=rtm-source --import tsx bench/store.ts
  *
  * Figures, in one run:
  * - raw better-sqlite3 inserts/s into the same messages table (same indexes, WAL, same

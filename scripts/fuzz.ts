@@ -2,7 +2,7 @@
 /**
  * Black-box fuzzer for a LIVE FPNN/RTM server on loopback.
  *
- *   node --conditions=development --import tsx scripts/fuzz.ts --host 127.0.0.1 --port 13325 --count 100000
+ *   node --conditions=rtm-source --import tsx scripts/fuzz.ts --host 127.0.0.1 --port 13325 --count 100000
  *     [--ws-port N] [--no-ws] [--no-tcp] [--concurrency 32] [--seed 1] [--time-limit 300] [--json]
  *
  * Opens many short connections (TCP, and WebSocket at ws://host:port/service/websocket) and sends

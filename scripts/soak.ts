@@ -4,7 +4,7 @@
  * group, mid, salt or key after its reason ended). Not part of the test suite (the fast checks are
  * packages/server/test/churn-memory.test.ts); one run takes a few minutes.
  *
- *   node --conditions=development --import tsx scripts/soak.ts
+ *   node --conditions=rtm-source --import tsx scripts/soak.ts
  *
  * Options:
  *   --cycles 10000 --first 2000 --warmup 1000   the three measures: after the warm-up (JIT, caches),
@@ -811,7 +811,7 @@ function holdersOfNew(a: Snapshot, b: Snapshot, top: number): string[] {
 
 async function driver(): Promise<void> {
   const child: ChildProcess = fork(process.argv[1]!, ['--role-server', ...argv], {
-    execArgv: ['--expose-gc', '--conditions=development', '--import', 'tsx'],
+    execArgv: ['--expose-gc', '--conditions=rtm-source', '--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

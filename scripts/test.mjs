@@ -54,7 +54,7 @@ if (selected.length === 0) {
 }
 const result = spawnSync(
   process.execPath,
-  ['--conditions=development', '--import', 'tsx', '--test', '--test-concurrency=3', '--test-timeout=300000', ...flags, ...selected],
+  ['--conditions=rtm-source', '--import', 'tsx', '--test', '--test-concurrency=3', '--test-timeout=300000', ...flags, ...selected],
   { stdio: 'inherit' },
 );
 process.exit(result.status ?? 1);

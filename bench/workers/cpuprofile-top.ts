@@ -2,7 +2,7 @@
  * Prints the top functions by self time of a V8 .cpuprofile (node --cpu-prof), and by "total"
  * time for functions of our packages.
  *
- *   node --conditions=development --import tsx bench/workers/cpuprofile-top.ts <file.cpuprofile> [--top 30]
+ *   node --conditions=rtm-source --import tsx bench/workers/cpuprofile-top.ts <file.cpuprofile> [--top 30]
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';

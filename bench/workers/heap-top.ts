@@ -2,7 +2,7 @@
  * Summarises a V8 .heapsnapshot: self size and count per constructor / node name, largest first;
  * with `--per N` also bytes per N (e.g. per connection).
  *
- *   node --conditions=development --import tsx bench/workers/heap-top.ts <file.heapsnapshot> [--top 30] [--per 10000]
+ *   node --conditions=rtm-source --import tsx bench/workers/heap-top.ts <file.heapsnapshot> [--top 30] [--per 10000]
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';

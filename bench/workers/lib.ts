@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { spawnServer, TEST_PID, TEST_SECRET, type SpawnedServer } from '@rtm/testkit';
 
 export const PROBE = fileURLToPath(new URL('./probe.mjs', import.meta.url));
-const TSX_ARGV = ['--conditions=development', '--import', 'tsx'];
+const TSX_ARGV = ['--conditions=rtm-source', '--import', 'tsx'];
 
 /**
  * V8 flags of the load generators: this controlling process and its worker processes (never a

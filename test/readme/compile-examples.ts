@@ -1,6 +1,6 @@
 /**
  * Type-checks the code examples of a package README as a user would compile them, against the
- * packages' sources (the `development` export condition) and the repository's compiler options:
+ * packages' sources (the `rtm-source` export condition) and the repository's compiler options:
  *
  * - the ```ts blocks of the file, in order, form one module (later blocks use what earlier ones
  *   declared, as a reader does);

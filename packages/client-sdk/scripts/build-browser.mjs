@@ -25,7 +25,7 @@ export async function buildBrowserBundle(options = {}) {
     platform: 'browser',
     target: 'es2020',
     external: ['ws'],
-    conditions: ['development'],
+    conditions: ['rtm-source'],
     sourcemap: options.write === false ? false : 'linked',
     minify: options.minify ?? false,
     write: options.write ?? true,

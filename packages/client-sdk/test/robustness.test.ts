@@ -174,7 +174,7 @@ describe('the client SDK in the field (real server)', () => {
     const child = spawn(
       process.execPath,
       [
-        '--conditions=development',
+        '--conditions=rtm-source',
         '--import',
         'tsx',
         fileURLToPath(new URL('./helpers/exit-child.ts', import.meta.url)),

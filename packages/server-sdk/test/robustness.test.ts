@@ -175,7 +175,7 @@ const SDK = new URL('../src/index.ts', import.meta.url).href;
 /** Runs an ES module text in a child node (TypeScript sources through tsx); resolves when it exits by itself. */
 function runChild(code: string, env: Record<string, string> = {}): Promise<{ code: number | null; output: string; ms: number }> {
   const started = Date.now();
-  const child = spawn(process.execPath, ['--conditions=development', '--import', 'tsx', '--input-type=module', '-e', code], {
+  const child = spawn(process.execPath, ['--conditions=rtm-source', '--import', 'tsx', '--input-type=module', '-e', code], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -100,7 +100,7 @@ function run(command: string, args: string[], env: Record<string, string>, as?: 
 }
 
 const rtm = (args: string[], env: Record<string, string>, as?: { uid: number; gid: number }): Run =>
-  run(process.execPath, ['--conditions=development', '--import', 'tsx', CLI, ...args], env, as);
+  run(process.execPath, ['--conditions=rtm-source', '--import', 'tsx', CLI, ...args], env, as);
 
 /** `done` within `ms`, or a failure that says the process (or an orphan holding its output) is still there. */
 async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -493,7 +493,7 @@ describe('the command line', () => {
   });
 
   it('`rtm keygen | head -1`: the reader gone, it ends quietly (no EPIPE stack trace)', async () => {
-    const child = spawn(process.execPath, ['--conditions=development', '--import', 'tsx', CLI, 'keygen'], {
+    const child = spawn(process.execPath, ['--conditions=rtm-source', '--import', 'tsx', CLI, 'keygen'], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -34,7 +34,7 @@ async function tempDir(): Promise<string> {
 
 /** Runs `rtm <args>` to its end (at most 30 s) with the environment of the test runner plus `env`. */
 function rtm(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--conditions=development', '--import', 'tsx', CLI, ...args], {
+  const child = spawn(process.execPath, ['--conditions=rtm-source', '--import', 'tsx', CLI, ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -70,7 +70,7 @@ describe('docs: the client commands reach the server gate at RTM_HOST:RTM_SERVER
 
   it('prints the gates of an IPv6 bind address as addresses (ws://[::]:port, not ws://:::port)', async () => {
     const dataDir = await tempDir();
-    const child = spawn(process.execPath, ['--conditions=development', '--import', 'tsx', CLI, 'serve'], {
+    const child = spawn(process.execPath, ['--conditions=rtm-source', '--import', 'tsx', CLI, 'serve'], {
       cwd: ROOT,
       env: { ...process.env, RTM_HOST: '::', RTM_SERVER_PORT: '0', RTM_CLIENT_PORT: '0', RTM_ADMIN_PORT: '-1', RTM_DATA_DIR: dataDir },
       stdio: ['ignore', 'ignore', 'pipe'],

@@ -104,7 +104,7 @@ describe('SQLite exclusive access', () => {
     const store = fileURLToPath(new URL('../src/store/sqlite.ts', import.meta.url));
     const script = `const { SqliteStore } = await import(${JSON.stringify(store)});
       await new SqliteStore({ dataDir: ${JSON.stringify(dataDir)} }).init();`;
-    const child = spawn(process.execPath, ['--conditions=development', '--import', 'tsx', '--input-type=module', '-e', script], {
+    const child = spawn(process.execPath, ['--conditions=rtm-source', '--import', 'tsx', '--input-type=module', '-e', script], {
       env: { ...process.env, SQLITE_USE_URI: '0' },
       stdio: ['ignore', 'ignore', 'pipe'],
     });

@@ -306,7 +306,7 @@ if (process.env[CHILD_ENV]) {
 
     it('every acknowledged append survives a SIGKILL of the process', async () => {
       const dataDir = join(dir, 'crash');
-      const child = spawn(process.execPath, ['--conditions=development', '--import', 'tsx', fileURLToPath(import.meta.url)], {
+      const child = spawn(process.execPath, ['--conditions=rtm-source', '--import', 'tsx', fileURLToPath(import.meta.url)], {
         env: { ...process.env, [CHILD_ENV]: dataDir },
         stdio: ['ignore', 'pipe', 'inherit'],
       });

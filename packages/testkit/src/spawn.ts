@@ -22,7 +22,7 @@ export interface SpawnedServer {
  * `nodeArgs` go to node itself (e.g. `--cpu-prof`, which NODE_OPTIONS does not allow).
  */
 export function spawnServer(env: Record<string, string>, timeoutMs = 20_000, nodeArgs: string[] = []): Promise<SpawnedServer> {
-  const child = spawn(process.execPath, [...nodeArgs, '--conditions=development', '--import', 'tsx', CLI, 'serve'], {
+  const child = spawn(process.execPath, [...nodeArgs, '--conditions=rtm-source', '--import', 'tsx', CLI, 'serve'], {
     env: {
       ...process.env,
       RTM_SERVER_PORT: '0',

@@ -5,7 +5,7 @@
  * without any clean-up of its own. The process must then exit by itself: a timer or socket the
  * SDK left behind keeps it alive, an unhandled rejection ends it with code 1.
  *
- *   node --conditions=development --import tsx exit-child.ts <client gate host:port> <server gate host:port>
+ *   node --conditions=rtm-source --import tsx exit-child.ts <client gate host:port> <server gate host:port>
  */
 import { RTMServerClient } from '@rtm/server-sdk';
 import { startFaultyProxy, TEST_PID, TEST_SECRET, until } from '@rtm/testkit';
