@@ -9,6 +9,7 @@ export {
   SDK_VERSION,
   endpointToUrl,
   type Logger,
+  type NetworkEvents,
   type ReconnectStrategy,
   type RTMClientOptions,
 } from './options.js';

@@ -64,6 +64,20 @@ export interface RTMClientOptions {
   webSocketFactory?: WebSocketFactory;
   /** Receives diagnostics. @default no logging */
   logger?: Logger;
+  /**
+   * Where the SDK hears that the network is back: its `online` events. Then a relogin waiting out
+   * its back-off is tried at once, and a connection that looks online is checked with a `*ping`
+   * (a socket over a network that went away can be dead without a close; the ping watchdog would
+   * see it only after `maxPingIntervalSeconds`). @default the global object where it has
+   * `addEventListener` (browsers: `window`); `null` turns this off
+   */
+  networkEvents?: NetworkEvents | null;
+}
+
+/** What `networkEvents` needs: a browser's `window`, or anything that emits `online` the same way. */
+export interface NetworkEvents {
+  addEventListener(type: 'online', listener: () => void): void;
+  removeEventListener(type: 'online', listener: () => void): void;
 }
 
 export const SDK_VERSION = '0.1.0';
@@ -91,6 +105,7 @@ export interface ResolvedOptions {
   readonly sdkVersion: string;
   readonly webSocketFactory: WebSocketFactory | undefined;
   readonly logger: Logger;
+  readonly networkEvents: NetworkEvents | undefined;
 }
 
 function fail(name: string, why: string): never {
@@ -141,5 +156,12 @@ export function resolveOptions(options: RTMClientOptions): ResolvedOptions {
     sdkVersion: options.sdkVersion ?? `TypeScript_${SDK_VERSION}`,
     webSocketFactory: options.webSocketFactory,
     logger: options.logger ?? {},
+    networkEvents: options.networkEvents === null ? undefined : (options.networkEvents ?? globalNetworkEvents()),
   });
+}
+
+/** The global object when it emits `online` (a browser's window, a worker's self); Node's does not. */
+function globalNetworkEvents(): NetworkEvents | undefined {
+  const g = globalThis as Partial<NetworkEvents>;
+  return typeof g.addEventListener === 'function' && typeof g.removeEventListener === 'function' ? (g as NetworkEvents) : undefined;
 }

@@ -1,6 +1,6 @@
 import { FpnnErrorCode, RtmError, RtmErrorCode, type Payload, type QuestHandler } from '@rtm/fpnn';
 import { Connection } from './connection.js';
-import type { ReconnectStrategy, ResolvedOptions } from './options.js';
+import type { NetworkEvents, ReconnectStrategy, ResolvedOptions } from './options.js';
 import { defaultWebSocketFactory } from './transport.js';
 import type { ClosedEvent, ConnectedEvent, DisconnectedEvent, ReloginCompletedEvent } from './types.js';
 
@@ -14,6 +14,9 @@ export interface SessionHooks {
   disconnected(event: DisconnectedEvent): void;
   closed(event: ClosedEvent): void;
 }
+
+/** How long a connection that looks online has to answer a `*ping` once the network is back. */
+const NETWORK_BACK_PING_TIMEOUT_MS = 5_000;
 
 const cancelled = (): RtmError => new RtmError(FpnnErrorCode.CORE_CANCELLED, 'superseded by a later login(), logout() or close()');
 
@@ -61,6 +64,8 @@ export class Session {
   private inFlight: AbortController | undefined;
   private watchdogTimer: ReturnType<typeof setInterval> | undefined;
   private lastPingAt = 0;
+  /** Where `networkBack` listens, from the first login until the session ends (no listener left behind). */
+  private listening: NetworkEvents | undefined;
 
   constructor(
     private readonly options: ResolvedOptions,
@@ -88,13 +93,18 @@ export class Session {
     try {
       ok = await this.connectAndAuth(generation);
     } catch (err) {
-      if (generation === this.generation) this.state = 'idle';
+      if (generation === this.generation) {
+        this.state = 'idle';
+        this.stopListening();
+      }
       throw err;
     }
     if (!ok) {
       this.state = 'idle';
+      this.stopListening();
       return { ok: false };
     }
+    this.listenForNetwork();
     this.hooks.connected({ uid, relogin: false });
     return { ok: true };
   }
@@ -175,6 +185,7 @@ export class Session {
     this.newGeneration();
     this.dropConnection(reason);
     this.state = 'closed';
+    this.stopListening();
     this.reconnectCount = 0;
     this.reconnectIntervalMs = 0;
     if (wasActive) this.hooks.closed(event);
@@ -265,6 +276,7 @@ export class Session {
       // Over before the application hears of it: a close() or logout() from its listener has
       // nothing left to end, and a login() from it starts a new session whose events follow.
       this.state = 'closed';
+      this.stopListening();
       this.hooks.disconnected({ reason, willReconnect: false });
       if (this.state === 'closed') this.hooks.closed({ reason: 'connectionLost', code: FpnnErrorCode.CORE_CONNECTION_CLOSED });
       return;
@@ -313,6 +325,7 @@ export class Session {
       return;
     }
     this.state = 'closed';
+    this.stopListening();
     this.reconnectCount = 0;
     this.reconnectIntervalMs = 0;
     const error = new RtmError(RtmErrorCode.INVALID_AUTH_TOEKN, 'relogin refused: invalid token');
@@ -320,6 +333,45 @@ export class Session {
     // Unless the listener started a login() with a fresh token (its events follow instead).
     if (this.state === 'closed') this.hooks.closed({ reason: 'invalidToken', code: RtmErrorCode.INVALID_AUTH_TOEKN });
   }
+
+  private listenForNetwork(): void {
+    const target = this.options.networkEvents;
+    if (!target || this.listening) return;
+    target.addEventListener('online', this.networkBack);
+    this.listening = target;
+  }
+
+  private stopListening(): void {
+    this.listening?.removeEventListener('online', this.networkBack);
+    this.listening = undefined;
+  }
+
+  /**
+   * The network is back (an `online` event). A relogin waiting out its back-off goes at once: the
+   * wait was for the network, and a user who reopens a laptop should not wait up to
+   * `maxIntervalSeconds` more. A connection that looks online must answer a `*ping` soon: after a
+   * change of network its socket can be dead without a close, which the watchdog would only see
+   * after `maxPingIntervalSeconds`. Any answer, an error too, proves it alive.
+   */
+  private readonly networkBack = (): void => {
+    if (this.state === 'reconnecting' && this.reconnectTimer !== undefined) {
+      clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = undefined;
+      this.options.logger.info?.('the network is back: relogin now');
+      void this.relogin(this.generation, this.reconnectCount);
+      return;
+    }
+    const conn = this.conn;
+    if (this.state !== 'online' || !conn) return;
+    const timeoutMs = Math.min(this.options.questTimeoutMs, NETWORK_BACK_PING_TIMEOUT_MS);
+    conn.quest('*ping', {}, timeoutMs).catch((err: unknown) => {
+      if (conn !== this.conn || !(err instanceof RtmError) || err.code !== FpnnErrorCode.CORE_TIMEOUT) return;
+      const why = `no answer to a ping within ${timeoutMs} ms after the network came back`;
+      this.options.logger.warn?.(why);
+      this.dropConnection(why);
+      this.lost(why);
+    });
+  };
 
   /** No server `ping` for maxPingIntervalSeconds → close and reconnect (fpnn.md §4). */
   private startWatchdog(): void {

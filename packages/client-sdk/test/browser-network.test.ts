@@ -205,6 +205,38 @@ describe('the client SDK in headless Chromium against the real server', { skip: 
     }
   });
 
+  it('back online: the relogin goes at once, not after the rest of a long back-off', async () => {
+    const server = await startTestServer(FAST);
+    const backend = await backendFor(server);
+    try {
+      await inPage(async (tab) => {
+        // After one immediate attempt, relogins wait 15 – 30 s: only the `online` event can explain a quick one.
+        const options = {
+          ...CLIENT_OPTIONS,
+          reconnectStrategy: { startConnectFailedCount: 1, maxIntervalSeconds: 30, linearRegressiveCount: 1 },
+        };
+        await loginInPage(tab, 'a', server.clientEndpoint, A, await backend.getToken(A), options);
+        await tab.context().setOffline(true);
+        assert.ok(
+          await until(async () => events(await logOf(tab, 'a'), 'reloginCompleted').length === 1, 6000),
+          'the immediate attempt failed',
+        );
+        await sleep(300);
+        assert.equal(await tab.evaluate('window.clients.a.state'), 'reconnecting');
+        const started = Date.now();
+        await tab.context().setOffline(false);
+        assert.ok(await until(async () => events(await logOf(tab, 'a'), 'connected').length === 2, 5000), 'relogin when back online');
+        assert.ok(Date.now() - started < 5000, `relogged in ${Date.now() - started} ms after the network came back`);
+        assert.deepEqual(events(await logOf(tab, 'a'), 'reloginCompleted')[1], { successful: true, retryAgain: false, attempt: 2 });
+        assert.deepEqual(await call(tab, 'a', `c.getUserRooms()`), { value: [] });
+        await closedWithoutTimers(tab, 'a');
+      });
+    } finally {
+      await backend.close().catch(() => {});
+      await server.close();
+    }
+  });
+
   it('a server restart on the same port: relogin with back-off, pushes again, nothing left after close()', async () => {
     let server = await startTestServer(FAST, { keepData: true });
     const dataDir = server.dataDir;

@@ -204,6 +204,93 @@ test('ping watchdog: a late check still closes a connection that stays silent (t
   assert.ok(Date.now() - started < 3000, `watchdog fired after ${Date.now() - started} ms`);
 });
 
+/** A stand-in for a browser's window: `online` events on demand, and the listeners it holds. */
+class FakeNetwork {
+  readonly listeners = new Set<() => void>();
+  addEventListener(type: string, listener: () => void): void {
+    if (type === 'online') this.listeners.add(listener);
+  }
+  removeEventListener(type: string, listener: () => void): void {
+    if (type === 'online') this.listeners.delete(listener);
+  }
+  back(): void {
+    for (const listener of [...this.listeners]) listener();
+  }
+}
+
+test('network back: a relogin waiting out its back-off is tried at once', async (t) => {
+  const network = new FakeNetwork();
+  const { server, client } = await online(t, {
+    networkEvents: network,
+    reconnectStrategy: { startConnectFailedCount: 0, maxIntervalSeconds: 30, linearRegressiveCount: 1 },
+  });
+  const relogins = collect(client, 'reloginCompleted');
+  const disconnected = nextEvent(client, 'disconnected');
+  server.last.drop();
+  await disconnected;
+  await sleep(200);
+  assert.equal(client.state, 'reconnecting', 'the first attempt waits 15–30 s');
+  assert.equal(server.connections.length, 1);
+  const started = Date.now();
+  const connected = nextEvent(client, 'connected');
+  network.back();
+  assert.deepEqual(await connected, { uid: 1001n, relogin: true });
+  assert.ok(Date.now() - started < 1000, `relogged in after ${Date.now() - started} ms`);
+  assert.deepEqual(relogins, [{ successful: true, retryAgain: false, attempt: 1 }]);
+  network.back(); // online now: only a *ping
+  await server.waitForQuest('*ping');
+  assert.equal(server.connections.length, 2);
+});
+
+test('network back: a connection that no longer answers is replaced; one that answers stays', async (t) => {
+  const network = new FakeNetwork();
+  const { server, client } = await online(t, { networkEvents: network, questTimeoutMs: 300 });
+  const disconnected = collect(client, 'disconnected');
+  // An error answer proves the connection alive as well as any (the fake has no *ping handler).
+  network.back();
+  await server.waitForQuest('*ping', 1);
+  server.handlers['*ping'] = () => ({});
+  network.back();
+  await server.waitForQuest('*ping', 2);
+  await sleep(400);
+  assert.equal(disconnected.length, 0);
+  assert.equal(client.state, 'online');
+
+  server.handlers['*ping'] = () => new Promise(() => {}); // a socket gone silent
+  const connected = nextEvent(client, 'connected');
+  network.back();
+  assert.deepEqual(await connected, { uid: 1001n, relogin: true });
+  assert.equal(disconnected.length, 1);
+  assert.match(disconnected[0]!.reason, /no answer to a ping within 300 ms after the network came back/);
+  assert.equal(server.connections.length, 2);
+});
+
+test('network events: listened to from the login until the session ends, never after', async (t) => {
+  const network = new FakeNetwork();
+  const server = await FakeRtmServer.start();
+  t.after(() => server.close());
+  const client = new RTMClient({ endpoint: server.endpoint, pid: 11000001, networkEvents: network });
+  assert.equal(network.listeners.size, 0);
+  assert.deepEqual(await client.login(1001n, 'wrong'), { ok: false });
+  assert.equal(network.listeners.size, 0, 'after a refused login');
+  await client.login(1001n, 'token-1001');
+  assert.equal(network.listeners.size, 1);
+  await client.login(1001n, 'token-1001');
+  assert.equal(network.listeners.size, 1, 'a second login listens once');
+  await client.logout();
+  assert.equal(network.listeners.size, 0, 'after logout()');
+  await client.login(1001n, 'token-1001');
+  client.close();
+  assert.equal(network.listeners.size, 0, 'after close()');
+  network.back();
+  await sleep(100);
+  assert.equal(server.received('*ping').length, 0);
+  // Node's global object emits no `online` events: nothing to listen to, nothing fails.
+  const plain = new RTMClient({ endpoint: server.endpoint, pid: 11000001 });
+  await plain.login(1001n, 'token-1001');
+  plain.close();
+});
+
 test('login() while relogin is pending replaces the old session', async (t) => {
   const { server, client } = await online(t, {
     reconnectStrategy: { startConnectFailedCount: 0, maxIntervalSeconds: 0.3, linearRegressiveCount: 1 },
