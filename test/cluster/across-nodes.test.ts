@@ -8,23 +8,14 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startFaultyProxy, until, type FaultyProxy } from '@rtm/testkit';
+import { type FaultyProxy, startFaultyProxy, until, whenAvailable } from '@rtm/testkit';
 import { clusterServicesUnavailable, POSTGRES_URL } from './cluster.js';
 import { nextId, pushesOf, startInProcessNodes } from './in-process-nodes.js';
 
-const CI = process.env['CI'] === 'true';
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const unavailable = await clusterServicesUnavailable();
 
-if (unavailable && !CI) {
-  describe('across nodes', () => {
-    it('needs PostgreSQL and NATS', { skip: unavailable }, () => {});
-  });
-} else if (unavailable) {
-  describe('across nodes', () => {
-    it('needs PostgreSQL and NATS (required when CI=true)', () => assert.fail(unavailable));
-  });
-} else {
+whenAvailable(unavailable, 'across nodes', 'needs PostgreSQL and NATS', () => {
   describe('across nodes: kickout ce, order, rooms, presence queries', { timeout: 120_000 }, () => {
     let c: Awaited<ReturnType<typeof startInProcessNodes>>;
     before(async () => {
@@ -151,4 +142,4 @@ if (unavailable && !CI) {
       assert.ok(await until(() => pushesOf(r, 'pushmsg', mid).length > 0, 3000));
     });
   });
-}
+});

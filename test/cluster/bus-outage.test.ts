@@ -12,12 +12,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startFaultyProxy, until, type FaultyProxy } from '@rtm/testkit';
+import { type FaultyProxy, startFaultyProxy, until, whenAvailable } from '@rtm/testkit';
 import type { NatsBus } from '../../packages/server/src/bus/nats.js';
 import { clusterServicesUnavailable, NATS_URL } from './cluster.js';
 import { nextId, pushesOf, startInProcessNodes } from './in-process-nodes.js';
 
-const CI = process.env['CI'] === 'true';
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const unavailable = await clusterServicesUnavailable();
 
@@ -35,15 +34,7 @@ async function natsOutage(proxy: FaultyProxy, bus: NatsBus, during: () => Promis
   assert.ok(await until(() => bus.connected, 10_000), 'node got NATS back');
 }
 
-if (unavailable && !CI) {
-  describe('bus outage', () => {
-    it('needs PostgreSQL and NATS', { skip: unavailable }, () => {});
-  });
-} else if (unavailable) {
-  describe('bus outage', () => {
-    it('needs PostgreSQL and NATS (required when CI=true)', () => assert.fail(unavailable));
-  });
-} else {
+whenAvailable(unavailable, 'bus outage', 'needs PostgreSQL and NATS', () => {
   describe('bus outage: node 1 loses NATS for a moment', { timeout: 120_000 }, () => {
     let proxy: FaultyProxy;
     let c: Awaited<ReturnType<typeof startInProcessNodes>>;
@@ -174,4 +165,4 @@ if (unavailable && !CI) {
       assert.deepEqual(await newer!.quest('getuserinfo'), { oinfo: '', pinfo: '' });
     });
   });
-}
+});

@@ -11,23 +11,14 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { signFields, startFaultyProxy, TEST_PID, TEST_SECRET, uniqueSalt, until, type FaultyProxy } from '@rtm/testkit';
+import { type FaultyProxy, signFields, startFaultyProxy, TEST_PID, TEST_SECRET, uniqueSalt, until, whenAvailable } from '@rtm/testkit';
 import { clusterServicesUnavailable, NATS_URL } from './cluster.js';
 import { nextId, pushesOf, startInProcessNodes } from './in-process-nodes.js';
 
-const CI = process.env['CI'] === 'true';
 const unavailable = await clusterServicesUnavailable();
 const SLOW_MS = 40;
 
-if (unavailable && !CI) {
-  describe('causal order across nodes', () => {
-    it('needs PostgreSQL and NATS', { skip: unavailable }, () => {});
-  });
-} else if (unavailable) {
-  describe('causal order across nodes', () => {
-    it('needs PostgreSQL and NATS (required when CI=true)', () => assert.fail(unavailable));
-  });
-} else {
+whenAvailable(unavailable, 'causal order across nodes', 'needs PostgreSQL and NATS', () => {
   describe('causal order across nodes: node 0’s link to NATS is slow', { timeout: 120_000 }, () => {
     let proxy: FaultyProxy;
     let c: Awaited<ReturnType<typeof startInProcessNodes>>;
@@ -128,4 +119,4 @@ if (unavailable && !CI) {
       await backend.signed('setlisten', { p2p: false }, TEST_PID, TEST_SECRET);
     });
   });
-}
+});

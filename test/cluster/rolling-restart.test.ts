@@ -10,13 +10,12 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { RTMClient, type WebSocketLike } from '@rtm/client-sdk';
-import { RawClient, TEST_PID, TEST_SECRET, until } from '@rtm/testkit';
+import { RawClient, TEST_PID, TEST_SECRET, until, whenAvailable } from '@rtm/testkit';
 import { PostgresStore } from '../../packages/server/src/store/postgres.js';
 import type { PendingPresenceEnd } from '../../packages/server/src/store/store.js';
 import { clusterServicesUnavailable, startCluster, type Cluster } from './cluster.js';
 import { nextId, pushesOf, startInProcessNodes } from './in-process-nodes.js';
 
-const CI = process.env['CI'] === 'true';
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const unavailable = await clusterServicesUnavailable();
 
@@ -85,15 +84,7 @@ async function eventListener(endpoint: string, uids: bigint[]) {
   return { c, events };
 }
 
-if (unavailable && !CI) {
-  describe('rolling restart', () => {
-    it('needs PostgreSQL and NATS', { skip: unavailable }, () => {});
-  });
-} else if (unavailable) {
-  describe('rolling restart', () => {
-    it('needs PostgreSQL and NATS (required when CI=true)', () => assert.fail(unavailable));
-  });
-} else {
+whenAvailable(unavailable, 'rolling restart', 'needs PostgreSQL and NATS', () => {
   describe('rolling restart: a graceful stop of one in-process node', { timeout: 120_000 }, () => {
     type Nodes = Awaited<ReturnType<typeof startInProcessNodes<SlowHandOverStore>>>;
     const running: Nodes[] = [];
@@ -370,4 +361,4 @@ if (unavailable && !CI) {
       }
     });
   });
-}
+});

@@ -10,13 +10,12 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { RawClient, startFaultyProxy, TEST_PID, until, type FaultyProxy } from '@rtm/testkit';
+import { type FaultyProxy, RawClient, startFaultyProxy, TEST_PID, until, whenAvailable } from '@rtm/testkit';
 import { PostgresStore } from '../../packages/server/src/store/postgres.js';
 import { withHeldLoginSteps } from '../../packages/server/test/helpers/held-login-steps.js';
 import { clusterServicesUnavailable, NATS_URL } from './cluster.js';
 import { nextId, startInProcessNodes } from './in-process-nodes.js';
 
-const CI = process.env['CI'] === 'true';
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const unavailable = await clusterServicesUnavailable();
 
@@ -26,15 +25,7 @@ type HoldingStore = InstanceType<typeof HoldingStore>;
 
 const kickouts = (c: RawClient) => c.pushes.filter((p) => p.method === 'kickout').length;
 
-if (unavailable && !CI) {
-  describe('single session across nodes', () => {
-    it('needs PostgreSQL and NATS', { skip: unavailable }, () => {});
-  });
-} else if (unavailable) {
-  describe('single session across nodes', () => {
-    it('needs PostgreSQL and NATS (required when CI=true)', () => assert.fail(unavailable));
-  });
-} else {
+whenAvailable(unavailable, 'single session across nodes', 'needs PostgreSQL and NATS', () => {
   describe('RTM_SINGLE_SESSION across nodes: the newest login stays', { timeout: 120_000 }, () => {
     let c: Awaited<ReturnType<typeof startInProcessNodes<HoldingStore>>>;
     before(async () => {
@@ -143,4 +134,4 @@ if (unavailable && !CI) {
       assert.equal(newer.isClosed, false, 'the newest login stays');
     });
   });
-}
+});

@@ -12,12 +12,11 @@ import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { connect, type NatsConnection } from 'nats';
 import { decodeMsgpack, encodeMsgpack } from '@rtm/fpnn';
-import { busConformance, startFaultyProxy, startTestServer, until } from '@rtm/testkit';
+import { busConformance, startFaultyProxy, startTestServer, until, whenAvailable } from '@rtm/testkit';
 import type { BusEvent, BusReconnect } from '../src/bus/bus.js';
 import { NatsBus } from '../src/bus/nats.js';
 
 const URL = process.env['RTM_TEST_NATS_URL'] ?? 'nats://127.0.0.1:4222';
-const CI = process.env['CI'] === 'true';
 
 async function reachable(): Promise<string | undefined> {
   try {
@@ -35,17 +34,7 @@ const noop = (): void => {};
 
 const unreachable = await reachable();
 
-if (unreachable && !CI) {
-  describe('NatsBus', () => {
-    it('runs against a real NATS server', { skip: unreachable }, () => {});
-  });
-} else if (unreachable) {
-  describe('NatsBus', () => {
-    it('runs against a real NATS server (required when CI=true)', () => {
-      assert.fail(unreachable);
-    });
-  });
-} else {
+whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
   busConformance('nats (three nodes)', async () => {
     const subjectPrefix = freshPrefix();
     const buses = [0, 1, 2].map((i) => new NatsBus({ url: URL, subjectPrefix, nodeId: `n${i}-${subjectPrefix}`, discoveryMs: 50 }));
@@ -401,4 +390,4 @@ if (unreachable && !CI) {
       assert.throws(() => new NatsBus({ url: URL, sentTimeoutMs: 0 }), /sentTimeoutMs/);
     });
   });
-}
+});

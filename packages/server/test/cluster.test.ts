@@ -9,10 +9,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { RawClient, until } from '@rtm/testkit';
+import { RawClient, until, whenAvailable } from '@rtm/testkit';
 import { clusterServicesUnavailable, startCluster, type Cluster } from '../../../test/cluster/cluster.js';
 
-const CI = process.env['CI'] === 'true';
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 const BIG = 2n ** 53n;
@@ -26,15 +25,7 @@ const nextMid = (): bigint => ++midSeq;
 
 const unavailable = await clusterServicesUnavailable();
 
-if (unavailable && !CI) {
-  describe('cluster', () => {
-    it('runs three nodes on PostgreSQL and NATS', { skip: unavailable }, () => {});
-  });
-} else if (unavailable) {
-  describe('cluster', () => {
-    it('runs three nodes on PostgreSQL and NATS (required when CI=true)', () => assert.fail(unavailable));
-  });
-} else {
+whenAvailable(unavailable, 'cluster', 'runs three nodes on PostgreSQL and NATS', () => {
   describe('cluster: three nodes, one PostgreSQL, one NATS', { timeout: 60_000 }, () => {
     let cluster: Cluster;
     const clients: RawClient[] = [];
@@ -251,4 +242,4 @@ if (unavailable && !CI) {
       assert.deepEqual([...(again['uids'] as bigint[])].sort(), [U1, U2, U3].sort());
     });
   });
-}
+});

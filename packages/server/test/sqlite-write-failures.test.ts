@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { Worker } from 'node:worker_threads';
 import type Database from 'better-sqlite3';
-import { RawClient, spawnServer, startTestServer, TEST_PID, TEST_SECRET, until, type SpawnedServer } from '@rtm/testkit';
+import { RawClient, spawnServer, startTestServer, TEST_PID, TEST_SECRET, until, type SpawnedServer, prlimitMissing } from '@rtm/testkit';
 import { createLogger } from '../src/observability/logger.js';
 import { SqliteStore } from '../src/store/sqlite.js';
 
@@ -167,17 +167,6 @@ describe('SQLite cannot write', () => {
     assert.equal(said(lines, /^the SQLite writer thread runs again/), 1, 'the recovery is logged');
   });
 });
-
-/** prlimit(1) can change the limits of a running process here (Linux, util-linux). */
-function prlimitMissing(): string | undefined {
-  if (process.platform !== 'linux') return 'needs Linux (prlimit)';
-  try {
-    execFileSync('prlimit', ['--version'], { stdio: 'ignore' });
-    return undefined;
-  } catch {
-    return 'prlimit(1) (util-linux) not found';
-  }
-}
 
 describe('SQLite cannot write: a server process of its own', { skip: prlimitMissing() }, () => {
   it('writes refused by the system, writer thread on: 20001, nothing pushed, /healthz 503, logged once; writes again once they are allowed', async () => {

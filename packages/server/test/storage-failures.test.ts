@@ -23,7 +23,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
-import { RawClient, spawnServer, startTestServer, TEST_PID, TEST_SECRET, type SpawnedServer, type TestServer } from '@rtm/testkit';
+import {
+  RawClient,
+  spawnServer,
+  startTestServer,
+  TEST_PID,
+  TEST_SECRET,
+  type SpawnedServer,
+  type TestServer,
+  prlimitMissing,
+} from '@rtm/testkit';
 import { PostgresStore } from '../src/store/postgres.js';
 import { SqliteStore } from '../src/store/sqlite.js';
 import { MessageKind } from '../src/store/store.js';
@@ -281,17 +290,6 @@ describe('storage failures: PostgreSQL', { skip: pgUnreachable }, () => {
     });
   });
 });
-
-/** prlimit(1) can change the limits of a running process here (Linux, util-linux). */
-function prlimitMissing(): string | undefined {
-  if (process.platform !== 'linux') return 'needs Linux (prlimit)';
-  try {
-    execFileSync('prlimit', ['--version'], { stdio: 'ignore' });
-    return undefined;
-  } catch {
-    return 'prlimit(1) (util-linux) not found';
-  }
-}
 
 describe('storage failures: SQLite', { skip: prlimitMissing() }, () => {
   const cleanups: (() => unknown)[] = [];

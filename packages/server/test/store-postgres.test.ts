@@ -8,14 +8,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import pg from 'pg';
-import { startFaultyProxy, storeConformance } from '@rtm/testkit';
+import { startFaultyProxy, storeConformance, whenAvailable } from '@rtm/testkit';
 import { PostgresStore } from '../src/store/postgres.js';
 import { POSTGRES_MIGRATIONS } from '../src/store/postgres-migrations.js';
 import { MessageKind, type StoredMessage } from '../src/store/store.js';
 import { dropSchema, freshSchema, PG_URL, postgresUnreachable } from './helpers/postgres.js';
 
 const URL = PG_URL;
-const CI = process.env['CI'] === 'true';
 
 const unreachable = await postgresUnreachable();
 
@@ -28,17 +27,7 @@ describe('PostgresStore.describe', () => {
   });
 });
 
-if (unreachable && !CI) {
-  describe('PostgresStore', () => {
-    it('runs against a real PostgreSQL', { skip: unreachable }, () => {});
-  });
-} else if (unreachable) {
-  describe('PostgresStore', () => {
-    it('runs against a real PostgreSQL (required when CI=true)', () => {
-      assert.fail(unreachable);
-    });
-  });
-} else {
+whenAvailable(unreachable, 'PostgresStore', 'runs against a real PostgreSQL', () => {
   storeConformance('postgres', async () => {
     const schema = freshSchema();
     return { store: new PostgresStore({ url: URL, schema, poolSize: 4 }), cleanup: () => dropSchema(schema) };
@@ -186,4 +175,4 @@ if (unreachable && !CI) {
       assert.throws(() => new PostgresStore({ url: '' }), /url/);
     });
   });
-}
+});

@@ -22,8 +22,7 @@ import { migrate, SqliteStore } from '../src/store/sqlite.js';
 import { SQLITE_MIGRATIONS } from '../src/store/sqlite-migrations.js';
 import { MessageKind, type MessageKey, type Store, type StoredMessage } from '../src/store/store.js';
 import { dropSchema, freshSchema, PG_URL, postgresUnreachable } from './helpers/postgres.js';
-
-const CI = process.env['CI'] === 'true';
+import { whenAvailable } from '@rtm/testkit';
 
 // --- what an older release stored ----------------------------------------------------------------
 
@@ -456,17 +455,7 @@ async function upgradePostgres(version: number, write: (c: pg.Client) => Promise
   }
 }
 
-if (unreachable && !CI) {
-  describe('PostgresStore upgrades', () => {
-    it('runs against a real PostgreSQL', { skip: unreachable }, () => {});
-  });
-} else if (unreachable) {
-  describe('PostgresStore upgrades', () => {
-    it('runs against a real PostgreSQL (required when CI=true)', () => {
-      assert.fail(unreachable);
-    });
-  });
-} else {
+whenAvailable(unreachable, 'PostgresStore upgrades', 'runs against a real PostgreSQL', () => {
   describe('PostgresStore upgrades', () => {
     it('from version 1: every row reads back and behaves', () => upgradePostgres(1, writePostgresV1));
 
@@ -521,4 +510,4 @@ if (unreachable && !CI) {
       }
     });
   });
-}
+});

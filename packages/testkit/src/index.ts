@@ -6,3 +6,4 @@ export { busConformance, type BusUnderTest } from './bus-conformance.js';
 export { startFaultyProxy, type FaultyProxy } from './faulty-proxy.js';
 export { until } from './until.js';
 export { recordingSocket, type RecordingSocket } from './raw-socket.js';
+export { prlimitMissing, whenAvailable } from './needs.js';
