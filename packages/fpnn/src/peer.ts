@@ -59,6 +59,9 @@ export class FpnnPeer {
   private readonly pending = new Map<number, Pending>();
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
   private sweepEvery = 0;
+  /** When the sweep last ran (or was started), to tell a tick that comes late. */
+  private sweptAt = 0;
+  private sweepDeferred = false;
   private closedWith: RtmError | undefined;
   readonly questTimeoutMs: number;
 
@@ -221,6 +224,7 @@ export class FpnnPeer {
   private startSweep(every: number): void {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepEvery = every;
+    this.sweptAt = Date.now();
     this.sweepTimer = setInterval(() => this.sweep(), every);
     (this.sweepTimer as { unref?: () => void }).unref?.();
   }
@@ -246,12 +250,41 @@ export class FpnnPeer {
   }
 
   private sweep(): void {
+    const now = Date.now();
+    const late = now - this.sweptAt > this.sweepEvery + Math.max(20, this.sweepEvery / 2);
+    this.sweptAt = now;
+    if (late) {
+      // A tick this late woke from a stall (a frozen tab, a suspended machine, a long GC or busy
+      // loop): answers that came meanwhile may be waiting unread, and Node runs overdue timers
+      // before it reads its sockets. Expiring now would time out quests that were answered in
+      // time; the expiry waits until those reads are done (setImmediate runs after them).
+      if (!this.sweepDeferred) {
+        this.sweepDeferred = true;
+        afterPendingReads(() => {
+          this.sweepDeferred = false;
+          if (this.sweepTimer) this.sweepNow();
+        });
+      }
+      return;
+    }
+    this.sweepNow();
+  }
+
+  private sweepNow(): void {
     const every = sweepEveryMs(this.expire());
     if (this.pending.size === 0) this.stopSweep();
     // The short quest that sped the timer up is gone: back to the pace of the ones left.
     else if (every > this.sweepEvery) this.startSweep(every);
   }
 }
+
+/**
+ * Runs `fn` once what the event loop has received is handled: Node's setImmediate runs after the
+ * poll for I/O that follows the timers; a browser has none, and a short timeout lets the network
+ * tasks already queued run first.
+ */
+const afterPendingReads: (fn: () => void) => void =
+  typeof setImmediate === 'function' ? (fn) => void setImmediate(fn) : (fn) => void setTimeout(fn, 20);
 
 /** How often to look for expired quests when the shortest pending timeout is `timeoutMs`. */
 function sweepEveryMs(timeoutMs: number): number {

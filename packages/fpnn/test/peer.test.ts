@@ -1,7 +1,10 @@
 import { describe, it } from 'node:test';
+import { once } from 'node:events';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import assert from 'node:assert/strict';
 import {
   decodePayload,
+  encodeAnswerFrame,
   encodePayload,
   encodeQuest,
   Flag,
@@ -184,6 +187,43 @@ describe('FpnnPeer (spec/fpnn.md §3)', () => {
     await assert.rejects(left.quest('slow', {}, { timeoutMs: 20 }), { code: 20003 });
     await tick(250); // the late answers arrive and are dropped without error
     assert.equal(wire.bToA.length, 2);
+  });
+
+  it('a stall after the answer was sent (frozen tab, suspended machine) does not time out the quest', async () => {
+    // Over real sockets: the answer is in the client's socket buffer when the process stalls past
+    // the quest's deadline. On waking, Node runs the overdue sweep before it reads the socket.
+    const server = createServer((socket) => {
+      const decoder = new FrameDecoder();
+      socket.on('error', () => {});
+      socket.on('data', (bytes) => {
+        for (const f of decoder.push(bytes)) {
+          if (f.kind !== 'quest') continue;
+          if (f.method === 'answered') socket.write(encodeAnswerFrame(f.seq, { ok: true }, f.flag));
+          const end = Date.now() + 300; // the stall, after the answer was written (or not)
+          while (Date.now() < end);
+        }
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    await once(socket, 'connect');
+    try {
+      const decoder = new FrameDecoder();
+      const peer = new FpnnPeer({ write: (bytes) => socket.write(bytes) });
+      socket.on('data', (bytes) => {
+        for (const f of decoder.push(bytes)) peer.receive(f);
+      });
+      assert.deepEqual(await peer.quest('answered', {}, { timeoutMs: 100 }), { ok: true });
+      // Not answered: still timed out, by the sweep that waited for the reads.
+      const started = Date.now();
+      await assert.rejects(peer.quest('unanswered', {}, { timeoutMs: 100 }), { code: FpnnErrorCode.CORE_TIMEOUT });
+      assert.ok(Date.now() - started < 1000, `timed out after ${Date.now() - started} ms`);
+      assert.equal(peer.pendingQuests, 0);
+      peer.close();
+    } finally {
+      socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 
   it('close rejects every pending quest with 20002, and later quests at once', async () => {

@@ -436,6 +436,27 @@ describe('transport: one port, three protocols, robust against bad input', () =>
     },
   );
 
+  it('a stall of the server process: a peer whose frame came during it is not closed as idle', { timeout: 15_000 }, async () => {
+    // Node runs overdue timers before it reads sockets: the keepalive tick that ends a stall
+    // (a long GC, a suspended VM) must not judge idleness before the frames that came meanwhile.
+    const backend = await RawClient.tcp(server.serverEndpoint);
+    const uid = 7_000_001n;
+    const { token } = await backend.signed('gettoken', { uid }, TEST_PID, TEST_SECRET);
+    backend.close();
+    // A raw socket: it never answers the server's pings, so only its own frames keep it active.
+    const s = await recordingSocket(server.clientPort);
+    s.socket.write(encodeQuest('auth', encodePayload(Flag.MSGPACK, { pid: TEST_PID, uid, token }), Flag.MSGPACK, false, 1));
+    await until(() => s.frames().some((f) => f.kind === 'answer'), 2000);
+    await new Promise((r) => setTimeout(r, 900)); // silent for 0.9 s of the 1.5 s idle timeout
+    s.socket.write(encodeQuest('*ping', encodePayload(Flag.MSGPACK, {}), Flag.MSGPACK, true));
+    const end = Date.now() + 1000; // the stall: the server reads that frame only after it
+    while (Date.now() < end);
+    await new Promise((r) => setTimeout(r, 300));
+    const open = !s.closed();
+    s.socket.destroy();
+    assert.ok(open, 'closed as idle by the tick that ended the stall');
+  });
+
   it('a server quest to a client is answered and awaited; no answer times out with 20003', async () => {
     const backend = await RawClient.tcp(server.serverEndpoint);
     const { token } = await backend.signed('gettoken', { uid: 4343n }, TEST_PID, TEST_SECRET);

@@ -257,7 +257,8 @@ export abstract class Gate<Session> {
     if (this.keepalive) return;
     const every = Math.min(this.options.pingIntervalMs, Math.max(100, Math.floor(this.options.idleTimeoutMs / 4)));
     let lastPing = Date.now();
-    this.keepalive = setInterval(() => {
+    let tickedAt = lastPing;
+    const check = (): void => {
       const now = Date.now();
       const pingDue = now - lastPing >= this.options.pingIntervalMs - every / 2;
       if (pingDue) lastPing = now;
@@ -273,6 +274,16 @@ export abstract class Gate<Session> {
           conn.quest('ping').catch(() => undefined); // a missing answer is not fatal; idleness is
         }
       }
+    };
+    this.keepalive = setInterval(() => {
+      const now = Date.now();
+      const late = now - tickedAt > every * 1.5;
+      tickedAt = now;
+      // A tick this late follows a stall of the process (a long GC, a suspended VM): frames that
+      // came meanwhile wait unread, and node runs overdue timers before it reads sockets. Judged
+      // now, answered pushes would time out and active peers look idle; after the reads, not.
+      if (late) setImmediate(check);
+      else check();
     }, every);
     this.keepalive.unref();
   }
