@@ -5,6 +5,7 @@
  * client logins once per connection at info, then at debug.
  */
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { RawClient, signFields, startTestServer, TEST_PID, TEST_SECRET, uniqueSalt, type TestServer } from '@rtm/testkit';
 import { createLogger } from '../src/observability/logger.js';
@@ -87,6 +88,25 @@ describe('logs of misbehaving peers', () => {
     assert.equal(auth.length, 1);
     assert.equal(auth[0]!.level, WARN);
     assert.equal(auth[0]!.transport, 'http');
+    // A backend without keep-alive calls from a new port each time: still one warning a minute.
+    for (let i = 0; i < 2; i++) {
+      const body = JSON.stringify({ ...signed('gettoken'), salt: Number(uniqueSalt() & 0xffffffn), sign: 'BAD', uid: 1 });
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = request(`http://${server.serverEndpoint}/service/gettoken`, { method: 'POST', agent: false }, (r) => {
+          r.resume();
+          r.on('end', () => resolve(r.statusCode ?? 0));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+      assert.equal(status, 500);
+    }
+    const all = entries().filter((e) => e.msg === 'server-gate authentication failed');
+    assert.deepEqual(
+      all.map((e) => e.level),
+      [WARN, DEBUG, DEBUG],
+    );
+    assert.equal(new Set(all.map((e) => e.remote)).size, 3, 'three connections');
   });
 
   /** A frame header with a bad version and a huge size: refused at its first read. */

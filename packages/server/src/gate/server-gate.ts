@@ -7,6 +7,8 @@ import { Gate, type GateOptions } from './gate.js';
 import { RateLimiter } from './rate-limit.js';
 import type { SignatureVerifier } from './signature.js';
 
+/** How often a peer address's refused signatures over HTTP are logged at warn (the others at debug). */
+const HTTP_AUTH_WARN_EVERY_MS = 60_000;
 /** Refusals of a quest's signature (pid, sign, ts, replay): logged, unlike other error answers. */
 const AUTH_FAILURES: ReadonlySet<number> = new Set([
   RtmErrorCode.INVALID_PROJECT_ID_OR_SIGN,
@@ -55,9 +57,13 @@ export class ServerGate extends Gate<ServerSession> {
     return invoke(def, { pid, services: this.services, conn: conn as ServerContext['conn'] }, payload);
   }
 
-  /** Connections (or, over HTTP, peer addresses) whose first refused signature was logged at warn. */
+  /** Connections whose first refused signature was logged at warn. */
   private readonly authWarned = new WeakSet<Connection<ServerSession>>();
-  private readonly authWarnedHttp = new Set<string>();
+  /**
+   * Over HTTP, when each peer address (without its port: a backend without keep-alive comes from a
+   * new port every call) last had a refused signature logged at warn: once a minute at most.
+   */
+  private readonly authWarnedHttp = new Map<string, number>();
 
   /**
    * A refused signature: a backend with a wrong secret, pid or clock must show in the logs, once
@@ -70,9 +76,14 @@ export class ServerGate extends Gate<ServerSession> {
       first = !this.authWarned.has(conn);
       this.authWarned.add(conn);
     } else {
-      first = !this.authWarnedHttp.has(remote);
-      if (this.authWarnedHttp.size >= 10_000) this.authWarnedHttp.clear(); // bounded: peers are many, an HTTP remote is one connection
-      this.authWarnedHttp.add(remote);
+      const address = remote.slice(0, remote.lastIndexOf(':'));
+      const now = Date.now();
+      const warnedAt = this.authWarnedHttp.get(address);
+      first = warnedAt === undefined || now - warnedAt >= HTTP_AUTH_WARN_EVERY_MS;
+      if (first) {
+        if (this.authWarnedHttp.size >= 10_000) this.authWarnedHttp.clear(); // bounded: peers may be many
+        this.authWarnedHttp.set(address, now);
+      }
     }
     const pid = typeof payload.pid === 'number' || typeof payload.pid === 'bigint' ? String(payload.pid) : undefined;
     const fields = {
