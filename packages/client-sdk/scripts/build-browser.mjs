@@ -5,6 +5,7 @@
 //
 //   node packages/client-sdk/scripts/build-browser.mjs [--minify]
 import { build } from 'esbuild';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const packageDir = fileURLToPath(new URL('..', import.meta.url));
@@ -15,6 +16,19 @@ const packageDir = fileURLToPath(new URL('..', import.meta.url));
  * list of inputs, imports and exports (`result.metafile`), to check what the bundle pulls in.
  * @param {{ outfile?: string, minify?: boolean, write?: boolean, metafile?: boolean }} [options]
  */
+/**
+ * The protocol package's JSON text module (json-bigint, bignumber.js: a quarter of the bundle)
+ * becomes its browser stand-in, which has none: the SDK speaks msgpack only (json-text.browser.ts).
+ */
+const withoutJsonText = {
+  name: 'rtm-without-json-text',
+  setup(b) {
+    b.onResolve({ filter: /^\.\/json-text\.js$/ }, (args) => ({
+      path: join(args.resolveDir, args.importer.endsWith('.ts') ? 'json-text.browser.ts' : 'json-text.browser.js'),
+    }));
+  },
+};
+
 export async function buildBrowserBundle(options = {}) {
   return build({
     absWorkingDir: packageDir,
@@ -32,6 +46,7 @@ export async function buildBrowserBundle(options = {}) {
     logLevel: options.write === false ? 'warning' : 'info',
     legalComments: 'eof',
     metafile: options.metafile ?? false,
+    plugins: [withoutJsonText],
   });
 }
 

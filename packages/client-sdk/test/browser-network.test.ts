@@ -69,6 +69,12 @@ it('the browser bundle: no Node built-ins, `ws` only as a dynamic import, the ex
     inputs.filter((f) => /^(node:|<?(buffer|crypto|events|stream|util|net|tls|http|https|zlib|fs|os|path)>?$)|node_modules\/ws\//.test(f)),
     [],
   );
+  // The protocol package's JSON text (json-bigint, bignumber.js) is left out: the SDK speaks msgpack.
+  assert.deepEqual(
+    inputs.filter((f) => /json-bigint|bignumber\.js|fpnn\/src\/json-text\.ts$/.test(f)),
+    [],
+  );
+  assert.ok(inputs.some((f) => f.endsWith('fpnn/src/json-text.browser.ts')));
   const [output] = Object.values(bundle.metafile!.outputs);
   assert.deepEqual(output!.imports, [{ path: 'ws', kind: 'dynamic-import', external: true }]);
   for (const name of ['RTMClient', 'RTMError', 'RtmError', 'FpnnErrorCode', 'RtmErrorCode', 'DEFAULT_RECONNECT_STRATEGY', 'endpointToUrl'])
