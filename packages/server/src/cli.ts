@@ -22,7 +22,16 @@ import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
-import { DEFAULT_CONFIG, DEV_PROJECT_ID, ConfigError, hostPort, isEndpoint, isWildcardHost, resolveConfig } from './config.js';
+import {
+  DEFAULT_CONFIG,
+  DEV_PROJECT_ID,
+  ConfigError,
+  clientHostOf,
+  hostPort,
+  isEndpoint,
+  isWildcardHost,
+  resolveConfig,
+} from './config.js';
 
 const USAGE = `usage:
   rtm serve                  start the server with the RTM_* environment (the default command)
@@ -81,7 +90,7 @@ async function serve(): Promise<void> {
       (server.generatedSecret || !server.devSecretFile
         ? ''
         : `\n  Dev project ${config.projects[0]!.pid}: secret (RTM_PROJECT_SECRET) in ${server.devSecretFile}`) +
-        `\n  Server gate: ${hostPort(config.host, server.serverPort)}   Client gate: ws://${hostPort(config.host, server.clientPort)}/service/websocket\n`,
+        `\n  Server gate: ${hostPort(config.host, server.serverPort)}   Client gate: ws://${hostPort(clientHostOf(config), server.clientPort)}/service/websocket\n`,
     );
   }
   let stopping = false;

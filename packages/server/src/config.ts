@@ -69,15 +69,20 @@ export interface Limits {
 
 export interface ServerConfig {
   readonly projects: readonly ProjectConfig[];
-  /** Bind address of every listener. @default 127.0.0.1 */
+  /** Bind address of every listener (the client gate's: `clientHost`). @default 127.0.0.1 */
   readonly host: string;
+  /**
+   * Bind address of the client gate, where end users connect: a public interface while the server
+   * gate and the admin port stay on a private one (`host`). @default host
+   */
+  readonly clientHost?: string;
   /** Server gate port (backends). 0 = ephemeral. @default 13315 */
   readonly serverPort: number;
   /** Client gate port (end users). 0 = ephemeral. @default 13321 */
   readonly clientPort: number;
   /**
    * The client gate as clients and backends know it, "host:port": `pushevent`'s `endpoint` and
-   * what a kickout's `ce` names. @default RTM_HOST:port, a wildcard RTM_HOST (0.0.0.0, ::) replaced
+   * what a kickout's `ce` names. @default RTM_CLIENT_HOST:port, a wildcard one (0.0.0.0, ::) replaced
    * by this machine's host name, so that the nodes of a cluster each have their own
    */
   readonly clientEndpoint?: string;
@@ -446,6 +451,7 @@ export const ENV_VARIABLES: readonly string[] = [
   'RTM_MAX_LISTEN_ITEMS',
   'RTM_BROADCAST_ADMIN_UIDS',
   'RTM_HOST',
+  'RTM_CLIENT_HOST',
   'RTM_SERVER_PORT',
   'RTM_CLIENT_PORT',
   'RTM_CLIENT_ENDPOINT',
@@ -550,6 +556,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
 
   const config: Omit<ServerConfig, 'projects'> = {
     host: env.RTM_HOST?.trim() || d.host,
+    ...(env.RTM_CLIENT_HOST?.trim() ? { clientHost: env.RTM_CLIENT_HOST.trim() } : {}),
     serverPort: port(env, 'RTM_SERVER_PORT', d.serverPort),
     clientPort: port(env, 'RTM_CLIENT_PORT', d.clientPort),
     ...(env.RTM_CLIENT_ENDPOINT?.trim() ? { clientEndpoint: env.RTM_CLIENT_ENDPOINT.trim() } : {}),
@@ -640,6 +647,9 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     unknownVariables: unknownVariables(env),
   };
 }
+
+/** Where the client gate listens: RTM_CLIENT_HOST, else RTM_HOST as every other listener. */
+export const clientHostOf = (config: Pick<ServerConfig, 'host' | 'clientHost'>): string => config.clientHost ?? config.host;
 
 /** A bind address that names no one host: every interface (`0.0.0.0`, `::`). */
 export const isWildcardHost = (host: string): boolean => host === '0.0.0.0' || host === '::' || host === '[::]';

@@ -6,7 +6,15 @@ import type { ConnectionCipher } from './gate/connection.js';
 import { checkDataDir, ConfigError } from './config.js';
 import type { Bus } from './bus/bus.js';
 import { LocalBus } from './bus/local.js';
-import { hostPort, isWildcardHost, resolveConfig, type ConfigOverrides, type ResolvedConfig, type ServerConfig } from './config.js';
+import {
+  clientHostOf,
+  hostPort,
+  isWildcardHost,
+  resolveConfig,
+  type ConfigOverrides,
+  type ResolvedConfig,
+  type ServerConfig,
+} from './config.js';
 import { ClientGate } from './gate/client-gate.js';
 import type { GateOptions } from './gate/gate.js';
 import { ServerGate } from './gate/server-gate.js';
@@ -94,7 +102,7 @@ function busFailure(config: ServerConfig, err: unknown): Error {
   return new StartupError(`bus (RTM_BUS=${withoutCredentials(config.bus, true)}) unreachable: ${messageOf(err, config.bus)}`);
 }
 
-function bindFailure(err: unknown, port: number, variable: string, host: string): Error {
+function bindFailure(err: unknown, port: number, variable: string, host: string, hostVariable = 'RTM_HOST'): Error {
   const code = (err as NodeJS.ErrnoException)?.code;
   return new StartupError(
     code === 'EADDRINUSE'
@@ -102,9 +110,9 @@ function bindFailure(err: unknown, port: number, variable: string, host: string)
       : code === 'EACCES'
         ? `port ${port} (${variable}) cannot be bound on ${host}: permission denied (ports below 1024 need privileges)`
         : code === 'EADDRNOTAVAIL'
-          ? `RTM_HOST ${host} is not an address of this machine (binding ${variable} ${port})`
+          ? `${hostVariable} ${host} is not an address of this machine (binding ${variable} ${port})`
           : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
-            ? `RTM_HOST ${host} cannot be resolved`
+            ? `${hostVariable} ${host} cannot be resolved`
             : `port ${port} (${variable}) cannot be bound on ${host}: ${messageOf(err, '')}`,
   );
 }
@@ -188,7 +196,8 @@ function keyExchangeFor(config: ServerConfig): ((payload: Record<string, unknown
  */
 function advertisedEndpoint(config: ServerConfig, port: number): string {
   if (config.clientEndpoint) return config.clientEndpoint;
-  return hostPort(isWildcardHost(config.host) ? hostname() : config.host, port);
+  const host = clientHostOf(config);
+  return hostPort(isWildcardHost(host) ? hostname() : host, port);
 }
 
 /** How long /healthz waits for the store's ping before it answers 503. */
@@ -304,8 +313,9 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     onHttpQuest: serverGate.handleHttp,
     onRefused: refused('server'),
   });
+  const clientHost = clientHostOf(config);
   const clientListener = new Listener({
-    host: config.host,
+    host: clientHost,
     port: config.clientPort,
     maxFrameBytes: config.maxFrameBytes,
     sniffTimeoutMs: config.idleTimeoutMs,
@@ -315,16 +325,22 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     onHttpQuest: { refusal: { code: 20013, ex: 'the client gate serves FPNN over WebSocket or TCP, not HTTP calls' } },
     onRefused: refused('client'),
   });
-  const listen = async (listener: Listener, port: number, variable: string): Promise<number> => {
-    const bound = await listener.listen().catch((err: unknown) => abort(bindFailure(err, port, variable, config.host)));
+  const listen = async (listener: Listener, port: number, variable: string, host: string, hostVariable: string): Promise<number> => {
+    const bound = await listener.listen().catch((err: unknown) => abort(bindFailure(err, port, variable, host, hostVariable)));
     undo.push(() => {
       listener.destroyAll();
       return listener.stopAccepting();
     });
     return bound;
   };
-  const serverPort = await listen(serverListener, config.serverPort, 'RTM_SERVER_PORT');
-  const clientPort = await listen(clientListener, config.clientPort, 'RTM_CLIENT_PORT');
+  const serverPort = await listen(serverListener, config.serverPort, 'RTM_SERVER_PORT', config.host, 'RTM_HOST');
+  const clientPort = await listen(
+    clientListener,
+    config.clientPort,
+    'RTM_CLIENT_PORT',
+    clientHost,
+    config.clientHost === undefined ? 'RTM_HOST' : 'RTM_CLIENT_HOST',
+  );
   clientEndpoint = advertisedEndpoint(config, clientPort);
 
   let stopping: Promise<void> | undefined;
@@ -431,6 +447,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       version: VERSION,
       pid: process.pid,
       host: config.host,
+      ...(clientHost !== config.host ? { clientHost } : {}),
       serverPort,
       clientPort,
       adminPort,

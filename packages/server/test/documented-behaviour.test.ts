@@ -294,5 +294,17 @@ describe('docs: RTM_DATA_DIR and RTM_HOST (README configuration)', () => {
       startServer(config, { logger: createLogger('silent') }),
       (e) => e instanceof StartupError && /^RTM_HOST 192\.0\.2\.1 is not an address of this machine/.test(e.message),
     );
+    // The client gate's own address is named by its own variable.
+    const { config: clientOnly } = resolveConfig(
+      { RTM_HOST: '127.0.0.1', RTM_CLIENT_HOST: '192.0.2.1' },
+      { serverPort: 0, clientPort: 0, adminPort: -1, dataDir: ':memory:', projects: [{ pid: TEST_PID, secret: TEST_SECRET }] },
+    );
+    assert.equal(clientOnly.clientHost, '192.0.2.1');
+    await assert.rejects(
+      startServer(clientOnly, { logger: createLogger('silent') }),
+      (e) =>
+        e instanceof StartupError &&
+        /^RTM_CLIENT_HOST 192\.0\.2\.1 is not an address of this machine \(binding RTM_CLIENT_PORT/.test(e.message),
+    );
   });
 });

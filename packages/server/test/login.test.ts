@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
+import { connect } from 'node:net';
 import { hostname } from 'node:os';
 import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
@@ -193,6 +194,46 @@ describe('kickout by gate endpoint (ce), and one session per user (RTM_SINGLE_SE
       await within(Promise.all([a!.closed, b!.closed]), 'both sessions closed');
       for (const c of [a!, b!]) assert.deepEqual(c.pushes, [{ method: 'kickout', payload: {}, oneway: true }]);
     } finally {
+      backend.close();
+    }
+  });
+
+  it('RTM_CLIENT_HOST: the client gate alone on its own address, which pushevent and ce name', async () => {
+    // Linux answers on all of 127.0.0.0/8: 127.0.0.2 stands for a public interface here.
+    const server = await startTestServer({ clientHost: '127.0.0.2' });
+    servers.push(server);
+    const port = (endpoint: string): number => Number(endpoint.split(':')[1]);
+    const reachable = (host: string, p: number): Promise<boolean> =>
+      new Promise((resolve) => {
+        const s = connect(p, host, () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.on('error', () => resolve(false));
+      });
+    assert.equal(server.clientEndpoint, `127.0.0.2:${port(server.clientEndpoint)}`);
+    assert.deepEqual(
+      [
+        await reachable('127.0.0.2', port(server.clientEndpoint)),
+        await reachable('127.0.0.1', port(server.clientEndpoint)),
+        await reachable('127.0.0.1', port(server.serverEndpoint)),
+        await reachable('127.0.0.2', port(server.serverEndpoint)),
+      ],
+      [true, false, true, false],
+      'client gate on 127.0.0.2 only, server gate on 127.0.0.1 only',
+    );
+    const uid = BIG + 23n;
+    const listener = await RawClient.tcp(server.serverEndpoint);
+    const backend = await RawClient.tcp(server.serverEndpoint);
+    try {
+      await listener.signed('setlisten', { ev: true }, TEST_PID, TEST_SECRET);
+      const [a] = await sessions(server, uid, 1);
+      const [login] = await listener.waitForPushes('pushevent');
+      assert.equal(login!['endpoint'], server.clientEndpoint, 'pushevent endpoint');
+      await backend.signed('kickout', { uid, ce: server.clientEndpoint }, TEST_PID, TEST_SECRET);
+      await within(a!.closed, 'kicked by the endpoint of its gate');
+    } finally {
+      listener.close();
       backend.close();
     }
   });

@@ -57,7 +57,8 @@ export async function startTestServer(
     ...server,
     dataDir,
     serverEndpoint: `127.0.0.1:${server.serverPort}`,
-    clientEndpoint: `127.0.0.1:${server.clientPort}`,
+    // Where the client gate listens (clientHost when it is one address), else loopback.
+    clientEndpoint: `${config.clientHost && !['0.0.0.0', '::'].includes(config.clientHost) ? config.clientHost : '127.0.0.1'}:${server.clientPort}`,
     async close() {
       await server.stop();
       if (!options.keepData && !options.dataDir) await rm(dataDir, { recursive: true, force: true });
