@@ -22,6 +22,7 @@ import type Database from 'better-sqlite3';
 import { RawClient, spawnServer, startTestServer, TEST_PID, TEST_SECRET, until, type SpawnedServer, prlimitMissing } from '@rtm/testkit';
 import { createLogger } from '../src/observability/logger.js';
 import { SqliteStore } from '../src/store/sqlite.js';
+import { MessageKind } from '../src/store/store.js';
 
 const cleanups: (() => unknown)[] = [];
 after(async () => {
@@ -117,6 +118,48 @@ describe('SQLite cannot write', () => {
     assert.deepEqual(await p2pMids(backend, 1n, 2n), [1n, 30n]);
     assert.equal(said(lines, /^SQLite writes work again/), 1, 'the recovery is logged');
     assert.equal(said(lines, /^health: the store can write again/), 1);
+  });
+
+  it('a writer thread that keeps dying soon after its start is started again with back-off, not in a loop, and logged once', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'rtm-wf-'));
+    cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+    const failures: string[] = [];
+    const store = new SqliteStore({ dataDir, writerThread: true, onError: (m) => failures.push(m) });
+    await store.init();
+    cleanups.push(() => store.close());
+    const writer = (store as unknown as { writer: { worker: Worker | undefined; problem: string | undefined } }).writer;
+    let mid = 1n;
+    const stored = async (): Promise<boolean> => {
+      try {
+        await store.append([{ pid: 1, kind: MessageKind.P2P, from: 1n, to: 2n, mid: mid++, mtype: 30, msg: 'x', attrs: '' }]);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    // Five threads die, each as soon as it has stored a message: a crash at every commit.
+    const gaps: number[] = [];
+    let killedAt: number | undefined;
+    for (let i = 0; i < 6; i++) {
+      assert.ok(await until(stored, 10_000), `thread ${i + 1} stores`);
+      if (killedAt !== undefined) gaps.push(Date.now() - killedAt);
+      if (i === 5) break;
+      await writer.worker!.terminate();
+      killedAt = Date.now();
+      if (i === 0) continue; // the first exit: a new thread at once
+      assert.match(
+        writer.problem ?? '',
+        /^SqliteStore: the writer thread exited \d+ ms after its start, as the one before it: exit code 1$/,
+      );
+      assert.equal(await stored(), false, 'appends fail at once meanwhile');
+    }
+    // The first replaced at once; then back-off 100, 200, 400, 800 ms (plus each thread's own start).
+    for (let i = 1; i < gaps.length; i++)
+      assert.ok(gaps[i]! >= 100 * 2 ** (i - 1), `start ${i + 2}: ${gaps[i]} ms after the exit (${gaps.join(', ')})`);
+    const own = failures.filter((m) => m.startsWith('SqliteStore: the writer thread') || m.startsWith('the SQLite writer thread'));
+    assert.equal(own.length, 2, own.join('\n'));
+    assert.match(own[0]!, /^the SQLite writer thread exited \(exit code 1\); starting a new one$/);
+    assert.match(own[1]!, /as the one before it: exit code 1; appends fail until one starts \(1 failed starts, the next in 100 ms\)$/);
   });
 
   it('a writer thread that dies and cannot start again: 20001 at once, /healthz says why, retried with back-off; stores again once one starts', async () => {

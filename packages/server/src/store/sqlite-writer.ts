@@ -52,6 +52,13 @@ const RESPAWN_FIRST_MS = 100;
 const RESPAWN_MAX_MS = 30_000;
 /** A thread that keeps failing to start for the same reason is logged again at most this often. */
 const RESPAWN_LOG_EVERY_MS = 60_000;
+/**
+ * A thread started in place of one that exited, and exits itself sooner than this after its
+ * start, counts as a failed start: threads that die at every commit (a bug, too little memory for
+ * a commit) are started again with the same back-off, not in a loop that spends the process on
+ * thread starts and the log on their lines.
+ */
+const STABLE_AFTER_MS = 10_000;
 
 export class SqliteWriterThread {
   private worker: Worker | undefined;
@@ -66,10 +73,21 @@ export class SqliteWriterThread {
    * Appends fail at once with it meanwhile, instead of waiting on a thread that fails the same way.
    */
   private broken: string | undefined;
-  /** Starts that failed in a row, and the failure last logged (reason and when), to keep the log short. */
+  /**
+   * Starts that failed in a row (a thread that could not start, or exited within STABLE_AFTER_MS of
+   * its start), and the failure last logged (reason and when), to keep the log short.
+   */
   private failedStarts = 0;
   private logged = { reason: '', at: 0 };
   private respawnTimer: NodeJS.Timeout | undefined;
+  /**
+   * The thread runs (or is being started) in place of one that exited, and has not run for
+   * STABLE_AFTER_MS yet (`stableTimer`): should it exit, that is a failed start.
+   */
+  private replacing = false;
+  private stableTimer: NodeJS.Timeout | undefined;
+  /** Whether the last failed start was a thread that started, then exited soon after. */
+  private crashed = false;
 
   constructor(
     private readonly path: string,
@@ -115,6 +133,7 @@ export class SqliteWriterThread {
   async stop(): Promise<void> {
     this.stopping = true;
     clearTimeout(this.respawnTimer);
+    clearTimeout(this.stableTimer);
     if (this.inflight.size > 0) await new Promise<void>((resolve) => (this.drained = resolve));
     const worker = this.worker;
     // None runs (it died and could not start again): nothing to wait for.
@@ -130,19 +149,30 @@ export class SqliteWriterThread {
     this.respawnTimer = undefined;
     const worker = new Worker(workerEntry(), { eval: true, workerData: { ...this.options, path: this.path } });
     this.worker = worker;
-    let ready = false;
+    let readyAt: number | undefined;
     let lastError = '';
     let exited = (): void => {};
     this.exited = new Promise((resolve) => (exited = resolve));
     worker.on('message', (reply: WriterReply | typeof WRITER_READY) => {
       if (reply === WRITER_READY) {
-        ready = true;
-        if (this.broken !== undefined) {
-          this.onRecovery(`the SQLite writer thread runs again (after ${this.failedStarts} failed starts)`);
-        }
+        readyAt = Date.now();
         this.broken = undefined;
-        this.failedStarts = 0;
-        this.logged = { reason: '', at: 0 };
+        const recovered = (): void => {
+          if (this.failedStarts > 0) this.onRecovery(`the SQLite writer thread runs again (after ${this.failedStarts} failed starts)`);
+          this.failedStarts = 0;
+          this.crashed = false;
+          this.logged = { reason: '', at: 0 };
+        };
+        // After threads that could not start, this one is what was missing. After threads that
+        // exited soon after their start, it must outlast that first.
+        if (!this.crashed) recovered();
+        if (this.replacing) {
+          this.stableTimer = setTimeout(() => {
+            this.replacing = false;
+            recovered();
+          }, STABLE_AFTER_MS);
+          this.stableTimer.unref();
+        }
         return;
       }
       const waiter = this.inflight.get(reply.seq);
@@ -166,24 +196,34 @@ export class SqliteWriterThread {
       for (const waiter of failed) waiter.resolve(Array.from({ length: waiter.batches }, () => error));
       this.drained?.();
       if (this.stopping) return;
+      clearTimeout(this.stableTimer);
       const reason = lastError || `exit code ${code}`;
-      if (ready) {
+      const ranMs = readyAt === undefined ? undefined : Date.now() - readyAt;
+      if (ranMs !== undefined && !(this.replacing && ranMs < STABLE_AFTER_MS)) {
         // It ran, then died (a bug, an out-of-memory): a new one, at once.
+        this.failedStarts = 0;
+        this.crashed = false;
+        this.replacing = true;
         this.onFailure(`the SQLite writer thread exited (${reason}); starting a new one`);
         this.spawn();
         return;
       }
       // It could not start (the database cannot be opened: a file gone or made unreadable, no file
-      // descriptors left…). That may pass, so starts are tried again with back-off; appends fail
-      // at once with the reason meanwhile. Logged at the first failure, then only when the reason
-      // changes or once a minute: a cause that lasts must not fill the log.
-      this.broken = `SqliteStore: the writer thread cannot start: ${reason}`;
+      // descriptors left…), or died soon after it did. That may pass, so starts are tried again with
+      // back-off; appends fail at once with the reason meanwhile. Logged at the first failure, then
+      // only when the reason changes or once a minute: a cause that lasts must not fill the log.
+      this.crashed = ranMs !== undefined;
+      this.broken =
+        ranMs === undefined
+          ? `SqliteStore: the writer thread cannot start: ${reason}`
+          : `SqliteStore: the writer thread exited ${ranMs} ms after its start, as the one before it: ${reason}`;
       this.failedStarts++;
       const delay = Math.min(RESPAWN_FIRST_MS * 2 ** (this.failedStarts - 1), RESPAWN_MAX_MS);
       const now = Date.now();
-      if (reason !== this.logged.reason || now - this.logged.at >= RESPAWN_LOG_EVERY_MS) {
+      const logKey = `${this.crashed ? 'exited' : 'start'}: ${reason}`;
+      if (logKey !== this.logged.reason || now - this.logged.at >= RESPAWN_LOG_EVERY_MS) {
         this.onFailure(`${this.broken}; appends fail until one starts (${this.failedStarts} failed starts, the next in ${delay} ms)`);
-        this.logged = { reason, at: now };
+        this.logged = { reason: logKey, at: now };
       }
       this.respawnTimer = setTimeout(() => this.spawn(), delay);
       // The server's sockets keep the process alive; a store alone must not be kept open by this.
