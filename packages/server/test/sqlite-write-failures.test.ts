@@ -55,6 +55,17 @@ async function healthz(adminPort: number): Promise<{ code: number; body: Record<
   return { code: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
+/** Ten sends (mids 10–19 from 1 to 2), each answered 20001, then /healthz 503 "store cannot write": its body. */
+async function sendsRefused(backend: RawClient, adminPort: number): Promise<Record<string, unknown>> {
+  const during = [];
+  for (let mid = 10n; mid < 20n; mid++) during.push(await answer(sendmsg(backend, 1n, 2n, mid)));
+  for (const a of during) assert.equal(a.code, 20001, `answered ${JSON.stringify(a)}`);
+  const health = await healthz(adminPort);
+  assert.equal(health.code, 503, JSON.stringify(health.body));
+  assert.equal(health.body.status, 'store cannot write');
+  return health.body;
+}
+
 /** The server's log lines, kept as objects. */
 function capturingLogger(): { logger: ReturnType<typeof createLogger>; lines: Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];
@@ -91,15 +102,9 @@ describe('SQLite cannot write', () => {
     const pages = Number(db.pragma('page_count', { simple: true }));
     db.pragma(`max_page_count = ${pages}`); // the file may not grow: a full disk
 
-    const during = [];
-    for (let mid = 10n; mid < 20n; mid++) during.push(await answer(sendmsg(backend, 1n, 2n, mid)));
-    for (const a of during) assert.equal(a.code, 20001, `answered ${JSON.stringify(a)}`);
-    let health = await healthz(server.adminPort!);
-    assert.equal(health.code, 503, JSON.stringify(health.body));
-    assert.equal(health.body.status, 'store cannot write');
-    assert.match(String(health.body.reason), /full/);
+    assert.match(String((await sendsRefused(backend, server.adminPort!)).reason), /full/);
     // Still failing: the probe /healthz makes does not clear it.
-    health = await healthz(server.adminPort!);
+    let health = await healthz(server.adminPort!);
     assert.equal(health.code, 503);
 
     await new Promise((r) => setTimeout(r, 100));
@@ -232,13 +237,7 @@ describe('SQLite cannot write: a server process of its own', { skip: prlimitMiss
 
     const limit = (fsize: string) => execFileSync('prlimit', ['--pid', String(server.child.pid), `--fsize=${fsize}:`]);
     limit('1'); // no file of the process may grow past its first byte: every SQLite write fails
-    const during = [];
-    for (let mid = 10n; mid < 20n; mid++) during.push(await answer(sendmsg(backend, 1n, 2n, mid)));
-    for (const a of during) assert.equal(a.code, 20001, `answered ${JSON.stringify(a)}`);
-    const health = await healthz(server.adminPort!);
-    assert.equal(health.code, 503, JSON.stringify(health.body));
-    assert.equal(health.body.status, 'store cannot write');
-    assert.equal(typeof health.body.reason, 'string');
+    assert.equal(typeof (await sendsRefused(backend, server.adminPort!)).reason, 'string');
 
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(bob.pushes.filter((p) => p.method === 'pushmsg').length, 1, 'no push of a message that was not stored');
