@@ -266,6 +266,7 @@ async function serverProcess(): Promise<void> {
       out[`${name}.sockets`] = sizeOf(l.sockets);
       out[`${name}.sniffing`] = sizeOf(l.sniffing);
       out[`${name}.httpSockets`] = sizeOf(l.httpSockets);
+      out[`${name}.httpDeadlines`] = sizeOf(l.httpDeadlines);
       out[`${name}.wss.clients`] = sizeOf(l.wss.clients);
     }
     i = 0;
