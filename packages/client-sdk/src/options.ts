@@ -48,7 +48,8 @@ export interface RTMClientOptions {
    * Ping watchdog: when the server has sent no `ping` for this many seconds, the connection is
    * closed and (with `autoReconnect`) re-established. Checked every half of this interval; a
    * check that runs late (throttled or frozen tab, suspended machine) defers its verdict to the
-   * next one. Fractions are allowed. `0` disables the watchdog. @default 60
+   * next one and asks the connection for a `*ping` (no answer within 5 s: replaced). Fractions
+   * are allowed. `0` disables the watchdog. @default 60
    */
   maxPingIntervalSeconds?: number;
   /** How long a pushed message's key is remembered to drop duplicates, in milliseconds. @default 5000 */

@@ -15,8 +15,8 @@ export interface SessionHooks {
   closed(event: ClosedEvent): void;
 }
 
-/** How long a connection that looks online has to answer a `*ping` once the network is back. */
-const NETWORK_BACK_PING_TIMEOUT_MS = 5_000;
+/** How long a connection that looks online has to answer a `*ping` when it may have died unseen (`probe`). */
+const PROBE_TIMEOUT_MS = 5_000;
 
 const cancelled = (): RtmError => new RtmError(FpnnErrorCode.CORE_CANCELLED, 'superseded by a later login(), logout() or close()');
 
@@ -64,6 +64,8 @@ export class Session {
   private inFlight: AbortController | undefined;
   private watchdogTimer: ReturnType<typeof setInterval> | undefined;
   private lastPingAt = 0;
+  /** The connection a `*ping` probe is waiting on (`probe`), if any. */
+  private probing: Connection | undefined;
   /** Where `networkBack` listens, from the first login until the session ends (no listener left behind). */
   private listening: NetworkEvents | undefined;
 
@@ -361,17 +363,33 @@ export class Session {
       void this.relogin(this.generation, this.reconnectCount);
       return;
     }
-    const conn = this.conn;
-    if (this.state !== 'online' || !conn) return;
-    const timeoutMs = Math.min(this.options.questTimeoutMs, NETWORK_BACK_PING_TIMEOUT_MS);
-    conn.quest('*ping', {}, timeoutMs).catch((err: unknown) => {
-      if (conn !== this.conn || !(err instanceof RtmError) || err.code !== FpnnErrorCode.CORE_TIMEOUT) return;
-      const why = `no answer to a ping within ${timeoutMs} ms after the network came back`;
-      this.options.logger.warn?.(why);
-      this.dropConnection(why);
-      this.lost(why);
-    });
+    this.probe('the network came back');
   };
+
+  /**
+   * Asks the online connection for a `*ping`, for the moments its socket may have died without a
+   * close (the network came back, the page or process was suspended): any answer, an error too,
+   * proves it alive; none within 5 s (or `questTimeoutMs`) and it is replaced. One at a time.
+   */
+  private probe(after: string): void {
+    const conn = this.conn;
+    if (this.state !== 'online' || !conn || this.probing === conn) return;
+    this.probing = conn;
+    const timeoutMs = Math.min(this.options.questTimeoutMs, PROBE_TIMEOUT_MS);
+    conn.quest('*ping', {}, timeoutMs).then(
+      () => {
+        if (this.probing === conn) this.probing = undefined;
+      },
+      (err: unknown) => {
+        if (this.probing === conn) this.probing = undefined;
+        if (conn !== this.conn || !(err instanceof RtmError) || err.code !== FpnnErrorCode.CORE_TIMEOUT) return;
+        const why = `no answer to a ping within ${timeoutMs} ms after ${after}`;
+        this.options.logger.warn?.(why);
+        this.dropConnection(why);
+        this.lost(why);
+      },
+    );
+  }
 
   /** No server `ping` for maxPingIntervalSeconds → close and reconnect (fpnn.md §4). */
   private startWatchdog(): void {
@@ -391,6 +409,9 @@ export class Session {
       // decides.
       const late = now - lastCheckAt > every * 1.5;
       lastCheckAt = now;
+      // Woken from a suspension, the socket may be dead without a close: ask it now rather than
+      // wait for the verdict on the server's pings.
+      if (late) this.probe('the page or process was suspended');
       if (now - this.lastPingAt < maxMs) {
         deferred = false;
         return;

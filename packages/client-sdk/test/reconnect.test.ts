@@ -191,6 +191,21 @@ test('ping watchdog: a check that runs late (stalled event loop, frozen tab) doe
   assert.deepEqual(disconnected, []);
   assert.equal(server.connections.length, 1);
   assert.equal(client.state, 'online');
+  // The late check asked the connection for a *ping (answered: an error answer proves it alive too).
+  assert.ok(server.received('*ping').length >= 1);
+});
+
+test('ping watchdog: after a suspension, a connection that answers no *ping is replaced at once, not after the watchdog', async (t) => {
+  // Woken from a suspension (a frozen tab, a sleeping laptop), a socket may be dead without a close.
+  const { server, client } = await online(t, { maxPingIntervalSeconds: 3, questTimeoutMs: 300 });
+  server.handlers['*ping'] = () => new Promise(() => {}); // nothing comes back on this socket
+  const disconnected = nextEvent(client, 'disconnected', 8000);
+  await sleep(1600); // the first check (at 1.5 s) runs on time
+  const end = Date.now() + 2500; // then the process stalls: the next check runs 1 s late
+  while (Date.now() < end);
+  // The probe times out 300 ms later; the watchdog alone would close at the check after (~5.6 s).
+  assert.match((await disconnected).reason, /^no answer to a ping within 300 ms after the page or process was suspended$/);
+  assert.deepEqual(await nextEvent(client, 'connected'), { uid: 1001n, relogin: true });
 });
 
 test('ping watchdog: a late check still closes a connection that stays silent (throttled background tab)', async (t) => {
@@ -255,8 +270,13 @@ test('network back: a connection that no longer answers is replaced; one that an
   network.back();
   await server.waitForQuest('*ping', 1);
   server.handlers['*ping'] = () => ({});
-  network.back();
-  await server.waitForQuest('*ping', 2);
+  // A probe goes out once the one before it is answered (one at a time): signal until it does.
+  assert.ok(
+    await until(() => {
+      network.back();
+      return server.received('*ping').length >= 2;
+    }, 3000),
+  );
   await sleep(400);
   assert.equal(disconnected.length, 0);
   assert.equal(client.state, 'online');
