@@ -118,9 +118,17 @@ export class ConnectionManager {
     const connection = this.current;
     if (timeout <= 0 || !connection) return;
     if (this.pingTimer) clearTimeout(this.pingTimer);
+    const armedAt = this.lastPingAt;
     this.pingTimer = setTimeout(() => {
       this.pingTimer = undefined;
-      if (this.current === connection) connection.close(`no ping from the server for ${timeout} ms`);
+      const judge = (): void => {
+        if (this.current === connection && this.lastPingAt === armedAt) connection.close(`no ping from the server for ${timeout} ms`);
+      };
+      // Fired late, after a stall of the process (a long GC, a suspended VM): pings that came
+      // meanwhile wait unread, and Node runs overdue timers before it reads sockets. Judged after
+      // the reads (setImmediate), a ping among them re-arms the watchdog instead.
+      if (Date.now() - armedAt - timeout > Math.max(100, timeout / 4)) setImmediate(judge);
+      else judge();
     }, timeout);
     this.pingTimer.unref();
   }

@@ -201,6 +201,22 @@ test('once pings started, a silent server is dropped after pingTimeoutMs and the
   assert.equal(server.accepted, 2);
 });
 
+test('a ping that came during a stall of the process keeps the connection, though the watchdog fires late', async (t) => {
+  const { server, client } = await setup(t, { pingTimeoutMs: 300 });
+  const closed = collect(client, 'closed');
+  await server.push('ping', {}); // the watchdog is armed: 300 ms
+  await sleep(200);
+  void server.push('ping', {}).catch(() => {}); // written to the socket, then the process stalls
+  const end = Date.now() + 400; // the watchdog's time passes during the stall
+  while (Date.now() < end);
+  await sleep(100);
+  assert.deepEqual(closed, []);
+  assert.equal(server.accepted, 1);
+  // Without pings the watchdog still closes.
+  const info = await next(client, 'closed');
+  assert.match(info.reason, /no ping from the server for 300 ms/);
+});
+
 test('close() leaves no socket or timer behind, even while reconnecting', async () => {
   const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
   const sockets = (): string[] => process.getActiveResourcesInfo().filter((r) => r.startsWith('TCP'));
