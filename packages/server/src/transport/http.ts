@@ -34,6 +34,11 @@ function reply(req: IncomingMessage, res: ServerResponse, status: number, body: 
   res.end(text);
 }
 
+/** Whether a request comes with a body (chunked, or a Content-Length above 0). */
+export function hasBody(req: IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+}
+
 /** What a port that serves no HTTP calls answers every one of them (500 with `{code, ex}`). */
 export interface HttpRefusal {
   readonly refusal: Payload;
@@ -113,8 +118,7 @@ export async function serveHttpQuest(
   if (typeof handle !== 'function') {
     // Whatever the call, the answer is known: its body is not read (nor buffered), and the
     // connection closes after the answer when there is one.
-    const body = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-    reply(req, res, 500, handle.refusal, body);
+    reply(req, res, 500, handle.refusal, hasBody(req));
     return;
   }
   const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;

@@ -1,7 +1,7 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { serveHttpQuest, type HttpQuestHandler, type HttpRefusal } from './http.js';
+import { hasBody, serveHttpQuest, type HttpQuestHandler, type HttpRefusal } from './http.js';
 import { TcpTransport } from './tcp.js';
 import type { Transport } from './transport.js';
 import { WebSocketTransport } from './websocket.js';
@@ -148,8 +148,7 @@ export class Listener {
    */
   private requestArrived(req: IncomingMessage, res: ServerResponse): void {
     const socket = req.socket;
-    const body = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-    if (!body) this.clearHttpDeadline(socket);
+    if (!hasBody(req)) this.clearHttpDeadline(socket);
     else {
       // An unread body (a refusal, a 404) is drained by node after the answer: then it ends the
       // next request's deadline, which must stay.
