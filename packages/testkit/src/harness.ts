@@ -29,7 +29,7 @@ export async function startTestServer(
   } = {},
 ): Promise<TestServer> {
   const { startServer } = await import('../../server/src/main.js');
-  const { resolveConfig } = await import('../../server/src/config.js');
+  const { isWildcardHost, resolveConfig } = await import('../../server/src/config.js');
   const { createLogger } = await import('../../server/src/observability/logger.js');
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'rtm-test-')));
   const { config } = resolveConfig(
@@ -58,7 +58,7 @@ export async function startTestServer(
     dataDir,
     serverEndpoint: `127.0.0.1:${server.serverPort}`,
     // Where the client gate listens (clientHost when it is one address), else loopback.
-    clientEndpoint: `${config.clientHost && !['0.0.0.0', '::'].includes(config.clientHost) ? config.clientHost : '127.0.0.1'}:${server.clientPort}`,
+    clientEndpoint: `${config.clientHost && !isWildcardHost(config.clientHost) ? config.clientHost : '127.0.0.1'}:${server.clientPort}`,
     async close() {
       await server.stop();
       if (!options.keepData && !options.dataDir) await rm(dataDir, { recursive: true, force: true });
