@@ -18,3 +18,4 @@ export {
 export * as schema from './schema.js';
 export { asInt64, type Field, type Infer, type Schema } from './schema.js';
 export { FpnnPeer, type IncomingQuest, type PeerOptions, type QuestHandler, type QuestOptions } from './peer.js';
+export { afterPendingReads, judgeAfterStall } from './stall.js';

@@ -2,6 +2,7 @@ import { FpnnErrorCode } from './codes.js';
 import { decodeFramePayload, encodeAnswerFrame, encodeQuestFrame, type Payload } from './codec.js';
 import { connectionClosedError, RtmError, timeoutError } from './errors.js';
 import { Flag, type AnswerFrame, type Frame, type PayloadFlag, type QuestFrame } from './frame.js';
+import { judgeAfterStall } from './stall.js';
 
 /** A quest received from the other side, after its payload was decoded. */
 export interface IncomingQuest {
@@ -61,7 +62,6 @@ export class FpnnPeer {
   private sweepEvery = 0;
   /** When the sweep last ran (or was started), to tell a tick that comes late. */
   private sweptAt = 0;
-  private sweepDeferred = false;
   private closedWith: RtmError | undefined;
   readonly questTimeoutMs: number;
 
@@ -250,24 +250,12 @@ export class FpnnPeer {
   }
 
   private sweep(): void {
-    const now = Date.now();
-    const late = now - this.sweptAt > this.sweepEvery + Math.max(20, this.sweepEvery / 2);
-    this.sweptAt = now;
-    if (late) {
-      // A tick this late woke from a stall (a frozen tab, a suspended machine, a long GC or busy
-      // loop): answers that came meanwhile may be waiting unread, and Node runs overdue timers
-      // before it reads its sockets. Expiring now would time out quests that were answered in
-      // time; the expiry waits until those reads are done (setImmediate runs after them).
-      if (!this.sweepDeferred) {
-        this.sweepDeferred = true;
-        afterPendingReads(() => {
-          this.sweepDeferred = false;
-          if (this.sweepTimer) this.sweepNow();
-        });
-      }
-      return;
-    }
-    this.sweepNow();
+    const dueAt = this.sweptAt + this.sweepEvery;
+    this.sweptAt = Date.now();
+    // After a stall, answers that came in time may be waiting unread: expired after the reads.
+    judgeAfterStall(dueAt, this.sweepEvery, () => {
+      if (this.sweepTimer) this.sweepNow();
+    });
   }
 
   private sweepNow(): void {
@@ -277,14 +265,6 @@ export class FpnnPeer {
     else if (every > this.sweepEvery) this.startSweep(every);
   }
 }
-
-/**
- * Runs `fn` once what the event loop has received is handled: Node's setImmediate runs after the
- * poll for I/O that follows the timers; a browser has none, and a short timeout lets the network
- * tasks already queued run first.
- */
-const afterPendingReads: (fn: () => void) => void =
-  typeof setImmediate === 'function' ? (fn) => void setImmediate(fn) : (fn) => void setTimeout(fn, 20);
 
 /** How often to look for expired quests when the shortest pending timeout is `timeoutMs`. */
 function sweepEveryMs(timeoutMs: number): number {

@@ -1,4 +1,4 @@
-import { FpnnErrorCode, RtmError, type IncomingQuest, type QuestHandler } from '@rtm/fpnn';
+import { FpnnErrorCode, judgeAfterStall, RtmError, type IncomingQuest, type QuestHandler } from '@rtm/fpnn';
 import { reconnectDelayMs, type ResolvedOptions } from './options.js';
 import { TcpConnection } from './tcp.js';
 import type { ClosedInfo, ConnectedInfo, ConnectionState } from './types.js';
@@ -124,11 +124,9 @@ export class ConnectionManager {
       const judge = (): void => {
         if (this.current === connection && this.lastPingAt === armedAt) connection.close(`no ping from the server for ${timeout} ms`);
       };
-      // Fired late, after a stall of the process (a long GC, a suspended VM): pings that came
-      // meanwhile wait unread, and Node runs overdue timers before it reads sockets. Judged after
-      // the reads (setImmediate), a ping among them re-arms the watchdog instead.
-      if (Date.now() - armedAt - timeout > Math.max(100, timeout / 4)) setImmediate(judge);
-      else judge();
+      // After a stall, pings that came meanwhile may be waiting unread: judged after the reads, a
+      // ping among them re-arms the watchdog instead.
+      judgeAfterStall(armedAt + timeout, timeout, judge);
     }, timeout);
     this.pingTimer.unref();
   }

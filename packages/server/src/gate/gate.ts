@@ -1,4 +1,4 @@
-import { FpnnErrorCode, RtmError, type IncomingQuest, type Payload } from '@rtm/fpnn';
+import { FpnnErrorCode, judgeAfterStall, RtmError, type IncomingQuest, type Payload } from '@rtm/fpnn';
 import type { Logger } from '../observability/logger.js';
 import type { HistogramSeries, Metrics, Tally } from '../observability/metrics.js';
 import { RepeatFilter } from '../observability/repeats.js';
@@ -276,14 +276,11 @@ export abstract class Gate<Session> {
       }
     };
     this.keepalive = setInterval(() => {
-      const now = Date.now();
-      const late = now - tickedAt > every * 1.5;
-      tickedAt = now;
-      // A tick this late follows a stall of the process (a long GC, a suspended VM): frames that
-      // came meanwhile wait unread, and node runs overdue timers before it reads sockets. Judged
-      // now, answered pushes would time out and active peers look idle; after the reads, not.
-      if (late) setImmediate(check);
-      else check();
+      const dueAt = tickedAt + every;
+      tickedAt = Date.now();
+      // After a stall, frames that came meanwhile may be waiting unread: judged before the reads,
+      // answered pushes would time out and active peers look idle.
+      judgeAfterStall(dueAt, every, check);
     }, every);
     this.keepalive.unref();
   }
