@@ -11,12 +11,6 @@ import { fileURLToPath } from 'node:url';
 const packageDir = fileURLToPath(new URL('..', import.meta.url));
 
 /**
- * Builds the browser bundle. With `write: false` the output stays in memory
- * (`result.outputFiles[0].text`), which the browser test uses; `metafile: true` adds esbuild's
- * list of inputs, imports and exports (`result.metafile`), to check what the bundle pulls in.
- * @param {{ outfile?: string, minify?: boolean, write?: boolean, metafile?: boolean }} [options]
- */
-/**
  * The protocol package's JSON text module (json-bigint, bignumber.js: a quarter of the bundle)
  * becomes its browser stand-in, which has none: the SDK speaks msgpack only (json-text.browser.ts).
  */
@@ -29,6 +23,12 @@ const withoutJsonText = {
   },
 };
 
+/**
+ * Builds the browser bundle. With `write: false` the output stays in memory
+ * (`result.outputFiles[0].text`), which the browser test uses; `metafile: true` adds esbuild's
+ * list of inputs, imports and exports (`result.metafile`), to check what the bundle pulls in.
+ * @param {{ outfile?: string, minify?: boolean, write?: boolean, metafile?: boolean }} [options]
+ */
 export async function buildBrowserBundle(options = {}) {
   return build({
     absWorkingDir: packageDir,
