@@ -90,7 +90,9 @@ async function serve(): Promise<void> {
       (server.generatedSecret || !server.devSecretFile
         ? ''
         : `\n  Dev project ${config.projects[0]!.pid}: secret (RTM_PROJECT_SECRET) in ${server.devSecretFile}`) +
-        `\n  Server gate: ${hostPort(config.host, server.serverPort)}   Client gate: ws://${hostPort(clientHostOf(config), server.clientPort)}/service/websocket\n`,
+        `\n  Server gate: ${hostPort(config.host, server.serverPort)}   Client gate: ws://${hostPort(clientHostOf(config), server.clientPort)}/service/websocket` +
+        (server.clientTlsPort === undefined ? '' : `   wss://${hostPort(clientHostOf(config), server.clientTlsPort)}/service/websocket`) +
+        '\n',
     );
   }
   let stopping = false;
@@ -117,6 +119,11 @@ async function serve(): Promise<void> {
       },
     );
   };
+  // SIGHUP: read the TLS certificate and key again (a renewal); the reload logs what it did.
+  process.on('SIGHUP', () => {
+    if (server.clientTlsPort === undefined) server.services.log.info('SIGHUP: nothing to reload (no TLS port: RTM_TLS_CERT is not set)');
+    else server.reloadTls();
+  });
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 }

@@ -86,6 +86,15 @@ export interface ServerConfig {
    * by this machine's host name, so that the nodes of a cluster each have their own
    */
   readonly clientEndpoint?: string;
+  /**
+   * Client gate port speaking TLS (wss://, and FPNN over TLS), bound beside `clientPort` on the same
+   * address when `tlsCertFile` and `tlsKeyFile` are set. 0 = ephemeral. @default 13322
+   */
+  readonly clientTlsPort: number;
+  /** PEM certificate chain (leaf first) of the client gate's TLS port; reread on SIGHUP. */
+  readonly tlsCertFile?: string;
+  /** PEM private key of `tlsCertFile`. */
+  readonly tlsKeyFile?: string;
   /** Admin HTTP port (/healthz, /metrics). 0 = ephemeral, -1 = off. @default 13380 */
   readonly adminPort: number;
   /** Embedded store directory. @default ./data */
@@ -210,6 +219,7 @@ export const DEFAULT_CONFIG: Omit<ServerConfig, 'projects'> = Object.freeze({
   host: '127.0.0.1',
   serverPort: 13315,
   clientPort: 13321,
+  clientTlsPort: 13322,
   adminPort: 13380,
   dataDir: './data',
   store: 'sqlite',
@@ -455,6 +465,9 @@ export const ENV_VARIABLES: readonly string[] = [
   'RTM_SERVER_PORT',
   'RTM_CLIENT_PORT',
   'RTM_CLIENT_ENDPOINT',
+  'RTM_CLIENT_TLS_PORT',
+  'RTM_TLS_CERT',
+  'RTM_TLS_KEY',
   'RTM_ADMIN_PORT',
   'RTM_BUS_PREFIX',
   'RTM_STORE_SCHEMA',
@@ -560,6 +573,9 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     serverPort: port(env, 'RTM_SERVER_PORT', d.serverPort),
     clientPort: port(env, 'RTM_CLIENT_PORT', d.clientPort),
     ...(env.RTM_CLIENT_ENDPOINT?.trim() ? { clientEndpoint: env.RTM_CLIENT_ENDPOINT.trim() } : {}),
+    clientTlsPort: port(env, 'RTM_CLIENT_TLS_PORT', d.clientTlsPort),
+    ...(env.RTM_TLS_CERT?.trim() ? { tlsCertFile: env.RTM_TLS_CERT.trim() } : {}),
+    ...(env.RTM_TLS_KEY?.trim() ? { tlsKeyFile: env.RTM_TLS_KEY.trim() } : {}),
     adminPort: port(env, 'RTM_ADMIN_PORT', d.adminPort, true),
     dataDir,
     store,
@@ -604,6 +620,14 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     throw new ConfigError(`RTM_STORE_SCHEMA must match [a-z_][a-z0-9_]*, got '${config.storeSchema}'`);
   if (config.clientEndpoint !== undefined && !isEndpoint(config.clientEndpoint))
     throw new ConfigError(`RTM_CLIENT_ENDPOINT must be 'host:port' (the client gate as clients know it), got '${config.clientEndpoint}'`);
+  if ((config.tlsCertFile === undefined) !== (config.tlsKeyFile === undefined))
+    throw new ConfigError(
+      config.tlsCertFile === undefined
+        ? `RTM_TLS_KEY is set but RTM_TLS_CERT is not: the client gate's TLS port needs both (PEM files)`
+        : `RTM_TLS_CERT is set but RTM_TLS_KEY is not: the client gate's TLS port needs both (PEM files)`,
+    );
+  if (config.tlsCertFile !== undefined && config.clientTlsPort !== 0 && config.clientTlsPort === config.clientPort)
+    throw new ConfigError(`RTM_CLIENT_TLS_PORT and RTM_CLIENT_PORT are both ${config.clientPort}: the TLS port is a port of its own`);
   if (!/^[A-Za-z0-9_-]+$/.test(config.busPrefix))
     throw new ConfigError(`RTM_BUS_PREFIX must be letters, digits, _ or -, got '${config.busPrefix}'`);
   if (!LOG_LEVELS.includes(config.logLevel))

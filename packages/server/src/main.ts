@@ -6,6 +6,7 @@ import type { ConnectionCipher } from './gate/connection.js';
 import { checkDataDir, ConfigError } from './config.js';
 import type { Bus } from './bus/bus.js';
 import { LocalBus } from './bus/local.js';
+import { ClientTls, type TlsReload } from './client-tls.js';
 import {
   clientHostOf,
   hostPort,
@@ -34,15 +35,20 @@ import { GroupMembers } from './services/group-members.js';
 import { BusResync } from './services/resync.js';
 import { StoreRefusal, type Store } from './store/store.js';
 import { Listener } from './transport/listener.js';
+import type { Transport } from './transport/transport.js';
 import { VERSION } from './version.js';
 
 export interface RunningServer {
   readonly config: ServerConfig;
   readonly serverPort: number;
   readonly clientPort: number;
+  /** The client gate's TLS port; undefined without RTM_TLS_CERT / RTM_TLS_KEY. */
+  readonly clientTlsPort: number | undefined;
   /** undefined when the admin listener is off. */
   readonly adminPort: number | undefined;
   readonly services: Services;
+  /** Reads the TLS certificate and key again (SIGHUP); an error when there is no TLS port or they cannot be served. */
+  reloadTls(): TlsReload;
   /** Graceful stop: refuse new work, finish in-flight quests, close connections, flush, close the store. */
   stop(): Promise<void>;
 }
@@ -211,8 +217,14 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const log = options.logger ?? createLogger(config.logLevel);
   const keyExchange = keyExchangeFor(config); // a bad key fails before anything is opened
   const metrics = new Metrics(true);
+  // So does a certificate that cannot be served.
+  const tls =
+    config.tlsCertFile !== undefined && config.tlsKeyFile !== undefined
+      ? new ClientTls({ cert: config.tlsCertFile, key: config.tlsKeyFile }, log.child({ gate: 'client' }), metrics)
+      : undefined;
   // What is open so far, closed again (last first) when a later step fails: nothing is left behind.
   const undo: (() => unknown)[] = [];
+  if (tls) undo.push(() => tls.stop());
   const abort = async (err: unknown): Promise<never> => {
     for (const step of undo.reverse()) {
       try {
@@ -314,17 +326,21 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     onRefused: refused('server'),
   });
   const clientHost = clientHostOf(config);
-  const clientListener = new Listener({
+  const clientListenerOptions = {
     host: clientHost,
     port: config.clientPort,
     maxFrameBytes: config.maxFrameBytes,
     sniffTimeoutMs: config.idleTimeoutMs,
     httpRequestTimeoutMs: config.idleTimeoutMs,
-    onTransport: (t) => clientGate.accept(t),
+    onTransport: (t: Transport) => clientGate.accept(t),
     // Refused before the body is read: a peer nobody knows may not have megabytes buffered here.
     onHttpQuest: { refusal: { code: 20013, ex: 'the client gate serves FPNN over WebSocket or TCP, not HTTP calls' } },
     onRefused: refused('client'),
-  });
+  };
+  const clientListener = new Listener(clientListenerOptions);
+  // The same gate behind TLS, on a port of its own (wss://; spec client-api.md §1).
+  const clientTlsListener = tls && new Listener({ ...clientListenerOptions, port: config.clientTlsPort, tls: tls.listenerOption() });
+  const portListeners = [serverListener, clientListener, ...(clientTlsListener ? [clientTlsListener] : [])];
   const listen = async (listener: Listener, port: number, variable: string, host: string, hostVariable: string): Promise<number> => {
     const bound = await listener.listen().catch((err: unknown) => abort(bindFailure(err, port, variable, host, hostVariable)));
     undo.push(() => {
@@ -334,13 +350,13 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     return bound;
   };
   const serverPort = await listen(serverListener, config.serverPort, 'RTM_SERVER_PORT', config.host, 'RTM_HOST');
-  const clientPort = await listen(
-    clientListener,
-    config.clientPort,
-    'RTM_CLIENT_PORT',
-    clientHost,
-    config.clientHost === undefined ? 'RTM_HOST' : 'RTM_CLIENT_HOST',
-  );
+  const clientHostVariable = config.clientHost === undefined ? 'RTM_HOST' : 'RTM_CLIENT_HOST';
+  const clientPort = await listen(clientListener, config.clientPort, 'RTM_CLIENT_PORT', clientHost, clientHostVariable);
+  let clientTlsPort: number | undefined;
+  if (tls && clientTlsListener) {
+    clientTlsPort = await listen(clientTlsListener, config.clientTlsPort, 'RTM_CLIENT_TLS_PORT', clientHost, clientHostVariable);
+    tls.serving(clientTlsListener, clientTlsPort);
+  }
   clientEndpoint = advertisedEndpoint(config, clientPort);
 
   let stopping: Promise<void> | undefined;
@@ -450,6 +466,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       ...(clientHost !== config.host ? { clientHost } : {}),
       serverPort,
       clientPort,
+      ...(clientTlsPort === undefined ? {} : { clientTlsPort }),
       adminPort,
       store: config.store === 'sqlite' ? `sqlite:${config.dataDir}` : 'postgres',
       bus: config.bus === 'local' ? 'local' : 'nats',
@@ -462,16 +479,14 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     (stopping ??= (async () => {
       log.info('stopping: no new connections, finishing in-flight quests');
       if (retentionTimer) clearInterval(retentionTimer);
-      const closedServer = serverListener.stopAccepting();
-      const closedClient = clientListener.stopAccepting();
+      tls?.stop();
+      const closed = Promise.all(portListeners.map((l) => l.stopAccepting()));
       services.sessions.beginStop();
       await Promise.all([serverGate.stop(), clientGate.stop()]);
       await services.sessions.flush();
-      serverListener.closeIdle();
-      clientListener.closeIdle();
-      await Promise.race([Promise.all([closedServer, closedClient]), new Promise((r) => setTimeout(r, 3000).unref())]);
-      serverListener.destroyAll();
-      clientListener.destroyAll();
+      for (const l of portListeners) l.closeIdle();
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 3000).unref())]);
+      for (const l of portListeners) l.destroyAll();
       if (admin) {
         // close() waits for every connection that is not idle: a scraper or TCP health check that
         // left a request unfinished (or sent none) would hold the stop forever. Idle ones close at
@@ -487,7 +502,9 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       log.info('stopped');
     })());
 
-  return { config, serverPort, clientPort, adminPort, services, stop };
+  const reloadTls = (): TlsReload =>
+    tls ? tls.reload() : { ok: false, error: 'the client gate has no TLS port (RTM_TLS_CERT and RTM_TLS_KEY are not set)' };
+  return { config, serverPort, clientPort, clientTlsPort, adminPort, services, stop, reloadTls };
 }
 
 /** Resolves the configuration from the environment (and overrides) and starts. */

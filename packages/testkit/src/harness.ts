@@ -11,6 +11,8 @@ export interface TestServer extends RunningServer {
   readonly dataDir: string;
   readonly serverEndpoint: string;
   readonly clientEndpoint: string;
+  /** `localhost:<port>` of the client gate's TLS port (the test certificates' name), when it has one. */
+  readonly clientTlsEndpoint: string | undefined;
   /** Stops the server and removes its data directory. */
   close(): Promise<void>;
 }
@@ -38,6 +40,7 @@ export async function startTestServer(
       host: '127.0.0.1',
       serverPort: 0,
       clientPort: 0,
+      clientTlsPort: 0,
       adminPort: 0,
       dataDir,
       projects: [{ pid: TEST_PID, secret: TEST_SECRET }],
@@ -59,6 +62,7 @@ export async function startTestServer(
     serverEndpoint: `127.0.0.1:${server.serverPort}`,
     // Where the client gate listens (clientHost when it is one address), else loopback.
     clientEndpoint: `${config.clientHost && !isWildcardHost(config.clientHost) ? config.clientHost : '127.0.0.1'}:${server.clientPort}`,
+    clientTlsEndpoint: server.clientTlsPort === undefined ? undefined : `localhost:${server.clientTlsPort}`,
     async close() {
       await server.stop();
       if (!options.keepData && !options.dataDir) await rm(dataDir, { recursive: true, force: true });

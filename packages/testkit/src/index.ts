@@ -7,3 +7,4 @@ export { startFaultyProxy, type FaultyProxy } from './faulty-proxy.js';
 export { until } from './until.js';
 export { recordingSocket, type RecordingSocket } from './raw-socket.js';
 export { prlimitMissing, whenAvailable } from './needs.js';
+export { TLS_FIXTURES, type TlsFixture } from './tls-fixtures.js';

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
+import { connect as connectTls, type TLSSocket } from 'node:tls';
 import { Flag, FpnnPeer, FrameDecoder, type Payload, type PayloadFlag } from '@rtm/fpnn';
 import WebSocket from 'ws';
 import { TEST_PID, TEST_SECRET } from './harness.js';
@@ -37,10 +38,19 @@ export class RawClient {
   }
 
   static tcp(endpoint: string): Promise<RawClient & { socket: Socket }> {
-    const at = endpoint.lastIndexOf(':');
-    const [host, port] = [endpoint.slice(0, at).replace(/^\[(.*)\]$/, '$1'), endpoint.slice(at + 1)];
+    const { host, port } = splitEndpoint(endpoint);
+    return RawClient.overSocket((ready) => connect(port, host, ready));
+  }
+
+  /** FPNN over TLS (the client gate's TLS port), trusting `ca`. */
+  static tls(endpoint: string, ca: Buffer): Promise<RawClient & { socket: TLSSocket }> {
+    const { host, port } = splitEndpoint(endpoint);
+    return RawClient.overSocket((ready) => connectTls({ host, port, ca, servername: 'localhost' }, ready));
+  }
+
+  private static overSocket<S extends Socket>(open: (ready: () => void) => S): Promise<RawClient & { socket: S }> {
     return new Promise((resolve, reject) => {
-      const socket = connect(Number(port), host!, () => resolve(client));
+      const socket = open(() => resolve(client));
       const client = Object.assign(
         new RawClient(
           (b) => socket.write(b),
@@ -164,4 +174,9 @@ export function uniqueSalt(): bigint {
 export function signFields(method: string, pid: number, secret: string, salt: bigint, ts = Math.floor(Date.now() / 1000)): Payload {
   const sign = createHash('md5').update(`${pid}:${secret}:${salt}:${method}:${ts}`).digest('hex').toUpperCase();
   return { pid, salt, ts, sign };
+}
+
+function splitEndpoint(endpoint: string): { host: string; port: number } {
+  const at = endpoint.lastIndexOf(':');
+  return { host: endpoint.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port: Number(endpoint.slice(at + 1)) };
 }

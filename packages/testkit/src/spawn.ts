@@ -8,6 +8,8 @@ export interface SpawnedServer {
   readonly child: ChildProcess;
   readonly serverPort: number;
   readonly clientPort: number;
+  /** The client gate's TLS port, when RTM_TLS_CERT and RTM_TLS_KEY are set. */
+  readonly clientTlsPort: number | undefined;
   readonly adminPort: number | undefined;
   /** The JSON lines the server has logged so far (pino entries), from its start: the first 1,000. */
   readonly logs: readonly Record<string, unknown>[];
@@ -27,6 +29,7 @@ export function spawnServer(env: Record<string, string>, timeoutMs = 20_000, nod
       ...process.env,
       RTM_SERVER_PORT: '0',
       RTM_CLIENT_PORT: '0',
+      RTM_CLIENT_TLS_PORT: '0',
       RTM_ADMIN_PORT: '-1',
       RTM_HOST: '127.0.0.1',
       RTM_LOG_LEVEL: 'info',
@@ -47,7 +50,7 @@ export function spawnServer(env: Record<string, string>, timeoutMs = 20_000, nod
     }, timeoutMs);
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
-      let entry: { msg?: string; serverPort?: number; clientPort?: number; adminPort?: number };
+      let entry: { msg?: string; serverPort?: number; clientPort?: number; clientTlsPort?: number; adminPort?: number };
       try {
         entry = JSON.parse(line);
       } catch {
@@ -61,6 +64,7 @@ export function spawnServer(env: Record<string, string>, timeoutMs = 20_000, nod
         child,
         serverPort: entry.serverPort!,
         clientPort: entry.clientPort!,
+        clientTlsPort: entry.clientTlsPort,
         adminPort: entry.adminPort,
         logs,
         exited,

@@ -2,7 +2,7 @@ import { FpnnErrorCode, judgeAfterStall, RtmError, type IncomingQuest, type Payl
 import type { Logger } from '../observability/logger.js';
 import type { HistogramSeries, Metrics, Tally } from '../observability/metrics.js';
 import { RepeatFilter } from '../observability/repeats.js';
-import type { Transport } from '../transport/transport.js';
+import { transportLabel, type Transport } from '../transport/transport.js';
 import { Connection, type ConnectionCipher, type ConnectionHooks } from './connection.js';
 import { isInternalPeer } from './internal-address.js';
 
@@ -145,7 +145,8 @@ export abstract class Gate<Session> {
       onClose: (c, reason) => {
         // A connection whose first bytes were bad closes inside its constructor, before accept()
         // counted it: only what was counted is taken off (the gauge went below zero).
-        if (this.connections.delete(c)) this.options.metrics.connections.dec({ gate: this.options.name, transport: c.transport.kind });
+        if (this.connections.delete(c))
+          this.options.metrics.connections.dec({ gate: this.options.name, transport: transportLabel(c.transport) });
         if (reason !== 'peer closed') this.options.metrics.disconnects.inc({ reason: reason.split(':')[0]! });
         this.log.debug({ conn: c.id, remote: c.remote, reason }, 'connection closed');
         this.closed(c, reason);
@@ -181,8 +182,8 @@ export abstract class Gate<Session> {
     );
     if (conn.closed) return;
     this.connections.add(conn);
-    metrics.connections.inc({ gate: name, transport: transport.kind });
-    this.log.debug({ conn: conn.id, remote: conn.remote, transport: transport.kind }, 'connection opened');
+    metrics.connections.inc({ gate: name, transport: transportLabel(transport) });
+    this.log.debug({ conn: conn.id, remote: conn.remote, transport: transportLabel(transport) }, 'connection opened');
     this.startKeepalive();
   }
 

@@ -6,6 +6,7 @@ import type { Connection } from './connection.js';
 import { Gate, type GateOptions } from './gate.js';
 import { RateLimiter } from './rate-limit.js';
 import type { SignatureVerifier } from './signature.js';
+import { transportLabel } from '../transport/transport.js';
 
 /** How often a peer address's refused signatures over HTTP are logged at warn (the others at debug). */
 const HTTP_AUTH_WARN_EVERY_MS = 60_000;
@@ -89,7 +90,7 @@ export class ServerGate extends Gate<ServerSession> {
     const fields = {
       conn: conn?.id,
       remote,
-      transport: conn ? conn.transport.kind : 'http',
+      transport: conn ? transportLabel(conn.transport) : 'http',
       method,
       pid,
       code: err.code,

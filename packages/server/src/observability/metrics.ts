@@ -43,6 +43,18 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly tlsHandshakeFailures = new Counter({
+    name: 'rtm_tls_handshake_failures_total',
+    help: "TLS handshakes of the client gate's TLS port that failed, by reason (e.g. a client that does not trust the certificate: 'sslv3 alert certificate unknown')",
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly tlsCertificateExpiry = new Gauge({
+    name: 'rtm_tls_certificate_expiry_timestamp_seconds',
+    help: "When the certificate served on the client gate's TLS port expires (Unix time, seconds)",
+    // Registered only with a TLS port (see `servesTls`): a 0 would read as a certificate expired in 1970.
+    registers: [],
+  });
   readonly presenceEnds = new Counter({
     name: 'rtm_presence_ends_total',
     help: "Presences ended (users logged out), by what ended them: bye (the last session's bye or kickout), grace (the grace period ran out here), other_node (left by a node that stopped in the grace period or died)",
@@ -54,6 +66,11 @@ export class Metrics {
     help: 'Messages persisted, by kind',
     labelNames: ['kind'],
   });
+
+  /** The client gate has a TLS port: its certificate's expiry is shown (`tlsCertificateExpiry`). */
+  servesTls(): void {
+    this.registry.registerMetric(this.tlsCertificateExpiry);
+  }
 
   /** The bus's outage queue (NatsBus; main sets it), read when Prometheus scrapes. */
   busQueue: () => BusQueueStats | undefined = () => undefined;

@@ -1,8 +1,10 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { hasBody, serveHttpQuest, type HttpQuestHandler, type HttpRefusal } from './http.js';
 import { TcpTransport } from './tcp.js';
+import type { TlsCredentials } from './tls-credentials.js';
 import type { Transport } from './transport.js';
 import { WebSocketTransport } from './websocket.js';
 
@@ -27,6 +29,15 @@ export interface ListenerOptions {
    * a time would otherwise hold its socket, and what it sent of a body, for ever.
    */
   httpRequestTimeoutMs: number;
+  /**
+   * Speak TLS: every connection completes a handshake (within `sniffTimeoutMs`) before its first
+   * bytes choose the protocol, as on a plain port. `setCredentials` replaces the credentials.
+   */
+  tls?: {
+    credentials: TlsCredentials;
+    /** A handshake failed or timed out (the peer speaks no TLS, distrusts the certificate, is gone…). */
+    onHandshakeFailed?(remote: string, reason: string): void;
+  };
 }
 
 const SNIFF_BYTES = 4;
@@ -34,10 +45,13 @@ const SNIFF_BYTES = 4;
 /**
  * One port, three protocols (DESIGN.md "Processes and ports"): the first bytes of a connection
  * choose. `FPNN` → FPNN over TCP; anything that looks like HTTP → node's HTTP server, which
- * upgrades `GET` to WebSocket and serves `POST /service/<method>`.
+ * upgrades `GET` to WebSocket and serves `POST /service/<method>`. With `tls`, the same after a TLS
+ * handshake (wss://, and FPNN over TLS).
  */
 export class Listener {
-  private readonly net: NetServer;
+  private readonly net: NetServer | TlsServer;
+  /** TLS: raw connections whose handshake is under way, by "address:port" (closed at a stop). */
+  private readonly handshaking = new Map<string, Socket>();
   private readonly http: HttpServer;
   private readonly wss: WebSocketServer;
   private readonly sockets = new Set<Socket>();
@@ -80,12 +94,43 @@ export class Listener {
       this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptWebSocket(ws, remote));
     });
     this.http.on('clientError', (_err, socket) => socket.destroy());
-    this.net = createNetServer({ pauseOnConnect: false }, (socket) => this.sniff(socket));
+    this.net = options.tls ? this.createTlsServer(options.tls) : createNetServer({ pauseOnConnect: false }, (socket) => this.sniff(socket));
+  }
+
+  private createTlsServer(tls: NonNullable<ListenerOptions['tls']>): TlsServer {
+    const { cert, key } = tls.credentials;
+    // The handshake gets the time a plain connection has to send its first bytes; then sniff()'s
+    // own deadline starts.
+    const server = createTlsServer({ cert, key, handshakeTimeout: this.options.sniffTimeoutMs }, (socket) => {
+      this.handshaking.delete(addressOf(socket));
+      this.sniff(socket);
+    });
+    server.on('connection', (raw: Socket) => {
+      const remote = addressOf(raw);
+      this.handshaking.set(remote, raw);
+      raw.once('close', () => {
+        if (this.handshaking.get(remote) === raw) this.handshaking.delete(remote);
+      });
+    });
+    server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
+      const remote = addressOf(socket);
+      // With a listener for this event node leaves the socket open (a handshake timeout too).
+      socket.destroy();
+      this.handshaking.delete(remote);
+      tls.onHandshakeFailed?.(remote, handshakeFailure(err));
+    });
+    return server;
+  }
+
+  /** TLS: the certificate and key of the handshakes from now on; connections made keep theirs. */
+  setCredentials(credentials: TlsCredentials): void {
+    if (!this.options.tls) throw new Error('setCredentials: this listener does not speak TLS');
+    (this.net as TlsServer).setSecureContext({ cert: credentials.cert, key: credentials.key });
   }
 
   // Separate from the upgrade handler so no closure of a live connection keeps the request alive.
   private acceptWebSocket(ws: WebSocket, remote: string): void {
-    this.options.onTransport(new WebSocketTransport(ws, remote));
+    this.options.onTransport(new WebSocketTransport(ws, remote, this.options.tls !== undefined));
   }
 
   private sniff(socket: Socket): void {
@@ -112,7 +157,7 @@ export class Listener {
       socket.off('data', onData);
       socket.pause();
       if (head[0] === 0x46 && head[1] === 0x50 && head[2] === 0x4e && head[3] === 0x4e) {
-        this.options.onTransport(new TcpTransport(socket, head));
+        this.options.onTransport(new TcpTransport(socket, head, this.options.tls !== undefined));
       } else if (/^[A-Z]{3}[A-Z ]$/.test(head.subarray(0, SNIFF_BYTES).toString('latin1'))) {
         // GET, POST, OPTIONS, …: an HTTP request (WebSocket upgrade or FPNN-over-HTTP).
         socket.unshift(head);
@@ -185,14 +230,25 @@ export class Listener {
    * resolves at once instead of after their timeouts.
    */
   closeIdle(): void {
+    for (const s of this.handshaking.values()) s.destroy();
     for (const s of this.sniffing) s.destroy();
     for (const s of this.httpSockets) s.end();
   }
 
   /** Destroys every socket still open (last step of shutdown). */
   destroyAll(): void {
+    for (const s of this.handshaking.values()) s.destroy();
     for (const s of this.sockets) s.destroy();
     this.http.closeAllConnections();
     for (const ws of this.wss.clients) ws.terminate();
   }
+}
+
+const addressOf = (socket: Socket): string => `${socket.remoteAddress}:${socket.remotePort}`;
+
+/** What a failed handshake says, for the log: OpenSSL's reason where there is one, else node's code. */
+function handshakeFailure(err: NodeJS.ErrnoException & { reason?: string }): string {
+  if (err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'handshake timeout';
+  if (err.code === 'ECONNRESET') return 'closed during the handshake';
+  return err.reason ?? err.code ?? err.message;
 }

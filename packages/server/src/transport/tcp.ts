@@ -15,6 +15,7 @@ export class TcpTransport implements Transport {
   constructor(
     private readonly socket: Socket,
     private firstChunk?: Uint8Array,
+    readonly tls = false,
   ) {
     this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
     socket.setNoDelay(true);

@@ -19,6 +19,8 @@ export interface TransportEvents {
 
 export interface Transport {
   readonly kind: TransportKind;
+  /** Whether it runs inside TLS (the client gate's TLS port). */
+  readonly tls: boolean;
   /** "ip:port" of the peer. */
   readonly remote: string;
   /** Bytes accepted by write() but not yet handed to the kernel. */
@@ -47,3 +49,6 @@ export interface Transport {
   /** Closes the socket; pending writes are flushed when possible. Idempotent. */
   close(): void;
 }
+
+/** The `transport` label of the metrics and the log: `tcp`, `websocket`, or either with `+tls`. */
+export const transportLabel = (t: Pick<Transport, 'kind' | 'tls'>): string => (t.tls ? `${t.kind}+tls` : t.kind);

@@ -46,6 +46,7 @@ export class WebSocketTransport implements Transport {
   constructor(
     private readonly ws: WebSocket,
     readonly remote: string,
+    readonly tls = false,
   ) {
     // Our frames bypass ws's sender (see `enqueue`); without the raw socket they go through it.
     this.socket = (ws as unknown as { _socket?: Socket })._socket;
