@@ -6,6 +6,7 @@
  *   const skip = chromiumSkipReason();          // use as node:test `skip`
  *   const { result, console } = await runInChromium('http://127.0.0.1:1234/', () => document.title);
  */
+import { createHash, X509Certificate } from 'node:crypto';
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,6 +53,11 @@ export interface RunInChromiumOptions {
   timeoutMs?: number;
   /** Called with every console line of the page as it happens. */
   onConsole?: (line: string) => void;
+  /**
+   * PEM certificates the browser accepts whatever their issuer (by public key, Chromium's
+   * `--ignore-certificate-errors-spki-list`): https pages and wss:// servers with test certificates.
+   */
+  trustCertificates?: readonly Buffer[];
 }
 
 export interface RunInChromiumResult<T> {
@@ -77,7 +83,7 @@ export async function runInChromium<T>(
   const timeoutMs = options.timeoutMs ?? 15_000;
   const consoleLines: string[] = [];
   const pageErrors: string[] = [];
-  return withFreshChromium(timeoutMs, async (tab) => {
+  return withFreshChromium(timeoutMs, options.trustCertificates, async (tab) => {
     tab.on('console', (msg) => {
       const line = `${msg.type()}: ${msg.text()}`;
       consoleLines.push(line);
@@ -102,7 +108,7 @@ export async function withChromiumPage<T>(
   body: (tab: Page, context: BrowserContext) => Promise<T>,
   options: RunInChromiumOptions = {},
 ): Promise<T> {
-  return withFreshChromium(options.timeoutMs ?? 15_000, async (tab, context) => {
+  return withFreshChromium(options.timeoutMs ?? 15_000, options.trustCertificates, async (tab, context) => {
     if (options.onConsole) tab.on('console', (msg) => options.onConsole!(`${msg.type()}: ${msg.text()}`));
     await tab.goto(page instanceof URL ? page.href : page, { waitUntil: 'load' });
     return body(tab, context);
@@ -113,7 +119,11 @@ export async function withChromiumPage<T>(
  * One headless Chromium with a throwaway profile, its first tab handed to `body`; the browser
  * and the profile are removed afterwards, also on failure.
  */
-async function withFreshChromium<T>(timeoutMs: number, body: (tab: Page, context: BrowserContext) => Promise<T>): Promise<T> {
+async function withFreshChromium<T>(
+  timeoutMs: number,
+  trustCertificates: readonly Buffer[] | undefined,
+  body: (tab: Page, context: BrowserContext) => Promise<T>,
+): Promise<T> {
   const userDataDir = mkdtempSync(join(tmpdir(), 'rtm-chromium-'));
   // Playwright refuses `--user-data-dir` in `args` for launch(); a persistent context with our
   // own fresh directory is the same thing (one browser, one throwaway profile).
@@ -121,7 +131,7 @@ async function withFreshChromium<T>(timeoutMs: number, body: (tab: Page, context
   try {
     context = await chromium.launchPersistentContext(userDataDir, {
       executablePath: chromiumPath(),
-      args: [...CHROMIUM_FLAGS],
+      args: [...CHROMIUM_FLAGS, ...trustFlags(trustCertificates)],
       headless: true,
       timeout: timeoutMs,
     });
@@ -137,6 +147,17 @@ async function withFreshChromium<T>(timeoutMs: number, body: (tab: Page, context
     await context.close().catch(() => {});
     rmSync(userDataDir, { recursive: true, force: true });
   }
+}
+
+/** Chromium's flag that accepts these certificates: the base64 SHA-256 of each public key (SPKI). */
+function trustFlags(certificates: readonly Buffer[] | undefined): string[] {
+  if (!certificates?.length) return [];
+  const spkis = certificates.map((pem) =>
+    createHash('sha256')
+      .update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' }))
+      .digest('base64'),
+  );
+  return [`--ignore-certificate-errors-spki-list=${spkis.join(',')}`];
 }
 
 async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
