@@ -25,6 +25,8 @@ interface ConnectCommand {
   join?: 'client' | 'server';
   /** RTM: answer the pushes of one turn in one write (default) or each in its own. */
   batchAnswers?: boolean;
+  /** RTM: connect over wss:// (`clientEndpoint` is then the TLS port), trusting this PEM certificate. */
+  tlsCa?: string;
   concurrency?: number;
 }
 
@@ -54,7 +56,7 @@ async function connect(cmd: ConnectCommand): Promise<{ connected: number; ms: nu
     const uids = cmd.uids.map(BigInt);
     const tokens = await fetchTokens(cmd.serverEndpoint!, uids);
     const clients = await pool(indexes, limit, async (i) => {
-      const c = await rtmLogin(cmd.clientEndpoint, uids[i]!, tokens[i]!, cmd.batchAnswers ?? true);
+      const c = await rtmLogin(cmd.clientEndpoint, uids[i]!, tokens[i]!, cmd.batchAnswers ?? true, cmd.tlsCa);
       c.onPush = (frame) => {
         if (frame.method === 'pushroommsg') counts[i]!++;
       };

@@ -53,9 +53,14 @@ export class FpnnWsClient {
     });
   }
 
-  static connect(endpoint: string, batchAnswers = true): Promise<FpnnWsClient> {
+  /** With `ca` (PEM), over wss:// to the client gate's TLS port, trusting that certificate. */
+  static connect(endpoint: string, batchAnswers = true, ca?: string): Promise<FpnnWsClient> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(`ws://${endpoint}/service/websocket`, { perMessageDeflate: false, generateMask: zeroMask });
+      const ws = new WebSocket(`${ca ? 'wss' : 'ws'}://${endpoint}/service/websocket`, {
+        perMessageDeflate: false,
+        generateMask: zeroMask,
+        ...(ca ? { ca } : {}),
+      });
       ws.binaryType = 'nodebuffer';
       ws.once('open', () => resolve(new FpnnWsClient(ws, batchAnswers)));
       ws.once('error', reject);
@@ -153,8 +158,14 @@ export async function fetchTokens(serverEndpoint: string, uids: readonly bigint[
 }
 
 /** A logged-in FPNN client: connect, `auth`. */
-export async function rtmLogin(clientEndpoint: string, uid: bigint, token: string, batchAnswers = true): Promise<FpnnWsClient> {
-  const c = await FpnnWsClient.connect(clientEndpoint, batchAnswers);
+export async function rtmLogin(
+  clientEndpoint: string,
+  uid: bigint,
+  token: string,
+  batchAnswers = true,
+  ca?: string,
+): Promise<FpnnWsClient> {
+  const c = await FpnnWsClient.connect(clientEndpoint, batchAnswers, ca);
   const answer = await c.quest('auth', { pid: TEST_PID, uid, token, version: 'bench' });
   if (answer.ok !== true) throw new Error(`login of ${uid} refused`);
   return c;

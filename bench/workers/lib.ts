@@ -132,6 +132,8 @@ export interface ServerUnderTest {
   clientPort: number;
   /** RTM only: the server gate. */
   serverPort?: number;
+  /** RTM only: the client gate's TLS port, when started with RTM_TLS_CERT / RTM_TLS_KEY. */
+  clientTlsPort?: number;
   /** RTM only: the admin HTTP port (/metrics), when asked for with RTM_ADMIN_PORT. */
   adminPort?: number;
   /** Memory figures from inside the process (after a forced GC). */
@@ -211,6 +213,7 @@ export async function startRtmServer(options: RtmServerOptions = {}): Promise<Se
     pid: server.child.pid!,
     clientPort: server.clientPort,
     serverPort: server.serverPort,
+    clientTlsPort: server.clientTlsPort,
     adminPort: server.adminPort,
     probe,
     async stop() {
