@@ -17,7 +17,7 @@
  * at the rate it (and the clients) can sustain, with bounded buffers.
  *
  *   node --no-memory-reducer --conditions=rtm-source --import tsx bench/fanout.ts [--sizes 1000,5000] [--workers 3]
- *     [--seconds 5] [--warmup 1.5] [--servers rtm,socketio,ws] [--window-pushes 50000] [--join client|server] [--answers batched|each]
+ *     [--seconds 5] [--warmup 1.5] [--servers rtm,socketio,ws[,rtm-tls]] [--window-pushes 50000] [--join client|server] [--answers batched|each]
  *     [--profile <dir>] [--profile-servers rtm,socketio,ws]   (CPU profiles of the servers, in <dir>/<kind>/;
  *     summarise with bench/workers/cpuprofile-top.ts)
  *
@@ -32,6 +32,7 @@ import WebSocket from 'ws';
 import {
   cpuMicros,
   fmt,
+  clientTarget,
   SERVER_LABEL,
   sleep,
   startServerUnderTest,
@@ -86,6 +87,8 @@ export interface FanoutRatios {
   rateVsCeiling?: number;
   /** Our CPU per push / bare ws. */
   cpuVsCeiling?: number;
+  /** Our CPU per push over wss:// / over ws:// (with `rtm-tls` in the servers). */
+  tlsCpuVsPlain?: number;
 }
 
 export interface FanoutFigures {
@@ -104,7 +107,7 @@ interface Publisher {
 }
 
 async function publisher(server: ServerUnderTest): Promise<Publisher> {
-  if (server.kind === 'rtm') {
+  if (server.kind === 'rtm' || server.kind === 'rtm-tls') {
     const gate = await RawClient.tcp(`127.0.0.1:${server.serverPort}`);
     let salt = BigInt(Date.now()) * 1_000_000n;
     let error: string | undefined;
@@ -185,8 +188,7 @@ async function benchServer(
         return worker.call(
           'connect',
           {
-            kind,
-            clientEndpoint: `127.0.0.1:${server.clientPort}`,
+            ...clientTarget(server),
             serverEndpoint: server.serverPort ? `127.0.0.1:${server.serverPort}` : undefined,
             uids,
             rooms,
@@ -306,13 +308,14 @@ export async function runFanoutBench(options: FanoutOptions = {}): Promise<Fanou
   for (const kind of o.servers) results.push(...(await benchServer(kind, o)));
   const ratios = o.sizes.map((roomSize) => {
     const of = (k: ServerKind) => results.find((r) => r.server === k && r.roomSize === roomSize);
-    const [rtm, sio, ws] = [of('rtm'), of('socketio'), of('ws')];
+    const [rtm, rtmTls, sio, ws] = [of('rtm'), of('rtm-tls'), of('socketio'), of('ws')];
     return {
       roomSize,
       cpuVsSocketIo: ratio(rtm?.serverCpuMicrosPerPush, sio?.serverCpuMicrosPerPush),
       rateVsSocketIo: ratio(rtm?.deliveredPerSecond, sio?.deliveredPerSecond),
       rateVsCeiling: ratio(rtm?.deliveredPerSecond, ws?.deliveredPerSecond),
       cpuVsCeiling: ratio(rtm?.serverCpuMicrosPerPush, ws?.serverCpuMicrosPerPush),
+      tlsCpuVsPlain: ratio(rtmTls?.serverCpuMicrosPerPush, rtm?.serverCpuMicrosPerPush),
     };
   });
   return { results, ratios };
@@ -370,5 +373,6 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     log(`  our delivered/s ÷ Socket.IO's   ${show(r.rateVsSocketIo, '≥ 2.00')}`);
     log(`  our delivered/s ÷ bare ws       ${show(r.rateVsCeiling, '≥ 0.40')}`);
     log(`  our CPU/push ÷ bare ws          ${show(r.cpuVsCeiling, 'for information')}`);
+    if (r.tlsCpuVsPlain !== undefined) log(`  over wss:// ÷ over ws://, CPU   ${show(r.tlsCpuVsPlain, 'for information')}`);
   }
 }

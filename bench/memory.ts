@@ -11,20 +11,24 @@
  */
 import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
-import { TLS_FIXTURES } from '@rtm/testkit';
-import { fmt, rssBytes, SERVER_LABEL, sleep, startServerUnderTest, startWorker, type ServerKind, type Worker } from './workers/lib.js';
-
-/** The servers this bench measures: the usual three, and ours with its clients on wss://. */
-export type MemoryServer = ServerKind | 'rtm-tls';
-const LABEL: Record<MemoryServer, string> = { ...SERVER_LABEL, 'rtm-tls': 'ours over wss://' };
-const TLS_ENV = { RTM_TLS_CERT: TLS_FIXTURES.a.certFile, RTM_TLS_KEY: TLS_FIXTURES.a.keyFile };
+import {
+  clientTarget,
+  fmt,
+  rssBytes,
+  SERVER_LABEL,
+  sleep,
+  startServerUnderTest,
+  startWorker,
+  type ServerKind,
+  type Worker,
+} from './workers/lib.js';
 
 export interface MemoryOptions {
   connections?: number;
   workers?: number;
   /** Seconds the connections stay idle before the measurement. */
   idleSeconds?: number;
-  servers?: MemoryServer[];
+  servers?: ServerKind[];
   /**
    * Directory for heap snapshots (before and after) of every server; summarise with
    * bench/workers/heap-top.ts. Diagnosis only: writing a snapshot inflates the RSS figures.
@@ -34,7 +38,7 @@ export interface MemoryOptions {
 }
 
 export interface MemoryResult {
-  server: MemoryServer;
+  server: ServerKind;
   connections: number;
   rssBeforeBytes: number;
   rssAfterBytes: number;
@@ -54,17 +58,14 @@ export interface MemoryFigures {
 }
 
 async function measure(
-  kind: MemoryServer,
+  kind: ServerKind,
   n: number,
   nWorkers: number,
   idleSeconds: number,
   log: (l: string) => void,
   snapshotDir?: string,
 ): Promise<MemoryResult> {
-  const tls = kind === 'rtm-tls';
-  const server = await startServerUnderTest(tls ? 'rtm' : kind, {
-    env: { ...(snapshotDir ? { RTM_BENCH_HEAP_SNAPSHOT_DIR: `${snapshotDir}/${kind}` } : {}), ...(tls ? TLS_ENV : {}) },
-  });
+  const server = await startServerUnderTest(kind, snapshotDir ? { env: { RTM_BENCH_HEAP_SNAPSHOT_DIR: `${snapshotDir}/${kind}` } } : {});
   const workers: Worker[] = [];
   try {
     await sleep(1000);
@@ -78,9 +79,7 @@ async function measure(
         worker.call(
           'connect',
           {
-            kind: tls ? 'rtm' : kind,
-            clientEndpoint: tls ? `localhost:${server.clientTlsPort}` : `127.0.0.1:${server.clientPort}`,
-            ...(tls ? { tlsCa: TLS_FIXTURES.a.cert.toString() } : {}),
+            ...clientTarget(server),
             serverEndpoint: server.serverPort ? `127.0.0.1:${server.serverPort}` : undefined,
             uids: Array.from({ length: Math.max(0, Math.min(per, n - w * per)) }, (_, i) => String(3_000_000 + w * per + i)),
             rooms: [],
@@ -91,7 +90,7 @@ async function measure(
       ),
     );
     log(
-      `  ${LABEL[kind]}: ${fmt(n)} clients connected${kind === 'rtm' || tls ? ' and logged in' : ''} in ${fmt((performance.now() - started) / 1000, 1)} s`,
+      `  ${SERVER_LABEL[kind]}: ${fmt(n)} clients connected${kind.startsWith('rtm') ? ' and logged in' : ''} in ${fmt((performance.now() - started) / 1000, 1)} s`,
     );
     await sleep(idleSeconds * 1000);
     const after = await server.probe();
@@ -107,7 +106,7 @@ async function measure(
       heapPerConnectionKiB: +((after.heapUsed - before.heapUsed) / n / 1024).toFixed(2),
     };
     log(
-      `  ${LABEL[kind].padEnd(18)} RSS ${fmt(rssBefore / 2 ** 20, 1)} → ${fmt(rssAfter / 2 ** 20, 1)} MiB = ${r.rssPerConnectionKiB} KiB/connection; ` +
+      `  ${SERVER_LABEL[kind].padEnd(18)} RSS ${fmt(rssBefore / 2 ** 20, 1)} → ${fmt(rssAfter / 2 ** 20, 1)} MiB = ${r.rssPerConnectionKiB} KiB/connection; ` +
         `heap used ${fmt(before.heapUsed / 2 ** 20, 1)} → ${fmt(after.heapUsed / 2 ** 20, 1)} MiB = ${r.heapPerConnectionKiB} KiB/connection`,
     );
     return r;
@@ -131,9 +130,9 @@ export async function runMemoryBench(options: MemoryOptions = {}): Promise<Memor
   }
   if (limit < n + 1000) throw new Error(`the open-file limit is ${limit}: raise it (ulimit -n ${n + 5000}) to hold ${n} connections`);
   const results: MemoryResult[] = [];
-  for (const kind of options.servers ?? (['rtm', 'socketio', 'ws'] as MemoryServer[]))
+  for (const kind of options.servers ?? (['rtm', 'socketio', 'ws'] as ServerKind[]))
     results.push(await measure(kind, n, nWorkers, options.idleSeconds ?? 3, log, options.heapSnapshotDir));
-  const of = (k: MemoryServer) => results.find((r) => r.server === k)?.rssPerConnectionKiB;
+  const of = (k: ServerKind) => results.find((r) => r.server === k)?.rssPerConnectionKiB;
   const ratio = (a?: number, b?: number) => (a !== undefined && b ? +(a / b).toFixed(2) : undefined);
   return {
     results,
@@ -161,14 +160,16 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     connections: Number(values.connections),
     workers: Number(values.workers),
     idleSeconds: Number(values.idle),
-    servers: values.servers.split(',') as MemoryServer[],
+    servers: values.servers.split(',') as ServerKind[],
     heapSnapshotDir: values['heap-snapshots'],
     log,
   });
   log('');
   log('server               RSS KiB/conn   heap KiB/conn');
   for (const r of f.results)
-    log(`${LABEL[r.server].padEnd(18)} ${r.rssPerConnectionKiB.toFixed(2).padStart(14)} ${r.heapPerConnectionKiB.toFixed(2).padStart(15)}`);
+    log(
+      `${SERVER_LABEL[r.server].padEnd(18)} ${r.rssPerConnectionKiB.toFixed(2).padStart(14)} ${r.heapPerConnectionKiB.toFixed(2).padStart(15)}`,
+    );
   log('');
   const ours = f.results.find((r) => r.server === 'rtm');
   if (ours) log(`our RSS per idle connection: ${ours.rssPerConnectionKiB} KiB (target ≤ 10 KiB)`);

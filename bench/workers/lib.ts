@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { spawnServer, TEST_PID, TEST_SECRET, type SpawnedServer } from '@rtm/testkit';
+import { spawnServer, TEST_PID, TEST_SECRET, TLS_FIXTURES, type SpawnedServer } from '@rtm/testkit';
 
 export const PROBE = fileURLToPath(new URL('./probe.mjs', import.meta.url));
 const TSX_ARGV = ['--conditions=rtm-source', '--import', 'tsx'];
@@ -121,8 +121,14 @@ function track(child: ChildProcess): void {
 // ------------------------------------------------------------------------------------------------
 // Servers under test.
 
-export type ServerKind = 'rtm' | 'socketio' | 'ws';
-export const SERVER_LABEL: Record<ServerKind, string> = { rtm: 'our RTM server', socketio: 'Socket.IO', ws: 'bare ws (ceiling)' };
+/** `rtm-tls`: ours with its clients on wss:// (the client gate's TLS port, the test certificate). */
+export type ServerKind = 'rtm' | 'rtm-tls' | 'socketio' | 'ws';
+export const SERVER_LABEL: Record<ServerKind, string> = {
+  rtm: 'our RTM server',
+  'rtm-tls': 'ours over wss://',
+  socketio: 'Socket.IO',
+  ws: 'bare ws (ceiling)',
+};
 
 export interface ServerUnderTest {
   /** `fpnn`: the latency bench's protocol floor (bench/baselines/fpnn-relay.ts). */
@@ -267,8 +273,21 @@ export async function startBaseline(
   };
 }
 
-export function startServerUnderTest(kind: ServerKind, rtm: RtmServerOptions = {}): Promise<ServerUnderTest> {
-  return kind === 'rtm' ? startRtmServer(rtm) : startBaseline(kind, rtm.nodeOptions, rtm.env);
+export async function startServerUnderTest(kind: ServerKind, rtm: RtmServerOptions = {}): Promise<ServerUnderTest> {
+  if (kind === 'rtm') return startRtmServer(rtm);
+  if (kind === 'rtm-tls') {
+    const tls = { RTM_TLS_CERT: TLS_FIXTURES.a.certFile, RTM_TLS_KEY: TLS_FIXTURES.a.keyFile };
+    return { ...(await startRtmServer({ ...rtm, env: { ...rtm.env, ...tls } })), kind };
+  }
+  return startBaseline(kind, rtm.nodeOptions, rtm.env);
+}
+
+/** What a clients worker's `connect` needs to reach `server`'s client side (wss:// for `rtm-tls`). */
+export function clientTarget(server: ServerUnderTest): { kind: 'rtm' | 'socketio' | 'ws'; clientEndpoint: string; tlsCa?: string } {
+  if (server.kind === 'rtm-tls')
+    return { kind: 'rtm', clientEndpoint: `localhost:${server.clientTlsPort}`, tlsCa: TLS_FIXTURES.a.cert.toString() };
+  if (server.kind === 'fpnn') throw new Error('clientTarget: the FPNN relay has no clients workers');
+  return { kind: server.kind, clientEndpoint: `127.0.0.1:${server.clientPort}` };
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { RTMServerClient } from '@rtm/server-sdk';
-import { spawnServer, startTestServer, TEST_PID, TEST_SECRET, until } from '@rtm/testkit';
+import { spawnServer, startTestServer, TEST_PID, TEST_SECRET, TLS_FIXTURES, until } from '@rtm/testkit';
 import { ConfigError, resolveConfig } from '../src/config.js';
 import { createLogger } from '../src/observability/logger.js';
 
@@ -181,7 +181,8 @@ describe('docs: the admin port (README listeners, docs/cluster.md health checks)
     const paragraph = readme.slice(readme.indexOf('`/metrics` has'), readme.indexOf('Tracing:'));
     const documented = new Set(paragraph.match(/rtm_[a-z_]+/g));
     assert.ok(documented.size > 5, paragraph);
-    const server = await startTestServer();
+    // With a TLS port, whose metrics exist only then.
+    const server = await startTestServer({ tlsCertFile: TLS_FIXTURES.a.certFile, tlsKeyFile: TLS_FIXTURES.a.keyFile });
     const sdk = new RTMServerClient({ pid: TEST_PID, secret: TEST_SECRET, endpoint: server.serverEndpoint, autoReconnect: false });
     try {
       await sdk.connect();

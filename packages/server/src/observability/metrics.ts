@@ -47,13 +47,12 @@ export class Metrics {
     name: 'rtm_tls_handshake_failures_total',
     help: "TLS handshakes of the client gate's TLS port that failed, by reason (e.g. a client that does not trust the certificate: 'sslv3 alert certificate unknown')",
     labelNames: ['reason'] as const,
-    registers: [this.registry],
+    registers: [], // see `servesTls`
   });
   readonly tlsCertificateExpiry = new Gauge({
     name: 'rtm_tls_certificate_expiry_timestamp_seconds',
     help: "When the certificate served on the client gate's TLS port expires (Unix time, seconds)",
-    // Registered only with a TLS port (see `servesTls`): a 0 would read as a certificate expired in 1970.
-    registers: [],
+    registers: [], // see `servesTls`
   });
   readonly presenceEnds = new Counter({
     name: 'rtm_presence_ends_total',
@@ -67,8 +66,12 @@ export class Metrics {
     labelNames: ['kind'],
   });
 
-  /** The client gate has a TLS port: its certificate's expiry is shown (`tlsCertificateExpiry`). */
+  /**
+   * The client gate has a TLS port: its metrics are shown. Not before: an expiry of 0 would read
+   * as a certificate expired in 1970.
+   */
   servesTls(): void {
+    this.registry.registerMetric(this.tlsHandshakeFailures);
     this.registry.registerMetric(this.tlsCertificateExpiry);
   }
 
