@@ -106,7 +106,19 @@ export class Connection {
         done();
         resolve();
       };
-      ws.onerror = ws.onclose = () => fail(new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, `cannot connect to ${settings.url}`));
+      ws.onerror = ws.onclose = (event: unknown) => {
+        const { message, error } = (event ?? {}) as { message?: unknown; error?: unknown };
+        // Node's `ws` says why (a refused connection, a certificate it does not trust, an HTTP
+        // status); a browser's error event never does.
+        const why = typeof message === 'string' && message !== '' ? `: ${message}` : '';
+        fail(
+          new RtmError(
+            FpnnErrorCode.CORE_INVALID_CONNECTION,
+            `cannot connect to ${settings.url}${why}`,
+            error === undefined ? undefined : { cause: error },
+          ),
+        );
+      };
     });
     return new Connection(ws, settings);
   }
