@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { proxySources } from './transport/proxy-protocol.js';
 
 /**
  * One typed configuration (STYLE.md 13): `DEFAULT_*` values, `resolveConfig()` validates the
@@ -95,6 +96,12 @@ export interface ServerConfig {
   readonly tlsCertFile?: string;
   /** PEM private key of `tlsCertFile`. */
   readonly tlsKeyFile?: string;
+  /**
+   * Balancers in front of the client gate that open each connection with a PROXY protocol header
+   * (HAProxy `send-proxy`/`send-proxy-v2`, nginx `proxy_protocol on`, AWS NLB): addresses and CIDR
+   * ranges, comma-separated. Their connections must send one; the client it names is the peer.
+   */
+  readonly clientProxyProtocolFrom?: string;
   /** Admin HTTP port (/healthz, /metrics). 0 = ephemeral, -1 = off. @default 13380 */
   readonly adminPort: number;
   /** Embedded store directory. @default ./data */
@@ -468,6 +475,7 @@ export const ENV_VARIABLES: readonly string[] = [
   'RTM_CLIENT_TLS_PORT',
   'RTM_TLS_CERT',
   'RTM_TLS_KEY',
+  'RTM_CLIENT_PROXY_PROTOCOL_FROM',
   'RTM_ADMIN_PORT',
   'RTM_BUS_PREFIX',
   'RTM_STORE_SCHEMA',
@@ -576,6 +584,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     clientTlsPort: port(env, 'RTM_CLIENT_TLS_PORT', d.clientTlsPort),
     ...(env.RTM_TLS_CERT?.trim() ? { tlsCertFile: env.RTM_TLS_CERT.trim() } : {}),
     ...(env.RTM_TLS_KEY?.trim() ? { tlsKeyFile: env.RTM_TLS_KEY.trim() } : {}),
+    ...(env.RTM_CLIENT_PROXY_PROTOCOL_FROM?.trim() ? { clientProxyProtocolFrom: env.RTM_CLIENT_PROXY_PROTOCOL_FROM.trim() } : {}),
     adminPort: port(env, 'RTM_ADMIN_PORT', d.adminPort, true),
     dataDir,
     store,
@@ -628,6 +637,15 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     );
   if (config.tlsCertFile !== undefined && config.clientTlsPort !== 0 && config.clientTlsPort === config.clientPort)
     throw new ConfigError(`RTM_CLIENT_TLS_PORT and RTM_CLIENT_PORT are both ${config.clientPort}: the TLS port is a port of its own`);
+  if (config.clientProxyProtocolFrom !== undefined) {
+    try {
+      proxySources(config.clientProxyProtocolFrom);
+    } catch (err) {
+      throw new ConfigError(
+        `RTM_CLIENT_PROXY_PROTOCOL_FROM must list addresses or CIDR ranges of the balancers, comma-separated: ${(err as Error).message}`,
+      );
+    }
+  }
   if (!/^[A-Za-z0-9_-]+$/.test(config.busPrefix))
     throw new ConfigError(`RTM_BUS_PREFIX must be letters, digits, _ or -, got '${config.busPrefix}'`);
   if (!LOG_LEVELS.includes(config.logLevel))

@@ -35,6 +35,7 @@ import { GroupMembers } from './services/group-members.js';
 import { BusResync } from './services/resync.js';
 import { StoreRefusal, type Store } from './store/store.js';
 import { Listener } from './transport/listener.js';
+import { proxySources } from './transport/proxy-protocol.js';
 import type { Transport } from './transport/transport.js';
 import { VERSION } from './version.js';
 
@@ -336,6 +337,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     // Refused before the body is read: a peer nobody knows may not have megabytes buffered here.
     onHttpQuest: { refusal: { code: 20013, ex: 'the client gate serves FPNN over WebSocket or TCP, not HTTP calls' } },
     onRefused: refused('client'),
+    ...(config.clientProxyProtocolFrom === undefined ? {} : { proxyFrom: proxySources(config.clientProxyProtocolFrom) }),
   };
   const clientListener = new Listener(clientListenerOptions);
   // The same gate behind TLS, on a port of its own (wss://; spec client-api.md §1).

@@ -48,7 +48,8 @@ export class RawClient {
     return RawClient.overSocket((ready) => connectTls({ host, port, ca, servername: 'localhost' }, ready));
   }
 
-  private static overSocket<S extends Socket>(open: (ready: () => void) => S): Promise<RawClient & { socket: S }> {
+  /** FPNN over a socket `open` makes (calling `ready` once connected): e.g. one that sends a PROXY header first. */
+  static overSocket<S extends Socket>(open: (ready: () => void) => S): Promise<RawClient & { socket: S }> {
     return new Promise((resolve, reject) => {
       const socket = open(() => resolve(client));
       const client = Object.assign(
@@ -65,9 +66,14 @@ export class RawClient {
     });
   }
 
-  static websocket(endpoint: string, path = '/service/websocket'): Promise<RawClient & { ws: WebSocket }> {
+  /** `options`: ws's, e.g. `createConnection` for a socket that sends a PROXY header first. */
+  static websocket(
+    endpoint: string,
+    path = '/service/websocket',
+    options?: WebSocket.ClientOptions,
+  ): Promise<RawClient & { ws: WebSocket }> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(`ws://${endpoint}${path}`);
+      const ws = new WebSocket(`ws://${endpoint}${path}`, options);
       ws.binaryType = 'nodebuffer';
       const client = Object.assign(
         new RawClient(

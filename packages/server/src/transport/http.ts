@@ -92,6 +92,8 @@ export async function serveHttpQuest(
   res: ServerResponse,
   handle: HttpQuestHandler | HttpRefusal,
   maxBodyBytes = DEFAULT_MAX_FRAME_BYTES,
+  /** The caller, "address:port": the socket's own unless a balancer's PROXY header named another. */
+  remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`,
 ): Promise<void> {
   // Anything a request can hold must come back as an answer: a throw here would be an unhandled
   // rejection, which ends the process (a bad percent-encoding, an absolute URL that URL() refuses).
@@ -121,7 +123,6 @@ export async function serveHttpQuest(
     reply(req, res, 500, handle.refusal, hasBody(req));
     return;
   }
-  const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
   try {
     const text = req.method === 'GET' ? (url.searchParams.get('fpnn') ?? '{}') : await readBody(req, maxBodyBytes);
     let payload: unknown;

@@ -1,8 +1,9 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
-import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createNetServer, type BlockList, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { hasBody, serveHttpQuest, type HttpQuestHandler, type HttpRefusal } from './http.js';
+import { parseProxyHeader } from './proxy-protocol.js';
 import { TcpTransport } from './tcp.js';
 import type { TlsCredentials } from './tls-credentials.js';
 import type { Transport } from './transport.js';
@@ -38,6 +39,12 @@ export interface ListenerOptions {
     /** A handshake failed or timed out (the peer speaks no TLS, distrusts the certificate, is gone…). */
     onHandshakeFailed?(remote: string, reason: string): void;
   };
+  /**
+   * Balancers whose connections start with a PROXY protocol header (v1 or v2), which must come
+   * within `sniffTimeoutMs`: the client it names is the connection's peer (`remote` of its
+   * transport, of HTTP calls and of the refusals); a connection without one is closed.
+   */
+  proxyFrom?: BlockList;
 }
 
 const SNIFF_BYTES = 4;
@@ -49,7 +56,11 @@ const SNIFF_BYTES = 4;
  * handshake (wss://, and FPNN over TLS).
  */
 export class Listener {
-  private readonly net: NetServer | TlsServer;
+  private readonly net: NetServer;
+  /** With `tls`: handed each connection (after its PROXY header); it never listens itself. */
+  private readonly tlsServer: TlsServer | undefined;
+  /** Clients named by PROXY headers, by the connection's own "address:port" (the balancer's side). */
+  private readonly proxied = new Map<string, string>();
   /** TLS: raw connections whose handshake is under way, by "address:port" (closed at a stop). */
   private readonly handshaking = new Map<string, Socket>();
   private readonly http: HttpServer;
@@ -84,17 +95,88 @@ export class Listener {
         return;
       }
       // It answers every error itself; should anything still escape, drop the request, not the process.
-      serveHttpQuest(req, res, options.onHttpQuest, options.maxFrameBytes).catch(() => res.destroy());
+      serveHttpQuest(req, res, options.onHttpQuest, options.maxFrameBytes, this.remoteOf(req.socket)).catch(() => res.destroy());
     });
     this.http.on('upgrade', (req: IncomingMessage, socket, head) => {
       // The reference accepts any path; we accept /service/websocket and, leniently, any other.
-      const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+      const remote = this.remoteOf(req.socket);
       // A WebSocket from here on: the gate's idle timeout watches it.
       this.clearHttpDeadline(req.socket);
       this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptWebSocket(ws, remote));
     });
     this.http.on('clientError', (_err, socket) => socket.destroy());
-    this.net = options.tls ? this.createTlsServer(options.tls) : createNetServer({ pauseOnConnect: false }, (socket) => this.sniff(socket));
+    this.tlsServer = options.tls && this.createTlsServer(options.tls);
+    this.net = createNetServer({ pauseOnConnect: false }, (socket) => this.accept(socket));
+  }
+
+  /** The peer of `socket` as the gates know it: the client a PROXY header named, else the socket's own. */
+  private remoteOf(socket: Socket): string {
+    const own = addressOf(socket);
+    return this.proxied.get(own) ?? own;
+  }
+
+  /** A new TCP connection: its PROXY header first when it comes from a balancer that sends one. */
+  private accept(raw: Socket): void {
+    const from = this.options.proxyFrom;
+    if (from && raw.remoteAddress && from.check(raw.remoteAddress, raw.remoteFamily === 'IPv6' ? 'ipv6' : 'ipv4'))
+      this.readProxyHeader(raw);
+    else this.afterProxyHeader(raw);
+  }
+
+  /** Then the TLS handshake if this port speaks TLS, and the first bytes that choose the protocol. */
+  private afterProxyHeader(raw: Socket): void {
+    if (!this.tlsServer) {
+      this.sniff(raw);
+      raw.resume(); // paused by readProxyHeader, if it ran
+      return;
+    }
+    const own = addressOf(raw);
+    this.handshaking.set(own, raw);
+    raw.once('close', () => {
+      if (this.handshaking.get(own) === raw) this.handshaking.delete(own);
+    });
+    this.tlsServer.emit('connection', raw);
+  }
+
+  /**
+   * Reads the PROXY header, within the sniff timeout (a balancer sends it at once), then goes on
+   * with what follows it. A connection from the balancer without a valid header is closed: its
+   * peer would otherwise be taken for the balancer.
+   */
+  private readProxyHeader(raw: Socket): void {
+    const own = addressOf(raw);
+    this.sockets.add(raw);
+    this.sniffing.add(raw); // ended at a stop as a connection that has not said anything yet
+    const timer = setTimeout(() => raw.destroy(), this.options.sniffTimeoutMs);
+    timer.unref();
+    raw.once('close', () => {
+      clearTimeout(timer);
+      this.sockets.delete(raw);
+      this.sniffing.delete(raw);
+      this.proxied.delete(own);
+    });
+    raw.on('error', () => raw.destroy());
+    let head: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+      let parsed;
+      try {
+        parsed = parseProxyHeader(head);
+      } catch (err) {
+        this.options.onRefused?.(own, `from a PROXY protocol source: ${(err as Error).message}`);
+        raw.destroy();
+        return;
+      }
+      if (!parsed) return;
+      clearTimeout(timer);
+      this.sniffing.delete(raw);
+      raw.off('data', onData);
+      raw.pause();
+      if (parsed.header.kind === 'proxied') this.proxied.set(own, parsed.header.remote);
+      if (head.length > parsed.length) raw.unshift(head.subarray(parsed.length));
+      this.afterProxyHeader(raw);
+    };
+    raw.on('data', onData);
   }
 
   private createTlsServer(tls: NonNullable<ListenerOptions['tls']>): TlsServer {
@@ -105,18 +187,12 @@ export class Listener {
       this.handshaking.delete(addressOf(socket));
       this.sniff(socket);
     });
-    server.on('connection', (raw: Socket) => {
-      const remote = addressOf(raw);
-      this.handshaking.set(remote, raw);
-      raw.once('close', () => {
-        if (this.handshaking.get(remote) === raw) this.handshaking.delete(remote);
-      });
-    });
     server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
-      const remote = addressOf(socket);
+      const own = addressOf(socket);
+      const remote = this.remoteOf(socket);
       // With a listener for this event node leaves the socket open (a handshake timeout too).
       socket.destroy();
-      this.handshaking.delete(remote);
+      this.handshaking.delete(own);
       tls.onHandshakeFailed?.(remote, handshakeFailure(err));
     });
     return server;
@@ -125,7 +201,7 @@ export class Listener {
   /** TLS: the certificate and key of the handshakes from now on; connections made keep theirs. */
   setCredentials(credentials: TlsCredentials): void {
     if (!this.options.tls) throw new Error('setCredentials: this listener does not speak TLS');
-    (this.net as TlsServer).setSecureContext({ cert: credentials.cert, key: credentials.key });
+    this.tlsServer!.setSecureContext({ cert: credentials.cert, key: credentials.key });
   }
 
   // Separate from the upgrade handler so no closure of a live connection keeps the request alive.
@@ -157,7 +233,7 @@ export class Listener {
       socket.off('data', onData);
       socket.pause();
       if (head[0] === 0x46 && head[1] === 0x50 && head[2] === 0x4e && head[3] === 0x4e) {
-        this.options.onTransport(new TcpTransport(socket, head, this.options.tls !== undefined));
+        this.options.onTransport(new TcpTransport(socket, head, this.options.tls !== undefined, this.remoteOf(socket)));
       } else if (/^[A-Z]{3}[A-Z ]$/.test(head.subarray(0, SNIFF_BYTES).toString('latin1'))) {
         // GET, POST, OPTIONS, …: an HTTP request (WebSocket upgrade or FPNN-over-HTTP).
         socket.unshift(head);
@@ -166,7 +242,7 @@ export class Listener {
         this.http.emit('connection', socket);
         socket.resume();
       } else {
-        this.options.onRefused?.(`${socket.remoteAddress}:${socket.remotePort}`, 'neither FPNN nor HTTP');
+        this.options.onRefused?.(this.remoteOf(socket), 'neither FPNN nor HTTP');
         socket.destroy();
       }
     };

@@ -16,8 +16,10 @@ export class TcpTransport implements Transport {
     private readonly socket: Socket,
     private firstChunk?: Uint8Array,
     readonly tls = false,
+    /** The peer, when not the socket's own (a client behind a balancer that sent a PROXY header). */
+    remote = `${socket.remoteAddress}:${socket.remotePort}`,
   ) {
-    this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.remote = remote;
     socket.setNoDelay(true);
   }
 
