@@ -145,17 +145,7 @@ export class Listener {
    */
   private readProxyHeader(raw: Socket): void {
     const own = addressOf(raw);
-    this.sockets.add(raw);
-    this.sniffing.add(raw); // ended at a stop as a connection that has not said anything yet
-    const timer = setTimeout(() => raw.destroy(), this.options.sniffTimeoutMs);
-    timer.unref();
-    raw.once('close', () => {
-      clearTimeout(timer);
-      this.sockets.delete(raw);
-      this.sniffing.delete(raw);
-      this.proxied.delete(own);
-    });
-    raw.on('error', () => raw.destroy());
+    const heard = this.holdUntilHeard(raw, () => this.proxied.delete(own));
     let head: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
       head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
@@ -168,8 +158,7 @@ export class Listener {
         return;
       }
       if (!parsed) return;
-      clearTimeout(timer);
-      this.sniffing.delete(raw);
+      heard();
       raw.off('data', onData);
       raw.pause();
       if (parsed.header.kind === 'proxied') this.proxied.set(own, parsed.header.remote);
@@ -209,7 +198,11 @@ export class Listener {
     this.options.onTransport(new WebSocketTransport(ws, remote, this.options.tls !== undefined));
   }
 
-  private sniff(socket: Socket): void {
+  /**
+   * Holds `socket` as one that has not said enough yet: destroyed after `sniffTimeoutMs`, or at a
+   * stop (`closeIdle`); `onClose` runs when it closes. Returns what to call once it has said it.
+   */
+  private holdUntilHeard(socket: Socket, onClose: () => void): () => void {
     this.sockets.add(socket);
     this.sniffing.add(socket);
     const timer = setTimeout(() => socket.destroy(), this.options.sniffTimeoutMs);
@@ -220,16 +213,25 @@ export class Listener {
       clearTimeout(timer);
       this.sockets.delete(socket);
       this.sniffing.delete(socket);
+      onClose();
+    });
+    socket.on('error', () => socket.destroy());
+    return () => {
+      clearTimeout(timer);
+      this.sniffing.delete(socket);
+    };
+  }
+
+  private sniff(socket: Socket): void {
+    const heard = this.holdUntilHeard(socket, () => {
       this.httpSockets.delete(socket);
       this.clearHttpDeadline(socket);
     });
-    socket.on('error', () => socket.destroy());
     let head: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
       head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
       if (head.length < SNIFF_BYTES) return;
-      clearTimeout(timer);
-      this.sniffing.delete(socket);
+      heard();
       socket.off('data', onData);
       socket.pause();
       if (head[0] === 0x46 && head[1] === 0x50 && head[2] === 0x4e && head[3] === 0x4e) {
