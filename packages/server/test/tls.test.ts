@@ -266,7 +266,7 @@ describe('client gate TLS: certificates', () => {
     ]);
   });
 
-  it('rtm serve: says where wss:// is, and SIGHUP reloads the certificate', async () => {
+  it('rtm serve: logs the certificate it serves, and SIGHUP reloads it', async () => {
     const files = await place(A_CERT, A_CERT);
     const served = await spawnServer({ RTM_TLS_CERT: files.tlsCertFile, RTM_TLS_KEY: files.tlsKeyFile, RTM_DATA_DIR: join(dir, 'data') });
     try {

@@ -189,8 +189,8 @@ export class Listener {
 
   /** TLS: the certificate and key of the handshakes from now on; connections made keep theirs. */
   setCredentials(credentials: TlsCredentials): void {
-    if (!this.options.tls) throw new Error('setCredentials: this listener does not speak TLS');
-    this.tlsServer!.setSecureContext({ cert: credentials.cert, key: credentials.key });
+    if (!this.tlsServer) throw new Error('setCredentials: this listener does not speak TLS');
+    this.tlsServer.setSecureContext({ cert: credentials.cert, key: credentials.key });
   }
 
   // Separate from the upgrade handler so no closure of a live connection keeps the request alive.
