@@ -21,7 +21,7 @@
  * episodes point at per-message stalls; a few long ones at the whole system falling behind.
  *
  *   node --no-memory-reducer --conditions=rtm-source --import tsx bench/latency.ts [--rate 5000] [--seconds 10] [--warmup 2]
- *     [--workers 2] [--pairs 200] [--servers rtm,fpnn,ws] [--rounds 1] [--profile <dir>]   (server CPU profile; see bench/workers/cpuprofile-top.ts)
+ *     [--workers 2] [--pairs 200] [--servers rtm,fpnn,ws[,rtm-tls]] [--rounds 1] [--profile <dir>]   (server CPU profile; see bench/workers/cpuprofile-top.ts)
  *     [--trace]   (where our slow messages waited: before the server took them, inside it, after; bench/workers/send-trace.ts)
  *
  * Before each run, a second of one busy thread per core measures what the machine itself takes away
@@ -39,6 +39,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
+  clientTarget,
   cpuMicros,
   ioCalls,
   fmt,
@@ -49,7 +50,7 @@ import {
   slowEpisodes,
   sleep,
   startBaseline,
-  startRtmServer,
+  startServerUnderTest,
   relaunchWithLoadGeneratorFlags,
   startWorker,
   type ServerUnderTest,
@@ -58,11 +59,14 @@ import {
 import { describeHostStalls, measureHostStalls, type HostStalls } from './workers/host-stalls.js';
 import { sendParts, summariseParts, type PartsSummary, type ServerTimes } from './workers/send-trace.js';
 
-export type LatencyServer = 'rtm' | 'fpnn' | 'ws';
-const LATENCY_SERVERS: readonly LatencyServer[] = ['rtm', 'fpnn', 'ws'];
+export type LatencyServer = 'rtm' | 'rtm-tls' | 'fpnn' | 'ws';
+const LATENCY_SERVERS: readonly LatencyServer[] = ['rtm', 'rtm-tls', 'fpnn', 'ws'];
+/** What runs without `--servers`: ours over wss:// (`rtm-tls`) is asked for. */
+const DEFAULT_SERVERS: readonly LatencyServer[] = ['rtm', 'fpnn', 'ws'];
 /** Each server's name (the medians line them up) and what it is. */
 const LABEL: Record<LatencyServer, { name: string; role?: string }> = {
   rtm: { name: 'our RTM server' },
+  'rtm-tls': { name: 'ours over wss://', role: 'the same, its clients on the TLS port' },
   fpnn: { name: 'bare FPNN relay', role: 'the protocol floor: answers and pushes, checks and stores nothing' },
   ws: { name: 'bare ws relay', role: 'the floor: JSON relayed, nothing answered' },
 };
@@ -140,7 +144,7 @@ export interface LatencyFigures {
 
 export async function runLatencyBench(options: LatencyOptions = {}): Promise<LatencyFigures[]> {
   const out: LatencyFigures[] = [];
-  for (const kind of options.servers ?? LATENCY_SERVERS) out.push(await runOne(kind, options));
+  for (const kind of options.servers ?? DEFAULT_SERVERS) out.push(await runOne(kind, options));
   return out;
 }
 
@@ -156,8 +160,8 @@ async function runOne(kind: LatencyServer, options: LatencyOptions): Promise<Lat
   const hostStalls = await measureHostStalls();
   const traceFile = kind === 'rtm' && options.trace ? join(tmpdir(), `rtm-send-trace-${process.pid}-${Date.now()}.json`) : undefined;
   const server: ServerUnderTest =
-    kind === 'rtm'
-      ? await startRtmServer({
+    kind === 'rtm' || kind === 'rtm-tls'
+      ? await startServerUnderTest(kind, {
           env: {
             RTM_ADMIN_PORT: '0',
             ...(options.profileDir ? { RTM_BENCH_CPU_PROF_DIR: options.profileDir } : {}),
@@ -177,7 +181,7 @@ async function runOne(kind: LatencyServer, options: LatencyOptions): Promise<Lat
         const receivers = senders.map((s) => String(BigInt(s) + 1_000_000n));
         return worker.call(
           'connect',
-          { kind, clientEndpoint: `127.0.0.1:${server.clientPort}`, serverEndpoint: `127.0.0.1:${server.serverPort}`, senders, receivers },
+          { ...clientTarget(server), serverEndpoint: `127.0.0.1:${server.serverPort}`, senders, receivers },
           120_000,
         );
       }),
@@ -280,7 +284,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       warmup: { type: 'string', default: '2' },
       workers: { type: 'string', default: '2' },
       pairs: { type: 'string', default: '200' },
-      servers: { type: 'string', default: LATENCY_SERVERS.join(',') },
+      servers: { type: 'string', default: DEFAULT_SERVERS.join(',') },
       rounds: { type: 'string', default: '1' },
       profile: { type: 'string' },
       trace: { type: 'boolean', default: false },
@@ -331,7 +335,9 @@ function printFigures(f: LatencyFigures): void {
         slow.biggest.map((e) => `${e.lengthMs} ms with ${e.count} (worst ${e.maxMs} ms)`).join(', '),
     );
   if (f.answerP50Ms !== undefined)
-    console.log(`send → answer (mtime back${f.server === 'rtm' ? ', persisted' : ''}): p50 ${f.answerP50Ms} ms, p99 ${f.answerP99Ms} ms`);
+    console.log(
+      `send → answer (mtime back${f.server.startsWith('rtm') ? ', persisted' : ''}): p50 ${f.answerP50Ms} ms, p99 ${f.answerP99Ms} ms`,
+    );
   if (f.serverP50Ms !== undefined)
     console.log(`inside the server (quest decoded → answer written, after the push): p50 ≈ ${f.serverP50Ms} ms, p99 ≈ ${f.serverP99Ms} ms`);
   if (f.slowParts) {
@@ -363,6 +369,8 @@ function printMedians(all: LatencyFigures[]): void {
   }
   if (p99.rtm !== undefined && p99.fpnn) console.log(`our p99 ÷ the protocol floor's: ${(p99.rtm / p99.fpnn).toFixed(1)}`);
   if (p99.rtm !== undefined && p99.ws) console.log(`our p99 ÷ the relay floor's: ${(p99.rtm / p99.ws).toFixed(1)}`);
+  if (p99.rtm !== undefined && p99['rtm-tls'] !== undefined)
+    console.log(`our p99 over wss:// ÷ over ws://: ${(p99['rtm-tls'] / p99.rtm).toFixed(1)}`);
   // A relay that stores nothing and answers nothing over the target: no server could meet it here now.
   if (p99.ws !== undefined && p99.ws > SLOW_MS)
     console.log(`the relay floor itself is over the ${SLOW_MS} ms target: this machine, as it is now, cannot show whether ours meets it`);

@@ -53,7 +53,7 @@ async function connect(m: Record<string, unknown>): Promise<{ ms: number }> {
   } else {
     const all = [...senderUids, ...receiverUids].map(BigInt);
     const tokens = m.kind === 'rtm' ? await fetchTokens(m.serverEndpoint as string, all) : all.map(() => 'any');
-    const clients = await pool(all, 50, (uid, i) => rtmLogin(endpoint, uid, tokens[i]!));
+    const clients = await pool(all, 50, (uid, i) => rtmLogin(endpoint, uid, tokens[i]!, true, m.tlsCa as string | undefined));
     const senders = clients.slice(0, senderUids.length);
     const receivers: FpnnWsClient[] = clients.slice(senderUids.length);
     const to = receiverUids.map(BigInt);

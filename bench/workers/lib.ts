@@ -283,10 +283,13 @@ export async function startServerUnderTest(kind: ServerKind, rtm: RtmServerOptio
 }
 
 /** What a clients worker's `connect` needs to reach `server`'s client side (wss:// for `rtm-tls`). */
-export function clientTarget(server: ServerUnderTest): { kind: 'rtm' | 'socketio' | 'ws'; clientEndpoint: string; tlsCa?: string } {
+export function clientTarget(server: ServerUnderTest): {
+  kind: 'rtm' | 'fpnn' | 'socketio' | 'ws';
+  clientEndpoint: string;
+  tlsCa?: string;
+} {
   if (server.kind === 'rtm-tls')
     return { kind: 'rtm', clientEndpoint: `localhost:${server.clientTlsPort}`, tlsCa: TLS_FIXTURES.a.cert.toString() };
-  if (server.kind === 'fpnn') throw new Error('clientTarget: the FPNN relay has no clients workers');
   return { kind: server.kind, clientEndpoint: `127.0.0.1:${server.clientPort}` };
 }
 
