@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { ConfigError } from './config.js';
 import type { Logger } from './observability/logger.js';
 import type { Metrics } from './observability/metrics.js';
@@ -18,23 +20,33 @@ export type TlsReload =
 /**
  * The client gate's TLS port as an operator sees it: the certificate and key files read at start
  * (a bad pair refuses the start, naming the file), read again on `reload` (SIGHUP: a renewed
- * certificate is served without a restart, and a bad renewal keeps the one before), its subject and
- * expiry logged and in the metrics, a warning while it is near its end, and failed handshakes
- * counted and logged without flooding the log.
+ * certificate is served without a restart, and a bad renewal keeps the one before) and when they
+ * change (`watchMs`), its subject and expiry logged and in the metrics, a warning while it is near
+ * its end, and failed handshakes counted and logged without flooding the log.
  */
 export class ClientTls {
   private credentials: TlsCredentials;
   private listener: Listener | undefined;
   private readonly failures = new RepeatFilter(HANDSHAKE_FAILURE_LOG_EVERY_MS);
   private readonly expiryCheck: NodeJS.Timeout;
+  private readonly watch: NodeJS.Timeout | undefined;
+  /** The files' state (`filesState`) when last loaded, or when a load of them last failed. */
+  private loadedState: string;
+  /** A different state seen by the last watch tick: reloaded at the next tick if it has not moved. */
+  private changedState: string | undefined;
 
-  /** Throws ConfigError when the files cannot be served. */
+  /**
+   * Throws ConfigError when the files cannot be served. `watchMs` (RTM_TLS_WATCH_MS): how often the
+   * files are checked for a change, 0 = never (SIGHUP only).
+   */
   constructor(
     private readonly files: { cert: string; key: string },
     private readonly log: Logger,
     private readonly metrics: Metrics,
+    watchMs = 0,
     private readonly now: () => number = Date.now,
   ) {
+    this.loadedState = filesState(files);
     try {
       this.credentials = loadTlsCredentials(files.cert, files.key);
     } catch (err) {
@@ -44,6 +56,26 @@ export class ClientTls {
     metrics.servesTls();
     this.expiryCheck = setInterval(() => this.warnIfEnding(), EXPIRY_CHECK_EVERY_MS);
     this.expiryCheck.unref();
+    if (watchMs > 0) {
+      this.watch = setInterval(() => this.reloadIfChanged(), watchMs);
+      this.watch.unref();
+    }
+  }
+
+  /**
+   * A renewal written in place (certbot without a hook, a Kubernetes secret): reloaded once the
+   * files have stopped changing for a tick, so that a certificate written before its key is not
+   * taken with the old key. A pair that fails is not tried again until the files change again.
+   */
+  private reloadIfChanged(): void {
+    const state = filesState(this.files);
+    if (state === this.loadedState) this.changedState = undefined;
+    else if (state !== this.changedState) this.changedState = state;
+    else {
+      this.changedState = undefined;
+      this.log.info({ cert: this.files.cert, key: this.files.key }, 'TLS files changed: reloading');
+      this.reload();
+    }
   }
 
   /** The `tls` option of the listener; `serving` is then told which listener it is. */
@@ -71,6 +103,7 @@ export class ClientTls {
   /** Reads the files again; new handshakes get the new certificate, connections made keep theirs. */
   reload(): TlsReload {
     let next: TlsCredentials;
+    this.loadedState = filesState(this.files);
     try {
       next = loadTlsCredentials(this.files.cert, this.files.key);
     } catch (err) {
@@ -90,6 +123,7 @@ export class ClientTls {
 
   stop(): void {
     clearInterval(this.expiryCheck);
+    clearInterval(this.watch);
   }
 
   private describe(message: string): void {
@@ -118,4 +152,21 @@ export class ClientTls {
     if (c.notAfter.getTime() <= this.now()) this.log.error(fields, 'TLS certificate expired: clients refuse it; renew it and send SIGHUP');
     else this.log.warn(fields, `TLS certificate expires within ${TLS_EXPIRY_WARN_DAYS} days: renew it and send SIGHUP`);
   }
+}
+
+/**
+ * The files' content, hashed: a few KiB read once per check. (Their mtime and size would miss a
+ * same-size rewrite within the file system's mtime precision.)
+ */
+function filesState(files: { cert: string; key: string }): string {
+  const hash = createHash('sha256');
+  for (const file of [files.cert, files.key]) {
+    try {
+      hash.update(readFileSync(file));
+    } catch {
+      hash.update('missing');
+    }
+    hash.update('\0');
+  }
+  return hash.digest('base64');
 }

@@ -97,6 +97,11 @@ export interface ServerConfig {
   /** PEM private key of `tlsCertFile`. */
   readonly tlsKeyFile?: string;
   /**
+   * How often the TLS files are checked for a change (a renewal written in place): reloaded once
+   * they have not changed for one more check. 0 = only on SIGHUP. @default 60000
+   */
+  readonly tlsWatchMs: number;
+  /**
    * Balancers in front of the client gate that open each connection with a PROXY protocol header
    * (HAProxy `send-proxy`/`send-proxy-v2`, nginx `proxy_protocol on`, AWS NLB): addresses and CIDR
    * ranges, comma-separated. Their connections must send one; the client it names is the peer.
@@ -227,6 +232,7 @@ export const DEFAULT_CONFIG: Omit<ServerConfig, 'projects'> = Object.freeze({
   serverPort: 13315,
   clientPort: 13321,
   clientTlsPort: 13322,
+  tlsWatchMs: 60_000,
   adminPort: 13380,
   dataDir: './data',
   store: 'sqlite',
@@ -475,6 +481,7 @@ export const ENV_VARIABLES: readonly string[] = [
   'RTM_CLIENT_TLS_PORT',
   'RTM_TLS_CERT',
   'RTM_TLS_KEY',
+  'RTM_TLS_WATCH_MS',
   'RTM_CLIENT_PROXY_PROTOCOL_FROM',
   'RTM_ADMIN_PORT',
   'RTM_BUS_PREFIX',
@@ -584,6 +591,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     clientTlsPort: port(env, 'RTM_CLIENT_TLS_PORT', d.clientTlsPort),
     ...(env.RTM_TLS_CERT?.trim() ? { tlsCertFile: env.RTM_TLS_CERT.trim() } : {}),
     ...(env.RTM_TLS_KEY?.trim() ? { tlsKeyFile: env.RTM_TLS_KEY.trim() } : {}),
+    tlsWatchMs: int(env, 'RTM_TLS_WATCH_MS', d.tlsWatchMs, 0, 86_400_000),
     ...(env.RTM_CLIENT_PROXY_PROTOCOL_FROM?.trim() ? { clientProxyProtocolFrom: env.RTM_CLIENT_PROXY_PROTOCOL_FROM.trim() } : {}),
     adminPort: port(env, 'RTM_ADMIN_PORT', d.adminPort, true),
     dataDir,

@@ -221,7 +221,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   // So does a certificate that cannot be served.
   const tls =
     config.tlsCertFile !== undefined && config.tlsKeyFile !== undefined
-      ? new ClientTls({ cert: config.tlsCertFile, key: config.tlsKeyFile }, log.child({ gate: 'client' }), metrics)
+      ? new ClientTls({ cert: config.tlsCertFile, key: config.tlsKeyFile }, log.child({ gate: 'client' }), metrics, config.tlsWatchMs)
       : undefined;
   // What is open so far, closed again (last first) when a later step fails: nothing is left behind.
   const undo: (() => unknown)[] = [];

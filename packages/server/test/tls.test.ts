@@ -219,6 +219,28 @@ describe('client gate TLS: certificates', () => {
     }
   });
 
+  it('a renewal written in place is served after RTM_TLS_WATCH_MS, once both files settled; a bad pair is logged once', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger('info', { write: (s: string) => lines.push(JSON.parse(s)) } as unknown as NodeJS.WritableStream);
+    const server = await startTestServer({ ...(await place(A_CERT, A_CERT)), tlsWatchMs: 100 }, { logger });
+    const logged = (msg: string) => lines.filter((l) => l.msg === msg).length;
+    try {
+      await place(B_CERT, B_CERT); // certificate, then key: one renewal
+      const served = async () => (await servedCertificate(server.clientTlsPort!)).fingerprint256;
+      assert.ok(await until(async () => (await served()) === fingerprintOf(B_CERT.cert)), 'B served');
+      assert.equal(logged('TLS certificate reloaded'), 1);
+      assert.equal(logged('TLS reload failed: still serving the certificate loaded before'), 0);
+
+      await place(A_CERT, B_CERT); // a pair that does not match
+      assert.ok(await until(() => logged('TLS reload failed: still serving the certificate loaded before') === 1), 'failure logged');
+      await new Promise((resolve) => setTimeout(resolve, 500)); // five more checks
+      assert.equal(logged('TLS reload failed: still serving the certificate loaded before'), 1, 'not retried while the files stay');
+      assert.equal(await served(), fingerprintOf(B_CERT.cert));
+    } finally {
+      await server.close();
+    }
+  });
+
   it('a start with files that cannot be served is refused, naming the file and the problem', async () => {
     assert.throws(() => resolveConfig({ RTM_TLS_CERT: A_CERT.certFile }), /RTM_TLS_CERT is set but RTM_TLS_KEY is not/);
     assert.throws(() => resolveConfig({ RTM_TLS_KEY: A_CERT.keyFile }), /RTM_TLS_KEY is set but RTM_TLS_CERT is not/);
@@ -252,7 +274,7 @@ describe('client gate TLS: certificates', () => {
     const notAfter = notAfterOf(A_CERT.cert);
     const at = (now: number) => {
       lines.length = 0;
-      const tls = new ClientTls({ cert: A_CERT.certFile, key: A_CERT.keyFile }, log, new Metrics(false), () => now);
+      const tls = new ClientTls({ cert: A_CERT.certFile, key: A_CERT.keyFile }, log, new Metrics(false), 0, () => now);
       tls.serving({ setCredentials: () => undefined } as never, 13322);
       tls.stop();
       return lines.filter((l) => (l.level as number) >= 40).map((l) => ({ msg: l.msg, daysLeft: l.daysLeft }));
