@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
 import {
   clientTarget,
+  cpuMicros,
   fmt,
   rssBytes,
   SERVER_LABEL,
@@ -46,6 +47,8 @@ export interface MemoryResult {
   heapAfterBytes: number;
   rssPerConnectionKiB: number;
   heapPerConnectionKiB: number;
+  /** Server CPU while the clients connected, per connection (ours: its token, login and, over wss://, handshake). */
+  cpuPerConnectionMicros: number;
 }
 
 export interface MemoryFigures {
@@ -73,6 +76,7 @@ async function measure(
     const rssBefore = rssBytes(server.pid);
     const per = Math.ceil(n / nWorkers);
     const started = performance.now();
+    const cpuBefore = cpuMicros(server.pid);
     for (let w = 0; w < nWorkers; w++) workers.push(startWorker('./clients-worker.ts'));
     await Promise.all(
       workers.map((worker, w) =>
@@ -89,8 +93,10 @@ async function measure(
         ),
       ),
     );
+    const cpuPerConnectionMicros = +((cpuMicros(server.pid) - cpuBefore) / n).toFixed(1);
     log(
-      `  ${SERVER_LABEL[kind]}: ${fmt(n)} clients connected${kind.startsWith('rtm') ? ' and logged in' : ''} in ${fmt((performance.now() - started) / 1000, 1)} s`,
+      `  ${SERVER_LABEL[kind]}: ${fmt(n)} clients connected${kind.startsWith('rtm') ? ' and logged in' : ''} in ${fmt((performance.now() - started) / 1000, 1)} s, ` +
+        `server CPU ${cpuPerConnectionMicros} µs per connection`,
     );
     await sleep(idleSeconds * 1000);
     const after = await server.probe();
@@ -104,6 +110,7 @@ async function measure(
       heapAfterBytes: after.heapUsed,
       rssPerConnectionKiB: +((rssAfter - rssBefore) / n / 1024).toFixed(2),
       heapPerConnectionKiB: +((after.heapUsed - before.heapUsed) / n / 1024).toFixed(2),
+      cpuPerConnectionMicros,
     };
     log(
       `  ${SERVER_LABEL[kind].padEnd(18)} RSS ${fmt(rssBefore / 2 ** 20, 1)} → ${fmt(rssAfter / 2 ** 20, 1)} MiB = ${r.rssPerConnectionKiB} KiB/connection; ` +
