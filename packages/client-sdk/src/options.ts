@@ -32,8 +32,15 @@ export interface RTMClientOptions {
   /**
    * The client gate: `"host:port"` (becomes `ws://host:port/service/websocket`; port 13325, the
    * FPNN/TCP port, is rewritten to 13321 as the official SDK does) or a full `ws://` / `wss://` URL.
+   * Required unless `sslEndpoint` is given.
    */
-  endpoint: string;
+  endpoint?: string;
+  /**
+   * The client gate's TLS port, `"host:port"` (becomes `wss://host:port/service/websocket`; the
+   * official browser SDK's `ssl_endpoint`): used instead of `endpoint` when given. Pages served over
+   * https need it.
+   */
+  sslEndpoint?: string;
   /** Project id. */
   pid: number;
   /** Time to wait for the answer to any quest, in milliseconds. @default 20000 */
@@ -128,10 +135,18 @@ export function endpointToUrl(endpoint: string): string {
   return `ws://${match[1]}:${port}/service/websocket`;
 }
 
+/** Turns `sslEndpoint` ("host:port" of the TLS port) into the wss:// URL. */
+function sslEndpointToUrl(sslEndpoint: unknown): string {
+  const match = typeof sslEndpoint === 'string' ? /^(.+):(\d+)$/.exec(sslEndpoint) : null;
+  if (!match) fail('sslEndpoint', `must be "host:port" (the client gate's TLS port), got ${JSON.stringify(sslEndpoint)}`);
+  return `wss://${match[1]}:${match[2]}/service/websocket`;
+}
+
 /** Validates the options and fills in defaults; a bad option throws a TypeError naming it. */
 export function resolveOptions(options: RTMClientOptions): ResolvedOptions {
   if (!options || typeof options !== 'object') throw new TypeError('RTMClient needs an options object');
-  if (typeof options.endpoint !== 'string' || options.endpoint === '') fail('endpoint', 'is required');
+  if (options.sslEndpoint === undefined && (typeof options.endpoint !== 'string' || options.endpoint === ''))
+    fail('endpoint', 'is required (or sslEndpoint)');
   if (!Number.isSafeInteger(options.pid) || options.pid <= 0) fail('pid', `must be a positive integer, got ${String(options.pid)}`);
   const strategy = { ...DEFAULT_RECONNECT_STRATEGY, ...options.reconnectStrategy };
   nonNegative('reconnectStrategy.startConnectFailedCount', strategy.startConnectFailedCount, 0);
@@ -145,7 +160,7 @@ export function resolveOptions(options: RTMClientOptions): ResolvedOptions {
   const connectTimeoutMs = nonNegative('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS);
   if (connectTimeoutMs === 0) fail('connectTimeoutMs', 'must be > 0');
   return Object.freeze({
-    url: endpointToUrl(options.endpoint),
+    url: options.sslEndpoint !== undefined ? sslEndpointToUrl(options.sslEndpoint) : endpointToUrl(options.endpoint!),
     pid: options.pid,
     questTimeoutMs,
     connectTimeoutMs,

@@ -5,6 +5,7 @@ import { readmeExampleErrors } from '../../../test/readme/compile-examples.js';
 import { RTMClient, RTMError, RtmError, type WebSocketLike } from '../src/index.js';
 import { readBody, readHistoryRow, readIdMap } from '../src/convert.js';
 import { MidGenerator } from '../src/mid.js';
+import { resolveOptions } from '../src/options.js';
 import { messageBytes } from '../src/transport.js';
 import { FakeRtmServer } from './helpers/fake-server.js';
 
@@ -134,6 +135,27 @@ test('options: a bad value throws a TypeError naming the option; 0 is no wait or
   refused({ pid: 0 }, 'pid');
   refused({ endpoint: 'nohost' }, 'endpoint');
   make({ maxPingIntervalSeconds: 0, reconnectStrategy: { startConnectFailedCount: 0, maxIntervalSeconds: 0.1 } })();
+});
+
+test('sslEndpoint ("host:port" of the TLS port, the official ssl_endpoint) becomes the wss:// URL, and wins over endpoint', () => {
+  const url = (o: object) => resolveOptions({ pid: 1, ...o }).url;
+  assert.equal(url({ sslEndpoint: 'rtm.example.com:13322' }), 'wss://rtm.example.com:13322/service/websocket');
+  assert.equal(
+    url({ endpoint: 'rtm.example.com:13325', sslEndpoint: 'rtm.example.com:13322' }),
+    'wss://rtm.example.com:13322/service/websocket',
+  );
+  assert.equal(url({ sslEndpoint: '[::1]:13322' }), 'wss://[::1]:13322/service/websocket');
+  assert.equal(url({ endpoint: 'rtm.example.com:13325' }), 'ws://rtm.example.com:13321/service/websocket');
+  for (const bad of ['rtm.example.com', 'wss://rtm.example.com:13322/service/websocket', '', 13322])
+    assert.throws(
+      () => url({ sslEndpoint: bad }),
+      (err: unknown) => err instanceof TypeError && err.message.includes("'sslEndpoint'"),
+      String(bad),
+    );
+  assert.throws(
+    () => url({}),
+    (err: unknown) => err instanceof TypeError && err.message.includes("'endpoint' is required (or sslEndpoint)"),
+  );
 });
 
 test('RTMError is RtmError under the name of the RTM SDK docs', async () => {

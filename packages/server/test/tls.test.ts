@@ -47,7 +47,7 @@ describe('client gate over TLS', () => {
 
   const wssClient = (options: { ca?: Buffer } = {}): RTMClient => {
     const client = new RTMClient({
-      endpoint: `wss://${server.clientTlsEndpoint}/service/websocket`,
+      sslEndpoint: server.clientTlsEndpoint, // the official browser SDK's ssl_endpoint
       pid: TEST_PID,
       autoReconnect: false,
       webSocketFactory: (url) => new WebSocket(url, { ca: options.ca ?? A_CERT.cert }) as unknown as WebSocketLike,
