@@ -74,7 +74,7 @@ export class ClientTls {
     else {
       this.changedState = undefined;
       this.log.info({ cert: this.files.cert, key: this.files.key }, 'TLS files changed: reloading');
-      this.reload();
+      this.reload(state);
     }
   }
 
@@ -100,10 +100,13 @@ export class ClientTls {
     this.describe(`client gate TLS port ${port}: serving the certificate`);
   }
 
-  /** Reads the files again; new handshakes get the new certificate, connections made keep theirs. */
-  reload(): TlsReload {
+  /**
+   * Reads the files again; new handshakes get the new certificate, connections made keep theirs.
+   * `state`: the files' state when the caller has just read it (the watch).
+   */
+  reload(state = filesState(this.files)): TlsReload {
     let next: TlsCredentials;
-    this.loadedState = filesState(this.files);
+    this.loadedState = state;
     try {
       next = loadTlsCredentials(this.files.cert, this.files.key);
     } catch (err) {

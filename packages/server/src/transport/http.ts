@@ -91,9 +91,9 @@ export async function serveHttpQuest(
   req: IncomingMessage,
   res: ServerResponse,
   handle: HttpQuestHandler | HttpRefusal,
-  maxBodyBytes = DEFAULT_MAX_FRAME_BYTES,
   /** The caller, "address:port": the socket's own unless a balancer's PROXY header named another. */
-  remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`,
+  remote: string,
+  maxBodyBytes = DEFAULT_MAX_FRAME_BYTES,
 ): Promise<void> {
   // Anything a request can hold must come back as an answer: a throw here would be an unhandled
   // rejection, which ends the process (a bad percent-encoding, an absolute URL that URL() refuses).

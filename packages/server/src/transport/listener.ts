@@ -95,7 +95,7 @@ export class Listener {
         return;
       }
       // It answers every error itself; should anything still escape, drop the request, not the process.
-      serveHttpQuest(req, res, options.onHttpQuest, options.maxFrameBytes, this.remoteOf(req.socket)).catch(() => res.destroy());
+      serveHttpQuest(req, res, options.onHttpQuest, this.remoteOf(req.socket), options.maxFrameBytes).catch(() => res.destroy());
     });
     this.http.on('upgrade', (req: IncomingMessage, socket, head) => {
       // The reference accepts any path; we accept /service/websocket and, leniently, any other.
@@ -235,7 +235,7 @@ export class Listener {
       socket.off('data', onData);
       socket.pause();
       if (head[0] === 0x46 && head[1] === 0x50 && head[2] === 0x4e && head[3] === 0x4e) {
-        this.options.onTransport(new TcpTransport(socket, head, this.options.tls !== undefined, this.remoteOf(socket)));
+        this.options.onTransport(new TcpTransport(socket, this.remoteOf(socket), head, this.options.tls !== undefined));
       } else if (/^[A-Z]{3}[A-Z ]$/.test(head.subarray(0, SNIFF_BYTES).toString('latin1'))) {
         // GET, POST, OPTIONS, …: an HTTP request (WebSocket upgrade or FPNN-over-HTTP).
         socket.unshift(head);

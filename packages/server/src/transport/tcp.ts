@@ -7,19 +7,17 @@ import type { Transport, TransportEvents } from './transport.js';
  */
 export class TcpTransport implements Transport {
   readonly kind = 'tcp' as const;
-  readonly remote: string;
   readonly receiving = false;
   private corked = false;
   private closed = false;
 
   constructor(
     private readonly socket: Socket,
+    /** The peer: the socket's own, or the client a balancer's PROXY header named. */
+    readonly remote: string,
     private firstChunk?: Uint8Array,
     readonly tls = false,
-    /** The peer, when not the socket's own (a client behind a balancer that sent a PROXY header). */
-    remote = `${socket.remoteAddress}:${socket.remotePort}`,
   ) {
-    this.remote = remote;
     socket.setNoDelay(true);
   }
 
