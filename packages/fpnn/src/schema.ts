@@ -86,7 +86,8 @@ export const body = make<string | Uint8Array>('a string or binary', (v, k) => {
 
 export const bool = make<boolean>('a boolean', (v, k) => {
   if (typeof v === 'boolean') return v;
-  if (v === 0 || v === 1) return v === 1;
+  // 0 / 1 in any integer form (fpnn.md §2): a 64-bit one decodes as a bigint.
+  if (v === 0 || v === 1 || v === 0n || v === 1n) return v === 1 || v === 1n;
   throw bad(k, 'a boolean', v);
 });
 

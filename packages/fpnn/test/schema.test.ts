@@ -71,9 +71,19 @@ describe('schema coercions (spec/fpnn.md §2)', () => {
     assert.ok(schema.parse(sendmsg, p).msg instanceof Uint8Array);
   });
 
-  it('booleans accept true/false and 0/1', () => {
+  it('booleans accept true/false and 0/1, also in a 64-bit integer form', () => {
     assert.equal(schema.parse(sendmsg, { ...base, desc: 1 }).desc, true);
     assert.equal(schema.parse(sendmsg, { ...base, desc: false }).desc, false);
+    // int64 0 / 1 (d3 …): msgpack decodes them as bigints.
+    for (const [hex, want] of [
+      ['d30000000000000001', true],
+      ['d30000000000000000', false],
+      ['cf0000000000000001', true],
+    ] as const) {
+      const p = decodePayload(Flag.MSGPACK, Buffer.from('81a464657363' + hex, 'hex'));
+      assert.equal(schema.parse({ desc: schema.bool }, p).desc, want, hex);
+    }
+    rejects({ ...base, desc: 2n }, 10010, /'desc' must be a boolean/);
   });
 
   it('nil is absent: optional keys drop out, required keys → 10009 (KEY_NOT_FOUND)', () => {
