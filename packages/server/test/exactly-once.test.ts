@@ -204,6 +204,48 @@ describe('exactly-once delivery', () => {
     assert.deepEqual(mids(got), [mid]);
   });
 
+  it('a resend after the sender lost the right to send there (left the room, banned in the group, blocked): the original mtime, nothing stored or pushed again', async () => {
+    const [A, B] = [freshUid(), freshUid()];
+    const [G, R] = [freshUid(), freshUid()];
+    await backend.addGroupMembers(G, [A, B]);
+    const a = await login(A);
+    const b = await login(B, { duplicateFilterMs: 0 });
+    await a.enterRoom(R);
+    await b.enterRoom(R);
+    const got = record(b);
+    const room = await a.sendRoomMessage(R, 30, 'room', '', freshMid());
+    const group = await a.sendGroupMessage(G, 30, 'group', '', freshMid());
+    const p2p = await a.sendMessage(B, 30, 'p2p', '', freshMid());
+    await until(() => got.length === 3);
+    // The answers were lost (say), and before the resends the sender's rights went away.
+    await a.leaveRoom(R);
+    await backend.addGroupBan(G, A, 60);
+    await backend.addBlacks(B, [A]);
+    const again = [
+      await a.sendRoomMessage(R, 30, 'room', '', room.mid),
+      await a.sendGroupMessage(G, 30, 'group', '', group.mid),
+      await a.sendMessage(B, 30, 'p2p', '', p2p.mid),
+    ];
+    assert.deepEqual(
+      again.map((r) => r.mtime),
+      [room.mtime, group.mtime, p2p.mtime],
+    );
+    // Not a way around the rights: another message, or the same mid with other content, is refused.
+    const refused = async (send: Promise<unknown>, code: number) =>
+      assert.rejects(send, (err: unknown) => err instanceof RtmError && err.code === code);
+    await refused(a.sendRoomMessage(R, 30, 'room, new', '', freshMid()), 200040);
+    await refused(a.sendRoomMessage(R, 30, 'room, changed', '', room.mid), 200040);
+    await refused(a.sendGroupMessage(G, 30, 'group, new', '', freshMid()), 200044);
+    await refused(a.sendMessage(B, 30, 'p2p, changed', '', p2p.mid), 200049);
+    await sleep(200);
+    assert.deepEqual(mids(got), [room.mid, group.mid, p2p.mid], 'pushed once each');
+    assert.deepEqual(await p2pHistory(b, A), [p2p.mid]);
+    assert.deepEqual(
+      (await b.getGroupMessage(G, false, 10)).messages.map((m) => m.mid),
+      [group.mid],
+    );
+  });
+
   it('the same mid to another target, or from another device of the same user', async () => {
     const [A, B, C] = [freshUid(), freshUid(), freshUid()];
     const a1 = await login(A);

@@ -7,6 +7,7 @@ import { MessageKind, type AppendResult, type MaybePromise, type NewMessage, typ
 import type { GroupMembers } from './group-members.js';
 import type { LocalPresence } from './presence.js';
 import { checkStoredText } from './text.js';
+import { sameContent } from '../store/conversation.js';
 
 export interface SendRequest {
   pid: number;
@@ -67,23 +68,47 @@ export class Messaging {
       if (blockers.length > 0) throw blocked(req);
       return this.store.append(batchOf(req, [req.to])).then((results) => this.published(req, results, undefined));
     } catch (err) {
-      return Promise.reject(err);
+      return this.unlessStoredBefore(req, err);
     }
   }
 
   /** `send` once a check's answer is a promise, or for the other kinds of send. */
   private async sendChecked(req: SendRequest, now: bigint, black: MaybePromise<boolean>, blockers?: Promise<bigint[]>): Promise<bigint> {
-    if (await black) throw projectBlack(req);
     let to: Targets;
-    if (toOneUser(req)) {
-      // No sets, no filtering.
-      if (req.gate === 'client' && req.to === req.from) throw sendToSelf();
-      if ((await (blockers ?? this.store.blockedBy(req.pid, req.from, [req.to]))).length > 0) throw blocked(req);
-      to = { targets: [req.to], recipients: undefined };
-    } else {
-      to = await this.targetsOf(req, now);
+    try {
+      if (await black) throw projectBlack(req);
+      if (toOneUser(req)) {
+        // No sets, no filtering.
+        if (req.gate === 'client' && req.to === req.from) throw sendToSelf();
+        if ((await (blockers ?? this.store.blockedBy(req.pid, req.from, [req.to]))).length > 0) throw blocked(req);
+        to = { targets: [req.to], recipients: undefined };
+      } else {
+        to = await this.targetsOf(req, now);
+      }
+    } catch (err) {
+      return this.unlessStoredBefore(req, err);
     }
     return this.published(req, await this.store.append(batchOf(req, to.targets)), to.recipients);
+  }
+
+  /**
+   * A send refused by a rights check may be the resend of one stored before the rights changed:
+   * its answer was lost, and meanwhile the sender left the room or group, was banned or blocked.
+   * A resend is answered with the original mtime (server-api.md §2.1, so that SDK retries
+   * succeed), here too, once every target holds the same message; otherwise the refusal stands.
+   * Only on the error path: a send that passes its checks finds its duplicate in the append.
+   */
+  private async unlessStoredBefore(req: SendRequest, refusal: unknown): Promise<bigint> {
+    if (!(refusal instanceof RtmError) || !RIGHTS_REFUSALS.has(refusal.code)) throw refusal;
+    const targets = req.kind === MessageKind.BROADCAST ? [0n] : req.tos ? [...new Set(req.tos)] : req.to !== undefined ? [req.to] : [];
+    let mtime: bigint | undefined;
+    for (const to of targets) {
+      const stored = await this.store.getMessage({ pid: req.pid, kind: req.kind, from: req.from, to, mid: req.mid });
+      if (!stored || !sameContent(stored, req)) throw refusal;
+      mtime ??= stored.mtime;
+    }
+    if (mtime === undefined) throw refusal;
+    return mtime;
   }
 
   private checkSizes(req: SendRequest): void {
@@ -196,6 +221,18 @@ interface Targets {
   targets: bigint[];
   recipients: readonly bigint[] | undefined;
 }
+
+/** Refusals that depend on the sender's rights of the moment, not on the message (`unlessStoredBefore`). */
+const RIGHTS_REFUSALS: ReadonlySet<number> = new Set([
+  RtmErrorCode.AUTH_DENIED,
+  RtmErrorCode.ADMIN_ONLY,
+  RtmErrorCode.NOT_IN_ROOM,
+  RtmErrorCode.NOT_GROUP_MEMBER,
+  RtmErrorCode.BANNED_IN_GROUP,
+  RtmErrorCode.BANNED_IN_ROOM,
+  RtmErrorCode.EMPTY_GROUP,
+  RtmErrorCode.BLOCKED_USER,
+]);
 
 /** A P2P send to one receiver (sendmsg, the common case), as opposed to sendmsgs' `tos`. */
 const toOneUser = (req: SendRequest): req is SendRequest & { to: bigint } =>
