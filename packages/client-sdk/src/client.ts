@@ -151,7 +151,8 @@ export class RTMClient extends TypedEmitter<RTMClientEvents> {
       answer = await this.session.quest(method, payload);
     } catch (err) {
       // The app resends with this mid, also one generated here (a new one would deliver it twice).
-      if (err instanceof RtmError) Object.defineProperty(err, 'mid', { value: messageId, enumerable: true });
+      // A new error: the one caught may be shared or frozen, and it is not ours to change.
+      if (err instanceof RtmError) throw Object.assign(new RtmError(err.code, err.message, { cause: err }), { mid: messageId });
       throw err;
     }
     return { mid: messageId, mtime: readId(answer.mtime) };
@@ -511,8 +512,12 @@ export class RTMClient extends TypedEmitter<RTMClientEvents> {
       this.reportError(new RtmError(FpnnErrorCode.CORE_UNKNOWN_METHOD, `the server sent an unknown method '${quest.method}'`));
       throw new RtmError(FpnnErrorCode.CORE_UNKNOWN_METHOD, `unknown method '${quest.method}'`);
     }
-    // Answer first (the peer writes it when this returns), look at the push afterwards.
+    // Answer first (the peer writes it when this returns), look at the push afterwards, unless the
+    // session has ended or been replaced meanwhile (a listener of an earlier push called close(),
+    // logout() or login(), or that push was a kickout): after close() no event may come.
+    const generation = this.session.currentGeneration;
     queueMicrotask(() => {
+      if (generation !== this.session.currentGeneration) return;
       try {
         handler(quest);
       } catch (err) {

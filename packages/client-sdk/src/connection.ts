@@ -12,6 +12,7 @@ import type { Logger } from './options.js';
 import { messageBytes, type WebSocketFactory, type WebSocketLike } from './transport.js';
 
 const OPEN = 1;
+const CLOSING = 2;
 const CLOSED = 3;
 
 export interface ConnectionSettings {
@@ -62,65 +63,11 @@ export class Connection {
 
   /**
    * Opens the WebSocket; rejects with an `RtmError` (20012 or 20003) when it cannot, or with the
-   * signal's reason when `settings.signal` aborts first.
+   * signal's reason when `settings.signal` aborts first. The connect timeout and the signal cover
+   * the factory too (an async one may wait on anything).
    */
   static async open(settings: ConnectionSettings): Promise<Connection> {
-    const signal = settings.signal;
-    let ws: WebSocketLike;
-    try {
-      ws = await settings.factory(settings.url);
-    } catch (err) {
-      throw new RtmError(
-        FpnnErrorCode.CORE_INVALID_CONNECTION,
-        `cannot create a WebSocket for ${settings.url}: ${(err as Error).message}`,
-        { cause: err },
-      );
-    }
-    if (signal?.aborted) {
-      safeClose(ws);
-      throw abortError(signal);
-    }
-    ws.binaryType = 'arraybuffer';
-    await new Promise<void>((resolve, reject) => {
-      const fail = (err: unknown): void => {
-        done();
-        safeClose(ws);
-        reject(err);
-      };
-      const timer = setTimeout(
-        () =>
-          fail(new RtmError(FpnnErrorCode.CORE_TIMEOUT, `connecting to ${settings.url} took longer than ${settings.connectTimeoutMs} ms`)),
-        settings.connectTimeoutMs,
-      );
-      // close() of the session must not leave this socket and its timer behind (they would keep a
-      // Node process alive until the server answers or the timeout fires).
-      const aborted = (): void => fail(abortError(signal!));
-      signal?.addEventListener('abort', aborted);
-      const done = (): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', aborted);
-        ws.onopen = ws.onclose = null;
-        ws.onerror = ignore; // with `ws`, an 'error' event without a listener would throw
-      };
-      ws.onopen = () => {
-        done();
-        resolve();
-      };
-      ws.onerror = ws.onclose = (event: unknown) => {
-        const { message, error } = (event ?? {}) as { message?: unknown; error?: unknown };
-        // Node's `ws` says why (a refused connection, a certificate it does not trust, an HTTP
-        // status); a browser's error event never does.
-        const why = typeof message === 'string' && message !== '' ? `: ${message}` : '';
-        fail(
-          new RtmError(
-            FpnnErrorCode.CORE_INVALID_CONNECTION,
-            `cannot connect to ${settings.url}${why}`,
-            error === undefined ? undefined : { cause: error },
-          ),
-        );
-      };
-    });
-    return new Connection(ws, settings);
+    return new Connection(await openWebSocket(settings), settings);
   }
 
   get isOpen(): boolean {
@@ -130,6 +77,8 @@ export class Connection {
   /** Sends a twoway quest; rejects with an `RtmError` (error answer, timeout 20003, closed 20002). */
   quest(method: string, payload: Payload, timeoutMs?: number): Promise<Payload> {
     if (this.closedReason !== undefined) return Promise.reject(connectionClosedError(this.closedReason));
+    // The server has begun closing it (its close event is on the way): lost, not a send error.
+    if (this.ws.readyState !== OPEN) return Promise.reject(connectionClosedError('the WebSocket is closing'));
     return this.peer.quest(method, payload, timeoutMs === undefined ? {} : { timeoutMs });
   }
 
@@ -172,6 +121,79 @@ export class Connection {
 }
 
 function ignore(): void {}
+
+function openWebSocket(settings: ConnectionSettings): Promise<WebSocketLike> {
+  const { url, signal } = settings;
+  return new Promise<WebSocketLike>((resolve, reject) => {
+    let ws: WebSocketLike | undefined;
+    let settled = false;
+    const settle = (): void => {
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', aborted);
+      if (!ws) return;
+      ws.onopen = ws.onclose = null;
+      ws.onerror = ignore; // with `ws`, an 'error' event without a listener would throw
+    };
+    const fail = (err: unknown): void => {
+      if (settled) return;
+      settle();
+      // close() of the session must not leave this socket behind (it would keep a Node process
+      // alive until the server answers).
+      if (ws) safeClose(ws);
+      reject(err);
+    };
+    const opened = (): void => {
+      if (settled) return;
+      settle();
+      resolve(ws!);
+    };
+    const timer = setTimeout(
+      () => fail(new RtmError(FpnnErrorCode.CORE_TIMEOUT, `connecting to ${url} took longer than ${settings.connectTimeoutMs} ms`)),
+      settings.connectTimeoutMs,
+    );
+    const aborted = (): void => fail(abortError(signal!));
+    if (signal?.aborted) return aborted();
+    signal?.addEventListener('abort', aborted);
+    const cannotCreate = (err: unknown): void =>
+      fail(
+        new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, `cannot create a WebSocket for ${url}: ${(err as Error)?.message}`, {
+          cause: err,
+        }),
+      );
+    let made: WebSocketLike | Promise<WebSocketLike>;
+    try {
+      made = settings.factory(url);
+    } catch (err) {
+      return cannotCreate(err);
+    }
+    Promise.resolve(made).then((socket) => {
+      if (settled) return safeClose(socket); // cancelled or timed out while the factory worked
+      ws = socket;
+      ws.binaryType = 'arraybuffer';
+      // A factory may hand over a socket it has already opened (or one that died meanwhile).
+      if (ws.readyState === OPEN) return opened();
+      if (ws.readyState === CLOSING || ws.readyState === CLOSED)
+        return fail(
+          new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, `cannot connect to ${url}: the WebSocket given was already closed`),
+        );
+      ws.onopen = opened;
+      ws.onerror = ws.onclose = (event: unknown) => {
+        const { message, error } = (event ?? {}) as { message?: unknown; error?: unknown };
+        // Node's `ws` says why (a refused connection, a certificate it does not trust, an HTTP
+        // status); a browser's error event never does.
+        const why = typeof message === 'string' && message !== '' ? `: ${message}` : '';
+        fail(
+          new RtmError(
+            FpnnErrorCode.CORE_INVALID_CONNECTION,
+            `cannot connect to ${url}${why}`,
+            error === undefined ? undefined : { cause: error },
+          ),
+        );
+      };
+    }, cannotCreate);
+  });
+}
 
 function abortError(signal: AbortSignal): RtmError {
   const reason: unknown = signal.reason;

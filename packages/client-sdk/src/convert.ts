@@ -6,7 +6,7 @@ const utf8 = new TextDecoder();
 // ---- outgoing: app values → wire values ----
 
 const INT64_MIN = -(2n ** 63n);
-const UINT64_MAX = 2n ** 64n - 1n;
+const INT64_MAX = 2n ** 63n - 1n;
 
 function invalid(name: string, why: string): RtmError {
   return new RtmError(RtmErrorCode.INVALID_PARAMETER, `'${name}' ${why}`);
@@ -20,7 +20,7 @@ function invalid(name: string, why: string): RtmError {
  */
 export function wireId(value: Id, name: string): bigint {
   if (typeof value === 'bigint') {
-    if (value < INT64_MIN || value > UINT64_MAX) throw invalid(name, 'does not fit in 64 bits');
+    if (value < INT64_MIN || value > INT64_MAX) throw invalid(name, 'must be a signed 64-bit integer (int64), as the server reads ids');
     return value;
   }
   if (typeof value === 'number' && Number.isSafeInteger(value)) return BigInt(value);

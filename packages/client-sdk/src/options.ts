@@ -126,6 +126,17 @@ function nonNegative(name: string, value: number | undefined, fallback: number):
   return value;
 }
 
+/** The longest a timer can wait: above it, setTimeout and setInterval fire after 1 ms instead. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A wait that a timer keeps, in units of `unitMs` milliseconds (1 or 1000). */
+function timerWait(name: string, value: number | undefined, fallback: number, unitMs: number): number {
+  const wait = nonNegative(name, value, fallback);
+  if (wait * unitMs > MAX_TIMER_MS)
+    fail(name, `must be at most ${Math.floor(MAX_TIMER_MS / unitMs)} (a timer cannot wait longer), got ${wait}`);
+  return wait;
+}
+
 /** Turns `endpoint` into the WebSocket URL (client-api.md §1). */
 export function endpointToUrl(endpoint: string): string {
   if (/^wss?:\/\//i.test(endpoint)) return endpoint;
@@ -148,16 +159,29 @@ export function resolveOptions(options: RTMClientOptions): ResolvedOptions {
   if (options.sslEndpoint === undefined && (typeof options.endpoint !== 'string' || options.endpoint === ''))
     fail('endpoint', 'is required (or sslEndpoint)');
   if (!Number.isSafeInteger(options.pid) || options.pid <= 0) fail('pid', `must be a positive integer, got ${String(options.pid)}`);
-  const strategy = { ...DEFAULT_RECONNECT_STRATEGY, ...options.reconnectStrategy };
-  nonNegative('reconnectStrategy.startConnectFailedCount', strategy.startConnectFailedCount, 0);
+  // Field by field: a field given as undefined keeps its default (a spread would copy the undefined).
+  const given = options.reconnectStrategy ?? {};
+  const defaults = DEFAULT_RECONNECT_STRATEGY;
+  const strategy: Required<ReconnectStrategy> = {
+    startConnectFailedCount: nonNegative(
+      'reconnectStrategy.startConnectFailedCount',
+      given.startConnectFailedCount,
+      defaults.startConnectFailedCount,
+    ),
+    maxIntervalSeconds: timerWait('reconnectStrategy.maxIntervalSeconds', given.maxIntervalSeconds, defaults.maxIntervalSeconds, 1000),
+    linearRegressiveCount: nonNegative(
+      'reconnectStrategy.linearRegressiveCount',
+      given.linearRegressiveCount,
+      defaults.linearRegressiveCount,
+    ),
+    stableAfterMs: nonNegative('reconnectStrategy.stableAfterMs', given.stableAfterMs, defaults.stableAfterMs),
+  };
   // 0 would relogin in a loop with no wait at all, against a server that is down.
-  if (!(nonNegative('reconnectStrategy.maxIntervalSeconds', strategy.maxIntervalSeconds, 0) > 0))
-    fail('reconnectStrategy.maxIntervalSeconds', 'must be > 0');
+  if (!(strategy.maxIntervalSeconds > 0)) fail('reconnectStrategy.maxIntervalSeconds', 'must be > 0');
   if (!(strategy.linearRegressiveCount >= 1)) fail('reconnectStrategy.linearRegressiveCount', 'must be ≥ 1');
-  strategy.stableAfterMs = nonNegative('reconnectStrategy.stableAfterMs', strategy.stableAfterMs, DEFAULT_RECONNECT_STRATEGY.stableAfterMs);
-  const questTimeoutMs = nonNegative('questTimeoutMs', options.questTimeoutMs, DEFAULT_QUEST_TIMEOUT_MS);
+  const questTimeoutMs = timerWait('questTimeoutMs', options.questTimeoutMs, DEFAULT_QUEST_TIMEOUT_MS, 1);
   if (questTimeoutMs === 0) fail('questTimeoutMs', 'must be > 0');
-  const connectTimeoutMs = nonNegative('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS);
+  const connectTimeoutMs = timerWait('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS, 1);
   if (connectTimeoutMs === 0) fail('connectTimeoutMs', 'must be > 0');
   return Object.freeze({
     url: options.sslEndpoint !== undefined ? sslEndpointToUrl(options.sslEndpoint) : endpointToUrl(options.endpoint!),
@@ -166,7 +190,7 @@ export function resolveOptions(options: RTMClientOptions): ResolvedOptions {
     connectTimeoutMs,
     autoReconnect: options.autoReconnect ?? true,
     reconnectStrategy: Object.freeze(strategy),
-    maxPingIntervalSeconds: nonNegative('maxPingIntervalSeconds', options.maxPingIntervalSeconds, DEFAULT_MAX_PING_INTERVAL_SECONDS),
+    maxPingIntervalSeconds: timerWait('maxPingIntervalSeconds', options.maxPingIntervalSeconds, DEFAULT_MAX_PING_INTERVAL_SECONDS, 1000),
     duplicateFilterMs: nonNegative('duplicateFilterMs', options.duplicateFilterMs, DEFAULT_DUPLICATE_FILTER_MS),
     attrs: options.attrs ? Object.freeze({ ...options.attrs }) : undefined,
     sdkVersion: options.sdkVersion ?? `TypeScript_${SDK_VERSION}`,

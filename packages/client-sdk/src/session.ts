@@ -18,7 +18,7 @@ export interface SessionHooks {
 /** How long a connection that looks online has to answer a `*ping` when it may have died unseen (`probe`). */
 const PROBE_TIMEOUT_MS = 5_000;
 
-const cancelled = (): RtmError => new RtmError(FpnnErrorCode.CORE_CANCELLED, 'superseded by a later login(), logout() or close()');
+const cancelled = (): RtmError => new RtmError(FpnnErrorCode.CORE_CANCELLED, 'superseded by a later login(), logout(), close() or a kickout');
 
 /**
  * The wait before relogin attempt `failedSoFar + 1`, as the browser SDK computes it: the first
@@ -82,6 +82,11 @@ export class Session {
     return this.uid;
   }
 
+  /** Changes with every login(), logout(), close() and kickout: what came before is not for the session after. */
+  get currentGeneration(): number {
+    return this.generation;
+  }
+
   /** Connects and sends `auth`. `{ok: false}` means the token was refused (no retry follows). */
   async login(uid: bigint, token: string): Promise<{ ok: boolean }> {
     const generation = this.newGeneration();
@@ -101,6 +106,9 @@ export class Session {
       }
       throw err;
     }
+    // The answer came, but the app may have moved on before this resumes: a push that arrived with
+    // it can have reached a listener that called close(), logout() or login() (or been a kickout).
+    if (generation !== this.generation) throw cancelled();
     if (!ok) {
       this.state = 'idle';
       this.stopListening();

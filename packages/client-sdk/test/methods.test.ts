@@ -670,6 +670,8 @@ describe('client methods against the fake server', () => {
     await assert.rejects(client.getOnlineUsers([1, Number.MAX_SAFE_INTEGER + 2]), bad);
     await assert.rejects(client.getGroupMessage(2001n, true, 10, 0, 2 ** 62), bad);
     await assert.rejects(client.addFriends([2n ** 64n]), (err: unknown) => err instanceof RtmError && err.code === 200034);
+    // Ids are int64 (the server answers 10010 above it): a uint64 is refused here, nothing sent.
+    await assert.rejects(client.sendMessage(2n ** 63n, 30, 'x'), (err: unknown) => err instanceof RtmError && err.code === 200034);
     assert.equal(server.quests.length, count);
     // The largest safe integer still goes out exactly.
     server.handlers.enterroom = () => ({});

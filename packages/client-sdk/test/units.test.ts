@@ -5,7 +5,7 @@ import { readmeExampleErrors } from '../../../test/readme/compile-examples.js';
 import { RTMClient, RTMError, RtmError, type WebSocketLike } from '../src/index.js';
 import { readBody, readHistoryRow, readIdMap } from '../src/convert.js';
 import { MidGenerator } from '../src/mid.js';
-import { resolveOptions } from '../src/options.js';
+import { DEFAULT_RECONNECT_STRATEGY, resolveOptions } from '../src/options.js';
 import { messageBytes } from '../src/transport.js';
 import { FakeRtmServer } from './helpers/fake-server.js';
 
@@ -135,6 +135,33 @@ test('options: a bad value throws a TypeError naming the option; 0 is no wait or
   refused({ pid: 0 }, 'pid');
   refused({ endpoint: 'nohost' }, 'endpoint');
   make({ maxPingIntervalSeconds: 0, reconnectStrategy: { startConnectFailedCount: 0, maxIntervalSeconds: 0.1 } })();
+  // Infinity would make every back-off step 0: a relogin loop without a wait.
+  refused({ reconnectStrategy: { linearRegressiveCount: Infinity } }, 'reconnectStrategy.linearRegressiveCount');
+});
+
+test('options: a wait longer than a timer can keep (2^31 - 1 ms) is refused, not fired after 1 ms', () => {
+  const make = (extra: object) => () => new RTMClient({ endpoint: '127.0.0.1:1', pid: 1, ...extra });
+  const refused = (extra: object, option: string) =>
+    assert.throws(make(extra), (err: unknown) => err instanceof TypeError && err.message.includes(`'${option}' must be at most`), option);
+  refused({ connectTimeoutMs: 2 ** 31 }, 'connectTimeoutMs');
+  refused({ questTimeoutMs: 2 ** 31 }, 'questTimeoutMs');
+  refused({ maxPingIntervalSeconds: 2 ** 31 / 1000 }, 'maxPingIntervalSeconds');
+  refused({ reconnectStrategy: { maxIntervalSeconds: 2 ** 31 / 1000 } }, 'reconnectStrategy.maxIntervalSeconds');
+  make({ connectTimeoutMs: 2 ** 31 - 1, questTimeoutMs: 2 ** 31 - 1, maxPingIntervalSeconds: 2_147_483 })();
+});
+
+test('options: a reconnectStrategy field given as undefined keeps its default', () => {
+  const strategy = resolveOptions({
+    endpoint: '127.0.0.1:1',
+    pid: 1,
+    reconnectStrategy: {
+      startConnectFailedCount: undefined,
+      maxIntervalSeconds: undefined,
+      linearRegressiveCount: 2,
+      stableAfterMs: undefined,
+    },
+  }).reconnectStrategy;
+  assert.deepEqual({ ...strategy }, { ...DEFAULT_RECONNECT_STRATEGY, linearRegressiveCount: 2 });
 });
 
 test('sslEndpoint ("host:port" of the TLS port, the official ssl_endpoint) becomes the wss:// URL, and wins over endpoint', () => {

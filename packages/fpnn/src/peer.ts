@@ -62,7 +62,7 @@ export class FpnnPeer {
   private sweepEvery = 0;
   /** When the sweep last ran (or was started), to tell a tick that comes late. */
   private sweptAt = 0;
-  private closedWith: RtmError | undefined;
+  private closedReason: string | undefined;
   readonly questTimeoutMs: number;
 
   constructor(private readonly options: PeerOptions) {
@@ -70,7 +70,7 @@ export class FpnnPeer {
   }
 
   get closed(): boolean {
-    return this.closedWith !== undefined;
+    return this.closedReason !== undefined;
   }
 
   get pendingQuests(): number {
@@ -90,7 +90,7 @@ export class FpnnPeer {
    * `.catch()` on the result see every failure.
    */
   quest(method: string, payload: Payload, options: QuestOptions = {}): Promise<Payload> {
-    if (this.closedWith) return Promise.reject(this.closedWith);
+    if (this.closedReason !== undefined) return Promise.reject(connectionClosedError(this.closedReason));
     const seq = this.allocSeq();
     const timeoutMs = options.timeoutMs ?? this.questTimeoutMs;
     const flag = options.flag ?? Flag.MSGPACK;
@@ -119,7 +119,7 @@ export class FpnnPeer {
    * `*key`, which must go out in plaintext before the connection switches to encryption).
    */
   expectAnswer(seq: number, method: string, timeoutMs = this.questTimeoutMs): Promise<Payload> {
-    if (this.closedWith) return Promise.reject(this.closedWith);
+    if (this.closedReason !== undefined) return Promise.reject(connectionClosedError(this.closedReason));
     return new Promise<Payload>((resolve, reject) => {
       this.pending.set(seq, { method, deadline: Date.now() + timeoutMs, timeoutMs, resolve, reject });
       this.ensureSweep(timeoutMs);
@@ -128,7 +128,7 @@ export class FpnnPeer {
 
   /** Sends a oneway quest (no seq, never answered). */
   oneway(method: string, payload: Payload, flag: PayloadFlag = Flag.MSGPACK): void {
-    if (this.closedWith) return;
+    if (this.closedReason !== undefined) return;
     this.options.write(encodeQuestFrame(method, payload, flag, true));
   }
 
@@ -184,8 +184,13 @@ export class FpnnPeer {
         answer = { code: FpnnErrorCode.CORE_UNKNOWN_ERROR, ex: 'internal server error' };
       }
     }
-    if (frame.oneway || this.closedWith) return;
-    this.writeAnswer(frame.seq, frame.flag, answer, ok);
+    if (frame.oneway || this.closedReason !== undefined) return;
+    try {
+      this.writeAnswer(frame.seq, frame.flag, answer, ok);
+    } catch {
+      // The transport refused the write: it is closing, and its close will end this peer. Thrown
+      // on, it would be an unhandled rejection (nobody awaits this method).
+    }
   }
 
   /** Writes an answer frame for a quest we received. */
@@ -202,12 +207,13 @@ export class FpnnPeer {
 
   /** Fails every pending quest; later quests reject at once. Idempotent. */
   close(reason = 'connection closed'): void {
-    if (this.closedWith) return;
-    this.closedWith = connectionClosedError(reason);
+    if (this.closedReason !== undefined) return;
+    this.closedReason = reason;
     this.stopSweep();
     const pending = [...this.pending.values()];
     this.pending.clear();
-    for (const entry of pending) entry.reject(this.closedWith);
+    // Each its own error: a caller may add to the one it gets (the client SDK's `mid` of a send).
+    for (const entry of pending) entry.reject(connectionClosedError(reason));
   }
 
   // One coarse timer per peer instead of one timer per quest: cheap at 100k quests/s. It ticks at

@@ -562,7 +562,8 @@ export class RTMServerClient extends TypedEmitter<ServerClientEvents> {
       answer = await this.call(method, payload, opts);
     } catch (err) {
       // The caller resends with this mid, also one generated here (a new one would deliver it twice).
-      if (err instanceof RtmError) Object.defineProperty(err, 'mid', { value: mid, enumerable: true });
+      // A new error: the one caught may be shared by other calls, and it is not ours to change.
+      if (err instanceof RtmError) throw Object.assign(new RtmError(err.code, err.message, { cause: err }), { mid });
       throw err;
     }
     return { mid, mtime: readId(answer, 'mtime', method) };

@@ -4,12 +4,12 @@ import { asInt64, FpnnErrorCode, RtmErrorCode, RtmError, type Payload } from '@r
 export type Id = bigint | number;
 
 const INT64_MIN = -(2n ** 63n);
-const UINT64_MAX = 2n ** 64n - 1n;
+const INT64_MAX = 2n ** 63n - 1n;
 
 /** Normalises a caller's id to bigint; rejects anything that would lose precision. */
 export function toId(value: Id, name: string): bigint {
   if (typeof value === 'bigint') {
-    if (value < INT64_MIN || value > UINT64_MAX) throw invalid(name, 'does not fit in 64 bits');
+    if (value < INT64_MIN || value > INT64_MAX) throw invalid(name, 'must be a signed 64-bit integer (int64), as the server reads ids');
     return value;
   }
   if (typeof value === 'number' && Number.isSafeInteger(value)) return BigInt(value);

@@ -436,6 +436,8 @@ test('parameters that would lose precision are rejected before anything is sent'
   await rejectsWithCode(client.getToken(1.5), RtmErrorCode.INVALID_PARAMETER);
   await rejectsWithCode(client.getOnlineUsers([1, Number.MAX_VALUE]), RtmErrorCode.INVALID_PARAMETER);
   await rejectsWithCode(client.sendMessage(30, 1, 2, 'x', '', { mid: 2n ** 64n }), RtmErrorCode.INVALID_PARAMETER);
+  // Ids are int64 (the server answers 10010 above it).
+  await rejectsWithCode(client.sendMessage(30, 1, 2n ** 63n, 'x'), RtmErrorCode.INVALID_PARAMETER);
   assert.equal(server.quests.length, 0);
 });
 
