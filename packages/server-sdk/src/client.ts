@@ -44,6 +44,7 @@ import {
   toId,
   toIds,
   toInt,
+  toInts,
   intValue,
   type Id,
 } from './wire.js';
@@ -297,7 +298,7 @@ export class RTMServerClient extends TypedEmitter<ServerClientEvents> {
       {
         type: toInt(messageType, 'messageType'),
         xid: toId(xid, 'xid'),
-        mtypes: opts.mtypes?.map((m, i) => toInt(m, `mtypes[${i}]`)),
+        mtypes: toInts(opts.mtypes, 'mtypes'),
         begin: opts.begin === undefined ? undefined : toId(opts.begin, 'begin'),
         end: opts.end === undefined ? undefined : toId(opts.end, 'end'),
       },
@@ -586,7 +587,7 @@ export class RTMServerClient extends TypedEmitter<ServerClientEvents> {
       begin: opts.begin === undefined ? undefined : toId(opts.begin, 'begin'),
       end: opts.end === undefined ? undefined : toId(opts.end, 'end'),
       lastid: opts.lastid === undefined ? undefined : toId(opts.lastid, 'lastid'),
-      mtypes: opts.mtypes?.map((m, i) => toInt(m, `mtypes[${i}]`)),
+      mtypes: toInts(opts.mtypes, 'mtypes'),
     };
     return historyPage(await this.call(method, payload, opts), target, method);
   }
@@ -626,7 +627,7 @@ export class RTMServerClient extends TypedEmitter<ServerClientEvents> {
       case 'ping': {
         this.connection.notePing();
         const at = this.connection.lastPingAt ?? Date.now();
-        queueMicrotask(() => this.emit('ping', { at }));
+        this.afterAnswer(() => this.emit('ping', { at }));
         return {};
       }
       case 'pushmsg':
@@ -653,7 +654,7 @@ export class RTMServerClient extends TypedEmitter<ServerClientEvents> {
   }
 
   private deliver(method: string, handle: () => void): Payload {
-    queueMicrotask(() => {
+    this.afterAnswer(() => {
       try {
         handle();
       } catch (err) {
@@ -662,6 +663,18 @@ export class RTMServerClient extends TypedEmitter<ServerClientEvents> {
       }
     });
     return {};
+  }
+
+  /**
+   * Runs `emit` once the answer is written (a microtask), unless close() or connect() came in
+   * between: a listener of an earlier push in the same read may have closed the client, and no
+   * event comes after close().
+   */
+  private afterAnswer(emit: () => void): void {
+    const epoch = this.connection.currentEpoch;
+    queueMicrotask(() => {
+      if (epoch === this.connection.currentEpoch) emit();
+    });
   }
 }
 

@@ -23,6 +23,7 @@ interface Waiter {
 
 const closedByClient = (): RtmError => new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, 'client closed');
 const messageOf = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+const copyOf = (err: RtmError): RtmError => new RtmError(err.code, err.message, { cause: err });
 
 /**
  * Owns the connection to the server gate: opens it, reconnects with the back-off of
@@ -49,6 +50,8 @@ export class ConnectionManager {
   /** The connection attempt in flight (connect() or a reconnect): close() aborts it and waits for it. */
   private opening: { readonly abort: AbortController; readonly settled: Promise<unknown> } | undefined;
   private readonly waiters = new Set<Waiter>();
+  /** The connect() under way, which a second connect() joins. */
+  private connecting: Promise<void> | undefined;
   lastPingAt: number | undefined;
 
   constructor(
@@ -65,13 +68,26 @@ export class ConnectionManager {
     return this.failures;
   }
 
-  async connect(): Promise<void> {
+  /** Changes with every close() and connect(): what arrived before belongs to an ended session. */
+  get currentEpoch(): number {
+    return this.epoch;
+  }
+
+  connect(): Promise<void> {
+    // A connect() while another is under way shares its outcome: waiting on its own timer, it
+    // could fail while the first (whose `*key` and listen restore take longer) succeeds.
+    if (this.connecting) return this.connecting;
     const s = this.stateValue;
-    if (s === 'connected' && this.ready) return;
-    if (s === 'connecting' || s === 'reconnecting' || s === 'connected') {
-      await this.waitReady('connect', this.options.connectTimeoutMs);
-      return;
-    }
+    if (s === 'connected' && this.ready) return Promise.resolve();
+    if (s === 'reconnecting' || s === 'connected') return this.waitReady('connect', this.options.connectTimeoutMs).then(() => undefined);
+    const connecting = this.connectNow().finally(() => {
+      if (this.connecting === connecting) this.connecting = undefined;
+    });
+    this.connecting = connecting;
+    return connecting;
+  }
+
+  private async connectNow(): Promise<void> {
     const epoch = ++this.epoch;
     this.stateValue = 'connecting';
     this.failures = 0;
@@ -81,7 +97,7 @@ export class ConnectionManager {
     } catch (err) {
       if (epoch === this.epoch) {
         this.stateValue = 'idle';
-        this.rejectWaiters(err as RtmError);
+        this.rejectWaiters(() => copyOf(err as RtmError));
       }
       throw err;
     }
@@ -94,7 +110,9 @@ export class ConnectionManager {
 
   /** A connection usable for a quest, waiting for a (re)connection within `timeoutMs`. */
   acquire(method: string, timeoutMs: number): Promise<TcpConnection> {
-    if (this.ready && this.current) return Promise.resolve(this.current);
+    // A connection closed by us (the ping watchdog) is reported lost only at its socket's close
+    // event: until then a call waits for the next one, as during a reconnect.
+    if (this.ready && this.current?.isOpen) return Promise.resolve(this.current);
     switch (this.stateValue) {
       case 'idle':
         return Promise.reject(
@@ -135,10 +153,11 @@ export class ConnectionManager {
   async close(): Promise<void> {
     const wasActive = this.stateValue !== 'idle' && this.stateValue !== 'closed' && this.stateValue !== 'disconnected';
     this.epoch++;
+    this.connecting = undefined;
     this.stateValue = 'closed';
     this.ready = false;
     this.clearTimers();
-    this.rejectWaiters(closedByClient());
+    this.rejectWaiters(closedByClient);
     // An attempt still connecting would otherwise keep its socket and connect timer (up to
     // connectTimeoutMs) after close(), and with them the process.
     const opening = this.opening;
@@ -254,7 +273,7 @@ export class ConnectionManager {
     if (this.pingTimer) clearTimeout(this.pingTimer);
     this.pingTimer = undefined;
     this.stateValue = 'idle';
-    this.rejectWaiters(failure);
+    this.rejectWaiters(() => copyOf(failure));
     // As for a failed open: reject once the socket is gone.
     connection.close(failure.message);
     await connection.closed;
@@ -280,7 +299,7 @@ export class ConnectionManager {
       if (this.stateValue === 'reconnecting') this.scheduleReconnect(this.epoch);
     } else {
       this.stateValue = 'disconnected';
-      this.rejectWaiters(new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, `connection lost: ${reason}`));
+      this.rejectWaiters(() => new RtmError(FpnnErrorCode.CORE_INVALID_CONNECTION, `connection lost: ${reason}`));
       this.hooks.closed({ reason, willReconnect: false });
     }
   }
@@ -338,12 +357,13 @@ export class ConnectionManager {
     );
   }
 
-  private rejectWaiters(err: RtmError): void {
+  /** Fails every waiting call, each with an error of its own (a caller may add to it, as sends add `mid`). */
+  private rejectWaiters(error: () => RtmError): void {
     const waiters = [...this.waiters];
     this.waiters.clear();
     for (const w of waiters) {
       clearTimeout(w.timer);
-      w.reject(err);
+      w.reject(error());
     }
   }
 

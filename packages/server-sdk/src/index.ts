@@ -13,6 +13,7 @@ export {
   DEFAULT_RECONNECT_POLICY,
   MAX_TIMEOUT_MS,
   MIN_RECONNECT_MAX_DELAY_MS,
+  MAX_RECONNECT_STEPS,
   reconnectDelayMs,
   type EncryptionOptions,
   type Logger,

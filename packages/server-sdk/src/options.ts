@@ -147,18 +147,26 @@ function fail(name: string, why: string): never {
   throw new TypeError(`RTMServerClient option '${name}' ${why}`);
 }
 
-function nonNegativeInt(name: string, value: unknown, fallback: number): number {
+function nonNegativeInt(name: string, value: unknown, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0)
     fail(name, `must be a non-negative integer, got ${String(value)}`);
+  if (value > max) fail(name, `must be at most ${max}, got ${value}`);
   return value;
 }
 
-function positiveInt(name: string, value: unknown, fallback: number): number {
-  const n = nonNegativeInt(name, value, fallback);
+function positiveInt(name: string, value: unknown, fallback: number, max?: number): number {
+  const n = nonNegativeInt(name, value, fallback, max);
   if (n === 0) fail(name, 'must be greater than 0');
   return n;
 }
+
+/**
+ * The most immediate retries and back-off steps: beyond, a client whose endpoint is gone would
+ * retry in a tight loop (every step of a million from 0 to 120 s rounds to 0 ms), which the floor
+ * of `maxDelayMs` is there to prevent.
+ */
+export const MAX_RECONNECT_STEPS = 1000;
 
 /** A duration in milliseconds: an integer from `min` to MAX_TIMEOUT_MS. */
 function timeMs(name: string, value: unknown, fallback: number, min: number): number {
@@ -210,10 +218,15 @@ export function resolveOptions(options: RTMServerClientOptions): ResolvedOptions
   if (options.autoReconnect !== undefined && typeof options.autoReconnect !== 'boolean') fail('autoReconnect', 'must be a boolean');
   const r = options.reconnect ?? {};
   const reconnect = Object.freeze({
-    immediateRetries: nonNegativeInt('reconnect.immediateRetries', r.immediateRetries, DEFAULT_RECONNECT_POLICY.immediateRetries),
+    immediateRetries: nonNegativeInt(
+      'reconnect.immediateRetries',
+      r.immediateRetries,
+      DEFAULT_RECONNECT_POLICY.immediateRetries,
+      MAX_RECONNECT_STEPS,
+    ),
     minDelayMs: timeMs('reconnect.minDelayMs', r.minDelayMs, DEFAULT_RECONNECT_POLICY.minDelayMs, 0),
     maxDelayMs: timeMs('reconnect.maxDelayMs', r.maxDelayMs, DEFAULT_RECONNECT_POLICY.maxDelayMs, MIN_RECONNECT_MAX_DELAY_MS),
-    steps: positiveInt('reconnect.steps', r.steps, DEFAULT_RECONNECT_POLICY.steps),
+    steps: positiveInt('reconnect.steps', r.steps, DEFAULT_RECONNECT_POLICY.steps, MAX_RECONNECT_STEPS),
     stableAfterMs: timeMs('reconnect.stableAfterMs', r.stableAfterMs, DEFAULT_RECONNECT_POLICY.stableAfterMs, 0),
   });
   if (reconnect.maxDelayMs < reconnect.minDelayMs) fail('reconnect.maxDelayMs', 'must not be below reconnect.minDelayMs');

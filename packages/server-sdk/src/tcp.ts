@@ -98,12 +98,14 @@ export class TcpConnection {
       const decoder = new FrameDecoder();
       let opened: TcpConnection | undefined;
       let failure: RtmError | undefined;
+      // One deadline for the whole open: the TCP connect and, with encryption, the `*key` exchange.
       const timer = setTimeout(() => {
         failure = new RtmError(
           FpnnErrorCode.CORE_TIMEOUT,
           `connecting to ${options.host}:${options.port} timed out after ${options.connectTimeoutMs} ms`,
         );
-        socket.destroy();
+        if (opened) opened.close(failure.message);
+        else socket.destroy();
       }, options.connectTimeoutMs);
       // Aborted (the client's close()): destroy the socket now rather than keep it and the connect
       // timer, and with them the process, for up to connectTimeoutMs; its 'close' then rejects.
@@ -114,6 +116,7 @@ export class TcpConnection {
       };
       signal?.addEventListener('abort', aborted);
       const succeed = (connection: TcpConnection): void => {
+        clearTimeout(timer);
         signal?.removeEventListener('abort', aborted);
         resolve(connection);
       };
@@ -123,7 +126,6 @@ export class TcpConnection {
       };
 
       socket.once('connect', () => {
-        clearTimeout(timer);
         socket.setNoDelay(true);
         let kx: ClientKeyExchange | undefined;
         try {
@@ -144,6 +146,7 @@ export class TcpConnection {
         // *key goes in plaintext; its answer and everything after it are encrypted both ways.
         const seq = opened.peer.allocSeq();
         const c = opened;
+        // The open's deadline (timer) comes first; this one only keeps the quest bounded.
         const answered = c.peer.expectAnswer(seq, '*key', options.connectTimeoutMs);
         socket.write(encodeQuest('*key', encodePayload(Flag.MSGPACK, kx.questPayload), Flag.MSGPACK, false, seq));
         c.cipher = kx.ciphers;

@@ -21,6 +21,13 @@ export function toIds(values: readonly Id[], name: string): bigint[] {
   return values.map((v, i) => toId(v, `${name}[${i}]`));
 }
 
+/** A list of small integers (`mtypes`); undefined stays undefined. */
+export function toInts(values: readonly number[] | undefined, name: string): number[] | undefined {
+  if (values === undefined || values === null) return undefined;
+  if (!Array.isArray(values)) throw invalid(name, 'must be an array of integers');
+  return values.map((v, i) => toInt(v, `${name}[${i}]`));
+}
+
 /** A small integer parameter (mtype, num, btime, type). */
 export function toInt(value: number, name: string): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw invalid(name, `must be an integer, got ${String(value)}`);
