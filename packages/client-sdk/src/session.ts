@@ -18,7 +18,8 @@ export interface SessionHooks {
 /** How long a connection that looks online has to answer a `*ping` when it may have died unseen (`probe`). */
 const PROBE_TIMEOUT_MS = 5_000;
 
-const cancelled = (): RtmError => new RtmError(FpnnErrorCode.CORE_CANCELLED, 'superseded by a later login(), logout(), close() or a kickout');
+const cancelled = (): RtmError =>
+  new RtmError(FpnnErrorCode.CORE_CANCELLED, 'superseded by a later login(), logout(), close() or a kickout');
 
 /**
  * The wait before relogin attempt `failedSoFar + 1`, as the browser SDK computes it: the first
