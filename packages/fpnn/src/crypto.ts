@@ -528,6 +528,11 @@ export interface FrameCipher {
   decrypt(chunk: Uint8Array): Uint8Array[];
   /** Received bytes (length prefix included) of a package not yet complete (package mode; always 0 in stream mode). */
   readonly bufferedBytes: number;
+  /**
+   * Sets the largest package accepted from now on (package mode: a server lowers it before a
+   * login, as its frame decoder's). Stream mode has nothing to check: the decoder sees each header.
+   */
+  limitFrameBytes(max: number): void;
 }
 
 function algorithm(key: Uint8Array): string {
@@ -546,7 +551,7 @@ function checkIv(iv: Uint8Array): void {
  */
 export class PackageCipher implements FrameCipher {
   readonly mode = 'package' as const;
-  readonly maxFrameBytes: number;
+  maxFrameBytes: number;
   private readonly algorithm: string;
   // Receive state: the 4-byte length (maybe split), then the body decrypted as it arrives.
   private readonly lengthBytes = new Uint8Array(4);
@@ -618,6 +623,10 @@ export class PackageCipher implements FrameCipher {
     return out;
   }
 
+  limitFrameBytes(max: number): void {
+    this.maxFrameBytes = max;
+  }
+
   private startBody(length: number): void {
     if (length > this.maxFrameBytes || length < HEADER_BYTES) {
       this.failed = true;
@@ -660,6 +669,8 @@ export class StreamCipher implements FrameCipher {
   decrypt(chunk: Uint8Array): Uint8Array[] {
     return chunk.length === 0 ? [] : [this.decipher.update(chunk)];
   }
+
+  limitFrameBytes(): void {}
 }
 
 /** The cipher for negotiated key material: `PackageCipher` or `StreamCipher`. */

@@ -4,30 +4,13 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import WebSocket, { WebSocketServer } from 'ws';
+import { webSocketClientFrame as clientFrame } from '@rtm/testkit';
 import { WebSocketTransport } from '../src/transport/websocket.js';
 
 // The transport reads whole masked binary frames itself and gives the socket's reads back to ws at
 // the first frame of any other kind (see `WebSocketTransport.read`). Every message must still come
 // up whole and in order, across any split of the stream, and ws must see everything else from that
 // frame on: pings, text, fragments, unmasked or oversized frames, the close handshake.
-
-/** A client frame: FIN + opcode, masked (unless `masked` is false), with each length form. */
-function clientFrame(opcode: number, payload: Buffer, options: { fin?: boolean; masked?: boolean; key?: number } = {}): Buffer {
-  const { fin = true, masked = true, key = 0x5a3c9f12 } = options;
-  const len = payload.length;
-  const lenBytes = len < 126 ? 0 : len < 65536 ? 2 : 8;
-  const head = Buffer.alloc(2 + lenBytes + (masked ? 4 : 0));
-  head[0] = (fin ? 0x80 : 0) | opcode;
-  head[1] = (masked ? 0x80 : 0) | (len < 126 ? len : len < 65536 ? 126 : 127);
-  if (lenBytes === 2) head.writeUInt16BE(len, 2);
-  if (lenBytes === 8) head.writeBigUInt64BE(BigInt(len), 2);
-  const body = Buffer.from(payload);
-  if (masked) {
-    head.writeUInt32BE(key >>> 0, 2 + lenBytes);
-    for (let i = 0; i < len; i++) body[i] = body[i]! ^ head[2 + lenBytes + (i & 3)]!;
-  }
-  return Buffer.concat([head, body]);
-}
 
 /** A transport over a stand-in for ws and its socket: what comes up, and what is handed to ws. */
 function standIn(

@@ -5,6 +5,13 @@ export { spawnServer, type SpawnedServer } from './spawn.js';
 export { busConformance, type BusUnderTest } from './bus-conformance.js';
 export { startFaultyProxy, type FaultyProxy } from './faulty-proxy.js';
 export { until } from './until.js';
-export { recordingSocket, type RecordingSocket } from './raw-socket.js';
+export {
+  rawWebSocket,
+  recordingSocket,
+  webSocketClientFrame,
+  webSocketServerFrames,
+  type RawWebSocket,
+  type RecordingSocket,
+} from './raw-socket.js';
 export { prlimitMissing, whenAvailable } from './needs.js';
 export { TLS_FIXTURES, type TlsFixture } from './tls-fixtures.js';

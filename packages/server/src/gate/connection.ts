@@ -37,6 +37,8 @@ export interface ConnectionCipher {
   decrypt(chunk: Uint8Array): Uint8Array[];
   /** Received bytes of a package not yet complete (package mode; 0 in stream mode). */
   readonly bufferedBytes: number;
+  /** The largest package accepted from now on (package mode buffers a whole one before the decoder sees its header). */
+  limitFrameBytes(max: number): void;
 }
 
 export interface ConnectionHooks<Session = unknown> {
@@ -162,6 +164,7 @@ export class Connection<Session = unknown> {
     if (this.decoder.maxFrameBytes === this.options.maxFrameBytes) return;
     this.decoder.maxFrameBytes = this.options.maxFrameBytes;
     this.transport.limitMessageBytes(this.options.maxFrameBytes);
+    this.cipher?.limitFrameBytes(this.options.maxFrameBytes);
   }
 
   /** The mark (mtime) of the oldest push written with an `unreadMark` that the peer has not answered. */
@@ -243,6 +246,9 @@ export class Connection<Session = unknown> {
     // The reference closes without answering on any failure (spec/fpnn.md §6 step 6).
     // publicKey as msgpack str (the C++ client) is read as its raw bytes, not as text.
     const cipher = this.hooks.onKeyExchange(this, decodeKeyQuestPayload(quest.flag, quest.payload));
+    // Before a login, packages are held to the decoder's limit: a package is buffered whole before
+    // its frame header is read, so the decoder alone would check it only after it all came.
+    cipher.limitFrameBytes(this.decoder.maxFrameBytes);
     this.cipher = cipher;
     // Already encrypted: switch first, then answer.
     this.peer.writeAnswer(quest.seq, quest.flag, {});

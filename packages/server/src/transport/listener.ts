@@ -79,6 +79,8 @@ export class Listener {
    * listening HTTP server starts, and this one never listens.
    */
   private readonly httpDeadlines = new Map<Socket, NodeJS.Timeout>();
+  /** HTTP sockets with responses not yet finished, and how many (pipelined requests queue theirs). */
+  private readonly unanswered = new Map<Socket, number>();
 
   constructor(private readonly options: ListenerOptions) {
     this.wss = new WebSocketServer({
@@ -87,6 +89,8 @@ export class Listener {
       // Echo a requested sub-protocol (WeChat mini-programs ask for 'arraybuffer').
       handleProtocols: (protocols) => protocols.values().next().value ?? false,
       perMessageDeflate: false,
+      // Text messages carry FPNN frames too, binary headers and all (websocket.ts).
+      skipUTF8Validation: true,
     });
     this.http = createHttpServer({ keepAliveTimeout: 60_000 }, (req, res) => {
       this.requestArrived(req, res);
@@ -98,9 +102,13 @@ export class Listener {
       serveHttpQuest(req, res, options.onHttpQuest, this.remoteOf(req.socket), options.maxFrameBytes).catch(() => res.destroy());
     });
     this.http.on('upgrade', (req: IncomingMessage, socket, head) => {
+      // Pipelined behind a request still being answered: that answer would land inside the
+      // WebSocket stream. No client does this; refused.
+      if (this.unanswered.has(req.socket)) return void socket.destroy();
       // The reference accepts any path; we accept /service/websocket and, leniently, any other.
       const remote = this.remoteOf(req.socket);
-      // A WebSocket from here on: the gate's idle timeout watches it.
+      // A WebSocket from here on: the gate's idle timeout watches it, not the HTTP deadlines.
+      this.httpSockets.delete(req.socket);
       this.clearHttpDeadline(req.socket);
       this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptWebSocket(ws, remote));
     });
@@ -225,6 +233,7 @@ export class Listener {
   private sniff(socket: Socket): void {
     const heard = this.holdUntilHeard(socket, () => {
       this.httpSockets.delete(socket);
+      this.unanswered.delete(socket);
       this.clearHttpDeadline(socket);
     });
     let head: Buffer = Buffer.alloc(0);
@@ -271,7 +280,18 @@ export class Listener {
    */
   private requestArrived(req: IncomingMessage, res: ServerResponse): void {
     const socket = req.socket;
-    if (!hasBody(req)) this.clearHttpDeadline(socket);
+    const earlier = this.unanswered.get(socket) ?? 0;
+    this.unanswered.set(socket, earlier + 1);
+    res.once('close', () => {
+      const left = (this.unanswered.get(socket) ?? 1) - 1;
+      if (left > 0) this.unanswered.set(socket, left);
+      else this.unanswered.delete(socket);
+    });
+    if (earlier > 0) {
+      // Pipelined behind an answer not yet written out. A peer that sends and never reads stalls
+      // those answers (its socket fills up) and no later event would end it: the deadline runs.
+      this.armHttpDeadline(socket);
+    } else if (!hasBody(req)) this.clearHttpDeadline(socket);
     else {
       // An unread body (a refusal, a 404) is drained by node after the answer: then it ends the
       // next request's deadline, which must stay.
@@ -280,7 +300,7 @@ export class Listener {
       });
     }
     res.once('finish', () => {
-      if (!socket.destroyed) this.armHttpDeadline(socket);
+      if (!socket.destroyed && this.httpSockets.has(socket)) this.armHttpDeadline(socket);
     });
   }
 

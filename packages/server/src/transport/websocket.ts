@@ -7,14 +7,18 @@ import { binaryFrameAt, Scan, unmaskInPlace, type FrameBounds } from './websocke
 /**
  * FPNN over WebSocket (spec/fpnn.md §5): one FPNN frame per binary message out; incoming messages
  * are treated as a byte stream (copes with split or joined frames). Text messages are taken the
- * same way, as the spec proposes: a JSON FPNN frame is valid UTF-8, and bytes that are not FPNN
- * close the connection as a protocol error whichever opcode carried them (ws itself closes a text
- * message that is not UTF-8, with 1007).
+ * same way, as the spec proposes. They are not checked for UTF-8 (the listener's ws skips it): a
+ * JSON FPNN frame's header holds binary integers (its length, its seq), so it is seldom valid
+ * UTF-8; bytes that are not FPNN close the connection as a protocol error whichever opcode
+ * carried them.
  *
  * ws does the handshake, pings, the close handshake and every refusal. Our side writes the
  * outgoing frames (`enqueue`) and reads the usual incoming one, a whole masked binary message
  * (`read`); at the first frame of any other kind, the reads go back to ws for good.
  */
+/** ws's `WebSocket.OPEN` (imported as a type only). */
+const WS_OPEN = 1;
+
 export class WebSocketTransport implements Transport {
   readonly kind = 'websocket' as const;
   private closed = false;
@@ -224,7 +228,9 @@ export class WebSocketTransport implements Transport {
     }
     this.clearOutbox();
     const socket = this.socket!;
-    if (socket.writable) socket.write(out);
+    // Not after a close frame (RFC 6455 §5.5.1): ws writes one at once when the peer's comes in,
+    // or at our close(), and this turn's frames may still be waiting here.
+    if (socket.writable && this.ws.readyState === WS_OPEN) socket.write(out);
   }
 
   /**
