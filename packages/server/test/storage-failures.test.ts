@@ -297,6 +297,34 @@ describe('storage failures: SQLite', { skip: prlimitMissing() }, () => {
     for (const cleanup of cleanups.reverse()) await Promise.resolve(cleanup()).catch(() => {});
   });
 
+  it('gettoken on a disk that takes no writes: 20001, never a token that was not stored', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'rtm-sf-'));
+    cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+    const server: SpawnedServer = await spawnServer({
+      RTM_DATA_DIR: dataDir,
+      RTM_PROJECT_ID: String(TEST_PID),
+      RTM_PROJECT_SECRET: TEST_SECRET,
+    });
+    cleanups.push(() => server.kill('SIGKILL'));
+    const backend = await RawClient.tcp(`127.0.0.1:${server.serverPort}`);
+    cleanups.push(() => backend.close());
+    const gettoken = (uid: bigint): Promise<string | number> =>
+      backend.signed('gettoken', { uid }, TEST_PID, TEST_SECRET).then(
+        (a) => a.token as string,
+        (err: { code: number }) => err.code,
+      );
+    const limit = (fsize: string) => execFileSync('prlimit', ['--pid', String(server.child.pid), `--fsize=${fsize}:`]);
+
+    limit('1'); // every write past the first byte of a file fails (EFBIG): the WAL's frames
+    assert.deepEqual([await gettoken(41n), await gettoken(41n)], [20001, 20001]);
+    limit('unlimited');
+    const token = await gettoken(41n);
+    assert.equal(typeof token, 'string');
+    assert.equal(await gettoken(41n), token, 'the same token to every caller, as stored');
+    await server.kill('SIGTERM');
+    assert.equal((await server.exited).code, 0);
+  });
+
   it('WAL checkpoints failing at every tick (writes past 1 MiB refused) are logged once, and acknowledged sends stay', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'rtm-sf-'));
     cleanups.push(() => rm(dataDir, { recursive: true, force: true }));

@@ -896,7 +896,9 @@ export class SqliteStore implements Store {
   }
 
   async issueToken(pid: number, uid: bigint, candidate: string): Promise<string> {
-    return this.s.tokenIssue.get(pid, uid, candidate)!['token'] as string;
+    // all(), not get(): get() stops after the first row and resets the statement, and the commit
+    // that the reset does loses its error (a full disk): a token would be answered, never stored.
+    return this.s.tokenIssue.all(pid, uid, candidate)[0]!['token'] as string;
   }
 
   async deleteToken(pid: number, uid: bigint): Promise<void> {
