@@ -54,6 +54,8 @@ exit codes: 0 done, 1 failed (server unreachable, error answer, start-up failure
  * SIGKILL, so that the log says why.
  */
 const STOP_TIMEOUT_MS = 20_000;
+/** A signal repeated sooner than this is the same request delivered twice (see `stop`), not a second one. */
+const REPEAT_SIGNAL_MS = 1000;
 
 async function serve(): Promise<void> {
   const { startResolved, StartupError } = await import('./main.js');
@@ -95,14 +97,20 @@ async function serve(): Promise<void> {
         '\n',
     );
   }
-  let stopping = false;
+  let stoppingSince: number | undefined;
   const stop = (signal: 'SIGTERM' | 'SIGINT'): void => {
-    if (stopping) {
+    if (stoppingSince !== undefined) {
+      // The same Ctrl-C twice: the terminal signals the process group, and `npm start` forwards
+      // what it got to its child, milliseconds apart. Not an operator who does not want to wait.
+      if (Date.now() - stoppingSince < REPEAT_SIGNAL_MS) {
+        server.services.log.info({ signal }, 'signal received again at once (from npm or the process group): the graceful stop goes on');
+        return;
+      }
       // A second signal during the graceful stop: the operator does not want to wait for it.
       server.services.log.warn({ signal }, 'second signal during the graceful stop: forced exit');
       process.exit(128 + osConstants.signals[signal]);
     }
-    stopping = true;
+    stoppingSince = Date.now();
     server.services.log.info({ signal }, 'signal received');
     setTimeout(() => {
       server.services.log.error(

@@ -338,13 +338,20 @@ describe('signals', () => {
     it(`a second ${signal} during the graceful stop forces the exit (code ${code}) after logging it`, async () => {
       const r = rtm(['serve'], await serverEnv({ RTM_PROJECT_SECRET: 'a-long-project-secret' }));
       const started = (await r.waitFor('RTM server started')) as { serverPort: number };
-      // A connection that never says what it speaks holds the graceful stop for 3 s.
-      const silent = connect(started.serverPort, '127.0.0.1');
+      // An HTTP keep-alive connection that does not end its side when the server ends its own
+      // holds the graceful stop for 3 s.
+      const silent = connect({ port: started.serverPort, host: '127.0.0.1', allowHalfOpen: true });
       silent.on('error', () => undefined);
       await new Promise((resolve) => silent.once('connect', resolve));
+      silent.write('GET /service/x HTTP/1.1\r\nHost: a\r\n\r\n');
+      await new Promise((resolve) => silent.once('data', resolve));
       try {
         r.kill(signal);
         await r.waitFor('stopping: no new connections, finishing in-flight quests');
+        // At once, it is the same one delivered twice (a terminal's Ctrl-C, forwarded by npm too).
+        r.kill(signal);
+        await r.waitFor('signal received again at once (from npm or the process group): the graceful stop goes on');
+        await new Promise((resolve) => setTimeout(resolve, 1100));
         r.kill(signal);
         const { code: exit, stdout, stderr } = await within(r.done, 2500, 'the second signal did not end the process at once');
         assert.equal(exit, code, stdout + stderr);
