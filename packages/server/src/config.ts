@@ -1,5 +1,17 @@
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import { proxySources } from './transport/proxy-protocol.js';
 
@@ -382,7 +394,9 @@ function why(err: unknown): string {
         ? 'a file is in the way: not a directory'
         : code === 'EISDIR'
           ? 'it is a directory, not a file'
-          : (err as Error).message;
+          : code === 'ENOSPC'
+            ? 'no space left on the device'
+            : (err as Error).message;
 }
 
 /**
@@ -438,8 +452,53 @@ function devSecret(dataDir: string, store: string): { secret: string; generated:
   }
   checkDataDir(dataDir);
   const secret = randomBytes(16).toString('hex');
-  writeFileSync(file, secret + '\n', { mode: 0o600 });
+  try {
+    writeWhole(file, secret + '\n');
+  } catch (err) {
+    throw new ConfigError(`RTM_DATA_DIR ${dataDir}: the dev project's secret cannot be saved in ${file} (${why(err)})`);
+  }
   return { secret, generated: true, file };
+}
+
+/**
+ * Writes `file` whole or not at all (a temporary file synced, then renamed over it): a write cut
+ * short by a full disk would leave an empty secret file that the next start refuses.
+ */
+function writeWhole(file: string, text: string): void {
+  const temporary = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    const fd = openSync(temporary, 'wx', 0o600);
+    try {
+      writeFileSync(fd, text);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temporary, file);
+  } catch (err) {
+    rmSync(temporary, { force: true });
+    throw err;
+  }
+}
+
+/**
+ * Each listener needs a port of its own: two on one port would fail the start as "in use" by
+ * nobody the operator can find (the server itself). 0 (ephemeral) and -1 (off) clash with nothing.
+ */
+function checkPortsDiffer(config: Omit<ServerConfig, 'projects'>): void {
+  const ports: [string, number][] = [
+    ['RTM_SERVER_PORT', config.serverPort],
+    ['RTM_CLIENT_PORT', config.clientPort],
+    ['RTM_ADMIN_PORT', config.adminPort],
+  ];
+  if (config.tlsCertFile !== undefined) ports.push(['RTM_CLIENT_TLS_PORT', config.clientTlsPort]);
+  for (let i = 0; i < ports.length; i++) {
+    for (let j = i + 1; j < ports.length; j++) {
+      const [a, portA] = ports[i]!;
+      const [b, portB] = ports[j]!;
+      if (portA > 0 && portA === portB) throw new ConfigError(`${b} and ${a} are both ${portA}: each listener needs a port of its own`);
+    }
+  }
 }
 
 export interface ResolvedConfig {
@@ -643,8 +702,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
         ? `RTM_TLS_KEY is set but RTM_TLS_CERT is not: the client gate's TLS port needs both (PEM files)`
         : `RTM_TLS_CERT is set but RTM_TLS_KEY is not: the client gate's TLS port needs both (PEM files)`,
     );
-  if (config.tlsCertFile !== undefined && config.clientTlsPort !== 0 && config.clientTlsPort === config.clientPort)
-    throw new ConfigError(`RTM_CLIENT_TLS_PORT and RTM_CLIENT_PORT are both ${config.clientPort}: the TLS port is a port of its own`);
+  checkPortsDiffer(config);
   if (config.clientProxyProtocolFrom !== undefined) {
     try {
       proxySources(config.clientProxyProtocolFrom);

@@ -79,6 +79,19 @@ describe('config: the client gate as clients know it', () => {
     for (const bad of ['chat-1.example.com', 'ws://chat:13321', 'a b:1', ':13321'])
       assert.throws(() => resolveConfig({ ...base, RTM_CLIENT_ENDPOINT: bad }), /RTM_CLIENT_ENDPOINT must be 'host:port'/, bad);
   });
+
+  it('two listeners on one port are a configuration error naming both (not "port in use" at start)', () => {
+    assert.throws(
+      () => resolveConfig({ ...base, RTM_SERVER_PORT: '13400', RTM_CLIENT_PORT: '13400' }),
+      (e) =>
+        e instanceof ConfigError &&
+        e.message === 'RTM_CLIENT_PORT and RTM_SERVER_PORT are both 13400: each listener needs a port of its own',
+    );
+    assert.throws(() => resolveConfig({ ...base, RTM_ADMIN_PORT: '13315' }), /RTM_ADMIN_PORT and RTM_SERVER_PORT are both 13315/);
+    // Ephemeral ports and an admin port turned off clash with nothing.
+    resolveConfig({ ...base, RTM_SERVER_PORT: '0', RTM_CLIENT_PORT: '0', RTM_ADMIN_PORT: '0' });
+    resolveConfig({ ...base, RTM_ADMIN_PORT: '-1', RTM_SERVER_PORT: '13400', RTM_CLIENT_PORT: '13401' });
+  });
 });
 
 describe('config: presences', () => {
