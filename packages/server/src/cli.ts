@@ -226,9 +226,12 @@ async function main(argv: string[]): Promise<void> {
   if (values.version || command === 'version') return void console.log((await import('./version.js')).VERSION);
 
   // Every argument is checked before anything is started or connected.
+  // Users are 1 and up (the server refuses a login or a token for 0); groups and rooms may be 0.
   const id = (s: string | undefined, what: string): bigint => {
     if (s === undefined) throw new UsageError(`missing <${what}>`);
-    if (!/^\d+$/.test(s) || BigInt(s) > INT64_MAX) throw new UsageError(`${what} must be an integer from 0 to 2^63-1, got '${s}'`);
+    const min = what === 'gid' || what === 'rid' ? 0n : 1n;
+    if (!/^\d+$/.test(s) || BigInt(s) < min || BigInt(s) > INT64_MAX)
+      throw new UsageError(`${what} must be an integer from ${min} to 2^63-1, got '${s}'`);
     return BigInt(s);
   };
   const int = (s: string, what: string, min: number, max: number): number => {
@@ -262,7 +265,7 @@ async function main(argv: string[]): Promise<void> {
       return withClient(async (c) => console.log(await c.getToken(uid)));
     }
     case 'send': {
-      const mtype = int(values.mtype, '--mtype', 0, 127);
+      const mtype = int(values.mtype, '--mtype', 1, 127);
       const from = id(args[0], 'from');
       const kind = target();
       if (kind === 'p2p') {

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { startTestServer } from '@rtm/testkit';
+import { prlimitMissing, startTestServer } from '@rtm/testkit';
 import { StartupError } from '../src/main.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -228,6 +228,27 @@ describe('the dev project secret', () => {
     assert.match(r.stderr, /^configuration error: the dev project's secret file .*dev-project-secret is empty: .*remove the file/m);
   });
 
+  it(
+    'a secret that cannot be saved (the disk takes no writes): a configuration error naming RTM_DATA_DIR, and no file left',
+    { skip: prlimitMissing() },
+    async () => {
+      const dataDir = join(await tempDir(), 'data');
+      // prlimit --fsize=1: every write past a file's first byte fails, as on a full disk.
+      const r = await within(
+        run(
+          'prlimit',
+          ['--fsize=1', '--', process.execPath, '--conditions=rtm-source', '--import', 'tsx', CLI, 'serve'],
+          await serverEnv({ RTM_DATA_DIR: dataDir }),
+        ).done,
+        20_000,
+        'no exit',
+      );
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /^configuration error: RTM_DATA_DIR .*: the dev project's secret cannot be saved in .*dev-project-secret \(/m);
+      assert.deepEqual(await readdir(dataDir), [], 'no empty secret file for the next start to refuse');
+    },
+  );
+
   it('a dev-project-secret that cannot be read (a directory): one "configuration error" line naming the file', async () => {
     const dataDir = join(await tempDir(), 'data');
     await mkdir(join(dataDir, 'dev-project-secret'), { recursive: true });
@@ -259,6 +280,16 @@ describe('the data directory', () => {
       stderr,
       new RegExp(`^configuration error: RTM_DATA_DIR ${dataDir} cannot be created \\(a file is in the way: not a directory\\)$`, 'm'),
     );
+  });
+
+  it('rtm.sqlite that is a directory: the start fails saying so, not with a guess about SQLite settings', async () => {
+    const dataDir = join(await tempDir(), 'data');
+    await mkdir(join(dataDir, 'rtm.sqlite'), { recursive: true });
+    const r = rtm(['serve'], await serverEnv({ RTM_DATA_DIR: dataDir, RTM_PROJECT_SECRET: 'a-long-project-secret' }));
+    const { code, stdout, stderr } = await within(r.done, 20_000, 'the server did not exit');
+    assert.equal(code, 1, stdout + stderr);
+    assert.match(stderr, /^start-up failed: .*rtm\.sqlite: it is a directory, not a database file/m);
+    assert.doesNotMatch(stderr, /URI|RTM_SQLITE_EXCLUSIVE/);
   });
 
   it('made 0700 when missing; the database (login tokens, messages) 0600 as dev-project-secret, whatever the umask', async () => {
@@ -459,7 +490,9 @@ describe('the command line', () => {
         [['token', 'abc'], /uid must be an integer/],
         [['token'], /missing <uid>/],
         [['token', '1', '2'], /unexpected argument '2' for 'token'/],
-        [['token', '99999999999999999999'], /uid must be an integer from 0 to 2\^63-1/],
+        [['token', '99999999999999999999'], /uid must be an integer from 1 to 2\^63-1/],
+        [['token', '0'], /uid must be an integer from 1 to 2\^63-1, got '0'/],
+        [['send', '1', '2', 'hi', '--mtype', '0'], /--mtype must be an integer from 1 to 127/],
         [['send', '1', '2'], /missing <text>/],
         [['send', '1', '2', 'hi', '--mtype', 'chat'], /--mtype must be an integer/],
         [['send', '1', 'hi', '--group', '5', '--room', '6'], /choose one of --group, --room and --broadcast/],

@@ -23,7 +23,7 @@
  * imported. A process that loaded the addon before, or runs with SQLITE_USE_URI=0, cannot open
  * the store exclusively, and `openConnection` says so.
  */
-import { existsSync, realpathSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
@@ -53,6 +53,12 @@ export function openConnection(path: string, options: ConnectionOptions): Databa
   // vaguer "unable to open database file".
   if (name !== path && !existsSync(dirname(path))) {
     throw new TypeError(`Cannot open database because the directory does not exist: ${dirname(path)}`);
+  }
+  // Said plainly, before SQLite's "unable to open database file" (and our guess about URIs).
+  if (path !== ':memory:' && existsSync(path) && !statSync(path).isFile()) {
+    throw new Error(
+      `SqliteStore: cannot open ${path}: it is ${statSync(path).isDirectory() ? 'a directory' : 'not a regular file'}, not a database file`,
+    );
   }
   let db: Database.Database;
   try {
