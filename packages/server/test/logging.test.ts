@@ -7,7 +7,17 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { RawClient, signFields, startTestServer, TEST_PID, TEST_SECRET, uniqueSalt, type TestServer } from '@rtm/testkit';
+import {
+  RawClient,
+  recordingSocket,
+  signFields,
+  startTestServer,
+  TEST_PID,
+  TEST_SECRET,
+  uniqueSalt,
+  until,
+  type TestServer,
+} from '@rtm/testkit';
 import { createLogger } from '../src/observability/logger.js';
 
 interface Entry {
@@ -38,6 +48,29 @@ describe('logs of misbehaving peers', () => {
   const signed = (method: string, over: Record<string, unknown> = {}) => ({
     ...signFields(method, TEST_PID, TEST_SECRET, uniqueSalt()),
     ...over,
+  });
+
+  it('connections that are not FPNN nor HTTP (scanners, TLS on the plain port): counted, logged once a minute per reason at info', async () => {
+    const send = async (bytes: Buffer): Promise<void> => {
+      const raw = await recordingSocket(server.clientPort);
+      raw.socket.write(bytes);
+      assert.ok(await until(() => raw.closed(), 2000), 'closed');
+    };
+    const clientHello = Buffer.from('160301020001', 'hex'); // a TLS handshake record, as wss:// sends first
+    for (let i = 0; i < 5; i++) await send(clientHello);
+    for (let i = 0; i < 3; i++) await send(Buffer.from('\x00\x01\x02\x03SSH'));
+    const refusals = entries().filter((e) => e.msg === 'connection refused');
+    assert.deepEqual(
+      refusals.map((e) => [e.level, e.gate, e.reason]),
+      [
+        [INFO, 'client', 'TLS on a plain port'],
+        [INFO, 'client', 'neither FPNN nor HTTP'],
+      ],
+    );
+    assert.match(String(refusals[0]!.hint), /no TLS port: set RTM_TLS_CERT and RTM_TLS_KEY/);
+    const metrics = await (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`)).text();
+    assert.match(metrics, /rtm_disconnects_total\{reason="refused: TLS on a plain port"\} 5\b/);
+    assert.match(metrics, /rtm_disconnects_total\{reason="refused: neither FPNN nor HTTP"\} 3\b/);
   });
 
   it('refused server-gate signatures: the first on a connection at warn with reason and peer, the others at debug', async () => {

@@ -206,7 +206,8 @@ describe('PROXY protocol on the client gate', () => {
     await assert.rejects(raw.quest('*status'));
     await raw.closed;
     const refusal = lines.slice(before).find((l) => l.msg === 'connection refused');
-    assert.match(String(refusal?.reason), /^from a PROXY protocol source: no PROXY protocol header/);
+    assert.equal(refusal?.reason, 'bad PROXY header');
+    assert.match(String(refusal?.detail), /^from a PROXY protocol source: no PROXY protocol header/);
   });
 
   it('an address not listed connects without a header, as before', async () => {

@@ -19,8 +19,8 @@ export interface ListenerOptions {
    * quests are refused with 404.
    */
   onHttpQuest?: HttpQuestHandler | HttpRefusal;
-  /** A connection that is not FPNN at all was refused. */
-  onRefused?(remote: string, reason: string): void;
+  /** A connection that is not FPNN at all was refused: `reason` is short and fixed (a label), `detail` says more. */
+  onRefused?(remote: string, reason: string, detail?: string): void;
   maxFrameBytes: number;
   /** A connection that sends fewer than 4 bytes within this time is closed (it cannot be classified). */
   sniffTimeoutMs: number;
@@ -161,7 +161,7 @@ export class Listener {
       try {
         parsed = parseProxyHeader(head);
       } catch (err) {
-        this.options.onRefused?.(own, `from a PROXY protocol source: ${(err as Error).message}`);
+        this.options.onRefused?.(own, 'bad PROXY header', `from a PROXY protocol source: ${(err as Error).message}`);
         raw.destroy();
         return;
       }
@@ -253,7 +253,9 @@ export class Listener {
         this.http.emit('connection', socket);
         socket.resume();
       } else {
-        this.options.onRefused?.(this.remoteOf(socket), 'neither FPNN nor HTTP');
+        // A TLS ClientHello (handshake record, version 3.x): a wss:// or TLS client on a plain port.
+        const tls = head[0] === 0x16 && head[1] === 0x03;
+        this.options.onRefused?.(this.remoteOf(socket), tls ? 'TLS on a plain port' : 'neither FPNN nor HTTP');
         socket.destroy();
       }
     };
