@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import {
+  bareHost,
   DEFAULT_CONFIG,
   DEV_PROJECT_ID,
   ConfigError,
@@ -171,7 +172,7 @@ function serverGateEndpoint(env: NodeJS.ProcessEnv): string {
       `RTM_SERVER_PORT must be a port from 1 to 65535 for the client commands, got '${env.RTM_SERVER_PORT}' ` +
         '(for a server on an ephemeral port, set RTM_ENDPOINT to its host:port)',
     );
-  let host = env.RTM_HOST?.trim() || DEFAULT_CONFIG.host;
+  let host = bareHost(env.RTM_HOST) || DEFAULT_CONFIG.host;
   if (isWildcardHost(host)) host = host === '0.0.0.0' ? '127.0.0.1' : '::1';
   if (/[\s/]/.test(host)) throw new ConfigError(`RTM_HOST must be a host name or an address, got '${env.RTM_HOST}'`);
   return hostPort(host, rawPort);

@@ -642,8 +642,8 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     });
 
   const config: Omit<ServerConfig, 'projects'> = {
-    host: env.RTM_HOST?.trim() || d.host,
-    ...(env.RTM_CLIENT_HOST?.trim() ? { clientHost: env.RTM_CLIENT_HOST.trim() } : {}),
+    host: bareHost(env.RTM_HOST) || d.host,
+    ...(bareHost(env.RTM_CLIENT_HOST) ? { clientHost: bareHost(env.RTM_CLIENT_HOST) } : {}),
     serverPort: port(env, 'RTM_SERVER_PORT', d.serverPort),
     clientPort: port(env, 'RTM_CLIENT_PORT', d.clientPort),
     ...(env.RTM_CLIENT_ENDPOINT?.trim() ? { clientEndpoint: env.RTM_CLIENT_ENDPOINT.trim() } : {}),
@@ -754,6 +754,12 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     devSecretFile,
     unknownVariables: unknownVariables(env),
   };
+}
+
+/** A bind address as given, an IPv6 one also in brackets as in a URL (`[::1]`): the address itself. */
+export function bareHost(value: string | undefined): string {
+  const host = value?.trim() ?? '';
+  return /^\[[0-9A-Fa-f:.]+\]$/.test(host) ? host.slice(1, -1) : host;
 }
 
 /** Where the client gate listens: RTM_CLIENT_HOST, else RTM_HOST as every other listener. */

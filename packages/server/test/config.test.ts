@@ -213,6 +213,9 @@ describe('config: empty variables', () => {
     assert.equal(config.dataDir, './data');
     assert.equal(config.encryptionCurve, 'secp256k1');
     assert.equal(resolveConfig({ ...base, RTM_HOST: '0.0.0.0' }).config.host, '0.0.0.0');
+    // An IPv6 address may be given in brackets, as in a URL.
+    assert.equal(resolveConfig({ ...base, RTM_HOST: '[::1]' }).config.host, '::1');
+    assert.equal(resolveConfig({ ...base, RTM_CLIENT_HOST: ' [::] ' }).config.clientHost, '::');
   });
 });
 

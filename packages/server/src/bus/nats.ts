@@ -524,7 +524,16 @@ export class NatsBus implements Bus {
 
   private async watchStatus(nc: NatsConnection): Promise<void> {
     for await (const s of nc.status()) {
-      if (s.type === 'disconnect' || s.type === 'error') this.onError(s.data, `nats ${s.type}`);
+      // A disconnect's data is only the server's address: the log says what it means.
+      if (s.type === 'disconnect')
+        this.onError(
+          new Error(
+            `lost the connection to NATS at ${String(s.data)}; reconnecting. Meanwhile this node serves its own ` +
+              `connections, and what it publishes for the other nodes is queued (up to ${this.maxQueueBytes} bytes)`,
+          ),
+          'nats disconnect',
+        );
+      else if (s.type === 'error') this.onError(s.data, 'nats error');
       if (s.type === 'disconnect') {
         this.up = false;
         if (this.downSince === 0) this.downSince = Date.now();
