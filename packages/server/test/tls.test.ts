@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { connect as connectTcp } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -265,7 +266,19 @@ describe('client gate TLS: certificates', () => {
       /RTM_TLS_KEY .*b\.key is not the private key of the certificate/,
     );
     await refusal({ tlsCertFile: A_CERT.keyFile, tlsKeyFile: A_CERT.keyFile }, /RTM_TLS_CERT .*a\.key holds no PEM certificate/);
-    await refusal({ tlsCertFile: join(dir, '..'), tlsKeyFile: A_CERT.keyFile }, /RTM_TLS_CERT .* \(the certificate\) /);
+    await refusal(
+      { tlsCertFile: join(dir, '..'), tlsKeyFile: A_CERT.keyFile },
+      /RTM_TLS_CERT .* \(the certificate\) is a directory, not a file/,
+    );
+    const encrypted = join(dir, 'encrypted.key');
+    writeFileSync(
+      encrypted,
+      createPrivateKey(readFileSync(A_CERT.keyFile)).export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'secret' }),
+    );
+    await refusal(
+      { tlsCertFile: A_CERT.certFile, tlsKeyFile: encrypted },
+      /RTM_TLS_KEY .*encrypted\.key is encrypted \(protected by a passphrase/,
+    );
   });
 
   it('a certificate near its end is warned about, an expired one logged as an error, with the days left', () => {

@@ -31,6 +31,12 @@ export class TlsCredentialsError extends Error {
 export function loadTlsCredentials(certFile: string, keyFile: string): TlsCredentials {
   const cert = readPem(certFile, 'RTM_TLS_CERT', 'certificate');
   const key = readPem(keyFile, 'RTM_TLS_KEY', 'private key');
+  // OpenSSL would say only "bad decrypt" (there is no passphrase to give it).
+  if (key.includes('-----BEGIN ENCRYPTED PRIVATE KEY-----') || key.includes('Proc-Type: 4,ENCRYPTED'))
+    throw new TlsCredentialsError(
+      `RTM_TLS_KEY ${keyFile} is encrypted (protected by a passphrase, which the server has no way to be given): ` +
+        'give it the key unencrypted, e.g. openssl pkey -in key.pem -out key-plain.pem, readable by the server alone',
+    );
   let leaf: X509Certificate;
   try {
     leaf = new X509Certificate(cert);
@@ -64,7 +70,14 @@ function readPem(file: string, variable: string, what: string): Buffer {
     bytes = readFileSync(file);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'cannot be read: permission denied' : (err as Error).message;
+    const why =
+      code === 'ENOENT'
+        ? 'does not exist'
+        : code === 'EACCES'
+          ? 'cannot be read: permission denied'
+          : code === 'EISDIR'
+            ? 'is a directory, not a file'
+            : (err as Error).message;
     throw new TlsCredentialsError(`${variable} ${file} (the ${what}) ${why}`);
   }
   if (!bytes.includes('-----BEGIN ')) throw new TlsCredentialsError(`${variable} ${file} is not PEM: the ${what} must be PEM text`);
