@@ -434,7 +434,9 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   let adminPort: number | undefined;
   if (config.adminPort >= 0) {
     admin = createHttpServer((req, res) => {
-      if (req.url === '/healthz') {
+      // The path alone: probes add queries of their own (`/healthz?probe=lb`).
+      const path = req.url?.split('?', 1)[0];
+      if (path === '/healthz') {
         void health().then(({ status, reason }) => {
           res.writeHead(status === 'ok' ? 200 : 503, { 'Content-Type': 'application/json' });
           res.end(
@@ -447,7 +449,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
             }),
           );
         });
-      } else if (req.url === '/metrics') {
+      } else if (path === '/metrics') {
         metrics.registry.metrics().then(
           (text) => {
             res.writeHead(200, { 'Content-Type': metrics.registry.contentType });

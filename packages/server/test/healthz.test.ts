@@ -39,6 +39,11 @@ describe('admin /healthz', () => {
       assert.equal(typeof body.node, 'string');
       assert.deepEqual(body.connections, { server: 0, client: 0 });
       assert.equal(body.sessions, 0);
+      // A probe's own query is no other path.
+      const probed = await fetch(`http://127.0.0.1:${server.adminPort}/healthz?probe=lb`);
+      assert.equal(probed.status, 200);
+      assert.equal(((await probed.json()) as { status: string }).status, 'ok');
+      assert.equal((await fetch(`http://127.0.0.1:${server.adminPort}/healthzz`)).status, 404);
     } finally {
       await server.close();
     }
