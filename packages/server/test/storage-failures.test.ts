@@ -370,6 +370,10 @@ describe('storage failures: SQLite', { skip: prlimitMissing() }, () => {
     assert.ok(checkpointErrors.length <= 2, `${checkpointErrors.length} log lines for the same failure in 1 s`);
 
     limit('unlimited');
+    // And once they work again, the log says so.
+    await sleep(500);
+    const recovered = server.logs.filter((l) => String(l['msg']).startsWith('WAL checkpoints work again'));
+    assert.equal(recovered.length, 1, JSON.stringify(server.logs.slice(-5)));
     const later = await answer(sendmsg(backend, 7n, 8n, 2000n));
     assert.ok(later.ok, `a send once writes work again: ${JSON.stringify(later)}`);
     acked.push(2000n);

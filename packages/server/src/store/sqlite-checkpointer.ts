@@ -68,35 +68,44 @@ export class WalCheckpointer {
       // A failure that lasts (a full disk, an I/O error) fails every tick (ten a second by default):
       // the same one is reported at most once a minute, with how often it came meanwhile.
       let last = { message: '', at: 0, repeats: 0 };
+      let failed = false; // in this tick
       const report = (message) => {
+        failed = true;
         const now = Date.now();
         if (message === last.message && now - last.at < 60000) return void last.repeats++;
         const repeats = message === last.message && last.repeats > 0 ? ' (' + last.repeats + ' more times since it was last reported)' : '';
         parentPort.postMessage(message + repeats);
         last = { message, at: now, repeats: 0 };
       };
+      const tick = () => {
+        if (waitingSince >= 0 && restartsSoFar() !== waitingSince) waitingSince = -1;
+        if (waitingSince < 0) hold();
+        let [r] = db.pragma('wal_checkpoint(PASSIVE)');
+        if (waitingSince < 0 && r.log >= workerData.restartPages) {
+          // A second pass copies what came during the first, so the event loop's lap is short.
+          hold();
+          [r] = db.pragma('wal_checkpoint(PASSIVE)');
+          letGo();
+          // An incomplete checkpoint does not sync the database file: what the passes since the last
+          // restart copied would otherwise wait for the event loop's fsync at its final checkpoint.
+          // Only a shortcut: should it fail, that checkpoint still syncs, so the restart is asked for.
+          try { fsyncSync(dbFile); } catch (err) { report('fsync of the database: ' + String(err && err.message || err)); }
+          waitingSince = restartsSoFar();
+          askedAt = r.log;
+          parentPort.postMessage({ restart: r.log });
+        } else if (waitingSince >= 0 && r.log >= askedAt + workerData.restartPages) {
+          askedAt = r.log; // still not restarted (a reader of another process?): ask again
+          parentPort.postMessage({ restart: r.log });
+        }
+      };
       const timer = setInterval(() => {
-        try {
-          if (waitingSince >= 0 && restartsSoFar() !== waitingSince) waitingSince = -1;
-          if (waitingSince < 0) hold();
-          let [r] = db.pragma('wal_checkpoint(PASSIVE)');
-          if (waitingSince < 0 && r.log >= workerData.restartPages) {
-            // A second pass copies what came during the first, so the event loop's lap is short.
-            hold();
-            [r] = db.pragma('wal_checkpoint(PASSIVE)');
-            letGo();
-            // An incomplete checkpoint does not sync the database file: what the passes since the last
-            // restart copied would otherwise wait for the event loop's fsync at its final checkpoint.
-            // Only a shortcut: should it fail, that checkpoint still syncs, so the restart is asked for.
-            try { fsyncSync(dbFile); } catch (err) { report('fsync of the database: ' + String(err && err.message || err)); }
-            waitingSince = restartsSoFar();
-            askedAt = r.log;
-            parentPort.postMessage({ restart: r.log });
-          } else if (waitingSince >= 0 && r.log >= askedAt + workerData.restartPages) {
-            askedAt = r.log; // still not restarted (a reader of another process?): ask again
-            parentPort.postMessage({ restart: r.log });
-          }
-        } catch (err) { report(String(err && err.message || err)); }
+        failed = false;
+        try { tick(); } catch (err) { report(String(err && err.message || err)); }
+        // A tick without failure after one that was reported: the operator hears that it is over.
+        if (!failed && last.message !== '') {
+          parentPort.postMessage({ recovered: last.message });
+          last = { message: '', at: 0, repeats: 0 };
+        }
       }, workerData.everyMs);
       parentPort.on('message', () => {
         clearInterval(timer);
@@ -130,7 +139,14 @@ export class WalCheckpointer {
    */
   onRestartWanted(listener: () => void): void {
     this.worker.on('message', (m: unknown) => {
-      if (typeof m === 'object' && m !== null) listener();
+      if (typeof m === 'object' && m !== null && 'restart' in m) listener();
+    });
+  }
+
+  /** A checkpoint worked again after a failure reported to `onError` (given its message). */
+  onRecovery(listener: (failure: string) => void): void {
+    this.worker.on('message', (m: unknown) => {
+      if (typeof m === 'object' && m !== null && 'recovered' in m) listener(String(m.recovered));
     });
   }
 

@@ -272,6 +272,7 @@ export class SqliteStore implements Store {
           this.options.walRestartPages,
         );
         this.checkpointer.onError((m) => this.options.onError(`WAL checkpoint: ${m}`));
+        this.checkpointer.onRecovery((m) => this.options.onRecovery(`WAL checkpoints work again (they failed with: ${m})`));
         // After this turn's commit: the frames since the worker's last checkpoint are few.
         this.checkpointer.onRestartWanted(() => setImmediate(() => this.checkpointForRestart()));
       }
