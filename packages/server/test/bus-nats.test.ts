@@ -94,6 +94,35 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
       }
     });
 
+    it('close() over a NATS gone silent but not noticed yet ends within seconds, and nothing reconnects afterwards', async () => {
+      const target = new globalThis.URL(URL);
+      const proxy = await startFaultyProxy(target.hostname, Number(target.port || 4222));
+      const errors: string[] = [];
+      const bus = new NatsBus({
+        url: `nats://127.0.0.1:${proxy.port}`,
+        subjectPrefix: freshPrefix(),
+        onError: (err, context) => errors.push(`${context}: ${(err as Error).message}`),
+      });
+      try {
+        await bus.start(noop, () => []);
+        proxy.holdRequests = proxy.holdAnswers = true;
+        await sleep(300);
+        assert.equal(bus.connected, true, 'not noticed yet');
+        const t0 = Date.now();
+        await bus.close();
+        assert.ok(Date.now() - t0 < 4000, `close() took ${Date.now() - t0} ms`);
+        assert.ok(
+          errors.some((e) => /did not confirm the drain within 2000 ms/.test(e)),
+          errors.join(' | '),
+        );
+        // nats.js's drain alone left the connection reconnecting for ever.
+        const nc = (bus as unknown as { nc: { isClosed(): boolean } }).nc;
+        assert.equal(nc.isClosed(), true, 'the NATS connection is closed');
+      } finally {
+        proxy.close();
+      }
+    });
+
     it('a node unheard for three heartbeats is gone; heartbeats keep live nodes known', async () => {
       const subjectPrefix = freshPrefix();
       const a = new NatsBus({ url: URL, subjectPrefix, heartbeatMs: 100, discoveryMs: 30 });

@@ -397,12 +397,21 @@ export class NatsBus implements Bus {
       return;
     }
     this.announce('bye');
-    try {
-      await nc.drain(); // flushes the bye and anything published before close
-    } catch (err) {
-      this.onError(err, 'drain');
-      await nc.close().catch(() => {});
-    }
+    // The drain flushes the bye and anything published before close. Over a NATS gone silent and
+    // not noticed yet, nats.js's drain waits for ever (it swallows its failed flush) and keeps
+    // reconnecting afterwards: a stop would hang until the supervisor's kill. Bounded, then closed.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const drained = await Promise.race([
+      nc.drain().then(
+        () => true,
+        (err: unknown) => (this.onError(err, 'drain'), false),
+      ),
+      new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), DRAIN_TIMEOUT_MS))),
+    ]);
+    clearTimeout(timer);
+    if (drained === undefined)
+      this.onError(new Error(`NATS did not confirm the drain within ${DRAIN_TIMEOUT_MS} ms (unreachable?): closing without it`), 'drain');
+    if (drained !== true && !nc.isClosed()) await nc.close().catch(() => {});
   }
 
   // --- inbound ---------------------------------------------------------------------------------
@@ -542,6 +551,9 @@ export class NatsBus implements Bus {
     this.up = false;
   }
 }
+
+/** How long `close` waits for NATS to confirm a drain before it closes without one. */
+const DRAIN_TIMEOUT_MS = 2000;
 
 /** nats.js's own flag (internal): its socket is down, though its `disconnect` status may not have come yet. */
 function socketDown(nc: NatsConnection): boolean {
