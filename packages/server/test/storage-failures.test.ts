@@ -251,6 +251,26 @@ describe('storage failures: PostgreSQL', { skip: pgUnreachable }, () => {
     assert.deepEqual(await p2pMids(backend, alice, bob), acked);
   });
 
+  it('a logout while PostgreSQL is silent is recorded once it answers: its rooms are left', async () => {
+    const { proxy, server, backend } = await serverThroughProxy({ poolSize: 4, transactionTimeoutMs: 500, connectTimeoutMs: 300 });
+    const [uid, rid] = [201n, 9201n];
+    const client = await RawClient.loggedIn(server.clientEndpoint, backend, uid);
+    cleanups.push(() => client.close());
+    await client.quest('enterroom', { rid });
+    const members = async () => ((await backend.signed('getroommembers', { rid }, TEST_PID, TEST_SECRET))['uids'] as bigint[]).map(BigInt);
+    assert.deepEqual(await members(), [uid]);
+
+    proxy.silent = true;
+    await client.quest('bye', {}).catch(() => undefined);
+    client.close();
+    await sleep(1500); // the end's store writes time out
+    proxy.silent = false;
+    // The sweep (every 5 s here) tries the end again.
+    const deadline = Date.now() + 12_000;
+    while ((await members().catch(() => [uid])).length > 0 && Date.now() < deadline) await sleep(250);
+    assert.deepEqual(await members(), [], 'the room left once the store answered');
+  });
+
   it('PostgreSQL gone silent during a group commit: all its sends fail within two timeouts, not one after the other', async () => {
     // Connections enough for every send's reads: the sends all reach the group commit.
     const { proxy, backend } = await serverThroughProxy({ poolSize: 30, transactionTimeoutMs: 400, connectTimeoutMs: 300 });

@@ -46,6 +46,8 @@ export class Sessions {
   private readonly epochs = new Map<string, number>();
   /** Presences being ended now (their store writes under way): a stop waits for them. */
   private readonly ending = new Set<Promise<void>>();
+  /** Presence ends whose store writes failed, by user: the sweep tries them again (`retryFailedEnds`). */
+  private readonly failedEnds = new Map<string, { pid: number; uid: bigint; endedAt: bigint; by: EndedBy }>();
   /** Logins of users with a presence handed over, under way: a second device's waits for the first's answer. */
   private readonly resuming = new Map<string, Promise<boolean>>();
   /** The sweep (`start`), and whether the store failed it last time. */
@@ -121,6 +123,7 @@ export class Sessions {
     try {
       await this.takeOver();
       await this.touch();
+      await this.retryFailedEnds();
       await this.endOrphaned(BigInt(Date.now() - this.config.nodeLeaseMs));
       await this.endHandedOver();
       if (this.sweepFailing) this.log.info('presences of stopped and dead nodes are swept again');
@@ -370,8 +373,21 @@ export class Sessions {
         endpoint: this.endpoint(),
       });
     } catch (err) {
-      this.log.error({ err, pid, uid: String(uid) }, 'could not record logout');
+      // The store failed (unreachable?): the sweep tries again once it answers, or the presence
+      // would never end (no logout heard, its rooms kept, unread counted from an older logout).
+      // Logged once per outage, not once per user.
+      if (this.failedEnds.size === 0) this.log.error({ err, pid, uid: String(uid) }, 'could not record logout; the sweep will try again');
+      this.failedEnds.set(k, { pid, uid, endedAt, by });
     }
+  }
+
+  /** The ends whose store writes failed, tried again (the store answered the sweep's touch). */
+  private async retryFailedEnds(): Promise<void> {
+    if (this.failedEnds.size === 0) return;
+    const ends = [...this.failedEnds.values()];
+    this.failedEnds.clear();
+    await Promise.all(ends.map((e) => this.endTracked(e.pid, e.uid, e.endedAt, e.by)));
+    this.log.info({ ends: ends.length, failedAgain: this.failedEnds.size }, 'presence ends that the store failed were tried again');
   }
 
   /**
