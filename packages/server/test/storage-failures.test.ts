@@ -82,6 +82,8 @@ interface PgProxy {
   readonly port: number;
   silent: boolean;
   silentFrom: string | undefined;
+  /** Like `silentFrom`, for the one connection that sent it: the others go on. */
+  silentLinkFrom: string | undefined;
   holding: boolean;
   release(): string[];
   close(): void;
@@ -92,11 +94,12 @@ async function startPgProxy(): Promise<PgProxy> {
   const links = new Set<{ down: Socket; up: Socket; held: Buffer[]; ended: boolean }>();
   const server = createServer((down) => {
     const up = connect(Number(target.port || 5432), target.hostname);
-    const link = { down, up, held: [] as Buffer[], ended: false };
+    const link = { down, up, held: [] as Buffer[], ended: false, silent: false };
     links.add(link);
     down.on('data', (d: Buffer) => {
       if (proxy.silentFrom !== undefined && d.includes(proxy.silentFrom)) proxy.silent = true;
-      if (!proxy.silent) up.write(d);
+      if (proxy.silentLinkFrom !== undefined && d.includes(proxy.silentLinkFrom)) link.silent = true;
+      if (!proxy.silent && !link.silent) up.write(d);
     });
     up.on('data', (d: Buffer) => void (proxy.holding ? link.held.push(d) : down.write(d)));
     up.on('end', () => void (proxy.holding ? (link.ended = true) : down.end()));
@@ -112,6 +115,7 @@ async function startPgProxy(): Promise<PgProxy> {
     port: (server.address() as AddressInfo).port,
     silent: false,
     silentFrom: undefined,
+    silentLinkFrom: undefined,
     holding: false,
     release() {
       proxy.holding = false;
@@ -295,6 +299,30 @@ describe('storage failures: PostgreSQL', { skip: pgUnreachable }, () => {
     proxy.silent = false;
     assert.ok((await answer(sendmsg(backend, alice, bob, 1000n))).ok);
     assert.equal((await p2pMids(backend, alice, bob)).length, 16);
+  });
+
+  it('sends queued behind a commit that PostgreSQL left unanswered fail with it, not after a wait of their own', async () => {
+    const { proxy, backend } = await serverThroughProxy({ poolSize: 30, transactionTimeoutMs: 600, connectTimeoutMs: 300 });
+    const [alice, bob] = [301n, 302n];
+    for (let attempt = 1; !(await answer(sendmsg(backend, alice, bob, 1n))).ok; attempt++) assert.ok(attempt < 5);
+
+    // The first commit goes unanswered on its connection; the next sends read on others and queue
+    // their appends behind it; then PostgreSQL goes silent altogether.
+    proxy.silentLinkFrom = 'BEGIN';
+    const first = answer(sendmsg(backend, alice, bob, 100n));
+    await sleep(100);
+    proxy.silentLinkFrom = undefined;
+    const queued = Promise.all([101n, 102n, 103n].map((mid) => answer(sendmsg(backend, alice, bob, mid))));
+    await sleep(150);
+    proxy.silent = true;
+    assert.equal((await first).code, 20001);
+    for (const a of await queued) {
+      assert.equal(a.code, 20001, `answered ${JSON.stringify(a)}`);
+      // With the commit they waited behind (600 ms from the first send), not after waits of their own.
+      assert.ok(a.ms < 800, `a queued send was answered after ${a.ms} ms`);
+    }
+    proxy.silent = false;
+    assert.ok((await answer(sendmsg(backend, alice, bob, 1000n))).ok);
   });
 
   it('a schema that a newer server migrated: the start is refused, and says so (not "unreachable")', async () => {

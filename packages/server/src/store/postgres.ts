@@ -311,7 +311,12 @@ export class PostgresStore implements Store {
         const results = await this.commitGroup(pending);
         pending.forEach((p, i) => p.resolve(results[i]!));
       } catch (err) {
-        if (pending.length === 1) pending[0]!.reject(err);
+        if (!answeredByPostgres(err)) {
+          // No word from PostgreSQL (no connection to be had, or none answering): each append alone
+          // would wait as long again, and so would those queued meanwhile, behind this group. They
+          // all fail now; their callers resend (the same mid is stored once).
+          for (const p of [...pending, ...this.pending.splice(0)]) p.reject(err);
+        } else if (pending.length === 1) pending[0]!.reject(err);
         else {
           // Isolate the failure: commit each append alone so one bad batch cannot fail the others.
           // Only while PostgreSQL answers: once a commit fails without a word from it (no
