@@ -181,3 +181,19 @@ export class FakeRtmServer {
 export function vectorsDir(): URL {
   return new URL('../../../fixtures/spec-vectors/', import.meta.url);
 }
+
+/**
+ * A TCP server that accepts connections and never answers (an encrypted client's `*key` gets no
+ * answer): its endpoint, and the sockets it accepted. Closed after the test.
+ */
+export async function silentServer(t: { after(fn: () => void): void }): Promise<{ endpoint: string; accepted: Socket[] }> {
+  const accepted: Socket[] = [];
+  const server = createServer((s) => accepted.push(s.resume()));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => {
+    for (const s of accepted) s.destroy();
+    server.close();
+  });
+  return { endpoint: `127.0.0.1:${(server.address() as { port: number }).port}`, accepted };
+}

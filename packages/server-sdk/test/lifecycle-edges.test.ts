@@ -6,31 +6,16 @@
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { once } from 'node:events';
-import { createServer, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { encodeQuestFrame, Flag } from '@rtm/fpnn';
 import { RTMServerClient, RtmError, type SendError } from '../src/index.js';
-import { FakeRtmServer } from './fake-server.js';
+import { FakeRtmServer, silentServer } from './fake-server.js';
 
 const caught = (p: Promise<unknown>): Promise<RtmError> =>
   p.then(
     () => assert.fail('resolved'),
     (err: unknown) => err as RtmError,
   );
-
-/** A TCP server that accepts and never answers (so `*key` gets no answer). */
-async function silentServer(t: { after(fn: () => void): void }): Promise<string> {
-  const accepted: Socket[] = [];
-  const server = createServer((s) => accepted.push(s.resume()));
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.after(() => {
-    for (const s of accepted) s.destroy();
-    server.close();
-  });
-  return `127.0.0.1:${(server.address() as { port: number }).port}`;
-}
 
 const serverPublicKey = generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
 
@@ -87,7 +72,7 @@ test('calls waiting for a connection that close() ends each get an error of thei
 });
 
 test('two connect() at once share one outcome; a call made meanwhile gets its own error', async (t) => {
-  const endpoint = await silentServer(t);
+  const { endpoint } = await silentServer(t);
   const client = new RTMServerClient({ pid: 1, secret: 's', endpoint, encryption: { serverPublicKey }, connectTimeoutMs: 300 });
   t.after(() => client.close());
   const [first, second, call] = await Promise.all([caught(client.connect()), caught(client.connect()), caught(client.getToken(1))]);

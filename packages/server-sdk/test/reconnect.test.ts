@@ -2,7 +2,6 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { once } from 'node:events';
-import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { until } from '@rtm/testkit';
 import {
   DEFAULT_RECONNECT_POLICY,
@@ -16,7 +15,7 @@ import {
   type RTMServerClientOptions,
   type ServerClientEvents,
 } from '../src/index.js';
-import { FakeRtmServer } from './fake-server.js';
+import { FakeRtmServer, silentServer } from './fake-server.js';
 
 async function setup(
   t: TestContext,
@@ -263,22 +262,14 @@ test('close() aborts a connect() still in flight: it rejects with 20012 and no c
 });
 
 test('close() aborts a connection stuck in the encryption handshake: its socket closes at once', async (t) => {
-  // Accepts TCP connections and never answers (here: the *key quest).
-  const accepted: Socket[] = [];
-  const silent = createServer((socket) => accepted.push(socket.resume()));
-  silent.listen(0, '127.0.0.1');
-  await once(silent, 'listening');
-  t.after(() => {
-    for (const s of accepted) s.destroy();
-    silent.close();
-  });
+  const { endpoint, accepted } = await silentServer(t);
   const serverPublicKey = generateKeyPairSync('ec', { namedCurve: 'secp256k1' })
     .publicKey.export({ type: 'spki', format: 'pem' })
     .toString();
   const client = new RTMServerClient({
     pid: 1,
     secret: 's',
-    endpoint: `127.0.0.1:${(silent.address() as AddressInfo).port}`,
+    endpoint,
     encryption: { serverPublicKey },
   });
   const connecting = client.connect().catch((e: RtmError) => e.code);

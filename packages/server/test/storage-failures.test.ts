@@ -345,9 +345,8 @@ describe('storage failures: SQLite', { skip: prlimitMissing() }, () => {
     for (const cleanup of cleanups.reverse()) await Promise.resolve(cleanup()).catch(() => {});
   });
 
-  it('gettoken on a disk that takes no writes: 20001, never a token that was not stored', async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), 'rtm-sf-'));
-    cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+  /** A server on `dataDir` in a process of its own, a backend on its server gate, and its file size limit to set. */
+  async function spawnOn(dataDir: string) {
     const server: SpawnedServer = await spawnServer({
       RTM_DATA_DIR: dataDir,
       RTM_PROJECT_ID: String(TEST_PID),
@@ -356,12 +355,19 @@ describe('storage failures: SQLite', { skip: prlimitMissing() }, () => {
     cleanups.push(() => server.kill('SIGKILL'));
     const backend = await RawClient.tcp(`127.0.0.1:${server.serverPort}`);
     cleanups.push(() => backend.close());
+    const limit = (fsize: string) => execFileSync('prlimit', ['--pid', String(server.child.pid), `--fsize=${fsize}:`]);
+    return { server, backend, limit };
+  }
+
+  it('gettoken on a disk that takes no writes: 20001, never a token that was not stored', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'rtm-sf-'));
+    cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+    const { server, backend, limit } = await spawnOn(dataDir);
     const gettoken = (uid: bigint): Promise<string | number> =>
       backend.signed('gettoken', { uid }, TEST_PID, TEST_SECRET).then(
         (a) => a.token as string,
         (err: { code: number }) => err.code,
       );
-    const limit = (fsize: string) => execFileSync('prlimit', ['--pid', String(server.child.pid), `--fsize=${fsize}:`]);
 
     limit('1'); // every write past the first byte of a file fails (EFBIG): the WAL's frames
     assert.deepEqual([await gettoken(41n), await gettoken(41n)], [20001, 20001]);
@@ -395,15 +401,7 @@ describe('storage failures: SQLite', { skip: prlimitMissing() }, () => {
     );
     await seed.close();
 
-    const server: SpawnedServer = await spawnServer({
-      RTM_DATA_DIR: dataDir,
-      RTM_PROJECT_ID: String(TEST_PID),
-      RTM_PROJECT_SECRET: TEST_SECRET,
-    });
-    cleanups.push(() => server.kill('SIGKILL'));
-    const backend = await RawClient.tcp(`127.0.0.1:${server.serverPort}`);
-    cleanups.push(() => backend.close());
-    const limit = (fsize: string) => execFileSync('prlimit', ['--pid', String(server.child.pid), `--fsize=${fsize}:`]);
+    const { server, backend, limit } = await spawnOn(dataDir);
 
     limit(String(1 << 20));
     const acked: bigint[] = [];
