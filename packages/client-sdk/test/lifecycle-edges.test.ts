@@ -17,16 +17,6 @@ import { FakeRtmServer, sleep } from './helpers/fake-server.js';
 
 const PID = 11000001;
 
-function concat(...frames: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
-  let at = 0;
-  for (const f of frames) {
-    out.set(f, at);
-    at += f.length;
-  }
-  return out;
-}
-
 /** A `networkEvents` target that counts its `online` listeners (one left behind is a leak in a page). */
 function fakeNetwork(): { target: NetworkEvents; listeners: Set<() => void> } {
   const listeners = new Set<() => void>();
@@ -49,7 +39,7 @@ describe('the session at its edges (fake server)', () => {
   async function authAnsweredWith(next: Uint8Array) {
     const server = await FakeRtmServer.start();
     server.handlers.auth = (_p, conn) => {
-      conn.sendRaw(concat(encodeAnswerFrame(server.received('auth').at(-1)!.seq, { ok: true }), next));
+      conn.sendRaw(Buffer.concat([encodeAnswerFrame(server.received('auth').at(-1)!.seq, { ok: true }), next]));
       return new Promise(() => undefined); // answered above
     };
     const net = fakeNetwork();
@@ -95,7 +85,7 @@ describe('the session at its edges (fake server)', () => {
       events.push(`message ${String(m.message)}`);
       client.close();
     });
-    server.last.sendRaw(concat(pushmsg(1001n, 1n, 11), pushmsg(1001n, 2n, 12)));
+    server.last.sendRaw(Buffer.concat([pushmsg(1001n, 1n, 11), pushmsg(1001n, 2n, 12)]));
     await sleep(100);
     assert.deepEqual(events, ['message m1', 'closed close']);
   });
