@@ -85,7 +85,7 @@ function mixed(pid: number, seq: number): BusEvent {
   }
 }
 
-const sorted = (uids: bigint[]): bigint[] => [...uids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+const sorted = <T extends bigint | string>(values: T[]): T[] => [...values].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 
 export function busConformance(name: string, factory: () => Promise<BusUnderTest>): void {
   describe(`Bus conformance: ${name}`, () => {
@@ -227,6 +227,18 @@ export function busConformance(name: string, factory: () => Promise<BusUnderTest
       assert.deepEqual(await buses[0]!.queryOnline(pid, [123n]), []);
     });
 
+    it('askOnline answers the same, and which nodes answered: all of them', async () => {
+      const pid = 410;
+      buses.forEach((_, i) => online[i]!.set(pid, new Set([BIG + BigInt(i)])));
+      const asked = [...buses.map((_, i) => BIG + BigInt(i)), 77n];
+      const nodes = sorted(buses.map((b) => b.nodeId));
+      for (const bus of buses) {
+        const answer = await bus.askOnline(pid, asked);
+        assert.deepEqual(sorted(answer.online), sorted(asked.slice(0, buses.length)), `asked from ${bus.nodeId}`);
+        assert.deepEqual(sorted([...answer.answered]), nodes, `answered, asked from ${bus.nodeId}`);
+      }
+    });
+
     it('queryOnline survives a node that closed: the others still answer, promptly', async (t) => {
       if (buses.length < 2) return t.skip('needs several nodes');
       const pid = 500;
@@ -235,9 +247,10 @@ export function busConformance(name: string, factory: () => Promise<BusUnderTest
       const gone = buses.length - 1;
       await buses[gone]!.close();
       const t0 = Date.now();
-      const answer = await buses[0]!.queryOnline(pid, asked);
+      const answer = await buses[0]!.askOnline(pid, asked);
       const elapsed = Date.now() - t0;
-      assert.deepEqual(sorted(answer), asked.slice(0, gone));
+      assert.deepEqual(sorted(answer.online), asked.slice(0, gone));
+      assert.ok(!answer.answered.has(buses[gone]!.nodeId), 'the closed node did not answer');
       assert.ok(elapsed < 2000, `answered in ${elapsed} ms`);
       // Events still flow between the nodes that remain, and the closed one gets nothing.
       const before = received[gone]!.length;

@@ -724,8 +724,15 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
           held(PID + 1, b, 17n), // never held before: recorded anyway
           { pid: PID + 1, uid: c, held: false }, // never held: nothing to release
         ]);
-        assert.deepEqual(await store.presenceHolders(PID, a), [{ node: 'dead' }, { node: 'live' }], 'by node');
-        assert.deepEqual(await store.presenceHolders(PID, c), [{ node: 'dead', endedAt: 15n }]);
+        assert.deepEqual(
+          await store.presenceHolders(PID, a),
+          [
+            { node: 'dead', seenAt: 2_000n },
+            { node: 'live', seenAt: 1_000n },
+          ],
+          'by node, with their last touch',
+        );
+        assert.deepEqual(await store.presenceHolders(PID, c), [{ node: 'dead', endedAt: 15n, seenAt: 2_000n }]);
         assert.deepEqual(await store.presenceHolders(PID + 1, a), [], 'released');
         assert.deepEqual(await store.presenceHolders(PID + 2, a), [], 'per project');
         assert.equal(await store.touchNode('live', 5_000n, 50n), true);
@@ -745,7 +752,7 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
           ].sort((x, y) => key(x).localeCompare(key(y))),
         );
         assert.deepEqual(await store.takeOrphanedPresences(5_000n, GRACE, 10), [], 'taken once; the live node (touched at 5000) holds on');
-        assert.deepEqual(await store.presenceHolders(PID, a), [{ node: 'live' }], "the dead node's taken");
+        assert.deepEqual(await store.presenceHolders(PID, a), [{ node: 'live', seenAt: 5_000n }], "the dead node's taken");
         assert.equal(await store.touchNode('dead', 6_000n, 60n), false, 'the dead node was forgotten once it held none');
         // A graceful stop forgets the node and what it held.
         await store.recordPresences('dead', [held(PID, b)]);

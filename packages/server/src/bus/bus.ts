@@ -14,6 +14,9 @@ import type { StoredMessage } from '../store/store.js';
  *   nodes the two calls went to.
  * - `queryOnline` answers which of `uids` have a session on any node (the union of every node's
  *   local answer); a node that does not answer in time is left out (its users count as offline).
+ *   `askOnline` says, with that answer, which nodes it heard from: a node left out may hold
+ *   sessions no one can see (it is cut off from the bus, or slow), which its presence records in
+ *   the store still show (services/sessions.ts).
  * - A bus that loses the other nodes for a while (NatsBus: NATS is down or unreachable from this
  *   node) keeps handling its own events locally, keeps what it publishes meanwhile in a bounded
  *   queue and sends it, in publish order, on reconnect, before any later event. The other nodes'
@@ -57,6 +60,14 @@ export type BusEvent =
   | { type: 'presence'; pid: number; uid: bigint; event: 'login' | 'logout'; time: number; endpoint: string };
 
 export type BusHandler = (event: BusEvent) => void;
+
+/** What `askOnline` answers. */
+export interface OnlineAnswer {
+  /** Which of the uids asked have a session on a node that answered. */
+  online: bigint[];
+  /** The nodes that answered, this one included. */
+  answered: ReadonlySet<string>;
+}
 export type OnlineResponder = (pid: number, uids: bigint[]) => bigint[];
 
 /** What `onReconnect` hears: the bus is back after an outage during which this node may have missed events. */
@@ -110,5 +121,7 @@ export interface Bus {
   sent?(mark: number): Promise<void> | undefined;
   /** Which of `uids` are online on any node. */
   queryOnline(pid: number, uids: bigint[]): Promise<bigint[]>;
+  /** `queryOnline`, and which nodes answered it. */
+  askOnline(pid: number, uids: bigint[]): Promise<OnlineAnswer>;
   close(): Promise<void>;
 }

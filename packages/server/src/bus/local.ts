@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Bus, BusEvent, BusHandler, OnlineResponder } from './bus.js';
+import type { Bus, BusEvent, BusHandler, OnlineAnswer, OnlineResponder } from './bus.js';
 
 /**
  * The single-node bus: events are handled synchronously, in publish order, on this node only. It
@@ -21,6 +21,10 @@ export class LocalBus implements Bus {
 
   async queryOnline(pid: number, uids: bigint[]): Promise<bigint[]> {
     return this.responder ? this.responder(pid, uids) : [];
+  }
+
+  async askOnline(pid: number, uids: bigint[]): Promise<OnlineAnswer> {
+    return { online: await this.queryOnline(pid, uids), answered: new Set([this.nodeId]) };
   }
 
   async close(): Promise<void> {

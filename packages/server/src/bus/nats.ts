@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { connect, createInbox, type Msg, type NatsConnection } from 'nats';
 import { decodeMsgpack, encodeMsgpack } from '@rtm/fpnn';
 import type { StoredMessage } from '../store/store.js';
-import type { Bus, BusEvent, BusHandler, BusQueueStats, OnlineResponder, ReconnectHandler } from './bus.js';
+import type { Bus, BusEvent, BusHandler, BusQueueStats, OnlineAnswer, OnlineResponder, ReconnectHandler } from './bus.js';
 
 /**
  * The cluster bus over NATS core (DESIGN.md "Cluster"); same contract as `bus.ts`, checked by
@@ -100,10 +100,11 @@ const MISSED_HEARTBEATS = 3;
 
 interface PendingQuery {
   readonly waiting: Set<string>;
+  readonly answered: Set<string>;
   readonly online: Set<bigint>;
   readonly uids: readonly bigint[];
   readonly timer: NodeJS.Timeout;
-  readonly resolve: (uids: bigint[]) => void;
+  readonly resolve: (answer: OnlineAnswer) => void;
 }
 
 interface QueuedEvent {
@@ -352,15 +353,20 @@ export class NatsBus implements Bus {
   }
 
   async queryOnline(pid: number, uids: bigint[]): Promise<bigint[]> {
-    if (uids.length === 0) return [];
-    const local = this.responder ? this.responder(pid, uids) : [];
+    return (await this.askOnline(pid, uids)).online;
+  }
+
+  async askOnline(pid: number, uids: bigint[]): Promise<OnlineAnswer> {
+    const local = uids.length > 0 && this.responder ? this.responder(pid, uids) : [];
     const nc = this.nc;
     // Cut off: no other node can answer; their users count as offline, as after a timeout.
-    if (!nc || nc.isClosed() || this.closed || !this.up || this.peers.size === 0) return local;
+    if (uids.length === 0 || !nc || nc.isClosed() || this.closed || !this.up || this.peers.size === 0)
+      return { online: local, answered: new Set([this.nodeId]) };
     const id = ++this.querySeq;
-    return new Promise<bigint[]>((resolve) => {
+    return new Promise<OnlineAnswer>((resolve) => {
       const timer = setTimeout(() => this.finishQuery(id), this.queryTimeoutMs);
-      this.pending.set(id, { waiting: new Set(this.peers.keys()), online: new Set(local), uids, timer, resolve });
+      const answered = new Set([this.nodeId]);
+      this.pending.set(id, { waiting: new Set(this.peers.keys()), answered, online: new Set(local), uids, timer, resolve });
       try {
         nc.publish(this.onlineSubject, encodeMsgpack({ pid, uids }), { reply: `${this.inbox}.${id}` });
       } catch (err) {
@@ -493,6 +499,7 @@ export class NatsBus implements Bus {
     const q = this.pending.get(Number(token));
     if (!q) return; // late answer of a finished query
     if (Array.isArray(answer.uids)) for (const u of answer.uids) q.online.add(big(u));
+    q.answered.add(answer.node);
     q.waiting.delete(answer.node);
     if (q.waiting.size === 0) this.finishQuery(Number(token));
   }
@@ -528,7 +535,7 @@ export class NatsBus implements Bus {
     if (!q) return;
     this.pending.delete(id);
     clearTimeout(q.timer);
-    q.resolve(q.uids.filter((u) => q.online.has(u)));
+    q.resolve({ online: q.uids.filter((u) => q.online.has(u)), answered: q.answered });
   }
 
   private async watchStatus(nc: NatsConnection): Promise<void> {

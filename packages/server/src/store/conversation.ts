@@ -90,9 +90,12 @@ export function unreadMap(rows: readonly Record<string, unknown>[]): Map<bigint,
 
 /** Rows of `node_presences` (node, ended_at) as `Store.presenceHolders` answers them. */
 export function presenceHolders(rows: readonly Record<string, unknown>[]): PresenceHolder[] {
-  return rows.map((r) =>
-    r['ended_at'] == null ? { node: r['node'] as string } : { node: r['node'] as string, endedAt: r['ended_at'] as bigint },
-  );
+  return rows.map((r) => {
+    const holder: PresenceHolder = { node: r['node'] as string };
+    if (r['ended_at'] != null) holder.endedAt = r['ended_at'] as bigint;
+    if (r['seen_at'] != null) holder.seenAt = BigInt(r['seen_at'] as bigint | number | string);
+    return holder;
+  });
 }
 
 /**

@@ -707,7 +707,7 @@ export class PostgresStore implements Store {
   async presenceHolders(pid: number, uid: bigint): Promise<PresenceHolder[]> {
     return presenceHolders(
       await this.rows(
-        'SELECT node, ended_at FROM node_presences WHERE pid = $1 AND uid = $2 ORDER BY node',
+        'SELECT p.node, p.ended_at, n.seen_at FROM node_presences p LEFT JOIN nodes n ON n.node = p.node WHERE p.pid = $1 AND p.uid = $2 ORDER BY p.node',
         [pid, uid],
         'presence_holders',
       ),

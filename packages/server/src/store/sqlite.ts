@@ -484,7 +484,9 @@ export class SqliteStore implements Store {
       presenceHold: p(
         'INSERT INTO node_presences (node, pid, uid, ended_at) VALUES (?, ?, ?, ?) ON CONFLICT (node, pid, uid) DO UPDATE SET ended_at = excluded.ended_at',
       ),
-      presenceHolders: p('SELECT node, ended_at FROM node_presences WHERE pid = ? AND uid = ? ORDER BY node'),
+      presenceHolders: p(
+        'SELECT p.node, p.ended_at, n.seen_at FROM node_presences p LEFT JOIN nodes n ON n.node = p.node WHERE p.pid = ? AND p.uid = ? ORDER BY p.node',
+      ),
       presenceRelease: p('DELETE FROM node_presences WHERE node = ? AND pid = ? AND uid = ?'),
       nodeUpdate: p('UPDATE nodes SET seen_at = ?, mark = ? WHERE node = ?'),
       nodeInsert: p('INSERT INTO nodes (node, seen_at, mark) VALUES (?, ?, ?)'),

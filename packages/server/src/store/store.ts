@@ -188,6 +188,8 @@ export interface NodePresence {
 export interface PresenceHolder {
   node: string;
   endedAt?: bigint;
+  /** The node's last touch (`touchNode`, ms); absent when it has none (taken for dead, or dropped). */
+  seenAt?: bigint;
 }
 
 export interface RetentionPolicy {
