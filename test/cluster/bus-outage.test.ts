@@ -13,26 +13,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type FaultyProxy, startFaultyProxy, until, whenAvailable } from '@rtm/testkit';
-import type { NatsBus } from '../../packages/server/src/bus/nats.js';
 import { clusterServicesUnavailable, NATS_URL } from './cluster.js';
-import { nextId, pushesOf, startInProcessNodes } from './in-process-nodes.js';
+import { nextId, natsOutage, pushesOf, startInProcessNodes } from './in-process-nodes.js';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const unavailable = await clusterServicesUnavailable();
-
-/** Node 1's NATS connection drops and stays down while `during` runs; then it comes back. */
-async function natsOutage(proxy: FaultyProxy, bus: NatsBus, during: () => Promise<void>): Promise<void> {
-  proxy.refuse = true;
-  proxy.cut();
-  assert.ok(await until(() => !bus.connected, 5000), 'node lost NATS');
-  try {
-    await during();
-    await sleep(200);
-  } finally {
-    proxy.refuse = false;
-  }
-  assert.ok(await until(() => bus.connected, 10_000), 'node got NATS back');
-}
 
 whenAvailable(unavailable, 'bus outage', 'needs PostgreSQL and NATS', () => {
   describe('bus outage: node 1 loses NATS for a moment', { timeout: 120_000 }, () => {

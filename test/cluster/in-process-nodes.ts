@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { RawClient, startTestServer, TEST_PID, TEST_SECRET, until, type TestServer } from '@rtm/testkit';
+import { type FaultyProxy, RawClient, startTestServer, TEST_PID, TEST_SECRET, until, type TestServer } from '@rtm/testkit';
 import { NatsBus } from '../../packages/server/src/bus/nats.js';
 import { PostgresStore } from '../../packages/server/src/store/postgres.js';
 import { admin, NATS_URL, POSTGRES_URL } from './cluster.js';
@@ -85,3 +85,22 @@ export async function startInProcessNodes<S extends PostgresStore = PostgresStor
 /** The pushes of `method` for message `mid` that `c` received. */
 export const pushesOf = (c: RawClient, method: string, mid: bigint) =>
   c.pushes.filter((p) => p.method === method && p.payload['mid'] === mid);
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A node's NATS connection, through `proxy` (@rtm/testkit `startFaultyProxy`), drops and stays
+ * down while `during` runs; then it comes back.
+ */
+export async function natsOutage(proxy: FaultyProxy, bus: NatsBus, during: () => Promise<void>): Promise<void> {
+  proxy.refuse = true;
+  proxy.cut();
+  assert.ok(await until(() => !bus.connected, 5000), 'node lost NATS');
+  try {
+    await during();
+    await sleep(200);
+  } finally {
+    proxy.refuse = false;
+  }
+  assert.ok(await until(() => bus.connected, 10_000), 'node got NATS back');
+}

@@ -263,7 +263,7 @@ describe('presence across a node stop in a cluster (PostgreSQL + NATS)', () => {
   );
 
   it(
-    'a user back on another node before the dead one is found out goes on, and a bye there logs them out at once and once',
+    'a user back on another node before the dead one is found out goes on, and a bye there logs them out once, when it is found out',
     { skip: !CI && unavailable, timeout: 60_000 },
     async () => {
       if (unavailable) assert.fail(`${unavailable} (required when CI=true)`);
@@ -275,12 +275,14 @@ describe('presence across a node stop in a cluster (PostgreSQL + NATS)', () => {
         const again = await loginOnNode1(back); // node 0 still holds the presence, as far as the store knows
         assert.deepEqual(await again.getUserRooms(), [rid], 'the same presence: rooms kept');
         await again.logout();
-        await until(() => events.includes(`logout ${back}`), 3000);
-        assert.deepEqual(events, [`logout ${back}`], 'no login; the logout at the bye, not after the lease');
+        await sleep(1000);
+        // Until its lease runs out, node 0 may be a node cut off from NATS where the user is still
+        // online (its record says so): the presence goes on.
+        assert.deepEqual(events, [], 'no login, and no logout while node 0 may be alive');
 
-        await until(() => events.includes(`logout ${gone}`), 15_000); // node 0 found out: its presences end
+        await until(() => events.includes(`logout ${back}`) && events.includes(`logout ${gone}`), 15_000); // found out
         await sleep(500); // strays
-        assert.deepEqual(events, [`logout ${back}`, `logout ${gone}`], "back's old record ends nothing more");
+        assert.deepEqual(events.sort(), [`logout ${back}`, `logout ${gone}`].sort(), 'each once');
         assert.deepEqual(await backend.getRoomMembers(rid), []);
       });
     },

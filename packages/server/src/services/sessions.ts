@@ -2,6 +2,7 @@ import type { Bus } from '../bus/bus.js';
 import type { ServerConfig } from '../config.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { RepeatFilter } from '../observability/repeats.js';
 import type { PendingPresenceEnd, PresenceHolder, Store } from '../store/store.js';
 import { PresenceRecords } from './presence-records.js';
 import type { ClientConnection, LocalPresence } from './presence.js';
@@ -40,14 +41,18 @@ const FOREVER = 1n << 62n;
  * server can use (SQLite), which ends what it held.
  */
 export class Sessions {
-  /** Running grace periods by user: each one's timer and the presence end it hands over at a stop. */
+  /**
+   * Running grace periods by user: each one's timer and the presence end it hands over at a stop.
+   * Also the ends that wait for a node cut off from the bus (`waitForUnheard`): held here the same
+   * way, and looked at again when their timer fires.
+   */
   private readonly grace = new Map<string, { timer: NodeJS.Timeout; end: PendingPresenceEnd }>();
   /** Bumped by every login: an ending presence that sees another epoch was continued, and stops. */
   private readonly epochs = new Map<string, number>();
   /** Presences being ended now (their store writes under way): a stop waits for them. */
   private readonly ending = new Set<Promise<void>>();
   /** Presence ends whose store writes failed, by user: the sweep tries them again (`retryFailedEnds`). */
-  private readonly failedEnds = new Map<string, { pid: number; uid: bigint; endedAt: bigint; by: EndedBy }>();
+  private readonly failedEnds = new Map<string, { pid: number; uid: bigint; endedAt: bigint; by: EndedBy; again: boolean }>();
   /** Logins of users with a presence handed over, under way: a second device's waits for the first's answer. */
   private readonly resuming = new Map<string, Promise<boolean>>();
   /** The sweep (`start`), and whether the store failed it last time. */
@@ -62,6 +67,10 @@ export class Sessions {
   private tookOver = false;
   /** `beginStop` was called: the grace periods that begin now are handed over by `flush`, not recorded one by one. */
   private stopping = false;
+  /** How often an end that waits for a node cut off from the bus looks again (ms): the sweep's period. */
+  private recheckMs = 5000;
+  /** Keeps the line about ends that wait for a cut-off node to one a minute. */
+  private readonly waits = new RepeatFilter(60_000);
 
   constructor(
     private readonly config: ServerConfig,
@@ -93,6 +102,7 @@ export class Sessions {
       Math.max(250, Math.floor(this.config.logoutGraceMs / 4)),
       Math.max(100, Math.floor(this.config.nodeLeaseMs / 3)),
     );
+    this.recheckMs = every;
     this.sweeper = setInterval(() => void this.sweep(), every);
     this.sweeper.unref();
     this.sweeping = true;
@@ -303,8 +313,8 @@ export class Sessions {
   }
 
   /** `end`, remembered until done so that `flush` (a stop) waits for its store writes. */
-  private endTracked(pid: number, uid: bigint, endedAt: bigint, by: EndedBy): Promise<void> {
-    const ending = this.end(pid, uid, endedAt, by);
+  private endTracked(pid: number, uid: bigint, endedAt: bigint, by: EndedBy, again = false): Promise<void> {
+    const ending = this.end(pid, uid, endedAt, by, again);
     this.ending.add(ending);
     void ending.finally(() => this.ending.delete(ending));
     return ending;
@@ -312,9 +322,10 @@ export class Sessions {
 
   /**
    * The presence ended for good unless another node still has a session. Ended `by` a bye or a
-   * grace period here: this node held it, and releases its record once it no longer does.
+   * grace period here: this node held it, and releases its record once it no longer does. `again`:
+   * an end that waited for a node cut off from the bus (`waitForUnheard`), looked at once more.
    */
-  private async end(pid: number, uid: bigint, endedAt: bigint, by: EndedBy): Promise<void> {
+  private async end(pid: number, uid: bigint, endedAt: bigint, by: EndedBy, again = false): Promise<void> {
     const held = by === 'bye' || by === 'grace';
     // The rooms to leave are those joined before now (the grace period, if any, is over): one a
     // backend adds the user to while this runs, or a new login on another node enters, stays.
@@ -329,21 +340,38 @@ export class Sessions {
     if (!held && this.grace.has(k)) return;
     try {
       if (continued()) return;
-      const [online, holders, baseline] = await Promise.all([
-        this.bus.queryOnline(pid, [uid]),
+      const [asked, holders, baseline] = await Promise.all([
+        this.bus.askOnline(pid, [uid]),
         this.store.presenceHolders(pid, uid),
-        held ? undefined : this.store.getUnreadBaseline(pid, uid),
+        held && !again ? undefined : this.store.getUnreadBaseline(pid, uid),
       ]);
       // One handed over, or a dead node's, that a later logout already ended (the user came back
-      // elsewhere, and left): nothing more to end.
-      if (baseline?.logoutTime !== undefined && baseline.logoutTime >= endedAt) return;
-      if (online.length > 0 || holders.some((h) => this.goesOnAt(h, held ? endedAt : undefined))) {
+      // elsewhere, and left); or one that waited for a cut-off node, which ended it: nothing more
+      // to end.
+      if (baseline?.logoutTime !== undefined && baseline.logoutTime >= endedAt) {
+        if (held && !continued()) {
+          this.epochs.delete(k);
+          this.records.released(pid, uid);
+        }
+        return;
+      }
+      if (asked.online.length > 0 || holders.some((h) => this.goesOnAt(h, held ? endedAt : undefined))) {
         // Online on another node, or its grace period runs there: that node ends the presence.
         // Nothing here needs the epoch any more (the map would otherwise keep one per user seen).
         if (!continued()) {
           this.epochs.delete(k);
           if (held) this.records.released(pid, uid);
         }
+        return;
+      }
+      const now = BigInt(Date.now());
+      const unheard = holders.filter((h) => this.unheardSession(h, asked.answered, now)).map((h) => h.node);
+      if (unheard.length > 0) {
+        // A session there, by its record, on a node alive (its lease is fresh) that did not answer
+        // on the bus: it is cut off from NATS, and the user is online there. That node ends the
+        // presence when the session does; in case it never can (its record was stale), this end
+        // is looked at again a sweep later.
+        await this.waitForUnheard(pid, uid, endedAt, by, held, unheard);
         return;
       }
       if (held && (await this.handedOverGoesOn(pid, uid, endedAt))) {
@@ -377,8 +405,53 @@ export class Sessions {
       // would never end (no logout heard, its rooms kept, unread counted from an older logout).
       // Logged once per outage, not once per user.
       if (this.failedEnds.size === 0) this.log.error({ err, pid, uid: String(uid) }, 'could not record logout; the sweep will try again');
-      this.failedEnds.set(k, { pid, uid, endedAt, by });
+      this.failedEnds.set(k, { pid, uid, endedAt, by, again });
     }
+  }
+
+  /**
+   * The presence goes on, as far as the store tells, at `nodes`, which are alive but do not answer
+   * on the bus. This node keeps what it held as a grace period that looks again every sweep (so a
+   * user logging in here goes on, a stop hands it over, and the other node, ending its session,
+   * finds a presence that ended here earlier and ends it for both); one it did not hold (handed
+   * over, or a dead node's) goes back to the store, due a sweep later, for whichever node then.
+   */
+  private async waitForUnheard(pid: number, uid: bigint, endedAt: bigint, by: EndedBy, held: boolean, nodes: string[]): Promise<void> {
+    const k = key(pid, uid);
+    const deadline = BigInt(Date.now() + this.recheckMs);
+    const logged = this.waits.admit('waiting');
+    if (logged.log)
+      this.log.info(
+        { pid, uid: String(uid), nodes, others: logged.repeats },
+        'a presence ended here goes on on a node that does not answer on the bus (cut off from NATS?): it ends when the session there does',
+      );
+    if (!held) {
+      await this.store.savePresenceEnds([{ pid, uid, endedAt, deadline }]);
+      return;
+    }
+    if (this.presence.isOnline(pid, uid) || this.grace.has(k) || this.stopping) return; // went on here, or the stop hands over
+    this.records.held(pid, uid, endedAt);
+    const timer = setTimeout(() => {
+      this.grace.delete(k);
+      void this.endTracked(pid, uid, endedAt, by, true);
+    }, this.recheckMs);
+    timer.unref();
+    this.grace.set(k, { timer, end: { pid, uid, endedAt, deadline } });
+  }
+
+  /**
+   * Whether the store says the user has a session on `holder`, another node that did not answer
+   * the bus's question (`answered`) though it touched its row within the lease: alive, but cut off
+   * from NATS (or slower than the question's wait). Without the store, that session is invisible.
+   */
+  private unheardSession(holder: PresenceHolder, answered: ReadonlySet<string>, now: bigint): boolean {
+    return (
+      holder.node !== this.node &&
+      holder.endedAt === undefined &&
+      !answered.has(holder.node) &&
+      holder.seenAt !== undefined &&
+      holder.seenAt > now - BigInt(this.config.nodeLeaseMs)
+    );
   }
 
   /** The ends whose store writes failed, tried again (the store answered the sweep's touch). */
@@ -386,7 +459,7 @@ export class Sessions {
     if (this.failedEnds.size === 0) return;
     const ends = [...this.failedEnds.values()];
     this.failedEnds.clear();
-    await Promise.all(ends.map((e) => this.endTracked(e.pid, e.uid, e.endedAt, e.by)));
+    await Promise.all(ends.map((e) => this.endTracked(e.pid, e.uid, e.endedAt, e.by, e.again)));
     this.log.info({ ends: ends.length, failedAgain: this.failedEnds.size }, 'presence ends that the store failed were tried again');
   }
 
