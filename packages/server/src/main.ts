@@ -470,7 +470,15 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   // Retention sweep (off by default).
   let retentionTimer: NodeJS.Timeout | undefined;
   if (config.retentionDays > 0 || config.retentionMaxPerConversation > 0) {
+    // One sweep at a time: one that outlasts the hour (a huge first sweep, a store that hangs)
+    // must not be joined by another on the same rows, and another, each holding a connection.
+    let sweeping = false;
     const sweep = (): void => {
+      if (sweeping) {
+        log.warn('retention sweep still running after an hour: this one is skipped');
+        return;
+      }
+      sweeping = true;
       store
         .sweepRetention(
           {
@@ -480,7 +488,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
           BigInt(Date.now()),
         )
         .then((n) => n > 0 && log.info({ removed: n }, 'retention sweep'))
-        .catch((err: unknown) => log.error({ err }, 'retention sweep failed'));
+        .catch((err: unknown) => log.error({ err }, 'retention sweep failed'))
+        .finally(() => (sweeping = false));
     };
     retentionTimer = setInterval(sweep, 3_600_000);
     retentionTimer.unref();

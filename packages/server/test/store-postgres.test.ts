@@ -143,6 +143,33 @@ whenAvailable(unreachable, 'PostgresStore', 'runs against a real PostgreSQL', ()
       }
     });
 
+    it('a retention sweep over a connection gone silent is abandoned after its bound, and frees its slot of the pool', async () => {
+      const target = new globalThis.URL(URL);
+      const proxy = await startFaultyProxy(target.hostname, Number(target.port || 5432));
+      const via = URL.replace(/@[^/]+\//, `@127.0.0.1:${proxy.port}/`);
+      const schema = freshSchema();
+      const store = new PostgresStore({ url: via, schema, poolSize: 1, retentionStatementTimeoutMs: 1000 });
+      const message = (mid: bigint) => ({ pid: 1, kind: MessageKind.P2P, from: 1n, to: 2n, mid, mtype: 30, msg: 'm', attrs: '' });
+      try {
+        await store.init();
+        await store.append([message(1n), message(2n), message(3n)]);
+        proxy.holdRequests = true;
+        const started = Date.now();
+        await assert.rejects(
+          store.sweepRetention({ maxPerConversation: 1 }, BigInt(Date.now())),
+          /retention statement unfinished after 1000 ms/,
+        );
+        assert.ok(Date.now() - started < 5000, `abandoned after ${Date.now() - started} ms`);
+        proxy.holdRequests = false;
+        assert.equal((await store.append([message(4n)]))[0]!.status, 'stored', 'the one slot of the pool is free');
+        assert.equal(await store.sweepRetention({ maxPerConversation: 1 }, BigInt(Date.now())), 3, 'the next sweep does the work');
+      } finally {
+        await store.close();
+        proxy.close();
+        await dropSchema(schema);
+      }
+    });
+
     it('a schema migrated further by a newer server is refused, and left as it was', async () => {
       const schema = freshSchema();
       const store = new PostgresStore({ url: URL, schema, poolSize: 1 });

@@ -74,12 +74,20 @@ export interface PostgresStoreOptions {
   transactionTimeoutMs?: number;
   /** How long a new connection may take before the pool gives up (PostgreSQL down or unreachable). @default 5000 */
   connectTimeoutMs?: number;
+  /**
+   * A statement of the retention sweep still unfinished after this long is abandoned, and its
+   * connection dropped: the sweep serves no quest and may rightly read every message, but a
+   * connection gone silent would hold it, and a slot of the pool, for the hours TCP's keepalive
+   * takes to give up. @default 300000
+   */
+  retentionStatementTimeoutMs?: number;
 }
 
 export const DEFAULT_POSTGRES_SCHEMA = 'public';
 export const DEFAULT_POSTGRES_POOL_SIZE = 10;
 export const DEFAULT_POSTGRES_TRANSACTION_TIMEOUT_MS = 10_000;
 export const DEFAULT_POSTGRES_CONNECT_TIMEOUT_MS = 5_000;
+export const DEFAULT_POSTGRES_RETENTION_STATEMENT_TIMEOUT_MS = 300_000;
 /** Rows per multi-row INSERT of a group commit. */
 const INSERT_CHUNK = 5000;
 /** Rows deleted per statement by the retention sweep. */
@@ -115,6 +123,7 @@ export class PostgresStore implements Store {
   private readonly now: () => number;
   private readonly transactionTimeoutMs: number;
   private readonly connectTimeoutMs: number;
+  private readonly retentionStatementTimeoutMs: number;
   private pool: pg.Pool | undefined;
   private pending: PendingAppend[] = [];
   private flushScheduled = false;
@@ -135,6 +144,7 @@ export class PostgresStore implements Store {
     this.clock = new MessageClock(this.now);
     this.transactionTimeoutMs = options.transactionTimeoutMs ?? DEFAULT_POSTGRES_TRANSACTION_TIMEOUT_MS;
     this.connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_POSTGRES_CONNECT_TIMEOUT_MS;
+    this.retentionStatementTimeoutMs = options.retentionStatementTimeoutMs ?? DEFAULT_POSTGRES_RETENTION_STATEMENT_TIMEOUT_MS;
   }
 
   /** A trivial query (the admin /healthz). */
@@ -246,23 +256,27 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * Runs `fn` on a client of its own, abandoned after `transactionTimeoutMs`. A checked-out client
+   * Runs `fn` on a client of its own, abandoned after `timeoutMs`. A checked-out client
    * has no listener for 'error' (the pool's is for idle ones): without this one (`checkout`), a
    * connection lost while checked out (a PostgreSQL restart, a failover) would be an unhandled
    * 'error' event, which ends the process. A lost or timed-out connection fails `fn` and is
    * destroyed, never reused.
    */
-  private async onClient<T>(what: string, fn: (c: pg.PoolClient, broken: () => boolean) => Promise<T>): Promise<T> {
+  private async onClient<T>(
+    what: string,
+    fn: (c: pg.PoolClient, broken: () => boolean) => Promise<T>,
+    timeoutMs = this.transactionTimeoutMs,
+  ): Promise<T> {
     let broken: Error | undefined;
     const onError = (err: Error): void => {
       broken ??= err; // the query in flight fails with it too
     };
     const client = await checkout(this.db, onError);
     const timer = setTimeout(() => {
-      broken ??= new Error(`PostgreSQL ${what} unfinished after ${this.transactionTimeoutMs} ms: connection dropped`);
+      broken ??= new Error(`PostgreSQL ${what} unfinished after ${timeoutMs} ms: connection dropped`);
       // The socket, not client.end(): a silent peer would never answer a polite goodbye.
       (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
-    }, this.transactionTimeoutMs);
+    }, timeoutMs);
     try {
       return await fn(client, () => broken !== undefined);
     } catch (err) {
@@ -1049,15 +1063,18 @@ export class PostgresStore implements Store {
 
   /**
    * Deletes in statements of RETENTION_CHUNK rows, each its own transaction (short locks, no long
-   * bloat). On the pool's own queries, not `bounded` ones: a background sweep serves no quest, and
-   * finding the oversized conversations reads every message, which may rightly take longer.
+   * bloat). Each statement is bounded by `retentionStatementTimeoutMs`, not by the quests' bound:
+   * a background sweep serves no quest, and finding the oversized conversations reads every
+   * message, which may rightly take longer.
    */
   async sweepRetention(policy: RetentionPolicy, now: bigint): Promise<number> {
     let removed = 0;
-    const rows = async (sql: string, values: unknown[]) => (await this.db.query<Row>(sql, values)).rows;
+    const query = (sql: string, values: unknown[]) =>
+      this.onClient('retention statement', (c) => c.query<Row>(sql, values), this.retentionStatementTimeoutMs);
+    const rows = async (sql: string, values: unknown[]) => (await query(sql, values)).rows;
     const chunked = async (sql: string, values: unknown[]) => {
       for (;;) {
-        const r = await this.db.query(sql, [...values, RETENTION_CHUNK]);
+        const r = await query(sql, [...values, RETENTION_CHUNK]);
         const n = r.rowCount ?? 0;
         removed += n;
         if (n < RETENTION_CHUNK) return;
