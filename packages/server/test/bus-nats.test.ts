@@ -1,7 +1,8 @@
 /**
  * NatsBus: the shared Bus conformance suite with three nodes (three buses, three NATS connections,
  * one process), plus what only a real network bus has: a node that stops answering, discovery,
- * heartbeats, the `?prefix=` URL form and a clean close.
+ * heartbeats, outages of NATS (the queue, held on reconnect until the peers are back), the
+ * `?prefix=` URL form and a clean close.
  *
  * URL: env RTM_TEST_NATS_URL, default nats://127.0.0.1:4222. Each test uses a random subject
  * prefix, so parallel runs never see each other. Unreachable → skipped with a message, except when
@@ -31,6 +32,27 @@ async function reachable(): Promise<string | undefined> {
 const freshPrefix = (): string => `rtmtest_${randomBytes(6).toString('hex')}`;
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const noop = (): void => {};
+
+const kickout = (uid: bigint): BusEvent => ({ type: 'kickout', pid: 1, uid });
+const uidOf = (e: BusEvent): bigint => (e.type === 'kickout' ? e.uid : -1n);
+
+/** A plain NATS connection that sees, on NATS itself, the nodes' hellos and the events they send. */
+async function spyOn(subjectPrefix: string): Promise<{ hellos: string[]; events: bigint[]; close(): Promise<void> }> {
+  const nc = await connect({ servers: URL });
+  const hellos: string[] = [];
+  const events: bigint[] = [];
+  nc.subscribe(`${subjectPrefix}.node`, {
+    callback: (_e, m) => {
+      const a = decodeMsgpack(m.data) as { node: string; kind: string };
+      if (a.kind === 'hello') hellos.push(a.node);
+    },
+  });
+  nc.subscribe(`${subjectPrefix}.ev.>`, {
+    callback: (_e, m) => void events.push(BigInt((decodeMsgpack(m.data) as { uid: number | bigint }).uid)),
+  });
+  await nc.flush();
+  return { hellos, events, close: () => nc.close() };
+}
 
 const unreachable = await reachable();
 
@@ -215,6 +237,163 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
       } finally {
         await Promise.all([a.close(), b.close()]);
         proxy.close();
+      }
+    });
+
+    it('NATS restarts under every node: the first one back holds its queue until the other is back, which then gets every event once, in order', async () => {
+      const target = new globalThis.URL(URL);
+      const proxies = await Promise.all([0, 1].map(() => startFaultyProxy(target.hostname, Number(target.port || 4222))));
+      const subjectPrefix = freshPrefix();
+      const got: bigint[][] = [[], []];
+      const reconnects: BusReconnect[][] = [[], []];
+      const [a, b] = proxies.map(
+        (p, i) => new NatsBus({ url: `nats://127.0.0.1:${p.port}`, subjectPrefix, nodeId: `n${i}-${subjectPrefix}`, discoveryMs: 10 }),
+      );
+      const spy = await spyOn(subjectPrefix);
+      try {
+        for (const [i, bus] of [a!, b!].entries())
+          await bus.start(
+            (e) => void got[i]!.push(uidOf(e)),
+            () => [],
+            (info) => void reconnects[i]!.push(info),
+          );
+        assert.ok(await until(() => a!.liveNodes.includes(b!.nodeId) && b!.liveNodes.includes(a!.nodeId)), 'the nodes know each other');
+        // NATS restarts: every node loses it at once and cannot reconnect for a while.
+        for (const p of proxies) {
+          p.refuse = true;
+          p.cut();
+        }
+        assert.ok(await until(() => !a!.connected && !b!.connected, 5000), 'both lost NATS');
+        spy.hellos.length = 0; // those of the start
+        for (let i = 0n; i < 10n; i++) b!.publish(kickout(i));
+        proxies[1]!.refuse = false; // node 1 is back first
+        assert.ok(await until(() => spy.hellos.includes(b!.nodeId), 5000), 'node 1 is back on NATS (its hello)');
+        for (let i = 10n; i < 20n; i++) b!.publish(kickout(i)); // while it holds: behind the queue
+        await sleep(1000);
+        assert.equal(b!.connected, false, 'node 1 holds its queue for node 0: not connected yet');
+        assert.equal(b!.queueStats.queuedEvents, 20);
+        assert.deepEqual(spy.events, [], 'nothing sent while node 0 is away');
+        proxies[0]!.refuse = false; // node 0 is back a second later
+        assert.ok(await until(() => got[0]!.length >= 20, 5000), `node 0 got ${got[0]!.length} of 20 events`);
+        b!.publish(kickout(20n)); // after the hold: straight out, behind the queue
+        assert.ok(await until(() => got[0]!.length >= 21, 5000));
+        await sleep(300); // any duplicate would arrive by now
+        const all = Array.from({ length: 21 }, (_, i) => BigInt(i));
+        assert.deepEqual(got[0], all, 'every event once, in publish order');
+        assert.deepEqual(spy.events, all, 'sent once each');
+        assert.ok(a!.connected && b!.connected);
+        assert.deepEqual(
+          reconnects[1]!.map((r) => r.resent),
+          [20],
+          'onReconnect once the queue was sent',
+        );
+        assert.ok(reconnects[1]![0]!.downMs >= 1000, 'the outage lasts until the queue is sent');
+        assert.deepEqual(
+          reconnects[0]!.map((r) => r.resent),
+          [0],
+        );
+      } finally {
+        await spy.close();
+        await Promise.all([a!.close(), b!.close()]);
+        for (const p of proxies) p.close();
+      }
+    });
+
+    it('a peer known before the outage that never comes back holds the queue for three heartbeats, no longer', async () => {
+      const target = new globalThis.URL(URL);
+      const proxies = await Promise.all([0, 1].map(() => startFaultyProxy(target.hostname, Number(target.port || 4222))));
+      const subjectPrefix = freshPrefix();
+      const heartbeatMs = 300; // the hold's deadline: 900 ms
+      const got: bigint[] = [];
+      const reconnects: BusReconnect[] = [];
+      const gone = new NatsBus({ url: `nats://127.0.0.1:${proxies[0]!.port}`, subjectPrefix, discoveryMs: 10, heartbeatMs });
+      const back = new NatsBus({ url: `nats://127.0.0.1:${proxies[1]!.port}`, subjectPrefix, discoveryMs: 10, heartbeatMs });
+      const stayed = new NatsBus({ url: URL, subjectPrefix, discoveryMs: 10, heartbeatMs }); // never lost NATS
+      const spy = await spyOn(subjectPrefix);
+      try {
+        await gone.start(noop, () => []);
+        await back.start(
+          noop,
+          () => [],
+          (info) => void reconnects.push(info),
+        );
+        await stayed.start(
+          (e) => void got.push(uidOf(e)),
+          () => [],
+        );
+        assert.ok(await until(() => back.liveNodes.length === 2), 'node 1 knows both others');
+        for (const p of proxies) {
+          p.refuse = true;
+          p.cut();
+        }
+        assert.ok(await until(() => !gone.connected && !back.connected, 5000), 'both lost NATS');
+        spy.hellos.length = 0; // those of the start
+        for (let i = 0n; i < 5n; i++) back.publish(kickout(i));
+        proxies[1]!.refuse = false; // node 0 stays away: it died meanwhile, as far as node 1 can tell
+        assert.ok(await until(() => spy.hellos.includes(back.nodeId), 5000), 'node 1 is back on NATS');
+        const t0 = Date.now();
+        await sleep(400);
+        assert.equal(back.connected, false, 'held: node 0 may still come back');
+        assert.deepEqual(got, [], 'the node that stayed has nothing yet');
+        assert.ok(await until(() => back.connected, 5000), 'the hold ended');
+        const held = Date.now() - t0;
+        assert.ok(held >= 800 && held < 2500, `held ${held} ms (deadline 900 ms)`);
+        assert.ok(await until(() => got.length >= 5, 5000));
+        await sleep(100);
+        assert.deepEqual(got, [0n, 1n, 2n, 3n, 4n], 'the node that is there got the queue, in order');
+        assert.deepEqual(
+          reconnects.map((r) => r.resent),
+          [5],
+        );
+      } finally {
+        await spy.close();
+        await Promise.all([gone.close(), back.close(), stayed.close()]);
+        for (const p of proxies) p.close();
+      }
+    });
+
+    it('a node stopped while its queue waits for a peer sends it to the nodes that are back', async () => {
+      const target = new globalThis.URL(URL);
+      const proxies = await Promise.all([0, 1].map(() => startFaultyProxy(target.hostname, Number(target.port || 4222))));
+      const subjectPrefix = freshPrefix();
+      const got: bigint[] = [];
+      const errors: string[] = [];
+      const away = new NatsBus({ url: `nats://127.0.0.1:${proxies[0]!.port}`, subjectPrefix, discoveryMs: 10 });
+      const stopping = new NatsBus({
+        url: `nats://127.0.0.1:${proxies[1]!.port}`,
+        subjectPrefix,
+        discoveryMs: 10,
+        onError: (_e, context) => void errors.push(context),
+      });
+      const stayed = new NatsBus({ url: URL, subjectPrefix, discoveryMs: 10 });
+      const spy = await spyOn(subjectPrefix);
+      try {
+        await away.start(noop, () => []);
+        await stopping.start(noop, () => []);
+        await stayed.start(
+          (e) => void got.push(uidOf(e)),
+          () => [],
+        );
+        assert.ok(await until(() => stopping.liveNodes.length === 2), 'node 1 knows both others');
+        for (const p of proxies) {
+          p.refuse = true;
+          p.cut();
+        }
+        assert.ok(await until(() => !away.connected && !stopping.connected, 5000), 'both lost NATS');
+        spy.hellos.length = 0;
+        for (let i = 0n; i < 3n; i++) stopping.publish(kickout(i));
+        proxies[1]!.refuse = false;
+        assert.ok(await until(() => spy.hellos.includes(stopping.nodeId), 5000), 'node 1 is back on NATS');
+        await sleep(100);
+        assert.equal(stopping.connected, false, 'held for node 0');
+        await stopping.close();
+        assert.ok(await until(() => got.length >= 3, 5000), `the node that stayed got ${got.length} of 3`);
+        assert.deepEqual(got, [0n, 1n, 2n]);
+        assert.ok(!errors.includes('close'), 'nothing reported lost');
+      } finally {
+        await spy.close();
+        await Promise.all([away.close(), stopping.close(), stayed.close()]);
+        for (const p of proxies) p.close();
       }
     });
 

@@ -19,10 +19,13 @@ import type { StoredMessage } from '../store/store.js';
  *   the store still show (services/sessions.ts).
  * - A bus that loses the other nodes for a while (NatsBus: NATS is down or unreachable from this
  *   node) keeps handling its own events locally, keeps what it publishes meanwhile in a bounded
- *   queue and sends it, in publish order, on reconnect, before any later event. The other nodes'
- *   events of that time never reach this node: once the queue is sent it calls `onReconnect`, so
- *   that what this node derives from events (cached group members, the room index, kickouts) is
- *   read again from the store. A bus that cannot lose the other nodes (LocalBus) never calls it.
+ *   queue and sends it, in publish order, on reconnect, before any later event. It may hold the
+ *   queue a bounded while after reconnecting, until the other nodes can hear it (NatsBus: until
+ *   those it knew are back on NATS, which restarted under all of them); meanwhile later events
+ *   join the queue and the bus is not `connected`. The other nodes' events of that time never
+ *   reach this node: once the queue is sent it calls `onReconnect`, so that what this node
+ *   derives from events (cached group members, the room index, kickouts) is read again from the
+ *   store. A bus that cannot lose the other nodes (LocalBus) never calls it.
  */
 export type BusEvent =
   /** A stored message to push to online sessions of its recipients and to listening backends. */
@@ -76,7 +79,7 @@ export interface BusReconnect {
   resent: number;
   /** Events published by this node during the outage that did not fit the queue: handled here, never sent. */
   dropped: number;
-  /** How long the bus was down, in ms. */
+  /** How long the bus was down, in ms: until the queue was sent. */
   downMs: number;
 }
 /**
@@ -87,7 +90,7 @@ export type ReconnectHandler = (info: BusReconnect) => void;
 
 /** The outage queue of a bus that can lose the other nodes (NatsBus), for /metrics. */
 export interface BusQueueStats {
-  /** Events waiting for the reconnect, and their bytes. */
+  /** Events waiting for the reconnect (and for the other nodes to be back), and their bytes. */
   queuedEvents: number;
   queuedBytes: number;
   /** Since start: events dropped because the queue was full, and queued events sent on a reconnect. */
@@ -100,8 +103,9 @@ export interface Bus {
   /** Unique id of this node. */
   readonly nodeId: string;
   /**
-   * Whether the other nodes are reachable now (/healthz; group members are not cached while they
-   * are not). A bus that cannot lose them (LocalBus) leaves it undefined.
+   * Whether the other nodes are reachable now, this node's events going out (/healthz; group
+   * members are not cached while they are not). A bus that cannot lose them (LocalBus) leaves it
+   * undefined.
    */
   readonly connected?: boolean;
   /** Its outage queue (a bus that has one). */

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { connect, createInbox, type Msg, type NatsConnection } from 'nats';
 import { decodeMsgpack, encodeMsgpack } from '@rtm/fpnn';
 import type { StoredMessage } from '../store/store.js';
-import type { Bus, BusEvent, BusHandler, BusQueueStats, OnlineAnswer, OnlineResponder, ReconnectHandler } from './bus.js';
+import type { Bus, BusEvent, BusHandler, BusQueueStats, BusReconnect, OnlineAnswer, OnlineResponder, ReconnectHandler } from './bus.js';
 
 /**
  * The cluster bus over NATS core (DESIGN.md "Cluster"); same contract as `bus.ts`, checked by
@@ -31,10 +31,25 @@ import type { Bus, BusEvent, BusHandler, BusQueueStats, OnlineAnswer, OnlineResp
  * Outages: while the connection is down (from the moment nats.js notices it until it is back),
  * `publish` keeps the encoded events in a queue of at most `maxQueueBytes`; once one does not fit,
  * that one and every later one of the outage are dropped (counted; reported once to `onError`), so
- * what the others get is always a prefix of what was published. On reconnect the queue is sent in
- * publish order, synchronously, before `connected` turns true again: no later event can overtake
- * it. (nats.js has a buffer of its own, but it empties it at every reconnect attempt.) Then
- * `onReconnect` is called: the events the other nodes published meanwhile are lost for this node.
+ * what the others get is always a prefix of what was published. (nats.js has a buffer of its own,
+ * but it empties it at every reconnect attempt.)
+ *
+ * Back on NATS, the queue is held until the peers this node knew when it lost NATS are back too:
+ * when NATS itself restarts, every node loses it at once, and core NATS drops what no one is
+ * subscribed to, so a queue sent by the first node back would reach none of the others. A node
+ * announces `hello` as soon as its subscriptions are back (nats.js sends them first on a
+ * reconnect, so NATS has read them before the hello); a peer counts as back once it answers this
+ * node's `hello` or this node hears its `hello` or heartbeat, after its own reconnect. A peer that
+ * died meanwhile never comes back: the hold ends after `3 × heartbeatMs` at most, the time after
+ * which a node unheard counts as gone anyway; one still cut off then misses the queue, as it
+ * misses everything of its outage. A peer that stops (`bye`) is not waited for. While held, later
+ * publishes join the queue and `connected` stays false: as far as its events go, the node is still
+ * cut off (and `GroupMembers` keeps reading the store until `onReconnect`). Then the queue is sent
+ * in publish order, synchronously, before `connected` turns true: no later event can overtake it.
+ * Then `onReconnect` is called: the events the other nodes published meanwhile are lost for this
+ * node. Limits: peers unknown at the loss (a silent partition is noticed after ~10 s, by when the
+ * peers unheard for 3 heartbeats were forgotten) are not waited for; with a cluster of NATS
+ * servers, a peer heard through another server has its interest there, not necessarily here yet.
  * Events written to a connection that died before nats.js noticed (a partition without a reset:
  * up to `pingInterval × maxPingOut`, ~10 s) are lost too: core NATS has no acknowledgements.
  *
@@ -167,6 +182,10 @@ export class NatsBus implements Bus {
   private droppedNow = 0;
   /** When the current outage began (ms), 0 while up. */
   private downSince = 0;
+  /** Peers known when NATS was lost and not heard since it is back: the queue waits for them. */
+  private readonly awaited = new Set<string>();
+  /** From a reconnect until the queue is sent (`release`): the deadline of the wait for `awaited`. */
+  private holding: NodeJS.Timeout | undefined;
   private readonly totals = { droppedEvents: 0, resentEvents: 0, reconnects: 0 };
   /** Events this node published (sent or queued) since start: the marks of `sent`. */
   private publications = 0;
@@ -203,9 +222,12 @@ export class NatsBus implements Bus {
     this.nodeSubject = `${subjectPrefix}.node`;
   }
 
-  /** Whether the NATS connection is up (for /healthz): false before start, while reconnecting, after close. */
+  /**
+   * Whether the NATS connection is up and this node's events go out (for /healthz): false before
+   * start, while reconnecting, while the queue waits for the peers to be back, after close.
+   */
   get connected(): boolean {
-    return this.up;
+    return this.up && this.holding === undefined;
   }
 
   /** The outage queue now, and its totals since start (for /metrics). */
@@ -259,7 +281,7 @@ export class NatsBus implements Bus {
       try {
         const subject = this.eventPrefix + pidOf(event);
         const data = encodeMsgpack(event);
-        if (this.linkUp(nc)) nc.publish(subject, data);
+        if (this.sending(nc)) nc.publish(subject, data);
         else this.enqueue(subject, data);
         this.publications++;
       } catch (err) {
@@ -278,7 +300,7 @@ export class NatsBus implements Bus {
     if (mark >= upTo || this.confirmed >= upTo) return undefined;
     if (this.pinging && this.pinging.upTo >= upTo) return this.pinging.done;
     const nc = this.nc;
-    if (!nc || nc.isClosed() || !this.linkUp(nc)) return undefined;
+    if (!nc || nc.isClosed() || !this.sending(nc)) return undefined;
     let timer: NodeJS.Timeout | undefined;
     const pong = nc.flush().then(
       () => void (this.confirmed = Math.max(this.confirmed, upTo)),
@@ -303,6 +325,11 @@ export class NatsBus implements Bus {
     return this.up && !socketDown(nc);
   }
 
+  /** Whether a publish goes out now rather than into the queue: the link is up and the queue is not held. */
+  private sending(nc: NatsConnection): boolean {
+    return this.linkUp(nc) && this.holding === undefined;
+  }
+
   private enqueue(subject: string, data: Uint8Array): void {
     if (this.downSince === 0) this.downSince = Date.now();
     const size = subject.length + data.byteLength;
@@ -321,11 +348,50 @@ export class NatsBus implements Bus {
     this.queuedBytes += size;
   }
 
-  /** NATS is back: sends the queue in order, then lets publishes through again, then `onReconnect`. */
+  /** NATS is lost: the peers known now (and any a hold cut short still waits for) are waited for when it is back. */
+  private lost(): void {
+    this.up = false;
+    if (this.downSince === 0) this.downSince = Date.now();
+    for (const node of this.peers.keys()) this.awaited.add(node);
+    clearTimeout(this.holding);
+    this.holding = undefined;
+  }
+
+  /** NATS is back: the queue is held until the peers are back too (`release`), `3 × heartbeatMs` at most. */
   private reconnected(nc: NatsConnection): void {
     if (this.closed) return;
     // Down again already (its `disconnect` status is on its way): the next reconnect sends the queue.
     if (socketDown(nc)) return;
+    clearTimeout(this.holding);
+    if (this.awaited.size > 0) {
+      this.holding = setTimeout(() => this.release(nc), MISSED_HEARTBEATS * this.heartbeatMs);
+      this.holding.unref();
+    }
+    this.up = true;
+    // The other nodes may have forgotten this one, and it them: learn who is there at once. Their
+    // answers, or their own hellos once they are back, end the hold.
+    this.announce('hello', this.inbox + '.h');
+    if (this.awaited.size === 0) this.release(nc);
+  }
+
+  /** The peers are back (or the deadline passed): sends the queue in order, lets publishes through, then `onReconnect`. */
+  private release(nc: NatsConnection): void {
+    // Down again already: the next reconnect holds anew (closed for good: nothing to send).
+    if (this.closed || nc.isClosed() || socketDown(nc)) return;
+    clearTimeout(this.holding);
+    this.holding = undefined;
+    this.awaited.clear();
+    const info = this.sendQueue(nc);
+    this.totals.reconnects++;
+    try {
+      this.onReconnect?.(info);
+    } catch (err) {
+      this.onError(err, 'onReconnect');
+    }
+  }
+
+  /** Publishes the outage queue in order and ends the outage; says what `onReconnect` hears. */
+  private sendQueue(nc: NatsConnection): BusReconnect {
     const queue = this.queue;
     const dropped = this.droppedNow;
     const downMs = this.downSince ? Date.now() - this.downSince : 0;
@@ -341,15 +407,7 @@ export class NatsBus implements Bus {
       }
     }
     this.totals.resentEvents += queue.length;
-    this.totals.reconnects++;
-    this.up = true;
-    // The other nodes may have forgotten this one, and it them: learn who is there at once.
-    this.announce('hello', this.inbox + '.h');
-    try {
-      this.onReconnect?.({ resent: queue.length, dropped, downMs });
-    } catch (err) {
-      this.onError(err, 'onReconnect');
-    }
+    return { resent: queue.length, dropped, downMs };
   }
 
   async queryOnline(pid: number, uids: bigint[]): Promise<bigint[]> {
@@ -379,10 +437,15 @@ export class NatsBus implements Bus {
   async close(): Promise<void> {
     if (this.closed) return;
     const wasUp = this.nc ? this.linkUp(this.nc) : false;
+    // Stopping while the queue waits for peers: those that are back get it, the others never would.
+    if (wasUp && this.holding) this.sendQueue(this.nc!);
     this.closed = true;
     this.up = false;
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = undefined;
+    clearTimeout(this.holding);
+    this.holding = undefined;
+    this.awaited.clear();
     for (const id of [...this.pending.keys()]) this.finishQuery(id);
     const nc = this.nc;
     this.handler = undefined;
@@ -467,8 +530,10 @@ export class NatsBus implements Bus {
       return;
     }
     if (a.node === this.nodeId || this.closed) return;
-    if (a.kind === 'bye') return this.forget(a.node);
-    this.peers.set(a.node, Date.now());
+    if (a.kind === 'bye') {
+      this.forget(a.node);
+      return this.unawait(a.node); // it stopped: it will not come back for the queue
+    }
     if (a.kind === 'hello' && msg.reply) {
       try {
         msg.respond(encodeMsgpack({ node: this.nodeId, kind: 'hb' }));
@@ -476,6 +541,7 @@ export class NatsBus implements Bus {
         this.onError(err, 'hello answer');
       }
     }
+    this.heard(a.node);
   }
 
   private onInbox(msg: Msg): void {
@@ -494,7 +560,7 @@ export class NatsBus implements Bus {
       return;
     }
     if (this.closed) return;
-    this.peers.set(answer.node, Date.now()); // it answered: it is alive
+    this.heard(answer.node); // it answered: it is alive
     if (token === 'h') return;
     const q = this.pending.get(Number(token));
     if (!q) return; // late answer of a finished query
@@ -510,6 +576,20 @@ export class NatsBus implements Bus {
     this.announce('hb');
     const deadline = Date.now() - MISSED_HEARTBEATS * this.heartbeatMs;
     for (const [node, seen] of this.peers) if (seen < deadline) this.forget(node);
+  }
+
+  /**
+   * A peer is heard. Whatever arrives after a loss of NATS came over the new connection (nats.js
+   * reads the old one to its end before it reports the loss), so the peer is back on NATS.
+   */
+  private heard(node: string): void {
+    this.peers.set(node, Date.now());
+    this.unawait(node);
+  }
+
+  /** The queue need not wait for `node` any more; the last one awaited releases it. */
+  private unawait(node: string): void {
+    if (this.awaited.delete(node) && this.awaited.size === 0 && this.holding && this.nc) this.release(this.nc);
   }
 
   private forget(node: string): void {
@@ -550,10 +630,8 @@ export class NatsBus implements Bus {
           'nats disconnect',
         );
       else if (s.type === 'error') this.onError(s.data, 'nats error');
-      if (s.type === 'disconnect') {
-        this.up = false;
-        if (this.downSince === 0) this.downSince = Date.now();
-      } else if (s.type === 'reconnect') this.reconnected(nc);
+      if (s.type === 'disconnect') this.lost();
+      else if (s.type === 'reconnect') this.reconnected(nc);
     }
     this.up = false;
   }
