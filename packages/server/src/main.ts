@@ -11,6 +11,7 @@ import {
   clientHostOf,
   hostPort,
   isWildcardHost,
+  meantVariable,
   resolveConfig,
   type ConfigOverrides,
   type ResolvedConfig,
@@ -556,8 +557,18 @@ export async function startResolved(
 ): Promise<RunningServer & { generatedSecret?: string; generatedSecretFile?: string; devSecretFile?: string }> {
   const { config, generatedSecret, generatedSecretFile, devSecretFile, unknownVariables } = resolved;
   const logger = options.logger ?? createLogger(config.logLevel);
-  if (unknownVariables.length > 0)
-    logger.warn({ variables: unknownVariables }, 'ignored: RTM_* environment variables that the server does not read (misspelt?)');
+  if (unknownVariables.length > 0) {
+    // Each near miss with the variable it was likely meant as: the fix, not only the symptom.
+    const didYouMean: Record<string, string> = {};
+    for (const variable of unknownVariables) {
+      const meant = meantVariable(variable);
+      if (meant) didYouMean[variable] = meant;
+    }
+    logger.warn(
+      { variables: unknownVariables, ...(Object.keys(didYouMean).length > 0 ? { didYouMean } : {}) },
+      'ignored: RTM_* environment variables that the server does not read (misspelt?)',
+    );
+  }
   const server = await startServer(config, { ...options, logger });
   return { ...server, generatedSecret, generatedSecretFile, devSecretFile };
 }

@@ -175,12 +175,16 @@ describe('configuration errors', () => {
 });
 
 describe('misspelt variables', () => {
-  it('an RTM_ variable the server does not read (RTM_LOGLEVEL) is warned about at start, not ignored silently', async () => {
-    const r = rtm(['serve'], await serverEnv({ RTM_PROJECT_SECRET: 'a-long-project-secret', RTM_LOGLEVEL: 'debug', RTM_ENDPOINT: 'x:1' }));
+  it('an RTM_ variable the server does not read (RTM_LOGLEVEL) is warned about at start, not ignored silently, with the one meant', async () => {
+    const r = rtm(
+      ['serve'],
+      await serverEnv({ RTM_PROJECT_SECRET: 'a-long-project-secret', RTM_LOGLEVEL: 'debug', RTM_FROBNICATE: '1', RTM_ENDPOINT: 'x:1' }),
+    );
     try {
       const warning = await r.waitFor('ignored: RTM_* environment variables that the server does not read (misspelt?)');
       assert.equal(warning.level, 40);
-      assert.deepEqual(warning.variables, ['RTM_LOGLEVEL'], "RTM_ENDPOINT is the CLI's");
+      assert.deepEqual(warning.variables, ['RTM_FROBNICATE', 'RTM_LOGLEVEL'], "RTM_ENDPOINT is the CLI's");
+      assert.deepEqual(warning.didYouMean, { RTM_LOGLEVEL: 'RTM_LOG_LEVEL' }, 'a near miss is named; RTM_FROBNICATE is near nothing');
       await r.waitFor('RTM server started');
     } finally {
       r.kill('SIGTERM');
