@@ -378,6 +378,9 @@ function readConfigFile(path: string): FileConfig {
   } catch (err) {
     throw new ConfigError(`RTM_CONFIG: cannot read ${path}: ${(err as Error).message}`);
   }
+  // A byte order mark, which Windows editors (Notepad, Visual Studio) may write at the start of a
+  // UTF-8 file: no character of the JSON, and JSON.parse would refuse the file for it.
+  if (text.startsWith('\uFEFF')) text = text.slice(1);
   let json: unknown;
   try {
     json = JSON.parse(text);

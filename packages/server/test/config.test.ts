@@ -161,6 +161,16 @@ describe('config: the RTM_CONFIG file', () => {
     assert.equal(config.projects[1]!.allowLegacySign, true);
   });
 
+  it('a UTF-8 byte order mark at its start (as Windows editors write one) is read past', () => {
+    const path = fileWith('\uFEFF' + JSON.stringify({ projects: [project] }, null, 2));
+    assert.deepEqual(
+      resolveConfig({ RTM_CONFIG: path }).config.projects.map((p) => p.pid),
+      [7],
+    );
+    // Only there: one inside the JSON is still an error.
+    assert.throws(() => resolveConfig({ RTM_CONFIG: fileWith('{"projects":\uFEFF[]}') }), /is not valid JSON/);
+  });
+
   it('RTM_PROJECT_HMAC_SECRET beside it is refused (not dropped silently): hmacSecret goes in the file', () => {
     const path = fileWith(JSON.stringify({ projects: [project] }));
     assert.throws(
