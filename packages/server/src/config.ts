@@ -286,6 +286,10 @@ export const DEV_PROJECT_ID = 1000001;
 /** pino's levels, most to least severe; `silent` logs nothing. */
 export const LOG_LEVELS: readonly string[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
+/** RTM_LOG_LEVEL as resolveConfig reads it, not yet checked against LOG_LEVELS; the default when unset or empty. */
+export const logLevelOf = (env: Record<string, string | undefined>): string =>
+  env.RTM_LOG_LEVEL?.trim().toLowerCase() || DEFAULT_CONFIG.logLevel;
+
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
@@ -744,7 +748,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     retentionMaxPerConversation: int(env, 'RTM_RETENTION_MAX_PER_CONVERSATION', d.retentionMaxPerConversation, 0, 1_000_000_000),
     encryptionKey: env.RTM_ENCRYPTION_KEY || undefined,
     encryptionCurve: env.RTM_ENCRYPTION_CURVE || d.encryptionCurve,
-    logLevel: env.RTM_LOG_LEVEL?.trim().toLowerCase() || d.logLevel,
+    logLevel: logLevelOf(env),
     ...overrides,
     limits,
   } as Omit<ServerConfig, 'projects'>;

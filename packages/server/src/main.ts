@@ -65,7 +65,7 @@ export interface StartOptions {
 
 /**
  * A backing service or a port that keeps the server from starting. The message names the part and
- * the setting (never a password); `rtm serve` prints it as one line and exits with code 1.
+ * the setting (never a password); `rtm serve` prints it as one line (and logs it, cli.ts) and exits with code 1.
  */
 export class StartupError extends Error {
   override readonly name = 'StartupError';
