@@ -31,8 +31,11 @@ import {
   hostPort,
   isEndpoint,
   isWildcardHost,
+  LOG_LEVELS,
+  logLevelOf,
   resolveConfig,
 } from './config.js';
+import type { Logger } from './observability/logger.js';
 
 const USAGE = `usage:
   rtm serve                  start the server with the RTM_* environment (the default command)
@@ -58,8 +61,24 @@ const STOP_TIMEOUT_MS = 20_000;
 /** A signal repeated sooner than this is the same request delivered twice (see `stop`), not a second one. */
 const REPEAT_SIGNAL_MS = 1000;
 
+/**
+ * Ends `rtm serve` when the start failed: `line` on stderr and `exitCode`, and the same as one JSON
+ * log line at fatal, for an operator who ships stdout's log lines and reads nothing else. Not when
+ * stdout and stderr are one terminal: the operator there would read the message twice, once as JSON.
+ */
+function startFailed(log: Logger, line: string, exitCode: number, err?: unknown): never {
+  if (!(process.stdout.isTTY && process.stderr.isTTY)) log.fatal({ exitCode, ...(err === undefined ? {} : { err }) }, line);
+  console.error(line);
+  process.exit(exitCode);
+}
+
 async function serve(): Promise<void> {
   const { startResolved, StartupError } = await import('./main.js');
+  const { createLogger } = await import('./observability/logger.js');
+  // Made before the configuration is read, so that a configuration error reaches the log stream
+  // too: at RTM_LOG_LEVEL, or at the default level when that is what is wrong.
+  const level = logLevelOf(process.env);
+  const log = createLogger(LOG_LEVELS.includes(level) ? level : DEFAULT_CONFIG.logLevel);
   let server;
   try {
     const resolved = resolveConfig(process.env);
@@ -72,17 +91,12 @@ async function serve(): Promise<void> {
           `  RTM_PROJECT_SECRET=${resolved.generatedSecret}\n`,
       );
     }
-    server = await startResolved(resolved);
+    server = await startResolved(resolved, { logger: log });
   } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(`configuration error: ${err.message}`);
-      process.exit(2);
-    }
-    if (err instanceof StartupError) {
-      console.error(`start-up failed: ${err.message}`);
-      process.exit(1);
-    }
-    throw err;
+    if (err instanceof ConfigError) startFailed(log, `configuration error: ${err.message}`, 2);
+    if (err instanceof StartupError) startFailed(log, `start-up failed: ${err.message}`, 1);
+    // Not foreseen (a bug): on stderr as any other failure of the CLI, its stack in the log.
+    startFailed(log, err instanceof Error ? err.message : String(err), 1, err);
   }
   const { config } = server;
   // Read by V8 at each scavenge, so it takes effect from here on (see ServerConfig.parallelScavenge).

@@ -286,6 +286,10 @@ export const DEV_PROJECT_ID = 1000001;
 /** pino's levels, most to least severe; `silent` logs nothing. */
 export const LOG_LEVELS: readonly string[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
+/** RTM_LOG_LEVEL as resolveConfig reads it, not yet checked against LOG_LEVELS; the default when unset or empty. */
+export const logLevelOf = (env: Record<string, string | undefined>): string =>
+  env.RTM_LOG_LEVEL?.trim().toLowerCase() || DEFAULT_CONFIG.logLevel;
+
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
@@ -323,6 +327,48 @@ interface FileConfig {
 
 const PROJECT_KEYS = ['pid', 'secret', 'hmacSecret', 'allowLegacySign'];
 
+/**
+ * Edits between `a` and `b`: letters inserted, deleted or replaced, and two neighbours swapped
+ * (optimal string alignment), the slips of a hand typing a name.
+ */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const row = d[i]!;
+      row[j] = Math.min(d[i - 1]![j]! + 1, row[j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) row[j] = Math.min(row[j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** Units at the end of variable names: a name that lacks only its unit is a near miss, however long the unit. */
+const UNITS = ['_MS', '_SECONDS', '_BYTES', '_MIB'];
+
+/**
+ * The names of `known` that a misspelt `name` was likely meant as: the nearest (several when as
+ * near), if at most a third of its letters are edited (one in a short name), letter case aside and
+ * `prefix`, which every name has, left out of the count. None when none is that near: a far guess
+ * would mislead more than no guess.
+ */
+function nearestNames(name: string, known: readonly string[], prefix = ''): string[] {
+  const stem = (n: string): string => n.toUpperCase().slice(prefix.length);
+  const misspelt = stem(name);
+  const limit = Math.max(1, Math.floor(misspelt.length / 3));
+  const distance = (candidate: string): number =>
+    UNITS.some((unit) => stem(candidate) === misspelt + unit) ? 1 : editDistance(misspelt, stem(candidate));
+  const near = known.map((candidate) => ({ candidate, distance: distance(candidate) })).filter((c) => c.distance <= limit);
+  const nearest = Math.min(...near.map((c) => c.distance));
+  return near.filter((c) => c.distance === nearest).map((c) => c.candidate);
+}
+
+/** `did you mean 'a'?` for an unknown key of the RTM_CONFIG file, undefined when no known key is near. */
+function meantKey(key: string, known: readonly string[]): string | undefined {
+  const near = nearestNames(key, known);
+  return near.length > 0 ? `did you mean ${near.map((k) => `'${k}'`).join(' or ')}?` : undefined;
+}
+
 const jsonKind = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v);
 
 /**
@@ -336,6 +382,9 @@ function readConfigFile(path: string): FileConfig {
   } catch (err) {
     throw new ConfigError(`RTM_CONFIG: cannot read ${path}: ${(err as Error).message}`);
   }
+  // A byte order mark, which Windows editors (Notepad, Visual Studio) may write at the start of a
+  // UTF-8 file: no character of the JSON, and JSON.parse would refuse the file for it.
+  if (text.startsWith('\uFEFF')) text = text.slice(1);
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -347,7 +396,8 @@ function readConfigFile(path: string): FileConfig {
     throw new ConfigError(`${where} must be a JSON object {"projects":[{"pid":…,"secret":"…"}]}, got ${jsonKind(json)}`);
   for (const key of Object.keys(json)) {
     if (key === 'projects') continue;
-    const hint = key === 'dataDir' ? ' (set RTM_DATA_DIR instead)' : key === 'project' ? " (did you mean 'projects'?)" : '';
+    const meant = meantKey(key, ['projects']);
+    const hint = key === 'dataDir' ? ' (set RTM_DATA_DIR instead)' : meant ? ` (${meant})` : '';
     throw new ConfigError(`${where}: unknown key '${key}'${hint}; the file has one key, 'projects'`);
   }
   const { projects } = json as { projects?: unknown };
@@ -358,7 +408,12 @@ function readConfigFile(path: string): FileConfig {
     if (typeof p !== 'object' || p === null || Array.isArray(p))
       throw new ConfigError(`${where} projects[${i}] must be an object {pid, secret}, got ${jsonKind(p)}`);
     const unknown = Object.keys(p).find((k) => !PROJECT_KEYS.includes(k));
-    if (unknown) throw new ConfigError(`${where} projects[${i}]: unknown key '${unknown}' (known: ${PROJECT_KEYS.join(', ')})`);
+    if (unknown) {
+      const meant = meantKey(unknown, PROJECT_KEYS);
+      throw new ConfigError(
+        `${where} projects[${i}]: unknown key '${unknown}'${meant ? `: ${meant}` : ''} (known: ${PROJECT_KEYS.join(', ')})`,
+      );
+    }
   });
   return { projects };
 }
@@ -578,6 +633,14 @@ export const ENV_VARIABLES: readonly string[] = [
 /** Prefixes of variables that tests and benchmarks read, not the server: not warned about. */
 const NOT_SERVER_PREFIXES = ['RTM_BENCH_', 'RTM_MODEL_', 'RTM_TEST_', 'RTM_STORE_CRASH_CHILD'];
 
+/**
+ * The variable that a misspelt RTM_* one was likely meant as (`RTM_SEVER_PORT`: `RTM_SERVER_PORT`),
+ * 'A or B' when two are as near; undefined when none is near. Said in the warning at start.
+ */
+export function meantVariable(name: string): string | undefined {
+  return nearestNames(name, ENV_VARIABLES, 'RTM_').join(' or ') || undefined;
+}
+
 function unknownVariables(env: Env): string[] {
   return Object.keys(env)
     .filter((k) => k.startsWith('RTM_') && !ENV_VARIABLES.includes(k) && !NOT_SERVER_PREFIXES.some((p) => k.startsWith(p)))
@@ -685,7 +748,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     retentionMaxPerConversation: int(env, 'RTM_RETENTION_MAX_PER_CONVERSATION', d.retentionMaxPerConversation, 0, 1_000_000_000),
     encryptionKey: env.RTM_ENCRYPTION_KEY || undefined,
     encryptionCurve: env.RTM_ENCRYPTION_CURVE || d.encryptionCurve,
-    logLevel: env.RTM_LOG_LEVEL?.trim().toLowerCase() || d.logLevel,
+    logLevel: logLevelOf(env),
     ...overrides,
     limits,
   } as Omit<ServerConfig, 'projects'>;

@@ -11,6 +11,7 @@ import {
   clientHostOf,
   hostPort,
   isWildcardHost,
+  meantVariable,
   resolveConfig,
   type ConfigOverrides,
   type ResolvedConfig,
@@ -34,6 +35,7 @@ import { LocalPresence } from './services/presence.js';
 import { Sessions } from './services/sessions.js';
 import { GroupMembers } from './services/group-members.js';
 import { BusResync } from './services/resync.js';
+import type { UpgradeEvent } from './store/sqlite.js';
 import { StoreRefusal, type Store } from './store/store.js';
 import { Listener } from './transport/listener.js';
 import { proxySources } from './transport/proxy-protocol.js';
@@ -64,7 +66,7 @@ export interface StartOptions {
 
 /**
  * A backing service or a port that keeps the server from starting. The message names the part and
- * the setting (never a password); `rtm serve` prints it as one line and exits with code 1.
+ * the setting (never a password); `rtm serve` prints it as one line (and logs it, cli.ts) and exits with code 1.
  */
 export class StartupError extends Error {
   override readonly name = 'StartupError';
@@ -125,6 +127,17 @@ function bindFailure(err: unknown, port: number, variable: string, host: string,
   );
 }
 
+/**
+ * A schema upgrade at start, in one line once applied. An existing database gets one more as it
+ * begins: its steps may take a while (migration 4 rebuilds an index, ≈ 0.4 s per million
+ * messages), and the pause needs a reason; a new database's take milliseconds.
+ */
+function logUpgrade(log: Logger, { from, to, migrations, ms }: UpgradeEvent): void {
+  const steps = `${migrations} migration${migrations === 1 ? '' : 's'}`;
+  if (ms !== undefined) log.info({ from, to, migrations, ms }, `schema upgraded from version ${from} to ${to}: ${steps} in ${ms} ms`);
+  else if (from > 0) log.info({ from, to, migrations }, `upgrading schema from version ${from} to ${to}: ${steps}`);
+}
+
 async function openStore(config: ServerConfig, log: Logger): Promise<Store> {
   if (config.store === 'sqlite') {
     checkDataDir(config.dataDir);
@@ -138,10 +151,12 @@ async function openStore(config: ServerConfig, log: Logger): Promise<Store> {
       cacheSizeKiB: config.sqliteCacheMiB * 1024,
       onError: (message) => log.error({ store: 'sqlite' }, message),
       onRecovery: (message) => log.info({ store: 'sqlite' }, message),
+      // Each step at debug, the upgrade as a whole at info: a new database has a dozen steps.
       onMigration: ({ version, name, ms }) =>
         ms === undefined
-          ? log.info({ store: 'sqlite', version, name }, 'applying schema migration')
-          : log.info({ store: 'sqlite', version, name, ms }, 'schema migration applied'),
+          ? log.debug({ store: 'sqlite', version, name }, 'applying schema migration')
+          : log.debug({ store: 'sqlite', version, name, ms }, 'schema migration applied'),
+      onUpgrade: (event) => logUpgrade(log.child({ store: 'sqlite' }), event),
     });
   }
   const { PostgresStore } = await import('./store/postgres.js');
@@ -565,8 +580,18 @@ export async function startResolved(
 ): Promise<RunningServer & { generatedSecret?: string; generatedSecretFile?: string; devSecretFile?: string }> {
   const { config, generatedSecret, generatedSecretFile, devSecretFile, unknownVariables } = resolved;
   const logger = options.logger ?? createLogger(config.logLevel);
-  if (unknownVariables.length > 0)
-    logger.warn({ variables: unknownVariables }, 'ignored: RTM_* environment variables that the server does not read (misspelt?)');
+  if (unknownVariables.length > 0) {
+    // Each near miss with the variable it was likely meant as: the fix, not only the symptom.
+    const didYouMean: Record<string, string> = {};
+    for (const variable of unknownVariables) {
+      const meant = meantVariable(variable);
+      if (meant) didYouMean[variable] = meant;
+    }
+    logger.warn(
+      { variables: unknownVariables, ...(Object.keys(didYouMean).length > 0 ? { didYouMean } : {}) },
+      'ignored: RTM_* environment variables that the server does not read (misspelt?)',
+    );
+  }
   const server = await startServer(config, { ...options, logger });
   return { ...server, generatedSecret, generatedSecretFile, devSecretFile };
 }

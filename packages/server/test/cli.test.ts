@@ -99,6 +99,12 @@ function run(command: string, args: string[], env: Record<string, string>, as?: 
   };
 }
 
+/** Why script(1) (util-linux), which runs a command on a pseudo-terminal, cannot be used here, or undefined. */
+function scriptMissing(): string | undefined {
+  if (process.platform !== 'linux') return 'needs Linux (script from util-linux)';
+  return spawnSync('script', ['--version'], { stdio: 'ignore' }).status === 0 ? undefined : 'script(1) (util-linux) not found';
+}
+
 const rtm = (args: string[], env: Record<string, string>, as?: { uid: number; gid: number }): Run =>
   run(process.execPath, ['--conditions=rtm-source', '--import', 'tsx', CLI, ...args], env, as);
 
@@ -160,9 +166,11 @@ describe('configuration errors', () => {
       async () => ({ RTM_PROJECT_SECRET: 'a-long-project-secret', RTM_IDLE_TIMEOUT_MS: '1000', RTM_PING_INTERVAL_MS: '4000' }),
       /RTM_PING_INTERVAL_MS.*RTM_IDLE_TIMEOUT_MS/,
     ],
+    // The log level itself: the failure is still logged (at the default level).
+    ['RTM_LOG_LEVEL that is no level', async () => ({ RTM_LOG_LEVEL: 'verbose' }), /RTM_LOG_LEVEL must be one of/],
   ];
   for (const [what, env, message] of cases) {
-    it(`${what}: exit code 2 and a message naming the setting`, async () => {
+    it(`${what}: exit code 2, a message naming the setting, and the same as a fatal log line`, async () => {
       const r = rtm(['serve'], await serverEnv(await env()));
       const { code, stdout, stderr } = await within(r.done, 20_000, 'the server did not exit');
       assert.equal(code, 2, stdout + stderr);
@@ -170,17 +178,52 @@ describe('configuration errors', () => {
       assert.match(stderr, message);
       assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
       assert.ok(!r.logs.some((e) => e.msg === 'RTM server started'));
+      assertFatalLogged(r, stderr, 2);
     });
   }
 });
 
+/** The failure on stderr is also the last JSON log line on stdout, at fatal with the exit code (README configuration). */
+function assertFatalLogged(r: Run, stderr: string, exitCode: number): void {
+  const fatal = r.logs.filter((e) => e.level === 60);
+  assert.equal(fatal.length, 1, `one fatal log line:\n${JSON.stringify(r.logs)}`);
+  assert.equal(fatal[0], r.logs.at(-1), 'the last');
+  assert.equal(fatal[0]!.msg, stderr.trim().split('\n').at(-1), 'its message is the line on stderr');
+  assert.equal(fatal[0]!.exitCode, exitCode);
+  assert.equal(fatal[0]!.service, 'rtm-server', 'written by the server logger');
+}
+
+describe('start-up failures on a terminal', () => {
+  it(
+    'where stdout and stderr are one terminal, the failure is said once, on stderr, not again as a JSON line',
+    { skip: scriptMissing() },
+    async () => {
+      // script(1) runs the command on a pseudo-terminal, as an operator's shell would.
+      const command = [process.execPath, '--conditions=rtm-source', '--import', 'tsx', CLI, 'serve'].map((a) => `'${a}'`).join(' ');
+      const r = run(
+        'script',
+        ['-qefc', command, '/dev/null'],
+        await serverEnv({ RTM_PING_INTERVAL_MS: '4000', RTM_IDLE_TIMEOUT_MS: '1000' }),
+      );
+      const { code, stdout } = await within(r.done, 20_000, 'the server did not exit');
+      assert.equal(code, 2, stdout);
+      assert.equal(stdout.match(/RTM_PING_INTERVAL_MS \(4000\) must be less/g)?.length, 1, stdout);
+      assert.match(stdout, /^configuration error: /m);
+    },
+  );
+});
+
 describe('misspelt variables', () => {
-  it('an RTM_ variable the server does not read (RTM_LOGLEVEL) is warned about at start, not ignored silently', async () => {
-    const r = rtm(['serve'], await serverEnv({ RTM_PROJECT_SECRET: 'a-long-project-secret', RTM_LOGLEVEL: 'debug', RTM_ENDPOINT: 'x:1' }));
+  it('an RTM_ variable the server does not read (RTM_LOGLEVEL) is warned about at start, not ignored silently, with the one meant', async () => {
+    const r = rtm(
+      ['serve'],
+      await serverEnv({ RTM_PROJECT_SECRET: 'a-long-project-secret', RTM_LOGLEVEL: 'debug', RTM_FROBNICATE: '1', RTM_ENDPOINT: 'x:1' }),
+    );
     try {
       const warning = await r.waitFor('ignored: RTM_* environment variables that the server does not read (misspelt?)');
       assert.equal(warning.level, 40);
-      assert.deepEqual(warning.variables, ['RTM_LOGLEVEL'], "RTM_ENDPOINT is the CLI's");
+      assert.deepEqual(warning.variables, ['RTM_FROBNICATE', 'RTM_LOGLEVEL'], "RTM_ENDPOINT is the CLI's");
+      assert.deepEqual(warning.didYouMean, { RTM_LOGLEVEL: 'RTM_LOG_LEVEL' }, 'a near miss is named; RTM_FROBNICATE is near nothing');
       await r.waitFor('RTM server started');
     } finally {
       r.kill('SIGTERM');
@@ -414,6 +457,7 @@ describe('backing services and ports at start-up', () => {
     assert.doesNotMatch(stderr, /\n\s+at /, `no stack trace:\n${stderr}`);
     assert.equal(stderr.trim().split('\n').length, 1, `one line:\n${stderr}`);
     assert.ok(!r.logs.some((e) => e.msg === 'RTM server started'));
+    assertFatalLogged(r, stderr, 1);
     return stderr.trim();
   };
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
-import { ConfigError, ENV_VARIABLES, resolveConfig } from '../src/config.js';
+import { ConfigError, ENV_VARIABLES, meantVariable, resolveConfig } from '../src/config.js';
 import { startServer } from '../src/main.js';
 import { createLogger } from '../src/observability/logger.js';
 
@@ -161,6 +161,16 @@ describe('config: the RTM_CONFIG file', () => {
     assert.equal(config.projects[1]!.allowLegacySign, true);
   });
 
+  it('a UTF-8 byte order mark at its start (as Windows editors write one) is read past', () => {
+    const path = fileWith('\uFEFF' + JSON.stringify({ projects: [project] }, null, 2));
+    assert.deepEqual(
+      resolveConfig({ RTM_CONFIG: path }).config.projects.map((p) => p.pid),
+      [7],
+    );
+    // Only there: one inside the JSON is still an error.
+    assert.throws(() => resolveConfig({ RTM_CONFIG: fileWith('{"projects":\uFEFF[]}') }), /is not valid JSON/);
+  });
+
   it('RTM_PROJECT_HMAC_SECRET beside it is refused (not dropped silently): hmacSecret goes in the file', () => {
     const path = fileWith(JSON.stringify({ projects: [project] }));
     assert.throws(
@@ -184,6 +194,15 @@ describe('config: the RTM_CONFIG file', () => {
       [JSON.stringify({ projects: [null] }), /projects\[0\] must be an object/],
       [JSON.stringify({ projects: [{ ...project, hmac_secret: 'x' }] }), /projects\[0\]: unknown key 'hmac_secret'/],
       [JSON.stringify({ projects: [{ pid: 7 }] }), /projects\[0\]: secret must be a string/],
+      // Near misses name the key meant; a key near none is only called unknown.
+      [JSON.stringify({ Projects: [project] }), /unknown key 'Projects' \(did you mean 'projects'\?\)/],
+      [JSON.stringify({ projets: [project] }), /unknown key 'projets' \(did you mean 'projects'\?\)/],
+      [JSON.stringify({ projects: [{ ...project, hmac_secret: 'x' }] }), /unknown key 'hmac_secret': did you mean 'hmacSecret'\?/],
+      [JSON.stringify({ projects: [{ pid: 7, secert: 'a-long-secret' }] }), /unknown key 'secert': did you mean 'secret'\?/],
+      [
+        JSON.stringify({ projects: [{ ...project, colour: 'red' }] }),
+        /unknown key 'colour' \(known: pid, secret, hmacSecret, allowLegacySign\)$/,
+      ],
       ['{"projects": [', /is not valid JSON/],
     ];
     for (const [text, message] of cases) {
@@ -352,6 +371,20 @@ describe('config: environment variables', () => {
       HOME: '/root',
     });
     assert.deepEqual(unknownVariables, ['RTM_LOGLEVEL']);
+  });
+
+  it('a near miss of a variable the server reads is said (did you mean …?); a name near none is not guessed at', () => {
+    for (const [misspelt, meant] of [
+      ['RTM_SEVER_PORT', 'RTM_SERVER_PORT'], // a letter left out
+      ['RTM_LOGLEVEL', 'RTM_LOG_LEVEL'],
+      ['RTM_CLEINT_PORT', 'RTM_CLIENT_PORT'], // two letters swapped
+      ['RTM_Log_Level', 'RTM_LOG_LEVEL'], // letter case
+      ['RTM_LOGOUT_GRACE', 'RTM_LOGOUT_GRACE_MS'], // the unit left off
+      ['RTM_SIGN_WINDOW', 'RTM_SIGN_WINDOW_SECONDS'],
+      ['RTM_MAX_FRAME', 'RTM_MAX_FRAME_BYTES'],
+    ] as const)
+      assert.equal(meantVariable(misspelt), meant, misspelt);
+    for (const far of ['RTM_FOO', 'RTM_PORT', 'RTM_DEBUG', 'RTM_X', 'RTM_MAX']) assert.equal(meantVariable(far), undefined, far);
   });
 
   it('every variable the server or the CLI reads is in the README', () => {

@@ -5,8 +5,12 @@
  * client logins once per connection at info, then at debug.
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import {
   RawClient,
   recordingSocket,
@@ -19,6 +23,8 @@ import {
   type TestServer,
 } from '@rtm/testkit';
 import { createLogger } from '../src/observability/logger.js';
+import { migrate } from '../src/store/sqlite.js';
+import { SQLITE_MIGRATIONS } from '../src/store/sqlite-migrations.js';
 
 interface Entry {
   level: number;
@@ -270,4 +276,57 @@ describe('logs of misbehaving peers', () => {
       store.dataGet = dataGet;
     }
   });
+});
+
+describe('logs of schema migrations at start (embedded store)', () => {
+  const NEWEST = Math.max(...SQLITE_MIGRATIONS.map((m) => m.version));
+  /** The schema lines a start on `dataDir` logs, at debug and up. */
+  const startOn = async (dataDir: string): Promise<Entry[]> => {
+    const lines: string[] = [];
+    const logger = createLogger('debug', { write: (s: string) => lines.push(s) } as unknown as NodeJS.WritableStream);
+    const server = await startTestServer({}, { dataDir, logger });
+    await server.close();
+    return lines.map((l) => JSON.parse(l) as Entry).filter((e) => /schema/.test(e.msg));
+  };
+  const inTempDir = async (fn: (dir: string) => Promise<void>): Promise<void> => {
+    const dir = await mkdtemp(join(tmpdir(), 'rtm-logging-'));
+    try {
+      await fn(dir);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  };
+
+  it('a new database: one info line for its dozen steps, each step at debug; the next start, none', () =>
+    inTempDir(async (dir) => {
+      const logged = await startOn(dir);
+      const info = logged.filter((e) => e.level >= INFO);
+      assert.equal(info.length, 1, JSON.stringify(info));
+      assert.match(info[0]!.msg, new RegExp(`^schema upgraded from version 0 to ${NEWEST}: ${NEWEST} migrations in \\d+ ms$`));
+      assert.deepEqual([info[0]!.store, info[0]!.from, info[0]!.to, info[0]!.migrations], ['sqlite', 0, NEWEST, NEWEST]);
+      assert.equal(typeof info[0]!.ms, 'number');
+      assert.deepEqual(
+        logged.filter((e) => e.level === DEBUG).map((e) => [e.msg, e.version]),
+        SQLITE_MIGRATIONS.flatMap((m) => [
+          ['applying schema migration', m.version],
+          ['schema migration applied', m.version],
+        ]),
+      );
+      assert.deepEqual(await startOn(dir), [], 'nothing to migrate');
+    }));
+
+  it('an existing database: a line as the upgrade begins (its steps may take a while), one once applied', () =>
+    inTempDir(async (dir) => {
+      const db = new Database(join(dir, 'rtm.sqlite'));
+      migrate(
+        db,
+        SQLITE_MIGRATIONS.filter((m) => m.version < NEWEST),
+        () => {},
+      );
+      db.close();
+      const info = (await startOn(dir)).filter((e) => e.level >= INFO);
+      assert.equal(info.length, 2, JSON.stringify(info));
+      assert.equal(info[0]!.msg, `upgrading schema from version ${NEWEST - 1} to ${NEWEST}: 1 migration`);
+      assert.match(info[1]!.msg, new RegExp(`^schema upgraded from version ${NEWEST - 1} to ${NEWEST}: 1 migration in \\d+ ms$`));
+    }));
 });

@@ -123,12 +123,28 @@ export interface SqliteStoreOptions {
    * may take a while (migration 4 rebuilds an index: ≈ 0.4 s per million messages).
    */
   onMigration?: (event: MigrationEvent) => void;
+  /**
+   * The same migrations together, once a start finds any to apply: as they begin and once all are
+   * applied. One event for the operator's log where a new database has a dozen steps.
+   */
+  onUpgrade?: (event: UpgradeEvent) => void;
 }
 
 /** One schema migration starting (`ms` absent) or applied (`ms`: how long it took). */
 export interface MigrationEvent {
   version: number;
   name: string;
+  ms?: number;
+}
+
+/**
+ * A start's schema upgrade from version `from` (0: a new database) to `to` in `migrations` steps,
+ * starting (`ms` absent) or applied (`ms`: how long all took).
+ */
+export interface UpgradeEvent {
+  from: number;
+  to: number;
+  migrations: number;
   ms?: number;
 }
 
@@ -240,6 +256,7 @@ export class SqliteStore implements Store {
       onError: options.onError ?? (() => {}),
       onRecovery: options.onRecovery ?? (() => {}),
       onMigration: options.onMigration ?? (() => {}),
+      onUpgrade: options.onUpgrade ?? (() => {}),
     };
     this.clock = new MessageClock(this.options.now);
   }
@@ -256,7 +273,7 @@ export class SqliteStore implements Store {
         db.pragma('journal_mode = WAL');
       }
       db.pragma('foreign_keys = OFF');
-      migrate(db, SQLITE_MIGRATIONS, this.options.onMigration);
+      migrate(db, SQLITE_MIGRATIONS, this.options.onMigration, this.options.onUpgrade);
       this.db = db;
       this.stmts = this.prepareStatements(db);
       this.committer = new AppendCommitter(db);
@@ -1218,12 +1235,19 @@ export class SqliteStore implements Store {
 }
 
 /**
- * Applies the steps not yet recorded in `schema_migrations`, in one transaction; refuses a
- * database that a newer server has migrated further. Exported for tests.
+ * Applies the steps not yet recorded in `schema_migrations`, in one transaction, reported each
+ * (`report`) and all together (`upgrade`); refuses a database that a newer server has migrated
+ * further. Exported for tests.
  */
-export function migrate(db: Database.Database, migrations: readonly SqliteMigration[], report: (event: MigrationEvent) => void): void {
+export function migrate(
+  db: Database.Database,
+  migrations: readonly SqliteMigration[],
+  report: (event: MigrationEvent) => void,
+  upgrade: (event: UpgradeEvent) => void = () => {},
+): void {
   db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
-  db.transaction(() => {
+  const began = performance.now();
+  const apply = db.transaction((): UpgradeEvent | undefined => {
     const applied = new Set(
       db
         .prepare<[], Row>('SELECT version FROM schema_migrations')
@@ -1239,8 +1263,11 @@ export function migrate(db: Database.Database, migrations: readonly SqliteMigrat
       );
     }
     const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
-    for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
-      if (applied.has(m.version)) continue;
+    const pending = [...migrations].sort((a, b) => a.version - b.version).filter((m) => !applied.has(m.version));
+    if (pending.length === 0) return undefined;
+    const upgrading = { from: Math.max(0, ...applied), to: newest, migrations: pending.length };
+    upgrade(upgrading);
+    for (const m of pending) {
       report({ version: m.version, name: m.name });
       const started = performance.now();
       try {
@@ -1251,7 +1278,11 @@ export function migrate(db: Database.Database, migrations: readonly SqliteMigrat
       record.run(m.version, m.name, Date.now());
       report({ version: m.version, name: m.name, ms: Math.round(performance.now() - started) });
     }
-  }).immediate();
+    return upgrading;
+  });
+  const upgraded = apply.immediate();
+  // Said once committed: a commit that fails (a full disk) has upgraded nothing.
+  if (upgraded) upgrade({ ...upgraded, ms: Math.round(performance.now() - began) });
 }
 
 /** ` AND mtype IN (?, …)` for a non-empty mtypes filter, else ''. */
