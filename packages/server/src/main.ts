@@ -35,8 +35,7 @@ import { LocalPresence } from './services/presence.js';
 import { Sessions } from './services/sessions.js';
 import { GroupMembers } from './services/group-members.js';
 import { BusResync } from './services/resync.js';
-import type { UpgradeEvent } from './store/sqlite.js';
-import { StoreRefusal, type Store } from './store/store.js';
+import { StoreRefusal, type Store, type UpgradeEvent } from './store/store.js';
 import { Listener } from './transport/listener.js';
 import { proxySources } from './transport/proxy-protocol.js';
 import type { Transport } from './transport/transport.js';
@@ -160,7 +159,11 @@ async function openStore(config: ServerConfig, log: Logger): Promise<Store> {
     });
   }
   const { PostgresStore } = await import('./store/postgres.js');
-  return new PostgresStore({ url: config.store, schema: config.storeSchema });
+  return new PostgresStore({
+    url: config.store,
+    schema: config.storeSchema,
+    onUpgrade: (event) => logUpgrade(log.child({ store: 'postgres', schema: config.storeSchema }), event),
+  });
 }
 
 async function openBus(config: ServerConfig, log: Logger): Promise<Bus> {

@@ -11,7 +11,7 @@ import pg from 'pg';
 import { startFaultyProxy, storeConformance, whenAvailable } from '@rtm/testkit';
 import { PostgresStore } from '../src/store/postgres.js';
 import { POSTGRES_MIGRATIONS } from '../src/store/postgres-migrations.js';
-import { MessageKind, type StoredMessage } from '../src/store/store.js';
+import { MessageKind, type StoredMessage, type UpgradeEvent } from '../src/store/store.js';
 import { dropSchema, freshSchema, PG_URL, postgresUnreachable } from './helpers/postgres.js';
 
 const URL = PG_URL;
@@ -166,6 +166,29 @@ whenAvailable(unreachable, 'PostgresStore', 'runs against a real PostgreSQL', ()
       } finally {
         await store.close();
         proxy.close();
+        await dropSchema(schema);
+      }
+    });
+
+    it('a new schema reports its upgrade as it begins and once committed; a schema up to date reports none', async () => {
+      const schema = freshSchema();
+      const events: UpgradeEvent[] = [];
+      const open = async (): Promise<void> => {
+        const store = new PostgresStore({ url: URL, schema, poolSize: 1, onUpgrade: (e) => events.push(e) });
+        await store.init();
+        await store.close();
+      };
+      try {
+        await open();
+        const newest = Math.max(...POSTGRES_MIGRATIONS.map((m) => m.version));
+        const steps = POSTGRES_MIGRATIONS.length;
+        assert.equal(events.length, 2);
+        assert.deepEqual(events[0], { from: 0, to: newest, migrations: steps });
+        assert.deepEqual({ ...events[1], ms: 0 }, { from: 0, to: newest, migrations: steps, ms: 0 });
+        assert.equal(typeof events[1]!.ms, 'number');
+        await open();
+        assert.equal(events.length, 2, 'nothing to upgrade: no event');
+      } finally {
         await dropSchema(schema);
       }
     });

@@ -39,6 +39,7 @@ import {
   type UnreadBaseline,
   type UnreadCount,
   type UnreadQuery,
+  type UpgradeEvent,
 } from './store.js';
 import {
   checkNewMessage,
@@ -81,6 +82,11 @@ export interface PostgresStoreOptions {
    * takes to give up. @default 300000
    */
   retentionStatementTimeoutMs?: number;
+  /**
+   * A start's schema upgrade, once the migration lock is held: as it begins and once it is
+   * committed (in the one transaction that holds the lock: other nodes starting meanwhile wait).
+   */
+  onUpgrade?: (event: UpgradeEvent) => void;
 }
 
 export const DEFAULT_POSTGRES_SCHEMA = 'public';
@@ -124,6 +130,7 @@ export class PostgresStore implements Store {
   private readonly transactionTimeoutMs: number;
   private readonly connectTimeoutMs: number;
   private readonly retentionStatementTimeoutMs: number;
+  private readonly onUpgrade: (event: UpgradeEvent) => void;
   private pool: pg.Pool | undefined;
   private pending: PendingAppend[] = [];
   private flushScheduled = false;
@@ -145,6 +152,7 @@ export class PostgresStore implements Store {
     this.transactionTimeoutMs = options.transactionTimeoutMs ?? DEFAULT_POSTGRES_TRANSACTION_TIMEOUT_MS;
     this.connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_POSTGRES_CONNECT_TIMEOUT_MS;
     this.retentionStatementTimeoutMs = options.retentionStatementTimeoutMs ?? DEFAULT_POSTGRES_RETENTION_STATEMENT_TIMEOUT_MS;
+    this.onUpgrade = options.onUpgrade ?? (() => {});
   }
 
   /** A trivial query (the admin /healthz). */
@@ -181,7 +189,7 @@ export class PostgresStore implements Store {
     });
     pool.on('error', () => {}); // an idle client lost its connection: the pool replaces it
     try {
-      await migrate(pool, this.schema);
+      await migrate(pool, this.schema, this.onUpgrade);
       // After the newest mtime stored and the highest mark of any node's last stop (message-clock.ts).
       const r = await pool.query<Row>("SELECT name, last_mtime FROM counters WHERE name IN ('messages', 'unread_marks')");
       const of = (name: string) => (r.rows.find((row) => row['name'] === name)?.['last_mtime'] as bigint | undefined) ?? 0n;
@@ -1114,7 +1122,7 @@ export class PostgresStore implements Store {
  * others then see every version recorded and do nothing. Refuses a schema that a newer server has
  * migrated further, as the SQLite store does.
  */
-async function migrate(pool: pg.Pool, schema: string): Promise<void> {
+async function migrate(pool: pg.Pool, schema: string, upgrade: (event: UpgradeEvent) => void): Promise<void> {
   // A lost connection fails the query in flight, and with it the start: the listener only keeps
   // the 'error' event from ending the process.
   const ignore = (): void => {};
@@ -1137,14 +1145,18 @@ async function migrate(pool: pg.Pool, schema: string): Promise<void> {
         `PostgresStore: schema ${schema} has version ${Math.max(...unknown)}, newer than this server knows (${newest}): run the newer server`,
       );
     }
-    for (const m of [...POSTGRES_MIGRATIONS].sort((a, b) => a.version - b.version)) {
-      if (applied.has(m.version)) continue;
+    const pending = [...POSTGRES_MIGRATIONS].sort((a, b) => a.version - b.version).filter((m) => !applied.has(m.version));
+    const upgrading = { from: Math.max(0, ...applied), to: newest, migrations: pending.length };
+    const began = performance.now();
+    if (pending.length > 0) upgrade(upgrading);
+    for (const m of pending) {
       await c.query(m.sql).catch((err: unknown) => {
         throw failedMigration(err, m);
       });
       await c.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [m.version, m.name, Date.now()]);
     }
     await c.query('COMMIT');
+    if (pending.length > 0) upgrade({ ...upgrading, ms: Math.round(performance.now() - began) });
   } catch (err) {
     await c.query('ROLLBACK').catch(() => {});
     throw err;

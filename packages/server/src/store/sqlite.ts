@@ -44,6 +44,7 @@ import {
   type UnreadBaseline,
   type UnreadCount,
   type UnreadQuery,
+  type UpgradeEvent,
 } from './store.js';
 import { checkNewMessage, failedMigration, presenceEnds, presenceHolders, unreadMap } from './conversation.js';
 import { AppendCommitter, MESSAGE_COLUMNS, rowToMessage, type BatchOutcome, type AppendOutcome } from './sqlite-appender.js';
@@ -134,17 +135,6 @@ export interface SqliteStoreOptions {
 export interface MigrationEvent {
   version: number;
   name: string;
-  ms?: number;
-}
-
-/**
- * A start's schema upgrade from version `from` (0: a new database) to `to` in `migrations` steps,
- * starting (`ms` absent) or applied (`ms`: how long all took).
- */
-export interface UpgradeEvent {
-  from: number;
-  to: number;
-  migrations: number;
   ms?: number;
 }
 

@@ -402,3 +402,14 @@ export interface Store {
   /** Deletes messages outside the policy (rows removed for good); returns how many were removed. */
   sweepRetention(policy: RetentionPolicy, now: bigint): Promise<number>;
 }
+
+/**
+ * A start's schema upgrade from version `from` (0: a new database) to `to` in `migrations` steps,
+ * starting (`ms` absent) or applied (`ms`: how long all took).
+ */
+export interface UpgradeEvent {
+  from: number;
+  to: number;
+  migrations: number;
+  ms?: number;
+}
