@@ -33,6 +33,7 @@ import {
   isWildcardHost,
   LOG_LEVELS,
   logLevelOf,
+  misspeltNote,
   resolveConfig,
 } from './config.js';
 import type { Logger } from './observability/logger.js';
@@ -93,7 +94,7 @@ async function serve(): Promise<void> {
     }
     server = await startResolved(resolved, { logger: log });
   } catch (err) {
-    if (err instanceof ConfigError) startFailed(log, `configuration error: ${err.message}`, 2);
+    if (err instanceof ConfigError) startFailed(log, `configuration error: ${err.message}${misspeltNote(process.env)}`, 2);
     if (err instanceof StartupError) startFailed(log, `start-up failed: ${err.message}`, 1);
     // Not foreseen (a bug): on stderr as any other failure of the CLI, its stack in the log.
     startFailed(log, err instanceof Error ? err.message : String(err), 1, err);

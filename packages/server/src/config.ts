@@ -641,6 +641,19 @@ export function meantVariable(name: string): string | undefined {
   return nearestNames(name, ENV_VARIABLES, 'RTM_').join(' or ') || undefined;
 }
 
+/**
+ * For a configuration error: the RTM_* variables set that the server does not read but that are
+ * near one it does, as a sentence to add to the error ('' when none). The warning that names them
+ * comes only once the configuration is good, and the misspelling may be the very cause.
+ */
+export function misspeltNote(env: Env): string {
+  const near = unknownVariables(env).flatMap((variable) => {
+    const meant = meantVariable(variable);
+    return meant ? [`${variable} (did you mean ${meant}?)`] : [];
+  });
+  return near.length > 0 ? `; also, not read by the server: ${near.join(', ')}` : '';
+}
+
 function unknownVariables(env: Env): string[] {
   return Object.keys(env)
     .filter((k) => k.startsWith('RTM_') && !ENV_VARIABLES.includes(k) && !NOT_SERVER_PREFIXES.some((p) => k.startsWith(p)))

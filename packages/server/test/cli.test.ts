@@ -168,6 +168,12 @@ describe('configuration errors', () => {
     ],
     // The log level itself: the failure is still logged (at the default level).
     ['RTM_LOG_LEVEL that is no level', async () => ({ RTM_LOG_LEVEL: 'verbose' }), /RTM_LOG_LEVEL must be one of/],
+    // A misspelt variable behind the error (the client port meant for RTM_CLIENT_PORT went nowhere).
+    [
+      'RTM_PING_INTERVAL_MS above RTM_IDLE_TIMEOUT_MS, with a misspelt variable set',
+      async () => ({ RTM_IDLE_TIMEOUT_MS: '1000', RTM_PING_INTERVAL_MS: '4000', RTM_CLEINT_PORT: '23321', RTM_FROBNICATE: '1' }),
+      /RTM_PING_INTERVAL_MS.*RTM_IDLE_TIMEOUT_MS.*; also, not read by the server: RTM_CLEINT_PORT \(did you mean RTM_CLIENT_PORT\?\)$/m,
+    ],
   ];
   for (const [what, env, message] of cases) {
     it(`${what}: exit code 2, a message naming the setting, and the same as a fatal log line`, async () => {
