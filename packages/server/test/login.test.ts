@@ -6,9 +6,9 @@ import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { FrameDecoder } from '@rtm/fpnn';
 import { RawClient, startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
-import { LocalBus } from '../src/bus/local.js';
 import { loginBefore } from '../src/services/delivery.js';
 import { SqliteStore } from '../src/store/sqlite.js';
+import type { PresenceJoin } from '../src/store/store.js';
 import { withHeldLoginSteps } from './helpers/held-login-steps.js';
 
 // client-api.md §2 `auth`: tokens from gettoken, "auth v2" tokens a backend mints with the
@@ -389,11 +389,17 @@ describe('client logout: quests sent behind bye', () => {
   });
 });
 
-/** A store whose logout write takes a while, as a store across a network may. */
+/** A store whose logout write (the end of a presence: logout time, rooms) takes a while, as a store across a network may. */
 class SlowLogoutStore extends SqliteStore {
-  override async setLogoutTime(pid: number, uid: bigint, ms: bigint): Promise<void> {
+  override async endPresence(
+    pid: number,
+    uid: bigint,
+    version: bigint,
+    endedAt: bigint,
+    roomsThrough: bigint,
+  ): Promise<bigint[] | undefined> {
     await new Promise((r) => setTimeout(r, 200));
-    return super.setLogoutTime(pid, uid, ms);
+    return super.endPresence(pid, uid, version, endedAt, roomsThrough);
   }
 }
 
@@ -454,23 +460,23 @@ describe('client logout: a room a backend adds the user to while their presence 
   });
 });
 
-/** A bus whose "online on another node?" takes a while, as NATS across nodes may. */
-class SlowOnlineBus extends LocalBus {
-  override async queryOnline(pid: number, uids: bigint[]): Promise<bigint[]> {
+/** A store whose join of a user's presence takes a while, as a store across a network may. */
+class SlowJoinStore extends SqliteStore {
+  override async joinPresence(pid: number, uid: bigint): Promise<PresenceJoin> {
     await new Promise((r) => setTimeout(r, 300));
-    return super.queryOnline(pid, uids);
+    return super.joinPresence(pid, uid);
   }
 }
 
 describe('client login: a kickout before the login is a session', () => {
   let server: TestServer;
   before(async () => {
-    server = await startTestServer({}, { bus: new SlowOnlineBus() });
+    server = await startTestServer({}, { makeStore: (dataDir) => new SlowJoinStore({ dataDir }) });
   });
   after(() => server.close());
 
   it('a kickout (or a blacklisting) while the login is under way ends it as a kickout would', async () => {
-    // 150 ms in, the login waits for the bus: is the user online elsewhere?
+    // 150 ms in, the login waits for the store: does the user's presence go on?
     await kickedWhileLoggingIn(server, BIG + 12n, 150);
   });
 });

@@ -304,8 +304,52 @@ async function upgradeSqlite(version: number, write: (db: Database.Database) => 
   });
 }
 
+/**
+ * The claims of presences (step 13 of SQLite, 7 of PostgreSQL): the presences going on at the
+ * upgrade, held by a node (U1, on two) or handed over at a stop (U2), go on: the next login joins
+ * them and begins nothing, and their end is claimed once. A user with neither (U3) begins one.
+ */
+async function checkPresencesGoOn(store: Store): Promise<void> {
+  assert.deepEqual(await store.presenceClaim(PID, U1), { version: 1n, live: true });
+  assert.deepEqual(await store.joinPresence(PID, U1), { version: 2n, began: false }, 'held by a node: goes on');
+  assert.deepEqual(await store.joinPresence(PID, U2), { version: 2n, began: false }, 'handed over: goes on');
+  assert.deepEqual(await store.presenceClaim(PID, U3), { version: 0n, live: false });
+  assert.deepEqual(await store.joinPresence(PID, U3), { version: 1n, began: true }, 'none went on: begins');
+  assert.deepEqual(await store.endPresence(PID, U1, 2n, T0 + 700n, store.roomsCut()), []);
+  assert.equal(await store.endPresence(PID, U1, 2n, T0 + 700n, store.roomsCut()), undefined, 'ended once');
+}
+
+/** What the nodes of a release before the claims recorded of the presences going on. */
+const PRESENCE_ROWS = [
+  'INSERT INTO nodes (node, seen_at, mark) VALUES ($n1, 1, 1), ($n2, 1, 1)',
+  'INSERT INTO node_presences (node, pid, uid, ended_at) VALUES ($n1, $pid, $u1, NULL), ($n2, $pid, $u1, 5)',
+  'INSERT INTO presence_ends (pid, uid, ended_at, deadline) VALUES ($pid, $u2, 5, 10)',
+];
+
+/** The values of the `$name` parameters `sql` uses, in the order they first appear. */
+function presenceParams(sql: string, as: (v: string | number | bigint) => unknown): Record<string, unknown> {
+  const values: Record<string, string | number | bigint> = { n1: 'a', n2: 'b', pid: PID, u1: U1, u2: U2 };
+  const out: Record<string, unknown> = {};
+  for (const [, name] of sql.matchAll(/\$(\w+)/g)) out[name!] = as(values[name!]!);
+  return out;
+}
+
 describe('SqliteStore upgrades', () => {
   it('from version 1: every row reads back and behaves', () => upgradeSqlite(1, writeSqliteV1));
+
+  it('from version 12: the presences going on go on', () =>
+    inTempDir(async (dir) => {
+      const db = sqliteAtVersion(join(dir, 'rtm.sqlite'), 12);
+      for (const sql of PRESENCE_ROWS) db.prepare(sql).run(presenceParams(sql, (v) => v));
+      db.close();
+      const store = new SqliteStore({ dataDir: dir });
+      await store.init();
+      try {
+        await checkPresencesGoOn(store);
+      } finally {
+        await store.close();
+      }
+    }));
 
   it('from version 6: every row reads back and behaves', () => upgradeSqlite(6, writeSqliteV6));
 
@@ -458,6 +502,34 @@ async function upgradePostgres(version: number, write: (c: pg.Client) => Promise
 whenAvailable(unreachable, 'PostgresStore upgrades', 'runs against a real PostgreSQL', () => {
   describe('PostgresStore upgrades', () => {
     it('from version 1: every row reads back and behaves', () => upgradePostgres(1, writePostgresV1));
+
+    it('from version 6: the presences going on go on', async () => {
+      const schema = freshSchema('upgrade');
+      try {
+        const client = await postgresAtVersion(schema, 6);
+        try {
+          for (const sql of PRESENCE_ROWS) {
+            const params = presenceParams(sql, (v) => (typeof v === 'bigint' ? s(v) : v));
+            const names = Object.keys(params);
+            await client.query(
+              sql.replace(/\$(\w+)/g, (_, name: string) => `$${names.indexOf(name) + 1}`),
+              Object.values(params),
+            );
+          }
+        } finally {
+          await client.end();
+        }
+        const store = new PostgresStore({ url: PG_URL, schema, poolSize: 2 });
+        await store.init();
+        try {
+          await checkPresencesGoOn(store);
+        } finally {
+          await store.close();
+        }
+      } finally {
+        await dropSchema(schema);
+      }
+    });
 
     it('from version 3: every row reads back and behaves', () => upgradePostgres(3, writePostgresV3));
 

@@ -764,6 +764,47 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
       });
     });
 
+    describe('the claim of a presence', () => {
+      it('a join begins a presence only when none goes on; an end wins only at the version it read', async () => {
+        const [a, b, rid, later] = [BIG + 190n, BIG + 191n, BIG + 192n, BIG + 193n];
+        assert.deepEqual(await store.presenceClaim(PID, a), { version: 0n, live: false }, 'never logged in');
+        assert.deepEqual(await store.joinPresence(PID, a), { version: 1n, began: true }, 'the first login begins one');
+        assert.deepEqual(await store.joinPresence(PID, a), { version: 2n, began: false }, 'another node joins it');
+        assert.deepEqual(await store.presenceClaim(PID, a), { version: 2n, live: true });
+        assert.deepEqual(await store.presenceClaim(PID + 1, a), { version: 0n, live: false }, 'per project');
+        await store.addRoomMember(PID, rid, a);
+        const through = store.roomsCut();
+        await store.addRoomMember(PID, later, a); // joined after the cut: stays
+        assert.equal(await store.endPresence(PID, a, 1n, 500n, through), undefined, 'a join came since version 1: nothing ended');
+        assert.deepEqual(await store.getUnreadBaseline(PID, a), {}, 'nor written');
+        assert.deepEqual(await store.roomMembers(PID, rid), [a]);
+        assert.deepEqual(await store.endPresence(PID, a, 2n, 500n, through), [rid], 'ended: the rooms joined before the cut left');
+        assert.deepEqual(await store.getUnreadBaseline(PID, a), { logoutTime: 500n });
+        assert.deepEqual(await store.userRooms(PID, a), [later]);
+        assert.deepEqual(await store.presenceClaim(PID, a), { version: 3n, live: false });
+        assert.equal(await store.endPresence(PID, a, 2n, 600n, store.roomsCut()), undefined, 'ended once');
+        assert.equal(await store.endPresence(PID, a, 3n, 600n, store.roomsCut()), undefined, 'not live: nothing to end');
+        assert.deepEqual(await store.getUnreadBaseline(PID, a), { logoutTime: 500n });
+        assert.deepEqual(await store.joinPresence(PID, a), { version: 4n, began: true }, 'the next login begins the next presence');
+        assert.deepEqual(
+          await store.endPresence(PID, a, 4n, 400n, store.roomsCut()),
+          [later],
+          'an earlier logout time does not move it back',
+        );
+        assert.deepEqual(await store.getUnreadBaseline(PID, a), { logoutTime: 500n });
+        // Joins and ends at once, each as two nodes would race them: exactly one of each wins.
+        const joins = await Promise.all([store.joinPresence(PID, b), store.joinPresence(PID, b)]);
+        assert.deepEqual(joins.map((j) => j.began).sort(), [false, true], 'one of two joins at once begins it');
+        const { version } = await store.presenceClaim(PID, b);
+        const ends = await Promise.all([1000n, 2000n].map((at) => store.endPresence(PID, b, version, at, store.roomsCut())));
+        assert.deepEqual(
+          ends.map((e) => e !== undefined),
+          ends[0] ? [true, false] : [false, true],
+          'one of two ends at once ends it',
+        );
+      });
+    });
+
     describe('tokens, groups, rooms', () => {
       it('tokens', async () => {
         assert.equal(await store.getToken(PID, BIG + 1n), undefined);

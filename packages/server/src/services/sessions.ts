@@ -34,6 +34,13 @@ const FOREVER = 1n << 62n;
  * period; a reconnect within it continues the same presence, so the unread baseline does not move
  * and no logout/login events are emitted. An explicit `bye` of the last session ends it at once.
  *
+ * The store holds a claim per user (`joinPresence`, `endPresence`) that orders the transitions of
+ * their presence across the nodes: a node's first session of the user joins it (of nodes joining
+ * at once, exactly one begins the presence and announces the login), and a node that finds the
+ * presence over ends it only if no node joined it since it looked (of nodes ending it at once,
+ * exactly one does, and announces the logout). A login of a user already online on the node, and
+ * a send, never reach the claim.
+ *
  * The presences a node holds are recorded in the store (services/presence-records.ts), and the
  * node touches its row there at every sweep. A node that stops hands its grace periods over
  * (`flush`); one that dies (a crash, a kill -9, a lost machine) is found unheard after
@@ -54,7 +61,17 @@ export class Sessions {
   /** Presence ends whose store writes failed, by user: the sweep tries them again (`retryFailedEnds`). */
   private readonly failedEnds = new Map<string, { pid: number; uid: bigint; endedAt: bigint; by: EndedBy; again: boolean }>();
   /** Logins of users with a presence handed over, under way: a second device's waits for the first's answer. */
-  private readonly resuming = new Map<string, Promise<boolean>>();
+  private readonly resuming = new Map<string, Promise<void>>();
+  /**
+   * Logins here joining the user's presence in the store (`join`), until their login event, if
+   * any, is published: an end here waits for them, so that it reads the claim they moved.
+   */
+  private readonly joining = new Map<string, Promise<void>>();
+  /**
+   * Presences whose end this node is claiming, until their logout event is published: a login
+   * here that begins the next presence publishes its login after it.
+   */
+  private readonly closing = new Map<string, Promise<void>>();
   /** The sweep (`start`), and whether the store failed it last time. */
   private sweeper: NodeJS.Timeout | undefined;
   private sweepFailing = false;
@@ -214,51 +231,71 @@ export class Sessions {
     }
   }
 
-  /** Registers an authenticated session. */
+  /**
+   * Registers an authenticated session. The user's first session here (or their return within a
+   * grace period running here) joins their presence in the store, which says whether it began one
+   * (then the login is announced); a second session here reaches neither the store nor the bus.
+   */
   async login(conn: ClientConnection): Promise<void> {
     const { pid, uid } = conn.session!;
     const k = key(pid, uid);
     const pending = this.stopGrace(k);
     this.epochs.set(k, (this.epochs.get(k) ?? 0) + 1);
-    const online = this.presence.isOnline(pid, uid);
-    const continued = pending !== undefined || (!online && (await this.resume(pid, uid)));
-    const elsewhere = !online && !continued ? (await this.bus.queryOnline(pid, [uid])).length > 0 : false;
+    if (!pending && !this.presence.isOnline(pid, uid)) await this.resume(pid, uid);
+    // The session counts here (the bus's question hears of it) before the claim is joined: an end
+    // on another node that reads the claim after this join hears of this session and ends nothing,
+    // and one that read it before finds the version moved, and ends nothing either.
     const first = this.presence.add(conn);
-    if (first) this.records.held(pid, uid);
     if (conn.closed) {
       // Closed while we awaited: its close found nothing to remove, so end it here.
       this.logout(conn, false);
       return;
     }
     if (first) {
-      const rooms = await this.store.userRooms(pid, uid);
-      if (this.presence.isOnline(pid, uid)) for (const rid of rooms) this.presence.joinRoom(pid, rid, uid);
-    }
-    if (!online && !continued && !elsewhere) {
-      this.bus.publish({ type: 'presence', pid, uid, event: 'login', time: Math.floor(Date.now() / 1000), endpoint: this.endpoint() });
+      this.records.held(pid, uid);
+      await this.join(pid, uid);
     }
   }
 
   /**
-   * Whether the user is back to a presence that goes on: one a stopped node handed over (`flush`)
-   * within its grace period, or one another node holds (its grace period runs there: the SDK came
-   * back on another node; or that node died a moment ago). A handed-over one whose period has run
-   * out, held nowhere, ends now, before this login begins the next presence.
+   * Joins the user's presence in the store and reads their rooms; announces the login if the
+   * presence began here, after the logout of the one before if this node is ending that one now.
    */
-  private resume(pid: number, uid: bigint): Promise<boolean> {
+  private join(pid: number, uid: bigint): Promise<void> {
+    const k = key(pid, uid);
+    const joined = (async () => {
+      const [claim, rooms] = await Promise.all([this.store.joinPresence(pid, uid), this.store.userRooms(pid, uid)]);
+      if (this.presence.isOnline(pid, uid)) for (const rid of rooms) this.presence.joinRoom(pid, rid, uid);
+      if (!claim.began) return;
+      await this.closing.get(k);
+      this.bus.publish({ type: 'presence', pid, uid, event: 'login', time: Math.floor(Date.now() / 1000), endpoint: this.endpoint() });
+    })().finally(() => {
+      if (this.joining.get(k) === joined) this.joining.delete(k);
+    });
+    this.joining.set(k, joined);
+    return joined;
+  }
+
+  /**
+   * The user logs in here with no session or grace period here: a presence a stopped node handed
+   * over (`flush`) is taken (the user is back; the claim, joined next, says whether it goes on).
+   * One whose grace period has run out, held by no other node, ends now, before this login begins
+   * the next presence.
+   */
+  private resume(pid: number, uid: bigint): Promise<void> {
     const k = key(pid, uid);
     let resumed = this.resuming.get(k);
     if (!resumed) {
       resumed = (async () => {
         try {
-          const [saved, holders] = await Promise.all([this.store.takePresenceEnd(pid, uid), this.store.presenceHolders(pid, uid)]);
-          if (saved && saved.deadline > BigInt(Date.now())) return true;
-          if (holders.some((h) => h.node !== this.node)) return true;
-          if (saved) await this.end(pid, uid, saved.endedAt, 'other_node');
+          const saved = await this.store.takePresenceEnd(pid, uid);
+          if (!saved || saved.deadline > BigInt(Date.now())) return;
+          const holders = await this.store.presenceHolders(pid, uid);
+          if (holders.some((h) => h.node !== this.node)) return;
+          await this.end(pid, uid, saved.endedAt, 'other_node');
         } catch (err) {
           this.log.warn({ err, pid, uid: String(uid) }, 'could not read whether a presence of the user goes on');
         }
-        return false;
       })().finally(() => this.resuming.delete(k));
       this.resuming.set(k, resumed);
     }
@@ -339,22 +376,26 @@ export class Sessions {
     // ended here later, and ends when that period runs out.
     if (!held && this.grace.has(k)) return;
     try {
+      // A login here still joining the presence (its session closed at once): its join first.
+      await this.joining.get(k)?.catch(() => undefined);
       if (continued()) return;
-      const [asked, holders, baseline] = await Promise.all([
-        this.bus.askOnline(pid, [uid]),
+      // The claim is read before the bus is asked: a session the bus does not show yet (a login
+      // under way on another node) joins the claim after this read, and the end below is lost.
+      const [claim, holders, baseline] = await Promise.all([
+        this.store.presenceClaim(pid, uid),
         this.store.presenceHolders(pid, uid),
         held && !again ? undefined : this.store.getUnreadBaseline(pid, uid),
       ]);
-      // One handed over, or a dead node's, that a later logout already ended (the user came back
-      // elsewhere, and left); or one that waited for a cut-off node, which ended it: nothing more
-      // to end.
-      if (baseline?.logoutTime !== undefined && baseline.logoutTime >= endedAt) {
+      // Over already: another node ended it (the user came back elsewhere, and left; or both ends
+      // ran at once), or one that waited for a cut-off node ended it: nothing more to end.
+      if (!claim.live || (baseline?.logoutTime !== undefined && baseline.logoutTime >= endedAt)) {
         if (held && !continued()) {
           this.epochs.delete(k);
           this.records.released(pid, uid);
         }
         return;
       }
+      const asked = await this.bus.askOnline(pid, [uid]);
       if (asked.online.length > 0 || holders.some((h) => this.goesOnAt(h, held ? endedAt : undefined))) {
         // Online on another node, or its grace period runs there: that node ends the presence.
         // Nothing here needs the epoch any more (the map would otherwise keep one per user seen).
@@ -382,24 +423,35 @@ export class Sessions {
         return;
       }
       if (continued()) return;
-      await this.store.setLogoutTime(pid, uid, endedAt);
-      // A login during that write (a store across a network takes a while) began a new presence:
-      // its rooms stay, and listeners must not hear of a logout after its login.
-      if (continued()) return;
-      const rooms = await this.store.clearUserRooms(pid, uid, roomsThrough);
-      if (continued()) return;
-      this.epochs.delete(k); // only now: a login meanwhile must still read as a new epoch
-      if (held) this.records.released(pid, uid); // a later login's change comes after it
-      this.metrics.presenceEnds.inc({ by });
-      for (const rid of rooms) this.bus.publish({ type: 'room', pid, rid, uid, joined: false, kick: false });
-      this.bus.publish({
-        type: 'presence',
-        pid,
-        uid,
-        event: 'logout',
-        time: Math.floor(Number(endedAt) / 1000),
-        endpoint: this.endpoint(),
-      });
+      // The claim: ends the presence (logout time, rooms) only if no node joined it, and none ended
+      // it, since it was read. A login here meanwhile begins the next one, announced after this.
+      let closed!: () => void;
+      const mine = new Promise<void>((resolve) => (closed = resolve));
+      const before = this.closing.get(k);
+      const closing = before ? Promise.all([before, mine]).then(() => undefined) : mine;
+      this.closing.set(k, closing);
+      let rooms: bigint[] | undefined;
+      try {
+        rooms = await this.store.endPresence(pid, uid, claim.version, endedAt, roomsThrough);
+        if (!continued()) {
+          this.epochs.delete(k); // only now: a login meanwhile must still read as a new epoch
+          if (held) this.records.released(pid, uid); // a later login's change comes after it
+        }
+        if (!rooms) return; // another node ended it first, or a login joined it since: its end is that node's
+        this.metrics.presenceEnds.inc({ by });
+        for (const rid of rooms) this.bus.publish({ type: 'room', pid, rid, uid, joined: false, kick: false });
+        this.bus.publish({
+          type: 'presence',
+          pid,
+          uid,
+          event: 'logout',
+          time: Math.floor(Number(endedAt) / 1000),
+          endpoint: this.endpoint(),
+        });
+      } finally {
+        if (this.closing.get(k) === closing) this.closing.delete(k);
+        closed();
+      }
     } catch (err) {
       // The store failed (unreachable?): the sweep tries again once it answers, or the presence
       // would never end (no logout heard, its rooms kept, unread counted from an older logout).

@@ -223,4 +223,21 @@ CREATE TABLE kickouts (
 CREATE INDEX kickouts_at ON kickouts (at);
 `,
   },
+  {
+    version: 7,
+    name: 'presences: a claim per user that orders the login and logout of a presence across nodes',
+    // As SQLite's step 13.
+    sql: `
+CREATE TABLE presences (
+  pid INTEGER NOT NULL,
+  uid BIGINT NOT NULL,
+  version BIGINT NOT NULL,
+  began BIGINT NOT NULL,
+  live BOOLEAN NOT NULL,
+  PRIMARY KEY (pid, uid)
+);
+INSERT INTO presences (pid, uid, version, began, live)
+  SELECT pid, uid, 1, 1, true FROM node_presences UNION SELECT pid, uid, 1, 1, true FROM presence_ends;
+`,
+  },
 ];

@@ -31,7 +31,9 @@ import {
   type NewMessage,
   type NodePresence,
   type PendingPresenceEnd,
+  type PresenceClaim,
   type PresenceHolder,
+  type PresenceJoin,
   type RetentionPolicy,
   type Store,
   type StoredMessage,
@@ -734,6 +736,45 @@ export class PostgresStore implements Store {
         'presence_holders',
       ),
     );
+  }
+
+  async joinPresence(pid: number, uid: bigint): Promise<PresenceJoin> {
+    // ON CONFLICT DO UPDATE locks the row and sets from its latest version: of two joins at once,
+    // the second waits for the first and sees its presence live.
+    const [row] = await this.rows(
+      `INSERT INTO presences (pid, uid, version, began, live) VALUES ($1, $2, 1, 1, true)
+       ON CONFLICT (pid, uid) DO UPDATE SET version = presences.version + 1,
+         began = CASE WHEN presences.live THEN presences.began ELSE presences.version + 1 END, live = true
+       RETURNING version, began`,
+      [pid, uid],
+      'join_presence',
+    );
+    const version = row!['version'] as bigint;
+    return { version, began: row!['began'] === version };
+  }
+
+  async presenceClaim(pid: number, uid: bigint): Promise<PresenceClaim> {
+    const [row] = await this.rows('SELECT version, live FROM presences WHERE pid = $1 AND uid = $2', [pid, uid], 'presence_claim');
+    return row ? { version: row['version'] as bigint, live: row['live'] === true } : { version: 0n, live: false };
+  }
+
+  async endPresence(pid: number, uid: bigint, version: bigint, endedAt: bigint, roomsThrough: bigint): Promise<bigint[] | undefined> {
+    // One statement, so one round trip: the logout time and the rooms only if the claim is won.
+    const [row] = await this.rows(
+      `WITH ended AS (
+         UPDATE presences SET version = version + 1, live = false WHERE pid = $1 AND uid = $2 AND version = $3 AND live RETURNING pid, uid
+       ), logout AS (
+         INSERT INTO unread_baselines (pid, uid, logout_time) SELECT pid, uid, $4 FROM ended
+         ON CONFLICT (pid, uid) DO UPDATE SET logout_time = GREATEST(unread_baselines.logout_time, excluded.logout_time)
+       ), left_rooms AS (
+         DELETE FROM room_members WHERE pid = $1 AND uid = $2 AND joined_at <= $5 AND EXISTS (SELECT 1 FROM ended) RETURNING rid
+       )
+       SELECT EXISTS (SELECT 1 FROM ended) AS ended, ARRAY(SELECT rid FROM left_rooms ORDER BY rid) AS rids`,
+      [pid, uid, version, endedAt, roomsThrough],
+      'end_presence',
+    );
+    // int8[] comes as strings (this pool parses only int8 itself as bigint).
+    return row?.['ended'] === true ? (row['rids'] as (string | bigint)[]).map((rid) => BigInt(rid)) : undefined;
   }
 
   async touchNode(node: string, now: bigint, mark: bigint): Promise<boolean> {

@@ -328,4 +328,25 @@ INSERT INTO p2p_pairs (pid, lo, hi, last_id, hidden_lo, hidden_hi)
   ON CONFLICT (pid, lo, hi) DO NOTHING;
 `,
   },
+  {
+    version: 13,
+    name: 'presences: a claim per user that orders the login and logout of a presence across nodes',
+    // Two nodes logging one user in at the same moment could both announce the login, and two
+    // ending the user's last sessions at once could both log them out: each decided on what the
+    // other nodes answered over the bus. A node now joins the user's presence here (the version
+    // goes up) and ends it only at the version it read (services/sessions.ts). The presences going
+    // on now (held by a node, or handed over at a stop) go on.
+    sql: `
+CREATE TABLE presences (
+  pid INTEGER NOT NULL,
+  uid INTEGER NOT NULL,
+  version INTEGER NOT NULL,
+  began INTEGER NOT NULL,
+  live INTEGER NOT NULL,
+  PRIMARY KEY (pid, uid)
+) WITHOUT ROWID;
+INSERT INTO presences (pid, uid, version, began, live)
+  SELECT pid, uid, 1, 1, 1 FROM node_presences UNION SELECT pid, uid, 1, 1, 1 FROM presence_ends;
+`,
+  },
 ];

@@ -36,7 +36,9 @@ import {
   type NewMessage,
   type NodePresence,
   type PendingPresenceEnd,
+  type PresenceClaim,
   type PresenceHolder,
+  type PresenceJoin,
   type RetentionPolicy,
   type Store,
   type StoredMessage,
@@ -495,6 +497,14 @@ export class SqliteStore implements Store {
         'SELECT p.node, p.ended_at, n.seen_at FROM node_presences p LEFT JOIN nodes n ON n.node = p.node WHERE p.pid = ? AND p.uid = ? ORDER BY p.node',
       ),
       presenceRelease: p('DELETE FROM node_presences WHERE node = ? AND pid = ? AND uid = ?'),
+      // A claim's columns, on a join: the version up, `began` moved to it when no presence went on.
+      presenceJoin: p(
+        `INSERT INTO presences (pid, uid, version, began, live) VALUES (?, ?, 1, 1, 1)
+         ON CONFLICT (pid, uid) DO UPDATE SET version = version + 1, began = CASE WHEN live THEN began ELSE version + 1 END, live = 1
+         RETURNING version, began`,
+      ),
+      presenceClaim: p('SELECT version, live FROM presences WHERE pid = ? AND uid = ?'),
+      presenceEnd: p('UPDATE presences SET version = version + 1, live = 0 WHERE pid = ? AND uid = ? AND version = ? AND live = 1'),
       nodeUpdate: p('UPDATE nodes SET seen_at = ?, mark = ? WHERE node = ?'),
       nodeInsert: p('INSERT INTO nodes (node, seen_at, mark) VALUES (?, ?, ?)'),
       nodeDrop: p('DELETE FROM nodes WHERE node = ?'),
@@ -867,6 +877,27 @@ export class SqliteStore implements Store {
 
   async presenceHolders(pid: number, uid: bigint): Promise<PresenceHolder[]> {
     return presenceHolders(this.s.presenceHolders.all(pid, uid));
+  }
+
+  async joinPresence(pid: number, uid: bigint): Promise<PresenceJoin> {
+    const [row] = this.s.presenceJoin.all(pid, uid);
+    const version = row!['version'] as bigint;
+    return { version, began: row!['began'] === version };
+  }
+
+  async presenceClaim(pid: number, uid: bigint): Promise<PresenceClaim> {
+    const row = this.s.presenceClaim.get(pid, uid);
+    return row ? { version: row['version'] as bigint, live: row['live'] === 1n } : { version: 0n, live: false };
+  }
+
+  async endPresence(pid: number, uid: bigint, version: bigint, endedAt: bigint, roomsThrough: bigint): Promise<bigint[] | undefined> {
+    let rids: bigint[] | undefined;
+    this.tx(() => {
+      if (this.s.presenceEnd.run(pid, uid, version).changes === 0) return;
+      this.s.logoutSet.run(pid, uid, endedAt);
+      rids = this.s.clearUserRooms.all(pid, uid, roomsThrough).map((r) => r['rid'] as bigint);
+    });
+    return rids?.sort(compareBigint);
   }
 
   async touchNode(node: string, now: bigint, mark: bigint): Promise<boolean> {

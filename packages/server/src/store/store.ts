@@ -184,6 +184,22 @@ export interface NodePresence {
   endedAt?: bigint;
 }
 
+/**
+ * The claim of a user's presence across the nodes (services/sessions.ts), which orders its
+ * transitions: `version` counts them (a node joining the presence, its end), `live` is true while
+ * a presence goes on. A user who never logged in reads as version 0, not live.
+ */
+export interface PresenceClaim {
+  version: bigint;
+  live: boolean;
+}
+
+/** A node joined the user's presence (`joinPresence`): `began` when none went on, so this login begins one. */
+export interface PresenceJoin {
+  version: bigint;
+  began: boolean;
+}
+
 /** A node that holds a user's presence (`presenceHolders`): `endedAt` set while their grace period runs there. */
 export interface PresenceHolder {
   node: string;
@@ -283,6 +299,22 @@ export interface Store {
   recordPresences(node: string, changes: readonly NodePresence[], replace?: boolean): Promise<void>;
   /** The nodes that hold (pid, uid)'s presence, each with the end of the user's last session there if it ended (a grace period runs). */
   presenceHolders(pid: number, uid: bigint): Promise<PresenceHolder[]>;
+  /**
+   * A node's first session of the user (or their return to a grace period running there) joins
+   * their presence: the claim's version goes up, and the presence goes on (`live`). `began`: none
+   * went on, so this login begins one, and of two nodes joining at once exactly one hears so.
+   */
+  joinPresence(pid: number, uid: bigint): Promise<PresenceJoin>;
+  /** The claim of (pid, uid)'s presence as it is now. */
+  presenceClaim(pid: number, uid: bigint): Promise<PresenceClaim>;
+  /**
+   * Ends (pid, uid)'s presence if it goes on at `version` still: no node joined it, and no other
+   * node ended it, since that version was read. In the same transaction, the logout time moves to
+   * `endedAt` (as `setLogoutTime`) and the user leaves the rooms joined at or before `roomsThrough`
+   * (as `clearUserRooms`): answers the rooms left, or undefined when another transition came first
+   * (then nothing is written). Of two nodes ending one presence at once, exactly one does.
+   */
+  endPresence(pid: number, uid: bigint, version: bigint, endedAt: bigint, roomsThrough: bigint): Promise<bigint[] | undefined>;
   /**
    * `node` is alive at `now` (ms, wall clock); `mark` is an unread mark taken now. False if the
    * node was not known: it is new, or another node found it unheard for too long and took the
