@@ -209,6 +209,8 @@ async function serverProcess(): Promise<void> {
         [`${at}sessions.epochs`]: sizeOf(s.sessions.epochs),
         [`${at}sessions.ending`]: sizeOf(s.sessions.ending),
         [`${at}sessions.resuming`]: sizeOf(s.sessions.resuming),
+        [`${at}sessions.joining`]: sizeOf(s.sessions.joining),
+        [`${at}sessions.closing`]: sizeOf(s.sessions.closing),
         [`${at}sessions.records.changes`]: sizeOf(s.sessions.records.changes),
         [`${at}delivery.kicks (60 s)`]: sizeOf(s.delivery.kicks),
         [`${at}groups.cached (LRU, 1M ids)`]: sizeOf(s.groups.cached),
@@ -229,8 +231,15 @@ async function serverProcess(): Promise<void> {
       }
       // Rows that must go when their reason ends (the others are the users' durable data).
       if (n === 0)
-        for (const table of ['room_members', 'node_presences', 'presence_ends', 'kickouts (a day)', 'nodes']) {
-          out[`rows ${table}`] = await rows(s.store, table.split(' ')[0]!);
+        for (const table of [
+          'room_members',
+          'node_presences',
+          'presence_ends',
+          'presences WHERE live (claims going on)',
+          'kickouts (a day)',
+          'nodes',
+        ]) {
+          out[`rows ${table}`] = await rows(s.store, table.split(' (')[0]!);
         }
       if (n === 0 && process.env['SOAK_DEBUG'] && out['rows room_members']! > 0) {
         const sample = s.store.conn
