@@ -16,6 +16,7 @@ import { decodeMsgpack, encodeMsgpack } from '@rtm/fpnn';
 import { busConformance, startFaultyProxy, startTestServer, until, whenAvailable } from '@rtm/testkit';
 import type { BusEvent, BusReconnect } from '../src/bus/bus.js';
 import { NatsBus } from '../src/bus/nats.js';
+import { createLogger } from '../src/observability/logger.js';
 
 const URL = process.env['RTM_TEST_NATS_URL'] ?? 'nats://127.0.0.1:4222';
 
@@ -586,6 +587,23 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
       } finally {
         await fromUrl.close();
         await fromVariable.close();
+      }
+    });
+
+    it('the start line names the node, its subject prefix and the client gate it advertises: what to compare across nodes', async () => {
+      const prefix = freshPrefix();
+      const lines: string[] = [];
+      const logger = createLogger('info', { write: (l: string) => lines.push(l) } as unknown as NodeJS.WritableStream);
+      const server = await startTestServer({ bus: `${URL}?prefix=${prefix}`, clientEndpoint: 'rtm1.example:13321' }, { logger });
+      try {
+        const started = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e['msg'] === 'RTM server started');
+        assert.ok(started, 'a start line');
+        assert.equal(started['bus'], 'nats');
+        assert.equal(started['busPrefix'], prefix);
+        assert.equal(started['node'], server.services.bus.nodeId);
+        assert.equal(started['clientEndpoint'], 'rtm1.example:13321');
+      } finally {
+        await server.close();
       }
     });
 
