@@ -117,6 +117,31 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
       }
     });
 
+    it('once a silent partition heals, the bus is back within seconds, not after the 20 s a connection attempt may wait', async () => {
+      const target = new globalThis.URL(URL);
+      const proxy = await startFaultyProxy(target.hostname, Number(target.port || 4222));
+      const bus = new NatsBus({ url: `nats://127.0.0.1:${proxy.port}`, subjectPrefix: freshPrefix() });
+      try {
+        await bus.start(noop, () => []);
+        proxy.holdRequests = proxy.holdAnswers = true;
+        const t0 = Date.now();
+        while (bus.connected && Date.now() - t0 < 25_000) await sleep(250);
+        assert.equal(bus.connected, false, 'the silence noticed');
+        // A reconnect attempt is under way into the silence (its bytes are lost, as in a partition).
+        await sleep(1000);
+        proxy.holdRequests = proxy.holdAnswers = false;
+        const healed = Date.now();
+        while (!bus.connected && Date.now() - healed < 25_000) await sleep(100);
+        assert.equal(bus.connected, true, 'reconnected');
+        assert.ok(Date.now() - healed < 8000, `reconnected ${Date.now() - healed} ms after the partition healed`);
+      } finally {
+        // Healed first, closed over it: a bus closed as NATS drops may leave nats.js's retry timer.
+        proxy.holdRequests = proxy.holdAnswers = false;
+        await bus.close();
+        proxy.close();
+      }
+    });
+
     it('close() over a NATS gone silent but not noticed yet ends within seconds, and nothing reconnects afterwards', async () => {
       const target = new globalThis.URL(URL);
       const proxy = await startFaultyProxy(target.hostname, Number(target.port || 4222));
