@@ -158,6 +158,18 @@ function projectFromEnv(): { pid: number; secret: string; endpoint: string } {
   if (!Number.isInteger(pid) || pid <= 0 || pid > 0x7fffffff)
     throw new ConfigError(`RTM_PROJECT_ID must be a positive int32, got '${env.RTM_PROJECT_ID}'`);
   let secret = env.RTM_PROJECT_SECRET;
+  // Only the embedded store's dev project has a generated secret to read; on a cluster node's
+  // environment a file left in the data directory by an earlier trial is no project's secret.
+  if (!secret && env.RTM_STORE && env.RTM_STORE.trim() !== 'sqlite')
+    throw new ConfigError(
+      'RTM_PROJECT_SECRET is not set: with RTM_STORE=postgres no dev secret is generated; ' +
+        "set RTM_PROJECT_ID and RTM_PROJECT_SECRET to the project's, as on the nodes",
+    );
+  if (!secret && env.RTM_CONFIG)
+    throw new ConfigError(
+      `RTM_PROJECT_SECRET is not set: the client commands do not read RTM_CONFIG (${env.RTM_CONFIG}); ` +
+        'set RTM_PROJECT_ID and RTM_PROJECT_SECRET to those of one of its projects',
+    );
   if (!secret) {
     const file = join(env.RTM_DATA_DIR || DEFAULT_CONFIG.dataDir, 'dev-project-secret');
     try {

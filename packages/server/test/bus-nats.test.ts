@@ -16,6 +16,7 @@ import { decodeMsgpack, encodeMsgpack } from '@rtm/fpnn';
 import { busConformance, startFaultyProxy, startTestServer, until, whenAvailable } from '@rtm/testkit';
 import type { BusEvent, BusReconnect } from '../src/bus/bus.js';
 import { NatsBus } from '../src/bus/nats.js';
+import { createLogger } from '../src/observability/logger.js';
 
 const URL = process.env['RTM_TEST_NATS_URL'] ?? 'nats://127.0.0.1:4222';
 
@@ -113,6 +114,31 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
         proxy.close();
         await bus.close();
         proxy.cut(); // any a reconnect opened meanwhile
+      }
+    });
+
+    it('once a silent partition heals, the bus is back within seconds, not after the 20 s a connection attempt may wait', async () => {
+      const target = new globalThis.URL(URL);
+      const proxy = await startFaultyProxy(target.hostname, Number(target.port || 4222));
+      const bus = new NatsBus({ url: `nats://127.0.0.1:${proxy.port}`, subjectPrefix: freshPrefix() });
+      try {
+        await bus.start(noop, () => []);
+        proxy.holdRequests = proxy.holdAnswers = true;
+        const t0 = Date.now();
+        while (bus.connected && Date.now() - t0 < 25_000) await sleep(250);
+        assert.equal(bus.connected, false, 'the silence noticed');
+        // A reconnect attempt is under way into the silence (its bytes are lost, as in a partition).
+        await sleep(1000);
+        proxy.holdRequests = proxy.holdAnswers = false;
+        const healed = Date.now();
+        while (!bus.connected && Date.now() - healed < 25_000) await sleep(100);
+        assert.equal(bus.connected, true, 'reconnected');
+        assert.ok(Date.now() - healed < 8000, `reconnected ${Date.now() - healed} ms after the partition healed`);
+      } finally {
+        // Healed first, closed over it: a bus closed as NATS drops may leave nats.js's retry timer.
+        proxy.holdRequests = proxy.holdAnswers = false;
+        await bus.close();
+        proxy.close();
       }
     });
 
@@ -586,6 +612,23 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
       } finally {
         await fromUrl.close();
         await fromVariable.close();
+      }
+    });
+
+    it('the start line names the node, its subject prefix and the client gate it advertises: what to compare across nodes', async () => {
+      const prefix = freshPrefix();
+      const lines: string[] = [];
+      const logger = createLogger('info', { write: (l: string) => lines.push(l) } as unknown as NodeJS.WritableStream);
+      const server = await startTestServer({ bus: `${URL}?prefix=${prefix}`, clientEndpoint: 'rtm1.example:13321' }, { logger });
+      try {
+        const started = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e['msg'] === 'RTM server started');
+        assert.ok(started, 'a start line');
+        assert.equal(started['bus'], 'nats');
+        assert.equal(started['busPrefix'], prefix);
+        assert.equal(started['node'], server.services.bus.nodeId);
+        assert.equal(started['clientEndpoint'], 'rtm1.example:13321');
+      } finally {
+        await server.close();
       }
     });
 

@@ -567,6 +567,26 @@ describe('the command line', () => {
     }
   });
 
+  it('no RTM_PROJECT_SECRET in a cluster node’s environment (RTM_STORE=postgres, or RTM_CONFIG): exit 2 saying what to set, not to start the server once', async () => {
+    const dataDir = await tempDir();
+    const cases: [Record<string, string>, RegExp][] = [
+      [
+        { RTM_STORE: 'postgres://db.example:5432/rtm' },
+        /RTM_PROJECT_SECRET is not set: with RTM_STORE=postgres .*set RTM_PROJECT_ID and RTM_PROJECT_SECRET/,
+      ],
+      [
+        { RTM_CONFIG: join(dataDir, 'projects.json') },
+        /RTM_PROJECT_SECRET is not set: the client commands do not read RTM_CONFIG.*set RTM_PROJECT_ID and RTM_PROJECT_SECRET/,
+      ],
+    ];
+    for (const [env, message] of cases) {
+      const r = await rtm(['token', '1001'], { RTM_DATA_DIR: dataDir, RTM_ENDPOINT: '127.0.0.1:1', RTM_PROJECT_SECRET: '', ...env }).done;
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, message);
+      assert.doesNotMatch(r.stderr, /start the server once/);
+    }
+  });
+
   it('a server that is down: exit code 1 and one line', async () => {
     const srv = createServer();
     await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));

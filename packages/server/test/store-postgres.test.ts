@@ -6,6 +6,7 @@
  * Unreachable → the tests are skipped with a message, except when CI=true (then they fail).
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import pg from 'pg';
 import { startFaultyProxy, storeConformance, whenAvailable } from '@rtm/testkit';
@@ -216,6 +217,35 @@ whenAvailable(unreachable, 'PostgresStore', 'runs against a real PostgreSQL', ()
       } finally {
         await client.end();
         await dropSchema(schema);
+      }
+    });
+
+    it('starts as a role that owns its schema but may not create schemas in the database (a DBA made the schema)', async () => {
+      const schema = freshSchema();
+      const role = `rtm_role_${randomBytes(6).toString('hex')}`;
+      const password = randomBytes(12).toString('hex');
+      const admin = new pg.Client({ connectionString: URL });
+      await admin.connect();
+      try {
+        await admin.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
+        await admin.query(`CREATE SCHEMA ${schema} AUTHORIZATION ${role}`);
+        const asRole = new globalThis.URL(URL);
+        asRole.username = role;
+        asRole.password = password;
+        const store = new PostgresStore({ url: asRole.href, schema, poolSize: 1 });
+        try {
+          await store.init();
+          assert.deepEqual(
+            await store.schemaVersions(),
+            POSTGRES_MIGRATIONS.map((m) => m.version),
+          );
+        } finally {
+          await store.close();
+        }
+      } finally {
+        await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+        await admin.query(`DROP ROLE IF EXISTS ${role}`);
+        await admin.end();
       }
     });
 

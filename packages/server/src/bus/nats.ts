@@ -254,6 +254,10 @@ export class NatsBus implements Bus {
       // push crossed nodes. Then the client reconnects and /healthz says "bus disconnected".
       pingInterval: 5_000,
       maxPingOut: 2,
+      // An attempt into a partition waits this long for the server's first bytes (nats.js: 20 s),
+      // and the next starts only then: once the network heals, the node may still be cut off that
+      // long after. NATS answers a connection at once when it is reachable.
+      timeout: 5_000,
     });
     this.nc = nc;
     this.up = true;

@@ -1158,10 +1158,10 @@ export class PostgresStore implements Store {
 }
 
 /**
- * Creates the schema and applies missing migrations in one transaction under an advisory lock
- * keyed by the schema name: concurrent starters queue on the lock, the first does the work, the
- * others then see every version recorded and do nothing. Refuses a schema that a newer server has
- * migrated further, as the SQLite store does.
+ * Creates the schema if missing and applies missing migrations in one transaction under an
+ * advisory lock keyed by the schema name: concurrent starters queue on the lock, the first does
+ * the work, the others then see every version recorded and do nothing. Refuses a schema that a
+ * newer server has migrated further, as the SQLite store does.
  */
 async function migrate(pool: pg.Pool, schema: string, upgrade: (event: UpgradeEvent) => void): Promise<void> {
   // A lost connection fails the query in flight, and with it the start: the listener only keeps
@@ -1171,7 +1171,10 @@ async function migrate(pool: pg.Pool, schema: string, upgrade: (event: UpgradeEv
   try {
     await c.query('BEGIN');
     await c.query("SELECT pg_advisory_xact_lock(hashtext('rtm_store_migrations'), hashtext($1))", [schema]);
-    await c.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+    // Only when missing: CREATE SCHEMA, even IF NOT EXISTS, needs the CREATE privilege on the
+    // database, which a role given only its own schema (created by a DBA) does not have.
+    const exists = await c.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
+    if (exists.rowCount === 0) await c.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
     await c.query(`SET LOCAL search_path TO ${schema}`);
     await c.query(
       'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
