@@ -194,6 +194,29 @@ whenAvailable(unreachable, 'PostgresStore', 'runs against a real PostgreSQL', ()
       }
     });
 
+    it('a server that answers but refuses writes (read-only) is a write problem until a probe write succeeds', async () => {
+      const schema = freshSchema();
+      const store = new PostgresStore({ url: URL, schema, poolSize: 1 });
+      const message = (mid: bigint) => ({ pid: 1, kind: MessageKind.P2P, from: 1n, to: 2n, mid, mtype: 30, msg: 'm', attrs: '' });
+      // The pool's one connection, as a standby or a read-only role would be: reads answer, writes fail.
+      const session = (sql: string) => (store as unknown as { pool: pg.Pool }).pool.query(sql);
+      try {
+        await store.init();
+        assert.equal(await store.writeProblem(), undefined, 'healthy: no probe');
+        await session('SET SESSION default_transaction_read_only = on');
+        await assert.rejects(store.append([message(1n)]), /read-only transaction/);
+        await store.ping();
+        assert.match((await store.writeProblem()) ?? '', /read-only transaction/, 'answers, cannot write');
+        assert.match((await store.writeProblem()) ?? '', /read-only transaction/, 'the probe decides each time');
+        await session('SET SESSION default_transaction_read_only = off');
+        assert.equal(await store.writeProblem(), undefined, 'the probe wrote: writes work again, without a send');
+        assert.equal((await store.append([message(2n)]))[0]!.status, 'stored');
+      } finally {
+        await store.close();
+        await dropSchema(schema);
+      }
+    });
+
     it('a schema migrated further by a newer server is refused, and left as it was', async () => {
       const schema = freshSchema();
       const store = new PostgresStore({ url: URL, schema, poolSize: 1 });

@@ -133,6 +133,8 @@ export class PostgresStore implements Store {
   private readonly connectTimeoutMs: number;
   private readonly retentionStatementTimeoutMs: number;
   private readonly onUpgrade: (event: UpgradeEvent) => void;
+  /** Why the last group commit failed, when PostgreSQL refuses writes (`writeProblem`); undefined once one commits. */
+  private writeFailure: string | undefined;
   private pool: pg.Pool | undefined;
   private pending: PendingAppend[] = [];
   private flushScheduled = false;
@@ -160,6 +162,30 @@ export class PostgresStore implements Store {
   /** A trivial query (the admin /healthz). */
   async ping(): Promise<void> {
     await this.rows('SELECT 1');
+  }
+
+  /**
+   * Why messages cannot be stored now, or undefined (the admin /healthz). PostgreSQL may answer
+   * `ping` and refuse every write: a server left read-only (a failover onto a standby, a role or
+   * database set `default_transaction_read_only`), a full disk. So the store remembers a group
+   * commit that failed for such a reason, and while it does, a probe write decides (a row of its
+   * own in `counters`), ending the failure as soon as writes work, without waiting for a send (a
+   * balancer that took the node out sends none). Healthy, it costs nothing: no probe, no write.
+   */
+  async writeProblem(): Promise<string | undefined> {
+    if (this.writeFailure === undefined) return undefined;
+    try {
+      await this.rows(
+        `INSERT INTO counters (name, last_id, last_mtime) VALUES ('write_probe', 0, $1)
+         ON CONFLICT (name) DO UPDATE SET last_mtime = excluded.last_mtime`,
+        [BigInt(Date.now())],
+      );
+      this.writeFailure = undefined;
+    } catch (err) {
+      // Unreachable now: ping says so next time; a refusal is the reason to report.
+      if (answeredByPostgres(err)) this.writeFailure = (err as Error).message;
+    }
+    return this.writeFailure;
   }
 
   /** Where the store is (the URL without its credentials) and how it connects. */
@@ -333,8 +359,10 @@ export class PostgresStore implements Store {
     this.flushing = (async () => {
       try {
         const results = await this.commitGroup(pending);
+        this.writeFailure = undefined;
         pending.forEach((p, i) => p.resolve(results[i]!));
       } catch (err) {
+        if (refusesWrites(err)) this.writeFailure = (err as Error).message;
         if (!answeredByPostgres(err)) {
           // No word from PostgreSQL (no connection to be had, or none answering): each append alone
           // would wait as long again, and so would those queued meanwhile, behind this group. They
@@ -1233,6 +1261,17 @@ function checkout(pool: pg.Pool, onError: (err: Error) => void): Promise<pg.Pool
  */
 function answeredByPostgres(err: unknown): boolean {
   return typeof (err as { severity?: unknown } | undefined)?.severity === 'string';
+}
+
+/**
+ * Whether PostgreSQL refused a commit for a reason of the server, not of the messages, that every
+ * write meets until an operator acts (SQLSTATE): a read-only transaction (25006, a standby or
+ * `default_transaction_read_only`), insufficient resources (class 53: a full disk, out of memory,
+ * too many connections), an I/O error (58030).
+ */
+function refusesWrites(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return answeredByPostgres(err) && typeof code === 'string' && (code === '25006' || code.startsWith('53') || code === '58030');
 }
 
 function keyOf(m: { pid: number; kind: number; from: bigint; to: bigint; mid: bigint }): string {

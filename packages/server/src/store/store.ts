@@ -235,8 +235,8 @@ export interface Store {
   ping(): Promise<void>;
   /**
    * Why the store cannot store messages now although it answers `ping` (a full disk, a read-only
-   * file…), or undefined (the admin /healthz). Optional: a store that is a server of its own
-   * (PostgreSQL) fails its ping or its quests instead.
+   * file or server…), or undefined (the admin /healthz). Optional: a store without it is healthy
+   * whenever it answers `ping`.
    */
   writeProblem?(): Promise<string | undefined>;
   /**
