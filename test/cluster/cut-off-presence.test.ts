@@ -13,9 +13,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type FaultyProxy, type RawClient, startFaultyProxy, TEST_PID, TEST_SECRET, until, whenAvailable } from '@rtm/testkit';
+import { type FaultyProxy, type RawClient, startFaultyProxy, until, whenAvailable } from '@rtm/testkit';
 import { clusterServicesUnavailable, NATS_URL } from './cluster.js';
-import { natsOutage, nextId, startInProcessNodes } from './in-process-nodes.js';
+import { natsOutage, nextId, startListeningNodes } from './in-process-nodes.js';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const unavailable = await clusterServicesUnavailable();
@@ -23,14 +23,11 @@ const unavailable = await clusterServicesUnavailable();
 whenAvailable(unavailable, 'cut-off presence', 'needs PostgreSQL and NATS', () => {
   describe('a session on a node cut off from NATS', { timeout: 120_000 }, () => {
     let proxy: FaultyProxy;
-    let c: Awaited<ReturnType<typeof startInProcessNodes>>;
-    let listener: RawClient;
+    let c: Awaited<ReturnType<typeof startListeningNodes>>;
     before(async () => {
       const nats = new URL(NATS_URL);
       proxy = await startFaultyProxy(nats.hostname, Number(nats.port || 4222));
-      c = await startInProcessNodes(2, { natsUrl: (i) => (i === 1 ? `nats://127.0.0.1:${proxy.port}` : NATS_URL) });
-      listener = c.nodes[0]!.backend;
-      await listener.signed('setlisten', { events: ['logout'] }, TEST_PID, TEST_SECRET);
+      c = await startListeningNodes(2, { natsUrl: (i) => (i === 1 ? `nats://127.0.0.1:${proxy.port}` : NATS_URL) });
     });
     after(async () => {
       await c?.close(); // the buses first: a proxy closed under them leaves nats.js reconnecting
@@ -38,7 +35,7 @@ whenAvailable(unavailable, 'cut-off presence', 'needs PostgreSQL and NATS', () =
     });
 
     /** The logout events heard on node 0 for `uid`. */
-    const logouts = (uid: bigint) => listener.pushes.filter((p) => p.method === 'pushevent' && p.payload['uid'] === uid);
+    const logouts = (uid: bigint) => c.events(uid).filter((e) => e === 'logout');
     const roomMembers = async (rid: bigint) => (await c.call(0, 'getroommembers', { rid }))['uids'] as bigint[];
     /** `uid` online on both nodes, in room `rid`, and node 1's record of it written. */
     const onBothNodes = async (uid: bigint, rid: bigint): Promise<RawClient[]> => {

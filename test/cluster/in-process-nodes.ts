@@ -82,6 +82,19 @@ export async function startInProcessNodes<S extends PostgresStore = PostgresStor
   return { nodes, call, token, auth, login, settle, close, clients };
 }
 
+/**
+ * `startInProcessNodes`, with node 0's backend listening to login and logout events: `events(uid)`
+ * says what it heard of `uid`, in order ('login', 'logout').
+ */
+export async function startListeningNodes<S extends PostgresStore = PostgresStore>(n: number, options: InProcessOptions<S> = {}) {
+  const c = await startInProcessNodes(n, options);
+  const listener = c.nodes[0]!.backend;
+  await listener.signed('setlisten', { events: ['login', 'logout'] }, TEST_PID, TEST_SECRET);
+  const events = (uid: bigint): string[] =>
+    listener.pushes.filter((p) => p.method === 'pushevent' && p.payload['uid'] === uid).map((p) => p.payload['event'] as string);
+  return { ...c, events };
+}
+
 /** The pushes of `method` for message `mid` that `c` received. */
 export const pushesOf = (c: RawClient, method: string, mid: bigint) =>
   c.pushes.filter((p) => p.method === method && p.payload['mid'] === mid);

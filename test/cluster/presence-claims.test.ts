@@ -15,9 +15,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type RawClient, TEST_PID, TEST_SECRET, until, whenAvailable } from '@rtm/testkit';
+import { type RawClient, TEST_PID, until, whenAvailable } from '@rtm/testkit';
 import { clusterServicesUnavailable } from './cluster.js';
-import { nextId, startInProcessNodes } from './in-process-nodes.js';
+import { nextId, startListeningNodes } from './in-process-nodes.js';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const unavailable = await clusterServicesUnavailable();
@@ -28,18 +28,14 @@ const ROUNDS = 30;
 whenAvailable(unavailable, 'presence claims', 'needs PostgreSQL and NATS', () => {
   describe('a grace period on one node, a bye on the other', { timeout: 60_000 }, () => {
     const GRACE_MS = 1500;
-    let c: Awaited<ReturnType<typeof startInProcessNodes>>;
-    let listener: RawClient;
+    let c: Awaited<ReturnType<typeof startListeningNodes>>;
     before(async () => {
-      c = await startInProcessNodes(2, { settings: { logoutGraceMs: GRACE_MS } });
-      listener = c.nodes[0]!.backend;
-      await listener.signed('setlisten', { events: ['login', 'logout'] }, TEST_PID, TEST_SECRET);
+      c = await startListeningNodes(2, { settings: { logoutGraceMs: GRACE_MS } });
     });
     after(async () => {
       await c?.close();
     });
-    const events = (uid: bigint) =>
-      listener.pushes.filter((p) => p.method === 'pushevent' && p.payload['uid'] === uid).map((p) => p.payload['event'] as string);
+    const events = (uid: bigint) => c.events(uid);
 
     it('the bye logs the user out; the grace period running out later logs nobody out again', async () => {
       const uids = [nextId(), nextId(), nextId()];
@@ -83,20 +79,14 @@ whenAvailable(unavailable, 'presence claims', 'needs PostgreSQL and NATS', () =>
 for (const logoutGraceMs of [0, 60_000]) {
   whenAvailable(unavailable, 'presence claims', 'needs PostgreSQL and NATS', () => {
     describe(`one user on two nodes at the same moment (grace ${logoutGraceMs} ms)`, { timeout: 180_000 }, () => {
-      let c: Awaited<ReturnType<typeof startInProcessNodes>>;
-      let listener: RawClient;
+      let c: Awaited<ReturnType<typeof startListeningNodes>>;
       before(async () => {
-        c = await startInProcessNodes(2, { settings: { logoutGraceMs } });
-        listener = c.nodes[0]!.backend;
-        await listener.signed('setlisten', { events: ['login', 'logout'] }, TEST_PID, TEST_SECRET);
+        c = await startListeningNodes(2, { settings: { logoutGraceMs } });
       });
       after(async () => {
         await c?.close();
       });
-
-      /** The events heard for `uid`, in order. */
-      const events = (uid: bigint) =>
-        listener.pushes.filter((p) => p.method === 'pushevent' && p.payload['uid'] === uid).map((p) => p.payload['event'] as string);
+      const events = (uid: bigint) => c.events(uid);
 
       /** `uid` logged in on both nodes by auths sent at the same moment (tokens fetched first). */
       const loginOnBoth = async (uid: bigint): Promise<RawClient[]> => {
