@@ -455,8 +455,15 @@ export class Sessions {
     } catch (err) {
       // The store failed (unreachable?): the sweep tries again once it answers, or the presence
       // would never end (no logout heard, its rooms kept, unread counted from an older logout).
-      // Logged once per outage, not once per user.
-      if (this.failedEnds.size === 0) this.log.error({ err, pid, uid: String(uid) }, 'could not record logout; the sweep will try again');
+      // Logged once per outage, not once per user. A node that is stopping sweeps no more: its
+      // records stay in the store, and another node ends them once this one's lease runs out.
+      if (this.failedEnds.size === 0)
+        this.log.error(
+          { err, pid, uid: String(uid) },
+          this.stopping
+            ? 'could not record logout; another node ends the presence once this one is found gone (RTM_NODE_LEASE_MS)'
+            : 'could not record logout; the sweep will try again',
+        );
       this.failedEnds.set(k, { pid, uid, endedAt, by, again });
     }
   }
