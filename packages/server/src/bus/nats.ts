@@ -240,6 +240,10 @@ export class NatsBus implements Bus {
     return [...this.peers.keys()];
   }
 
+  heardNodes(): string[] {
+    return this.liveNodes;
+  }
+
   async start(handler: BusHandler, responder: OnlineResponder, onReconnect?: ReconnectHandler): Promise<void> {
     if (this.nc) throw new Error('NatsBus: already started');
     if (this.closed) throw new Error('NatsBus: closed');
