@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { type FaultyProxy, RawClient, startTestServer, TEST_PID, TEST_SECRET, until, type TestServer } from '@rtm/testkit';
 import { NatsBus } from '../../packages/server/src/bus/nats.js';
+import { createLogger } from '../../packages/server/src/observability/logger.js';
 import { PostgresStore } from '../../packages/server/src/store/postgres.js';
 import { admin, NATS_URL, POSTGRES_URL } from './cluster.js';
 
@@ -28,6 +29,10 @@ export interface InProcessOptions<S extends PostgresStore> {
   makeStore?: (url: string, schema: string) => S;
   /** Node i's bus (benchmarks: one without the order across nodes). @default the NatsBus made here */
   adaptBus?: (i: number, bus: NatsBus) => NatsBus;
+  /** Node i's NATS subject prefix (a node misconfigured onto a bus of its own). @default the fresh prefix all share */
+  subjectPrefix?: (i: number, shared: string) => string;
+  /** Where node i's log lines go (JSON, one per line). @default nowhere */
+  logLines?: (i: number) => string[];
 }
 
 /**
@@ -42,10 +47,13 @@ export async function startInProcessNodes<S extends PostgresStore = PostgresStor
   const nodes: InProcessNode<S>[] = [];
   const clients: RawClient[] = [];
   for (let i = 0; i < n; i++) {
-    const made = new NatsBus({ url: options.natsUrl?.(i) ?? NATS_URL, subjectPrefix, discoveryMs: 50 });
+    const prefix = options.subjectPrefix?.(i, subjectPrefix) ?? subjectPrefix;
+    const made = new NatsBus({ url: options.natsUrl?.(i) ?? NATS_URL, subjectPrefix: prefix, discoveryMs: 50 });
     const bus = options.adaptBus?.(i, made) ?? made;
     const store = makeStore(options.pgUrl?.(i) ?? POSTGRES_URL, schema);
-    const server = await startTestServer({ logoutGraceMs: 0, ...options.settings }, { store, bus });
+    const lines = options.logLines?.(i);
+    const logger = lines && createLogger('info', { write: (l: string) => lines.push(l) } as unknown as NodeJS.WritableStream);
+    const server = await startTestServer({ logoutGraceMs: 0, ...options.settings }, { store, bus, logger });
     const backend = await RawClient.tcp(server.serverEndpoint);
     clients.push(backend);
     nodes.push({ server, store, bus, backend });

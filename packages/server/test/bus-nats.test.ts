@@ -9,8 +9,10 @@
  * CI=true (then the tests fail).
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { connect, type NatsConnection } from 'nats';
 import { decodeMsgpack, encodeMsgpack } from '@rtm/fpnn';
 import { busConformance, startFaultyProxy, startTestServer, until, whenAvailable } from '@rtm/testkit';
@@ -169,6 +171,36 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
       } finally {
         proxy.close();
       }
+    });
+
+    it('close() as NATS goes away (before nats.js noticed) leaves nothing reconnecting: the process exits', async () => {
+      // In a child process: what keeps a process alive is what this test is about. NATS goes away
+      // (the proxy stops) in the same turn as close(): the drain starts over a connection that is
+      // already dead, and nats.js's reconnect loop must not outlive the close.
+      const nats = fileURLToPath(new globalThis.URL('../src/bus/nats.ts', import.meta.url));
+      const testkit = import.meta.resolve('@rtm/testkit');
+      const target = new globalThis.URL(URL);
+      const script = `const { NatsBus } = await import(${JSON.stringify(nats)});
+        const { startFaultyProxy } = await import(${JSON.stringify(testkit)});
+        const proxy = await startFaultyProxy(${JSON.stringify(target.hostname)}, ${Number(target.port || 4222)});
+        const bus = new NatsBus({ url: 'nats://127.0.0.1:' + proxy.port, subjectPrefix: ${JSON.stringify(freshPrefix())}, discoveryMs: 10 });
+        await bus.start(() => {}, () => []);
+        proxy.close();
+        await bus.close();
+        console.log('closed');`;
+      const child = spawn(process.execPath, ['--conditions=rtm-source', '--import', 'tsx', '--input-type=module', '-e', script], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      const closed = await until(() => out.includes('closed'), 15_000);
+      assert.ok(closed, `close() returned: ${out}`);
+      const t0 = Date.now();
+      const code = await Promise.race([exited, sleep(5000).then(() => 'alive' as const)]);
+      if (code === 'alive') child.kill('SIGKILL');
+      assert.equal(code, 0, `the process still ran ${Date.now() - t0} ms after close() returned: ${out}`);
     });
 
     it('a node unheard for three heartbeats is gone; heartbeats keep live nodes known', async () => {

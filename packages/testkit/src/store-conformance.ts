@@ -736,6 +736,9 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
         assert.deepEqual(await store.presenceHolders(PID + 1, a), [], 'released');
         assert.deepEqual(await store.presenceHolders(PID + 2, a), [], 'per project');
         assert.equal(await store.touchNode('live', 5_000n, 50n), true);
+        assert.deepEqual(await store.liveNodes(1_000n), ['dead', 'live'], 'touched at or after 1000, by id');
+        assert.deepEqual(await store.liveNodes(2_001n), ['live'], 'the dead node last touched at 2000');
+        assert.deepEqual(await store.liveNodes(5_001n), [], 'none touched since');
         assert.deepEqual(await store.takeOrphanedPresences(2_000n, GRACE, 10), [], 'touched at 2000: not dead before 2000');
         const taken = await store.takeOrphanedPresences(2_001n, GRACE, 3);
         const more = await store.takeOrphanedPresences(2_001n, GRACE, 3);

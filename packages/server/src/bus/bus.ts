@@ -111,6 +111,12 @@ export interface Bus {
   /** Its outage queue (a bus that has one). */
   readonly queueStats?: BusQueueStats;
   /**
+   * The other nodes this bus hears now (NatsBus: those heard within 3 heartbeats; LocalBus: none).
+   * Compared with the nodes alive in the store (services/bus-watch.ts): a node alive there and
+   * never heard here is on another bus.
+   */
+  heardNodes?(): string[];
+  /**
    * Connects; from now on events reach `handler` and presence queries reach `responder`, and
    * `onReconnect` hears of every reconnect after an outage (never, on a bus that has none).
    */

@@ -19,6 +19,11 @@ export class LocalBus implements Bus {
     this.handler?.(event);
   }
 
+  /** No other node can be heard: one that shares the store is on a bus of its own. */
+  heardNodes(): string[] {
+    return [];
+  }
+
   async queryOnline(pid: number, uids: bigint[]): Promise<bigint[]> {
     return this.responder ? this.responder(pid, uids) : [];
   }

@@ -240,6 +240,10 @@ export class NatsBus implements Bus {
     return [...this.peers.keys()];
   }
 
+  heardNodes(): string[] {
+    return this.liveNodes;
+  }
+
   async start(handler: BusHandler, responder: OnlineResponder, onReconnect?: ReconnectHandler): Promise<void> {
     if (this.nc) throw new Error('NatsBus: already started');
     if (this.closed) throw new Error('NatsBus: closed');
@@ -471,8 +475,12 @@ export class NatsBus implements Bus {
     }
     this.announce('bye');
     // The drain flushes the bye and anything published before close. Over a NATS gone silent and
-    // not noticed yet, nats.js's drain waits for ever (it swallows its failed flush) and keeps
-    // reconnecting afterwards: a stop would hang until the supervisor's kill. Bounded, then closed.
+    // not noticed yet, nats.js's drain waits for ever and keeps reconnecting afterwards: a stop
+    // would hang until the supervisor's kill. Bounded, then closed. Over a connection that drops
+    // during the drain (NATS went away as close began), its flush fails at the next reconnect
+    // attempt and the drain resolves without closing (nats.js swallows the failure): its reconnect
+    // loop would go on for ever, and its timer keep the process alive. Closed too, whatever the
+    // drain said.
     let timer: ReturnType<typeof setTimeout> | undefined;
     const drained = await Promise.race([
       nc.drain().then(
@@ -484,7 +492,8 @@ export class NatsBus implements Bus {
     clearTimeout(timer);
     if (drained === undefined)
       this.onError(new Error(`NATS did not confirm the drain within ${DRAIN_TIMEOUT_MS} ms (unreachable?): closing without it`), 'drain');
-    if (drained !== true && !nc.isClosed()) await nc.close().catch(() => {});
+    if (drained === true && !nc.isClosed()) this.onError(new Error('NATS went away during the drain: closing without it'), 'drain');
+    if (!nc.isClosed()) await nc.close().catch(() => {});
   }
 
   // --- inbound ---------------------------------------------------------------------------------

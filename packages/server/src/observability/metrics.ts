@@ -89,6 +89,11 @@ export class Metrics {
     registers: [this.registry],
     collect: (): void => this.busQueuedBytes.set(this.busQueue()?.queuedBytes ?? 0),
   });
+  readonly busUnheardNodes: Gauge = new Gauge({
+    name: 'rtm_bus_unheard_nodes',
+    help: 'Nodes alive in the store that this node has not heard on the bus for 15 s or more (another RTM_BUS_PREFIX or NATS, or a partition)',
+    registers: [this.registry],
+  });
   private readonly busCounted = { resent: 0, dropped: 0, reconnects: 0 };
   readonly busOutageEvents: Counter<'outcome'> = new Counter({
     name: 'rtm_bus_outage_events_total',

@@ -4,6 +4,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { RepeatFilter } from '../observability/repeats.js';
 import type { PendingPresenceEnd, PresenceHolder, Store } from '../store/store.js';
+import { BusWatch } from './bus-watch.js';
 import { PresenceRecords } from './presence-records.js';
 import type { ClientConnection, LocalPresence } from './presence.js';
 
@@ -88,6 +89,8 @@ export class Sessions {
   private recheckMs = 5000;
   /** Keeps the line about ends that wait for a cut-off node to one a minute. */
   private readonly waits = new RepeatFilter(60_000);
+  /** Nodes alive in the store and unheard on the bus, looked for at every sweep (`start`). */
+  private busWatch: BusWatch | undefined;
 
   constructor(
     private readonly config: ServerConfig,
@@ -120,6 +123,7 @@ export class Sessions {
       Math.max(100, Math.floor(this.config.nodeLeaseMs / 3)),
     );
     this.recheckMs = every;
+    this.busWatch = new BusWatch(this.store, this.bus, this.log, this.metrics, this.config.nodeLeaseMs, every);
     this.sweeper = setInterval(() => void this.sweep(), every);
     this.sweeper.unref();
     this.sweeping = true;
@@ -153,6 +157,7 @@ export class Sessions {
       await this.retryFailedEnds();
       await this.endOrphaned(BigInt(Date.now() - this.config.nodeLeaseMs));
       await this.endHandedOver();
+      await this.busWatch?.check(Date.now());
       if (this.sweepFailing) this.log.info('presences of stopped and dead nodes are swept again');
       this.sweepFailing = false;
     } catch (err) {

@@ -815,6 +815,11 @@ export class PostgresStore implements Store {
     return false;
   }
 
+  async liveNodes(since: bigint): Promise<string[]> {
+    const rows = await this.rows('SELECT node FROM nodes WHERE seen_at >= $1 ORDER BY node', [since], 'live_nodes');
+    return rows.map((r) => r['node'] as string);
+  }
+
   async dropNode(node: string): Promise<void> {
     await this.tx(async (c) => {
       await c.query('DELETE FROM node_presences WHERE node = $1', [node]);

@@ -508,6 +508,7 @@ export class SqliteStore implements Store {
       nodeUpdate: p('UPDATE nodes SET seen_at = ?, mark = ? WHERE node = ?'),
       nodeInsert: p('INSERT INTO nodes (node, seen_at, mark) VALUES (?, ?, ?)'),
       nodeDrop: p('DELETE FROM nodes WHERE node = ?'),
+      nodesLive: p('SELECT node FROM nodes WHERE seen_at >= ? ORDER BY node'),
       nodePresencesDrop: p('DELETE FROM node_presences WHERE node = ?'),
       nodesDead: p('SELECT node, seen_at, mark FROM nodes WHERE seen_at < ? ORDER BY seen_at'),
       orphansTake: p(
@@ -904,6 +905,10 @@ export class SqliteStore implements Store {
     if (this.s.nodeUpdate.run(now, mark, node).changes > 0) return true;
     this.s.nodeInsert.run(node, now, mark);
     return false;
+  }
+
+  async liveNodes(since: bigint): Promise<string[]> {
+    return this.s.nodesLive.all(since).map((r) => r['node'] as string);
   }
 
   async dropNode(node: string): Promise<void> {

@@ -321,6 +321,12 @@ export interface Store {
    * presences it held (`takeOrphanedPresences`).
    */
   touchNode(node: string, now: bigint, mark: bigint): Promise<boolean>;
+  /**
+   * The nodes touched at or after `since` (ms), by id: those alive in the store. A node compares
+   * them with the nodes its bus hears (services/bus-watch.ts): one alive here and unheard there is
+   * on another bus.
+   */
+  liveNodes(since: bigint): Promise<string[]>;
   /** Forgets `node` and every presence it holds (a graceful stop, once its grace periods are handed over). */
   dropNode(node: string): Promise<void>;
   /**
