@@ -29,7 +29,7 @@ whenAvailable(unavailable, 'causal order across nodes', 'needs PostgreSQL and NA
       proxy.requestDelayMs = SLOW_MS;
     });
     after(async () => {
-      await c?.close(); // the buses first: a proxy closed under them leaves nats.js reconnecting
+      await c?.close(); // the buses first, so that their bye goes out through the proxy
       proxy?.close();
     });
 

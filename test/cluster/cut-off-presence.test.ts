@@ -30,7 +30,7 @@ whenAvailable(unavailable, 'cut-off presence', 'needs PostgreSQL and NATS', () =
       c = await startListeningNodes(2, { natsUrl: (i) => (i === 1 ? `nats://127.0.0.1:${proxy.port}` : NATS_URL) });
     });
     after(async () => {
-      await c?.close(); // the buses first: a proxy closed under them leaves nats.js reconnecting
+      await c?.close(); // the buses first, so that their bye goes out through the proxy
       proxy?.close();
     });
 

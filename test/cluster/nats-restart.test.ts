@@ -31,7 +31,7 @@ whenAvailable(unavailable, 'NATS restart', 'needs PostgreSQL and NATS', () => {
       c = await startInProcessNodes(2, { natsUrl: (i) => `nats://127.0.0.1:${proxies[i]!.port}` });
     });
     after(async () => {
-      await c?.close(); // the buses first: a proxy closed under them leaves nats.js reconnecting
+      await c?.close(); // the buses first, so that their bye goes out through the proxy
       for (const p of proxies) p.close();
     });
 

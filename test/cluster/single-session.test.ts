@@ -113,7 +113,7 @@ whenAvailable(unavailable, 'single session across nodes', 'needs PostgreSQL and 
       });
     });
     after(async () => {
-      await c?.close(); // the buses first: a proxy closed under them leaves nats.js reconnecting
+      await c?.close(); // the buses first, so that their bye goes out through the proxy
       proxy?.close();
     });
 

@@ -137,7 +137,7 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
         assert.equal(bus.connected, true, 'reconnected');
         assert.ok(Date.now() - healed < 8000, `reconnected ${Date.now() - healed} ms after the partition healed`);
       } finally {
-        // Healed first, closed over it: a bus closed as NATS drops may leave nats.js's retry timer.
+        // Healed first, closed over it: the bye goes out, and the close needs no drain timeout.
         proxy.holdRequests = proxy.holdAnswers = false;
         await bus.close();
         proxy.close();
