@@ -19,6 +19,7 @@ import { busConformance, startFaultyProxy, startTestServer, until, whenAvailable
 import type { BusEvent, BusReconnect } from '../src/bus/bus.js';
 import { NatsBus } from '../src/bus/nats.js';
 import { createLogger } from '../src/observability/logger.js';
+import { MessageKind } from '../src/store/store.js';
 
 const URL = process.env['RTM_TEST_NATS_URL'] ?? 'nats://127.0.0.1:4222';
 
@@ -116,6 +117,80 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
         proxy.close();
         await bus.close();
         proxy.cut(); // any a reconnect opened meanwhile
+      }
+    });
+
+    /** A message event of about `bytes` (a room message's push to every node). */
+    const messageEvent = (i: number, bytes: number): BusEvent => ({
+      type: 'message',
+      message: {
+        id: BigInt(i),
+        pid: 1,
+        kind: MessageKind.P2P,
+        from: 1n,
+        to: 2n,
+        mid: BigInt(i),
+        mtype: 30,
+        msg: 'x'.repeat(bytes),
+        attrs: '',
+        mtime: 1n,
+      },
+      recipients: [2n],
+    });
+
+    it('a partition under traffic (the buffers fill) is noticed as an idle one is: nats.js does not wait for ever to flush a stale connection', async () => {
+      const target = new globalThis.URL(URL);
+      const proxy = await startFaultyProxy(target.hostname, Number(target.port || 4222));
+      const bus = new NatsBus({ url: `nats://127.0.0.1:${proxy.port}`, subjectPrefix: freshPrefix() });
+      let i = 0;
+      const traffic = setInterval(() => {
+        for (let k = 0; k < 10; k++) bus.publish(messageEvent(i++, 1000)); // 1,000 events/s, 1 MB/s
+      }, 10);
+      try {
+        await bus.start(noop, () => []);
+        proxy.stall();
+        const t0 = Date.now();
+        while (bus.connected && Date.now() - t0 < 30_000) await sleep(250);
+        assert.equal(bus.connected, false, `still "connected" ${Date.now() - t0} ms into the partition`);
+        assert.ok(Date.now() - t0 < 20_000, `noticed after ${Date.now() - t0} ms`);
+        const queued = bus.queueStats.queuedEvents;
+        await sleep(300);
+        assert.ok(bus.queueStats.queuedEvents > queued, 'later events wait in the outage queue');
+      } finally {
+        clearInterval(traffic);
+        proxy.close();
+        await bus.close();
+      }
+    });
+
+    it('a partition not noticed yet holds at most maxUnsentBytes in nats.js: past them the connection is dropped as dead', async () => {
+      const target = new globalThis.URL(URL);
+      const proxy = await startFaultyProxy(target.hostname, Number(target.port || 4222));
+      const errors: string[] = [];
+      const bus = new NatsBus({
+        url: `nats://127.0.0.1:${proxy.port}`,
+        subjectPrefix: freshPrefix(),
+        maxUnsentBytes: 1024 * 1024,
+        onError: (err) => errors.push((err as Error).message),
+      });
+      try {
+        await bus.start(noop, () => []);
+        proxy.stall();
+        const t0 = Date.now();
+        // 1 MB a turn: the kernel's buffers fill within a few turns, then nats.js's socket holds the rest.
+        for (let i = 0; bus.connected && Date.now() - t0 < 10_000; i++) {
+          for (let k = 0; k < 1000; k++) bus.publish(messageEvent(i * 1000 + k, 1000));
+          await sleep(20);
+        }
+        assert.equal(bus.connected, false, 'dropped as dead');
+        assert.ok(Date.now() - t0 < 5000, `dropped after ${Date.now() - t0} ms, long before the pings would tell`);
+        assert.ok(
+          errors.some((e) => /NATS has not read \d+ bytes of this node's \(over 1048576\): dropping the connection as dead/.test(e)),
+          errors.join('\n'),
+        );
+      } finally {
+        proxy.close();
+        await bus.close();
       }
     });
 

@@ -18,6 +18,12 @@ export interface FaultyProxy {
   refuse: boolean;
   /** Closes every connection through the proxy, both sides, as a restart of the service would. */
   cut(): void;
+  /**
+   * A partition as the sockets feel it (`holdRequests` reads and drops): nothing is read either
+   * way, so the kernel's buffers fill and the writers' own back up behind them, and a new
+   * connection gets no answer. `stall(false)` ends it.
+   */
+  stall(on?: boolean): void;
   /** Stops listening and cuts what is left. */
   close(): void;
 }
@@ -28,8 +34,13 @@ export async function startFaultyProxy(host: string, port: number): Promise<Faul
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   };
+  let stalled = false;
   const proxy = createServer((down) => {
     if (state.refuse) return void down.destroy();
+    if (stalled) {
+      track(down);
+      return void down.pause();
+    }
     const up = connect(port, host);
     track(down);
     track(up);
@@ -57,6 +68,13 @@ export async function startFaultyProxy(host: string, port: number): Promise<Faul
     refuse: false,
     cut: () => {
       for (const s of [...sockets]) s.destroy();
+    },
+    stall: (on = true) => {
+      stalled = on;
+      for (const s of sockets) {
+        if (on) s.pause();
+        else s.resume();
+      }
     },
     close: () => {
       proxy.close();

@@ -93,6 +93,11 @@ export interface NatsBusOptions {
    */
   maxQueueBytes?: number;
   /**
+   * Bytes published and not yet written to NATS's socket beyond which the connection is taken for
+   * dead and dropped (NATS stopped reading: a partition not noticed yet). @default MAX_UNSENT_BYTES (16 MiB)
+   */
+  maxUnsentBytes?: number;
+  /**
    * How long `sent` waits, at most, for NATS to confirm this node's publications (an answer waits
    * for it): past it, the answer goes out without the order across nodes. @default 1000
    */
@@ -157,6 +162,7 @@ export class NatsBus implements Bus {
   private readonly heartbeatMs: number;
   private readonly discoveryMs: number;
   private readonly maxQueueBytes: number;
+  private readonly maxUnsentBytes: number;
   private readonly sentTimeoutMs: number;
   private readonly onError: (err: unknown, context: string) => void;
   private readonly eventPrefix: string;
@@ -216,6 +222,7 @@ export class NatsBus implements Bus {
     if (!Number.isInteger(maxQueueBytes) || maxQueueBytes < 0)
       throw new RangeError(`NatsBus: maxQueueBytes must be a whole number of bytes, got ${String(options.maxQueueBytes)}`);
     this.maxQueueBytes = maxQueueBytes;
+    this.maxUnsentBytes = options.maxUnsentBytes ?? MAX_UNSENT_BYTES;
     this.onError = options.onError ?? (() => {});
     this.eventPrefix = `${subjectPrefix}.ev.`;
     this.onlineSubject = `${subjectPrefix}.online`;
@@ -289,8 +296,10 @@ export class NatsBus implements Bus {
       try {
         const subject = this.eventPrefix + pidOf(event);
         const data = encodeMsgpack(event);
-        if (this.sending(nc)) nc.publish(subject, data);
-        else this.enqueue(subject, data);
+        if (this.sending(nc)) {
+          nc.publish(subject, data);
+          this.boundUnsent(nc);
+        } else this.enqueue(subject, data);
         this.publications++;
       } catch (err) {
         this.onError(err, 'publish');
@@ -331,6 +340,20 @@ export class NatsBus implements Bus {
    */
   private linkUp(nc: NatsConnection): boolean {
     return this.up && !socketDown(nc);
+  }
+
+  /**
+   * A connection whose socket holds more than MAX_UNSENT_BYTES unwritten is dropped: NATS stopped
+   * reading (a partition the pings have not told yet), and nats.js would buffer without a bound.
+   */
+  private boundUnsent(nc: NatsConnection): void {
+    const unsent = socketOf(nc)?.writableLength ?? 0;
+    if (unsent <= this.maxUnsentBytes) return;
+    this.onError(
+      new Error(`NATS has not read ${unsent} bytes of this node's (over ${this.maxUnsentBytes}): dropping the connection as dead`),
+      'nats unsent',
+    );
+    dropSocket(nc);
   }
 
   /** Whether a publish goes out now rather than into the queue: the link is up and the queue is not held. */
@@ -643,6 +666,11 @@ export class NatsBus implements Bus {
           'nats disconnect',
         );
       else if (s.type === 'error') this.onError(s.data, 'nats error');
+      // nats.js found the connection stale (pings unanswered), and closes it politely: it first
+      // waits for its socket to take what is still unsent, which a partition never lets it do
+      // once the kernel's buffers are full (any traffic fills them). The disconnect would never
+      // come, and what is published would pile up in memory for ever. Dead: ended here.
+      else if (s.type === 'staleConnection') dropSocket(nc);
       if (s.type === 'disconnect') this.lost();
       else if (s.type === 'reconnect') this.reconnected(nc);
     }
@@ -650,8 +678,27 @@ export class NatsBus implements Bus {
   }
 }
 
+/**
+ * Bytes handed to nats.js that its socket has not written yet, at most: past this, NATS has not
+ * read for a while (a partition that the pings have not told yet, 10 – 15 s), and the connection
+ * is dropped as dead. What was in it is lost, as is what a partition swallows before it is
+ * noticed (docs/cluster.md); what comes next waits in the outage queue, which is bounded too.
+ */
+export const MAX_UNSENT_BYTES = 16 * 1024 * 1024;
+
 /** How long `close` waits for NATS to confirm a drain before it closes without one. */
 const DRAIN_TIMEOUT_MS = 2000;
+
+/** nats.js's socket (internal), for what its API does not say: how much it holds unsent, and ending it. */
+function socketOf(nc: NatsConnection): { writableLength?: number; destroy?(): void } | undefined {
+  return (nc as unknown as { protocol?: { transport?: { socket?: { writableLength?: number; destroy?(): void } } } }).protocol?.transport
+    ?.socket;
+}
+
+/** Ends nats.js's socket at once: nats.js then reports the disconnect, and reconnects. */
+function dropSocket(nc: NatsConnection): void {
+  socketOf(nc)?.destroy?.();
+}
 
 /** nats.js's own flag (internal): its socket is down, though its `disconnect` status may not have come yet. */
 function socketDown(nc: NatsConnection): boolean {
