@@ -15,7 +15,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { connect, type NatsConnection } from 'nats';
 import { decodeMsgpack, encodeMsgpack } from '@rtm/fpnn';
-import { busConformance, startFaultyProxy, startTestServer, until, whenAvailable } from '@rtm/testkit';
+import { busConformance, type FaultyProxy, startFaultyProxy, startTestServer, until, whenAvailable } from '@rtm/testkit';
 import type { BusEvent, BusReconnect } from '../src/bus/bus.js';
 import { NatsBus } from '../src/bus/nats.js';
 import { createLogger } from '../src/observability/logger.js';
@@ -56,6 +56,15 @@ async function spyOn(subjectPrefix: string): Promise<{ hellos: string[]; events:
   });
   await nc.flush();
   return { hellos, events, close: () => nc.close() };
+}
+
+/** NATS goes away under the buses behind `proxies`, as in a restart of NATS (connections cut, new ones refused), until they notice. */
+async function restartUnder(proxies: FaultyProxy[], buses: NatsBus[]): Promise<void> {
+  for (const p of proxies) {
+    p.refuse = true;
+    p.cut();
+  }
+  assert.ok(await until(() => buses.every((b) => !b.connected), 5000), 'every bus lost NATS');
 }
 
 const unreachable = await reachable();
@@ -392,11 +401,7 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
           );
         assert.ok(await until(() => a!.liveNodes.includes(b!.nodeId) && b!.liveNodes.includes(a!.nodeId)), 'the nodes know each other');
         // NATS restarts: every node loses it at once and cannot reconnect for a while.
-        for (const p of proxies) {
-          p.refuse = true;
-          p.cut();
-        }
-        assert.ok(await until(() => !a!.connected && !b!.connected, 5000), 'both lost NATS');
+        await restartUnder(proxies, [a!, b!]);
         spy.hellos.length = 0; // those of the start
         for (let i = 0n; i < 10n; i++) b!.publish(kickout(i));
         proxies[1]!.refuse = false; // node 1 is back first
@@ -455,11 +460,7 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
           () => [],
         );
         assert.ok(await until(() => back.liveNodes.length === 2), 'node 1 knows both others');
-        for (const p of proxies) {
-          p.refuse = true;
-          p.cut();
-        }
-        assert.ok(await until(() => !gone.connected && !back.connected, 5000), 'both lost NATS');
+        await restartUnder(proxies, [gone, back]);
         spy.hellos.length = 0; // those of the start
         for (let i = 0n; i < 5n; i++) back.publish(kickout(i));
         proxies[1]!.refuse = false; // node 0 stays away: it died meanwhile, as far as node 1 can tell
@@ -508,11 +509,7 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
           () => [],
         );
         assert.ok(await until(() => stopping.liveNodes.length === 2), 'node 1 knows both others');
-        for (const p of proxies) {
-          p.refuse = true;
-          p.cut();
-        }
-        assert.ok(await until(() => !away.connected && !stopping.connected, 5000), 'both lost NATS');
+        await restartUnder(proxies, [away, stopping]);
         spy.hellos.length = 0;
         for (let i = 0n; i < 3n; i++) stopping.publish(kickout(i));
         proxies[1]!.refuse = false;
