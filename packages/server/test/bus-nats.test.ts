@@ -58,6 +58,24 @@ async function spyOn(subjectPrefix: string): Promise<{ hellos: string[]; events:
   return { hellos, events, close: () => nc.close() };
 }
 
+/**
+ * Two faulty proxies in front of NATS (`urls`: through each), a fresh subject prefix and a spy on
+ * it; `close(buses)` ends the spy, the buses, then the proxies.
+ */
+async function behindTwoProxies() {
+  const target = new globalThis.URL(URL);
+  const proxies = await Promise.all([0, 1].map(() => startFaultyProxy(target.hostname, Number(target.port || 4222))));
+  const urls = proxies.map((p) => `nats://127.0.0.1:${p.port}`);
+  const subjectPrefix = freshPrefix();
+  const spy = await spyOn(subjectPrefix);
+  const close = async (buses: NatsBus[]): Promise<void> => {
+    await spy.close();
+    await Promise.all(buses.map((b) => b.close()));
+    for (const p of proxies) p.close();
+  };
+  return { proxies, urls, subjectPrefix, spy, close };
+}
+
 /** NATS goes away under the buses behind `proxies`, as in a restart of NATS (connections cut, new ones refused), until they notice. */
 async function restartUnder(proxies: FaultyProxy[], buses: NatsBus[]): Promise<void> {
   for (const p of proxies) {
@@ -383,15 +401,10 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
     });
 
     it('NATS restarts under every node: the first one back holds its queue until the other is back, which then gets every event once, in order', async () => {
-      const target = new globalThis.URL(URL);
-      const proxies = await Promise.all([0, 1].map(() => startFaultyProxy(target.hostname, Number(target.port || 4222))));
-      const subjectPrefix = freshPrefix();
+      const { proxies, urls, subjectPrefix, spy, close } = await behindTwoProxies();
       const got: bigint[][] = [[], []];
       const reconnects: BusReconnect[][] = [[], []];
-      const [a, b] = proxies.map(
-        (p, i) => new NatsBus({ url: `nats://127.0.0.1:${p.port}`, subjectPrefix, nodeId: `n${i}-${subjectPrefix}`, discoveryMs: 10 }),
-      );
-      const spy = await spyOn(subjectPrefix);
+      const [a, b] = urls.map((url, i) => new NatsBus({ url, subjectPrefix, nodeId: `n${i}-${subjectPrefix}`, discoveryMs: 10 }));
       try {
         for (const [i, bus] of [a!, b!].entries())
           await bus.start(
@@ -431,23 +444,18 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
           [0],
         );
       } finally {
-        await spy.close();
-        await Promise.all([a!.close(), b!.close()]);
-        for (const p of proxies) p.close();
+        await close([a!, b!]);
       }
     });
 
     it('a peer known before the outage that never comes back holds the queue for three heartbeats, no longer', async () => {
-      const target = new globalThis.URL(URL);
-      const proxies = await Promise.all([0, 1].map(() => startFaultyProxy(target.hostname, Number(target.port || 4222))));
-      const subjectPrefix = freshPrefix();
+      const { proxies, urls, subjectPrefix, spy, close } = await behindTwoProxies();
       const heartbeatMs = 300; // the hold's deadline: 900 ms
       const got: bigint[] = [];
       const reconnects: BusReconnect[] = [];
-      const gone = new NatsBus({ url: `nats://127.0.0.1:${proxies[0]!.port}`, subjectPrefix, discoveryMs: 10, heartbeatMs });
-      const back = new NatsBus({ url: `nats://127.0.0.1:${proxies[1]!.port}`, subjectPrefix, discoveryMs: 10, heartbeatMs });
+      const gone = new NatsBus({ url: urls[0]!, subjectPrefix, discoveryMs: 10, heartbeatMs });
+      const back = new NatsBus({ url: urls[1]!, subjectPrefix, discoveryMs: 10, heartbeatMs });
       const stayed = new NatsBus({ url: URL, subjectPrefix, discoveryMs: 10, heartbeatMs }); // never lost NATS
-      const spy = await spyOn(subjectPrefix);
       try {
         await gone.start(noop, () => []);
         await back.start(
@@ -480,27 +488,22 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
           [5],
         );
       } finally {
-        await spy.close();
-        await Promise.all([gone.close(), back.close(), stayed.close()]);
-        for (const p of proxies) p.close();
+        await close([gone, back, stayed]);
       }
     });
 
     it('a node stopped while its queue waits for a peer sends it to the nodes that are back', async () => {
-      const target = new globalThis.URL(URL);
-      const proxies = await Promise.all([0, 1].map(() => startFaultyProxy(target.hostname, Number(target.port || 4222))));
-      const subjectPrefix = freshPrefix();
+      const { proxies, urls, subjectPrefix, spy, close } = await behindTwoProxies();
       const got: bigint[] = [];
       const errors: string[] = [];
-      const away = new NatsBus({ url: `nats://127.0.0.1:${proxies[0]!.port}`, subjectPrefix, discoveryMs: 10 });
+      const away = new NatsBus({ url: urls[0]!, subjectPrefix, discoveryMs: 10 });
       const stopping = new NatsBus({
-        url: `nats://127.0.0.1:${proxies[1]!.port}`,
+        url: urls[1]!,
         subjectPrefix,
         discoveryMs: 10,
         onError: (_e, context) => void errors.push(context),
       });
       const stayed = new NatsBus({ url: URL, subjectPrefix, discoveryMs: 10 });
-      const spy = await spyOn(subjectPrefix);
       try {
         await away.start(noop, () => []);
         await stopping.start(noop, () => []);
@@ -521,9 +524,7 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
         assert.deepEqual(got, [0n, 1n, 2n]);
         assert.ok(!errors.includes('close'), 'nothing reported lost');
       } finally {
-        await spy.close();
-        await Promise.all([away.close(), stopping.close(), stayed.close()]);
-        for (const p of proxies) p.close();
+        await close([away, stopping, stayed]);
       }
     });
 
