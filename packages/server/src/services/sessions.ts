@@ -377,6 +377,13 @@ export class Sessions {
     const k = key(pid, uid);
     const epoch = this.epochs.get(k);
     const continued = (): boolean => this.presence.isOnline(pid, uid) || this.epochs.get(k) !== epoch;
+    // Done with the presence here, unless a login continued it meanwhile: the epoch goes (the map
+    // would otherwise keep one per user seen), and the record of one this node held.
+    const letGo = (): void => {
+      if (continued()) return;
+      this.epochs.delete(k);
+      if (held) this.records.released(pid, uid);
+    };
     // A presence handed over, or a dead node's, of a user whose grace period runs here: theirs
     // ended here later, and ends when that period runs out.
     if (!held && this.grace.has(k)) return;
@@ -403,11 +410,7 @@ export class Sessions {
       const asked = await this.bus.askOnline(pid, [uid]);
       if (asked.online.length > 0 || holders.some((h) => this.goesOnAt(h, held ? endedAt : undefined))) {
         // Online on another node, or its grace period runs there: that node ends the presence.
-        // Nothing here needs the epoch any more (the map would otherwise keep one per user seen).
-        if (!continued()) {
-          this.epochs.delete(k);
-          if (held) this.records.released(pid, uid);
-        }
+        letGo();
         return;
       }
       const now = BigInt(Date.now());
@@ -421,10 +424,7 @@ export class Sessions {
         return;
       }
       if (held && (await this.handedOverGoesOn(pid, uid, endedAt))) {
-        if (!continued()) {
-          this.epochs.delete(k);
-          this.records.released(pid, uid);
-        }
+        letGo();
         return;
       }
       if (continued()) return;
@@ -438,10 +438,9 @@ export class Sessions {
       let rooms: bigint[] | undefined;
       try {
         rooms = await this.store.endPresence(pid, uid, claim.version, endedAt, roomsThrough);
-        if (!continued()) {
-          this.epochs.delete(k); // only now: a login meanwhile must still read as a new epoch
-          if (held) this.records.released(pid, uid); // a later login's change comes after it
-        }
+        // Only now: a login meanwhile must still read as a new epoch, and its record's change
+        // comes after the release.
+        letGo();
         if (!rooms) return; // another node ended it first, or a login joined it since: its end is that node's
         this.metrics.presenceEnds.inc({ by });
         for (const rid of rooms) this.bus.publish({ type: 'room', pid, rid, uid, joined: false, kick: false });
