@@ -647,11 +647,18 @@ export function meantVariable(name: string): string | undefined {
  * comes only once the configuration is good, and the misspelling may be the very cause.
  */
 export function misspeltNote(env: Env): string {
-  const near = unknownVariables(env).flatMap((variable) => {
-    const meant = meantVariable(variable);
-    return meant ? [`${variable} (did you mean ${meant}?)`] : [];
-  });
+  const near = Object.entries(nearMisses(unknownVariables(env))).map(([variable, meant]) => `${variable} (did you mean ${meant}?)`);
   return near.length > 0 ? `; also, not read by the server: ${near.join(', ')}` : '';
+}
+
+/** Of `variables` the server does not read, those near one it does, each with it (`meantVariable`). */
+export function nearMisses(variables: readonly string[]): Record<string, string> {
+  const near: Record<string, string> = {};
+  for (const variable of variables) {
+    const meant = meantVariable(variable);
+    if (meant) near[variable] = meant;
+  }
+  return near;
 }
 
 function unknownVariables(env: Env): string[] {

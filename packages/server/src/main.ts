@@ -11,7 +11,7 @@ import {
   clientHostOf,
   hostPort,
   isWildcardHost,
-  meantVariable,
+  nearMisses,
   resolveConfig,
   type ConfigOverrides,
   type ResolvedConfig,
@@ -592,11 +592,7 @@ export async function startResolved(
   const logger = options.logger ?? createLogger(config.logLevel);
   if (unknownVariables.length > 0) {
     // Each near miss with the variable it was likely meant as: the fix, not only the symptom.
-    const didYouMean: Record<string, string> = {};
-    for (const variable of unknownVariables) {
-      const meant = meantVariable(variable);
-      if (meant) didYouMean[variable] = meant;
-    }
+    const didYouMean = nearMisses(unknownVariables);
     logger.warn(
       { variables: unknownVariables, ...(Object.keys(didYouMean).length > 0 ? { didYouMean } : {}) },
       'ignored: RTM_* environment variables that the server does not read (misspelt?)',
