@@ -343,7 +343,7 @@ export class NatsBus implements Bus {
   }
 
   /**
-   * A connection whose socket holds more than MAX_UNSENT_BYTES unwritten is dropped: NATS stopped
+   * A connection whose socket holds more than maxUnsentBytes unwritten is dropped: NATS stopped
    * reading (a partition the pings have not told yet), and nats.js would buffer without a bound.
    */
   private boundUnsent(nc: NatsConnection): void {
