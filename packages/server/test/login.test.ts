@@ -462,9 +462,9 @@ describe('client logout: a room a backend adds the user to while their presence 
 
 /** A store whose join of a user's presence takes a while, as a store across a network may. */
 class SlowJoinStore extends SqliteStore {
-  override async joinPresence(pid: number, uid: bigint): Promise<PresenceJoin> {
+  override async joinPresence(pid: number, uid: bigint, node: string): Promise<PresenceJoin> {
     await new Promise((r) => setTimeout(r, 300));
-    return super.joinPresence(pid, uid);
+    return super.joinPresence(pid, uid, node);
   }
 }
 

@@ -189,7 +189,13 @@ async function checkUpgraded(store: Store): Promise<void> {
   assert.equal(await store.getMessage(keyOf(MESSAGES[0]!)), undefined);
   await store.addGroupMembers(PID, G, [U3]);
   assert.deepEqual(await store.unreadGroups({ pid: PID, uid: U3, since: 0n, gids: [G] }), new Map(), 'joined after every message');
-  assert.deepEqual(await store.clearUserRooms(PID, U3, store.roomsCut()), [R], 'rooms of the old release end with the presence');
+  const { version } = await store.joinPresence(PID, U3, 'upgraded-node');
+  assert.deepEqual(
+    await store.endPresence(PID, U3, version, T0 + 600n, store.roomsCut()),
+    [R],
+    'rooms of the old release end with the presence',
+  );
+  await store.dropNode('upgraded-node');
 }
 
 // --- SQLite --------------------------------------------------------------------------------------
@@ -311,10 +317,10 @@ async function upgradeSqlite(version: number, write: (db: Database.Database) => 
  */
 async function checkPresencesGoOn(store: Store): Promise<void> {
   assert.deepEqual(await store.presenceClaim(PID, U1), { version: 1n, live: true });
-  assert.deepEqual(await store.joinPresence(PID, U1), { version: 2n, began: false }, 'held by a node: goes on');
-  assert.deepEqual(await store.joinPresence(PID, U2), { version: 2n, began: false }, 'handed over: goes on');
+  assert.deepEqual(await store.joinPresence(PID, U1, 'upgraded-node'), { version: 2n, began: false }, 'held by a node: goes on');
+  assert.deepEqual(await store.joinPresence(PID, U2, 'upgraded-node'), { version: 2n, began: false }, 'handed over: goes on');
   assert.deepEqual(await store.presenceClaim(PID, U3), { version: 0n, live: false });
-  assert.deepEqual(await store.joinPresence(PID, U3), { version: 1n, began: true }, 'none went on: begins');
+  assert.deepEqual(await store.joinPresence(PID, U3, 'upgraded-node'), { version: 1n, began: true }, 'none went on: begins');
   assert.deepEqual(await store.endPresence(PID, U1, 2n, T0 + 700n, store.roomsCut()), []);
   assert.equal(await store.endPresence(PID, U1, 2n, T0 + 700n, store.roomsCut()), undefined, 'ended once');
 }

@@ -67,6 +67,20 @@ async function pageAll(store: Store, base: Omit<HistoryQuery, 'lastid'>, maxPage
   throw new Error('too many pages');
 }
 
+/**
+ * Ends (pid, uid)'s presence as a node does: joins it, then claims its end at the version joined
+ * (logout time `endedAt`, the rooms joined through `roomsThrough` left); answers the rooms left.
+ * The joining node is dropped again, so that its record of the presence stays out of other tests.
+ */
+async function endPresenceNow(store: Store, pid: number, uid: bigint, endedAt: bigint, roomsThrough: bigint): Promise<bigint[]> {
+  const node = 'conformance-ender';
+  const { version } = await store.joinPresence(pid, uid, node);
+  const rooms = await store.endPresence(pid, uid, version, endedAt, roomsThrough);
+  await store.dropNode(node);
+  assert.ok(rooms, 'the end of a presence just joined wins');
+  return rooms;
+}
+
 function ids(ms: readonly { id: bigint }[]): bigint[] {
   return ms.map((m) => m.id);
 }
@@ -650,17 +664,18 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
       });
 
       it('unread baseline times are stored per user', async () => {
+        const logout = (uid: bigint, at: bigint) => endPresenceNow(store, PID, uid, at, store.roomsCut());
         assert.deepEqual(await store.getUnreadBaseline(PID, BIG + 160n), {});
-        await store.setLogoutTime(PID, BIG + 160n, 1_700_000_000_123n);
+        await logout(BIG + 160n, 1_700_000_000_123n);
         assert.deepEqual(await store.getUnreadBaseline(PID, BIG + 160n), { logoutTime: 1_700_000_000_123n });
         await store.setClearTime(PID, BIG + 160n, 1_700_000_000_456n);
-        await store.setLogoutTime(PID, BIG + 160n, 1_700_000_000_789n);
+        await logout(BIG + 160n, 1_700_000_000_789n);
         assert.deepEqual(await store.getUnreadBaseline(PID, BIG + 160n), { logoutTime: 1_700_000_000_789n, clearTime: 1_700_000_000_456n });
         await store.setClearTime(PID, BIG + 161n, 5n);
         assert.deepEqual(await store.getUnreadBaseline(PID, BIG + 161n), { clearTime: 5n });
         assert.deepEqual(await store.getUnreadBaseline(PID + 1, BIG + 160n), {});
         // Only forward: a write of an earlier time (a race lost by the later one) changes nothing.
-        await store.setLogoutTime(PID, BIG + 160n, 1_700_000_000_100n);
+        await logout(BIG + 160n, 1_700_000_000_100n);
         await store.setClearTime(PID, BIG + 160n, 1_700_000_000_400n);
         assert.deepEqual(await store.getUnreadBaseline(PID, BIG + 160n), { logoutTime: 1_700_000_000_789n, clearTime: 1_700_000_000_456n });
         await store.setClearTime(PID, BIG + 160n, 1_700_000_000_999n);
@@ -771,8 +786,13 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
       it('a join begins a presence only when none goes on; an end wins only at the version it read', async () => {
         const [a, b, rid, later] = [BIG + 190n, BIG + 191n, BIG + 192n, BIG + 193n];
         assert.deepEqual(await store.presenceClaim(PID, a), { version: 0n, live: false }, 'never logged in');
-        assert.deepEqual(await store.joinPresence(PID, a), { version: 1n, began: true }, 'the first login begins one');
-        assert.deepEqual(await store.joinPresence(PID, a), { version: 2n, began: false }, 'another node joins it');
+        assert.deepEqual(await store.joinPresence(PID, a, 'node-a'), { version: 1n, began: true }, 'the first login begins one');
+        assert.deepEqual(await store.joinPresence(PID, a, 'node-b'), { version: 2n, began: false }, 'another node joins it');
+        assert.deepEqual(
+          (await store.presenceHolders(PID, a)).map((h) => h.node),
+          ['node-a', 'node-b'],
+          'each join recorded its node as a holder',
+        );
         assert.deepEqual(await store.presenceClaim(PID, a), { version: 2n, live: true });
         assert.deepEqual(await store.presenceClaim(PID + 1, a), { version: 0n, live: false }, 'per project');
         await store.addRoomMember(PID, rid, a);
@@ -788,7 +808,11 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
         assert.equal(await store.endPresence(PID, a, 2n, 600n, store.roomsCut()), undefined, 'ended once');
         assert.equal(await store.endPresence(PID, a, 3n, 600n, store.roomsCut()), undefined, 'not live: nothing to end');
         assert.deepEqual(await store.getUnreadBaseline(PID, a), { logoutTime: 500n });
-        assert.deepEqual(await store.joinPresence(PID, a), { version: 4n, began: true }, 'the next login begins the next presence');
+        assert.deepEqual(
+          await store.joinPresence(PID, a, 'node-a'),
+          { version: 4n, began: true },
+          'the next login begins the next presence',
+        );
         assert.deepEqual(
           await store.endPresence(PID, a, 4n, 400n, store.roomsCut()),
           [later],
@@ -796,7 +820,7 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
         );
         assert.deepEqual(await store.getUnreadBaseline(PID, a), { logoutTime: 500n });
         // Joins and ends at once, each as two nodes would race them: exactly one of each wins.
-        const joins = await Promise.all([store.joinPresence(PID, b), store.joinPresence(PID, b)]);
+        const joins = await Promise.all([store.joinPresence(PID, b, 'node-a'), store.joinPresence(PID, b, 'node-b')]);
         assert.deepEqual(joins.map((j) => j.began).sort(), [false, true], 'one of two joins at once begins it');
         const { version } = await store.presenceClaim(PID, b);
         const ends = await Promise.all([1000n, 2000n].map((at) => store.endPresence(PID, b, version, at, store.roomsCut())));
@@ -805,6 +829,22 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
           ends[0] ? [true, false] : [false, true],
           'one of two ends at once ends it',
         );
+        await store.dropNode('node-a');
+        await store.dropNode('node-b');
+      });
+
+      it('a join records its node as holding a session: a node that dies just after it leaves no claim that nobody ends', async () => {
+        const u = BIG + 195n;
+        assert.equal(await store.touchNode('joiner', 1_000n, 10n), false);
+        await store.recordPresences('joiner', [{ pid: PID, uid: u, held: true, endedAt: 5n }]); // a grace period ran there…
+        assert.deepEqual(await store.joinPresence(PID, u, 'joiner'), { version: 1n, began: true });
+        assert.deepEqual(await store.presenceHolders(PID, u), [{ node: 'joiner', seenAt: 1_000n }], '…and the join made it a session');
+        // The node dies before its own (batched) record of the login is written: the claim is live,
+        // and the sweep of another node takes it as it takes a recorded one, so its end comes.
+        assert.deepEqual(await store.takeOrphanedPresences(1_001n, 500n, 10), [{ pid: PID, uid: u, endedAt: 10n, deadline: 1_500n }]);
+        assert.deepEqual(await store.presenceHolders(PID, u), []);
+        assert.deepEqual(await store.presenceClaim(PID, u), { version: 1n, live: true }, 'for the taker to end');
+        await store.dropNode('joiner');
       });
     });
 
@@ -876,7 +916,7 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
         assert.equal(await store.countGroups(PID + 1), 1);
       });
 
-      it('rooms: members, counts, user rooms, clearUserRooms', async () => {
+      it('rooms: members, counts, user rooms, left at the end of a presence', async () => {
         const [r1, r2, r3] = [BIG + 300n, BIG + 301n, BIG + 302n];
         const [u1, u2] = [BIG + 1n, BIG + 2n];
         await store.addRoomMember(PID, r1, u1);
@@ -896,14 +936,14 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
         assert.deepEqual(await store.userRooms(PID, u1), [r1, r2]);
         await store.removeRoomMember(PID, r1, u2);
         assert.deepEqual(await store.roomMembers(PID, r1), [u1]);
-        assert.deepEqual(await store.clearUserRooms(PID, u1, store.roomsCut()), [r1, r2]);
+        assert.deepEqual(await endPresenceNow(store, PID, u1, 1n, store.roomsCut()), [r1, r2]);
         assert.deepEqual(await store.userRooms(PID, u1), []);
         assert.deepEqual(await store.roomMembers(PID, r1), []);
         assert.deepEqual(await store.userRooms(PID, u2), [r3]);
-        assert.deepEqual(await store.clearUserRooms(PID, u1, store.roomsCut()), []);
+        assert.deepEqual(await endPresenceNow(store, PID, u1, 2n, store.roomsCut()), []);
       });
 
-      it('clearUserRooms leaves the rooms joined after its mark, re-joins included, even in the same millisecond', async () => {
+      it('the end of a presence leaves the rooms joined after its cut, re-joins included, even in the same millisecond', async () => {
         const [r1, r2, r3] = [BIG + 310n, BIG + 311n, BIG + 312n];
         const u = BIG + 3n;
         await store.addRoomMember(PID, r1, u);
@@ -911,11 +951,11 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
         const end = store.roomsCut(); // the user's presence ends here…
         await store.addRoomMember(PID, r3, u); // …and a backend adds them to a room, and again to r2,
         await store.addRoomMember(PID, r2, u); // before the end's cleanup runs
-        assert.deepEqual(await store.clearUserRooms(PID, u, end), [r1]);
+        assert.deepEqual(await endPresenceNow(store, PID, u, 1n, end), [r1]);
         assert.deepEqual(await store.userRooms(PID, u), [r2, r3]);
       });
 
-      it('clearUserRooms through a roomsCut leaves no room joined before it, while message commits are in flight', async () => {
+      it('the end of a presence leaves every room joined before its cut, while message commits are in flight', async () => {
         // A presence ends while other users' messages are being committed (a busy server). An
         // unread mark is lowered below such commits; a cut for rooms must not be, or the room the
         // user entered just before is never left and they stay in its member list for good.
@@ -927,7 +967,7 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
           await new Promise<void>((resolve) => setImmediate(resolve)); // the commit has begun
           await store.addRoomMember(PID, rid, u);
           const through = store.roomsCut(); // the presence ends
-          const left = await store.clearUserRooms(PID, u, through);
+          const left = await endPresenceNow(store, PID, u, 1n, through);
           if (!left.includes(rid)) kept.push(rid);
           stored((await sending)[0]);
         }

@@ -138,7 +138,7 @@ export function joinRooms(services: Services, pid: number, uid: bigint, rids: re
 async function joinRoomsNow(services: Services, pid: number, uid: bigint, rids: readonly bigint[]): Promise<void> {
   const { store, bus, presence } = services;
   await roomsToEnter(services, pid, uid, rids); // the limit, counting only rooms not entered yet
-  // Every room, entered or not: a re-entry is a new join time (Store.clearUserRooms).
+  // Every room, entered or not: a re-entry is a new join time (Store.endPresence).
   for (const rid of new Set(rids)) await store.addRoomMember(pid, rid, uid);
   for (const rid of new Set(rids)) {
     // Index at once on this node if the user is online here (no wait for a remote bus round trip);

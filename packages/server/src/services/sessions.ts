@@ -257,6 +257,8 @@ export class Sessions {
       return;
     }
     if (first) {
+      // The join records this node as a holder too, in its own write: this one, batched, keeps
+      // the record in order with a release of the presence before it still being written.
       this.records.held(pid, uid);
       await this.join(pid, uid);
     }
@@ -269,7 +271,7 @@ export class Sessions {
   private join(pid: number, uid: bigint): Promise<void> {
     const k = key(pid, uid);
     const joined = (async () => {
-      const [claim, rooms] = await Promise.all([this.store.joinPresence(pid, uid), this.store.userRooms(pid, uid)]);
+      const [claim, rooms] = await Promise.all([this.store.joinPresence(pid, uid, this.node), this.store.userRooms(pid, uid)]);
       if (this.presence.isOnline(pid, uid)) for (const rid of rooms) this.presence.joinRoom(pid, rid, uid);
       if (!claim.began) return;
       await this.closing.get(k);

@@ -62,7 +62,7 @@ export class MessageClock {
   /**
    * A time that sorts after every mark taken before it, and at or before every mark taken after it
    * (unless a commit is in flight then: see `mark`), never lower than one before it. Commits take
-   * theirs through `take`; a room's join time is one (Store.clearUserRooms leaves the rooms joined
+   * theirs through `take`; a room's join time is one (Store.endPresence leaves the rooms joined
    * after the `cut` of a presence's end).
    */
   stamp(): bigint {

@@ -670,14 +670,6 @@ export class PostgresStore implements Store {
     return out;
   }
 
-  async setLogoutTime(pid: number, uid: bigint, ms: bigint): Promise<void> {
-    await this.rows(
-      `INSERT INTO unread_baselines (pid, uid, logout_time) VALUES ($1, $2, $3)
-       ON CONFLICT (pid, uid) DO UPDATE SET logout_time = GREATEST(unread_baselines.logout_time, excluded.logout_time)`,
-      [pid, uid, ms],
-    );
-  }
-
   unreadMark(): bigint {
     return this.clock.mark();
   }
@@ -766,15 +758,20 @@ export class PostgresStore implements Store {
     );
   }
 
-  async joinPresence(pid: number, uid: bigint): Promise<PresenceJoin> {
+  async joinPresence(pid: number, uid: bigint, node: string): Promise<PresenceJoin> {
     // ON CONFLICT DO UPDATE locks the row and sets from its latest version: of two joins at once,
-    // the second waits for the first and sees its presence live.
+    // the second waits for the first and sees its presence live. The holder's record is written
+    // by the same statement (a data-modifying WITH runs whether or not it is read): one round trip.
     const [row] = await this.rows(
-      `INSERT INTO presences (pid, uid, version, began, live) VALUES ($1, $2, 1, 1, true)
+      `WITH held AS (
+         INSERT INTO node_presences (node, pid, uid, ended_at) VALUES ($3, $1, $2, NULL)
+         ON CONFLICT (node, pid, uid) DO UPDATE SET ended_at = NULL
+       )
+       INSERT INTO presences (pid, uid, version, began, live) VALUES ($1, $2, 1, 1, true)
        ON CONFLICT (pid, uid) DO UPDATE SET version = presences.version + 1,
          began = CASE WHEN presences.live THEN presences.began ELSE presences.version + 1 END, live = true
        RETURNING version, began`,
-      [pid, uid],
+      [pid, uid, node],
       'join_presence',
     );
     const version = row!['version'] as bigint;
@@ -969,15 +966,6 @@ export class PostgresStore implements Store {
   async userRooms(pid: number, uid: bigint): Promise<bigint[]> {
     const rows = await this.rows('SELECT rid FROM room_members WHERE pid = $1 AND uid = $2 ORDER BY rid', [pid, uid], 'user_rooms');
     return rows.map((r) => r['rid'] as bigint);
-  }
-
-  async clearUserRooms(pid: number, uid: bigint, through: bigint): Promise<bigint[]> {
-    const rows = await this.rows('DELETE FROM room_members WHERE pid = $1 AND uid = $2 AND joined_at <= $3 RETURNING rid', [
-      pid,
-      uid,
-      through,
-    ]);
-    return rows.map((r) => r['rid'] as bigint).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   }
 
   // --- bans and project blacklist --------------------------------------------------------------

@@ -842,10 +842,6 @@ export class SqliteStore implements Store {
     return out;
   }
 
-  async setLogoutTime(pid: number, uid: bigint, ms: bigint): Promise<void> {
-    this.s.logoutSet.run(pid, uid, ms);
-  }
-
   async setClearTime(pid: number, uid: bigint, ms: bigint): Promise<void> {
     this.s.clearSet.run(pid, uid, ms);
   }
@@ -880,8 +876,12 @@ export class SqliteStore implements Store {
     return presenceHolders(this.s.presenceHolders.all(pid, uid));
   }
 
-  async joinPresence(pid: number, uid: bigint): Promise<PresenceJoin> {
-    const [row] = this.s.presenceJoin.all(pid, uid);
+  async joinPresence(pid: number, uid: bigint, node: string): Promise<PresenceJoin> {
+    let row: Row | undefined;
+    this.tx(() => {
+      this.s.presenceHold.run(node, pid, uid, null);
+      [row] = this.s.presenceJoin.all(pid, uid);
+    });
     const version = row!['version'] as bigint;
     return { version, began: row!['began'] === version };
   }
@@ -1022,11 +1022,6 @@ export class SqliteStore implements Store {
 
   async userRooms(pid: number, uid: bigint): Promise<bigint[]> {
     return this.s.userRooms.all(pid, uid).map((r) => r['rid'] as bigint);
-  }
-
-  async clearUserRooms(pid: number, uid: bigint, through: bigint): Promise<bigint[]> {
-    const rids = this.s.clearUserRooms.all(pid, uid, through).map((r) => r['rid'] as bigint);
-    return rids.sort(compareBigint);
   }
 
   // --- bans and project blacklist --------------------------------------------------------------

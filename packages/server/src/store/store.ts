@@ -278,10 +278,10 @@ export interface Store {
   removeP2PSession(pid: number, uid: bigint, peer: bigint): Promise<void>;
   getUnreadBaseline(pid: number, uid: bigint): Promise<UnreadBaseline>;
   /**
-   * The user's last logout / last clear (ms, the store's clock): each only moves forward, so of two
-   * writes that race (two devices, two nodes) the later time stays whatever order they land in.
+   * The user's last clear (ms, the store's clock): it only moves forward, so of two writes that
+   * race (two devices, two nodes) the later time stays whatever order they land in. Their last
+   * logout is written by `endPresence`, forward only too.
    */
-  setLogoutTime(pid: number, uid: bigint, ms: bigint): Promise<void>;
   setClearTime(pid: number, uid: bigint, ms: bigint): Promise<void>;
   /** Keeps the grace periods a stopping node hands over (one per user: a later one replaces it). */
   savePresenceEnds(ends: readonly PendingPresenceEnd[]): Promise<void>;
@@ -303,16 +303,22 @@ export interface Store {
    * A node's first session of the user (or their return to a grace period running there) joins
    * their presence: the claim's version goes up, and the presence goes on (`live`). `began`: none
    * went on, so this login begins one, and of two nodes joining at once exactly one hears so.
+   * In the same write `node` is recorded as a holder with a session (as `recordPresences` does):
+   * a node that dies right after joining leaves a claim that its orphans' sweep ends, never one
+   * that nobody holds.
    */
-  joinPresence(pid: number, uid: bigint): Promise<PresenceJoin>;
+  joinPresence(pid: number, uid: bigint, node: string): Promise<PresenceJoin>;
   /** The claim of (pid, uid)'s presence as it is now. */
   presenceClaim(pid: number, uid: bigint): Promise<PresenceClaim>;
   /**
    * Ends (pid, uid)'s presence if it goes on at `version` still: no node joined it, and no other
    * node ended it, since that version was read. In the same transaction, the logout time moves to
-   * `endedAt` (as `setLogoutTime`) and the user leaves the rooms joined at or before `roomsThrough`
-   * (as `clearUserRooms`): answers the rooms left, or undefined when another transition came first
-   * (then nothing is written). Of two nodes ending one presence at once, exactly one does.
+   * `endedAt` (forward only: an earlier time leaves a later one) and the user leaves every room
+   * joined (or re-joined: `addRoomMember` again) at or before `roomsThrough`, a `roomsCut` taken
+   * when the presence was found ended; a room joined after it (a backend adding the user
+   * meanwhile, a new login on another node) stays. Answers the rooms left, or undefined when
+   * another transition came first (then nothing is written). Of two nodes ending one presence at
+   * once, exactly one does.
    */
   endPresence(pid: number, uid: bigint, version: bigint, endedAt: bigint, roomsThrough: bigint): Promise<bigint[] | undefined>;
   /**
@@ -343,7 +349,7 @@ export interface Store {
    */
   unreadMark(): bigint;
   /**
-   * A time (ms, the store's clock) to clear a user's rooms through (`clearUserRooms`): every room
+   * A time (ms, the store's clock) to clear a user's rooms through (`endPresence`): every room
    * joined before this call is at or before it, every one joined after is after it. Unlike an
    * `unreadMark`, message commits in flight do not lower it: a room is not a message.
    */
@@ -383,12 +389,6 @@ export interface Store {
   roomMembers(pid: number, rid: bigint): Promise<bigint[]>;
   roomCounts(pid: number, rids: readonly bigint[]): Promise<Map<bigint, number>>;
   userRooms(pid: number, uid: bigint): Promise<bigint[]>;
-  /**
-   * Removes the user from every room joined (or re-joined: `addRoomMember` again) at or before
-   * `through`, a `roomsCut` taken when their presence was found ended; returns the rooms left. A
-   * room joined after it (a backend adding the user meanwhile, a new login on another node) stays.
-   */
-  clearUserRooms(pid: number, uid: bigint, through: bigint): Promise<bigint[]>;
 
   // --- bans and project blacklist --------------------------------------------------------------
   /** Bans `uid` in group/room `target` (0n = all groups/rooms) until `until` ms (undefined = forever). */
