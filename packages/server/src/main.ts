@@ -517,7 +517,6 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   // What the nodes of a cluster must agree on (the bus's subject prefix; the store's schema is in
   // 'store opened') and what each must have of its own (node id, advertised client gate), side by
   // side: nodes on different prefixes serve each alone, with nothing else to tell.
-  const busPrefix = (bus as { subjectPrefix?: unknown }).subjectPrefix;
   log.info(
     {
       version: VERSION,
@@ -531,7 +530,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       adminPort,
       store: config.store === 'sqlite' ? `sqlite:${config.dataDir}` : 'postgres',
       bus: config.bus === 'local' ? 'local' : 'nats',
-      ...(typeof busPrefix === 'string' ? { busPrefix } : {}),
+      ...(bus.subjectPrefix === undefined ? {} : { busPrefix: bus.subjectPrefix }),
       clientEndpoint,
       projects: config.projects.map((p) => p.pid),
     },

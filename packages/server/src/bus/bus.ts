@@ -103,6 +103,11 @@ export interface Bus {
   /** Unique id of this node. */
   readonly nodeId: string;
   /**
+   * What the nodes sharing this bus put before its subjects: nodes on different prefixes never
+   * hear each other (the start line shows it). Undefined for a bus no other node shares (LocalBus).
+   */
+  readonly subjectPrefix?: string;
+  /**
    * Whether the other nodes are reachable now, this node's events going out (/healthz; group
    * members are not cached while they are not). A bus that cannot lose them (LocalBus) leaves it
    * undefined.
