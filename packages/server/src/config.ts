@@ -634,11 +634,44 @@ export const ENV_VARIABLES: readonly string[] = [
 const NOT_SERVER_PREFIXES = ['RTM_BENCH_', 'RTM_MODEL_', 'RTM_TEST_', 'RTM_STORE_CRASH_CHILD'];
 
 /**
- * The variable that a misspelt RTM_* one was likely meant as (`RTM_SEVER_PORT`: `RTM_SERVER_PORT`),
- * 'A or B' when two are as near; undefined when none is near. Said in the warning at start.
+ * Names other servers use for what a variable of ours sets, which spelling cannot lead to
+ * (`RTM_SERVER_HOST` is nearer `RTM_SERVER_PORT` than `RTM_HOST`): looked up before it.
+ */
+const OTHER_NAMES: Readonly<Record<string, string>> = {
+  RTM_SERVER_HOST: 'RTM_HOST',
+  RTM_BIND: 'RTM_HOST',
+  RTM_BIND_HOST: 'RTM_HOST',
+  RTM_BIND_ADDRESS: 'RTM_HOST',
+  RTM_LISTEN: 'RTM_HOST',
+  RTM_LISTEN_HOST: 'RTM_HOST',
+  RTM_LISTEN_ADDRESS: 'RTM_HOST',
+  RTM_ADDRESS: 'RTM_HOST',
+  RTM_PORT: 'RTM_CLIENT_PORT or RTM_SERVER_PORT',
+  RTM_METRICS_PORT: 'RTM_ADMIN_PORT',
+  RTM_HEALTH_PORT: 'RTM_ADMIN_PORT',
+  RTM_DB: 'RTM_STORE',
+  RTM_DATABASE: 'RTM_STORE',
+  RTM_DATABASE_URL: 'RTM_STORE',
+  RTM_DB_URL: 'RTM_STORE',
+  RTM_POSTGRES_URL: 'RTM_STORE',
+  RTM_PG_URL: 'RTM_STORE',
+  RTM_NATS: 'RTM_BUS',
+  RTM_NATS_URL: 'RTM_BUS',
+  RTM_SECRET: 'RTM_PROJECT_SECRET',
+  RTM_PID: 'RTM_PROJECT_ID',
+  RTM_DATA: 'RTM_DATA_DIR',
+  RTM_DATA_PATH: 'RTM_DATA_DIR',
+  RTM_TLS_CERT_FILE: 'RTM_TLS_CERT',
+  RTM_TLS_KEY_FILE: 'RTM_TLS_KEY',
+};
+
+/**
+ * The variable that a misspelt RTM_* one was likely meant as (`RTM_SEVER_PORT`: `RTM_SERVER_PORT`;
+ * another server's name for it, `RTM_DATABASE_URL`: `RTM_STORE`), 'A or B' when two are as near;
+ * undefined when none is near. Said in the warning at start.
  */
 export function meantVariable(name: string): string | undefined {
-  return nearestNames(name, ENV_VARIABLES, 'RTM_').join(' or ') || undefined;
+  return OTHER_NAMES[name.toUpperCase()] ?? (nearestNames(name, ENV_VARIABLES, 'RTM_').join(' or ') || undefined);
 }
 
 /**

@@ -382,9 +382,14 @@ describe('config: environment variables', () => {
       ['RTM_LOGOUT_GRACE', 'RTM_LOGOUT_GRACE_MS'], // the unit left off
       ['RTM_SIGN_WINDOW', 'RTM_SIGN_WINDOW_SECONDS'],
       ['RTM_MAX_FRAME', 'RTM_MAX_FRAME_BYTES'],
+      // Other servers' names, which spelling alone would not lead to (or would lead astray).
+      ['RTM_SERVER_HOST', 'RTM_HOST'],
+      ['RTM_DATABASE_URL', 'RTM_STORE'],
+      ['RTM_nats_url', 'RTM_BUS'],
+      ['RTM_PORT', 'RTM_CLIENT_PORT or RTM_SERVER_PORT'],
     ] as const)
       assert.equal(meantVariable(misspelt), meant, misspelt);
-    for (const far of ['RTM_FOO', 'RTM_PORT', 'RTM_DEBUG', 'RTM_X', 'RTM_MAX']) assert.equal(meantVariable(far), undefined, far);
+    for (const far of ['RTM_FOO', 'RTM_DEBUG', 'RTM_X', 'RTM_MAX']) assert.equal(meantVariable(far), undefined, far);
   });
 
   it('every variable the server or the CLI reads is in the README', () => {
