@@ -25,7 +25,7 @@ import { clientMethods } from './methods/client/index.js';
 import { serverMethods } from './methods/server/index.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
-import { RepeatFilter } from './observability/repeats.js';
+import { connectionRefusals } from './observability/refusals.js';
 import { Delivery } from './services/delivery.js';
 import { History } from './services/history.js';
 import type { Services } from './services/index.js';
@@ -334,31 +334,13 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const clientGate = new ClientGate(gateOptions('client'), services, clientMethods);
   undo.push(() => Promise.all([serverGate.stop(0), clientGate.stop(0)]));
 
-  // A port on the internet meets scanners all day: every refusal is counted, and logged once a
-  // minute per gate and reason (with how many were left out), at info but for a balancer's bad
-  // PROXY header (a configuration to mend).
-  const refusals = new RepeatFilter(60_000);
-  const refused = (gate: string) => (remote: string, reason: string, detail?: string) => {
-    metrics.disconnects.inc({ reason: `refused: ${reason}` });
-    const admitted = refusals.admit(`${gate} ${reason}`);
-    if (!admitted.log) return;
-    const hint =
-      reason !== 'TLS on a plain port' || gate !== 'client'
-        ? undefined
-        : clientTlsPort !== undefined
-          ? `wss:// clients belong on the TLS port (RTM_CLIENT_TLS_PORT, ${clientTlsPort})`
-          : 'this server has no TLS port: set RTM_TLS_CERT and RTM_TLS_KEY, or end TLS at a proxy';
-    const fields = {
-      gate,
-      remote,
-      reason,
-      ...(detail ? { detail } : {}),
-      ...(hint ? { hint } : {}),
-      ...(admitted.repeats ? { repeats: admitted.repeats } : {}),
-    };
-    if (reason === 'bad PROXY header') log.warn(fields, 'connection refused');
-    else log.info(fields, 'connection refused');
-  };
+  const refused = connectionRefusals(log, metrics, (gate, reason) =>
+    reason !== 'TLS on a plain port' || gate !== 'client'
+      ? undefined
+      : clientTlsPort !== undefined
+        ? `wss:// clients belong on the TLS port (RTM_CLIENT_TLS_PORT, ${clientTlsPort})`
+        : 'this server has no TLS port: set RTM_TLS_CERT and RTM_TLS_KEY, or end TLS at a proxy',
+  );
   const serverListener = new Listener({
     host: config.host,
     port: config.serverPort,
