@@ -1,3 +1,4 @@
+import { clientAddress, LimitRefusal, withoutPort } from '../transport/connection-limits.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { RepeatFilter } from './repeats.js';
@@ -6,10 +7,18 @@ import { RepeatFilter } from './repeats.js';
 export type OnRefused = (remote: string, reason: string, detail?: string) => void;
 
 /**
+ * Refusals an operator must hear of: a balancer's bad PROXY header (a configuration to mend), and
+ * clients turned away by a connection limit. The rest (scanners, TLS on the plain port) at info.
+ */
+const WARNINGS: ReadonlySet<string> = new Set(['bad PROXY header', LimitRefusal.total, LimitRefusal.perAddress]);
+
+/**
  * The refusals of connections before they speak, per gate. A port on the internet meets scanners
  * all day: every refusal is counted (`rtm_disconnects_total{reason="refused: …"}`), and logged
- * once a minute per gate and reason (with how many were left out), at info but for a balancer's
- * bad PROXY header (a configuration to mend). `hint` may add what to do about one.
+ * once a minute per gate and reason (with how many were left out). Over the per-address limit,
+ * once a minute per client address instead: the addresses are what an operator looks into, and
+ * no more of them than RTM_MAX_CLIENT_CONNECTIONS ÷ RTM_MAX_CONNECTIONS_PER_ADDRESS can be at
+ * their limit at once. `hint` may add what to do about one.
  */
 export function connectionRefusals(
   log: Logger,
@@ -17,9 +26,14 @@ export function connectionRefusals(
   hint: (gate: string, reason: string) => string | undefined,
 ): (gate: string) => OnRefused {
   const refusals = new RepeatFilter(60_000);
+  // Its own filter: many addresses at their limit must not push the other reasons out of `refusals`.
+  const addresses = new RepeatFilter(60_000);
   return (gate) => (remote, reason, detail) => {
     metrics.disconnects.inc({ reason: `refused: ${reason}` });
-    const admitted = refusals.admit(`${gate} ${reason}`);
+    const admitted =
+      reason === LimitRefusal.perAddress
+        ? addresses.admit(`${gate} ${clientAddress(withoutPort(remote))}`)
+        : refusals.admit(`${gate} ${reason}`);
     if (!admitted.log) return;
     const advice = hint(gate, reason);
     const fields = {
@@ -30,7 +44,7 @@ export function connectionRefusals(
       ...(advice ? { hint: advice } : {}),
       ...(admitted.repeats ? { repeats: admitted.repeats } : {}),
     };
-    if (reason === 'bad PROXY header') log.warn(fields, 'connection refused');
+    if (WARNINGS.has(reason)) log.warn(fields, 'connection refused');
     else log.info(fields, 'connection refused');
   };
 }
