@@ -5,7 +5,7 @@ import { clientAddress, ConnectionLimits, type ConnectionSlot } from '../src/tra
 
 // The counting behind RTM_MAX_CLIENT_CONNECTIONS and RTM_MAX_CONNECTIONS_PER_ADDRESS, alone: a
 // slot per connection, counted against its address once known, given back exactly once however
-// often the ways a connection ends ask. The same over real sockets: connection-limits-e2e.test.ts.
+// often the ways a connection ends ask. The same over real sockets: client-gate-limits.test.ts.
 
 describe('ConnectionLimits', () => {
   it('refuses the connection over the total, and the one over its address, until a slot is given back', () => {
