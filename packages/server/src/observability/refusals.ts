@@ -1,4 +1,5 @@
-import { clientAddress, LimitRefusal, withoutPort } from '../transport/connection-limits.js';
+import { clientAddress, LimitRefusal } from '../transport/connection-limits.js';
+import { withoutPort } from '../transport/transport.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { RepeatFilter } from './repeats.js';

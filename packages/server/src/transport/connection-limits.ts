@@ -122,6 +122,3 @@ export function clientAddress(address: string): string {
   const mapped = canonical.startsWith('::ffff:') ? canonical.slice('::ffff:'.length) : '';
   return isIPv4(mapped) ? mapped : canonical;
 }
-
-/** The address of an "address:port" (IPv6 without brackets, as node and PROXY headers write peers). */
-export const withoutPort = (remote: string): string => remote.slice(0, remote.lastIndexOf(':'));

@@ -3,11 +3,11 @@ import { createServer as createNetServer, type BlockList, type Server as NetServ
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { hasBody, serveHttpQuest, type HttpQuestHandler, type HttpRefusal } from './http.js';
-import { LimitRefusal, withoutPort, type ConnectionLimits, type ConnectionSlot } from './connection-limits.js';
+import { LimitRefusal, type ConnectionLimits, type ConnectionSlot } from './connection-limits.js';
 import { parseProxyHeader } from './proxy-protocol.js';
 import { TcpTransport } from './tcp.js';
 import type { TlsCredentials } from './tls-credentials.js';
-import type { Transport } from './transport.js';
+import { withoutPort, type Transport } from './transport.js';
 import { WebSocketTransport } from './websocket.js';
 
 export interface ListenerOptions {
