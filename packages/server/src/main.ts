@@ -25,7 +25,7 @@ import { clientMethods } from './methods/client/index.js';
 import { serverMethods } from './methods/server/index.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
-import { RepeatFilter } from './observability/repeats.js';
+import { connectionRefusals } from './observability/refusals.js';
 import { Delivery } from './services/delivery.js';
 import { History } from './services/history.js';
 import type { Services } from './services/index.js';
@@ -36,6 +36,7 @@ import { Sessions } from './services/sessions.js';
 import { GroupMembers } from './services/group-members.js';
 import { BusResync } from './services/resync.js';
 import { StoreRefusal, type Store, type UpgradeEvent } from './store/store.js';
+import { ConnectionLimits, LimitRefusal } from './transport/connection-limits.js';
 import { Listener } from './transport/listener.js';
 import { proxySources } from './transport/proxy-protocol.js';
 import type { Transport } from './transport/transport.js';
@@ -334,31 +335,23 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const clientGate = new ClientGate(gateOptions('client'), services, clientMethods);
   undo.push(() => Promise.all([serverGate.stop(0), clientGate.stop(0)]));
 
-  // A port on the internet meets scanners all day: every refusal is counted, and logged once a
-  // minute per gate and reason (with how many were left out), at info but for a balancer's bad
-  // PROXY header (a configuration to mend).
-  const refusals = new RepeatFilter(60_000);
-  const refused = (gate: string) => (remote: string, reason: string, detail?: string) => {
-    metrics.disconnects.inc({ reason: `refused: ${reason}` });
-    const admitted = refusals.admit(`${gate} ${reason}`);
-    if (!admitted.log) return;
-    const hint =
-      reason !== 'TLS on a plain port' || gate !== 'client'
-        ? undefined
-        : clientTlsPort !== undefined
-          ? `wss:// clients belong on the TLS port (RTM_CLIENT_TLS_PORT, ${clientTlsPort})`
-          : 'this server has no TLS port: set RTM_TLS_CERT and RTM_TLS_KEY, or end TLS at a proxy';
-    const fields = {
-      gate,
-      remote,
-      reason,
-      ...(detail ? { detail } : {}),
-      ...(hint ? { hint } : {}),
-      ...(admitted.repeats ? { repeats: admitted.repeats } : {}),
-    };
-    if (reason === 'bad PROXY header') log.warn(fields, 'connection refused');
-    else log.info(fields, 'connection refused');
-  };
+  // One count for the client gate's ports, plain and TLS: the limits are the gate's, per node.
+  const clientLimits = new ConnectionLimits({
+    maxConnections: config.maxClientConnections,
+    maxPerAddress: config.maxConnectionsPerAddress,
+  });
+  metrics.clientSockets = () => ({ connections: clientLimits.connections, busiestAddress: clientLimits.busiestAddress() });
+  const refused = connectionRefusals(log, metrics, (gate, reason) => {
+    if (gate !== 'client') return undefined;
+    if (reason === LimitRefusal.total)
+      return `RTM_MAX_CLIENT_CONNECTIONS (${config.maxClientConnections}) connections are open on the client gate: raise it if the node has the memory for more (docs/capacity-plan.md), or add nodes`;
+    if (reason === LimitRefusal.perAddress)
+      return `RTM_MAX_CONNECTIONS_PER_ADDRESS (${config.maxConnectionsPerAddress}) connections are open from this address`;
+    if (reason !== 'TLS on a plain port') return undefined;
+    return clientTlsPort !== undefined
+      ? `wss:// clients belong on the TLS port (RTM_CLIENT_TLS_PORT, ${clientTlsPort})`
+      : 'this server has no TLS port: set RTM_TLS_CERT and RTM_TLS_KEY, or end TLS at a proxy';
+  });
   const serverListener = new Listener({
     host: config.host,
     port: config.serverPort,
@@ -380,6 +373,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     // Refused before the body is read: a peer nobody knows may not have megabytes buffered here.
     onHttpQuest: { refusal: { code: 20013, ex: 'the client gate serves FPNN over WebSocket or TCP, not HTTP calls' } },
     onRefused: refused('client'),
+    limits: clientLimits,
     ...(config.clientProxyProtocolFrom === undefined ? {} : { proxyFrom: proxySources(config.clientProxyProtocolFrom) }),
   };
   const clientListener = new Listener(clientListenerOptions);

@@ -66,6 +66,27 @@ describe('config: limits', () => {
     assert.throws(() => resolveConfig({ ...base, RTM_MAX_GROUPS_PER_PROJECT: '-1' }), /RTM_MAX_GROUPS_PER_PROJECT must be between 0 and/);
     assert.throws(() => resolveConfig({ ...base, RTM_MAX_GROUPS_PER_PROJECT: 'many' }), /RTM_MAX_GROUPS_PER_PROJECT must be an integer/);
   });
+
+  it('client-gate connections: 50000 in all and none per address by default; 0 = no limit, said when a value is refused', () => {
+    const c = resolveConfig(base).config;
+    assert.deepEqual([c.maxClientConnections, c.maxConnectionsPerAddress], [50_000, 0]);
+    const set = resolveConfig({ ...base, RTM_MAX_CLIENT_CONNECTIONS: '0', RTM_MAX_CONNECTIONS_PER_ADDRESS: '64' }).config;
+    assert.deepEqual([set.maxClientConnections, set.maxConnectionsPerAddress], [0, 64]);
+    const empty = resolveConfig({ ...base, RTM_MAX_CLIENT_CONNECTIONS: '', RTM_MAX_CONNECTIONS_PER_ADDRESS: '' }).config;
+    assert.deepEqual([empty.maxClientConnections, empty.maxConnectionsPerAddress], [50_000, 0]);
+    for (const name of ['RTM_MAX_CLIENT_CONNECTIONS', 'RTM_MAX_CONNECTIONS_PER_ADDRESS']) {
+      // -1 is what "unlimited" is elsewhere: the error says what is.
+      assert.throws(
+        () => resolveConfig({ ...base, [name]: '-1' }),
+        (e: Error) => e instanceof ConfigError && e.message === `${name} must be between 0 and 10000000 (0 = no limit), got -1`,
+      );
+      assert.throws(
+        () => resolveConfig({ ...base, [name]: '10k' }),
+        (e: Error) =>
+          e instanceof ConfigError && e.message === `${name} must be an integer between 0 and 10000000 (0 = no limit), got '10k'`,
+      );
+    }
+  });
 });
 
 describe('config: the client gate as clients know it', () => {

@@ -6,7 +6,7 @@ import type { Connection } from './connection.js';
 import { Gate, type GateOptions } from './gate.js';
 import { RateLimiter } from './rate-limit.js';
 import type { SignatureVerifier } from './signature.js';
-import { transportLabel } from '../transport/transport.js';
+import { transportLabel, withoutPort } from '../transport/transport.js';
 
 /** How often a peer address's refused signatures over HTTP are logged at warn (the others at debug). */
 const HTTP_AUTH_WARN_EVERY_MS = 60_000;
@@ -77,7 +77,7 @@ export class ServerGate extends Gate<ServerSession> {
       first = !this.authWarned.has(conn);
       this.authWarned.add(conn);
     } else {
-      const address = remote.slice(0, remote.lastIndexOf(':'));
+      const address = withoutPort(remote);
       const now = Date.now();
       const warnedAt = this.authWarnedHttp.get(address);
       first = warnedAt === undefined || now - warnedAt >= HTTP_AUTH_WARN_EVERY_MS;

@@ -43,6 +43,24 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  /**
+   * What the client gate's connection limits count (main sets it), read when Prometheus scrapes:
+   * rtm_connections counts only the connections that speak FPNN, these every socket from accept to
+   * close, which is what RTM_MAX_CLIENT_CONNECTIONS and RTM_MAX_CONNECTIONS_PER_ADDRESS limit.
+   */
+  clientSockets: () => { connections: number; busiestAddress: number } = () => ({ connections: 0, busiestAddress: 0 });
+  readonly clientSocketsOpen: Gauge = new Gauge({
+    name: 'rtm_client_sockets',
+    help: "Connections open on the client gate's ports, from accept to close, whatever they speak and logged in or not (what RTM_MAX_CLIENT_CONNECTIONS limits)",
+    registers: [this.registry],
+    collect: (): void => this.clientSocketsOpen.set(this.clientSockets().connections),
+  });
+  readonly clientSocketsBusiestAddress: Gauge = new Gauge({
+    name: 'rtm_client_sockets_busiest_address',
+    help: 'Connections open on the client gate from the one client address that has the most (what RTM_MAX_CONNECTIONS_PER_ADDRESS limits)',
+    registers: [this.registry],
+    collect: (): void => this.clientSocketsBusiestAddress.set(this.clientSockets().busiestAddress),
+  });
   readonly tlsHandshakeFailures = new Counter({
     name: 'rtm_tls_handshake_failures_total',
     help: "TLS handshakes of the client gate's TLS port that failed, by reason (e.g. a client that does not trust the certificate: 'sslv3 alert certificate unknown')",

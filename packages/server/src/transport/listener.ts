@@ -3,10 +3,11 @@ import { createServer as createNetServer, type BlockList, type Server as NetServ
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { hasBody, serveHttpQuest, type HttpQuestHandler, type HttpRefusal } from './http.js';
+import { LimitRefusal, type ConnectionLimits, type ConnectionSlot } from './connection-limits.js';
 import { parseProxyHeader } from './proxy-protocol.js';
 import { TcpTransport } from './tcp.js';
 import type { TlsCredentials } from './tls-credentials.js';
-import type { Transport } from './transport.js';
+import { withoutPort, type Transport } from './transport.js';
 import { WebSocketTransport } from './websocket.js';
 
 export interface ListenerOptions {
@@ -19,7 +20,10 @@ export interface ListenerOptions {
    * quests are refused with 404.
    */
   onHttpQuest?: HttpQuestHandler | HttpRefusal;
-  /** A connection that is not FPNN at all was refused: `reason` is short and fixed (a label), `detail` says more. */
+  /**
+   * A connection was refused (not FPNN at all, or over `limits`): `reason` is short and fixed (a
+   * label), `detail` says more.
+   */
   onRefused?(remote: string, reason: string, detail?: string): void;
   maxFrameBytes: number;
   /** A connection that sends fewer than 4 bytes within this time is closed (it cannot be classified). */
@@ -45,6 +49,13 @@ export interface ListenerOptions {
    * transport, of HTTP calls and of the refusals); a connection without one is closed.
    */
   proxyFrom?: BlockList;
+  /**
+   * Connection limits, shared by the listeners of one gate: every connection takes a slot as it is
+   * accepted, whatever it turns out to speak, and gives it back when its socket closes. Over a
+   * limit it is closed at once, before anything is read from it (over the per-address one, right
+   * after its PROXY header when it comes from `proxyFrom`), and refused through `onRefused`.
+   */
+  limits?: ConnectionLimits;
 }
 
 const SNIFF_BYTES = 4;
@@ -123,12 +134,37 @@ export class Listener {
     return this.proxied.get(own) ?? own;
   }
 
-  /** A new TCP connection: its PROXY header first when it comes from a balancer that sends one. */
+  /**
+   * A new TCP connection: a slot within the limits, then its PROXY header first when it comes from
+   * a balancer that sends one.
+   */
   private accept(raw: Socket): void {
-    const from = this.options.proxyFrom;
+    const { limits, proxyFrom: from } = this.options;
+    let slot: ConnectionSlot | undefined;
+    if (limits) {
+      slot = limits.admit();
+      if (!slot) return this.refuse(raw, addressOf(raw), LimitRefusal.total);
+      // Every way a connection ends destroys its socket in the end (TLS ones too, and sockets
+      // handed to the HTTP server or to ws): one place gives the slot back.
+      const taken = slot;
+      raw.once('close', () => taken.release());
+    }
     if (from && raw.remoteAddress && from.check(raw.remoteAddress, raw.remoteFamily === 'IPv6' ? 'ipv6' : 'ipv4'))
-      this.readProxyHeader(raw);
+      this.readProxyHeader(raw, slot);
+    else if (slot && raw.remoteAddress !== undefined && !slot.claim(raw.remoteAddress))
+      this.refuse(raw, addressOf(raw), LimitRefusal.perAddress);
     else this.afterProxyHeader(raw);
+  }
+
+  /**
+   * Closes a connection over a limit at once: nothing read, no TLS handshake, no HTTP answer. A
+   * 503 would need the request read first (and on the TLS port a handshake, ~1.3 ms of CPU): work
+   * and memory spent on the very connections a limit is there to turn away. A WebSocket client
+   * sees its handshake fail (browsers show any failed one as close code 1006 alike).
+   */
+  private refuse(raw: Socket, remote: string, reason: LimitRefusal): void {
+    raw.destroy();
+    this.options.onRefused?.(remote, reason);
   }
 
   /** Then the TLS handshake if this port speaks TLS, and the first bytes that choose the protocol. */
@@ -151,7 +187,7 @@ export class Listener {
    * with what follows it. A connection from the balancer without a valid header is closed: its
    * peer would otherwise be taken for the balancer.
    */
-  private readProxyHeader(raw: Socket): void {
+  private readProxyHeader(raw: Socket, slot: ConnectionSlot | undefined): void {
     const own = addressOf(raw);
     const heard = this.holdUntilHeard(raw, () => this.proxied.delete(own));
     let head: Buffer = Buffer.alloc(0);
@@ -170,6 +206,9 @@ export class Listener {
       raw.off('data', onData);
       raw.pause();
       if (parsed.header.kind === 'proxied') this.proxied.set(own, parsed.header.remote);
+      // The client the header names is the one counted (a LOCAL header: the balancer itself).
+      const client = parsed.header.kind === 'proxied' ? withoutPort(parsed.header.remote) : raw.remoteAddress;
+      if (slot && client !== undefined && !slot.claim(client)) return this.refuse(raw, this.remoteOf(raw), LimitRefusal.perAddress);
       if (head.length > parsed.length) raw.unshift(head.subarray(parsed.length));
       this.afterProxyHeader(raw);
     };

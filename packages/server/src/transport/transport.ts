@@ -50,5 +50,8 @@ export interface Transport {
   close(): void;
 }
 
+/** The address of a peer's "address:port" (`remote`; IPv6 without brackets, as node writes it). */
+export const withoutPort = (remote: string): string => remote.slice(0, remote.lastIndexOf(':'));
+
 /** The `transport` label of the metrics and the log: `tcp`, `websocket`, or either with `+tls`. */
 export const transportLabel = (t: Pick<Transport, 'kind' | 'tls'>): string => (t.tls ? `${t.kind}+tls` : t.kind);
