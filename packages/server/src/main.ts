@@ -3,7 +3,7 @@ import { createServer as createHttpServer, type Server as HttpServer } from 'nod
 import { hostname } from 'node:os';
 import { parseServerPrivateKey, serverKeyExchange, type CurveName, type KeyQuestPayload } from '@rtm/fpnn/crypto';
 import type { ConnectionCipher } from './gate/connection.js';
-import { checkDataDir, ConfigError } from './config.js';
+import { checkDataDir, ConfigError, DEFAULT_CONFIG } from './config.js';
 import type { Bus } from './bus/bus.js';
 import { LocalBus } from './bus/local.js';
 import { ClientTls, type TlsReload } from './client-tls.js';
@@ -25,6 +25,7 @@ import { clientMethods } from './methods/client/index.js';
 import { serverMethods } from './methods/server/index.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
+import { clientConnectionCap, openFileCount, openFileLimit } from './observability/open-files.js';
 import { connectionRefusals } from './observability/refusals.js';
 import { Delivery } from './services/delivery.js';
 import { History } from './services/history.js';
@@ -336,15 +337,25 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   undo.push(() => Promise.all([serverGate.stop(0), clientGate.stop(0)]));
 
   // One count for the client gate's ports, plain and TLS: the limits are the gate's, per node.
-  const clientLimits = new ConnectionLimits({
-    maxConnections: config.maxClientConnections,
-    maxPerAddress: config.maxConnectionsPerAddress,
-  });
+  // Never more than the open-file limit leaves room for: past it the OS refuses, and libuv closes
+  // the connections without a word to node, so no log line or metric would tell.
+  const fileLimit = openFileLimit();
+  const openFiles = openFileCount();
+  const { cap: maxClientConnections, lowered } = clientConnectionCap(config.maxClientConnections, fileLimit, openFiles);
+  // A warning when it matters: a node that cannot hold 10,000, or a limit set and not kept.
+  if (lowered)
+    log[maxClientConnections < 10_000 || config.maxClientConnections !== DEFAULT_CONFIG.maxClientConnections ? 'warn' : 'info'](
+      { openFileLimit: fileLimit, openFiles, maxClientConnections, configured: config.maxClientConnections },
+      `the open-file limit leaves room for ${maxClientConnections} client connections: the client gate holds no more (RTM_MAX_CLIENT_CONNECTIONS is ${config.maxClientConnections || 'no limit'}); raise the limit (ulimit -n, systemd LimitNOFILE=) for more`,
+    );
+  const clientLimits = new ConnectionLimits({ maxConnections: maxClientConnections, maxPerAddress: config.maxConnectionsPerAddress });
   metrics.clientSockets = () => ({ connections: clientLimits.connections, busiestAddress: clientLimits.busiestAddress() });
   const refused = connectionRefusals(log, metrics, (gate, reason) => {
     if (gate !== 'client') return undefined;
     if (reason === LimitRefusal.total)
-      return `RTM_MAX_CLIENT_CONNECTIONS (${config.maxClientConnections}) connections are open on the client gate: raise it if the node has the memory for more (docs/capacity-plan.md), or add nodes`;
+      return lowered
+        ? `the client gate holds ${maxClientConnections} connections, all the open-file limit (${fileLimit}) leaves room for: raise it (ulimit -n, systemd LimitNOFILE=), or add nodes`
+        : `RTM_MAX_CLIENT_CONNECTIONS (${maxClientConnections}) connections are open on the client gate: raise it if the node has the memory for more (docs/capacity-plan.md), or add nodes`;
     if (reason === LimitRefusal.perAddress)
       return `RTM_MAX_CONNECTIONS_PER_ADDRESS (${config.maxConnectionsPerAddress}) connections are open from this address`;
     if (reason !== 'TLS on a plain port') return undefined;
@@ -526,6 +537,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       bus: config.bus === 'local' ? 'local' : 'nats',
       ...(bus.subjectPrefix === undefined ? {} : { busPrefix: bus.subjectPrefix }),
       clientEndpoint,
+      maxClientConnections,
+      ...(fileLimit === undefined ? {} : { openFileLimit: fileLimit }),
       projects: config.projects.map((p) => p.pid),
     },
     'RTM server started',

@@ -21,10 +21,17 @@ export interface SpawnedServer {
 /**
  * Runs `rtm serve` in a child process (what `npm start` runs) with the given RTM_* environment and
  * ephemeral ports, and resolves once it has logged its bound ports (needs RTM_LOG_LEVEL info or lower).
- * `nodeArgs` go to node itself (e.g. `--cpu-prof`, which NODE_OPTIONS does not allow).
+ * `nodeArgs` go to node itself (e.g. `--cpu-prof`, which NODE_OPTIONS does not allow); `launcher`
+ * runs node (e.g. `['prlimit', '--nofile=300', '--']`).
  */
-export function spawnServer(env: Record<string, string>, timeoutMs = 20_000, nodeArgs: string[] = []): Promise<SpawnedServer> {
-  const child = spawn(process.execPath, [...nodeArgs, '--conditions=rtm-source', '--import', 'tsx', CLI, 'serve'], {
+export function spawnServer(
+  env: Record<string, string>,
+  timeoutMs = 20_000,
+  nodeArgs: string[] = [],
+  launcher: readonly string[] = [],
+): Promise<SpawnedServer> {
+  const [command, ...launcherArgs] = [...launcher, process.execPath];
+  const child = spawn(command!, [...launcherArgs, ...nodeArgs, '--conditions=rtm-source', '--import', 'tsx', CLI, 'serve'], {
     env: {
       ...process.env,
       RTM_SERVER_PORT: '0',
