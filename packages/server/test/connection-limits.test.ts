@@ -31,18 +31,24 @@ describe('ConnectionLimits', () => {
     assert.deepEqual([limits.connections, limits.busiestAddress()], [1000, 1000]);
   });
 
-  it('an IPv4-mapped IPv6 address counts as the IPv4 address; IPv6 in any spelling as one address', () => {
+  it('an IPv4-mapped IPv6 address counts as the IPv4 address; an IPv6 one by its /64, in any spelling', () => {
     assert.equal(clientAddress('::ffff:198.51.100.7'), '198.51.100.7');
     assert.equal(clientAddress('::FFFF:c633:6407'), '198.51.100.7');
     assert.equal(clientAddress('0:0:0:0:0:ffff:c633:6407'), '198.51.100.7');
-    assert.equal(clientAddress('2001:DB8:0::1'), '2001:db8::1');
-    assert.equal(clientAddress('::1'), '::1');
+    assert.equal(clientAddress('2001:DB8:0::1'), '2001:db8:0:0::/64');
+    assert.equal(clientAddress('2001:db8:1:2:3:4:5:6'), '2001:db8:1:2::/64');
+    assert.equal(clientAddress('2001:db8:1:2::ffff:7'), '2001:db8:1:2::/64', 'the interface part goes, whatever it is');
+    assert.equal(clientAddress('2001:db8:1::'), '2001:db8:1:0::/64');
+    assert.equal(clientAddress('64:ff9b::198.51.100.7'), '64:ff9b:0:0::/64');
+    assert.equal(clientAddress('::1'), '0:0:0:0::/64');
     assert.equal(clientAddress('198.51.100.7'), '198.51.100.7');
     const limits = new ConnectionLimits({ maxConnections: 0, maxPerAddress: 1 });
     assert.ok(limits.admit()!.claim('198.51.100.7'));
     assert.equal(limits.admit()!.claim('::ffff:198.51.100.7'), false);
     assert.ok(limits.admit()!.claim('2001:db8::1'));
     assert.equal(limits.admit()!.claim('2001:DB8::0:1'), false);
+    assert.equal(limits.admit()!.claim('2001:db8::2'), false, 'another address of the same /64');
+    assert.ok(limits.admit()!.claim('2001:db8:0:1::1'), 'another /64');
   });
 
   it('random accepts, claims and releases (each any number of times): counts match the live slots and never go below zero', () => {

@@ -107,9 +107,10 @@ export class ConnectionSlot {
 
 /**
  * The address a client is counted under: an IPv4-mapped IPv6 address (`::ffff:1.2.3.4`, as a
- * dual-stack socket or a TCP6 PROXY header gives an IPv4 client) as the IPv4 address, and IPv6 in
- * one canonical form (a PROXY v1 header may write `2001:DB8:0::1` for node's `2001:db8::1`).
- * Each IPv6 address counts on its own, though one host often holds a whole /64.
+ * dual-stack socket or a TCP6 PROXY header gives an IPv4 client) as the IPv4 address, and an IPv6
+ * one by its /64 (`2001:db8:0:1::/64`), whatever its spelling (a PROXY v1 header may write
+ * `2001:DB8:0::1` for node's `2001:db8::1`): a home, an office or a phone is given a whole /64,
+ * and a host that counted per address could take 2^64 of them.
  */
 export function clientAddress(address: string): string {
   if (!address.includes(':')) return address;
@@ -120,5 +121,14 @@ export function clientAddress(address: string): string {
     return address; // not an IPv6 address: counted as it is written
   }
   const mapped = canonical.startsWith('::ffff:') ? canonical.slice('::ffff:'.length) : '';
-  return isIPv4(mapped) ? mapped : canonical;
+  return isIPv4(mapped) ? mapped : `${ipv6Groups(canonical).slice(0, 4).join(':')}::/64`;
+}
+
+/** The 8 groups of a canonical IPv6 address (node's form: lower case, `::` for zeros, no dotted quad). */
+function ipv6Groups(canonical: string): string[] {
+  const [head = '', tail] = canonical.split('::');
+  const split = (part: string): string[] => (part === '' ? [] : part.split(':'));
+  if (tail === undefined) return split(head);
+  const [h, t] = [split(head), split(tail)];
+  return [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
 }
