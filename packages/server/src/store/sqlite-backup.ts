@@ -105,8 +105,8 @@ export function backupDatabase(source: BackupSource, destination: string, option
  * runs there rather than on the event loop: each step is short (0.2 ms for 64 pages on the bench
  * machine), but the last one commits the copy, an fsync of the whole file (45 – 55 ms for 67 MB),
  * which the event loop would sit out. On `bench/backup.ts` (2,000 sends/s, backups back to back),
- * send → answer p99 during backups was 58 – 63 ms with the copy on the event loop, 27 ms with it
- * here; most of what is left is the copy's writing to the disk (bench/RESULTS.md, "Online backup").
+ * send → answer p99 during backups was 66 – 68 ms with the copy on the event loop, 29 – 32 ms with
+ * it here; what is left is the copy's writing to the disk (bench/RESULTS.md, "Online backup").
  */
 const BACKUP_THREAD = `
 const { parentPort, workerData: w } = require('node:worker_threads');
