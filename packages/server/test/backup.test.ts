@@ -29,6 +29,7 @@ import {
 } from '@rtm/testkit';
 import { createLogger } from '../src/observability/logger.js';
 import { SqliteStore, type SqliteStoreOptions } from '../src/store/sqlite.js';
+import { restoreDatabase } from '../src/store/sqlite-restore.js';
 import { MessageKind, type BackupOptions, type BackupStats, type NewMessage } from '../src/store/store.js';
 import { dropSchema, freshSchema, PG_URL, postgresUnreachable } from './helpers/postgres.js';
 
@@ -347,6 +348,29 @@ describe('rtm backup, rtm restore, and a server on the restored copy', () => {
     const pg = await rtm(['restore', newer], { RTM_DATA_DIR: dataDir, RTM_STORE: 'postgres://db/rtm' });
     assert.equal(pg.code, 2);
     assert.match(pg.stderr, /pg_restore/);
+  });
+});
+
+describe('restoreDatabase', () => {
+  it('two restores within the same second keep both databases that were there, each in a directory of its own', async () => {
+    const dir = await tempDir();
+    const dataDir = join(dir, 'data');
+    await seed(dataDir, 2);
+    const copy = new SqliteStore({ dataDir: dir, filename: 'copy.sqlite' });
+    await copy.init();
+    await copy.close();
+    const at = new Date('2026-12-03T10:15:00.250Z');
+    const first = restoreDatabase(join(dir, 'copy.sqlite'), join(dataDir, 'rtm.sqlite'), at);
+    const second = restoreDatabase(join(dir, 'copy.sqlite'), join(dataDir, 'rtm.sqlite'), at);
+    assert.equal(first.aside?.directory, join(dataDir, 'before-restore-20261203T101500Z'));
+    assert.equal(second.aside?.directory, join(dataDir, 'before-restore-20261203T101500Z-2'));
+    const seeded = new Database(join(first.aside.directory, 'rtm.sqlite'), { readonly: true });
+    try {
+      assert.equal(seeded.prepare('SELECT COUNT(*) FROM messages').pluck().get(), 2, 'the first keeps the seeded database');
+    } finally {
+      seeded.close();
+    }
+    assert.deepEqual(readdirSync(second.aside!.directory), ['rtm.sqlite']);
   });
 });
 

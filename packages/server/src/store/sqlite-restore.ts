@@ -104,7 +104,7 @@ function check(copy: string, original: string): BackupInspection {
  * would checkpoint a WAL left by a crash into the database when the connection closes; under
  * another name it finds no WAL, and changes nothing.
  */
-export function assertNotInUse(database: string): void {
+function assertNotInUse(database: string): void {
   if (!existsSync(database)) return;
   let probe = join(dirname(database), `.${basename(database)}.lock-probe-${randomBytes(4).toString('hex')}`);
   try {
@@ -134,6 +134,9 @@ export function assertNotInUse(database: string): void {
 function moveAside(database: string, directory: string): RestoreReport['aside'] {
   const present = SUFFIXES.map((s) => database + s).filter((f) => existsSync(f));
   if (present.length === 0) return undefined;
+  // A second restore within the same second: the directory of the first stays as it is.
+  const first = directory;
+  for (let n = 2; existsSync(directory); n++) directory = `${first}-${n}`;
   mkdirSync(directory, { mode: 0o700 });
   const moved: string[] = [];
   try {
