@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { request, type IncomingMessage } from 'node:http';
+import { createServer as createHttpServer, request, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -348,6 +348,27 @@ describe('rtm backup, rtm restore, and a server on the restored copy', () => {
     const pg = await rtm(['restore', newer], { RTM_DATA_DIR: dataDir, RTM_STORE: 'postgres://db/rtm' });
     assert.equal(pg.code, 2);
     assert.match(pg.stderr, /pg_restore/);
+  });
+});
+
+describe('rtm backup against something else than an rtm admin port', () => {
+  it('a 200 without Content-Length (chunked, as a proxy may answer) is no backup: exit 1, nothing written', async () => {
+    const impostor = createHttpServer((_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/vnd.sqlite3' });
+      res.write('SQLite format 3\0');
+      res.end();
+    });
+    await new Promise<void>((resolve) => impostor.listen(0, '127.0.0.1', resolve));
+    const file = join(await tempDir(), 'b.sqlite');
+    try {
+      const port = (impostor.address() as { port: number }).port;
+      const r = await rtm(['backup', file], { RTM_HOST: '127.0.0.1', RTM_ADMIN_PORT: String(port), RTM_ADMIN_TOKEN: '' });
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /answered without a Content-Length/);
+      assert.equal(existsSync(file) || existsSync(`${file}.partial`), false);
+    } finally {
+      await new Promise((resolve) => impostor.close(resolve));
+    }
   });
 });
 

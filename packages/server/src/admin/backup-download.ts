@@ -65,6 +65,12 @@ export async function downloadBackup(target: BackupTarget, file: string): Promis
     throw new BackupDownloadError(`the server refused the backup (${res.statusCode}): ${body.trim() || res.statusMessage}`);
   }
   const expected = Number(res.headers['content-length']);
+  if (!Number.isSafeInteger(expected)) {
+    res.destroy();
+    throw new BackupDownloadError(
+      `${where} answered without a Content-Length: is it an rtm server's admin port (behind a proxy that drops it)?`,
+    );
+  }
   rmSync(partial, { force: true }); // one left by a download cut short: made again, owner-only
   try {
     let received = 0;
