@@ -2,7 +2,7 @@
  * Runs every benchmark, one after the other, each in its own process, and prints their figures.
  *
  *   npm run bench                      # all
- *   npm run bench -- rtt sends         # some: protocol rtt sends group-sends store fanout latency memory cluster answer-order
+ *   npm run bench -- rtt sends         # some: protocol rtt sends group-sends store fanout latency memory cluster answer-order backup
  *
  * Figures go to bench/RESULTS.md by hand, with the machine and the date: this machine is shared
  * and noisy, so every bench compares side by side within one run (ratios).
@@ -12,7 +12,19 @@ import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { LOAD_GENERATOR_V8_FLAGS } from './workers/lib.js';
 
-const ALL = ['protocol', 'rtt', 'sends', 'group-sends', 'store', 'fanout', 'latency', 'memory', 'cluster', 'answer-order'] as const;
+const ALL = [
+  'protocol',
+  'rtt',
+  'sends',
+  'group-sends',
+  'store',
+  'fanout',
+  'latency',
+  'memory',
+  'cluster',
+  'answer-order',
+  'backup',
+] as const;
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const unknown = wanted.filter((w) => !(ALL as readonly string[]).includes(w));
 if (unknown.length) {

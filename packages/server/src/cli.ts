@@ -7,6 +7,8 @@
  *   rtm send <from> <to> <text>       send a p2p chat message   (or <from> <text> --group <gid> | --room <rid> | --broadcast; --mtype N)
  *   rtm history <uid> <ouid>          print a p2p conversation  (or <uid> --group <gid> | --room <rid> | --broadcast; --num N, --asc)
  *   rtm keygen                        a new server key for `*key` encryption: private (RTM_ENCRYPTION_KEY) and public forms
+ *   rtm backup <file>                 a consistent copy of a running server's embedded store, from its admin port
+ *   rtm restore <file>                put such a copy in place of the store in RTM_DATA_DIR (the server stopped)
  *   rtm help, rtm version             the usage, the server's version
  *
  * Exit codes: 0 done; 1 failed (server unreachable, an error answer, a start-up failure); 2 a bad
@@ -15,7 +17,8 @@
  * The client commands use our server SDK against RTM_ENDPOINT (default RTM_HOST:RTM_SERVER_PORT, a
  * wildcard RTM_HOST on loopback)
  * with RTM_PROJECT_ID / RTM_PROJECT_SECRET; for the dev project the generated secret is read from
- * RTM_DATA_DIR.
+ * RTM_DATA_DIR. `rtm backup` calls the admin port at RTM_HOST:RTM_ADMIN_PORT (a wildcard RTM_HOST on
+ * loopback) and sends RTM_ADMIN_TOKEN when it is set; `rtm restore` works on RTM_DATA_DIR alone.
  */
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
@@ -46,6 +49,8 @@ const USAGE = `usage:
   rtm history <uid> <ouid> [--num 10] [--asc]
   rtm history <uid> (--group <gid> | --room <rid> | --broadcast) [--num 10] [--asc]
   rtm keygen [--curve secp256k1|secp256r1]
+  rtm backup <file>          a running server's store (SQLite), from its admin port, checked
+  rtm restore <file>         put a backup in place of the store in RTM_DATA_DIR (the server stopped)
   rtm help | --help | -h
   rtm version | --version | -v
 exit codes: 0 done, 1 failed (server unreachable, error answer, start-up failure), 2 bad command line or configuration`;
@@ -205,6 +210,34 @@ function serverGateEndpoint(env: NodeJS.ProcessEnv): string {
   return hostPort(host, rawPort);
 }
 
+/**
+ * The admin port `rtm backup` calls: RTM_HOST:RTM_ADMIN_PORT as the server binds them, a wildcard
+ * RTM_HOST reached on loopback (a backup is served to loopback peers without RTM_ADMIN_TOKEN).
+ */
+function adminEndpoint(env: NodeJS.ProcessEnv): { host: string; port: number } {
+  const rawPort = env.RTM_ADMIN_PORT?.trim() || String(DEFAULT_CONFIG.adminPort);
+  if (rawPort === '-1') throw new ConfigError('RTM_ADMIN_PORT is -1: the admin port is off, and rtm backup fetches the backup from it');
+  if (!/^\d{1,5}$/.test(rawPort) || Number(rawPort) < 1 || Number(rawPort) > 65535)
+    throw new ConfigError(`RTM_ADMIN_PORT must be the server's admin port, from 1 to 65535, for rtm backup, got '${env.RTM_ADMIN_PORT}'`);
+  let host = bareHost(env.RTM_HOST) || DEFAULT_CONFIG.host;
+  if (isWildcardHost(host)) host = host === '0.0.0.0' ? '127.0.0.1' : '::1';
+  if (/[\s/]/.test(host)) throw new ConfigError(`RTM_HOST must be a host name or an address, got '${env.RTM_HOST}'`);
+  return { host, port: Number(rawPort) };
+}
+
+/** The embedded store's database file that `rtm restore` replaces: in RTM_DATA_DIR, with RTM_STORE sqlite. */
+function restoreTarget(env: NodeJS.ProcessEnv): string {
+  if (env.RTM_STORE && env.RTM_STORE.trim() !== 'sqlite')
+    throw new ConfigError(
+      'rtm restore restores the embedded store (RTM_STORE=sqlite); a PostgreSQL store is restored with pg_restore (docs/cluster.md)',
+    );
+  const dataDir = env.RTM_DATA_DIR || DEFAULT_CONFIG.dataDir;
+  if (dataDir === ':memory:') throw new ConfigError('RTM_DATA_DIR is :memory:: an in-memory store has nothing to restore into');
+  return join(dataDir, 'rtm.sqlite');
+}
+
+const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+
 const show = (v: unknown): string =>
   JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array ? `<${x.length} bytes>` : x));
 
@@ -349,6 +382,41 @@ async function main(argv: string[]): Promise<void> {
       console.log(`# public key for the SDKs (Python/Go: PEM file; Node: raw bytes)\n${pub.pem}`);
       console.log(
         `raw (X||Y, 64 bytes):       ${hex(pub.raw)}\nuncompressed (65 bytes):    ${hex(pub.uncompressed)}\ncompressed (33 bytes):      ${hex(pub.compressed)}`,
+      );
+      return;
+    }
+    case 'backup': {
+      expect(1);
+      const file = args[0];
+      if (!file) throw new UsageError('missing <file>');
+      const target = { ...adminEndpoint(process.env), ...(process.env.RTM_ADMIN_TOKEN ? { token: process.env.RTM_ADMIN_TOKEN } : {}) };
+      const { downloadBackup } = await import('./admin/backup-download.js');
+      const r = await downloadBackup(target, file);
+      console.log(
+        `backup written to ${r.file}: ${mib(r.bytes)}, schema version ${r.schemaVersion}, ` +
+          `messages up to id ${r.newestMessageId}, integrity ok, in ${(r.ms / 1000).toFixed(1)} s`,
+      );
+      return;
+    }
+    case 'restore': {
+      expect(1);
+      const file = args[0];
+      if (!file) throw new UsageError('missing <file>');
+      const database = restoreTarget(process.env);
+      const { restoreDatabase } = await import('./store/sqlite-restore.js');
+      const r = restoreDatabase(file, database);
+      console.log(
+        `restored ${file} (${mib(r.bytes)}, schema version ${r.schemaVersion}, messages up to id ${r.newestMessageId}) into ${r.database}`,
+      );
+      console.log(
+        r.aside
+          ? `the database that was there is kept in ${r.aside.directory} (${r.aside.files.join(', ')}): remove it once the restore is confirmed`
+          : 'there was no database there before',
+      );
+      console.log(
+        r.schemaVersion < r.knownVersion
+          ? `start the server (rtm serve): it upgrades the schema from version ${r.schemaVersion} to ${r.knownVersion}`
+          : 'start the server (rtm serve)',
       );
       return;
     }

@@ -119,8 +119,14 @@ export interface ServerConfig {
    * ranges, comma-separated. Their connections must send one; the client it names is the peer.
    */
   readonly clientProxyProtocolFrom?: string;
-  /** Admin HTTP port (/healthz, /metrics). 0 = ephemeral, -1 = off. @default 13380 */
+  /** Admin HTTP port (/healthz, /metrics, /backup). 0 = ephemeral, -1 = off. @default 13380 */
   readonly adminPort: number;
+  /**
+   * Bearer token of the admin port's `GET /backup`, a copy of every message of every project. Set:
+   * every peer must send `Authorization: Bearer <token>`; unset: only loopback peers are served.
+   * @default none (RTM_ADMIN_TOKEN)
+   */
+  readonly adminToken?: string;
   /** Embedded store directory. @default ./data */
   readonly dataDir: string;
   /** `sqlite` or a `postgres://…` URL. @default sqlite */
@@ -330,6 +336,18 @@ function bool(env: Env, name: string, fallback: boolean): boolean {
   if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
   if (['0', 'false', 'no', 'off'].includes(raw)) return false;
   throw new ConfigError(`${name} must be true or false, got '${env[name]}'`);
+}
+
+/**
+ * RTM_ADMIN_TOKEN: sent in a header (`Authorization: Bearer …`), so visible ASCII without spaces;
+ * at least 16 characters, for a token that guards a copy of every message cannot be short.
+ */
+function adminToken(raw: string): string {
+  if (!/^[\x21-\x7e]{16,}$/.test(raw))
+    throw new ConfigError(
+      `RTM_ADMIN_TOKEN must be at least 16 visible ASCII characters without spaces (e.g. \`openssl rand -hex 32\`), got ${raw.length} characters`,
+    );
+  return raw;
 }
 
 function port(env: Env, name: string, fallback: number, allowOff = false): number {
@@ -617,6 +635,7 @@ export const ENV_VARIABLES: readonly string[] = [
   'RTM_TLS_WATCH_MS',
   'RTM_CLIENT_PROXY_PROTOCOL_FROM',
   'RTM_ADMIN_PORT',
+  'RTM_ADMIN_TOKEN',
   'RTM_BUS_PREFIX',
   'RTM_STORE_SCHEMA',
   'RTM_SQLITE_SYNCHRONOUS',
@@ -790,6 +809,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     tlsWatchMs: int(env, 'RTM_TLS_WATCH_MS', d.tlsWatchMs, 0, 86_400_000),
     ...(env.RTM_CLIENT_PROXY_PROTOCOL_FROM?.trim() ? { clientProxyProtocolFrom: env.RTM_CLIENT_PROXY_PROTOCOL_FROM.trim() } : {}),
     adminPort: port(env, 'RTM_ADMIN_PORT', d.adminPort, true),
+    ...(env.RTM_ADMIN_TOKEN ? { adminToken: adminToken(env.RTM_ADMIN_TOKEN) } : {}),
     dataDir,
     store,
     bus,

@@ -6,6 +6,7 @@ import type { ConnectionCipher } from './gate/connection.js';
 import { checkDataDir, ConfigError, DEFAULT_CONFIG } from './config.js';
 import type { Bus } from './bus/bus.js';
 import { LocalBus } from './bus/local.js';
+import { BackupEndpoint } from './admin/backup-endpoint.js';
 import { ClientTls, type TlsReload } from './client-tls.js';
 import {
   clientHostOf,
@@ -455,7 +456,9 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
 
   let admin: HttpServer | undefined;
   let adminPort: number | undefined;
+  let backups: BackupEndpoint | undefined;
   if (config.adminPort >= 0) {
+    backups = new BackupEndpoint(config, store, log.child({ admin: 'backup' }), metrics);
     admin = createHttpServer((req, res) => {
       // The path alone: probes add queries of their own (`/healthz?probe=lb`).
       const path = req.url?.split('?', 1)[0];
@@ -480,7 +483,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
           },
           () => res.writeHead(500).end(),
         );
-      } else res.writeHead(404).end();
+      } else if (path === '/backup') backups!.handle(req, res);
+      else res.writeHead(404).end();
     });
     await new Promise<void>((resolve, reject) => {
       admin!.once('error', reject);
@@ -556,6 +560,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       for (const l of portListeners) l.closeIdle();
       await Promise.race([closed, new Promise((r) => setTimeout(r, 3000).unref())]);
       for (const l of portListeners) l.destroyAll();
+      // A backup running now is abandoned (its copy removed) before the store closes under it.
+      await backups?.stop();
       if (admin) {
         // close() waits for every connection that is not idle: a scraper or TCP health check that
         // left a request unfinished (or sent none) would hold the stop forever. Idle ones close at

@@ -78,6 +78,12 @@ export class Metrics {
     labelNames: ['by'] as const,
     registers: [this.registry],
   });
+  readonly backups = new Counter({
+    name: 'rtm_backups_total',
+    help: 'Backups asked for on the admin port (GET /backup), by result: ok (sent whole), failed (the copy could not be made or read), aborted (the client went away or stalled, or the server stopped), refused (403, 405, 409, 501 or 503)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
   readonly messages = new TalliedCounter(this.registry, {
     name: 'rtm_messages_stored_total',
     help: 'Messages persisted, by kind',

@@ -24,6 +24,8 @@ import { dirname, join } from 'node:path';
 import {
   MessageKind,
   type AppendResult,
+  type BackupOptions,
+  type BackupStats,
   type BanScope,
   type CountQuery,
   type HistoryQuery,
@@ -50,6 +52,7 @@ import {
 } from './store.js';
 import { checkNewMessage, failedMigration, presenceEnds, presenceHolders, unreadMap } from './conversation.js';
 import { AppendCommitter, MESSAGE_COLUMNS, rowToMessage, type BatchOutcome, type AppendOutcome } from './sqlite-appender.js';
+import { backupDatabase } from './sqlite-backup.js';
 import { WalCheckpointer } from './sqlite-checkpointer.js';
 import { connectionName, openConnection } from './sqlite-connection.js';
 import { SqliteWriterThread } from './sqlite-writer.js';
@@ -422,6 +425,22 @@ export class SqliteStore implements Store {
     this.stmts = undefined;
     this.committer = undefined;
     this.shapedStmts.clear();
+  }
+
+  /**
+   * A consistent copy of the database in `destination` (a new file), taken while the store runs:
+   * through a connection of its own that holds one snapshot from the first step of the copy to
+   * the last (`sqlite-backup.ts`), so commits, on the event loop or in the writer thread, go on
+   * meanwhile and never make the copy start over.
+   */
+  async backup(destination: string, options: BackupOptions = {}): Promise<BackupStats> {
+    if (this.path === ':memory:') throw new Error('SqliteStore: an in-memory database has no file to back up');
+    if (!this.db) throw new Error('SqliteStore: init() has not been called (or the store is closed)');
+    return backupDatabase(
+      { path: this.path, exclusive: this.options.exclusive, busyTimeoutMs: this.options.busyTimeoutMs },
+      destination,
+      options,
+    );
   }
 
   /** Schema versions applied, in order (diagnostics). */

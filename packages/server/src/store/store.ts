@@ -222,6 +222,28 @@ export interface RetentionPolicy {
  */
 export type MaybePromise<T> = T | Promise<T>;
 
+/** What `Store.backup` copied. */
+export interface BackupStats {
+  /** Size of the copy, in bytes. */
+  bytes: number;
+  /** Database pages copied. */
+  pages: number;
+  /** Schema version of the copy. */
+  schemaVersion: number;
+  /** How long the copy took, ms. */
+  ms: number;
+}
+
+export interface BackupOptions {
+  /**
+   * Pages copied per step (SQLite: one synchronous call on the event loop each): fewer make each
+   * pause shorter and the backup longer. @default the store's
+   */
+  pagesPerStep?: number;
+  /** Aborts the copy between two steps (the client went away, the server stops). */
+  signal?: AbortSignal;
+}
+
 export interface Store {
   /** Creates or migrates the schema (idempotent; safe when several nodes start at once). */
   init(): Promise<void>;
@@ -244,6 +266,12 @@ export interface Store {
    * node in it that is not this process is one that is gone, without waiting for its lease.
    */
   readonly soleServer: boolean;
+  /**
+   * Copies the whole store, consistently, into `destination` (a new file) while the server runs
+   * and commits (the admin port's `GET /backup`). Optional: a store without it is backed up with
+   * its own tools (PostgreSQL: pg_dump).
+   */
+  backup?(destination: string, options?: BackupOptions): Promise<BackupStats>;
 
   // --- messages -------------------------------------------------------------------------------
   /** Persists a batch atomically (sendmsgs stores one message per recipient). Results in input order. */
