@@ -236,8 +236,8 @@ export interface BackupStats {
 
 export interface BackupOptions {
   /**
-   * Pages copied per step (SQLite: one synchronous call on the event loop each): fewer make each
-   * pause shorter and the backup longer. @default the store's
+   * Pages copied per step (SQLite: one call of the backup's thread each, between which it hears
+   * an abort): fewer make an abort sooner and the backup longer. @default the store's
    */
   pagesPerStep?: number;
   /** Aborts the copy between two steps (the client went away, the server stops). */
