@@ -263,7 +263,9 @@ export class Listener {
   private holdUntilHeard(socket: Socket, onClose: () => void): () => void {
     this.sockets.add(socket);
     this.sniffing.add(socket);
-    const timer = setTimeout(() => socket.destroy(), this.options.sniffTimeoutMs);
+    // Dropped once heard: the close listener below lives as long as the connection, and would
+    // keep a spent Timeout (~120 bytes) for each.
+    let timer: NodeJS.Timeout | undefined = setTimeout(() => socket.destroy(), this.options.sniffTimeoutMs);
     timer.unref();
     socket.once('close', () => {
       // A socket gone before its first bytes (a TCP health check, a scanner) would otherwise stay
@@ -276,6 +278,7 @@ export class Listener {
     socket.on('error', () => socket.destroy());
     return () => {
       clearTimeout(timer);
+      timer = undefined;
       this.sniffing.delete(socket);
     };
   }
