@@ -59,6 +59,7 @@ export interface ListenerOptions {
 }
 
 const SNIFF_BYTES = 4;
+const EMPTY = Buffer.alloc(0);
 
 /** Where an accepted socket keeps its place in the connection limits. */
 const SLOT = Symbol('connection slot');
@@ -289,25 +290,29 @@ export class Listener {
       this.unanswered.delete(socket);
       this.clearHttpDeadline(socket);
     });
-    let head: Buffer = Buffer.alloc(0);
+    let head: Buffer = EMPTY;
     const onData = (chunk: Buffer): void => {
       head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
       if (head.length < SNIFF_BYTES) return;
       heard();
       socket.off('data', onData);
       socket.pause();
-      if (head[0] === 0x46 && head[1] === 0x50 && head[2] === 0x4e && head[3] === 0x4e) {
-        this.options.onTransport(new TcpTransport(socket, this.remoteOf(socket), head, this.options.tls !== undefined));
-      } else if (/^[A-Z]{3}[A-Z ]$/.test(head.subarray(0, SNIFF_BYTES).toString('latin1'))) {
+      // The close listener shares this scope and lives as long as the connection: it must not
+      // keep the first bytes (a whole WebSocket upgrade request) with it.
+      const first = head;
+      head = EMPTY;
+      if (first[0] === 0x46 && first[1] === 0x50 && first[2] === 0x4e && first[3] === 0x4e) {
+        this.options.onTransport(new TcpTransport(socket, this.remoteOf(socket), first, this.options.tls !== undefined));
+      } else if (/^[A-Z]{3}[A-Z ]$/.test(first.subarray(0, SNIFF_BYTES).toString('latin1'))) {
         // GET, POST, OPTIONS, …: an HTTP request (WebSocket upgrade or FPNN-over-HTTP).
-        socket.unshift(head);
+        socket.unshift(first);
         this.httpSockets.add(socket);
         this.armHttpDeadline(socket);
         this.http.emit('connection', socket);
         socket.resume();
       } else {
         // A TLS ClientHello (handshake record, version 3.x): a wss:// or TLS client on a plain port.
-        const tls = head[0] === 0x16 && head[1] === 0x03;
+        const tls = first[0] === 0x16 && first[1] === 0x03;
         this.options.onRefused?.(this.remoteOf(socket), tls ? 'TLS on a plain port' : 'neither FPNN nor HTTP');
         socket.destroy();
       }
