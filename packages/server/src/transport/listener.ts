@@ -89,6 +89,14 @@ export class Listener {
   private readonly sockets = new Set<Socket>();
   /** Those of `sockets` that have not sent the bytes telling FPNN from HTTP yet. */
   private readonly sniffing = new Set<Socket>();
+  /** The deadline of each of `sniffing`: destroyed unless it has said enough by then. */
+  private readonly sniffDeadlines = new Map<Socket, NodeJS.Timeout>();
+  /**
+   * The 'close' listener of every socket held (`holdUntilHeard`), `this` being the socket: one
+   * function for all of them. A closure per socket would live as long as the connection, and
+   * with it the scope it was made in (what the socket sent first, its timers).
+   */
+  private readonly forgetOnClose: (this: Socket) => void;
   /**
    * Those of `sockets` handed to the HTTP server (bridge calls, WebSocket upgrades). It never
    * listens itself, so it does not track them: `closeIdleConnections` would not find them.
@@ -104,6 +112,10 @@ export class Listener {
   private readonly unanswered = new Map<Socket, number>();
 
   constructor(private readonly options: ListenerOptions) {
+    const forget = (socket: Socket): void => this.forget(socket);
+    this.forgetOnClose = function (this: Socket): void {
+      forget(this);
+    };
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: options.maxFrameBytes,
@@ -201,8 +213,8 @@ export class Listener {
    */
   private readProxyHeader(raw: Socket, slot: ConnectionSlot | undefined): void {
     const own = addressOf(raw);
-    const heard = this.holdUntilHeard(raw, () => this.proxied.delete(own));
-    let head: Buffer = Buffer.alloc(0);
+    this.holdUntilHeard(raw);
+    let head: Buffer = EMPTY;
     const onData = (chunk: Buffer): void => {
       head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
       let parsed;
@@ -214,7 +226,7 @@ export class Listener {
         return;
       }
       if (!parsed) return;
-      heard();
+      this.heard(raw);
       raw.off('data', onData);
       raw.pause();
       if (parsed.header.kind === 'proxied') this.proxied.set(own, parsed.header.remote);
@@ -259,46 +271,53 @@ export class Listener {
 
   /**
    * Holds `socket` as one that has not said enough yet: destroyed after `sniffTimeoutMs`, or at a
-   * stop (`closeIdle`); `onClose` runs when it closes. Returns what to call once it has said it.
+   * stop (`closeIdle`), until `heard`; forgotten (`forget`) when it closes. Called again for the
+   * same socket (after its PROXY header), it sets a new deadline.
    */
-  private holdUntilHeard(socket: Socket, onClose: () => void): () => void {
-    this.sockets.add(socket);
+  private holdUntilHeard(socket: Socket): void {
+    if (!this.sockets.has(socket)) {
+      this.sockets.add(socket);
+      socket.on('close', this.forgetOnClose);
+      socket.on('error', destroyOnError);
+    }
     this.sniffing.add(socket);
-    // Dropped once heard: the close listener below lives as long as the connection, and would
-    // keep a spent Timeout (~120 bytes) for each.
-    let timer: NodeJS.Timeout | undefined = setTimeout(() => socket.destroy(), this.options.sniffTimeoutMs);
-    timer.unref();
-    socket.once('close', () => {
-      // A socket gone before its first bytes (a TCP health check, a scanner) would otherwise stay
-      // held by the timer, ~1.7 KB each, for the whole sniff timeout (RTM_IDLE_TIMEOUT_MS, up to 1 h).
-      clearTimeout(timer);
-      this.sockets.delete(socket);
-      this.sniffing.delete(socket);
-      onClose();
-    });
-    socket.on('error', () => socket.destroy());
-    return () => {
-      clearTimeout(timer);
-      timer = undefined;
-      this.sniffing.delete(socket);
-    };
+    const deadline = setTimeout(() => socket.destroy(), this.options.sniffTimeoutMs);
+    deadline.unref();
+    this.sniffDeadlines.set(socket, deadline);
+  }
+
+  /** `socket` has said enough: no deadline any more, nor destroyed as one that said nothing at a stop. */
+  private heard(socket: Socket): void {
+    clearTimeout(this.sniffDeadlines.get(socket));
+    this.sniffDeadlines.delete(socket);
+    this.sniffing.delete(socket);
+  }
+
+  /**
+   * A socket held closed: nothing of it stays. A socket gone before its first bytes (a TCP health
+   * check, a scanner) would otherwise stay held by its deadline, ~1.7 KB each, for the whole sniff
+   * timeout (RTM_IDLE_TIMEOUT_MS, up to 1 h). Each step is a no-op for a socket it does not concern.
+   */
+  private forget(socket: Socket): void {
+    this.heard(socket);
+    this.sockets.delete(socket);
+    this.httpSockets.delete(socket);
+    this.unanswered.delete(socket);
+    this.clearHttpDeadline(socket);
+    // A balancer's connection: the client its PROXY header named (the socket's own address is
+    // known by then: node keeps it once read, as readProxyHeader did).
+    this.proxied.delete(addressOf(socket));
   }
 
   private sniff(socket: Socket): void {
-    const heard = this.holdUntilHeard(socket, () => {
-      this.httpSockets.delete(socket);
-      this.unanswered.delete(socket);
-      this.clearHttpDeadline(socket);
-    });
+    this.holdUntilHeard(socket);
     let head: Buffer = EMPTY;
     const onData = (chunk: Buffer): void => {
       head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
       if (head.length < SNIFF_BYTES) return;
-      heard();
+      this.heard(socket);
       socket.off('data', onData);
       socket.pause();
-      // The close listener shares this scope and lives as long as the connection: it must not
-      // keep the first bytes (a whole WebSocket upgrade request) with it.
       const first = head;
       head = EMPTY;
       if (first[0] === 0x46 && first[1] === 0x50 && first[2] === 0x4e && first[3] === 0x4e) {
@@ -403,6 +422,11 @@ export class Listener {
 }
 
 const addressOf = (socket: Socket): string => `${socket.remoteAddress}:${socket.remotePort}`;
+
+/** The 'error' listener of every socket held: an error ends it ('close' follows). */
+function destroyOnError(this: Socket): void {
+  this.destroy();
+}
 
 /** What a failed handshake says, for the log: OpenSSL's reason where there is one, else node's code. */
 function handshakeFailure(err: NodeJS.ErrnoException & { reason?: string }): string {
