@@ -118,6 +118,9 @@ export class Listener {
     };
     this.wss = new WebSocketServer({
       noServer: true,
+      // Every WebSocket's socket is in `sockets` already (destroyed at a stop); ws's own set of
+      // clients would cost a close closure per connection.
+      clientTracking: false,
       maxPayload: options.maxFrameBytes,
       // Echo a requested sub-protocol (WeChat mini-programs ask for 'arraybuffer').
       handleProtocols: (protocols) => protocols.values().next().value ?? false,
@@ -417,7 +420,6 @@ export class Listener {
     for (const s of this.handshaking.values()) s.destroy();
     for (const s of this.sockets) s.destroy();
     this.http.closeAllConnections();
-    for (const ws of this.wss.clients) ws.terminate();
   }
 }
 
