@@ -6,24 +6,24 @@
  * directories.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer as createHttpServer, request, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { RTMClient } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
 import {
+  runRtm,
   spawnServer,
   startTestServer,
   TEST_PID,
   TEST_SECRET,
   until,
   whenAvailable,
+  type RtmRun,
   type SpawnedServer,
   type TestServer,
 } from '@rtm/testkit';
@@ -33,8 +33,6 @@ import { restoreDatabase } from '../src/store/sqlite-restore.js';
 import { MessageKind, type BackupOptions, type BackupStats, type NewMessage } from '../src/store/store.js';
 import { dropSchema, freshSchema, PG_URL, postgresUnreachable } from './helpers/postgres.js';
 
-const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const TOKEN = 'backup-test-token-0123456789';
 
 const dirs: string[] = [];
@@ -51,24 +49,7 @@ async function tempDir(): Promise<string> {
 }
 
 /** Runs `rtm <args>` to its end (at most 60 s) with the test runner's environment plus `env`. */
-function rtm(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--conditions=rtm-source', '--import', 'tsx', CLI, ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  return new Promise((resolve) =>
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    }),
-  );
-}
+const rtm = (args: string[], env: Record<string, string>): Promise<RtmRun> => runRtm(args, env, 60_000);
 
 /** `rtm serve` in a child process on `dataDir`, its admin port on. */
 async function serveChild(dataDir: string, env: Record<string, string> = {}): Promise<SpawnedServer> {

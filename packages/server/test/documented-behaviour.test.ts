@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { RTMServerClient } from '@rtm/server-sdk';
-import { spawnServer, startTestServer, TEST_PID, TEST_SECRET, TLS_FIXTURES, until } from '@rtm/testkit';
+import { runRtm, spawnServer, startTestServer, TEST_PID, TEST_SECRET, TLS_FIXTURES, until, type RtmRun } from '@rtm/testkit';
 import { ConfigError, resolveConfig } from '../src/config.js';
 import { createLogger } from '../src/observability/logger.js';
 
@@ -32,25 +32,8 @@ async function tempDir(): Promise<string> {
   return d;
 }
 
-/** Runs `rtm <args>` to its end (at most 30 s) with the environment of the test runner plus `env`. */
-function rtm(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--conditions=rtm-source', '--import', 'tsx', CLI, ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-  return new Promise((resolve) =>
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    }),
-  );
-}
+/** Runs `rtm <args>` to its end (at most 30 s) with the test runner's environment plus `env`. */
+const rtm = (args: string[], env: Record<string, string>): Promise<RtmRun> => runRtm(args, env, 30_000);
 
 describe('docs: the client commands reach the server gate at RTM_HOST:RTM_SERVER_PORT (README quick start)', () => {
   it('with the wildcard RTM_HOST the server was started with (:: or 0.0.0.0), as for the server itself', async () => {

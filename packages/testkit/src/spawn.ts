@@ -3,6 +3,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 const CLI = fileURLToPath(new URL('../../server/src/cli.ts', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 export interface SpawnedServer {
   readonly child: ChildProcess;
@@ -86,4 +87,34 @@ export function spawnServer(
       reject(new Error(`server exited early (code ${code}, signal ${signal}): ${stderr}`));
     });
   });
+}
+
+/** What a finished `rtm` command said. */
+export interface RtmRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `rtm <args>` (the CLI, from source) to its end, in the repository's root, with the test
+ * runner's environment plus `env`; killed after `timeoutMs`.
+ */
+export function runRtm(args: readonly string[], env: Record<string, string>, timeoutMs = 30_000): Promise<RtmRun> {
+  const child = spawn(process.execPath, ['--conditions=rtm-source', '--import', 'tsx', CLI, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  return new Promise((resolve) =>
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    }),
+  );
 }
