@@ -58,13 +58,18 @@ async function spyOn(subjectPrefix: string): Promise<{ hellos: string[]; events:
   return { hellos, events, close: () => nc.close() };
 }
 
+/** A faulty proxy in front of NATS (`nats://127.0.0.1:<its port>` reaches NATS through it). */
+function natsProxy(): Promise<FaultyProxy> {
+  const target = new globalThis.URL(URL);
+  return startFaultyProxy(target.hostname, Number(target.port || 4222));
+}
+
 /**
  * Two faulty proxies in front of NATS (`urls`: through each), a fresh subject prefix and a spy on
  * it; `close(buses)` ends the spy, the buses, then the proxies.
  */
 async function behindTwoProxies() {
-  const target = new globalThis.URL(URL);
-  const proxies = await Promise.all([0, 1].map(() => startFaultyProxy(target.hostname, Number(target.port || 4222))));
+  const proxies = await Promise.all([0, 1].map(() => natsProxy()));
   const urls = proxies.map((p) => `nats://127.0.0.1:${p.port}`);
   const subjectPrefix = freshPrefix();
   const spy = await spyOn(subjectPrefix);
@@ -128,8 +133,7 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
 
     it('a NATS that goes silent (a partition, no reset) is noticed within seconds: connected turns false', async () => {
       // A partition: nothing passes either way, and no connection is reset.
-      const target = new globalThis.URL(URL);
-      const proxy = await startFaultyProxy(target.hostname, Number(target.port || 4222));
+      const proxy = await natsProxy();
       const bus = new NatsBus({ url: `nats://127.0.0.1:${proxy.port}`, subjectPrefix: freshPrefix() });
       try {
         await bus.start(noop, () => []);
@@ -166,8 +170,7 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
     });
 
     it('a partition under traffic (the buffers fill) is noticed as an idle one is: nats.js does not wait for ever to flush a stale connection', async () => {
-      const target = new globalThis.URL(URL);
-      const proxy = await startFaultyProxy(target.hostname, Number(target.port || 4222));
+      const proxy = await natsProxy();
       const bus = new NatsBus({ url: `nats://127.0.0.1:${proxy.port}`, subjectPrefix: freshPrefix() });
       let i = 0;
       const traffic = setInterval(() => {
@@ -191,8 +194,7 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
     });
 
     it('a partition not noticed yet holds at most maxUnsentBytes in nats.js: past them the connection is dropped as dead', async () => {
-      const target = new globalThis.URL(URL);
-      const proxy = await startFaultyProxy(target.hostname, Number(target.port || 4222));
+      const proxy = await natsProxy();
       const errors: string[] = [];
       const bus = new NatsBus({
         url: `nats://127.0.0.1:${proxy.port}`,
@@ -222,8 +224,7 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
     });
 
     it('once a silent partition heals, the bus is back within seconds, not after the 20 s a connection attempt may wait', async () => {
-      const target = new globalThis.URL(URL);
-      const proxy = await startFaultyProxy(target.hostname, Number(target.port || 4222));
+      const proxy = await natsProxy();
       const bus = new NatsBus({ url: `nats://127.0.0.1:${proxy.port}`, subjectPrefix: freshPrefix() });
       try {
         await bus.start(noop, () => []);
@@ -247,8 +248,7 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
     });
 
     it('close() over a NATS gone silent but not noticed yet ends within seconds, and nothing reconnects afterwards', async () => {
-      const target = new globalThis.URL(URL);
-      const proxy = await startFaultyProxy(target.hostname, Number(target.port || 4222));
+      const proxy = await natsProxy();
       const errors: string[] = [];
       const bus = new NatsBus({
         url: `nats://127.0.0.1:${proxy.port}`,
@@ -329,8 +329,7 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
     });
 
     it('events published while NATS is unreachable are sent on reconnect in publish order, before any later one; onReconnect hears of it', async () => {
-      const target = new globalThis.URL(URL);
-      const proxy = await startFaultyProxy(target.hostname, Number(target.port || 4222));
+      const proxy = await natsProxy();
       const subjectPrefix = freshPrefix();
       const reconnects: BusReconnect[] = [];
       const here: bigint[] = [];
@@ -529,8 +528,7 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
     });
 
     it('sent(mark): waits for NATS to have read what was published since mark; nothing to wait for otherwise', async () => {
-      const target = new globalThis.URL(URL);
-      const proxy = await startFaultyProxy(target.hostname, Number(target.port || 4222));
+      const proxy = await natsProxy();
       const subjectPrefix = freshPrefix();
       const a = new NatsBus({ url: `nats://127.0.0.1:${proxy.port}`, subjectPrefix, discoveryMs: 10, sentTimeoutMs: 300 });
       try {
@@ -571,8 +569,7 @@ whenAvailable(unreachable, 'NatsBus', 'runs against a real NATS server', () => {
     });
 
     it('the outage queue keeps at most maxQueueBytes: later events of the outage are dropped, counted and reported once', async () => {
-      const target = new globalThis.URL(URL);
-      const proxy = await startFaultyProxy(target.hostname, Number(target.port || 4222));
+      const proxy = await natsProxy();
       const subjectPrefix = freshPrefix();
       const errors: string[] = [];
       const reconnects: BusReconnect[] = [];
