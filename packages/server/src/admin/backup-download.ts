@@ -4,11 +4,11 @@
  * only then renames it to `<file>`: a file of that name is always a whole, checked backup (one there
  * before is replaced only by a good one).
  */
-import { closeSync, createWriteStream, fsyncSync, openSync, renameSync, rmSync } from 'node:fs';
+import { createWriteStream, renameSync, rmSync } from 'node:fs';
 import { request, type IncomingMessage } from 'node:http';
 import { dirname, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { inspectBackup, type BackupInspection } from '../store/sqlite-backup.js';
+import { inspectBackup, syncPath, type BackupInspection } from '../store/sqlite-backup.js';
 
 export interface BackupTarget {
   host: string;
@@ -94,15 +94,5 @@ export async function downloadBackup(target: BackupTarget, file: string): Promis
     return { ...found, file, ms: Date.now() - started };
   } finally {
     rmSync(partial, { force: true });
-  }
-}
-
-/** fsync of a file or of a directory (a rename in it). */
-function syncPath(path: string): void {
-  const fd = openSync(path, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
   }
 }

@@ -8,6 +8,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { RepeatFilter } from '../observability/repeats.js';
 import type { BackupStats, Store } from '../store/store.js';
+import { fileStamp, removeDatabaseFiles } from '../store/sqlite-backup.js';
 import { backupAccess } from './backup-access.js';
 
 /**
@@ -106,7 +107,7 @@ export class BackupEndpoint {
    */
   private async run(res: ServerResponse, remote: string | undefined, controller: AbortController, release: () => void): Promise<void> {
     const started = Date.now();
-    const file = join(this.config.dataDir, `backup-${stamp(new Date(started))}-${randomBytes(4).toString('hex')}.sqlite.tmp`);
+    const file = join(this.config.dataDir, `backup-${fileStamp(new Date(started))}-${randomBytes(4).toString('hex')}.sqlite.tmp`);
     // The response closes before it has finished: the client went away (or was cut off).
     const closed = (): void => {
       if (!res.writableFinished) controller.abort(new BackupAbort('the client went away'));
@@ -121,7 +122,7 @@ export class BackupEndpoint {
       res.writeHead(200, {
         'Content-Type': 'application/vnd.sqlite3',
         'Content-Length': stats.bytes,
-        'Content-Disposition': `attachment; filename="rtm-backup-${stamp(new Date(started))}.sqlite"`,
+        'Content-Disposition': `attachment; filename="rtm-backup-${fileStamp(new Date(started))}.sqlite"`,
         'Cache-Control': 'no-store',
       });
       res.setTimeout(BACKUP_IDLE_TIMEOUT_MS, () =>
@@ -163,7 +164,7 @@ export class BackupEndpoint {
       }
     } finally {
       res.off('close', closed);
-      removeCopy(file);
+      removeDatabaseFiles(file);
     }
   }
 
@@ -194,16 +195,6 @@ export class BackupEndpoint {
     for (const name of names) rmSync(join(this.config.dataDir, name), { force: true });
     if (names.length > 0) this.log.info({ files: names }, 'removed the temporary copies of a backup that did not finish');
   }
-}
-
-/** Removes a temporary copy and what SQLite may have left beside it. */
-function removeCopy(file: string): void {
-  for (const suffix of ['', '-journal', '-wal', '-shm']) rmSync(file + suffix, { force: true });
-}
-
-/** `20261203T101500Z`: a time for file names. */
-function stamp(at: Date): string {
-  return at.toISOString().replace(/[-:]|\.\d+/g, '');
 }
 
 const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`;

@@ -26,13 +26,36 @@
  * self-contained file, readable by `sqlite3` without a WAL; `rtm serve` puts it back in WAL mode
  * when it opens it after a restore.
  */
-import { closeSync, openSync, statSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { connectionName } from './sqlite-connection.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 import type { BackupOptions, BackupStats } from './store.js';
+
+/** The files of a database: the file itself, its WAL and WAL index, a rollback journal. */
+export const DATABASE_FILE_SUFFIXES: readonly string[] = ['', '-wal', '-shm', '-journal'];
+
+/** Removes the database `file` and what SQLite may have left beside it. */
+export function removeDatabaseFiles(file: string): void {
+  for (const suffix of DATABASE_FILE_SUFFIXES) rmSync(file + suffix, { force: true });
+}
+
+/** fsync of a file, or of a directory (the renames in it), so that a power loss keeps what was written. */
+export function syncPath(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** `20261203T101500Z`: a time for the names of backups and of what a restore puts aside. */
+export function fileStamp(at: Date): string {
+  return at.toISOString().replace(/[-:]|\.\d+/g, '');
+}
 
 /**
  * 256 pages (1 MiB) a step: a step is the thread's, not the event loop's, so it need not be short;

@@ -13,22 +13,10 @@
  * 3. the database files go aside, and the copy takes the database's name.
  */
 import { randomBytes } from 'node:crypto';
-import {
-  chmodSync,
-  closeSync,
-  copyFileSync,
-  constants,
-  existsSync,
-  fsyncSync,
-  linkSync,
-  mkdirSync,
-  openSync,
-  renameSync,
-  rmSync,
-} from 'node:fs';
+import { chmodSync, copyFileSync, constants, existsSync, linkSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
-import { inspectBackup, type BackupInspection } from './sqlite-backup.js';
+import { DATABASE_FILE_SUFFIXES, fileStamp, inspectBackup, removeDatabaseFiles, syncPath, type BackupInspection } from './sqlite-backup.js';
 import { openConnection } from './sqlite-connection.js';
 
 /** The backup cannot be restored, or not now: said to the operator as is (exit code 1). */
@@ -43,12 +31,9 @@ export interface RestoreReport extends BackupInspection {
   aside?: { directory: string; files: string[] };
 }
 
-/** The files of a database: the file itself, its WAL and WAL index, a rollback journal. */
-const SUFFIXES = ['', '-wal', '-shm', '-journal'];
-
 export function restoreDatabase(backupFile: string, database: string, now = new Date()): RestoreReport {
   const dataDir = dirname(database);
-  const stamp = now.toISOString().replace(/[-:]|\.\d+/g, '');
+  const stamp = fileStamp(now);
   if (!existsSync(backupFile)) throw new RestoreRefusal(`${backupFile} does not exist`);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const incoming = join(dataDir, `restore-${stamp}-${randomBytes(4).toString('hex')}.sqlite.tmp`);
@@ -60,15 +45,15 @@ export function restoreDatabase(backupFile: string, database: string, now = new 
     }
     chmodSync(incoming, 0o600); // messages and login tokens: the owner's, as the database it replaces
     const found = check(incoming, backupFile);
-    syncFile(incoming);
+    syncPath(incoming);
 
     assertNotInUse(database);
     const aside = moveAside(database, join(dataDir, `before-restore-${stamp}`));
     renameSync(incoming, database);
-    syncFile(dataDir);
+    syncPath(dataDir);
     return { ...found, database, ...(aside ? { aside } : {}) };
   } finally {
-    for (const suffix of SUFFIXES) rmSync(incoming + suffix, { force: true });
+    removeDatabaseFiles(incoming);
   }
 }
 
@@ -126,13 +111,13 @@ function assertNotInUse(database: string): void {
     if (code !== 'SQLITE_NOTADB' && code !== 'SQLITE_CORRUPT')
       throw new RestoreRefusal(`cannot tell whether a server uses ${database}: ${(err as Error).message}`);
   } finally {
-    if (probe !== database) for (const suffix of SUFFIXES) rmSync(probe + suffix, { force: true });
+    if (probe !== database) removeDatabaseFiles(probe);
   }
 }
 
 /** Moves the files of `database` into `directory`; undefined if there were none. All or none: a failure puts back what moved. */
 function moveAside(database: string, directory: string): RestoreReport['aside'] {
-  const present = SUFFIXES.map((s) => database + s).filter((f) => existsSync(f));
+  const present = DATABASE_FILE_SUFFIXES.map((s) => database + s).filter((f) => existsSync(f));
   if (present.length === 0) return undefined;
   // A second restore within the same second: the directory of the first stays as it is.
   const first = directory;
@@ -150,18 +135,8 @@ function moveAside(database: string, directory: string): RestoreReport['aside'] 
     throw new RestoreRefusal(`the database files cannot be moved into ${directory}: ${(err as Error).message}`);
   }
   // A -wal left beside the restored file would be read as its own: none may stay.
-  const left = SUFFIXES.map((s) => database + s).filter((f) => existsSync(f));
+  const left = DATABASE_FILE_SUFFIXES.map((s) => database + s).filter((f) => existsSync(f));
   if (left.length > 0)
     throw new RestoreRefusal(`${left.join(', ')} appeared while restoring: is a server starting on this data directory?`);
   return { directory, files: moved.map((f) => basename(f)) };
-}
-
-/** fsync of a file or a directory (the renames in it), so that a power loss after the restore keeps it. */
-function syncFile(path: string): void {
-  const fd = openSync(path, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
