@@ -321,20 +321,18 @@ export class Listener {
       this.heard(socket);
       socket.off('data', onData);
       socket.pause();
-      const first = head;
-      head = EMPTY;
-      if (first[0] === 0x46 && first[1] === 0x50 && first[2] === 0x4e && first[3] === 0x4e) {
-        this.options.onTransport(new TcpTransport(socket, this.remoteOf(socket), first, this.options.tls !== undefined));
-      } else if (/^[A-Z]{3}[A-Z ]$/.test(first.subarray(0, SNIFF_BYTES).toString('latin1'))) {
+      if (head[0] === 0x46 && head[1] === 0x50 && head[2] === 0x4e && head[3] === 0x4e) {
+        this.options.onTransport(new TcpTransport(socket, this.remoteOf(socket), head, this.options.tls !== undefined));
+      } else if (/^[A-Z]{3}[A-Z ]$/.test(head.subarray(0, SNIFF_BYTES).toString('latin1'))) {
         // GET, POST, OPTIONS, …: an HTTP request (WebSocket upgrade or FPNN-over-HTTP).
-        socket.unshift(first);
+        socket.unshift(head);
         this.httpSockets.add(socket);
         this.armHttpDeadline(socket);
         this.http.emit('connection', socket);
         socket.resume();
       } else {
         // A TLS ClientHello (handshake record, version 3.x): a wss:// or TLS client on a plain port.
-        const tls = first[0] === 0x16 && first[1] === 0x03;
+        const tls = head[0] === 0x16 && head[1] === 0x03;
         this.options.onRefused?.(this.remoteOf(socket), tls ? 'TLS on a plain port' : 'neither FPNN nor HTTP');
         socket.destroy();
       }
