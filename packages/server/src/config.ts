@@ -182,7 +182,7 @@ export interface ServerConfig {
    * Connections the client gate holds at once, over all its ports (plain and TLS), from accept to
    * close: FPNN, WebSocket and HTTP alike, logged in or not. One more is closed at once. 0 = no
    * limit. The default is 2.5 × the 20,000 of the capacity plan's node, and 50,000 idle ones take
-   * ~0.43 GiB plain, ~1.7 GiB over TLS: a flood stops there instead of at the end of the memory.
+   * ~0.38 GiB plain, 1.7 – 2.5 GiB over TLS: a flood stops there instead of at the end of the memory.
    * @default 50000
    */
   readonly maxClientConnections: number;

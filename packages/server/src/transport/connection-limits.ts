@@ -3,7 +3,7 @@ import { isIPv4, SocketAddress } from 'node:net';
 /**
  * How many connections the client gate holds at once, in all and from one client address
  * (RTM_MAX_CLIENT_CONNECTIONS, RTM_MAX_CONNECTIONS_PER_ADDRESS). Without a bound, one host on the
- * internet could open sockets until the process runs out of memory (~9 KiB each, ~35 KiB over TLS).
+ * internet could open sockets until the process runs out of memory (~8 KiB each, 35 – 52 KiB over TLS).
  *
  * Shared by every port of the gate (plain and TLS): a connection takes a slot as it is accepted,
  * before a byte is read, and counts against its client's address once that is known (at once, or
