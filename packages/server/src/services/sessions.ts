@@ -403,10 +403,7 @@ export class Sessions {
       // Over already: another node ended it (the user came back elsewhere, and left; or both ends
       // ran at once), or one that waited for a cut-off node ended it: nothing more to end.
       if (!claim.live || (baseline?.logoutTime !== undefined && baseline.logoutTime >= endedAt)) {
-        if (held && !continued()) {
-          this.epochs.delete(k);
-          this.records.released(pid, uid);
-        }
+        if (held) letGo();
         return;
       }
       const asked = await this.bus.askOnline(pid, [uid]);
