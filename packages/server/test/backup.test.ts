@@ -6,7 +6,7 @@
  * directories.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer as createHttpServer, request, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -374,7 +374,74 @@ describe('restoreDatabase', () => {
     }
     assert.deepEqual(readdirSync(second.aside!.directory), ['rtm.sqlite']);
   });
+
+  it('a server that starts while a restore moves the files waits, then serves the restored database, not the one set aside', async (t) => {
+    if (!existsSync('/proc/self/fd')) return t.skip('needs /proc to see when the server has opened the database');
+    const dir = await tempDir();
+    const dataDir = join(dir, 'data');
+    await seed(dataDir, 2);
+    await seed(join(dir, 'source'), 5);
+    const database = join(dataDir, 'rtm.sqlite');
+    let starting: Promise<SpawnedServer> | undefined;
+    restoreDatabase(join(dir, 'source', 'rtm.sqlite'), database, new Date(), {
+      whileHeld: () => {
+        // The old database is locked by the restore now: a server started here opens it and
+        // waits for its lock (up to its busy timeout, 5 s), while the files move.
+        starting = serveChild(dataDir);
+        const opened = blockUntil(() => processesWithOpen(database).length > 0, 30_000);
+        assert.ok(opened, 'the server opened the database while the restore held it');
+        blockUntil(() => false, 300); // and is now waiting for the lock
+      },
+    });
+    const server = await starting!;
+    const sdk = await sdkFor(`127.0.0.1:${server.serverPort}`);
+    try {
+      await sdk.sendMessage(30, 1001n, 1002n, 'after the restore');
+      assert.equal((await sdk.getP2PMessage(1001n, 1002n, true, 1)).messages[0]!.id, 6n, 'ids go on above the restored 5');
+    } finally {
+      await sdk.close();
+      await server.kill('SIGTERM');
+      await server.exited;
+    }
+    const aside = readdirSync(dataDir).filter((n) => n.startsWith('before-restore-'));
+    assert.equal(aside.length, 1);
+    for (const [file, count] of [
+      [join(dataDir, aside[0]!, 'rtm.sqlite'), 2],
+      [database, 6],
+    ] as const) {
+      const db = new Database(file, { readonly: true });
+      try {
+        assert.equal(db.prepare('SELECT COUNT(*) FROM messages').pluck().get(), count, file);
+      } finally {
+        db.close();
+      }
+    }
+  });
 });
+
+/** Polls `ready` every 10 ms, blocking this thread (other processes go on), for at most `ms`. */
+function blockUntil(ready: () => boolean, ms: number): boolean {
+  const deadline = Date.now() + ms;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  while (Date.now() < deadline) {
+    if (ready()) return true;
+    Atomics.wait(pause, 0, 0, 10);
+  }
+  return ready();
+}
+
+/** Pids of the processes holding `file` open (Linux's /proc). */
+function processesWithOpen(file: string): number[] {
+  const pids: number[] = [];
+  for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      if (readdirSync(`/proc/${pid}/fd`).some((fd) => readlinkSync(`/proc/${pid}/fd/${fd}`) === file)) pids.push(Number(pid));
+    } catch {
+      // gone, or not ours to look at
+    }
+  }
+  return pids;
+}
 
 describe('GET /backup: who may have one, and one at a time', () => {
   it('with RTM_ADMIN_TOKEN set: 403 without the token or with a wrong one (saying what to send), 200 with it; rtm backup sends it', async () => {

@@ -23,7 +23,7 @@
  * imported. A process that loaded the addon before, or runs with SQLITE_USE_URI=0, cannot open
  * the store exclusively, and `openConnection` says so.
  */
-import { existsSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, realpathSync, statSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
@@ -46,8 +46,57 @@ export function connectionName(path: string, exclusive: boolean): string {
 /**
  * A connection set up as the store's connections are: int64 columns read as bigint, the
  * durability and page cache asked for, exclusive access if asked for.
+ *
+ * The file it holds is the one `path` names once its lock is taken. `rtm restore` holds the old
+ * database's lock while it moves that file aside and renames the backup into its place; a server
+ * that opened the old file in that window waits for the lock, then would run on the file set aside,
+ * and its commits would go where nobody looks. So the file named before opening is compared with
+ * the one named after the lock, and a connection to a file since replaced is opened again.
  */
 export function openConnection(path: string, options: ConnectionOptions): Database.Database {
+  if (path === ':memory:') return openLocked(path, options);
+  for (let attempt = 1; ; attempt++) {
+    const made = !existsSync(path);
+    const before = fileIdentity(path, made);
+    let db: Database.Database;
+    try {
+      db = openLocked(path, options);
+    } catch (err) {
+      if (made) removeIfEmpty(path); // a refusal leaves no file behind
+      throw err;
+    }
+    if (fileIdentity(path) === before) return db;
+    db.close();
+    if (attempt === 3)
+      throw new Error(
+        `SqliteStore: ${path} was replaced by another file each time it was opened: is an rtm restore running on this data directory?`,
+      );
+  }
+}
+
+/**
+ * The device and inode `path` names now. With `make`, a file that does not exist is made first
+ * (empty, which SQLite takes for a new database): a new database has an identity before it opens.
+ */
+function fileIdentity(path: string, make = false): string | undefined {
+  try {
+    if (make) closeSync(openSync(path, 'a', 0o600));
+    const { dev, ino } = statSync(path, { bigint: true });
+    return `${dev}:${ino}`;
+  } catch {
+    return undefined; // no directory, no permission: SQLite's open says so, in the store's words
+  }
+}
+
+function removeIfEmpty(path: string): void {
+  try {
+    if (statSync(path).size === 0) unlinkSync(path);
+  } catch {
+    // not there, or not ours to remove: nothing was made
+  }
+}
+
+function openLocked(path: string, options: ConnectionOptions): Database.Database {
   const name = connectionName(path, options.exclusive);
   // better-sqlite3 checks the directory of a plain path only; a URI would fail with SQLite's
   // vaguer "unable to open database file".

@@ -8,9 +8,11 @@
  *    is checked is what goes in place), made a one-file database, and checked: SQLite's integrity
  *    check, an rtm schema no newer than this release knows (the next `rtm serve` migrates an older
  *    one);
- * 2. no process may hold the database (`assertNotInUse`): a server running on the directory would
+ * 2. no process may hold the database (`holdUnused`): a server running on the directory would
  *    go on with the old files, and its next commits would land there;
- * 3. the database files go aside, and the copy takes the database's name.
+ * 3. the database files go aside, and the copy takes the database's name. The old file's lock is
+ *    held until then: a server starting meanwhile waits for it, and finds (`openConnection`) that
+ *    the file it opened is no longer the database, and opens the restored one.
  */
 import { randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, constants, existsSync, linkSync, mkdirSync, renameSync, rmSync } from 'node:fs';
@@ -31,7 +33,12 @@ export interface RestoreReport extends BackupInspection {
   aside?: { directory: string; files: string[] };
 }
 
-export function restoreDatabase(backupFile: string, database: string, now = new Date()): RestoreReport {
+/** For tests: what runs once the old database is held, before its files move. */
+export interface RestoreHooks {
+  whileHeld?: () => void;
+}
+
+export function restoreDatabase(backupFile: string, database: string, now = new Date(), hooks: RestoreHooks = {}): RestoreReport {
   const dataDir = dirname(database);
   const stamp = fileStamp(now);
   if (!existsSync(backupFile)) throw new RestoreRefusal(`${backupFile} does not exist`);
@@ -47,11 +54,16 @@ export function restoreDatabase(backupFile: string, database: string, now = new 
     const found = check(incoming, backupFile);
     syncPath(incoming);
 
-    assertNotInUse(database);
-    const aside = moveAside(database, join(dataDir, `before-restore-${stamp}`));
-    renameSync(incoming, database);
-    syncPath(dataDir);
-    return { ...found, database, ...(aside ? { aside } : {}) };
+    const release = holdUnused(database);
+    try {
+      hooks.whileHeld?.();
+      const aside = moveAside(database, join(dataDir, `before-restore-${stamp}`));
+      renameSync(incoming, database);
+      syncPath(dataDir);
+      return { ...found, database, ...(aside ? { aside } : {}) };
+    } finally {
+      release();
+    }
   } finally {
     removeDatabaseFiles(incoming);
   }
@@ -83,24 +95,33 @@ function check(copy: string, original: string): BackupInspection {
 
 /**
  * Refuses while any process holds `database` open, as a running server does (exclusively, or
- * with RTM_SQLITE_EXCLUSIVE=false, in shared mode). The test is the one a second server meets:
- * an exclusive lock, which SQLite cannot take while another process holds the file in any mode.
- * It is taken through a hard link of the file (the lock is the file's, whatever its name): SQLite
- * would checkpoint a WAL left by a crash into the database when the connection closes; under
- * another name it finds no WAL, and changes nothing.
+ * with RTM_SQLITE_EXCLUSIVE=false, in shared mode), and otherwise holds it until the returned
+ * function is called. The test is the one a second server meets: an exclusive lock, which SQLite
+ * cannot take while another process holds the file in any mode. It is taken through a hard link
+ * of the file (the lock is the file's, whatever its name): SQLite would checkpoint a WAL left by a
+ * crash into the database when the connection closes; under another name it finds no WAL, and
+ * changes nothing.
  */
-function assertNotInUse(database: string): void {
-  if (!existsSync(database)) return;
+function holdUnused(database: string): () => void {
+  if (!existsSync(database)) return () => {};
   let probe = join(dirname(database), `.${basename(database)}.lock-probe-${randomBytes(4).toString('hex')}`);
   try {
     linkSync(database, probe);
   } catch {
     probe = database; // no hard links here: the file itself (a WAL left by a crash is then checkpointed into it)
   }
+  const forget = (): void => {
+    if (probe !== database) removeDatabaseFiles(probe);
+  };
   try {
     // Opened as the store opens it, exclusively; its first read takes the lock, without waiting.
-    openConnection(probe, { exclusive: true, busyTimeoutMs: 0, synchronous: 'NORMAL', cacheSizeKiB: 1024 }).close();
+    const held = openConnection(probe, { exclusive: true, busyTimeoutMs: 0, synchronous: 'NORMAL', cacheSizeKiB: 1024 });
+    return () => {
+      held.close();
+      forget();
+    };
   } catch (err) {
+    forget();
     const code = ((err as Error).cause as { code?: string } | undefined)?.code ?? (err as { code?: string }).code;
     if (code === 'SQLITE_BUSY')
       throw new RestoreRefusal(
@@ -110,8 +131,7 @@ function assertNotInUse(database: string): void {
     // (SQLite URI filenames off) leaves the question open: no guess.
     if (code !== 'SQLITE_NOTADB' && code !== 'SQLITE_CORRUPT')
       throw new RestoreRefusal(`cannot tell whether a server uses ${database}: ${(err as Error).message}`);
-  } finally {
-    if (probe !== database) removeDatabaseFiles(probe);
+    return () => {};
   }
 }
 
