@@ -1,3 +1,4 @@
+import { timeBounds } from '../../services/history.js';
 import { MessageKind } from '../../store/store.js';
 import { f, serverMethod, type ServerContext } from '../method.js';
 import {
@@ -93,8 +94,7 @@ export const getmsgnum = serverMethod(
       kind,
       to: conversationTarget(kind, r.xid),
       mtypes: r.mtypes?.length ? r.mtypes : undefined,
-      begin: r.begin && r.begin > 0n ? r.begin : undefined,
-      end: r.end && r.end > 0n ? r.end : undefined,
+      ...timeBounds(r),
     });
   },
 );
