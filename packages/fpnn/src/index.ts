@@ -16,6 +16,6 @@ export {
   type Payload,
 } from './codec.js';
 export * as schema from './schema.js';
-export { asInt64, type Field, type Infer, type Schema } from './schema.js';
+export { asInt64, type Field, type IdTarget, type Infer, type Schema } from './schema.js';
 export { FpnnPeer, type IncomingQuest, type PeerOptions, type QuestHandler, type QuestOptions } from './peer.js';
 export { afterPendingReads, judgeAfterStall } from './stall.js';

@@ -1,4 +1,4 @@
-import { FpnnErrorCode } from './codes.js';
+import { FpnnErrorCode, RtmErrorCode } from './codes.js';
 import { missingKeyError, RtmError } from './errors.js';
 import type { Payload } from './codec.js';
 
@@ -12,8 +12,15 @@ import type { Payload } from './codec.js';
 export interface Field<T> {
   readonly optional: boolean;
   readonly describe: string;
+  /** What a `positiveId` field (or each item of a list of them) names: such ids are > 0. */
+  readonly names?: IdTarget;
+  /** A `list` field's item. */
+  readonly item?: Field<unknown>;
   read(value: unknown, key: string): T;
 }
+
+/** What an id names: a user, a group or a room. */
+export type IdTarget = 'uid' | 'gid' | 'rid';
 
 export type Infer<S extends Record<string, Field<unknown>>> = {
   [K in keyof S as S[K]['optional'] extends true ? never : K]: S[K] extends Field<infer T> ? T : never;
@@ -65,6 +72,22 @@ export const id = make<bigint>('an integer id', (v, k) => {
   return n;
 });
 
+/**
+ * An id naming a user, group or room given as a method's input: > 0. No one can log in as a uid
+ * ≤ 0 (`auth` answers 200001, spec/errors-and-limits.md §2), so what a method would store or push
+ * for such an id would be kept for nobody: ≤ 0 is 200034 INVALID_PARAMETER, naming the key (and,
+ * in a list, the index) and the value, e.g. "to must be > 0 (a uid), got 0". Other int64 keys
+ * (mid, times, cursors, the ban scopes where ≤ 0 means "all") stay `id`.
+ */
+export function positiveId(names: IdTarget): Field<bigint> & { optional: false; names: IdTarget } {
+  const field = make<bigint>(`a ${names} (an integer id > 0)`, (v, k) => {
+    const n = id.read(v, k);
+    if (n <= 0n) throw new RtmError(RtmErrorCode.INVALID_PARAMETER, `${k} must be > 0 (a ${names}), got ${n}`);
+    return n;
+  });
+  return { ...field, names };
+}
+
 export const int = make<number>('an integer', (v, k) => {
   if (typeof v === 'number' && Number.isSafeInteger(v)) return v;
   if (typeof v === 'bigint' && v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(v);
@@ -91,11 +114,13 @@ export const bool = make<boolean>('a boolean', (v, k) => {
   throw bad(k, 'a boolean', v);
 });
 
+/** A list; each item is read as `item` under the key `<key>[<index>]`. */
 export function list<T>(item: Field<T>): Field<T[]> & { optional: false } {
-  return make<T[]>(`a list of ${item.describe}`, (v, k) => {
+  const field = make<T[]>(`a list of ${item.describe}`, (v, k) => {
     if (!Array.isArray(v)) throw bad(k, `a list of ${item.describe}`, v);
     return v.map((x, i) => item.read(x, `${k}[${i}]`));
   });
+  return item.names === undefined ? { ...field, item } : { ...field, item, names: item.names };
 }
 
 /** A map of string keys to strings (connection attrs). */

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { asInt64, decodePayload, encodePayload, Flag, FpnnErrorCode, RtmError, schema } from '@rtm/fpnn';
+import { asInt64, decodePayload, encodePayload, Flag, FpnnErrorCode, RtmError, RtmErrorCode, schema } from '@rtm/fpnn';
 
 const sendmsg = {
   from: schema.id,
@@ -104,5 +104,53 @@ describe('schema coercions (spec/fpnn.md §2)', () => {
     const proto = Object.create({ mtype: 30 }) as Record<string, unknown>;
     Object.assign(proto, { from: 1, to: 2, mid: 3, msg: 'x' });
     assert.throws(() => schema.parse(sendmsg, proto), { code: 10009 });
+  });
+});
+
+describe('ids naming a user, group or room (positiveId)', () => {
+  const target = {
+    to: schema.positiveId('uid'),
+    gid: schema.optional(schema.positiveId('gid')),
+    rids: schema.optional(schema.list(schema.positiveId('rid'))),
+    mid: schema.id,
+  };
+  const refused = (payload: Record<string, unknown>, code: number, ex: string | RegExp): void => {
+    assert.throws(
+      () => schema.parse(target, payload),
+      (e: unknown) => e instanceof RtmError && e.code === code && (typeof ex === 'string' ? e.message === ex : ex.test(e.message)),
+    );
+  };
+
+  it('> 0 is read as any id, up to int64; a mid may be ≤ 0', () => {
+    assert.deepEqual(schema.parse(target, { to: 1, gid: '2', rids: [3n, 2n ** 63n - 1n], mid: -1 }), {
+      to: 1n,
+      gid: 2n,
+      rids: [3n, 2n ** 63n - 1n],
+      mid: -1n,
+    });
+  });
+
+  it('≤ 0 is 200034 INVALID_PARAMETER naming the key (and index) and the value', () => {
+    refused({ to: 0, mid: 1 }, RtmErrorCode.INVALID_PARAMETER, 'to must be > 0 (a uid), got 0');
+    refused({ to: -5n, mid: 1 }, 200034, 'to must be > 0 (a uid), got -5');
+    refused({ to: '-9223372036854775808', mid: 1 }, 200034, 'to must be > 0 (a uid), got -9223372036854775808');
+    refused({ to: 1, gid: 0, mid: 1 }, 200034, 'gid must be > 0 (a gid), got 0');
+    refused({ to: 1, rids: [4, 0], mid: 1 }, 200034, 'rids[1] must be > 0 (a rid), got 0');
+  });
+
+  it('a value of the wrong type is still 10010, a missing one 10009', () => {
+    refused({ to: 'x', mid: 1 }, 10010, /'to' must be an integer \(int64\)/);
+    refused({ to: 2n ** 63n, mid: 1 }, 10010, /'to'/);
+    refused({ to: 1, rids: 5, mid: 1 }, 10010, /'rids' must be a list of a rid/);
+    refused({ mid: 1 }, 10009, /'to'/);
+  });
+
+  it('the field says what it names, a list field its item: a schema can be walked for its ids', () => {
+    assert.equal(target.to.names, 'uid');
+    assert.equal(target.gid.names, 'gid', 'kept by optional');
+    assert.equal(target.rids.names, 'rid', 'a list of rids names rids');
+    assert.equal(target.rids.item?.names, 'rid');
+    assert.equal(target.mid.names, undefined);
+    assert.equal(schema.list(schema.id).names, undefined);
   });
 });

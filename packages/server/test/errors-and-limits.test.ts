@@ -406,6 +406,22 @@ describe('errors-and-limits.md over the wire (default limits)', () => {
           200034,
           (c) => c.signed('getp2pmsg', { uid: 1n, ouid: 2n, desc: true, num: 10, begin: 2000n, end: 1000n }),
         ],
+        [
+          '200034 getmsgnum begin after end, as for history',
+          200034,
+          (c) => c.signed('getmsgnum', { type: 2, xid: newId(), begin: 2000n, end: 1000n }),
+          /begin \(2000\) is after end \(1000\)/,
+        ],
+        [
+          'getmsgnum begin = end accepted, ≤ 0 = no bound',
+          (a) => assert.deepEqual(a, { sender: 0, num: 0 }),
+          (c) => c.signed('getmsgnum', { type: 3, xid: newId(), begin: 1000n, end: 1000n }),
+        ],
+        [
+          'getmsgnum begin > 0 with end 0 (no upper bound) accepted',
+          (a) => assert.deepEqual(a, { sender: 0, num: 0 }),
+          (c) => c.signed('getmsgnum', { type: 3, xid: newId(), begin: 1000n, end: 0n }),
+        ],
         ['200034 getmsg type 5 (∉ 1..4)', 200034, (c) => c.signed('getmsg', { mid: 1n, from: 1n, xid: 2n, type: 5 })],
         ['200034 getmsg type 0', 200034, (c) => c.signed('getmsg', { mid: 1n, from: 1n, xid: 2n, type: 0 })],
         [

@@ -19,7 +19,8 @@ import { clusterServicesUnavailable, startCluster, type Cluster } from '../../..
 // - a conversation's history is its messages that are not deleted, in the window and of the types,
 //   in send order (reversed for desc), split into pages of min(num, cap) — every page full but the
 //   last, then an empty one; ids increase in send order; cursors per the spec's proposal;
-// - getmsg answers a stored message as sent (200070 once deleted); getmsgnum counts them.
+// - getmsg answers a stored message as sent (200070 once deleted); getmsgnum counts them (a begin
+//   after end is 200034, for counts as for history).
 // Runs on one node (SQLite), and on two nodes sharing PostgreSQL and NATS (the backend and the
 // clients spread over both) when those are reachable.
 
@@ -355,8 +356,10 @@ class Count implements Cmd {
     const conversation = m.sent.filter((s) => s.kind === this.kind && s.to === to);
     const begin = m.time(this.begin, conversation);
     const end = m.time(this.end, conversation);
+    const count = w.backend(this.b).getMessageNum(TYPE[this.kind] as 2 | 3, to, { mtypes: this.mtypes ?? undefined, begin, end });
+    if (begin !== undefined && end !== undefined && begin > end) return refusedWith(count, 200034, 'begin after end, as for history');
     const want = selected(conversation, begin, end, this.mtypes);
-    const got = await w.backend(this.b).getMessageNum(TYPE[this.kind] as 2 | 3, to, { mtypes: this.mtypes ?? undefined, begin, end });
+    const got = await count;
     assert.deepEqual(got, { sender: new Set(want.map((s) => s.from)).size, num: want.length }, `getmsgnum ${begin}..${end}`);
   }
   toString(): string {

@@ -59,15 +59,29 @@ const mtypes: Field<number[]> = {
   },
 };
 
-/** Field shorthands used by every method file. */
+const uid = s.positiveId('uid');
+const gid = s.positiveId('gid');
+const rid = s.positiveId('rid');
+
+/**
+ * Field shorthands used by every method file. A key naming a user, group or room is `uid` / `gid`
+ * / `rid` (or a list of them): > 0, else 200034 before the handler runs, so nothing is stored or
+ * pushed for an id no one can log in as. `id` is for the other int64 keys: mids, times, cursors
+ * (≤ 0 = none), and the few ids the spec gives a meaning at ≤ 0 (a ban's gid / rid: all).
+ */
 export const f = {
   mtypes,
   id: s.id,
+  uid,
+  gid,
+  rid,
+  uids: s.list(uid),
+  gids: s.list(gid),
+  rids: s.list(rid),
   int: s.int,
   str: s.str,
   body: s.body,
   bool: s.bool,
-  ids: s.list(s.id),
   ints: s.list(s.int),
   strs: s.list(s.str),
   strMap: s.strMap,

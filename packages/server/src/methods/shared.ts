@@ -14,17 +14,30 @@ export const pageFields = {
   mtypes: f.opt(f.mtypes),
 };
 
-/** The keys of getmsg / delmsg (server-api.md §3.2–3.3). */
-export const messageKeyFields = { mid: f.id, from: f.id, xid: f.id, type: f.int };
+/** The keys of getmsg / delmsg (server-api.md §3.2–3.3). `xid` is checked with `type` (`messageKey`). */
+export const messageKeyFields = { mid: f.id, from: f.uid, xid: f.id, type: f.int };
 
 export function messageKind(type: number): MessageKind {
   if (type === 1 || type === 2 || type === 3 || type === 4) return type;
   throw new RtmError(RtmErrorCode.INVALID_PARAMETER, `type must be 1 (p2p), 2 (group), 3 (room) or 4 (broadcast), got ${type}`);
 }
 
+const XID_NAMES = { 1: 'uid', 2: 'gid', 3: 'rid' } as const;
+
+/**
+ * The conversation `xid` names for a message kind: the peer uid (p2p), the gid or the rid, > 0 as
+ * every such id (method.ts `f.uid`), else 200034; broadcast has none (the SDKs send 0): any is
+ * accepted and 0 used.
+ */
+export function conversationTarget(kind: MessageKind, xid: bigint): bigint {
+  if (kind === MessageKind.BROADCAST) return 0n;
+  if (xid <= 0n) throw new RtmError(RtmErrorCode.INVALID_PARAMETER, `xid must be > 0 (a ${XID_NAMES[kind]} for type ${kind}), got ${xid}`);
+  return xid;
+}
+
 export function messageKey(pid: number, req: { mid: bigint; from: bigint; xid: bigint; type: number }): MessageKey {
   const kind = messageKind(req.type);
-  return { pid, kind, from: req.from, to: kind === MessageKind.BROADCAST ? 0n : req.xid, mid: req.mid };
+  return { pid, kind, from: req.from, to: conversationTarget(kind, req.xid), mid: req.mid };
 }
 
 /** `getmsg`'s answer (server-api.md §3.2); a client gets text bodies as strings (`clientStoredBody`). */

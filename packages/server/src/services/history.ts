@@ -20,6 +20,19 @@ export interface PageRequest {
 export const FILTERED_PAGE_SCAN_ROWS = 10_000;
 
 /**
+ * The time bounds of a history page or a message count (server-api.md §3.1, §3.4), in ms: ≤ 0 or
+ * absent = none; a `begin` after `end` is 200034 (it could only ever match nothing).
+ */
+export function timeBounds(req: { begin?: bigint; end?: bigint }): { begin?: bigint; end?: bigint } {
+  const begin = req.begin && req.begin > 0n ? req.begin : undefined;
+  const end = req.end && req.end > 0n ? req.end : undefined;
+  if (begin !== undefined && end !== undefined && begin > end) {
+    throw new RtmError(RtmErrorCode.INVALID_PARAMETER, `begin (${begin}) is after end (${end})`);
+  }
+  return { begin, end };
+}
+
+/**
  * History pages (server-api.md §3.1): `{ num, lastid, begin, end, msgs }` with 8-item entries.
  * Cursor (proposal): lastid = id of the last entry (unchanged when the page is empty), or of the
  * last row read when a filtered page stopped at FILTERED_PAGE_SCAN_ROWS; desc pages move `end` to
@@ -35,11 +48,7 @@ export class History {
   async page(audience: Audience, conversation: ConversationRef, reader: bigint | undefined, req: PageRequest): Promise<Payload> {
     if (req.num <= 0) throw new RtmError(RtmErrorCode.INVALID_PARAMETER, `num must be at least 1, got ${req.num}`);
     const num = Math.min(req.num, this.config.limits.historyMaxNum);
-    const begin = req.begin && req.begin > 0n ? req.begin : undefined;
-    const end = req.end && req.end > 0n ? req.end : undefined;
-    if (begin !== undefined && end !== undefined && begin > end) {
-      throw new RtmError(RtmErrorCode.INVALID_PARAMETER, `begin (${begin}) is after end (${end})`);
-    }
+    const { begin, end } = timeBounds(req);
     const lastid = req.lastid && req.lastid > 0n ? req.lastid : undefined;
     const { messages, scannedTo } = await this.store.historyWithin(
       { conversation, desc: req.desc, num, begin, end, lastid, mtypes: req.mtypes?.length ? req.mtypes : undefined },

@@ -15,7 +15,7 @@ export const getsession = clientMethod({}, (ctx) => unreadOf(ctx).sessions(ctx.p
  * `oneway` true: only my list (client-api.md proposal); otherwise the peer's list loses me too.
  * The peer is `to` (client-api.md; the C#/Unity SDKs), or `toid`, which the Android SDK sends.
  */
-export const removesession = clientMethod({ to: f.opt(f.id), toid: f.opt(f.id), oneway: f.opt(f.bool) }, async (ctx, r) => {
+export const removesession = clientMethod({ to: f.opt(f.uid), toid: f.opt(f.uid), oneway: f.opt(f.bool) }, async (ctx, r) => {
   const to = r.to ?? r.toid;
   if (to === undefined) throw missingKeyError('to');
   const { store } = ctx.services;

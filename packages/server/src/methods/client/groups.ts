@@ -11,7 +11,7 @@ export const getusergroups = clientMethod({}, async (ctx) => ({
 }));
 
 /** `{ uids, onlines? }`: `onlines` (members online on any node) when `online` is true. */
-export const getgroupmembers = clientMethod({ gid: f.id, online: f.opt(f.bool) }, async (ctx, r) => {
+export const getgroupmembers = clientMethod({ gid: f.gid, online: f.opt(f.bool) }, async (ctx, r) => {
   await requireGroupMember(ctx, r.gid);
   const uids = await ctx.services.store.groupMembers(ctx.pid, r.gid);
   if (!r.online) return { uids };
@@ -19,21 +19,21 @@ export const getgroupmembers = clientMethod({ gid: f.id, online: f.opt(f.bool) }
 });
 
 /** `{ cn, online? }`: Unity requires `online` when it asked for it. */
-export const getgroupcount = clientMethod({ gid: f.id, online: f.opt(f.bool) }, async (ctx, r) => {
+export const getgroupcount = clientMethod({ gid: f.gid, online: f.opt(f.bool) }, async (ctx, r) => {
   await requireGroupMember(ctx, r.gid);
   if (!r.online) return { cn: await ctx.services.store.groupMemberCount(ctx.pid, r.gid) };
   const uids = await ctx.services.store.groupMembers(ctx.pid, r.gid);
   return { cn: uids.length, online: (await ctx.services.bus.queryOnline(ctx.pid, uids)).length };
 });
 
-export const addgroupmembers = clientMethod({ gid: f.id, uids: f.ids }, async (ctx, r) => {
+export const addgroupmembers = clientMethod({ gid: f.gid, uids: f.uids }, async (ctx, r) => {
   checkList('uids', r.uids, ctx.services.config.limits.maxItemsPerCall);
   await requireGroupMember(ctx, r.gid);
   await addGroupMembers(ctx.services, ctx.pid, r.gid, r.uids);
   return {};
 });
 
-export const delgroupmembers = clientMethod({ gid: f.id, uids: f.ids }, async (ctx, r) => {
+export const delgroupmembers = clientMethod({ gid: f.gid, uids: f.uids }, async (ctx, r) => {
   checkList('uids', r.uids, ctx.services.config.limits.maxItemsPerCall);
   await requireGroupMember(ctx, r.gid);
   await removeGroupMembers(ctx.services, ctx.pid, r.gid, r.uids);

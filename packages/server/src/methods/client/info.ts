@@ -18,49 +18,49 @@ export const setuserinfo = clientMethod(infoParts, async (ctx, r) => {
 export const getuserinfo = clientMethod({}, async (ctx) => ({ ...(await ctx.services.store.getInfo(ctx.pid, 'user', ctx.uid)) }));
 
 /** `{ info: { "<uid>": oinfo } }`; users without info are omitted. */
-export const getuseropeninfo = clientMethod({ uids: f.ids }, async (ctx, r) => {
+export const getuseropeninfo = clientMethod({ uids: f.uids }, async (ctx, r) => {
   checkList('uids', r.uids, ctx.services.config.limits.maxItemsPerCall, true);
   return { info: byDecimalKey(await ctx.services.store.getOpenInfos(ctx.pid, 'user', [...new Set(r.uids)])) };
 });
 
-export const setgroupinfo = clientMethod({ gid: f.id, ...infoParts }, async (ctx, r) => {
+export const setgroupinfo = clientMethod({ gid: f.gid, ...infoParts }, async (ctx, r) => {
   const update = infoUpdate(ctx.services.config.limits, r, false);
   await requireGroupMember(ctx, r.gid);
   await inTurn(`info:${ctx.pid}:group:${r.gid}`, () => ctx.services.store.setInfo(ctx.pid, 'group', r.gid, update));
   return {};
 });
 
-export const getgroupinfo = clientMethod({ gid: f.id }, async (ctx, r) => {
+export const getgroupinfo = clientMethod({ gid: f.gid }, async (ctx, r) => {
   await requireGroupMember(ctx, r.gid);
   return { ...(await ctx.services.store.getInfo(ctx.pid, 'group', r.gid)) };
 });
 
-export const getgroupopeninfo = clientMethod({ gid: f.id }, async (ctx, r) => ({
+export const getgroupopeninfo = clientMethod({ gid: f.gid }, async (ctx, r) => ({
   oinfo: (await ctx.services.store.getInfo(ctx.pid, 'group', r.gid)).oinfo,
 }));
 
-export const getgroupsopeninfo = clientMethod({ gids: f.ids }, async (ctx, r) => {
+export const getgroupsopeninfo = clientMethod({ gids: f.gids }, async (ctx, r) => {
   checkList('gids', r.gids, ctx.services.config.limits.maxQueryItems, true);
   return { info: byDecimalKey(await ctx.services.store.getOpenInfos(ctx.pid, 'group', [...new Set(r.gids)])) };
 });
 
-export const setroominfo = clientMethod({ rid: f.id, ...infoParts }, async (ctx, r) => {
+export const setroominfo = clientMethod({ rid: f.rid, ...infoParts }, async (ctx, r) => {
   const update = infoUpdate(ctx.services.config.limits, r, false);
   await requireInRoom(ctx, r.rid);
   await inTurn(`info:${ctx.pid}:room:${r.rid}`, () => ctx.services.store.setInfo(ctx.pid, 'room', r.rid, update));
   return {};
 });
 
-export const getroominfo = clientMethod({ rid: f.id }, async (ctx, r) => {
+export const getroominfo = clientMethod({ rid: f.rid }, async (ctx, r) => {
   await requireInRoom(ctx, r.rid);
   return { ...(await ctx.services.store.getInfo(ctx.pid, 'room', r.rid)) };
 });
 
-export const getroomopeninfo = clientMethod({ rid: f.id }, async (ctx, r) => ({
+export const getroomopeninfo = clientMethod({ rid: f.rid }, async (ctx, r) => ({
   oinfo: (await ctx.services.store.getInfo(ctx.pid, 'room', r.rid)).oinfo,
 }));
 
-export const getroomsopeninfo = clientMethod({ rids: f.ids }, async (ctx, r) => {
+export const getroomsopeninfo = clientMethod({ rids: f.rids }, async (ctx, r) => {
   checkList('rids', r.rids, ctx.services.config.limits.maxQueryItems, true);
   return { info: byDecimalKey(await ctx.services.store.getOpenInfos(ctx.pid, 'room', [...new Set(r.rids)])) };
 });

@@ -30,19 +30,19 @@ function send(ctx: ClientContext, kind: MessageKind, to: bigint, r: ClientSend):
 
 const mtimeAnswer = (mtime: bigint): { mtime: bigint } => ({ mtime });
 
-export const sendmsg = clientMethod({ ...common, to: f.id }, (ctx, r) => send(ctx, MessageKind.P2P, r.to, r));
+export const sendmsg = clientMethod({ ...common, to: f.uid }, (ctx, r) => send(ctx, MessageKind.P2P, r.to, r));
 
-export const sendgroupmsg = clientMethod({ ...common, gid: f.id }, (ctx, r) => send(ctx, MessageKind.GROUP, r.gid, r));
+export const sendgroupmsg = clientMethod({ ...common, gid: f.gid }, (ctx, r) => send(ctx, MessageKind.GROUP, r.gid, r));
 
-export const sendroommsg = clientMethod({ ...common, rid: f.id }, (ctx, r) => send(ctx, MessageKind.ROOM, r.rid, r));
+export const sendroommsg = clientMethod({ ...common, rid: f.rid }, (ctx, r) => send(ctx, MessageKind.ROOM, r.rid, r));
 
 // client-api.md §3.2: history with the logged-in uid as reader.
-export const getgroupmsg = clientMethod({ gid: f.id, ...pageFields }, async (ctx, r) => {
+export const getgroupmsg = clientMethod({ gid: f.gid, ...pageFields }, async (ctx, r) => {
   await requireGroupMember(ctx, r.gid);
   return ctx.services.history.page('client', stream(ctx.pid, MessageKind.GROUP, r.gid), undefined, r);
 });
 
-export const getroommsg = clientMethod({ rid: f.id, ...pageFields }, async (ctx, r) => {
+export const getroommsg = clientMethod({ rid: f.rid, ...pageFields }, async (ctx, r) => {
   await requireInRoom(ctx, r.rid);
   return ctx.services.history.page('client', stream(ctx.pid, MessageKind.ROOM, r.rid), undefined, r);
 });
@@ -51,7 +51,7 @@ export const getbroadcastmsg = clientMethod(pageFields, (ctx, r) =>
   ctx.services.history.page('client', stream(ctx.pid, MessageKind.BROADCAST, 0n), undefined, r),
 );
 
-export const getp2pmsg = clientMethod({ ouid: f.id, ...pageFields }, (ctx, r) =>
+export const getp2pmsg = clientMethod({ ouid: f.uid, ...pageFields }, (ctx, r) =>
   ctx.services.history.page('client', p2p(ctx.pid, ctx.uid, r.ouid), ctx.uid, r),
 );
 

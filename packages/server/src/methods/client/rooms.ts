@@ -7,19 +7,19 @@ import { checkList } from '../shared.js';
 // sessions is online and cleared when the last one ends (services/sessions.ts). Anyone may enter
 // any room; entering is refused over the per-user limit (200047).
 
-export const enterroom = clientMethod({ rid: f.id }, async (ctx, r) => {
+export const enterroom = clientMethod({ rid: f.rid }, async (ctx, r) => {
   await joinRooms(ctx.services, ctx.pid, ctx.uid, [r.rid]);
   return {};
 });
 
 /** Unity: several rooms at once, all or none (200047 checked before entering any). */
-export const enterrooms = clientMethod({ rids: f.ids }, async (ctx, r) => {
+export const enterrooms = clientMethod({ rids: f.rids }, async (ctx, r) => {
   checkList('rids', r.rids, ctx.services.config.limits.maxItemsPerCall);
   await joinRooms(ctx.services, ctx.pid, ctx.uid, r.rids);
   return {};
 });
 
-export const leaveroom = clientMethod({ rid: f.id }, async (ctx, r) => {
+export const leaveroom = clientMethod({ rid: f.rid }, async (ctx, r) => {
   await leaveRooms(ctx.services, ctx.pid, ctx.uid, [r.rid], false);
   return {};
 });
@@ -29,7 +29,7 @@ export const getuserrooms = clientMethod({}, async (ctx) => ({
 }));
 
 /** Room members are not private (anyone may enter): no presence check. */
-export const getroommembers = clientMethod({ rid: f.id }, async (ctx, r) => ({
+export const getroommembers = clientMethod({ rid: f.rid }, async (ctx, r) => ({
   uids: await ctx.services.store.roomMembers(ctx.pid, r.rid),
 }));
 
@@ -37,7 +37,7 @@ export const getroommembers = clientMethod({ rid: f.id }, async (ctx, r) => ({
  * `{ cn: { "<rid>": n } }`. Older Android SDKs (rtmSdk RTMRoom.getRoomCount) ask for one room,
  * `{ rid }`, and read `cn` as an int (`wantInt("cn")`): they are answered `{ cn: n }`.
  */
-export const getroomcount = clientMethod({ rids: f.opt(f.ids), rid: f.opt(f.id) }, async (ctx, r) => {
+export const getroomcount = clientMethod({ rids: f.opt(f.rids), rid: f.opt(f.rid) }, async (ctx, r) => {
   if (r.rids === undefined && r.rid !== undefined) {
     return { cn: (await roomCounts(ctx.services, ctx.pid, [r.rid]))[r.rid.toString()] ?? 0 };
   }

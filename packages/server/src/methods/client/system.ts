@@ -53,7 +53,8 @@ export const adddebuglog = clientMethod({ msg: f.str, attrs: f.opt(f.str) }, (ct
 
 // Push notifications to devices, per-conversation push options and auto-translation are out of
 // scope of this server: the methods validate their keys and are accepted as no-ops, so SDK calls
-// succeed. getoption answers the empty option set.
+// succeed. getoption answers the empty option set. An option's `xid` (a uid or gid by `type`) is
+// kept nowhere, so it is not held to > 0 as the ids of the other methods are.
 
 export const adddevice = clientMethod({ apptype: f.str, devicetoken: f.str }, () => ({}));
 

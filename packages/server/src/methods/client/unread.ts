@@ -24,13 +24,13 @@ export const cleanunread = clientMethod({}, async (ctx) => {
 });
 
 /** Peers without unread messages are absent from both maps. */
-export const getp2punread = clientMethod({ uids: f.ids, ...typed }, async (ctx, r) => {
+export const getp2punread = clientMethod({ uids: f.uids, ...typed }, async (ctx, r) => {
   checkList('uids', r.uids, ctx.services.config.limits.maxQueryItems, true);
   return unreadMapsAnswer('p2p', await new UnreadService(ctx.services.store).p2pCounts(ctx.pid, ctx.uid, r.uids, r));
 });
 
 /** Only groups the user is a member of count; others (and groups without unread) are absent. */
-export const getgroupunread = clientMethod({ gids: f.ids, ...typed }, async (ctx, r) => {
+export const getgroupunread = clientMethod({ gids: f.gids, ...typed }, async (ctx, r) => {
   checkList('gids', r.gids, ctx.services.config.limits.maxQueryItems, true);
   return unreadMapsAnswer('group', await new UnreadService(ctx.services.store).groupCounts(ctx.pid, ctx.uid, r.gids, r));
 });

@@ -8,45 +8,45 @@ import { checkDataKey, checkDataLookupKey, checkDataVal, infoUpdate } from '../s
 
 const infoParts = { oinfo: f.opt(f.str), pinfo: f.opt(f.str) };
 
-export const setuserinfo = serverMethod({ uid: f.id, ...infoParts }, async (ctx, r) => {
+export const setuserinfo = serverMethod({ uid: f.uid, ...infoParts }, async (ctx, r) => {
   const update = infoUpdate(ctx.services.config.limits, r, true);
   await inTurn(`info:${ctx.pid}:user:${r.uid}`, () => ctx.services.store.setInfo(ctx.pid, 'user', r.uid, update));
   return {};
 });
 
-export const getuserinfo = serverMethod({ uid: f.id }, async (ctx, r) => ({
+export const getuserinfo = serverMethod({ uid: f.uid }, async (ctx, r) => ({
   ...(await ctx.services.store.getInfo(ctx.pid, 'user', r.uid)),
 }));
 
 /** `{ info: { "<uid>": oinfo } }`; users without info are omitted. */
-export const getuseropeninfo = serverMethod({ uids: f.ids }, async (ctx, r) => {
+export const getuseropeninfo = serverMethod({ uids: f.uids }, async (ctx, r) => {
   checkList('uids', r.uids, ctx.services.config.limits.maxItemsPerCall, true);
   return { info: byDecimalKey(await ctx.services.store.getOpenInfos(ctx.pid, 'user', [...new Set(r.uids)])) };
 });
 
-export const setgroupinfo = serverMethod({ gid: f.id, ...infoParts }, async (ctx, r) => {
+export const setgroupinfo = serverMethod({ gid: f.gid, ...infoParts }, async (ctx, r) => {
   const update = infoUpdate(ctx.services.config.limits, r, true);
   await inTurn(`info:${ctx.pid}:group:${r.gid}`, () => ctx.services.store.setInfo(ctx.pid, 'group', r.gid, update));
   return {};
 });
 
-export const getgroupinfo = serverMethod({ gid: f.id }, async (ctx, r) => ({
+export const getgroupinfo = serverMethod({ gid: f.gid }, async (ctx, r) => ({
   ...(await ctx.services.store.getInfo(ctx.pid, 'group', r.gid)),
 }));
 
-export const setroominfo = serverMethod({ rid: f.id, ...infoParts }, async (ctx, r) => {
+export const setroominfo = serverMethod({ rid: f.rid, ...infoParts }, async (ctx, r) => {
   const update = infoUpdate(ctx.services.config.limits, r, true);
   await inTurn(`info:${ctx.pid}:room:${r.rid}`, () => ctx.services.store.setInfo(ctx.pid, 'room', r.rid, update));
   return {};
 });
 
-export const getroominfo = serverMethod({ rid: f.id }, async (ctx, r) => ({
+export const getroominfo = serverMethod({ rid: f.rid }, async (ctx, r) => ({
   ...(await ctx.services.store.getInfo(ctx.pid, 'room', r.rid)),
 }));
 
 // Per-user key-value data, the same store as the client gate's dataset/dataget/datadel.
 
-export const dataset = serverMethod({ uid: f.id, key: f.str, val: f.str }, async (ctx, r) => {
+export const dataset = serverMethod({ uid: f.uid, key: f.str, val: f.str }, async (ctx, r) => {
   const { limits } = ctx.services.config;
   checkDataKey(limits, r.key);
   checkDataVal(limits, r.val);
@@ -55,13 +55,13 @@ export const dataset = serverMethod({ uid: f.id, key: f.str, val: f.str }, async
 });
 
 /** `{ val }`, or `{}` when the key does not exist. */
-export const dataget = serverMethod({ uid: f.id, key: f.str }, async (ctx, r) => {
+export const dataget = serverMethod({ uid: f.uid, key: f.str }, async (ctx, r) => {
   checkDataLookupKey(r.key);
   const val = await ctx.services.store.dataGet(ctx.pid, r.uid, r.key);
   return val === undefined ? {} : { val };
 });
 
-export const datadel = serverMethod({ uid: f.id, key: f.str }, async (ctx, r) => {
+export const datadel = serverMethod({ uid: f.uid, key: f.str }, async (ctx, r) => {
   checkDataLookupKey(r.key);
   await inTurn(`data:${ctx.pid}:${r.uid}`, () => ctx.services.store.dataDelete(ctx.pid, r.uid, r.key));
   return {};

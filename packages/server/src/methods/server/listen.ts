@@ -6,7 +6,7 @@ import type { ServerConnection } from '../../services/listen.js';
 // server-api.md §4 "Listening": the state belongs to one server-gate connection and disappears
 // with it. Events defined: "login", "logout" (others are kept but never match).
 
-const lists = { gids: f.opt(f.ids), rids: f.opt(f.ids), uids: f.opt(f.ids), events: f.opt(f.strs) };
+const lists = { gids: f.opt(f.gids), rids: f.opt(f.rids), uids: f.opt(f.uids), events: f.opt(f.strs) };
 const flags = { p2p: f.opt(f.bool), group: f.opt(f.bool), room: f.opt(f.bool), ev: f.opt(f.bool) };
 
 /** Over FPNN-over-HTTP there is no connection to push to: 20013. */

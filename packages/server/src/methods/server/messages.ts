@@ -1,10 +1,21 @@
+import { timeBounds } from '../../services/history.js';
 import { MessageKind } from '../../store/store.js';
 import { f, serverMethod, type ServerContext } from '../method.js';
-import { getMessageOrThrow, messageInfo, messageKey, messageKind, p2p, pageFields, stream, messageKeyFields } from '../shared.js';
+import {
+  conversationTarget,
+  getMessageOrThrow,
+  messageInfo,
+  messageKey,
+  messageKind,
+  p2p,
+  pageFields,
+  stream,
+  messageKeyFields,
+} from '../shared.js';
 import { RtmError, RtmErrorCode } from '@rtm/fpnn';
 
 // server-api.md §2: the five send methods. Answer { mtime } (ms).
-const common = { from: f.id, mtype: f.int, mid: f.id, msg: f.body, attrs: f.str };
+const common = { from: f.uid, mtype: f.int, mid: f.id, msg: f.body, attrs: f.str };
 
 type ServerSend = { from: bigint; mid: bigint; mtype: number; msg: string | Uint8Array; attrs: string; to?: bigint; tos?: bigint[] };
 
@@ -28,26 +39,27 @@ async function send(ctx: ServerContext, kind: MessageKind, r: ServerSend): Promi
   };
 }
 
-export const sendmsg = serverMethod({ ...common, to: f.id }, (ctx, r) => send(ctx, MessageKind.P2P, r));
+export const sendmsg = serverMethod({ ...common, to: f.uid }, (ctx, r) => send(ctx, MessageKind.P2P, r));
 
-export const sendmsgs = serverMethod({ ...common, tos: f.ids }, (ctx, r) => send(ctx, MessageKind.P2P, r));
+export const sendmsgs = serverMethod({ ...common, tos: f.uids }, (ctx, r) => send(ctx, MessageKind.P2P, r));
 
-export const sendgroupmsg = serverMethod({ ...common, gid: f.id }, (ctx, r) => send(ctx, MessageKind.GROUP, { ...r, to: r.gid }));
+export const sendgroupmsg = serverMethod({ ...common, gid: f.gid }, (ctx, r) => send(ctx, MessageKind.GROUP, { ...r, to: r.gid }));
 
-export const sendroommsg = serverMethod({ ...common, rid: f.id }, (ctx, r) => send(ctx, MessageKind.ROOM, { ...r, to: r.rid }));
+export const sendroommsg = serverMethod({ ...common, rid: f.rid }, (ctx, r) => send(ctx, MessageKind.ROOM, { ...r, to: r.rid }));
 
 export const broadcastmsg = serverMethod(common, (ctx, r) => send(ctx, MessageKind.BROADCAST, { ...r, to: 0n }));
 
 // server-api.md §3.1: history. The backend reads any conversation on behalf of `uid`. Group, room
 // and broadcast pages need no reader: `uid` is optional there, as the PHP server SDK
 // (getGroupMessage, getRoomMessage, getBroadcastMessage) and older Node and Java ones never send it.
+// Unused, so not checked either: Go always sends it, with 0 as its "none" (as for begin/end/lastid).
 const reader = { uid: f.opt(f.id) };
 
-export const getgroupmsg = serverMethod({ gid: f.id, ...reader, ...pageFields }, (ctx, r) =>
+export const getgroupmsg = serverMethod({ gid: f.gid, ...reader, ...pageFields }, (ctx, r) =>
   ctx.services.history.page('server', stream(ctx.pid, MessageKind.GROUP, r.gid), undefined, r),
 );
 
-export const getroommsg = serverMethod({ rid: f.id, ...reader, ...pageFields }, (ctx, r) =>
+export const getroommsg = serverMethod({ rid: f.rid, ...reader, ...pageFields }, (ctx, r) =>
   ctx.services.history.page('server', stream(ctx.pid, MessageKind.ROOM, r.rid), undefined, r),
 );
 
@@ -55,7 +67,7 @@ export const getbroadcastmsg = serverMethod({ ...reader, ...pageFields }, (ctx, 
   ctx.services.history.page('server', stream(ctx.pid, MessageKind.BROADCAST, 0n), undefined, r),
 );
 
-export const getp2pmsg = serverMethod({ uid: f.id, ouid: f.id, ...pageFields }, (ctx, r) =>
+export const getp2pmsg = serverMethod({ uid: f.uid, ouid: f.uid, ...pageFields }, (ctx, r) =>
   ctx.services.history.page('server', p2p(ctx.pid, r.uid, r.ouid), r.uid, r),
 );
 
@@ -80,10 +92,9 @@ export const getmsgnum = serverMethod(
     return ctx.services.store.countMessages({
       pid: ctx.pid,
       kind,
-      to: r.xid,
+      to: conversationTarget(kind, r.xid),
       mtypes: r.mtypes?.length ? r.mtypes : undefined,
-      begin: r.begin && r.begin > 0n ? r.begin : undefined,
-      end: r.end && r.end > 0n ? r.end : undefined,
+      ...timeBounds(r),
     });
   },
 );

@@ -9,7 +9,8 @@ import { keepKickout } from '../../services/resync.js';
 
 /**
  * Opaque 32-char upper-case hex, stable per (pid, uid) until removetoken (proposal). A uid ≤ 0
- * gets the error `auth` would give it (200001) rather than a token no login can use.
+ * gets the error `auth` would give it (200001) rather than a token no login can use: so `uid` is
+ * `f.id` here, not `f.uid` (whose 200034 the other methods answer).
  */
 export const gettoken = serverMethod({ uid: f.id }, async (ctx, r) => {
   if (r.uid <= 0n) throw new RtmError(RtmErrorCode.INVALID_PROJECT_ID_OR_USER_ID, `invalid uid ${r.uid}: users are > 0`);
@@ -23,7 +24,7 @@ export const gettoken = serverMethod({ uid: f.id }, async (ctx, r) => {
 });
 
 /** The token stops working for new logins; live sessions stay. */
-export const removetoken = serverMethod({ uid: f.id }, async (ctx, r) => {
+export const removetoken = serverMethod({ uid: f.uid }, async (ctx, r) => {
   await inTurn(`token:${ctx.pid}:${r.uid}`, () => ctx.services.store.deleteToken(ctx.pid, r.uid));
   return {};
 });
@@ -33,7 +34,7 @@ export const removetoken = serverMethod({ uid: f.id }, async (ctx, r) => {
  * (a client gate's "host:port", as `pushevent` gives it) only the sessions at that gate. In a
  * cluster also kept for the nodes cut off from the bus now (services/resync.ts `keepKickout`).
  */
-export const kickout = serverMethod({ uid: f.id, ce: f.opt(f.str) }, async (ctx, r) => {
+export const kickout = serverMethod({ uid: f.uid, ce: f.opt(f.str) }, async (ctx, r) => {
   const at = BigInt(Date.now());
   const endpoint = r.ce ? { endpoint: r.ce } : {};
   ctx.services.bus.publish({ type: 'kickout', pid: ctx.pid, uid: r.uid, ...endpoint });
@@ -41,7 +42,7 @@ export const kickout = serverMethod({ uid: f.id, ce: f.opt(f.str) }, async (ctx,
   return {};
 });
 
-export const getonlineusers = serverMethod({ uids: f.ids }, async (ctx, r) => {
+export const getonlineusers = serverMethod({ uids: f.uids }, async (ctx, r) => {
   checkList('uids', r.uids, ctx.services.config.limits.maxOnlineQuery, true);
   return { uids: await ctx.services.bus.queryOnline(ctx.pid, [...new Set(r.uids)]) };
 });
