@@ -190,6 +190,13 @@ describe('kickout by gate endpoint (ce), and one session per user (RTM_SINGLE_SE
     try {
       assert.deepEqual(await backend.signed('kickout', { uid, ce: '10.9.9.9:13321' }, TEST_PID, TEST_SECRET), {});
       assert.deepEqual(await a!.quest('getuserinfo'), { oinfo: '', pinfo: '' }, 'another gate: still logged in');
+      // No gate's endpoint is longer than a host name (253) and a port: a longer ce is refused, not
+      // carried to every node and kept in the store.
+      await assert.rejects(
+        backend.signed('kickout', { uid, ce: `${'h'.repeat(256)}:13321` }, TEST_PID, TEST_SECRET),
+        (err: { code?: number }) => err.code === 200034,
+      );
+      assert.deepEqual(await a!.quest('getuserinfo'), { oinfo: '', pinfo: '' }, 'refused: still logged in');
       assert.deepEqual(await backend.signed('kickout', { uid, ce: server.clientEndpoint }, TEST_PID, TEST_SECRET), {});
       await within(Promise.all([a!.closed, b!.closed]), 'both sessions closed');
       for (const c of [a!, b!]) assert.deepEqual(c.pushes, [{ method: 'kickout', payload: {}, oneway: true }]);

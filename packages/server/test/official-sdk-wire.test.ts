@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Payload } from '@rtm/fpnn';
+import type { Payload, RtmError } from '@rtm/fpnn';
 import { RawClient, startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
 
 // Quests exactly as official SDKs build them where they differ from the spec (other key names,
@@ -50,6 +50,11 @@ describe('official SDK wire forms', () => {
     const me = await login(uid);
     const other = await login(uid);
     assert.deepEqual(await me.quest('kickout', { ce: '203.0.113.9:13321' }), {}, 'another gate: nobody here');
+    await assert.rejects(
+      me.quest('kickout', { ce: 'x'.repeat(100_000) }),
+      (err: RtmError) => err.code === 200034,
+      'no endpoint is that long',
+    );
     assert.deepEqual(await other.quest('getservertime', {}).then((a) => typeof a.mts), 'bigint', 'still logged in');
     assert.deepEqual(await me.quest('kickout', { ce: server.clientEndpoint }), {});
     await other.closed;

@@ -71,3 +71,22 @@ export function checkConnectionAttrs(limits: Limits, attrs: Record<string, strin
     );
   }
 }
+
+/**
+ * The longest `ce` a `kickout` takes: a client gate's "host:port", whose host name is at most 253
+ * characters (an IPv6 address in brackets far less). The endpoint travels on the bus to every node
+ * and, from the server gate, into the store's kickout records: a longer one names no gate, and an
+ * unbounded one could exceed the bus's largest message.
+ */
+export const MAX_ENDPOINT_CHARS = 261;
+
+/** `kickout`'s `ce` as the bus carries it: none, or an endpoint of at most MAX_ENDPOINT_CHARS (else 200034). */
+export function kickoutEndpoint(ce: string | undefined): { endpoint?: string } {
+  if (!ce) return {};
+  if (ce.length > MAX_ENDPOINT_CHARS)
+    throw new RtmError(
+      RtmErrorCode.INVALID_PARAMETER,
+      `ce is ${ce.length} characters: a gate endpoint (host:port) has at most ${MAX_ENDPOINT_CHARS}`,
+    );
+  return { endpoint: ce };
+}

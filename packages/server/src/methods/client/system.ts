@@ -1,6 +1,6 @@
 import { RtmError, RtmErrorCode } from '@rtm/fpnn';
 import { clientMethod, f } from '../method.js';
-import { checkConnectionAttrs } from '../sizes.js';
+import { checkConnectionAttrs, kickoutEndpoint } from '../sizes.js';
 
 // client-api.md §4 "System".
 
@@ -26,7 +26,7 @@ export const getservertime = clientMethod({}, () => ({ mts: BigInt(Date.now()) }
  */
 export const kickout = clientMethod({ ce: f.opt(f.str) }, (ctx, r) => {
   const { bus } = ctx.services;
-  const endpoint = r.ce ? { endpoint: r.ce } : {};
+  const endpoint = kickoutEndpoint(r.ce);
   bus.publish({ type: 'kickout', pid: ctx.pid, uid: ctx.uid, except: { node: bus.nodeId, conn: ctx.conn.id }, ...endpoint });
   return {};
 });

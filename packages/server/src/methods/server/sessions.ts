@@ -3,6 +3,7 @@ import { RtmError, RtmErrorCode } from '@rtm/fpnn';
 import { f, serverMethod } from '../method.js';
 import { inTurn } from '../serial.js';
 import { checkList } from '../shared.js';
+import { kickoutEndpoint } from '../sizes.js';
 import { keepKickout } from '../../services/resync.js';
 
 // server-api.md §4 "Tokens and sessions".
@@ -35,8 +36,8 @@ export const removetoken = serverMethod({ uid: f.uid }, async (ctx, r) => {
  * cluster also kept for the nodes cut off from the bus now (services/resync.ts `keepKickout`).
  */
 export const kickout = serverMethod({ uid: f.uid, ce: f.opt(f.str) }, async (ctx, r) => {
+  const endpoint = kickoutEndpoint(r.ce);
   const at = BigInt(Date.now());
-  const endpoint = r.ce ? { endpoint: r.ce } : {};
   ctx.services.bus.publish({ type: 'kickout', pid: ctx.pid, uid: r.uid, ...endpoint });
   await keepKickout(ctx.services, { pid: ctx.pid, uid: r.uid, at, ...endpoint });
   return {};
