@@ -90,7 +90,7 @@ describe('a server started under a low open-file limit', { skip: hasPrlimit ? fa
       s.on('error', () => {});
       sockets.push(s);
     }
-    const refusedSeries = 'rtm_disconnects_total{reason="refused: max connections"}';
+    const refusedSeries = 'rtm_disconnects_total{gate="client",reason="refused: max connections"}';
     assert.ok(await until(async () => (await metric(refusedSeries)) >= extra, 15_000), 'the gate refused those over its limit');
     assert.equal(await metric('rtm_client_sockets'), cap, 'and holds the others');
     assert.equal(await metric(refusedSeries), extra, 'refused by the gate, none closed unseen');

@@ -39,8 +39,8 @@ export class Metrics {
   });
   readonly disconnects = new Counter({
     name: 'rtm_disconnects_total',
-    help: 'Connections closed by the server, by reason',
-    labelNames: ['reason'] as const,
+    help: "Connections closed by the server, by gate and reason ('refused: …': closed as they were accepted, before they spoke)",
+    labelNames: ['gate', 'reason'] as const,
     registers: [this.registry],
   });
   /**
