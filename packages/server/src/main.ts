@@ -351,7 +351,17 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     );
   const clientLimits = new ConnectionLimits({ maxConnections: maxClientConnections, maxPerAddress: config.maxConnectionsPerAddress });
   metrics.clientSockets = () => ({ connections: clientLimits.connections, busiestAddress: clientLimits.busiestAddress() });
+  // The server gate's own count: backends are few, known and pooled, so one that leaks connections
+  // (or more app processes than planned) is stopped here, counted and logged, before the node runs
+  // out of files. No per-address limit: many backends may come through one NAT or proxy.
+  const maxServerConnections = config.maxServerConnections;
+  const serverLimits = new ConnectionLimits({ maxConnections: maxServerConnections, maxPerAddress: 0 });
+  metrics.serverSockets = () => serverLimits.connections;
   const refused = connectionRefusals(log, metrics, (gate, reason) => {
+    if (gate === 'server')
+      return reason === LimitRefusal.total
+        ? `RTM_MAX_SERVER_CONNECTIONS (${maxServerConnections}) connections are open on the server gate: a backend may be leaking connections (rtm_server_sockets); raise it if the backends need that many`
+        : undefined;
     if (gate !== 'client') return undefined;
     if (reason === LimitRefusal.total)
       return lowered
@@ -373,6 +383,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     onTransport: (t) => serverGate.accept(t),
     onHttpQuest: serverGate.handleHttp,
     onRefused: refused('server'),
+    limits: serverLimits,
   });
   const clientHost = clientHostOf(config);
   const clientListenerOptions = {
@@ -542,6 +553,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       ...(bus.subjectPrefix === undefined ? {} : { busPrefix: bus.subjectPrefix }),
       clientEndpoint,
       maxClientConnections,
+      maxServerConnections,
       ...(fileLimit === undefined ? {} : { openFileLimit: fileLimit }),
       projects: config.projects.map((p) => p.pid),
     },

@@ -61,6 +61,17 @@ export class Metrics {
     registers: [this.registry],
     collect: (): void => this.clientSocketsBusiestAddress.set(this.clientSockets().busiestAddress),
   });
+  /**
+   * What the server gate's connection limit counts (main sets it): every socket of its port from
+   * accept to close, FPNN or HTTP bridge, which is what RTM_MAX_SERVER_CONNECTIONS limits.
+   */
+  serverSockets: () => number = () => 0;
+  readonly serverSocketsOpen: Gauge = new Gauge({
+    name: 'rtm_server_sockets',
+    help: "Connections open on the server gate's port, from accept to close, whatever they speak: FPNN or HTTP bridge calls (what RTM_MAX_SERVER_CONNECTIONS limits)",
+    registers: [this.registry],
+    collect: (): void => this.serverSocketsOpen.set(this.serverSockets()),
+  });
   readonly tlsHandshakeFailures = new Counter({
     name: 'rtm_tls_handshake_failures_total',
     help: "TLS handshakes of the client gate's TLS port that failed, by reason (e.g. a client that does not trust the certificate: 'sslv3 alert certificate unknown')",
