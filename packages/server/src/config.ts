@@ -188,11 +188,11 @@ export interface ServerConfig {
   readonly maxClientConnections: number;
   /**
    * Connections the server gate holds at once, from accept to close: FPNN and HTTP bridge calls
-   * alike, signed or not. One more is closed at once. 0 = no limit of its own (the open-file limit
-   * still bounds it: main.ts). Backends keep a few pooled connections each, so 1,000 is e.g. 150
-   * app processes with a pool of 6; one that leaks connections is stopped here, counted and
-   * logged, instead of at the open-file limit, where both gates' new connections would be closed
-   * unseen. @default 1000
+   * alike, signed or not. One more is closed at once. 0 = no limit of its own: its share of what
+   * the open-file limit leaves room for still bounds it (observability/open-files.ts). Backends
+   * keep a few pooled connections each, so 1,000 is e.g. 150 app processes with a pool of 6; one
+   * that leaks connections is stopped here, counted and logged, instead of at the open-file limit,
+   * where both gates' new connections would be closed unseen. @default 1000
    */
   readonly maxServerConnections: number;
   /**
