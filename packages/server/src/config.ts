@@ -187,6 +187,15 @@ export interface ServerConfig {
    */
   readonly maxClientConnections: number;
   /**
+   * Connections the server gate holds at once, from accept to close: FPNN and HTTP bridge calls
+   * alike, signed or not. One more is closed at once. 0 = no limit of its own: its share of what
+   * the open-file limit leaves room for still bounds it (observability/open-files.ts). Backends
+   * keep a few pooled connections each, so 1,000 is e.g. 150 app processes with a pool of 6; one
+   * that leaks connections is stopped here, counted and logged, instead of at the open-file limit,
+   * where both gates' new connections would be closed unseen. @default 1000
+   */
+  readonly maxServerConnections: number;
+  /**
    * Connections the client gate holds at once from one client address (the one a PROXY header
    * names, from a balancer listed in `clientProxyProtocolFrom`). 0 = no limit: many users may
    * share an address (carrier-grade NAT, offices), and behind a proxy that sends no PROXY header
@@ -284,6 +293,7 @@ export const DEFAULT_CONFIG: Omit<ServerConfig, 'projects'> = Object.freeze({
   pushTimeoutMs: 5_000,
   maxOutboundBytes: 4 * 1024 * 1024,
   maxClientConnections: 50_000,
+  maxServerConnections: 1_000,
   maxConnectionsPerAddress: 0,
   signWindowSeconds: 300,
   hmacTokenTtlSeconds: 86_400,
@@ -650,6 +660,7 @@ export const ENV_VARIABLES: readonly string[] = [
   'RTM_PUSH_TIMEOUT_MS',
   'RTM_MAX_OUTBOUND_BYTES',
   'RTM_MAX_CLIENT_CONNECTIONS',
+  'RTM_MAX_SERVER_CONNECTIONS',
   'RTM_MAX_CONNECTIONS_PER_ADDRESS',
   'RTM_SIGN_WINDOW_SECONDS',
   'RTM_HMAC_TOKEN_TTL_SECONDS',
@@ -827,6 +838,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     pushTimeoutMs: int(env, 'RTM_PUSH_TIMEOUT_MS', d.pushTimeoutMs, 100, 600_000),
     maxOutboundBytes: int(env, 'RTM_MAX_OUTBOUND_BYTES', d.maxOutboundBytes, 64 * 1024, 1024 * 1024 * 1024),
     maxClientConnections: int(env, 'RTM_MAX_CLIENT_CONNECTIONS', d.maxClientConnections, 0, 10_000_000, '0 = no limit'),
+    maxServerConnections: int(env, 'RTM_MAX_SERVER_CONNECTIONS', d.maxServerConnections, 0, 10_000_000, '0 = no limit'),
     maxConnectionsPerAddress: int(env, 'RTM_MAX_CONNECTIONS_PER_ADDRESS', d.maxConnectionsPerAddress, 0, 10_000_000, '0 = no limit'),
     signWindowSeconds: int(env, 'RTM_SIGN_WINDOW_SECONDS', d.signWindowSeconds, 1, 86_400),
     hmacTokenTtlSeconds: int(env, 'RTM_HMAC_TOKEN_TTL_SECONDS', d.hmacTokenTtlSeconds, 1, 10 * 365 * 86_400),

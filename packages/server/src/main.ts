@@ -26,7 +26,7 @@ import { clientMethods } from './methods/client/index.js';
 import { serverMethods } from './methods/server/index.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
-import { clientConnectionCap, openFileCount, openFileLimit } from './observability/open-files.js';
+import { connectionCaps, openFileCount, openFileLimit } from './observability/open-files.js';
 import { connectionRefusals } from './observability/refusals.js';
 import { Delivery } from './services/delivery.js';
 import { History } from './services/history.js';
@@ -337,25 +337,49 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const clientGate = new ClientGate(gateOptions('client'), services, clientMethods);
   undo.push(() => Promise.all([serverGate.stop(0), clientGate.stop(0)]));
 
-  // One count for the client gate's ports, plain and TLS: the limits are the gate's, per node.
-  // Never more than the open-file limit leaves room for: past it the OS refuses, and libuv closes
-  // the connections without a word to node, so no log line or metric would tell.
+  // One count per gate, for all its ports (the client gate's plain and TLS ones): the limits are
+  // the gate's, per node. Together never more than the open-file limit leaves room for: past it
+  // the OS refuses, and libuv closes the connections of both gates without a word to node, so no
+  // log line or metric would tell. The server gate's share first, the client gate the rest.
   const fileLimit = openFileLimit();
   const openFiles = openFileCount();
-  const { cap: maxClientConnections, lowered } = clientConnectionCap(config.maxClientConnections, fileLimit, openFiles);
-  // A warning when it matters: a node that cannot hold 10,000, or a limit set and not kept.
-  if (lowered)
-    log[maxClientConnections < 10_000 || config.maxClientConnections !== DEFAULT_CONFIG.maxClientConnections ? 'warn' : 'info'](
-      { openFileLimit: fileLimit, openFiles, maxClientConnections, configured: config.maxClientConnections },
-      `the open-file limit leaves room for ${maxClientConnections} client connections: the client gate holds no more (RTM_MAX_CLIENT_CONNECTIONS is ${config.maxClientConnections || 'no limit'}); raise the limit (ulimit -n, systemd LimitNOFILE=) for more`,
+  const caps = connectionCaps({ server: config.maxServerConnections, client: config.maxClientConnections }, fileLimit, openFiles);
+  const maxServerConnections = caps.server.cap;
+  const maxClientConnections = caps.client.cap;
+  const files = { openFileLimit: fileLimit, openFiles, maxServerConnections, maxClientConnections };
+  // A warning when it matters: a gate left fewer than `enough` connections (the client gate 10,000,
+  // a node's worth; the server gate its default), or a limit set and not kept.
+  const level = (cap: number, configured: number, byDefault: number, enough: number): 'warn' | 'info' =>
+    cap < enough || configured !== byDefault ? 'warn' : 'info';
+  const serverDefault = DEFAULT_CONFIG.maxServerConnections;
+  if (caps.server.lowered)
+    log[level(maxServerConnections, config.maxServerConnections, serverDefault, serverDefault)](
+      { ...files, configured: config.maxServerConnections },
+      `the open-file limit leaves room for ${maxServerConnections} server-gate connections, its share of the ${caps.room} files left for connections: the server gate holds no more (RTM_MAX_SERVER_CONNECTIONS is ${config.maxServerConnections || 'no limit'}); raise the limit (ulimit -n, systemd LimitNOFILE=) for more`,
+    );
+  if (caps.client.lowered)
+    log[level(maxClientConnections, config.maxClientConnections, DEFAULT_CONFIG.maxClientConnections, 10_000)](
+      { ...files, configured: config.maxClientConnections },
+      `the open-file limit leaves room for ${maxClientConnections} client connections beside the server gate's ${maxServerConnections}: the client gate holds no more (RTM_MAX_CLIENT_CONNECTIONS is ${config.maxClientConnections || 'no limit'}); raise the limit (ulimit -n, systemd LimitNOFILE=) for more`,
     );
   const clientLimits = new ConnectionLimits({ maxConnections: maxClientConnections, maxPerAddress: config.maxConnectionsPerAddress });
   metrics.clientSockets = () => ({ connections: clientLimits.connections, busiestAddress: clientLimits.busiestAddress() });
+  // The server gate's own count: backends are few, known and pooled, so one that leaks connections
+  // (or more app processes than planned) is stopped here, counted and logged, before the node runs
+  // out of files. No per-address limit: many backends may come through one NAT or proxy.
+  const serverLimits = new ConnectionLimits({ maxConnections: maxServerConnections, maxPerAddress: 0 });
+  metrics.serverSockets = () => serverLimits.connections;
   const refused = connectionRefusals(log, metrics, (gate, reason) => {
+    if (gate === 'server')
+      return reason !== LimitRefusal.total
+        ? undefined
+        : caps.server.lowered
+          ? `RTM_MAX_SERVER_CONNECTIONS (${config.maxServerConnections || 'no limit'}) is lowered to ${maxServerConnections} by the open-file limit (${fileLimit}), and that many connections are open on the server gate: a backend may be leaking connections (rtm_server_sockets); raise the open-file limit (ulimit -n, systemd LimitNOFILE=) if the backends need more`
+          : `RTM_MAX_SERVER_CONNECTIONS (${maxServerConnections}) connections are open on the server gate: a backend may be leaking connections (rtm_server_sockets); raise it if the backends need that many`;
     if (gate !== 'client') return undefined;
     if (reason === LimitRefusal.total)
-      return lowered
-        ? `the client gate holds ${maxClientConnections} connections, all the open-file limit (${fileLimit}) leaves room for: raise it (ulimit -n, systemd LimitNOFILE=), or add nodes`
+      return caps.client.lowered
+        ? `the client gate holds ${maxClientConnections} connections, all the open-file limit (${fileLimit}) leaves room for beside the server gate's ${maxServerConnections}: raise it (ulimit -n, systemd LimitNOFILE=), or add nodes`
         : `RTM_MAX_CLIENT_CONNECTIONS (${maxClientConnections}) connections are open on the client gate: raise it if the node has the memory for more (docs/capacity-plan.md), or add nodes`;
     if (reason === LimitRefusal.perAddress)
       return `RTM_MAX_CONNECTIONS_PER_ADDRESS (${config.maxConnectionsPerAddress}) connections are open from this address`;
@@ -373,6 +397,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     onTransport: (t) => serverGate.accept(t),
     onHttpQuest: serverGate.handleHttp,
     onRefused: refused('server'),
+    limits: serverLimits,
   });
   const clientHost = clientHostOf(config);
   const clientListenerOptions = {
@@ -542,6 +567,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       ...(bus.subjectPrefix === undefined ? {} : { busPrefix: bus.subjectPrefix }),
       clientEndpoint,
       maxClientConnections,
+      maxServerConnections,
       ...(fileLimit === undefined ? {} : { openFileLimit: fileLimit }),
       projects: config.projects.map((p) => p.pid),
     },

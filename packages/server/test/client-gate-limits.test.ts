@@ -43,7 +43,7 @@ async function metric(server: TestServer, series: string): Promise<number> {
 
 const sockets = (server: TestServer) => metric(server, 'rtm_client_sockets');
 const busiest = (server: TestServer) => metric(server, 'rtm_client_sockets_busiest_address');
-const refusals = (server: TestServer, why: string) => metric(server, `rtm_disconnects_total{reason="refused: ${why}"}`);
+const refusals = (server: TestServer, why: string) => metric(server, `rtm_disconnects_total{gate="client",reason="refused: ${why}"}`);
 
 /** FPNN over TCP to the client gate from `from` (a loopback address), optionally after `header` (as a balancer sends it). */
 function fpnnFrom(server: TestServer, from: string, header?: string) {

@@ -87,6 +87,25 @@ describe('config: limits', () => {
       );
     }
   });
+
+  it('server-gate connections: 1000 by default; 0 = no limit of its own, empty the default, a bad value names the variable', () => {
+    const of = (value: string) => resolveConfig({ ...base, RTM_MAX_SERVER_CONNECTIONS: value }).config.maxServerConnections;
+    assert.equal(resolveConfig(base).config.maxServerConnections, 1_000);
+    assert.deepEqual([of('0'), of('1'), of(' 250 '), of('10000000'), of('')], [0, 1, 250, 10_000_000, 1_000]);
+    assert.equal(resolveConfig(base, { maxServerConnections: 3 }).config.maxServerConnections, 3);
+    for (const bad of ['-1', '10000001'])
+      assert.throws(
+        () => of(bad),
+        (e: Error) =>
+          e instanceof ConfigError && e.message === `RTM_MAX_SERVER_CONNECTIONS must be between 0 and 10000000 (0 = no limit), got ${bad}`,
+      );
+    assert.throws(
+      () => of('1k'),
+      (e: Error) =>
+        e instanceof ConfigError &&
+        e.message === "RTM_MAX_SERVER_CONNECTIONS must be an integer between 0 and 10000000 (0 = no limit), got '1k'",
+    );
+  });
 });
 
 describe('config: the client gate as clients know it', () => {
@@ -403,6 +422,8 @@ describe('config: environment variables', () => {
       ['RTM_LOGOUT_GRACE', 'RTM_LOGOUT_GRACE_MS'], // the unit left off
       ['RTM_SIGN_WINDOW', 'RTM_SIGN_WINDOW_SECONDS'],
       ['RTM_MAX_FRAME', 'RTM_MAX_FRAME_BYTES'],
+      ['RTM_MAX_SERVER_CONNECTION', 'RTM_MAX_SERVER_CONNECTIONS'],
+      ['RTM_MAX_SEVER_CONNECTIONS', 'RTM_MAX_SERVER_CONNECTIONS'],
       // Other servers' names, which spelling alone would not lead to (or would lead astray).
       ['RTM_SERVER_HOST', 'RTM_HOST'],
       ['RTM_DATABASE_URL', 'RTM_STORE'],

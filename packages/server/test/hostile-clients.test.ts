@@ -125,7 +125,7 @@ describe('hostile clients', () => {
       c.close();
       assert.ok(closed, `open after ${(sent / 1e6).toFixed(0)} MB of pings`);
       const text = await quiet.services.metrics.registry.metrics();
-      assert.match(text, /rtm_disconnects_total\{reason="slow consumer"\} 1/);
+      assert.match(text, /rtm_disconnects_total\{gate="client",reason="slow consumer"\} 1/);
     } finally {
       await quiet.close();
     }

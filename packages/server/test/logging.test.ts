@@ -75,8 +75,8 @@ describe('logs of misbehaving peers', () => {
     );
     assert.match(String(refusals[0]!.hint), /no TLS port: set RTM_TLS_CERT and RTM_TLS_KEY/);
     const metrics = await (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`)).text();
-    assert.match(metrics, /rtm_disconnects_total\{reason="refused: TLS on a plain port"\} 5\b/);
-    assert.match(metrics, /rtm_disconnects_total\{reason="refused: neither FPNN nor HTTP"\} 3\b/);
+    assert.match(metrics, /rtm_disconnects_total\{gate="client",reason="refused: TLS on a plain port"\} 5\b/);
+    assert.match(metrics, /rtm_disconnects_total\{gate="client",reason="refused: neither FPNN nor HTTP"\} 3\b/);
   });
 
   it('refused server-gate signatures: the first on a connection at warn with reason and peer, the others at debug', async () => {

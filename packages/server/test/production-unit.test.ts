@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_CONFIG } from '../src/config.js';
-import { FILES_KEPT } from '../src/observability/open-files.js';
+import { connectionCaps } from '../src/observability/open-files.js';
 
 // deploy/rtm.service, the systemd unit docs/production.md installs: valid for systemd, and true to
 // what the server needs (how it is started, how long a stop takes, the files its connections take).
@@ -39,14 +39,24 @@ describe('the systemd unit (deploy/rtm.service)', () => {
     assert.equal(setting('ExecReload'), '/bin/kill -HUP $MAINPID', 'SIGHUP rereads the TLS files');
   });
 
-  it('waits for a graceful stop, and gives the default connection limit its files', () => {
+  it("waits for a graceful stop, and gives both gates' default connection limits their files", () => {
     const stopMs = Number(
       /const STOP_TIMEOUT_MS = ([\d_]+);/.exec(readFileSync(join(ROOT, 'packages/server/src/cli.ts'), 'utf8'))![1]!.replaceAll('_', ''),
     );
     assert.ok(Number(setting('TimeoutStopSec')) * 1000 > stopMs, `TimeoutStopSec over the server's own bound (${stopMs} ms)`);
-    assert.ok(
-      Number(setting('LimitNOFILE')) >= DEFAULT_CONFIG.maxClientConnections + FILES_KEPT + 1000,
-      'room for RTM_MAX_CLIENT_CONNECTIONS by default',
+    // Both gates' default limits kept whole, with 1,000 files open at start (a server opens ~30).
+    const { server, client } = connectionCaps(
+      { server: DEFAULT_CONFIG.maxServerConnections, client: DEFAULT_CONFIG.maxClientConnections },
+      Number(setting('LimitNOFILE')),
+      1000,
+    );
+    assert.deepEqual(
+      [server, client],
+      [
+        { cap: DEFAULT_CONFIG.maxServerConnections, lowered: false },
+        { cap: DEFAULT_CONFIG.maxClientConnections, lowered: false },
+      ],
+      'room for RTM_MAX_SERVER_CONNECTIONS and RTM_MAX_CLIENT_CONNECTIONS by default',
     );
     assert.equal(setting('Environment'), `RTM_DATA_DIR=/var/lib/${setting('StateDirectory')}`, 'the data in the directory systemd makes');
   });

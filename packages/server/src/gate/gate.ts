@@ -147,7 +147,7 @@ export abstract class Gate<Session> {
         // counted it: only what was counted is taken off (the gauge went below zero).
         if (this.connections.delete(c))
           this.options.metrics.connections.dec({ gate: this.options.name, transport: transportLabel(c.transport) });
-        if (reason !== 'peer closed') this.options.metrics.disconnects.inc({ reason: reason.split(':')[0]! });
+        if (reason !== 'peer closed') this.options.metrics.disconnects.inc({ gate: this.options.name, reason: reason.split(':')[0]! });
         this.log.debug({ conn: c.id, remote: c.remote, reason }, 'connection closed');
         this.closed(c, reason);
       },

@@ -39,8 +39,8 @@ export class Metrics {
   });
   readonly disconnects = new Counter({
     name: 'rtm_disconnects_total',
-    help: 'Connections closed by the server, by reason',
-    labelNames: ['reason'] as const,
+    help: "Connections closed by the server, by gate and reason ('refused: …': closed as they were accepted, before they spoke)",
+    labelNames: ['gate', 'reason'] as const,
     registers: [this.registry],
   });
   /**
@@ -60,6 +60,17 @@ export class Metrics {
     help: 'Connections open on the client gate from the one client address that has the most (what RTM_MAX_CONNECTIONS_PER_ADDRESS limits)',
     registers: [this.registry],
     collect: (): void => this.clientSocketsBusiestAddress.set(this.clientSockets().busiestAddress),
+  });
+  /**
+   * What the server gate's connection limit counts (main sets it): every socket of its port from
+   * accept to close, FPNN or HTTP bridge, which is what RTM_MAX_SERVER_CONNECTIONS limits.
+   */
+  serverSockets: () => number = () => 0;
+  readonly serverSocketsOpen: Gauge = new Gauge({
+    name: 'rtm_server_sockets',
+    help: "Connections open on the server gate's port, from accept to close, whatever they speak: FPNN or HTTP bridge calls (what RTM_MAX_SERVER_CONNECTIONS limits)",
+    registers: [this.registry],
+    collect: (): void => this.serverSocketsOpen.set(this.serverSockets()),
   });
   readonly tlsHandshakeFailures = new Counter({
     name: 'rtm_tls_handshake_failures_total',

@@ -15,7 +15,7 @@ const WARNINGS: ReadonlySet<string> = new Set(['bad PROXY header', LimitRefusal.
 
 /**
  * The refusals of connections before they speak, per gate. A port on the internet meets scanners
- * all day: every refusal is counted (`rtm_disconnects_total{reason="refused: …"}`), and logged
+ * all day: every refusal is counted (`rtm_disconnects_total{gate,reason="refused: …"}`), and logged
  * once a minute per gate and reason (with how many were left out). Over the per-address limit,
  * once a minute per client address instead: the addresses are what an operator looks into, and
  * no more of them than RTM_MAX_CLIENT_CONNECTIONS ÷ RTM_MAX_CONNECTIONS_PER_ADDRESS can be at
@@ -30,7 +30,7 @@ export function connectionRefusals(
   // Its own filter: many addresses at their limit must not push the other reasons out of `refusals`.
   const addresses = new RepeatFilter(60_000);
   return (gate) => (remote, reason, detail) => {
-    metrics.disconnects.inc({ reason: `refused: ${reason}` });
+    metrics.disconnects.inc({ gate, reason: `refused: ${reason}` });
     const admitted =
       reason === LimitRefusal.perAddress
         ? addresses.admit(`${gate} ${clientAddress(withoutPort(remote))}`)

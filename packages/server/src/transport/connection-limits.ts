@@ -1,11 +1,13 @@
 import { isIPv4, SocketAddress } from 'node:net';
 
 /**
- * How many connections the client gate holds at once, in all and from one client address
- * (RTM_MAX_CLIENT_CONNECTIONS, RTM_MAX_CONNECTIONS_PER_ADDRESS). Without a bound, one host on the
- * internet could open sockets until the process runs out of memory (~8 KiB each, 35 – 52 KiB over TLS).
+ * How many connections a gate holds at once, in all and from one client address: the client gate
+ * (RTM_MAX_CLIENT_CONNECTIONS, RTM_MAX_CONNECTIONS_PER_ADDRESS), and the server gate in all only
+ * (RTM_MAX_SERVER_CONNECTIONS). Without a bound, one host on the internet could open sockets until
+ * the process runs out of memory (~8 KiB each, 35 – 52 KiB over TLS), and a backend that leaks
+ * connections until it runs out of files.
  *
- * Shared by every port of the gate (plain and TLS): a connection takes a slot as it is accepted,
+ * Shared by every port of a gate (plain and TLS): a connection takes a slot as it is accepted,
  * before a byte is read, and counts against its client's address once that is known (at once, or
  * after a balancer's PROXY header). Only accept and close do work here, never a message.
  */
