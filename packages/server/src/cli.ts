@@ -379,9 +379,13 @@ async function main(argv: string[]): Promise<void> {
       const pub = derivePublicKeyFormats(privateKey, values.curve as 'secp256k1');
       const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
       console.log(`RTM_ENCRYPTION_KEY=${privateKey}\nRTM_ENCRYPTION_CURVE=${values.curve}\n`);
-      console.log(`# public key for the SDKs (Python/Go: PEM file; Node: raw bytes)\n${pub.pem}`);
+      // The Node server SDK hands its key file to ECDH's computeSecret, which takes a point with its
+      // prefix byte only: given the raw 64 bytes or the PEM it fails, and the SDK goes on unencrypted.
+      console.log(`# public key for the SDKs: Python and Go read this PEM file\n${pub.pem}`);
       console.log(
-        `raw (X||Y, 64 bytes):       ${hex(pub.raw)}\nuncompressed (65 bytes):    ${hex(pub.uncompressed)}\ncompressed (33 bytes):      ${hex(pub.compressed)}`,
+        `# Node: a file of the compressed or the uncompressed bytes (xxd -r -p), not the raw ones nor the PEM\n` +
+          `compressed (33 bytes):      ${hex(pub.compressed)}\nuncompressed (65 bytes):    ${hex(pub.uncompressed)}\n` +
+          `raw (X||Y, 64 bytes):       ${hex(pub.raw)}`,
       );
       return;
     }

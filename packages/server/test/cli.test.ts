@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { createECDH } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { connect, createServer, type Server } from 'node:net';
@@ -600,6 +601,18 @@ describe('the command line', () => {
     assert.equal(r.code, 1, r.stderr);
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     assert.match(r.stderr, /ECONNREFUSED/);
+  });
+
+  it('`rtm keygen`: the key forms it names for the Node server SDK are the ones its ECDH takes', async () => {
+    const r = await within(rtm(['keygen'], {}).done, 20_000, 'keygen did not exit');
+    assert.equal(r.code, 0, r.stderr);
+    const form = (name: string): Buffer => Buffer.from(new RegExp(`^${name} \\([^)]*\\):\\s+([0-9a-f]+)$`, 'm').exec(r.stdout)![1]!, 'hex');
+    assert.match(r.stdout, /^# Node: a file of the compressed or the uncompressed bytes/m);
+    // What the official Node server SDK does with its key file: ecdh.computeSecret(file bytes).
+    const client = createECDH('secp256k1');
+    client.generateKeys();
+    for (const name of ['compressed', 'uncompressed']) assert.equal(client.computeSecret(form(name)).length, 32, name);
+    assert.throws(() => client.computeSecret(form('raw')), /not valid for specified curve/, 'the raw form is not for Node');
   });
 
   it('`rtm keygen | head -1`: the reader gone, it ends quietly (no EPIPE stack trace)', async () => {
