@@ -234,6 +234,14 @@ export interface ServerConfig {
   /** A reconnect within this time after a user's last session ended is the same presence. @default 120000 ms */
   readonly logoutGraceMs: number;
   /**
+   * How long a connection kicked out stays open after its oneway `kickout`, for the client to
+   * close it itself, as the spec has it (client-api.md §6); then the server closes it. The session
+   * ends at the kickout: nothing more is pushed or answered on it. The official browser SDK reads
+   * its frames a timer tick after they arrive and forgets unread ones when the socket closes: a
+   * kickout closed at once was lost, and the SDK logged in again. 0: closed at once. @default 5000 ms
+   */
+  readonly kickoutCloseMs: number;
+  /**
    * A node that has not touched its row in the store for this long died without a stop: another
    * node (or the next process on the same data) ends the presences it held. @default 15000 ms
    */
@@ -306,6 +314,7 @@ export const DEFAULT_CONFIG: Omit<ServerConfig, 'projects'> = Object.freeze({
   pushToSenderDevices: false,
   singleSession: false,
   logoutGraceMs: 120_000,
+  kickoutCloseMs: 5_000,
   nodeLeaseMs: 15_000,
   retentionDays: 0,
   retentionMaxPerConversation: 0,
@@ -672,6 +681,7 @@ export const ENV_VARIABLES: readonly string[] = [
   'RTM_PUSH_TO_SENDER_DEVICES',
   'RTM_SINGLE_SESSION',
   'RTM_LOGOUT_GRACE_MS',
+  'RTM_KICKOUT_CLOSE_MS',
   'RTM_NODE_LEASE_MS',
   'RTM_RETENTION_DAYS',
   'RTM_RETENTION_MAX_PER_CONVERSATION',
@@ -851,6 +861,7 @@ export function resolveConfig(env: Env = process.env, overrides: ConfigOverrides
     pushToSenderDevices: bool(env, 'RTM_PUSH_TO_SENDER_DEVICES', d.pushToSenderDevices),
     singleSession: bool(env, 'RTM_SINGLE_SESSION', d.singleSession),
     logoutGraceMs: int(env, 'RTM_LOGOUT_GRACE_MS', d.logoutGraceMs, 0, 86_400_000),
+    kickoutCloseMs: int(env, 'RTM_KICKOUT_CLOSE_MS', d.kickoutCloseMs, 0, 60_000),
     nodeLeaseMs: int(env, 'RTM_NODE_LEASE_MS', d.nodeLeaseMs, 300, 3_600_000),
     retentionDays: int(env, 'RTM_RETENTION_DAYS', d.retentionDays, 0, 100_000),
     retentionMaxPerConversation: int(env, 'RTM_RETENTION_MAX_PER_CONVERSATION', d.retentionMaxPerConversation, 0, 1_000_000_000),

@@ -273,6 +273,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     pushToSenderDevices: config.pushToSenderDevices,
     endpoint,
     kickedOut: (pid, uid) => services.sessions.kickedOut(pid, uid),
+    kickoutCloseMs: config.kickoutCloseMs,
   });
   const services: Services = {
     config,

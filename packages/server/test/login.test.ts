@@ -181,6 +181,53 @@ describe('kickout by gate endpoint (ce), and one session per user (RTM_SINGLE_SE
     return out;
   }
 
+  it('a kicked-out socket stays open RTM_KICKOUT_CLOSE_MS for the client to close it (the browser SDK reads a frame a tick late), its session ended at once', async () => {
+    const server = await startTestServer({ kickoutCloseMs: 1500 });
+    servers.push(server);
+    const uid = BIG + 23n;
+    const [kicked, closing] = await sessions(server, uid, 2);
+    const backend = await RawClient.tcp(server.serverEndpoint);
+    try {
+      // `closing` does what the SDKs do on kickout: closes its socket itself.
+      void closing!.waitForPushes('kickout').then(() => closing!.close());
+      const at = Date.now();
+      assert.deepEqual(await backend.signed('kickout', { uid }, TEST_PID, TEST_SECRET), {});
+      await kicked!.waitForPushes('kickout');
+      await closing!.closed;
+      assert.deepEqual(
+        await backend.signed('getonlineusers', { uids: [uid] }, TEST_PID, TEST_SECRET),
+        { uids: [] },
+        'ended at the kickout',
+      );
+      const peer = BIG + 24n;
+      await backend.signed(
+        'sendmsg',
+        { from: peer, to: uid, mid: 1n, mtype: 30, msg: 'after the kickout', attrs: '' },
+        TEST_PID,
+        TEST_SECRET,
+      );
+      const unanswered = await Promise.race([
+        kicked!.quest('getservertime').then(
+          () => 'answered',
+          () => 'no answer',
+        ),
+        new Promise((resolve) => setTimeout(resolve, 500, 'no answer')),
+      ]);
+      assert.equal(unanswered, 'no answer', 'nothing is answered on a kicked-out connection');
+      assert.equal(kicked!.isClosed, false, 'still open: the client may read its kickout and close it');
+      await kicked!.closed;
+      const waited = Date.now() - at;
+      assert.ok(waited >= 1400 && waited < 4000, `closed by the server after ${waited} ms`);
+      assert.deepEqual(
+        kicked!.pushes.map((p) => p.method),
+        ['kickout'],
+        'no push after the kickout',
+      );
+    } finally {
+      backend.close();
+    }
+  });
+
   it('kickout with ce kicks only the sessions at that client gate', async () => {
     const server = await startTestServer();
     servers.push(server);

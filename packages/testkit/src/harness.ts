@@ -44,6 +44,9 @@ export async function startTestServer(
       adminPort: 0,
       dataDir,
       projects: [{ pid: TEST_PID, secret: TEST_SECRET }],
+      // Test clients do not close a socket on kickout as the SDKs do: the server's fallback close
+      // comes at once (login.test.ts covers the default's wait).
+      kickoutCloseMs: 50,
       ...overrides,
     },
   );

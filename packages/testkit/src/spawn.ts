@@ -41,6 +41,7 @@ export function spawnServer(
       RTM_ADMIN_PORT: '-1',
       RTM_HOST: '127.0.0.1',
       RTM_LOG_LEVEL: 'info',
+      RTM_KICKOUT_CLOSE_MS: '50', // as startTestServer's
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -143,7 +143,7 @@ export class ClientGate extends Gate<ClientSession> {
       // Kicked out (or blacklisted) while this login was under way, or a later login of the user
       // (RTM_SINGLE_SESSION) already kicked the others out: it ends as a kickout would.
       conn.oneway('kickout', {});
-      conn.close(KICKED_OUT);
+      conn.close(KICKED_OUT, config.kickoutCloseMs);
       return { ok: false };
     }
     if (config.singleSession && !conn.closed) {

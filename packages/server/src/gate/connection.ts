@@ -345,13 +345,23 @@ export class Connection<Session = unknown> {
     else this.peer.oneway(method, payload);
   }
 
-  close(reason: string): void {
+  /**
+   * Ends the connection: nothing more is read, written or answered on it, and the gate forgets it
+   * (`onClose`). The socket closes now, or after `lingerMs` unless the peer closes it first: a
+   * kickout leaves the client time to read it and close the socket itself (`kickoutCloseMs`).
+   */
+  close(reason: string, lingerMs = 0): void {
     if (this.closedReason) return;
     this.holds = 0;
     this.releasePushes(); // a kickout during a login still goes out before the close
     this.closedReason = reason;
     this.peer.close(reason);
-    this.transport.close();
+    if (lingerMs > 0) setTimeout(closeTransport, lingerMs, this.transport).unref();
+    else this.transport.close();
     this.hooks.onClose(this, reason);
   }
+}
+
+function closeTransport(transport: Transport): void {
+  transport.close(); // a no-op once the peer has closed it
 }

@@ -18,6 +18,8 @@ export interface DeliveryOptions {
   endpoint: () => string;
   /** A kickout of the user reached this node (after its sessions here were closed): Sessions ends a grace period running here. */
   kickedOut: (pid: number, uid: bigint) => void;
+  /** How long a kicked-out connection stays open for its client to close it (ServerConfig.kickoutCloseMs). */
+  kickoutCloseMs: number;
 }
 
 /**
@@ -156,7 +158,7 @@ export class Delivery {
       if (by && !loginBefore({ at: conn.session!.loginAt, node: this.bus.nodeId, conn: conn.id }, by)) continue;
       // Oneway: no client SDK answers kickout (spec/fpnn.md §3).
       conn.oneway('kickout', {});
-      conn.close(KICKED_OUT);
+      conn.close(KICKED_OUT, this.options.kickoutCloseMs);
     }
   }
 
