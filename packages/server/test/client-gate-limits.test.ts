@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { connect as connectTcp, type Socket } from 'node:net';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { connect as connectTls } from 'node:tls';
-import { RawClient, startTestServer, TLS_FIXTURES, until, type TestServer } from '@rtm/testkit';
+import { RawClient, TLS_FIXTURES, until, type TestServer } from '@rtm/testkit';
 import WebSocket from 'ws';
-import type { ConfigOverrides } from '../src/config.js';
-import { createLogger } from '../src/observability/logger.js';
+import { metric, serverWith, WARN } from './helpers/logged-server.js';
 
 // The client gate's connection limits over real sockets (RTM_MAX_CLIENT_CONNECTIONS,
 // RTM_MAX_CONNECTIONS_PER_ADDRESS): which connections are refused, that a place given back is
@@ -13,33 +12,6 @@ import { createLogger } from '../src/observability/logger.js';
 // /metrics, come back to zero however connections end. Other client addresses are other loopback
 // addresses (127.0.0.2, …: Linux routes the whole of 127/8 to lo). The counting alone, with a
 // model: connection-limits.test.ts.
-
-const servers: TestServer[] = [];
-after(async () => {
-  for (const s of servers) await s.close();
-});
-
-interface Logged {
-  level: number;
-  msg: string;
-  [key: string]: unknown;
-}
-const WARN = 40;
-
-async function serverWith(overrides: ConfigOverrides): Promise<TestServer & { lines: Logged[] }> {
-  const lines: Logged[] = [];
-  const logger = createLogger('info', { write: (s: string) => lines.push(JSON.parse(s) as Logged) } as unknown as NodeJS.WritableStream);
-  const server = await startTestServer(overrides, { logger });
-  servers.push(server);
-  return Object.assign(server, { lines });
-}
-
-/** The value of an unlabelled series, or of `series` with its labels, on /metrics (0 when absent). */
-async function metric(server: TestServer, series: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? 0 : Number(line.slice(series.length + 1));
-}
 
 const sockets = (server: TestServer) => metric(server, 'rtm_client_sockets');
 const busiest = (server: TestServer) => metric(server, 'rtm_client_sockets_busiest_address');

@@ -1,43 +1,15 @@
 import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
 import { connect as connectTcp, type Socket } from 'node:net';
-import { after, describe, it } from 'node:test';
-import { RawClient, startTestServer, until, type TestServer } from '@rtm/testkit';
-import type { ConfigOverrides } from '../src/config.js';
-import { createLogger } from '../src/observability/logger.js';
+import { describe, it } from 'node:test';
+import { RawClient, until, type TestServer } from '@rtm/testkit';
+import { metric, serverWith, WARN } from './helpers/logged-server.js';
 
 // The server gate's connection limit over real sockets (RTM_MAX_SERVER_CONNECTIONS): a backend
 // that leaks connections is stopped by the gate, counted and logged, before the process runs out
 // of files (where both gates' connections would be closed unseen). FPNN and HTTP bridge
 // connections count alike, from accept to close; the client gate's limit is another count. The
 // client gate's limits: client-gate-limits.test.ts.
-
-const servers: TestServer[] = [];
-after(async () => {
-  for (const s of servers) await s.close();
-});
-
-interface Logged {
-  level: number;
-  msg: string;
-  [key: string]: unknown;
-}
-const WARN = 40;
-
-async function serverWith(overrides: ConfigOverrides): Promise<TestServer & { lines: Logged[] }> {
-  const lines: Logged[] = [];
-  const logger = createLogger('info', { write: (s: string) => lines.push(JSON.parse(s) as Logged) } as unknown as NodeJS.WritableStream);
-  const server = await startTestServer(overrides, { logger });
-  servers.push(server);
-  return Object.assign(server, { lines });
-}
-
-/** The value of an unlabelled series, or of `series` with its labels, on /metrics (0 when absent). */
-async function metric(server: TestServer, series: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? 0 : Number(line.slice(series.length + 1));
-}
 
 const sockets = (server: TestServer) => metric(server, 'rtm_server_sockets');
 const refusals = (server: TestServer, gate: string) =>
