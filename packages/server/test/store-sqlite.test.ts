@@ -154,6 +154,33 @@ if (process.env[CHILD_ENV]) {
       }
     });
 
+    it('close() leaves nothing holding the process: a process that closed its store exits at once', async () => {
+      // An embedder's process (or a test file's) ends when nothing is left to wait for. The
+      // checkpointer's stop once left a 2 s timer behind, which every such process waited out.
+      const sqlite = fileURLToPath(new URL('../src/store/sqlite.ts', import.meta.url));
+      for (const writerThread of [false, true]) {
+        const dataDir = join(dir, `exits-${writerThread}`);
+        const script = `const { SqliteStore } = await import(${JSON.stringify(sqlite)});
+          const store = new SqliteStore({ dataDir: ${JSON.stringify(dataDir)}, writerThread: ${writerThread} });
+          await store.init();
+          const [result] = await store.append([{ pid: 1, kind: 1, from: 1n, to: 2n, mid: 1n, mtype: 30, msg: 'x', attrs: '' }]);
+          if (!result || 'error' in result) throw new Error('append: ' + JSON.stringify(result));
+          await store.close();
+          console.log('closed');`;
+        const child = spawn(process.execPath, ['--conditions=rtm-source', '--import', 'tsx', '--input-type=module', '-e', script], {
+          stdio: ['ignore', 'pipe', 'inherit'],
+        });
+        let closedAt = 0;
+        child.stdout.on('data', (d: Buffer) => {
+          if (d.toString().includes('closed')) closedAt = Date.now();
+        });
+        const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+        assert.equal(code, 0);
+        assert.ok(closedAt > 0, 'the store closed');
+        assert.ok(Date.now() - closedAt < 1000, `writerThread ${writerThread}: exited ${Date.now() - closedAt} ms after close()`);
+      }
+    });
+
     it('writer thread: appends of several turns still in flight at close() are committed, ids in call order', async () => {
       const dataDir = join(dir, 'writer');
       const a = new SqliteStore({ dataDir, writerThread: true });

@@ -153,7 +153,10 @@ export class WalCheckpointer {
   async stop(): Promise<void> {
     this.worker.ref(); // keep the event loop alive until the worker has closed its connections
     this.worker.postMessage('stop');
-    await Promise.race([this.exited, new Promise((r) => setTimeout(r, 2000))]);
+    // Cleared once the worker has exited: a pending timer would hold the process up to 2 s more.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.exited, new Promise((r) => (timer = setTimeout(r, 2000)))]);
+    clearTimeout(timer);
     await this.worker.terminate();
   }
 }
