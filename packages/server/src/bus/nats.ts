@@ -103,6 +103,16 @@ export interface NatsBusOptions {
    */
   sentTimeoutMs?: number;
   /**
+   * Interval of nats.js's pings to NATS, in ms; two unanswered ones (twice this) and the connection
+   * counts as lost: how soon a silent partition is noticed. @default 5000
+   */
+  pingIntervalMs?: number;
+  /**
+   * How long a connection attempt waits for NATS's first bytes, in ms (nats.js: 20 s); the next
+   * attempt starts only then, so it bounds the wait after a partition heals. @default 5000
+   */
+  connectTimeoutMs?: number;
+  /**
    * Errors that cannot be thrown to a caller: an undecodable event, a handler or responder that
    * threw, a publish NATS refused (e.g. over max_payload), a lost connection. @default ignore
    */
@@ -115,6 +125,8 @@ export const DEFAULT_NATS_HEARTBEAT_MS = 2000;
 export const DEFAULT_NATS_DISCOVERY_MS = 100;
 export const DEFAULT_NATS_MAX_QUEUE_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_NATS_SENT_TIMEOUT_MS = 1000;
+export const DEFAULT_NATS_PING_INTERVAL_MS = 5000;
+export const DEFAULT_NATS_CONNECT_TIMEOUT_MS = 5000;
 /** Heartbeats a node may miss before it is considered gone. */
 const MISSED_HEARTBEATS = 3;
 
@@ -164,6 +176,8 @@ export class NatsBus implements Bus {
   private readonly maxQueueBytes: number;
   private readonly maxUnsentBytes: number;
   private readonly sentTimeoutMs: number;
+  private readonly pingIntervalMs: number;
+  private readonly connectTimeoutMs: number;
   private readonly onError: (err: unknown, context: string) => void;
   private readonly eventPrefix: string;
   private readonly onlineSubject: string;
@@ -217,6 +231,8 @@ export class NatsBus implements Bus {
     this.heartbeatMs = positive('heartbeatMs', options.heartbeatMs, DEFAULT_NATS_HEARTBEAT_MS);
     this.discoveryMs = positive('discoveryMs', options.discoveryMs, DEFAULT_NATS_DISCOVERY_MS);
     this.sentTimeoutMs = positive('sentTimeoutMs', options.sentTimeoutMs, DEFAULT_NATS_SENT_TIMEOUT_MS);
+    this.pingIntervalMs = positive('pingIntervalMs', options.pingIntervalMs, DEFAULT_NATS_PING_INTERVAL_MS);
+    this.connectTimeoutMs = positive('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_NATS_CONNECT_TIMEOUT_MS);
     this.nodeId = options.nodeId ?? `nats-${randomUUID().slice(0, 8)}`;
     const maxQueueBytes = options.maxQueueBytes ?? DEFAULT_NATS_MAX_QUEUE_BYTES;
     if (!Number.isInteger(maxQueueBytes) || maxQueueBytes < 0)
@@ -263,12 +279,12 @@ export class NatsBus implements Bus {
       // A NATS that goes silent (a partition, no reset) is noticed after two missed pings: about
       // 10 s, not the client's default of 4 – 6 minutes during which /healthz said "ok" and no
       // push crossed nodes. Then the client reconnects and /healthz says "bus disconnected".
-      pingInterval: 5_000,
+      pingInterval: this.pingIntervalMs,
       maxPingOut: 2,
       // An attempt into a partition waits this long for the server's first bytes (nats.js: 20 s),
       // and the next starts only then: once the network heals, the node may still be cut off that
       // long after. NATS answers a connection at once when it is reachable.
-      timeout: 5_000,
+      timeout: this.connectTimeoutMs,
     });
     this.nc = nc;
     this.up = true;
