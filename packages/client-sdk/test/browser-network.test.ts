@@ -264,9 +264,11 @@ describe('the client SDK in headless Chromium against the real server', { skip: 
         await tab.evaluate('window.clients.b.close()');
         const bAttempts = events(await logOf(tab, 'b'), 'reloginCompleted').length;
         server = await startTestServer({ ...FAST, clientPort: Number(server.clientEndpoint.split(':')[1]) }, { dataDir });
-        backend = await backendFor(server);
         assert.ok(await until(async () => events(await logOf(tab, 'a'), 'connected').length === 2, 4000), 'relogin after the restart');
         assert.deepEqual(await call(tab, 'a', 'c.getUserRooms()'), { value: [`n${ROOM}`] });
+        // Connected only now: a connection silent for FAST's idleTimeoutMs (3 s, as long as a slow
+        // relogin may take) would have been closed by the server as one that never spoke.
+        backend = await backendFor(server);
         await backend.addRoomMember(ROOM, 7n);
         await backend.sendRoomMessage(51, 7n, ROOM, 'after restart');
         await backend.sendMessage(30, 7n, A, 'p2p after restart');
