@@ -1,7 +1,8 @@
-import { Packr, RESERVE_START_SPACE } from 'msgpackr';
+import { addExtension, Packr, RESERVE_START_SPACE } from 'msgpackr';
 import { FpnnErrorCode } from './codes.js';
 import { RtmError } from './errors.js';
 import { parseJsonText, stringifyJsonText } from './json-text.js';
+import { StrBytes, strBytesAt, isUtf8 } from './str-bytes.js';
 import {
   encodeAnswer,
   encodeQuest,
@@ -34,6 +35,30 @@ const packr = new Packr({
   skipValues: [undefined],
   encodeUndefinedAsNil: true,
 } as ConstructorParameters<typeof Packr>[0] & { skipValues: unknown[] });
+
+/**
+ * A StrBytes is written as a str with its bytes (msgpackr would write any other Uint8Array as bin).
+ * The extension's type is never written (`pack` writes the str itself and returns nothing) and
+ * never read: an ext of that type in a payload stays an error, as any unknown ext is.
+ */
+addExtension({
+  Class: StrBytes,
+  type: 0x53,
+  pack(value: StrBytes, allocate: (bytes: number) => { target: Uint8Array; position: number }): undefined {
+    const n = value.byteLength;
+    const head = n < 0x20 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
+    const { target, position } = allocate(head + n);
+    if (n < 0x20) target[position] = 0xa0 | n;
+    else if (n < 0x100) target.set([0xd9, n], position);
+    else if (n < 0x10000) target.set([0xda, n >> 8, n & 0xff], position);
+    else target.set([0xdb, n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff], position);
+    target.set(value, position + head);
+    return undefined;
+  },
+  unpack(): never {
+    throw new Error('Unknown extension type 83');
+  },
+} as never);
 
 const utf8 = new TextDecoder();
 const utf8Encoder = new TextEncoder();
@@ -191,6 +216,7 @@ function decodeRange(flag: PayloadFlag, source: Uint8Array, start: number, end: 
       const over = end - start > MAX_PAYLOAD_OBJECTS ? msgpackOverBounds(source, start, end) : undefined;
       if (over) throw new Error(over);
       value = packr.unpack(source, { start, end } as never);
+      keepStrBytes(value, source, start, end);
     } else value = parseJson(utf8.decode(source.subarray(start, end)));
   } catch (err) {
     // Bad JSON is 10004 PROTO_JSON_CONVERT, as the HTTP bridge answers a bad body (errors-and-limits.md §1).
@@ -204,6 +230,35 @@ function decodeRange(flag: PayloadFlag, source: Uint8Array, start: number, end: 
     throw new RtmError(FpnnErrorCode.PROTO_INVALID_PACKAGE, 'payload must be a map at top level');
   }
   return value as Payload;
+}
+
+/**
+ * A message body (`msg` at the top of a quest or push) sent as a str of bytes that are not UTF-8
+ * becomes their StrBytes, not a string of U+FFFD (str-bytes.ts). Only a string that holds U+FFFD
+ * can be one: the usual payload costs one property read.
+ */
+function keepStrBytes(value: unknown, source: Uint8Array, start: number, end: number): void {
+  const msg = (value as Payload | null)?.['msg'];
+  if (typeof msg !== 'string' || !msg.includes('\uFFFD')) return;
+  const bytes = strBytesAt(source, start, end, ['msg']);
+  if (bytes && !isUtf8(bytes)) (value as Payload)['msg'] = StrBytes.view(bytes.slice());
+}
+
+/**
+ * `decodeMsgpack` keeping the str at `path` (map keys, outermost first) as its StrBytes when its
+ * bytes are not UTF-8 (str-bytes.ts): for bodies deeper than a payload's top, as in bus events.
+ */
+export function decodeMsgpackKeeping(bytes: Uint8Array, path: readonly string[]): unknown {
+  const value = packr.unpack(bytes);
+  let parent: unknown = value;
+  for (const key of path.slice(0, -1)) parent = (parent as Payload | null)?.[key];
+  const last = path[path.length - 1]!;
+  const s = (parent as Payload | null)?.[last];
+  if (typeof s === 'string' && s.includes('\uFFFD')) {
+    const raw = strBytesAt(bytes, 0, bytes.length, path);
+    if (raw && !isUtf8(raw)) (parent as Payload)[last] = StrBytes.view(raw.slice());
+  }
+  return value;
 }
 
 /** JSON text with bigint support, for the HTTP bridge. */

@@ -8,6 +8,7 @@ export {
   encodePayload,
   encodeMsgpack,
   decodeMsgpack,
+  decodeMsgpackKeeping,
   encodeQuestFrame,
   encodeAnswerFrame,
   json,
@@ -15,6 +16,7 @@ export {
   MAX_PAYLOAD_VALUES,
   type Payload,
 } from './codec.js';
+export { StrBytes, strBody, isUtf8 } from './str-bytes.js';
 export * as schema from './schema.js';
 export { asInt64, type Field, type IdTarget, type Infer, type Schema } from './schema.js';
 export { FpnnPeer, type IncomingQuest, type PeerOptions, type QuestHandler, type QuestOptions } from './peer.js';

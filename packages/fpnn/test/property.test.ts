@@ -14,6 +14,9 @@ import {
   FpnnProtocolError,
   FrameDecoder,
   RtmError,
+  StrBytes,
+  decodeMsgpackKeeping,
+  encodeMsgpack,
   type Frame,
   type Payload,
   type PayloadFlag,
@@ -209,6 +212,63 @@ const golden = (): Uint8Array =>
       encodeQuest('kickout', encodePayload(Flag.MSGPACK, { a: [1, { b: new Uint8Array(3) }] }), Flag.MSGPACK, true),
     ]),
   );
+
+describe('property: a str body keeps its bytes, UTF-8 or not (the Go SDK sends binary bodies as str)', () => {
+  /** A msgpack map whose `msg` is a str of exactly these bytes (header chosen by length), among other keys. */
+  const payloadWithStr = (bytes: Uint8Array, before: Payload, after: Payload): Uint8Array => {
+    const n = bytes.length;
+    const head = n < 0x20 ? [0xa0 | n] : n < 0x100 ? [0xd9, n] : [0xda, n >> 8, n & 0xff];
+    const inner = (p: Payload) => encodeMsgpack(p).subarray(1); // the entries of a fixmap, without its header
+    const count = Object.keys(before).length + 1 + Object.keys(after).length;
+    return new Uint8Array([0x80 | count, ...inner(before), 0xa3, 0x6d, 0x73, 0x67, ...head, ...bytes, ...inner(after)]);
+  };
+  const sameBytes = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
+  const entries = fc.dictionary(
+    fc.string({ minLength: 1, maxLength: 4 }).filter((k) => k !== 'msg'),
+    fc.oneof(fc.integer(), fc.string(), fc.constant(null)),
+    { maxKeys: 3 },
+  );
+
+  it('decode → encode gives back the same bytes, as a str; UTF-8 bytes decode to the same string as before', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), entries, entries, (bytes, before, after) => {
+        const after2 = Object.fromEntries(Object.entries(after).filter(([k]) => !(k in before)));
+        const payload = decodePayload(Flag.MSGPACK, payloadWithStr(bytes, before, after2));
+        const msg = payload['msg'];
+        let utf8: string | undefined;
+        try {
+          utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
+        } catch {
+          utf8 = undefined;
+        }
+        if (utf8 !== undefined) assert.equal(msg, utf8, 'UTF-8 bytes (U+FFFD itself included) read as their string');
+        else {
+          assert.ok(msg instanceof StrBytes, 'other bytes are kept as a StrBytes');
+          assert.ok(sameBytes(msg, bytes));
+        }
+        const again = encodeMsgpack({ msg });
+        assert.ok(sameBytes(again, payloadWithStr(bytes, {}, {})), 'encoded back as the same str');
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('a key given twice counts as its last occurrence, as the decoder reads it', () => {
+    const first = new Uint8Array([0xff, 0xfe]);
+    const last = new Uint8Array([0xc3, 0x28, 0x00]);
+    const twice = new Uint8Array([0x82, 0xa3, 0x6d, 0x73, 0x67, 0xa2, ...first, 0xa3, 0x6d, 0x73, 0x67, 0xa3, ...last]);
+    const msg = decodePayload(Flag.MSGPACK, twice)['msg'];
+    assert.ok(msg instanceof StrBytes && sameBytes(msg, last));
+  });
+
+  it('decodeMsgpackKeeping finds the str at a nested path past maps, arrays, bins and exts', () => {
+    const bytes = new Uint8Array([0x80, 0xff, 0x41]);
+    const value = { a: [1, { msg: 'no' }, new Uint8Array(300)], message: { id: 2n ** 60n, z: 1.5, msg: StrBytes.view(bytes), y: 'after' } };
+    const decoded = decodeMsgpackKeeping(encodeMsgpack(value), ['message', 'msg']) as { message: { msg: unknown; y: string } };
+    assert.ok(decoded.message.msg instanceof StrBytes && sameBytes(decoded.message.msg, bytes));
+    assert.equal(decoded.message.y, 'after');
+  });
+});
 
 describe('property: hostile input only ever yields FpnnProtocolError / RtmError', () => {
   it('random byte streams', () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { describe, it } from 'node:test';
-import { encodeQuest, Flag, FrameDecoder, json, type Payload } from '@rtm/fpnn';
+import { encodePayload, encodeQuest, Flag, FrameDecoder, json, StrBytes, type Payload } from '@rtm/fpnn';
 import { RTMClient, type P2PMessage } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
 import { RawClient, signFields, startTestServer, TEST_PID, TEST_SECRET, uniqueSalt, until, type TestServer } from '@rtm/testkit';
@@ -140,6 +140,26 @@ function jsonFrame(server: TestServer, method: string, payload: Uint8Array): Pro
   });
 }
 
+/** The payload bytes of the answer to a signed msgpack quest over TCP, exactly as the server wrote them. */
+function answerBytes(server: TestServer, method: string, payload: Payload): Promise<Uint8Array> {
+  const at = server.serverEndpoint.lastIndexOf(':');
+  const quest = { ...payload, ...signFields(method, TEST_PID, TEST_SECRET, uniqueSalt()) };
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(server.serverEndpoint.slice(at + 1)), server.serverEndpoint.slice(0, at), () =>
+      socket.write(encodeQuest(method, encodePayload(Flag.MSGPACK, quest), Flag.MSGPACK, false, 1)),
+    );
+    const decoder = new FrameDecoder();
+    socket.on('data', (chunk) => {
+      for (const frame of decoder.push(chunk)) {
+        if (frame.kind !== 'answer') continue;
+        resolve(frame.payload);
+        socket.destroy();
+      }
+    });
+    socket.on('error', reject);
+  });
+}
+
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
 const codePoints = (s: unknown): string[] => [...String(s)].map((c) => c.codePointAt(0)!.toString(16));
 
@@ -237,6 +257,44 @@ for (const kind of [sqlite, postgres]) {
         // The store goes on: the next send is stored.
         await s.signed('sendmsg', { from: 1n, to: 2n, mid: 6n, mtype: 30, msg: 'after', attrs: '' });
         assert.equal((await client.getP2PMessage(1n, true, 1)).messages[0]!.message, 'after');
+      } finally {
+        await s.close();
+      }
+    });
+
+    it('a str body whose bytes are not UTF-8 (the Go SDK sends binary bodies so) comes back as that str, byte for byte: pushes, history, getmsg, resends', async () => {
+      const s = await open(kind);
+      try {
+        const client = await s.login(2n);
+        const pushes: P2PMessage[] = [];
+        client.on('message', (m) => pushes.push(m));
+        await s.signed('setlisten', { p2p: true });
+        // What the Go SDK's SendMessageByBinary wrote: a str (0xa8) of 8 bytes, most not UTF-8.
+        const bytes = [0x00, 0xff, 0xfe, 0x80, 0x81, 0x01, 0xc3, 0x28];
+        const asStr = [0xa8, ...bytes];
+        const body = StrBytes.view(new Uint8Array(bytes));
+        const sent = await s.signed('sendmsg', { from: 1n, to: 2n, mid: 1n, mtype: 80, msg: body, attrs: '' });
+
+        const [heard] = await s.raw.waitForPushes('pushmsg');
+        assert.ok(heard!['msg'] instanceof StrBytes, 'the listener gets a str');
+        assert.deepEqual([...heard!['msg']], bytes);
+        assert.ok(await until(() => pushes.length === 1));
+        assert.deepEqual([...(pushes[0]!.message as Uint8Array)], bytes, 'the client gets the same bytes');
+
+        const got = await s.signed('getmsg', { from: 1n, xid: 2n, mid: 1n, type: 1 });
+        assert.ok(got['msg'] instanceof StrBytes);
+        assert.deepEqual([...got['msg']], bytes);
+        for (const [method, payload] of [
+          ['getp2pmsg', { uid: 1n, ouid: 2n, desc: true, num: 10 }],
+          ['getmsg', { from: 1n, xid: 2n, mid: 1n, type: 1 }],
+        ] as const) {
+          const answer = await answerBytes(s.server, method, payload);
+          assert.ok(Buffer.from(answer).includes(Buffer.from(asStr)), `${method}: the str as sent, in the answer's bytes`);
+        }
+
+        // A resend of it is a duplicate (same mtime); the same bytes as bin are other content.
+        assert.deepEqual(await s.signed('sendmsg', { from: 1n, to: 2n, mid: 1n, mtype: 80, msg: body, attrs: '' }), sent);
+        assert.equal(await s.code('sendmsg', { from: 1n, to: 2n, mid: 1n, mtype: 80, msg: new Uint8Array(bytes), attrs: '' }), 200053);
       } finally {
         await s.close();
       }

@@ -11,6 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
+import { StrBytes } from '@rtm/fpnn';
 import type { Bus, BusEvent } from '../../server/src/bus/bus.js';
 
 export interface BusUnderTest {
@@ -195,6 +196,8 @@ export function busConformance(name: string, factory: () => Promise<BusUnderTest
           origin: { node: buses[0]!.nodeId, conn: 42 },
         },
         message(300, 9, { from: BIG * 3n, to: 1n, msg: 'chat ✓' }),
+        // A str whose bytes are not UTF-8 (the Go SDK's binary sends): a str of those bytes still.
+        message(300, 10, { from: BIG * 3n, to: 1n, msg: StrBytes.view(new Uint8Array([0xff, 0x00, 0xc3, 0x28])) }),
         { type: 'kickout', pid: 300, uid: BIG + 11n },
         { type: 'kickout', pid: 300, uid: BIG + 11n, endpoint: '10.0.0.1:13321', except: { node: buses[0]!.nodeId, conn: 7 } },
         { type: 'room', pid: 300, rid: BIG + 12n, uid: BIG + 13n, joined: false, kick: true },
@@ -208,6 +211,9 @@ export function busConformance(name: string, factory: () => Promise<BusUnderTest
         const body = (got[0] as Extract<BusEvent, { type: 'message' }>).message.msg;
         assert.ok(body instanceof Uint8Array, 'binary body stays bytes');
         assert.equal(typeof (got[1] as Extract<BusEvent, { type: 'message' }>).message.msg, 'string', 'string body stays a string');
+        const strBytes = (got[2] as Extract<BusEvent, { type: 'message' }>).message.msg;
+        assert.ok(strBytes instanceof StrBytes, 'a StrBytes body stays a StrBytes');
+        assert.deepEqual([...strBytes], [0xff, 0x00, 0xc3, 0x28]);
       }
     });
 

@@ -9,6 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
+import { StrBytes } from '@rtm/fpnn';
 import type {
   AppendResult,
   ConversationRef,
@@ -398,6 +399,26 @@ export function storeConformance(name: string, factory: () => Promise<StoreUnder
         });
         const got = await store.getMessage({ pid: PID, kind: GROUP, from: 1n, to: gid, mid: 5n });
         assert.ok(got?.msg instanceof Uint8Array);
+      });
+
+      it('a str body whose bytes are not UTF-8 (a StrBytes) keeps its bytes and stays a str; its resend is a duplicate, the same bytes as bin a collision', async () => {
+        const gid = BIG + 71n;
+        const bytes = [0x00, 0xff, 0xfe, 0x80, 0x81, 0x01, 0xc3, 0x28]; // the Go SDK's SendMessageByBinary sends such a str
+        const body = StrBytes.view(new Uint8Array(bytes));
+        const sent = await appendOne(store, msg(GROUP, 1n, gid, 1n, { msg: body }));
+        await appendOne(store, msg(GROUP, 1n, gid, 2n, { msg: new Uint8Array(bytes) }));
+        const [asStr, asBin] = await store.history({ conversation: { pid: PID, kind: GROUP, to: gid }, desc: false, num: 20 });
+        assert.ok(asStr!.msg instanceof StrBytes, 'still a str');
+        assert.deepEqual([...(asStr!.msg as Uint8Array)], bytes);
+        assert.ok(asBin!.msg instanceof Uint8Array && !(asBin!.msg instanceof StrBytes), 'bin stays bin');
+        const got = await store.getMessage({ pid: PID, kind: GROUP, from: 1n, to: gid, mid: 1n });
+        assert.ok(got?.msg instanceof StrBytes);
+        assert.deepEqual([...got.msg], bytes);
+        const [again] = await store.append([msg(GROUP, 1n, gid, 1n, { msg: StrBytes.view(new Uint8Array(bytes)) })]);
+        assert.equal(again!.status, 'duplicate');
+        assert.equal(again!.status === 'duplicate' && again!.message.mtime, sent.mtime);
+        const [asBinAgain] = await store.append([msg(GROUP, 1n, gid, 1n, { msg: new Uint8Array(bytes) })]);
+        assert.equal(asBinAgain!.status, 'collision');
       });
     });
 

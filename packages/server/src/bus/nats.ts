@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { connect, createInbox, type Msg, type NatsConnection } from 'nats';
-import { decodeMsgpack, encodeMsgpack } from '@rtm/fpnn';
+import { decodeMsgpack, decodeMsgpackKeeping, encodeMsgpack } from '@rtm/fpnn';
 import type { StoredMessage } from '../store/store.js';
 import type { Bus, BusEvent, BusHandler, BusQueueStats, BusReconnect, OnlineAnswer, OnlineResponder, ReconnectHandler } from './bus.js';
 
@@ -753,7 +753,8 @@ function body(v: unknown): string | Uint8Array {
 
 /** Decodes and checks an event from the wire; integers get the types of `BusEvent` whatever their msgpack width. */
 export function decodeEvent(bytes: Uint8Array): BusEvent {
-  const e = decodeMsgpack(bytes) as Record<string, unknown>;
+  // A message's body sent as a str of bytes that are not UTF-8 stays those bytes (a StrBytes).
+  const e = decodeMsgpackKeeping(bytes, ['message', 'msg']) as Record<string, unknown>;
   if (typeof e !== 'object' || e === null) throw new TypeError('event is not a map');
   switch (e.type) {
     case 'message': {

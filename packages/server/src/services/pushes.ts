@@ -1,4 +1,4 @@
-import type { Payload } from '@rtm/fpnn';
+import { StrBytes, type Payload } from '@rtm/fpnn';
 import { MessageKind, type StoredMessage } from '../store/store.js';
 
 // ignoreBOM: a body's leading U+FEFF is kept when bin text is read as a string, as in the same
@@ -26,7 +26,8 @@ const isClientText = (mtype: number): boolean => (mtype >= CHAT_TEXT && mtype <=
  * string), any other type exactly as sent. The server gate gets bodies as sent (server-api.md §3.1).
  */
 export function clientStoredBody(m: StoredMessage): string | Uint8Array {
-  if (typeof m.msg === 'string' || !isClientText(m.mtype)) return m.msg;
+  // A StrBytes is a str already (its bytes are not UTF-8): sent back as the str it came as.
+  if (typeof m.msg === 'string' || m.msg instanceof StrBytes || !isClientText(m.mtype)) return m.msg;
   if (m.mtype === LEGACY_AUDIO) {
     // Raw audio sent as bin must arrive byte for byte (the SDKs that send it keep a mtype-31 body
     // as bytes); only a body that is UTF-8 (the JSON form) reads as a string.
@@ -76,7 +77,7 @@ export function clientPush(m: StoredMessage): { method: string; payload: Payload
  * included).
  */
 function serverPushBody(m: StoredMessage): string | Uint8Array {
-  if (typeof m.msg === 'string') return m.msg;
+  if (typeof m.msg === 'string' || m.msg instanceof StrBytes) return m.msg;
   const text = m.mtype === CHAT_TEXT || m.mtype === CHAT_CMD || isFile(m.mtype);
   return text ? utf8.decode(m.msg) : m.msg;
 }

@@ -2,6 +2,7 @@
  * Helpers shared by the Store implementations: conversation keys, message content equality,
  * int64 validation, row shapes both SQL stores return. No I/O.
  */
+import { StrBytes } from '@rtm/fpnn';
 import {
   MessageKind,
   type ConversationRef,
@@ -42,6 +43,7 @@ export function conversationOfRef(ref: ConversationRef): ConversationKey {
 /** Same body kind (str / bin) and same bytes. */
 export function sameBody(a: string | Uint8Array, b: string | Uint8Array): boolean {
   if (typeof a === 'string' || typeof b === 'string') return a === b;
+  if (a instanceof StrBytes !== b instanceof StrBytes) return false; // a str and a bin of the same bytes
   if (a.byteLength !== b.byteLength) return false;
   for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
   return true;

@@ -16,6 +16,7 @@
  *   group commit, so throughput comes from large groups, not from parallel writers.
  */
 import pg from 'pg';
+import { StrBytes, strBody } from '@rtm/fpnn';
 import {
   MessageKind,
   type AppendResult,
@@ -473,7 +474,8 @@ export class PostgresStore implements Store {
             chunk.map((m) => m.mid),
             chunk.map((m) => m.mtype),
             chunk.map((m) => (typeof m.msg === 'string' ? Buffer.from(m.msg, 'utf8') : m.msg)),
-            chunk.map((m) => typeof m.msg !== 'string'),
+            // A StrBytes (a str whose bytes are not UTF-8) is a str: its bytes, msg_bin false.
+            chunk.map((m) => typeof m.msg !== 'string' && !(m.msg instanceof StrBytes)),
             chunk.map((m) => m.attrs),
             chunk.map((m) => m.mtime),
           ],
@@ -1281,7 +1283,7 @@ function rowToMessage(r: Row): StoredMessage {
     to: r['to_id'] as bigint,
     mid: r['mid'] as bigint,
     mtype: Number(r['mtype']),
-    msg: r['msg_bin'] ? plainBytes(bytes) : bytes.toString('utf8'),
+    msg: r['msg_bin'] ? plainBytes(bytes) : strBody(bytes),
     attrs: r['attrs'] as string,
     mtime: r['mtime'] as bigint,
   };

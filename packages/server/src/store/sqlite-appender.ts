@@ -22,12 +22,13 @@
  * writer thread's appends and the event loop's retention sweep use two connections.
  */
 import Database from 'better-sqlite3';
+import { StrBytes } from '@rtm/fpnn';
 import { conversationOfMessage, plainBytes, sameContent, type ConversationKey } from './conversation.js';
 import { MessageKind, type NewMessage, type StoredMessage } from './store.js';
 
 type Row = Record<string, unknown>;
 
-export const MESSAGE_COLUMNS = 'id, pid, kind, from_id, to_id, mid, mtype, msg, attrs, mtime';
+export const MESSAGE_COLUMNS = 'id, pid, kind, from_id, to_id, mid, mtype, msg, str_bytes, attrs, mtime';
 
 /**
  * What became of one message: stored with this id and mtime, a resend of the stored original, or
@@ -72,7 +73,7 @@ export class AppendCommitter {
       newestMessage: db.prepare<[], [id: bigint, mtime: bigint]>('SELECT id, mtime FROM messages ORDER BY id DESC LIMIT 1').raw(),
       // The insert probes the unique key itself: no separate lookup for the common, new case.
       insert: p(
-        `INSERT INTO messages (id, pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, attrs, mtime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO messages (id, pid, kind, conv_lo, conv_hi, from_id, to_id, mid, mtype, msg, str_bytes, attrs, mtime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (pid, kind, from_id, to_id, mid) DO NOTHING`,
       ),
       byKey: p(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE pid = ? AND kind = ? AND from_id = ? AND to_id = ? AND mid = ?`),
@@ -157,7 +158,21 @@ export class AppendCommitter {
           const mtime = wanted > lastMtime ? wanted : lastMtime;
           lastMtime = mtime;
           const c: ConversationKey = conversationOfMessage(m);
-          s.insert.run(++lastId, m.pid, m.kind, c.lo, c.hi, m.from, m.to, m.mid, m.mtype, bodyParam(m.msg), m.attrs, mtime);
+          s.insert.run(
+            ++lastId,
+            m.pid,
+            m.kind,
+            c.lo,
+            c.hi,
+            m.from,
+            m.to,
+            m.mid,
+            m.mtype,
+            bodyParam(m.msg),
+            strBytesParam(m.msg),
+            m.attrs,
+            mtime,
+          );
           s.touchSecond.run(mtime / 1000n, lastId, mtime);
           notePair(pairs, m, c, lastId);
         }
@@ -263,6 +278,7 @@ export class AppendCommitter {
             m.mid,
             m.mtype,
             bodyParam(m.msg),
+            strBytesParam(m.msg),
             m.attrs,
             mtime,
           ).changes;
@@ -330,6 +346,11 @@ export function bodyParam(msg: string | Uint8Array): string | Buffer {
   return typeof msg === 'string' ? msg : Buffer.from(msg.buffer, msg.byteOffset, msg.byteLength);
 }
 
+/** `str_bytes`: 1 for a str body whose bytes are not UTF-8 (a StrBytes), kept as a BLOB. */
+export function strBytesParam(msg: string | Uint8Array): number {
+  return msg instanceof StrBytes ? 1 : 0;
+}
+
 export function rowToMessage(r: Row): StoredMessage {
   const msg = r['msg'];
   return {
@@ -340,7 +361,7 @@ export function rowToMessage(r: Row): StoredMessage {
     to: r['to_id'] as bigint,
     mid: r['mid'] as bigint,
     mtype: Number(r['mtype']),
-    msg: typeof msg === 'string' ? msg : plainBytes(msg as Uint8Array),
+    msg: typeof msg === 'string' ? msg : r['str_bytes'] === 1n ? StrBytes.view(msg as Uint8Array) : plainBytes(msg as Uint8Array),
     attrs: r['attrs'] as string,
     mtime: r['mtime'] as bigint,
   };

@@ -12,7 +12,8 @@
  *   at any depth.
  * - Conversation key: p2p = (min uid, max uid), group/room = (gid/rid, 0), broadcast = (0, 0).
  * - `msg` has no type affinity (declared BLOB): a str body is stored as TEXT, a bin body as BLOB,
- *   and read back as the same kind.
+ *   and read back as the same kind; a str body whose bytes are not UTF-8 as a BLOB with
+ *   `str_bytes` = 1 (step 14).
  * - Ids are INTEGER (signed 64-bit); the store reads them with safe integers (bigint).
  * - Write cost per message is kept low: two indexes on `messages` (history, and the unique key
  *   led by the clock-derived mid so that it grows at one edge: step 4); time
@@ -347,6 +348,16 @@ CREATE TABLE presences (
 ) WITHOUT ROWID;
 INSERT INTO presences (pid, uid, version, began, live)
   SELECT pid, uid, 1, 1, 1 FROM node_presences UNION SELECT pid, uid, 1, 1, 1 FROM presence_ends;
+`,
+  },
+  {
+    version: 14,
+    name: 'messages.str_bytes: a str body whose bytes are not UTF-8, kept as its bytes',
+    // The Go server SDK sends binary bodies as str (string(bytes)). A TEXT value reads back through
+    // a JS string, where such bytes become U+FFFD: they are kept as a BLOB, marked to be sent back
+    // as a str. A column with a constant default: SQLite rewrites no row to add it.
+    sql: `
+ALTER TABLE messages ADD COLUMN str_bytes INTEGER NOT NULL DEFAULT 0;
 `,
   },
 ];

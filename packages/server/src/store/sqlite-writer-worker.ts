@@ -6,7 +6,7 @@
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { AppendCommitter, type BatchOutcome } from './sqlite-appender.js';
 import { openConnection } from './sqlite-connection.js';
-import { WRITER_READY, type WriterOptions, type WriterReply, type WriterRequest } from './sqlite-writer.js';
+import { carriedOutcome, landed, WRITER_READY, type WriterOptions, type WriterReply, type WriterRequest } from './sqlite-writer.js';
 
 const options = workerData as WriterOptions & { path: string };
 const port = parentPort!;
@@ -30,9 +30,9 @@ port.on('message', (first: WriterRequest | 'stop') => {
     else take(next.message as WriterRequest);
   }
   if (requests.length > 0) {
-    const batches = requests.flatMap((r) => r.batches);
+    const batches = requests.flatMap((r) => r.batches.map((b) => b.map(landed)));
     const clock = requests.reduce((max, r) => (r.clock > max ? r.clock : max), 0n);
-    const outcomes: BatchOutcome[] = committer.commitBatches(batches, clock);
+    const outcomes: BatchOutcome[] = committer.commitBatches(batches, clock).map(carriedOutcome);
     let at = 0;
     for (const r of requests) {
       const reply: WriterReply = { seq: r.seq, outcomes: outcomes.slice(at, at + r.batches.length) };

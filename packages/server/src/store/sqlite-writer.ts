@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { StrBytes } from '@rtm/fpnn';
 import type { BatchOutcome } from './sqlite-appender.js';
 import type { NewMessage } from './store.js';
 
@@ -37,6 +38,31 @@ export interface WriterReply {
   seq: number;
   /** One per batch; for a probe, none, or one error. */
   outcomes: BatchOutcome[];
+}
+
+/**
+ * A message as it crosses to or from the thread. A structured clone keeps no StrBytes (a str body
+ * whose bytes are not UTF-8), so its kind travels beside its bytes.
+ */
+type Carried<T extends { msg: string | Uint8Array }> = T & { strBytes?: true };
+
+export function carried<T extends { msg: string | Uint8Array }>(m: T): Carried<T> {
+  return m.msg instanceof StrBytes ? { ...m, msg: m.msg.plain(), strBytes: true } : m;
+}
+
+export function landed<T extends { msg: string | Uint8Array }>(m: Carried<T>): T {
+  if (!m.strBytes) return m;
+  const { strBytes: _, ...rest } = m;
+  return { ...rest, msg: StrBytes.view(m.msg as Uint8Array) } as unknown as T;
+}
+
+/** An outcome as it crosses: the stored original of a duplicate is a message too. */
+export function carriedOutcome(o: BatchOutcome): BatchOutcome {
+  return Array.isArray(o) ? o.map((x) => ('duplicate' in x ? { duplicate: carried(x.duplicate) } : x)) : o;
+}
+
+function landedOutcome(o: BatchOutcome): BatchOutcome {
+  return Array.isArray(o) ? o.map((x) => ('duplicate' in x ? { duplicate: landed(x.duplicate) } : x)) : o;
 }
 
 /** What the thread says once its connection is open and its statements prepared. */
@@ -106,7 +132,7 @@ export class SqliteWriterThread {
 
   /** Commits the batches (one transaction if possible); resolves with one outcome per batch, never rejects. */
   commit(batches: (readonly NewMessage[])[], clock: bigint): Promise<BatchOutcome[]> {
-    return this.request({ seq: 0, batches, clock }, batches.length);
+    return this.request({ seq: 0, batches: batches.map((b) => b.map(carried)), clock }, batches.length);
   }
 
   /** A write that stores nothing, on the thread's connection: undefined if it committed, else why not. */
@@ -177,7 +203,7 @@ export class SqliteWriterThread {
       }
       const waiter = this.inflight.get(reply.seq);
       this.inflight.delete(reply.seq);
-      waiter?.resolve(reply.outcomes);
+      waiter?.resolve(reply.outcomes.map(landedOutcome));
       if (this.inflight.size === 0) this.drained?.();
     });
     // Not logged here: the exit that follows says what became of the thread, in one line.
