@@ -158,21 +158,7 @@ export class AppendCommitter {
           const mtime = wanted > lastMtime ? wanted : lastMtime;
           lastMtime = mtime;
           const c: ConversationKey = conversationOfMessage(m);
-          s.insert.run(
-            ++lastId,
-            m.pid,
-            m.kind,
-            c.lo,
-            c.hi,
-            m.from,
-            m.to,
-            m.mid,
-            m.mtype,
-            bodyParam(m.msg),
-            strBytesParam(m.msg),
-            m.attrs,
-            mtime,
-          );
+          insertRow(s.insert, ++lastId, m, c, mtime);
           s.touchSecond.run(mtime / 1000n, lastId, mtime);
           notePair(pairs, m, c, lastId);
         }
@@ -267,21 +253,7 @@ export class AppendCommitter {
         const out = batch.map((m): AppendOutcome => {
           const id = lastId + 1n;
           const c = conversationOfMessage(m);
-          const inserted = s.insert.run(
-            id,
-            m.pid,
-            m.kind,
-            c.lo,
-            c.hi,
-            m.from,
-            m.to,
-            m.mid,
-            m.mtype,
-            bodyParam(m.msg),
-            strBytesParam(m.msg),
-            m.attrs,
-            mtime,
-          ).changes;
+          const inserted = insertRow(s.insert, id, m, c, mtime);
           if (inserted === 0) {
             const original = rowToMessage(s.byKey.get(m.pid, m.kind, m.from, m.to, m.mid)!);
             return sameContent(original, m) ? { duplicate: original } : { collision: true };
@@ -344,6 +316,12 @@ function notePair(pairs: PairTouches, m: NewMessage, c: ConversationKey, id: big
 
 export function bodyParam(msg: string | Uint8Array): string | Buffer {
   return typeof msg === 'string' ? msg : Buffer.from(msg.buffer, msg.byteOffset, msg.byteLength);
+}
+
+/** Inserts one message (its key may be taken: none is then, and 0 says so), as MESSAGE_COLUMNS lays it out. */
+function insertRow(insert: Database.Statement<unknown[], Row>, id: bigint, m: NewMessage, c: ConversationKey, mtime: bigint): number {
+  return insert.run(id, m.pid, m.kind, c.lo, c.hi, m.from, m.to, m.mid, m.mtype, bodyParam(m.msg), strBytesParam(m.msg), m.attrs, mtime)
+    .changes;
 }
 
 /** `str_bytes`: 1 for a str body whose bytes are not UTF-8 (a StrBytes), kept as a BLOB. */
