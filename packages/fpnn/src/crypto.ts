@@ -34,6 +34,7 @@ import {
 import { decodePayload, type Payload } from './codec.js';
 import { FpnnProtocolError } from './errors.js';
 import { DEFAULT_MAX_FRAME_BYTES, Flag, HEADER_BYTES, type PayloadFlag } from './frame.js';
+import { strBytesAt } from './str-bytes.js';
 
 // ---------------------------------------------------------------------------------------------
 // Curves and keys
@@ -379,7 +380,8 @@ function readPublicKeyBytes(value: unknown, size: number): Uint8Array {
   }
   if (!bytes)
     throw new KeyExchangeError(`*key: publicKey must be binary, got ${value === undefined || value === null ? 'nothing' : typeof value}`);
-  if (bytes.length !== 2 * size) throw new KeyExchangeError(`*key: publicKey must be ${2 * size} bytes (X‖Y), got ${bytes.length}`);
+  if (bytes.length > 2 * size || bytes.length < 2 * size - MAX_DROPPED_ZEROS)
+    throw new KeyExchangeError(`*key: publicKey must be ${2 * size} bytes (X‖Y), got ${bytes.length}`);
   return bytes;
 }
 
@@ -392,39 +394,44 @@ function readPublicKeyBytes(value: unknown, size: number): Uint8Array {
 export function decodeKeyQuestPayload(flag: PayloadFlag, bytes: Uint8Array): Payload {
   const payload = decodePayload(flag, bytes);
   if (flag === Flag.MSGPACK && typeof payload.publicKey === 'string') {
-    const raw = rawPublicKeyStr(bytes);
-    if (raw) payload.publicKey = raw;
+    const raw = strBytesAt(bytes, 0, bytes.length, ['publicKey']);
+    if (raw) payload.publicKey = new Uint8Array(raw);
   }
   return payload;
 }
 
-/** The key `publicKey` as msgpack writes it (fixstr of 9 bytes). */
-const PUBLIC_KEY_NAME = Buffer.from([0xa9, ...Buffer.from('publicKey')]);
-
-/**
- * The raw bytes of the str after the map key `publicKey` (its first occurrence: a payload that
- * hides those bytes in an earlier value gets a wrong key, and the exchange fails as with any bad
- * key). msgpackr has no option to read strings as bytes.
- */
-function rawPublicKeyStr(bytes: Uint8Array): Uint8Array | undefined {
-  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
-  const name = b.indexOf(PUBLIC_KEY_NAME);
-  if (name < 0) return undefined;
-  const at = name + PUBLIC_KEY_NAME.length;
-  const t = b[at];
-  let start: number;
-  let length: number;
-  if (t === undefined) return undefined;
-  if (t >= 0xa0 && t <= 0xbf) [start, length] = [at + 1, t & 0x1f];
-  else if (t === 0xd9 && at + 2 <= b.length) [start, length] = [at + 2, b.readUInt8(at + 1)];
-  else if (t === 0xda && at + 3 <= b.length) [start, length] = [at + 3, b.readUInt16BE(at + 1)];
-  else if (t === 0xdb && at + 5 <= b.length) [start, length] = [at + 5, b.readUInt32BE(at + 1)];
-  else return undefined;
-  return start + length <= b.length ? new Uint8Array(b.subarray(start, start + length)) : undefined;
-}
-
 // ECDH objects for server keys, so a connection costs one scalar multiplication, not two.
 const ecdhCache = new WeakMap<Uint8Array, ECDH>();
+
+/**
+ * The leading zero bytes a public key may lack. The Java FPNN SDK (`KeyGenerator.gen`) writes each
+ * coordinate with `BigInteger.toByteArray()`, which drops them: about one key in 128 comes 63
+ * bytes long, one in 32,768 62. Refused (spec/fpnn.md §6 step 1), the SDK's connect waits for ever.
+ */
+const MAX_DROPPED_ZEROS = 2;
+
+/**
+ * The ECDH secret with the peer's X‖Y. A key short of 2 × `size` bytes (MAX_DROPPED_ZEROS) is read
+ * as the one split of its bytes into two left-padded coordinates that is a point of the curve: a
+ * wrong split is no point (the odds of one being one are about 2^-256).
+ */
+function peerSecret(ecdh: ECDH, peer: Uint8Array, size: number): Uint8Array {
+  if (peer.length === 2 * size) return computeSecret(ecdh, peer);
+  const secrets: Uint8Array[] = [];
+  for (let xLength = peer.length - size; xLength <= size; xLength++) {
+    const full = new Uint8Array(2 * size);
+    full.set(peer.subarray(0, xLength), size - xLength);
+    full.set(peer.subarray(xLength), 2 * size - (peer.length - xLength));
+    try {
+      secrets.push(computeSecret(ecdh, full));
+    } catch {
+      // not a point: not this split
+    }
+  }
+  if (secrets.length !== 1)
+    throw new KeyExchangeError(`*key: publicKey of ${peer.length} bytes is no point however its coordinates are padded to ${size} bytes`);
+  return secrets[0]!;
+}
 
 function computeSecret(ecdh: ECDH, peerRaw: Uint8Array): Uint8Array {
   const point = new Uint8Array(1 + peerRaw.length);
@@ -457,7 +464,7 @@ export function serverKeyExchange(
     ecdh = validatePrivateScalar(key.privateKey, info);
     ecdhCache.set(key.privateKey, ecdh);
   }
-  const secret = computeSecret(ecdh, peer);
+  const secret = peerSecret(ecdh, peer, info.size);
   const { key: aesKey, iv } = deriveKeyMaterial(secret, bits);
   return new SessionKeys(info.name, bits, streamMode, aesKey, iv);
 }

@@ -277,7 +277,8 @@ describe('crypto: key exchange', () => {
       ['streamMode "yes"', { ...good, streamMode: 'yes' }],
       ['no publicKey', { bits: 128 }],
       ['publicKey number', { publicKey: 5 }],
-      ['publicKey 63 bytes', { publicKey: good.publicKey.subarray(1) }],
+      ['publicKey 63 bytes that are no point however padded', { publicKey: good.publicKey.subarray(1) }],
+      ['publicKey 61 bytes', { publicKey: good.publicKey.subarray(3) }],
       ['publicKey 65 bytes (0x04 prefix)', { publicKey: concat([Uint8Array.of(4), good.publicKey]) }],
       ['publicKey 33 bytes', { publicKey: new Uint8Array(33) }],
       ['publicKey empty', { publicKey: new Uint8Array(0) }],
@@ -293,6 +294,29 @@ describe('crypto: key exchange', () => {
     }
     assert.throws(() => deriveKeyMaterial(randomBytes(32), 192 as KeyBits), KeyExchangeError);
     assert.throws(() => clientKeyExchange(derivePublicKeyFormats(serverKey).raw, { bits: 192 as KeyBits }), /bits must be 128 or 256/);
+  });
+
+  it("a public key whose coordinates lost their leading zero bytes (the Java SDK's 1 in 128) gives the same keys", () => {
+    for (const curve of ['secp256k1', 'secp256r1'] as const) {
+      const server = createECDH(curve === 'secp256r1' ? 'prime256v1' : curve);
+      server.generateKeys();
+      const serverKey = parseServerPrivateKey(new Uint8Array(server.getPrivateKey()), curve);
+      const found = { x: false, y: false };
+      for (let i = 0; i < 20_000 && !(found.x && found.y); i++) {
+        const client = clientKeyExchange(new Uint8Array(server.getPublicKey()).subarray(1), { curve });
+        const key = client.questPayload.publicKey;
+        const side = key[0] === 0 ? 'x' : key[32] === 0 ? 'y' : undefined;
+        if (!side || found[side]) continue;
+        found[side] = true;
+        // As BigInteger.toByteArray() writes it: the coordinate without its leading zero byte.
+        const short = side === 'x' ? key.subarray(1) : concat([key.subarray(0, 32), key.subarray(33)]);
+        assert.equal(short.length, 63);
+        const keys = serverKeyExchange(serverKey, { publicKey: short, bits: 128 });
+        assert.equal(hex(keys.key), hex(client.keys.key), `${curve}: ${side} short`);
+        assert.equal(hex(keys.iv), hex(client.keys.iv));
+      }
+      assert.ok(found.x && found.y, `${curve}: keys with a short X and a short Y were found`);
+    }
   });
 
   it('client rejects malformed server public keys clearly', () => {

@@ -24,11 +24,16 @@ class EncryptedClient {
   static async open(
     port: number,
     publicKey: Uint8Array | string,
-    opts: { bits: 128 | 256; streamMode: boolean; pipelineFirstQuest?: boolean },
+    opts: { bits: 128 | 256; streamMode: boolean; pipelineFirstQuest?: boolean; javaShortKey?: boolean },
   ): Promise<{ client: EncryptedClient; first?: Promise<{ ok: boolean; payload: Payload }> }> {
     const socket = connect(port, '127.0.0.1');
     await new Promise((r) => socket.once('connect', r));
-    const kx = clientKeyExchange(publicKey, { bits: opts.bits, streamMode: opts.streamMode });
+    let kx = clientKeyExchange(publicKey, { bits: opts.bits, streamMode: opts.streamMode });
+    if (opts.javaShortKey) {
+      // The Java SDK's key one time in 128: a coordinate without its leading zero byte (63 bytes).
+      while (kx.questPayload.publicKey[0] !== 0) kx = clientKeyExchange(publicKey, { bits: opts.bits, streamMode: opts.streamMode });
+      kx.questPayload.publicKey = kx.questPayload.publicKey.subarray(1);
+    }
     const client = new EncryptedClient(socket, kx.ciphers);
     let keyAnswered = false;
     socket.on('data', (chunk) => {
@@ -42,7 +47,12 @@ class EncryptedClient {
       }
       keyAnswered = true;
     });
-    socket.on('close', () => (client.closed = true));
+    socket.on('close', () => {
+      client.closed = true;
+      // A *key the server refused closes the connection: nothing waits for ever.
+      for (const done of client.waiting.values()) done({ ok: false, payload: {} });
+      client.waiting.clear();
+    });
     socket.on('error', () => undefined);
     const keySeq = client.seq++;
     const keyAnswer = new Promise<{ ok: boolean; payload: Payload }>((r) => client.waiting.set(keySeq, r));
@@ -101,6 +111,14 @@ describe('*key encryption on TCP (ECDH secp256k1 + AES-CFB)', () => {
       });
     }
   }
+
+  it("a public key a byte short (the Java SDK drops a coordinate's leading zero) is read as the point it is: calls work", async () => {
+    const { client } = await EncryptedClient.open(server.serverPort, publicKey.raw, { bits: 128, streamMode: false, javaShortKey: true });
+    const token = await client.quest('gettoken', { ...signFields('gettoken', TEST_PID, TEST_SECRET, uniqueSalt()), uid: 78n });
+    assert.ok(token.ok);
+    assert.equal(typeof token.payload.token, 'string');
+    client.close();
+  });
 
   it('switches at the exact frame boundary when the next quest shares the *key read', async () => {
     const { client, first } = await EncryptedClient.open(server.serverPort, publicKey.raw, {
