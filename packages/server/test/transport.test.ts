@@ -381,6 +381,27 @@ describe('transport: one port, three protocols, robust against bad input', () =>
     assert.ok(Date.now() - started >= 1000, 'closed by the idle timeout, not at once');
   });
 
+  it('pings come every RTM_PING_INTERVAL_MS, not at the idle check nearest to it', async () => {
+    // Idle checks every 3200 ÷ 4 = 800 ms at the most: pings came every 800 ms instead of 1000.
+    const s = await startTestServer({ pingIntervalMs: 1000, idleTimeoutMs: 3200 });
+    const backend = await RawClient.tcp(s.serverEndpoint);
+    try {
+      await backend.quest('*ping');
+      const at: number[] = [];
+      const seen = backend.pushes.length;
+      while (at.length < 5) {
+        await backend.waitForPushes('ping', seen + at.length + 1, 5000);
+        at.push(Date.now());
+      }
+      // A late timer only lengthens an interval; the first ping may have come late, hence 0.9.
+      const mean = (at[4]! - at[0]!) / 4;
+      assert.ok(mean >= 900 && mean < 1600, `a ping every ${mean} ms`);
+    } finally {
+      backend.close();
+      await s.close();
+    }
+  });
+
   // spec/fpnn.md §4: idle = no complete frame either way. The server gate counts its own pings as
   // activity (a backend that only listens may never answer them), which kept a peer that never
   // completes a frame open for ever, its partial frame buffered (slowloris).

@@ -256,7 +256,11 @@ export abstract class Gate<Session> {
 
   private startKeepalive(): void {
     if (this.keepalive) return;
-    const every = Math.min(this.options.pingIntervalMs, Math.max(100, Math.floor(this.options.idleTimeoutMs / 4)));
+    // Checks at least 4 times per idle timeout, and a whole number of times per ping interval, so
+    // that pings go out every RTM_PING_INTERVAL_MS, not at the check nearest to it (defaults: a
+    // check every 10 s, a ping every 20 s; with checks every idle ÷ 4 = 15 s they came every 15 s).
+    const finest = Math.min(this.options.pingIntervalMs, Math.max(100, Math.floor(this.options.idleTimeoutMs / 4)));
+    const every = Math.max(100, Math.floor(this.options.pingIntervalMs / Math.ceil(this.options.pingIntervalMs / finest)));
     let lastPing = Date.now();
     let tickedAt = lastPing;
     const check = (): void => {
