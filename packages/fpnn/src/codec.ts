@@ -216,7 +216,7 @@ function decodeRange(flag: PayloadFlag, source: Uint8Array, start: number, end: 
       const over = end - start > MAX_PAYLOAD_OBJECTS ? msgpackOverBounds(source, start, end) : undefined;
       if (over) throw new Error(over);
       value = packr.unpack(source, { start, end } as never);
-      keepStrBytes(value, source, start, end);
+      keepStrAt(value, source, start, end, BODY_PATH);
     } else value = parseJson(utf8.decode(source.subarray(start, end)));
   } catch (err) {
     // Bad JSON is 10004 PROTO_JSON_CONVERT, as the HTTP bridge answers a bad body (errors-and-limits.md §1).
@@ -233,16 +233,10 @@ function decodeRange(flag: PayloadFlag, source: Uint8Array, start: number, end: 
 }
 
 /**
- * A message body (`msg` at the top of a quest or push) sent as a str of bytes that are not UTF-8
- * becomes their StrBytes, not a string of U+FFFD (str-bytes.ts). Only a string that holds U+FFFD
- * can be one: the usual payload costs one property read.
+ * Where a quest's or push's message body is: `msg` at the top of the payload. Sent as a str of
+ * bytes that are not UTF-8, it becomes their StrBytes, not a string of U+FFFD (str-bytes.ts).
  */
-function keepStrBytes(value: unknown, source: Uint8Array, start: number, end: number): void {
-  const msg = (value as Payload | null)?.['msg'];
-  if (typeof msg !== 'string' || !msg.includes('\uFFFD')) return;
-  const bytes = strBytesAt(source, start, end, ['msg']);
-  if (bytes && !isUtf8(bytes)) (value as Payload)['msg'] = StrBytes.view(bytes.slice());
-}
+const BODY_PATH = ['msg'] as const;
 
 /**
  * `decodeMsgpack` keeping the str at `path` (map keys, outermost first) as its StrBytes when its
@@ -250,15 +244,23 @@ function keepStrBytes(value: unknown, source: Uint8Array, start: number, end: nu
  */
 export function decodeMsgpackKeeping(bytes: Uint8Array, path: readonly string[]): unknown {
   const value = packr.unpack(bytes);
-  let parent: unknown = value;
-  for (const key of path.slice(0, -1)) parent = (parent as Payload | null)?.[key];
-  const last = path[path.length - 1]!;
-  const s = (parent as Payload | null)?.[last];
-  if (typeof s === 'string' && s.includes('\uFFFD')) {
-    const raw = strBytesAt(bytes, 0, bytes.length, path);
-    if (raw && !isUtf8(raw)) (parent as Payload)[last] = StrBytes.view(raw.slice());
-  }
+  keepStrAt(value, bytes, 0, bytes.length, path);
   return value;
+}
+
+/**
+ * Puts the StrBytes of the str at `path` in `value` (decoded from `source[start, end)`) when its
+ * bytes are not UTF-8. Only a string that holds U+FFFD can be one: the usual value costs a
+ * property read per key of the path.
+ */
+function keepStrAt(value: unknown, source: Uint8Array, start: number, end: number, path: readonly string[]): void {
+  let parent = value as Payload | null | undefined;
+  for (let i = 0; i < path.length - 1; i++) parent = parent?.[path[i]!] as Payload | null | undefined;
+  const last = path[path.length - 1]!;
+  const s = parent?.[last];
+  if (typeof s !== 'string' || !s.includes('\uFFFD')) return;
+  const bytes = strBytesAt(source, start, end, path);
+  if (bytes && !isUtf8(bytes)) parent![last] = StrBytes.view(bytes.slice());
 }
 
 /** JSON text with bigint support, for the HTTP bridge. */
