@@ -127,10 +127,14 @@ describe('listen: addlisten, removelisten, setlisten and the pushes they select'
     assert.deepEqual(texts(l, 'pushgroupmsg'), ['any group', 'g1: listed']);
     assert.deepEqual(texts(l, 'pushmsg'), ['from u3', 'u3 still', 'all p2p']);
 
-    // Neither kind: nothing changes.
+    // Neither kind: the "all" form with every flag false (the C# SDK's SetListen(false, false,
+    // false, false) sends no key); the lists stay.
     await signed(l, 'setlisten', {});
-    await p2p(u1, u2, 'still all p2p');
-    await l.waitForPushes('pushmsg', 4);
+    await p2p(u1, u2, 'p2p: all no longer');
+    await room(r2, 'r2: still listed');
+    await l.waitForPushes('pushroommsg', 4);
+    assert.deepEqual(texts(l, 'pushmsg'), ['from u3', 'u3 still', 'all p2p']);
+    assert.deepEqual(texts(l, 'pushroommsg'), ['any room', 'rooms: flag kept', 'r2: listed', 'r2: still listed']);
   });
 
   it('pushevent login / logout for listened events; ev flag listens to all', async () => {

@@ -86,12 +86,14 @@ export function removeListen(s: ListenState, r: ListenLists): void {
 /**
  * setlisten (proposal of server-api.md §4): any boolean key present → the four flags are set
  * (absent = false) and the lists stay; any list key present → the four lists are replaced (absent =
- * empty) and the flags stay; both kinds in one quest do both. A quest with neither changes nothing
- * (Python restores "all" then lists in two quests: neither may undo the other).
+ * empty) and the flags stay; both kinds in one quest do both (Python restores "all" then lists in
+ * two quests: neither may undo the other). A quest with neither is the "all" form with every flag
+ * false: the C# server SDK's SetListen(false, false, false, false) sends only the flags that are
+ * true, so that is how it turns "listen to all" off; the lists stay.
  */
 export function setListen(s: ListenState, r: ListenLists & ListenFlags, max = Infinity): void {
   if (hasAnyList(r)) checkListen('setlisten', s, r, max, true);
-  if (hasAnyFlag(r)) {
+  if (hasAnyFlag(r) || !hasAnyList(r)) {
     s.p2p = r.p2p ?? false;
     s.group = r.group ?? false;
     s.room = r.room ?? false;
