@@ -45,6 +45,7 @@ export class ConnectionManager {
   private openedAt = 0;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private pingTimer: ReturnType<typeof setTimeout> | undefined;
+  private keepaliveTimer: ReturnType<typeof setInterval> | undefined;
   /** The connection whose listen state connect() is restoring: if it drops, connect() fails (lost() leaves it alone). */
   private restoringForConnect: TcpConnection | undefined;
   /** The connection attempt in flight (connect() or a reconnect): close() aborts it and waits for it. */
@@ -240,6 +241,7 @@ export class ConnectionManager {
     // A reconnection that dropped during the restore: lost() has reported it and reconnects (or will, once its close is seen).
     if (!usable) return;
     this.ready = true;
+    this.keepAlive(connection);
     const waiters = [...this.waiters];
     this.waiters.clear();
     for (const w of waiters) {
@@ -270,8 +272,7 @@ export class ConnectionManager {
     this.options.logger.error(failure.message);
     if (this.current === connection) this.current = undefined; // lost() leaves its close alone
     this.ready = false;
-    if (this.pingTimer) clearTimeout(this.pingTimer);
-    this.pingTimer = undefined;
+    this.clearConnectionTimers();
     this.stateValue = 'idle';
     this.rejectWaiters(() => copyOf(failure));
     // As for a failed open: reject once the socket is gone.
@@ -289,8 +290,7 @@ export class ConnectionManager {
     // A connection that never became usable (its listen state was not restored) is a failed attempt too.
     const stable = this.ready && Date.now() - this.openedAt >= this.options.reconnect.stableAfterMs;
     this.ready = false;
-    if (this.pingTimer) clearTimeout(this.pingTimer);
-    this.pingTimer = undefined;
+    this.clearConnectionTimers();
     this.failures = stable ? 0 : this.failures + 1;
     this.options.logger.warn(`connection to ${this.options.endpoint} lost: ${reason}`);
     if (this.options.autoReconnect) {
@@ -369,8 +369,32 @@ export class ConnectionManager {
 
   private clearTimers(): void {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
-    if (this.pingTimer) clearTimeout(this.pingTimer);
     this.reconnectTimer = undefined;
+    this.clearConnectionTimers();
+  }
+
+  /** The timers of the current connection: the ping watchdog and the keepalive. */
+  private clearConnectionTimers(): void {
+    if (this.pingTimer) clearTimeout(this.pingTimer);
+    if (this.keepaliveTimer) clearInterval(this.keepaliveTimer);
     this.pingTimer = undefined;
+    this.keepaliveTimer = undefined;
+  }
+
+  /**
+   * Sends a `*ping` whenever no server `ping` came for `keepAliveMs`: the server pings only
+   * connections that listen, and closes the others once idle, which would cost a reconnection
+   * (and a line in both logs) every idle timeout.
+   */
+  private keepAlive(connection: TcpConnection): void {
+    const every = this.options.keepAliveMs;
+    if (every <= 0) return;
+    if (this.keepaliveTimer) clearInterval(this.keepaliveTimer);
+    this.keepaliveTimer = setInterval(() => {
+      if (this.current !== connection || !connection.isOpen) return;
+      if (Date.now() - (this.lastPingAt ?? 0) < every) return;
+      connection.peer.quest('*ping', {}).catch(() => undefined); // a lost connection is seen by its close
+    }, every);
+    this.keepaliveTimer.unref();
   }
 }

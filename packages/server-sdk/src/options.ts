@@ -79,6 +79,12 @@ export interface RTMServerClientOptions {
    */
   pingTimeoutMs?: number;
   /**
+   * Send a `*ping` when no server `ping` came for this many milliseconds (at most 2^31-1; 0: never).
+   * The server pings only connections that listen and closes others once idle (60 s by default);
+   * this keeps such a connection open between calls. @default 20000
+   */
+  keepAliveMs?: number;
+  /**
    * Pushed messages already seen (same kind, sender, target and mid) within this window are not
    * emitted again (server-api.md §6), in milliseconds. 0 disables. @default 300000
    */
@@ -99,6 +105,7 @@ export const DEFAULT_QUEST_TIMEOUT_MS = 20_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 export const DEFAULT_AUTO_RECONNECT = true;
 export const DEFAULT_PING_TIMEOUT_MS = 40_000;
+export const DEFAULT_KEEP_ALIVE_MS = 20_000;
 export const DEFAULT_DEDUP_WINDOW_MS = 300_000;
 export const DEFAULT_DEDUP_MAX_ENTRIES = 100_000;
 export const DEFAULT_RECONNECT_POLICY: Readonly<ReconnectPolicy> = Object.freeze({
@@ -123,6 +130,7 @@ export interface ResolvedOptions {
   readonly autoReconnect: boolean;
   readonly reconnect: Readonly<ReconnectPolicy>;
   readonly pingTimeoutMs: number;
+  readonly keepAliveMs: number;
   readonly dedupWindowMs: number;
   readonly dedupMaxEntries: number;
   readonly logger: Logger;
@@ -244,6 +252,7 @@ export function resolveOptions(options: RTMServerClientOptions): ResolvedOptions
     autoReconnect: options.autoReconnect ?? DEFAULT_AUTO_RECONNECT,
     reconnect,
     pingTimeoutMs: timeMs('pingTimeoutMs', options.pingTimeoutMs, DEFAULT_PING_TIMEOUT_MS, 0),
+    keepAliveMs: timeMs('keepAliveMs', options.keepAliveMs, DEFAULT_KEEP_ALIVE_MS, 0),
     dedupWindowMs: nonNegativeInt('dedupWindowMs', options.dedupWindowMs, DEFAULT_DEDUP_WINDOW_MS),
     dedupMaxEntries: positiveInt('dedupMaxEntries', options.dedupMaxEntries, DEFAULT_DEDUP_MAX_ENTRIES),
     logger,

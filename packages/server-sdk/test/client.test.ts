@@ -527,6 +527,7 @@ test('timeouts and delays above 2^31-1 ms (the longest a timer waits) fail at co
     ['questTimeoutMs', { questTimeoutMs: 2 ** 31 }],
     ['connectTimeoutMs', { connectTimeoutMs: 2 ** 31 }],
     ['pingTimeoutMs', { pingTimeoutMs: 2 ** 31 }],
+    ['keepAliveMs', { keepAliveMs: 2 ** 31 }],
     ['reconnect.minDelayMs', { reconnect: { minDelayMs: 2 ** 31 } }],
     ['reconnect.maxDelayMs', { reconnect: { maxDelayMs: 2 ** 31 } }],
     ['reconnect.stableAfterMs', { reconnect: { stableAfterMs: 2 ** 31 } }],
@@ -544,9 +545,11 @@ test('timeouts and delays above 2^31-1 ms (the longest a timer waits) fail at co
     questTimeoutMs: max,
     connectTimeoutMs: max,
     pingTimeoutMs: max,
+    keepAliveMs: max,
     reconnect: { minDelayMs: max, maxDelayMs: max, stableAfterMs: max },
   });
   assert.equal(ok.options.pingTimeoutMs, 2 ** 31 - 1);
+  assert.equal(ok.options.keepAliveMs, 2 ** 31 - 1);
 });
 
 test('a call with timeoutMs above 2^31-1 ms (or not a positive integer) fails with 200034 before anything is sent', async (t) => {

@@ -43,6 +43,26 @@ const outcome = (p: Promise<unknown>): Promise<RtmError | 'resolved'> =>
 
 // ---------------------------------------------------------------- timeouts
 
+test('a connection that does not listen is kept open by its *ping keepalive (the server pings only listeners)', async (t) => {
+  const quick = await startTestServer({ idleTimeoutMs: 1000, pingIntervalMs: 250 });
+  t.after(() => quick.close());
+  const connect = async (keepAliveMs: number) => {
+    const client = newClient(t, { endpoint: quick.serverEndpoint, keepAliveMs });
+    const closed: string[] = [];
+    client.on('closed', ({ reason }) => closed.push(reason));
+    await client.connect();
+    await client.getToken(1);
+    return { client, closed };
+  };
+  const kept = await connect(300);
+  const dropped = await connect(0);
+  assert.ok(await until(() => dropped.closed.length > 0, 3000), 'without the keepalive the server closes it once idle');
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.deepEqual(kept.closed, [], 'kept past the idle timeout');
+  assert.equal(kept.client.lastPingAt, undefined, 'no server ping: it does not listen');
+  assert.equal(typeof (await kept.client.getToken(2)), 'string');
+});
+
 test('a call with a timeoutMs much shorter than questTimeoutMs times out on time (not at the next 1 s sweep)', async (t) => {
   const { proxy, client } = await throughProxy(t); // questTimeoutMs: the default 20 s
   proxy.holdAnswers = true;

@@ -363,9 +363,9 @@ describe('transport: one port, three protocols, robust against bad input', () =>
     }
   });
 
-  it('pings every connection and awaits the answer; closes idle connections', async () => {
+  it('pings a listening backend and awaits the answer; closes idle connections', async () => {
     const backend = await RawClient.tcp(server.serverEndpoint);
-    await backend.quest('*ping'); // a connection is classified (FPNN/HTTP) by its first bytes
+    await backend.signed('addlisten', { events: ['login'] }, TEST_PID, TEST_SECRET);
     const pings = await backend.waitForPushes('ping', 2, 3000);
     assert.ok(pings.length >= 2);
     backend.close();
@@ -386,7 +386,7 @@ describe('transport: one port, three protocols, robust against bad input', () =>
     const s = await startTestServer({ pingIntervalMs: 1000, idleTimeoutMs: 3200 });
     const backend = await RawClient.tcp(s.serverEndpoint);
     try {
-      await backend.quest('*ping');
+      await backend.signed('addlisten', { events: ['login'] }, TEST_PID, TEST_SECRET); // pinged once it listens
       const at: number[] = [];
       const seen = backend.pushes.length;
       while (at.length < 5) {
@@ -399,6 +399,33 @@ describe('transport: one port, three protocols, robust against bad input', () =>
     } finally {
       backend.close();
       await s.close();
+    }
+  });
+
+  it('server gate: only connections that listen are pinged; one that does not is closed once idle', async () => {
+    const s = await startTestServer({ pingIntervalMs: 200, idleTimeoutMs: 1200 });
+    const quiet = await RawClient.tcp(s.serverEndpoint);
+    const listening = await RawClient.tcp(s.serverEndpoint);
+    try {
+      // As the PHP SDK: a call, a pause of several ping intervals, a call whose answer is the next
+      // frame. A ping in between was read as that answer (a seq mismatch, then garbage for good).
+      assert.ok(typeof (await quest(quiet, 'gettoken', { uid: 1n })).token === 'string');
+      await listening.signed('setlisten', { ev: true }, TEST_PID, TEST_SECRET);
+      await listening.waitForPushes('ping', 3, 3000);
+      assert.ok(typeof (await quest(quiet, 'gettoken', { uid: 2n })).token === 'string');
+      assert.deepEqual(quiet.pushes, [], 'no quest from the server to a connection that does not listen');
+      // Nothing either way for the idle timeout: closed (its SDK connects again at its next call).
+      const before = Date.now();
+      await quiet.closed;
+      assert.ok(Date.now() - before >= 800, `closed ${Date.now() - before} ms after the last call`);
+      assert.ok(listening.pushes.filter((p) => p.method === 'ping').length >= 5, 'the listening one is pinged all along');
+    } finally {
+      quiet.close();
+      listening.close();
+      await s.close();
+    }
+    function quest(c: RawClient, method: string, payload: Payload) {
+      return c.signed(method, payload, TEST_PID, TEST_SECRET);
     }
   });
 
@@ -447,7 +474,8 @@ describe('transport: one port, three protocols, robust against bad input', () =>
     { timeout: 15_000 },
     async () => {
       const s = await recordingSocket(server.serverPort);
-      s.socket.write(encodeQuest('*ping', encodePayload(Flag.MSGPACK, {}), Flag.MSGPACK, false, 1));
+      const listen = { ...signFields('addlisten', TEST_PID, TEST_SECRET, uniqueSalt()), events: ['login'] };
+      s.socket.write(encodeQuest('addlisten', encodePayload(Flag.MSGPACK, listen), Flag.MSGPACK, false, 1));
       await new Promise((r) => setTimeout(r, 3500)); // over twice the 1.5 s idle timeout
       const pings = s.frames().filter((f) => f.kind === 'quest' && f.method === 'ping');
       const open = !s.closed();

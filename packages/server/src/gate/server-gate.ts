@@ -50,7 +50,7 @@ export class ServerGate extends Gate<ServerSession> {
       if (err instanceof RtmError && AUTH_FAILURES.has(err.code)) this.authFailed(conn, remote, method, payload, err);
       throw err;
     }
-    if (conn && !conn.session) conn.session = { pid, listen: emptyListen() };
+    if (conn && !conn.session) conn.session = { pid, listen: emptyListen(), listened: false };
     if (conn && conn.session!.pid !== pid) {
       // One connection serves one project: listen state and pushes are per project.
       throw new RtmError(FpnnErrorCode.CORE_FORBIDDEN, `this connection already serves project ${conn.session!.pid}`);
@@ -135,8 +135,12 @@ export class ServerGate extends Gate<ServerSession> {
     return Object.hasOwn(this.methods, method);
   }
 
-  protected shouldPing(): boolean {
-    return true; // every server-gate connection (the Node SDK closes 40 s after its last ping)
+  /**
+   * Only connections that listen (`ServerSession.listened`). The others have nothing pushed to them
+   * and are closed once idle for RTM_IDLE_TIMEOUT_MS; their SDKs connect again at the next call.
+   */
+  protected shouldPing(conn: Connection<ServerSession>): boolean {
+    return conn.session?.listened === true;
   }
 
   protected closed(conn: Connection<ServerSession>): void {

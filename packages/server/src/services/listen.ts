@@ -19,6 +19,13 @@ export interface ListenState {
 export interface ServerSession {
   readonly pid: number;
   listen: ListenState;
+  /**
+   * The connection used a listen method: its SDK reads server quests (pushes), so it is pinged.
+   * Others are not: the PHP SDK is synchronous and reads any frame that comes as the answer to its
+   * next call, so one ping desynchronises it for good (server-api.md §6; the hosted service's
+   * pings, the Node SDK's README says, depend on listening too).
+   */
+  listened: boolean;
 }
 
 export type ServerConnection = Connection<ServerSession>;

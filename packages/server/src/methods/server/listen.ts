@@ -9,11 +9,15 @@ import type { ServerConnection } from '../../services/listen.js';
 const lists = { gids: f.opt(f.gids), rids: f.opt(f.rids), uids: f.opt(f.uids), events: f.opt(f.strs) };
 const flags = { p2p: f.opt(f.bool), group: f.opt(f.bool), room: f.opt(f.bool), ev: f.opt(f.bool) };
 
-/** Over FPNN-over-HTTP there is no connection to push to: 20013. */
+/**
+ * The connection the listen state belongs to, from now on pinged (its SDK reads server quests).
+ * Over FPNN-over-HTTP there is no connection to push to: 20013.
+ */
 function connection(ctx: ServerContext, method: string): ServerConnection {
   if (!ctx.conn) {
     throw new RtmError(FpnnErrorCode.CORE_FORBIDDEN, `${method} needs a persistent FPNN connection: pushes cannot reach an HTTP caller`);
   }
+  ctx.conn.session!.listened = true;
   return ctx.conn;
 }
 
