@@ -246,6 +246,13 @@ class Check implements Cmd {
   async run(m: Model, w: World): Promise<void> {
     await pastNearGraces(m);
     await w.deployment.settle();
+    // Memberships first: a presence dropped less than half a grace period ago still holds its
+    // rooms, but only until its grace period ends, and the waits for pushes below may outlast that
+    // on a loaded machine (seen: getroommembers empty after a restart, the model right).
+    const inRoom = w.uids.filter((_, u) => m.inRoom[u]);
+    assert.deepEqual(new Set(await w.backend.getRoomMembers(w.rid)), new Set(inRoom), 'getroommembers');
+    const inGroup = w.uids.filter((_, u) => m.inGroup[u]);
+    assert.deepEqual(new Set(await w.backend.getGroupMembers(w.gid)), new Set(inGroup), 'getgroupmembers');
     for (let u = 0; u < USERS; u++) {
       for (let slot = 0; slot < SLOTS; slot++) {
         const want = m.devices[u]![slot];
@@ -257,10 +264,6 @@ class Check implements Cmd {
         assert.deepEqual(await device.client.getUserRooms(), m.inRoom[u] ? [w.rid] : [], `getuserrooms of ${u}`);
       }
     }
-    const inRoom = w.uids.filter((_, u) => m.inRoom[u]);
-    assert.deepEqual(new Set(await w.backend.getRoomMembers(w.rid)), new Set(inRoom), 'getroommembers');
-    const inGroup = w.uids.filter((_, u) => m.inGroup[u]);
-    assert.deepEqual(new Set(await w.backend.getGroupMembers(w.gid)), new Set(inGroup), 'getgroupmembers');
   }
   toString(): string {
     return 'check';
