@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { RtmError } from '@rtm/fpnn';
-import { RawClient, startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
+import { RawClient, startTestServer, TEST_PID, TEST_SECRET, until, type TestServer } from '@rtm/testkit';
 import { createLogger } from '../src/observability/logger.js';
 
 // client-api.md §4 "System", end to end.
@@ -58,6 +58,49 @@ describe('system methods', () => {
     assert.deepEqual(await other.quest('getattrs'), { attrs: {} });
     await rejectsWith(c.quest('addattrs', { attrs: ['x'] }), 10010);
     await rejectsWith(c.quest('addattrs', {}), 10009);
+  });
+
+  it('getattrs answers a list of maps, one per connection of the user, to Android and Unity / C# up to 2.3', async () => {
+    const uid = newUid();
+    const withVersion = async (version: string, attrs: Record<string, string>) => {
+      const { token } = await backend.signed('gettoken', { uid }, TEST_PID, TEST_SECRET);
+      const c = await RawClient.tcp(server.clientEndpoint);
+      clients.push(c);
+      assert.deepEqual(await c.quest('auth', { pid: TEST_PID, uid, token, version, attrs }), { ok: true });
+      return c;
+    };
+    const unity23 = await withVersion('C#-2.3.0', { dev: 'pc' });
+    const android = await withVersion('Android-2.7.3', { dev: 'phone' });
+    const unity27 = await withVersion('Unity-2.7.26', { dev: 'tablet' });
+    const ce = server.clientEndpoint;
+    const { attrs } = (await unity23.quest('getattrs')) as { attrs: Record<string, string>[] };
+    assert.ok(Array.isArray(attrs), 'a list');
+    assert.deepEqual(
+      attrs.map(({ login, ...rest }) => {
+        assert.match(login!, /^\d{10}$/, 'login in seconds');
+        assert.ok(Math.abs(Number(login) - Date.now() / 1000) < 60);
+        return rest;
+      }),
+      [
+        { dev: 'pc', ce, my: '1' },
+        { dev: 'phone', ce, my: '0' },
+        { dev: 'tablet', ce, my: '0' },
+      ],
+      'every connection of the user, oldest login first; "my" marks the calling one',
+    );
+    const fromAndroid = (await android.quest('getattrs')) as { attrs: Record<string, string>[] };
+    assert.deepEqual(
+      fromAndroid.attrs.map((a) => [a['dev'], a['my']]),
+      [
+        ['pc', '0'],
+        ['phone', '1'],
+        ['tablet', '0'],
+      ],
+    );
+    assert.deepEqual(await unity27.quest('getattrs'), { attrs: { dev: 'tablet' } }, 'newer Unity reads one map');
+    unity23.close();
+    await unity23.closed;
+    await until(async () => ((await android.quest('getattrs')) as { attrs: unknown[] }).attrs.length === 2, 3000);
   });
 
   it('connection attrs are bounded (2,048 bytes of keys and values): over it 200030, and nothing changes', async () => {

@@ -12,8 +12,34 @@ export const addattrs = clientMethod({ attrs: f.strMap }, (ctx, r) => {
   return {};
 });
 
-/** Proposal (client-api.md §4): one string map, this session's attrs (what Unity reads). */
-export const getattrs = clientMethod({}, (ctx) => ({ attrs: { ...ctx.conn.session!.attrs } }));
+/**
+ * Proposal (client-api.md §4): one string map, this session's attrs, as newer Unity and the C++ SDK
+ * read it. The Android SDK and Unity (C#) up to 2.3 read a list of maps, one per connection of the
+ * user (Unity 2.3.0 failed with 20009 on the map): a session that logged in with such a `version`
+ * gets that list, each map the connection's attrs with `ce` (its client gate, what a `kickout {ce}`
+ * takes), `login` (seconds) and `my` ("1" for the calling connection, else "0"). The connections
+ * are this node's: in a cluster, those on other nodes are not listed.
+ */
+export const getattrs = clientMethod({}, (ctx) => {
+  const session = ctx.conn.session!;
+  if (!readsAttrsAsList(session.version)) return { attrs: { ...session.attrs } };
+  const ce = ctx.services.clientEndpoint();
+  const sessions = [...(ctx.services.presence.connectionsOf(ctx.pid, ctx.uid) ?? [ctx.conn])]
+    .filter((c) => c.session)
+    .sort((a, b) => a.session!.loginAt - b.session!.loginAt);
+  const attrs = sessions.map((c) => ({
+    ...c.session!.attrs,
+    ce,
+    login: String(Math.floor(c.session!.loginAt / 1000)),
+    my: c === ctx.conn ? '1' : '0',
+  }));
+  return { attrs };
+});
+
+/** SDKs whose getAttributes reads a list of maps, by their login `version` ("Android-2.7.3", "Unity-2.3.0", "C#-2.3.0"). */
+function readsAttrsAsList(version: string): boolean {
+  return /^(?:Android-|(?:Unity|C#)-2\.[0-3](?:\.|$))/.test(version);
+}
 
 export const getservertime = clientMethod({}, () => ({ mts: BigInt(Date.now()) }));
 
