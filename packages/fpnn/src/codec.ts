@@ -2,6 +2,7 @@ import { addExtension, Packr, RESERVE_START_SPACE } from 'msgpackr';
 import { FpnnErrorCode } from './codes.js';
 import { RtmError } from './errors.js';
 import { parseJsonText, stringifyJsonText } from './json-text.js';
+import { newHead, readHead } from './msgpack-heads.js';
 import { StrBytes, strBytesAt, isUtf8 } from './str-bytes.js';
 import {
   encodeAnswer,
@@ -70,7 +71,7 @@ const utf8Encoder = new TextEncoder();
  * sent it. Scalars cost less but add up: 4 M JSON zeros took 1.9 s. No RTM payload comes near
  * these bounds (a page of 1,000 messages holds ~20,000 entries; a `setlisten` of 100,000 uids, the
  * default RTM_MAX_LISTEN_ITEMS, 100,000 values); one over either is refused as undecodable, after
- * a scan of its bytes that allocates nothing. A payload of fewer bytes than MAX_PAYLOAD_OBJECTS
+ * a scan of its bytes that allocates nothing per value. A payload of fewer bytes than MAX_PAYLOAD_OBJECTS
  * cannot hold more of either, so it is not scanned: the usual quest costs nothing.
  */
 export const MAX_PAYLOAD_OBJECTS = 100_000;
@@ -86,60 +87,16 @@ export const MAX_PAYLOAD_VALUES = 1_000_000;
 function msgpackOverBounds(b: Uint8Array, at: number, end: number): string | undefined {
   let objects = 0;
   let values = 0;
+  const head = newHead();
   while (at < end) {
     if (++values > MAX_PAYLOAD_VALUES) return tooManyValues;
-    const t = b[at]!;
-    let entries = -1; // of a map (its keys count as objects), or -1
-    if (t < 0x80 || t >= 0xe0 || t === 0xc0 || t === 0xc2 || t === 0xc3)
-      at += 1; // fixint, nil, bool
-    else if (t < 0x90) {
-      entries = t & 0x0f; // fixmap
-      at += 1;
-    } else if (t < 0xa0) {
-      entries = 0; // fixarray
-      at += 1;
-    } else if (t < 0xc0)
-      at += 1 + (t & 0x1f); // fixstr
-    else if (t === 0xdc) {
-      entries = 0; // array16
-      at += 3;
-    } else if (t === 0xdd) {
-      entries = 0; // array32
-      at += 5;
-    } else if (t === 0xde) {
-      entries = ((b[at + 1] ?? 0) << 8) | (b[at + 2] ?? 0); // map16
-      at += 3;
-    } else if (t === 0xdf) {
-      entries = readU32(b, at + 1); // map32
-      at += 5;
-    } else if (t === 0xc4 || t === 0xd9)
-      at += 2 + (b[at + 1] ?? 0); // bin8, str8
-    else if (t === 0xc5 || t === 0xda)
-      at += 3 + (((b[at + 1] ?? 0) << 8) | (b[at + 2] ?? 0)); // bin16, str16
-    else if (t === 0xc6 || t === 0xdb)
-      at += 5 + readU32(b, at + 1); // bin32, str32
-    else if (t === 0xc7)
-      at += 3 + (b[at + 1] ?? 0); // ext8
-    else if (t === 0xc8)
-      at += 4 + (((b[at + 1] ?? 0) << 8) | (b[at + 2] ?? 0)); // ext16
-    else if (t === 0xc9)
-      at += 6 + readU32(b, at + 1); // ext32
-    else if (t === 0xca)
-      at += 5; // float32
-    else if (t === 0xcb)
-      at += 9; // float64
-    else if (t >= 0xcc && t <= 0xd3)
-      at += 1 + (1 << ((t - 0xcc) & 3)); // uint8…64, int8…64
-    else if (t >= 0xd4 && t <= 0xd8)
-      at += 2 + (1 << (t - 0xd4)); // fixext 1…16
-    else at += 1; // 0xc1, never used: the decoder refuses it
+    readHead(b, at, head);
+    at = head.next;
+    // A map or an array is one object; a map's keys are objects too.
+    const entries = head.mapEntries >= 0 ? head.mapEntries : head.arrayItems >= 0 ? 0 : -1;
     if (entries >= 0 && (objects += 1 + entries) > MAX_PAYLOAD_OBJECTS) return tooManyObjects;
   }
   return undefined;
-}
-
-function readU32(b: Uint8Array, at: number): number {
-  return (((b[at] ?? 0) << 24) | ((b[at + 1] ?? 0) << 16) | ((b[at + 2] ?? 0) << 8) | (b[at + 3] ?? 0)) >>> 0;
 }
 
 /**

@@ -1,3 +1,5 @@
+import { newHead, readHead, skipValue, u16, u32 } from './msgpack-heads.js';
+
 /**
  * A msgpack str whose bytes are not UTF-8. The SDKs send such bodies: the Go server SDK's
  * `SendMessageByBinary` (and its group, room and broadcast forms) sends `string(bytes)`, a str
@@ -51,17 +53,18 @@ export function strBody(bytes: Uint8Array): string | StrBytes {
  * well formed; a length that runs past `end` ends the search all the same.
  */
 export function strBytesAt(source: Uint8Array, start: number, end: number, path: readonly string[]): Uint8Array | undefined {
+  const head = newHead();
   let at = start;
   for (const key of path) {
-    const map = mapHeader(source, at);
-    if (!map) return undefined;
-    at = map.at;
+    const entries = readHead(source, at, head).mapEntries;
+    if (entries < 0) return undefined;
+    at = head.next;
     let found = -1;
-    for (let i = 0; i < map.entries && at < end; i++) {
+    for (let i = 0; i < entries && at < end; i++) {
       const k = strRange(source, at);
-      const valueAt = k ? k.end : skipValue(source, at, end);
+      const valueAt = k ? k.end : skipValue(source, at, end, head);
       if (k && sameAscii(source, k.start, k.end, key)) found = valueAt;
-      at = skipValue(source, valueAt, end);
+      at = skipValue(source, valueAt, end, head);
     }
     if (found < 0) return undefined;
     at = found;
@@ -76,14 +79,6 @@ function sameAscii(b: Uint8Array, start: number, end: number, key: string): bool
   return true;
 }
 
-function mapHeader(b: Uint8Array, at: number): { entries: number; at: number } | undefined {
-  const t = b[at]!;
-  if (t >= 0x80 && t < 0x90) return { entries: t & 0x0f, at: at + 1 };
-  if (t === 0xde) return { entries: (b[at + 1]! << 8) | b[at + 2]!, at: at + 3 };
-  if (t === 0xdf) return { entries: u32(b, at + 1), at: at + 5 };
-  return undefined;
-}
-
 /** The bytes of the str at `at`, or undefined when the value there is not a str. */
 function strRange(b: Uint8Array, at: number): { start: number; end: number } | undefined {
   const t = b[at]!;
@@ -91,94 +86,8 @@ function strRange(b: Uint8Array, at: number): { start: number; end: number } | u
   let start: number;
   if (t >= 0xa0 && t < 0xc0) [length, start] = [t & 0x1f, at + 1];
   else if (t === 0xd9) [length, start] = [b[at + 1]!, at + 2];
-  else if (t === 0xda) [length, start] = [(b[at + 1]! << 8) | b[at + 2]!, at + 3];
+  else if (t === 0xda) [length, start] = [u16(b, at + 1), at + 3];
   else if (t === 0xdb) [length, start] = [u32(b, at + 1), at + 5];
   else return undefined;
   return { start, end: start + length };
-}
-
-function u32(b: Uint8Array, at: number): number {
-  return ((b[at]! << 24) >>> 0) + ((b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!);
-}
-
-/** The position after the whole value at `at` (a map or array with everything in it). */
-function skipValue(b: Uint8Array, at: number, end: number): number {
-  let pending = 1;
-  while (pending > 0 && at < end) {
-    pending--;
-    const t = b[at]!;
-    if (t < 0x80 || t >= 0xe0 || t === 0xc0 || t === 0xc1 || t === 0xc2 || t === 0xc3) at += 1;
-    else if (t < 0x90) [pending, at] = [pending + 2 * (t & 0x0f), at + 1];
-    else if (t < 0xa0) [pending, at] = [pending + (t & 0x0f), at + 1];
-    else if (t < 0xc0) at += 1 + (t & 0x1f);
-    else
-      switch (t) {
-        case 0xc4: // bin 8
-        case 0xd9: // str 8
-          at += 2 + b[at + 1]!;
-          break;
-        case 0xc5:
-        case 0xda:
-          at += 3 + ((b[at + 1]! << 8) | b[at + 2]!);
-          break;
-        case 0xc6:
-        case 0xdb:
-          at += 5 + u32(b, at + 1);
-          break;
-        case 0xc7: // ext 8
-          at += 3 + b[at + 1]!;
-          break;
-        case 0xc8:
-          at += 4 + ((b[at + 1]! << 8) | b[at + 2]!);
-          break;
-        case 0xc9:
-          at += 6 + u32(b, at + 1);
-          break;
-        case 0xca: // float 32
-        case 0xce: // uint 32
-        case 0xd2: // int 32
-          at += 5;
-          break;
-        case 0xcb:
-        case 0xcf:
-        case 0xd3:
-          at += 9;
-          break;
-        case 0xcc:
-        case 0xd0:
-          at += 2;
-          break;
-        case 0xcd:
-        case 0xd1:
-          at += 3;
-          break;
-        case 0xd4: // fixext 1, 2, 4, 8, 16
-          at += 3;
-          break;
-        case 0xd5:
-          at += 4;
-          break;
-        case 0xd6:
-          at += 6;
-          break;
-        case 0xd7:
-          at += 10;
-          break;
-        case 0xd8:
-          at += 18;
-          break;
-        case 0xdc:
-          [pending, at] = [pending + ((b[at + 1]! << 8) | b[at + 2]!), at + 3];
-          break;
-        case 0xdd:
-          [pending, at] = [pending + u32(b, at + 1), at + 5];
-          break;
-        case 0xde:
-          [pending, at] = [pending + 2 * ((b[at + 1]! << 8) | b[at + 2]!), at + 3];
-          break;
-        default: // 0xdf map 32
-          [pending, at] = [pending + 2 * u32(b, at + 1), at + 5];
-      }
-  }
-  return at;
 }
