@@ -57,12 +57,12 @@ export function landed<T extends { msg: string | Uint8Array }>(m: Carried<T>): T
 }
 
 /** An outcome as it crosses: the stored original of a duplicate is a message too. */
-export function carriedOutcome(o: BatchOutcome): BatchOutcome {
-  return Array.isArray(o) ? o.map((x) => ('duplicate' in x ? { duplicate: carried(x.duplicate) } : x)) : o;
-}
+export const carriedOutcome = (o: BatchOutcome): BatchOutcome => eachDuplicate(o, carried);
 
-function landedOutcome(o: BatchOutcome): BatchOutcome {
-  return Array.isArray(o) ? o.map((x) => ('duplicate' in x ? { duplicate: landed(x.duplicate) } : x)) : o;
+const landedOutcome = (o: BatchOutcome): BatchOutcome => eachDuplicate(o, landed);
+
+function eachDuplicate(o: BatchOutcome, f: <T extends { msg: string | Uint8Array }>(m: T) => T): BatchOutcome {
+  return Array.isArray(o) ? o.map((x) => ('duplicate' in x ? { duplicate: f(x.duplicate) } : x)) : o;
 }
 
 /** What the thread says once its connection is open and its statements prepared. */
