@@ -314,7 +314,7 @@ function notePair(pairs: PairTouches, m: NewMessage, c: ConversationKey, id: big
   if (m.kind === MessageKind.P2P) pairs.set(`${m.pid}:${c.lo}:${c.hi}`, [m.pid, c.lo, c.hi, id]);
 }
 
-export function bodyParam(msg: string | Uint8Array): string | Buffer {
+function bodyParam(msg: string | Uint8Array): string | Buffer {
   return typeof msg === 'string' ? msg : Buffer.from(msg.buffer, msg.byteOffset, msg.byteLength);
 }
 
@@ -325,7 +325,7 @@ function insertRow(insert: Database.Statement<unknown[], Row>, id: bigint, m: Ne
 }
 
 /** `str_bytes`: 1 for a str body whose bytes are not UTF-8 (a StrBytes), kept as a BLOB. */
-export function strBytesParam(msg: string | Uint8Array): number {
+function strBytesParam(msg: string | Uint8Array): number {
   return msg instanceof StrBytes ? 1 : 0;
 }
 
