@@ -33,7 +33,7 @@ import {
 } from 'node:crypto';
 import { decodePayload, type Payload } from './codec.js';
 import { FpnnProtocolError } from './errors.js';
-import { DEFAULT_MAX_FRAME_BYTES, Flag, HEADER_BYTES, type PayloadFlag } from './frame.js';
+import { DEFAULT_MAX_FRAME_BYTES, Flag, HEADER_BYTES, type PayloadFlag, readU32 } from './frame.js';
 import { strBytesAt } from './str-bytes.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -686,10 +686,6 @@ export function createFrameCipher(
   options: CipherOptions = {},
 ): FrameCipher {
   return material.streamMode ? new StreamCipher(material.key, material.iv) : new PackageCipher(material.key, material.iv, options);
-}
-
-function readU32(buf: Uint8Array, at: number): number {
-  return (buf[at]! | (buf[at + 1]! << 8) | (buf[at + 2]! << 16) | (buf[at + 3]! << 24)) >>> 0;
 }
 
 function concat(parts: Uint8Array[], total: number): Uint8Array {

@@ -8,6 +8,7 @@ import {
   MType,
   type PayloadFlag,
   type QuestFrame,
+  readU32,
 } from './frame.js';
 
 const EMPTY = new Uint8Array(0);
@@ -241,8 +242,4 @@ export class DecodedAnswer implements AnswerFrame {
   get payload(): Uint8Array {
     return this.source.subarray(this.payloadStart, this.payloadEnd);
   }
-}
-
-function readU32(buf: Uint8Array, at: number): number {
-  return (buf[at]! | (buf[at + 1]! << 8) | (buf[at + 2]! << 16) | (buf[at + 3]! << 24)) >>> 0;
 }

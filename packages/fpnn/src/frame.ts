@@ -48,6 +48,11 @@ const NodeBuffer = (globalThis as { Buffer?: { allocUnsafe(size: number): Uint8A
 const allocFrame: (size: number) => Uint8Array =
   NodeBuffer && typeof NodeBuffer.allocUnsafe === 'function' ? (size) => NodeBuffer.allocUnsafe(size) : (size) => new Uint8Array(size);
 
+/** Reads a little-endian u32 of a frame header (psize, seq): FPNN's header fields are little-endian. */
+export function readU32(buf: Uint8Array, at: number): number {
+  return (buf[at]! | (buf[at + 1]! << 8) | (buf[at + 2]! << 16) | (buf[at + 3]! << 24)) >>> 0;
+}
+
 function writeU32(out: Uint8Array, at: number, value: number): void {
   out[at] = value & 0xff;
   out[at + 1] = (value >>> 8) & 0xff;
