@@ -2,7 +2,7 @@
  * Helpers shared by the Store implementations: conversation keys, message content equality,
  * int64 validation, row shapes both SQL stores return. No I/O.
  */
-import { StrBytes } from '@rtm/fpnn';
+import { StrBytes } from '@rtm/fpnn/str-bytes';
 import {
   MessageKind,
   type ConversationRef,

@@ -22,7 +22,7 @@
  * writer thread's appends and the event loop's retention sweep use two connections.
  */
 import Database from 'better-sqlite3';
-import { StrBytes } from '@rtm/fpnn';
+import { StrBytes } from '@rtm/fpnn/str-bytes';
 import { conversationOfMessage, plainBytes, sameContent, type ConversationKey } from './conversation.js';
 import { MessageKind, type NewMessage, type StoredMessage } from './store.js';
 
