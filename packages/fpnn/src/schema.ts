@@ -123,6 +123,21 @@ export function list<T>(item: Field<T>): Field<T[]> & { optional: false } {
   return item.names === undefined ? { ...field, item } : { ...field, item, names: item.names };
 }
 
+/**
+ * A set: a list, as for `list`, or a map whose keys are the items and whose values are ignored.
+ * The Go server SDK keeps its listen lists as `map[int64]struct{}` and sends them so when it
+ * restores them on a reconnect: `{ 2002: {} }` (a map's int keys decode as decimal strings, which
+ * ids accept). An item is read under `<key>.<map key>`.
+ */
+export function setOf<T>(item: Field<T>): Field<T[]> & { optional: false } {
+  const asList = list(item);
+  const field = make<T[]>(`a list (or a map keyed by) ${item.describe}`, (v, k) => {
+    if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) return asList.read(v, k);
+    return Object.keys(v).map((x) => item.read(x, `${k}.${x}`));
+  });
+  return { ...asList, describe: field.describe, read: field.read };
+}
+
 /** A map of string keys to strings (connection attrs). */
 export const strMap = make<Record<string, string>>('a map of strings', (v, k) => {
   if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) throw bad(k, 'a map of strings', v);

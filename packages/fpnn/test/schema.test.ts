@@ -98,6 +98,23 @@ describe('schema coercions (spec/fpnn.md §2)', () => {
     assert.deepEqual(schema.parse({ clear: schema.optional(schema.bool) }, p), {});
   });
 
+  it("sets: a list, or a map whose keys are the items (Go's map[int64]struct{}); the values are ignored", () => {
+    const listen = { uids: schema.setOf(schema.id), events: schema.optional(schema.setOf(schema.str)) };
+    assert.deepEqual(schema.parse(listen, { uids: [1, 2n] }).uids, [1n, 2n]);
+    // What the Go SDK sends: {uids: {2002: {}, 2^60+1: {}}, events: {login: {}}}, keys as msgpack ints.
+    const hex = '82a47569647382cd07d280d3100000000000000180a66576656e747381a56c6f67696e80';
+    const r = schema.parse(listen, decodePayload(Flag.MSGPACK, Buffer.from(hex, 'hex')));
+    assert.deepEqual(r, { uids: [2002n, 2n ** 60n + 1n], events: ['login'] });
+    assert.throws(
+      () => schema.parse(listen, { uids: { x: {} } }),
+      (e: unknown) => e instanceof RtmError && e.code === 10010 && /'uids\.x'/.test(e.message),
+    );
+    assert.throws(
+      () => schema.parse(listen, { uids: 'x' }),
+      (e: unknown) => e instanceof RtmError && e.code === 10010 && /'uids' must be a list/.test(e.message),
+    );
+  });
+
   it('unknown keys are ignored and inherited keys are never read', () => {
     const r = schema.parse(sendmsg, { ...base, version: 'PYTHON-2.2.6' } as Record<string, unknown>);
     assert.equal('version' in r, false);

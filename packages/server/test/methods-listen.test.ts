@@ -137,6 +137,36 @@ describe('listen: addlisten, removelisten, setlisten and the pushes they select'
     assert.deepEqual(texts(l, 'pushroommsg'), ['any room', 'rooms: flag kept', 'r2: listed', 'r2: still listed']);
   });
 
+  it("lists as maps keyed by the ids (the Go SDK's restore on reconnect) select as lists do", async () => {
+    // The Go SDK keeps its listen lists as map[int64]struct{} and sends them so after a reconnect:
+    // {uids: {2002: {}}}, the ids as int keys and empty maps as values.
+    const l = await listener();
+    const set = <K>(...keys: K[]) => new Map(keys.map((k) => [k, {}]));
+    assert.deepEqual(await signed(l, 'setlisten', { uids: set(u3), gids: set(g1), rids: set(r1, r2), events: set('login') }), {});
+    await p2p(u1, u2, 'u1->u2 not listened');
+    await group(g2, 'g2 not listened');
+    await p2p(u3, u1, 'from u3');
+    await group(g1, 'g1');
+    await room(r2, 'r2');
+    await l.waitForPushes('pushroommsg');
+    assert.deepEqual(texts(l, 'pushmsg'), ['from u3']);
+    assert.deepEqual(texts(l, 'pushgroupmsg'), ['g1']);
+    assert.deepEqual(texts(l, 'pushroommsg'), ['r2']);
+
+    assert.deepEqual(await signed(l, 'removelisten', { rids: set(r2) }), {});
+    assert.deepEqual(await signed(l, 'addlisten', { uids: set(u2) }), {});
+    await room(r2, 'r2 after remove');
+    await room(r1, 'r1 still');
+    await p2p(u1, u2, 'to u2');
+    await l.waitForPushes('pushmsg', 2);
+    assert.deepEqual(texts(l, 'pushroommsg'), ['r2', 'r1 still']);
+    assert.deepEqual(texts(l, 'pushmsg'), ['from u3', 'to u2']);
+
+    // Map keys are read as the list's items are: an id > 0, else refused and nothing changes.
+    await rejectsCode(signed(l, 'addlisten', { uids: { abc: {} } }), 10010);
+    await rejectsCode(signed(l, 'addlisten', { uids: set(0n) }), 200034);
+  });
+
   it('pushevent login / logout for listened events; ev flag listens to all', async () => {
     const l = await listener();
     const all = await listener();

@@ -137,7 +137,8 @@ export class ServerGate extends Gate<ServerSession> {
 
   /**
    * Only connections that listen (`ServerSession.listened`). The others have nothing pushed to them
-   * and are closed once idle for RTM_IDLE_TIMEOUT_MS; their SDKs connect again at the next call.
+   * and are closed once idle for RTM_IDLE_TIMEOUT_MS; their SDKs connect again (Node, Go and
+   * Python at once, Java at its next call, PHP never; ours keeps itself alive with `*ping`).
    */
   protected shouldPing(conn: Connection<ServerSession>): boolean {
     return conn.session?.listened === true;

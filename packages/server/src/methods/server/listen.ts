@@ -6,7 +6,8 @@ import type { ServerConnection } from '../../services/listen.js';
 // server-api.md §4 "Listening": the state belongs to one server-gate connection and disappears
 // with it. Events defined: "login", "logout" (others are kept but never match).
 
-const lists = { gids: f.opt(f.gids), rids: f.opt(f.rids), uids: f.opt(f.uids), events: f.opt(f.strs) };
+// Each list may also come as a map keyed by its items: the Go SDK's reconnect restore (setOf).
+const lists = { gids: f.opt(f.gidSet), rids: f.opt(f.ridSet), uids: f.opt(f.uidSet), events: f.opt(f.strSet) };
 const flags = { p2p: f.opt(f.bool), group: f.opt(f.bool), room: f.opt(f.bool), ev: f.opt(f.bool) };
 
 /**
