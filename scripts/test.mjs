@@ -28,17 +28,20 @@ const files = [];
 for (const pkg of readdirSync('packages')) walk(join('packages', pkg, 'test'), files);
 walk('test', files);
 // The runner starts files in the order given, so one long file started late is the whole suite's
-// tail: the longest (measured 2026-12-02, 20 – 70 s each; most files take 1 – 10 s) go first.
-// Three files at a time on two cores: most of a test's time is waiting (timers, sockets, child
-// processes), and the suite used ~1.05 cores with two (7 min); with three, ~1.5 cores and 5 min.
+// tail: the longest (measured 2026-12-04, 20 – 40 s each; most files take 1 – 10 s) go first.
+// Four files at a time on two cores: most of a test's time is waiting (timers, sockets, child
+// processes). With two the suite used ~1.05 cores (7 min); with three ~1.5 (5.7 min); with four
+// ~1.55 cores and 4.9 min (2026-12-04, the same 447 s of CPU).
 const LONGEST_FIRST = [
+  'packages/server/test/bus-nats.test.ts',
   'packages/server/test/rooms-model.test.ts',
-  'packages/server/test/cli.test.ts',
-  'test/cluster/rolling-restart.test.ts',
   'packages/server/test/presence-ends.test.ts',
+  'test/cluster/rolling-restart.test.ts',
+  'packages/client-sdk/test/browser-network.test.ts',
+  'packages/server/test/cli.test.ts',
+  'packages/server/test/transport.test.ts',
   'packages/server/test/store-sqlite.test.ts',
   'packages/server/test/unread-model.test.ts',
-  'packages/server/test/bus-nats.test.ts',
 ];
 const rank = (f) => {
   const i = LONGEST_FIRST.indexOf(f.split(sep).join('/'));
@@ -54,7 +57,7 @@ if (selected.length === 0) {
 }
 const result = spawnSync(
   process.execPath,
-  ['--conditions=rtm-source', '--import', 'tsx', '--test', '--test-concurrency=3', '--test-timeout=300000', ...flags, ...selected],
+  ['--conditions=rtm-source', '--import', 'tsx', '--test', '--test-concurrency=4', '--test-timeout=300000', ...flags, ...selected],
   { stdio: 'inherit' },
 );
 process.exit(result.status ?? 1);
