@@ -131,11 +131,14 @@ export function list<T>(item: Field<T>): Field<T[]> & { optional: false } {
  */
 export function setOf<T>(item: Field<T>): Field<T[]> & { optional: false } {
   const asList = list(item);
-  const field = make<T[]>(`a list (or a map keyed by) ${item.describe}`, (v, k) => {
-    if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) return asList.read(v, k);
-    return Object.keys(v).map((x) => item.read(x, `${k}.${x}`));
-  });
-  return { ...asList, describe: field.describe, read: field.read };
+  return {
+    ...asList,
+    describe: `${asList.describe} (or a map keyed by them)`,
+    read(v, k) {
+      if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) return asList.read(v, k);
+      return Object.keys(v).map((x) => item.read(x, `${k}.${x}`));
+    },
+  };
 }
 
 /** A map of string keys to strings (connection attrs). */
