@@ -3,7 +3,7 @@ import { FpnnErrorCode } from './codes.js';
 import { RtmError } from './errors.js';
 import { parseJsonText, stringifyJsonText } from './json-text.js';
 import { newHead, readHead } from './msgpack-heads.js';
-import { StrBytes, strBytesAt, isUtf8 } from './str-bytes.js';
+import { StrBytes, strBytesAt, strBytesOfRows, isUtf8 } from './str-bytes.js';
 import {
   encodeAnswer,
   encodeQuest,
@@ -174,6 +174,7 @@ function decodeRange(flag: PayloadFlag, source: Uint8Array, start: number, end: 
       if (over) throw new Error(over);
       value = packr.unpack(source, { start, end } as never);
       keepStrAt(value, source, start, end, BODY_PATH);
+      keepRowBodies(value, source, start, end);
     } else value = parseJson(utf8.decode(source.subarray(start, end)));
   } catch (err) {
     // Bad JSON is 10004 PROTO_JSON_CONVERT, as the HTTP bridge answers a bad body (errors-and-limits.md §1).
@@ -218,6 +219,23 @@ function keepStrAt(value: unknown, source: Uint8Array, start: number, end: numbe
   if (typeof s !== 'string' || !s.includes('\uFFFD')) return;
   const bytes = strBytesAt(source, start, end, path);
   if (bytes && !isUtf8(bytes)) parent![last] = StrBytes.view(bytes.slice());
+}
+
+/**
+ * The same for the bodies of history entries, `msgs[i][5]` (the answers of the history methods and
+ * of the conversation lists): read by our SDKs, which pass a StrBytes on as the binary body it is.
+ * Only rows whose body holds U+FFFD are looked for in the bytes.
+ */
+function keepRowBodies(value: unknown, source: Uint8Array, start: number, end: number): void {
+  const rows = (value as Payload | null | undefined)?.msgs;
+  if (!Array.isArray(rows)) return;
+  const suspect = (row: unknown): row is unknown[] => Array.isArray(row) && typeof row[5] === 'string' && row[5].includes('\uFFFD');
+  if (!rows.some(suspect)) return;
+  const bodies = strBytesOfRows(source, start, end, 'msgs', 5);
+  rows.forEach((row, i) => {
+    const bytes = bodies?.[i];
+    if (bytes && suspect(row) && !isUtf8(bytes)) row[5] = StrBytes.view(bytes.slice());
+  });
 }
 
 /** JSON text with bigint support, for the HTTP bridge. */

@@ -1,4 +1,4 @@
-import { newHead, readHead, skipValue, u16, u32 } from './msgpack-heads.js';
+import { newHead, readHead, skipValue, u16, u32, type MsgpackHead } from './msgpack-heads.js';
 
 /**
  * A msgpack str whose bytes are not UTF-8. The SDKs send such bodies: the Go server SDK's
@@ -53,7 +53,51 @@ export function strBody(bytes: Uint8Array): string | StrBytes {
  * well formed; a length that runs past `end` ends the search all the same.
  */
 export function strBytesAt(source: Uint8Array, start: number, end: number, path: readonly string[]): Uint8Array | undefined {
+  const at = valueAt(source, start, end, path, newHead());
+  return at === undefined ? undefined : strAt(source, at, end);
+}
+
+/**
+ * The bytes of the str at `index` of each row (an array) of the array under the top-level `key`:
+ * the bodies of history entries, `msgs[i][5]` (server-api.md §3.1). One slot per row, undefined
+ * where that element is not a str; undefined when there is no such array. As `strBytesAt`, on
+ * bytes that decoded.
+ */
+export function strBytesOfRows(
+  source: Uint8Array,
+  start: number,
+  end: number,
+  key: string,
+  index: number,
+): (Uint8Array | undefined)[] | undefined {
   const head = newHead();
+  const at = valueAt(source, start, end, [key], head);
+  if (at === undefined) return undefined;
+  const rows = readHead(source, at, head).arrayItems;
+  if (rows < 0) return undefined;
+  const out: (Uint8Array | undefined)[] = [];
+  let row = head.next;
+  for (let r = 0; r < rows && row < end; r++) {
+    const items = readHead(source, row, head).arrayItems;
+    if (items < 0) {
+      out.push(undefined);
+      row = skipValue(source, row, end, head);
+      continue;
+    }
+    let item = head.next;
+    let bytes: Uint8Array | undefined;
+    for (let i = 0; i < items && item < end; i++) {
+      if (i === index) bytes = strAt(source, item, end);
+      item = skipValue(source, item, end, head);
+    }
+    out.push(bytes);
+    row = item;
+  }
+  return out;
+}
+
+/** Where the value at `path` (map keys, outermost first) begins, or undefined. */
+function valueAt(source: Uint8Array, start: number, end: number, path: readonly string[], head: MsgpackHead): number | undefined {
   let at = start;
   for (const key of path) {
     const entries = readHead(source, at, head).mapEntries;
@@ -62,13 +106,18 @@ export function strBytesAt(source: Uint8Array, start: number, end: number, path:
     let found = -1;
     for (let i = 0; i < entries && at < end; i++) {
       const k = strRange(source, at);
-      const valueAt = k ? k.end : skipValue(source, at, end, head);
-      if (k && sameAscii(source, k.start, k.end, key)) found = valueAt;
-      at = skipValue(source, valueAt, end, head);
+      const valueStart = k ? k.end : skipValue(source, at, end, head);
+      if (k && sameAscii(source, k.start, k.end, key)) found = valueStart;
+      at = skipValue(source, valueStart, end, head);
     }
     if (found < 0) return undefined;
     at = found;
   }
+  return at;
+}
+
+/** The bytes of the str at `at`, if the value there is one that ends by `end`. */
+function strAt(source: Uint8Array, at: number, end: number): Uint8Array | undefined {
   const s = strRange(source, at);
   return s && s.end <= end ? source.subarray(s.start, s.end) : undefined;
 }

@@ -253,6 +253,40 @@ describe('property: a str body keeps its bytes, UTF-8 or not (the Go SDK sends b
     );
   });
 
+  it('history rows keep their bodies too (msgs[i][5]): str bytes that are not UTF-8 as a StrBytes, bins as bins', () => {
+    const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+    const body = fc.oneof(
+      fc.uint8Array({ maxLength: 40 }).map((b) => ({ sent: StrBytes.view(b) as Uint8Array | string, bytes: b, bin: false })),
+      fc.uint8Array({ maxLength: 40 }).map((b) => ({ sent: b as Uint8Array | string, bytes: b, bin: true })),
+      fc.string({ maxLength: 20 }).map((t) => ({ sent: t as Uint8Array | string, bytes: new TextEncoder().encode(t), bin: false })),
+    );
+    const row = fc.tuple(fc.bigInt({ min: 1n, max: 2n ** 62n }), body, fc.string({ maxLength: 5 }));
+    fc.assert(
+      fc.property(fc.array(row, { maxLength: 12 }), fc.boolean(), (rows, oddRow) => {
+        const msgs: unknown[] = rows.map(([id, b, attrs]) => [id, 1, 30, id, false, b.sent, attrs, id]);
+        if (oddRow) msgs.push('not a row'); // rows are skipped, never misread, when not arrays
+        const decoded = decodePayload(Flag.MSGPACK, encodeMsgpack({ num: rows.length, msgs, lastid: 5n, after: 'x' }));
+        const got = decoded['msgs'] as unknown[][];
+        rows.forEach(([, b], i) => {
+          const msg = got[i]![5];
+          if (b.bin) assert.ok(msg instanceof Uint8Array && !(msg instanceof StrBytes) && sameBytes(msg, b.bytes), 'a bin stays a bin');
+          else {
+            let text: string | undefined;
+            try {
+              text = utf8.decode(b.bytes);
+            } catch {
+              text = undefined;
+            }
+            if (text !== undefined) assert.equal(msg, text);
+            else assert.ok(msg instanceof StrBytes && sameBytes(msg, b.bytes), 'other bytes are kept as a StrBytes');
+          }
+        });
+        assert.equal(decoded['after'], 'x');
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('a key given twice counts as its last occurrence, as the decoder reads it', () => {
     const first = new Uint8Array([0xff, 0xfe]);
     const last = new Uint8Array([0xc3, 0x28, 0x00]);

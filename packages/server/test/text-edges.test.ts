@@ -284,6 +284,15 @@ for (const kind of [sqlite, postgres]) {
         const got = await s.signed('getmsg', { from: 1n, xid: 2n, mid: 1n, type: 1 });
         assert.ok(got['msg'] instanceof StrBytes);
         assert.deepEqual([...got['msg']], bytes);
+        // History rows carry it too: our SDKs give the bytes as a binary body, not U+FFFD.
+        const rows = (await s.signed('getp2pmsg', { uid: 1n, ouid: 2n, desc: true, num: 10 }))['msgs'] as unknown[][];
+        assert.ok(rows[0]![5] instanceof StrBytes, 'a history row keeps the str');
+        const page = await s.backend.getP2PMessage(1n, 2n, true, 10);
+        assert.deepEqual([...(page.messages[0]!.message as Uint8Array)], bytes, 'the server SDK reads the same bytes');
+        const mine = await client.getP2PMessage(1n, true, 10);
+        assert.deepEqual([...(mine.messages[0]!.message as Uint8Array)], bytes, 'the client SDK reads the same bytes');
+        const [conversation] = await client.getP2PConversationList(undefined, [80]);
+        assert.deepEqual([...(conversation!.lastMessage!.message as Uint8Array)], bytes, 'and in the conversation list');
         for (const [method, payload] of [
           ['getp2pmsg', { uid: 1n, ouid: 2n, desc: true, num: 10 }],
           ['getmsg', { from: 1n, xid: 2n, mid: 1n, type: 1 }],
