@@ -42,9 +42,10 @@ function typeName(value: unknown): string {
 }
 
 function bad(key: string, want: string, value: unknown): RtmError {
-  // An integer of the wrong size is named by its value: "got bigint" did not say what was wrong.
-  const got =
-    typeof value === 'bigint' || (typeof value === 'number' && Number.isInteger(value)) ? `${value} (out of range)` : typeName(value);
+  // An integer is named by its value: "got bigint" did not say what was wrong. Where an integer was
+  // wanted, it was one of the wrong size; elsewhere it is the wrong type ("got integer 5").
+  const integer = typeof value === 'bigint' || (typeof value === 'number' && Number.isInteger(value));
+  const got = !integer ? typeName(value) : want.startsWith('an integer') ? `${value} (out of range)` : `integer ${value}`;
   return new RtmError(FpnnErrorCode.PROTO_TYPE_CONVERT, `key '${key}' must be ${want}, got ${got}`);
 }
 

@@ -56,7 +56,9 @@ describe('schema coercions (spec/fpnn.md §2)', () => {
     rejects({ ...base, msg: 5 }, 10010, /'msg' must be a string or binary/);
     rejects({ ...base, uids: [1, 2.5] }, 10010, /'uids\[1\]'/);
     rejects({ ...base, uids: 7 }, 10010, /'uids' must be a list/);
-    rejects({ ...base, desc: 2 }, 10010, /'desc' must be a boolean/);
+    rejects({ ...base, desc: 2 }, 10010, /'desc' must be a boolean, got integer 2$/);
+    rejects({ ...base, attrs: 5n }, 10010, /'attrs' must be a string, got integer 5$/);
+    rejects({ ...base, mtype: 2 ** 60 }, 10010, /'mtype' must be an integer, got \d+ \(out of range\)$/);
     rejects({ ...base, kv: [] }, 10010, /'kv' must be a map of strings/);
   });
 
