@@ -153,7 +153,7 @@ export class RTMServerClient extends TypedEmitter<ServerClientEvents> {
     return this.infoPair('getuserinfo', { uid: toId(uid, 'uid') }, opts);
   }
 
-  /** Public info of each user, by uid (users without info may be missing). */
+  /** Public info of each user, by uid (this server lists users without info with ""; others may leave them out). */
   async getUserOpenInfo(uids: readonly Id[], opts: CallOptions = {}): Promise<Map<bigint, string>> {
     const answer = await this.call('getuseropeninfo', { uids: toIds(uids, 'uids') }, opts);
     return readIdKeyedMap(answer, 'info', 'getuseropeninfo', (v, k) => stringValue(v, k, 'getuseropeninfo'));

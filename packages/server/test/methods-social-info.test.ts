@@ -143,8 +143,13 @@ describe('friends, blacklists, info and data (server and client gates)', () => {
     await call('setuserinfo', { uid: a, pinfo: 'private a' });
     assert.deepEqual(await call('getuserinfo', { uid: a }), { oinfo: 'public a', pinfo: 'private a' }, 'absent part unchanged');
     await call('setuserinfo', { uid: b, oinfo: 'public b', pinfo: 'p' });
-    assert.deepEqual(await call('getuseropeninfo', { uids: [a, b, b + 1n] }), {
-      info: { [a.toString()]: 'public a', [b.toString()]: 'public b' },
+    assert.deepEqual(await call('getuseropeninfo', { uids: [a, b, b + 1n, a] }), {
+      info: { [a.toString()]: 'public a', [b.toString()]: 'public b', [(b + 1n).toString()]: '' },
+    });
+    // Users without info are listed with "": an answer for ids that all lack info is never an empty
+    // map (the PHP SDK decodes one to a stdClass that its callers cannot index).
+    assert.deepEqual(await call('getuseropeninfo', { uids: [b + 1n, b + 2n] }), {
+      info: { [(b + 1n).toString()]: '', [(b + 2n).toString()]: '' },
     });
     await rejectsCode(call('getuseropeninfo', { uids: [1n, 2n, 3n, 4n, 5n] }), 200032);
     await rejectsCode(call('setuserinfo', { uid: a }), 10009);
@@ -189,7 +194,7 @@ describe('friends, blacklists, info and data (server and client gates)', () => {
     assert.deepEqual(await ca.quest('setuserinfo', { oinfo: 'me', pinfo: 'secret' }), {});
     assert.deepEqual(await ca.quest('getuserinfo'), { oinfo: 'me', pinfo: 'secret' });
     assert.deepEqual(await call('getuserinfo', { uid: a }), { oinfo: 'me', pinfo: 'secret' });
-    assert.deepEqual(await cb.quest('getuseropeninfo', { uids: [a, b] }), { info: { [a.toString()]: 'me' } });
+    assert.deepEqual(await cb.quest('getuseropeninfo', { uids: [a, b] }), { info: { [a.toString()]: 'me', [b.toString()]: '' } });
     // Both keys are optional on the client gate (client-api.md §4): none changes nothing.
     assert.deepEqual(await ca.quest('setuserinfo', {}), {});
     assert.deepEqual(await ca.quest('getuserinfo'), { oinfo: 'me', pinfo: 'secret' });
@@ -201,7 +206,9 @@ describe('friends, blacklists, info and data (server and client gates)', () => {
     await rejectsCode(cb.quest('setgroupinfo', { gid }), 200041);
     await rejectsCode(cb.quest('getgroupinfo', { gid }), 200041);
     assert.deepEqual(await cb.quest('getgroupopeninfo', { gid }), { oinfo: 'g open' });
-    assert.deepEqual(await cb.quest('getgroupsopeninfo', { gids: [gid, gid + 1n] }), { info: { [gid.toString()]: 'g open' } });
+    assert.deepEqual(await cb.quest('getgroupsopeninfo', { gids: [gid, gid + 1n] }), {
+      info: { [gid.toString()]: 'g open', [(gid + 1n).toString()]: '' },
+    });
 
     await rejectsCode(ca.quest('setroominfo', { rid, oinfo: 'r' }), 200040);
     await rejectsCode(ca.quest('getroominfo', { rid }), 200040);

@@ -327,7 +327,7 @@ for (const kind of [sqlite, postgres]) {
         await s.signed('setuserinfo', { uid: 4n, oinfo: 'o', pinfo: 'p' });
         await s.signed('setuserinfo', { uid: 4n, pinfo: '' }); // oinfo kept
         assert.deepEqual(await s.signed('getuserinfo', { uid: 4n }), { oinfo: 'o', pinfo: '' });
-        assert.deepEqual(await s.signed('getuseropeninfo', { uids: [3n, 4n, 5n] }), { info: { '4': 'o' } });
+        assert.deepEqual(await s.signed('getuseropeninfo', { uids: [3n, 4n, 5n] }), { info: { '3': '', '4': 'o', '5': '' } });
       } finally {
         await s.close();
       }

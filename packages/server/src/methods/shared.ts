@@ -1,6 +1,6 @@
 import { RtmError, RtmErrorCode, type Payload } from '@rtm/fpnn';
 import type { Services } from '../services/index.js';
-import { MessageKind, type ConversationRef, type MessageKey, type StoredMessage } from '../store/store.js';
+import { MessageKind, type ConversationRef, type InfoKind, type MessageKey, type StoredMessage } from '../store/store.js';
 import { clientStoredBody, type Audience } from '../services/pushes.js';
 import { f } from './method.js';
 
@@ -61,9 +61,16 @@ export function checkList(name: string, items: readonly unknown[], max: number, 
     throw new RtmError(RtmErrorCode.TOO_MANY_ITEMS_IN_PARAMETERS, `${name} has ${items.length} items, the limit is ${max}`);
 }
 
-/** Map keyed by decimal id strings, as the SDKs read them (client-api.md §3.3). */
-export function byDecimalKey<V>(map: ReadonlyMap<bigint, V>): Record<string, V> {
-  const out: Record<string, V> = {};
-  for (const [k, v] of map) out[k.toString()] = v;
+/**
+ * `{ "<id>": oinfo }` keyed by decimal id strings, as the SDKs read them (client-api.md §3.3), for
+ * every id asked about, "" for those without info. The spec lets a server leave them out, but then
+ * the answer for ids that all lack info is an empty map, which the PHP SDK's msgpack decodes to a
+ * `stdClass` its callers cannot index; so every id is listed.
+ */
+export async function openInfos(services: Services, pid: number, kind: InfoKind, ids: readonly bigint[]): Promise<Record<string, string>> {
+  const unique = [...new Set(ids)];
+  const found = await services.store.getOpenInfos(pid, kind, unique);
+  const out: Record<string, string> = {};
+  for (const id of unique) out[id.toString()] = found.get(id) ?? '';
   return out;
 }

@@ -1,6 +1,6 @@
 import { clientMethod, f } from '../method.js';
 import { inTurn } from '../serial.js';
-import { byDecimalKey, checkList } from '../shared.js';
+import { checkList, openInfos } from '../shared.js';
 import { checkDataKey, checkDataLookupKey, checkDataVal, infoUpdate } from '../sizes.js';
 import { requireGroupMember, requireInRoom } from './access.js';
 
@@ -17,10 +17,10 @@ export const setuserinfo = clientMethod(infoParts, async (ctx, r) => {
 
 export const getuserinfo = clientMethod({}, async (ctx) => ({ ...(await ctx.services.store.getInfo(ctx.pid, 'user', ctx.uid)) }));
 
-/** `{ info: { "<uid>": oinfo } }`; users without info are omitted. */
+/** `{ info: { "<uid>": oinfo } }`, "" for users without info (`openInfos`). */
 export const getuseropeninfo = clientMethod({ uids: f.uids }, async (ctx, r) => {
   checkList('uids', r.uids, ctx.services.config.limits.maxItemsPerCall, true);
-  return { info: byDecimalKey(await ctx.services.store.getOpenInfos(ctx.pid, 'user', [...new Set(r.uids)])) };
+  return { info: await openInfos(ctx.services, ctx.pid, 'user', r.uids) };
 });
 
 export const setgroupinfo = clientMethod({ gid: f.gid, ...infoParts }, async (ctx, r) => {
@@ -41,7 +41,7 @@ export const getgroupopeninfo = clientMethod({ gid: f.gid }, async (ctx, r) => (
 
 export const getgroupsopeninfo = clientMethod({ gids: f.gids }, async (ctx, r) => {
   checkList('gids', r.gids, ctx.services.config.limits.maxQueryItems, true);
-  return { info: byDecimalKey(await ctx.services.store.getOpenInfos(ctx.pid, 'group', [...new Set(r.gids)])) };
+  return { info: await openInfos(ctx.services, ctx.pid, 'group', r.gids) };
 });
 
 export const setroominfo = clientMethod({ rid: f.rid, ...infoParts }, async (ctx, r) => {
@@ -62,7 +62,7 @@ export const getroomopeninfo = clientMethod({ rid: f.rid }, async (ctx, r) => ({
 
 export const getroomsopeninfo = clientMethod({ rids: f.rids }, async (ctx, r) => {
   checkList('rids', r.rids, ctx.services.config.limits.maxQueryItems, true);
-  return { info: byDecimalKey(await ctx.services.store.getOpenInfos(ctx.pid, 'room', [...new Set(r.rids)])) };
+  return { info: await openInfos(ctx.services, ctx.pid, 'room', r.rids) };
 });
 
 // Key-value data of the logged-in uid: the same store as the server gate's dataset (proposal).

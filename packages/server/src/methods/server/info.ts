@@ -1,6 +1,6 @@
 import { f, serverMethod } from '../method.js';
 import { inTurn } from '../serial.js';
-import { byDecimalKey, checkList } from '../shared.js';
+import { checkList, openInfos } from '../shared.js';
 import { checkDataKey, checkDataLookupKey, checkDataVal, infoUpdate } from '../sizes.js';
 
 // server-api.md §4 "User / group / room info, key-value data". `oinfo` = public, `pinfo` = private;
@@ -18,10 +18,10 @@ export const getuserinfo = serverMethod({ uid: f.uid }, async (ctx, r) => ({
   ...(await ctx.services.store.getInfo(ctx.pid, 'user', r.uid)),
 }));
 
-/** `{ info: { "<uid>": oinfo } }`; users without info are omitted. */
+/** `{ info: { "<uid>": oinfo } }`, "" for users without info (`openInfos`). */
 export const getuseropeninfo = serverMethod({ uids: f.uids }, async (ctx, r) => {
   checkList('uids', r.uids, ctx.services.config.limits.maxItemsPerCall, true);
-  return { info: byDecimalKey(await ctx.services.store.getOpenInfos(ctx.pid, 'user', [...new Set(r.uids)])) };
+  return { info: await openInfos(ctx.services, ctx.pid, 'user', r.uids) };
 });
 
 export const setgroupinfo = serverMethod({ gid: f.gid, ...infoParts }, async (ctx, r) => {
