@@ -223,6 +223,15 @@ describe('property: a str body keeps its bytes, UTF-8 or not (the Go SDK sends b
     return new Uint8Array([0x80 | count, ...inner(before), 0xa3, 0x6d, 0x73, 0x67, ...head, ...bytes, ...inner(after)]);
   };
   const sameBytes = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
+  const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  /** The string the bytes spell if they are UTF-8, else undefined (what a str of them must decode to). */
+  const utf8Text = (bytes: Uint8Array): string | undefined => {
+    try {
+      return strictUtf8.decode(bytes);
+    } catch {
+      return undefined;
+    }
+  };
   const entries = fc.dictionary(
     fc.string({ minLength: 1, maxLength: 4 }).filter((k) => k !== 'msg'),
     fc.oneof(fc.integer(), fc.string(), fc.constant(null)),
@@ -235,12 +244,7 @@ describe('property: a str body keeps its bytes, UTF-8 or not (the Go SDK sends b
         const after2 = Object.fromEntries(Object.entries(after).filter(([k]) => !(k in before)));
         const payload = decodePayload(Flag.MSGPACK, payloadWithStr(bytes, before, after2));
         const msg = payload['msg'];
-        let utf8: string | undefined;
-        try {
-          utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
-        } catch {
-          utf8 = undefined;
-        }
+        const utf8 = utf8Text(bytes);
         if (utf8 !== undefined) assert.equal(msg, utf8, 'UTF-8 bytes (U+FFFD itself included) read as their string');
         else {
           assert.ok(msg instanceof StrBytes, 'other bytes are kept as a StrBytes');
@@ -254,7 +258,6 @@ describe('property: a str body keeps its bytes, UTF-8 or not (the Go SDK sends b
   });
 
   it('history rows keep their bodies too (msgs[i][5]): str bytes that are not UTF-8 as a StrBytes, bins as bins', () => {
-    const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
     const body = fc.oneof(
       fc.uint8Array({ maxLength: 40 }).map((b) => ({ sent: StrBytes.view(b) as Uint8Array | string, bytes: b, bin: false })),
       fc.uint8Array({ maxLength: 40 }).map((b) => ({ sent: b as Uint8Array | string, bytes: b, bin: true })),
@@ -271,12 +274,7 @@ describe('property: a str body keeps its bytes, UTF-8 or not (the Go SDK sends b
           const msg = got[i]![5];
           if (b.bin) assert.ok(msg instanceof Uint8Array && !(msg instanceof StrBytes) && sameBytes(msg, b.bytes), 'a bin stays a bin');
           else {
-            let text: string | undefined;
-            try {
-              text = utf8.decode(b.bytes);
-            } catch {
-              text = undefined;
-            }
+            const text = utf8Text(b.bytes);
             if (text !== undefined) assert.equal(msg, text);
             else assert.ok(msg instanceof StrBytes && sameBytes(msg, b.bytes), 'other bytes are kept as a StrBytes');
           }
