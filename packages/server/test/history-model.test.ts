@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { RtmError, type RTMClient } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
 import { startTestServer, TEST_PID, TEST_SECRET, type TestServer } from '@rtm/testkit';
-import { assertModel, loginClient } from './helpers/model-run.js';
+import { assertModel, modelCommands, loginClient } from './helpers/model-run.js';
 import { clusterServicesUnavailable, startCluster, type Cluster } from '../../../test/cluster/cluster.js';
 
 // Model-based test of what is stored (server-api.md §2 sends, §3 history, single message,
@@ -550,7 +550,7 @@ function historyModel(name: string, deploy: () => Promise<Deployment & { close()
 
     it('every page, cursor, message, count and refusal matches what was sent', { timeout: 180_000 }, async () => {
       await assertModel(
-        fc.asyncProperty(fc.commands(commands, { maxCommands: 50, size: 'large' }), async (cmds) => {
+        fc.asyncProperty(modelCommands(commands, 50), async (cmds) => {
           const uids = Array.from({ length: USERS }, () => ++nextId);
           const world = new World(deployment, uids, ++nextId, ++nextId);
           try {

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { RTMClient } from '@rtm/client-sdk';
 import { RTMServerClient } from '@rtm/server-sdk';
 import { startTestServer, TEST_PID, TEST_SECRET, until, type TestServer } from '@rtm/testkit';
-import { assertModel, endSession, loginClient, sleep } from './helpers/model-run.js';
+import { assertModel, modelCommands, endSession, loginClient, sleep } from './helpers/model-run.js';
 
 // Model-based test of server-side listening (server-api.md §4 "Listening", §6 pushes), end to end
 // through both SDKs. fast-check draws sequences of setlisten (the "all" form, the list form, both
@@ -267,7 +267,7 @@ describe('server-side listening against a model', () => {
 
   it('the listener gets every matching message and event once, in order, and nothing else', { timeout: 120_000 }, async () => {
     await assertModel(
-      fc.asyncProperty(fc.commands(commands, { maxCommands: 40, size: 'large' }), async (cmds) => {
+      fc.asyncProperty(modelCommands(commands, 40), async (cmds) => {
         // A fresh listening connection and fresh ids for every sequence.
         const listener = new RTMServerClient({
           pid: TEST_PID,

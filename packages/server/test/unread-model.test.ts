@@ -6,6 +6,7 @@ import { RTMServerClient } from '@rtm/server-sdk';
 import type { TestServer } from '@rtm/testkit';
 import {
   assertModel,
+  modelCommands,
   Deployment,
   endSession,
   GroupMember,
@@ -400,7 +401,7 @@ for (const clock of ['real', 'stopped'] as const) {
 
     it('every answer matches the model', { timeout: 120_000 }, async () => {
       await assertModel(
-        fc.asyncProperty(fc.commands(commands, { maxCommands: 40, size: 'large' }), async (cmds) => {
+        fc.asyncProperty(modelCommands(commands, 40), async (cmds) => {
           const uids = Array.from({ length: USERS }, () => ++nextUid);
           const gid = ++nextUid;
           await deployment.backend.addGroupMembers(gid, uids);

@@ -11,9 +11,11 @@ import { startTestServer, TEST_PID, TEST_SECRET, until, type TestServer } from '
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Runs the property's sequences: RTM_MODEL_RUNS of them (default `runs`, 12); RTM_MODEL_SEED and
- * RTM_MODEL_PATH replay a failure from its report. The failure names the commands, and its cause
- * says which answer was wrong.
+ * Runs the property's sequences: RTM_MODEL_RUNS of them (default `runs`, 12). The failure names
+ * the commands, and its cause says which answer was wrong. To replay it, from its report:
+ * - RTM_MODEL_SEED=<seed> alone runs the same sequences again and shrinks again;
+ * - with RTM_MODEL_PATH=<path> and RTM_MODEL_REPLAY_PATH=<the counterexample's `replayPath`>, it
+ *   runs the shrunk sequence at once (fast-check needs both for commands; `modelCommands`).
  */
 export async function assertModel<T>(property: fc.IAsyncProperty<T>, runs = 12): Promise<void> {
   await fc
@@ -24,6 +26,14 @@ export async function assertModel<T>(property: fc.IAsyncProperty<T>, runs = 12):
     .catch((err: Error) => {
       throw new Error(`${err.message}\n\ncaused by: ${String((err.cause as Error | undefined)?.stack ?? err.cause)}`);
     });
+}
+
+/** The commands of a model's sequences: at most `maxCommands`; RTM_MODEL_REPLAY_PATH replays a failure (`assertModel`). */
+export function modelCommands<M extends object, W>(
+  commands: fc.Arbitrary<fc.AsyncCommand<M, W>>[],
+  maxCommands: number,
+): fc.Arbitrary<Iterable<fc.AsyncCommand<M, W>>> {
+  return fc.commands(commands, { maxCommands, size: 'large', replayPath: process.env.RTM_MODEL_REPLAY_PATH || undefined });
 }
 
 /** A client of `uid` logged in at `endpoint` with a token from `backend`; `attach` sees it first (its push handlers). */
