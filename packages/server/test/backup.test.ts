@@ -6,11 +6,11 @@
  * directories.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer as createHttpServer, request, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { RTMClient } from '@rtm/client-sdk';
@@ -218,7 +218,8 @@ describe('rtm backup, rtm restore, and a server on the restored copy', () => {
     const sdk = await sdkFor(`127.0.0.1:${first.serverPort}`);
     const token = await sdk.getToken(1001n);
     for (let i = 1; i <= 5; i++) await sdk.sendMessage(30, 1001n, 1002n, `before the backup ${i}`);
-    const file = join(dataDir, '..', 'nightly.sqlite');
+    // Into a directory that is not there yet: made, owner-only.
+    const file = join(dataDir, '..', 'backups', 'nightly', 'nightly.sqlite');
     const env = { RTM_HOST: '127.0.0.1', RTM_ADMIN_PORT: String(first.adminPort), RTM_DATA_DIR: dataDir, RTM_ADMIN_TOKEN: '' };
 
     const backup = await rtm(['backup', file], env);
@@ -228,6 +229,8 @@ describe('rtm backup, rtm restore, and a server on the restored copy', () => {
       /^backup written to .*nightly\.sqlite: \d+\.\d MiB, schema version \d+, messages up to id 5, integrity ok, in \d+\.\d s\n$/,
     );
     assert.equal(existsSync(`${file}.partial`), false);
+    assert.equal(statSync(dirname(file)).mode & 0o777, 0o700);
+    assert.equal(statSync(file).mode & 0o777, 0o600);
     for (let i = 1; i <= 2; i++) await sdk.sendMessage(30, 1001n, 1002n, `after the backup ${i}`);
     await sdk.close();
 
@@ -333,6 +336,27 @@ describe('rtm backup, rtm restore, and a server on the restored copy', () => {
 });
 
 describe('rtm backup against something else than an rtm admin port', () => {
+  it('a file it cannot write is said at once, before the server is asked to copy its store: exit 1', async () => {
+    let asked = 0;
+    const server = createHttpServer((_req, res) => {
+      asked++;
+      res.writeHead(500).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const dir = await tempDir();
+    const notADirectory = join(dir, 'plain-file');
+    writeFileSync(notADirectory, 'x');
+    try {
+      const env = { RTM_HOST: '127.0.0.1', RTM_ADMIN_PORT: String((server.address() as { port: number }).port), RTM_ADMIN_TOKEN: '' };
+      const r = await rtm(['backup', join(notADirectory, 'sub', 'b.sqlite')], env);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /cannot make the directory .*plain-file\/sub for the backup: .*(ENOTDIR|EEXIST)/);
+      assert.equal(asked, 0);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
   it('a 200 without Content-Length (chunked, as a proxy may answer) is no backup: exit 1, nothing written', async () => {
     const impostor = createHttpServer((_req, res) => {
       res.writeHead(200, { 'Content-Type': 'application/vnd.sqlite3' });

@@ -4,7 +4,7 @@
  * only then renames it to `<file>`: a file of that name is always a whole, checked backup (one there
  * before is replaced only by a good one).
  */
-import { createWriteStream, renameSync, rmSync } from 'node:fs';
+import { closeSync, createWriteStream, mkdirSync, openSync, renameSync, rmSync } from 'node:fs';
 import { request, type IncomingMessage } from 'node:http';
 import { dirname, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -36,6 +36,32 @@ export class BackupDownloadError extends Error {
 export async function downloadBackup(target: BackupTarget, file: string): Promise<DownloadReport> {
   const started = Date.now();
   const partial = `${file}.partial`;
+  // Before the server copies its store for nothing: the file's directory (made if missing, owner-only)
+  // and the partial file (one left by a download cut short is made again, owner-only).
+  makePartial(file, partial);
+  try {
+    return await download(target, file, partial, started);
+  } finally {
+    rmSync(partial, { force: true });
+  }
+}
+
+function makePartial(file: string, partial: string): void {
+  const dir = dirname(resolve(file));
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw new BackupDownloadError(`cannot make the directory ${dir} for the backup: ${(err as Error).message}`);
+  }
+  try {
+    rmSync(partial, { force: true });
+    closeSync(openSync(partial, 'w', 0o600));
+  } catch (err) {
+    throw new BackupDownloadError(`cannot write the backup next to ${file}: ${(err as Error).message}`);
+  }
+}
+
+async function download(target: BackupTarget, file: string, partial: string, started: number): Promise<DownloadReport> {
   const where = `the admin port at ${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
   const res = await new Promise<IncomingMessage>((resolveResponse, reject) => {
     const req = request({
@@ -71,28 +97,23 @@ export async function downloadBackup(target: BackupTarget, file: string): Promis
       `${where} answered without a Content-Length: is it an rtm server's admin port (behind a proxy that drops it)?`,
     );
   }
-  rmSync(partial, { force: true }); // one left by a download cut short: made again, owner-only
+  let received = 0;
+  res.on('data', (chunk: Buffer) => (received += chunk.length));
   try {
-    let received = 0;
-    res.on('data', (chunk: Buffer) => (received += chunk.length));
-    try {
-      await pipeline(res, createWriteStream(partial, { mode: 0o600 }));
-    } catch (err) {
-      throw new BackupDownloadError(`the download stopped after ${received} of ${expected} bytes: ${(err as Error).message}`);
-    }
-    // A connection that ends early ends the body without an error: the length tells.
-    if (!(received === expected)) throw new BackupDownloadError(`the download stopped after ${received} of ${expected} bytes`);
-    syncPath(partial);
-    let found: BackupInspection;
-    try {
-      found = inspectBackup(partial);
-    } catch (err) {
-      throw new BackupDownloadError(`the copy received is no good: ${(err as Error).message}`);
-    }
-    renameSync(partial, file);
-    syncPath(dirname(resolve(file)));
-    return { ...found, file, ms: Date.now() - started };
-  } finally {
-    rmSync(partial, { force: true });
+    await pipeline(res, createWriteStream(partial)); // made by makePartial, owner-only
+  } catch (err) {
+    throw new BackupDownloadError(`the download stopped after ${received} of ${expected} bytes: ${(err as Error).message}`);
   }
+  // A connection that ends early ends the body without an error: the length tells.
+  if (!(received === expected)) throw new BackupDownloadError(`the download stopped after ${received} of ${expected} bytes`);
+  syncPath(partial);
+  let found: BackupInspection;
+  try {
+    found = inspectBackup(partial);
+  } catch (err) {
+    throw new BackupDownloadError(`the copy received is no good: ${(err as Error).message}`);
+  }
+  renameSync(partial, file);
+  syncPath(dirname(resolve(file)));
+  return { ...found, file, ms: Date.now() - started };
 }
