@@ -87,7 +87,7 @@ export class ClientTls {
         const admitted = this.failures.admit(reason);
         if (admitted.log)
           this.log.warn(
-            { gate: 'client', remote, reason, ...(admitted.repeats > 0 ? { repeats: admitted.repeats } : {}) },
+            { remote, reason, ...(admitted.repeats > 0 ? { repeats: admitted.repeats } : {}) }, // the log names the gate
             'TLS handshake failed',
           );
       },

@@ -308,6 +308,15 @@ describe('client gate TLS: certificates', () => {
       assert.ok(served.clientTlsPort! > 0);
       const serving = served.logs.find((l) => typeof l.msg === 'string' && l.msg.startsWith('client gate TLS port'));
       assert.equal(serving?.fingerprint256, fingerprintOf(A_CERT.cert));
+      // A client that refuses the certificate: logged with its address, which its reset took from
+      // the TLS socket.
+      const refusing = connectTls({ port: served.clientTlsPort!, host: '127.0.0.1', ca: B_CERT.cert });
+      let refusedFrom = '';
+      refusing.once('connect', () => (refusedFrom = `127.0.0.1:${refusing.localPort}`));
+      await new Promise((resolve) => refusing.once('error', resolve));
+      assert.ok(await until(() => served.logs.some((l) => l.msg === 'TLS handshake failed')), 'logged');
+      const failed = served.logs.find((l) => l.msg === 'TLS handshake failed')!;
+      assert.deepEqual([failed.gate, failed.remote, failed.reason], ['client', refusedFrom, 'closed during the handshake']);
       await place(B_CERT, B_CERT);
       served.child.kill('SIGHUP');
       assert.ok(await until(() => served.logs.some((l) => l.msg === 'TLS certificate reloaded')), 'reloaded');

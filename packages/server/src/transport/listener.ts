@@ -251,8 +251,11 @@ export class Listener {
       this.sniff(socket);
     });
     server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
-      const own = addressOf(socket);
-      const remote = this.remoteOf(socket);
+      // A client that reset has taken the TLS socket's handle, and its address with it; the TCP
+      // socket under it keeps the address afterProxyHeader read.
+      const raw = (socket as TLSSocket & { _parent?: Socket })._parent ?? socket;
+      const own = addressOf(raw);
+      const remote = this.remoteOf(raw);
       // With a listener for this event node leaves the socket open (a handshake timeout too).
       socket.destroy();
       this.handshaking.delete(own);
