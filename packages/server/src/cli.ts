@@ -115,6 +115,7 @@ async function serve(): Promise<void> {
         : `\n  Dev project ${config.projects[0]!.pid}: secret (RTM_PROJECT_SECRET) in ${server.devSecretFile}`) +
         `\n  Server gate: ${hostPort(config.host, server.serverPort)}   Client gate: ws://${hostPort(clientHostOf(config), server.clientPort)}/service/websocket` +
         (server.clientTlsPort === undefined ? '' : `   wss://${hostPort(clientHostOf(config), server.clientTlsPort)}/service/websocket`) +
+        (server.adminPort === undefined ? '' : `\n  Admin: http://${hostPort(config.host, server.adminPort)}/healthz, /metrics`) +
         '\n',
     );
   }

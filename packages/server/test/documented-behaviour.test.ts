@@ -51,11 +51,11 @@ describe('docs: the client commands reach the server gate at RTM_HOST:RTM_SERVER
     }
   });
 
-  it('prints the gates of an IPv6 bind address as addresses (ws://[::]:port, not ws://:::port)', async () => {
+  it('prints the gates and the admin port of an IPv6 bind address as addresses (ws://[::]:port, not ws://:::port)', async () => {
     const dataDir = await tempDir();
     const child = spawn(process.execPath, ['--conditions=rtm-source', '--import', 'tsx', CLI, 'serve'], {
       cwd: ROOT,
-      env: { ...process.env, RTM_HOST: '::', RTM_SERVER_PORT: '0', RTM_CLIENT_PORT: '0', RTM_ADMIN_PORT: '-1', RTM_DATA_DIR: dataDir },
+      env: { ...process.env, RTM_HOST: '::', RTM_SERVER_PORT: '0', RTM_CLIENT_PORT: '0', RTM_ADMIN_PORT: '0', RTM_DATA_DIR: dataDir },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';
@@ -64,7 +64,11 @@ describe('docs: the client commands reach the server gate at RTM_HOST:RTM_SERVER
     try {
       const deadline = Date.now() + 20_000;
       while (!/Client gate:/.test(stderr) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
-      assert.match(stderr, /Server gate: \[::\]:\d+ {3}Client gate: ws:\/\/\[::\]:\d+\/service\/websocket/, stderr);
+      assert.match(
+        stderr,
+        /Server gate: \[::\]:\d+ {3}Client gate: ws:\/\/\[::\]:\d+\/service\/websocket\n {2}Admin: http:\/\/\[::\]:\d+\/healthz, \/metrics\n/,
+        stderr,
+      );
     } finally {
       child.kill('SIGTERM');
       await exited;
