@@ -15,7 +15,7 @@
  *    the file it opened is no longer the database, and opens the restored one.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, copyFileSync, constants, existsSync, linkSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, constants, existsSync, linkSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { DATABASE_FILE_SUFFIXES, fileStamp, inspectBackup, removeDatabaseFiles, syncPath, type BackupInspection } from './sqlite-backup.js';
@@ -41,7 +41,15 @@ export interface RestoreHooks {
 export function restoreDatabase(backupFile: string, database: string, now = new Date(), hooks: RestoreHooks = {}): RestoreReport {
   const dataDir = dirname(database);
   const stamp = fileStamp(now);
-  if (!existsSync(backupFile)) throw new RestoreRefusal(`${backupFile} does not exist`);
+  try {
+    statSync(backupFile);
+  } catch (err) {
+    // Not "does not exist" for a file this user may not reach (a backup in root's 0700 directory).
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new RestoreRefusal(
+      code === 'ENOENT' || code === 'ENOTDIR' ? `${backupFile} does not exist` : `${backupFile} cannot be read: ${(err as Error).message}`,
+    );
+  }
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const incoming = join(dataDir, `restore-${stamp}-${randomBytes(4).toString('hex')}.sqlite.tmp`);
   try {
