@@ -252,10 +252,12 @@ test("the README's examples run as written against a real server, and the proces
   const source = [...lines.slice(0, close), ...lines.slice(close + 1), "console.log('README done');", lines[close]!]
     .join('\n')
     .replaceAll("'@rtm/server-sdk'", `'${SDK}'`)
-    .replace("'rtm.example.com:13315'", `'${server.serverEndpoint}'`);
+    .replace("'127.0.0.1:13315'", `'${server.serverEndpoint}'`)
+    .replace('pid: 1000001,', `pid: ${TEST_PID},`);
   assert.notEqual(source.indexOf(server.serverEndpoint), -1, 'the example connects to the test server');
+  assert.notEqual(source.indexOf(`pid: ${TEST_PID},`), -1, "the example is the test server's project");
   const js = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText;
-  const { code, output } = await runChild(js, { RTM_SECRET: TEST_SECRET });
+  const { code, output } = await runChild(js, { RTM_PROJECT_SECRET: TEST_SECRET });
   assert.equal(code, 0, output);
   assert.match(output, /README done\n/);
   assert.match(output, /closed: closed by client false/);
